@@ -1,0 +1,32 @@
+# Every target creates .venv on a fresh machine; only Python 3.11+ must be present.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench farm clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/imagerouter demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m loadtests.bench
+
+farm: $(STAMP)
+	$(BIN)/imagerouter farm
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

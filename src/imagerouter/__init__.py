@@ -1,0 +1,64 @@
+"""imagerouter: route image-generation requests across providers, with health scores, circuit
+breakers, Retry-After-aware retries and failover.
+
+The public API is exactly ``__all__``; plugins import only from here.
+"""
+
+from imagerouter.catalog import Catalog, CatalogModel, load_catalog
+from imagerouter.clock import Clock, FakeClock, MonotonicClock
+from imagerouter.config import Settings, load_settings
+from imagerouter.errors import (
+    AuthFailed,
+    ConfigError,
+    ContentRejected,
+    ImageRouterError,
+    InvalidRequest,
+    NoProviderAvailable,
+    PluginError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    UnknownModel,
+)
+from imagerouter.hookspecs import hookimpl
+from imagerouter.models import Attempt, GeneratedImage, ImageRequest, ImageResult, ProviderOutput
+from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.provider import CallContext, HttpAnswer, Provider, ProviderOptions
+from imagerouter.router import Router
+
+__all__ = [
+    "Attempt",
+    "AuthFailed",
+    "CallContext",
+    "Catalog",
+    "CatalogModel",
+    "Clock",
+    "ConfigError",
+    "ContentRejected",
+    "FakeClock",
+    "GeneratedImage",
+    "HttpAnswer",
+    "ImageRequest",
+    "ImageResult",
+    "ImageRouterError",
+    "InvalidRequest",
+    "MonotonicClock",
+    "NoProviderAvailable",
+    "PluginError",
+    "Plugins",
+    "Provider",
+    "ProviderError",
+    "ProviderOptions",
+    "ProviderOutput",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimited",
+    "Router",
+    "Settings",
+    "UnknownModel",
+    "hookimpl",
+    "load_catalog",
+    "load_plugins",
+    "load_settings",
+]

@@ -1,0 +1,151 @@
+"""Settings: a TOML file, then environment variables, then code; validated by pydantic.
+
+A config file looks like::
+
+    catalog = "catalog.toml"          # optional override of the shipped model catalog
+    plugins_dir = "plugins.d"         # optional directory of drop-in plugin files
+
+    [router]
+    deadline_s = 120
+
+    [providers.fal]                   # an instance of the fal plugin, with its own key
+    api_key_env = "FAL_KEY"
+
+    [providers.openai-team-b]         # a second OpenAI instance with another key
+    plugin = "openai"
+    api_key_env = "OPENAI_KEY_TEAM_B"
+    weight = 2
+
+Relative paths resolve against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from imagerouter.breaker import BreakerConfig
+from imagerouter.configfile import load_toml, validate
+from imagerouter.health import HealthConfig
+
+__all__ = ["CONFIG_ENV", "ProviderSettings", "RouterSettings", "Settings", "load_settings"]
+
+CONFIG_ENV = "IMAGEROUTER_CONFIG"
+_PATH_ENV = (("catalog", "IMAGEROUTER_CATALOG"), ("plugins_dir", "IMAGEROUTER_PLUGINS_DIR"))
+
+
+class ProviderSettings(BaseModel):
+    """One provider instance: which plugin, with which key, at which URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin: str | None = Field(default=None, description="Plugin provider_id; default: the name.")
+    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(default=None, description="Env var holding the key.")
+    base_url: str | None = None
+    enabled: bool = True
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrency: int | Literal["adaptive"] | None = Field(
+        default=None, description="Calls in flight at most: a number, 'adaptive' (AIMD), or none."
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("max_concurrency")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+
+class RetryBudgetSettings(BaseModel):
+    """Retries and failovers as a fraction of first attempts over a sliding window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ratio: float = Field(default=0.2, ge=0)
+    min_retries: int = Field(default=10, ge=0, description="Floor per window.")
+    window_s: float = Field(default=10.0, gt=0)
+
+
+class HttpSettings(BaseModel):
+    """The shared outbound connection pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_host: int = Field(default=0, ge=0, description="0 means no cap.")
+
+
+class RouterSettings(BaseModel):
+    """How hard the router tries for one job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deadline_s: float = Field(default=300.0, gt=0, description="A job's whole time budget.")
+    attempt_timeout_s: float = Field(default=120.0, gt=0, description="Cap on one attempt.")
+    max_attempts: int = Field(default=8, ge=1, description="Provider calls per job, at most.")
+    max_wait_s: float = Field(default=60.0, ge=0, description="Longest single wait of a job.")
+    max_total_wait_s: float = Field(default=120.0, ge=0, description="A job's total waiting.")
+    max_cooldown_s: float = Field(default=300.0, gt=0, description="Cap on a Retry-After.")
+    backoff_base_s: float = Field(default=0.25, gt=0)
+    backoff_cap_s: float = Field(default=10.0, gt=0)
+    recheck_s: float = Field(
+        default=0.05, gt=0, description="Re-look interval when waiting on probes or slots."
+    )
+    wake_margin_s: float = Field(
+        default=0.01, ge=0, description="Sleep this much past a Retry-After before calling."
+    )
+    retry_budget: RetryBudgetSettings = Field(default_factory=RetryBudgetSettings)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+
+class Settings(BaseModel):
+    """Everything the router needs besides the plugins themselves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    catalog: str | None = None
+    plugins_dir: str | None = None
+    ca_bundle: str | None = Field(default=None, description="Extra CA bundle for providers.")
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    #: Where these settings came from (a file name or "<code>"), for error messages.
+    source: str = "<code>"
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    data: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read settings from ``path`` (or ``$IMAGEROUTER_CONFIG``), else from ``data``.
+
+    ``IMAGEROUTER_CATALOG`` and ``IMAGEROUTER_PLUGINS_DIR`` override the file's values.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = dict(data or {})
+    source = "<code>"
+    if path is not None:
+        path = Path(path)
+        raw = {**load_toml(path), **raw}
+        source = str(path)
+        for key in ("catalog", "plugins_dir"):
+            if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
+                raw[key] = str(path.parent / raw[key])
+    for key, env_name in (
+        ("catalog", "IMAGEROUTER_CATALOG"),
+        ("plugins_dir", "IMAGEROUTER_PLUGINS_DIR"),
+    ):
+        if environ.get(env_name):
+            raw[key] = environ[env_name]
+    raw["source"] = source
+    return validate(Settings, raw, file=source)

@@ -1,0 +1,74 @@
+"""A provider instance: one configured provider (plugin + key + base URL) and the resilience
+state the router keeps for it: breaker, health, Retry-After cooldown, concurrency limit and the
+request budget its rate-limit headers announce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagerouter.breaker import BreakerState, CircuitBreaker
+from imagerouter.clock import Clock
+from imagerouter.health import HealthScore
+from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, TokenBucket
+from imagerouter.provider import Provider
+
+__all__ = ["ProviderInstance", "Unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """Why an instance cannot take a call now, and (when known) when it can again."""
+
+    kind: str  # "breaker_open", "cooldown", "paced", "concurrency"
+    reason: str
+    ready_at: float | None = None
+
+
+@dataclass(slots=True)
+class ProviderInstance:
+    """A provider and the state that decides whether the router may call it."""
+
+    name: str
+    provider: Provider
+    breaker: CircuitBreaker
+    health: HealthScore
+    cooldowns: Cooldowns
+    clock: Clock
+    limit: FixedLimit | AIMDLimit | None = None
+    #: Learned from x-ratelimit-* headers; None until the provider sent them.
+    budget: TokenBucket | None = None
+    weight: float = 1.0
+
+    def unavailable(self, now: float) -> Unavailable | None:
+        """Why this instance must be skipped now, or None if it may be called.
+
+        Checks cheap state only; the breaker's half-open permit and the concurrency slot are
+        reserved by :meth:`acquire` once the instance is chosen.
+        """
+        until = self.cooldowns.until(self.name)
+        if until is not None:
+            return Unavailable("cooldown", f"Retry-After cooldown until +{until - now:.2f}s", until)
+        if self.budget is not None and self.budget.time_until() > 0:
+            ready = now + self.budget.time_until()
+            return Unavailable("paced", "x-ratelimit budget spent", ready)
+        state = self.breaker.state
+        if state is BreakerState.OPEN:
+            probe_at = self.breaker.next_probe_at
+            return Unavailable("breaker_open", "breaker open", probe_at)
+        if self.limit is not None and self.limit.in_flight >= self.limit.limit:
+            return Unavailable("concurrency", f"concurrency full ({self.limit.limit})")
+        return None
+
+    def acquire(self) -> Unavailable | None:
+        """Reserve a breaker permit, a concurrency slot and a budget token, or say why not."""
+        if not self.breaker.allow():
+            return Unavailable("breaker_open", "breaker half-open: no probe permit left")
+        if self.limit is not None and not self.limit.try_acquire():
+            self.breaker.record_ignored()
+            return Unavailable("concurrency", f"concurrency full ({self.limit.limit})")
+        if self.budget is not None and not self.budget.try_take():
+            self.breaker.record_ignored()
+            if self.limit is not None:
+                self.limit.release(0.0, dropped=False)
+            return Unavailable("paced", "x-ratelimit budget spent")
+        return None

@@ -1,0 +1,198 @@
+"""Loading plugins: entry points of group ``imagerouter``, drop-in ``.py`` files from a plugins
+directory, and plugin objects passed in code. A broken plugin is reported with its name and
+the reason, and skipped; it never takes the others down."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from imagerouter import hookspecs
+from imagerouter.errors import PluginError
+from imagerouter.provider import Provider
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginProblem", "Plugins", "load_plugins"]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "imagerouter"
+#: Comma-separated allow-list of entry-point names; unset means all.
+LOAD_PLUGINS_ENV = "IMAGEROUTER_LOAD_PLUGINS"
+
+
+@dataclass(frozen=True, slots=True)
+class PluginProblem:
+    """A plugin that could not be used, and why."""
+
+    plugin: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r}: {self.reason}"
+
+
+@dataclass
+class Plugins:
+    """The loaded plugins: the pluggy manager, the provider classes they registered (by
+    ``provider_id``), the farm adapters, and the problems met on the way."""
+
+    manager: pluggy.PluginManager
+    providers: dict[str, type[Provider]] = field(default_factory=dict)
+    provider_origin: dict[str, str] = field(default_factory=dict)
+    farm_adapters: list[Any] = field(default_factory=list)
+    problems: list[PluginProblem] = field(default_factory=list)
+
+    def provider_class(self, provider_id: str) -> type[Provider]:
+        """The class registered as ``provider_id``; PluginError naming the known ones if none."""
+        try:
+            return self.providers[provider_id]
+        except KeyError:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise PluginError(provider_id, f"no such provider plugin (loaded: {known})") from None
+
+
+def _new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    if os.environ.get("IMAGEROUTER_TRACE_PLUGINS"):
+        manager.trace.root.setwriter(lambda message: log.debug("pluggy: %s", message))
+        manager.enable_tracing()
+    return manager
+
+
+def _register(plugins: Plugins, plugin: object, name: str) -> None:
+    """Register one plugin object; on a bad hook signature or an unknown hook, record a problem
+    and leave the plugin unregistered."""
+    manager = plugins.manager
+    if manager.is_registered(plugin) or manager.has_plugin(name):
+        plugins.problems.append(PluginProblem(name, "registered twice; second copy skipped"))
+        return
+    try:
+        manager.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        plugins.problems.append(PluginProblem(name, f"invalid hook implementation: {exc}"))
+        return
+    unknown = [caller.name for caller in manager.get_hookcallers(plugin) or [] if not caller.spec]
+    if unknown:
+        manager.unregister(plugin)
+        plugins.problems.append(
+            PluginProblem(name, f"implements unknown hook(s) {', '.join(unknown)} (typo?)")
+        )
+
+
+def _load_module_from_path(path: Path) -> ModuleType:
+    module_name = f"imagerouter_dropin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_provider_class(cls: object) -> str | None:
+    """Why ``cls`` is not a usable provider class, or None if it is."""
+    if not (inspect.isclass(cls) and issubclass(cls, Provider)):
+        return f"register() takes a Provider subclass, got {cls!r}"
+    if not cls.provider_id:
+        return f"{cls.__name__} has no provider_id"
+    if not inspect.iscoroutinefunction(cls.generate) or cls.generate is Provider.generate:
+        return f"{cls.__name__}.generate must be an 'async def' override"
+    return None
+
+
+def _collect(plugins: Plugins) -> None:
+    """Call each registration hook plugin by plugin, so a failure is pinned to its plugin."""
+    manager = plugins.manager
+    for impl in manager.hook.register_providers.get_hookimpls():
+        origin = impl.plugin_name
+
+        def register(cls: type[Provider], _origin: str = origin) -> None:
+            problem = _check_provider_class(cls)
+            if problem is None and cls.provider_id in plugins.providers:
+                first = plugins.provider_origin[cls.provider_id]
+                problem = f"provider id {cls.provider_id!r} is already registered by {first!r}"
+            if problem:
+                plugins.problems.append(PluginProblem(_origin, problem))
+                return
+            plugins.providers[cls.provider_id] = cls
+            plugins.provider_origin[cls.provider_id] = _origin
+
+        _call_hook(plugins, impl, register)
+    for impl in manager.hook.register_farm_adapters.get_hookimpls():
+        _call_hook(plugins, impl, plugins.farm_adapters.append)
+
+
+def _call_hook(plugins: Plugins, impl: Any, register: Callable[[Any], None]) -> None:
+    try:
+        impl.function(**{name: register for name in impl.argnames})
+    except Exception as exc:
+        plugins.problems.append(PluginProblem(impl.plugin_name, f"hook failed: {_reason(exc)}"))
+
+
+def load_plugins(
+    *,
+    entry_points: bool = True,
+    plugins_dir: str | os.PathLike[str] | None = None,
+    extra: Iterable[object] = (),
+) -> Plugins:
+    """Load every plugin and collect what they register.
+
+    Args:
+        entry_points: load the ``imagerouter`` entry-point group (limited by the
+            ``IMAGEROUTER_LOAD_PLUGINS`` allow-list when set).
+        plugins_dir: a directory of drop-in ``*.py`` plugin files, loaded in name order.
+        extra: plugin objects (modules, classes or instances with hookimpls) passed in code.
+    """
+    plugins = Plugins(manager=_new_manager())
+    if entry_points:
+        allow = os.environ.get(LOAD_PLUGINS_ENV)
+        allowed = {name.strip() for name in allow.split(",")} if allow is not None else None
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and entry_point.name not in allowed:
+                continue
+            try:
+                module = entry_point.load()
+            except Exception as exc:
+                plugins.problems.append(PluginProblem(entry_point.name, _reason(exc)))
+                continue
+            _register(plugins, module, entry_point.name)
+    if plugins_dir is not None:
+        directory = Path(plugins_dir)
+        if not directory.is_dir():
+            plugins.problems.append(PluginProblem(str(directory), "plugins directory not found"))
+        else:
+            for path in sorted(directory.glob("*.py")):
+                try:
+                    module = _load_module_from_path(path)
+                except Exception as exc:
+                    plugins.problems.append(PluginProblem(str(path), _reason(exc)))
+                    continue
+                _register(plugins, module, str(path))
+    for index, plugin in enumerate(extra):
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}#{index}"
+        _register(plugins, plugin, name)
+    _collect(plugins)
+    for problem in plugins.problems:
+        log.warning("skipped %s", problem)
+    return plugins

@@ -1,0 +1,249 @@
+"""The base class a provider plugin implements.
+
+A plugin declares who it is in class attributes, maps the unified request to its wire format in
+one ``async def generate()``, and classifies failures once (``classify``). The HTTP plumbing it
+shares with every other plugin lives here: one pooled ``aiohttp.ClientSession`` owned by the core
+and handed in through :class:`CallContext`, deadlines, transport-error mapping, JSON parsing and
+queue polling with a growing interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.errors import (
+    AuthFailed,
+    InvalidRequest,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from imagerouter.headers import RateLimitBudget, parse_rate_limit_budget, parse_retry_after
+from imagerouter.models import ImageRequest, ProviderOutput
+
+__all__ = ["CallContext", "HttpAnswer", "Provider", "ProviderOptions"]
+
+
+class ProviderOptions(BaseModel):
+    """Per-instance settings every provider understands; a plugin may subclass to add its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_timeout_s: float = Field(default=120.0, gt=0, description="Cap on one HTTP request.")
+    poll_initial_s: float = Field(default=0.25, gt=0, description="First wait between polls.")
+    poll_factor: float = Field(default=1.5, ge=1.0, description="Poll interval growth per poll.")
+    poll_max_s: float = Field(default=3.0, gt=0, description="Longest wait between polls.")
+    poll_retries: int = Field(
+        default=3, ge=0, description="Transient poll failures tolerated before the attempt fails."
+    )
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What the router hands a provider for one attempt."""
+
+    session: aiohttp.ClientSession
+    #: The provider's own model id for the requested catalog model.
+    provider_model: str
+    #: Monotonic time by which the attempt must be over.
+    deadline: float
+    clock: Clock = field(default_factory=MonotonicClock)
+    #: Set by the provider when the answer carried a request budget (OpenAI x-ratelimit-*).
+    budget: RateLimitBudget | None = None
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (may be negative)."""
+        return self.deadline - self.clock.now()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """A provider's HTTP answer: status, headers and the parsed JSON body (None if not JSON)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+    text: str = ""
+
+
+class Provider:
+    """Base class for a provider plugin: subclass it, set the class attributes, write
+    ``generate``, and register the class from a ``register_providers`` hook.
+
+    The router creates one instance per configured *provider instance* (the same plugin may run
+    several times with different keys), so keep per-call state out of ``self``.
+    """
+
+    #: Short id, also the default instance name and config section (``[providers.<id>]``).
+    provider_id: ClassVar[str] = ""
+    #: Environment variable holding the API key; None for providers that need no key.
+    key_env_var: ClassVar[str | None] = None
+    #: Environment variable that overrides the base URL.
+    base_url_env_var: ClassVar[str | None] = None
+    #: Where the real API lives.
+    default_base_url: ClassVar[str] = ""
+    #: The HTTP ``Authorization`` scheme (``Bearer``, ``Key``, …).
+    auth_scheme: ClassVar[str] = "Bearer"
+    #: Options model for this provider's instances.
+    Options: ClassVar[type[ProviderOptions]] = ProviderOptions
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        options: ProviderOptions | None = None,
+    ) -> None:
+        self.name = name or self.provider_id
+        self._api_key = api_key
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.options = options or self.Options()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"<{type(self).__name__} {self.name} {self.base_url}>"
+
+    @property
+    def needs_key(self) -> bool:
+        """True when the provider cannot be called without an API key."""
+        return self.key_env_var is not None
+
+    async def generate(self, request: ImageRequest, ctx: CallContext) -> ProviderOutput:
+        """Make the images for ``request`` with ``ctx.provider_model``, or raise a ProviderError."""
+        raise NotImplementedError
+
+    # --- error classification -------------------------------------------------------------
+
+    def classify(self, answer: HttpAnswer) -> ProviderError:
+        """Turn a non-2xx answer into the right error. Override to recognise provider-specific
+        bodies (moderation, quota) and call ``super().classify(answer)`` for the rest."""
+        status = answer.status
+        message = self.error_message(answer)
+        kwargs: dict[str, Any] = {"provider": self.name, "status": status}
+        if status == 429:
+            return RateLimited(message, retry_after=parse_retry_after(answer.headers), **kwargs)
+        if status in (401, 403):
+            return AuthFailed(message, **kwargs)
+        if status == 408:
+            return ProviderTimeout(message, **kwargs)
+        if status >= 500:
+            return ProviderUnavailable(message, **kwargs)
+        return InvalidRequest(message, **kwargs)
+
+    def error_message(self, answer: HttpAnswer) -> str:
+        """A short human message for an error answer; override for the provider's shape."""
+        body = answer.body
+        if isinstance(body, dict):
+            for key in ("message", "detail", "error"):
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    return f"HTTP {answer.status}: {value[:300]}"
+        return (
+            f"HTTP {answer.status}: {answer.text[:300]}" if answer.text else f"HTTP {answer.status}"
+        )
+
+    # --- HTTP plumbing --------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate us; never logged."""
+        return {"Authorization": f"{self.auth_scheme} {self._api_key}"} if self._api_key else {}
+
+    async def request_json(
+        self,
+        ctx: CallContext,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpAnswer:
+        """Send one request and return its JSON answer, or raise the classified error.
+
+        Timeouts become :class:`ProviderTimeout`, connection errors and unparseable 2xx bodies
+        :class:`ProviderUnavailable`, non-2xx answers whatever :meth:`classify` says.
+        """
+        remaining = ctx.remaining()
+        if remaining <= 0:
+            raise ProviderTimeout("deadline passed before the request", provider=self.name)
+        timeout = aiohttp.ClientTimeout(total=min(remaining, self.options.request_timeout_s))
+        all_headers = self.auth_headers()
+        if headers:
+            all_headers.update(headers)
+        try:
+            async with ctx.session.request(
+                method, url, json=json_body, headers=all_headers, timeout=timeout
+            ) as response:
+                raw = await response.read()
+                status, response_headers = response.status, response.headers
+        except TimeoutError as exc:
+            raise ProviderTimeout(
+                f"no answer within {timeout.total:.1f}s", provider=self.name
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(
+                f"connection failed: {type(exc).__name__}", provider=self.name
+            ) from exc
+        budget = parse_rate_limit_budget(response_headers)
+        if budget is not None:
+            ctx.budget = budget
+        text = raw.decode("utf-8", "replace")
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = None
+            if status < 400:
+                raise ProviderUnavailable(
+                    f"malformed JSON in HTTP {status} answer", provider=self.name, status=status
+                ) from None
+        answer = HttpAnswer(status, response_headers, body, text)
+        if status >= 400:
+            raise self.classify(answer)
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(
+                f"expected a JSON object in HTTP {status} answer", provider=self.name, status=status
+            )
+        return answer
+
+    async def poll_waits(self, ctx: CallContext) -> AsyncIterator[int]:
+        """Sleep between polls with a growing interval; yields the poll number.
+
+        Raises :class:`ProviderTimeout` instead of sleeping past the deadline.
+        """
+        delay, number = self.options.poll_initial_s, 0
+        while True:
+            if ctx.remaining() <= delay:
+                raise ProviderTimeout(
+                    "deadline passed while waiting in the queue", provider=self.name
+                )
+            await asyncio.sleep(delay)
+            number += 1
+            yield number
+            delay = min(delay * self.options.poll_factor, self.options.poll_max_s)
+
+    async def poll_json(self, ctx: CallContext, method: str, url: str) -> HttpAnswer:
+        """Fetch a status or result URL, tolerating a few transient failures.
+
+        A poll is not a new generation (the provider already took the job), so a 429 or 5xx
+        here is waited out (honouring Retry-After) up to ``options.poll_retries`` times.
+        """
+        failures = 0
+        while True:
+            try:
+                return await self.request_json(ctx, method, url)
+            except (RateLimited, ProviderUnavailable) as exc:
+                if isinstance(exc, ProviderTimeout) or failures >= self.options.poll_retries:
+                    raise
+                failures += 1
+                wait = exc.retry_after or self.options.poll_initial_s * (2**failures)
+                if wait >= ctx.remaining():
+                    raise
+                await asyncio.sleep(wait)

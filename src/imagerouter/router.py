@@ -1,0 +1,321 @@
+"""The library API: ``async with Router.from_config(cfg) as router: await router.generate(req)``.
+
+The router owns the shared pooled HTTP session every plugin uses, one
+:class:`~imagerouter.instances.ProviderInstance` per configured provider, and the router-wide
+retry budget. It is built once from settings, the loaded plugins and the catalog; every
+configuration mistake surfaces here, at start, naming the file, the field and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import ssl
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from imagerouter.breaker import BreakerTransition, CircuitBreaker
+from imagerouter.catalog import Catalog, CatalogModel, load_catalog
+from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.config import ProviderSettings, Settings, load_settings
+from imagerouter.configfile import validate
+from imagerouter.errors import ConfigError
+from imagerouter.health import HealthScore
+from imagerouter.instances import ProviderInstance
+from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, RetryBudget
+from imagerouter.models import ImageRequest, ImageResult
+from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.routing import Candidate, run_job
+
+__all__ = ["Router"]
+
+log = logging.getLogger(__name__)
+
+#: Poll quickly against the farm: its queues finish in milliseconds.
+FARM_OPTIONS = {"poll_initial_s": 0.02, "poll_factor": 1.5, "poll_max_s": 0.25}
+
+
+class Router:
+    """Routes image requests across provider instances with failover and resilience state."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        catalog: Catalog,
+        instances: Mapping[str, ProviderInstance],
+        clock: Clock,
+        session: aiohttp.ClientSession | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.settings, self.catalog, self.clock = settings, catalog, clock
+        self.instances = dict(instances)
+        self.rng = random.Random(seed)
+        budget = settings.router.retry_budget
+        self.retry_budget = RetryBudget(budget.ratio, budget.min_retries, budget.window_s, clock=clock)
+        self._session = session
+        self._owns_session = session is None
+        self._candidates: dict[str, list[Candidate]] = {}
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Settings | Mapping[str, Any] | str | Path | None = None,
+        *,
+        plugins: Plugins | None = None,
+        catalog: Catalog | None = None,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+        on_transition: Callable[[BreakerTransition], None] | None = None,
+        seed: int | None = None,
+    ) -> Router:
+        """Build a router from settings (an object, a dict, a TOML path, or the environment).
+
+        Raises ConfigError (naming file, field and reason) for an unknown provider in the
+        catalog, a provider plugin that is not installed, a missing API key, or a bad option.
+        """
+        environ = os.environ if environ is None else environ
+        if isinstance(config, Settings):
+            settings = config
+        elif isinstance(config, Mapping):
+            settings = load_settings(data=config, environ=environ)
+        else:
+            settings = load_settings(config, environ=environ)
+        plugins = plugins or load_plugins(plugins_dir=settings.plugins_dir)
+        catalog = catalog or load_catalog(settings.catalog)
+        clock = clock or MonotonicClock()
+        instances = _build_instances(settings, plugins, catalog, clock, environ, on_transition)
+        return cls(settings=settings, catalog=catalog, instances=instances, clock=clock, seed=seed)
+
+    @classmethod
+    def from_farm(
+        cls,
+        farm: Any,
+        config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Router:
+        """A router whose every built-in provider points at a running mock farm.
+
+        ``farm`` is a :class:`mockproviders.Farm` or its ``GET /_farm/providers`` document.
+        ``config`` is laid over the farm's provider settings (e.g. router timeouts).
+        """
+        info = farm.providers() if hasattr(farm, "providers") else farm
+        providers: dict[str, Any] = {}
+        for name, entry in info["providers"].items():
+            providers[name] = {
+                "base_url": entry["base_url"],
+                "api_key": f"farm-key-{name}",
+                "options": dict(FARM_OPTIONS),
+            }
+        data: dict[str, Any] = {"providers": providers}
+        if info.get("ca_bundle"):
+            data["ca_bundle"] = info["ca_bundle"]
+        for key, value in (config or {}).items():
+            if key == "providers":
+                for name, overrides in value.items():
+                    providers.setdefault(name, {}).update(overrides)
+            else:
+                data[key] = value
+        return cls.from_config(data, **kwargs)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled HTTP session every provider call goes through."""
+        if self._session is None:
+            raise RuntimeError("use the router as 'async with Router...(...) as router:'")
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            ssl_context: ssl.SSLContext | bool = True
+            if self.settings.ca_bundle:
+                ssl_context = ssl.create_default_context(cafile=self.settings.ca_bundle)
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.http.max_connections,
+                limit_per_host=self.settings.http.max_connections_per_host,
+                ssl=ssl_context,
+                ttl_dns_cache=300,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the API --------------------------------------------------------------------------------
+
+    async def generate(
+        self, request: ImageRequest, *, deadline_s: float | None = None
+    ) -> ImageResult:
+        """Generate ``request`` on the best available provider, failing over as needed.
+
+        Raises UnknownModel, the ProviderError that ended the job when it may not fail over
+        (ContentRejected, InvalidRequest), or NoProviderAvailable when every candidate is
+        exhausted or the deadline passed. Every attempt is on the result or the error.
+        """
+        return await run_job(self, request, deadline_s or self.settings.router.deadline_s)
+
+    def resolve(self, model: str) -> CatalogModel:
+        """The catalog model for a name or alias (UnknownModel if neither)."""
+        return self.catalog.resolve(model)
+
+    def price(self, request: ImageRequest) -> int:
+        """Credits ``request`` costs."""
+        return self.catalog.resolve(request.model).price(request)
+
+    def candidates_for(self, model: CatalogModel) -> list[Candidate]:
+        """The enabled provider instances serving ``model``, in catalog order."""
+        cached = self._candidates.get(model.name)
+        if cached is None:
+            cached = [
+                Candidate(self.instances[name], entry)
+                for entry in model.providers
+                for name in self._instance_names(entry.provider)
+            ]
+            self._candidates[model.name] = cached
+        return cached
+
+    def _instance_names(self, provider: str) -> list[str]:
+        if provider in self.instances:
+            return [provider]
+        return [n for n, i in self.instances.items() if i.provider.provider_id == provider]
+
+    def provider_status(self) -> list[dict[str, Any]]:
+        """Each instance's breaker, cooldown, health and limits, as JSON-ready dicts."""
+        now = self.clock.now()
+        status = []
+        for name, instance in self.instances.items():
+            until = instance.cooldowns.until(name)
+            status.append(
+                {
+                    "name": name,
+                    "plugin": instance.provider.provider_id,
+                    "base_url": instance.provider.base_url,
+                    "breaker": instance.breaker.snapshot(),
+                    "health": {"score": instance.health.score, **instance.health.inputs()},
+                    "cooldown_remaining_s": None if until is None else round(until - now, 3),
+                    "concurrency": None
+                    if instance.limit is None
+                    else {"limit": instance.limit.limit, "in_flight": instance.limit.in_flight},
+                }
+            )
+        return status
+
+
+def _build_instances(
+    settings: Settings,
+    plugins: Plugins,
+    catalog: Catalog,
+    clock: Clock,
+    environ: Mapping[str, str],
+    on_transition: Callable[[BreakerTransition], None] | None,
+) -> dict[str, ProviderInstance]:
+    """One instance per configured provider, plus a default instance for every plugin the
+    catalog names without configuration; checks every catalog entry resolves."""
+    configured = dict(settings.providers)
+    by_plugin: dict[str, list[str]] = {}
+    for name, provider_settings in configured.items():
+        by_plugin.setdefault(provider_settings.plugin or name, []).append(name)
+    for model in catalog.models.values():
+        for index, entry in enumerate(model.providers):
+            if entry.provider in configured or entry.provider in by_plugin:
+                continue
+            if entry.provider in plugins.providers:
+                configured[entry.provider] = ProviderSettings()
+                by_plugin[entry.provider] = [entry.provider]
+                continue
+            known = sorted({*configured, *plugins.providers})
+            raise ConfigError(
+                f"unknown provider {entry.provider!r} (known: {', '.join(known) or 'none'})",
+                file=model.source or None,
+                field=f"models.{model.name}.providers[{index}].provider",
+            )
+    shared_cooldowns = Cooldowns(clock)
+    instances: dict[str, ProviderInstance] = {}
+    for name, provider_settings in configured.items():
+        if provider_settings.enabled:
+            instances[name] = _build_instance(
+                name,
+                provider_settings,
+                settings,
+                plugins,
+                shared_cooldowns,
+                clock,
+                environ,
+                on_transition,
+            )
+    return instances
+
+
+def _build_instance(
+    name: str,
+    provider_settings: ProviderSettings,
+    settings: Settings,
+    plugins: Plugins,
+    cooldowns: Cooldowns,
+    clock: Clock,
+    environ: Mapping[str, str],
+    on_transition: Callable[[BreakerTransition], None] | None,
+) -> ProviderInstance:
+    plugin_id = provider_settings.plugin or name
+    cls = plugins.providers.get(plugin_id)
+    field = f"providers.{name}"
+    if cls is None:
+        known = ", ".join(sorted(plugins.providers)) or "none"
+        raise ConfigError(
+            f"no provider plugin {plugin_id!r} is installed (loaded: {known})",
+            file=settings.source,
+            field=f"{field}.plugin",
+        )
+    api_key = provider_settings.api_key.get_secret_value() if provider_settings.api_key else None
+    key_env = provider_settings.api_key_env or cls.key_env_var
+    if api_key is None and key_env:
+        api_key = environ.get(key_env) or None
+    if api_key is None and cls.key_env_var is not None:
+        raise ConfigError(
+            f"missing API key: set ${key_env} or {field}.api_key "
+            f"(or {field}.enabled = false to leave {name} out)",
+            file=settings.source,
+            field=f"{field}.api_key",
+        )
+    base_url = provider_settings.base_url
+    if base_url is None and cls.base_url_env_var:
+        base_url = environ.get(cls.base_url_env_var) or None
+    options = validate(
+        cls.Options, provider_settings.options, file=settings.source, prefix=f"{field}.options"
+    )
+    provider = cls(name=name, api_key=api_key, base_url=base_url, options=options)
+    resilience = settings.router
+    limit: FixedLimit | AIMDLimit | None = None
+    if provider_settings.max_concurrency == "adaptive":
+        limit = AIMDLimit()
+    elif provider_settings.max_concurrency is not None:
+        limit = FixedLimit(provider_settings.max_concurrency)
+    return ProviderInstance(
+        name=name,
+        provider=provider,
+        breaker=CircuitBreaker(name, resilience.breaker, clock, on_transition),
+        health=HealthScore(resilience.health, clock),
+        cooldowns=cooldowns,
+        clock=clock,
+        limit=limit,
+        weight=provider_settings.weight,
+    )
