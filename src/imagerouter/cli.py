@@ -84,8 +84,13 @@ def plugins(config_path: str | None, plugins_dir: str | None) -> None:
     for column in ("provider", "plugin", "class", "key env var", "default base URL"):
         table.add_column(column)
     for provider_id, cls in sorted(loaded.providers.items()):
-        table.add_row(provider_id, loaded.provider_origin[provider_id], cls.__name__,
-                      cls.key_env_var or "-", cls.default_base_url)  # fmt: skip
+        table.add_row(
+            provider_id,
+            loaded.provider_origin[provider_id],
+            cls.__name__,
+            cls.key_env_var or "-",
+            cls.default_base_url,
+        )
     console.print(table)
     for problem in loaded.problems:
         err_console.print(f"[yellow]skipped[/yellow] {problem}")
@@ -108,8 +113,12 @@ def models(config_path: str | None, as_json: bool) -> None:
         table.add_column(column)
     for name, model in catalog.models.items():
         credits = model.credits
-        table.add_row(name, model.policy, " → ".join(f"{p.provider}:{p.model}" for p in model.providers),
-                      f"{credits.low}/{credits.standard}/{credits.high}")  # fmt: skip
+        table.add_row(
+            name,
+            model.policy,
+            " → ".join(f"{p.provider}:{p.model}" for p in model.providers),
+            f"{credits.low}/{credits.standard}/{credits.high}",
+        )
     console.print(table)
     for alias, target in catalog.aliases.items():
         console.print(f"alias {alias} → {target}")

@@ -43,8 +43,10 @@ async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0
 
             async def one(number: int) -> None:
                 await asyncio.sleep(number * interval_s)
-                request = ImageRequest(model=MODELS[number % len(MODELS)],
-                                       prompt=f"a lighthouse at dusk, take {number}")  # fmt: skip
+                request = ImageRequest(
+                    model=MODELS[number % len(MODELS)],
+                    prompt=f"a lighthouse at dusk, take {number}",
+                )
                 started = time.perf_counter()
                 outcome: ImageResult | ImageRouterError
                 try:
@@ -99,17 +101,30 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
         jobs.add_row(str(number), model, " → ".join(tried) or "-", text, f"{seconds:.2f}")
     console.print(jobs)
     providers = Table(title="Providers")
-    for column in ("provider", "calls", "served", "429s", "errors", "failovers away",
-                   "breaker trips", "requests inside Retry-After"):  # fmt: skip
+    for column in (
+        "provider",
+        "calls",
+        "served",
+        "429s",
+        "errors",
+        "failovers away",
+        "breaker trips",
+        "requests inside Retry-After",
+    ):
         providers.add_column(column, justify="right")
     farm = report.farm_stats.get("providers", {})
     trips = Counter(t.name for t in report.transitions if t.to_state == "open")
     for provider in sorted(set(calls) | set(farm)):
         providers.add_row(
-            provider, str(calls[provider]), str(served[provider]), str(rate_limited[provider]),
-            str(errors[provider]), str(failovers[provider]), str(trips[provider]),
+            provider,
+            str(calls[provider]),
+            str(served[provider]),
+            str(rate_limited[provider]),
+            str(errors[provider]),
+            str(failovers[provider]),
+            str(trips[provider]),
             str(farm.get(provider, {}).get("inside_retry_after", "-")),
-        )  # fmt: skip
+        )
     console.print(providers)
     for transition in report.transitions:
         console.print(

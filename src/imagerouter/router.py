@@ -57,7 +57,9 @@ class Router:
         self.instances = dict(instances)
         self.rng = random.Random(seed)
         budget = settings.router.retry_budget
-        self.retry_budget = RetryBudget(budget.ratio, budget.min_retries, budget.window_s, clock=clock)
+        self.retry_budget = RetryBudget(
+            budget.ratio, budget.min_retries, budget.window_s, clock=clock
+        )
         self._session = session
         self._owns_session = session is None
         self._candidates: dict[str, list[Candidate]] = {}

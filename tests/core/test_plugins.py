@@ -35,12 +35,18 @@ def write(directory: Path, name: str, source: str) -> Path:
 
 def catalog_with(provider_id: str) -> Catalog:
     return load_catalog().merged(
-        Catalog.model_validate({
-            "models": {"solid": {"credits": {"low": 1, "standard": 1, "high": 1},
-                                 "providers": [{"provider": provider_id, "model": "solid-1"}]}},
-            "sources": ["<test>"],
-        })
-    )  # fmt: skip
+        Catalog.model_validate(
+            {
+                "models": {
+                    "solid": {
+                        "credits": {"low": 1, "standard": 1, "high": 1},
+                        "providers": [{"provider": provider_id, "model": "solid-1"}],
+                    }
+                },
+                "sources": ["<test>"],
+            }
+        )
+    )
 
 
 def test_builtin_providers_load_through_entry_points() -> None:
@@ -71,8 +77,10 @@ async def test_installed_entry_point_plugin_loads_and_serves(
     assert plugins.provider_origin["acme"] == "acme"
     router = Router.from_config(
         {"providers": {name: {"enabled": False} for name in ("openai", "fal", "wavespeed")}},
-        plugins=plugins, catalog=catalog_with("acme"), environ={},
-    )  # fmt: skip
+        plugins=plugins,
+        catalog=catalog_with("acme"),
+        environ={},
+    )
     async with router:
         result = await router.generate(ImageRequest(model="solid", prompt="anything"))
     assert result.provider == "acme"
@@ -86,8 +94,10 @@ async def test_dropin_directory_plugin_loads_and_serves(tmp_path: Path) -> None:
     assert plugins.provider_origin["solid"].endswith("local_solid.py")
     router = Router.from_config(
         {"providers": {name: {"enabled": False} for name in ("openai", "fal", "wavespeed")}},
-        plugins=plugins, catalog=catalog_with("solid"), environ={},
-    )  # fmt: skip
+        plugins=plugins,
+        catalog=catalog_with("solid"),
+        environ={},
+    )
     async with router:
         result = await router.generate(ImageRequest(model="solid", prompt="anything"))
     assert result.provider == "solid"
