@@ -8,6 +8,7 @@ configuration mistake surfaces here, at start, naming the file, the field and th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -24,13 +25,14 @@ from imagerouter.catalog import Catalog, CatalogModel, load_catalog
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.config import ProviderSettings, Settings, load_settings
 from imagerouter.configfile import validate
-from imagerouter.errors import ConfigError
+from imagerouter.errors import ConfigError, ProviderError, ProviderUnavailable
 from imagerouter.health import HealthScore
 from imagerouter.instances import ProviderInstance
 from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, RetryBudget
-from imagerouter.models import ImageRequest, ImageResult
+from imagerouter.models import ImageRequest, ImageResult, ProviderOutput
 from imagerouter.plugins import Plugins, load_plugins
-from imagerouter.routing import Candidate, run_job
+from imagerouter.provider import CallContext
+from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 __all__ = ["Router"]
 
@@ -173,7 +175,66 @@ class Router:
         (ContentRejected, InvalidRequest), or NoProviderAvailable when every candidate is
         exhausted or the deadline passed. Every attempt is on the result or the error.
         """
-        return await run_job(self, request, deadline_s or self.settings.router.deadline_s)
+        model = self.catalog.resolve(request.model)
+        plan = self.plan(model, deadline_s)
+        while True:
+            step = plan.next_step()
+            if isinstance(step, Wait):
+                await asyncio.sleep(max(0.0, step.until - self.clock.now()))
+                continue
+            if isinstance(step, GiveUp):
+                raise step.error
+            candidate = step.candidate
+            ctx = CallContext(self.session, candidate.entry.model, step.deadline, self.clock)
+            output, error, latency, started_at = await self._call(plan, step, request, ctx)
+            plan.record(step, error, latency, started_at, ctx.budget)
+            if error is None:
+                assert output is not None
+                return ImageResult(
+                    model=model.name,
+                    provider=candidate.instance.name,
+                    provider_model=candidate.entry.model,
+                    images=output.images,
+                    provider_request_id=output.provider_request_id,
+                    metadata=dict(request.metadata),
+                    attempts=[attempt.as_dict() for attempt in plan.attempts],
+                )
+            if not error.failover:
+                error.attempts = plan.attempts
+                raise error
+
+    def plan(self, model: CatalogModel, deadline_s: float | None = None) -> JobPlan:
+        """A fresh routing plan for one job of ``model`` (the simulator drives these too)."""
+        return JobPlan(
+            model=model,
+            candidates=self.candidates_for(model),
+            deadline=self.clock.now() + (deadline_s or self.settings.router.deadline_s),
+            settings=self.settings.router,
+            retry_budget=self.retry_budget,
+            clock=self.clock,
+            rng=self.rng,
+        )
+
+    async def _call(
+        self, plan: JobPlan, step: Call, request: ImageRequest, ctx: CallContext
+    ) -> tuple[ProviderOutput | None, ProviderError | None, float, float]:
+        """Make one provider call; a plugin bug counts as the provider being unavailable."""
+        provider = step.candidate.instance.provider
+        started, started_at = self.clock.now(), self.clock.wall()
+        try:
+            output = await provider.generate(request, ctx)
+        except ProviderError as exc:
+            return None, exc, self.clock.now() - started, started_at
+        except asyncio.CancelledError:
+            plan.release(step.candidate)
+            raise
+        except Exception as exc:
+            log.exception("provider %s raised an unclassified error", provider.name)
+            error = ProviderUnavailable(
+                f"plugin raised {type(exc).__name__}: {exc}", provider=provider.name
+            )
+            return None, error, self.clock.now() - started, started_at
+        return output, None, self.clock.now() - started, started_at
 
     def resolve(self, model: str) -> CatalogModel:
         """The catalog model for a name or alias (UnknownModel if neither)."""

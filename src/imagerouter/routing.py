@@ -1,42 +1,51 @@
-"""Running one job: pick a provider for each attempt, call it, and decide what happens next.
+"""Deciding, attempt by attempt, where one job goes: a pure, synchronous plan.
 
-For each attempt the candidates are the model's providers, ordered by the model's policy, with
-the ones this job has already seen fail moved to the back (so a retryable failure *fails over*
-while another provider is available, and *retries* only when none is). A candidate is skipped
-while its breaker is open, its Retry-After cooldown runs, its x-ratelimit budget is spent or its
-concurrency is full; every skip is recorded with its reason. When nothing is callable the job
-sleeps until the earliest candidate is back (never earlier than a Retry-After, never past the
-deadline, and within the job's wait caps), or, when every breaker is open, sends one probe to
-the provider that failed least recently (panic mode, as Envoy does).
+:class:`JobPlan` never sleeps and never does I/O. Asked for its :meth:`~JobPlan.next_step`, it
+answers :class:`Call` (this provider, by this deadline), :class:`Wait` (until then) or
+:class:`GiveUp` (with the error that ends the job); told the outcome of a call it feeds the
+provider's breaker, health, cooldown, concurrency limit and budget. The async router
+(:func:`run_job`) and the virtual-time simulator drive the very same plan.
+
+The rules:
+
+- Candidates are the model's providers ordered by its policy, with those this job has already
+  seen fail moved to the back: a retryable failure *fails over* while another provider is
+  available and *retries* (after a full-jitter backoff) only when none is.
+- A candidate is skipped while its breaker is open, its Retry-After cooldown runs, its
+  x-ratelimit budget is spent or its concurrency is full; each skip is recorded with its reason.
+- When nothing is callable the job waits for the earliest candidate to be back (never earlier
+  than a Retry-After, never past the deadline, within the single and total wait caps); when every
+  breaker is open it sends one probe to the provider that failed least recently (panic mode).
+- A Retry-After longer than the job's remaining time excludes that provider for this job.
+- Retries and failovers draw on the router-wide retry budget, except after a 429: those are
+  paced by the Retry-After cooldown already, which no job can jump.
+- Content rejections and invalid requests end the job at once; auth failures exclude the
+  provider for the job; everything ends at the deadline or after ``max_attempts`` calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from imagerouter.backoff import full_jitter
 from imagerouter.catalog import CatalogModel, ModelProvider
+from imagerouter.clock import Clock
+from imagerouter.config import RouterSettings
 from imagerouter.errors import (
-    AuthFailed,
+    ImageRouterError,
     NoProviderAvailable,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
+from imagerouter.headers import RateLimitBudget
 from imagerouter.instances import ProviderInstance, Unavailable
-from imagerouter.limits import TokenBucket
-from imagerouter.models import Attempt, ImageRequest, ImageResult
-from imagerouter.provider import CallContext
+from imagerouter.limits import RetryBudget, TokenBucket
+from imagerouter.models import Attempt
 
-if TYPE_CHECKING:
-    from imagerouter.router import Router
-
-__all__ = ["Candidate", "order_candidates", "run_job"]
+__all__ = ["Call", "Candidate", "GiveUp", "JobPlan", "Wait", "order_candidates"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,32 @@ class Candidate:
 
     instance: ProviderInstance
     entry: ModelProvider
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call ``candidate`` now; the attempt must end by ``deadline`` (monotonic)."""
+
+    candidate: Candidate
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to call yet: ask again at ``until`` (monotonic)."""
+
+    until: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """The job is over without a result; ``error`` says why (attempts attached)."""
+
+    error: ImageRouterError
+
+
+Step = Call | Wait | GiveUp
 
 
 def order_candidates(
@@ -58,7 +93,7 @@ def order_candidates(
     if policy == "priority" or len(candidates) < 2:
         return list(candidates)
     if policy == "weighted":
-        # Efraimidis–Spirakis: sort by u^(1/w), a weighted random permutation in one pass.
+        # Efraimidis–Spirakis: sorting by u^(1/w) gives a weighted random permutation.
         def key(c: Candidate) -> float:
             weight = max(1e-6, c.instance.health.score * c.instance.weight * c.entry.weight)
             return -(rng.random() ** (1.0 / weight))
@@ -75,252 +110,198 @@ def order_candidates(
 
 
 @dataclass
-class _JobRun:
-    """The state of one job's attempts."""
+class JobPlan:
+    """The routing decisions of one job, on an injected clock."""
 
-    router: Router
-    request: ImageRequest
     model: CatalogModel
     candidates: list[Candidate]
     deadline: float
+    settings: RouterSettings
+    retry_budget: RetryBudget
+    clock: Clock
+    rng: random.Random
     attempts: list[Attempt] = field(default_factory=list)
-    failures: dict[str, int] = field(default_factory=dict)
-    excluded: set[str] = field(default_factory=set)
-    noted_skips: set[tuple[str, str]] = field(default_factory=set)
     calls: int = 0
     waited: float = 0.0
     last_error: ProviderError | None = None
+    _failures: dict[str, int] = field(default_factory=dict)
+    _excluded: set[str] = field(default_factory=set)
+    _noted: set[tuple[str, str]] = field(default_factory=set)
+    _backed_off: bool = False
 
-    def skip(self, instance: ProviderInstance, why: Unavailable) -> None:
-        if (instance.name, why.kind) not in self.noted_skips:
-            self.noted_skips.add((instance.name, why.kind))
-            self.attempts.append(
-                Attempt(
-                    instance.name, "skipped", started_at=self.router.clock.wall(), reason=why.reason
-                )
-            )
+    # --- deciding -------------------------------------------------------------------------------
 
-    def fail(self, reason: str) -> NoProviderAvailable:
-        tried = ", ".join(
-            f"{a.provider}: {a.error_class or a.reason}" for a in self.attempts if a.outcome != "ok"
-        )
-        message = f"no provider could serve {self.model.name}: {reason}"
-        return NoProviderAvailable(f"{message} ({tried})" if tried else message, self.attempts)
-
-
-async def run_job(router: Router, request: ImageRequest, deadline_s: float) -> ImageResult:
-    """Run ``request`` to a result, or raise the error that ended it (with every attempt)."""
-    model = router.catalog.resolve(request.model)
-    job = _JobRun(
-        router, request, model, router.candidates_for(model), router.clock.now() + deadline_s
-    )
-    if not job.candidates:
-        raise job.fail("no enabled provider serves it")
-    try:
-        return await _attempt_until_done(job)
-    except ProviderError as exc:
-        exc.attempts = job.attempts
-        raise
-
-
-async def _attempt_until_done(job: _JobRun) -> ImageResult:
-    router, settings, clock = job.router, job.router.settings.router, job.router.clock
-    while True:
-        now = clock.now()
-        if now >= job.deadline:
-            raise job.fail("deadline passed")
-        if job.calls >= settings.max_attempts:
-            raise job.fail(f"{settings.max_attempts} attempts made")
-        ordered = order_candidates(job.model.policy, job.candidates, router.rng)
-        ordered.sort(key=lambda c: job.failures.get(c.instance.name, 0))  # stable: keeps policy
+    def next_step(self) -> Step:
+        """What to do now. A returned :class:`Call` holds a reserved breaker permit and
+        concurrency slot: report it with :meth:`record` (or :meth:`release` if not made)."""
+        now, settings = self.clock.now(), self.settings
+        if now >= self.deadline:
+            return self._give_up("deadline passed")
+        if self.calls >= settings.max_attempts:
+            return self._give_up(f"{settings.max_attempts} attempts made")
+        if not self.candidates:
+            return self._give_up("no enabled provider serves it")
+        ordered = order_candidates(self.model.policy, self.candidates, self.rng)
+        ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
         chosen, ready_at, all_open = None, None, True
         for candidate in ordered:
             instance = candidate.instance
-            if instance.name in job.excluded:
+            if instance.name in self._excluded:
                 continue
             why = instance.unavailable(now) or instance.acquire()
             if why is None:
                 chosen = candidate
                 break
-            job.skip(instance, why)
+            self._skip(instance, why)
             all_open = all_open and why.kind == "breaker_open"
             # Half-open without a free permit, or concurrency full: look again shortly.
-            back_at = why.ready_at if why.ready_at is not None else now + settings.recheck_s
-            ready_at = back_at if ready_at is None else min(ready_at, back_at)
+            back = why.ready_at if why.ready_at is not None else now + settings.recheck_s
+            ready_at = back if ready_at is None else min(ready_at, back)
         if chosen is None and all_open:
-            chosen = _panic_probe(job)
+            chosen = self._panic_probe()
         if chosen is None:
-            if not await _wait_for(job, ready_at):
-                raise job.fail(_why_nothing_left(job))
-            continue
-        retry = job.calls > 0
-        if retry and not _may_retry(job):
-            _release_unused(chosen.instance)
-            raise job.fail("retry budget exhausted")
-        result = await _call(job, chosen, retry)
-        if result is not None:
-            return result
+            return self._wait_until(ready_at)
+        if self.calls and not self._may_retry():
+            self.release(chosen)
+            return self._give_up("retry budget exhausted")
+        failures = self._failures.get(chosen.instance.name, 0)
+        if failures and not self._backed_off:
+            # Nothing else was callable: back off before retrying the provider that failed.
+            self.release(chosen)
+            delay = full_jitter(failures, settings.backoff_base_s, settings.backoff_cap_s, self.rng)
+            self._backed_off = True
+            return self._wait_until(now + delay, reason="backoff")
+        self._backed_off = False
+        if not self.calls:
+            self.retry_budget.record_first_attempt()
+        self.calls += 1
+        return Call(chosen, min(self.deadline, now + settings.attempt_timeout_s))
 
-
-def _panic_probe(job: _JobRun) -> Candidate | None:
-    """Every candidate's breaker is open: probe the one that failed least recently."""
-    open_ones = [c for c in job.candidates if c.instance.name not in job.excluded]
-    if not open_ones:
-        return None
-    oldest = min(open_ones, key=lambda c: c.instance.breaker.last_failure_at or 0.0)
-    if not oldest.instance.breaker.force_probe():
-        return None
-    job.attempts.append(
-        Attempt(
-            oldest.instance.name,
-            "skipped",
-            started_at=job.router.clock.wall(),
-            reason="panic: every breaker open; probing the least recently failed",
+    def _give_up(self, reason: str) -> GiveUp:
+        if self.last_error is not None and reason.startswith("every candidate"):
+            reason = f"{reason} (last: {self.last_error.error_class})"
+        tried = ", ".join(
+            f"{a.provider}: {a.error_class or a.reason}" for a in self.attempts if a.outcome != "ok"
         )
-    )
-    return oldest
-
-
-def _why_nothing_left(job: _JobRun) -> str:
-    if job.last_error is not None:
-        return f"every candidate failed (last: {job.last_error.error_class})"
-    return "every candidate is unavailable"
-
-
-def _may_retry(job: _JobRun) -> bool:
-    """Retries after a rate limit are paced by cooldowns; other retries draw on the budget."""
-    if isinstance(job.last_error, RateLimited):
-        return True
-    return job.router.retry_budget.try_spend()
-
-
-def _release_unused(instance: ProviderInstance) -> None:
-    instance.breaker.record_ignored()
-    if instance.limit is not None:
-        instance.limit.release(0.0, dropped=False)
-
-
-async def _wait_for(job: _JobRun, ready_at: float | None) -> bool:
-    """Sleep until ``ready_at`` if the job's deadline and wait caps allow; False if not."""
-    settings, clock = job.router.settings.router, job.router.clock
-    if ready_at is None:
-        return False
-    delay = max(0.0, ready_at - clock.now()) + settings.wake_margin_s
-    if (
-        clock.now() + delay >= job.deadline
-        or delay > settings.max_wait_s
-        or job.waited + delay > settings.max_total_wait_s
-    ):
-        return False
-    job.waited += delay
-    await asyncio.sleep(delay)
-    return True
-
-
-async def _call(job: _JobRun, candidate: Candidate, retry: bool) -> ImageResult | None:
-    """Make one attempt; return the result, or None to go round again (raise to stop)."""
-    router, clock = job.router, job.router.clock
-    instance, settings = candidate.instance, router.settings.router
-    name = instance.name
-    if retry and job.failures.get(name):
-        # Retrying a provider this job already saw fail (nothing else was callable): back off.
-        delay = full_jitter(
-            job.failures[name], settings.backoff_base_s, settings.backoff_cap_s, router.rng
+        message = f"no provider could serve {self.model.name}: {reason}"
+        return GiveUp(
+            NoProviderAvailable(f"{message} ({tried})" if tried else message, self.attempts)
         )
-        if clock.now() + delay >= job.deadline or job.waited + delay > settings.max_total_wait_s:
-            _release_unused(instance)
-            raise job.fail("no time left to back off")
-        job.waited += delay
-        await asyncio.sleep(delay)
-    elif not retry:
-        router.retry_budget.record_first_attempt()
-    job.calls += 1
-    ctx = CallContext(
-        router.session,
-        candidate.entry.model,
-        min(job.deadline, clock.now() + settings.attempt_timeout_s),
-        clock,
-    )
-    started, wall = clock.now(), clock.wall()
-    try:
-        output = await instance.provider.generate(job.request, ctx)
-    except ProviderError as exc:
-        error: ProviderError | None = exc
-    except (asyncio.CancelledError, Exception):
-        _release_unused(instance)
-        raise
-    else:
-        error = None
-    latency = clock.now() - started
-    if ctx.budget is not None:
-        _learn_budget(instance, ctx)
-    attempt = Attempt(
-        name,
-        "ok" if error is None else "error",
-        started_at=wall,
-        latency_ms=round(latency * 1000, 3),
-    )
-    job.attempts.append(attempt)
-    if error is None:
-        _record_success(instance, latency)
-        return ImageResult(
-            model=job.model.name,
-            provider=name,
-            provider_model=candidate.entry.model,
-            images=output.images,
-            provider_request_id=output.provider_request_id,
-            metadata=dict(job.request.metadata),
-            attempts=[a.as_dict() for a in job.attempts],
+
+    def _wait_until(self, until: float | None, reason: str = "waiting for a provider") -> Step:
+        settings, now = self.settings, self.clock.now()
+        if until is None:
+            return self._give_up(
+                "every candidate failed" if self.last_error else "every candidate is unavailable"
+            )
+        delay = max(0.0, until - now) + settings.wake_margin_s
+        if (
+            now + delay >= self.deadline
+            or delay > settings.max_wait_s
+            or self.waited + delay > settings.max_total_wait_s
+        ):
+            return self._give_up("no candidate is back before the deadline or the wait cap")
+        self.waited += delay
+        return Wait(now + delay, reason)
+
+    def _skip(self, instance: ProviderInstance, why: Unavailable) -> None:
+        if (instance.name, why.kind) not in self._noted:
+            self._noted.add((instance.name, why.kind))
+            self.attempts.append(
+                Attempt(instance.name, "skipped", started_at=self.clock.wall(), reason=why.reason)
+            )
+
+    def _panic_probe(self) -> Candidate | None:
+        """Every candidate's breaker is open: probe the one that failed least recently."""
+        open_ones = [c for c in self.candidates if c.instance.name not in self._excluded]
+        if not open_ones:
+            return None
+        oldest = min(open_ones, key=lambda c: c.instance.breaker.last_failure_at or 0.0)
+        if not oldest.instance.breaker.force_probe():
+            return None
+        self.attempts.append(
+            Attempt(
+                oldest.instance.name,
+                "skipped",
+                started_at=self.clock.wall(),
+                reason="panic: every breaker open; probing the least recently failed",
+            )
         )
-    error.provider = error.provider or name
-    attempt.error_class, attempt.error = error.error_class, error.message[:300]
-    attempt.status, attempt.retry_after = error.status, error.retry_after
-    _record_failure(router, instance, error, latency)
-    job.last_error = error
-    job.failures[name] = job.failures.get(name, 0) + 1
-    if not error.failover:
-        raise error
-    if not error.retryable or isinstance(error, AuthFailed):
-        job.excluded.add(name)
-    if isinstance(error, RateLimited) and error.retry_after is not None:
-        remaining = job.deadline - clock.now()
-        if error.retry_after >= remaining:  # it will not be back in time for this job
-            job.excluded.add(name)
-    return None
+        return oldest
 
+    def _may_retry(self) -> bool:
+        if isinstance(self.last_error, RateLimited):
+            return True
+        return self.retry_budget.try_spend()
 
-def _record_success(instance: ProviderInstance, latency: float) -> None:
-    instance.breaker.record_success(latency)
-    instance.health.record(True, latency)
-    if instance.limit is not None:
-        instance.limit.release(latency, dropped=False)
+    # --- learning from outcomes -----------------------------------------------------------------
 
-
-def _record_failure(
-    router: Router, instance: ProviderInstance, error: ProviderError, latency: float
-) -> None:
-    if error.counts_as_failure:
-        instance.breaker.record_failure(latency)
-        instance.health.record(False, latency)
-    else:
+    def release(self, candidate: Candidate) -> None:
+        """Give back the permit and slot of a call that was not made."""
+        instance = candidate.instance
         instance.breaker.record_ignored()
-    if instance.limit is not None:
-        dropped = isinstance(error, RateLimited | ProviderUnavailable | ProviderTimeout)
-        instance.limit.release(latency, dropped=dropped)
-    if isinstance(error, RateLimited):
-        if error.retry_after is not None:
-            wait = min(error.retry_after, router.settings.router.max_cooldown_s)
-            instance.cooldowns.start(instance.name, wait, "retry-after")
-        else:
-            instance.cooldowns.start_learned(instance.name)
+        if instance.limit is not None:
+            instance.limit.release(0.0, dropped=False)
 
+    def record(
+        self,
+        call: Call,
+        error: ProviderError | None,
+        latency: float,
+        started_at: float,
+        budget: RateLimitBudget | None = None,
+    ) -> Attempt:
+        """Feed a call's outcome to the provider's state and the job's; returns its attempt.
 
-def _learn_budget(instance: ProviderInstance, ctx: CallContext) -> None:
-    """Pace by the provider's announced request budget (OpenAI's x-ratelimit-* headers)."""
-    budget = ctx.budget
-    assert budget is not None
-    if instance.budget is None:
-        instance.budget = TokenBucket(
-            max(budget.limit, 1) / 60.0, max(budget.limit, 1), instance.clock
+        After an error, the job goes on (ask :meth:`next_step`) unless the error may not fail
+        over, in which case the caller raises it.
+        """
+        instance = call.candidate.instance
+        name = instance.name
+        attempt = Attempt(
+            name,
+            "ok" if error is None else "error",
+            started_at=started_at,
+            latency_ms=round(latency * 1000, 3),
         )
+        self.attempts.append(attempt)
+        if budget is not None:
+            _learn_budget(instance, budget)
+        if error is None:
+            instance.breaker.record_success(latency)
+            instance.health.record(True, latency)
+            if instance.limit is not None:
+                instance.limit.release(latency, dropped=False)
+            return attempt
+        error.provider = error.provider or name
+        attempt.error_class, attempt.error = error.error_class, error.message[:300]
+        attempt.status, attempt.retry_after = error.status, error.retry_after
+        if error.counts_as_failure:
+            instance.breaker.record_failure(latency)
+            instance.health.record(False, latency)
+        else:
+            instance.breaker.record_ignored()
+        if instance.limit is not None:
+            dropped = isinstance(error, RateLimited | ProviderUnavailable)
+            instance.limit.release(latency, dropped=dropped)
+        if isinstance(error, RateLimited):
+            if error.retry_after is not None:
+                wait = min(error.retry_after, self.settings.max_cooldown_s)
+                instance.cooldowns.start(name, wait, "retry-after")
+                if error.retry_after >= self.deadline - self.clock.now():
+                    self._excluded.add(name)  # it will not be back in time for this job
+            else:
+                instance.cooldowns.start_learned(name)
+        self.last_error = error
+        self._failures[name] = self._failures.get(name, 0) + 1
+        if not error.retryable:
+            self._excluded.add(name)
+        return attempt
+
+
+def _learn_budget(instance: ProviderInstance, budget: RateLimitBudget) -> None:
+    """Pace by the provider's announced request budget (OpenAI's x-ratelimit-* headers)."""
+    if instance.budget is None:
+        limit = max(budget.limit, 1)
+        instance.budget = TokenBucket(limit / 60.0, limit, instance.clock)
     instance.budget.set_from_headers(budget.limit, budget.remaining, budget.reset_s)

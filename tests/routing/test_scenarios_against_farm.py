@@ -1,0 +1,139 @@
+"""The router against the farm over real HTTP: 429 storms, outages, total outages, and paced
+per-key limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
+from imagerouter.breaker import BreakerState, BreakerTransition
+from imagerouter.catalog import Catalog, load_catalog
+from mockproviders import Farm
+
+FAST = {
+    "router": {
+        "deadline_s": 10,
+        "breaker": {
+            "consecutive_failures": 3,
+            "minimum_calls": 3,
+            "open_base_s": 0.4,
+            "open_max_s": 1.0,
+            "half_open_probes": 1,
+        },
+    }
+}
+
+
+async def run_jobs(
+    router: Router, count: int, concurrency: int, model: str = "gpt-image-2"
+) -> list[ImageResult | Exception]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(number: int) -> ImageResult | Exception:
+        async with gate:
+            try:
+                return await router.generate(ImageRequest(model=model, prompt=f"job {number}"))
+            except Exception as exc:
+                return exc
+
+    return await asyncio.gather(*(one(n) for n in range(count)))
+
+
+def served_by(results: list[Any]) -> Counter[str]:
+    return Counter(r.provider for r in results if isinstance(r, ImageResult))
+
+
+async def test_429_storm_every_job_succeeds_and_no_request_lands_inside_retry_after(
+    farm: Farm,
+) -> None:
+    """(a) fal answers 429 + Retry-After: 2 on 30% of calls: every job succeeds and the farm
+    counts 0 requests inside a Retry-After window."""
+    farm.set_faults("fal", {"error_rates": {"429": 0.3}, "retry_after_s": 2, "seed": 3})
+    async with Router.from_farm(farm, FAST, seed=1) as router:
+        results = await run_jobs(router, 80, concurrency=8)
+    assert all(isinstance(r, ImageResult) for r in results), [
+        r for r in results if not isinstance(r, ImageResult)
+    ]
+    fal = farm.stats()["providers"]["fal"]
+    assert fal["by_status"].get("429", 0) >= 1
+    assert fal["inside_retry_after"] == 0
+    rate_limited = [a for r in results for a in r.attempts if a["error_class"] == "RateLimited"]
+    assert all(a["retry_after"] == 2.0 for a in rate_limited)
+
+
+async def test_outage_opens_breaker_fails_over_and_recovers(farm: Farm) -> None:
+    """(b) fal down: the breaker opens, jobs fail over to WaveSpeed with no client-visible
+    error, and when fal recovers it gets traffic again after the half-open probe."""
+    transitions: list[BreakerTransition] = []
+    farm.set_faults("fal", {"down": True})
+    async with Router.from_farm(farm, FAST, on_transition=transitions.append) as router:
+        during = await run_jobs(router, 12, concurrency=2)
+        assert all(isinstance(r, ImageResult) for r in during)
+        assert served_by(during) == Counter({"wavespeed": 12})
+        assert next(t.to_state for t in transitions if t.name == "fal") == BreakerState.OPEN
+        fal_calls_while_open = farm.stats()["providers"]["fal"]["requests"]
+        assert fal_calls_while_open <= 3 + 2  # the threshold, plus calls already in flight
+
+        farm.set_faults("fal", {})
+        after: list[Any] = []
+        for _ in range(40):  # bounded: the breaker's open time is 0.4-1.0 s
+            after += await run_jobs(router, 2, concurrency=2)
+            if served_by(after)["fal"] >= 2:
+                break
+            await asyncio.sleep(0.1)
+    assert served_by(after)["fal"] >= 2
+    fal_states = [t.to_state for t in transitions if t.name == "fal"]
+    assert fal_states[-2:] == [BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+async def test_total_outage_fails_cleanly_within_retry_budget(farm: Farm) -> None:
+    """(c) both providers of a model down: every job fails with NoProviderAvailable by its
+    deadline, and attempts stay within (1 + budget ratio) × jobs + floor."""
+    for name in ("fal", "wavespeed"):
+        farm.set_faults(name, {"down": True})
+    config = {
+        "router": {
+            **FAST["router"],
+            "deadline_s": 2,
+            "retry_budget": {"ratio": 0.2, "min_retries": 5, "window_s": 30},
+        }
+    }
+    jobs = 30
+    async with Router.from_farm(farm, config) as router:
+        results = await run_jobs(router, jobs, concurrency=10, model="flux-dev")
+    assert all(isinstance(r, NoProviderAvailable) for r in results)
+    assert all(r.attempts for r in results)
+    stats = farm.stats()["providers"]
+    calls = stats["fal"]["requests"] + stats["wavespeed"]["requests"]
+    assert calls <= (1 + 0.2) * jobs + 5
+
+
+def openai_only_catalog() -> Catalog:
+    return load_catalog().merged(
+        Catalog.model_validate(
+            {
+                "models": {
+                    "gpt-direct": {
+                        "credits": {"low": 1, "standard": 1, "high": 1},
+                        "providers": [{"provider": "openai", "model": "gpt-image-2"}],
+                    }
+                },
+                "sources": ["<test>"],
+            }
+        )
+    )
+
+
+async def test_openai_budget_headers_pace_instead_of_collecting_429s(farm: Farm) -> None:
+    """(d) a per-key limit announced in x-ratelimit-* headers: the router paces its calls, so
+    429s stay at most one burst's worth, none lands inside a Retry-After, every job succeeds."""
+    farm.set_faults("openai", {"rate_limit": {"rpm": 600, "burst": 2}})
+    async with Router.from_farm(farm, FAST, catalog=openai_only_catalog()) as router:
+        results = await run_jobs(router, 30, concurrency=4, model="gpt-direct")
+    assert all(isinstance(r, ImageResult) for r in results)
+    openai = farm.stats()["providers"]["openai"]
+    assert openai["by_status"]["200"] == 30
+    assert openai["by_status"].get("429", 0) <= 4
+    assert openai["inside_retry_after"] == 0
