@@ -102,12 +102,13 @@ class ProviderOutput:
 class Attempt:
     """One call (or one decision not to call) to one provider for one job.
 
-    ``outcome`` is ``ok``, ``error`` or ``skipped``; a skipped candidate has ``reason`` set
-    (breaker open, cooldown, budget, …) and no latency.
+    ``outcome`` is ``ok``, ``error``, ``skipped`` or ``canceled``; a skipped candidate has
+    ``reason`` set (breaker open, cooldown, budget, …) and no latency; a canceled call was
+    abandoned in flight (it lost a hedge, or the job was cancelled).
     """
 
     provider: str
-    outcome: Literal["ok", "error", "skipped"]
+    outcome: Literal["ok", "error", "skipped", "canceled"]
     started_at: float = 0.0  # unix seconds
     latency_ms: float | None = None
     error_class: str | None = None

@@ -14,6 +14,7 @@ import os
 import random
 import ssl
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -40,6 +41,18 @@ log = logging.getLogger(__name__)
 
 #: Poll quickly against the farm: its queues finish in milliseconds.
 FARM_OPTIONS = {"poll_initial_s": 0.02, "poll_factor": 1.5, "poll_max_s": 0.25}
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """One finished provider call: its output or its error, and how long it took."""
+
+    step: Call
+    ctx: CallContext
+    output: ProviderOutput | None
+    error: ProviderError | None
+    latency: float
+    started_at: float
 
 
 class Router:
@@ -184,24 +197,13 @@ class Router:
                 continue
             if isinstance(step, GiveUp):
                 raise step.error
-            candidate = step.candidate
-            ctx = CallContext(self.session, candidate.entry.model, step.deadline, self.clock)
-            output, error, latency, started_at = await self._call(plan, step, request, ctx)
-            plan.record(step, error, latency, started_at, ctx.budget)
-            if error is None:
-                assert output is not None
-                return ImageResult(
-                    model=model.name,
-                    provider=candidate.instance.name,
-                    provider_model=candidate.entry.model,
-                    images=output.images,
-                    provider_request_id=output.provider_request_id,
-                    metadata=dict(request.metadata),
-                    attempts=[attempt.as_dict() for attempt in plan.attempts],
-                )
-            if not error.failover:
-                error.attempts = plan.attempts
-                raise error
+            if model.hedge:
+                outcome = await self._hedged(plan, step, request)
+            else:
+                outcome = await self._call(plan, step, request)
+            result = self._settle(plan, model, request, outcome)
+            if result is not None:
+                return result
 
     def plan(self, model: CatalogModel, deadline_s: float | None = None) -> JobPlan:
         """A fresh routing plan for one job of ``model`` (the simulator drives these too)."""
@@ -215,26 +217,74 @@ class Router:
             rng=self.rng,
         )
 
-    async def _call(
-        self, plan: JobPlan, step: Call, request: ImageRequest, ctx: CallContext
-    ) -> tuple[ProviderOutput | None, ProviderError | None, float, float]:
+    async def _call(self, plan: JobPlan, step: Call, request: ImageRequest) -> _Outcome:
         """Make one provider call; a plugin bug counts as the provider being unavailable."""
-        provider = step.candidate.instance.provider
+        candidate = step.candidate
+        provider = candidate.instance.provider
+        ctx = CallContext(self.session, candidate.entry.model, step.deadline, self.clock)
         started, started_at = self.clock.now(), self.clock.wall()
+        output, error = None, None
         try:
             output = await provider.generate(request, ctx)
         except ProviderError as exc:
-            return None, exc, self.clock.now() - started, started_at
+            error = exc
         except asyncio.CancelledError:
-            plan.release(step.candidate)
+            plan.cancelled(step, self.clock.now() - started, started_at)
             raise
         except Exception as exc:
             log.exception("provider %s raised an unclassified error", provider.name)
-            error = ProviderUnavailable(
-                f"plugin raised {type(exc).__name__}: {exc}", provider=provider.name
+            message = f"plugin raised {type(exc).__name__}: {exc}"
+            error = ProviderUnavailable(message, provider=provider.name)
+        return _Outcome(step, ctx, output, error, self.clock.now() - started, started_at)
+
+    async def _hedged(self, plan: JobPlan, first: Call, request: ImageRequest) -> _Outcome:
+        """Run ``first``; if it has not answered by its provider's recent p95, start the next
+        candidate too. The first success wins and the other call is cancelled (a queue
+        provider cancels at the provider); a failure while the other still runs is recorded
+        and the other is awaited."""
+        tasks = {asyncio.create_task(self._call(plan, first, request))}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=first.candidate.instance.health.p95())
+            if not done and (second := plan.hedge_step()) is not None:
+                tasks.add(asyncio.create_task(self._call(plan, second, request)))
+            while True:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                tasks -= done
+                outcomes = sorted(
+                    (task.result() for task in done), key=lambda o: o.error is not None
+                )
+                for outcome in outcomes:
+                    if outcome.error is None or not tasks:
+                        return outcome
+                    self._settle(plan, plan.model, request, outcome)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _settle(
+        self, plan: JobPlan, model: CatalogModel, request: ImageRequest, outcome: _Outcome
+    ) -> ImageResult | None:
+        """Record a call's outcome: the result, None to go on, or raise what ends the job."""
+        plan.record(
+            outcome.step, outcome.error, outcome.latency, outcome.started_at, outcome.ctx.budget
+        )
+        error, candidate = outcome.error, outcome.step.candidate
+        if error is None:
+            assert outcome.output is not None
+            return ImageResult(
+                model=model.name,
+                provider=candidate.instance.name,
+                provider_model=candidate.entry.model,
+                images=outcome.output.images,
+                provider_request_id=outcome.output.provider_request_id,
+                metadata=dict(request.metadata),
+                attempts=[attempt.as_dict() for attempt in plan.attempts],
             )
-            return None, error, self.clock.now() - started, started_at
-        return output, None, self.clock.now() - started, started_at
+        if not error.failover:
+            error.attempts = plan.attempts
+            raise error
+        return None
 
     def resolve(self, model: str) -> CatalogModel:
         """The catalog model for a name or alias (UnknownModel if neither)."""

@@ -124,6 +124,8 @@ class JobPlan:
     calls: int = 0
     waited: float = 0.0
     last_error: ProviderError | None = None
+    #: Instances with a call of this job in flight (two while hedging).
+    in_flight: set[str] = field(default_factory=set)
     _failures: dict[str, int] = field(default_factory=dict)
     _excluded: set[str] = field(default_factory=set)
     _noted: set[tuple[str, str]] = field(default_factory=set)
@@ -134,6 +136,17 @@ class JobPlan:
     def next_step(self) -> Step:
         """What to do now. A returned :class:`Call` holds a reserved breaker permit and
         concurrency slot: report it with :meth:`record` (or :meth:`release` if not made)."""
+        step = self._choose(hedge=False)
+        assert step is not None
+        return step
+
+    def hedge_step(self) -> Call | None:
+        """A second call, to another provider, while one is still in flight; None if there
+        is none to make right now (a hedge never waits and never ends the job)."""
+        step = self._choose(hedge=True)
+        return step if isinstance(step, Call) else None
+
+    def _choose(self, hedge: bool) -> Step | None:
         now, settings = self.clock.now(), self.settings
         if now >= self.deadline:
             return self._give_up("deadline passed")
@@ -146,7 +159,7 @@ class JobPlan:
         chosen, ready_at, all_open = None, None, True
         for candidate in ordered:
             instance = candidate.instance
-            if instance.name in self._excluded:
+            if instance.name in self._excluded or instance.name in self.in_flight:
                 continue
             why = instance.unavailable(now) or instance.acquire()
             if why is None:
@@ -157,6 +170,10 @@ class JobPlan:
             # Half-open without a free permit, or concurrency full: look again shortly.
             back = why.ready_at if why.ready_at is not None else now + settings.recheck_s
             ready_at = back if ready_at is None else min(ready_at, back)
+        if hedge and (chosen is None or self._failures.get(chosen.instance.name)):
+            if chosen is not None:
+                self.release(chosen)
+            return None
         if chosen is None and all_open:
             chosen = self._panic_probe()
         if chosen is None:
@@ -175,6 +192,7 @@ class JobPlan:
         if not self.calls:
             self.retry_budget.record_first_attempt()
         self.calls += 1
+        self.in_flight.add(chosen.instance.name)
         return Call(chosen, min(self.deadline, now + settings.attempt_timeout_s))
 
     def _give_up(self, reason: str) -> GiveUp:
@@ -239,6 +257,7 @@ class JobPlan:
     def release(self, candidate: Candidate) -> None:
         """Give back the permit and slot of a call that was not made."""
         instance = candidate.instance
+        self.in_flight.discard(instance.name)
         instance.breaker.record_ignored()
         if instance.limit is not None:
             instance.limit.release(0.0, dropped=False)
@@ -258,6 +277,7 @@ class JobPlan:
         """
         instance = call.candidate.instance
         name = instance.name
+        self.in_flight.discard(name)
         attempt = Attempt(
             name,
             "ok" if error is None else "error",
@@ -296,6 +316,19 @@ class JobPlan:
         self._failures[name] = self._failures.get(name, 0) + 1
         if not error.retryable:
             self._excluded.add(name)
+        return attempt
+
+    def cancelled(self, call: Call, latency: float, started_at: float) -> Attempt:
+        """A call abandoned in flight (it lost a hedge, or the job was cancelled)."""
+        self.release(call.candidate)
+        attempt = Attempt(
+            call.candidate.instance.name,
+            "canceled",
+            started_at=started_at,
+            latency_ms=round(latency * 1000, 3),
+            reason="abandoned in flight",
+        )
+        self.attempts.append(attempt)
         return attempt
 
 
