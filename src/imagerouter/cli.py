@@ -136,3 +136,7 @@ def check_config(config_path: str | None) -> None:
         _fail(exc)
     summary: dict[str, Any] = {name: i.provider.base_url for name, i in router.instances.items()}
     console.print(f"config OK; provider instances: {summary}")
+
+
+if __name__ == "__main__":
+    main()

@@ -312,6 +312,7 @@ class JobPlan:
                     self._excluded.add(name)  # it will not be back in time for this job
             else:
                 instance.cooldowns.start_learned(name)
+            self._backed_off = True  # the cooldown is the backoff: the provider said when
         self.last_error = error
         self._failures[name] = self._failures.get(name, 0) + 1
         if not error.retryable:

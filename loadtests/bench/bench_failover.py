@@ -1,0 +1,158 @@
+"""Failover quality against the farm: the resilience scenarios with their figures.
+
+- ``429-storm``: fal answers 429 + Retry-After: 2 on 30% of calls.
+- ``outage``: steady arrivals; fal goes down for a while, then recovers. Time from outage start
+  to breaker open, and from recovery to the first job fal serves again.
+- ``total-outage``: both providers of a model down: every job must fail by its deadline, and
+  attempts must stay within the retry budget.
+
+Reported per scenario: success rate, provider calls per job, requests the farm saw inside a
+Retry-After window it had issued.
+
+    python -m loadtests.bench.bench_failover
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from imagerouter import ImageRequest, ImageResult, Router
+from imagerouter.breaker import BreakerState, BreakerTransition
+from loadtests.bench.common import write_results
+from mockproviders import Farm
+
+BREAKER = {"consecutive_failures": 5, "minimum_calls": 10, "open_base_s": 1.0, "open_max_s": 4.0}
+
+
+async def open_loop(router: Router, rate: float, duration_s: float, model: str) -> list[Any]:
+    """Start jobs at a fixed arrival rate (open loop) for ``duration_s``; gather outcomes."""
+    tasks = []
+    started = time.perf_counter()
+    for number in range(int(rate * duration_s)):
+        delay = started + number / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        request = ImageRequest(model=model, prompt=f"job {number}")
+        tasks.append(asyncio.create_task(router.generate(request)))
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def figures(results: list[Any], farm: Farm, providers: tuple[str, ...]) -> dict[str, Any]:
+    ok = [r for r in results if isinstance(r, ImageResult)]
+    attempts = [
+        a
+        for r in results
+        for a in (
+            r.attempts
+            if isinstance(r, ImageResult)
+            else [x.as_dict() for x in getattr(r, "attempts", [])]
+        )
+        if a["outcome"] in ("ok", "error")
+    ]
+    stats = farm.stats()["providers"]
+    return {
+        "jobs": len(results),
+        "success_rate": len(ok) / len(results),
+        "calls_per_job": len(attempts) / len(results),
+        "farm_requests": sum(stats[p]["requests"] for p in providers),
+        "inside_retry_after": sum(stats[p]["inside_retry_after"] for p in providers),
+    }
+
+
+async def storm() -> dict[str, Any]:
+    async with Farm() as farm:
+        farm.set_faults("fal", {"error_rates": {"429": 0.3}, "retry_after_s": 2, "seed": 5})
+        async with Router.from_farm(farm, {"router": {"breaker": BREAKER}}, seed=1) as router:
+            results = await open_loop(router, rate=100, duration_s=6, model="gpt-image-2")
+        out = figures(results, farm, ("fal", "wavespeed", "openai"))
+        out["fal_429s"] = farm.stats()["providers"]["fal"]["by_status"].get("429", 0)
+        return out
+
+
+async def outage() -> dict[str, Any]:
+    transitions: list[tuple[float, BreakerTransition]] = []
+    async with Farm() as farm:
+        router = Router.from_farm(
+            farm,
+            {"router": {"breaker": BREAKER}},
+            on_transition=lambda t: transitions.append((time.perf_counter(), t)),
+        )
+        async with router:
+            served_at: list[tuple[float, str]] = []
+
+            async def tracked(number: int) -> Any:
+                result = await router.generate(ImageRequest(model="flux-dev", prompt=str(number)))
+                served_at.append((time.perf_counter(), result.provider))
+                return result
+
+            async def timeline() -> tuple[float, float]:
+                await asyncio.sleep(2)
+                down_at = time.perf_counter()
+                farm.set_faults("fal", {"down": True})
+                await asyncio.sleep(4)
+                up_at = time.perf_counter()
+                farm.set_faults("fal", {})
+                return down_at, up_at
+
+            rate, duration = 50, 12
+            phases = asyncio.create_task(timeline())
+            tasks, started = [], time.perf_counter()
+            for number in range(rate * duration):
+                delay = started + number / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(tracked(number)))
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            down_at, up_at = await phases
+    opened = [at for at, t in transitions if t.name == "fal" and t.to_state == BreakerState.OPEN]
+    back = [at for at, provider in served_at if provider == "fal" and at > up_at]
+    out = figures(results, farm, ("fal", "wavespeed"))
+    out["outage_to_breaker_open_s"] = (opened[0] - down_at) if opened else None
+    out["recovery_to_traffic_back_s"] = (back[0] - up_at) if back else None
+    out["breaker_trips"] = len(opened)
+    return out
+
+
+async def total_outage() -> dict[str, Any]:
+    async with Farm() as farm:
+        for name in ("fal", "wavespeed"):
+            farm.set_faults(name, {"down": True})
+        config = {"router": {"deadline_s": 3, "breaker": BREAKER}}
+        async with Router.from_farm(farm, config) as router:
+            started = time.perf_counter()
+            results = await open_loop(router, rate=50, duration_s=4, model="flux-dev")
+            took = time.perf_counter() - started
+        out = figures(results, farm, ("fal", "wavespeed"))
+        out["budget_bound_calls"] = (1 + 0.2) * len(results) + 10
+        out["run_s"] = took
+        return out
+
+
+async def run() -> dict[str, Any]:
+    return {
+        "429-storm": await storm(),
+        "outage": await outage(),
+        "total-outage": await total_outage(),
+    }
+
+
+def main() -> None:
+    results = asyncio.run(run())
+    print(f"{'scenario':14} {'jobs':>5} {'success':>8} {'calls/job':>9} {'inside RA':>9}  other")
+    for name, row in results.items():
+        extra = {
+            k: (round(v, 3) if isinstance(v, float) else v)
+            for k, v in row.items()
+            if k not in ("jobs", "success_rate", "calls_per_job", "inside_retry_after")
+        }
+        print(
+            f"{name:14} {row['jobs']:5d} {row['success_rate']:8.1%} {row['calls_per_job']:9.2f} "
+            f"{row['inside_retry_after']:9d}  {extra}"
+        )
+    print(f"written to {write_results('failover', results)}")
+
+
+if __name__ == "__main__":
+    main()

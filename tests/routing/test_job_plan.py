@@ -1,0 +1,253 @@
+"""The routing plan on a fake clock: every decision, and why it was made."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from imagerouter import (
+    AuthFailed,
+    ContentRejected,
+    FakeClock,
+    NoProviderAvailable,
+    Provider,
+    ProviderUnavailable,
+    RateLimited,
+)
+from imagerouter.breaker import BreakerState, CircuitBreaker
+from imagerouter.catalog import CatalogModel, Credits, ModelProvider
+from imagerouter.config import RouterSettings
+from imagerouter.health import HealthConfig, HealthScore
+from imagerouter.instances import ProviderInstance
+from imagerouter.limits import Cooldowns, FixedLimit, RetryBudget
+from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
+
+
+class Plans:
+    """Builds plans over shared provider state, as one router would."""
+
+    def __init__(self, names: list[str], policy: str = "priority", **settings: object) -> None:
+        self.clock = FakeClock()
+        self.settings = RouterSettings.model_validate(settings)
+        cooldowns = Cooldowns(self.clock)
+        self.instances = {
+            name: ProviderInstance(
+                name=name,
+                provider=Provider(name=name),
+                breaker=CircuitBreaker(name, self.settings.breaker, self.clock),
+                health=HealthScore(HealthConfig(), self.clock),
+                cooldowns=cooldowns,
+                clock=self.clock,
+            )
+            for name in names
+        }
+        self.model = CatalogModel(
+            name="m",
+            policy=policy,
+            credits=Credits(low=1, standard=1, high=1),
+            providers=tuple(
+                ModelProvider(provider=n, model=f"{n}-model", cost_usd=1.0 + i)
+                for i, n in enumerate(reversed(names))
+            )[::-1],
+        )
+        self.budget = RetryBudget(0.2, 3, 10.0, clock=self.clock)
+        self.rng = random.Random(1)
+
+    def plan(self, deadline_s: float = 60.0) -> JobPlan:
+        candidates = [Candidate(self.instances[e.provider], e) for e in self.model.providers]
+        return JobPlan(
+            self.model,
+            candidates,
+            self.clock.now() + deadline_s,
+            self.settings,
+            self.budget,
+            self.clock,
+            self.rng,
+        )
+
+
+def call_of(step: object) -> Call:
+    assert isinstance(step, Call), step
+    return step
+
+
+def test_retryable_failure_fails_over_at_once_and_is_recorded() -> None:
+    """A 503 from the first provider sends the next call to the second, with no wait."""
+    plans = Plans(["fal", "wavespeed"])
+    plan = plans.plan()
+    first = call_of(plan.next_step())
+    assert first.candidate.instance.name == "fal"
+    plan.record(first, ProviderUnavailable("HTTP 503", status=503), 0.1, 0.0)
+    second = call_of(plan.next_step())
+    assert second.candidate.instance.name == "wavespeed"
+    assert [(a.provider, a.outcome, a.error_class, a.status) for a in plan.attempts] == [
+        ("fal", "error", "ProviderUnavailable", 503)
+    ]
+
+
+def test_rate_limited_provider_is_skipped_by_every_job_until_retry_after() -> None:
+    """A 429 with Retry-After cools the provider down for all jobs, and the skip says so."""
+    plans = Plans(["fal", "wavespeed"])
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=2.0), 0.05, 0.0)
+    other_job = plans.plan()
+    assert call_of(other_job.next_step()).candidate.instance.name == "wavespeed"
+    assert other_job.attempts[0].reason.startswith("Retry-After cooldown until +2.00s")
+    plans.clock.advance(2.01)
+    assert call_of(plans.plan().next_step()).candidate.instance.name == "fal"
+
+
+def test_with_no_alternative_a_job_waits_out_retry_after_never_earlier() -> None:
+    """The only provider answered 429 + Retry-After: 3: the job sleeps at least 3 s."""
+    plans = Plans(["openai"])
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=3.0), 0.05, 0.0)
+    step = plan.next_step()
+    assert isinstance(step, Wait)
+    assert step.until - plans.clock.now() >= 3.0
+    plans.clock.advance(step.until - plans.clock.now())
+    assert call_of(plan.next_step()).candidate.instance.name == "openai"
+
+
+def test_retry_after_beyond_the_deadline_fails_over_or_gives_up_now() -> None:
+    """A Retry-After longer than the job's time left excludes the provider for this job."""
+    plans = Plans(["openai"])
+    plan = plans.plan(deadline_s=5.0)
+    plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=30.0), 0.05, 0.0)
+    step = plan.next_step()
+    assert isinstance(step, GiveUp)
+    assert isinstance(step.error, NoProviderAvailable)
+    assert step.error.attempts == plan.attempts
+
+
+def test_retrying_the_same_provider_backs_off_first() -> None:
+    """With no other candidate, a retry after a 503 waits a jittered backoff, then calls."""
+    plans = Plans(["fal"], backoff_base_s=0.5, backoff_cap_s=4.0)
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+    step = plan.next_step()
+    assert isinstance(step, Wait)
+    assert step.reason == "backoff"
+    assert 0 <= step.until - plans.clock.now() <= 1.0 + plans.settings.wake_margin_s
+    plans.clock.advance(step.until - plans.clock.now())
+    assert call_of(plan.next_step()).candidate.instance.name == "fal"
+
+
+def test_content_rejection_and_auth_failure() -> None:
+    """Content rejections may not fail over; an auth failure excludes its provider only."""
+    assert not ContentRejected("no").failover
+    plans = Plans(["openai", "fal"])
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), AuthFailed("HTTP 401", status=401), 0.01, 0.0)
+    assert call_of(plan.next_step()).candidate.instance.name == "fal"
+
+
+def test_open_breaker_is_skipped_with_its_reason() -> None:
+    """Consecutive failures open the breaker; the next job skips it and says why."""
+    plans = Plans(["fal", "wavespeed"], breaker={"consecutive_failures": 2})
+    for _ in range(2):
+        plan = plans.plan()
+        plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+    assert plans.instances["fal"].breaker.state is BreakerState.OPEN
+    plan = plans.plan()
+    assert call_of(plan.next_step()).candidate.instance.name == "wavespeed"
+    assert (plan.attempts[0].provider, plan.attempts[0].reason) == ("fal", "breaker open")
+
+
+def test_every_breaker_open_lets_one_panic_probe_through() -> None:
+    """When all candidates' breakers are open, the least recently failed one gets a probe."""
+    plans = Plans(["fal", "wavespeed"], breaker={"consecutive_failures": 1})
+    for name in ("wavespeed", "fal"):  # wavespeed fails first, so it failed least recently
+        plans.instances[name].breaker.allow()
+        plans.instances[name].breaker.record_failure(0.1)
+        plans.clock.advance(0.5)
+    plan = plans.plan()
+    step = call_of(plan.next_step())
+    assert step.candidate.instance.name == "wavespeed"
+    assert plan.attempts[-1].reason.startswith("panic")
+    assert plans.instances["wavespeed"].breaker.state is BreakerState.HALF_OPEN
+
+
+def test_retry_budget_caps_retries_across_jobs() -> None:
+    """Once retries exceed ratio × first attempts (and the floor), jobs stop retrying."""
+    plans = Plans(
+        ["fal", "wavespeed"],
+        breaker={"consecutive_failures": 0, "minimum_calls": 20, "window_size": 20},
+    )
+    outcomes = Counter()
+    for _ in range(10):
+        plan = plans.plan()
+        plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+        step = plan.next_step()
+        outcomes["retried" if isinstance(step, Call) else "stopped"] += 1
+        if isinstance(step, Call):
+            plan.release(step.candidate)
+    assert outcomes == Counter({"retried": 3, "stopped": 7})  # floor 3; 0.2 × 10 = 2 < 3
+
+
+def test_attempt_cap_ends_the_job() -> None:
+    """max_attempts calls, then the job gives up naming the cap."""
+    plans = Plans(["a", "b"], max_attempts=2, retry_budget={"min_retries": 100})
+    plan = plans.plan()
+    for _ in range(2):
+        plan.record(call_of(plan.next_step()), ProviderUnavailable("x"), 0.1, 0.0)
+    step = plan.next_step()
+    assert isinstance(step, GiveUp)
+    assert "2 attempts made" in str(step.error)
+
+
+def test_full_concurrency_waits_and_rechecks() -> None:
+    """A provider at its concurrency cap is skipped; with no other, the job rechecks soon."""
+    plans = Plans(["openai"])
+    plans.instances["openai"].limit = FixedLimit(1)
+    busy = call_of(plans.plan().next_step())
+    plan = plans.plan()
+    step = plan.next_step()
+    assert isinstance(step, Wait)
+    assert plan.attempts[0].reason == "concurrency full (1)"
+    assert busy.candidate.instance.limit.in_flight == 1
+
+
+@pytest.mark.parametrize(("policy", "first"), [("priority", "a"), ("cost", "c")])
+def test_static_policies_pick_in_order(policy: str, first: str) -> None:
+    """priority follows the catalog; cost picks the cheapest (here the last)."""
+    assert (
+        call_of(Plans(["a", "b", "c"], policy).plan().next_step()).candidate.entry.provider == first
+    )
+
+
+def test_latency_policy_prefers_the_fastest_recent_p50() -> None:
+    """latency picks the provider with the lowest recent p50."""
+    plans = Plans(["slow", "fast"], policy="latency")
+    for _ in range(20):
+        plans.instances["slow"].health.record(True, 2.0)
+        plans.instances["fast"].health.record(True, 0.2)
+    assert call_of(plans.plan().next_step()).candidate.instance.name == "fast"
+
+
+def test_weighted_policy_shares_traffic_by_health_and_weight() -> None:
+    """weighted sends more first calls to the heavier provider, but some to each."""
+    plans = Plans(["a", "b"], policy="weighted")
+    plans.instances["a"].weight = 3.0
+    firsts = Counter()
+    for _ in range(400):
+        plan = plans.plan()
+        step = call_of(plan.next_step())
+        firsts[step.candidate.instance.name] += 1
+        plan.release(step.candidate)
+    assert firsts["a"] > 2 * firsts["b"] > 0
+
+
+def test_hedge_goes_to_another_provider_only() -> None:
+    """A hedge call never goes to the provider already in flight; with one provider, none."""
+    plans = Plans(["fal", "wavespeed"])
+    plan = plans.plan()
+    first = call_of(plan.next_step())
+    hedge = plan.hedge_step()
+    assert hedge is not None
+    assert hedge.candidate.instance.name == "wavespeed" != first.candidate.instance.name
+    solo = Plans(["openai"]).plan()
+    solo.next_step()
+    assert solo.hedge_step() is None
