@@ -1,0 +1,28 @@
+"""``make bench``: run every benchmark in this folder, one process each, and list the results.
+
+    python -m loadtests.bench [NAME ...]     # e.g. router failover; default: all of them
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> int:
+    wanted = set(sys.argv[1:])
+    failures = 0
+    for path in sorted(HERE.glob("bench_*.py")):
+        name = path.stem.removeprefix("bench_")
+        if wanted and name not in wanted:
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        failures += subprocess.call([sys.executable, "-m", f"loadtests.bench.{path.stem}"]) != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
