@@ -1,0 +1,116 @@
+"""Queued jobs of the queue APIs (fal, WaveSpeed): their state is a function of time.
+
+A job spends the first quarter of its ``generation_ms`` queued and the rest running, then it
+is done; a cancel freezes it as canceled. Jobs are forgotten an hour after they were
+submitted (and the oldest go first beyond ``max_jobs``), so a long load test does not grow the
+farm without bound.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from imagerouter.clock import Clock
+
+__all__ = ["Job", "JobState", "JobStore"]
+
+#: Share of the generation time a job spends queued before it starts running.
+QUEUED_SHARE = 0.25
+
+
+class JobState(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELED = "canceled"
+
+
+@dataclass(slots=True)
+class Job:
+    """One submitted generation: when it was submitted, how long it takes, and its inputs."""
+
+    id: str
+    #: The app or model it was submitted to, as the adapter names it.
+    app: str
+    submitted: float
+    generation_s: float
+    #: The engine decided the provider's moderation rejects it.
+    content_policy: bool = False
+    #: Whatever the adapter needs to render the job (prompt, size, seed…).
+    data: dict[str, Any] = field(default_factory=dict)
+    #: Unix time of submission, for ``created_at`` fields.
+    submitted_wall: float = 0.0
+    canceled_at: float | None = None
+
+    def state(self, now: float) -> JobState:
+        """The job's state at monotonic time ``now``."""
+        if self.canceled_at is not None:
+            return JobState.CANCELED
+        elapsed = now - self.submitted
+        if elapsed >= self.generation_s:
+            return JobState.DONE
+        if elapsed < self.generation_s * QUEUED_SHARE:
+            return JobState.QUEUED
+        return JobState.RUNNING
+
+    def created_at(self) -> str:
+        """The submission time as ISO 8601 UTC (``2026-01-02T03:04:05.678901Z``)."""
+        return datetime.fromtimestamp(self.submitted_wall, UTC).isoformat().replace("+00:00", "Z")
+
+
+class JobStore:
+    """The jobs of one provider, by id, forgotten after ``ttl_s``."""
+
+    def __init__(self, clock: Clock, *, ttl_s: float = 3600.0, max_jobs: int = 200_000) -> None:
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._max_jobs = max_jobs
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    def submit(
+        self,
+        app: str,
+        generation_s: float,
+        *,
+        content_policy: bool = False,
+        data: dict[str, Any] | None = None,
+    ) -> Job:
+        """Create and keep a new job, submitted now."""
+        self._forget_old()
+        job = Job(
+            id=str(uuid.uuid4()),
+            app=app,
+            submitted=self._clock.now(),
+            submitted_wall=self._clock.wall(),
+            generation_s=generation_s,
+            content_policy=content_policy,
+            data=dict(data or {}),
+        )
+        self._jobs[job.id] = job
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with that id, if the store still has it."""
+        return self._jobs.get(job_id)
+
+    def now(self) -> float:
+        """Monotonic time, on the clock the jobs were stamped with."""
+        return self._clock.now()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def _forget_old(self) -> None:
+        horizon = self._clock.now() - self._ttl_s
+        while self._jobs:
+            oldest = next(iter(self._jobs.values()))
+            if oldest.submitted >= horizon and len(self._jobs) < self._max_jobs:
+                break
+            self._jobs.popitem(last=False)

@@ -1,0 +1,1 @@
+"""Tests of the mock provider farm, driven over real HTTP on loopback."""
