@@ -28,6 +28,9 @@ class ModelProvider(BaseModel):
     model: str = Field(min_length=1, description="The provider's own model id.")
     weight: float = Field(default=1.0, gt=0)
     cost_usd: float | None = Field(default=None, ge=0, description="Provider price per image.")
+    optional: bool = Field(
+        default=False, description="Use only if this provider is installed and has a key."
+    )
 
 
 class Credits(BaseModel):

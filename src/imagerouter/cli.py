@@ -64,8 +64,9 @@ def farm(scenario: str | None, host: str, port: int, tls: bool) -> None:
     """Serve the mock provider farm until interrupted."""
     from mockproviders import run_farm
 
+    adapters = load_plugins().farm_adapters  # providers added by plugins get their API too
     try:
-        run_farm(scenario, host=host, port=port, tls=tls)
+        run_farm(scenario, host=host, port=port, tls=tls, adapters=adapters)
     except ImageRouterError as exc:
         _fail(exc)
 

@@ -118,14 +118,18 @@ class Router:
         config: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Router:
-        """A router whose every built-in provider points at a running mock farm.
+        """A router whose providers all point at a running mock farm.
 
-        ``farm`` is a :class:`mockproviders.Farm` or its ``GET /_farm/providers`` document.
-        ``config`` is laid over the farm's provider settings (e.g. router timeouts).
+        ``farm`` is a :class:`mockproviders.Farm` or its ``GET /_farm/providers`` document;
+        every provider the farm serves and a loaded plugin speaks is configured with the farm's
+        base URL and a farm key. ``config`` is laid over that (e.g. router timeouts).
         """
         info = farm.providers() if hasattr(farm, "providers") else farm
+        plugins = kwargs.setdefault("plugins", load_plugins())
         providers: dict[str, Any] = {}
         for name, entry in info["providers"].items():
+            if name not in plugins.providers:
+                continue
             providers[name] = {
                 "base_url": entry["base_url"],
                 "api_key": f"farm-key-{name}",
@@ -342,18 +346,27 @@ def _build_instances(
     on_transition: Callable[[BreakerTransition], None] | None,
 ) -> dict[str, ProviderInstance]:
     """One instance per configured provider, plus a default instance for every plugin the
-    catalog names without configuration; checks every catalog entry resolves."""
+    catalog names without configuration; checks every catalog entry resolves.
+
+    A catalog entry marked ``optional`` is used only when its provider can be built: its plugin
+    installed and its key present. Anything else missing is an error at start.
+    """
     configured = dict(settings.providers)
     by_plugin: dict[str, list[str]] = {}
     for name, provider_settings in configured.items():
         by_plugin.setdefault(provider_settings.plugin or name, []).append(name)
+    optional: set[str] = set()  # implicit instances every catalog entry marks optional
+    required: set[str] = set()
     for model in catalog.models.values():
         for index, entry in enumerate(model.providers):
+            (optional if entry.optional else required).add(entry.provider)
             if entry.provider in configured or entry.provider in by_plugin:
                 continue
             if entry.provider in plugins.providers:
                 configured[entry.provider] = ProviderSettings()
                 by_plugin[entry.provider] = [entry.provider]
+                continue
+            if entry.optional:
                 continue
             known = sorted({*configured, *plugins.providers})
             raise ConfigError(
@@ -363,8 +376,11 @@ def _build_instances(
             )
     shared_cooldowns = Cooldowns(clock)
     instances: dict[str, ProviderInstance] = {}
+    skippable = optional - required - set(settings.providers)
     for name, provider_settings in configured.items():
-        if provider_settings.enabled:
+        if not provider_settings.enabled:
+            continue
+        try:
             instances[name] = _build_instance(
                 name,
                 provider_settings,
@@ -375,6 +391,10 @@ def _build_instances(
                 environ,
                 on_transition,
             )
+        except ConfigError:
+            if name not in skippable:
+                raise
+            log.info("optional provider %s left out: it has no key", name)
     return instances
 
 

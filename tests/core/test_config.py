@@ -117,3 +117,36 @@ def test_alias_to_unknown_model_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_catalog(override)
     assert (caught.value.file, caught.value.field) == (str(override), "aliases.old")
+
+
+def test_optional_catalog_entries_are_used_only_when_buildable(tmp_path: Path) -> None:
+    """An optional provider without its plugin or its key is left out; with its key it serves;
+    configured explicitly without a key it is an error again."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "keyed.py").write_text(
+        "from imagerouter import Provider, hookimpl\n"
+        "class Keyed(Provider):\n"
+        "    provider_id = 'keyed'\n"
+        "    key_env_var = 'KEYED_KEY'\n"
+        "    async def generate(self, request, ctx): ...\n"
+        "@hookimpl\n"
+        "def register_providers(register):\n"
+        "    register(Keyed)\n"
+    )
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        "[models.mine]\ncredits = {low = 1, standard = 1, high = 1}\n"
+        '[[models.mine.providers]]\nprovider = "fal"\nmodel = "a"\n'
+        '[[models.mine.providers]]\nprovider = "not-installed"\nmodel = "b"\noptional = true\n'
+        '[[models.mine.providers]]\nprovider = "keyed"\nmodel = "c"\noptional = true\n'
+    )
+    config = {"catalog": str(catalog), "plugins_dir": str(tmp_path / "plugins")}
+
+    def candidates(environ: dict[str, str]) -> list[str]:
+        router = Router.from_config(config, environ=environ)
+        return [c.instance.name for c in router.candidates_for(router.resolve("mine"))]
+
+    assert candidates(KEYS) == ["fal"]
+    assert candidates({**KEYS, "KEYED_KEY": "k"}) == ["fal", "keyed"]
+    with pytest.raises(ConfigError, match="KEYED_KEY"):
+        Router.from_config({**config, "providers": {"keyed": {}}}, environ=KEYS)

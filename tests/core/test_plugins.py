@@ -180,3 +180,39 @@ def test_missing_plugins_directory_is_reported(tmp_path: Path) -> None:
     """A plugins directory that does not exist is a reported problem, not a crash."""
     plugins = load_plugins(entry_points=False, plugins_dir=tmp_path / "nope")
     assert [p.reason for p in plugins.problems] == ["plugins directory not found"]
+
+
+async def test_farm_adapter_hook_adds_a_wire_format_to_the_farm() -> None:
+    """A plugin's register_farm_adapters hook gives the farm a new provider API, faults and all."""
+    import aiohttp
+    from aiohttp import web
+
+    from mockproviders import Call, Farm, FarmAdapter, FarmError, FarmRoute
+
+    class EchoAPI(FarmAdapter):
+        name, prefix, sdk_path = "echo", "/echo", "/v1"
+
+        def routes(self):
+            return [FarmRoute("POST", "/v1/draw", self.draw, generation=True)]
+
+        async def draw(self, call: Call) -> web.StreamResponse:
+            return web.json_response({"ok": True})
+
+        def error_response(self, error: FarmError, call: Call) -> web.StreamResponse:
+            return web.json_response({"error": error.kind.value}, status=error.status)
+
+    class EchoPlugin:
+        @hookimpl
+        def register_farm_adapters(self, register):
+            register(EchoAPI())
+
+    plugins = load_plugins(entry_points=False, extra=[EchoPlugin()])
+    async with Farm(adapters=plugins.farm_adapters) as farm, aiohttp.ClientSession() as client:
+        url = farm.base_url("echo") + "/draw"
+        headers = {"Authorization": "Bearer k"}
+        async with client.post(url, json={}, headers=headers) as response:
+            assert response.status == 200
+        farm.set_faults("echo", {"down": True})
+        async with client.post(url, json={}, headers=headers) as response:
+            assert response.status == 503
+    assert farm.stats()["providers"]["echo"]["by_status"] == {"200": 1, "503": 1}
