@@ -27,6 +27,7 @@ from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.config import ProviderSettings, Settings, load_settings
 from imagerouter.configfile import validate
 from imagerouter.errors import ConfigError, ProviderError, ProviderUnavailable
+from imagerouter.events import Listeners
 from imagerouter.health import HealthScore
 from imagerouter.instances import ProviderInstance
 from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, RetryBudget
@@ -67,8 +68,11 @@ class Router:
         clock: Clock,
         session: aiohttp.ClientSession | None = None,
         seed: int | None = None,
+        transitions: Listeners[BreakerTransition] | None = None,
     ) -> None:
         self.settings, self.catalog, self.clock = settings, catalog, clock
+        #: Every breaker transition of every instance goes to these listeners (``.add(fn)``).
+        self.transitions = transitions if transitions is not None else Listeners()
         self.instances = dict(instances)
         self.rng = random.Random(seed)
         budget = settings.router.retry_budget
@@ -108,8 +112,19 @@ class Router:
         plugins = plugins or load_plugins(plugins_dir=settings.plugins_dir)
         catalog = catalog or load_catalog(settings.catalog)
         clock = clock or MonotonicClock()
-        instances = _build_instances(settings, plugins, catalog, clock, environ, on_transition)
-        return cls(settings=settings, catalog=catalog, instances=instances, clock=clock, seed=seed)
+        transitions: Listeners[BreakerTransition] = Listeners()
+        transitions.add(_log_transition)
+        if on_transition is not None:
+            transitions.add(on_transition)
+        instances = _build_instances(settings, plugins, catalog, clock, environ, transitions)
+        return cls(
+            settings=settings,
+            catalog=catalog,
+            instances=instances,
+            clock=clock,
+            seed=seed,
+            transitions=transitions,
+        )
 
     @classmethod
     def from_farm(
@@ -337,13 +352,23 @@ class Router:
         return status
 
 
+def _log_transition(transition: BreakerTransition) -> None:
+    log.warning(
+        "breaker %s: %s -> %s (%s)",
+        transition.name,
+        transition.from_state,
+        transition.to_state,
+        transition.reason,
+    )
+
+
 def _build_instances(
     settings: Settings,
     plugins: Plugins,
     catalog: Catalog,
     clock: Clock,
     environ: Mapping[str, str],
-    on_transition: Callable[[BreakerTransition], None] | None,
+    on_transition: Callable[[BreakerTransition], None],
 ) -> dict[str, ProviderInstance]:
     """One instance per configured provider, plus a default instance for every plugin the
     catalog names without configuration; checks every catalog entry resolves.
@@ -406,7 +431,7 @@ def _build_instance(
     cooldowns: Cooldowns,
     clock: Clock,
     environ: Mapping[str, str],
-    on_transition: Callable[[BreakerTransition], None] | None,
+    on_transition: Callable[[BreakerTransition], None],
 ) -> ProviderInstance:
     plugin_id = provider_settings.plugin or name
     cls = plugins.providers.get(plugin_id)

@@ -62,6 +62,8 @@ class Call:
 
     candidate: Candidate
     deadline: float
+    #: Why this provider, now: first choice, failover, retry, panic probe or hedge.
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,8 @@ class JobPlan:
             if chosen is not None:
                 self.release(chosen)
             return None
-        if chosen is None and all_open:
+        panic = chosen is None and all_open
+        if panic:
             chosen = self._panic_probe()
         if chosen is None:
             return self._wait_until(ready_at)
@@ -189,11 +192,21 @@ class JobPlan:
             self._backed_off = True
             return self._wait_until(now + delay, reason="backoff")
         self._backed_off = False
+        if hedge:
+            reason = "hedge: the call in flight is slower than its provider's p95"
+        elif panic:
+            reason = "panic probe: every breaker open"
+        elif failures:
+            reason = f"retry #{failures} after backoff: no other provider callable"
+        elif self.last_error is not None:
+            reason = f"failover after {self.last_error.error_class} from {self.last_error.provider}"
+        else:
+            reason = f"first available in {self.model.policy} order"
         if not self.calls:
             self.retry_budget.record_first_attempt()
         self.calls += 1
         self.in_flight.add(chosen.instance.name)
-        return Call(chosen, min(self.deadline, now + settings.attempt_timeout_s))
+        return Call(chosen, min(self.deadline, now + settings.attempt_timeout_s), reason)
 
     def _give_up(self, reason: str) -> GiveUp:
         if self.last_error is not None and reason.startswith("every candidate"):
@@ -283,6 +296,7 @@ class JobPlan:
             "ok" if error is None else "error",
             started_at=started_at,
             latency_ms=round(latency * 1000, 3),
+            reason=call.reason,
         )
         self.attempts.append(attempt)
         if budget is not None:

@@ -82,8 +82,10 @@ def test_retryable_failure_fails_over_at_once_and_is_recorded() -> None:
     plan.record(first, ProviderUnavailable("HTTP 503", status=503), 0.1, 0.0)
     second = call_of(plan.next_step())
     assert second.candidate.instance.name == "wavespeed"
-    assert [(a.provider, a.outcome, a.error_class, a.status) for a in plan.attempts] == [
-        ("fal", "error", "ProviderUnavailable", 503)
+    plan.record(second, None, 0.2, 0.0)
+    assert [(a.provider, a.outcome, a.error_class, a.status, a.reason) for a in plan.attempts] == [
+        ("fal", "error", "ProviderUnavailable", 503, "first available in priority order"),
+        ("wavespeed", "ok", None, None, "failover after ProviderUnavailable from fal"),
     ]
 
 
