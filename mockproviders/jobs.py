@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -106,6 +107,10 @@ class JobStore:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        """The jobs still remembered, oldest first."""
+        return iter(list(self._jobs.values()))
 
     def _forget_old(self) -> None:
         horizon = self._clock.now() - self._ttl_s
