@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Attempt",
+    "AttemptEvent",
     "GeneratedImage",
     "ImageRequest",
     "ImageResult",
@@ -120,6 +121,14 @@ class Attempt:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEvent:
+    """An attempt as it happens, with the catalog model of its job (for metrics and logs)."""
+
+    model: str
+    attempt: Attempt
 
 
 class ImageResult(BaseModel):

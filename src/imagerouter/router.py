@@ -31,7 +31,7 @@ from imagerouter.events import Listeners
 from imagerouter.health import HealthScore
 from imagerouter.instances import ProviderInstance
 from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, RetryBudget
-from imagerouter.models import ImageRequest, ImageResult, ProviderOutput
+from imagerouter.models import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.provider import CallContext
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
@@ -73,6 +73,8 @@ class Router:
         self.settings, self.catalog, self.clock = settings, catalog, clock
         #: Every breaker transition of every instance goes to these listeners (``.add(fn)``).
         self.transitions = transitions if transitions is not None else Listeners()
+        #: Every attempt of every job goes to these listeners (``.add(fn)``).
+        self.attempts: Listeners[AttemptEvent] = Listeners()
         self.instances = dict(instances)
         self.rng = random.Random(seed)
         budget = settings.router.retry_budget
@@ -234,6 +236,7 @@ class Router:
             retry_budget=self.retry_budget,
             clock=self.clock,
             rng=self.rng,
+            on_attempt=self.attempts,
         )
 
     async def _call(self, plan: JobPlan, step: Call, request: ImageRequest) -> _Outcome:

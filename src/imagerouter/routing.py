@@ -26,7 +26,7 @@ The rules:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from imagerouter.backoff import full_jitter
@@ -43,7 +43,7 @@ from imagerouter.errors import (
 from imagerouter.headers import RateLimitBudget
 from imagerouter.instances import ProviderInstance, Unavailable
 from imagerouter.limits import RetryBudget, TokenBucket
-from imagerouter.models import Attempt
+from imagerouter.models import Attempt, AttemptEvent
 
 __all__ = ["Call", "Candidate", "GiveUp", "JobPlan", "Wait", "order_candidates"]
 
@@ -132,6 +132,13 @@ class JobPlan:
     _excluded: set[str] = field(default_factory=set)
     _noted: set[tuple[str, str]] = field(default_factory=set)
     _backed_off: bool = False
+    #: Told of every attempt as it is added (metrics, logs); None when nobody listens.
+    on_attempt: Callable[[AttemptEvent], None] | None = None
+
+    def _add(self, attempt: Attempt) -> None:
+        self.attempts.append(attempt)
+        if self.on_attempt is not None:
+            self.on_attempt(AttemptEvent(self.model.name, attempt))
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -238,7 +245,7 @@ class JobPlan:
     def _skip(self, instance: ProviderInstance, why: Unavailable) -> None:
         if (instance.name, why.kind) not in self._noted:
             self._noted.add((instance.name, why.kind))
-            self.attempts.append(
+            self._add(
                 Attempt(instance.name, "skipped", started_at=self.clock.wall(), reason=why.reason)
             )
 
@@ -250,7 +257,7 @@ class JobPlan:
         oldest = min(open_ones, key=lambda c: c.instance.breaker.last_failure_at or 0.0)
         if not oldest.instance.breaker.force_probe():
             return None
-        self.attempts.append(
+        self._add(
             Attempt(
                 oldest.instance.name,
                 "skipped",
@@ -298,7 +305,11 @@ class JobPlan:
             latency_ms=round(latency * 1000, 3),
             reason=call.reason,
         )
-        self.attempts.append(attempt)
+        if error is not None:
+            error.provider = error.provider or name
+            attempt.error_class, attempt.error = error.error_class, error.message[:300]
+            attempt.status, attempt.retry_after = error.status, error.retry_after
+        self._add(attempt)
         if budget is not None:
             _learn_budget(instance, budget)
         if error is None:
@@ -307,9 +318,6 @@ class JobPlan:
             if instance.limit is not None:
                 instance.limit.release(latency, dropped=False)
             return attempt
-        error.provider = error.provider or name
-        attempt.error_class, attempt.error = error.error_class, error.message[:300]
-        attempt.status, attempt.retry_after = error.status, error.retry_after
         if error.counts_as_failure:
             instance.breaker.record_failure(latency)
             instance.health.record(False, latency)
@@ -343,7 +351,7 @@ class JobPlan:
             latency_ms=round(latency * 1000, 3),
             reason="abandoned in flight",
         )
-        self.attempts.append(attempt)
+        self._add(attempt)
         return attempt
 
 

@@ -1,0 +1,132 @@
+"""Prometheus metrics: one registry per process part that owns it (no global default registry).
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds`` units) and every label
+set is bounded: provider instances, outcomes, error classes, states; never job ids or prompts.
+Router state that changes without events (health, cooldowns, in-flight) is read at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from imagerouter.breaker import BreakerTransition
+from imagerouter.models import AttemptEvent
+
+if TYPE_CHECKING:
+    from imagerouter.router import Router
+
+__all__ = ["CONTENT_TYPE", "RouterMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300)
+_BREAKER_STATES = ("closed", "half_open", "open")
+
+
+class RouterMetrics:
+    """The router's metrics, fed by its attempt and transition listeners."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.attempts = Counter(
+            "imagerouter_provider_attempts_total",
+            "Provider attempts by provider instance, outcome and error class.",
+            ["provider", "outcome", "error_class"],
+            registry=self.registry,
+        )
+        self.attempt_latency = Histogram(
+            "imagerouter_provider_attempt_duration_seconds",
+            "Duration of provider calls that were made (ok or error).",
+            ["provider", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.skips = Counter(
+            "imagerouter_provider_skips_total",
+            "Candidates passed over by the router, by reason kind.",
+            ["provider", "reason"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "imagerouter_breaker_transitions_total",
+            "Circuit breaker transitions by provider instance and new state.",
+            ["provider", "to_state"],
+            registry=self.registry,
+        )
+        self.retry_after = Counter(
+            "imagerouter_retry_after_received_total",
+            "429 answers that carried a Retry-After, by provider instance.",
+            ["provider"],
+            registry=self.registry,
+        )
+
+    def observe_attempt(self, event: AttemptEvent) -> None:
+        """Listener for ``router.attempts``."""
+        attempt = event.attempt
+        if attempt.outcome == "skipped":
+            kind = (attempt.reason or "other").split(":")[0].split(" ")[0].lower()
+            self.skips.labels(attempt.provider, kind).inc()
+            return
+        self.attempts.labels(attempt.provider, attempt.outcome, attempt.error_class or "").inc()
+        if attempt.latency_ms is not None:
+            self.attempt_latency.labels(attempt.provider, attempt.outcome).observe(
+                attempt.latency_ms / 1000
+            )
+        if attempt.retry_after is not None:
+            self.retry_after.labels(attempt.provider).inc()
+
+    def observe_transition(self, transition: BreakerTransition) -> None:
+        """Listener for ``router.transitions``."""
+        self.transitions.labels(transition.name, str(transition.to_state)).inc()
+
+    def bind(self, router: Router) -> None:
+        """Listen to ``router`` and read its live state at every scrape."""
+        router.attempts.add(self.observe_attempt)
+        router.transitions.add(self.observe_transition)
+        self.registry.register(_RouterStateCollector(router))
+
+    def render(self) -> bytes:
+        """The text exposition of everything in this registry."""
+        return generate_latest(self.registry)
+
+
+class _RouterStateCollector(Collector):
+    """Gauges read from the router when Prometheus scrapes."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        health = GaugeMetricFamily(
+            "imagerouter_provider_health_score", "Health score in [0, 1].", labels=["provider"]
+        )
+        state = GaugeMetricFamily(
+            "imagerouter_breaker_state",
+            "1 for the breaker's current state, 0 for the others.",
+            labels=["provider", "state"],
+        )
+        cooldown = GaugeMetricFamily(
+            "imagerouter_retry_after_cooldown_seconds",
+            "Seconds left in the provider's Retry-After cooldown (0 when none).",
+            labels=["provider"],
+        )
+        in_flight = GaugeMetricFamily(
+            "imagerouter_provider_in_flight", "Calls in flight (when limited).", labels=["provider"]
+        )
+        budget = GaugeMetricFamily(
+            "imagerouter_retry_budget_available", "Retries the budget still allows now."
+        )
+        for entry in self._router.provider_status():
+            name = entry["name"]
+            health.add_metric([name], entry["health"]["score"])
+            for option in _BREAKER_STATES:
+                state.add_metric([name, option], float(entry["breaker"]["state"] == option))
+            cooldown.add_metric([name], max(0.0, entry["cooldown_remaining_s"] or 0.0))
+            if entry["concurrency"] is not None:
+                in_flight.add_metric([name], entry["concurrency"]["in_flight"])
+        budget.add_metric([], self._router.retry_budget.available())
+        yield from (health, state, cooldown, in_flight, budget)

@@ -1,0 +1,55 @@
+"""Router metrics against the farm: the counters agree with what the farm saw."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from imagerouter import ImageRequest, Router
+from imagerouter.metrics import RouterMetrics
+from mockproviders import Farm
+
+
+def samples(metrics: RouterMetrics) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+async def test_attempt_and_breaker_counters_match_the_farm(farm: Farm) -> None:
+    """After a known scenario, per-provider attempt counters equal the farm's own counts, and
+    the breaker's state and transitions are exported."""
+    farm.set_faults("fal", {"error_rates": {"503": 1.0}})
+    config = {"router": {"breaker": {"consecutive_failures": 3}}}
+    metrics = RouterMetrics()
+    async with Router.from_farm(farm, config) as router:
+        metrics.bind(router)
+        for number in range(10):
+            await router.generate(ImageRequest(model="flux-dev", prompt=str(number)))
+        await asyncio.sleep(0)
+    values = samples(metrics)
+    fal, wavespeed = (farm.stats()["providers"][p] for p in ("fal", "wavespeed"))
+    fal_errors = values[
+        (
+            "imagerouter_provider_attempts_total",
+            (("error_class", "ProviderUnavailable"), ("outcome", "error"), ("provider", "fal")),
+        )
+    ]
+    assert fal_errors == fal["by_status"]["503"] == 3
+    wavespeed_ok = values[
+        (
+            "imagerouter_provider_attempts_total",
+            (("error_class", ""), ("outcome", "ok"), ("provider", "wavespeed")),
+        )
+    ]
+    assert wavespeed_ok == wavespeed["generations"] == 10
+    assert values[("imagerouter_breaker_state", (("provider", "fal"), ("state", "open")))] == 1
+    opened = ("imagerouter_breaker_transitions_total", (("provider", "fal"), ("to_state", "open")))
+    assert values[opened] == 1
+    assert (
+        values[("imagerouter_provider_skips_total", (("provider", "fal"), ("reason", "breaker")))]
+        == 7
+    )
