@@ -1,0 +1,138 @@
+"""Structured logs: one JSON object per line (or readable text on a terminal), with the job id
+of the task that logged, and secrets scrubbed from every message.
+
+Prompts are never logged above DEBUG; API keys, provider keys and webhook secrets never at all
+(the scrubber is the last line of defence, not the first: nothing logs them on purpose).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from imagerouter.models import AttemptEvent
+
+__all__ = ["SecretScrubber", "configure_logging", "job_context", "log_attempt"]
+
+log = logging.getLogger("imagerouter.attempts")
+
+_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+_SECRETS = re.compile(
+    r"(?i)(bearer\s+|key\s+)[A-Za-z0-9._:\-]{6,}"
+    r"|\b(sk|ir|whsec|r8)_[A-Za-z0-9_\-]{6,}"
+)
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+@contextmanager
+def job_context(job_id: str) -> Iterator[None]:
+    """Every log line written inside carries ``job_id`` (per asyncio task, via a contextvar)."""
+    token = _job_id.set(job_id)
+    try:
+        yield
+    finally:
+        _job_id.reset(token)
+
+
+def scrub(text: str) -> str:
+    """``text`` with anything that looks like a key or secret replaced by ``[redacted]``."""
+    return _SECRETS.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+
+
+class SecretScrubber(logging.Filter):
+    """Redacts key-like strings from messages and string arguments; adds the job id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(str(record.msg))
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in args)
+        if getattr(record, "job_id", None) is None:
+            record.job_id = _job_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, event, job_id and any ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines for people at a terminal, extra fields as ``key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extra = " ".join(
+            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and v is not None
+        )
+        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if extra:
+            line += f"  {extra}"
+        if record.exc_info:
+            line += "\n" + scrub(self.formatException(record.exc_info))
+        return line
+
+
+def configure_logging(
+    level: str = "INFO", fmt: Literal["auto", "json", "text"] = "auto", stream: Any = None
+) -> logging.Handler:
+    """Send imagerouter's (and aiohttp's) logs to ``stream`` (stderr) at ``level``: JSON lines,
+    or text when ``fmt`` is ``auto`` and the stream is a terminal. Returns the handler."""
+    stream = stream or sys.stderr
+    as_text = fmt == "text" or (fmt == "auto" and getattr(stream, "isatty", lambda: False)())
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter() if as_text else JsonFormatter())
+    handler.addFilter(SecretScrubber())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_imagerouter", False)]:
+        root.removeHandler(old)
+    handler._imagerouter = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, root.level))
+    return handler
+
+
+def log_attempt(event: AttemptEvent) -> None:
+    """Listener for ``router.attempts``: one line per attempt (skips at DEBUG)."""
+    attempt = event.attempt
+    level = logging.DEBUG if attempt.outcome == "skipped" else logging.INFO
+    if attempt.outcome == "error" and attempt.error_class != "RateLimited":
+        level = logging.WARNING
+    if not log.isEnabledFor(level):
+        return
+    log.log(
+        level,
+        "attempt %s",
+        attempt.outcome,
+        extra={
+            "model": event.model,
+            "provider": attempt.provider,
+            "outcome": attempt.outcome,
+            "latency_ms": attempt.latency_ms,
+            "error_class": attempt.error_class,
+            "status": attempt.status,
+            "retry_after": attempt.retry_after,
+            "reason": attempt.reason,
+        },
+    )
