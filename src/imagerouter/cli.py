@@ -139,5 +139,8 @@ def check_config(config_path: str | None) -> None:
     console.print(f"config OK; provider instances: {summary}")
 
 
+# Commands defined beside the features they drive register themselves on `main`.
+from imagerouter import cli_provider  # noqa: E402, F401
+
 if __name__ == "__main__":
     main()

@@ -143,7 +143,10 @@ class Router:
         """
         info = farm.providers() if hasattr(farm, "providers") else farm
         plugins = kwargs.setdefault("plugins", load_plugins())
-        providers: dict[str, Any] = {}
+        # A plugin the farm does not serve is left out: a farm run never reaches a real API.
+        providers: dict[str, Any] = {
+            name: {"enabled": False} for name in plugins.providers if name not in info["providers"]
+        }
         for name, entry in info["providers"].items():
             if name not in plugins.providers:
                 continue
