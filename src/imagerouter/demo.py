@@ -14,6 +14,7 @@ from rich.table import Table
 from imagerouter.breaker import BreakerTransition
 from imagerouter.errors import ImageRouterError, ProviderError
 from imagerouter.models import ImageRequest, ImageResult
+from imagerouter.plugins import load_plugins
 from imagerouter.router import Router
 
 __all__ = ["DemoReport", "run_demo"]
@@ -35,7 +36,8 @@ async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0
     from mockproviders import Farm, load_scenario  # the farm is a dev/test tool, not core
 
     report = DemoReport()
-    async with Farm(scenario=load_scenario(scenario)) as farm:
+    adapters = load_plugins().farm_adapters  # Replicate's API comes from its plugin
+    async with Farm(scenario=load_scenario(scenario), adapters=adapters) as farm:
         router = Router.from_farm(
             farm, {"router": {"deadline_s": 30}}, on_transition=report.transitions.append, seed=7
         )
@@ -107,9 +109,9 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
         "served",
         "429s",
         "errors",
-        "failovers away",
-        "breaker trips",
-        "requests inside Retry-After",
+        "failovers",
+        "trips",
+        "in RA window",
     ):
         providers.add_column(column, justify="right")
     farm = report.farm_stats.get("providers", {})
@@ -126,6 +128,11 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
             str(farm.get(provider, {}).get("inside_retry_after", "-")),
         )
     console.print(providers)
+    console.print(
+        "failovers: calls that failed and moved the job to another provider; trips: breaker "
+        "openings; in RA window: requests the farm saw while a Retry-After it had sent was "
+        "still running (a well-behaved router keeps this at 0)."
+    )
     for transition in report.transitions:
         console.print(
             f"breaker [bold]{transition.name}[/bold]: {transition.from_state} → "

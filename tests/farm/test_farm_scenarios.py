@@ -30,14 +30,19 @@ def test_bundled_scenarios_load_by_name() -> None:
 
 
 def test_demo_scenario_tells_its_story() -> None:
-    """demo: fal rate-limited first, then down, then healthy; the others never fault."""
-    fal = load_scenario("demo").providers["fal"]
+    """demo: fal rate-limited first, then down, then healthy; WaveSpeed down inside fal's
+    outage; OpenAI never faults."""
+    scenario = load_scenario("demo")
+    fal = scenario.providers["fal"]
     early, outage = fal.phases
     assert early.until_s is not None
     assert early.faults.rate_limit is not None
     assert outage.faults.down
     assert outage.at_s == early.until_s
     assert not fal.down
+    (brownout,) = scenario.providers["wavespeed"].phases
+    assert outage.at_s < brownout.at_s < brownout.until_s < outage.until_s
+    assert not scenario.providers["openai"].phases
 
 
 def test_storm_and_rate_limited_scenarios() -> None:
