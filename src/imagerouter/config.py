@@ -116,6 +116,8 @@ class Settings(BaseModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    #: The ``[server]`` table, validated by :mod:`imagerouter.server.settings` when serving.
+    server: dict[str, Any] = Field(default_factory=dict)
     #: Where these settings came from (a file name or "<code>"), for error messages.
     source: str = "<code>"
 

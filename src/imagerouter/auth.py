@@ -1,0 +1,135 @@
+"""API keys: minted once, stored only as a SHA-256 hash, looked up by their public id part.
+
+A key reads ``ir_<id>_<secret>``: ``ir_`` marks it as ours (secret scanners can match it),
+``<id>`` (12 base32 characters) finds the stored record, and ``<secret>`` (256 random bits) is
+what proves possession. Only ``sha256(key)`` is stored, so a leaked database holds no usable key.
+Since the key is high-entropy, a fast hash is enough (no password stretching needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.errors import ImageRouterError
+from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.types import ApiKeyRecord
+
+__all__ = [
+    "KEY_PREFIX",
+    "AuthError",
+    "Authenticator",
+    "NewApiKey",
+    "Principal",
+    "hash_key",
+    "mint_key",
+    "parse_key_id",
+]
+
+KEY_PREFIX = "ir_"
+
+
+class AuthError(ImageRouterError):
+    """The request carries no API key, or one that is unknown, malformed or revoked."""
+
+    code = "invalid_api_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the account and the key it used."""
+
+    account_id: str
+    account_name: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """A freshly minted key: ``token`` is shown once and never stored."""
+
+    token: str
+    record: ApiKeyRecord
+
+
+def hash_key(token: str) -> str:
+    """The stored form of a key: hex SHA-256 of the whole token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_key_id(token: str) -> str | None:
+    """The lookup id of a well-formed key (``key_…``), else None."""
+    if not token.startswith(KEY_PREFIX):
+        return None
+    key_id, sep, secret = token[len(KEY_PREFIX) :].partition("_")
+    if not sep or len(key_id) != 12 or len(secret) < 32:
+        return None
+    return f"key_{key_id}"
+
+
+def mint_key(account_id: str, name: str | None, now: float) -> NewApiKey:
+    """A new random key for ``account_id`` and the record to store for it."""
+    key_id = new_id("key", 12)
+    token = f"{KEY_PREFIX}{key_id.removeprefix('key_')}_{secrets.token_urlsafe(32)}"
+    record = ApiKeyRecord(
+        id=key_id, account_id=account_id, secret_hash=hash_key(token), name=name, created_at=now
+    )
+    return NewApiKey(token, record)
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into a :class:`Principal`, or raises AuthError.
+
+    Verified records are cached for ``cache_s`` seconds (0 disables it), so a revocation made
+    by another process takes effect within that time.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        cache_s: float = 5.0,
+        max_cached: int = 10_000,
+        clock: Clock | None = None,
+    ) -> None:
+        self._store, self._cache_s, self._max = store, cache_s, max_cached
+        self._clock = clock or MonotonicClock()
+        self._cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller behind ``Authorization: Bearer <key>`` (AuthError says what is wrong)."""
+        if not authorization:
+            raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("malformed Authorization header: expected 'Bearer <key>'")
+        key_id = parse_key_id(token)
+        if key_id is None:
+            raise AuthError("invalid API key")
+        record = await self._lookup(key_id)
+        if record is None or not hmac.compare_digest(record.secret_hash, hash_key(token)):
+            raise AuthError("invalid API key")
+        if not record.active:
+            raise AuthError("this API key has been revoked")
+        return Principal(record.account_id, record.account_name or "", record.id)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a cached record (after a revocation in this process)."""
+        self._cache.pop(key_id, None)
+
+    async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
+        now = self._clock.now()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self._cache_s:
+            return cached[1]
+        record = await self._store.get_api_key(key_id)
+        if self._cache_s > 0:
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[key_id] = (now, record)
+        return record

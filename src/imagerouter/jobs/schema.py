@@ -1,0 +1,122 @@
+"""The SQLite schema of the job store, and how to create it."""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["SCHEMA_VERSION", "create_schema"]
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    balance     INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    created_at  REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           TEXT PRIMARY KEY,
+    account_id   TEXT NOT NULL REFERENCES accounts(id),
+    secret_hash  TEXT NOT NULL,
+    name         TEXT,
+    created_at   REAL NOT NULL,
+    revoked_at   REAL
+);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    account_id       TEXT NOT NULL REFERENCES accounts(id),
+    status           TEXT NOT NULL
+                     CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'canceled')),
+    request          TEXT NOT NULL,
+    price            INTEGER NOT NULL CHECK (price >= 0),
+    refunded         INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    deadline_at      REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    runs             INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires    REAL,
+    result           TEXT,
+    error            TEXT,
+    idempotency_key  TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (seq) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (lease_expires) WHERE status = 'processing';
+CREATE INDEX IF NOT EXISTS jobs_by_account ON jobs (account_id, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_account_status ON jobs (account_id, status, seq);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    id           INTEGER PRIMARY KEY,
+    job_id       TEXT NOT NULL REFERENCES jobs(id),
+    run          INTEGER NOT NULL,
+    provider     TEXT NOT NULL,
+    outcome      TEXT NOT NULL,
+    started_at   REAL,
+    latency_ms   REAL,
+    error_class  TEXT,
+    error        TEXT,
+    status       INTEGER,
+    retry_after  REAL,
+    reason       TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job_id, id);
+
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id      TEXT NOT NULL,
+    account_id  TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_account ON events (account_id, id);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, id);
+
+CREATE TABLE IF NOT EXISTS ledger (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id     TEXT NOT NULL REFERENCES accounts(id),
+    job_id         TEXT,
+    kind           TEXT NOT NULL CHECK (kind IN ('grant', 'debit', 'refund')),
+    amount         INTEGER NOT NULL,
+    balance_after  INTEGER NOT NULL,
+    note           TEXT,
+    created_at     REAL NOT NULL
+);
+-- A job is debited once and refunded at most once, whatever races.
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_once_per_job ON ledger (job_id, kind)
+    WHERE job_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ledger_by_account ON ledger (account_id, id);
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    account_id    TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    fingerprint   TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('processing', 'done')),
+    job_id        TEXT,
+    status_code   INTEGER,
+    response      TEXT,
+    locked_until  REAL,
+    created_at    REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+"""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create every table and index (idempotent) and stamp the schema version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this imagerouter "
+            f"({SCHEMA_VERSION}); upgrade imagerouter"
+        )
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

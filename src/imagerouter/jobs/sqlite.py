@@ -1,0 +1,806 @@
+"""The embedded job store: SQLite in WAL mode, every query on one dedicated thread.
+
+Each public method builds a small synchronous function of the connection and hands it to
+:class:`~imagerouter.jobs.sqlthread.SQLiteThread`, which runs many of them per commit. Every
+status change is guarded in SQL (``WHERE status IN ('queued', 'processing') AND lease_owner =
+?``), so a final state is written once whatever races between workers, sweepers and cancels.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.jobs.errors import (
+    AccountNotFound,
+    InsufficientCredits,
+    InvalidCursor,
+    JobFinished,
+    JobNotFound,
+)
+from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.schema import create_schema
+from imagerouter.jobs.sqlthread import SQLiteThread
+from imagerouter.jobs.store import EventListener
+from imagerouter.jobs.types import (
+    Account,
+    ApiKeyRecord,
+    IdempotencyOutcome,
+    Job,
+    JobEvent,
+    JobPage,
+    LedgerEntry,
+    NewJob,
+    StoredResponse,
+)
+
+__all__ = ["SQLiteJobStore"]
+
+log = logging.getLogger(__name__)
+
+_JOB_COLUMNS = (
+    "id, account_id, status, request, price, refunded, created_at, updated_at, deadline_at, "
+    "runs, started_at, finished_at, result, error, idempotency_key, lease_owner"
+)
+_ATTEMPT_FIELDS = (
+    "provider",
+    "outcome",
+    "started_at",
+    "latency_ms",
+    "error_class",
+    "error",
+    "status",
+    "retry_after",
+    "reason",
+)
+_ACTIVE = "status IN ('queued', 'processing')"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0],
+        account_id=row[1],
+        status=row[2],
+        request=json.loads(row[3]),
+        price=row[4],
+        refunded=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        deadline_at=row[8],
+        runs=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        result=_loads(row[12]),
+        error=_loads(row[13]),
+        idempotency_key=row[14],
+        lease_owner=row[15],
+    )
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"j{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("j"):
+            raise ValueError(cursor)
+        return int(text[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(cursor) from None
+
+
+class SQLiteJobStore:
+    """:class:`~imagerouter.jobs.store.JobStore` on one SQLite file (WAL).
+
+    Args:
+        path: the database file.
+        synchronous: ``NORMAL`` survives a killed process; ``FULL`` also a power cut.
+        batch_max: most operations sharing one commit.
+        clock: where "now" comes from (its ``wall()``).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        batch_max: int = 256,
+        clock: Clock | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.thread = SQLiteThread(path, synchronous=synchronous, batch_max=batch_max)
+        self._clock = clock or MonotonicClock()
+        self._listeners: list[EventListener] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the connection thread and create the schema."""
+        await self.thread.start(create_schema)
+
+    async def close(self) -> None:
+        """Run what is queued and stop the connection thread."""
+        await self.thread.stop()
+
+    async def __aenter__(self) -> SQLiteJobStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        await self.thread.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` (on the loop, after commit) with each batch of new events."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _publish(self, events: Sequence[JobEvent]) -> None:
+        if not events:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(events)
+            except Exception:
+                log.exception("job event listener %r failed", listener)
+
+    # --- helpers run on the thread -------------------------------------------------------------
+
+    def _event(
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        account_id: str,
+        status: str,
+        now: float,
+        **data: Any,
+    ) -> JobEvent:
+        payload = {"status": status, **{k: v for k, v in data.items() if v is not None}}
+        cursor = conn.execute(
+            "INSERT INTO events (job_id, account_id, type, data, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (job_id, account_id, f"job.{status}", _dumps(payload), now),
+        )
+        assert cursor.lastrowid is not None
+        return JobEvent(cursor.lastrowid, job_id, account_id, f"job.{status}", now, payload)
+
+    @staticmethod
+    def _refund(conn: sqlite3.Connection, job_id: str, account_id: str, price: int, now: float):
+        """Pay the job's price back, once: returns the amount refunded (0 if already done)."""
+        if (
+            price <= 0
+            or conn.execute(
+                "SELECT 1 FROM ledger WHERE job_id = ? AND kind = 'refund'", (job_id,)
+            ).fetchone()
+        ):
+            return 0
+        (balance,) = conn.execute(
+            "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance",
+            (price, account_id),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) "
+            "VALUES (?, ?, 'refund', ?, ?, ?)",
+            (account_id, job_id, price, balance, now),
+        )
+        conn.execute("UPDATE jobs SET refunded = ? WHERE id = ?", (price, job_id))
+        return price
+
+    @staticmethod
+    def _insert_attempts(
+        conn: sqlite3.Connection, job_id: str, run: int, attempts: Sequence[dict[str, Any]]
+    ) -> None:
+        if attempts:
+            conn.executemany(
+                "INSERT INTO attempts (job_id, run, provider, outcome, started_at, latency_ms, "
+                "error_class, error, status, retry_after, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(job_id, run, *(a.get(f) for f in _ATTEMPT_FIELDS)) for a in attempts],
+            )
+
+    # --- accounts, keys, credits ---------------------------------------------------------------
+
+    async def create_account(self, name: str) -> Account:
+        """The account called ``name``, created with an empty wallet if new."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> Account:
+            conn.execute(
+                "INSERT OR IGNORE INTO accounts (id, name, balance, created_at) "
+                "VALUES (?, ?, 0, ?)",
+                (new_id("acct", 16), name, now),
+            )
+            row = conn.execute(
+                "SELECT id, name, balance, created_at FROM accounts WHERE name = ?", (name,)
+            ).fetchone()
+            return Account(*row)
+
+        return await self.thread.run(op)
+
+    async def get_account(self, account_id: str) -> Account:
+        """The account by id (AccountNotFound if none)."""
+        account = await self._find_account("id", account_id)
+        if account is None:
+            raise AccountNotFound(account_id)
+        return account
+
+    async def find_account(self, name_or_id: str) -> Account | None:
+        """The account by name or id, or None."""
+        return await self._find_account("name", name_or_id) or await self._find_account(
+            "id", name_or_id
+        )
+
+    async def _find_account(self, column: str, value: str) -> Account | None:
+        sql = f"SELECT id, name, balance, created_at FROM accounts WHERE {column} = ?"
+        row = await self.thread.run(lambda conn: conn.execute(sql, (value,)).fetchone())
+        return None if row is None else Account(*row)
+
+    async def grant_credits(self, account_id: str, amount: int, note: str | None = None) -> int:
+        """Add ``amount`` (> 0) credits; returns the new balance."""
+        if amount <= 0:
+            raise ValueError(f"a grant must be positive, not {amount}")
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance",
+                (amount, account_id),
+            ).fetchone()
+            if row is None:
+                raise AccountNotFound(account_id)
+            conn.execute(
+                "INSERT INTO ledger (account_id, kind, amount, balance_after, note, created_at) "
+                "VALUES (?, 'grant', ?, ?, ?, ?)",
+                (account_id, amount, row[0], note, now),
+            )
+            return int(row[0])
+
+        return await self.thread.run(op)
+
+    async def ledger(
+        self, account_id: str, *, limit: int = 100, before_id: int | None = None
+    ) -> list[LedgerEntry]:
+        """The account's ledger, newest first."""
+        sql = (
+            "SELECT id, account_id, kind, amount, balance_after, created_at, job_id, note "
+            "FROM ledger WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+        )
+        args = (account_id, before_id if before_id is not None else 2**62, limit)
+        rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
+        return [LedgerEntry(*row) for row in rows]
+
+    async def create_api_key(self, record: ApiKeyRecord) -> None:
+        """Store a new key's lookup id and hash."""
+        await self.thread.run(
+            lambda conn: conn.execute(
+                "INSERT INTO api_keys (id, account_id, secret_hash, name, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.account_id, record.secret_hash, record.name, record.created_at),
+            )
+        )
+
+    _KEY_SELECT = (
+        "SELECT k.id, k.account_id, k.secret_hash, k.name, k.created_at, k.revoked_at, a.name "
+        "FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+    )
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The key with this lookup id, or None."""
+        sql = f"{self._KEY_SELECT} WHERE k.id = ?"
+        row = await self.thread.run(lambda conn: conn.execute(sql, (key_id,)).fetchone())
+        return None if row is None else ApiKeyRecord(*row)
+
+    async def list_api_keys(self, account_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every key (of one account), oldest first."""
+        sql = f"{self._KEY_SELECT} WHERE ? IS NULL OR k.account_id = ? ORDER BY k.created_at"
+        rows = await self.thread.run(
+            lambda conn: conn.execute(sql, (account_id, account_id)).fetchall()
+        )
+        return [ApiKeyRecord(*row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke an active key; False if none."""
+        now = self._clock.wall()
+        cursor = await self.thread.run(
+            lambda conn: conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            )
+        )
+        return cursor.rowcount > 0
+
+    # --- jobs: the client's side ---------------------------------------------------------------
+
+    async def submit_job(self, job: NewJob, response: StoredResponse | None = None) -> Job:
+        """Debit and create the job atomically (InsufficientCredits: nothing written)."""
+        created, event = await self.thread.run(lambda conn: self._submit_sync(conn, job, response))
+        self._publish([event])
+        return created
+
+    async def submit_job_once(
+        self, job: NewJob, fingerprint: str, response: StoredResponse, *, ttl_s: float
+    ) -> Job | IdempotencyOutcome:
+        """Take ``job.idempotency_key``, create and charge the job, and record ``response``
+        against the key, all in one transaction; or, if the key was seen before, change
+        nothing and return what was found (a replay, a mismatch or a request in flight).
+
+        A crash can therefore never leave a key held without its job, or a job without its
+        key's response. InsufficientCredits: nothing written, the key included.
+        """
+        assert job.idempotency_key is not None
+
+        def op(conn: sqlite3.Connection) -> tuple[Job | IdempotencyOutcome, JobEvent | None]:
+            outcome = self._begin_sync(
+                conn, job.account_id, job.idempotency_key or "", fingerprint, 0.0, ttl_s
+            )
+            if outcome.state != "new":
+                return outcome, None
+            return self._submit_sync(conn, job, response)
+
+        found, event = await self.thread.run(op)
+        if event is not None:
+            self._publish([event])
+        return found
+
+    def _submit_sync(
+        self, conn: sqlite3.Connection, job: NewJob, response: StoredResponse | None
+    ) -> tuple[Job, JobEvent]:
+        now = job.created_at if job.created_at is not None else self._clock.wall()
+        request_json = _dumps(job.request)
+        response_json = None if response is None else _dumps(_response_doc(response))
+        row = conn.execute(
+            "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? "
+            "RETURNING balance",
+            (job.price, job.account_id, job.price),
+        ).fetchone()
+        if row is None:
+            found = conn.execute(
+                "SELECT balance FROM accounts WHERE id = ?", (job.account_id,)
+            ).fetchone()
+            if found is None:
+                raise AccountNotFound(job.account_id)
+            raise InsufficientCredits(found[0], job.price)
+        conn.execute(
+            "INSERT INTO jobs (id, account_id, status, request, price, created_at, "
+            "updated_at, deadline_at, idempotency_key) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.account_id,
+                request_json,
+                job.price,
+                now,
+                now,
+                job.deadline_at,
+                job.idempotency_key,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) "
+            "VALUES (?, ?, 'debit', ?, ?, ?)",
+            (job.account_id, job.id, -job.price, row[0], now),
+        )
+        event = self._event(conn, job.id, job.account_id, "queued", now)
+        if job.idempotency_key is not None:
+            conn.execute(
+                "UPDATE idempotency SET job_id = ?, state = CASE WHEN ? IS NULL THEN state "
+                "ELSE 'done' END, status_code = ?, response = ? "
+                "WHERE account_id = ? AND key = ?",
+                (
+                    job.id,
+                    response_json,
+                    None if response is None else response.status,
+                    response_json,
+                    job.account_id,
+                    job.idempotency_key,
+                ),
+            )
+        created = Job(
+            id=job.id,
+            account_id=job.account_id,
+            status="queued",
+            request=job.request,
+            price=job.price,
+            refunded=0,
+            created_at=now,
+            updated_at=now,
+            deadline_at=job.deadline_at,
+            idempotency_key=job.idempotency_key,
+        )
+        return created, event
+
+    async def get_job(self, account_id: str, job_id: str) -> Job | None:
+        """The account's job with its attempts, or None."""
+
+        def op(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?",
+                (job_id, account_id),
+            ).fetchone()
+            if row is None:
+                return None
+            job = _job(row)
+            rows = conn.execute(
+                f"SELECT run, {', '.join(_ATTEMPT_FIELDS)} FROM attempts WHERE job_id = ? "
+                "ORDER BY id",
+                (job_id,),
+            ).fetchall()
+            job.attempts = [dict(zip(("run", *_ATTEMPT_FIELDS), r, strict=True)) for r in rows]
+            return job
+
+        return await self.thread.run(op)
+
+    async def list_jobs(
+        self,
+        account_id: str,
+        *,
+        status: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """A page of the account's jobs, newest first (InvalidCursor for a bad cursor)."""
+        before = _decode_cursor(cursor) if cursor else 2**62
+        sql = (
+            f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE account_id = ? AND seq < ? "
+            + ("AND status = ? " if status else "")
+            + "ORDER BY seq DESC LIMIT ?"
+        )
+        args: tuple[Any, ...] = (account_id, before, *((status,) if status else ()), limit + 1)
+        rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
+        jobs = [_job(row[1:]) for row in rows[:limit]]
+        next_cursor = _encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        return JobPage(jobs, next_cursor)
+
+    async def cancel_job(self, account_id: str, job_id: str) -> Job:
+        """Cancel and refund an active job (JobNotFound, JobFinished)."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> tuple[Job, JobEvent]:
+            row = conn.execute(
+                f"UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ?, "
+                f"lease_owner = NULL, lease_expires = NULL, error = ? "
+                f"WHERE id = ? AND account_id = ? AND {_ACTIVE} RETURNING {_JOB_COLUMNS}",
+                (
+                    now,
+                    now,
+                    _dumps({"code": "canceled", "message": "canceled by the client"}),
+                    job_id,
+                    account_id,
+                ),
+            ).fetchone()
+            if row is None:
+                found = conn.execute(
+                    "SELECT status FROM jobs WHERE id = ? AND account_id = ?", (job_id, account_id)
+                ).fetchone()
+                if found is None:
+                    raise JobNotFound(job_id)
+                raise JobFinished(job_id, found[0])
+            job = _job(row)
+            job.refunded = self._refund(conn, job.id, account_id, job.price, now)
+            event = self._event(
+                conn, job.id, account_id, "canceled", now, reason="client", refunded=job.refunded
+            )
+            return job, event
+
+        job, event = await self.thread.run(op)
+        self._publish([event])
+        return job
+
+    # --- jobs: the worker's side ---------------------------------------------------------------
+
+    async def claim_jobs(self, owner: str, limit: int, lease_s: float) -> list[Job]:
+        """Lease up to ``limit`` queued jobs, oldest first, to ``owner``."""
+        if limit <= 0:
+            return []
+
+        def op(conn: sqlite3.Connection) -> tuple[list[Job], list[JobEvent]]:
+            now = self._clock.wall()
+            rows = conn.execute(
+                f"UPDATE jobs SET status = 'processing', lease_owner = ?, lease_expires = ?, "
+                f"runs = runs + 1, started_at = coalesce(started_at, ?), updated_at = ? "
+                f"WHERE seq IN (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq "
+                f"LIMIT ?) RETURNING {_JOB_COLUMNS}",
+                (owner, now + lease_s, now, now, limit),
+            ).fetchall()
+            jobs = sorted((_job(row) for row in rows), key=lambda j: j.created_at)
+            events = [
+                self._event(conn, j.id, j.account_id, "processing", now, run=j.runs) for j in jobs
+            ]
+            return jobs, events
+
+        jobs, events = await self.thread.run(op)
+        self._publish(events)
+        return jobs
+
+    async def renew_leases(self, owner: str, job_ids: Sequence[str], lease_s: float) -> set[str]:
+        """Extend ``owner``'s leases on ``job_ids``; the ids it still holds."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            expires = self._clock.wall() + lease_s
+            held: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND "
+                    f"status = 'processing' AND id IN ({marks}) RETURNING id",
+                    (expires, owner, *chunk),
+                ).fetchall()
+                held.update(row[0] for row in rows)
+            return held
+
+        return await self.thread.run(op)
+
+    async def _finish(
+        self,
+        job_id: str,
+        owner: str,
+        status: str,
+        payload: dict[str, Any],
+        attempts: Sequence[dict[str, Any]],
+    ) -> bool:
+        now = self._clock.wall()
+        column = "result" if status == "completed" else "error"
+        payload_json = _dumps(payload)
+
+        def op(conn: sqlite3.Connection) -> JobEvent | None:
+            row = conn.execute(
+                f"UPDATE jobs SET status = ?, {column} = ?, finished_at = ?, updated_at = ?, "
+                f"lease_owner = NULL, lease_expires = NULL "
+                f"WHERE id = ? AND {_ACTIVE} AND lease_owner = ? "
+                f"RETURNING account_id, runs, price",
+                (status, payload_json, now, now, job_id, owner),
+            ).fetchone()
+            if row is None:
+                return None
+            account_id, run, price = row
+            self._insert_attempts(conn, job_id, run, attempts)
+            if status == "completed":
+                return self._event(
+                    conn, job_id, account_id, status, now, provider=payload.get("provider")
+                )
+            refunded = self._refund(conn, job_id, account_id, price, now)
+            return self._event(
+                conn,
+                job_id,
+                account_id,
+                status,
+                now,
+                error={"code": payload.get("code"), "message": payload.get("message")},
+                refunded=refunded,
+            )
+
+        event = await self.thread.run(op)
+        if event is None:
+            return False
+        self._publish([event])
+        return True
+
+    async def complete_job(
+        self,
+        job_id: str,
+        owner: str,
+        result: dict[str, Any],
+        attempts: Sequence[dict[str, Any]],
+    ) -> bool:
+        """Write ``completed`` once, while ``owner`` holds the lease."""
+        return await self._finish(job_id, owner, "completed", result, attempts)
+
+    async def fail_job(
+        self,
+        job_id: str,
+        owner: str,
+        error: dict[str, Any],
+        attempts: Sequence[dict[str, Any]],
+    ) -> bool:
+        """Write ``failed`` and its refund once, while ``owner`` holds the lease."""
+        return await self._finish(job_id, owner, "failed", error, attempts)
+
+    async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
+        """Put a held processing job back in the queue."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> JobEvent | None:
+            row = conn.execute(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires = NULL, "
+                "updated_at = ? WHERE id = ? AND status = 'processing' AND lease_owner = ? "
+                "RETURNING account_id",
+                (now, job_id, owner),
+            ).fetchone()
+            if row is None:
+                return None
+            return self._event(conn, job_id, row[0], "queued", now, reason=reason)
+
+        event = await self.thread.run(op)
+        if event is None:
+            return False
+        self._publish([event])
+        return True
+
+    async def requeue_expired(self) -> int:
+        """Re-queue processing jobs whose lease has run out."""
+
+        def op(conn: sqlite3.Connection) -> list[JobEvent]:
+            now = self._clock.wall()
+            rows = conn.execute(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires = NULL, "
+                "updated_at = ? WHERE status = 'processing' AND lease_expires < ? "
+                "RETURNING id, account_id",
+                (now, now),
+            ).fetchall()
+            return [
+                self._event(conn, job_id, account_id, "queued", now, reason="lease_expired")
+                for job_id, account_id in rows
+            ]
+
+        events = await self.thread.run(op)
+        self._publish(events)
+        return len(events)
+
+    # --- events --------------------------------------------------------------------------------
+
+    async def events_since(
+        self, account_id: str | None, job_id: str | None, after_id: int, limit: int = 500
+    ) -> list[JobEvent]:
+        """Events after ``after_id``, oldest first, of one account and/or job."""
+        sql = (
+            "SELECT id, job_id, account_id, type, created_at, data FROM events WHERE id > ? "
+            + ("AND account_id = ? " if account_id is not None else "")
+            + ("AND job_id = ? " if job_id is not None else "")
+            + "ORDER BY id LIMIT ?"
+        )
+        args = (
+            after_id,
+            *((account_id,) if account_id is not None else ()),
+            *((job_id,) if job_id is not None else ()),
+            limit,
+        )
+        rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
+        return [JobEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    # --- idempotency keys ----------------------------------------------------------------------
+
+    async def idempotency_begin(
+        self, account_id: str, key: str, fingerprint: str, lock_s: float, ttl_s: float
+    ) -> IdempotencyOutcome:
+        """Take ``key`` for a request, or say why not."""
+        return await self.thread.run(
+            lambda conn: self._begin_sync(conn, account_id, key, fingerprint, lock_s, ttl_s)
+        )
+
+    def _begin_sync(
+        self,
+        conn: sqlite3.Connection,
+        account_id: str,
+        key: str,
+        fingerprint: str,
+        lock_s: float,
+        ttl_s: float,
+    ) -> IdempotencyOutcome:
+        now = self._clock.wall()
+        row = conn.execute(
+            "SELECT fingerprint, state, job_id, response, locked_until, expires_at "
+            "FROM idempotency WHERE account_id = ? AND key = ?",
+            (account_id, key),
+        ).fetchone()
+        if row is not None and row[5] <= now:
+            conn.execute(
+                "DELETE FROM idempotency WHERE account_id = ? AND key = ?", (account_id, key)
+            )
+            row = None
+        if row is None:
+            conn.execute(
+                "INSERT INTO idempotency (account_id, key, fingerprint, state, locked_until, "
+                "created_at, expires_at) VALUES (?, ?, ?, 'processing', ?, ?, ?)",
+                (account_id, key, fingerprint, now + lock_s, now, now + ttl_s),
+            )
+            return IdempotencyOutcome("new")
+        stored_fingerprint, state, job_id, response, locked_until, _ = row
+        if stored_fingerprint != fingerprint:
+            return IdempotencyOutcome("mismatch", job_id=job_id)
+        if state == "done":
+            doc = json.loads(response)
+            return IdempotencyOutcome(
+                "replay",
+                StoredResponse(doc["status"], doc["body"], doc.get("headers", {})),
+                job_id,
+            )
+        if locked_until is not None and locked_until > now:
+            return IdempotencyOutcome("in_flight", job_id=job_id)
+        conn.execute(
+            "UPDATE idempotency SET locked_until = ? WHERE account_id = ? AND key = ?",
+            (now + lock_s, account_id, key),
+        )
+        return IdempotencyOutcome("new", job_id=job_id)
+
+    async def idempotency_finish(self, account_id: str, key: str, response: StoredResponse) -> None:
+        """Store the response of a held key."""
+        doc = _dumps(_response_doc(response))
+        await self.thread.run(
+            lambda conn: conn.execute(
+                "UPDATE idempotency SET state = 'done', status_code = ?, response = ?, "
+                "locked_until = NULL WHERE account_id = ? AND key = ?",
+                (response.status, doc, account_id, key),
+            )
+        )
+
+    async def idempotency_release(self, account_id: str, key: str) -> None:
+        """Forget a held key whose request changed nothing."""
+        await self.thread.run(
+            lambda conn: conn.execute(
+                "DELETE FROM idempotency WHERE account_id = ? AND key = ? AND state = 'processing'",
+                (account_id, key),
+            )
+        )
+
+    async def purge_idempotency(self) -> int:
+        """Delete expired keys."""
+        now = self._clock.wall()
+        cursor = await self.thread.run(
+            lambda conn: conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+        )
+        return cursor.rowcount
+
+    # --- for tests and tools -------------------------------------------------------------------
+
+    async def audit(self) -> dict[str, Any]:
+        """Totals that must always agree: balances against the ledger, jobs against debits."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            return {
+                "balances": one("SELECT coalesce(sum(balance), 0) FROM accounts"),
+                "ledger_sum": one("SELECT coalesce(sum(amount), 0) FROM ledger"),
+                "jobs": one("SELECT count(*) FROM jobs"),
+                "debits": one("SELECT count(*) FROM ledger WHERE kind = 'debit'"),
+                "refunds": one("SELECT count(*) FROM ledger WHERE kind = 'refund'"),
+                "refundable_jobs": one(
+                    "SELECT count(*) FROM jobs WHERE status IN ('failed', 'canceled') AND price > 0"
+                ),
+                "by_status": dict(
+                    conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+                ),
+                "final_events": one(
+                    "SELECT count(*) FROM events WHERE type IN "
+                    "('job.completed', 'job.failed', 'job.canceled')"
+                ),
+                "jobs_with_two_final_events": one(
+                    "SELECT count(*) FROM (SELECT job_id FROM events WHERE type IN "
+                    "('job.completed', 'job.failed', 'job.canceled') GROUP BY job_id "
+                    "HAVING count(*) > 1)"
+                ),
+            }
+
+        return await self.thread.run(op)
+
+
+def _response_doc(response: StoredResponse) -> dict[str, Any]:
+    return {"status": response.status, "body": response.body, "headers": response.headers}

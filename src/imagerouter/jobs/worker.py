@@ -1,0 +1,272 @@
+"""The worker pool: N asyncio tasks that run queued jobs under leases.
+
+* A dispatcher leases as many queued jobs as there are idle workers, in one store call, when
+  woken by a submit or every ``poll_interval_s`` (for jobs from other processes).
+* A heartbeat renews every lease this pool holds in one store call; a job whose lease was lost
+  (canceled by its client, or taken over after expiring) has its task cancelled.
+* A sweeper re-queues jobs whose lease expired (their process was killed) at start and then
+  every ``sweep_interval_s``, and forgets expired idempotency keys.
+* On :meth:`WorkerPool.stop` the pool stops leasing, lets running jobs finish for
+  ``shutdown_grace_s``, then cancels the rest and hands them back to the queue.
+
+A job's final state is written by the store only while this pool still holds its lease, so a
+job never completes twice and a failed job is refunded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.errors import ImageRouterError, ProviderError
+from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.types import Job
+from imagerouter.models import ImageRequest
+from imagerouter.router import Router
+
+__all__ = ["WorkerConfig", "WorkerPool", "error_body"]
+
+log = logging.getLogger(__name__)
+
+CancelReason = Literal["client", "lost", "shutdown"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How the pool runs jobs.
+
+    Attributes:
+        workers: jobs run at once (0: the pool runs nothing; submits only queue).
+        lease_s: how long a lease lasts without a heartbeat.
+        heartbeat_s: how often leases are renewed (well under ``lease_s``).
+        sweep_interval_s: how often expired leases are re-queued.
+        poll_interval_s: how often the queue is read when nothing woke the pool.
+        shutdown_grace_s: how long running jobs may finish after stop.
+        max_runs: a job leased this many times without finishing fails (a poison job).
+    """
+
+    workers: int = 16
+    lease_s: float = 30.0
+    heartbeat_s: float = 10.0
+    sweep_interval_s: float = 5.0
+    poll_interval_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    max_runs: int = 5
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """A failed job's ``error``: machine code, message, error class, and the last provider."""
+    if isinstance(exc, ImageRouterError):
+        body: dict[str, Any] = {
+            "code": exc.code,
+            "message": str(exc),
+            "error_class": type(exc).__name__,
+        }
+        if isinstance(exc, ProviderError):
+            body["provider"] = exc.provider or None
+        return body
+    return {"code": "internal_error", "message": "internal error", "error_class": "Exception"}
+
+
+def _attempts(exc: BaseException) -> list[dict[str, Any]]:
+    attempts = getattr(exc, "attempts", None) or []
+    return [a if isinstance(a, dict) else a.as_dict() for a in attempts]
+
+
+class WorkerPool:
+    """Runs queued jobs through ``router`` with ``config.workers`` tasks; see module doc."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        router: Router,
+        config: WorkerConfig,
+        *,
+        owner: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store, self.router, self.config = store, router, config
+        #: This pool's lease owner id: unique per process start.
+        self.owner = owner or new_id("wrk", 12)
+        self._clock = clock or MonotonicClock()
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._idle = config.workers
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._leased: set[str] = set()  # leased, waiting for a free worker
+        self._cancel_reasons: dict[str, CancelReason] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> int:
+        """Jobs being run right now."""
+        return len(self._running)
+
+    @property
+    def accepting(self) -> bool:
+        """True between start and stop."""
+        return bool(self._tasks) and not self._stopping
+
+    async def start(self) -> None:
+        """Re-queue expired leases, then start the workers, dispatcher, heartbeat, sweeper."""
+        await self.store.requeue_expired()
+        if self.config.workers <= 0:
+            return
+        spawn = asyncio.get_running_loop().create_task
+        workers = range(self.config.workers)
+        self._tasks = [spawn(self._worker(), name=f"worker-{i}") for i in workers]
+        self._dispatcher = spawn(self._dispatch(), name="dispatcher")
+        self._tasks += [
+            self._dispatcher,
+            spawn(self._heartbeat(), name="heartbeat"),
+            spawn(self._sweep(), name="sweeper"),
+        ]
+
+    def wake(self) -> None:
+        """Tell the dispatcher that there are new queued jobs."""
+        self._wakeup.set()
+
+    def cancel_local(self, job_id: str, reason: CancelReason = "client") -> bool:
+        """Cancel the task running ``job_id`` in this process, if any."""
+        task = self._running.get(job_id)
+        if task is None or task.done():
+            return False
+        self._cancel_reasons[job_id] = reason
+        task.cancel()
+        return True
+
+    async def stop(self) -> None:
+        """Stop leasing; let running jobs finish within the grace; hand the rest back."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._dispatcher is not None:  # let an in-flight claim land before draining
+            await self._dispatcher
+            self._dispatcher = None
+        while not self._queue.empty():  # leased, not started: straight back to the queue
+            job = self._queue.get_nowait()
+            self._leased.discard(job.id)
+            await self.store.release_job(job.id, self.owner, "shutdown")
+        running = list(self._running.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self.config.shutdown_grace_s)
+            for job_id, task in list(self._running.items()):
+                if task in pending:
+                    self.cancel_local(job_id, "shutdown")
+            if pending:
+                await asyncio.wait(pending)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._dispatcher = None
+        self._tasks = []
+
+    # --- the tasks -----------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            free = self._idle - self._queue.qsize()
+            jobs: list[Job] = []
+            if free > 0:
+                try:
+                    jobs = await self.store.claim_jobs(self.owner, free, self.config.lease_s)
+                except Exception:
+                    log.exception("claiming jobs failed")
+            for job in jobs:
+                self._leased.add(job.id)
+                self._queue.put_nowait(job)
+            if free > 0 and len(jobs) == free:
+                continue  # maybe more are waiting
+            self._wakeup.clear()
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval_s)
+
+    async def _worker(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self._leased.discard(job.id)
+            self._idle -= 1
+            task = asyncio.get_running_loop().create_task(self._execute(job), name=job.id)
+            self._running[job.id] = task
+            try:
+                await asyncio.wait([task])
+                if task.cancelled():
+                    if self._cancel_reasons.get(job.id) == "shutdown":
+                        await self.store.release_job(job.id, self.owner, "shutdown")
+                elif task.exception() is not None:  # its lease expires; the sweeper re-queues it
+                    log.error("job %s: %r", job.id, task.exception())
+            finally:
+                self._running.pop(job.id, None)
+                self._cancel_reasons.pop(job.id, None)
+                self._idle += 1
+                self._wakeup.set()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            ids = [*self._running, *self._leased]
+            if not ids:
+                continue
+            try:
+                held = await self.store.renew_leases(self.owner, ids, self.config.lease_s)
+            except Exception:
+                log.exception("renewing leases failed")
+                continue
+            for job_id in ids:
+                if job_id not in held:
+                    self.cancel_local(job_id, "lost")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_s)
+            try:
+                if await self.store.requeue_expired():
+                    self.wake()
+                await self.store.purge_idempotency()
+            except Exception:
+                log.exception("sweeping expired leases failed")
+
+    # --- one job -------------------------------------------------------------------------------
+
+    async def _execute(self, job: Job) -> None:
+        """Run one leased job to its final state (or to cancellation)."""
+        remaining = job.deadline_at - self._clock.wall()
+        if remaining <= 0:
+            await self.store.fail_job(
+                job.id,
+                self.owner,
+                {"code": "deadline_exceeded", "message": "the job's deadline passed"},
+                [],
+            )
+            return
+        if job.runs > self.config.max_runs:
+            message = f"the job was started {job.runs - 1} times without finishing"
+            await self.store.fail_job(
+                job.id, self.owner, {"code": "too_many_runs", "message": message}, []
+            )
+            return
+        try:
+            request = ImageRequest.model_validate(job.request)
+            result = await self.router.generate(request, deadline_s=remaining)
+        except ImageRouterError as exc:
+            written = await self.store.fail_job(job.id, self.owner, error_body(exc), _attempts(exc))
+            log.info("job %s failed (%s); written=%s", job.id, exc.code, written)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job %s crashed", job.id)
+            await self.store.fail_job(job.id, self.owner, error_body(exc), [])
+            return
+        body = result.model_dump(mode="json", exclude={"attempts"})
+        await self.store.complete_job(job.id, self.owner, body, result.attempts)

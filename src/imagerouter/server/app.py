@@ -1,0 +1,138 @@
+"""``create_app``: the aiohttp application of the job API, every resource in a cleanup context.
+
+Start order (cleanup runs in reverse): the mock farm (with ``farm``), the router and its HTTP
+session, the job store and its connection thread, the event hub, authentication and rate
+limits, and last the worker pool, so that on shutdown the pool stops (finishing or handing
+back its jobs) while the store is still open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from imagerouter.auth import Authenticator
+from imagerouter.config import Settings
+from imagerouter.jobs.events import EventHub
+from imagerouter.jobs.sqlite import SQLiteJobStore
+from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.worker import WorkerPool
+from imagerouter.ratelimit import RateLimiter
+from imagerouter.router import Router
+from imagerouter.server.keys import (
+    authenticator_key,
+    events_key,
+    limiter_key,
+    router_key,
+    settings_key,
+    store_key,
+    workers_key,
+)
+from imagerouter.server.middlewares import auth_middleware, error_middleware
+from imagerouter.server.routes import setup_routes
+from imagerouter.server.settings import ServerSettings
+
+__all__ = ["create_app", "farm_key"]
+
+#: The in-process mock farm, when the app runs one (``ServerSettings.farm``).
+farm_key = web.AppKey("farm", object)
+
+
+def create_app(
+    settings: ServerSettings,
+    router_settings: Settings | None = None,
+    *,
+    router: Router | None = None,
+    store: JobStore | None = None,
+    router_overrides: dict[str, Any] | None = None,
+) -> web.Application:
+    """The job API app.
+
+    Args:
+        settings: the server's settings.
+        router_settings: the core settings the router is built from (unless ``router`` or
+            ``settings.farm`` is given).
+        router: a router to use instead (the app enters and exits it).
+        store: a store to use instead of SQLite under ``settings.data_dir`` (opened here).
+        router_overrides: config laid over the farm's provider settings (with ``farm``).
+    """
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[settings_key] = settings
+    if settings.farm is not None and router is None:
+        app.cleanup_ctx.append(_farm_ctx(settings.farm, router_overrides or {}))
+    else:
+        app.cleanup_ctx.append(_router_ctx(router, router_settings))
+    app.cleanup_ctx.append(_store_ctx(store))
+    app.cleanup_ctx.append(_services_ctx)
+    app.cleanup_ctx.append(_workers_ctx)
+    setup_routes(app)
+    return app
+
+
+def _farm_ctx(scenario: str, overrides: dict[str, Any]):
+    async def farm_ctx(app: web.Application) -> AsyncIterator[None]:
+        from mockproviders import Farm  # a dev/test tool: imported only when asked for
+
+        async with Farm(scenario=scenario or "default") as farm:
+            app[farm_key] = farm
+            async with Router.from_farm(farm, overrides) as router:
+                app[router_key] = router
+                yield
+
+    return farm_ctx
+
+
+def _router_ctx(router: Router | None, router_settings: Settings | None):
+    async def router_ctx(app: web.Application) -> AsyncIterator[None]:
+        built = router or Router.from_config(router_settings)
+        async with built:
+            app[router_key] = built
+            yield
+
+    return router_ctx
+
+
+def _store_ctx(store: JobStore | None):
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[settings_key]
+        opened = store or SQLiteJobStore(
+            settings.data_dir / "imagerouter.db",
+            synchronous=settings.sqlite_synchronous,
+            batch_max=settings.sqlite_batch_max,
+        )
+        await opened.open()
+        app[store_key] = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    return store_ctx
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The event hub, the authenticator and the rate limiter (no I/O of their own)."""
+    settings = app[settings_key]
+    hub = EventHub()
+    hub.attach(app[store_key])
+    app[events_key] = hub
+    app[authenticator_key] = Authenticator(app[store_key], cache_s=settings.auth_cache_s)
+    app[limiter_key] = RateLimiter(settings.rate_limits)
+    yield
+    hub.close()
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The worker pool: started last, stopped first (finishing or handing back its jobs)."""
+    pool = WorkerPool(app[store_key], app[router_key], app[settings_key].worker_config())
+    app[workers_key] = pool
+    await pool.start()
+    try:
+        yield
+    finally:
+        await pool.stop()

@@ -1,0 +1,73 @@
+"""Small HTTP helpers the handlers share: reading and validating bodies, writing JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from imagerouter.server.errors import ApiError, from_validation_error
+from imagerouter.server.keys import settings_key
+
+__all__ = ["dumps", "json_response", "link", "read_json", "validate"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON response."""
+    return web.Response(
+        text=dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON: 413 past the size limit, 400 if it is not JSON."""
+    limit = request.app[settings_key].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    if len(raw) > limit:
+        raise _too_large(limit)
+    if not raw:
+        raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "body_too_large",
+        f"the request body is larger than {limit} bytes",
+        extra={"limit_bytes": limit},
+    )
+
+
+def validate(model: type[ModelT], data: Any, prefix: str = "") -> ModelT:
+    """``data`` validated as ``model``; a 422 naming the first bad field otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix) from None
+
+
+def link(request: web.Request, path: str) -> str:
+    """``path`` made absolute against ``public_url`` when one is set."""
+    base = request.app[settings_key].public_url
+    return f"{base.rstrip('/')}{path}" if base else path

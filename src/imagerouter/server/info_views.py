@@ -1,0 +1,92 @@
+"""Handlers of the read-only routes: models, providers, account, health, the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from imagerouter.server.http import json_response, validate
+from imagerouter.server.keys import principal_key, router_key, store_key, workers_key
+from imagerouter.server.present import ledger_entry_out
+from imagerouter.server.schemas import LedgerQuery
+
+__all__ = ["account", "healthz", "list_models", "list_providers", "openapi_json", "readyz"]
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the catalog's models, their providers in order, and prices."""
+    router = request.app[router_key]
+    catalog = router.catalog
+    aliases: dict[str, list[str]] = {}
+    for alias, target in catalog.aliases.items():
+        aliases.setdefault(target, []).append(alias)
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "description": model.description,
+            "policy": model.policy,
+            "providers": [c.instance.name for c in router.candidates_for(model)],
+            "aliases": sorted(aliases.get(name, [])),
+            "credits": model.credits.model_dump(),
+        }
+        for name, model in catalog.models.items()
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+async def list_providers(request: web.Request) -> web.Response:
+    """``GET /v1/providers``: each provider's health, breaker state and cooldown."""
+    return json_response({"object": "list", "data": request.app[router_key].provider_status()})
+
+
+async def account(request: web.Request) -> web.Response:
+    """``GET /v1/account``: the caller's balance and ledger, newest first."""
+    query = validate(LedgerQuery, dict(request.query))
+    store = request.app[store_key]
+    principal = request[principal_key]
+    found = await store.get_account(principal.account_id)
+    entries = await store.ledger(found.id, limit=query.limit + 1, before_id=query.before)
+    more = len(entries) > query.limit
+    entries = entries[: query.limit]
+    return json_response(
+        {
+            "id": found.id,
+            "object": "account",
+            "name": found.name,
+            "balance": found.balance,
+            "ledger": [ledger_entry_out(entry) for entry in entries],
+            "next_cursor": str(entries[-1].id) if more else None,
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: the process answers."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: the store answers and the worker pool takes jobs (503 otherwise)."""
+    checks: dict[str, str] = {}
+    try:
+        await request.app[store_key].ping()
+        checks["store"] = "ok"
+    except Exception as exc:
+        checks["store"] = f"error: {type(exc).__name__}"
+    pool = request.app[workers_key]
+    if pool.config.workers == 0:
+        checks["workers"] = "disabled"
+    else:
+        checks["workers"] = "ok" if pool.accepting else "stopped"
+    ready = checks["store"] == "ok" and checks["workers"] in ("ok", "disabled")
+    return json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 document of every route."""
+    from imagerouter.server.openapi import openapi_document
+
+    return json_response(openapi_document(request.app))

@@ -1,0 +1,35 @@
+"""Every typed ``web.AppKey`` of the server app, in one place; handlers only read them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from imagerouter.auth import Authenticator, Principal
+from imagerouter.jobs.events import EventHub
+from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.worker import WorkerPool
+from imagerouter.ratelimit import RateLimiter
+from imagerouter.router import Router
+from imagerouter.server.settings import ServerSettings
+
+__all__ = [
+    "authenticator_key",
+    "events_key",
+    "limiter_key",
+    "principal_key",
+    "router_key",
+    "settings_key",
+    "store_key",
+    "workers_key",
+]
+
+settings_key = web.AppKey("settings", ServerSettings)
+router_key = web.AppKey("router", Router)
+store_key = web.AppKey("store", JobStore)  # type: ignore[type-abstract]
+events_key = web.AppKey("events", EventHub)
+workers_key = web.AppKey("workers", WorkerPool)
+authenticator_key = web.AppKey("authenticator", Authenticator)
+limiter_key = web.AppKey("limiter", RateLimiter)
+
+#: Set on each authenticated request by the auth middleware.
+principal_key = web.RequestKey("principal", Principal)

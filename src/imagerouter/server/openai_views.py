@@ -1,0 +1,166 @@
+"""``POST /v1/images/generations``: OpenAI's Images API, run as a job to completion.
+
+The official ``openai`` SDK works unchanged with ``base_url="http://HOST:PORT/v1"`` and an
+imagerouter API key. The job is as durable as any other (charged, leased, refunded on failure);
+the request simply waits for it. Errors come back in OpenAI's shape; failures that the router
+already retried carry ``x-should-retry: false`` so that the SDK does not retry them again.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import ValidationError
+
+from imagerouter.jobs.types import Job, StoredResponse
+from imagerouter.models import ImageRequest
+from imagerouter.server.errors import ApiError, from_validation_error
+from imagerouter.server.http import json_response, read_json, validate
+from imagerouter.server.keys import (
+    events_key,
+    principal_key,
+    router_key,
+    settings_key,
+    store_key,
+)
+from imagerouter.server.schemas import OpenAIImageRequest
+from imagerouter.server.submit import begin_idempotent, create_job, price_of
+
+__all__ = ["images_generations", "openai_error"]
+
+ROUTE = "POST /v1/images/generations"
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+
+#: Our error codes → (HTTP status, OpenAI error type, OpenAI error code).
+_OPENAI_ERRORS: dict[str, tuple[int, str, str | None]] = {
+    "validation_error": (400, "invalid_request_error", None),
+    "invalid_json": (400, "invalid_request_error", None),
+    "unknown_model": (400, "invalid_request_error", "model_not_found"),
+    "invalid_api_key": (401, "invalid_request_error", "invalid_api_key"),
+    "insufficient_credits": (429, "insufficient_quota", "insufficient_quota"),
+    "rate_limited": (429, "requests", "rate_limit_exceeded"),
+    "content_rejected": (400, "image_generation_user_error", "moderation_blocked"),
+    "invalid_request": (400, "invalid_request_error", None),
+}
+
+
+def openai_error(error: ApiError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Our error rendered in OpenAI's shape: status, body, extra headers."""
+    status, kind, code = _OPENAI_ERRORS.get(
+        error.code,
+        (
+            error.status,
+            "server_error" if error.status >= 500 else "invalid_request_error",
+            error.code,
+        ),
+    )
+    headers = dict(error.headers)
+    if error.code == "insufficient_credits" or status >= 500:
+        headers["x-should-retry"] = "false"
+    body = {
+        "error": {
+            "message": error.message,
+            "type": kind,
+            "param": error.field,
+            "code": code or error.code,
+        }
+    }
+    return status, body, headers
+
+
+def _to_image_request(body: OpenAIImageRequest) -> ImageRequest:
+    fields: dict[str, Any] = {"model": body.model, "prompt": body.prompt}
+    for name in ("n", "size", "quality", "output_format"):
+        value = getattr(body, name)
+        if value is not None:
+            fields[name] = value
+    if body.user:
+        fields["metadata"] = {"user": body.user}
+    try:
+        return ImageRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+async def _as_b64(session: aiohttp.ClientSession, url: str) -> str:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with session.get(url, timeout=timeout) as answer:
+        answer.raise_for_status()
+        data = await answer.content.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ApiError(502, "image_too_large", "the generated image is too large to inline")
+    return base64.b64encode(data).decode("ascii")
+
+
+async def _images(
+    request: web.Request, job: Job, response_format: str | None
+) -> list[dict[str, Any]]:
+    assert job.result is not None
+    out = []
+    for image in job.result.get("images", []):
+        url, b64 = image.get("url"), image.get("b64_json")
+        if response_format == "b64_json" and b64 is None and url:
+            b64 = await _as_b64(request.app[router_key].session, url)
+        if response_format == "url" and url:
+            out.append({"url": url})
+        elif b64 is not None:
+            out.append({"b64_json": b64})
+        else:
+            out.append({"url": url})
+    return out
+
+
+async def _answer(
+    request: web.Request, job: Job | None, response_format: str | None, created: int
+) -> StoredResponse:
+    if job is None or not job.final:
+        error = ApiError(504, "timeout", "the image was not ready before the job's deadline")
+    elif job.status == "completed":
+        assert job.result is not None
+        body: dict[str, Any] = {
+            "created": created,
+            "data": await _images(request, job, response_format),
+        }
+        request_fields = job.request
+        body["size"] = request_fields.get("size")
+        body["quality"] = request_fields.get("quality")
+        body["output_format"] = request_fields.get("output_format")
+        return StoredResponse(200, body)
+    else:
+        failure = job.error or {}
+        code = failure.get("code", "job_failed")
+        status = 400 if code in ("content_rejected", "invalid_request") else 503
+        error = ApiError(status, code, failure.get("message", f"the job {job.status}"))
+    status, body, headers = openai_error(error)
+    return StoredResponse(status, body, headers)
+
+
+async def images_generations(request: web.Request) -> web.Response:
+    """``POST /v1/images/generations``: generate, wait, answer like OpenAI."""
+    principal = request[principal_key]
+    raw = await read_json(request)
+    body = validate(OpenAIImageRequest, raw)
+    image_request = _to_image_request(body)
+    price = price_of(request, image_request)
+    app = request.app
+    settings = app[settings_key]
+    deadline_s = settings.job_deadline_s or app[router_key].settings.router.deadline_s
+    held = await begin_idempotent(request, principal, ROUTE, raw, lock_s=deadline_s + 30)
+    if isinstance(held, web.Response):
+        return held
+    created = int(time.time())
+    store = app[store_key]
+    job_id = held.job_id if held else None
+    if job_id is None:
+        job_id = await create_job(request, principal, image_request, price, held)
+    job = await app[events_key].wait_final(
+        store, principal.account_id, job_id, wait_s=deadline_s + 5
+    )
+    answer = await _answer(request, job, body.response_format, created)
+    if held:
+        await store.idempotency_finish(principal.account_id, held.key, answer)
+    return json_response(answer.body, answer.status, answer.headers)

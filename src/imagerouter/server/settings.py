@@ -1,0 +1,170 @@
+"""Server settings: the ``[server]`` table of the config file, then env, then flags.
+
+::
+
+    [server]
+    data_dir = "/var/lib/imagerouter"
+    port = 8080
+    workers = 32
+    lease_s = 30
+
+    [server.rate_limits.generate]
+    rate_per_s = 5
+    burst = 20
+
+Environment variables ``IMAGEROUTER_SERVER_<FIELD>`` override the file, with ``__`` between
+nested names (``IMAGEROUTER_SERVER_RATE_LIMITS__GENERATE__BURST=50``); command-line flags
+override both. ``data_dir`` relative to the config file resolves against its directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from imagerouter.config import CONFIG_ENV, Settings, load_settings
+from imagerouter.configfile import load_toml, validate
+from imagerouter.jobs.worker import WorkerConfig
+from imagerouter.ratelimit import LimitPolicy
+
+__all__ = [
+    "ENV_PREFIX",
+    "ServerSettings",
+    "load_router_settings",
+    "load_server_settings",
+    "router_config",
+]
+
+ENV_PREFIX = "IMAGEROUTER_SERVER_"
+
+
+def _default_limits() -> dict[str, LimitPolicy]:
+    return {
+        "generate": LimitPolicy(rate_per_s=5, burst=20),
+        "read": LimitPolicy(rate_per_s=50, burst=100),
+    }
+
+
+class ServerSettings(BaseModel):
+    """Everything ``imagerouter serve`` needs besides the router's own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Field(default=Path(".imagerouter"), description="Holds imagerouter.db.")
+    public_url: str | None = Field(
+        default=None, description="Base URL for absolute links; links are relative without it."
+    )
+    farm: str | None = Field(
+        default=None, description="Run the mock farm in-process with this scenario."
+    )
+
+    workers: int = Field(default=16, ge=0, description="Jobs run at once; 0 runs none.")
+    lease_s: float = Field(default=30.0, gt=0)
+    heartbeat_s: float | None = Field(default=None, gt=0, description="Default: lease_s / 3.")
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    max_runs: int = Field(default=5, ge=1, description="Leases of one job before it fails.")
+    job_deadline_s: float | None = Field(
+        default=None, gt=0, description="A job's whole life; default: router.deadline_s."
+    )
+
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    rate_limits: dict[str, LimitPolicy] = Field(default_factory=_default_limits)
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    idempotency_lock_s: float = Field(
+        default=30.0, gt=0, description="After this, a vanished holder's key may be retaken."
+    )
+    auth_cache_s: float = Field(default=5.0, ge=0)
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    sqlite_batch_max: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _limits_complete(self) -> ServerSettings:
+        defaults = _default_limits()
+        for name in ("generate", "read"):
+            self.rate_limits.setdefault(name, defaults[name])
+        return self
+
+    def worker_config(self) -> WorkerConfig:
+        """The worker pool's part of these settings."""
+        return WorkerConfig(
+            workers=self.workers,
+            lease_s=self.lease_s,
+            heartbeat_s=self.heartbeat_s or self.lease_s / 3,
+            sweep_interval_s=self.sweep_interval_s,
+            poll_interval_s=self.poll_interval_s,
+            shutdown_grace_s=self.shutdown_grace_s,
+            max_runs=self.max_runs,
+        )
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or not value:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        target = values
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return values
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_server_settings(
+    config_path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> ServerSettings:
+    """Settings from the ``[server]`` table of ``config_path`` (or ``$IMAGEROUTER_CONFIG``),
+    then ``IMAGEROUTER_SERVER_*`` variables, then ``overrides`` (None values are ignored).
+
+    Raises ConfigError naming the file, the field and the reason.
+    """
+    environ = os.environ if environ is None else environ
+    config_path = config_path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {}
+    source = "<code>"
+    if config_path is not None:
+        source = str(config_path)
+        raw = dict(load_toml(config_path).get("server", {}))
+        data_dir = raw.get("data_dir")
+        if isinstance(data_dir, str) and not Path(data_dir).is_absolute():
+            raw["data_dir"] = str(Path(config_path).parent / data_dir)
+    raw = _merge(raw, _env_values(environ))
+    raw = _merge(raw, {k: v for k, v in overrides.items() if v is not None})
+    return validate(ServerSettings, raw, file=source, prefix="server")
+
+
+def load_router_settings(
+    config_path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """The core router settings from the same file (its ``[server]`` table rides along)."""
+    return load_settings(config_path, environ=environ)
+
+
+def router_config(config_path: str | Path | None) -> dict[str, Any]:
+    """What the config file sets for the router, as a dict to lay over ``Router.from_farm``
+    (paths already resolved against the file's directory; empty without a file)."""
+    if config_path is None:
+        return {}
+    settings = load_settings(config_path)
+    return settings.model_dump(exclude_unset=True, exclude={"source", "server"})

@@ -1,0 +1,162 @@
+"""POST /v1/jobs and the compatible submit: accepted jobs, and every way a submit is refused."""
+
+from __future__ import annotations
+
+from imagerouter.server.keys import store_key
+from tests.server.conftest import Api, ApiFactory
+
+GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
+
+
+async def _balance(api: Api, token: str) -> int:
+    answer = await api.client.get("/v1/account", headers=api.auth(token))
+    return (await answer.json())["balance"]
+
+
+async def _nothing_stored(api: Api, token: str, balance: int) -> None:
+    listing = await (await api.client.get("/v1/jobs", headers=api.auth(token))).json()
+    assert listing["data"] == []
+    assert await _balance(api, token) == balance
+
+
+async def test_submit_accepts_charges_and_completes(api: Api) -> None:
+    """A valid submit is 202 with id, status, links and Location, is charged, and completes."""
+    token = await api.key(credits=100)
+    answer = await api.client.post("/v1/jobs", json=GOOD, headers=api.auth(token))
+    body = await answer.json()
+    assert answer.status == 202
+    assert body["id"].startswith("job_")
+    assert len(body["id"]) == 24
+    assert body["status"] == "queued"
+    assert body["links"]["self"] == f"/v1/jobs/{body['id']}"
+    assert answer.headers["Location"] == body["links"]["self"]
+    assert body["credits"] == {"price": 26, "charged": 26, "refunded": 0}
+    assert await _balance(api, token) == 74
+    job = await api.wait_final(token, body["id"])
+    assert job["status"] == "completed"
+    assert job["result"]["images"]
+    assert job["result"]["provider"] == "fal"
+    attempt = job["attempts"][0]
+    assert attempt["provider"] == "fal"
+    assert attempt["outcome"] == "ok"
+    assert attempt["latency_ms"] is not None
+    assert attempt["run"] == 1
+    assert job["credits"]["refunded"] == 0
+    assert await _balance(api, token) == 74
+
+
+async def test_bad_field_is_422_with_its_path(api: Api) -> None:
+    """A bad field is a 422 naming the field's path and the reason; nothing is stored."""
+    token = await api.key(credits=100)
+    answer = await api.client.post("/v1/jobs", json={**GOOD, "n": 50}, headers=api.auth(token))
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["code"] == "validation_error"
+    assert body["error"]["field"] == "n"
+    assert "n:" in body["error"]["message"]
+    assert "10" in body["error"]["message"]
+    answer = await api.client.post(
+        "/v1/jobs", json={**GOOD, "size": "huge"}, headers=api.auth(token)
+    )
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["field"] == "size"
+    answer = await api.client.post(
+        "/v1/jobs", json={**GOOD, "colour": "red"}, headers=api.auth(token)
+    )
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["field"] == "colour"
+    assert "unknown field" in body["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_unknown_model_is_400_listing_known_models(api: Api) -> None:
+    """An unknown model is a 400 that names it and lists the known models."""
+    token = await api.key(credits=100)
+    answer = await api.client.post(
+        "/v1/jobs", json={**GOOD, "model": "dall-e-9"}, headers=api.auth(token)
+    )
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "unknown_model"
+    assert body["error"]["field"] == "model"
+    assert body["error"]["model"] == "dall-e-9"
+    assert "gpt-image-2" in body["error"]["known"]
+    assert "dall-e-9" in body["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_non_json_is_400(api: Api) -> None:
+    """A body that is not JSON is a 400 invalid_json; nothing is stored."""
+    token = await api.key(credits=100)
+    answer = await api.client.post("/v1/jobs", data=b"model=gpt-image-2", headers=api.auth(token))
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "invalid_json"
+    assert body["error"]["field"] is None
+    await _nothing_stored(api, token, 100)
+
+
+async def test_body_over_limit_is_413(make_api: ApiFactory) -> None:
+    """A body over the configured size limit is a 413; nothing is stored."""
+    api = await make_api(max_body_bytes=2048)
+    token = await api.key(credits=100)
+    answer = await api.client.post(
+        "/v1/jobs", json={**GOOD, "prompt": "x" * 5000}, headers=api.auth(token)
+    )
+    body = await answer.json()
+    assert answer.status == 413
+    assert body["error"]["code"] == "body_too_large"
+    assert body["error"]["limit_bytes"] == 2048
+    await _nothing_stored(api, token, 100)
+
+
+async def test_short_wallet_is_402_with_balance_and_price(api: Api) -> None:
+    """A submit costing more than the balance is a 402 with both; nothing is charged."""
+    token = await api.key(credits=10)
+    answer = await api.client.post("/v1/jobs", json=GOOD, headers=api.auth(token))
+    body = await answer.json()
+    assert answer.status == 402
+    assert body["error"]["code"] == "insufficient_credits"
+    assert body["error"]["balance"] == 10
+    assert body["error"]["price"] == 26
+    await _nothing_stored(api, token, 10)
+
+
+async def test_compat_route_answers_data_job_id(api: Api) -> None:
+    """POST /api/generate/image answers 202 {"data": {"jobId"}} for a real, charged job."""
+    token = await api.key(credits=100)
+    answer = await api.client.post("/api/generate/image", json=GOOD, headers=api.auth(token))
+    body = await answer.json()
+    assert answer.status == 202
+    job_id = body["data"]["jobId"]
+    job = await api.wait_final(token, job_id)
+    assert job["status"] == "completed"
+    assert job["credits"]["charged"] == 26
+
+
+async def test_compat_route_refuses_like_the_main_route(api: Api) -> None:
+    """The compatible route refuses bad input with the same error bodies."""
+    token = await api.key(credits=100)
+    answer = await api.client.post(
+        "/api/generate/image", json={"model": "gpt-image-2"}, headers=api.auth(token)
+    )
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["field"] == "prompt"
+
+
+async def test_submit_writes_debit_and_queued_event(api: Api) -> None:
+    """The debit and the queued event are written with the job."""
+    token = await api.key(credits=100)
+    answer = await api.client.post("/v1/jobs", json=GOOD, headers=api.auth(token))
+    job_id = (await answer.json())["id"]
+    store = api.app[store_key]
+    account = await store.find_account("acme")
+    assert account is not None
+    events = await store.events_since(account.id, job_id, 0)
+    assert events[0].type == "job.queued"
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    ledger = await store.ledger(account.id)
+    assert next((e.kind, e.amount, e.job_id) for e in ledger) == ("debit", -26, job_id)
