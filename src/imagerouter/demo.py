@@ -1,78 +1,115 @@
-"""``make demo``: the farm in-process with fal rate-limiting and then going down, a batch of jobs
-through the router, and a table of what happened to each job and each provider."""
+"""``make demo``: the job API with the farm in-process (fal rate-limits, then goes down while
+WaveSpeed browns out, then everyone recovers), a burst of jobs submitted over HTTP as a client
+would, and tables of what happened to each job, each provider, and the account's credits."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import aiohttp
+from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
+from imagerouter.auth import mint_key
 from imagerouter.breaker import BreakerTransition
-from imagerouter.errors import ImageRouterError, ProviderError
-from imagerouter.models import ImageRequest, ImageResult
 from imagerouter.plugins import load_plugins
 from imagerouter.router import Router
+from imagerouter.server.app import create_app
+from imagerouter.server.keys import store_key
+from imagerouter.server.settings import ServerSettings
 
-__all__ = ["DemoReport", "run_demo"]
+__all__ = ["DemoReport", "print_report", "run_demo"]
 
 MODELS = ("gpt-image-2", "flux-dev", "gpt-image-1", "nano-banana-pro")
+FINAL = {"completed", "failed", "canceled"}
 
 
 @dataclass
 class DemoReport:
-    """What the demo saw: each job's outcome and attempts, breaker transitions, farm stats."""
+    """What the demo saw: each job's final body, breaker transitions, farm stats, credits."""
 
-    jobs: list[tuple[int, str, ImageResult | ImageRouterError, float]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[BreakerTransition] = field(default_factory=list)
-    farm_stats: dict = field(default_factory=dict)
+    farm_stats: dict[str, Any] = field(default_factory=dict)
+    account: dict[str, Any] = field(default_factory=dict)
 
 
 async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0.25) -> DemoReport:
-    """Run ``jobs`` jobs, one every ``interval_s``, against the farm playing ``scenario``."""
+    """Serve the API over the farm playing ``scenario`` on a free loopback port, submit
+    ``jobs`` jobs one every ``interval_s`` over HTTP, and follow each to its end."""
     from mockproviders import Farm, load_scenario  # the farm is a dev/test tool, not core
 
     report = DemoReport()
-    adapters = load_plugins().farm_adapters  # Replicate's API comes from its plugin
-    async with Farm(scenario=load_scenario(scenario), adapters=adapters) as farm:
-        router = Router.from_farm(
-            farm, {"router": {"deadline_s": 30}}, on_transition=report.transitions.append, seed=7
-        )
-        async with router:
-
-            async def one(number: int) -> None:
-                await asyncio.sleep(number * interval_s)
-                request = ImageRequest(
-                    model=MODELS[number % len(MODELS)],
-                    prompt=f"a lighthouse at dusk, take {number}",
-                )
-                started = time.perf_counter()
-                outcome: ImageResult | ImageRouterError
-                try:
-                    outcome = await router.generate(request)
-                except ImageRouterError as exc:
-                    outcome = exc
-                report.jobs.append((number, request.model, outcome, time.perf_counter() - started))
-
-            await asyncio.gather(*(one(number) for number in range(jobs)))
-        report.farm_stats = farm.stats()
-    report.jobs.sort(key=lambda job: job[0])
+    with tempfile.TemporaryDirectory(prefix="imagerouter-demo-") as data_dir:
+        settings = ServerSettings(data_dir=Path(data_dir), workers=16, poll_interval_s=0.05)
+        adapters = load_plugins().farm_adapters  # Replicate's API comes from its plugin
+        async with Farm(scenario=load_scenario(scenario), adapters=adapters) as farm:
+            router = Router.from_farm(farm, {"router": {"deadline_s": 30}}, seed=7)
+            router.transitions.add(report.transitions.append)
+            runner = web.AppRunner(create_app(settings, router=router))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            try:
+                port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                token = await _demo_key(runner.app, credits=10_000)
+                await _client(f"http://127.0.0.1:{port}", token, jobs, interval_s, report)
+            finally:
+                await runner.cleanup()
+            report.farm_stats = farm.stats()
     return report
 
 
-def _attempts(outcome: ImageResult | ImageRouterError) -> list[dict]:
-    if isinstance(outcome, ImageResult):
-        return outcome.attempts
-    return [a.as_dict() for a in getattr(outcome, "attempts", [])]
+async def _demo_key(app: web.Application, credits: int) -> str:
+    """An account with ``credits``, and a key for it (what ``imagerouter keys create`` does)."""
+    store = app[store_key]
+    account = await store.create_account("demo")
+    await store.grant_credits(account.id, credits, "demo")
+    minted = mint_key(account.id, "demo", time.time())
+    await store.create_api_key(minted.record)
+    return minted.token
+
+
+async def _client(base: str, token: str, jobs: int, interval_s: float, report: DemoReport) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base, headers=headers) as http:
+
+        async def one(number: int) -> None:
+            await asyncio.sleep(number * interval_s)
+            body = {
+                "model": MODELS[number % len(MODELS)],
+                "prompt": f"a lighthouse at dusk, take {number}",
+            }
+            started = time.perf_counter()
+            async with http.post("/v1/jobs", json=body) as answer:
+                job = await answer.json()
+            for _ in range(1200):  # bounded: at most ~60 s of polling
+                if job.get("status") in FINAL:
+                    break
+                await asyncio.sleep(0.05)
+                async with http.get(f"/v1/jobs/{job['id']}") as answer:
+                    job = await answer.json()
+            job["seconds"] = time.perf_counter() - started
+            job["number"] = number
+            report.jobs.append(job)
+
+        await asyncio.gather(*(one(number) for number in range(jobs)))
+        async with http.get("/v1/account") as answer:
+            report.account = await answer.json()
+    report.jobs.sort(key=lambda job: job["number"])
 
 
 def print_report(report: DemoReport, console: Console | None = None) -> None:
-    """The two tables: jobs, then providers; then breaker transitions and the farm's count."""
+    """Jobs, then providers, then breaker transitions, then the account's credits."""
     console = console or Console()
-    jobs = Table(title="Jobs", show_lines=False)
+    jobs = Table(title="Jobs (submitted over HTTP, followed to the end)")
     for column in ("job", "model", "providers tried", "outcome", "seconds"):
         jobs.add_column(column)
     calls: Counter[str] = Counter()
@@ -80,9 +117,9 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
     errors: Counter[str] = Counter()
     failovers: Counter[str] = Counter()
     served: Counter[str] = Counter()
-    for number, model, outcome, seconds in report.jobs:
+    for job in report.jobs:
+        made = [a for a in job.get("attempts") or [] if a["outcome"] in ("ok", "error")]
         tried = []
-        made = [a for a in _attempts(outcome) if a["outcome"] != "skipped"]
         for index, attempt in enumerate(made):
             provider = attempt["provider"]
             calls[provider] += 1
@@ -94,13 +131,19 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
                 tried.append(f"[red]{provider}[/red] ({attempt['error_class']})")
             else:
                 tried.append(f"[green]{provider}[/green]")
-        if isinstance(outcome, ImageResult):
-            served[outcome.provider] += 1
-            text = f"[green]ok[/green] via {outcome.provider}"
+        result = job.get("result") or {}
+        if job["status"] == "completed":
+            served[result.get("provider", "?")] += 1
+            text = f"[green]completed[/green] via {result.get('provider')}"
         else:
-            kind = outcome.error_class if isinstance(outcome, ProviderError) else outcome.code
-            text = f"[red]failed[/red] {kind}"
-        jobs.add_row(str(number), model, " → ".join(tried) or "-", text, f"{seconds:.2f}")
+            text = f"[red]{job['status']}[/red] {(job.get('error') or {}).get('code', '')}"
+        jobs.add_row(
+            str(job["number"]),
+            job["request"]["model"],
+            " → ".join(tried) or "-",
+            text,
+            f"{job['seconds']:.2f}",
+        )
     console.print(jobs)
     providers = Table(title="Providers")
     for column in (
@@ -138,5 +181,12 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
             f"breaker [bold]{transition.name}[/bold]: {transition.from_state} → "
             f"{transition.to_state} ({transition.reason})"
         )
-    ok = sum(isinstance(outcome, ImageResult) for _, _, outcome, _ in report.jobs)
-    console.print(f"\n[bold]{ok}/{len(report.jobs)} jobs completed.[/bold]")
+    done = Counter(job["status"] for job in report.jobs)
+    ledger = report.account.get("ledger") or []
+    charged = -sum(e["amount"] for e in ledger if e["kind"] == "debit")
+    refunded = sum(e["amount"] for e in ledger if e["kind"] == "refund")
+    console.print(
+        f"\n[bold]{done['completed']}/{len(report.jobs)} jobs completed[/bold], "
+        f"{done['failed']} failed; credits charged {charged}, refunded {refunded}, "
+        f"balance {report.account.get('balance')}."
+    )
