@@ -105,11 +105,14 @@ def test_ignoring_retry_after_fails_each_retry_after_form() -> None:
 
 
 def test_blocking_the_event_loop_is_caught() -> None:
-    """time.sleep inside generate fails the non-blocking check, naming the call."""
+    """time.sleep inside generate fails the non-blocking check, naming the call; with a
+    threshold below the sleep, the slow callback is named too (a 0.15 s sleep can never hold
+    the loop for less than 0.1 s, so this cannot flake the other way)."""
     message = failure(kit(SleepsOnTheLoop, "non-blocking"), "non-blocking")
     assert message.startswith("round trip → expected no blocking call on the event loop, got ")
     assert "time.sleep(0.15)" in message
-    assert "SleepsOnTheLoop.generate()" in message
+    report = run_conformance(SleepsOnTheLoop, MODEL, only=["non-blocking"], slow_callback_s=0.1)
+    assert "SleepsOnTheLoop.generate()" in failure(report, "non-blocking")
 
 
 def test_a_leaked_key_is_caught_and_not_repeated() -> None:

@@ -53,7 +53,7 @@ class ProviderConformance:
     #: The API can cancel a queued job (False for one without a cancel call).
     cancels_at_provider: ClassVar[bool] = True
     #: A callback holding the event loop longer than this counts as blocking.
-    slow_callback_s: ClassVar[float] = 0.1
+    slow_callback_s: ClassVar[float] = 1.0
     #: The faults to check.
     faults: ClassVar[Sequence[Fault]] = FAULTS
     #: The plugin's options (laid over the farm's fast polling settings).

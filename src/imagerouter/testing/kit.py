@@ -73,7 +73,9 @@ class Conformance:
         catalog: a catalog file laid over the shipped one, for the models check.
         cancels_at_provider: the API can cancel a queued job, so the plugin must (False for an
             API without a cancel call).
-        slow_callback_s: a callback holding the loop longer than this is a blocking call.
+        slow_callback_s: a callback holding the loop longer than this is a blocking call: a
+            coarse backstop for blocking work the patches cannot see (CPU-bound parsing, a C
+            extension's I/O), generous so a busy machine never fails a correct plugin.
         faults: the faults to check (default: every fault the farm can inject).
         provider_options: the plugin's options, laid over the farm's fast polling settings.
     """
@@ -89,7 +91,7 @@ class Conformance:
         models: Sequence[str] = (),
         catalog: str | Path | None = None,
         cancels_at_provider: bool = True,
-        slow_callback_s: float = 0.1,
+        slow_callback_s: float = 1.0,
         faults: Sequence[Fault] = FAULTS,
         provider_options: Mapping[str, Any] | None = None,
     ) -> None:
