@@ -342,12 +342,14 @@ class Router:
         status = []
         for name, instance in self.instances.items():
             until = instance.cooldowns.until(name)
+            probe_at = instance.breaker.next_probe_at
             status.append(
                 {
                     "name": name,
                     "plugin": instance.provider.provider_id,
                     "base_url": instance.provider.base_url,
                     "breaker": instance.breaker.snapshot(),
+                    "next_probe_in_s": None if probe_at is None else max(0.0, probe_at - now),
                     "health": {"score": instance.health.score, **instance.health.inputs()},
                     "cooldown_remaining_s": None if until is None else round(until - now, 3),
                     "concurrency": None
