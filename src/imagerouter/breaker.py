@@ -397,6 +397,50 @@ class CircuitBreaker:
             self._clear_window(now)
             self._consecutive = 0
 
+    def apply_remote(
+        self,
+        to: BreakerState,
+        *,
+        open_until: float | None = None,
+        trips: int = 0,
+        reason: str = "remote",
+        hold: bool = False,
+    ) -> BreakerTransition | None:
+        """Adopt a state another replica decided, without calling ``on_transition``.
+
+        Nothing is ticked first: the state is taken as it stands, so adopting never causes a
+        local transition (and so never an echo). Returns the transition made, or None when the
+        state stayed the same.
+
+        * ``OPEN`` with ``open_until`` (monotonic, on this breaker's clock): open until then. An
+          open breaker takes the new end as it is; with ``hold=True`` it keeps the later of the
+          two, and a half-open breaker whose own probes are already out stays half-open (the
+          hold defers to probes in flight). ``trips`` raises the streak (never lowers it).
+        * ``HALF_OPEN``: half-open now, with fresh permits.
+        * ``CLOSED``: closed, with an empty window.
+        """
+        now = self._clock.now()
+        state = self._state
+        if to is _CLOSED:
+            if state is _CLOSED:
+                return None
+            return self._transition(_CLOSED, now, reason, None, notify=False)
+        if to is _HALF_OPEN:
+            if state is _HALF_OPEN:
+                return None
+            return self._transition(_HALF_OPEN, now, reason, None, notify=False)
+        if open_until is None:
+            raise ValueError("apply_remote(OPEN) needs open_until")
+        if trips > self._trips:
+            self._trips = trips
+        if state is _OPEN:
+            self._open_until = max(self._open_until, open_until) if hold else open_until
+            return None
+        if hold and state is _HALF_OPEN and (self._probes_out or self._probe_ok):
+            return None
+        self._open_until = open_until
+        return self._transition(_OPEN, now, reason, max(0.0, open_until - now), notify=False)
+
     # ----------------------------------------------------------------- recording
 
     def record_success(self, latency_s: float = 0.0) -> None:
@@ -539,9 +583,15 @@ class CircuitBreaker:
         self._transition(_OPEN, now, reason, open_for)
 
     def _transition(
-        self, to: BreakerState, now: float, reason: str, open_for: float | None
-    ) -> None:
-        """Change state, reset the bookkeeping the new state starts from, and report it."""
+        self,
+        to: BreakerState,
+        now: float,
+        reason: str,
+        open_for: float | None,
+        notify: bool = True,
+    ) -> BreakerTransition:
+        """Change state, reset the bookkeeping the new state starts from, and report it
+        (to ``on_transition`` unless ``notify`` is False); returns the transition."""
         before = self._state
         self._state = to
         self._state_since = now
@@ -556,6 +606,8 @@ class CircuitBreaker:
         if to is _CLOSED:
             self._consecutive = 0
             self._clear_window(now)
+        event = BreakerTransition(self._name, before, to, now, reason, open_for)
         callback = self._on_transition
-        if callback is not None:
-            callback(BreakerTransition(self._name, before, to, now, reason, open_for))
+        if notify and callback is not None:
+            callback(event)
+        return event

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from imagerouter.clock import Clock
+from imagerouter.events import Listeners
 
 __all__ = [
     "AIMDLimit",
     "ConcurrencyLimit",
     "CooldownConfig",
+    "CooldownStarted",
     "Cooldowns",
     "FixedLimit",
     "GradientLimit",
@@ -174,15 +176,34 @@ class CooldownConfig:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class CooldownStarted:
+    """A cooldown this process started or lengthened (``Cooldowns.on_start`` listeners get it).
+
+    Attributes:
+        key: the cooled-down key (a provider instance name, for the router).
+        until: monotonic end of the cooldown.
+        reason: ``"retry-after"``, ``"429 without Retry-After"``, …
+    """
+
+    key: str
+    until: float
+    reason: str
+
+
 class Cooldowns:
     """Not-before times keyed by a string (e.g. ``"openai/key-2"``), with their reasons.
 
     A cooldown never gets shorter: starting one on a key that already has a later end keeps the
     later end. Expired entries are dropped when looked at and swept whenever the table has
     doubled since the last sweep, so the table stays proportional to the live keys.
+
+    ``on_start`` listeners hear of every cooldown :meth:`start` or :meth:`start_learned` began or
+    lengthened (e.g. to share it with other replicas); :meth:`apply` adopts a cooldown decided
+    elsewhere without telling them.
     """
 
-    __slots__ = ("_clock", "_config", "_entries", "_learned", "_sweep_at")
+    __slots__ = ("_clock", "_config", "_entries", "_learned", "_sweep_at", "on_start")
 
     _MIN_SWEEP = 64
 
@@ -192,6 +213,8 @@ class Cooldowns:
         self._entries: dict[str, tuple[float, str]] = {}
         self._learned: dict[str, tuple[float, float]] = {}
         self._sweep_at = self._MIN_SWEEP
+        #: Told of every cooldown started or lengthened here (``.add(fn)``).
+        self.on_start: Listeners[CooldownStarted] = Listeners()
 
     def start(self, key: str, seconds: float, reason: str = "retry-after") -> float:
         """Cool ``key`` down for ``seconds`` (a Retry-After); returns the monotonic end."""
@@ -202,7 +225,24 @@ class Cooldowns:
             return current[0]
         self._entries[key] = (end, reason)
         self._maybe_sweep(now)
+        self.on_start(CooldownStarted(key, end, reason))
         return end
+
+    def apply(self, key: str, until: float, reason: str = "remote") -> bool:
+        """Adopt a cooldown decided elsewhere (monotonic ``until``), keeping the later end.
+
+        ``on_start`` listeners are not told (so a shared cooldown is never echoed back).
+        Returns True if the cooldown of ``key`` was started or lengthened.
+        """
+        now = self._clock.now()
+        if until <= now:
+            return False
+        current = self._entries.get(key)
+        if current is not None and current[0] >= until:
+            return False
+        self._entries[key] = (until, reason)
+        self._maybe_sweep(now)
+        return True
 
     def start_learned(self, key: str) -> float:
         """Cool ``key`` down after a 429 without Retry-After; returns the seconds to wait.
@@ -227,6 +267,7 @@ class Cooldowns:
         self._learned[key] = (length, end)
         self._entries[key] = (end, "429 without Retry-After")
         self._maybe_sweep(now)
+        self.on_start(CooldownStarted(key, end, "429 without Retry-After"))
         return length
 
     def until(self, key: str) -> float | None:

@@ -164,7 +164,8 @@ class JobPlan:
         if not self.candidates:
             return self._give_up("no enabled provider serves it")
         ordered = order_candidates(self.model.policy, self.candidates, self.rng)
-        ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
+        if self._failures:  # with no failures yet every key is 0 and the stable sort a no-op
+            ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
         chosen, ready_at, all_open = None, None, True
         for candidate in ordered:
             instance = candidate.instance

@@ -1,0 +1,104 @@
+"""The records replicas exchange: what is stored in the shared hashes and published on the
+channel, as one JSON object each (``kind`` says which).
+
+Times are wall-clock unix seconds: each replica converts them to and from its own monotonic
+clock, so replicas on one host agree exactly and replicas on NTP-synced hosts agree to within
+their clock skew. Every record names its ``origin`` replica, so nobody applies its own twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+__all__ = ["BreakerRecord", "BudgetRecord", "CooldownRecord", "Record", "decode", "encode"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CooldownRecord:
+    """A provider instance must not be called before ``until`` (a Retry-After or learned)."""
+
+    kind: ClassVar[str] = "cooldown"
+    #: Compared (as ``max``) by the keep-latest script.
+    order_field: ClassVar[str] = "until"
+
+    name: str
+    until: float
+    reason: str
+    origin: str
+
+    @property
+    def order(self) -> float:
+        """What "later" means for this record: its end."""
+        return self.until
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRecord:
+    """A provider instance's x-ratelimit budget is spent: no token before ``until``."""
+
+    kind: ClassVar[str] = "budget"
+    order_field: ClassVar[str] = "until"
+
+    name: str
+    until: float
+    rate_per_s: float
+    burst: float
+    origin: str
+
+    @property
+    def order(self) -> float:
+        """What "later" means for this record: its end."""
+        return self.until
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRecord:
+    """A breaker transition: ``state`` since ``at``; last writer (by ``at``, then origin) wins."""
+
+    kind: ClassVar[str] = "breaker"
+    order_field: ClassVar[str] = "at"
+
+    name: str
+    state: str
+    at: float
+    origin: str
+    reason: str
+    open_until: float | None = None
+    trips: int = 0
+
+    @property
+    def order(self) -> tuple[float, str]:
+        """What "later" means for this record: its time, then its origin (for ties)."""
+        return (self.at, self.origin)
+
+
+Record = CooldownRecord | BudgetRecord | BreakerRecord
+_KINDS: dict[str, type[Record]] = {
+    cls.kind: cls for cls in (CooldownRecord, BudgetRecord, BreakerRecord)
+}
+
+
+def encode(record: Record) -> str:
+    """The record as compact JSON, ``kind`` first."""
+    return json.dumps({"kind": record.kind, **asdict(record)}, separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> Record | None:
+    """The record in ``text``, or None (logged) if it is not one this version understands.
+
+    Fields this version does not know are ignored, so a newer replica can add some during a
+    rolling upgrade.
+    """
+    try:
+        data: dict[str, Any] = json.loads(text)
+        cls = _KINDS[data.pop("kind")]
+        known = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring a shared-state record that does not parse (%s): %.200r", exc, text)
+        return None
