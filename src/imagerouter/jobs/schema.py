@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "create_schema"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -107,6 +107,75 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (account_id, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+
+-- Webhooks (schema version 2): each account's registered URL and signing secrets, URLs a
+-- 410 Gone disabled, one delivery per final job event, and every attempt at sending it.
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    account_id  TEXT PRIMARY KEY REFERENCES accounts(id),
+    url         TEXT,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS webhook_secrets (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id  TEXT NOT NULL REFERENCES accounts(id),
+    secret      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL
+);
+CREATE INDEX IF NOT EXISTS webhook_secrets_by_account ON webhook_secrets (account_id, id);
+
+CREATE TABLE IF NOT EXISTS webhook_disabled (
+    account_id   TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    disabled_at  REAL NOT NULL,
+    reason       TEXT NOT NULL,
+    PRIMARY KEY (account_id, url)
+);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id               TEXT PRIMARY KEY,
+    job_id           TEXT NOT NULL,
+    account_id       TEXT NOT NULL,
+    event_id         INTEGER NOT NULL UNIQUE,
+    event_type       TEXT NOT NULL,
+    url              TEXT NOT NULL,
+    status           TEXT NOT NULL
+                     CHECK (status IN ('pending', 'delivering', 'succeeded', 'failed', 'disabled')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    step             INTEGER NOT NULL DEFAULT 0,
+    replay           INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL,
+    lease_owner      TEXT,
+    lease_expires    REAL,
+    body             TEXT,
+    last_error       TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_expires)
+    WHERE status = 'delivering';
+CREATE INDEX IF NOT EXISTS deliveries_by_job ON deliveries (job_id);
+
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id      TEXT NOT NULL REFERENCES deliveries(id),
+    attempt          INTEGER NOT NULL,
+    trigger          TEXT NOT NULL,
+    scheduled_at     REAL NOT NULL,
+    started_at       REAL NOT NULL,
+    outcome          TEXT NOT NULL,
+    status           INTEGER,
+    latency_ms       REAL,
+    error            TEXT,
+    retry_after      REAL,
+    next_delay_s     REAL,
+    next_attempt_at  REAL
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_by_delivery ON delivery_attempts (delivery_id, id);
 """
 
 

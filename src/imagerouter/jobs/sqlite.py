@@ -32,6 +32,9 @@ from imagerouter.jobs.store import EventListener
 from imagerouter.jobs.types import (
     Account,
     ApiKeyRecord,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryReplay,
     IdempotencyOutcome,
     Job,
     JobEvent,
@@ -39,6 +42,8 @@ from imagerouter.jobs.types import (
     LedgerEntry,
     NewJob,
     StoredResponse,
+    WebhookEndpoint,
+    WebhookSecret,
 )
 
 __all__ = ["SQLiteJobStore"]
@@ -61,6 +66,14 @@ _ATTEMPT_FIELDS = (
     "reason",
 )
 _ACTIVE = "status IN ('queued', 'processing')"
+_DELIVERY_COLUMNS = (
+    "id, job_id, account_id, event_id, event_type, url, status, attempts, step, "
+    "next_attempt_at, created_at, updated_at, body, replay, last_error"
+)
+_DELIVERY_ATTEMPT_COLUMNS = (
+    "trigger, scheduled_at, started_at, outcome, latency_ms, status, error, retry_after, "
+    "next_delay_s, next_attempt_at, attempt, delivery_id"
+)
 
 
 def _dumps(value: Any) -> str:
@@ -90,6 +103,10 @@ def _job(row: Sequence[Any]) -> Job:
         idempotency_key=row[14],
         lease_owner=row[15],
     )
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(*row[:13], replay=bool(row[13]), last_error=row[14])
 
 
 def _encode_cursor(seq: int) -> str:
@@ -222,6 +239,42 @@ class SQLiteJobStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(job_id, run, *(a.get(f) for f in _ATTEMPT_FIELDS)) for a in attempts],
             )
+
+    @staticmethod
+    def _enqueue_delivery(
+        conn: sqlite3.Connection, event: JobEvent, webhook_url: str | None
+    ) -> None:
+        """Enqueue the webhook of a final event: to the job's URL, else the account's."""
+        url = webhook_url
+        if not url:
+            row = conn.execute(
+                "SELECT url FROM webhook_endpoints WHERE account_id = ?", (event.account_id,)
+            ).fetchone()
+            url = row[0] if row else None
+        if not url:
+            return
+        disabled = conn.execute(
+            "SELECT reason FROM webhook_disabled WHERE account_id = ? AND url = ?",
+            (event.account_id, url),
+        ).fetchone()
+        conn.execute(
+            "INSERT OR IGNORE INTO deliveries (id, job_id, account_id, event_id, event_type, "
+            "url, status, next_attempt_at, last_error, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new_id("msg", 24),
+                event.job_id,
+                event.account_id,
+                event.id,
+                event.type,
+                url,
+                "disabled" if disabled else "pending",
+                None if disabled else event.created_at,
+                disabled[0] if disabled else None,
+                event.created_at,
+                event.created_at,
+            ),
+        )
 
     # --- accounts, keys, credits ---------------------------------------------------------------
 
@@ -405,7 +458,7 @@ class SQLiteJobStore:
             "VALUES (?, ?, 'debit', ?, ?, ?)",
             (job.account_id, job.id, -job.price, row[0], now),
         )
-        event = self._event(conn, job.id, job.account_id, "queued", now)
+        event = self._event(conn, job.id, job.account_id, "queued", now, price=job.price)
         if job.idempotency_key is not None:
             conn.execute(
                 "UPDATE idempotency SET job_id = ?, state = CASE WHEN ? IS NULL THEN state "
@@ -505,6 +558,7 @@ class SQLiteJobStore:
             event = self._event(
                 conn, job.id, account_id, "canceled", now, reason="client", refunded=job.refunded
             )
+            self._enqueue_delivery(conn, event, job.request.get("webhook_url"))
             return job, event
 
         job, event = await self.thread.run(op)
@@ -576,27 +630,30 @@ class SQLiteJobStore:
                 f"UPDATE jobs SET status = ?, {column} = ?, finished_at = ?, updated_at = ?, "
                 f"lease_owner = NULL, lease_expires = NULL "
                 f"WHERE id = ? AND {_ACTIVE} AND lease_owner = ? "
-                f"RETURNING account_id, runs, price",
+                f"RETURNING account_id, runs, price, json_extract(request, '$.webhook_url')",
                 (status, payload_json, now, now, job_id, owner),
             ).fetchone()
             if row is None:
                 return None
-            account_id, run, price = row
+            account_id, run, price, webhook_url = row
             self._insert_attempts(conn, job_id, run, attempts)
             if status == "completed":
-                return self._event(
+                event = self._event(
                     conn, job_id, account_id, status, now, provider=payload.get("provider")
                 )
-            refunded = self._refund(conn, job_id, account_id, price, now)
-            return self._event(
-                conn,
-                job_id,
-                account_id,
-                status,
-                now,
-                error={"code": payload.get("code"), "message": payload.get("message")},
-                refunded=refunded,
-            )
+            else:
+                refunded = self._refund(conn, job_id, account_id, price, now)
+                event = self._event(
+                    conn,
+                    job_id,
+                    account_id,
+                    status,
+                    now,
+                    error={"code": payload.get("code"), "message": payload.get("message")},
+                    refunded=refunded,
+                )
+            self._enqueue_delivery(conn, event, webhook_url)
+            return event
 
         event = await self.thread.run(op)
         if event is None:
@@ -686,6 +743,15 @@ class SQLiteJobStore:
         rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
         return [JobEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
+    async def last_event_id(self, account_id: str | None = None) -> int:
+        """The newest event's id (of one account), 0 if none."""
+        sql = "SELECT coalesce(max(id), 0) FROM events" + (
+            " WHERE account_id = ?" if account_id is not None else ""
+        )
+        args = (account_id,) if account_id is not None else ()
+        row = await self.thread.run(lambda conn: conn.execute(sql, args).fetchone())
+        return int(row[0])
+
     # --- idempotency keys ----------------------------------------------------------------------
 
     async def idempotency_begin(
@@ -768,6 +834,245 @@ class SQLiteJobStore:
             lambda conn: conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
         )
         return cursor.rowcount
+
+    # --- webhooks: endpoints and secrets -------------------------------------------------------
+
+    async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
+        """Register (or, with None, unregister) the account's webhook URL."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> WebhookEndpoint:
+            conn.execute(
+                "INSERT INTO webhook_endpoints (account_id, url, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET url = excluded.url, "
+                "updated_at = excluded.updated_at",
+                (account_id, url, now, now),
+            )
+            if url is not None:
+                conn.execute(
+                    "DELETE FROM webhook_disabled WHERE account_id = ? AND url = ?",
+                    (account_id, url),
+                )
+            found = self._webhook_sync(conn, account_id)
+            assert found is not None
+            return found
+
+        return await self.thread.run(op)
+
+    @staticmethod
+    def _webhook_sync(conn: sqlite3.Connection, account_id: str) -> WebhookEndpoint | None:
+        row = conn.execute(
+            "SELECT e.account_id, e.url, e.created_at, e.updated_at, d.disabled_at, d.reason "
+            "FROM webhook_endpoints e LEFT JOIN webhook_disabled d "
+            "ON d.account_id = e.account_id AND d.url = e.url WHERE e.account_id = ?",
+            (account_id,),
+        ).fetchone()
+        return None if row is None else WebhookEndpoint(*row)
+
+    async def get_webhook(self, account_id: str) -> WebhookEndpoint | None:
+        """The account's registration, or None."""
+        return await self.thread.run(lambda conn: self._webhook_sync(conn, account_id))
+
+    async def add_webhook_secret(
+        self, account_id: str, secret: str, grace_s: float
+    ) -> WebhookSecret:
+        """Make ``secret`` current; the previous one signs ``grace_s`` longer."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> WebhookSecret:
+            conn.execute(
+                "UPDATE webhook_secrets SET expires_at = ? "
+                "WHERE account_id = ? AND expires_at IS NULL",
+                (now + grace_s, account_id),
+            )
+            cursor = conn.execute(
+                "INSERT INTO webhook_secrets (account_id, secret, created_at) VALUES (?, ?, ?)",
+                (account_id, secret, now),
+            )
+            assert cursor.lastrowid is not None
+            return WebhookSecret(cursor.lastrowid, account_id, secret, now)
+
+        return await self.thread.run(op)
+
+    async def webhook_secrets(self, account_id: str) -> list[WebhookSecret]:
+        """The signing secrets: current first, then those in grace."""
+        now = self._clock.wall()
+        rows = await self.thread.run(
+            lambda conn: conn.execute(
+                "SELECT id, account_id, secret, created_at, expires_at FROM webhook_secrets "
+                "WHERE account_id = ? AND (expires_at IS NULL OR expires_at > ?) "
+                "ORDER BY expires_at IS NOT NULL, id DESC",
+                (account_id, now),
+            ).fetchall()
+        )
+        return [WebhookSecret(*row) for row in rows]
+
+    # --- webhooks: deliveries ------------------------------------------------------------------
+
+    async def claim_deliveries(self, owner: str, limit: int, lease_s: float) -> list[Delivery]:
+        """Lease up to ``limit`` due deliveries; disable those whose URL is disabled."""
+        if limit <= 0:
+            return []
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            now = self._clock.wall()
+            conn.execute(
+                "UPDATE deliveries SET status = 'disabled', next_attempt_at = NULL, "
+                "updated_at = ?, last_error = (SELECT reason FROM webhook_disabled w "
+                "WHERE w.account_id = deliveries.account_id AND w.url = deliveries.url) "
+                "WHERE status = 'pending' AND next_attempt_at <= ? AND EXISTS (SELECT 1 FROM "
+                "webhook_disabled w WHERE w.account_id = deliveries.account_id "
+                "AND w.url = deliveries.url)",
+                (now, now),
+            )
+            rows = conn.execute(
+                f"UPDATE deliveries SET status = 'delivering', lease_owner = ?, "
+                f"lease_expires = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries "
+                f"WHERE status = 'pending' AND next_attempt_at <= ? UNION ALL SELECT id FROM "
+                f"deliveries WHERE status = 'delivering' AND lease_expires < ? LIMIT ?) "
+                f"RETURNING {_DELIVERY_COLUMNS}",
+                (owner, now + lease_s, now, now, now, limit),
+            ).fetchall()
+            return sorted((_delivery(row) for row in rows), key=lambda d: d.next_attempt_at or 0)
+
+        return await self.thread.run(op)
+
+    async def set_delivery_body(self, delivery_id: str, body: str) -> str:
+        """Fix the body once; the body the delivery now has."""
+        row = await self.thread.run(
+            lambda conn: conn.execute(
+                "UPDATE deliveries SET body = coalesce(body, ?) WHERE id = ? RETURNING body",
+                (body, delivery_id),
+            ).fetchone()
+        )
+        return body if row is None else row[0]
+
+    async def record_delivery_attempt(
+        self,
+        delivery_id: str,
+        owner: str,
+        attempt: DeliveryAttempt,
+        *,
+        status: str,
+        next_attempt_at: float | None,
+        disable_url: bool = False,
+    ) -> bool:
+        """Log the attempt; move the held delivery to ``status``."""
+        now = self._clock.wall()
+        scheduled = 1 if attempt.trigger == "scheduled" else 0
+
+        def op(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                "SELECT account_id, url, attempts FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if found is None:
+                return False
+            account_id, url, attempts = found
+            conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
+                "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
+                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery_id,
+                    attempts + 1,
+                    attempt.trigger,
+                    attempt.scheduled_at,
+                    attempt.started_at,
+                    attempt.outcome,
+                    attempt.status,
+                    attempt.latency_ms,
+                    attempt.error,
+                    attempt.retry_after,
+                    attempt.next_delay_s,
+                    attempt.next_attempt_at,
+                ),
+            )
+            held = conn.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, step = step + ?, "
+                "next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, replay = 0, "
+                "last_error = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'delivering' AND lease_owner = ? RETURNING id",
+                (
+                    status,
+                    scheduled,
+                    next_attempt_at,
+                    attempt.error,
+                    now,
+                    delivery_id,
+                    owner,
+                ),
+            ).fetchone()
+            if disable_url:
+                reason = f"{url} answered 410 Gone; register it again with PUT /v1/webhook"
+                conn.execute(
+                    "INSERT OR REPLACE INTO webhook_disabled (account_id, url, disabled_at, "
+                    "reason) VALUES (?, ?, ?, ?)",
+                    (account_id, url, now, reason),
+                )
+                conn.execute(
+                    "UPDATE deliveries SET status = 'disabled', next_attempt_at = NULL, "
+                    "last_error = ?, updated_at = ? "
+                    "WHERE account_id = ? AND url = ? AND status = 'pending'",
+                    (reason, now, account_id, url),
+                )
+            return held is not None
+
+        return await self.thread.run(op)
+
+    async def job_deliveries(self, account_id: str, job_id: str) -> list[Delivery]:
+        """The job's deliveries with their attempt logs."""
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            deliveries = [
+                _delivery(row)
+                for row in conn.execute(
+                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries "
+                    f"WHERE job_id = ? AND account_id = ? ORDER BY event_id",
+                    (job_id, account_id),
+                ).fetchall()
+            ]
+            for delivery in deliveries:
+                delivery.log = [
+                    DeliveryAttempt(*row)
+                    for row in conn.execute(
+                        f"SELECT {_DELIVERY_ATTEMPT_COLUMNS} FROM delivery_attempts "
+                        f"WHERE delivery_id = ? ORDER BY id",
+                        (delivery.id,),
+                    ).fetchall()
+                ]
+            return deliveries
+
+        return await self.thread.run(op)
+
+    async def replay_delivery(self, account_id: str, job_id: str) -> DeliveryReplay | None:
+        """Make the job's latest delivery due now (a one-off replay if it was final)."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> DeliveryReplay | None:
+            row = conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE job_id = ? AND account_id = ? "
+                f"ORDER BY event_id DESC LIMIT 1",
+                (job_id, account_id),
+            ).fetchone()
+            if row is None:
+                return None
+            delivery = _delivery(row)
+            if delivery.status == "delivering":
+                return DeliveryReplay("in_flight", delivery)
+            if conn.execute(
+                "SELECT 1 FROM webhook_disabled WHERE account_id = ? AND url = ?",
+                (account_id, delivery.url),
+            ).fetchone():
+                return DeliveryReplay("disabled", delivery)
+            replay = 0 if delivery.status == "pending" else 1
+            updated = conn.execute(
+                f"UPDATE deliveries SET status = 'pending', next_attempt_at = ?, replay = ?, "
+                f"updated_at = ? WHERE id = ? RETURNING {_DELIVERY_COLUMNS}",
+                (now, replay, now, delivery.id),
+            ).fetchone()
+            return DeliveryReplay("queued", _delivery(updated))
+
+        return await self.thread.run(op)
 
     # --- for tests and tools -------------------------------------------------------------------
 

@@ -1,11 +1,18 @@
-"""The job store contract: jobs, attempts, events, the credit ledger, accounts, API keys and
-idempotency keys, behind one Protocol so that a PostgreSQL backend is one new module.
+"""The job store contract: jobs, attempts, events, the credit ledger, accounts, API keys,
+idempotency keys and webhook deliveries, behind one Protocol so that a PostgreSQL backend is
+one new module.
 
 Every method is a coroutine except :meth:`JobStore.subscribe`. Times are unix seconds (leases
 are shared across processes, so they cannot be monotonic). Whatever changes a job's status
 writes the matching event in the same transaction, and a refund is written in the same
 transaction as the failure or cancellation it pays back, so no observer can see one without
 the other.
+
+Webhooks: the transaction that writes a job's final event (``complete_job``, ``fail_job``,
+``cancel_job``) also enqueues its webhook :class:`Delivery`, when the job names a
+``webhook_url`` or else its account has a registered one: ``pending`` and due at once, or
+``disabled`` if a ``410 Gone`` disabled that URL for the account. So a final event is never
+committed without its delivery, and a restart loses no webhook.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from typing import Any, Protocol
 from imagerouter.jobs.types import (
     Account,
     ApiKeyRecord,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryReplay,
     IdempotencyOutcome,
     Job,
     JobEvent,
@@ -24,9 +34,11 @@ from imagerouter.jobs.types import (
     LedgerEntry,
     NewJob,
     StoredResponse,
+    WebhookEndpoint,
+    WebhookSecret,
 )
 
-__all__ = ["EventListener", "JobStore", "open_sqlite_store"]
+__all__ = ["EventListener", "JobStore", "open_sqlite_store", "open_store"]
 
 #: Called on the event loop, after commit, with the events one operation wrote.
 EventListener = Callable[[Sequence[JobEvent]], None]
@@ -178,6 +190,10 @@ class JobStore(Protocol):
         """Events with ``id > after_id``, oldest first, of one account and/or one job."""
         ...
 
+    async def last_event_id(self, account_id: str | None = None) -> int:
+        """The newest event's id (of one account when given); 0 if there is none."""
+        ...
+
     # --- idempotency keys ----------------------------------------------------------------------
 
     async def idempotency_begin(
@@ -202,9 +218,98 @@ class JobStore(Protocol):
         """Delete keys past their time to live; how many."""
         ...
 
+    # --- webhooks: endpoints and secrets -------------------------------------------------------
+
+    async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
+        """Register ``url`` as the account's webhook (None: unregister it, keeping the secrets).
+
+        Registering a URL clears a ``410 Gone`` disablement of that URL for the account.
+        """
+        ...
+
+    async def get_webhook(self, account_id: str) -> WebhookEndpoint | None:
+        """The account's registration (with the URL's disablement, if any), or None."""
+        ...
+
+    async def add_webhook_secret(
+        self, account_id: str, secret: str, grace_s: float
+    ) -> WebhookSecret:
+        """Make ``secret`` the current signing secret; the previous current one keeps signing
+        for ``grace_s`` more seconds (an earlier expiry is kept)."""
+        ...
+
+    async def webhook_secrets(self, account_id: str) -> list[WebhookSecret]:
+        """The secrets that sign now: the current one first, then those still in grace."""
+        ...
+
+    # --- webhooks: deliveries ------------------------------------------------------------------
+
+    async def claim_deliveries(self, owner: str, limit: int, lease_s: float) -> list[Delivery]:
+        """Lease up to ``limit`` due deliveries to ``owner``, earliest due first.
+
+        Due: ``pending`` with ``next_attempt_at <= now``, or ``delivering`` with an expired
+        lease (its process died mid-attempt). Due deliveries whose URL is disabled for the
+        account become ``disabled`` instead of being returned.
+        """
+        ...
+
+    async def set_delivery_body(self, delivery_id: str, body: str) -> str:
+        """Fix the delivery's body if it has none yet; returns the body it now has (every
+        attempt and replay sends exactly these bytes)."""
+        ...
+
+    async def record_delivery_attempt(
+        self,
+        delivery_id: str,
+        owner: str,
+        attempt: DeliveryAttempt,
+        *,
+        status: str,
+        next_attempt_at: float | None,
+        disable_url: bool = False,
+    ) -> bool:
+        """Log ``attempt`` and, while ``owner`` holds the lease, move the delivery to
+        ``status`` (``pending`` again at ``next_attempt_at``, or final), releasing the lease.
+
+        A scheduled attempt advances ``step``; a replay does not. With ``disable_url`` the
+        delivery's URL is disabled for its account (410 Gone), and the account's other pending
+        deliveries to it become ``disabled``. False if the lease was lost (the log is kept).
+        """
+        ...
+
+    async def job_deliveries(self, account_id: str, job_id: str) -> list[Delivery]:
+        """The job's deliveries, oldest first, each with its attempt ``log`` (empty if none)."""
+        ...
+
+    async def replay_delivery(self, account_id: str, job_id: str) -> DeliveryReplay | None:
+        """Send the job's latest delivery again, with the same ``webhook-id`` and body.
+
+        A pending one is made due now; a final one becomes a one-off ``replay`` due now (its
+        failure does not restart the schedule). None if the job has no delivery.
+        """
+        ...
+
 
 def open_sqlite_store(data_dir: str | Path, **options: Any) -> JobStore:
     """The embedded default: SQLite (WAL) at ``data_dir/imagerouter.db``; call ``open()``."""
     from imagerouter.jobs.sqlite import SQLiteJobStore
 
     return SQLiteJobStore(Path(data_dir) / "imagerouter.db", **options)
+
+
+def open_store(url_or_dir: str | Path, **options: Any) -> JobStore:
+    """The store a URL names: ``postgresql://…`` (shared by replicas; see
+    :mod:`imagerouter.jobs.postgres`), ``sqlite:///path/to/file.db``, or a data directory
+    (SQLite at ``imagerouter.db`` in it). Call ``open()``."""
+    text = str(url_or_dir)
+    if text.startswith(("postgresql://", "postgres://")):
+        from imagerouter.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore(text, **options)
+    if text.startswith("sqlite://"):
+        from imagerouter.jobs.sqlite import SQLiteJobStore
+
+        return SQLiteJobStore(text.removeprefix("sqlite://"), **options)
+    if "://" in text:
+        raise ValueError(f"unknown job store {text!r}: use postgresql://… or a data directory")
+    return open_sqlite_store(text, **options)

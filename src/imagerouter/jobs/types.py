@@ -6,10 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "JOB_STATUSES",
     "Account",
     "ApiKeyRecord",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryReplay",
     "IdempotencyOutcome",
     "Job",
     "JobEvent",
@@ -17,6 +21,8 @@ __all__ = [
     "LedgerEntry",
     "NewJob",
     "StoredResponse",
+    "WebhookEndpoint",
+    "WebhookSecret",
 ]
 
 JobStatus = Literal["queued", "processing", "completed", "failed", "canceled"]
@@ -160,3 +166,111 @@ class IdempotencyOutcome:
     state: Literal["new", "replay", "mismatch", "in_flight"]
     response: StoredResponse | None = None
     job_id: str | None = None
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed", "disabled"]
+DELIVERY_STATUSES: tuple[str, ...] = ("pending", "delivering", "succeeded", "failed", "disabled")
+
+
+@dataclass(slots=True)
+class WebhookEndpoint:
+    """An account's registered webhook URL, and whether a ``410 Gone`` disabled it.
+
+    ``url`` is None when the account has signing secrets but no registered URL (its jobs may
+    still name a ``webhook_url`` each).
+    """
+
+    account_id: str
+    url: str | None
+    created_at: float
+    updated_at: float
+    disabled_at: float | None = None
+    disabled_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSecret:
+    """A ``whsec_`` signing secret: current while ``expires_at`` is None, then signing beside
+    its successor until ``expires_at`` (the rotation's grace period)."""
+
+    id: int
+    account_id: str
+    secret: str
+    created_at: float
+    expires_at: float | None = None
+
+    @property
+    def current(self) -> bool:
+        """True for the newest secret, which has no expiry."""
+        return self.expires_at is None
+
+
+@dataclass(slots=True)
+class DeliveryAttempt:
+    """One try at sending one webhook, as logged.
+
+    ``outcome``: ``succeeded`` (2xx), ``retry`` (another attempt is scheduled at
+    ``next_attempt_at``, ``next_delay_s`` after this one), ``failed`` (no more attempts:
+    another 4xx, or the schedule is exhausted), ``disabled`` (410 Gone: the URL is disabled for
+    the account) or ``refused`` (the URL failed the SSRF policy and was not contacted).
+    ``scheduled_at`` is when the attempt was due; ``attempt`` (1 for the first) and
+    ``delivery_id`` are set by the store.
+    """
+
+    trigger: Literal["scheduled", "replay"]
+    scheduled_at: float
+    started_at: float
+    outcome: Literal["succeeded", "retry", "failed", "disabled", "refused"]
+    latency_ms: float | None = None
+    status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    next_delay_s: float | None = None
+    next_attempt_at: float | None = None
+    attempt: int = 0
+    delivery_id: str = ""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """The webhook for one final job event: one ``id`` (the ``webhook-id``) on every attempt.
+
+    ``step`` counts the scheduled attempts made (the retry schedule's position; replays do not
+    count); ``body`` is the exact JSON sent, fixed at the first attempt; ``replay`` marks a
+    manual resend waiting to go; ``log`` holds the attempts (filled by
+    :meth:`~imagerouter.jobs.store.JobStore.job_deliveries`).
+    """
+
+    id: str
+    job_id: str
+    account_id: str
+    event_id: int
+    event_type: str
+    url: str
+    status: str
+    attempts: int
+    step: int
+    next_attempt_at: float | None
+    created_at: float
+    updated_at: float
+    body: str | None = None
+    replay: bool = False
+    last_error: str | None = None
+    log: list[DeliveryAttempt] = field(default_factory=list)
+
+    @property
+    def final(self) -> bool:
+        """True once nothing more will be sent without a replay."""
+        return self.status in ("succeeded", "failed", "disabled")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReplay:
+    """What :meth:`~imagerouter.jobs.store.JobStore.replay_delivery` did: ``queued`` (it is
+    due now), ``in_flight`` (an attempt is running; nothing changed) or ``disabled`` (its URL
+    answered 410 and is not registered again; nothing changed)."""
+
+    state: Literal["queued", "in_flight", "disabled"]
+    delivery: Delivery

@@ -10,7 +10,9 @@
   ``shutdown_grace_s``, then cancels the rest and hands them back to the queue.
 
 A job's final state is written by the store only while this pool still holds its lease, so a
-job never completes twice and a failed job is refunded once.
+job never completes twice and a failed job is refunded once. With an ``outputs`` hook (output
+storage), a result's images are re-hosted before the job is marked completed; if that fails,
+the job fails (and is refunded) with code ``output_storage_failed``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,14 +29,17 @@ from imagerouter.errors import ImageRouterError, ProviderError
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.types import Job
+from imagerouter.logs import job_context
 from imagerouter.models import ImageRequest
 from imagerouter.router import Router
 
-__all__ = ["WorkerConfig", "WorkerPool", "error_body"]
+__all__ = ["OutputHook", "WorkerConfig", "WorkerPool", "error_body"]
 
 log = logging.getLogger(__name__)
 
 CancelReason = Literal["client", "lost", "shutdown"]
+#: Re-hosts a finished job's outputs: takes the job and its result, returns the result to store.
+OutputHook = Callable[[Job, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +95,10 @@ class WorkerPool:
         *,
         owner: str | None = None,
         clock: Clock | None = None,
+        outputs: OutputHook | None = None,
     ) -> None:
         self.store, self.router, self.config = store, router, config
+        self._outputs = outputs
         #: This pool's lease owner id: unique per process start.
         self.owner = owner or new_id("wrk", 12)
         self._clock = clock or MonotonicClock()
@@ -239,7 +247,12 @@ class WorkerPool:
     # --- one job -------------------------------------------------------------------------------
 
     async def _execute(self, job: Job) -> None:
-        """Run one leased job to its final state (or to cancellation)."""
+        """Run one leased job to its final state (or to cancellation); every log line written
+        meanwhile, by this task or the provider calls it makes, carries the job's id."""
+        with job_context(job.id):
+            await self._run(job)
+
+    async def _run(self, job: Job) -> None:
         remaining = job.deadline_at - self._clock.wall()
         if remaining <= 0:
             await self.store.fail_job(
@@ -269,4 +282,15 @@ class WorkerPool:
             await self.store.fail_job(job.id, self.owner, error_body(exc), [])
             return
         body = result.model_dump(mode="json", exclude={"attempts"})
+        if self._outputs is not None:
+            try:
+                body = await self._outputs(job, body)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job %s: storing its outputs failed: %s", job.id, exc)
+                message = f"the images were generated but could not be stored: {exc}"
+                error = {"code": "output_storage_failed", "message": message}
+                await self.store.fail_job(job.id, self.owner, error, result.attempts)
+                return
         await self.store.complete_job(job.id, self.owner, body, result.attempts)

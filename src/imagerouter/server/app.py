@@ -2,7 +2,8 @@
 
 Start order (cleanup runs in reverse): the mock farm (with ``farm``), the router and its HTTP
 session, the job store and its connection thread, the event hub, authentication and rate
-limits, and last the worker pool, so that on shutdown the pool stops (finishing or handing
+limits, output storage, the webhook delivery worker (:mod:`imagerouter.server.delivery`), and
+last the worker pool, so that on shutdown the pool stops (finishing or handing
 back its jobs) while the store is still open.
 """
 
@@ -17,10 +18,11 @@ from imagerouter.auth import Authenticator
 from imagerouter.config import Settings
 from imagerouter.jobs.events import EventHub
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import JobStore, open_store
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.ratelimit import RateLimiter
 from imagerouter.router import Router
+from imagerouter.server import delivery
 from imagerouter.server.keys import (
     authenticator_key,
     events_key,
@@ -31,13 +33,16 @@ from imagerouter.server.keys import (
     workers_key,
 )
 from imagerouter.server.middlewares import auth_middleware, error_middleware
+from imagerouter.server.observability import setup_observability
 from imagerouter.server.routes import setup_routes
 from imagerouter.server.settings import ServerSettings
 
-__all__ = ["create_app", "farm_key"]
+__all__ = ["create_app", "farm_key", "state_key"]
 
 #: The in-process mock farm, when the app runs one (``ServerSettings.farm``).
 farm_key = web.AppKey("farm", object)
+#: The Redis-shared resilience state, when ``ServerSettings.state`` names one.
+state_key = web.AppKey("state", object)
 
 
 def create_app(
@@ -67,10 +72,15 @@ def create_app(
         app.cleanup_ctx.append(_farm_ctx(settings.farm, router_overrides or {}))
     else:
         app.cleanup_ctx.append(_router_ctx(router, router_settings))
+    app.cleanup_ctx.append(_state_ctx)
     app.cleanup_ctx.append(_store_ctx(store))
     app.cleanup_ctx.append(_services_ctx)
+    app.cleanup_ctx.append(delivery.storage_ctx)
+    app.cleanup_ctx.append(delivery.webhooks_ctx)
+    app.on_shutdown.append(delivery.close_streams)
     app.cleanup_ctx.append(_workers_ctx)
     setup_routes(app)
+    setup_observability(app)
     return app
 
 
@@ -97,10 +107,25 @@ def _router_ctx(router: Router | None, router_settings: Settings | None):
     return router_ctx
 
 
+async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With ``settings.state`` (``redis://…``): share the router's breakers, cooldowns and
+    budgets with every replica on the same Redis prefix (:class:`~imagerouter.state.RedisState`)."""
+    settings = app[settings_key]
+    if settings.state is None:
+        yield
+        return
+    from imagerouter.state import RedisState
+
+    async with RedisState(settings.state, app[router_key], prefix=settings.state_prefix) as state:
+        app[state_key] = state
+        yield
+
+
 def _store_ctx(store: JobStore | None):
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        opened = store or SQLiteJobStore(
+        opened = store or (open_store(settings.store) if settings.store else None)
+        opened = opened or SQLiteJobStore(
             settings.data_dir / "imagerouter.db",
             synchronous=settings.sqlite_synchronous,
             batch_max=settings.sqlite_batch_max,
@@ -129,10 +154,20 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     """The worker pool: started last, stopped first (finishing or handing back its jobs)."""
-    pool = WorkerPool(app[store_key], app[router_key], app[settings_key].worker_config())
+    pool = WorkerPool(
+        app[store_key],
+        app[router_key],
+        app[settings_key].worker_config(),
+        outputs=app.get(delivery.outputs_key),
+    )
     app[workers_key] = pool
     await pool.start()
+    # Jobs queued by other replicas (a shared store) wake this pool too.
+    unsubscribe = app[store_key].subscribe(
+        lambda events: any(e.type == "job.queued" for e in events) and pool.wake()
+    )
     try:
         yield
     finally:
+        unsubscribe()
         await pool.stop()

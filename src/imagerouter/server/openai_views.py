@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from imagerouter.jobs.types import Job, StoredResponse
 from imagerouter.models import ImageRequest
+from imagerouter.server.delivery import stored_b64, stored_keys
 from imagerouter.server.errors import ApiError, from_validation_error
 from imagerouter.server.http import json_response, read_json, validate
 from imagerouter.server.keys import (
@@ -100,10 +101,13 @@ async def _images(
     request: web.Request, job: Job, response_format: str | None
 ) -> list[dict[str, Any]]:
     assert job.result is not None
+    stored = stored_keys(request, job)
     out = []
-    for image in job.result.get("images", []):
+    for index, image in enumerate(job.result.get("images", [])):
         url, b64 = image.get("url"), image.get("b64_json")
-        if response_format == "b64_json" and b64 is None and url:
+        if response_format == "b64_json" and b64 is None and index in stored:
+            b64 = await stored_b64(request, stored[index], MAX_IMAGE_BYTES)
+        elif response_format == "b64_json" and b64 is None and url:
             b64 = await _as_b64(request.app[router_key].session, url)
         if response_format == "url" and url:
             out.append({"url": url})

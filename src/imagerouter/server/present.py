@@ -6,10 +6,30 @@ from typing import Any
 
 from aiohttp import web
 
-from imagerouter.jobs.types import Job, LedgerEntry
+from imagerouter.jobs.types import (
+    Delivery,
+    DeliveryAttempt,
+    Job,
+    JobEvent,
+    LedgerEntry,
+    WebhookEndpoint,
+    WebhookSecret,
+)
+from imagerouter.server.delivery import storage_key
 from imagerouter.server.http import link
+from imagerouter.server.keys import settings_key
+from imagerouter.storage import present_result
 
-__all__ = ["job_accepted", "job_links", "job_out", "ledger_entry_out"]
+__all__ = [
+    "delivery_out",
+    "event_out",
+    "job_accepted",
+    "job_links",
+    "job_out",
+    "job_result",
+    "ledger_entry_out",
+    "webhook_out",
+]
 
 
 def job_links(request: web.Request, job_id: str, final: bool) -> dict[str, Any]:
@@ -36,6 +56,12 @@ def job_accepted(
     }
 
 
+def job_result(request: web.Request, job: Job) -> dict[str, Any] | None:
+    """The job's result as clients see it: stored images with freshly signed URLs."""
+    ttl_s = request.app[settings_key].storage.url_ttl_s
+    return present_result(request.app.get(storage_key), job.result, ttl_s)
+
+
 def job_out(request: web.Request, job: Job, *, with_attempts: bool = True) -> dict[str, Any]:
     """A job's full JSON view (``attempts`` null in listings)."""
     return {
@@ -49,7 +75,7 @@ def job_out(request: web.Request, job: Job, *, with_attempts: bool = True) -> di
         "finished_at": job.finished_at,
         "deadline_at": job.deadline_at,
         "runs": job.runs,
-        "result": job.result,
+        "result": job_result(request, job),
         "error": job.error,
         "attempts": job.attempts if with_attempts else None,
         "credits": _credits(job),
@@ -67,4 +93,79 @@ def ledger_entry_out(entry: LedgerEntry) -> dict[str, Any]:
         "job_id": entry.job_id,
         "note": entry.note,
         "created_at": entry.created_at,
+    }
+
+
+def webhook_out(
+    endpoint: WebhookEndpoint | None,
+    secrets: list[WebhookSecret],
+    *,
+    new_secret: str | None = None,
+) -> dict[str, Any]:
+    """The account's webhook view; ``new_secret`` is shown only when just created."""
+    return {
+        "object": "webhook",
+        "url": endpoint.url if endpoint else None,
+        "enabled": bool(endpoint and endpoint.url and endpoint.disabled_at is None),
+        "disabled_at": endpoint.disabled_at if endpoint else None,
+        "disabled_reason": endpoint.disabled_reason if endpoint else None,
+        "secret": new_secret,
+        "secrets": [
+            {
+                "id": s.id,
+                "created_at": s.created_at,
+                "expires_at": s.expires_at,
+                "current": s.current,
+            }
+            for s in secrets
+        ],
+        "created_at": endpoint.created_at if endpoint else None,
+        "updated_at": endpoint.updated_at if endpoint else None,
+    }
+
+
+def _attempt_out(attempt: DeliveryAttempt) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "trigger": attempt.trigger,
+        "scheduled_at": attempt.scheduled_at,
+        "started_at": attempt.started_at,
+        "outcome": attempt.outcome,
+        "status": attempt.status,
+        "latency_ms": attempt.latency_ms,
+        "error": attempt.error,
+        "retry_after": attempt.retry_after,
+        "next_delay_s": attempt.next_delay_s,
+        "next_attempt_at": attempt.next_attempt_at,
+    }
+
+
+def delivery_out(delivery: Delivery) -> dict[str, Any]:
+    """One delivery with its attempt log."""
+    return {
+        "id": delivery.id,
+        "object": "delivery",
+        "job_id": delivery.job_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "url": delivery.url,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at,
+        "last_error": delivery.last_error,
+        "created_at": delivery.created_at,
+        "updated_at": delivery.updated_at,
+        "log": [_attempt_out(a) for a in delivery.log],
+    }
+
+
+def event_out(event: JobEvent) -> dict[str, Any]:
+    """One job event."""
+    return {
+        "id": event.id,
+        "object": "event",
+        "type": event.type,
+        "job_id": event.job_id,
+        "created_at": event.created_at,
+        "data": event.data,
     }

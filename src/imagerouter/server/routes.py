@@ -16,10 +16,20 @@ from pydantic import BaseModel
 
 from imagerouter.jobs.types import JOB_STATUSES
 from imagerouter.models import ImageRequest
-from imagerouter.server import info_views, jobs_views, openai_views
+from imagerouter.server import (
+    events_views,
+    info_views,
+    jobs_views,
+    media_views,
+    openai_views,
+    webhook_views,
+)
 from imagerouter.server.schemas import (
     AccountOut,
     CompatAccepted,
+    DeliveryList,
+    DeliveryOut,
+    EventList,
     HealthOut,
     JobAccepted,
     JobList,
@@ -29,6 +39,9 @@ from imagerouter.server.schemas import (
     OpenAIImagesResponse,
     ProviderList,
     ReadyOut,
+    RotateSecretIn,
+    WebhookIn,
+    WebhookOut,
 )
 
 __all__ = ["ROUTES", "Param", "RouteSpec", "route_spec", "setup_routes"]
@@ -78,12 +91,29 @@ _IDEMPOTENCY = Param(
 )
 _JOB_ID = Param("id", "path", {"type": "string", "minLength": 1}, required=True)
 _SUBMIT_ERRORS = (400, 401, 402, 409, 413, 422, 429)
+_LAST_EVENT_ID = Param(
+    "Last-Event-ID",
+    "header",
+    {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    description="Resume after this event id (as an SSE client does on reconnect).",
+)
+_AFTER = Param(
+    "after",
+    "query",
+    {"type": "integer", "minimum": 0},
+    description="Events after this id (Last-Event-ID wins).",
+)
+_EVENT_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500})
+_STREAM_NOTE = (
+    " With 'Accept: text/event-stream': Server-Sent Events (id = event id, event = type), "
+    "resumable with Last-Event-ID; otherwise one JSON page."
+)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "POST",
         "/v1/jobs",
-        jobs_views.submit_job,
+        webhook_views.with_webhook_check(jobs_views.submit_job),
         "jobs.submit",
         "Submit an image job; it is charged and queued (202).",
         "jobs",
@@ -138,9 +168,114 @@ ROUTES: tuple[RouteSpec, ...] = (
         params=(_JOB_ID,),
     ),
     RouteSpec(
+        "GET",
+        "/v1/jobs/{id}/events",
+        events_views.job_events,
+        "jobs.events",
+        "The job's events: queued, processing, then completed, failed or canceled; the "
+        "stream ends after the final one." + _STREAM_NOTE,
+        "events",
+        ok=(200, EventList),
+        errors=(400, 401, 404, 422, 429),
+        params=(_JOB_ID, _LAST_EVENT_ID, _AFTER, _EVENT_LIMIT),
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/events",
+        events_views.account_events,
+        "events.list",
+        "Every event of your jobs; the stream starts now unless resuming." + _STREAM_NOTE,
+        "events",
+        ok=(200, EventList),
+        errors=(400, 401, 422, 429),
+        params=(_LAST_EVENT_ID, _AFTER, _EVENT_LIMIT),
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/jobs/{id}/deliveries",
+        webhook_views.job_deliveries,
+        "jobs.deliveries",
+        "The job's webhook deliveries: every attempt's time, status, latency and error.",
+        "webhooks",
+        ok=(200, DeliveryList),
+        errors=(401, 404, 429),
+        params=(_JOB_ID,),
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/jobs/{id}/deliveries/replay",
+        webhook_views.replay_delivery,
+        "jobs.deliveries.replay",
+        "Send the job's webhook again, with the same webhook-id and body (202).",
+        "webhooks",
+        ok=(202, DeliveryOut),
+        errors=(401, 404, 409, 429),
+        params=(_JOB_ID,),
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/webhook",
+        webhook_views.get_webhook,
+        "webhook.get",
+        "Your webhook URL, whether it is enabled, and its signing secrets (without values).",
+        "webhooks",
+        ok=(200, WebhookOut),
+        errors=(401, 429),
+    ),
+    RouteSpec(
+        "PUT",
+        "/v1/webhook",
+        webhook_views.put_webhook,
+        "webhook.put",
+        "Register your webhook URL (SSRF-checked); the first signing secret is shown once.",
+        "webhooks",
+        ok=(200, WebhookOut),
+        body=WebhookIn,
+        errors=(400, 401, 413, 422, 429),
+    ),
+    RouteSpec(
+        "DELETE",
+        "/v1/webhook",
+        webhook_views.delete_webhook,
+        "webhook.delete",
+        "Unregister your webhook URL (secrets stay, for per-job webhook_url).",
+        "webhooks",
+        ok=(200, WebhookOut),
+        errors=(401, 429),
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/webhook/secret/rotate",
+        webhook_views.rotate_secret,
+        "webhook.secret.rotate",
+        "A new signing secret, shown once; the old one keeps signing through a grace period.",
+        "webhooks",
+        ok=(200, WebhookOut),
+        body=RotateSecretIn,
+        errors=(400, 401, 413, 422, 429),
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/media/{job}/{file}",
+        media_views.media,
+        "media.get",
+        "A stored image (local storage), by the signed, expiring URL in a job's result.",
+        "media",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        errors=(403, 404),
+        params=(
+            Param("job", "path", {"type": "string", "minLength": 1}, required=True),
+            Param("file", "path", {"type": "string", "minLength": 1}, required=True),
+            Param("expires", "query", {"type": "string"}, required=True),
+            Param("sig", "query", {"type": "string"}, required=True),
+        ),
+    ),
+    RouteSpec(
         "POST",
         "/api/generate/image",
-        jobs_views.compat_submit,
+        webhook_views.with_webhook_check(jobs_views.compat_submit),
         "compat.generate",
         "Compatible submit: answers 202 {data: {jobId}}.",
         "compat",

@@ -18,7 +18,13 @@ __all__ = [
     "CompatAccepted",
     "CompatJob",
     "CreditsOut",
+    "DeliveryAttemptOut",
+    "DeliveryList",
+    "DeliveryOut",
     "ErrorBody",
+    "EventList",
+    "EventOut",
+    "EventQuery",
     "HealthOut",
     "JobAccepted",
     "JobError",
@@ -38,6 +44,10 @@ __all__ = [
     "ProviderList",
     "ProviderOut",
     "ReadyOut",
+    "RotateSecretIn",
+    "WebhookIn",
+    "WebhookOut",
+    "WebhookSecretOut",
 ]
 
 JobStatusName = Literal["queued", "processing", "completed", "failed", "canceled"]
@@ -330,3 +340,131 @@ class OpenAIImagesResponse(BaseModel):
     output_format: str | None = None
     size: str | None = None
     quality: str | None = None
+
+
+# --- delivery: webhooks, deliveries, events ------------------------------------------------------
+
+
+class WebhookIn(BaseModel):
+    """``PUT /v1/webhook``: the URL that receives the account's job webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="http(s) URL; loopback, private, link-local and metadata addresses are "
+        "refused unless the server's webhook_allow lists them.",
+    )
+
+
+class RotateSecretIn(BaseModel):
+    """``POST /v1/webhook/secret/rotate``: how long the old secret keeps signing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Seconds the old secret keeps signing beside the new one; default: the "
+        "server's webhook_secret_grace_s.",
+    )
+
+
+class WebhookSecretOut(_Out):
+    """A signing secret, without its value."""
+
+    id: int
+    created_at: float
+    expires_at: float | None = Field(description="Null for the current secret.")
+    current: bool
+
+
+class WebhookOut(_Out):
+    """The account's webhook: URL, whether it is enabled, and its signing secrets."""
+
+    object: Literal["webhook"] = "webhook"
+    url: str | None
+    enabled: bool = Field(description="False once the URL answered 410 Gone (until re-PUT).")
+    disabled_at: float | None
+    disabled_reason: str | None
+    secret: str | None = Field(
+        description="The new whsec_ secret: shown once, on creation and rotation; else null."
+    )
+    secrets: list[WebhookSecretOut] = Field(description="The secrets that sign now.")
+    created_at: float | None
+    updated_at: float | None
+
+
+DeliveryStatusName = Literal["pending", "delivering", "succeeded", "failed", "disabled"]
+
+
+class DeliveryAttemptOut(_Out):
+    """One attempt at sending a webhook."""
+
+    attempt: int
+    trigger: Literal["scheduled", "replay"]
+    scheduled_at: float = Field(description="When the attempt was due.")
+    started_at: float
+    outcome: Literal["succeeded", "retry", "failed", "disabled", "refused"]
+    status: int | None = Field(description="The receiver's HTTP status, if it answered.")
+    latency_ms: float | None
+    error: str | None
+    retry_after: float | None = Field(description="The receiver's Retry-After, in seconds.")
+    next_delay_s: float | None
+    next_attempt_at: float | None
+
+
+class DeliveryOut(_Out):
+    """A job's webhook: one ``webhook-id`` for every attempt and replay, and its log."""
+
+    id: str = Field(description="The webhook-id header of every attempt.")
+    object: Literal["delivery"] = "delivery"
+    job_id: str
+    event_id: int
+    event_type: str
+    url: str
+    status: DeliveryStatusName
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    log: list[DeliveryAttemptOut]
+
+
+class DeliveryList(_Out):
+    """A job's webhook deliveries."""
+
+    object: Literal["list"] = "list"
+    data: list[DeliveryOut]
+
+
+class EventOut(_Out):
+    """One job transition, with the store's increasing event id."""
+
+    id: int
+    object: Literal["event"] = "event"
+    type: str = Field(description="job.queued, job.processing, job.completed, …")
+    job_id: str
+    created_at: float
+    data: dict[str, Any]
+
+
+class EventList(_Out):
+    """A page of events, oldest first (the JSON answer when not asked for SSE)."""
+
+    object: Literal["list"] = "list"
+    data: list[EventOut]
+    has_more: bool
+    last_event_id: int = Field(description="Pass as ?after= for the next page.")
+
+
+class EventQuery(BaseModel):
+    """Query parameters of the event routes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: int | None = Field(default=None, ge=0, le=2**62)
+    limit: int = Field(default=100, ge=1, le=500)

@@ -12,6 +12,9 @@
     rate_per_s = 5
     burst = 20
 
+    [server.storage]
+    backend = "local"                  # or "s3": see imagerouter.storage.config
+
 Environment variables ``IMAGEROUTER_SERVER_<FIELD>`` override the file, with ``__`` between
 nested names (``IMAGEROUTER_SERVER_RATE_LIMITS__GENERATE__BURST=50``); command-line flags
 override both. ``data_dir`` relative to the config file resolves against its directory.
@@ -24,12 +27,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from imagerouter.config import CONFIG_ENV, Settings, load_settings
 from imagerouter.configfile import load_toml, validate
 from imagerouter.jobs.worker import WorkerConfig
 from imagerouter.ratelimit import LimitPolicy
+from imagerouter.storage.config import StorageSettings
+from imagerouter.webhooks.retry import DEFAULT_SCHEDULE_S, RetrySchedule
+from imagerouter.webhooks.ssrf import UrlPolicy
+from imagerouter.webhooks.worker import DeliveryConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -85,12 +92,112 @@ class ServerSettings(BaseModel):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     sqlite_batch_max: int = Field(default=256, ge=1)
 
+    # --- several replicas: a shared job store and shared resilience state ----------------------
+    store: str | None = Field(
+        default=None,
+        description="Job store URL: postgresql://user@host/db[?schema=NAME] for PostgreSQL, "
+        "shared by every replica; default: SQLite under data_dir.",
+        pattern=r"^(postgresql|postgres|sqlite)://",
+    )
+    state: str | None = Field(
+        default=None,
+        description="Resilience state URL: redis://host:port/db shares breakers, Retry-After "
+        "cooldowns and rate-limit budgets across replicas; default: in-process.",
+        pattern=r"^(redis|rediss|unix)://",
+    )
+    state_prefix: str = Field(
+        default="imagerouter", min_length=1, description="Redis key prefix of one fleet."
+    )
+
+    admin_key: SecretStr | None = Field(
+        default=None, description="Opens /dashboard and /v1/admin/*; unset, they answer 403."
+    )
+    log_level: str = Field(default="INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
+    log_format: Literal["auto", "json", "text", "off"] = Field(
+        default="auto", description="auto: text on a terminal, JSON lines otherwise; off: as is."
+    )
+
+    # --- delivery: webhooks, live events, output storage ---------------------------------------
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="CIDRs or host names webhooks may reach although not public "
+        "(e.g. 127.0.0.1/32); loopback, private, link-local and metadata addresses are "
+        "refused otherwise.",
+    )
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_SCHEDULE_S),
+        min_length=1,
+        description="Delay before each attempt after the one before (the first: 0, at once).",
+    )
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    webhook_retry_scale: float = Field(
+        default=1.0, gt=0, description="Multiplies every delay of the schedule (tests: 0.001)."
+    )
+    webhook_secret_grace_s: float = Field(
+        default=24 * 3600.0, ge=0, description="How long a rotated-out secret keeps signing."
+    )
+    webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0)
+    sse_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Idle SSE streams get a comment this often."
+    )
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+
+    @field_validator("webhook_allow", "webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """An environment variable gives a list as ``a,b,c``."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not entry or "://" in entry or " " in entry:
+                raise ValueError(f"{entry!r} is not a CIDR, an address or a host name")
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("delays must not be negative")
+        return value
+
     @model_validator(mode="after")
     def _limits_complete(self) -> ServerSettings:
         defaults = _default_limits()
         for name in ("generate", "read"):
             self.rate_limits.setdefault(name, defaults[name])
         return self
+
+    @model_validator(mode="after")
+    def _webhook_lease(self) -> ServerSettings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("webhook_lease_s must be longer than webhook_timeout_s")
+        return self
+
+    def url_policy(self) -> UrlPolicy:
+        """The SSRF policy for webhook URLs."""
+        return UrlPolicy.from_allow(self.webhook_allow)
+
+    def delivery_config(self) -> DeliveryConfig:
+        """The webhook delivery worker's part of these settings."""
+        return DeliveryConfig(
+            concurrency=self.webhook_concurrency,
+            lease_s=self.webhook_lease_s,
+            poll_interval_s=self.webhook_poll_interval_s,
+            shutdown_grace_s=min(self.shutdown_grace_s, self.webhook_timeout_s),
+            schedule=RetrySchedule(
+                tuple(self.webhook_retry_schedule_s),
+                jitter=self.webhook_retry_jitter,
+                scale=self.webhook_retry_scale,
+            ),
+        )
 
     def worker_config(self) -> WorkerConfig:
         """The worker pool's part of these settings."""

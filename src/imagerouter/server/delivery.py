@@ -1,0 +1,161 @@
+"""The delivery side of the app: output storage, webhook delivery and live event streams.
+
+Each resource is owned by a cleanup context, started after the store and before the worker
+pool (which re-hosts outputs through :data:`outputs_key`), so that on shutdown the pool stops
+first, then the delivery worker (finishing or handing back its attempts), then the storage
+pool. Live SSE streams are told to end by :func:`close_streams` on shutdown, before aiohttp
+waits for open requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from imagerouter.jobs.types import Delivery, Job
+from imagerouter.server.errors import ApiError
+from imagerouter.server.keys import router_key, settings_key, store_key
+from imagerouter.storage import OutputStore, Storage, open_storage, present_result
+from imagerouter.webhooks import (
+    DeliveryWorker,
+    UrlPolicy,
+    WebhookSender,
+    dumps_body,
+    webhook_payload,
+)
+
+__all__ = [
+    "StreamRegistry",
+    "close_streams",
+    "deliveries_key",
+    "outputs_key",
+    "storage_ctx",
+    "storage_key",
+    "stored_b64",
+    "stored_keys",
+    "streams_key",
+    "url_policy_key",
+    "webhooks_ctx",
+]
+
+
+log = logging.getLogger(__name__)
+
+
+class StreamRegistry:
+    """The open SSE streams, so that shutdown can end them at once."""
+
+    def __init__(self) -> None:
+        self._wakers: set[asyncio.Event] = set()
+        self.closing = False
+
+    def add(self, waker: asyncio.Event) -> None:
+        """Track a stream by the event that wakes its loop."""
+        self._wakers.add(waker)
+
+    def discard(self, waker: asyncio.Event) -> None:
+        """Forget a stream that ended."""
+        self._wakers.discard(waker)
+
+    def close_all(self) -> None:
+        """Tell every stream to end (each sees ``closing`` when woken)."""
+        self.closing = True
+        for waker in self._wakers:
+            waker.set()
+
+    def __len__(self) -> int:
+        return len(self._wakers)
+
+
+#: The output storage backend (absent with ``storage.backend = "none"``).
+storage_key = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
+#: Re-hosts finished images; handed to the worker pool.
+outputs_key = web.AppKey("outputs", OutputStore)
+#: The SSRF policy webhook URLs are checked against.
+url_policy_key = web.AppKey("url_policy", UrlPolicy)
+#: The webhook delivery worker.
+deliveries_key = web.AppKey("deliveries", DeliveryWorker)
+#: The open SSE streams.
+streams_key = web.AppKey("streams", StreamRegistry)
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The storage backend and its bounded thread pool; the output re-hoster."""
+    settings = app[settings_key]
+    async with open_storage(
+        settings.storage, settings.data_dir, base_url=settings.public_url
+    ) as storage:
+        if storage is not None:
+            app[storage_key] = storage
+            app[outputs_key] = OutputStore(
+                storage, lambda: app[router_key].session, settings.storage
+            )
+        yield
+
+
+def _body_builder(app: web.Application):
+    async def build(delivery: Delivery) -> str:
+        job = await app[store_key].get_job(delivery.account_id, delivery.job_id)
+        if job is None:
+            raise LookupError(f"job {delivery.job_id} is gone")
+        ttl_s = app[settings_key].storage.url_ttl_s
+        result = present_result(app.get(storage_key), job.result, ttl_s)
+        return dumps_body(webhook_payload(job, delivery, result))
+
+    return build
+
+
+async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The URL policy, the webhook sender's session, the delivery worker and the stream
+    registry."""
+    settings = app[settings_key]
+    policy = settings.url_policy()
+    app[url_policy_key] = policy
+    app[streams_key] = StreamRegistry()
+    config = settings.delivery_config()
+    store = app[store_key]
+    if not callable(getattr(store, "claim_deliveries", None)):  # a backend without webhooks yet
+        log.warning("the %s job store keeps no webhook deliveries", type(store).__name__)
+        try:
+            yield
+        finally:
+            app[streams_key].close_all()
+        return
+    async with WebhookSender(
+        policy, timeout_s=settings.webhook_timeout_s, max_connections=config.concurrency
+    ) as sender:
+        worker = DeliveryWorker(store, sender, _body_builder(app), config)
+        app[deliveries_key] = worker
+        await worker.start()
+        try:
+            yield
+        finally:
+            app[streams_key].close_all()
+            await worker.stop()
+
+
+async def close_streams(app: web.Application) -> None:
+    """``on_shutdown``: end every open SSE stream, so that shutdown need not wait for them."""
+    if streams_key in app:
+        app[streams_key].close_all()
+
+
+def stored_keys(request: web.Request, job: Job) -> dict[int, str]:
+    """Image index → storage key, for a result whose images are in this server's backend."""
+    storage = request.app.get(storage_key)
+    record = (job.result or {}).get("storage") or {}
+    if storage is None or record.get("backend") != storage.name:
+        return {}
+    return dict(enumerate(record.get("keys") or []))
+
+
+async def stored_b64(request: web.Request, key: str, max_bytes: int) -> str:
+    """A stored image's bytes as base64, read from the backend (no HTTP round trip)."""
+    data = await request.app[storage_key].get(key)
+    if len(data) > max_bytes:
+        raise ApiError(502, "image_too_large", "the generated image is too large to inline")
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,119 @@
+"""Re-hosting a finished job's images, and showing stored results with fresh URLs.
+
+The worker calls :class:`OutputStore` after the router returns and before the job is marked
+completed: each image is taken from its inline base64 or downloaded from the provider's URL
+(size and time capped; provider URLs are not webhook targets, so no SSRF filter applies), then
+stored under ``<job id>/<index>.<ext>``. The result records the keys under ``storage``, so that
+:func:`present_result` can sign a fresh URL each time the result is shown (job reads, webhooks)
+while the stored URL stays usable for ``url_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from imagerouter.jobs.types import Job
+from imagerouter.storage.base import Storage, StorageError, extension_for
+from imagerouter.storage.config import StorageSettings
+
+__all__ = ["OutputStore", "present_result"]
+
+SessionGetter = Callable[[], aiohttp.ClientSession]
+_CHUNK = 64 * 1024
+
+
+class OutputStore:
+    """Stores a result's images in ``storage`` and rewrites their URLs.
+
+    Args:
+        storage: the backend.
+        session: returns the HTTP session provider URLs are downloaded with (the router's,
+            which trusts the mock farm's test CA).
+        settings: URL lifetime, download caps, whether inline base64 is kept.
+    """
+
+    def __init__(self, storage: Storage, session: SessionGetter, settings: StorageSettings) -> None:
+        self.storage = storage
+        self._session = session
+        self._settings = settings
+
+    async def __call__(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` with every image stored and its URL replaced (StorageError on failure)."""
+        images = list(result.get("images") or [])
+        stored = await asyncio.gather(
+            *(self._store(job.id, index, image) for index, image in enumerate(images))
+        )
+        ttl = self._settings.url_ttl_s
+        out = []
+        for image, (key, content_type) in zip(images, stored, strict=True):
+            shown = {**image, "url": self.storage.url(key, ttl), "content_type": content_type}
+            if not self._settings.keep_inline:
+                shown.pop("b64_json", None)
+            out.append(shown)
+        keys = [key for key, _ in stored]
+        return {**result, "images": out, "storage": {"backend": self.storage.name, "keys": keys}}
+
+    async def _store(self, job_id: str, index: int, image: dict[str, Any]) -> tuple[str, str]:
+        content_type = image.get("content_type") or "image/png"
+        if image.get("b64_json"):
+            try:
+                data = base64.b64decode(image["b64_json"], validate=True)
+            except (binascii.Error, ValueError):
+                raise StorageError(f"image {index}: the provider's base64 is invalid") from None
+            if len(data) > self._settings.max_download_bytes:
+                raise StorageError(f"image {index} is larger than max_download_bytes")
+        elif image.get("url"):
+            data, answered_type = await self._download(image["url"], index)
+            content_type = answered_type or content_type
+        else:
+            raise StorageError(f"image {index} has neither a URL nor base64 data")
+        key = f"{job_id}/{index}.{extension_for(content_type)}"
+        await self.storage.put(key, data, content_type)
+        return key, content_type
+
+    async def _download(self, url: str, index: int) -> tuple[bytes, str | None]:
+        limit = self._settings.max_download_bytes
+        timeout = aiohttp.ClientTimeout(total=self._settings.download_timeout_s)
+        try:
+            async with self._session().get(url, timeout=timeout) as answer:
+                if answer.status != 200:
+                    status = answer.status
+                    raise StorageError(f"image {index}: the provider's URL answered {status}")
+                if answer.content_length is not None and answer.content_length > limit:
+                    raise StorageError(f"image {index} is larger than {limit} bytes")
+                chunks, size = [], 0
+                async for chunk in answer.content.iter_chunked(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise StorageError(f"image {index} is larger than {limit} bytes")
+                    chunks.append(chunk)
+                content_type = answer.headers.get("Content-Type", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StorageError(f"image {index}: download failed: {exc!r}") from exc
+        kind = content_type.split(";", 1)[0].strip().lower()
+        return b"".join(chunks), kind if kind.startswith("image/") else None
+
+
+def present_result(
+    storage: Storage | None, result: dict[str, Any] | None, ttl_s: float
+) -> dict[str, Any] | None:
+    """The result as a client sees it: ``storage`` bookkeeping removed and, when the images
+    are in the configured backend, their URLs freshly signed for ``ttl_s`` seconds."""
+    if result is None or "storage" not in result:
+        return result
+    shown = {k: v for k, v in result.items() if k != "storage"}
+    record = result["storage"] or {}
+    keys = record.get("keys") or []
+    images = result.get("images") or []
+    if storage is None or record.get("backend") != storage.name or len(keys) != len(images):
+        return shown
+    shown["images"] = [
+        {**image, "url": storage.url(key, ttl_s)} for image, key in zip(images, keys, strict=True)
+    ]
+    return shown

@@ -1,0 +1,103 @@
+"""S3-compatible output storage through boto3 (AWS S3, R2, SeaweedFS, MinIO…).
+
+boto3 is synchronous, so every call that can touch the network (creating the client, which may
+fetch credentials; ``put_object``; ``get_object``) runs in the bounded thread pool handed in.
+``generate_presigned_url`` is a local computation (a SigV4 signature) and runs inline. The
+client is thread-safe, so one serves the whole pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+from imagerouter.storage.base import StorageError
+from imagerouter.storage.config import MAX_URL_TTL_S, StorageSettings
+
+__all__ = ["S3Storage"]
+
+T = TypeVar("T")
+
+
+class S3Storage:
+    """:class:`~imagerouter.storage.base.Storage` on an S3 bucket, with presigned GET URLs.
+
+    Call :meth:`open` (which builds the client in the pool) before use.
+    """
+
+    name = "s3"
+
+    def __init__(self, settings: StorageSettings, executor: Executor) -> None:
+        assert settings.bucket
+        self.bucket = settings.bucket
+        self.prefix = settings.prefix
+        self._settings = settings
+        self._executor = executor
+        self._client: Any = None
+
+    def _build_client(self) -> Any:
+        import boto3  # heavy; only when the backend is S3
+        from botocore.config import Config
+
+        s = self._settings
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": s.addressing_style},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=s.endpoint_url,
+            region_name=s.region or "us-east-1",
+            aws_access_key_id=s.access_key_id.get_secret_value() if s.access_key_id else None,
+            aws_secret_access_key=(
+                s.secret_access_key.get_secret_value() if s.secret_access_key else None
+            ),
+            config=config,
+        )
+
+    async def _run(self, fn: Callable[[], T], what: str) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn)
+        except StorageError:
+            raise
+        except Exception as exc:  # botocore's errors have no common public root
+            raise StorageError(f"S3 {what} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def open(self) -> None:
+        """Build the client in the pool (it may read credentials from the environment)."""
+        self._client = await self._run(self._build_client, "client setup")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        """``put_object`` in the pool."""
+        await self._run(
+            lambda: self._client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            ),
+            f"upload of {key}",
+        )
+
+    async def get(self, key: str) -> bytes:
+        """``get_object`` in the pool."""
+
+        def read() -> bytes:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return answer["Body"].read()
+
+        return await self._run(read, f"download of {key}")
+
+    def url(self, key: str, expires_in_s: float) -> str:
+        """A presigned GET URL (SigV4, at most 7 days)."""
+        return self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=int(min(expires_in_s, MAX_URL_TTL_S)),
+        )

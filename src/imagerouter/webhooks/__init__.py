@@ -1,0 +1,62 @@
+"""Signed webhook delivery: Standard Webhooks signatures, SSRF protection, the retry schedule,
+the sender and the delivery worker.
+
+=====================  ==========================================================
+module                 owns
+=====================  ==========================================================
+``signing``            secrets, ``webhook-signature`` and ``x-imagerouter-signature``
+``ssrf``               :class:`UrlPolicy` (allow-list) and :class:`GuardedResolver`
+``retry``              the schedule, Retry-After, what each answer means
+``sender``             :class:`WebhookSender`: one signed POST, no redirects
+``payload``            the JSON body (``type``, ``timestamp``, ``data``)
+``worker``             :class:`DeliveryWorker`: leases due deliveries, records attempts
+=====================  ==========================================================
+"""
+
+from imagerouter.webhooks.payload import dumps_body, webhook_payload
+from imagerouter.webhooks.retry import (
+    DEFAULT_SCHEDULE_S,
+    Decision,
+    RetrySchedule,
+    SendResult,
+    clamp_retry_after,
+    decide,
+    parse_retry_after,
+)
+from imagerouter.webhooks.sender import WebhookSender
+from imagerouter.webhooks.signing import (
+    SECRET_PREFIX,
+    hex_signature,
+    new_secret,
+    secret_key,
+    sign_headers,
+    signature_v1,
+)
+from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
+from imagerouter.webhooks.worker import BodyBuilder, DeliveryConfig, DeliveryWorker
+
+__all__ = [
+    "DEFAULT_SCHEDULE_S",
+    "SECRET_PREFIX",
+    "BlockedAddress",
+    "BodyBuilder",
+    "Decision",
+    "DeliveryConfig",
+    "DeliveryWorker",
+    "GuardedResolver",
+    "RetrySchedule",
+    "SendResult",
+    "UrlPolicy",
+    "UrlRefused",
+    "WebhookSender",
+    "clamp_retry_after",
+    "decide",
+    "dumps_body",
+    "hex_signature",
+    "new_secret",
+    "parse_retry_after",
+    "secret_key",
+    "sign_headers",
+    "signature_v1",
+    "webhook_payload",
+]

@@ -1,0 +1,81 @@
+"""The JSON body of a webhook: the Standard Webhooks envelope around the final job.
+
+::
+
+    {
+      "type": "job.completed",              # or job.failed, job.canceled
+      "timestamp": "2026-05-01T12:00:00.123456Z",   # when the job reached that state
+      "data": {
+        "object": "job",
+        "id": "job_…",
+        "status": "completed",
+        "event_id": 42,                     # the store's event id (as on SSE)
+        "model": "gpt-image-2",
+        "output_urls": ["https://…"],       # one per image; empty unless completed
+        "result": {"model", "provider", "provider_model", "provider_request_id",
+                   "images": [{"url", "content_type", "width", "height"}]} | null,
+        "error": {"code", "message", …} | null,
+        "metadata": {…},                    # the request's metadata, echoed back
+        "created_at": 1.7e9, "finished_at": 1.7e9,
+        "credits": {"price", "charged", "refunded"}
+      }
+    }
+
+Images never travel inline (no ``b64_json``): the body stays small, as the spec asks.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from imagerouter.jobs.types import Delivery, Job
+
+__all__ = ["dumps_body", "webhook_payload"]
+
+_RESULT_FIELDS = ("model", "provider", "provider_model", "provider_request_id")
+_IMAGE_FIELDS = ("url", "content_type", "width", "height")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _result(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    out = {name: result.get(name) for name in _RESULT_FIELDS}
+    out["images"] = [
+        {name: image.get(name) for name in _IMAGE_FIELDS} for image in result.get("images", [])
+    ]
+    return out
+
+
+def webhook_payload(job: Job, delivery: Delivery, result: dict[str, Any] | None) -> dict[str, Any]:
+    """The payload of ``delivery`` for the final ``job``; ``result`` is the job's result as
+    the client should see it (URLs freshly signed), or None."""
+    shown = _result(result) if job.status == "completed" else None
+    return {
+        "type": delivery.event_type,
+        "timestamp": _iso(delivery.created_at),
+        "data": {
+            "object": "job",
+            "id": job.id,
+            "status": job.status,
+            "event_id": delivery.event_id,
+            "model": job.request.get("model"),
+            "output_urls": [i["url"] for i in (shown or {}).get("images", []) if i.get("url")],
+            "result": shown,
+            "error": job.error,
+            "metadata": job.request.get("metadata") or {},
+            "created_at": job.created_at,
+            "finished_at": job.finished_at,
+            "credits": {"price": job.price, "charged": job.price, "refunded": job.refunded},
+        },
+    }
+
+
+def dumps_body(payload: dict[str, Any]) -> str:
+    """The exact text sent: compact JSON (signatures cover these bytes)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)

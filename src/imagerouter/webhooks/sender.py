@@ -1,0 +1,121 @@
+"""Sending one signed webhook request, through a session that reaches only allowed addresses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+
+from imagerouter.webhooks.retry import SendResult, parse_retry_after
+from imagerouter.webhooks.signing import sign_headers
+from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
+
+__all__ = ["WebhookSender"]
+
+USER_AGENT = "imagerouter-webhooks/1"
+_SNIPPET = 200
+
+
+class WebhookSender:
+    """Posts signed webhook bodies; an async context manager owning its HTTP session.
+
+    The session never follows redirects, ignores proxy environment variables (a proxy would
+    resolve names where the policy cannot see them) and resolves through
+    :class:`~imagerouter.webhooks.ssrf.GuardedResolver`.
+
+    Args:
+        policy: which URLs and addresses may be contacted.
+        timeout_s: the whole request's time limit.
+        max_connections: connections open at once.
+        resolver: the DNS resolver under the guard (aiohttp's threaded resolver by default).
+    """
+
+    def __init__(
+        self,
+        policy: UrlPolicy,
+        *,
+        timeout_s: float = 15.0,
+        max_connections: int = 64,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        self.policy = policy
+        self.timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._resolver = resolver
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> WebhookSender:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(self.policy, self._resolver),
+            limit=self._max_connections,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(
+        self,
+        url: str,
+        msg_id: str,
+        body: bytes,
+        secrets: Sequence[str],
+        *,
+        timestamp: int | None = None,
+    ) -> SendResult:
+        """POST ``body`` to ``url`` signed with ``secrets``; what came of it (never raises for
+        network trouble: a refused URL, a timeout or a reset is in the result)."""
+        if self._session is None:
+            raise RuntimeError("the webhook sender is not open")
+        try:
+            self.policy.check_syntax(url)
+        except UrlRefused as exc:
+            return SendResult(None, None, f"refused: the webhook URL {exc}", refused=True)
+        headers = {
+            **sign_headers(secrets, msg_id, timestamp or int(time.time()), body),
+            "Content-Type": "application/json",
+        }
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as answer:
+                snippet = await answer.content.read(_SNIPPET)
+                status = answer.status
+                retry_after = parse_retry_after(answer.headers.get("Retry-After"), time.time())
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddress):
+                return SendResult(None, None, f"refused: {exc.os_error}", refused=True)
+            return self._error(started, f"connection failed: {exc.os_error or exc}")
+        except TimeoutError:
+            return self._error(started, f"timed out after {self.timeout_s:g} s")
+        except aiohttp.ClientError as exc:
+            return self._error(started, f"{type(exc).__name__}: {exc}")
+        except OSError as exc:
+            return self._error(started, f"connection failed: {exc}")
+        latency_ms = (time.perf_counter() - started) * 1000
+        error = None
+        if not 200 <= status < 300:
+            text = snippet.decode("utf-8", "replace").strip()
+            error = f"HTTP {status}" + (f": {text}" if text else "")
+        return SendResult(status, latency_ms, error, retry_after)
+
+    @staticmethod
+    def _error(started: float, message: str) -> SendResult:
+        return SendResult(None, (time.perf_counter() - started) * 1000, message)

@@ -1,0 +1,227 @@
+"""The delivery worker: sends due webhooks under leases, and schedules their retries.
+
+Deliveries are rows of the store, enqueued in the same transaction as the final job event, so
+this worker only has to find due ones:
+
+* a dispatcher leases as many due deliveries as there are free slots, when woken by a final
+  job event or a replay, when a retry this worker scheduled falls due, and otherwise every
+  ``poll_interval_s`` (for retries scheduled by other processes, or before a restart);
+* each leased delivery is sent once, its attempt logged and its next attempt (if any) written
+  by :meth:`~imagerouter.jobs.store.JobStore.record_delivery_attempt`;
+* a process that dies mid-attempt leaves a lease that expires after ``lease_s``, and the
+  delivery is sent again, with the same ``webhook-id``: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.types import Delivery, DeliveryAttempt, JobEvent
+from imagerouter.webhooks.retry import RetrySchedule, SendResult, decide
+from imagerouter.webhooks.sender import WebhookSender
+
+__all__ = ["BodyBuilder", "DeliveryConfig", "DeliveryWorker"]
+
+log = logging.getLogger(__name__)
+
+#: Builds the JSON body of a delivery (on its first attempt; it is then fixed).
+BodyBuilder = Callable[[Delivery], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """How the delivery worker runs.
+
+    Attributes:
+        concurrency: attempts in flight at once.
+        lease_s: how long an attempt may run before another process may retake it (longer
+            than the sender's timeout).
+        poll_interval_s: how often due deliveries are looked for when nothing woke the worker.
+        shutdown_grace_s: how long in-flight attempts may finish on stop.
+        schedule: the retry schedule.
+    """
+
+    concurrency: int = 16
+    lease_s: float = 60.0
+    poll_interval_s: float = 1.0
+    shutdown_grace_s: float = 5.0
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+
+
+class DeliveryWorker:
+    """Sends due deliveries of ``store`` through ``sender``; see the module doc."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        sender: WebhookSender,
+        build_body: BodyBuilder,
+        config: DeliveryConfig,
+        *,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store, self.sender, self.config = store, sender, config
+        self._build_body = build_body
+        #: This worker's lease owner id, unique per process start.
+        self.owner = owner or new_id("dlv", 12)
+        self._rng = rng or random.Random()
+        self._clock = clock or MonotonicClock()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._due: list[float] = []  # a heap of retry times this worker scheduled
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def inflight(self) -> int:
+        """Attempts running right now."""
+        return len(self._inflight)
+
+    async def start(self) -> None:
+        """Listen for final job events and start dispatching."""
+        self._unsubscribe = self.store.subscribe(self._on_events)
+        self._dispatcher = asyncio.get_running_loop().create_task(
+            self._dispatch(), name="webhook-dispatcher"
+        )
+
+    def wake(self) -> None:
+        """Look for due deliveries now (a job finished, or a replay was asked for)."""
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        """Stop leasing; let attempts in flight finish within the grace, then cancel them
+        (their leases expire and another start sends them again)."""
+        self._stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._wakeup.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+            self._dispatcher = None
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=self.config.shutdown_grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    def _on_events(self, events: Sequence[JobEvent]) -> None:
+        if any(event.final for event in events):
+            self.wake()
+
+    def _note_due(self, when: float) -> None:
+        heapq.heappush(self._due, when)
+        self._wakeup.set()
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            free = self.config.concurrency - len(self._inflight)
+            claimed: list[Delivery] = []
+            if free > 0:
+                now = self._clock.wall()
+                while self._due and self._due[0] <= now:  # being claimed now
+                    heapq.heappop(self._due)
+                try:
+                    claimed = await self.store.claim_deliveries(
+                        self.owner, free, self.config.lease_s
+                    )
+                except Exception:
+                    log.exception("claiming webhook deliveries failed")
+            for delivery in claimed:
+                task = asyncio.get_running_loop().create_task(
+                    self._deliver(delivery), name=f"webhook-{delivery.id}"
+                )
+                self._inflight.add(task)
+                task.add_done_callback(self._done)
+            if free > 0 and claimed and len(claimed) == free:
+                continue
+            self._wakeup.clear()
+            if self._stopping:
+                return
+            timeout = self.config.poll_interval_s
+            if self._due:
+                timeout = min(timeout, max(0.0, self._due[0] - self._clock.wall()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook delivery task failed: %r", task.exception())
+        self._wakeup.set()  # a slot is free
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        """Make one attempt at ``delivery`` and record what came of it."""
+        trigger = "replay" if delivery.replay else "scheduled"
+        started_at = self._clock.wall()
+        try:
+            body = delivery.body
+            if body is None:
+                body = await self.store.set_delivery_body(
+                    delivery.id, await self._build_body(delivery)
+                )
+            secrets = [s.secret for s in await self.store.webhook_secrets(delivery.account_id)]
+            if secrets:
+                result = await self.sender.send(
+                    delivery.url, delivery.id, body.encode(), secrets, timestamp=int(started_at)
+                )
+            else:
+                message = "refused: the account has no webhook signing secret"
+                result = SendResult(None, None, message, refused=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("webhook delivery %s could not be attempted", delivery.id)
+            result = SendResult(None, None, f"internal error: {type(exc).__name__}")
+        made = delivery.step + (1 if trigger == "scheduled" else 0)
+        now = self._clock.wall()
+        decision = decide(
+            result,
+            made=made,
+            replay=delivery.replay,
+            schedule=self.config.schedule,
+            rng=self._rng,
+            now=now,
+        )
+        attempt = DeliveryAttempt(
+            trigger=trigger,
+            scheduled_at=delivery.next_attempt_at or started_at,
+            started_at=started_at,
+            outcome=decision.outcome,
+            latency_ms=result.latency_ms,
+            status=result.status,
+            error=result.error,
+            retry_after=result.retry_after,
+            next_delay_s=decision.next_delay_s,
+            next_attempt_at=decision.next_attempt_at,
+        )
+        await self.store.record_delivery_attempt(
+            delivery.id,
+            self.owner,
+            attempt,
+            status=decision.status,
+            next_attempt_at=decision.next_attempt_at,
+            disable_url=decision.outcome == "disabled",
+        )
+        log.info(
+            "webhook %s for job %s: attempt %s %s",
+            delivery.id,
+            delivery.job_id,
+            delivery.attempts + 1,
+            decision.outcome,
+        )
+        if decision.next_attempt_at is not None:
+            self._note_due(decision.next_attempt_at)

@@ -1,0 +1,80 @@
+"""``imagerouter status`` against a running server: the provider table, once and live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp.test_utils import TestServer
+from click.testing import CliRunner, Result
+
+import imagerouter.cli_status  # noqa: F401  (attaches `status` to the CLI until cli.py imports it)
+from imagerouter.cli import main
+from mockproviders import Farm
+from tests.observe.conftest import ADMIN_KEY, ApiFactory
+
+
+async def _status(*args: str) -> Result:
+    """Run the command in a thread: it blocks on HTTP to the server on this loop."""
+    runner = CliRunner()
+    return await asyncio.to_thread(runner.invoke, main, ["status", *args], env={"COLUMNS": "160"})
+
+
+def _url(api) -> str:
+    server = api.client.server
+    assert isinstance(server, TestServer)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_status_shows_providers_from_the_api(make_api: ApiFactory, farm: Farm) -> None:
+    """With an API key the rows come from /v1/providers: breaker, health, cooldown per provider."""
+    api = await make_api(farm, {"router": {"breaker": {"consecutive_failures": 2}}})
+    token = await api.key()
+    farm.set_faults("fal", {"error_rates": {"503": 1.0}})
+    for number in range(3):
+        accepted = await api.submit(token, f"p{number}")
+        await api.wait_final(token, accepted["id"])
+    result = await _status("--url", _url(api), "--key", token, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert set(rows) == {"openai", "fal", "wavespeed"}
+    assert rows["fal"]["breaker"] == "open"
+    assert rows["wavespeed"]["breaker"] == "closed"
+    assert rows["fal"]["health"] < rows["wavespeed"]["health"]
+    table = await _status("--url", _url(api), "--key", token)
+    assert table.exit_code == 0, table.output
+    for text in ("fal", "wavespeed", "open", "closed", "health"):
+        assert text in table.output
+
+
+async def test_status_with_the_admin_key_adds_the_last_minute(
+    make_api: ApiFactory, farm: Farm
+) -> None:
+    """With the admin key it shows the dashboard's figures: success rate, jobs/s, next probe."""
+    api = await make_api(farm)
+    token = await api.key()
+    accepted = await api.submit(token)
+    await api.wait_final(token, accepted["id"])
+    result = await _status("--url", _url(api), "--key", ADMIN_KEY, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["fal"]["calls"] == 1
+    assert rows["fal"]["success_rate"] == 1.0
+    watched = await _status(
+        "--url", _url(api), "--key", ADMIN_KEY, "--watch", "--count", "2", "--interval", "0.2"
+    )
+    assert watched.exit_code == 0, watched.output
+    assert "jobs/s" in watched.output
+
+
+async def test_status_explains_refusals_and_absent_servers(
+    make_api: ApiFactory, farm: Farm
+) -> None:
+    """A missing key and a server that does not answer each end with exit 2 and a hint."""
+    api = await make_api(farm)
+    refused = await _status("--url", _url(api))
+    assert refused.exit_code == 2
+    assert "--key" in refused.output
+    away = await _status("--url", "http://127.0.0.1:9", "--key", "x")
+    assert away.exit_code == 2
+    assert "cannot reach" in away.output

@@ -1,0 +1,115 @@
+"""A real ``imagerouter serve --farm`` writes its job logs as JSON lines, with no key or prompt."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.observe.conftest import write_scenario
+
+CLI = [sys.executable, "-m", "imagerouter.cli_server"]
+PROMPT = "a-very-private-prompt-4242 of a red fox"
+ADMIN = "adm_logs_test_key_123456"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _call(url: str, token: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.mark.slow
+def test_serve_logs_json_lines_without_keys_or_prompts(tmp_path: Path) -> None:
+    """With log_format=json at INFO, each job's attempts and its end are JSON lines carrying the
+    job id, provider, outcome and latency; no API key, admin key or prompt appears."""
+    data_dir = tmp_path / "data"
+    scenario = write_scenario(tmp_path / "scenario.toml", fal='error_rates = { "503" = 1.0 }')
+    env = {
+        **os.environ,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "IMAGEROUTER_SERVER_LOG_FORMAT": "json",
+        "IMAGEROUTER_SERVER_LOG_LEVEL": "INFO",
+        "IMAGEROUTER_SERVER_ADMIN_KEY": ADMIN,
+    }
+    minted = subprocess.run(
+        [*CLI, "keys", "create", "--account", "acme", "--credits", "100"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**env, "IMAGEROUTER_SERVER_DATA_DIR": str(data_dir)},
+    )
+    token = minted.stdout.strip()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--data-dir", str(data_dir), "--port", str(port), "--farm", scenario],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, stderr_path.read_text()
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.monotonic() < deadline, stderr_path.read_text()
+                time.sleep(0.05)
+        job = _call(f"{url}/v1/jobs", token, {"model": "flux-dev", "prompt": PROMPT})
+        deadline = time.monotonic() + 30
+        while _call(f"{url}/v1/jobs/{job['id']}", token)["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _call(f"{url}/v1/admin/snapshot", ADMIN)["providers"]
+        with pytest.raises(urllib.error.HTTPError):  # a rejected key must not be logged either
+            _call(f"{url}/v1/jobs", f"{token[:-4]}zzzz", {"model": "flux-dev", "prompt": PROMPT})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    text = stderr_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # all JSON
+    assert PROMPT not in text
+    assert "private-prompt" not in text
+    assert token not in text
+    assert ADMIN not in text
+    assert token.split("_")[-1] not in text  # not even the secret part
+    mine = [line for line in lines if line.get("job_id") == job["id"]]
+    attempts = [
+        (a["provider"], a["outcome"]) for a in mine if a["logger"] == "imagerouter.attempts"
+    ]
+    assert attempts == [("fal", "error"), ("wavespeed", "ok")]
+    for line in mine:
+        if line["logger"] == "imagerouter.attempts":
+            assert isinstance(line["latency_ms"], float)
+            assert line["level"] in ("info", "warning")
+    end = [line for line in mine if line["logger"] == "imagerouter.jobs"]
+    assert [(e["event"], e["status"], e["provider"]) for e in end] == [
+        ("job completed", "completed", "wavespeed")
+    ]
+    assert all({"ts", "level", "logger", "event"} <= set(line) for line in lines)
