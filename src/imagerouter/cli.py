@@ -140,7 +140,7 @@ def check_config(config_path: str | None) -> None:
 
 
 # Commands defined beside the features they drive register themselves on `main`.
-from imagerouter import cli_provider, cli_server, cli_status  # noqa: E402, F401
+from imagerouter import cli_provider, cli_server, cli_simulate, cli_status  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,198 @@
+"""The simulator drives the router's own plans and state machines on virtual time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagerouter.breaker import CircuitBreaker
+from imagerouter.health import HealthScore
+from imagerouter.limits import Cooldowns
+from imagerouter.routing import JobPlan
+from imagerouter.simulate.report import summarize
+from imagerouter.simulate.simulator import Simulation
+from imagerouter.simulate.spec import apply_policy, load_spec
+
+from .conftest import WriteFile
+
+OUTAGE = """
+    [[providers.fal.phases]]
+    at_s = 5
+    until_s = 15
+    faults = { down = true }
+"""
+
+
+def run(path: Path, **overrides: Any) -> Simulation:
+    sim = Simulation(load_spec(path).with_overrides(**overrides))
+    sim.run()
+    return sim
+
+
+def test_transitions_of_the_real_circuit_breaker_are_the_reports(
+    small_scenario: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every breaker transition in the report is one the router's own CircuitBreaker made;
+    its health scores and cooldowns are the router's classes too (no second implementation)."""
+    made: list[tuple[str, str, str]] = []
+    outcomes: Counter[str] = Counter()
+    original_transition = CircuitBreaker._transition
+    original_record = HealthScore.record
+
+    def spy_transition(self: CircuitBreaker, to: Any, now: float, reason: str, *a: Any) -> None:
+        made.append((self.name, to.value, reason))
+        original_transition(self, to, now, reason, *a)
+
+    def spy_record(self: HealthScore, success: bool, latency_s: float | None = None) -> None:
+        outcomes["ok" if success else "failed"] += 1
+        original_record(self, success, latency_s)
+
+    monkeypatch.setattr(CircuitBreaker, "_transition", spy_transition)
+    monkeypatch.setattr(HealthScore, "record", spy_record)
+    sim = run(small_scenario(fal='error_rates = { "429" = 0.05 }', extra=OUTAGE), hours=0.01)
+
+    fal = sim.router.instances["fal"]
+    assert type(fal.breaker) is CircuitBreaker
+    assert type(fal.health) is HealthScore
+    assert type(fal.cooldowns) is Cooldowns
+    reported = [(t.name, t.to_state, t.reason) for t in sim.metrics.transitions]
+    assert reported == made
+    assert ("fal", "open", "3 consecutive failures") in reported
+    assert reported[-1] == ("fal", "closed", "probes succeeded")
+    summary = summarize(sim)
+    assert summary["breakers"]["trips"] == sum(1 for _, to, _ in made if to == "open") >= 1
+    assert summary["instances"]["fal"]["breaker_trips"] >= 1
+    errors = summary["instances"]["fal"]["errors"]
+    assert outcomes["failed"] == errors["ProviderUnavailable"]
+    assert outcomes["ok"] == sum(i["served"] for i in summary["instances"].values())
+    assert summary["jobs"]["completed"] == summary["jobs"]["arrived"]
+
+
+def test_jobs_are_driven_through_router_plans(
+    small_scenario: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each job is one JobPlan from Router.plan, asked next_step and told record, as
+    Router.generate does."""
+    counts: Counter[str] = Counter()
+    for name in ("next_step", "record"):
+        original = getattr(JobPlan, name)
+
+        def spy(self: JobPlan, *args: Any, _name: str = name, _f: Any = original) -> Any:
+            counts[_name] += 1
+            return _f(self, *args)
+
+        monkeypatch.setattr(JobPlan, name, spy)
+    sim = run(small_scenario(), hours=0.005)
+    m = sim.metrics
+    assert counts["record"] == sum(m.calls_total) == m.jobs_completed > 0
+    assert counts["next_step"] >= m.jobs_arrived
+
+
+def test_same_seed_same_run(small_scenario: Any) -> None:
+    """A run is a function of its scenario and seed: the same seed, the same summary."""
+    path = small_scenario(fal='error_rates = { "503" = 0.1 }', extra=OUTAGE)
+    first, second = summarize(run(path, hours=0.01)), summarize(run(path, hours=0.01))
+    for summary in (first, second):
+        summary.pop("speed")
+    assert first == second
+    other = summarize(run(path, hours=0.01, seed=2))
+    assert other["jobs"]["arrived"] != first["jobs"]["arrived"]
+
+
+def test_retry_after_is_honoured_in_a_429_storm() -> None:
+    """Under the farm's 429 storm every job succeeds, 429s fail over, and no call lands
+    inside a Retry-After window the provider issued."""
+    sim = run(Path("fal-429-storm"), hours=0.1)
+    summary = summarize(sim)
+    assert summary["jobs"]["success_rate"] == 1.0
+    assert summary["retry_after"]["issued"] > 0
+    assert summary["retry_after"]["inside_window"] == 0
+    assert summary["calls"]["failovers"] == summary["instances"]["fal"]["errors"]["RateLimited"]
+
+
+def test_total_outage_fails_every_job_within_the_retry_budget(write_toml: WriteFile) -> None:
+    """Both providers of a model down: every job fails, and calls stay within the retry
+    budget's bound ((1 + ratio) × first attempts + floor per window)."""
+    path = write_toml(
+        "outage.toml",
+        """
+        [simulation]
+        hours = 0.01
+        peak_per_min = 600
+        models = { "flux-dev" = 1 }
+        [simulation.config.router]
+        deadline_s = 5
+        [providers.fal]
+        down = true
+        [providers.wavespeed]
+        down = true
+        """,
+    )
+    summary = summarize(run(path))
+    jobs = summary["jobs"]
+    assert jobs["completed"] == 0
+    assert jobs["failed"] == jobs["arrived"] > 0
+    assert set(jobs["failed_by"]) <= {"retry_budget", "wait_cap", "deadline", "max_attempts"}
+    windows = 36 / 10 + 1  # a 36 s run, 10 s budget windows
+    assert summary["calls"]["total"] <= 1.2 * jobs["arrived"] + 10 * windows
+    assert summary["calls"]["retry_budget_rejected"] > 0
+
+
+def test_hedged_model_cancels_the_slower_call(small_scenario: Any, write_toml: WriteFile) -> None:
+    """A hedged model starts the next provider at the first one's p95 and cancels the loser."""
+    policy = write_toml(
+        "hedge.toml",
+        """
+        [catalog.models."flux-dev"]
+        hedge = true
+        credits = { low = 6, standard = 6, high = 6 }
+        providers = [
+            { provider = "fal", model = "fal-ai/flux/dev", cost_usd = 0.025 },
+            { provider = "wavespeed", model = "wavespeed-ai/flux-dev", cost_usd = 0.02 },
+        ]
+        """,
+    )
+    spec = apply_policy(load_spec(small_scenario()), policy).with_overrides(hours=0.01)
+    sim = Simulation(spec)
+    sim.run()
+    summary = summarize(sim)
+    assert summary["jobs"]["success_rate"] == 1.0
+    assert summary["calls"]["hedges_cancelled"] > 0
+    assert summary["instances"]["wavespeed"]["served"] > 0
+    assert summary["calls"]["wasted"] == summary["calls"]["hedges_cancelled"]
+
+
+def test_concurrency_limit_makes_jobs_wait(write_toml: WriteFile) -> None:
+    """A router concurrency limit below the load makes jobs wait for a slot (queueing time)."""
+    path = write_toml(
+        "limit.toml",
+        """
+        [simulation]
+        hours = 0.005
+        peak_per_min = 1200
+        models = { "flux-dev" = 1 }
+        [simulation.config.providers.fal]
+        max_concurrency = 2
+        [simulation.config.providers.wavespeed]
+        max_concurrency = 2
+        [providers.fal]
+        generation_ms = 400
+        [providers.wavespeed]
+        generation_ms = 400
+        """,
+    )
+    summary = summarize(run(path))
+    assert summary["latency"]["queueing_s"]["p95"] > 0.05
+    assert summary["jobs"]["completed"] > 0
+
+
+def test_content_rejection_ends_the_job_without_failover(small_scenario: Any) -> None:
+    """A content-policy refusal fails the job at once: no failover to the next provider."""
+    summary = summarize(run(small_scenario(fal='error_rates = { "content_policy" = 0.2 }')))
+    rejected = summary["jobs"]["failed_by"]["ContentRejected"]
+    assert rejected > 0
+    assert summary["jobs"]["failed"] == rejected
+    assert summary["calls"]["failovers"] == 0
