@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench farm clean
+.PHONY: demo test lint bench loadtest farm clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m loadtests.bench
+
+loadtest: $(STAMP)
+	$(BIN)/imagerouter loadtest $(or $(SCENARIO),launch-week) $(LOADTEST_ARGS)
 
 farm: $(STAMP)
 	$(BIN)/imagerouter farm

@@ -45,7 +45,7 @@ def main() -> None:
 @click.option("--jobs", default=40, show_default=True, help="How many jobs to run.")
 @click.option("--interval", default=0.25, show_default=True, help="Seconds between job starts.")
 def demo(scenario: str, jobs: int, interval: float) -> None:
-    """Run jobs through the router against the in-process farm and show what happened."""
+    """Serve the API over the in-process farm, submit jobs as a client would, show the outcome."""
     from imagerouter.demo import print_report, run_demo
 
     try:
@@ -140,7 +140,13 @@ def check_config(config_path: str | None) -> None:
 
 
 # Commands defined beside the features they drive register themselves on `main`.
-from imagerouter import cli_provider, cli_server, cli_simulate, cli_status  # noqa: E402, F401
+from imagerouter import (  # noqa: E402, F401
+    cli_loadtest,
+    cli_provider,
+    cli_server,
+    cli_simulate,
+    cli_status,
+)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,285 @@
+"""Memory of the server with 10,000 jobs in flight: RSS before and after, read from /proc.
+
+Run: ``python -m loadtests.bench.bench_memory`` (about a minute; prints a table and writes
+``loadtests/bench/results/memory.json``).
+
+* The mock farm runs in **its own process** (so its memory is not counted), with an OpenAI
+  endpoint whose images take ten minutes: a job that reaches it stays in flight, holding one
+  connection, for the whole measurement. The server (``imagerouter serve``, its own process,
+  pointed at that farm by its config) serves one model, ``bench-held``, by OpenAI alone.
+* Three configurations, one after the other in the same run, each a fresh server and
+  database: ``queued`` (``--workers 0``: all 10,000 jobs wait in the queue), ``mixed`` (2,000
+  workers: 2,000 jobs held at the farm, 8,000 queued) and ``running`` (10,000 workers: every
+  job held at the farm, one open connection each).
+* For each: warm up (a few submits and reads), read ``VmRSS`` of the server's pid from
+  ``/proc/PID/status`` (**before**), submit 10,000 jobs open-loop at 1,000 a second, wait until
+  the database shows the expected jobs running (bounded), read ``VmRSS`` again (**after**, the
+  highest of three reads half a second apart) and ``VmHWM`` (the peak). Reported: both, the
+  growth, and the growth per job in flight; from ``queued`` and ``running`` together, the
+  memory of one queued and of one running job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from loadtests.bench.common import farm_process, free_port, wait_for_http, write_results
+
+JOBS = 10_000
+RATE_PER_S = 1_000.0
+RUNNING = 2_000
+MODEL = "bench-held"
+BODY = {"model": MODEL, "prompt": "held in flight", "size": "1024x1024"}
+FARM_SCENARIO = """description = "bench_memory: OpenAI images take ten minutes"
+seed = 1
+[providers.openai]
+latency_ms = 1
+generation_ms = 600000
+"""
+CATALOG = f"""[models."{MODEL}"]
+description = "bench_memory: OpenAI alone"
+credits = {{ low = 1, standard = 1, high = 1 }}
+[[models."{MODEL}".providers]]
+provider = "openai"
+model = "gpt-image-2"
+"""
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """``field`` (``VmRSS``, ``VmHWM``) of ``pid`` from ``/proc/PID/status``, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def _config(tmp: Path, openai_url: str, workers: int) -> Path:
+    (tmp / "catalog.toml").write_text(CATALOG)
+    config = tmp / "imagerouter.toml"
+    config.write_text(
+        'catalog = "catalog.toml"\n'
+        f"[server]\nworkers = {workers}\nauth_cache_s = 600\nshutdown_grace_s = 1\n"
+        "lease_s = 120\nsweep_interval_s = 30\n"
+        "[server.rate_limits.generate]\nrate_per_s = 1000000\nburst = 1000000\n"
+        "[server.rate_limits.read]\nrate_per_s = 1000000\nburst = 1000000\n"
+        "[http]\nmax_connections = 4000\n"
+        "[router]\ndeadline_s = 1800\nattempt_timeout_s = 1200\nmax_attempts = 1\n"
+        f'[providers.openai]\nbase_url = "{openai_url}"\napi_key = "farm-key-openai"\n'
+        "[providers.fal]\nenabled = false\n[providers.wavespeed]\nenabled = false\n"
+        "[providers.replicate]\nenabled = false\n"
+    )
+    return config
+
+
+def _cli(*args: str, config: Path, data: Path) -> str:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagerouter.cli_server",
+            *args,
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"imagerouter {' '.join(args)}: {done.stderr}")
+    return done.stdout
+
+
+async def _open_loop(url: str, token: str, total: int, rate: float) -> dict[str, int]:
+    """Submit ``total`` jobs at ``rate`` a second whatever the answers (open loop)."""
+    statuses: dict[str, int] = {}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    payload = json.dumps(BODY).encode()
+    connector = aiohttp.TCPConnector(limit=256)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def fire() -> None:
+            try:
+                async with session.post(f"{url}/v1/jobs", data=payload, headers=headers) as r:
+                    await r.read()
+                    key = str(r.status)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                key = type(exc).__name__
+            statuses[key] = statuses.get(key, 0) + 1
+
+        loop = asyncio.get_running_loop()
+        start, tasks = loop.time(), []
+        for number in range(total):
+            delay = start + number / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(fire()))
+        await asyncio.gather(*tasks)
+    return statuses
+
+
+def _statuses(db: Path) -> dict[str, int]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+
+
+def measure(openai_url: str, workers: int, jobs: int, rate: float) -> dict[str, Any]:
+    """One configuration: a fresh server with ``workers``; RSS before and after ``jobs``."""
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as name:
+        tmp = Path(name)
+        config, data = _config(tmp, openai_url, workers), tmp / "data"
+        token = (
+            _cli(
+                "keys",
+                "create",
+                "--account",
+                "bench",
+                "--credits",
+                str(10**9),
+                config=config,
+                data=data,
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = (tmp / "server.log").open("wb")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "imagerouter.cli_server",
+                "serve",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(data),
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_http(f"{url}/readyz", timeout_s=60)
+            warm = min(50, workers) if workers else 50
+            asyncio.run(_open_loop(url, token, warm, 100.0))
+            time.sleep(1.0)
+            before = rss_kib(server.pid)
+            started = time.monotonic()
+            sent = asyncio.run(_open_loop(url, token, jobs, rate))
+            submit_s = time.monotonic() - started
+            target = min(workers, jobs + warm)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                counts = _statuses(data / "imagerouter.db")
+                if counts.get("processing", 0) >= target:
+                    break
+                time.sleep(0.5)
+            time.sleep(2.0)
+            reads = []
+            for _ in range(3):
+                time.sleep(0.5)
+                reads.append(rss_kib(server.pid))
+            after = max(reads)
+            peak = rss_kib(server.pid, "VmHWM")
+            counts = _statuses(data / "imagerouter.db")
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+            log.close()
+    in_flight = counts.get("queued", 0) + counts.get("processing", 0)
+    return {
+        "workers": workers,
+        "submitted": dict(sent),
+        "submit_s": round(submit_s, 2),
+        "jobs": counts,
+        "in_flight": in_flight,
+        "rss_before_mib": round(before / 1024, 1),
+        "rss_after_mib": round(after / 1024, 1),
+        "rss_peak_mib": round(peak / 1024, 1),
+        "growth_mib": round((after - before) / 1024, 1),
+        "kib_per_job_in_flight": round((after - before) / max(1, in_flight), 2),
+        "after_over_before": round(after / before, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run both configurations, print a table, write ``results/memory.json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=JOBS)
+    parser.add_argument("--rate", type=float, default=RATE_PER_S)
+    parser.add_argument("--running", type=int, default=RUNNING, help="workers of 'running'")
+    args = parser.parse_args(argv)
+    if not Path("/proc/self/status").is_file():
+        raise SystemExit("bench_memory reads /proc: Linux only")
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    with tempfile.TemporaryDirectory(prefix="bench-memory-farm-") as name:
+        scenario = Path(name) / "held.toml"
+        scenario.write_text(FARM_SCENARIO)
+        with farm_process(str(scenario)) as farm:
+            openai_url = farm["providers"]["openai"]["base_url"]
+            results = {}
+            configs = (("queued", 0), ("mixed", args.running), ("running", args.jobs))
+            for label, workers in configs:
+                print(f"  {label}: {args.jobs} jobs, {workers} workers …", flush=True)
+                results[label] = measure(openai_url, workers, args.jobs, args.rate)
+    print()
+    print(
+        f"{'config':>8} | {'in flight':>9} | {'RSS before':>10} | {'RSS after':>9} | "
+        f"{'peak':>7} | {'growth':>8} | {'KiB/job':>7} | after/before"
+    )
+    for label, row in results.items():
+        print(
+            f"{label:>8} | {row['in_flight']:>9} | {row['rss_before_mib']:>7} MiB | "
+            f"{row['rss_after_mib']:>6} MiB | {row['rss_peak_mib']:>3} MiB | "
+            f"{row['growth_mib']:>4} MiB | {row['kib_per_job_in_flight']:>7} | "
+            f"{row['after_over_before']}"
+        )
+    queued, running = results["queued"], results["running"]
+    summary = {
+        "kib_per_queued_job": queued["kib_per_job_in_flight"],
+        "kib_per_running_job": running["kib_per_job_in_flight"],
+        "running_over_queued": round(
+            running["kib_per_job_in_flight"] / max(0.01, queued["kib_per_job_in_flight"]), 1
+        ),
+        "rss_mib_with_all_running": running["rss_after_mib"],
+    }
+    print(f"\nsummary: {json.dumps(summary)}")
+    path = write_results(
+        "memory",
+        {
+            "benchmark": "memory",
+            "jobs": args.jobs,
+            "rate_per_s": args.rate,
+            "machine": {"cpus": os.cpu_count()},
+            "configs": results,
+            "summary": summary,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

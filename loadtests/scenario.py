@@ -1,0 +1,237 @@
+"""Load-test scenarios: a traffic shape coupled with a farm timeline, read from TOML.
+
+A scenario lives in ``loadtests/scenarios/<name>.toml`` (or any path) and says, on a nominal
+clock of ``duration_s`` seconds that the orchestrator stretches or squeezes to ``--duration``:
+
+::
+
+    description = "fal rate-limits at the peak, then goes down for a minute"
+    duration_s = 300              # nominal length: every time below scales to --duration
+    users = 100                   # default --users: Locust users at the shape's peak
+    farm = "loadtest"             # the farm's base profiles (mockproviders scenario name or file)
+
+    [traffic]
+    shape = "launch_week"         # loadtests.shapes: steady, ramp, spike, launch_week
+    shape_params = { spikes = 3 }
+    jobs_per_user_s = 0.2         # each user submits this many jobs a second
+    models = { "gpt-image-2" = 5, "flux-dev" = 3 }      # weights
+    follow = { poll = 2, sse = 1, webhook = 1 }         # how clients learn the outcome
+
+    [router]                      # laid over the router's settings for this run
+    deadline_s = 30
+
+    [[phases]]                    # a farm fault profile laid over the base, at_s..until_s
+    name = "fal down"
+    providers = ["fal"]
+    at_s = 150
+    until_s = 210
+    faults = { down = true }
+
+A phase whose ``until_s`` is absent (or reaches ``duration_s``) holds through the drain that
+follows the traffic, so that, say, a total outage stays total while the last jobs finish.
+
+This module imports nothing from Locust: the orchestrator, the tests and the Locust file share it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from imagerouter.configfile import load_toml, validate
+from imagerouter.errors import ConfigError
+from loadtests.shapes import Shape, make_shape
+from mockproviders.profile import FaultProfile, validation_problems
+
+__all__ = [
+    "SCENARIO_DIR",
+    "Expect",
+    "FollowMode",
+    "LoadScenario",
+    "Phase",
+    "Traffic",
+    "bundled_scenarios",
+    "load_load_scenario",
+]
+
+#: Where the bundled load-test scenarios live.
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+FollowMode = Literal["poll", "sse", "webhook"]
+Weights = dict[str, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _positive_weights(weights: Weights) -> Weights:
+    if not weights:
+        raise ValueError("needs at least one entry")
+    if any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
+        raise ValueError("weights must be ≥ 0 and add up to more than 0")
+    return weights
+
+
+class Traffic(_Strict):
+    """What the Locust users send and how they follow it."""
+
+    shape: str = "steady"
+    shape_params: dict[str, float] = Field(default_factory=dict)
+    jobs_per_user_s: float = Field(default=0.2, gt=0, le=50)
+    models: Weights = Field(
+        default_factory=lambda: {"gpt-image-2": 5, "flux-dev": 3, "nano-banana-pro": 2}
+    )
+    sizes: Weights = Field(default_factory=lambda: {"1024x1024": 6, "1536x1024": 2, "1024x1536": 2})
+    qualities: Weights = Field(
+        default_factory=lambda: {"standard": 6, "low": 2, "high": 1, "auto": 1}
+    )
+    #: How clients learn a job's outcome; a mode the server lacks falls back to polling.
+    follow: dict[FollowMode, float] = Field(default_factory=lambda: {"poll": 1.0})
+    #: Share of submits that carry an ``Idempotency-Key``.
+    idempotency_fraction: float = Field(default=0.3, ge=0, le=1)
+    #: Share of keyed submits sent twice (a client retry): the second must replay the first.
+    idempotent_retry_fraction: float = Field(default=0.1, ge=0, le=1)
+    #: Share of jobs the client cancels (``DELETE``) shortly after submitting.
+    cancel_fraction: float = Field(default=0.02, ge=0, le=1)
+    #: Seconds between polls of a followed job.
+    poll_interval_s: float = Field(default=0.5, gt=0)
+
+    @field_validator("models", "sizes", "qualities", "follow")
+    @classmethod
+    def _weights(cls, weights: Weights) -> Weights:
+        return _positive_weights(weights)
+
+    @field_validator("shape")
+    @classmethod
+    def _known_shape(cls, name: str) -> str:
+        make_shape(name, peak_per_s=1.0, duration_s=1.0)  # raises ValueError for unknown names
+        return name
+
+
+class Phase(_Strict):
+    """A fault profile laid over some providers' base profiles from ``at_s`` to ``until_s``."""
+
+    name: str
+    providers: list[str] = Field(min_length=1)
+    at_s: float = Field(default=0.0, ge=0)
+    until_s: float | None = Field(default=None, gt=0)
+    faults: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _valid(self) -> Phase:
+        if self.until_s is not None and self.until_s <= self.at_s:
+            raise ValueError("until_s must be greater than at_s")
+        if {"phases", "seed"} & set(self.faults):
+            raise ValueError("a phase's faults cannot set phases or seed")
+        try:
+            FaultProfile.model_validate(self.faults)
+        except ValidationError as exc:
+            problem = validation_problems(exc, prefix="faults")[0]
+            raise ValueError(f"{problem['field']}: {problem['reason']}") from None
+        return self
+
+
+class Expect(_Strict):
+    """Scenario-specific checks on top of the ones every run gets."""
+
+    min_completed_fraction: float | None = Field(default=None, ge=0, le=1)
+    max_completed_fraction: float | None = Field(default=None, ge=0, le=1)
+
+
+class LoadScenario(_Strict):
+    """A traffic shape, a farm timeline, and the router and server settings they run under."""
+
+    description: str = ""
+    duration_s: float = Field(default=120.0, gt=0)
+    users: int = Field(default=20, ge=1)
+    farm: str = "loadtest"
+    seed: int = 1
+    traffic: Traffic = Field(default_factory=Traffic)
+    router: dict[str, Any] = Field(default_factory=dict)
+    server: dict[str, Any] = Field(default_factory=dict)
+    phases: list[Phase] = Field(default_factory=list)
+    expect: Expect = Field(default_factory=Expect)
+    #: The file it came from, and its name (the file's stem).
+    source: str | None = None
+    name: str = "scenario"
+
+    @model_validator(mode="after")
+    def _phases_inside(self) -> LoadScenario:
+        for index, phase in enumerate(self.phases):
+            if phase.at_s >= self.duration_s:
+                raise ValueError(
+                    f"phases[{index}] ({phase.name!r}) starts at {phase.at_s:g} s, "
+                    f"not before the end of the {self.duration_s:g} s run"
+                )
+        return self
+
+    def scaled(self, duration_s: float) -> LoadScenario:
+        """This scenario stretched to ``duration_s``: every phase time scales with it."""
+        if not duration_s > 0:
+            raise ValueError(f"duration must be > 0, not {duration_s!r}")
+        factor = duration_s / self.duration_s
+        phases = [
+            phase.model_copy(
+                update={
+                    "at_s": phase.at_s * factor,
+                    "until_s": None if phase.until_s is None else phase.until_s * factor,
+                }
+            )
+            for phase in self.phases
+        ]
+        return self.model_copy(update={"duration_s": duration_s, "phases": phases})
+
+    def shape(self, users: int | None = None) -> Shape:
+        """The arrival-rate shape over the run, peaking at ``users`` × jobs_per_user_s."""
+        peak = (users or self.users) * self.traffic.jobs_per_user_s
+        return make_shape(
+            self.traffic.shape,
+            peak_per_s=peak,
+            duration_s=self.duration_s,
+            **self.traffic.shape_params,
+        )
+
+    def phase_spans(self) -> list[tuple[str, float, float]]:
+        """``(name, start, end)`` of every phase on the run clock (open ends at the run's end)."""
+        return [
+            (p.name, p.at_s, min(p.until_s or self.duration_s, self.duration_s))
+            for p in self.phases
+        ]
+
+
+def bundled_scenarios() -> list[str]:
+    """The names of the scenarios shipped in ``loadtests/scenarios/``."""
+    return sorted(path.stem for path in SCENARIO_DIR.glob("*.toml"))
+
+
+def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    bundled = SCENARIO_DIR / f"{path.name.removesuffix('.toml')}.toml"
+    if path.parent == Path() and bundled.is_file():
+        return bundled
+    raise ConfigError(
+        "no such load-test scenario file, and no bundled one of that name "
+        f"(bundled: {', '.join(bundled_scenarios())})",
+        file=str(path_or_name),
+    )
+
+
+def load_load_scenario(path_or_name: str | os.PathLike[str]) -> LoadScenario:
+    """Read a load-test scenario by path or bundled name.
+
+    Raises ConfigError naming the file, the field (``phases[1].faults.error_rates.429``) and
+    the reason, for a missing file, bad TOML or a bad field.
+    """
+    path = _resolve(path_or_name)
+    data = load_toml(path)
+    for reserved in ("source", "name"):
+        if reserved in data:
+            raise ConfigError("set by the loader, not the file", file=str(path), field=reserved)
+    data = {**data, "source": str(path), "name": path.stem}
+    return validate(LoadScenario, data, file=str(path))

@@ -1,0 +1,101 @@
+"""Load-test scenario files: the bundled ones load, times scale, mistakes name their field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagerouter.errors import ConfigError
+from loadtests.scenario import bundled_scenarios, load_load_scenario
+from loadtests.shapes import expected_jobs
+
+BUNDLED = ("launch-week", "retry-after-compliance", "steady", "total-outage")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_scenarios_load() -> None:
+    """Every scenario of the issue ships, loads by name and has a description."""
+    assert set(BUNDLED) <= set(bundled_scenarios())
+    for name in BUNDLED:
+        scenario = load_load_scenario(name)
+        assert scenario.name == name
+        assert scenario.description
+        assert scenario.shape().rate(scenario.duration_s / 2) > 0
+
+
+def test_scaling_moves_every_phase_with_the_duration() -> None:
+    """launch-week on 120 s instead of 300 s: every phase time is multiplied by 0.4."""
+    nominal = load_load_scenario("launch-week")
+    scaled = nominal.scaled(120)
+    assert scaled.duration_s == 120
+    for before, after in zip(nominal.phases, scaled.phases, strict=True):
+        assert after.at_s == pytest.approx(before.at_s * 0.4)
+        assert after.until_s == pytest.approx(before.until_s * 0.4)
+    assert [name for name, *_ in scaled.phase_spans()] == [p.name for p in nominal.phases]
+
+
+def test_shape_peaks_at_the_users() -> None:
+    """The arrival shape peaks at users × jobs_per_user_s and asks for a finite number of jobs."""
+    scenario = load_load_scenario("launch-week").scaled(120)
+    shape = scenario.shape(200)
+    peak = max(shape.rate(t / 10) for t in range(1200))
+    assert peak == pytest.approx(200 * scenario.traffic.jobs_per_user_s, rel=0.02)
+    assert 0 < expected_jobs(shape) < 200 * 0.2 * 120
+
+
+def test_open_phase_spans_to_the_end() -> None:
+    """A phase without until_s spans to the end of the run (and holds through the drain)."""
+    scenario = load_load_scenario("total-outage").scaled(30)
+    assert scenario.phase_spans() == [("everyone down", 5.0, 30.0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        ('[traffic]\nshape = "sawtooth"', "traffic.shape", "unknown traffic shape"),
+        ("[traffic]\njobs_per_user_s = 0", "traffic.jobs_per_user_s", "greater than 0"),
+        ('[traffic]\nmodels = { "gpt-image-2" = -1 }', "traffic.models", "weights"),
+        ("[traffic]\nfollow = { carrier_pigeon = 1 }", "traffic.follow", ""),
+        (
+            '[[phases]]\nname = "x"\nproviders = ["fal"]\nfaults = { error_rates = { "429" = 2 } }',
+            "phases[0]",
+            "faults.error_rates.429",
+        ),
+        (
+            '[[phases]]\nname = "x"\nproviders = ["fal"]\nat_s = 10\nuntil_s = 5\nfaults = {}',
+            "phases[0]",
+            "until_s must be greater than at_s",
+        ),
+        (
+            'duration_s = 60\n[[phases]]\nname = "late"\nproviders = ["fal"]\nat_s = 90\n'
+            "faults = { down = true }",
+            None,
+            "starts at 90 s",
+        ),
+        ("userz = 3", "userz", "unknown field"),
+    ],
+)
+def test_mistakes_name_the_file_field_and_reason(
+    tmp_path: Path, text: str, field: str | None, reason: str
+) -> None:
+    """A bad scenario is a ConfigError naming the file, the field and why."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_load_scenario(path)
+    message = str(caught.value)
+    assert str(path) in message
+    if field:
+        assert field in message
+    assert reason in message
+
+
+def test_unknown_name_lists_the_bundled_ones() -> None:
+    """An unknown scenario name says so and lists what ships."""
+    with pytest.raises(ConfigError, match="launch-week"):
+        load_load_scenario("no-such-scenario")

@@ -1,0 +1,221 @@
+"""The summary's numbers from a run's record: outcomes, failovers, breakers, credits, checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtests.scenario import Expect, load_load_scenario
+from loadtests.summary import RunData, summarize
+
+T0 = 1_000.0
+
+
+def _job(
+    job_id: str,
+    status: str,
+    *,
+    price: int = 26,
+    refunded: int = 0,
+    attempts: list[dict[str, Any]] | None = None,
+    created: float = 1.0,
+    finished: float | None = 2.0,
+    webhook: bool = False,
+) -> dict[str, Any]:
+    served = next((a["provider"] for a in reversed(attempts or []) if a["outcome"] == "ok"), None)
+    return {
+        "id": job_id,
+        "status": status,
+        "request": {
+            "model": "gpt-image-2",
+            "webhook_url": "http://127.0.0.1:1/hooks/x" if webhook else None,
+        },
+        "created_at": T0 + created,
+        "started_at": T0 + created + 0.01,
+        "finished_at": None if finished is None else T0 + finished,
+        "result": {"provider": served} if status == "completed" else None,
+        "error": {"code": "no_provider_available"} if status == "failed" else None,
+        "attempts": attempts or [],
+        "credits": {"price": price, "charged": price, "refunded": refunded},
+    }
+
+
+def _call(provider: str, outcome: str, at: float = 1.0, error: str | None = None) -> dict:
+    return {
+        "provider": provider,
+        "outcome": outcome,
+        "started_at": T0 + at,
+        "latency_ms": 100.0,
+        "error_class": error,
+    }
+
+
+def _ledger(jobs: list[dict[str, Any]], granted: int = 1000) -> dict[str, Any]:
+    entries = [{"kind": "grant", "amount": granted, "job_id": None}]
+    balance = granted
+    for job in jobs:
+        entries.append({"kind": "debit", "amount": -job["credits"]["price"], "job_id": job["id"]})
+        balance -= job["credits"]["price"]
+        if job["credits"]["refunded"]:
+            entries.append(
+                {"kind": "refund", "amount": job["credits"]["refunded"], "job_id": job["id"]}
+            )
+            balance += job["credits"]["refunded"]
+    return {"balance": balance, "ledger": entries[::-1]}
+
+
+def _data(jobs: list[dict[str, Any]], **over: Any) -> RunData:
+    scenario = load_load_scenario("launch-week").scaled(120)
+    scenario = scenario.model_copy(update={"expect": Expect()})  # no completion target here
+    fields: dict[str, Any] = {
+        "scenario": scenario,
+        "users": 10,
+        "workers": 0,
+        "t0": T0,
+        "traffic_end": T0 + 120,
+        "drain_end": T0 + 125,
+        "jobs": jobs,
+        "account": _ledger(jobs),
+        "farm_stats": {
+            "providers": {
+                "fal": {
+                    "requests": 9,
+                    "generations": 5,
+                    "by_status": {"200": 3, "429": 2},
+                    "inside_retry_after": 0,
+                    "inside_retry_after_raw": 1,
+                    "retry_after_issued": 2,
+                },
+                "wavespeed": {"requests": 3, "generations": 3, "by_status": {"200": 3}},
+                "openai": {"requests": 1, "generations": 1, "by_status": {"200": 1}},
+            }
+        },
+        "records": [
+            {"e": "submit", "id": j["id"], "status": 202, "t": T0, "ms": 3.0} for j in jobs
+        ],
+    }
+    fields.update(over)
+    return RunData(**fields)
+
+
+def _check(summary: dict[str, Any], name: str) -> bool:
+    return next(c["ok"] for c in summary["checks"] if c["name"] == name)
+
+
+def test_a_clean_run_passes_every_check() -> None:
+    """Completed, failed-and-refunded and canceled-and-refunded jobs: every check passes."""
+    jobs = [
+        _job("job_a", "completed", attempts=[_call("fal", "ok")]),
+        _job(
+            "job_b",
+            "completed",
+            attempts=[_call("fal", "error", error="RateLimited"), _call("wavespeed", "ok")],
+        ),
+        _job(
+            "job_c",
+            "failed",
+            refunded=26,
+            attempts=[_call("wavespeed", "error"), _call("wavespeed", "error")],
+        ),
+        _job("job_d", "canceled", refunded=26),
+    ]
+    summary = summarize(_data(jobs))
+    assert summary["ok"], [c for c in summary["checks"] if not c["ok"]]
+    jobs_out = summary["jobs"]
+    assert [jobs_out[k] for k in ("submitted", "completed", "failed", "canceled", "not_final")] == [
+        4,
+        2,
+        1,
+        1,
+        0,
+    ]
+    assert jobs_out["lost"] == []
+    assert summary["providers"]["failovers"] == {"fal → wavespeed": 1}
+    assert summary["providers"]["retries"] == {"wavespeed": 1}
+    assert summary["providers"]["served"] == {"fal": 1, "wavespeed": 1}
+    credits = summary["credits"]
+    assert (credits["charged"], credits["refunded"], credits["balanced"]) == (104, 52, True)
+    assert summary["retry_after"]["inside_retry_after_raw"] == 1
+    assert summary["latency"]["end_to_end_s"]["completed"]["p50"] == 1.0
+
+
+def test_lost_stuck_and_unrefunded_jobs_fail_their_checks() -> None:
+    """A job the client got a 202 for but the server lacks, one still queued, one failed
+    without a refund: each fails its check, and so does the ledger."""
+    jobs = [_job("job_a", "failed"), _job("job_b", "queued", finished=None)]
+    records = [
+        {"e": "submit", "id": i, "status": 202, "t": T0, "ms": 1.0}
+        for i in ("job_a", "job_b", "job_gone")
+    ]
+    account = _ledger(jobs)
+    account["balance"] += 5  # credits from nowhere
+    summary = summarize(_data(jobs, records=records, account=account))
+    assert summary["jobs"]["lost"] == ["job_gone"]
+    assert not summary["ok"]
+    for name in (
+        "no job lost",
+        "every job ended",
+        "failed and canceled jobs refunded",
+        "credits balance",
+    ):
+        assert not _check(summary, name), name
+    assert any("balance" in p for p in summary["credits"]["problems"])
+
+
+def test_inside_retry_after_fails_its_check() -> None:
+    """One request inside a Retry-After window on the farm fails the compliance check."""
+    data = _data([_job("job_a", "completed", attempts=[_call("fal", "ok")])])
+    data.farm_stats["providers"]["fal"]["inside_retry_after"] = 1
+    summary = summarize(data)
+    assert summary["retry_after"]["inside_retry_after"] == 1
+    assert not _check(summary, "no request inside a Retry-After window")
+
+
+def test_breaker_spans_and_recovery_after_a_phase() -> None:
+    """Samples of breaker states give open spans; the first success after a phase ends gives
+    the recovery time."""
+    samples = [
+        {"t": 59.5, "breakers": {"fal": "closed"}, "trips": {"fal": 0}},
+        {"t": 60.5, "breakers": {"fal": "open"}, "trips": {"fal": 1}},
+        {"t": 70.0, "breakers": {"fal": "half_open"}, "trips": {"fal": 1}},
+        {"t": 86.0, "breakers": {"fal": "closed"}, "trips": {"fal": 3}},
+    ]
+    jobs = [_job("job_a", "completed", attempts=[_call("fal", "ok", at=85.0)])]
+    summary = summarize(_data(jobs, samples=samples))
+    fal = summary["breakers"]["by_provider"]["fal"]
+    assert fal["trips"] == 3
+    assert fal["open_spans"] == [{"opened_s": 60.5, "closed_s": 86.0, "open_for_s": 25.5}]
+    recovery = {r["phase"]: r for r in summary["breakers"]["recovery"] if r["provider"] == "fal"}
+    assert recovery["fal down"]["ended_s"] == 84.0
+    assert recovery["fal down"]["serving_again_after_s"] == 1.1  # started 85.0, took 0.1 s
+
+
+def test_webhook_latency_and_missing_deliveries() -> None:
+    """Webhook latency is first arrival minus the job's end; a webhook job without one is
+    missing and fails the check; a bad signature fails it too."""
+    jobs = [
+        _job("job_a", "completed", webhook=True, attempts=[_call("fal", "ok")]),
+        _job("job_b", "completed", webhook=True, attempts=[_call("fal", "ok")]),
+    ]
+    arrivals = [
+        {
+            "arrived_at": T0 + 2.004,
+            "job_id": "job_a",
+            "type": "job.completed",
+            "webhook_id": "msg_1",
+            "signature_valid": True,
+        },
+        {
+            "arrived_at": T0 + 3.0,
+            "job_id": "job_a",
+            "type": "job.completed",
+            "webhook_id": "msg_1",
+            "signature_valid": False,
+        },
+    ]
+    summary = summarize(_data(jobs, webhooks=arrivals, capabilities={"webhooks": True}))
+    hooks = summary["webhooks"]
+    assert (hooks["expected"], hooks["delivered"], hooks["missing"]) == (2, 1, ["job_b"])
+    assert hooks["redelivered"] == 1
+    assert hooks["invalid_signatures"] == 1
+    assert hooks["latency_ms"]["p50"] == 4.0
+    assert not _check(summary, "webhooks delivered and signed")
