@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagerouter.errors import ConfigError
+from imagerouter.plugins import load_plugins
 from mockproviders import Farm, FaultProfile, bundled_scenarios, load_scenario
 
 BUNDLED = {
@@ -20,13 +21,15 @@ BUNDLED = {
 
 
 def test_bundled_scenarios_load_by_name() -> None:
-    """Every bundled scenario loads by its bare name and names only known providers."""
+    """Every bundled scenario loads by its bare name and names only providers the farm serves,
+    built in or from an installed plugin's farm adapter (Replicate)."""
+    served = {"openai", "fal", "wavespeed"} | {a.name for a in load_plugins().farm_adapters}
     assert set(bundled_scenarios()) >= BUNDLED
     for name in bundled_scenarios():
         scenario = load_scenario(name)
         assert scenario.source is not None
         assert scenario.source.endswith(f"{name}.toml")
-        assert set(scenario.providers) <= {"openai", "fal", "wavespeed"}
+        assert set(scenario.providers) <= served
 
 
 def test_demo_scenario_tells_its_story() -> None:
