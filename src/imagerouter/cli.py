@@ -141,6 +141,7 @@ def check_config(config_path: str | None) -> None:
 
 # Commands defined beside the features they drive register themselves on `main`.
 from imagerouter import (  # noqa: E402, F401
+    cli_db,
     cli_loadtest,
     cli_provider,
     cli_server,

@@ -1,0 +1,100 @@
+"""Three replicas act as one router: a Retry-After or an open breaker seen by one replica holds
+on all of them (PostgreSQL store, Redis state, one farm process)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.replicas.fleet import Fleet, submit, until
+
+pytestmark = pytest.mark.slow
+
+BREAKER = {
+    "breaker": {
+        "consecutive_failures": 3,
+        "minimum_calls": 3,
+        "open_base_s": 60.0,
+        "open_max_s": 60.0,
+        "half_open_probes": 1,
+    },
+    "max_attempts": 4,
+    "backoff_base_s": 0.01,
+}
+
+
+async def _final(session: aiohttp.ClientSession, fleet: Fleet, index: int, token: str, job: str):
+    url = f"{fleet.replicas[index].url}/v1/jobs/{job}"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def done() -> dict[str, Any] | None:
+        async with session.get(url, headers=headers) as answer:
+            body = await answer.json()
+        return body if body["status"] in ("completed", "failed", "canceled") else None
+
+    return await until(done, 30, f"job {job} to finish")
+
+
+async def _run_jobs(session, fleet: Fleet, token: str, replicas: list[int], count: int, tag: str):
+    """Submit ``count`` jobs through each of ``replicas`` at once; their final bodies."""
+    submits = [
+        submit(session, fleet.replicas, index, token, f"{tag}-{index}-{n}")
+        for index in replicas
+        for n in range(count)
+    ]
+    ids = await asyncio.gather(*submits)
+    return await asyncio.gather(*(_final(session, fleet, i, token, job) for job, i in ids))
+
+
+async def test_a_retry_after_seen_by_one_replica_holds_on_all(make_fleet) -> None:
+    """fal answers 429 + Retry-After to replica A; B and C learn the cooldown through Redis
+    and send fal nothing inside that window (the farm's counter stays 0)."""
+    fleet = await make_fleet({"fal": {"error_rates": {"429": 1.0}, "retry_after_s": 30}})
+    token, _, _ = await fleet.key("acme")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        [first] = await _run_jobs(session, fleet, token, [0], 1, "a")
+        assert (first["status"], first["result"]["provider"]) == ("completed", "wavespeed")
+        assert fleet.stats("fal")["by_status"] == {"429": 1}
+        for index in (1, 2):
+            await until(
+                lambda i=index: (
+                    (fleet.providers(i, token)["fal"]["cooldown_remaining_s"] or 0) > 20
+                ),
+                10,
+                f"replica {index} to cool fal down",
+            )
+        done = await _run_jobs(session, fleet, token, [1, 2], 8, "bc")
+    assert {(body["status"], body["result"]["provider"]) for body in done} == {
+        ("completed", "wavespeed")
+    }
+    fal = fleet.stats("fal")
+    assert fal["requests"] == 1
+    assert fal["inside_retry_after"] == fal["inside_retry_after_raw"] == 0
+
+
+async def test_a_breaker_opened_on_one_replica_is_open_on_all(make_fleet) -> None:
+    """Failures seen by replica A open fal's breaker; B and C report it open too and route
+    around fal without calling it."""
+    fleet = await make_fleet({"fal": {"down": True}}, router=BREAKER)
+    token, _, _ = await fleet.key("acme")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for n in range(6):
+            [body] = await _run_jobs(session, fleet, token, [0], 1, f"a{n}")
+            assert body["status"] == "completed"
+            if fleet.providers(0, token)["fal"]["breaker"]["state"] == "open":
+                break
+        assert fleet.providers(0, token)["fal"]["breaker"]["state"] == "open"
+        calls = fleet.stats("fal")["requests"]
+        for index in (1, 2):
+            await until(
+                lambda i=index: fleet.providers(i, token)["fal"]["breaker"]["state"] == "open",
+                10,
+                f"replica {index} to open fal's breaker",
+            )
+        done = await _run_jobs(session, fleet, token, [1, 2], 5, "bc")
+    assert {body["status"] for body in done} == {"completed"}
+    assert {body["result"]["provider"] for body in done} == {"wavespeed"}
+    assert fleet.stats("fal")["requests"] == calls

@@ -1,0 +1,87 @@
+"""PostgreSQL schema migrations: versioned files, applied once, under an advisory lock, by
+``imagerouter db migrate`` and by every store that opens."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from imagerouter.jobs import migrations
+from imagerouter.jobs.errors import StoreError
+from imagerouter.jobs.postgres import PostgresJobStore
+from tests.store.pg import drop_schema, new_schema, with_schema
+
+
+@pytest.fixture
+async def schema(pg_url: str) -> AsyncIterator[str]:
+    """A schema name of this test's own (dropped after)."""
+    name = new_schema("irmig")
+    yield name
+    await drop_schema(pg_url, name)
+
+
+async def test_racing_migrations_apply_each_version_once(pg_url: str, schema: str) -> None:
+    """Four migrators starting together (replicas booting at once): the versions are applied
+    once, by one of them, and the others find nothing to do."""
+    conns = [await asyncpg.connect(pg_url) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrations.migrate(c, schema) for c in conns))
+        assert sorted(map(tuple, applied)) == [(), (), (), (1, 2)]
+        found = await migrations.status(conns[0], schema)
+        assert (found.applied, found.pending, found.changed) == ([1, 2], [], [])
+        rows = await conns[0].fetch(f'SELECT version FROM "{schema}".schema_migrations')
+        assert sorted(r[0] for r in rows) == [1, 2]
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_a_newer_schema_is_refused(pg_url: str, schema: str) -> None:
+    """A database migrated by a newer imagerouter is not touched: migrate raises."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await migrations.migrate(conn, schema)
+        await conn.execute(
+            f'INSERT INTO "{schema}".schema_migrations (version, name, checksum) '
+            "VALUES (999, 'future', 'x')"
+        )
+        with pytest.raises(StoreError, match="newer than this imagerouter"):
+            await migrations.migrate(conn, schema)
+    finally:
+        await conn.close()
+
+
+async def test_a_store_without_migrations_says_what_to_run(pg_url: str, schema: str) -> None:
+    """A store opened with ``migrate=False`` on an empty schema refuses, naming the command."""
+    store = PostgresJobStore(with_schema(pg_url, schema), migrate=False)
+    with pytest.raises(StoreError, match="imagerouter db migrate"):
+        await store.open()
+
+
+def test_db_migrate_command(pg_url: str, schema: str) -> None:
+    """``imagerouter db migrate --store URL`` applies the migrations, then says it is up to
+    date; ``db status`` lists them as applied."""
+    url = with_schema(pg_url, schema)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imagerouter.cli_db", "db", *args, "--store", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = run("migrate")
+    assert first.returncode == 0, first.stderr
+    assert "applied migrations 0001, 0002" in first.stdout
+    again = run("migrate")
+    assert (again.returncode, "up to date" in again.stdout) == (0, True)
+    status = run("status")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.split() == ["0001_jobs:", "applied", "0002_webhooks:", "applied"]
