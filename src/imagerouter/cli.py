@@ -150,4 +150,8 @@ from imagerouter import (  # noqa: E402, F401
 )
 
 if __name__ == "__main__":
-    main()
+    # Run as ``python -m imagerouter.cli``: the commands registered on ``imagerouter.cli.main``
+    # (this file imported under its own name), not on this ``__main__`` copy's group.
+    from imagerouter.cli import main as registered_main
+
+    registered_main()

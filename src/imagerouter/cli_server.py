@@ -22,6 +22,7 @@ from imagerouter.cli import config_option, console, err_console, main
 from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs.sqlite import SQLiteJobStore
+from imagerouter.jobs.store import JobStore
 from imagerouter.server.settings import (
     ServerSettings,
     load_router_settings,
@@ -54,11 +55,9 @@ def _settings(config_path: str | None, **overrides: Any) -> ServerSettings:
         raise  # unreachable: _fail exits
 
 
-def _with_store(settings: ServerSettings, work: Callable[[SQLiteJobStore], Awaitable[T]]) -> T:
+def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = SQLiteJobStore(
-            settings.data_dir / "imagerouter.db", synchronous=settings.sqlite_synchronous
-        )
+        store = settings.job_store()  # PostgreSQL when the config names one, as serve does
         await store.open()
         try:
             return await work(store)

@@ -85,3 +85,36 @@ def test_db_migrate_command(pg_url: str, schema: str) -> None:
     status = run("status")
     assert status.returncode == 0, status.stderr
     assert status.stdout.split() == ["0001_jobs:", "applied", "0002_webhooks:", "applied"]
+
+
+async def test_keys_and_credits_commands_use_the_configured_store(
+    pg_url: str, schema: str, tmp_path
+) -> None:
+    """With ``[server] store = "postgresql://…"``, ``keys create`` and ``credits grant`` write to
+    PostgreSQL (where the replicas read), not to a local SQLite file."""
+    config = tmp_path / "imagerouter.toml"
+    config.write_text(f'[server]\nstore = "{with_schema(pg_url, schema)}"\n')
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imagerouter.cli", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+
+    created = run("keys", "create", "--account", "fleet", "--credits", "40")
+    assert created.returncode == 0, created.stderr
+    granted = run("credits", "grant", "fleet", "2")
+    assert granted.returncode == 0, granted.stderr
+    store = PostgresJobStore(with_schema(pg_url, schema))
+    await store.open()
+    try:
+        account = await store.find_account("fleet")
+        assert account is not None
+        assert account.balance == 42
+    finally:
+        await store.close()
+    assert not (tmp_path / ".imagerouter").exists()

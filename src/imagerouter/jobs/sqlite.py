@@ -177,6 +177,10 @@ class SQLiteJobStore:
 
         return unsubscribe
 
+    def subscribe_local(self, listener: EventListener) -> Callable[[], None]:
+        """The same as :meth:`subscribe`: one SQLite store is one process's."""
+        return self.subscribe(listener)
+
     def _publish(self, events: Sequence[JobEvent]) -> None:
         if not events:
             return

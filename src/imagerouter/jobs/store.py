@@ -62,7 +62,13 @@ class JobStore(Protocol):
         ...
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
-        """Call ``listener`` with every batch of new events; returns the unsubscribe function."""
+        """Call ``listener`` with every batch of new events, whichever replica wrote them;
+        returns the unsubscribe function."""
+        ...
+
+    def subscribe_local(self, listener: EventListener) -> Callable[[], None]:
+        """Like :meth:`subscribe`, but only the events this store instance wrote: for
+        per-replica counters (metrics, logs) that would otherwise count a job once per replica."""
         ...
 
     # --- accounts, keys, credits ---------------------------------------------------------------

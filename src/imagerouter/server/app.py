@@ -17,8 +17,7 @@ from aiohttp import web
 from imagerouter.auth import Authenticator
 from imagerouter.config import Settings
 from imagerouter.jobs.events import EventHub
-from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import JobStore, open_store
+from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.plugins import load_plugins
 from imagerouter.ratelimit import RateLimiter
@@ -126,12 +125,7 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
 def _store_ctx(store: JobStore | None):
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        opened = store or (open_store(settings.store) if settings.store else None)
-        opened = opened or SQLiteJobStore(
-            settings.data_dir / "imagerouter.db",
-            synchronous=settings.sqlite_synchronous,
-            batch_max=settings.sqlite_batch_max,
-        )
+        opened = store or settings.job_store()
         await opened.open()
         app[store_key] = opened
         try:

@@ -268,7 +268,7 @@ class ServerMetrics:
         router.attempts.add(self.observe_call)
         self._prices = asyncio.Queue(_PRICE_LOOKUPS_MAX)
         lookups = asyncio.get_running_loop().create_task(self._look_up_prices(store))
-        unsubscribe = store.subscribe(self.observe_job_events)
+        unsubscribe = store.subscribe_local(self.observe_job_events)  # count each job once
         try:
             yield
         finally:

@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from imagerouter.config import CONFIG_ENV, Settings, load_settings
 from imagerouter.configfile import load_toml, validate
+from imagerouter.jobs.sqlite import SQLiteJobStore
+from imagerouter.jobs.store import JobStore, open_store
 from imagerouter.jobs.worker import WorkerConfig
 from imagerouter.ratelimit import LimitPolicy
 from imagerouter.storage.config import StorageSettings
@@ -197,6 +199,17 @@ class ServerSettings(BaseModel):
                 jitter=self.webhook_retry_jitter,
                 scale=self.webhook_retry_scale,
             ),
+        )
+
+    def job_store(self) -> JobStore:
+        """The job store these settings name (``store``, else SQLite in ``data_dir``); call
+        ``open()`` on it. The server and the ``keys``/``credits`` commands share it."""
+        if self.store:
+            return open_store(self.store)
+        return SQLiteJobStore(
+            self.data_dir / "imagerouter.db",
+            synchronous=self.sqlite_synchronous,
+            batch_max=self.sqlite_batch_max,
         )
 
     def worker_config(self) -> WorkerConfig:

@@ -1,0 +1,5 @@
+"""``python -m imagerouter``: the same as the ``imagerouter`` command."""
+
+from imagerouter.cli import main
+
+main()
