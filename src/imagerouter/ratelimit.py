@@ -73,6 +73,10 @@ class RateLimiter:
         self._max = max_buckets
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
 
+    async def decide(self, key: str, policy: str) -> LimitDecision:
+        """:meth:`check`, in the async shape the shared (Redis) limiter also has."""
+        return self.check(key, policy)
+
     def check(self, key: str, policy: str) -> LimitDecision:
         """Take a token from ``key``'s ``policy`` bucket if one is there, and say so."""
         rule = self.policies[policy]

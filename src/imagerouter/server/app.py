@@ -137,14 +137,24 @@ def _store_ctx(store: JobStore | None):
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The event hub, the authenticator and the rate limiter (no I/O of their own)."""
+    """The event hub, the authenticator and the rate limiter (shared through Redis when
+    ``settings.state`` names one)."""
     settings = app[settings_key]
     hub = EventHub()
     hub.attach(app[store_key])
     app[events_key] = hub
     app[authenticator_key] = Authenticator(app[store_key], cache_s=settings.auth_cache_s)
-    app[limiter_key] = RateLimiter(settings.rate_limits)
-    yield
+    if settings.state is None:
+        app[limiter_key] = RateLimiter(settings.rate_limits)
+        yield
+    else:  # one bucket per API key for the whole fleet, local buckets if Redis blinks
+        from imagerouter.state import RedisRateLimiter
+
+        async with RedisRateLimiter(
+            settings.state, settings.rate_limits, prefix=settings.state_prefix
+        ) as limiter:
+            app[limiter_key] = limiter
+            yield
     hub.close()
 
 

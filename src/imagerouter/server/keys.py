@@ -8,7 +8,6 @@ from imagerouter.auth import Authenticator, Principal
 from imagerouter.jobs.events import EventHub
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerPool
-from imagerouter.ratelimit import RateLimiter
 from imagerouter.router import Router
 from imagerouter.server.settings import ServerSettings
 
@@ -29,7 +28,7 @@ store_key = web.AppKey("store", JobStore)  # type: ignore[type-abstract]
 events_key = web.AppKey("events", EventHub)
 workers_key = web.AppKey("workers", WorkerPool)
 authenticator_key = web.AppKey("authenticator", Authenticator)
-limiter_key = web.AppKey("limiter", RateLimiter)
+limiter_key = web.AppKey("limiter", object)  # RateLimiter, or the fleet's RedisRateLimiter
 
 #: Set on each authenticated request by the auth middleware.
 principal_key = web.RequestKey("principal", Principal)

@@ -75,7 +75,7 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
     request[principal_key] = principal
     if spec.limit is None:
         return await handler(request)
-    decision = app[limiter_key].check(principal.key_id, spec.limit)
+    decision = await app[limiter_key].decide(principal.key_id, spec.limit)
     headers = decision.headers()
     if not decision.allowed:
         raise ApiError(

@@ -136,6 +136,10 @@ class RedisRateLimiter:
         self._up()
         return True
 
+    async def decide(self, key: str, policy: str) -> LimitDecision:
+        """The same as :meth:`check` (the name the server's middleware calls)."""
+        return await self.check(key, policy)
+
     async def check(self, key: str, policy: str) -> LimitDecision:
         """Take a token from ``key``'s ``policy`` bucket if one is there, and say so.
 
