@@ -73,8 +73,8 @@ TRIP_TOLERANCE = 2
 
 @pytest.mark.timeout(60)
 async def test_simulator_matches_the_real_router_against_the_farm(write_toml: WriteFile) -> None:
-    """Completed jobs within 3%, shares per instance within 0.10, failovers within 30%,
-    breaker trips within 2 per instance."""
+    """Completed jobs within 3%, shares per instance within 0.10, jobs that failed over within
+    30%, breaker trips within 2 per instance."""
     spec = load_spec(write_toml("fidelity.toml", SCENARIO))
     real = await run_against_farm(spec)
     simulated = run_simulated(spec)
@@ -85,8 +85,11 @@ async def test_simulator_matches_the_real_router_against_the_farm(write_toml: Wr
         assert share["diff"] <= SHARE_TOLERANCE, (name, report)
     assert real.shares()["openai"] > 0.02, report  # the spill-over to OpenAI was exercised
     assert real.trips["fal"] >= 1, report  # and so was the breaker
-    assert real.failovers > 20, report
-    assert abs(simulated.failovers - real.failovers) <= FAILOVER_TOLERANCE * real.failovers, report
+    # Jobs that failed over: what a client sees. (Failover *calls* also count retries among
+    # rate-limited keys, which vary with the real run's CPU timing; they are reported only.)
+    moved_real, moved_sim = real.jobs_failed_over, simulated.jobs_failed_over
+    assert moved_real > 20, report
+    assert abs(moved_sim - moved_real) <= FAILOVER_TOLERANCE * moved_real, report
     for name, trips in report["trips"].items():
         assert abs(trips["simulated"] - trips["farm"]) <= TRIP_TOLERANCE, (name, report)
 
