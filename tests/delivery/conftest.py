@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from tests.polling import eventually
 
 from imagerouter.auth import mint_key
 from imagerouter.router import Router
@@ -88,14 +89,13 @@ class Api:
         return answer
 
     async def wait_final(self, token: str, job_id: str, timeout_s: float = 20.0) -> dict:
-        """Poll the job until it is final (bounded: a hang guard, not a timing check)."""
-        body: dict = {}
-        for _ in range(int(timeout_s / 0.05)):
+        """Poll the job until it is final (a bounded hang guard) and return its body."""
+
+        async def final() -> dict | None:
             _, body = await self.call("GET", f"/v1/jobs/{job_id}", token)
-            if body["status"] in FINAL:
-                return body
-            await asyncio.sleep(0.05)
-        pytest.fail(f"job {job_id} still {body.get('status')} after {timeout_s} s of polling")
+            return body if body["status"] in FINAL else None
+
+        return await eventually(final, timeout_s=timeout_s, what=f"job {job_id} to end")
 
     async def deliveries(self, token: str, job_id: str) -> list[dict[str, Any]]:
         """The job's delivery log."""
@@ -107,13 +107,14 @@ class Api:
         self, token: str, job_id: str, statuses: tuple[str, ...], timeout_s: float = 20.0
     ) -> dict[str, Any]:
         """Poll the job's (single) delivery until its status is one of ``statuses``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        async def reached() -> dict[str, Any] | None:
             found = await self.deliveries(token, job_id)
-            if found and found[0]["status"] in statuses:
-                return found[0]
-            assert time.monotonic() < deadline, f"delivery of {job_id}: {found}"
-            await asyncio.sleep(0.05)
+            return found[0] if found and found[0]["status"] in statuses else None
+
+        return await eventually(
+            reached, timeout_s=timeout_s, what=f"the delivery of {job_id} to be {statuses}"
+        )
 
 
 ApiFactory = Callable[..., Awaitable[Api]]

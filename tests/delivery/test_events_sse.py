@@ -6,8 +6,8 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 
-import pytest
 from aiohttp import ClientResponse
+from tests.polling import eventually
 
 from imagerouter.server.delivery import streams_key
 from mockproviders import Farm
@@ -65,11 +65,9 @@ async def _all_events(api: Api, token: str, path: str, after: int = 0) -> list[d
 
 
 async def _until_streams_close(api: Api) -> None:
-    for _ in range(250):  # bounded hang guard: about 5 s
-        if not len(api.app[streams_key]):
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail("a disconnected stream is still open")
+    await eventually(
+        lambda: not len(api.app[streams_key]), timeout_s=5, what="disconnected streams to close"
+    )
 
 
 async def test_a_job_stream_resumed_with_last_event_id_misses_and_repeats_nothing(

@@ -26,7 +26,8 @@ def test_bundled_scenarios_load() -> None:
         scenario = load_load_scenario(name)
         assert scenario.name == name
         assert scenario.description
-        assert scenario.shape().rate(scenario.duration_s / 2) > 0
+        midway = scenario.duration_s / 2
+        assert scenario.shape().rate(midway) > 0
 
 
 def test_scaling_moves_every_phase_with_the_duration() -> None:

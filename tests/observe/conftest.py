@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from tests.polling import eventually
 
 from imagerouter.auth import mint_key
 from imagerouter.router import Router
@@ -88,17 +88,16 @@ class Api:
         return await answer.json()
 
     async def wait_final(self, token: str, job_id: str, timeout_s: float = 20.0) -> dict:
-        """Poll the job until it is final (bounded); its body."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        """Poll the job until it is final (a bounded hang guard) and return its body."""
+
+        async def final() -> dict | None:
             answer = await self.client.get(
                 f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}
             )
             body = await answer.json()
-            if body["status"] in FINAL:
-                return body
-            assert time.monotonic() < deadline, f"job {job_id} still {body['status']}"
-            await asyncio.sleep(0.02)
+            return body if body["status"] in FINAL else None
+
+        return await eventually(final, timeout_s=timeout_s, what=f"job {job_id} to end")
 
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """``GET /metrics`` as ``{(sample name, sorted labels): value}``."""
@@ -119,14 +118,6 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 def sample(values: dict, name: str, **labels: str) -> float:
     """One sample's value (0 when it is absent)."""
     return values.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    """Wait (bounded) until ``check()`` is true."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 ApiFactory = Callable[..., Awaitable[Api]]

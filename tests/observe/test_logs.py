@@ -8,12 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.polling import eventually_sync
 
 from tests.observe.conftest import write_scenario
 
@@ -72,20 +72,22 @@ def test_serve_logs_json_lines_without_keys_or_prompts(tmp_path: Path) -> None:
             env=env,
         )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, stderr_path.read_text()
             try:
                 with urllib.request.urlopen(f"{url}/readyz", timeout=1):
-                    break
+                    return True
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.monotonic() < deadline, stderr_path.read_text()
-                time.sleep(0.05)
+                return False
+
+        eventually_sync(ready, timeout_s=30, what="the server to be ready")
         job = _call(f"{url}/v1/jobs", token, {"model": "flux-dev", "prompt": PROMPT})
-        deadline = time.monotonic() + 30
-        while _call(f"{url}/v1/jobs/{job['id']}", token)["status"] != "completed":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually_sync(
+            lambda: _call(f"{url}/v1/jobs/{job['id']}", token)["status"] == "completed",
+            timeout_s=30,
+            what="the job to complete",
+        )
         assert _call(f"{url}/v1/admin/snapshot", ADMIN)["providers"]
         with pytest.raises(urllib.error.HTTPError):  # a rejected key must not be logged either
             _call(f"{url}/v1/jobs", f"{token[:-4]}zzzz", {"model": "flux-dev", "prompt": PROMPT})

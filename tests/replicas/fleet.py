@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
+from tests.polling import eventually
 
 from imagerouter.auth import mint_key
 from imagerouter.jobs.postgres import PostgresJobStore
@@ -390,13 +391,5 @@ async def submit(
 
 
 async def until(condition: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
-    """Wait (bounded) until ``condition()`` (sync or async) is truthy; returns its value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        await asyncio.sleep(0.05)
+    """Wait until ``condition()`` (sync or async) is truthy and return its value."""
+    return await eventually(condition, timeout_s=timeout_s, what=what or repr(condition))

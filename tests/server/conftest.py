@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from tests.polling import eventually
 
 from imagerouter.auth import mint_key
 from imagerouter.router import Router
@@ -67,15 +67,14 @@ class Api:
         return {"Authorization": f"Bearer {token}", **headers}
 
     async def wait_final(self, token: str, job_id: str, timeout_s: float = 20.0) -> dict:
-        """Poll the job until it is final (bounded: a hang guard, not a timing check)."""
-        body: dict = {}
-        for _ in range(int(timeout_s / 0.05)):
+        """Poll the job until it is final (a bounded hang guard) and return its body."""
+
+        async def final() -> dict | None:
             answer = await self.client.get(f"/v1/jobs/{job_id}", headers=self.auth(token))
             body = await answer.json()
-            if body["status"] in ("completed", "failed", "canceled"):
-                return body
-            await asyncio.sleep(0.05)
-        pytest.fail(f"job {job_id} still {body.get('status')} after {timeout_s} s of polling")
+            return body if body["status"] in ("completed", "failed", "canceled") else None
+
+        return await eventually(final, timeout_s=timeout_s, what=f"job {job_id} to end")
 
 
 ApiFactory = Callable[..., Awaitable[Api]]
