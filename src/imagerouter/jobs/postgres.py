@@ -43,8 +43,6 @@ table in that schema (created if missing), and ``?pool_min=``/``?pool_max=`` siz
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import contextlib
 import json
@@ -58,10 +56,17 @@ import asyncpg
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs import migrations
+from imagerouter.jobs.common import (
+    StoreBase,
+    decode_cursor,
+    delivery_from_row,
+    dumps,
+    encode_cursor,
+    response_doc,
+)
 from imagerouter.jobs.errors import (
     AccountNotFound,
     InsufficientCredits,
-    InvalidCursor,
     JobFinished,
     JobNotFound,
     StoreError,
@@ -191,10 +196,6 @@ def redact_url(url: str) -> str:
 # --- rows -------------------------------------------------------------------------------------
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _job(row: Sequence[Any]) -> Job:
     return Job(
         id=row[0],
@@ -216,10 +217,6 @@ def _job(row: Sequence[Any]) -> Job:
     )
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
-    return Delivery(*row[:13], replay=bool(row[13]), last_error=row[14])
-
-
 def _event(row: Sequence[Any]) -> JobEvent:
     return JobEvent(row[0], row[1], row[2], row[3], row[4], row[5])
 
@@ -239,23 +236,9 @@ def _str(value: Any) -> str | None:
 _ATTEMPT_CASTS = (_str, _str, _float, _float, _str, _str, _int, _float, _str)
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"j{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("j"):
-            raise ValueError(cursor)
-        return int(text[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
-
-
 def _notify_body(pending: Sequence[_PendingEvent]) -> str:
     """The events of a NOTIFY (ids left out: ``first`` + index), or "" when too long."""
-    body = _dumps([[p.job_id, p.account_id, p.type, p.created_at, p.data] for p in pending])
+    body = dumps([[p.job_id, p.account_id, p.type, p.created_at, p.data] for p in pending])
     return body if len(body.encode()) <= _NOTIFY_MAX else ""
 
 
@@ -273,10 +256,6 @@ def _queued_job(job: NewJob, now: float) -> Job:
         deadline_at=job.deadline_at,
         idempotency_key=job.idempotency_key,
     )
-
-
-def _response_doc(response: StoredResponse) -> dict[str, Any]:
-    return {"status": response.status, "body": response.body, "headers": response.headers}
 
 
 # --- transactions -----------------------------------------------------------------------------
@@ -483,7 +462,7 @@ class _EventFeed:
 # --- the store --------------------------------------------------------------------------------
 
 
-class PostgresJobStore:
+class PostgresJobStore(StoreBase):
     """:class:`~imagerouter.jobs.store.JobStore` on PostgreSQL; see the module doc.
 
     Args:
@@ -547,7 +526,7 @@ class PostgresJobStore:
     @staticmethod
     async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
-            "jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text"
+            "jsonb", encoder=dumps, decoder=json.loads, schema="pg_catalog", format="text"
         )
 
     async def open(self) -> None:
@@ -588,13 +567,6 @@ class PostgresJobStore:
         await self._feed.close()
         if self._pool is not None:
             await self._pool.close()
-
-    async def __aenter__(self) -> PostgresJobStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""
@@ -857,19 +829,6 @@ class PostgresJobStore:
 
         return await self._solo(op)
 
-    async def get_account(self, account_id: str) -> Account:
-        """The account by id (AccountNotFound if none)."""
-        account = await self._find_account("id", account_id)
-        if account is None:
-            raise AccountNotFound(account_id)
-        return account
-
-    async def find_account(self, name_or_id: str) -> Account | None:
-        """The account by name or id, or None."""
-        return await self._find_account("name", name_or_id) or await self._find_account(
-            "id", name_or_id
-        )
-
     async def _find_account(self, column: str, value: str) -> Account | None:
         row = await self._pool.fetchrow(
             f"SELECT id, name, balance, created_at FROM accounts WHERE {column} = $1", value
@@ -1086,7 +1045,7 @@ class PostgresJobStore:
             raise InsufficientCredits(found, job.price)
         tx.event(job.id, job.account_id, "queued", float(now), price=job.price)
         if job.idempotency_key is not None:
-            doc = None if response is None else _response_doc(response)
+            doc = None if response is None else response_doc(response)
             await conn.execute(
                 "UPDATE idempotency SET job_id = $1, "
                 "state = CASE WHEN $2::jsonb IS NULL THEN state ELSE 'done' END, "
@@ -1127,7 +1086,7 @@ class PostgresJobStore:
         cursor: str | None = None,
     ) -> JobPage:
         """A page of the account's jobs, newest first (InvalidCursor for a bad cursor)."""
-        before = _decode_cursor(cursor) if cursor else 2**62
+        before = decode_cursor(cursor) if cursor else 2**62
         rows = await self._pool.fetch(
             f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND seq < $2 "
             "AND ($3::text IS NULL OR status = $3) ORDER BY seq DESC LIMIT $4",
@@ -1137,7 +1096,7 @@ class PostgresJobStore:
             limit + 1,
         )
         jobs = [_job(row[1:]) for row in rows[:limit]]
-        next_cursor = _encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
         return JobPage(jobs, next_cursor)
 
     async def cancel_job(self, account_id: str, job_id: str) -> Job:
@@ -1289,26 +1248,6 @@ class PostgresJobStore:
         self._job_accounts.pop(job_id, None)
         return done
 
-    async def complete_job(
-        self,
-        job_id: str,
-        owner: str,
-        result: dict[str, Any],
-        attempts: Sequence[dict[str, Any]],
-    ) -> bool:
-        """Write ``completed`` once, while ``owner`` holds the lease."""
-        return await self._finish(job_id, owner, "completed", result, attempts)
-
-    async def fail_job(
-        self,
-        job_id: str,
-        owner: str,
-        error: dict[str, Any],
-        attempts: Sequence[dict[str, Any]],
-    ) -> bool:
-        """Write ``failed`` and its refund once, while ``owner`` holds the lease."""
-        return await self._finish(job_id, owner, "failed", error, attempts)
-
     async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
         """Put a held processing job back in the queue."""
         now = self._clock.wall()
@@ -1458,7 +1397,7 @@ class PostgresJobStore:
             "UPDATE idempotency SET state = 'done', status_code = $1, response = $2, "
             "locked_until = NULL WHERE account_id = $3 AND key = $4",
             response.status,
-            _response_doc(response),
+            response_doc(response),
             account_id,
             key,
         )
@@ -1599,7 +1538,9 @@ class PostgresJobStore:
                     owner,
                     now + lease_s,
                 )
-            return sorted((_delivery(row) for row in rows), key=lambda d: d.next_attempt_at or 0)
+            return sorted(
+                (delivery_from_row(row) for row in rows), key=lambda d: d.next_attempt_at or 0
+            )
 
         return await self._solo(op)
 
@@ -1693,7 +1634,7 @@ class PostgresJobStore:
         """The job's deliveries with their attempt logs."""
         async with self._pool.acquire() as conn:
             deliveries = [
-                _delivery(row)
+                delivery_from_row(row)
                 for row in await conn.fetch(
                     f"SELECT {_DELIVERY_COLUMNS} FROM deliveries "
                     f"WHERE job_id = $1 AND account_id = $2 ORDER BY event_id",
@@ -1725,7 +1666,7 @@ class PostgresJobStore:
             )
             if row is None:
                 return None
-            delivery = _delivery(row)
+            delivery = delivery_from_row(row)
             if delivery.status == "delivering":
                 return DeliveryReplay("in_flight", delivery)
             if await conn.fetchval(
@@ -1742,7 +1683,7 @@ class PostgresJobStore:
                 replay,
                 delivery.id,
             )
-            return DeliveryReplay("queued", _delivery(updated))
+            return DeliveryReplay("queued", delivery_from_row(updated))
 
         return await self._solo(op)
 

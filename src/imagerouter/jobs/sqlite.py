@@ -8,8 +8,6 @@ status change is guarded in SQL (``WHERE status IN ('queued', 'processing') AND 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import sqlite3
@@ -18,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.jobs.common import (
+    StoreBase,
+    decode_cursor,
+    delivery_from_row,
+    dumps,
+    encode_cursor,
+    response_doc,
+)
 from imagerouter.jobs.errors import (
     AccountNotFound,
     InsufficientCredits,
-    InvalidCursor,
     JobFinished,
     JobNotFound,
 )
@@ -76,10 +81,6 @@ _DELIVERY_ATTEMPT_COLUMNS = (
 )
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -105,25 +106,7 @@ def _job(row: Sequence[Any]) -> Job:
     )
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
-    return Delivery(*row[:13], replay=bool(row[13]), last_error=row[14])
-
-
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"j{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("j"):
-            raise ValueError(cursor)
-        return int(text[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
-
-
-class SQLiteJobStore:
+class SQLiteJobStore(StoreBase):
     """:class:`~imagerouter.jobs.store.JobStore` on one SQLite file (WAL).
 
     Args:
@@ -155,13 +138,6 @@ class SQLiteJobStore:
     async def close(self) -> None:
         """Run what is queued and stop the connection thread."""
         await self.thread.stop()
-
-    async def __aenter__(self) -> SQLiteJobStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""
@@ -205,7 +181,7 @@ class SQLiteJobStore:
         cursor = conn.execute(
             "INSERT INTO events (job_id, account_id, type, data, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (job_id, account_id, f"job.{status}", _dumps(payload), now),
+            (job_id, account_id, f"job.{status}", dumps(payload), now),
         )
         assert cursor.lastrowid is not None
         return JobEvent(cursor.lastrowid, job_id, account_id, f"job.{status}", now, payload)
@@ -298,19 +274,6 @@ class SQLiteJobStore:
             return Account(*row)
 
         return await self.thread.run(op)
-
-    async def get_account(self, account_id: str) -> Account:
-        """The account by id (AccountNotFound if none)."""
-        account = await self._find_account("id", account_id)
-        if account is None:
-            raise AccountNotFound(account_id)
-        return account
-
-    async def find_account(self, name_or_id: str) -> Account | None:
-        """The account by name or id, or None."""
-        return await self._find_account("name", name_or_id) or await self._find_account(
-            "id", name_or_id
-        )
 
     async def _find_account(self, column: str, value: str) -> Account | None:
         sql = f"SELECT id, name, balance, created_at FROM accounts WHERE {column} = ?"
@@ -428,8 +391,8 @@ class SQLiteJobStore:
         self, conn: sqlite3.Connection, job: NewJob, response: StoredResponse | None
     ) -> tuple[Job, JobEvent]:
         now = job.created_at if job.created_at is not None else self._clock.wall()
-        request_json = _dumps(job.request)
-        response_json = None if response is None else _dumps(_response_doc(response))
+        request_json = dumps(job.request)
+        response_json = None if response is None else dumps(response_doc(response))
         row = conn.execute(
             "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? "
             "RETURNING balance",
@@ -521,7 +484,7 @@ class SQLiteJobStore:
         cursor: str | None = None,
     ) -> JobPage:
         """A page of the account's jobs, newest first (InvalidCursor for a bad cursor)."""
-        before = _decode_cursor(cursor) if cursor else 2**62
+        before = decode_cursor(cursor) if cursor else 2**62
         sql = (
             f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE account_id = ? AND seq < ? "
             + ("AND status = ? " if status else "")
@@ -530,7 +493,7 @@ class SQLiteJobStore:
         args: tuple[Any, ...] = (account_id, before, *((status,) if status else ()), limit + 1)
         rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
         jobs = [_job(row[1:]) for row in rows[:limit]]
-        next_cursor = _encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
         return JobPage(jobs, next_cursor)
 
     async def cancel_job(self, account_id: str, job_id: str) -> Job:
@@ -545,7 +508,7 @@ class SQLiteJobStore:
                 (
                     now,
                     now,
-                    _dumps({"code": "canceled", "message": "canceled by the client"}),
+                    dumps({"code": "canceled", "message": "canceled by the client"}),
                     job_id,
                     account_id,
                 ),
@@ -627,7 +590,7 @@ class SQLiteJobStore:
     ) -> bool:
         now = self._clock.wall()
         column = "result" if status == "completed" else "error"
-        payload_json = _dumps(payload)
+        payload_json = dumps(payload)
 
         def op(conn: sqlite3.Connection) -> JobEvent | None:
             row = conn.execute(
@@ -664,26 +627,6 @@ class SQLiteJobStore:
             return False
         self._publish([event])
         return True
-
-    async def complete_job(
-        self,
-        job_id: str,
-        owner: str,
-        result: dict[str, Any],
-        attempts: Sequence[dict[str, Any]],
-    ) -> bool:
-        """Write ``completed`` once, while ``owner`` holds the lease."""
-        return await self._finish(job_id, owner, "completed", result, attempts)
-
-    async def fail_job(
-        self,
-        job_id: str,
-        owner: str,
-        error: dict[str, Any],
-        attempts: Sequence[dict[str, Any]],
-    ) -> bool:
-        """Write ``failed`` and its refund once, while ``owner`` holds the lease."""
-        return await self._finish(job_id, owner, "failed", error, attempts)
 
     async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
         """Put a held processing job back in the queue."""
@@ -813,7 +756,7 @@ class SQLiteJobStore:
 
     async def idempotency_finish(self, account_id: str, key: str, response: StoredResponse) -> None:
         """Store the response of a held key."""
-        doc = _dumps(_response_doc(response))
+        doc = dumps(response_doc(response))
         await self.thread.run(
             lambda conn: conn.execute(
                 "UPDATE idempotency SET state = 'done', status_code = ?, response = ?, "
@@ -937,7 +880,9 @@ class SQLiteJobStore:
                 f"RETURNING {_DELIVERY_COLUMNS}",
                 (owner, now + lease_s, now, now, now, limit),
             ).fetchall()
-            return sorted((_delivery(row) for row in rows), key=lambda d: d.next_attempt_at or 0)
+            return sorted(
+                (delivery_from_row(row) for row in rows), key=lambda d: d.next_attempt_at or 0
+            )
 
         return await self.thread.run(op)
 
@@ -1028,7 +973,7 @@ class SQLiteJobStore:
 
         def op(conn: sqlite3.Connection) -> list[Delivery]:
             deliveries = [
-                _delivery(row)
+                delivery_from_row(row)
                 for row in conn.execute(
                     f"SELECT {_DELIVERY_COLUMNS} FROM deliveries "
                     f"WHERE job_id = ? AND account_id = ? ORDER BY event_id",
@@ -1060,7 +1005,7 @@ class SQLiteJobStore:
             ).fetchone()
             if row is None:
                 return None
-            delivery = _delivery(row)
+            delivery = delivery_from_row(row)
             if delivery.status == "delivering":
                 return DeliveryReplay("in_flight", delivery)
             if conn.execute(
@@ -1074,7 +1019,7 @@ class SQLiteJobStore:
                 f"updated_at = ? WHERE id = ? RETURNING {_DELIVERY_COLUMNS}",
                 (now, replay, now, delivery.id),
             ).fetchone()
-            return DeliveryReplay("queued", _delivery(updated))
+            return DeliveryReplay("queued", delivery_from_row(updated))
 
         return await self.thread.run(op)
 
@@ -1109,7 +1054,3 @@ class SQLiteJobStore:
             }
 
         return await self.thread.run(op)
-
-
-def _response_doc(response: StoredResponse) -> dict[str, Any]:
-    return {"status": response.status, "body": response.body, "headers": response.headers}
