@@ -14,35 +14,22 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from tests.polling import eventually
 
-from imagerouter.auth import mint_key
 from imagerouter.router import Router
 from imagerouter.server.app import create_app
-from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
+from tests.polling import eventually
+from tests.server.conftest import FAST_ROUTER, test_settings
+from tests.server.conftest import Api as ServerApi
 
-FAST_ROUTER = {"router": {"deadline_s": 20, "max_attempts": 3, "backoff_base_s": 0.01}}
 FINAL = ("completed", "failed", "canceled")
 
 
 def delivery_settings(data_dir: Path, **overrides: Any) -> ServerSettings:
-    """Small leases and polls, generous limits, webhooks to 127.0.0.1 allowed, a 1000× faster
-    retry schedule and a 0.1 s SSE heartbeat."""
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "workers": 4,
-        "lease_s": 2.0,
-        "heartbeat_s": 0.5,
-        "sweep_interval_s": 0.5,
-        "poll_interval_s": 0.2,
-        "shutdown_grace_s": 2.0,
-        "auth_cache_s": 0.0,
-        "rate_limits": {
-            "generate": {"rate_per_s": 1000, "burst": 1000},
-            "read": {"rate_per_s": 1000, "burst": 1000},
-        },
+    """The job API's test settings, plus webhooks to 127.0.0.1 allowed, a 1000× faster retry
+    schedule and a 0.1 s SSE heartbeat."""
+    webhooks: dict[str, Any] = {
         "webhook_allow": ["127.0.0.1/32"],
         "webhook_retry_scale": 0.001,
         "webhook_timeout_s": 2.0,
@@ -50,31 +37,12 @@ def delivery_settings(data_dir: Path, **overrides: Any) -> ServerSettings:
         "webhook_poll_interval_s": 0.05,
         "sse_heartbeat_s": 0.1,
     }
-    values.update(overrides)
-    return ServerSettings.model_validate(values)
+    return test_settings(data_dir, **{**webhooks, **overrides})
 
 
 @dataclass
-class Api:
-    """A test client for one running app, with helpers."""
-
-    client: TestClient
-    app: web.Application
-
-    async def key(self, account: str = "acme", credits: int = 1000) -> str:
-        """A new API key for ``account`` (created if new), topped up by ``credits``."""
-        store = self.app[store_key]
-        found = await store.create_account(account)
-        if credits:
-            await store.grant_credits(found.id, credits, "test")
-        minted = mint_key(found.id, "test", time.time())
-        await store.create_api_key(minted.record)
-        return minted.token
-
-    @staticmethod
-    def auth(token: str, **headers: str) -> dict[str, str]:
-        """Headers carrying ``token``."""
-        return {"Authorization": f"Bearer {token}", **headers}
+class Api(ServerApi):
+    """The job API's test client, with helpers for webhooks and events."""
 
     async def call(self, method: str, path: str, token: str, **kwargs: Any) -> tuple[int, Any]:
         """One request; its status and JSON body."""
@@ -87,15 +55,6 @@ class Api:
         status, answer = await self.call("POST", "/v1/jobs", token, json=body)
         assert status == 202, answer
         return answer
-
-    async def wait_final(self, token: str, job_id: str, timeout_s: float = 20.0) -> dict:
-        """Poll the job until it is final (a bounded hang guard) and return its body."""
-
-        async def final() -> dict | None:
-            _, body = await self.call("GET", f"/v1/jobs/{job_id}", token)
-            return body if body["status"] in FINAL else None
-
-        return await eventually(final, timeout_s=timeout_s, what=f"job {job_id} to end")
 
     async def deliveries(self, token: str, job_id: str) -> list[dict[str, Any]]:
         """The job's delivery log."""
