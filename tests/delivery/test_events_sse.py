@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass, field
 
 from aiohttp import ClientResponse
-from tests.polling import eventually
 
 from imagerouter.server.delivery import streams_key
 from mockproviders import Farm
 from tests.delivery.conftest import Api
+from tests.polling import eventually
 
 SSE = {"Accept": "text/event-stream"}
 

@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from tests.polling import eventually
 
 from imagerouter.auth import mint_key
 from imagerouter.router import Router
@@ -20,6 +19,7 @@ from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
+from tests.polling import eventually
 
 ADMIN_KEY = "adm_observe_test_0123456789"
 #: Router settings that keep failing jobs short.

@@ -13,9 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.polling import eventually_sync
 
 from tests.observe.conftest import write_scenario
+from tests.polling import eventually_sync
 
 CLI = [sys.executable, "-m", "imagerouter.cli_server"]
 PROMPT = "a-very-private-prompt-4242 of a red fox"

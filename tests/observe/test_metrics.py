@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import aiohttp
-from tests.polling import eventually
 
 from imagerouter.server.observability import ServerMetrics, metrics_key, webhook_observer
 from mockproviders import Farm
 from tests.observe.conftest import ApiFactory, parse_metrics, sample
+from tests.polling import eventually
 
 BREAKER_AFTER_3 = {
     "router": {

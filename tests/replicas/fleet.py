@@ -25,13 +25,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
-from tests.polling import eventually
 
 from imagerouter.auth import mint_key
 from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.plugins import load_plugins
 from imagerouter.router import FARM_OPTIONS
 from imagerouter.webhooks import new_secret
+from tests.polling import eventually
 from tests.state.proxy import TcpProxy
 
 PYTHON = sys.executable

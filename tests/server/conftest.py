@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from tests.polling import eventually
 
 from imagerouter.auth import mint_key
 from imagerouter.router import Router
@@ -19,6 +18,7 @@ from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
+from tests.polling import eventually
 
 #: Router settings that keep failing jobs short.
 FAST_ROUTER = {"router": {"deadline_s": 20, "max_attempts": 3, "backoff_base_s": 0.01}}
