@@ -161,13 +161,33 @@ class InvalidRequest(ProviderError):
 
 
 class NoProviderAvailable(ImageRouterError):
-    """Every candidate provider of a job failed, was skipped, or the deadline passed."""
+    """Every candidate provider of a job failed, was skipped, or the deadline passed.
+
+    ``reason`` says why in one machine-readable word (``deadline``, ``max_attempts``,
+    ``retry_budget``, ``wait_cap``, ``every_candidate_failed``, ``every_candidate_unavailable``,
+    ``no_provider``). ``servable`` names the candidates that could still have served the job
+    when it gave up; any at all makes the job *failed while servable*, a routing defect.
+    """
 
     code = "no_provider_available"
 
-    def __init__(self, message: str, attempts: Sequence[Attempt] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        attempts: Sequence[Attempt] = (),
+        *,
+        reason: str = "no_provider_available",
+        servable: Sequence[str] = (),
+    ) -> None:
         self.attempts = list(attempts)
+        self.reason = reason
+        self.servable = list(servable)
         super().__init__(message)
+
+    @property
+    def failed_while_servable(self) -> bool:
+        """True when a candidate could still have served the job as it gave up."""
+        return bool(self.servable)
 
     @property
     def last_error_class(self) -> str | None:

@@ -1,25 +1,26 @@
 """A provider instance: one configured provider (plugin + key + base URL) and the resilience
-state the router keeps for it: breaker, health, Retry-After cooldown, concurrency limit and the
-request budget its rate-limit headers announce."""
+state the router keeps for it: breaker, health, Retry-After cooldown, concurrency limit, the
+request budget its rate-limit headers announce, and the retry budget that caps retries into it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagerouter.breaker import BreakerState, CircuitBreaker
 from imagerouter.clock import Clock
+from imagerouter.config import RetryBudgetSettings
 from imagerouter.health import HealthScore
-from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, TokenBucket
+from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, RetryBudget, TokenBucket
 from imagerouter.provider import Provider
 
-__all__ = ["ProviderInstance", "Unavailable"]
+__all__ = ["ProviderInstance", "Unavailable", "retry_budget_of"]
 
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
     """Why an instance cannot take a call now, and (when known) when it can again."""
 
-    kind: str  # "breaker_open", "cooldown", "paced", "concurrency"
+    kind: str  # "breaker_open", "cooldown", "paced", "concurrency", "retry_budget"
     reason: str
     ready_at: float | None = None
 
@@ -38,6 +39,13 @@ class ProviderInstance:
     #: Learned from x-ratelimit-* headers; None until the provider sent them.
     budget: TokenBucket | None = None
     weight: float = 1.0
+    #: Caps retries into this instance (calls of jobs that already failed on it); built from
+    #: the default settings when not given.
+    retry_budget: RetryBudget = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.retry_budget is None:
+            self.retry_budget = retry_budget_of(RetryBudgetSettings(), self.clock)
 
     def unavailable(self, now: float) -> Unavailable | None:
         """Why this instance must be skipped now, or None if it may be called.
@@ -72,3 +80,8 @@ class ProviderInstance:
                 self.limit.release(0.0, dropped=False)
             return Unavailable("paced", "x-ratelimit budget spent")
         return None
+
+
+def retry_budget_of(settings: RetryBudgetSettings, clock: Clock) -> RetryBudget:
+    """A provider instance's retry budget, as the router's settings describe it."""
+    return RetryBudget(settings.ratio, settings.min_retries, settings.window_s, clock=clock)

@@ -4,9 +4,9 @@
   ``x-ratelimit-*`` headers.
 * :class:`Cooldowns`: "not before" times per key, from a ``Retry-After`` or, for a 429 without
   one, learned (short at first, doubling while the 429s continue, forgotten after quiet time).
-* :class:`RetryBudget`: retries and failovers capped at a fraction of first attempts over a
-  sliding window, with a floor (Envoy ``retry_budget``, Finagle ``RetryBudget``), so an outage
-  does not turn into a retry storm.
+* :class:`RetryBudget`: retries into one provider instance capped at a fraction of that
+  instance's first attempts over a sliding window, with a floor (Envoy ``retry_budget``, Finagle
+  ``RetryBudget``), so an outage of a provider does not turn into a retry storm on it.
 * :class:`ConcurrencyLimit` and its implementations :class:`FixedLimit`, :class:`AIMDLimit` and
   :class:`GradientLimit`, in the style of Netflix concurrency-limits.
 
@@ -358,7 +358,12 @@ class Cooldowns:
 
 
 class RetryBudget:
-    """Retries and failovers capped at a fraction of first attempts over a sliding window.
+    """Retries capped at a fraction of first attempts over a sliding window.
+
+    The router keeps one per provider instance: a *first attempt* is a job's first call into
+    that instance (its first choice, a failover or a hedge), a *retry* a job's call into an
+    instance it already failed on. Failovers never spend a budget: they add no load to the
+    provider that failed.
 
     Over the last ``window_s`` seconds (in ``buckets`` buckets, so the window is between
     ``window_s·(1 - 1/buckets)`` and ``window_s`` long), a retry is allowed while
@@ -417,20 +422,28 @@ class RetryBudget:
         self._b_first[bid % self._n] += 1
         self._first += 1
 
-    def try_spend(self) -> bool:
-        """Ask to retry (or fail over): True records the retry, False means "give up"."""
+    def can_spend(self) -> bool:
+        """Would :meth:`try_spend` grant a retry now? Records nothing."""
         bid = math.floor(self._clock.now() / self._width)
         if bid != self._head:
             self._advance(bid)
         cap = self._ratio * self._first
         if cap < self._min_retries:
             cap = self._min_retries
-        if self._retries + 1 <= cap:
-            self._b_retry[bid % self._n] += 1
+        return self._retries + 1 <= cap
+
+    def try_spend(self) -> bool:
+        """Ask to retry: True records the retry, False means "not now"."""
+        if self.can_spend():
+            self._b_retry[self._head % self._n] += 1
             self._retries += 1
             return True
         self._rejected += 1
         return False
+
+    def reject(self) -> None:
+        """Count a retry the caller did not ask for because :meth:`can_spend` said no."""
+        self._rejected += 1
 
     def available(self) -> int:
         """How many retries the budget would grant right now."""

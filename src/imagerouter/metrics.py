@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from imagerouter.breaker import BreakerTransition
+from imagerouter.errors import NoProviderAvailable
 from imagerouter.models import AttemptEvent
 
 if TYPE_CHECKING:
@@ -63,6 +64,19 @@ class RouterMetrics:
             ["provider"],
             registry=self.registry,
         )
+        self.give_ups = Counter(
+            "imagerouter_router_give_ups_total",
+            "Jobs the router ended without a provider, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.failed_while_servable = Counter(
+            "imagerouter_jobs_failed_while_servable_total",
+            "Jobs that gave up while a candidate provider could still have served them "
+            "(a routing defect: this stays 0), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def observe_attempt(self, event: AttemptEvent) -> None:
         """Listener for ``router.attempts``."""
@@ -79,6 +93,12 @@ class RouterMetrics:
         if attempt.retry_after is not None:
             self.retry_after.labels(attempt.provider).inc()
 
+    def observe_give_up(self, error: NoProviderAvailable) -> None:
+        """Listener for ``router.give_ups``."""
+        self.give_ups.labels(error.reason).inc()
+        if error.failed_while_servable:
+            self.failed_while_servable.labels(error.reason).inc()
+
     def observe_transition(self, transition: BreakerTransition) -> None:
         """Listener for ``router.transitions``."""
         self.transitions.labels(transition.name, str(transition.to_state)).inc()
@@ -87,6 +107,7 @@ class RouterMetrics:
         """Listen to ``router`` and read its live state at every scrape."""
         router.attempts.add(self.observe_attempt)
         router.transitions.add(self.observe_transition)
+        router.give_ups.add(self.observe_give_up)
         self.registry.register(_RouterStateCollector(router))
 
     def render(self) -> bytes:
@@ -118,7 +139,9 @@ class _RouterStateCollector(Collector):
             "imagerouter_provider_in_flight", "Calls in flight (when limited).", labels=["provider"]
         )
         budget = GaugeMetricFamily(
-            "imagerouter_retry_budget_available", "Retries the budget still allows now."
+            "imagerouter_retry_budget_available",
+            "Retries into the provider instance its retry budget still allows now.",
+            labels=["provider"],
         )
         for entry in self._router.provider_status():
             name = entry["name"]
@@ -128,5 +151,5 @@ class _RouterStateCollector(Collector):
             cooldown.add_metric([name], max(0.0, entry["cooldown_remaining_s"] or 0.0))
             if entry["concurrency"] is not None:
                 in_flight.add_metric([name], entry["concurrency"]["in_flight"])
-        budget.add_metric([], self._router.retry_budget.available())
+            budget.add_metric([name], entry["retry_budget"]["available"])
         yield from (health, state, cooldown, in_flight, budget)

@@ -1,9 +1,10 @@
 """The library API: ``async with Router.from_config(cfg) as router: await router.generate(req)``.
 
-The router owns the shared pooled HTTP session every plugin uses, one
-:class:`~imagerouter.instances.ProviderInstance` per configured provider, and the router-wide
-retry budget. It is built once from settings, the loaded plugins and the catalog; every
-configuration mistake surfaces here, at start, naming the file, the field and the reason.
+The router owns the shared pooled HTTP session every plugin uses and one
+:class:`~imagerouter.instances.ProviderInstance` per configured provider, each with its own
+breaker, health, cooldown and retry budget. It is built once from settings, the loaded plugins
+and the catalog; every configuration mistake surfaces here, at start, naming the file, the field
+and the reason.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from imagerouter.catalog import Catalog, CatalogModel, load_catalog
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.config import ProviderSettings, Settings, load_settings
 from imagerouter.configfile import validate
-from imagerouter.errors import ConfigError, ProviderError, ProviderUnavailable
+from imagerouter.errors import ConfigError, NoProviderAvailable, ProviderError, ProviderUnavailable
 from imagerouter.events import Listeners
 from imagerouter.health import HealthScore
-from imagerouter.instances import ProviderInstance
-from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, RetryBudget
+from imagerouter.instances import ProviderInstance, retry_budget_of
+from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit
 from imagerouter.models import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.provider import CallContext
@@ -75,12 +76,10 @@ class Router:
         self.transitions = transitions if transitions is not None else Listeners()
         #: Every attempt of every job goes to these listeners (``.add(fn)``).
         self.attempts: Listeners[AttemptEvent] = Listeners()
+        #: Every job that ends without a provider goes to these listeners (``.add(fn)``).
+        self.give_ups: Listeners[NoProviderAvailable] = Listeners()
         self.instances = dict(instances)
         self.rng = random.Random(seed)
-        budget = settings.router.retry_budget
-        self.retry_budget = RetryBudget(
-            budget.ratio, budget.min_retries, budget.window_s, clock=clock
-        )
         self._session = session
         self._owns_session = session is None
         self._candidates: dict[str, list[Candidate]] = {}
@@ -220,6 +219,8 @@ class Router:
                 await asyncio.sleep(max(0.0, step.until - self.clock.now()))
                 continue
             if isinstance(step, GiveUp):
+                if isinstance(step.error, NoProviderAvailable):
+                    self.give_ups(step.error)
                 raise step.error
             if model.hedge:
                 outcome = await self._hedged(plan, step, request)
@@ -236,7 +237,6 @@ class Router:
             candidates=self.candidates_for(model),
             deadline=self.clock.now() + (deadline_s or self.settings.router.deadline_s),
             settings=self.settings.router,
-            retry_budget=self.retry_budget,
             clock=self.clock,
             rng=self.rng,
             on_attempt=self.attempts,
@@ -355,6 +355,7 @@ class Router:
                     "concurrency": None
                     if instance.limit is None
                     else {"limit": instance.limit.limit, "in_flight": instance.limit.in_flight},
+                    "retry_budget": instance.retry_budget.snapshot(),
                 }
             )
         return status
@@ -484,4 +485,5 @@ def _build_instance(
         clock=clock,
         limit=limit,
         weight=provider_settings.weight,
+        retry_budget=retry_budget_of(resilience.retry_budget, clock),
     )

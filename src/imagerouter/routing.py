@@ -17,8 +17,13 @@ The rules:
   than a Retry-After, never past the deadline, within the single and total wait caps); when every
   breaker is open it sends one probe to the provider that failed least recently (panic mode).
 - A Retry-After longer than the job's remaining time excludes that provider for this job.
-- Retries and failovers draw on the router-wide retry budget, except after a 429: those are
-  paced by the Retry-After cooldown already, which no job can jump.
+- A failover (a call into an instance this job has not failed on) is admitted by that
+  instance's own state alone and costs no budget: it adds no load to the provider that failed.
+  A retry (a call into an instance this job already failed on) spends that instance's retry
+  budget, so an outage never multiplies traffic on the provider that is down; a retry after a
+  429 is paced by the Retry-After cooldown instead, which no job can jump.
+- A job that gives up while one of its candidates it has not failed on was callable is
+  *failed while servable* (a defect the router must never commit): the error says which.
 - Content rejections and invalid requests end the job at once; auth failures exclude the
   provider for the job; everything ends at the deadline or after ``max_attempts`` calls.
 """
@@ -42,7 +47,7 @@ from imagerouter.errors import (
 )
 from imagerouter.headers import RateLimitBudget
 from imagerouter.instances import ProviderInstance, Unavailable
-from imagerouter.limits import RetryBudget, TokenBucket
+from imagerouter.limits import TokenBucket
 from imagerouter.models import Attempt, AttemptEvent
 
 __all__ = ["Call", "Candidate", "GiveUp", "JobPlan", "Wait", "order_candidates"]
@@ -83,6 +88,9 @@ class GiveUp:
 
 Step = Call | Wait | GiveUp
 
+_BUDGET_SPENT = Unavailable("retry_budget", "retry budget spent: no more retries into it now")
+_SERVABLE_REASON = "servable: callable when the job gave up"
+
 
 def order_candidates(
     policy: str, candidates: Sequence[Candidate], rng: random.Random
@@ -119,7 +127,6 @@ class JobPlan:
     candidates: list[Candidate]
     deadline: float
     settings: RouterSettings
-    retry_budget: RetryBudget
     clock: Clock
     rng: random.Random
     attempts: list[Attempt] = field(default_factory=list)
@@ -130,6 +137,9 @@ class JobPlan:
     in_flight: set[str] = field(default_factory=set)
     _failures: dict[str, int] = field(default_factory=dict)
     _excluded: set[str] = field(default_factory=set)
+    #: Instances whose last failure for this job was a 429: retries there wait out the
+    #: cooldown instead of spending the retry budget.
+    _paced: set[str] = field(default_factory=set)
     _noted: set[tuple[str, str]] = field(default_factory=set)
     _backed_off: bool = False
     #: Told of every attempt as it is added (metrics, logs); None when nobody listens.
@@ -158,19 +168,26 @@ class JobPlan:
     def _choose(self, hedge: bool) -> Step | None:
         now, settings = self.clock.now(), self.settings
         if now >= self.deadline:
-            return self._give_up("deadline passed")
+            return self._give_up("deadline", "deadline passed")
         if self.calls >= settings.max_attempts:
-            return self._give_up(f"{settings.max_attempts} attempts made")
+            return self._give_up("max_attempts", f"{settings.max_attempts} attempts made")
         if not self.candidates:
-            return self._give_up("no enabled provider serves it")
+            return self._give_up("no_provider", "no enabled provider serves it")
         ordered = order_candidates(self.model.policy, self.candidates, self.rng)
         if self._failures:  # with no failures yet every key is 0 and the stable sort a no-op
             ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
-        chosen, ready_at, all_open = None, None, True
+        chosen, ready_at, all_open, spent = None, None, True, False
         for candidate in ordered:
             instance = candidate.instance
-            if instance.name in self._excluded or instance.name in self.in_flight:
+            name = instance.name
+            if name in self._excluded or name in self.in_flight:
                 continue
+            if name in self._failures:
+                if hedge:
+                    continue  # a hedge is a first call into another provider, never a retry
+                if not self._retry_allowed(instance):
+                    spent, all_open = True, False
+                    continue
             why = instance.unavailable(now) or instance.acquire()
             if why is None:
                 chosen = candidate
@@ -180,19 +197,17 @@ class JobPlan:
             # Half-open without a free permit, or concurrency full: look again shortly.
             back = why.ready_at if why.ready_at is not None else now + settings.recheck_s
             ready_at = back if ready_at is None else min(ready_at, back)
-        if hedge and (chosen is None or self._failures.get(chosen.instance.name)):
-            if chosen is not None:
-                self.release(chosen)
+        if hedge and chosen is None:
             return None
         panic = chosen is None and all_open
         if panic:
             chosen = self._panic_probe()
         if chosen is None:
+            if ready_at is None and spent:
+                return self._give_up("retry_budget", "retry budget exhausted")
             return self._wait_until(ready_at)
-        if self.calls and not self._may_retry():
-            self.release(chosen)
-            return self._give_up("retry budget exhausted")
-        failures = self._failures.get(chosen.instance.name, 0)
+        name = chosen.instance.name
+        failures = self._failures.get(name, 0)
         if failures and not self._backed_off:
             # Nothing else was callable: back off before retrying the provider that failed.
             self.release(chosen)
@@ -210,36 +225,80 @@ class JobPlan:
             reason = f"failover after {self.last_error.error_class} from {self.last_error.provider}"
         else:
             reason = f"first available in {self.model.policy} order"
-        if not self.calls:
-            self.retry_budget.record_first_attempt()
+        budget = chosen.instance.retry_budget
+        if not failures:
+            budget.record_first_attempt()
+        elif name not in self._paced:
+            budget.try_spend()
         self.calls += 1
-        self.in_flight.add(chosen.instance.name)
+        self.in_flight.add(name)
         return Call(chosen, min(self.deadline, now + settings.attempt_timeout_s), reason)
 
-    def _give_up(self, reason: str) -> GiveUp:
+    def _retry_allowed(self, instance: ProviderInstance) -> bool:
+        """May this job call again an instance it failed on? After a 429 the cooldown paces
+        it; after any other failure the instance's retry budget must have room."""
+        if instance.name in self._paced or instance.retry_budget.can_spend():
+            return True
+        if (instance.name, "retry_budget") not in self._noted:
+            instance.retry_budget.reject()
+            self._skip(instance, _BUDGET_SPENT)
+        return False
+
+    def _give_up(self, code: str, reason: str) -> GiveUp:
         if self.last_error is not None and reason.startswith("every candidate"):
             reason = f"{reason} (last: {self.last_error.error_class})"
+        servable = self._servable()
+        for name in servable:
+            self._add(
+                Attempt(name, "skipped", started_at=self.clock.wall(), reason=_SERVABLE_REASON)
+            )
         tried = ", ".join(
-            f"{a.provider}: {a.error_class or a.reason}" for a in self.attempts if a.outcome != "ok"
+            f"{a.provider}: {a.error_class or a.reason}"
+            for a in self.attempts
+            if a.outcome in ("error", "canceled")
+            or (a.outcome == "skipped" and a.reason != _SERVABLE_REASON)
         )
         message = f"no provider could serve {self.model.name}: {reason}"
         return GiveUp(
-            NoProviderAvailable(f"{message} ({tried})" if tried else message, self.attempts)
+            NoProviderAvailable(
+                f"{message} ({tried})" if tried else message,
+                self.attempts,
+                reason=code,
+                servable=servable,
+            )
         )
+
+    def _servable(self) -> list[str]:
+        """Candidates that could still have served the job now: time is left, the job has not
+        failed on them (a 429 whose cooldown is over does not count), and their own state
+        (breaker, cooldown, x-ratelimit budget, concurrency) would admit a call."""
+        now = self.clock.now()
+        if now >= self.deadline:
+            return []
+        return [
+            c.instance.name
+            for c in self.candidates
+            if c.instance.name not in self._excluded
+            and c.instance.name not in self.in_flight
+            and (c.instance.name not in self._failures or c.instance.name in self._paced)
+            and c.instance.unavailable(now) is None
+        ]
 
     def _wait_until(self, until: float | None, reason: str = "waiting for a provider") -> Step:
         settings, now = self.settings, self.clock.now()
         if until is None:
-            return self._give_up(
-                "every candidate failed" if self.last_error else "every candidate is unavailable"
-            )
+            if self.last_error is not None:
+                return self._give_up("every_candidate_failed", "every candidate failed")
+            return self._give_up("every_candidate_unavailable", "every candidate is unavailable")
         delay = max(0.0, until - now) + settings.wake_margin_s
         if (
             now + delay >= self.deadline
             or delay > settings.max_wait_s
             or self.waited + delay > settings.max_total_wait_s
         ):
-            return self._give_up("no candidate is back before the deadline or the wait cap")
+            return self._give_up(
+                "wait_cap", "no candidate is back before the deadline or the wait cap"
+            )
         self.waited += delay
         return Wait(now + delay, reason)
 
@@ -252,7 +311,12 @@ class JobPlan:
 
     def _panic_probe(self) -> Candidate | None:
         """Every candidate's breaker is open: probe the one that failed least recently."""
-        open_ones = [c for c in self.candidates if c.instance.name not in self._excluded]
+        open_ones = [
+            c
+            for c in self.candidates
+            if c.instance.name not in self._excluded
+            and (c.instance.name not in self._failures or self._retry_allowed(c.instance))
+        ]
         if not open_ones:
             return None
         oldest = min(open_ones, key=lambda c: c.instance.breaker.last_failure_at or 0.0)
@@ -267,11 +331,6 @@ class JobPlan:
             )
         )
         return oldest
-
-    def _may_retry(self) -> bool:
-        if isinstance(self.last_error, RateLimited):
-            return True
-        return self.retry_budget.try_spend()
 
     # --- learning from outcomes -----------------------------------------------------------------
 
@@ -336,6 +395,10 @@ class JobPlan:
             else:
                 instance.cooldowns.start_learned(name)
             self._backed_off = True  # the cooldown is the backoff: the provider said when
+        if isinstance(error, RateLimited):
+            self._paced.add(name)
+        else:
+            self._paced.discard(name)
         self.last_error = error
         self._failures[name] = self._failures.get(name, 0) + 1
         if not error.retryable:

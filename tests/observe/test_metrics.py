@@ -77,6 +77,11 @@ async def test_metrics_match_the_farm_after_failover_and_failures(
     )
     assert sample(values, "imagerouter_provider_skips_total", provider="fal", reason="breaker") >= 5
 
+    give_ups = [v for (name, _), v in values.items() if name == "imagerouter_router_give_ups_total"]
+    assert sum(give_ups) == 2  # the two doomed jobs, each counted once
+    servable = "imagerouter_jobs_failed_while_servable_total"
+    assert not [v for (name, _), v in values.items() if name == servable and v]  # none could be
+
     calls = "imagerouter_provider_calls_total"
     assert sample(values, calls, provider="fal", why="first") >= 1
     assert sample(values, calls, provider="wavespeed", why="failover") >= 1
@@ -94,7 +99,7 @@ async def test_metrics_match_the_farm_after_failover_and_failures(
     assert sample(values, "imagerouter_jobs_active", status="queued") == 0
     assert sample(values, "imagerouter_jobs_active", status="processing") == 0
     assert ("imagerouter_jobs_in_flight", ()) in values
-    assert ("imagerouter_retry_budget_available", ()) in values
+    assert ("imagerouter_retry_budget_available", (("provider", "fal"),)) in values
     assert ("imagerouter_provider_health_score", (("provider", "fal"),)) in values
     assert ("imagerouter_retry_after_cooldown_seconds", (("provider", "fal"),)) in values
 

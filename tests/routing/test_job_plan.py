@@ -20,8 +20,8 @@ from imagerouter.breaker import BreakerState, CircuitBreaker
 from imagerouter.catalog import CatalogModel, Credits, ModelProvider
 from imagerouter.config import RouterSettings
 from imagerouter.health import HealthConfig, HealthScore
-from imagerouter.instances import ProviderInstance
-from imagerouter.limits import Cooldowns, FixedLimit, RetryBudget
+from imagerouter.instances import ProviderInstance, retry_budget_of
+from imagerouter.limits import Cooldowns, FixedLimit
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 
@@ -40,6 +40,7 @@ class Plans:
                 health=HealthScore(HealthConfig(), self.clock),
                 cooldowns=cooldowns,
                 clock=self.clock,
+                retry_budget=retry_budget_of(self.settings.retry_budget, self.clock),
             )
             for name in names
         }
@@ -52,7 +53,6 @@ class Plans:
                 for i, n in enumerate(reversed(names))
             )[::-1],
         )
-        self.budget = RetryBudget(0.2, 3, 10.0, clock=self.clock)
         self.rng = random.Random(1)
 
     def plan(self, deadline_s: float = 60.0) -> JobPlan:
@@ -62,7 +62,6 @@ class Plans:
             candidates,
             self.clock.now() + deadline_s,
             self.settings,
-            self.budget,
             self.clock,
             self.rng,
         )
@@ -172,21 +171,117 @@ def test_every_breaker_open_lets_one_panic_probe_through() -> None:
     assert plans.instances["wavespeed"].breaker.state is BreakerState.HALF_OPEN
 
 
-def test_retry_budget_caps_retries_across_jobs() -> None:
-    """Once retries exceed ratio × first attempts (and the floor), jobs stop retrying."""
+def fail_then_ask(plans: Plans, plan: JobPlan, error: Exception) -> object:
+    """Fail the plan's next call with ``error``; return what it does next, past any backoff."""
+    plan.record(call_of(plan.next_step()), error, 0.1, 0.0)
+    step = plan.next_step()
+    if isinstance(step, Wait) and step.reason == "backoff":
+        plans.clock.advance(step.until - plans.clock.now())
+        step = plan.next_step()
+    return step
+
+
+def test_retry_budget_caps_retries_into_the_provider_that_failed() -> None:
+    """Once retries into a provider exceed ratio × its first attempts (and the floor), jobs
+    stop retrying it, and say so: the budget, not the deadline."""
     plans = Plans(
-        ["fal", "wavespeed"],
-        breaker={"consecutive_failures": 0, "minimum_calls": 20, "window_size": 20},
+        ["fal"],
+        breaker={"consecutive_failures": 0, "minimum_calls": 100, "window_size": 100},
+        retry_budget={"ratio": 0.2, "min_retries": 3},
     )
     outcomes = Counter()
     for _ in range(10):
         plan = plans.plan()
-        plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
-        step = plan.next_step()
+        step = fail_then_ask(plans, plan, ProviderUnavailable("HTTP 503"))
         outcomes["retried" if isinstance(step, Call) else "stopped"] += 1
         if isinstance(step, Call):
             plan.release(step.candidate)
+        else:
+            assert isinstance(step, GiveUp)
+            assert step.error.reason == "retry_budget"
+            assert not step.error.failed_while_servable  # fal failed this very job
     assert outcomes == Counter({"retried": 3, "stopped": 7})  # floor 3; 0.2 × 10 = 2 < 3
+
+
+def test_failover_is_admitted_by_the_target_not_by_a_retry_budget() -> None:
+    """With fal's budget spent by its own outage, every job still fails over to wavespeed:
+    a failover adds no load to the provider that failed."""
+    plans = Plans(
+        ["fal", "wavespeed"],
+        breaker={"consecutive_failures": 0, "minimum_calls": 1000, "window_size": 1000},
+        retry_budget={"ratio": 0.0, "min_retries": 0},
+    )
+    for _ in range(200):
+        plan = plans.plan()
+        step = fail_then_ask(plans, plan, ProviderUnavailable("HTTP 503"))
+        assert call_of(step).candidate.instance.name == "wavespeed"
+        assert call_of(step).reason == "failover after ProviderUnavailable from fal"
+        plan.record(call_of(step), None, 0.1, 0.0)
+    assert plans.instances["fal"].retry_budget.snapshot()["retries"] == 0
+
+
+def test_retries_into_one_provider_never_starve_another() -> None:
+    """Jobs of a model served only by fal spend fal's budget; jobs retrying wavespeed still
+    have wavespeed's own."""
+    plans = Plans(
+        ["fal", "wavespeed"],
+        breaker={"consecutive_failures": 0, "minimum_calls": 1000, "window_size": 1000},
+        retry_budget={"ratio": 0.0, "min_retries": 2},
+    )
+    fal = plans.instances["fal"]
+    for _ in range(5):  # spend fal's floor and more
+        if fal.retry_budget.can_spend():
+            fal.retry_budget.try_spend()
+    assert not fal.retry_budget.can_spend()
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+    step = fail_then_ask(plans, plan, ProviderUnavailable("HTTP 503"))  # wavespeed fails too
+    assert call_of(step).candidate.instance.name == "wavespeed"  # its own budget: a retry
+    assert call_of(step).reason.startswith("retry #1")
+    assert plan.attempts[-1].reason.startswith("retry budget spent")  # fal skipped, said so
+
+
+def test_a_retry_after_a_429_waits_for_the_cooldown_instead_of_the_budget() -> None:
+    """429 retries are paced by the provider's Retry-After, so a spent budget does not stop
+    them."""
+    plans = Plans(["openai"], retry_budget={"ratio": 0.0, "min_retries": 0})
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=1.0), 0.05, 0.0)
+    step = plan.next_step()
+    assert isinstance(step, Wait)
+    plans.clock.advance(step.until - plans.clock.now())
+    assert call_of(plan.next_step()).candidate.instance.name == "openai"
+
+
+def test_a_give_up_with_a_callable_untried_candidate_is_failed_while_servable() -> None:
+    """The measure itself: a job that hits its attempt cap while wavespeed (untried, closed,
+    no cooldown) could take it names wavespeed and says so in its attempts."""
+    plans = Plans(["fal", "wavespeed"], max_attempts=1)
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+    step = plan.next_step()
+    assert isinstance(step, GiveUp)
+    error = step.error
+    assert isinstance(error, NoProviderAvailable)
+    assert (error.reason, error.servable, error.failed_while_servable) == (
+        "max_attempts",
+        ["wavespeed"],
+        True,
+    )
+    assert (plan.attempts[-1].provider, plan.attempts[-1].reason) == (
+        "wavespeed",
+        "servable: callable when the job gave up",
+    )
+    # With wavespeed's breaker open the same give-up is an honest one.
+    other = Plans(["fal", "wavespeed"], max_attempts=1, breaker={"consecutive_failures": 1})
+    ws = other.instances["wavespeed"]
+    ws.breaker.allow()
+    ws.breaker.record_failure(0.1)
+    plan = other.plan()
+    plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+    step = plan.next_step()
+    assert isinstance(step, GiveUp)
+    assert step.error.servable == []
 
 
 def test_attempt_cap_ends_the_job() -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.errors import ImageRouterError, ProviderError
+from imagerouter.errors import ImageRouterError, NoProviderAvailable, ProviderError
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.types import Job
@@ -75,6 +75,11 @@ def error_body(exc: BaseException) -> dict[str, Any]:
         }
         if isinstance(exc, ProviderError):
             body["provider"] = exc.provider or None
+        if isinstance(exc, NoProviderAvailable):
+            body["reason"] = exc.reason
+            body["failed_while_servable"] = exc.failed_while_servable
+            if exc.servable:
+                body["servable"] = exc.servable
         return body
     return {"code": "internal_error", "message": "internal error", "error_class": "Exception"}
 

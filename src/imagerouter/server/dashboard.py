@@ -267,7 +267,9 @@ def snapshot(app: web.Application) -> dict[str, Any]:
         "window_s": WINDOW_S,
         "providers": providers,
         "workers": None if pool is None else {"running": pool.running, "size": pool.config.workers},
-        "retry_budget_available": router.retry_budget.available(),
+        "retry_budget_available": {
+            name: instance.retry_budget.available() for name, instance in router.instances.items()
+        },
         "totals": dict(live.totals),
         "jobs": jobs,
         "farm": _farm_summary(app),

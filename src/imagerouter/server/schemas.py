@@ -125,7 +125,7 @@ class AttemptOut(_Out):
 
     run: int = Field(description="Which lease of the job made this attempt (1 for the first).")
     provider: str
-    outcome: Literal["ok", "error", "skipped"]
+    outcome: Literal["ok", "error", "skipped", "canceled"]
     started_at: float | None
     latency_ms: float | None
     error_class: str | None
@@ -153,6 +153,17 @@ class JobError(BaseModel):
 
     code: str
     message: str
+    reason: str | None = Field(
+        default=None,
+        description="Why no provider served it: deadline, max_attempts, retry_budget, "
+        "wait_cap, every_candidate_failed, every_candidate_unavailable, no_provider.",
+    )
+    failed_while_servable: bool | None = Field(
+        default=None,
+        description="True when a candidate provider could still have served the job as it "
+        "gave up (a routing defect; `servable` names them).",
+    )
+    servable: list[str] | None = None
 
 
 class JobOut(_Out):

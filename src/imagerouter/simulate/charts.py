@@ -1,6 +1,6 @@
 """The report's charts, as PNG files drawn by matplotlib's Agg backend (no display needed).
 
-- ``traffic.png``: jobs arriving, completed and failed per minute;
+- ``traffic.png``: jobs arriving, completed, failed and failed while servable per minute;
 - ``shares.png``: each provider instance's share of the jobs served, over time;
 - ``latency.png``: job latency p50 / p95 / p99 over time;
 - ``breakers.png``: per instance, 429s and errors per minute, with the time its breaker spent
@@ -46,6 +46,13 @@ def _traffic(summary: dict[str, Any], out: Path) -> None:
     ax.plot(x, _per_minute(tl["arrivals"], tl["bucket_s"]), label="arrived", color="0.4")
     ax.plot(x, _per_minute(tl["completed"], tl["bucket_s"]), label="completed", color="tab:green")
     ax.plot(x, _per_minute(tl["failed"], tl["bucket_s"]), label="failed", color="tab:red")
+    ax.plot(
+        x,
+        _per_minute(tl["failed_while_servable"], tl["bucket_s"]),
+        label="failed while servable",
+        color="black",
+        linestyle=":",
+    )
     ax.set(xlabel=label, ylabel="jobs per minute", title=f"Traffic — {summary['policy']}")
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)

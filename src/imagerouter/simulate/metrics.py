@@ -23,15 +23,6 @@ from imagerouter.models import Attempt
 __all__ = ["Metrics", "Transition", "count_failovers", "give_up_reason"]
 
 _PERCENTILES = (50, 90, 95, 99)
-_REASONS = (
-    ("deadline passed", "deadline"),
-    ("attempts made", "max_attempts"),
-    ("retry budget exhausted", "retry_budget"),
-    ("wait cap", "wait_cap"),
-    ("every candidate failed", "every_candidate_failed"),
-    ("every candidate is unavailable", "every_candidate_unavailable"),
-    ("no enabled provider", "no_provider"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +50,10 @@ class Transition:
 
 
 def give_up_reason(error: ImageRouterError) -> str:
-    """A short key for why a job failed: ``deadline``, ``retry_budget``, …, or the class of
-    the provider error that ended it (``ContentRejected``)."""
+    """A short key for why a job failed: the router's reason (``deadline``, ``retry_budget``,
+    …) or the class of the provider error that ended it (``ContentRejected``)."""
     if isinstance(error, NoProviderAvailable):
-        text = str(error)
-        for needle, key in _REASONS:
-            if needle in text:
-                return key
-        return "no_provider_available"
+        return error.reason
     return type(error).__name__
 
 
@@ -115,6 +102,7 @@ class Metrics:
         self.arrivals = [0] * size
         self.completed = [0] * size
         self.failed = [0] * size
+        self.failed_servable = [0] * size
         self.calls = [[0] * size for _ in range(n)]
         self.served = [[0] * size for _ in range(n)]
         self.errors = [[0] * size for _ in range(n)]
@@ -126,6 +114,8 @@ class Metrics:
         self.cancelled_usd = [0.0] * n
         self.error_classes: list[Counter[str]] = [Counter() for _ in range(n)]
         self.failed_by: Counter[str] = Counter()
+        #: Jobs that gave up while a candidate could still have served them, by reason.
+        self.failed_while_servable: Counter[str] = Counter()
         self.jobs_arrived = 0
         self.jobs_completed = 0
         self.jobs_failed = 0
@@ -203,7 +193,11 @@ class Metrics:
         self.failed[self.bucket(t)] += 1
         self.jobs_failed += 1
         self.refunded_credits += credits
-        self.failed_by[give_up_reason(error)] += 1
+        reason = give_up_reason(error)
+        self.failed_by[reason] += 1
+        if isinstance(error, NoProviderAvailable) and error.failed_while_servable:
+            self.failed_while_servable[reason] += 1
+            self.failed_servable[self.bucket(t)] += 1
         self._attempts(attempts)
 
     def _attempts(self, attempts: Sequence[Attempt]) -> None:
@@ -274,6 +268,7 @@ class Metrics:
             "arrivals": self.arrivals[:n],
             "completed": self.completed[:n],
             "failed": self.failed[:n],
+            "failed_while_servable": self.failed_servable[:n],
             "latency_s": quantiles,
             "instances": per_instance,
         }

@@ -37,7 +37,8 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     calls = sum(m.calls_total)
     wasted = sum(sum(c.values()) for c in m.error_classes) + sum(m.cancelled)
     jobs_done = m.jobs_completed + m.jobs_failed
-    budget = sim.router.retry_budget.snapshot()
+    routed = sim.router.instances.values()
+    budget_rejected = sum(i.retry_budget.snapshot()["rejected"] for i in routed)
     return {
         "scenario": spec.name,
         "policy": spec.policy,
@@ -58,6 +59,8 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "failed": m.jobs_failed,
             "success_rate": round(m.jobs_completed / jobs_done, 6) if jobs_done else None,
             "failed_by": dict(m.failed_by.most_common()),
+            "failed_while_servable": sum(m.failed_while_servable.values()),
+            "failed_while_servable_by": dict(m.failed_while_servable.most_common()),
             "failed_over": m.jobs_failed_over,
             "calls_per_job": {str(k): v for k, v in sorted(m.calls_per_job.items())},
         },
@@ -68,7 +71,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "wasted": wasted,
             "failovers": m.failovers,
             "hedges_cancelled": sum(m.cancelled),
-            "retry_budget_rejected": budget["rejected"],
+            "retry_budget_rejected": budget_rejected,
             "waits": m.waits,
             "waits_per_job": round(m.waits / jobs_done, 4) if jobs_done else None,
         },
@@ -134,9 +137,10 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
         "## Jobs",
         "",
-        "| arrived | completed | failed | success rate | failed over |",
-        "|---:|---:|---:|---:|---:|",
+        "| arrived | completed | failed | failed while servable | success rate | failed over |",
+        "|---:|---:|---:|---:|---:|---:|",
         f"| {_fmt(jobs['arrived'])} | {_fmt(jobs['completed'])} | {_fmt(jobs['failed'])} | "
+        f"{_fmt(jobs['failed_while_servable'])} | "
         f"{_fmt(jobs['success_rate'])} | {_fmt(jobs['failed_over'])} |",
         "",
         "Failed by reason: "
@@ -219,6 +223,7 @@ COMPARE_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("jobs arrived", ("jobs", "arrived")),
     ("jobs completed", ("jobs", "completed")),
     ("jobs failed", ("jobs", "failed")),
+    ("failed while servable", ("jobs", "failed_while_servable")),
     ("success rate", ("jobs", "success_rate")),
     ("latency p50 (s)", ("latency", "total_s", "p50")),
     ("latency p95 (s)", ("latency", "total_s", "p95")),

@@ -129,7 +129,8 @@ function render() {
   setText($("#t-completed"), String(snap.totals.completed));
   setText($("#t-failed"), String(snap.totals.failed));
   setText($("#t-running"), snap.workers ? `${snap.workers.running} / ${snap.workers.size}` : "–");
-  setText($("#t-budget"), String(snap.retry_budget_available));
+  const budgets = snap.retry_budget_available;  // retries each provider's budget still allows
+  setText($("#t-budget"), String(Object.values(budgets).reduce((sum, n) => sum + n, 0)));
   for (const provider of snap.providers) renderCard(provider);
   renderLegend(snap.providers);
   drawChart(snap);
