@@ -115,7 +115,19 @@ def _jobs_section(s: dict[str, Any]) -> list[str]:
         f"{retries['replayed']} of {retries['sent']} replayed. Cancel requests: "
         f"{cancels['sent']} ({cancels['canceled']} canceled, {cancels['already_final']} "
         f"already final). Refused submits: {jobs['client_refused'] or '–'}.",
+        "",
+        _servable_line(jobs.get("failed_while_servable") or {}),
     ]
+
+
+def _servable_line(servable: dict[str, Any]) -> str:
+    count = servable.get("count", 0)
+    line = f"**Failed while servable** (a candidate could still have served the job): {count}"
+    if not count:
+        return line + "."
+    by_reason = ", ".join(f"{k} {v}" for k, v in servable["by_reason"].items())
+    by_provider = ", ".join(f"{k} {v}" for k, v in servable["by_provider"].items())
+    return f"{line}; by reason: {by_reason}; servable providers: {by_provider}."
 
 
 def _phases_section(s: dict[str, Any]) -> list[str]:

@@ -2,7 +2,8 @@
 
 :func:`summarize` takes a :class:`RunData` (the jobs and ledger the server lists, the farm's
 counters, the orchestrator's samples of the breakers, the clients' records and the webhooks
-that arrived) and returns the ``summary.json`` document: jobs and their outcomes, failovers by
+that arrived) and returns the ``summary.json`` document: jobs and their outcomes (with the
+failed jobs that gave up while a candidate could still serve them), failovers by
 provider pair, breaker trips and recovery, requests inside a Retry-After window, latency
 percentiles, webhook delivery, credits, and the checks every run must pass.
 """
@@ -162,6 +163,41 @@ def _calls(job: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in job.get("attempts") or [] if a.get("outcome") in CALLS]
 
 
+#: The reason of the "skipped" attempts a job that gave up while servable ends with.
+SERVABLE_SKIP = "servable:"
+
+
+def _failed_while_servable(jobs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Failed jobs whose ``error`` says ``failed_while_servable: true`` (a routing defect: a
+    candidate could still have served the job when it gave up), by ``reason`` and by servable
+    provider. Records from servers older than the flag have no such field and count as not
+    servable. The providers come from ``error.servable``, else from the job's closing
+    "skipped" attempts whose reason starts ``servable:``."""
+    ids: list[str] = []
+    reasons: Counter[str] = Counter()
+    providers: Counter[str] = Counter()
+    for job in jobs:
+        error = job.get("error") or {}
+        if job.get("status") != "failed" or error.get("failed_while_servable") is not True:
+            continue
+        ids.append(job["id"])
+        reasons[error.get("reason") or "?"] += 1
+        servable = error.get("servable") or [
+            a["provider"]
+            for a in job.get("attempts") or []
+            if a.get("outcome") == "skipped"
+            and str(a.get("reason") or "").startswith(SERVABLE_SKIP)
+        ]
+        for name in sorted(set(servable)) or ["?"]:
+            providers[name] += 1
+    return {
+        "count": len(ids),
+        "by_reason": dict(reasons.most_common()),
+        "by_provider": dict(providers.most_common()),
+        "jobs": sorted(ids)[:50],
+    }
+
+
 # --- the sections --------------------------------------------------------------------------------
 
 
@@ -213,6 +249,7 @@ def _jobs(data: RunData) -> dict[str, Any]:
                 if job["status"] == "failed"
             )
         ),
+        "failed_while_servable": _failed_while_servable(jobs),
     }
 
 
@@ -420,12 +457,18 @@ def _credits(data: RunData) -> dict[str, Any]:
     }
 
 
+def _counts(counts: dict[str, int]) -> str:
+    """``{"a": 2, "b": 1}`` as ``a 2, b 1``."""
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "ok": bool(ok), "detail": detail}
 
 
 def _checks(data: RunData, s: dict[str, Any]) -> list[dict[str, Any]]:
     jobs, credits, ra = s["jobs"], s["credits"], s["retry_after"]
+    servable = jobs["failed_while_servable"]
     unrefunded = [p for p in credits["problems"] if "refunded" in p and "but" in p]
     checks = [
         _check(
@@ -461,6 +504,18 @@ def _checks(data: RunData, s: dict[str, Any]) -> list[dict[str, Any]]:
             "clients and server agree",
             not jobs["client_server_disagree"],
             f"{len(jobs['client_server_disagree'])} jobs whose final status differs",
+        ),
+        _check(
+            "no job failed while a provider could serve it",
+            servable["count"] == 0,
+            f"{servable['count']} failed jobs gave up while a candidate provider could still "
+            "serve them"
+            + (
+                f" (reasons: {_counts(servable['by_reason'])}; servable: "
+                f"{_counts(servable['by_provider'])})"
+                if servable["count"]
+                else ""
+            ),
         ),
         _check(
             "idempotent retries replayed",

@@ -4,10 +4,16 @@
 - ``outage``: steady arrivals; fal goes down for a while, then recovers. Time from outage start
   to breaker open, and from recovery to the first job fal serves again.
 - ``total-outage``: both providers of a model down: every job must fail by its deadline, and
-  attempts must stay within the retry budget.
+  the calls into each provider must stay within that provider's retry budget.
+- ``cold-burst-50``, ``cold-burst-200``: the farm's ``cold-burst`` scenario (fal down from the
+  first request, WaveSpeed healthy); that many flux-dev jobs start at once, so every first
+  attempt is in flight to fal before its first 503 is back, then a second wave of the same size
+  while fal is still down. Every job must be served by WaveSpeed.
 
-Reported per scenario: success rate, provider calls per job, requests the farm saw inside a
-Retry-After window it had issued.
+Reported per scenario: jobs, success rate, jobs failed, jobs failed *while servable* (gave up
+with NoProviderAvailable while a candidate could still have served them: a routing defect, so
+expected 0 in every scenario, ``total-outage`` included), provider calls per job, requests the
+farm saw inside a Retry-After window it had issued, and the scenario's own figures.
 
     python -m loadtests.bench.bench_failover
 """
@@ -18,10 +24,10 @@ import asyncio
 import time
 from typing import Any
 
-from imagerouter import ImageRequest, ImageResult, Router
+from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
 from imagerouter.breaker import BreakerState, BreakerTransition
 from loadtests.bench.common import write_results
-from mockproviders import Farm
+from mockproviders import Farm, load_scenario
 
 BREAKER = {"consecutive_failures": 5, "minimum_calls": 10, "open_base_s": 1.0, "open_max_s": 4.0}
 
@@ -37,6 +43,12 @@ async def open_loop(router: Router, rate: float, duration_s: float, model: str) 
         request = ImageRequest(model=model, prompt=f"job {number}")
         tasks.append(asyncio.create_task(router.generate(request)))
     return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def burst(router: Router, size: int, model: str, label: str) -> list[Any]:
+    """Start ``size`` jobs at once (no pacing at all); gather outcomes."""
+    requests = [ImageRequest(model=model, prompt=f"{label} {n}") for n in range(size)]
+    return await asyncio.gather(*(router.generate(r) for r in requests), return_exceptions=True)
 
 
 def figures(results: list[Any], farm: Farm, providers: tuple[str, ...]) -> dict[str, Any]:
@@ -55,6 +67,10 @@ def figures(results: list[Any], farm: Farm, providers: tuple[str, ...]) -> dict[
     return {
         "jobs": len(results),
         "success_rate": len(ok) / len(results),
+        "failed": len(results) - len(ok),
+        "failed_while_servable": sum(
+            isinstance(r, NoProviderAvailable) and r.failed_while_servable for r in results
+        ),
         "calls_per_job": len(attempts) / len(results),
         "farm_requests": sum(stats[p]["requests"] for p in providers),
         "inside_retry_after": sum(stats[p]["inside_retry_after"] for p in providers),
@@ -125,8 +141,32 @@ async def total_outage() -> dict[str, Any]:
             results = await open_loop(router, rate=50, duration_s=4, model="flux-dev")
             took = time.perf_counter() - started
         out = figures(results, farm, ("fal", "wavespeed"))
-        out["budget_bound_calls"] = (1 + 0.2) * len(results) + 10
+        # Each provider's retry budget bounds the calls into it: one first call per job (its
+        # first choice or a failover) plus retries of 20% of those, with a floor of 10.
+        stats = farm.stats()["providers"]
+        out["calls_into"] = {name: stats[name]["requests"] for name in ("fal", "wavespeed")}
+        out["budget_bound_per_provider"] = (1 + 0.2) * len(results) + 10
         out["run_s"] = took
+        return out
+
+
+async def cold_burst(concurrency: int) -> dict[str, Any]:
+    async with (
+        Farm(load_scenario("cold-burst")) as farm,
+        Router.from_farm(farm, {"router": {"breaker": BREAKER}}, seed=1) as router,
+    ):
+        results = await burst(router, concurrency, "flux-dev", "first")
+        first_wave_fal_503s = farm.stats()["providers"]["fal"]["by_status"].get("503", 0)
+        results += await burst(router, concurrency, "flux-dev", "second")
+        out = figures(results, farm, ("fal", "wavespeed"))
+        out["first_wave_fal_503s"] = first_wave_fal_503s
+        out["fal_503s"] = farm.stats()["providers"]["fal"]["by_status"].get("503", 0)
+        out["failovers_to_wavespeed"] = sum(
+            isinstance(r, ImageResult)
+            and r.provider == "wavespeed"
+            and any(a["provider"] == "fal" and a["outcome"] == "error" for a in r.attempts)
+            for r in results
+        )
         return out
 
 
@@ -135,20 +175,34 @@ async def run() -> dict[str, Any]:
         "429-storm": await storm(),
         "outage": await outage(),
         "total-outage": await total_outage(),
+        "cold-burst-50": await cold_burst(50),
+        "cold-burst-200": await cold_burst(200),
     }
 
 
 def main() -> None:
     results = asyncio.run(run())
-    print(f"{'scenario':14} {'jobs':>5} {'success':>8} {'calls/job':>9} {'inside RA':>9}  other")
+    columns = (
+        "jobs",
+        "success_rate",
+        "failed",
+        "failed_while_servable",
+        "calls_per_job",
+        "inside_retry_after",
+    )
+    print(
+        f"{'scenario':14} {'jobs':>5} {'success':>8} {'failed':>6} {'while servable':>14} "
+        f"{'calls/job':>9} {'inside RA':>9}  other"
+    )
     for name, row in results.items():
         extra = {
             k: (round(v, 3) if isinstance(v, float) else v)
             for k, v in row.items()
-            if k not in ("jobs", "success_rate", "calls_per_job", "inside_retry_after")
+            if k not in columns
         }
         print(
-            f"{name:14} {row['jobs']:5d} {row['success_rate']:8.1%} {row['calls_per_job']:9.2f} "
+            f"{name:14} {row['jobs']:5d} {row['success_rate']:8.1%} {row['failed']:6d} "
+            f"{row['failed_while_servable']:14d} {row['calls_per_job']:9.2f} "
             f"{row['inside_retry_after']:9d}  {extra}"
         )
     print(f"written to {write_results('failover', results)}")

@@ -369,6 +369,13 @@ class CircuitBreaker:
             return True
         return False
 
+    def would_allow(self) -> bool:
+        """Would :meth:`allow` say yes now? Reserves nothing."""
+        if self._state is _CLOSED:
+            return True
+        self._tick(self._clock.now())
+        return self._state is _HALF_OPEN and self._probes_left > 0
+
     def force_probe(self) -> bool:
         """Panic mode: end the cooldown early and reserve one probe. False unless open.
 

@@ -67,6 +67,10 @@ class ProviderInstance:
             return Unavailable("concurrency", f"concurrency full ({self.limit.limit})")
         return None
 
+    def admits(self, now: float) -> bool:
+        """Would a call be let through now (breaker permit included)? Reserves nothing."""
+        return self.unavailable(now) is None and self.breaker.would_allow()
+
     def acquire(self) -> Unavailable | None:
         """Reserve a breaker permit, a concurrency slot and a budget token, or say why not."""
         if not self.breaker.allow():

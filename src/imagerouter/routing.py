@@ -22,10 +22,12 @@ The rules:
   A retry (a call into an instance this job already failed on) spends that instance's retry
   budget, so an outage never multiplies traffic on the provider that is down; a retry after a
   429 is paced by the Retry-After cooldown instead, which no job can jump.
-- A job that gives up while one of its candidates it has not failed on was callable is
-  *failed while servable* (a defect the router must never commit): the error says which.
 - Content rejections and invalid requests end the job at once; auth failures exclude the
-  provider for the job; everything ends at the deadline or after ``max_attempts`` calls.
+  provider for the job; everything ends at the deadline, and retries stop once the job has
+  made ``max_attempts`` calls (a provider it has not tried may still take it).
+- So a job gives up only when no candidate it has not tried is callable: one that gave up
+  while one was would be *failed while servable*, a defect that :meth:`JobPlan.servable`
+  measures at every give-up and the error reports.
 """
 
 from __future__ import annotations
@@ -169,13 +171,13 @@ class JobPlan:
         now, settings = self.clock.now(), self.settings
         if now >= self.deadline:
             return self._give_up("deadline", "deadline passed")
-        if self.calls >= settings.max_attempts:
-            return self._give_up("max_attempts", f"{settings.max_attempts} attempts made")
         if not self.candidates:
             return self._give_up("no_provider", "no enabled provider serves it")
         ordered = order_candidates(self.model.policy, self.candidates, self.rng)
         if self._failures:  # with no failures yet every key is 0 and the stable sort a no-op
             ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
+        # max_attempts caps retries only: a provider this job has not tried may always take it.
+        may_retry = not hedge and self.calls < settings.max_attempts
         chosen, ready_at, all_open, spent = None, None, True, False
         for candidate in ordered:
             instance = candidate.instance
@@ -183,9 +185,8 @@ class JobPlan:
             if name in self._excluded or name in self.in_flight:
                 continue
             if name in self._failures:
-                if hedge:
-                    continue  # a hedge is a first call into another provider, never a retry
-                if not self._retry_allowed(instance):
+                # A hedge is a first call into another provider, never a retry.
+                if not may_retry or not self._retry_allowed(instance):
                     spent, all_open = True, False
                     continue
             why = instance.unavailable(now) or instance.acquire()
@@ -201,8 +202,10 @@ class JobPlan:
             return None
         panic = chosen is None and all_open
         if panic:
-            chosen = self._panic_probe()
+            chosen = self._panic_probe(may_retry)
         if chosen is None:
+            if ready_at is None and spent and not may_retry:
+                return self._give_up("max_attempts", f"{settings.max_attempts} attempts made")
             if ready_at is None and spent:
                 return self._give_up("retry_budget", "retry budget exhausted")
             return self._wait_until(ready_at)
@@ -247,7 +250,7 @@ class JobPlan:
     def _give_up(self, code: str, reason: str) -> GiveUp:
         if self.last_error is not None and reason.startswith("every candidate"):
             reason = f"{reason} (last: {self.last_error.error_class})"
-        servable = self._servable()
+        servable = self.servable()
         for name in servable:
             self._add(
                 Attempt(name, "skipped", started_at=self.clock.wall(), reason=_SERVABLE_REASON)
@@ -268,10 +271,11 @@ class JobPlan:
             )
         )
 
-    def _servable(self) -> list[str]:
-        """Candidates that could still have served the job now: time is left, the job has not
-        failed on them (a 429 whose cooldown is over does not count), and their own state
-        (breaker, cooldown, x-ratelimit budget, concurrency) would admit a call."""
+    def servable(self) -> list[str]:
+        """The candidates that could serve this job right now: time is left, the job has not
+        tried them, and their own state (breaker, cooldown, x-ratelimit budget, concurrency)
+        would admit a call. A job that gives up while this is not empty failed while
+        servable: the plan never does that by design, and this is how it is measured."""
         now = self.clock.now()
         if now >= self.deadline:
             return []
@@ -280,8 +284,8 @@ class JobPlan:
             for c in self.candidates
             if c.instance.name not in self._excluded
             and c.instance.name not in self.in_flight
-            and (c.instance.name not in self._failures or c.instance.name in self._paced)
-            and c.instance.unavailable(now) is None
+            and c.instance.name not in self._failures
+            and c.instance.admits(now)
         ]
 
     def _wait_until(self, until: float | None, reason: str = "waiting for a provider") -> Step:
@@ -309,13 +313,16 @@ class JobPlan:
                 Attempt(instance.name, "skipped", started_at=self.clock.wall(), reason=why.reason)
             )
 
-    def _panic_probe(self) -> Candidate | None:
+    def _panic_probe(self, may_retry: bool) -> Candidate | None:
         """Every candidate's breaker is open: probe the one that failed least recently."""
         open_ones = [
             c
             for c in self.candidates
             if c.instance.name not in self._excluded
-            and (c.instance.name not in self._failures or self._retry_allowed(c.instance))
+            and (
+                c.instance.name not in self._failures
+                or (may_retry and self._retry_allowed(c.instance))
+            )
         ]
         if not open_ones:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadtests.report import render_markdown
 from loadtests.scenario import Expect, load_load_scenario
 from loadtests.summary import RunData, summarize
 
@@ -39,14 +40,38 @@ def _job(
     }
 
 
-def _call(provider: str, outcome: str, at: float = 1.0, error: str | None = None) -> dict:
+def _call(
+    provider: str,
+    outcome: str,
+    at: float = 1.0,
+    error: str | None = None,
+    reason: str | None = None,
+) -> dict:
     return {
         "provider": provider,
         "outcome": outcome,
         "started_at": T0 + at,
         "latency_ms": 100.0,
         "error_class": error,
+        "reason": reason,
     }
+
+
+def _gave_up(reason: str, servable: list[str] | None) -> dict[str, Any]:
+    """A failed job's ``error`` as the server writes it since ``failed_while_servable``."""
+    error = {
+        "code": "no_provider_available",
+        "message": f"no provider could serve gpt-image-2: {reason}",
+        "error_class": "NoProviderAvailable",
+        "reason": reason,
+        "failed_while_servable": bool(servable),
+    }
+    if servable:
+        error["servable"] = servable
+    return error
+
+
+SERVABLE = "servable: callable when the job gave up"
 
 
 def _ledger(jobs: list[dict[str, Any]], granted: int = 1000) -> dict[str, Any]:
@@ -219,3 +244,93 @@ def test_webhook_latency_and_missing_deliveries() -> None:
     assert hooks["invalid_signatures"] == 1
     assert hooks["latency_ms"]["p50"] == 4.0
     assert not _check(summary, "webhooks delivered and signed")
+
+
+def _summary_check(summary: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in summary["checks"] if c["name"] == name)
+
+
+SERVABLE_CHECK = "no job failed while a provider could serve it"
+
+
+def test_a_job_failed_while_servable_fails_its_check() -> None:
+    """Failed jobs whose error says ``failed_while_servable: true`` are counted by reason and
+    by servable provider (from ``error.servable``, else from the closing "servable" skips),
+    and fail the check, whose detail names the count and the reasons; failed jobs that were
+    not servable are not counted."""
+    budget = _job(
+        "job_a",
+        "failed",
+        refunded=26,
+        attempts=[
+            _call("fal", "error", error="ServerError"),
+            _call("wavespeed", "skipped", reason=SERVABLE),
+            _call("openai", "skipped", reason=SERVABLE),
+        ],
+    )
+    budget["error"] = _gave_up("retry_budget", ["wavespeed", "openai"])
+    wait_cap = _job(
+        "job_b",
+        "failed",
+        refunded=26,
+        attempts=[
+            _call("fal", "error", error="RateLimited"),
+            _call("wavespeed", "skipped", reason=SERVABLE),
+        ],
+    )
+    wait_cap["error"] = _gave_up("wait_cap", ["wavespeed"])
+    del wait_cap["error"]["servable"]  # named by its attempts only
+    honest = _job("job_c", "failed", refunded=26, attempts=[_call("fal", "error")])
+    honest["error"] = _gave_up("every_candidate_failed", None)
+    jobs = [budget, wait_cap, honest, _job("job_d", "completed", attempts=[_call("fal", "ok")])]
+
+    summary = summarize(_data(jobs))
+
+    servable = summary["jobs"]["failed_while_servable"]
+    assert servable["count"] == 2
+    assert servable["by_reason"] == {"retry_budget": 1, "wait_cap": 1}
+    assert servable["by_provider"] == {"wavespeed": 2, "openai": 1}
+    assert servable["jobs"] == ["job_a", "job_b"]
+    check = _summary_check(summary, SERVABLE_CHECK)
+    assert not check["ok"]
+    assert check["detail"] == (
+        "2 failed jobs gave up while a candidate provider could still serve them "
+        "(reasons: retry_budget 1, wait_cap 1; servable: wavespeed 2, openai 1)"
+    )
+    assert not summary["ok"]
+    assert [c["name"] for c in summary["checks"] if not c["ok"]] == [SERVABLE_CHECK]
+    markdown = render_markdown(summary)
+    assert f"❌ **{SERVABLE_CHECK}**: 2 failed jobs" in markdown
+    assert "**Failed while servable** (a candidate could still have served the job): 2;" in (
+        markdown
+    )
+    assert "servable providers: wavespeed 2, openai 1." in markdown
+
+
+def test_failed_jobs_not_servable_or_from_older_servers_pass_the_check() -> None:
+    """A failed job whose error says ``failed_while_servable: false``, one whose error predates
+    the field, and one with no error object at all count as zero: the check passes."""
+    exhausted = _job("job_a", "failed", refunded=26, attempts=[_call("fal", "error")])
+    exhausted["error"] = _gave_up("every_candidate_failed", None)
+    older = _job("job_b", "failed", refunded=26, attempts=[_call("wavespeed", "error")])
+    assert older["error"] == {"code": "no_provider_available"}  # a record from before the flag
+    bare = _job("job_c", "failed", refunded=26)
+    bare["error"] = None
+    jobs = [exhausted, older, bare, _job("job_d", "completed", attempts=[_call("fal", "ok")])]
+
+    summary = summarize(_data(jobs))
+
+    assert summary["jobs"]["failed"] == 3
+    assert summary["jobs"]["failed_while_servable"] == {
+        "count": 0,
+        "by_reason": {},
+        "by_provider": {},
+        "jobs": [],
+    }
+    check = _summary_check(summary, SERVABLE_CHECK)
+    assert check["ok"]
+    assert check["detail"].startswith("0 failed jobs")
+    assert summary["ok"], [c for c in summary["checks"] if not c["ok"]]
+    assert "**Failed while servable** (a candidate could still have served the job): 0." in (
+        render_markdown(summary)
+    )

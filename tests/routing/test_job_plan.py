@@ -253,35 +253,33 @@ def test_a_retry_after_a_429_waits_for_the_cooldown_instead_of_the_budget() -> N
     assert call_of(plan.next_step()).candidate.instance.name == "openai"
 
 
-def test_a_give_up_with_a_callable_untried_candidate_is_failed_while_servable() -> None:
-    """The measure itself: a job that hits its attempt cap while wavespeed (untried, closed,
-    no cooldown) could take it names wavespeed and says so in its attempts."""
+def test_servable_names_the_untried_candidates_that_could_take_the_job() -> None:
+    """The measure itself: after fal failed, wavespeed (untried, closed, no cooldown) could
+    serve the job; with wavespeed's breaker open, or once tried, nothing could."""
+    plans = Plans(["fal", "wavespeed"], breaker={"consecutive_failures": 1})
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+    assert plan.servable() == ["wavespeed"]
+    ws = plans.instances["wavespeed"]
+    ws.breaker.allow()
+    ws.breaker.record_failure(0.1)
+    assert plan.servable() == []
+    plans.clock.advance(plans.settings.deadline_s + 1)
+    assert plan.servable() == []  # no time left: nothing can serve it before its deadline
+
+
+def test_the_attempt_cap_never_stops_a_failover_to_an_untried_provider() -> None:
+    """max_attempts caps retries; a provider the job has not tried still takes it, so the cap
+    never makes a job fail while another provider could serve it."""
     plans = Plans(["fal", "wavespeed"], max_attempts=1)
     plan = plans.plan()
     plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
+    step = call_of(plan.next_step())
+    assert step.candidate.instance.name == "wavespeed"
+    plan.record(step, ProviderUnavailable("HTTP 503"), 0.1, 0.0)
     step = plan.next_step()
     assert isinstance(step, GiveUp)
-    error = step.error
-    assert isinstance(error, NoProviderAvailable)
-    assert (error.reason, error.servable, error.failed_while_servable) == (
-        "max_attempts",
-        ["wavespeed"],
-        True,
-    )
-    assert (plan.attempts[-1].provider, plan.attempts[-1].reason) == (
-        "wavespeed",
-        "servable: callable when the job gave up",
-    )
-    # With wavespeed's breaker open the same give-up is an honest one.
-    other = Plans(["fal", "wavespeed"], max_attempts=1, breaker={"consecutive_failures": 1})
-    ws = other.instances["wavespeed"]
-    ws.breaker.allow()
-    ws.breaker.record_failure(0.1)
-    plan = other.plan()
-    plan.record(call_of(plan.next_step()), ProviderUnavailable("HTTP 503"), 0.1, 0.0)
-    step = plan.next_step()
-    assert isinstance(step, GiveUp)
-    assert step.error.servable == []
+    assert (step.error.reason, step.error.servable) == ("max_attempts", [])
 
 
 def test_attempt_cap_ends_the_job() -> None:
