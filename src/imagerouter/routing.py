@@ -184,11 +184,10 @@ class JobPlan:
             name = instance.name
             if name in self._excluded or name in self.in_flight:
                 continue
-            if name in self._failures:
-                # A hedge is a first call into another provider, never a retry.
-                if not may_retry or not self._retry_allowed(instance):
-                    spent, all_open = True, False
-                    continue
+            # A hedge is a first call into another provider, never a retry.
+            if name in self._failures and not (may_retry and self._retry_allowed(instance)):
+                spent, all_open = True, False
+                continue
             why = instance.unavailable(now) or instance.acquire()
             if why is None:
                 chosen = candidate
