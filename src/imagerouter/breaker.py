@@ -85,12 +85,16 @@ class BreakerConfig:
         half_open_max_s: reserved probes unanswered this long re-open the breaker; None: never.
     """
 
-    window: Literal["count", "time"] = "count"
+    # Defaults chosen by the simulator (README "How the router decides"): a failure rate over
+    # 30 s keeps a browning-out provider that still serves most calls in service at launch
+    # throughput, where "5 in a row" and a 20-call window tripped it within a second; 20 in a
+    # row still takes out a dead provider of a deployment too quiet to fill the window.
+    window: Literal["count", "time"] = "time"
     window_size: int = 20
     window_seconds: float = 30.0
-    minimum_calls: int = 5
+    minimum_calls: int = 20
     failure_rate_threshold: float = 0.5
-    consecutive_failures: int = 5
+    consecutive_failures: int = 20
     slow_call_s: float | None = None
     slow_call_rate_threshold: float = 1.0
     open_base_s: float = 5.0

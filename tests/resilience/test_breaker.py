@@ -24,16 +24,21 @@ def events() -> list[BreakerTransition]:
     return []
 
 
+#: The mechanics below are shown on a count window that trips on 5 failures in a row (or 50%
+#: of at least 5 of the last 20 calls): the defaults up to 0.1, small enough to read.
+COUNT_5 = {"window": "count", "minimum_calls": 5, "consecutive_failures": 5}
+
+
 def make(
     clock: FakeClock, events: list[BreakerTransition] | None = None, **overrides: object
 ) -> CircuitBreaker:
-    """A breaker named "p" with the default config plus ``overrides``."""
-    config = BreakerConfig(**overrides)  # type: ignore[arg-type]
+    """A breaker named "p" on :data:`COUNT_5` plus ``overrides``."""
+    config = BreakerConfig(**{**COUNT_5, **overrides})  # type: ignore[arg-type]
     return CircuitBreaker("p", config, clock, events.append if events is not None else None)
 
 
 def trip(breaker: CircuitBreaker, failures: int = 5) -> None:
-    """Record enough failures to trip a default breaker."""
+    """Record enough failures to trip a :data:`COUNT_5` breaker."""
     for _ in range(failures):
         breaker.record_failure(0.1)
 
@@ -49,10 +54,10 @@ def open_then_half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
 
 
 def test_config_defaults() -> None:
-    """The defaults are those the design asks for."""
+    """The defaults the simulator chose (README "How the defaults were chosen")."""
     c = BreakerConfig()
-    assert (c.window, c.window_size, c.window_seconds, c.minimum_calls) == ("count", 20, 30.0, 5)
-    assert (c.failure_rate_threshold, c.consecutive_failures) == (0.5, 5)
+    assert (c.window, c.window_size, c.window_seconds, c.minimum_calls) == ("time", 20, 30.0, 20)
+    assert (c.failure_rate_threshold, c.consecutive_failures) == (0.5, 20)
     assert (c.slow_call_s, c.slow_call_rate_threshold) == (None, 1.0)
     assert (c.open_base_s, c.open_multiplier, c.open_max_s, c.half_open_probes) == (
         5.0,
