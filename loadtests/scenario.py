@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from imagerouter.configfile import load_toml, validate
+from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError
 from loadtests.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
-from imagerouter.breaker import BreakerState, BreakerTransition
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from loadtests.bench.common import write_results
 from mockproviders import Farm, load_scenario
 

@@ -27,10 +27,10 @@ from typing import Any
 import redis
 
 from imagerouter import Router
-from imagerouter.breaker import BreakerState
-from imagerouter.ratelimit import LimitPolicy, RateLimiter
-from imagerouter.state import RedisRateLimiter, RedisState
-from imagerouter.state.records import Record
+from imagerouter.replication import RedisRateLimiter, RedisState
+from imagerouter.replication.records import Record
+from imagerouter.resilience.breaker import BreakerState
+from imagerouter.server.ratelimit import LimitPolicy, RateLimiter
 from loadtests.bench.common import median, percentile, write_results
 from mockproviders import Farm
 

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imagerouter.auth import mint_key
-from imagerouter.breaker import BreakerTransition
 from imagerouter.plugins import load_plugins
+from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.router import Router
 from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from imagerouter.models import AttemptEvent
+from imagerouter.generation import AttemptEvent
 
 __all__ = ["SecretScrubber", "configure_logging", "job_context", "log_attempt"]
 

@@ -22,19 +22,19 @@ from typing import Any, Self
 
 import aiohttp
 
-from imagerouter.breaker import BreakerTransition, CircuitBreaker
 from imagerouter.catalog import Catalog, CatalogModel, load_catalog
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.config import ProviderSettings, Settings, load_settings
-from imagerouter.configfile import validate
+from imagerouter.config import ProviderSettings, Settings, load_settings, validate
 from imagerouter.errors import ConfigError, NoProviderAvailable, ProviderError, ProviderUnavailable
-from imagerouter.events import Listeners
-from imagerouter.health import HealthScore
+from imagerouter.generation import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
 from imagerouter.instances import ProviderInstance, retry_budget_of
-from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit
-from imagerouter.models import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
+from imagerouter.listeners import Listeners
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.provider import CallContext
+from imagerouter.resilience.breaker import BreakerTransition, CircuitBreaker
+from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
+from imagerouter.resilience.cooldowns import Cooldowns
+from imagerouter.resilience.health import HealthScore
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 __all__ = ["Router"]

@@ -36,7 +36,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from imagerouter.backoff import full_jitter
 from imagerouter.catalog import CatalogModel, ModelProvider
 from imagerouter.clock import Clock
 from imagerouter.config import RouterSettings
@@ -47,10 +46,11 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.headers import RateLimitBudget
+from imagerouter.generation import Attempt, AttemptEvent
 from imagerouter.instances import ProviderInstance, Unavailable
-from imagerouter.limits import TokenBucket
-from imagerouter.models import Attempt, AttemptEvent
+from imagerouter.resilience.backoff import full_jitter
+from imagerouter.resilience.headers import RateLimitBudget
+from imagerouter.resilience.token_bucket import TokenBucket
 
 __all__ = ["Call", "Candidate", "GiveUp", "JobPlan", "Wait", "order_candidates"]
 

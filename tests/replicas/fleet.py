@@ -32,7 +32,7 @@ from imagerouter.plugins import load_plugins
 from imagerouter.router import FARM_OPTIONS
 from imagerouter.webhooks import new_secret
 from tests.polling import eventually
-from tests.state.proxy import TcpProxy
+from tests.replication.proxy import TcpProxy
 
 PYTHON = sys.executable
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse"}

@@ -8,8 +8,8 @@ from collections import Counter
 from typing import Any
 
 from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
-from imagerouter.breaker import BreakerState, BreakerTransition
 from imagerouter.catalog import Catalog, load_catalog
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from mockproviders import Farm
 
 FAST = {

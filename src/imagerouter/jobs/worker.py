@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import ImageRouterError, NoProviderAvailable, ProviderError
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.types import Job
 from imagerouter.logs import job_context
-from imagerouter.models import ImageRequest
 from imagerouter.router import Router
 
 __all__ = ["OutputHook", "WorkerConfig", "WorkerPool", "error_body"]

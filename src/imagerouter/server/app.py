@@ -20,7 +20,6 @@ from imagerouter.jobs.events import EventHub
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.plugins import load_plugins
-from imagerouter.ratelimit import RateLimiter
 from imagerouter.router import Router
 from imagerouter.server import delivery
 from imagerouter.server.keys import (
@@ -34,6 +33,7 @@ from imagerouter.server.keys import (
 )
 from imagerouter.server.middlewares import auth_middleware, error_middleware
 from imagerouter.server.observability import setup_observability
+from imagerouter.server.ratelimit import RateLimiter
 from imagerouter.server.routes import setup_routes
 from imagerouter.server.settings import ServerSettings
 
@@ -110,12 +110,13 @@ def _router_ctx(router: Router | None, router_settings: Settings | None):
 
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``settings.state`` (``redis://…``): share the router's breakers, cooldowns and
-    budgets with every replica on the same Redis prefix (:class:`~imagerouter.state.RedisState`)."""
+    budgets with every replica on the same Redis prefix
+    (:class:`~imagerouter.replication.RedisState`)."""
     settings = app[settings_key]
     if settings.state is None:
         yield
         return
-    from imagerouter.state import RedisState
+    from imagerouter.replication import RedisState
 
     async with RedisState(settings.state, app[router_key], prefix=settings.state_prefix) as state:
         app[state_key] = state
@@ -148,7 +149,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[limiter_key] = RateLimiter(settings.rate_limits)
         yield
     else:  # one bucket per API key for the whole fleet, local buckets if Redis blinks
-        from imagerouter.state import RedisRateLimiter
+        from imagerouter.replication import RedisRateLimiter
 
         async with RedisRateLimiter(
             settings.state, settings.rate_limits, prefix=settings.state_prefix

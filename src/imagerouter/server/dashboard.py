@@ -35,8 +35,8 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp_sse import sse_response
 
+from imagerouter.generation import AttemptEvent
 from imagerouter.jobs.types import JobEvent
-from imagerouter.models import AttemptEvent
 from imagerouter.server.errors import ApiError
 from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
 from imagerouter.server.observability import current_job_id

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from imagerouter.configfile import field_path
+from imagerouter.config import field_path
 
 __all__ = ["ApiError", "from_validation_error"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import InvalidCursor, JobFinished, JobNotFound
 from imagerouter.jobs.types import StoredResponse
-from imagerouter.models import ImageRequest
 from imagerouter.server.errors import ApiError
 from imagerouter.server.http import json_response, link, read_json, validate
 from imagerouter.server.keys import principal_key, store_key, workers_key

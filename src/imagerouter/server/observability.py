@@ -32,12 +32,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 import imagerouter.logs as _logs
+from imagerouter.generation import AttemptEvent
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.types import JobEvent
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.logs import configure_logging, log_attempt
 from imagerouter.metrics import CONTENT_TYPE, LATENCY_BUCKETS, RouterMetrics
-from imagerouter.models import AttemptEvent
 from imagerouter.router import Router
 from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
 from imagerouter.server.routes import route_spec

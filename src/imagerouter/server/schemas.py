@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from imagerouter.models import GeneratedImage, OutputFormat
+from imagerouter.generation import GeneratedImage, OutputFormat
 
 __all__ = [
     "AccountOut",

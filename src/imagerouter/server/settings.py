@@ -29,12 +29,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from imagerouter.config import CONFIG_ENV, Settings, load_settings
-from imagerouter.configfile import load_toml, validate
+from imagerouter.config import CONFIG_ENV, Settings, load_settings, load_toml, validate
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore, open_store
 from imagerouter.jobs.worker import WorkerConfig
-from imagerouter.ratelimit import LimitPolicy
+from imagerouter.server.ratelimit import LimitPolicy
 from imagerouter.storage.config import StorageSettings
 from imagerouter.webhooks.retry import DEFAULT_SCHEDULE_S, RetrySchedule
 from imagerouter.webhooks.ssrf import UrlPolicy

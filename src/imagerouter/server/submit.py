@@ -20,10 +20,10 @@ from aiohttp import web
 
 from imagerouter.auth import Principal
 from imagerouter.errors import UnknownModel
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import InsufficientCredits
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.types import IdempotencyOutcome, NewJob, StoredResponse
-from imagerouter.models import ImageRequest
 from imagerouter.server.errors import ApiError
 from imagerouter.server.http import json_response
 from imagerouter.server.keys import router_key, settings_key, store_key, workers_key

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from imagerouter.breaker import BreakerState, BreakerTransition
 from imagerouter.errors import ImageRouterError
-from imagerouter.models import ImageRequest, ImageResult
+from imagerouter.generation import ImageRequest, ImageResult
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from imagerouter.router import FARM_OPTIONS, Router
 from imagerouter.simulate.arrivals import JobMix, poisson_arrivals
 from imagerouter.simulate.metrics import count_failovers

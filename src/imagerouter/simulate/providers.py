@@ -48,8 +48,8 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.headers import RateLimitBudget, parse_rate_limit_budget
 from imagerouter.provider import ProviderOptions
+from imagerouter.resilience.headers import RateLimitBudget, parse_rate_limit_budget
 from imagerouter.simulate.windows import RetryAfterCounter
 from mockproviders.bucket import BucketState
 from mockproviders.engine import RATE_LIMIT, FaultEngine

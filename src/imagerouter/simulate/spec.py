@@ -43,7 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from imagerouter.catalog import Catalog, load_catalog
-from imagerouter.configfile import load_toml, validate
+from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import SCENARIO_DIR, Scenario, load_scenario

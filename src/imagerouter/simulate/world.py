@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from imagerouter.breaker import BreakerTransition
 from imagerouter.clock import Clock
 from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.router import Router
 from imagerouter.simulate.providers import ProviderAccount, Reanswer, Schedule, queue_api
 from imagerouter.simulate.spec import Account, SimulationSpec, deep_merge

@@ -25,7 +25,7 @@ from typing import Any
 
 from imagerouter.catalog import load_catalog
 from imagerouter.errors import ProviderTimeout
-from imagerouter.models import ProviderOutput
+from imagerouter.generation import ProviderOutput
 from imagerouter.plugins import ENTRY_POINT_GROUP, load_plugins
 from imagerouter.provider import Provider
 from imagerouter.router import FARM_OPTIONS

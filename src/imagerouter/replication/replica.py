@@ -50,10 +50,8 @@ from typing import TYPE_CHECKING, Any, Self
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from imagerouter.breaker import BreakerTransition
-from imagerouter.limits import CooldownStarted
-from imagerouter.models import AttemptEvent
-from imagerouter.state.connection import (
+from imagerouter.generation import AttemptEvent
+from imagerouter.replication.connection import (
     REDIS_ERRORS,
     Backoff,
     aclose_quietly,
@@ -62,15 +60,17 @@ from imagerouter.state.connection import (
     redact,
     replica_name,
 )
-from imagerouter.state.keys import Keys
-from imagerouter.state.mirror import Mirror
-from imagerouter.state.records import (
+from imagerouter.replication.keys import Keys
+from imagerouter.replication.mirror import Mirror
+from imagerouter.replication.records import (
     BreakerRecord,
     Record,
     decode,
     encode,
 )
-from imagerouter.state.scripts import KEEP_LATEST
+from imagerouter.replication.scripts import KEEP_LATEST
+from imagerouter.resilience.breaker import BreakerTransition
+from imagerouter.resilience.cooldowns import CooldownStarted
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -91,7 +91,8 @@ class RedisState:
     Args:
         url: ``redis://host:port/db`` (``rediss://`` and passwords work as in redis-py).
         router: the router whose state is shared; its listeners are attached on :meth:`start`.
-        prefix: the key prefix (and channel) the fleet shares; see :mod:`imagerouter.state.keys`.
+        prefix: the key prefix (and channel) the fleet shares; see
+            :mod:`imagerouter.replication.keys`.
         replica_id: this replica's name; default ``host-pid-random``.
         op_timeout_s: cap on every Redis call.
         health_interval_s: heartbeat period (health inputs, liveness of the link).

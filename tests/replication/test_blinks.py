@@ -4,11 +4,11 @@ so, and the fleet's state comes back together when Redis does."""
 from __future__ import annotations
 
 from imagerouter import ImageResult
-from imagerouter.breaker import BreakerState
 from imagerouter.catalog import Catalog, load_catalog
+from imagerouter.resilience.breaker import BreakerState
 from mockproviders import Farm
-from tests.state.helpers import SLOW_OPEN, eventually, free_port, replica, served_by
-from tests.state.proxy import TcpProxy
+from tests.replication.helpers import SLOW_OPEN, eventually, free_port, replica, served_by
+from tests.replication.proxy import TcpProxy
 
 
 def wavespeed_first_catalog() -> Catalog:

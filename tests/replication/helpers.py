@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from imagerouter import ImageRequest, ImageResult, Router
-from imagerouter.breaker import BreakerState
-from imagerouter.state import RedisState
+from imagerouter.replication import RedisState
+from imagerouter.resilience.breaker import BreakerState
 from mockproviders import Farm
 
 #: Small breakers and short jobs, as in tests/routing.

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from imagerouter import ImageResult
-from imagerouter.breaker import BreakerState, BreakerTransition
 from imagerouter.catalog import Catalog, load_catalog
-from imagerouter.state.records import BreakerRecord, CooldownRecord, Record
+from imagerouter.replication.records import BreakerRecord, CooldownRecord, Record
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from mockproviders import Farm
-from tests.state.helpers import SLOW_OPEN, eventually, fleet, replica, served_by
+from tests.replication.helpers import SLOW_OPEN, eventually, fleet, replica, served_by
 
 
 def fal_stats(farm: Farm) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.limits import TokenBucket
+from imagerouter.resilience.token_bucket import TokenBucket
 
 __all__ = ["LimitDecision", "LimitPolicy", "RateLimiter"]
 

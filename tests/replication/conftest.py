@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from tests.state.proxy import TcpProxy
+from tests.replication.proxy import TcpProxy
 
 #: The Redis the tests use; only loopback by default.
 REDIS_URL = os.environ.get("IMAGEROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

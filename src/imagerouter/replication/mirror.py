@@ -1,6 +1,6 @@
 """The pure half of the replication: local events → records, records → local state.
 
-:class:`Mirror` does no I/O and never awaits; :class:`~imagerouter.state.RedisState` feeds it
+:class:`Mirror` does no I/O and never awaits; :class:`~imagerouter.replication.RedisState` feeds it
 what Redis says and sends what it returns. The rules:
 
 * **Cooldowns and budgets** only ever lengthen: a record is applied with ``max`` (the same rule
@@ -21,10 +21,11 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagerouter.breaker import BreakerState, BreakerTransition
-from imagerouter.events import Listeners
-from imagerouter.limits import Cooldowns, CooldownStarted, TokenBucket
-from imagerouter.state.records import BreakerRecord, BudgetRecord, CooldownRecord, Record
+from imagerouter.listeners import Listeners
+from imagerouter.replication.records import BreakerRecord, BudgetRecord, CooldownRecord, Record
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
+from imagerouter.resilience.cooldowns import Cooldowns, CooldownStarted
+from imagerouter.resilience.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from imagerouter.router import Router

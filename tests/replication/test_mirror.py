@@ -6,13 +6,18 @@ from __future__ import annotations
 import pytest
 
 from imagerouter import Router
-from imagerouter.breaker import BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker
 from imagerouter.clock import FakeClock
-from imagerouter.limits import Cooldowns, CooldownStarted
-from imagerouter.state import Mirror
-from imagerouter.state.records import BreakerRecord, CooldownRecord, decode, encode
+from imagerouter.replication import Mirror
+from imagerouter.replication.records import BreakerRecord, CooldownRecord, decode, encode
+from imagerouter.resilience.breaker import (
+    BreakerConfig,
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+)
+from imagerouter.resilience.cooldowns import Cooldowns, CooldownStarted
 from mockproviders import Farm
-from tests.state.helpers import FAST
+from tests.replication.helpers import FAST
 
 CONFIG = BreakerConfig(consecutive_failures=2, open_base_s=5.0, half_open_probes=1)
 

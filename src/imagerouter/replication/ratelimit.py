@@ -1,9 +1,10 @@
 """The API's per-key rate limits shared by every replica: one Redis token bucket per (API key,
 policy), checked and taken atomically by a Lua script on Redis's own clock.
 
-:class:`RedisRateLimiter` gives the same :class:`~imagerouter.ratelimit.LimitDecision` (and so
-the same ``RateLimit-Policy`` / ``RateLimit`` / ``Retry-After`` headers) as the in-process
-:class:`~imagerouter.ratelimit.RateLimiter`, but ``await``-ed. When Redis fails or is slower
+:class:`RedisRateLimiter` gives the same
+:class:`~imagerouter.server.ratelimit.LimitDecision` (and so the same ``RateLimit-Policy`` /
+``RateLimit`` / ``Retry-After`` headers) as the in-process
+:class:`~imagerouter.server.ratelimit.RateLimiter`, but ``await``-ed. When Redis fails or is slower
 than ``op_timeout_s`` it answers from a local ``RateLimiter`` instead (each replica then
 enforces the limit on its own, so the fleet admits up to replicas × the limit until Redis is
 back), counts the fallback, and leaves Redis alone for a backoff before trying it again.
@@ -19,8 +20,7 @@ from typing import Any, Self
 from redis.asyncio import Redis
 
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.ratelimit import LimitDecision, LimitPolicy, RateLimiter
-from imagerouter.state.connection import (
+from imagerouter.replication.connection import (
     REDIS_ERRORS,
     Backoff,
     aclose_quietly,
@@ -28,8 +28,9 @@ from imagerouter.state.connection import (
     make_client,
     redact,
 )
-from imagerouter.state.keys import Keys
-from imagerouter.state.scripts import TOKEN_BUCKET
+from imagerouter.replication.keys import Keys
+from imagerouter.replication.scripts import TOKEN_BUCKET
+from imagerouter.server.ratelimit import LimitDecision, LimitPolicy, RateLimiter
 
 __all__ = ["RedisRateLimiter", "decision"]
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from imagerouter.ratelimit import LimitPolicy, RateLimiter
-from imagerouter.state import RedisRateLimiter
-from tests.state.helpers import free_port
-from tests.state.proxy import TcpProxy
+from imagerouter.replication import RedisRateLimiter
+from imagerouter.server.ratelimit import LimitPolicy, RateLimiter
+from tests.replication.helpers import free_port
+from tests.replication.proxy import TcpProxy
 
 #: Five requests at once, then (practically) no refill during a test.
 TIGHT = {"generate": LimitPolicy(rate_per_s=0.01, burst=5)}
