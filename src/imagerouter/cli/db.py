@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from imagerouter.cli import config_option, err_console, main
+from imagerouter.cli.options import config_option
+from imagerouter.cli.output import err_console
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs import migrations
 from imagerouter.jobs.postgres import is_postgres_url, parse_url, redact_url
@@ -81,7 +82,7 @@ def _run(work):
         sys.exit(2)
 
 
-@main.group()
+@click.group()
 def db() -> None:
     """The job store's schema: migrate it, or see which migrations it has."""
 
@@ -125,7 +126,3 @@ def db_status(config_path: str | None, store: str | None) -> None:
         click.echo(f"{version:04d}_{names.get(version, '?')}: {state}")
     if found.pending:
         sys.exit(1)
-
-
-if __name__ == "__main__":  # ``python -m imagerouter.cli_db db migrate …``
-    main()

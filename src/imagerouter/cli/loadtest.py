@@ -1,7 +1,7 @@
 """``imagerouter loadtest SCENARIO``: farm + router + Locust, then a report folder.
 
-Attaches itself to the ``imagerouter`` group of :mod:`imagerouter.cli` when imported. The work
-is in :mod:`loadtests.orchestrator`; this module only parses options and prints the outcome.
+The work is in :mod:`loadtests.orchestrator`, imported when the command runs; this module only
+parses options and prints the outcome.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from imagerouter.cli import console, err_console, main
+from imagerouter.cli.output import console, err_console
 from imagerouter.errors import ConfigError
 
 __all__ = ["loadtest", "parse_duration"]
@@ -116,7 +116,7 @@ def _print_outcome(summary: dict[str, Any], out: Path) -> None:
     console.print(f"report: {out / 'summary.md'} (Locust: {out / 'locust' / 'report.html'})")
 
 
-@main.command()
+@click.command()
 @click.argument("scenario", required=False)
 @click.option("--users", type=click.IntRange(min=1), help="Locust users at the peak.")
 @click.option("--duration", type=_Duration(), help="Traffic time (120, 90s, 2m); phases scale.")
@@ -186,7 +186,3 @@ def loadtest(
         sys.exit(2)
     _print_outcome(result.summary, result.out)
     sys.exit(0 if result.ok else 1)
-
-
-if __name__ == "__main__":  # ``python -m imagerouter.cli_loadtest loadtest …``
-    main()

@@ -1,8 +1,7 @@
 """``imagerouter serve``, ``imagerouter keys …`` and ``imagerouter credits …``.
 
-These commands attach themselves to the ``imagerouter`` group of :mod:`imagerouter.cli` when
-this module is imported. Every one takes ``--config`` and ``--data-dir``; settings come from the
-config file's ``[server]`` table, then ``IMAGEROUTER_SERVER_*`` variables, then flags.
+Every one takes ``--config`` and ``--data-dir``; settings come from the config file's
+``[server]`` table, then ``IMAGEROUTER_SERVER_*`` variables, then flags.
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ import click
 from rich.table import Table
 
 from imagerouter.auth import mint_key
-from imagerouter.cli import config_option, console, err_console, main
+from imagerouter.cli.options import config_option
+from imagerouter.cli.output import console, err_console
 from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs.sqlite import SQLiteJobStore
@@ -71,7 +71,7 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
         raise
 
 
-@main.command()
+@click.command()
 @config_option
 @data_dir_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
@@ -110,7 +110,7 @@ def serve(
         _fail(exc)
 
 
-@main.group()
+@click.group()
 def keys() -> None:
     """Create, list and revoke API keys."""
 
@@ -187,7 +187,7 @@ def keys_revoke(config_path: str | None, data_dir: str | None, key_id: str) -> N
     console.print(f"revoked {key_id}")
 
 
-@main.group()
+@click.group()
 def credits() -> None:
     """Manage account credits."""
 
@@ -211,7 +211,3 @@ def credits_grant(
 
     balance = _with_store(settings, work)
     console.print(f"{account_name}: +{amount} credits, balance {balance}")
-
-
-if __name__ == "__main__":  # ``python -m imagerouter.cli_server serve …``
-    main()

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from imagerouter.cli import console, err_console, main
+from imagerouter.cli.output import console, err_console
 
 __all__ = ["fetch_rows", "provider_table", "status"]
 
@@ -158,7 +158,7 @@ def provider_table(rows: list[dict[str, Any]], source: str) -> Table:
     return table
 
 
-@main.command()
+@click.command()
 @click.option(
     "--url",
     envvar="IMAGEROUTER_URL",

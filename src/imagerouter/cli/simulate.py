@@ -1,6 +1,6 @@
 """``imagerouter simulate``: the routing policies on a virtual clock, with a report.
 
-Attached to the ``imagerouter`` command group on import (``cli.py`` imports this module).
+The simulator (:mod:`imagerouter.simulate`) is imported when the command runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from imagerouter.cli import main
 from imagerouter.errors import ImageRouterError
 
 __all__ = ["simulate"]
@@ -38,7 +37,7 @@ def _overview(summaries: list[dict[str, Any]]) -> Table:
     return table
 
 
-@main.command()
+@click.command()
 @click.argument("scenario")
 @click.argument("policies", nargs=-1, type=click.Path(dir_okay=False, exists=True))
 @click.option("--hours", type=float, help="Virtual hours to simulate (default: the scenario's).")
@@ -138,7 +137,3 @@ def simulate(
         f"{speed['jobs_per_wall_minute']:,} simulated jobs per wall-clock minute; "
         f"report in [bold]{target}[/bold]"
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,22 @@
+"""Where every command writes: ``console`` (stdout), ``err_console`` (stderr), and ``fail``.
+
+The commands report a problem the same way: ``error: …`` on stderr, then exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+
+__all__ = ["console", "err_console", "fail"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(problem: object) -> NoReturn:
+    """Print ``error: problem`` on stderr (rich markup allowed) and exit with status 2."""
+    err_console.print(f"[red]error:[/red] {problem}")
+    sys.exit(2)
