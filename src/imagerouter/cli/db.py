@@ -15,7 +15,7 @@ import sys
 import click
 
 from imagerouter.cli.options import config_option
-from imagerouter.cli.output import err_console
+from imagerouter.cli.output import fail
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs import migrations
 from imagerouter.jobs.postgres import is_postgres_url, parse_url, redact_url
@@ -35,8 +35,7 @@ def _store_url(config_path: str | None, store: str | None) -> str:
     try:
         settings = load_server_settings(config_path, store=store)
     except ImageRouterError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     return settings.store or f"sqlite://{settings.data_dir / 'imagerouter.db'}"
 
 
@@ -75,11 +74,9 @@ def _run(work):
     try:
         return asyncio.run(work)
     except (ImageRouterError, OSError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     except Exception as exc:  # asyncpg's errors: a refused login, a missing database…
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
-        sys.exit(2)
+        fail(f"{type(exc).__name__}: {exc}")
 
 
 @click.group()

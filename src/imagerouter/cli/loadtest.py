@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from imagerouter.cli.output import console, err_console
+from imagerouter.cli.output import console, err_console, fail
 from imagerouter.errors import ConfigError
 
 __all__ = ["loadtest", "parse_duration"]
@@ -153,20 +153,15 @@ def loadtest(
         _list_scenarios()
         return
     if importlib.util.find_spec("locust") is None:
-        err_console.print(
-            "[red]error:[/red] Locust is not installed: pip install 'imagerouter[loadtest]'"
-        )
-        sys.exit(2)
+        fail("Locust is not installed: pip install 'imagerouter[loadtest]'")
     try:
         loaded = load_load_scenario(scenario)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     if out is None:
         out = Path("loadtest-reports") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
-        err_console.print(f"[red]error:[/red] --out {out}: the folder exists and is not empty")
-        sys.exit(2)
+        fail(f"--out {out}: the folder exists and is not empty")
 
     from loadtests.orchestrator import RunOptions, run_loadtest
 
@@ -182,7 +177,6 @@ def loadtest(
     try:
         result = asyncio.run(run_loadtest(options))
     except (RuntimeError, OSError, ValueError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     _print_outcome(result.summary, result.out)
     sys.exit(0 if result.ok else 1)

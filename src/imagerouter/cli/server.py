@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,7 +17,7 @@ from rich.table import Table
 
 from imagerouter.auth import mint_key
 from imagerouter.cli.options import config_option
-from imagerouter.cli.output import console, err_console
+from imagerouter.cli.output import console, err_console, fail
 from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs.sqlite import SQLiteJobStore
@@ -42,17 +41,11 @@ data_dir_option = click.option(
 )
 
 
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
-    sys.exit(2)
-
-
 def _settings(config_path: str | None, **overrides: Any) -> ServerSettings:
     try:
         return load_server_settings(config_path, **overrides)
     except ImageRouterError as exc:
-        _fail(exc)
-        raise  # unreachable: _fail exits
+        fail(exc)
 
 
 def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]]) -> T:
@@ -67,8 +60,7 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
     try:
         return asyncio.run(run())
     except ImageRouterError as exc:
-        _fail(exc)
-        raise
+        fail(exc)
 
 
 @click.command()
@@ -107,7 +99,7 @@ def serve(
         else:
             run_server(settings, load_router_settings(config_path), announce=console.print)
     except ImageRouterError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @click.group()
@@ -183,7 +175,7 @@ def keys_revoke(config_path: str | None, data_dir: str | None, key_id: str) -> N
     """Revoke KEY_ID (the ``key_…`` id from ``keys list``)."""
     settings = _settings(config_path, data_dir=data_dir)
     if not _with_store(settings, lambda store: store.revoke_api_key(key_id)):
-        _fail(ImageRouterError(f"no active key {key_id!r}"))
+        fail(ImageRouterError(f"no active key {key_id!r}"))
     console.print(f"revoked {key_id}")
 
 

@@ -5,23 +5,17 @@ The simulator (:mod:`imagerouter.simulate`) is imported when the command runs.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from imagerouter.cli.output import console, fail
 from imagerouter.errors import ImageRouterError
 
 __all__ = ["simulate"]
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    sys.exit(2)
 
 
 def _overview(summaries: list[dict[str, Any]]) -> Table:
@@ -81,10 +75,9 @@ def simulate(
     from imagerouter.simulate.spec import apply_policy, load_spec
 
     if policies and not compare:
-        _fail("policy files as arguments need --compare (or use --config for one policy)")
+        fail("policy files as arguments need --compare (or use --config for one policy)")
     if compare and not policies:
-        _fail("--compare needs at least one policy file")
-    console = Console()
+        fail("--compare needs at least one policy file")
     try:
         spec = load_spec(scenario).with_overrides(hours=hours, seed=seed, peak_per_min=peak_per_min)
         if config_path:
@@ -93,7 +86,7 @@ def simulate(
         if len(specs) == 1:
             specs.insert(0, spec)
     except (ImageRouterError, ValueError) as exc:
-        _fail(str(exc))
+        fail(exc)
     target = Path(out) if out else Path("simulate-out") / spec.name
     settings = spec.settings
     console.print(
@@ -130,7 +123,7 @@ def simulate(
                     )
                 ]
     except (ImageRouterError, ValueError) as exc:
-        _fail(str(exc))
+        fail(exc)
     console.print(_overview(summaries))
     speed = summaries[0]["speed"]
     console.print(
