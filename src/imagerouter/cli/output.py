@@ -9,6 +9,7 @@ import sys
 from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["console", "err_console", "fail"]
 
@@ -17,6 +18,10 @@ err_console = Console(stderr=True)
 
 
 def fail(problem: object) -> NoReturn:
-    """Print ``error: problem`` on stderr (rich markup allowed) and exit with status 2."""
-    err_console.print(f"[red]error:[/red] {problem}")
+    """Print ``error: problem`` on stderr and exit with status 2.
+
+    The problem is printed as text, never read as rich markup, so that a hint such as
+    ``pip install 'imagerouter[loadtest]'`` keeps its brackets.
+    """
+    err_console.print(f"[red]error:[/red] {escape(str(problem))}")
     sys.exit(2)
