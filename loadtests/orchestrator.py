@@ -172,7 +172,7 @@ def _create_key(config: Path, data_dir: Path, log: Path) -> str:
         [
             sys.executable,
             "-m",
-            "imagerouter.cli_server",
+            "imagerouter",
             "keys",
             "create",
             "--account",
@@ -430,7 +430,7 @@ class _Orchestration:
         serve = [
             sys.executable,
             "-m",
-            "imagerouter.cli_server",
+            "imagerouter",
             "serve",
             "--config",
             str(config),

@@ -116,7 +116,7 @@ def servers(
                     [
                         sys.executable,
                         "-m",
-                        "imagerouter.cli_server",
+                        "imagerouter",
                         "serve",
                         "--config",
                         str(config),

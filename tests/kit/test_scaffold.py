@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import imagerouter.cli_provider  # noqa: F401  (attaches new-provider to the CLI group)
 from imagerouter.cli import main
 from imagerouter.scaffold import ScaffoldError, create_provider_package, normalize_name
 from imagerouter.testing import run_conformance

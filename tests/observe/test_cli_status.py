@@ -8,7 +8,6 @@ import json
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
-import imagerouter.cli_status  # noqa: F401  (attaches `status` to the CLI until cli.py imports it)
 from imagerouter.cli import main
 from mockproviders import Farm
 from tests.observe.conftest import ADMIN_KEY, ApiFactory

@@ -351,7 +351,7 @@ def start_processes(procs: Iterable[Proc]) -> None:
 
 def farm_proc(tmp: Path, scenario: Path) -> Proc:
     port = free_port()
-    command = [PYTHON, "-m", "imagerouter.cli", "farm", "--port", str(port)]
+    command = [PYTHON, "-m", "imagerouter", "farm", "--port", str(port)]
     command += ["--scenario", str(scenario)]
     return Proc("farm", command, port, tmp / "farm.log", "/_farm/providers")
 
@@ -359,7 +359,7 @@ def farm_proc(tmp: Path, scenario: Path) -> Proc:
 def replica_proc(tmp: Path, config: Path, index: int, *args: str) -> Proc:
     port = free_port()
     data_dir = tmp / f"replica{index}"
-    command = [PYTHON, "-m", "imagerouter.cli_server", "serve", "--config", str(config)]
+    command = [PYTHON, "-m", "imagerouter", "serve", "--config", str(config)]
     command += ["--port", str(port), "--data-dir", str(data_dir), *args]
     return Proc(f"replica{index}", command, port, tmp / f"replica{index}.log", "/readyz")
 

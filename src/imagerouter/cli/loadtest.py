@@ -1,7 +1,7 @@
 """``imagerouter loadtest SCENARIO``: farm + router + Locust, then a report folder.
 
-Attaches itself to the ``imagerouter`` group of :mod:`imagerouter.cli` when imported. The work
-is in :mod:`loadtests.orchestrator`; this module only parses options and prints the outcome.
+The work is in :mod:`loadtests.orchestrator`, imported when the command runs; this module only
+parses options and prints the outcome.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from imagerouter.cli import console, err_console, main
+from imagerouter.cli.output import console, err_console, fail
 from imagerouter.errors import ConfigError
 
 __all__ = ["loadtest", "parse_duration"]
@@ -116,7 +116,7 @@ def _print_outcome(summary: dict[str, Any], out: Path) -> None:
     console.print(f"report: {out / 'summary.md'} (Locust: {out / 'locust' / 'report.html'})")
 
 
-@main.command()
+@click.command()
 @click.argument("scenario", required=False)
 @click.option("--users", type=click.IntRange(min=1), help="Locust users at the peak.")
 @click.option("--duration", type=_Duration(), help="Traffic time (120, 90s, 2m); phases scale.")
@@ -153,20 +153,15 @@ def loadtest(
         _list_scenarios()
         return
     if importlib.util.find_spec("locust") is None:
-        err_console.print(
-            "[red]error:[/red] Locust is not installed: pip install 'imagerouter[loadtest]'"
-        )
-        sys.exit(2)
+        fail("Locust is not installed: pip install 'imagerouter[loadtest]'")
     try:
         loaded = load_load_scenario(scenario)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     if out is None:
         out = Path("loadtest-reports") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
-        err_console.print(f"[red]error:[/red] --out {out}: the folder exists and is not empty")
-        sys.exit(2)
+        fail(f"--out {out}: the folder exists and is not empty")
 
     from loadtests.orchestrator import RunOptions, run_loadtest
 
@@ -182,11 +177,6 @@ def loadtest(
     try:
         result = asyncio.run(run_loadtest(options))
     except (RuntimeError, OSError, ValueError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     _print_outcome(result.summary, result.out)
     sys.exit(0 if result.ok else 1)
-
-
-if __name__ == "__main__":  # ``python -m imagerouter.cli_loadtest loadtest …``
-    main()

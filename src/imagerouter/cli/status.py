@@ -8,7 +8,6 @@ probe, and the last minute's success rate, p95 latency and jobs/s.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from imagerouter.cli import console, err_console, main
+from imagerouter.cli.output import console, fail
 
 __all__ = ["fetch_rows", "provider_table", "status"]
 
@@ -158,7 +157,7 @@ def provider_table(rows: list[dict[str, Any]], source: str) -> Table:
     return table
 
 
-@main.command()
+@click.command()
 @click.option(
     "--url",
     envvar="IMAGEROUTER_URL",
@@ -187,8 +186,7 @@ def status(
             admin = _is_admin(client, key)
             rows = fetch_rows(client, key, admin)
         except StatusError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
-            sys.exit(2)
+            fail(exc)
         source = "admin" if admin else "providers"
         if as_json:
             click.echo(json.dumps(rows, indent=2))

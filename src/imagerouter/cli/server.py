@@ -1,15 +1,13 @@
 """``imagerouter serve``, ``imagerouter keys …`` and ``imagerouter credits …``.
 
-These commands attach themselves to the ``imagerouter`` group of :mod:`imagerouter.cli` when
-this module is imported. Every one takes ``--config`` and ``--data-dir``; settings come from the
-config file's ``[server]`` table, then ``IMAGEROUTER_SERVER_*`` variables, then flags.
+Every one takes ``--config`` and ``--data-dir``; settings come from the config file's
+``[server]`` table, then ``IMAGEROUTER_SERVER_*`` variables, then flags.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,7 +16,8 @@ import click
 from rich.table import Table
 
 from imagerouter.auth import mint_key
-from imagerouter.cli import config_option, console, err_console, main
+from imagerouter.cli.options import config_option
+from imagerouter.cli.output import console, err_console, fail
 from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs.sqlite import SQLiteJobStore
@@ -42,17 +41,11 @@ data_dir_option = click.option(
 )
 
 
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
-    sys.exit(2)
-
-
 def _settings(config_path: str | None, **overrides: Any) -> ServerSettings:
     try:
         return load_server_settings(config_path, **overrides)
     except ImageRouterError as exc:
-        _fail(exc)
-        raise  # unreachable: _fail exits
+        fail(exc)
 
 
 def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]]) -> T:
@@ -67,11 +60,10 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
     try:
         return asyncio.run(run())
     except ImageRouterError as exc:
-        _fail(exc)
-        raise
+        fail(exc)
 
 
-@main.command()
+@click.command()
 @config_option
 @data_dir_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
@@ -107,10 +99,10 @@ def serve(
         else:
             run_server(settings, load_router_settings(config_path), announce=console.print)
     except ImageRouterError as exc:
-        _fail(exc)
+        fail(exc)
 
 
-@main.group()
+@click.group()
 def keys() -> None:
     """Create, list and revoke API keys."""
 
@@ -183,11 +175,11 @@ def keys_revoke(config_path: str | None, data_dir: str | None, key_id: str) -> N
     """Revoke KEY_ID (the ``key_…`` id from ``keys list``)."""
     settings = _settings(config_path, data_dir=data_dir)
     if not _with_store(settings, lambda store: store.revoke_api_key(key_id)):
-        _fail(ImageRouterError(f"no active key {key_id!r}"))
+        fail(ImageRouterError(f"no active key {key_id!r}"))
     console.print(f"revoked {key_id}")
 
 
-@main.group()
+@click.group()
 def credits() -> None:
     """Manage account credits."""
 
@@ -211,7 +203,3 @@ def credits_grant(
 
     balance = _with_store(settings, work)
     console.print(f"{account_name}: +{amount} credits, balance {balance}")
-
-
-if __name__ == "__main__":  # ``python -m imagerouter.cli_server serve …``
-    main()

@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from imagerouter.cli import config_option, err_console, main
+from imagerouter.cli.options import config_option
+from imagerouter.cli.output import fail
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs import migrations
 from imagerouter.jobs.postgres import is_postgres_url, parse_url, redact_url
@@ -34,8 +35,7 @@ def _store_url(config_path: str | None, store: str | None) -> str:
     try:
         settings = load_server_settings(config_path, store=store)
     except ImageRouterError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     return settings.store or f"sqlite://{settings.data_dir / 'imagerouter.db'}"
 
 
@@ -74,14 +74,12 @@ def _run(work):
     try:
         return asyncio.run(work)
     except (ImageRouterError, OSError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        fail(exc)
     except Exception as exc:  # asyncpg's errors: a refused login, a missing database…
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
-        sys.exit(2)
+        fail(f"{type(exc).__name__}: {exc}")
 
 
-@main.group()
+@click.group()
 def db() -> None:
     """The job store's schema: migrate it, or see which migrations it has."""
 
@@ -125,7 +123,3 @@ def db_status(config_path: str | None, store: str | None) -> None:
         click.echo(f"{version:04d}_{names.get(version, '?')}: {state}")
     if found.pending:
         sys.exit(1)
-
-
-if __name__ == "__main__":  # ``python -m imagerouter.cli_db db migrate …``
-    main()

@@ -1,6 +1,7 @@
-"""``make demo``: the job API with the farm in-process (fal rate-limits, then goes down while
-WaveSpeed browns out, then everyone recovers), a burst of jobs submitted over HTTP as a client
-would, and tables of what happened to each job, each provider, and the account's credits."""
+"""``imagerouter demo`` (``make demo``): the job API with the farm in-process (fal rate-limits,
+then goes down while WaveSpeed browns out, then everyone recovers), a burst of jobs submitted
+over HTTP as a client would, and tables of what happened to each job, each provider, and the
+account's credits."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import click
 from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
 from imagerouter.auth import mint_key
+from imagerouter.cli.output import console, fail
+from imagerouter.errors import ImageRouterError
 from imagerouter.plugins import load_plugins
 from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.router import Router
@@ -25,7 +29,7 @@ from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
 
-__all__ = ["DemoReport", "print_report", "run_demo"]
+__all__ = ["DemoReport", "demo", "print_report", "run_demo"]
 
 MODELS = ("gpt-image-2", "flux-dev", "gpt-image-1", "nano-banana-pro")
 FINAL = {"completed", "failed", "canceled"}
@@ -190,3 +194,16 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
         f"{done['failed']} failed; credits charged {charged}, refunded {refunded}, "
         f"balance {report.account.get('balance')}."
     )
+
+
+@click.command()
+@click.option("--scenario", default="demo", show_default=True, help="Farm scenario name or file.")
+@click.option("--jobs", default=40, show_default=True, help="How many jobs to run.")
+@click.option("--interval", default=0.25, show_default=True, help="Seconds between job starts.")
+def demo(scenario: str, jobs: int, interval: float) -> None:
+    """Serve the API over the in-process farm, submit jobs as a client would, show the outcome."""
+    try:
+        report = asyncio.run(run_demo(scenario, jobs, interval))
+    except ImageRouterError as exc:
+        fail(exc)
+    print_report(report, console)

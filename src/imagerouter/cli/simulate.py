@@ -1,28 +1,21 @@
 """``imagerouter simulate``: the routing policies on a virtual clock, with a report.
 
-Attached to the ``imagerouter`` command group on import (``cli.py`` imports this module).
+The simulator (:mod:`imagerouter.simulate`) is imported when the command runs.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from imagerouter.cli import main
+from imagerouter.cli.output import console, fail
 from imagerouter.errors import ImageRouterError
 
 __all__ = ["simulate"]
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    sys.exit(2)
 
 
 def _overview(summaries: list[dict[str, Any]]) -> Table:
@@ -38,7 +31,7 @@ def _overview(summaries: list[dict[str, Any]]) -> Table:
     return table
 
 
-@main.command()
+@click.command()
 @click.argument("scenario")
 @click.argument("policies", nargs=-1, type=click.Path(dir_okay=False, exists=True))
 @click.option("--hours", type=float, help="Virtual hours to simulate (default: the scenario's).")
@@ -82,10 +75,9 @@ def simulate(
     from imagerouter.simulate.spec import apply_policy, load_spec
 
     if policies and not compare:
-        _fail("policy files as arguments need --compare (or use --config for one policy)")
+        fail("policy files as arguments need --compare (or use --config for one policy)")
     if compare and not policies:
-        _fail("--compare needs at least one policy file")
-    console = Console()
+        fail("--compare needs at least one policy file")
     try:
         spec = load_spec(scenario).with_overrides(hours=hours, seed=seed, peak_per_min=peak_per_min)
         if config_path:
@@ -94,7 +86,7 @@ def simulate(
         if len(specs) == 1:
             specs.insert(0, spec)
     except (ImageRouterError, ValueError) as exc:
-        _fail(str(exc))
+        fail(exc)
     target = Path(out) if out else Path("simulate-out") / spec.name
     settings = spec.settings
     console.print(
@@ -131,14 +123,10 @@ def simulate(
                     )
                 ]
     except (ImageRouterError, ValueError) as exc:
-        _fail(str(exc))
+        fail(exc)
     console.print(_overview(summaries))
     speed = summaries[0]["speed"]
     console.print(
         f"{speed['jobs_per_wall_minute']:,} simulated jobs per wall-clock minute; "
         f"report in [bold]{target}[/bold]"
     )
-
-
-if __name__ == "__main__":
-    main()
