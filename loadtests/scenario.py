@@ -11,7 +11,7 @@ clock of ``duration_s`` seconds that the orchestrator stretches or squeezes to `
     farm = "loadtest"             # the farm's base profiles (mockproviders scenario name or file)
 
     [traffic]
-    shape = "launch_week"         # loadtests.shapes: steady, ramp, spike, launch_week
+    shape = "launch_week"         # imagerouter.shapes: steady, ramp, spike, launch_week
     shape_params = { spikes = 3 }
     jobs_per_user_s = 0.2         # each user submits this many jobs a second
     models = { "gpt-image-2" = 5, "flux-dev" = 3 }      # weights
@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError
-from loadtests.shapes import Shape, make_shape
+from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
 
 __all__ = [

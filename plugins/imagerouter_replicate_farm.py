@@ -1,5 +1,5 @@
 """Replicate's predictions API for the mock farm, registered by the Replicate plugin's
-``register_farm_adapters`` hook (``imagerouter farm`` and ``Router.from_farm`` pick it up).
+``register_farm_adapters`` hook (``imagerouter farm`` and ``farm_router`` pick it up).
 
 - Create ``POST /replicate/v1/models/{owner}/{name}/predictions`` (official models) or
   ``POST /replicate/v1/predictions`` with ``version`` (``owner/name:sha`` or a bare version id)

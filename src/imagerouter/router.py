@@ -41,9 +41,6 @@ __all__ = ["Router"]
 
 log = logging.getLogger(__name__)
 
-#: Poll quickly against the farm: its queues finish in milliseconds.
-FARM_OPTIONS = {"poll_initial_s": 0.02, "poll_factor": 1.5, "poll_max_s": 0.25}
-
 
 @dataclass(slots=True)
 class _Outcome:
@@ -126,44 +123,6 @@ class Router:
             seed=seed,
             transitions=transitions,
         )
-
-    @classmethod
-    def from_farm(
-        cls,
-        farm: Any,
-        config: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Router:
-        """A router whose providers all point at a running mock farm.
-
-        ``farm`` is a :class:`mockproviders.Farm` or its ``GET /_farm/providers`` document;
-        every provider the farm serves and a loaded plugin speaks is configured with the farm's
-        base URL and a farm key. ``config`` is laid over that (e.g. router timeouts).
-        """
-        info = farm.providers() if hasattr(farm, "providers") else farm
-        plugins = kwargs.setdefault("plugins", load_plugins())
-        # A plugin the farm does not serve is left out: a farm run never reaches a real API.
-        providers: dict[str, Any] = {
-            name: {"enabled": False} for name in plugins.providers if name not in info["providers"]
-        }
-        for name, entry in info["providers"].items():
-            if name not in plugins.providers:
-                continue
-            providers[name] = {
-                "base_url": entry["base_url"],
-                "api_key": f"farm-key-{name}",
-                "options": dict(FARM_OPTIONS),
-            }
-        data: dict[str, Any] = {"providers": providers}
-        if info.get("ca_bundle"):
-            data["ca_bundle"] = info["ca_bundle"]
-        for key, value in (config or {}).items():
-            if key == "providers":
-                for name, overrides in value.items():
-                    providers.setdefault(name, {}).update(overrides)
-            else:
-                data[key] = value
-        return cls.from_config(data, **kwargs)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

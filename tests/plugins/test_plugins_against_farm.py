@@ -18,9 +18,9 @@ from imagerouter import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
-    Router,
 )
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 from mockproviders.jobs import JobState
 
 PROVIDERS = {  # plugin → a model id the farm serves for it
@@ -38,7 +38,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def call(farm: Farm, session: aiohttp.ClientSession, name: str, deadline_s: float = 5.0):
-    provider = Router.from_farm(farm).instances[name].provider
+    provider = farm_router(farm).instances[name].provider
     clock = MonotonicClock()
     ctx = CallContext(session, PROVIDERS[name], clock.now() + deadline_s, clock)
     return await provider.generate(REQUEST, ctx), ctx

@@ -29,8 +29,8 @@ from aiohttp import web
 from imagerouter.auth import mint_key
 from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.plugins import load_plugins
-from imagerouter.router import FARM_OPTIONS
 from imagerouter.webhooks import new_secret
+from mockproviders.bridge import FARM_OPTIONS
 from tests.polling import eventually
 from tests.replication.proxy import TcpProxy
 
@@ -229,7 +229,7 @@ def write_config(
 ) -> Path:
     """The replicas' shared config: the ``[server]`` table (store, state, small leases), the
     ``[router]`` table, and every farm provider's base URL and farm key (as
-    ``Router.from_farm`` would set them)."""
+    ``farm_router`` would set them)."""
     values: dict[str, Any] = {
         "store": store,
         "state": state,

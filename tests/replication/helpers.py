@@ -17,6 +17,7 @@ from imagerouter import ImageRequest, ImageResult, Router
 from imagerouter.replication import RedisState
 from imagerouter.resilience.breaker import BreakerState
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 
 #: Small breakers and short jobs, as in tests/routing.
 FAST: dict[str, Any] = {
@@ -80,7 +81,7 @@ async def replica(
     """A router on ``farm`` with its own RedisState on ``prefix``."""
     state_kwargs.setdefault("health_interval_s", 0.1)
     state_kwargs.setdefault("reconnect_max_s", 0.2)
-    router = Router.from_farm(farm, config or FAST, **(router_kwargs or {}))
+    router = farm_router(farm, config or FAST, **(router_kwargs or {}))
     state = RedisState(url, router, prefix=prefix, replica_id=name, **state_kwargs)
     async with router, state:
         yield Replica(router, state)

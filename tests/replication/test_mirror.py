@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from imagerouter import Router
 from imagerouter.clock import FakeClock
 from imagerouter.replication import Mirror
 from imagerouter.replication.records import BreakerRecord, CooldownRecord, decode, encode
@@ -17,6 +16,7 @@ from imagerouter.resilience.breaker import (
 )
 from imagerouter.resilience.cooldowns import Cooldowns, CooldownStarted
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 from tests.replication.helpers import FAST
 
 CONFIG = BreakerConfig(consecutive_failures=2, open_base_s=5.0, half_open_probes=1)
@@ -30,8 +30,8 @@ def clock() -> FakeClock:
 @pytest.fixture
 def mirrors(farm: Farm, clock: FakeClock) -> tuple[Mirror, Mirror]:
     """Two replicas' mirrors on one fake clock (so their wall clocks agree exactly)."""
-    a = Router.from_farm(farm, FAST, clock=clock)
-    b = Router.from_farm(farm, FAST, clock=clock)
+    a = farm_router(farm, FAST, clock=clock)
+    b = farm_router(farm, FAST, clock=clock)
     return (
         Mirror(a, "a", probe_head_start_s=1.0, probe_lease_s=10.0),
         Mirror(b, "b", probe_head_start_s=1.0, probe_lease_s=10.0),

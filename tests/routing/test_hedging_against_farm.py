@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from imagerouter import ImageRequest, Router
+from imagerouter import ImageRequest
 from imagerouter.catalog import Catalog, load_catalog
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 from mockproviders.jobs import JobState
 
 
@@ -30,7 +31,7 @@ async def test_slow_first_provider_is_hedged_and_the_loser_cancelled(farm: Farm)
     }
     farm.set_faults("fal", fast)
     request = ImageRequest(model="hedged", prompt="race")
-    async with Router.from_farm(farm, catalog=hedged_catalog()) as router:
+    async with farm_router(farm, catalog=hedged_catalog()) as router:
         for _ in range(20):  # learn fal's latency
             assert (await router.generate(request)).provider == "fal"
         farm.set_faults("fal", {**fast, "generation_ms": {"dist": "fixed", "p50": 20_000}})

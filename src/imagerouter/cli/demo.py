@@ -24,10 +24,10 @@ from imagerouter.cli.output import console, fail
 from imagerouter.errors import ImageRouterError
 from imagerouter.plugins import load_plugins
 from imagerouter.resilience.breaker import BreakerTransition
-from imagerouter.router import Router
 from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
+from mockproviders.bridge import farm_router
 
 __all__ = ["DemoReport", "demo", "print_report", "run_demo"]
 
@@ -55,7 +55,7 @@ async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0
         settings = ServerSettings(data_dir=Path(data_dir), workers=16, poll_interval_s=0.05)
         adapters = load_plugins().farm_adapters  # Replicate's API comes from its plugin
         async with Farm(scenario=load_scenario(scenario), adapters=adapters) as farm:
-            router = Router.from_farm(farm, {"router": {"deadline_s": 30}}, seed=7)
+            router = farm_router(farm, {"router": {"deadline_s": 30}}, seed=7)
             router.transitions.add(report.transitions.append)
             runner = web.AppRunner(create_app(settings, router=router))
             await runner.setup()

@@ -38,7 +38,14 @@ from aiohttp_sse import sse_response
 from imagerouter.generation import AttemptEvent
 from imagerouter.jobs.types import JobEvent
 from imagerouter.server.errors import ApiError
-from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
+from imagerouter.server.keys import (
+    FarmHandle,
+    farm_key,
+    router_key,
+    settings_key,
+    store_key,
+    workers_key,
+)
 from imagerouter.server.observability import current_job_id
 
 __all__ = ["LiveStats", "live_key", "setup_dashboard", "snapshot"]
@@ -276,9 +283,7 @@ def snapshot(app: web.Application) -> dict[str, Any]:
     }
 
 
-def _farm(app: web.Application) -> Any:
-    from imagerouter.server.app import farm_key  # app.py imports this module
-
+def _farm(app: web.Application) -> FarmHandle | None:
     return app.get(farm_key)
 
 

@@ -281,7 +281,7 @@ def load_router_settings(
 
 
 def router_config(config_path: str | Path | None) -> dict[str, Any]:
-    """What the config file sets for the router, as a dict to lay over ``Router.from_farm``
+    """What the config file sets for the router, as a dict to lay over ``farm_router``
     (paths already resolved against the file's directory; empty without a file)."""
     if config_path is None:
         return {}

@@ -35,12 +35,12 @@ from imagerouter.generation import ImageRequest
 from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.resilience.headers import RateLimitBudget
 from imagerouter.routing import Call, JobPlan, Wait
+from imagerouter.shapes import Shape, make_shape
 from imagerouter.simulate.arrivals import JobMix, poisson_arrivals
 from imagerouter.simulate.metrics import Metrics
 from imagerouter.simulate.providers import Answer, ProviderAccount
 from imagerouter.simulate.spec import SimulationSpec
 from imagerouter.simulate.world import World
-from loadtests.shapes import Shape, make_shape
 from mockproviders.engine import stable_seed
 
 __all__ = ["START", "Progress", "Simulation"]

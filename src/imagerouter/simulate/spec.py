@@ -8,7 +8,7 @@ small TOML file whose ``[simulation]`` table names the farm scenario it runs aga
     farm_scenario = "launch-week"     # a bundled farm scenario, or a path (relative to this file)
     hours = 24
     seed = 1
-    shape = "launch_week"             # a shape of loadtests/shapes.py
+    shape = "launch_week"             # a shape of src/imagerouter/shapes.py
     peak_per_min = 20000
     shape_params = { spikes = 3 }
     models = { "gpt-image-2" = 0.6, "flux-dev" = 0.3, "nano-banana-pro" = 0.1 }

@@ -28,7 +28,6 @@ from imagerouter.errors import ProviderTimeout
 from imagerouter.generation import ProviderOutput
 from imagerouter.plugins import ENTRY_POINT_GROUP, load_plugins
 from imagerouter.provider import Provider
-from imagerouter.router import FARM_OPTIONS
 from imagerouter.testing.calls import (
     REQUEST,
     CallResult,
@@ -45,6 +44,7 @@ from imagerouter.testing.report import (
     ConformanceReport,
 )
 from mockproviders import FarmAdapter, builtin_adapters
+from mockproviders.bridge import FARM_OPTIONS
 
 __all__ = ["Conformance", "run_conformance"]
 
@@ -182,7 +182,7 @@ class Conformance:
         if self.adapter is not None and self.adapter.name != self.provider_id:
             raise ConformanceFailure(
                 f"the farm adapter is named {self.adapter.name!r} but the provider id is "
-                f"{self.provider_id!r}: Router.from_farm would not configure the provider"
+                f"{self.provider_id!r}: farm_router would not configure the provider"
             )
         if not self.provider_class.default_base_url:
             raise ConformanceFailure("default_base_url is empty: where does the real API live?")
@@ -311,7 +311,7 @@ class Conformance:
     # --- calling the plugin -------------------------------------------------------------------
 
     def new_provider(self) -> Provider:
-        """A provider instance pointed at the farm, as ``Router.from_farm`` would build it."""
+        """A provider instance pointed at the farm, as ``farm_router`` would build it."""
         entry = self._farm().providers()["providers"][self._adapter_name()]
         return self.provider_class(
             name=self.provider_id,
