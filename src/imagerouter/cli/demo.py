@@ -27,7 +27,6 @@ from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
-from mockproviders.bridge import farm_router
 
 __all__ = ["DemoReport", "demo", "print_report", "run_demo"]
 
@@ -49,6 +48,7 @@ async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0
     """Serve the API over the farm playing ``scenario`` on a free loopback port, submit
     ``jobs`` jobs one every ``interval_s`` over HTTP, and follow each to its end."""
     from mockproviders import Farm, load_scenario  # the farm is a dev/test tool, not core
+    from mockproviders.bridge import farm_router
 
     report = DemoReport()
     with tempfile.TemporaryDirectory(prefix="imagerouter-demo-") as data_dir:
