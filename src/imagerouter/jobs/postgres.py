@@ -56,14 +56,7 @@ import asyncpg
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs import migrations
-from imagerouter.jobs.common import (
-    StoreBase,
-    decode_cursor,
-    delivery_from_row,
-    dumps,
-    encode_cursor,
-    response_doc,
-)
+from imagerouter.jobs.common import StoreBase
 from imagerouter.jobs.errors import (
     AccountNotFound,
     InsufficientCredits,
@@ -72,6 +65,34 @@ from imagerouter.jobs.errors import (
     StoreError,
 )
 from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.rows import (
+    ACCOUNT_COLUMNS,
+    ACTIVE,
+    API_KEY_SELECT,
+    ATTEMPT_FIELDS,
+    DELIVERY_ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    IDEMPOTENCY_COLUMNS,
+    JOB_COLUMNS,
+    LEDGER_COLUMNS,
+    WEBHOOK_SECRET_COLUMNS,
+    WEBHOOK_SELECT,
+    attempt_from_row,
+    attempt_params,
+    decode_cursor,
+    delivery_attempt_from_row,
+    delivery_from_row,
+    dumps,
+    encode_cursor,
+    event_data,
+    event_from_row,
+    job_from_row,
+    qualified,
+    queued_job,
+    response_doc,
+    stored_response,
+)
 from imagerouter.jobs.store import EventListener
 from imagerouter.jobs.types import (
     Account,
@@ -96,31 +117,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_JOB_COLUMNS = (
-    "id, account_id, status, request, price, refunded, created_at, updated_at, deadline_at, "
-    "runs, started_at, finished_at, result, error, idempotency_key, lease_owner"
-)
-_ATTEMPT_FIELDS = (
-    "provider",
-    "outcome",
-    "started_at",
-    "latency_ms",
-    "error_class",
-    "error",
-    "status",
-    "retry_after",
-    "reason",
-)
-_ACTIVE = "status IN ('queued', 'processing')"
-_DELIVERY_COLUMNS = (
-    "id, job_id, account_id, event_id, event_type, url, status, attempts, step, "
-    "next_attempt_at, created_at, updated_at, body, replay, last_error"
-)
-_DELIVERY_ATTEMPT_COLUMNS = (
-    "trigger, scheduled_at, started_at, outcome, latency_ms, status, error, retry_after, "
-    "next_delay_s, next_attempt_at, attempt, delivery_id"
-)
-_EVENT_COLUMNS = "id, job_id, account_id, type, created_at, data"
 #: The tail of every transaction that wrote events, in one statement: take the ids from the
 #: counter (its row lock is held until commit), insert the events and their webhook
 #: deliveries, and NOTIFY the other replicas (delivered at commit) with ``first last events``:
@@ -193,69 +189,14 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-# --- rows -------------------------------------------------------------------------------------
-
-
-def _job(row: Sequence[Any]) -> Job:
-    return Job(
-        id=row[0],
-        account_id=row[1],
-        status=row[2],
-        request=row[3],
-        price=row[4],
-        refunded=row[5],
-        created_at=row[6],
-        updated_at=row[7],
-        deadline_at=row[8],
-        runs=row[9],
-        started_at=row[10],
-        finished_at=row[11],
-        result=row[12],
-        error=row[13],
-        idempotency_key=row[14],
-        lease_owner=row[15],
-    )
-
-
-def _event(row: Sequence[Any]) -> JobEvent:
-    return JobEvent(row[0], row[1], row[2], row[3], row[4], row[5])
-
-
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-_ATTEMPT_CASTS = (_str, _str, _float, _float, _str, _str, _int, _float, _str)
 
 
 def _notify_body(pending: Sequence[_PendingEvent]) -> str:
     """The events of a NOTIFY (ids left out: ``first`` + index), or "" when too long."""
     body = dumps([[p.job_id, p.account_id, p.type, p.created_at, p.data] for p in pending])
     return body if len(body.encode()) <= _NOTIFY_MAX else ""
-
-
-def _queued_job(job: NewJob, now: float) -> Job:
-    """The job a submit just created."""
-    return Job(
-        id=job.id,
-        account_id=job.account_id,
-        status="queued",
-        request=job.request,
-        price=job.price,
-        refunded=0,
-        created_at=now,
-        updated_at=now,
-        deadline_at=job.deadline_at,
-        idempotency_key=job.idempotency_key,
-    )
 
 
 # --- transactions -----------------------------------------------------------------------------
@@ -289,9 +230,10 @@ class _Tx:
         delivery: tuple[str, str | None] | None = None,
         **data: Any,
     ) -> None:
-        payload = {"status": status, **{k: v for k, v in data.items() if v is not None}}
         self.events.append(
-            _PendingEvent(job_id, account_id, f"job.{status}", payload, now, delivery)
+            _PendingEvent(
+                job_id, account_id, f"job.{status}", event_data(status, **data), now, delivery
+            )
         )
 
 
@@ -451,12 +393,12 @@ class _EventFeed:
         while last > self.published:
             self.reads += 1
             rows = await pool.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT 1000",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT 1000",
                 self.published,
             )
             if not rows:
                 return
-            self._publish([_event(row) for row in rows])
+            self._publish([event_from_row(row) for row in rows])
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -775,20 +717,9 @@ class PostgresJobStore(StoreBase):
     ) -> None:
         if attempts:
             await conn.executemany(
-                "INSERT INTO attempts (job_id, run, provider, outcome, started_at, latency_ms, "
-                "error_class, error, status, retry_after, reason) "
+                f"INSERT INTO attempts (job_id, run, {', '.join(ATTEMPT_FIELDS)}) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                [
-                    (
-                        job_id,
-                        run,
-                        *(
-                            cast(a.get(f))
-                            for cast, f in zip(_ATTEMPT_CASTS, _ATTEMPT_FIELDS, strict=True)
-                        ),
-                    )
-                    for a in attempts
-                ],
+                attempt_params(job_id, run, attempts),
             )
 
     @staticmethod
@@ -823,7 +754,7 @@ class PostgresJobStore(StoreBase):
                 now,
             )
             row = await conn.fetchrow(
-                "SELECT id, name, balance, created_at FROM accounts WHERE name = $1", name
+                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1", name
             )
             return Account(*row)
 
@@ -831,7 +762,7 @@ class PostgresJobStore(StoreBase):
 
     async def _find_account(self, column: str, value: str) -> Account | None:
         row = await self._pool.fetchrow(
-            f"SELECT id, name, balance, created_at FROM accounts WHERE {column} = $1", value
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {column} = $1", value
         )
         return None if row is None else Account(*row)
 
@@ -867,8 +798,8 @@ class PostgresJobStore(StoreBase):
     ) -> list[LedgerEntry]:
         """The account's ledger, newest first."""
         rows = await self._pool.fetch(
-            "SELECT id, account_id, kind, amount, balance_after, created_at, job_id, note "
-            "FROM ledger WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = $1 AND id < $2 "
+            "ORDER BY id DESC LIMIT $3",
             account_id,
             before_id if before_id is not None else 2**62,
             limit,
@@ -887,20 +818,15 @@ class PostgresJobStore(StoreBase):
             float(record.created_at),
         )
 
-    _KEY_SELECT = (
-        "SELECT k.id, k.account_id, k.secret_hash, k.name, k.created_at, k.revoked_at, a.name "
-        "FROM api_keys k JOIN accounts a ON a.id = k.account_id"
-    )
-
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         """The key with this lookup id, or None."""
-        row = await self._pool.fetchrow(f"{self._KEY_SELECT} WHERE k.id = $1", key_id)
+        row = await self._pool.fetchrow(f"{API_KEY_SELECT} WHERE k.id = $1", key_id)
         return None if row is None else ApiKeyRecord(*row)
 
     async def list_api_keys(self, account_id: str | None = None) -> list[ApiKeyRecord]:
         """Every key (of one account), oldest first."""
         rows = await self._pool.fetch(
-            f"{self._KEY_SELECT} WHERE $1::text IS NULL OR k.account_id = $1 "
+            f"{API_KEY_SELECT} WHERE $1::text IS NULL OR k.account_id = $1 "
             "ORDER BY k.created_at, k.id",
             account_id,
         )
@@ -997,7 +923,7 @@ class PostgresJobStore(StoreBase):
             if future.done():
                 continue
             if job.id in created:
-                future.set_result(_queued_job(job, when))
+                future.set_result(queued_job(job, when))
             elif job.account_id in balances:
                 future.set_exception(InsufficientCredits(balances[job.account_id], job.price))
             else:
@@ -1056,25 +982,25 @@ class PostgresJobStore(StoreBase):
                 job.account_id,
                 job.idempotency_key,
             )
-        return _queued_job(job, float(now))
+        return queued_job(job, float(now))
 
     async def get_job(self, account_id: str, job_id: str) -> Job | None:
         """The account's job with its attempts, or None."""
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1 AND account_id = $2",
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND account_id = $2",
                 job_id,
                 account_id,
             )
             if row is None:
                 return None
-            job = _job(row)
+            job = job_from_row(row)
             rows = await conn.fetch(
-                f"SELECT run, {', '.join(_ATTEMPT_FIELDS)} FROM attempts WHERE job_id = $1 "
+                f"SELECT run, {', '.join(ATTEMPT_FIELDS)} FROM attempts WHERE job_id = $1 "
                 "ORDER BY id",
                 job_id,
             )
-        job.attempts = [dict(zip(("run", *_ATTEMPT_FIELDS), r, strict=True)) for r in rows]
+        job.attempts = [attempt_from_row(r) for r in rows]
         return job
 
     async def list_jobs(
@@ -1088,14 +1014,14 @@ class PostgresJobStore(StoreBase):
         """A page of the account's jobs, newest first (InvalidCursor for a bad cursor)."""
         before = decode_cursor(cursor) if cursor else 2**62
         rows = await self._pool.fetch(
-            f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND seq < $2 "
+            f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND seq < $2 "
             "AND ($3::text IS NULL OR status = $3) ORDER BY seq DESC LIMIT $4",
             account_id,
             before,
             status,
             limit + 1,
         )
-        jobs = [_job(row[1:]) for row in rows[:limit]]
+        jobs = [job_from_row(row[1:]) for row in rows[:limit]]
         next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
         return JobPage(jobs, next_cursor)
 
@@ -1110,7 +1036,7 @@ class PostgresJobStore(StoreBase):
             row = await conn.fetchrow(
                 f"UPDATE jobs SET status = 'canceled', finished_at = $1, updated_at = $1, "
                 f"lease_owner = NULL, lease_expires = NULL, error = $2 "
-                f"WHERE id = $3 AND account_id = $4 AND {_ACTIVE} RETURNING {_JOB_COLUMNS}",
+                f"WHERE id = $3 AND account_id = $4 AND {ACTIVE} RETURNING {JOB_COLUMNS}",
                 now,
                 error,
                 job_id,
@@ -1123,7 +1049,7 @@ class PostgresJobStore(StoreBase):
                 if found is None:
                     raise JobNotFound(job_id)
                 raise JobFinished(job_id, found)
-            job = _job(row)
+            job = job_from_row(row)
             job.refunded = await self._refund(conn, job.id, account_id, job.price, now)
             target = await self._delivery_target(conn, account_id, job.request.get("webhook_url"))
             tx.event(
@@ -1148,15 +1074,15 @@ class PostgresJobStore(StoreBase):
                 "LIMIT $1 FOR UPDATE SKIP LOCKED) "
                 "UPDATE jobs j SET status = 'processing', lease_owner = $2, lease_expires = $3, "
                 "runs = runs + 1, started_at = coalesce(started_at, $4), updated_at = $4 "
-                "FROM picked WHERE j.seq = picked.seq RETURNING j.seq, "
-                + ", ".join(f"j.{c.strip()}" for c in _JOB_COLUMNS.split(",")),
+                "FROM picked WHERE j.seq = picked.seq "
+                f"RETURNING j.seq, {qualified(JOB_COLUMNS, 'j')}",
                 limit,
                 owner,
                 now + lease_s,
                 now,
             )
             rows = sorted(rows, key=lambda r: r[0])
-            jobs = [_job(row[1:]) for row in rows]
+            jobs = [job_from_row(row[1:]) for row in rows]
             for j in jobs:
                 tx.event(j.id, j.account_id, "processing", now, run=j.runs)
             return jobs
@@ -1223,7 +1149,7 @@ class PostgresJobStore(StoreBase):
             row = await conn.fetchrow(
                 f"UPDATE jobs SET status = $1, {column} = $2, finished_at = $3, updated_at = $3, "
                 f"lease_owner = NULL, lease_expires = NULL "
-                f"WHERE id = $4 AND {_ACTIVE} AND lease_owner = $5 "
+                f"WHERE id = $4 AND {ACTIVE} AND lease_owner = $5 "
                 f"RETURNING runs, price, request->>'webhook_url'",
                 status,
                 payload,
@@ -1302,7 +1228,7 @@ class PostgresJobStore(StoreBase):
         """Events after ``after_id``, oldest first, of one account and/or job. Ids commit in
         order, so nothing below the last id returned can still appear."""
         rows = await self._pool.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > $1 "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > $1 "
             "AND ($2::text IS NULL OR account_id = $2) AND ($3::text IS NULL OR job_id = $3) "
             "ORDER BY id LIMIT $4",
             after_id,
@@ -1310,7 +1236,7 @@ class PostgresJobStore(StoreBase):
             job_id,
             limit,
         )
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     async def last_event_id(self, account_id: str | None = None) -> int:
         """The newest event's id (of one account), 0 if none."""
@@ -1344,8 +1270,8 @@ class PostgresJobStore(StoreBase):
     ) -> IdempotencyOutcome:
         now = self._clock.wall()
         select = (
-            "SELECT fingerprint, state, job_id, response, locked_until, expires_at "
-            "FROM idempotency WHERE account_id = $1 AND key = $2 FOR UPDATE"
+            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency "
+            "WHERE account_id = $1 AND key = $2 FOR UPDATE"
         )
         for _ in range(3):
             row = await conn.fetchrow(select, account_id, key)
@@ -1373,13 +1299,7 @@ class PostgresJobStore(StoreBase):
             if stored_fingerprint != fingerprint:
                 return IdempotencyOutcome("mismatch", job_id=job_id)
             if state == "done":
-                return IdempotencyOutcome(
-                    "replay",
-                    StoredResponse(
-                        response["status"], response["body"], response.get("headers", {})
-                    ),
-                    job_id,
-                )
+                return IdempotencyOutcome("replay", stored_response(response), job_id)
             if locked_until is not None and locked_until > now:
                 return IdempotencyOutcome("in_flight", job_id=job_id)
             await conn.execute(
@@ -1450,9 +1370,7 @@ class PostgresJobStore(StoreBase):
     @staticmethod
     async def _webhook(conn: asyncpg.Connection, account_id: str) -> WebhookEndpoint | None:
         row = await conn.fetchrow(
-            "SELECT e.account_id, e.url, e.created_at, e.updated_at, d.disabled_at, d.reason "
-            "FROM webhook_endpoints e LEFT JOIN webhook_disabled d "
-            "ON d.account_id = e.account_id AND d.url = e.url WHERE e.account_id = $1",
+            f"{WEBHOOK_SELECT} WHERE e.account_id = $1",
             account_id,
         )
         return None if row is None else WebhookEndpoint(*row)
@@ -1493,7 +1411,7 @@ class PostgresJobStore(StoreBase):
     async def webhook_secrets(self, account_id: str) -> list[WebhookSecret]:
         """The signing secrets: current first, then those in grace."""
         rows = await self._pool.fetch(
-            "SELECT id, account_id, secret, created_at, expires_at FROM webhook_secrets "
+            f"SELECT {WEBHOOK_SECRET_COLUMNS} FROM webhook_secrets "
             "WHERE account_id = $1 AND (expires_at IS NULL OR expires_at > $2) "
             "ORDER BY expires_at IS NOT NULL, id DESC",
             account_id,
@@ -1520,7 +1438,7 @@ class PostgresJobStore(StoreBase):
                 "updated_at = $1, last_error = gone.reason FROM gone WHERE d.id = gone.id",
                 now,
             )
-            returning = ", ".join(f"d.{c.strip()}" for c in _DELIVERY_COLUMNS.split(","))
+            returning = qualified(DELIVERY_COLUMNS, "d")
             rows: list[Any] = []
             for due in (
                 "status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at",
@@ -1636,7 +1554,7 @@ class PostgresJobStore(StoreBase):
             deliveries = [
                 delivery_from_row(row)
                 for row in await conn.fetch(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries "
+                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
                     f"WHERE job_id = $1 AND account_id = $2 ORDER BY event_id",
                     job_id,
                     account_id,
@@ -1644,13 +1562,13 @@ class PostgresJobStore(StoreBase):
             ]
             if deliveries:
                 rows = await conn.fetch(
-                    f"SELECT {_DELIVERY_ATTEMPT_COLUMNS} FROM delivery_attempts "
+                    f"SELECT {DELIVERY_ATTEMPT_COLUMNS} FROM delivery_attempts "
                     f"WHERE delivery_id = ANY($1::text[]) ORDER BY id",
                     [d.id for d in deliveries],
                 )
                 by_id = {d.id: d for d in deliveries}
                 for row in rows:
-                    by_id[row[-1]].log.append(DeliveryAttempt(*row))
+                    by_id[row[-1]].log.append(delivery_attempt_from_row(row))
         return deliveries
 
     async def replay_delivery(self, account_id: str, job_id: str) -> DeliveryReplay | None:
@@ -1659,7 +1577,7 @@ class PostgresJobStore(StoreBase):
 
         async def op(conn: asyncpg.Connection, tx: _Tx) -> DeliveryReplay | None:
             row = await conn.fetchrow(
-                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE job_id = $1 "
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = $1 "
                 f"AND account_id = $2 ORDER BY event_id DESC LIMIT 1 FOR UPDATE",
                 job_id,
                 account_id,
@@ -1678,7 +1596,7 @@ class PostgresJobStore(StoreBase):
             replay = delivery.status != "pending"
             updated = await conn.fetchrow(
                 f"UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay = $2, "
-                f"updated_at = $1 WHERE id = $3 RETURNING {_DELIVERY_COLUMNS}",
+                f"updated_at = $1 WHERE id = $3 RETURNING {DELIVERY_COLUMNS}",
                 now,
                 replay,
                 delivery.id,

@@ -8,7 +8,6 @@ status change is guarded in SQL (``WHERE status IN ('queued', 'processing') AND 
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -16,14 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.jobs.common import (
-    StoreBase,
-    decode_cursor,
-    delivery_from_row,
-    dumps,
-    encode_cursor,
-    response_doc,
-)
+from imagerouter.jobs.common import StoreBase
 from imagerouter.jobs.errors import (
     AccountNotFound,
     InsufficientCredits,
@@ -31,6 +23,34 @@ from imagerouter.jobs.errors import (
     JobNotFound,
 )
 from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.rows import (
+    ACCOUNT_COLUMNS,
+    ACTIVE,
+    API_KEY_SELECT,
+    ATTEMPT_FIELDS,
+    DELIVERY_ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    IDEMPOTENCY_COLUMNS,
+    JOB_COLUMNS,
+    LEDGER_COLUMNS,
+    WEBHOOK_SECRET_COLUMNS,
+    WEBHOOK_SELECT,
+    attempt_from_row,
+    attempt_params,
+    decode_cursor,
+    delivery_attempt_from_row,
+    delivery_from_row,
+    dumps,
+    encode_cursor,
+    event_data,
+    event_from_row,
+    job_from_row,
+    loads,
+    queued_job,
+    response_doc,
+    stored_response,
+)
 from imagerouter.jobs.schema import create_schema
 from imagerouter.jobs.sqlthread import SQLiteThread
 from imagerouter.jobs.store import EventListener
@@ -54,56 +74,6 @@ from imagerouter.jobs.types import (
 __all__ = ["SQLiteJobStore"]
 
 log = logging.getLogger(__name__)
-
-_JOB_COLUMNS = (
-    "id, account_id, status, request, price, refunded, created_at, updated_at, deadline_at, "
-    "runs, started_at, finished_at, result, error, idempotency_key, lease_owner"
-)
-_ATTEMPT_FIELDS = (
-    "provider",
-    "outcome",
-    "started_at",
-    "latency_ms",
-    "error_class",
-    "error",
-    "status",
-    "retry_after",
-    "reason",
-)
-_ACTIVE = "status IN ('queued', 'processing')"
-_DELIVERY_COLUMNS = (
-    "id, job_id, account_id, event_id, event_type, url, status, attempts, step, "
-    "next_attempt_at, created_at, updated_at, body, replay, last_error"
-)
-_DELIVERY_ATTEMPT_COLUMNS = (
-    "trigger, scheduled_at, started_at, outcome, latency_ms, status, error, retry_after, "
-    "next_delay_s, next_attempt_at, attempt, delivery_id"
-)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _job(row: Sequence[Any]) -> Job:
-    return Job(
-        id=row[0],
-        account_id=row[1],
-        status=row[2],
-        request=json.loads(row[3]),
-        price=row[4],
-        refunded=row[5],
-        created_at=row[6],
-        updated_at=row[7],
-        deadline_at=row[8],
-        runs=row[9],
-        started_at=row[10],
-        finished_at=row[11],
-        result=_loads(row[12]),
-        error=_loads(row[13]),
-        idempotency_key=row[14],
-        lease_owner=row[15],
-    )
 
 
 class SQLiteJobStore(StoreBase):
@@ -177,7 +147,7 @@ class SQLiteJobStore(StoreBase):
         now: float,
         **data: Any,
     ) -> JobEvent:
-        payload = {"status": status, **{k: v for k, v in data.items() if v is not None}}
+        payload = event_data(status, **data)
         cursor = conn.execute(
             "INSERT INTO events (job_id, account_id, type, data, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -214,10 +184,9 @@ class SQLiteJobStore(StoreBase):
     ) -> None:
         if attempts:
             conn.executemany(
-                "INSERT INTO attempts (job_id, run, provider, outcome, started_at, latency_ms, "
-                "error_class, error, status, retry_after, reason) "
+                f"INSERT INTO attempts (job_id, run, {', '.join(ATTEMPT_FIELDS)}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(job_id, run, *(a.get(f) for f in _ATTEMPT_FIELDS)) for a in attempts],
+                attempt_params(job_id, run, attempts),
             )
 
     @staticmethod
@@ -269,14 +238,14 @@ class SQLiteJobStore(StoreBase):
                 (new_id("acct", 16), name, now),
             )
             row = conn.execute(
-                "SELECT id, name, balance, created_at FROM accounts WHERE name = ?", (name,)
+                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = ?", (name,)
             ).fetchone()
             return Account(*row)
 
         return await self.thread.run(op)
 
     async def _find_account(self, column: str, value: str) -> Account | None:
-        sql = f"SELECT id, name, balance, created_at FROM accounts WHERE {column} = ?"
+        sql = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {column} = ?"
         row = await self.thread.run(lambda conn: conn.execute(sql, (value,)).fetchone())
         return None if row is None else Account(*row)
 
@@ -307,8 +276,8 @@ class SQLiteJobStore(StoreBase):
     ) -> list[LedgerEntry]:
         """The account's ledger, newest first."""
         sql = (
-            "SELECT id, account_id, kind, amount, balance_after, created_at, job_id, note "
-            "FROM ledger WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?"
         )
         args = (account_id, before_id if before_id is not None else 2**62, limit)
         rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
@@ -324,20 +293,15 @@ class SQLiteJobStore(StoreBase):
             )
         )
 
-    _KEY_SELECT = (
-        "SELECT k.id, k.account_id, k.secret_hash, k.name, k.created_at, k.revoked_at, a.name "
-        "FROM api_keys k JOIN accounts a ON a.id = k.account_id"
-    )
-
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         """The key with this lookup id, or None."""
-        sql = f"{self._KEY_SELECT} WHERE k.id = ?"
+        sql = f"{API_KEY_SELECT} WHERE k.id = ?"
         row = await self.thread.run(lambda conn: conn.execute(sql, (key_id,)).fetchone())
         return None if row is None else ApiKeyRecord(*row)
 
     async def list_api_keys(self, account_id: str | None = None) -> list[ApiKeyRecord]:
         """Every key (of one account), oldest first."""
-        sql = f"{self._KEY_SELECT} WHERE ? IS NULL OR k.account_id = ? ORDER BY k.created_at"
+        sql = f"{API_KEY_SELECT} WHERE ? IS NULL OR k.account_id = ? ORDER BY k.created_at"
         rows = await self.thread.run(
             lambda conn: conn.execute(sql, (account_id, account_id)).fetchall()
         )
@@ -440,37 +404,25 @@ class SQLiteJobStore(StoreBase):
                     job.idempotency_key,
                 ),
             )
-        created = Job(
-            id=job.id,
-            account_id=job.account_id,
-            status="queued",
-            request=job.request,
-            price=job.price,
-            refunded=0,
-            created_at=now,
-            updated_at=now,
-            deadline_at=job.deadline_at,
-            idempotency_key=job.idempotency_key,
-        )
-        return created, event
+        return queued_job(job, now), event
 
     async def get_job(self, account_id: str, job_id: str) -> Job | None:
         """The account's job with its attempts, or None."""
 
         def op(conn: sqlite3.Connection) -> Job | None:
             row = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?",
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?",
                 (job_id, account_id),
             ).fetchone()
             if row is None:
                 return None
-            job = _job(row)
+            job = job_from_row(row, loads)
             rows = conn.execute(
-                f"SELECT run, {', '.join(_ATTEMPT_FIELDS)} FROM attempts WHERE job_id = ? "
+                f"SELECT run, {', '.join(ATTEMPT_FIELDS)} FROM attempts WHERE job_id = ? "
                 "ORDER BY id",
                 (job_id,),
             ).fetchall()
-            job.attempts = [dict(zip(("run", *_ATTEMPT_FIELDS), r, strict=True)) for r in rows]
+            job.attempts = [attempt_from_row(r) for r in rows]
             return job
 
         return await self.thread.run(op)
@@ -486,13 +438,13 @@ class SQLiteJobStore(StoreBase):
         """A page of the account's jobs, newest first (InvalidCursor for a bad cursor)."""
         before = decode_cursor(cursor) if cursor else 2**62
         sql = (
-            f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE account_id = ? AND seq < ? "
+            f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE account_id = ? AND seq < ? "
             + ("AND status = ? " if status else "")
             + "ORDER BY seq DESC LIMIT ?"
         )
         args: tuple[Any, ...] = (account_id, before, *((status,) if status else ()), limit + 1)
         rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
-        jobs = [_job(row[1:]) for row in rows[:limit]]
+        jobs = [job_from_row(row[1:], loads) for row in rows[:limit]]
         next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
         return JobPage(jobs, next_cursor)
 
@@ -504,7 +456,7 @@ class SQLiteJobStore(StoreBase):
             row = conn.execute(
                 f"UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ?, "
                 f"lease_owner = NULL, lease_expires = NULL, error = ? "
-                f"WHERE id = ? AND account_id = ? AND {_ACTIVE} RETURNING {_JOB_COLUMNS}",
+                f"WHERE id = ? AND account_id = ? AND {ACTIVE} RETURNING {JOB_COLUMNS}",
                 (
                     now,
                     now,
@@ -520,7 +472,7 @@ class SQLiteJobStore(StoreBase):
                 if found is None:
                     raise JobNotFound(job_id)
                 raise JobFinished(job_id, found[0])
-            job = _job(row)
+            job = job_from_row(row, loads)
             job.refunded = self._refund(conn, job.id, account_id, job.price, now)
             event = self._event(
                 conn, job.id, account_id, "canceled", now, reason="client", refunded=job.refunded
@@ -545,10 +497,10 @@ class SQLiteJobStore(StoreBase):
                 f"UPDATE jobs SET status = 'processing', lease_owner = ?, lease_expires = ?, "
                 f"runs = runs + 1, started_at = coalesce(started_at, ?), updated_at = ? "
                 f"WHERE seq IN (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq "
-                f"LIMIT ?) RETURNING {_JOB_COLUMNS}",
+                f"LIMIT ?) RETURNING {JOB_COLUMNS}",
                 (owner, now + lease_s, now, now, limit),
             ).fetchall()
-            jobs = sorted((_job(row) for row in rows), key=lambda j: j.created_at)
+            jobs = sorted((job_from_row(row, loads) for row in rows), key=lambda j: j.created_at)
             events = [
                 self._event(conn, j.id, j.account_id, "processing", now, run=j.runs) for j in jobs
             ]
@@ -596,7 +548,7 @@ class SQLiteJobStore(StoreBase):
             row = conn.execute(
                 f"UPDATE jobs SET status = ?, {column} = ?, finished_at = ?, updated_at = ?, "
                 f"lease_owner = NULL, lease_expires = NULL "
-                f"WHERE id = ? AND {_ACTIVE} AND lease_owner = ? "
+                f"WHERE id = ? AND {ACTIVE} AND lease_owner = ? "
                 f"RETURNING account_id, runs, price, json_extract(request, '$.webhook_url')",
                 (status, payload_json, now, now, job_id, owner),
             ).fetchone()
@@ -676,7 +628,7 @@ class SQLiteJobStore(StoreBase):
     ) -> list[JobEvent]:
         """Events after ``after_id``, oldest first, of one account and/or job."""
         sql = (
-            "SELECT id, job_id, account_id, type, created_at, data FROM events WHERE id > ? "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? "
             + ("AND account_id = ? " if account_id is not None else "")
             + ("AND job_id = ? " if job_id is not None else "")
             + "ORDER BY id LIMIT ?"
@@ -688,7 +640,7 @@ class SQLiteJobStore(StoreBase):
             limit,
         )
         rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
-        return [JobEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [event_from_row(row, loads) for row in rows]
 
     async def last_event_id(self, account_id: str | None = None) -> int:
         """The newest event's id (of one account), 0 if none."""
@@ -720,8 +672,7 @@ class SQLiteJobStore(StoreBase):
     ) -> IdempotencyOutcome:
         now = self._clock.wall()
         row = conn.execute(
-            "SELECT fingerprint, state, job_id, response, locked_until, expires_at "
-            "FROM idempotency WHERE account_id = ? AND key = ?",
+            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency WHERE account_id = ? AND key = ?",
             (account_id, key),
         ).fetchone()
         if row is not None and row[5] <= now:
@@ -740,12 +691,7 @@ class SQLiteJobStore(StoreBase):
         if stored_fingerprint != fingerprint:
             return IdempotencyOutcome("mismatch", job_id=job_id)
         if state == "done":
-            doc = json.loads(response)
-            return IdempotencyOutcome(
-                "replay",
-                StoredResponse(doc["status"], doc["body"], doc.get("headers", {})),
-                job_id,
-            )
+            return IdempotencyOutcome("replay", stored_response(loads(response)), job_id)
         if locked_until is not None and locked_until > now:
             return IdempotencyOutcome("in_flight", job_id=job_id)
         conn.execute(
@@ -809,9 +755,7 @@ class SQLiteJobStore(StoreBase):
     @staticmethod
     def _webhook_sync(conn: sqlite3.Connection, account_id: str) -> WebhookEndpoint | None:
         row = conn.execute(
-            "SELECT e.account_id, e.url, e.created_at, e.updated_at, d.disabled_at, d.reason "
-            "FROM webhook_endpoints e LEFT JOIN webhook_disabled d "
-            "ON d.account_id = e.account_id AND d.url = e.url WHERE e.account_id = ?",
+            f"{WEBHOOK_SELECT} WHERE e.account_id = ?",
             (account_id,),
         ).fetchone()
         return None if row is None else WebhookEndpoint(*row)
@@ -846,7 +790,7 @@ class SQLiteJobStore(StoreBase):
         now = self._clock.wall()
         rows = await self.thread.run(
             lambda conn: conn.execute(
-                "SELECT id, account_id, secret, created_at, expires_at FROM webhook_secrets "
+                f"SELECT {WEBHOOK_SECRET_COLUMNS} FROM webhook_secrets "
                 "WHERE account_id = ? AND (expires_at IS NULL OR expires_at > ?) "
                 "ORDER BY expires_at IS NOT NULL, id DESC",
                 (account_id, now),
@@ -877,7 +821,7 @@ class SQLiteJobStore(StoreBase):
                 f"lease_expires = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries "
                 f"WHERE status = 'pending' AND next_attempt_at <= ? UNION ALL SELECT id FROM "
                 f"deliveries WHERE status = 'delivering' AND lease_expires < ? LIMIT ?) "
-                f"RETURNING {_DELIVERY_COLUMNS}",
+                f"RETURNING {DELIVERY_COLUMNS}",
                 (owner, now + lease_s, now, now, now, limit),
             ).fetchall()
             return sorted(
@@ -975,16 +919,16 @@ class SQLiteJobStore(StoreBase):
             deliveries = [
                 delivery_from_row(row)
                 for row in conn.execute(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries "
+                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
                     f"WHERE job_id = ? AND account_id = ? ORDER BY event_id",
                     (job_id, account_id),
                 ).fetchall()
             ]
             for delivery in deliveries:
                 delivery.log = [
-                    DeliveryAttempt(*row)
+                    delivery_attempt_from_row(row)
                     for row in conn.execute(
-                        f"SELECT {_DELIVERY_ATTEMPT_COLUMNS} FROM delivery_attempts "
+                        f"SELECT {DELIVERY_ATTEMPT_COLUMNS} FROM delivery_attempts "
                         f"WHERE delivery_id = ? ORDER BY id",
                         (delivery.id,),
                     ).fetchall()
@@ -999,7 +943,7 @@ class SQLiteJobStore(StoreBase):
 
         def op(conn: sqlite3.Connection) -> DeliveryReplay | None:
             row = conn.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE job_id = ? AND account_id = ? "
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = ? AND account_id = ? "
                 f"ORDER BY event_id DESC LIMIT 1",
                 (job_id, account_id),
             ).fetchone()
@@ -1016,7 +960,7 @@ class SQLiteJobStore(StoreBase):
             replay = 0 if delivery.status == "pending" else 1
             updated = conn.execute(
                 f"UPDATE deliveries SET status = 'pending', next_attempt_at = ?, replay = ?, "
-                f"updated_at = ? WHERE id = ? RETURNING {_DELIVERY_COLUMNS}",
+                f"updated_at = ? WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
                 (now, replay, now, delivery.id),
             ).fetchone()
             return DeliveryReplay("queued", delivery_from_row(updated))
