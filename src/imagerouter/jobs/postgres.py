@@ -91,8 +91,19 @@ from imagerouter.jobs.rows import (
     qualified,
     queued_job,
     response_doc,
-    stored_response,
 )
+from imagerouter.jobs.rules import (
+    AUDIT_BY_STATUS,
+    AUDIT_TOTALS,
+    CANCELED_BY_CLIENT,
+    DeliveryTarget,
+    delivery_target,
+    final_event_data,
+    gone_reason,
+    known_key_outcome,
+    refund_once,
+)
+from imagerouter.jobs.sql import Steps, numbered
 from imagerouter.jobs.store import EventListener
 from imagerouter.jobs.types import (
     Account,
@@ -199,6 +210,26 @@ def _notify_body(pending: Sequence[_PendingEvent]) -> str:
     return body if len(body.encode()) <= _NOTIFY_MAX else ""
 
 
+async def run_steps(conn: asyncpg.Connection, steps: Steps[T]) -> T:
+    """Run a rule's :mod:`~imagerouter.jobs.sql` steps on ``conn`` (``:name`` parameters
+    numbered for asyncpg); its result."""
+    answer: Any = None
+    try:
+        while True:
+            query = steps.send(answer)
+            sql, names = numbered(query.sql)
+            args = [query.params[name] for name in names]
+            if query.want == "value":
+                answer = await conn.fetchval(sql, *args)
+            elif query.want == "row":
+                answer = await conn.fetchrow(sql, *args)
+            else:
+                await conn.execute(sql, *args)
+                answer = None
+    except StopIteration as done:
+        return done.value
+
+
 # --- transactions -----------------------------------------------------------------------------
 
 
@@ -211,8 +242,8 @@ class _PendingEvent:
     type: str
     data: dict[str, Any]
     created_at: float
-    #: (url, reason it is disabled or None) when the event enqueues a webhook delivery.
-    delivery: tuple[str, str | None] | None = None
+    #: Where the event's webhook goes, when it enqueues one.
+    delivery: DeliveryTarget | None = None
 
 
 @dataclass(slots=True)
@@ -227,7 +258,7 @@ class _Tx:
         account_id: str,
         status: str,
         now: float,
-        delivery: tuple[str, str | None] | None = None,
+        delivery: DeliveryTarget | None = None,
         **data: Any,
     ) -> None:
         self.events.append(
@@ -648,11 +679,7 @@ class PostgresJobStore(StoreBase):
         """Take ids for ``pending`` under the counter's lock, insert them and their webhook
         deliveries, and notify the other replicas (delivered at commit)."""
         n = len(pending)
-        deliveries = [
-            (i + 1, p)
-            for i, p in enumerate(pending)
-            if p.delivery is not None  # (url, disabled reason)
-        ]
+        deliveries = [(i + 1, p.delivery, p) for i, p in enumerate(pending) if p.delivery]
         last = await conn.fetchval(
             _WRITE_EVENTS,
             n,
@@ -662,11 +689,11 @@ class PostgresJobStore(StoreBase):
             [p.created_at for p in pending],
             [p.data for p in pending],
             [new_id("msg", 24) for _ in deliveries],
-            [i for i, _ in deliveries],
-            [p.delivery[0] for _, p in deliveries],  # type: ignore[index]
-            ["disabled" if p.delivery[1] else "pending" for _, p in deliveries],  # type: ignore[index]
-            [None if p.delivery[1] else p.created_at for _, p in deliveries],  # type: ignore[index]
-            [p.delivery[1] for _, p in deliveries],  # type: ignore[index]
+            [i for i, _, _ in deliveries],
+            [target.url for _, target, _ in deliveries],
+            [target.status for _, target, _ in deliveries],
+            [target.due_at(p.created_at) for _, target, p in deliveries],
+            [target.disabled_reason for _, target, _ in deliveries],
             self.channel,
             _notify_body(pending),
         )
@@ -686,32 +713,6 @@ class PostgresJobStore(StoreBase):
         return found is not None
 
     @staticmethod
-    async def _refund(
-        conn: asyncpg.Connection, job_id: str, account_id: str, price: int, now: float
-    ) -> int:
-        """Pay the job's price back, once: the amount refunded (0 if already done)."""
-        if price <= 0 or await conn.fetchval(
-            "SELECT 1 FROM ledger WHERE job_id = $1 AND kind = 'refund'", job_id
-        ):
-            return 0
-        balance = await conn.fetchval(
-            "UPDATE accounts SET balance = balance + $1 WHERE id = $2 RETURNING balance",
-            price,
-            account_id,
-        )
-        await conn.execute(
-            "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) "
-            "VALUES ($1, $2, 'refund', $3, $4, $5)",
-            account_id,
-            job_id,
-            price,
-            balance,
-            now,
-        )
-        await conn.execute("UPDATE jobs SET refunded = $1 WHERE id = $2", price, job_id)
-        return price
-
-    @staticmethod
     async def _insert_attempts(
         conn: asyncpg.Connection, job_id: str, run: int, attempts: Sequence[dict[str, Any]]
     ) -> None:
@@ -721,23 +722,6 @@ class PostgresJobStore(StoreBase):
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 attempt_params(job_id, run, attempts),
             )
-
-    @staticmethod
-    async def _delivery_target(
-        conn: asyncpg.Connection, account_id: str, webhook_url: str | None
-    ) -> tuple[str, str | None] | None:
-        """Where a final event's webhook goes (the job's URL, else the account's) and why it
-        is disabled, if it is; None when there is no URL."""
-        row = await conn.fetchrow(
-            "SELECT u.url, d.reason FROM (SELECT coalesce($2::text, "
-            "(SELECT url FROM webhook_endpoints WHERE account_id = $1)) AS url) u "
-            "LEFT JOIN webhook_disabled d ON d.account_id = $1 AND d.url = u.url",
-            account_id,
-            webhook_url or None,
-        )
-        if row is None or not row[0]:
-            return None
-        return row[0], row[1]
 
     # --- accounts, keys, credits ---------------------------------------------------------------
 
@@ -1028,7 +1012,6 @@ class PostgresJobStore(StoreBase):
     async def cancel_job(self, account_id: str, job_id: str) -> Job:
         """Cancel and refund an active job (JobNotFound, JobFinished)."""
         now = self._clock.wall()
-        error = {"code": "canceled", "message": "canceled by the client"}
 
         async def op(conn: asyncpg.Connection, tx: _Tx) -> Job:
             if not await self._lock_account(conn, account_id):
@@ -1038,7 +1021,7 @@ class PostgresJobStore(StoreBase):
                 f"lease_owner = NULL, lease_expires = NULL, error = $2 "
                 f"WHERE id = $3 AND account_id = $4 AND {ACTIVE} RETURNING {JOB_COLUMNS}",
                 now,
-                error,
+                CANCELED_BY_CLIENT,
                 job_id,
                 account_id,
             )
@@ -1050,8 +1033,9 @@ class PostgresJobStore(StoreBase):
                     raise JobNotFound(job_id)
                 raise JobFinished(job_id, found)
             job = job_from_row(row)
-            job.refunded = await self._refund(conn, job.id, account_id, job.price, now)
-            target = await self._delivery_target(conn, account_id, job.request.get("webhook_url"))
+            job.refunded = await run_steps(conn, refund_once(job.id, account_id, job.price, now))
+            webhook_url = job.request.get("webhook_url")
+            target = await run_steps(conn, delivery_target(account_id, webhook_url))
             tx.event(
                 job.id, account_id, "canceled", now, target, reason="client", refunded=job.refunded
             )
@@ -1161,13 +1145,14 @@ class PostgresJobStore(StoreBase):
                 return False
             run, price, webhook_url = row
             await self._insert_attempts(conn, job_id, run, attempts)
-            target = await self._delivery_target(conn, account_id, webhook_url)
-            if status == "completed":
-                tx.event(job_id, account_id, status, now, target, provider=payload.get("provider"))
-            else:
-                refunded = await self._refund(conn, job_id, account_id, price, now)
-                error = {"code": payload.get("code"), "message": payload.get("message")}
-                tx.event(job_id, account_id, status, now, target, error=error, refunded=refunded)
+            target = await run_steps(conn, delivery_target(account_id, webhook_url))
+            refunded = (
+                0
+                if status == "completed"
+                else await run_steps(conn, refund_once(job_id, account_id, price, now))
+            )
+            data = final_event_data(status, payload, refunded)
+            tx.event(job_id, account_id, status, now, target, **data)
             return True
 
         done = await self._batched(account_id, op, locks_account=status != "completed")
@@ -1295,20 +1280,15 @@ class PostgresJobStore(StoreBase):
                 if taken:
                     return IdempotencyOutcome("new")
                 continue  # another request took it meanwhile: look again
-            stored_fingerprint, state, job_id, response, locked_until, _ = row
-            if stored_fingerprint != fingerprint:
-                return IdempotencyOutcome("mismatch", job_id=job_id)
-            if state == "done":
-                return IdempotencyOutcome("replay", stored_response(response), job_id)
-            if locked_until is not None and locked_until > now:
-                return IdempotencyOutcome("in_flight", job_id=job_id)
-            await conn.execute(
-                "UPDATE idempotency SET locked_until = $1 WHERE account_id = $2 AND key = $3",
-                now + lock_s,
-                account_id,
-                key,
-            )
-            return IdempotencyOutcome("new", job_id=job_id)
+            outcome = known_key_outcome(row, fingerprint, now)
+            if outcome.state == "new":  # its holder vanished: take it over
+                await conn.execute(
+                    "UPDATE idempotency SET locked_until = $1 WHERE account_id = $2 AND key = $3",
+                    now + lock_s,
+                    account_id,
+                    key,
+                )
+            return outcome
         return IdempotencyOutcome("in_flight")
 
     async def idempotency_finish(self, account_id: str, key: str, response: StoredResponse) -> None:
@@ -1524,7 +1504,7 @@ class PostgresJobStore(StoreBase):
                 owner,
             )
             if disable_url:
-                reason = f"{url} answered 410 Gone; register it again with PUT /v1/webhook"
+                reason = gone_reason(url)
                 await conn.execute(
                     "INSERT INTO webhook_disabled (account_id, url, disabled_at, reason) "
                     "VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, url) DO UPDATE SET "
@@ -1610,26 +1590,5 @@ class PostgresJobStore(StoreBase):
     async def audit(self) -> dict[str, Any]:
         """Totals that must always agree: balances against the ledger, jobs against debits."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            one = conn.fetchval
-            return {
-                "balances": int(await one("SELECT coalesce(sum(balance), 0) FROM accounts")),
-                "ledger_sum": int(await one("SELECT coalesce(sum(amount), 0) FROM ledger")),
-                "jobs": await one("SELECT count(*) FROM jobs"),
-                "debits": await one("SELECT count(*) FROM ledger WHERE kind = 'debit'"),
-                "refunds": await one("SELECT count(*) FROM ledger WHERE kind = 'refund'"),
-                "refundable_jobs": await one(
-                    "SELECT count(*) FROM jobs WHERE status IN ('failed', 'canceled') AND price > 0"
-                ),
-                "by_status": dict(
-                    await conn.fetch("SELECT status, count(*) FROM jobs GROUP BY status")
-                ),
-                "final_events": await one(
-                    "SELECT count(*) FROM events WHERE type IN "
-                    "('job.completed', 'job.failed', 'job.canceled')"
-                ),
-                "jobs_with_two_final_events": await one(
-                    "SELECT count(*) FROM (SELECT job_id FROM events WHERE type IN "
-                    "('job.completed', 'job.failed', 'job.canceled') GROUP BY job_id "
-                    "HAVING count(*) > 1) t"
-                ),
-            }
+            totals = {k: int(await conn.fetchval(sql)) for k, sql in AUDIT_TOTALS.items()}
+            return {**totals, "by_status": dict(await conn.fetch(AUDIT_BY_STATUS))}

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.common import StoreBase
@@ -49,9 +49,19 @@ from imagerouter.jobs.rows import (
     loads,
     queued_job,
     response_doc,
-    stored_response,
+)
+from imagerouter.jobs.rules import (
+    AUDIT_BY_STATUS,
+    AUDIT_TOTALS,
+    CANCELED_BY_CLIENT,
+    delivery_target,
+    final_event_data,
+    gone_reason,
+    known_key_outcome,
+    refund_once,
 )
 from imagerouter.jobs.schema import create_schema
+from imagerouter.jobs.sql import Steps
 from imagerouter.jobs.sqlthread import SQLiteThread
 from imagerouter.jobs.store import EventListener
 from imagerouter.jobs.types import (
@@ -74,6 +84,27 @@ from imagerouter.jobs.types import (
 __all__ = ["SQLiteJobStore"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def run_steps(conn: sqlite3.Connection, steps: Steps[T]) -> T:
+    """Run a rule's :mod:`~imagerouter.jobs.sql` steps on ``conn`` (``:name`` parameters are
+    SQLite's own); its result."""
+    answer: Any = None
+    try:
+        while True:
+            query = steps.send(answer)
+            cursor = conn.execute(query.sql, query.params)
+            if query.want == "value":
+                row = cursor.fetchone()
+                answer = None if row is None else row[0]
+            elif query.want == "row":
+                answer = cursor.fetchone()
+            else:
+                answer = None
+    except StopIteration as done:
+        return done.value
 
 
 class SQLiteJobStore(StoreBase):
@@ -157,28 +188,6 @@ class SQLiteJobStore(StoreBase):
         return JobEvent(cursor.lastrowid, job_id, account_id, f"job.{status}", now, payload)
 
     @staticmethod
-    def _refund(conn: sqlite3.Connection, job_id: str, account_id: str, price: int, now: float):
-        """Pay the job's price back, once: returns the amount refunded (0 if already done)."""
-        if (
-            price <= 0
-            or conn.execute(
-                "SELECT 1 FROM ledger WHERE job_id = ? AND kind = 'refund'", (job_id,)
-            ).fetchone()
-        ):
-            return 0
-        (balance,) = conn.execute(
-            "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance",
-            (price, account_id),
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) "
-            "VALUES (?, ?, 'refund', ?, ?, ?)",
-            (account_id, job_id, price, balance, now),
-        )
-        conn.execute("UPDATE jobs SET refunded = ? WHERE id = ?", (price, job_id))
-        return price
-
-    @staticmethod
     def _insert_attempts(
         conn: sqlite3.Connection, job_id: str, run: int, attempts: Sequence[dict[str, Any]]
     ) -> None:
@@ -193,19 +202,10 @@ class SQLiteJobStore(StoreBase):
     def _enqueue_delivery(
         conn: sqlite3.Connection, event: JobEvent, webhook_url: str | None
     ) -> None:
-        """Enqueue the webhook of a final event: to the job's URL, else the account's."""
-        url = webhook_url
-        if not url:
-            row = conn.execute(
-                "SELECT url FROM webhook_endpoints WHERE account_id = ?", (event.account_id,)
-            ).fetchone()
-            url = row[0] if row else None
-        if not url:
+        """Enqueue the webhook of a final event, to its :func:`~.rules.delivery_target`."""
+        target = run_steps(conn, delivery_target(event.account_id, webhook_url))
+        if target is None:
             return
-        disabled = conn.execute(
-            "SELECT reason FROM webhook_disabled WHERE account_id = ? AND url = ?",
-            (event.account_id, url),
-        ).fetchone()
         conn.execute(
             "INSERT OR IGNORE INTO deliveries (id, job_id, account_id, event_id, event_type, "
             "url, status, next_attempt_at, last_error, created_at, updated_at) "
@@ -216,10 +216,10 @@ class SQLiteJobStore(StoreBase):
                 event.account_id,
                 event.id,
                 event.type,
-                url,
-                "disabled" if disabled else "pending",
-                None if disabled else event.created_at,
-                disabled[0] if disabled else None,
+                target.url,
+                target.status,
+                target.due_at(event.created_at),
+                target.disabled_reason,
                 event.created_at,
                 event.created_at,
             ),
@@ -460,7 +460,7 @@ class SQLiteJobStore(StoreBase):
                 (
                     now,
                     now,
-                    dumps({"code": "canceled", "message": "canceled by the client"}),
+                    dumps(CANCELED_BY_CLIENT),
                     job_id,
                     account_id,
                 ),
@@ -473,7 +473,7 @@ class SQLiteJobStore(StoreBase):
                     raise JobNotFound(job_id)
                 raise JobFinished(job_id, found[0])
             job = job_from_row(row, loads)
-            job.refunded = self._refund(conn, job.id, account_id, job.price, now)
+            job.refunded = run_steps(conn, refund_once(job.id, account_id, job.price, now))
             event = self._event(
                 conn, job.id, account_id, "canceled", now, reason="client", refunded=job.refunded
             )
@@ -556,21 +556,13 @@ class SQLiteJobStore(StoreBase):
                 return None
             account_id, run, price, webhook_url = row
             self._insert_attempts(conn, job_id, run, attempts)
-            if status == "completed":
-                event = self._event(
-                    conn, job_id, account_id, status, now, provider=payload.get("provider")
-                )
-            else:
-                refunded = self._refund(conn, job_id, account_id, price, now)
-                event = self._event(
-                    conn,
-                    job_id,
-                    account_id,
-                    status,
-                    now,
-                    error={"code": payload.get("code"), "message": payload.get("message")},
-                    refunded=refunded,
-                )
+            refunded = (
+                0
+                if status == "completed"
+                else run_steps(conn, refund_once(job_id, account_id, price, now))
+            )
+            data = final_event_data(status, payload, refunded)
+            event = self._event(conn, job_id, account_id, status, now, **data)
             self._enqueue_delivery(conn, event, webhook_url)
             return event
 
@@ -687,18 +679,13 @@ class SQLiteJobStore(StoreBase):
                 (account_id, key, fingerprint, now + lock_s, now, now + ttl_s),
             )
             return IdempotencyOutcome("new")
-        stored_fingerprint, state, job_id, response, locked_until, _ = row
-        if stored_fingerprint != fingerprint:
-            return IdempotencyOutcome("mismatch", job_id=job_id)
-        if state == "done":
-            return IdempotencyOutcome("replay", stored_response(loads(response)), job_id)
-        if locked_until is not None and locked_until > now:
-            return IdempotencyOutcome("in_flight", job_id=job_id)
-        conn.execute(
-            "UPDATE idempotency SET locked_until = ? WHERE account_id = ? AND key = ?",
-            (now + lock_s, account_id, key),
-        )
-        return IdempotencyOutcome("new", job_id=job_id)
+        outcome = known_key_outcome(row, fingerprint, now, loads)
+        if outcome.state == "new":  # its holder vanished: take it over
+            conn.execute(
+                "UPDATE idempotency SET locked_until = ? WHERE account_id = ? AND key = ?",
+                (now + lock_s, account_id, key),
+            )
+        return outcome
 
     async def idempotency_finish(self, account_id: str, key: str, response: StoredResponse) -> None:
         """Store the response of a held key."""
@@ -896,7 +883,7 @@ class SQLiteJobStore(StoreBase):
                 ),
             ).fetchone()
             if disable_url:
-                reason = f"{url} answered 410 Gone; register it again with PUT /v1/webhook"
+                reason = gone_reason(url)
                 conn.execute(
                     "INSERT OR REPLACE INTO webhook_disabled (account_id, url, disabled_at, "
                     "reason) VALUES (?, ?, ?, ?)",
@@ -973,28 +960,7 @@ class SQLiteJobStore(StoreBase):
         """Totals that must always agree: balances against the ledger, jobs against debits."""
 
         def op(conn: sqlite3.Connection) -> dict[str, Any]:
-            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-            return {
-                "balances": one("SELECT coalesce(sum(balance), 0) FROM accounts"),
-                "ledger_sum": one("SELECT coalesce(sum(amount), 0) FROM ledger"),
-                "jobs": one("SELECT count(*) FROM jobs"),
-                "debits": one("SELECT count(*) FROM ledger WHERE kind = 'debit'"),
-                "refunds": one("SELECT count(*) FROM ledger WHERE kind = 'refund'"),
-                "refundable_jobs": one(
-                    "SELECT count(*) FROM jobs WHERE status IN ('failed', 'canceled') AND price > 0"
-                ),
-                "by_status": dict(
-                    conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
-                ),
-                "final_events": one(
-                    "SELECT count(*) FROM events WHERE type IN "
-                    "('job.completed', 'job.failed', 'job.canceled')"
-                ),
-                "jobs_with_two_final_events": one(
-                    "SELECT count(*) FROM (SELECT job_id FROM events WHERE type IN "
-                    "('job.completed', 'job.failed', 'job.canceled') GROUP BY job_id "
-                    "HAVING count(*) > 1)"
-                ),
-            }
+            totals = {k: int(conn.execute(sql).fetchone()[0]) for k, sql in AUDIT_TOTALS.items()}
+            return {**totals, "by_status": dict(conn.execute(AUDIT_BY_STATUS).fetchall())}
 
         return await self.thread.run(op)
