@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from imagerouter.config import CONFIG_ENV, Settings, load_settings
 from imagerouter.configfile import load_toml, validate
+from imagerouter.jobs.backends import open_store
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import JobStore, open_store
+from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerConfig
 from imagerouter.ratelimit import LimitPolicy
 from imagerouter.storage.config import StorageSettings
