@@ -47,6 +47,7 @@ __all__ = [
     "encode_cursor",
     "event_data",
     "event_from_row",
+    "float_or_none",
     "job_from_row",
     "loads",
     "qualified",
@@ -168,7 +169,8 @@ def attempt_from_row(row: Sequence[Any]) -> dict[str, Any]:
     return dict(zip(("run", *ATTEMPT_FIELDS), row, strict=True))
 
 
-def _float(value: Any) -> float | None:
+def float_or_none(value: Any) -> float | None:
+    """``value`` as a float (asyncpg's ``float8`` takes no other type), None staying None."""
     return None if value is None else float(value)
 
 
@@ -181,7 +183,7 @@ def _str(value: Any) -> str | None:
 
 
 #: The column type of each of :data:`ATTEMPT_FIELDS` (the router's attempts are loose dicts).
-_ATTEMPT_CASTS = (_str, _str, _float, _float, _str, _str, _int, _float, _str)
+_ATTEMPT_CASTS = (_str, _str, float_or_none, float_or_none, _str, _str, _int, float_or_none, _str)
 
 
 def attempt_params(

@@ -21,7 +21,7 @@ from imagerouter.jobs.types import JobEvent
 
 __all__ = ["SQLiteBase", "run_steps"]
 
-log = logging.getLogger("imagerouter.jobs.sqlite")
+log = logging.getLogger(__package__)  # the backend's one logger, whichever module logs
 
 T = TypeVar("T")
 
@@ -48,11 +48,7 @@ def run_steps(conn: sqlite3.Connection, steps: Steps[T]) -> T:
 class SQLiteBase(StoreBase):
     """The SQLite store's state and lifecycle; the aggregates are mixins over it.
 
-    Args:
-        path: the database file.
-        synchronous: ``NORMAL`` survives a killed process; ``FULL`` also a power cut.
-        batch_max: most operations sharing one commit.
-        clock: where "now" comes from (its ``wall()``).
+    Its arguments are :class:`~imagerouter.jobs.sqlite.store.SQLiteJobStore`'s.
     """
 
     def __init__(
