@@ -63,7 +63,7 @@ async def _status(url: str) -> migrations.MigrationStatus:
 
 
 async def _open_sqlite(url: str) -> None:
-    from imagerouter.jobs.store import open_store
+    from imagerouter.jobs.backends import open_store
 
     store = open_store(url)
     await store.open()

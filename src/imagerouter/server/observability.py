@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 import imagerouter.logs as _logs
 from imagerouter.generation import AttemptEvent
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import JobQueue, JobStore
 from imagerouter.jobs.types import JobEvent
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.logs import configure_logging, log_attempt
@@ -282,7 +282,7 @@ class ServerMetrics:
             self._prices = None
             self._pool = None
 
-    async def _look_up_prices(self, store: JobStore) -> None:
+    async def _look_up_prices(self, store: JobQueue) -> None:
         """Credits debited, for stores whose ``job.queued`` event does not carry the price."""
         assert self._prices is not None
         while True:

@@ -30,8 +30,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from imagerouter.config import CONFIG_ENV, Settings, load_settings, load_toml, validate
+from imagerouter.jobs.backends import open_store
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import JobStore, open_store
+from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerConfig
 from imagerouter.server.ratelimit import LimitPolicy
 from imagerouter.storage.config import StorageSettings
