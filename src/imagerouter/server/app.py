@@ -23,6 +23,7 @@ from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.router import Router
 from imagerouter.server import delivery
+from imagerouter.server.dashboard import setup_dashboard
 from imagerouter.server.keys import (
     authenticator_key,
     events_key,
@@ -81,6 +82,7 @@ def create_app(
     app.cleanup_ctx.append(_workers_ctx)
     setup_routes(app)
     setup_observability(app)
+    setup_dashboard(app)
     return app
 
 

@@ -37,6 +37,7 @@ from aiohttp_sse import sse_response
 
 from imagerouter.generation import AttemptEvent
 from imagerouter.jobs.types import JobEvent
+from imagerouter.logs import current_job_id
 from imagerouter.server.errors import ApiError
 from imagerouter.server.keys import (
     FarmHandle,
@@ -46,7 +47,6 @@ from imagerouter.server.keys import (
     store_key,
     workers_key,
 )
-from imagerouter.server.observability import current_job_id
 
 __all__ = ["LiveStats", "live_key", "setup_dashboard", "snapshot"]
 
