@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from imagerouter.config import deep_merge
 from loadtests.bench.common import free_port
 from loadtests.collect import ApiReader, FarmReader
 from loadtests.plan import PLAN_ENV, LocustPlan
@@ -119,23 +120,13 @@ def _toml_tables(path: str, table: dict[str, Any], out: list[str]) -> None:
         _toml_tables(f"{path}.{json.dumps(str(key))}", sub, out)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def server_settings(scenario: LoadScenario) -> dict[str, Any]:
     """The ``[server]`` table of the run: defaults this server knows, then the scenario's."""
     from imagerouter.server.settings import ServerSettings
 
     known = set(ServerSettings.model_fields)
     defaults = {k: v for k, v in SERVER_DEFAULTS.items() if k in known}
-    return _merge(defaults, scenario.server)
+    return deep_merge(defaults, scenario.server)
 
 
 def write_config(path: Path, scenario: LoadScenario) -> Path:

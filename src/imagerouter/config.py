@@ -23,6 +23,7 @@ field and the reason; the catalog and the mock farm's scenario files use them to
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "ProviderSettings",
     "RouterSettings",
     "Settings",
+    "deep_merge",
     "field_path",
     "load_settings",
     "load_toml",
@@ -85,6 +87,18 @@ def validate(
         if error["type"] == "extra_forbidden":
             reason = "unknown field"
         raise ConfigError(reason, file=file, field=field_path(loc, prefix) or None) from None
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top: tables merge key by key, anything else replaces.
+    Neither argument is changed (values are copied)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 CONFIG_ENV = "IMAGEROUTER_CONFIG"

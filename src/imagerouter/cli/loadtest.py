@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import re
 import sys
 import time
 from pathlib import Path
@@ -19,20 +18,17 @@ from rich.table import Table
 
 from imagerouter.cli.output import console, err_console, fail
 from imagerouter.errors import ConfigError
+from imagerouter.resilience import headers
 
 __all__ = ["loadtest", "parse_duration"]
-
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
 def parse_duration(text: str) -> float:
     """``"120"``, ``"120s"``, ``"2m"``, ``"1h30m"`` → seconds; ValueError otherwise."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
+    total = headers.parse_duration(text)
+    if total is None:
         raise ValueError(f"not a duration: {text!r} (e.g. 120, 90s, 2m, 1h30m)")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
+    if not total > 0:
         raise ValueError(f"the duration must be more than 0 s, not {text!r}")
     return total
 

@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RateLimitBudget", "parse_duration", "parse_rate_limit_budget", "parse_retry_after"]
+__all__ = [
+    "RateLimitBudget",
+    "parse_duration",
+    "parse_rate_limit_budget",
+    "parse_retry_after",
+    "retry_after_seconds",
+]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -31,23 +38,34 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     millis = _get(headers, "retry-after-ms")
     if millis:
         try:
-            return max(0.0, float(millis) / 1000.0)
+            seconds = float(millis) / 1000.0
         except ValueError:
-            pass
-    value = _get(headers, "retry-after")
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return retry_after_seconds(_get(headers, "retry-after"), now)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from one ``Retry-After`` value: delta seconds or an HTTP-date.
+
+    ``None`` for a missing, unreadable, NaN or infinite value; never a negative number. ``now``
+    is the wall clock (unix seconds) for the HTTP-date form.
+    """
     if not value:
         return None
+    value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def parse_duration(value: str) -> float | None:

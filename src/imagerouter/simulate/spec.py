@@ -43,7 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from imagerouter.catalog import Catalog, load_catalog
-from imagerouter.config import load_toml, validate
+from imagerouter.config import deep_merge, load_toml, validate
 from imagerouter.errors import ConfigError
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import SCENARIO_DIR, Scenario, load_scenario
@@ -169,17 +169,6 @@ class SimulationSpec:
 def bundled_simulations() -> list[str]:
     """The names of the simulation scenarios that ship with imagerouter."""
     return sorted(path.stem for path in SIM_SCENARIO_DIR.glob("*.toml"))
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` laid on top: tables merge key by key, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def _validate_settings(data: Any, file: str) -> SimulationSettings:
