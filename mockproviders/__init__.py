@@ -16,6 +16,7 @@ from mockproviders.adapter import (
 )
 from mockproviders.fal_api import FalQueueAPI
 from mockproviders.farm import Farm, builtin_adapters
+from mockproviders.jobs import FarmJob, FarmJobs, FarmJobState
 from mockproviders.openai_api import OpenAIImagesAPI
 from mockproviders.profile import Distribution, FaultProfile, Phase, RateLimit
 from mockproviders.scenario import Scenario, bundled_scenarios, load_scenario
@@ -31,6 +32,9 @@ __all__ = [
     "FarmAdapter",
     "FarmError",
     "FarmImage",
+    "FarmJob",
+    "FarmJobState",
+    "FarmJobs",
     "FarmRoute",
     "FaultProfile",
     "OpenAIImagesAPI",

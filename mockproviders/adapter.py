@@ -40,7 +40,7 @@ from aiohttp import web
 from imagerouter.clock import Clock
 from mockproviders.bucket import BucketState
 from mockproviders.images import image_digest, render_png
-from mockproviders.jobs import JobStore
+from mockproviders.jobs import FarmJobs
 from mockproviders.media import media_path
 from mockproviders.profile import FaultProfile
 
@@ -108,7 +108,7 @@ class Call:
     #: Monotonic time the request arrived.
     started: float
     #: This provider's queued jobs.
-    jobs: JobStore
+    jobs: FarmJobs
     #: The farm's clock.
     clock: Clock
     #: The JSON body of a generation request; None when absent or not JSON.

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from imagerouter.clock import Clock
 from mockproviders.adapter import FarmAdapter
-from mockproviders.app import create_app
+from mockproviders.app import create_farm_app
 from mockproviders.fal_api import FalQueueAPI
 from mockproviders.openai_api import OpenAIImagesAPI
 from mockproviders.profile import FaultProfile
@@ -97,7 +97,7 @@ class Farm:
             self._state.ca_bundle = self._tls_material.ca_bundle
             ssl_context = self._tls_material.server_context()
         runner = web.AppRunner(
-            create_app(self._state),
+            create_farm_app(self._state),
             handler_cancellation=True,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             access_log=None,

@@ -20,8 +20,7 @@ from imagerouter import (
     RateLimited,
     Router,
 )
-from mockproviders import Farm
-from mockproviders.jobs import JobState
+from mockproviders import Farm, FarmJobState
 
 PROVIDERS = {  # plugin → a model id the farm serves for it
     "openai": "gpt-image-2",
@@ -135,4 +134,4 @@ async def test_fal_cancels_on_deadline(farm: Farm, session: aiohttp.ClientSessio
     with pytest.raises(ProviderTimeout):
         await call(farm, session, "fal", deadline_s=0.3)
     jobs = list(farm.state.jobs["fal"])
-    assert [job.state(farm.state.clock.now()) for job in jobs] == [JobState.CANCELED]
+    assert [job.state(farm.state.clock.now()) for job in jobs] == [FarmJobState.CANCELED]

@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from mockproviders import Farm, FarmAdapter, FaultProfile, builtin_adapters
-from mockproviders.jobs import Job
+from mockproviders import Farm, FarmAdapter, FarmJob, FaultProfile, builtin_adapters
 
 __all__ = ["KitFarm"]
 
@@ -110,9 +109,8 @@ class KitFarm:
         """Zero counters, empty token buckets, restart the scenario clock."""
         self._call(lambda farm: farm.reset())
 
-    def jobs(self, provider: str) -> list[Job]:
+    def jobs(self, provider: str) -> list[FarmJob]:
         """The provider's queued jobs (queue APIs only), oldest first."""
-        # JobStore has no public listing yet; the kit reads its ordered dict (see the docs).
         return self._call(lambda farm: list(farm.state.jobs[provider]))
 
     def now(self) -> float:
