@@ -123,6 +123,7 @@ class FalQueueAPI(FarmAdapter):
     name = "fal"
     prefix = "/fal"
     sdk_path = "/queue"
+    https_only = True  # fal-client hard-codes https://
 
     def routes(self) -> Sequence[FarmRoute]:
         """Queue routes under ``/fal/queue``, the sync route under ``/fal/run``."""
@@ -148,6 +149,11 @@ class FalQueueAPI(FarmAdapter):
             "queue_host": f"{host}{self.prefix}/queue",
             "run_host": f"{host}{self.prefix}/run",
         }
+
+    def sdk_environment(self, farm_url: str) -> dict[str, str]:
+        """``FAL_QUEUE_RUN_HOST`` and ``FAL_RUN_HOST``: where fal-client sends its requests."""
+        info = self.describe(farm_url)
+        return {"FAL_QUEUE_RUN_HOST": info["queue_host"], "FAL_RUN_HOST": info["run_host"]}
 
     # -- queue -------------------------------------------------------------------------------
 

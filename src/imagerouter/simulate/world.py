@@ -15,7 +15,6 @@ from imagerouter.simulate.spec import Account, SimulationSpec, deep_merge
 from imagerouter.simulate.windows import RetryAfterCounter
 from mockproviders.engine import FaultEngine, stable_seed
 from mockproviders.farm import builtin_adapters
-from mockproviders.openai_api import OpenAIImagesAPI
 from mockproviders.profile import FaultProfile
 from mockproviders.scenario import Scenario
 from mockproviders.stats import FarmStats
@@ -146,7 +145,7 @@ class World:
                 options=self.router.instances[name].provider.options,
                 queue=queue,
                 retry_after_ms=bool(adapter is not None and adapter.retry_after_ms),
-                sends_budget=isinstance(adapter, OpenAIImagesAPI),
+                sends_budget=bool(adapter is not None and adapter.budget_headers),
                 max_concurrent=account.max_concurrent,
                 over_capacity=account.over_capacity,
                 schedule=schedule,
