@@ -1,4 +1,4 @@
-"""Queued jobs of the queue APIs (fal, WaveSpeed): their state is a function of time.
+"""Queued jobs of the queue APIs (submit, then poll): their state is a function of time.
 
 A job spends the first quarter of its ``generation_ms`` queued and the rest running, then it
 is done; a cancel freezes it as canceled. Jobs are forgotten an hour after they were

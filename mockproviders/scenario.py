@@ -4,12 +4,12 @@
 
     seed = 42
 
-    [providers.fal]
+    [providers.acme]
     error_rates = { "429" = 0.3 }
     retry_after_s = 2
     latency_ms = { dist = "lognormal", p50 = 20, p95 = 60 }
 
-    [[providers.fal.phases]]
+    [[providers.acme.phases]]
     at_s = 60
     until_s = 120
     faults = { down = true }
@@ -17,7 +17,7 @@
 :func:`load_scenario` takes a path or the name of a bundled scenario (a file in
 ``mockproviders/scenarios/``, e.g. ``"default"`` or ``"demo"``). A file that is not valid TOML
 or not a valid scenario raises :class:`imagerouter.errors.ConfigError` naming the file, the
-field path (``providers.fal.error_rates.429``) and the reason.
+field path (``providers.acme.error_rates.429``) and the reason.
 """
 
 from __future__ import annotations

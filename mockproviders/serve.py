@@ -29,7 +29,7 @@ def run_farm(
     port: int = DEFAULT_PORT,
     tls: bool = False,
     *,
-    adapters: Sequence[FarmAdapter] = (),
+    adapters: Sequence[FarmAdapter] | None = None,
 ) -> None:
     """Serve the farm until SIGINT/SIGTERM.
 
@@ -38,7 +38,7 @@ def run_farm(
         host: the address to listen on.
         port: the port (0 picks a free one, printed on start).
         tls: serve https with a throwaway CA and print the CA bundle's path.
-        adapters: extra provider APIs (e.g. from plugins' ``register_farm_adapters``).
+        adapters: the provider APIs to serve; None: every loaded plugin's farm adapter.
     """
     asyncio.run(serve_farm(scenario, host=host, port=port, tls=tls, adapters=adapters))
 
@@ -49,7 +49,7 @@ async def serve_farm(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     tls: bool = False,
-    adapters: Sequence[FarmAdapter] = (),
+    adapters: Sequence[FarmAdapter] | None = None,
     out: TextIO | None = None,
 ) -> None:
     """The coroutine behind :func:`run_farm`."""

@@ -19,7 +19,6 @@ from imagerouter.config import Settings
 from imagerouter.jobs.events import EventHub
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerPool
-from imagerouter.plugins import load_plugins
 from imagerouter.ratelimit import RateLimiter
 from imagerouter.router import Router
 from imagerouter.server import delivery
@@ -88,8 +87,8 @@ def _farm_ctx(scenario: str, overrides: dict[str, Any]):
     async def farm_ctx(app: web.Application) -> AsyncIterator[None]:
         from mockproviders import Farm  # a dev/test tool: imported only when asked for
 
-        adapters = load_plugins().farm_adapters  # providers added by plugins get their API too
-        async with Farm(scenario=scenario or "default", adapters=adapters) as farm:
+        # Every loaded plugin's farm adapter, the built-in providers' included.
+        async with Farm(scenario=scenario or "default") as farm:
             app[farm_key] = farm
             async with Router.from_farm(farm, overrides) as router:
                 app[router_key] = router

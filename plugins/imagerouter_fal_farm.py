@@ -1,4 +1,5 @@
-"""fal's queue API and its synchronous run API, wire-compatible.
+"""fal's queue API and its synchronous run API for the mock farm, wire-compatible; registered by
+the fal plugin's ``register_farm_adapters`` hook.
 
 fal-client builds its URLs as ``https://{FAL_QUEUE_RUN_HOST}/<app_id>`` and
 ``https://{FAL_RUN_HOST}/<app_id>``, so with the farm in TLS mode and
@@ -30,9 +31,17 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from mockproviders.adapter import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute, auth_token
+from mockproviders import (
+    Call,
+    ErrorKind,
+    FarmAdapter,
+    FarmError,
+    FarmJob,
+    FarmJobState,
+    FarmRoute,
+    auth_token,
+)
 from mockproviders.images import parse_wxh, prompt_seed
-from mockproviders.jobs import FarmJob, FarmJobState
 
 __all__ = ["FalQueueAPI"]
 

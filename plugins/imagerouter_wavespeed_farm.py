@@ -1,4 +1,5 @@
-"""WaveSpeed's v3 API, wire-compatible.
+"""WaveSpeed's v3 API for the mock farm, wire-compatible; registered by the WaveSpeed plugin's
+``register_farm_adapters`` hook.
 
 Point the SDK at ``wavespeed.Client(api_key=..., base_url=farm.base_url("wavespeed"))``.
 
@@ -24,9 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
-from mockproviders.adapter import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute
+from mockproviders import Call, ErrorKind, FarmAdapter, FarmError, FarmJob, FarmJobState, FarmRoute
 from mockproviders.images import MAX_SIDE, parse_wxh, prompt_seed
-from mockproviders.jobs import FarmJob, FarmJobState
 
 __all__ = ["WaveSpeedAPI"]
 

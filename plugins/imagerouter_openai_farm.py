@@ -1,4 +1,5 @@
-"""OpenAI Images, wire-compatible: ``POST {prefix}/v1/images/generations``.
+"""OpenAI Images for the mock farm, wire-compatible: ``POST {prefix}/v1/images/generations``;
+registered by the OpenAI plugin's ``register_farm_adapters`` hook.
 
 Point the SDK at ``base_url = farm.base_url("openai")`` (``http://127.0.0.1:PORT/openai/v1``).
 
@@ -26,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mockproviders.adapter import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute
+from mockproviders import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute
 from mockproviders.bucket import go_duration
 from mockproviders.images import parse_wxh, prompt_seed
 
