@@ -1,4 +1,5 @@
-"""Scenario files: one resolver for every tool, and file names that say which tool reads them."""
+"""Scenario files: one resolver for every tool, file names that say which tool reads them, and
+one table (docs/scenarios.md) that lists them all."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from imagerouter.simulate.spec import SIMULATIONS, load_spec
 from loadtests.orchestrator import _farm_argument
 from loadtests.scenario import LOAD_SCENARIOS, load_load_scenario
 from mockproviders.scenario import FARM_SCENARIOS, load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+KINDS = (FARM_SCENARIOS, SIMULATIONS, LOAD_SCENARIOS)
 
 
 def test_the_same_name_means_each_tools_own_file() -> None:
@@ -77,3 +81,13 @@ def test_an_unknown_name_lists_what_each_tool_ships() -> None:
     assert "launch-week" in message
     with pytest.raises(ConfigError):
         resolve_bundled("sub/launch-week", Bundled("x", FARM_SCENARIOS.directory))
+
+
+def test_the_table_lists_every_bundled_scenario() -> None:
+    """docs/scenarios.md names each kind's directory and suffix and every bundled name."""
+    doc = (ROOT / "docs" / "scenarios.md").read_text()
+    for kind in KINDS:
+        directory = kind.directory.relative_to(ROOT).as_posix()
+        assert f"`{directory}/<name>{kind.suffix}`" in doc, kind.what
+        row = next(line for line in doc.splitlines() if line.startswith(f"| {kind.what} |"))
+        assert row == f"| {kind.what} | " + ", ".join(f"`{n}`" for n in kind.names()) + " |"
