@@ -39,13 +39,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from imagerouter.bundled import resolve_bundled
 from imagerouter.config import deep_merge
+from imagerouter.errors import ConfigError
 from loadtests.bench.common import free_port
 from loadtests.collect import ApiReader, FarmReader
 from loadtests.plan import PLAN_ENV, LocustPlan
 from loadtests.receiver import Receiver
 from loadtests.scenario import LoadScenario
 from loadtests.timeline import Switch, plan_switches
+from mockproviders.scenario import FARM_SCENARIOS
 
 __all__ = ["RunOptions", "RunResult", "run_loadtest"]
 
@@ -140,13 +143,15 @@ def write_config(path: Path, scenario: LoadScenario) -> Path:
 
 
 def _farm_argument(scenario: LoadScenario) -> str:
-    """The farm scenario for ``serve --farm``: a bundled name, or a file beside the scenario."""
-    farm = scenario.farm
-    if scenario.source and ("/" in farm or farm.endswith(".toml")):
-        candidate = Path(scenario.source).parent / farm
-        if candidate.is_file():
-            return str(candidate.resolve())
-    return farm
+    """The farm scenario for ``serve --farm``: a bundled name, or a file (beside the scenario
+    first), found by the farm's own resolver; an unknown one is left for ``serve`` to report."""
+    farm = scenario.farm_scenario
+    beside = Path(scenario.source).parent if scenario.source else None
+    try:
+        found = resolve_bundled(farm, FARM_SCENARIOS, relative_to=beside)
+    except ConfigError:
+        return farm
+    return farm if found.bundled else str(found.path.resolve())
 
 
 def _env() -> dict[str, str]:

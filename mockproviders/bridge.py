@@ -65,8 +65,7 @@ def mount_farm(app: web.Application, scenario: str, overrides: Mapping[str, Any]
     """
 
     async def farm_ctx(app: web.Application) -> AsyncIterator[None]:
-        adapters = load_plugins().farm_adapters  # providers added by plugins get their API too
-        async with Farm(scenario=scenario or "default", adapters=adapters) as farm:
+        async with Farm(scenario=scenario or "default") as farm:  # every plugin's provider API
             app[farm_key] = farm
             async with farm_router(farm, overrides) as router:
                 app[router_key] = router

@@ -29,6 +29,7 @@ CORE_MAY_NOT = ("mockproviders", "loadtests", *NOT_CORE)
 ENTRY = "imagerouter.__main__"
 #: What the farm may import of the core: the public contract.
 FARM_CONTRACT = (
+    "imagerouter.bundled",
     "imagerouter.clock",
     "imagerouter.errors",
     "imagerouter.config",
@@ -38,6 +39,7 @@ FARM_CONTRACT = (
 )
 BRIDGE_ALSO = ("imagerouter.router", "imagerouter.server.keys")
 LOADTESTS_MAY = (
+    "imagerouter.bundled",
     "imagerouter.client",
     "imagerouter.config",
     "imagerouter.errors",

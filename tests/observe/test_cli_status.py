@@ -36,7 +36,7 @@ async def test_status_shows_providers_from_the_api(make_api: ApiFactory, farm: F
     result = await _status("--url", _url(api), "--key", token, "--json")
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
-    assert set(rows) == {"openai", "fal", "wavespeed"}
+    assert set(rows) == {"openai", "fal", "wavespeed", "replicate"}
     assert rows["fal"]["breaker"] == "open"
     assert rows["wavespeed"]["breaker"] == "closed"
     assert rows["fal"]["health"] < rows["wavespeed"]["health"]

@@ -19,9 +19,8 @@ from imagerouter import (
     ProviderUnavailable,
     RateLimited,
 )
-from mockproviders import Farm
+from mockproviders import Farm, FarmJobState
 from mockproviders.bridge import farm_router
-from mockproviders.jobs import JobState
 
 PROVIDERS = {  # plugin → a model id the farm serves for it
     "openai": "gpt-image-2",
@@ -135,4 +134,4 @@ async def test_fal_cancels_on_deadline(farm: Farm, session: aiohttp.ClientSessio
     with pytest.raises(ProviderTimeout):
         await call(farm, session, "fal", deadline_s=0.3)
     jobs = list(farm.state.jobs["fal"])
-    assert [job.state(farm.state.clock.now()) for job in jobs] == [JobState.CANCELED]
+    assert [job.state(farm.state.clock.now()) for job in jobs] == [FarmJobState.CANCELED]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from imagerouter import ImageRequest
 from imagerouter.catalog import Catalog, load_catalog
-from mockproviders import Farm
+from mockproviders import Farm, FarmJobState
 from mockproviders.bridge import farm_router
-from mockproviders.jobs import JobState
 
 
 def hedged_catalog() -> Catalog:
@@ -43,4 +42,4 @@ async def test_slow_first_provider_is_hedged_and_the_loser_cancelled(farm: Farm)
     assert fal.breaker.snapshot()["state"] == "closed"
     assert fal.breaker.snapshot()["window_failures"] == 0  # losing a race is not a failure
     last_fal_job = list(farm.state.jobs["fal"])[-1]
-    assert last_fal_job.state(farm.state.clock.now()) == JobState.CANCELED  # cancelled at fal
+    assert last_fal_job.state(farm.state.clock.now()) == FarmJobState.CANCELED  # cancelled at fal

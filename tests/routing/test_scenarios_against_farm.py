@@ -90,9 +90,10 @@ async def test_outage_opens_breaker_fails_over_and_recovers(farm: Farm) -> None:
 
 
 async def test_total_outage_fails_cleanly_within_retry_budget(farm: Farm) -> None:
-    """(c) both providers of a model down: every job fails with NoProviderAvailable by its
-    deadline, and the calls into each provider stay within (1 + budget ratio) × jobs + floor."""
-    for name in ("fal", "wavespeed"):
+    """(c) every provider of a model down (fal, WaveSpeed and the optional Replicate): every
+    job fails with NoProviderAvailable by its deadline, and the calls into each provider stay
+    within (1 + budget ratio) × jobs + floor."""
+    for name in ("fal", "wavespeed", "replicate"):
         farm.set_faults(name, {"down": True})
     config = {
         "router": {
@@ -110,7 +111,7 @@ async def test_total_outage_fails_cleanly_within_retry_budget(farm: Farm) -> Non
     stats = farm.stats()["providers"]
     # Each provider's own retry budget bounds the calls into it: one first call per job at
     # most (its first choice or a failover), plus budgeted retries.
-    for name in ("fal", "wavespeed"):
+    for name in ("fal", "wavespeed", "replicate"):
         assert stats[name]["requests"] <= (1 + 0.2) * jobs + 5, name
 
 

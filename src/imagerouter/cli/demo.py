@@ -22,7 +22,6 @@ from rich.table import Table
 from imagerouter.auth import mint_key
 from imagerouter.cli.output import console, fail
 from imagerouter.errors import ImageRouterError
-from imagerouter.plugins import load_plugins
 from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
@@ -53,8 +52,7 @@ async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0
     report = DemoReport()
     with tempfile.TemporaryDirectory(prefix="imagerouter-demo-") as data_dir:
         settings = ServerSettings(data_dir=Path(data_dir), workers=16, poll_interval_s=0.05)
-        adapters = load_plugins().farm_adapters  # Replicate's API comes from its plugin
-        async with Farm(scenario=load_scenario(scenario), adapters=adapters) as farm:
+        async with Farm(scenario=load_scenario(scenario)) as farm:  # every plugin's API
             router = farm_router(farm, {"router": {"deadline_s": 30}}, seed=7)
             router.transitions.add(report.transitions.append)
             runner = web.AppRunner(create_app(settings, router=router))

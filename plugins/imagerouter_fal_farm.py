@@ -1,4 +1,5 @@
-"""fal's queue API and its synchronous run API, wire-compatible.
+"""fal's queue API and its synchronous run API for the mock farm, wire-compatible; registered by
+the fal plugin's ``register_farm_adapters`` hook.
 
 fal-client builds its URLs as ``https://{FAL_QUEUE_RUN_HOST}/<app_id>`` and
 ``https://{FAL_RUN_HOST}/<app_id>``, so with the farm in TLS mode and
@@ -30,9 +31,17 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from mockproviders.adapter import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute, auth_token
+from mockproviders import (
+    Call,
+    ErrorKind,
+    FarmAdapter,
+    FarmError,
+    FarmJob,
+    FarmJobState,
+    FarmRoute,
+    auth_token,
+)
 from mockproviders.images import parse_wxh, prompt_seed
-from mockproviders.jobs import Job, JobState
 
 __all__ = ["FalQueueAPI"]
 
@@ -123,6 +132,7 @@ class FalQueueAPI(FarmAdapter):
     name = "fal"
     prefix = "/fal"
     sdk_path = "/queue"
+    https_only = True  # fal-client hard-codes https://
 
     def routes(self) -> Sequence[FarmRoute]:
         """Queue routes under ``/fal/queue``, the sync route under ``/fal/run``."""
@@ -148,6 +158,11 @@ class FalQueueAPI(FarmAdapter):
             "queue_host": f"{host}{self.prefix}/queue",
             "run_host": f"{host}{self.prefix}/run",
         }
+
+    def sdk_environment(self, farm_url: str) -> dict[str, str]:
+        """``FAL_QUEUE_RUN_HOST`` and ``FAL_RUN_HOST``: where fal-client sends its requests."""
+        info = self.describe(farm_url)
+        return {"FAL_QUEUE_RUN_HOST": info["queue_host"], "FAL_RUN_HOST": info["run_host"]}
 
     # -- queue -------------------------------------------------------------------------------
 
@@ -183,10 +198,10 @@ class FalQueueAPI(FarmAdapter):
         state = job.state(call.jobs.now())
         base = self._job_url(call, job)
         logs = _logs(job, state) if call.request.query.get("logs") in ("true", "1") else None
-        if state is JobState.QUEUED:
+        if state is FarmJobState.QUEUED:
             body: dict[str, Any] = {"status": "IN_QUEUE", "queue_position": 0}
             return web.json_response({**body, "response_url": base}, status=202)
-        if state is JobState.RUNNING:
+        if state is FarmJobState.RUNNING:
             body = {"status": "IN_PROGRESS", "logs": logs, "response_url": base}
             return web.json_response(body, status=202)
         body = {
@@ -195,7 +210,7 @@ class FalQueueAPI(FarmAdapter):
             "metrics": {"inference_time": round(job.generation_s, 3)},
             "response_url": base,
         }
-        if state is JobState.CANCELED:
+        if state is FarmJobState.CANCELED:
             body |= {"error": "Request was cancelled", "error_type": "client_cancelled"}
         elif job.content_policy:
             body |= {"error": _POLICY_MESSAGE, "error_type": "content_policy_violation"}
@@ -207,9 +222,9 @@ class FalQueueAPI(FarmAdapter):
         if job is None:
             return web.json_response({"detail": "Request not found"}, status=404)
         state = job.state(call.jobs.now())
-        if state in (JobState.QUEUED, JobState.RUNNING):
+        if state in (FarmJobState.QUEUED, FarmJobState.RUNNING):
             return web.json_response({"detail": "Request is still in progress"}, status=400)
-        if state is JobState.CANCELED:
+        if state is FarmJobState.CANCELED:
             return _infra_error(499, "Request was cancelled", "client_cancelled")
         if job.content_policy:
             return _policy_rejection(job.data["prompt"])
@@ -221,7 +236,7 @@ class FalQueueAPI(FarmAdapter):
         if job is None:
             return web.json_response({"status": "NOT_FOUND"}, status=404)
         state = job.state(call.jobs.now())
-        if state in (JobState.DONE, JobState.CANCELED):
+        if state in (FarmJobState.DONE, FarmJobState.CANCELED):
             return web.json_response({"status": "ALREADY_COMPLETED"}, status=400)
         job.canceled_at = call.jobs.now()
         return web.json_response({"status": "CANCELLATION_REQUESTED"}, status=202)
@@ -259,14 +274,14 @@ class FalQueueAPI(FarmAdapter):
         error_type = _ERROR_TYPES.get(error.status, "runner_scheduling_failure")
         return _infra_error(error.status, f"Injected error: {error_type}", error_type)
 
-    def _job(self, call: Call) -> Job | None:
+    def _job(self, call: Call) -> FarmJob | None:
         info = call.request.match_info
         job = call.jobs.get(info["request_id"])
         if job is None or job.app != _app_root(info["app"]):
             return None
         return job
 
-    def _job_url(self, call: Call, job: Job) -> str:
+    def _job_url(self, call: Call, job: FarmJob) -> str:
         return f"{call.origin}{self.prefix}/queue/{job.app}/requests/{job.id}"
 
     @staticmethod
@@ -311,9 +326,9 @@ def _policy_rejection(prompt: str) -> web.Response:
     return response
 
 
-def _logs(job: Job, state: JobState) -> list[dict[str, Any]]:
+def _logs(job: FarmJob, state: FarmJobState) -> list[dict[str, Any]]:
     """A line or two of runner logs, as fal returns with ``?logs=true``."""
     lines = [{"message": "Generating image", "level": "INFO", "source": "user"}]
-    if state in (JobState.DONE, JobState.CANCELED):
+    if state in (FarmJobState.DONE, FarmJobState.CANCELED):
         lines.append({"message": "Done", "level": "INFO", "source": "user"})
     return [{**line, "timestamp": job.created_at()} for line in lines]

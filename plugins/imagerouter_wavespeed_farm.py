@@ -1,4 +1,5 @@
-"""WaveSpeed's v3 API, wire-compatible.
+"""WaveSpeed's v3 API for the mock farm, wire-compatible; registered by the WaveSpeed plugin's
+``register_farm_adapters`` hook.
 
 Point the SDK at ``wavespeed.Client(api_key=..., base_url=farm.base_url("wavespeed"))``.
 
@@ -24,9 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
-from mockproviders.adapter import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute
+from mockproviders import Call, ErrorKind, FarmAdapter, FarmError, FarmJob, FarmJobState, FarmRoute
 from mockproviders.images import MAX_SIDE, parse_wxh, prompt_seed
-from mockproviders.jobs import Job, JobState
 
 __all__ = ["WaveSpeedAPI"]
 
@@ -37,9 +37,9 @@ _POLICY_ERROR = (
     "Content policy violation: NSFW content detected in the request; the prediction was blocked."
 )
 _STATUS = {
-    JobState.QUEUED: "created",
-    JobState.RUNNING: "processing",
-    JobState.CANCELED: "cancelled",
+    FarmJobState.QUEUED: "created",
+    FarmJobState.RUNNING: "processing",
+    FarmJobState.CANCELED: "cancelled",
 }
 _MESSAGES = {
     401: "Unauthorized: invalid or missing API key",
@@ -141,10 +141,10 @@ class WaveSpeedAPI(FarmAdapter):
             message = "Service temporarily unavailable (mock outage)"
         return _wrapped(error.status, message)
 
-    def _data(self, call: Call, job: Job, at: float | None = None) -> dict[str, Any]:
+    def _data(self, call: Call, job: FarmJob, at: float | None = None) -> dict[str, Any]:
         state = job.state(max(call.jobs.now(), at or 0.0))
         inputs = job.data
-        done = state is JobState.DONE
+        done = state is FarmJobState.DONE
         failed = done and job.content_policy
         outputs: list[str] = []
         if done and not failed:

@@ -1,4 +1,5 @@
-"""OpenAI Images, wire-compatible: ``POST {prefix}/v1/images/generations``.
+"""OpenAI Images for the mock farm, wire-compatible: ``POST {prefix}/v1/images/generations``;
+registered by the OpenAI plugin's ``register_farm_adapters`` hook.
 
 Point the SDK at ``base_url = farm.base_url("openai")`` (``http://127.0.0.1:PORT/openai/v1``).
 
@@ -26,36 +27,14 @@ from typing import Any
 
 from aiohttp import web
 
-from mockproviders.adapter import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute
+from mockproviders import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute
+from mockproviders.bucket import go_duration
 from mockproviders.images import parse_wxh, prompt_seed
 
-__all__ = ["OpenAIImagesAPI", "go_duration"]
+__all__ = ["OpenAIImagesAPI"]
 
 #: Output tokens of one 1024x1024 image by quality (gpt-image-1's published table).
 _TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
-
-
-def go_duration(seconds: float) -> str:
-    """Format a duration the way Go's ``time.Duration.String`` does: ``1s``, ``6m0s``, ``12ms``."""
-    if seconds < 1e-6:
-        return "0s"
-    if seconds < 1:
-        millis = seconds * 1000
-        if millis >= 1:
-            return f"{_trim(millis, 3)}ms"
-        return f"{_trim(seconds * 1_000_000, 3)}µs"
-    hours, rest = divmod(round(seconds, 3), 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{_trim(secs, 3)}s"
-    if hours or minutes:
-        text = f"{int(minutes)}m{text}"
-    if hours:
-        text = f"{int(hours)}h{text}"
-    return text
-
-
-def _trim(value: float, digits: int) -> str:
-    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def _error_body(message: str, kind: str, code: str | None, param: str | None = None) -> Any:
@@ -73,6 +52,7 @@ class OpenAIImagesAPI(FarmAdapter):
     prefix = "/openai"
     sdk_path = "/v1"
     retry_after_ms = True
+    budget_headers = True
 
     def routes(self) -> Sequence[FarmRoute]:
         """``POST /v1/images/generations``."""
@@ -178,14 +158,9 @@ class OpenAIImagesAPI(FarmAdapter):
         return web.json_response(body, status=error.status)
 
     def decorate(self, response: web.StreamResponse, call: Call) -> None:
-        """``x-request-id``, ``openai-processing-ms`` and, with a rate limit, ``x-ratelimit-*``."""
+        """``x-request-id`` and ``openai-processing-ms`` (the farm adds ``x-ratelimit-*``)."""
         response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
         response.headers["openai-processing-ms"] = str(call.elapsed_ms())
-        if call.bucket is not None:
-            bucket = call.bucket
-            response.headers["x-ratelimit-limit-requests"] = f"{bucket.limit_rpm:g}"
-            response.headers["x-ratelimit-remaining-requests"] = str(bucket.remaining)
-            response.headers["x-ratelimit-reset-requests"] = go_duration(bucket.reset_s)
 
 
 def _usage(prompt: str, quality: str, width: int, height: int, count: int) -> dict[str, Any]:
