@@ -28,6 +28,8 @@ The rules:
 - So a job gives up only when no candidate it has not tried is callable: one that gave up
   while one was would be *failed while servable*, a defect that :meth:`JobPlan.servable`
   measures at every give-up and the error reports.
+
+One concept that reads better whole (over 400 lines): the plan's rules, top to bottom.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ Use::
 
     async with Router.from_config(cfg) as router, RedisState(url, router) as state:
         ...  # router.generate(...); state.status() for /readyz and metrics
+
+One concept (over 400 lines): a replica's publish, subscribe and resync loop.
 """
 
 from __future__ import annotations

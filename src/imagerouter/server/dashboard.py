@@ -15,6 +15,8 @@ the admin key, never the key itself; it is ``HttpOnly`` and ``SameSite=Strict``.
 * ``GET /v1/admin/snapshot``: one snapshot, as JSON. ``GET /v1/admin/stream``: snapshots, SSE.
 * ``GET /v1/admin/farm``: the in-process farm's ``/_farm/providers`` (404 without ``--farm``).
 * ``PUT /v1/admin/farm/providers/{name}/faults``: proxied to the farm's control API.
+
+One feature (over 400 lines): the dashboard's live stats, snapshots, admin session and views.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@
 
 Other parts of the server count their own events through the :class:`ServerMetrics` stored
 under :data:`metrics_key`; webhook delivery calls :func:`webhook_observer`.
+
+One concept (just over 400 lines): every metric and log line of a server process.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ What the router sees is what the provider plugin would raise, at the virtual tim
 ``max_concurrent`` (simulation only: the farm has no such cap) bounds the generations a key
 runs at once; over it, calls either wait in the provider's queue (``"queue"``) or get a 429
 (``"reject"``).
+
+One concept (over 400 lines): how a simulated account answers each call, by wire format.
 """
 
 from __future__ import annotations

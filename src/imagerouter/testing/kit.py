@@ -8,6 +8,8 @@ turns each check into a pytest test.
 
 Calls run synchronously, each on a fresh event loop in asyncio debug mode, so call them from
 plain (not ``async def``) tests.
+
+One concept (over 400 lines): every check of the conformance contract, in order.
 """
 
 from __future__ import annotations
