@@ -13,7 +13,7 @@ webhook receiver, and cancels a few jobs on the way. Every submit and every outc
 written to ``locust-<pid>.jsonl`` in the plan's records folder, so the orchestrator can check
 the server's own list of jobs against what the clients were told.
 
-:class:`ScenarioShape` turns the scenario's arrival-rate shape (:mod:`loadtests.shapes`) into
+:class:`ScenarioShape` turns the scenario's arrival-rate shape (:mod:`imagerouter.shapes`) into
 user counts: ``users = rate(t) / jobs_per_user_s``, peaking at ``--users``.
 """
 
@@ -33,8 +33,8 @@ from gevent.pool import Group
 from locust import FastHttpUser, LoadTestShape, constant_throughput, events, task
 from locust.runners import WorkerRunner
 
+from imagerouter.shapes import locust_tick, make_shape
 from loadtests.plan import LocustPlan
-from loadtests.shapes import locust_tick, make_shape
 
 PLAN = LocustPlan.from_env()
 FINAL = frozenset({"completed", "failed", "canceled"})

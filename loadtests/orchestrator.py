@@ -39,12 +39,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from imagerouter.bundled import resolve_bundled
+from imagerouter.config import deep_merge
+from imagerouter.errors import ConfigError
 from loadtests.bench.common import free_port
 from loadtests.collect import ApiReader, FarmReader
 from loadtests.plan import PLAN_ENV, LocustPlan
 from loadtests.receiver import Receiver
 from loadtests.scenario import LoadScenario
 from loadtests.timeline import Switch, plan_switches
+from mockproviders.scenario import FARM_SCENARIOS
 
 __all__ = ["RunOptions", "RunResult", "run_loadtest"]
 
@@ -119,23 +123,13 @@ def _toml_tables(path: str, table: dict[str, Any], out: list[str]) -> None:
         _toml_tables(f"{path}.{json.dumps(str(key))}", sub, out)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def server_settings(scenario: LoadScenario) -> dict[str, Any]:
     """The ``[server]`` table of the run: defaults this server knows, then the scenario's."""
     from imagerouter.server.settings import ServerSettings
 
     known = set(ServerSettings.model_fields)
     defaults = {k: v for k, v in SERVER_DEFAULTS.items() if k in known}
-    return _merge(defaults, scenario.server)
+    return deep_merge(defaults, scenario.server)
 
 
 def write_config(path: Path, scenario: LoadScenario) -> Path:
@@ -149,13 +143,15 @@ def write_config(path: Path, scenario: LoadScenario) -> Path:
 
 
 def _farm_argument(scenario: LoadScenario) -> str:
-    """The farm scenario for ``serve --farm``: a bundled name, or a file beside the scenario."""
-    farm = scenario.farm
-    if scenario.source and ("/" in farm or farm.endswith(".toml")):
-        candidate = Path(scenario.source).parent / farm
-        if candidate.is_file():
-            return str(candidate.resolve())
-    return farm
+    """The farm scenario for ``serve --farm``: a bundled name, or a file (beside the scenario
+    first), found by the farm's own resolver; an unknown one is left for ``serve`` to report."""
+    farm = scenario.farm_scenario
+    beside = Path(scenario.source).parent if scenario.source else None
+    try:
+        found = resolve_bundled(farm, FARM_SCENARIOS, relative_to=beside)
+    except ConfigError:
+        return farm
+    return farm if found.bundled else str(found.path.resolve())
 
 
 def _env() -> dict[str, str]:
@@ -172,7 +168,7 @@ def _create_key(config: Path, data_dir: Path, log: Path) -> str:
         [
             sys.executable,
             "-m",
-            "imagerouter.cli_server",
+            "imagerouter",
             "keys",
             "create",
             "--account",
@@ -430,7 +426,7 @@ class _Orchestration:
         serve = [
             sys.executable,
             "-m",
-            "imagerouter.cli_server",
+            "imagerouter",
             "serve",
             "--config",
             str(config),

@@ -1,6 +1,7 @@
 """Load-test scenarios: a traffic shape coupled with a farm timeline, read from TOML.
 
-A scenario lives in ``loadtests/scenarios/<name>.toml`` (or any path) and says, on a nominal
+A bundled scenario lives in ``loadtests/scenarios/<name>.loadtest.toml`` (a user's may be any
+path; ``docs/scenarios.md`` says which tool reads which scenario file) and says, on a nominal
 clock of ``duration_s`` seconds that the orchestrator stretches or squeezes to ``--duration``:
 
 ::
@@ -8,10 +9,10 @@ clock of ``duration_s`` seconds that the orchestrator stretches or squeezes to `
     description = "fal rate-limits at the peak, then goes down for a minute"
     duration_s = 300              # nominal length: every time below scales to --duration
     users = 100                   # default --users: Locust users at the shape's peak
-    farm = "loadtest"             # the farm's base profiles (mockproviders scenario name or file)
+    farm_scenario = "loadtest"    # the farm's base profiles: a farm scenario (name or file)
 
     [traffic]
-    shape = "launch_week"         # loadtests.shapes: steady, ramp, spike, launch_week
+    shape = "launch_week"         # imagerouter.shapes: steady, ramp, spike, launch_week
     shape_params = { spikes = 3 }
     jobs_per_user_s = 0.2         # each user submits this many jobs a second
     models = { "gpt-image-2" = 5, "flux-dev" = 3 }      # weights
@@ -39,14 +40,24 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from imagerouter.configfile import load_toml, validate
+from imagerouter.bundled import Bundled, resolve_bundled
+from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError
-from loadtests.shapes import Shape, make_shape
+from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
 
 __all__ = [
+    "LOAD_SCENARIOS",
     "SCENARIO_DIR",
     "Expect",
     "FollowMode",
@@ -59,6 +70,8 @@ __all__ = [
 
 #: Where the bundled load-test scenarios live.
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+#: The bundled load-test scenarios: ``loadtests/scenarios/<name>.loadtest.toml``.
+LOAD_SCENARIOS = Bundled("load-test scenario", SCENARIO_DIR, ".loadtest.toml")
 
 FollowMode = Literal["poll", "sse", "webhook"]
 Weights = dict[str, float]
@@ -148,14 +161,17 @@ class LoadScenario(_Strict):
     description: str = ""
     duration_s: float = Field(default=120.0, gt=0)
     users: int = Field(default=20, ge=1)
-    farm: str = "loadtest"
+    #: The farm scenario whose profiles the phases are laid over (``farm``: its older name).
+    farm_scenario: str = Field(
+        default="loadtest", validation_alias=AliasChoices("farm_scenario", "farm")
+    )
     seed: int = 1
     traffic: Traffic = Field(default_factory=Traffic)
     router: dict[str, Any] = Field(default_factory=dict)
     server: dict[str, Any] = Field(default_factory=dict)
     phases: list[Phase] = Field(default_factory=list)
     expect: Expect = Field(default_factory=Expect)
-    #: The file it came from, and its name (the file's stem).
+    #: The file it came from, and its name (the file name without ``.loadtest.toml``).
     source: str | None = None
     name: str = "scenario"
 
@@ -205,21 +221,7 @@ class LoadScenario(_Strict):
 
 def bundled_scenarios() -> list[str]:
     """The names of the scenarios shipped in ``loadtests/scenarios/``."""
-    return sorted(path.stem for path in SCENARIO_DIR.glob("*.toml"))
-
-
-def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    bundled = SCENARIO_DIR / f"{path.name.removesuffix('.toml')}.toml"
-    if path.parent == Path() and bundled.is_file():
-        return bundled
-    raise ConfigError(
-        "no such load-test scenario file, and no bundled one of that name "
-        f"(bundled: {', '.join(bundled_scenarios())})",
-        file=str(path_or_name),
-    )
+    return LOAD_SCENARIOS.names()
 
 
 def load_load_scenario(path_or_name: str | os.PathLike[str]) -> LoadScenario:
@@ -228,10 +230,11 @@ def load_load_scenario(path_or_name: str | os.PathLike[str]) -> LoadScenario:
     Raises ConfigError naming the file, the field (``phases[1].faults.error_rates.429``) and
     the reason, for a missing file, bad TOML or a bad field.
     """
-    path = _resolve(path_or_name)
+    found = resolve_bundled(path_or_name, LOAD_SCENARIOS)
+    path = found.path
     data = load_toml(path)
     for reserved in ("source", "name"):
         if reserved in data:
             raise ConfigError("set by the loader, not the file", file=str(path), field=reserved)
-    data = {**data, "source": str(path), "name": path.stem}
+    data = {**data, "source": str(path), "name": found.name}
     return validate(LoadScenario, data, file=str(path))

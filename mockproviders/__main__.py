@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-    parser.add_argument("--tls", action="store_true", help="serve https (for fal-client)")
+    parser.add_argument("--tls", action="store_true", help="serve https (for SDKs that need it)")
     args = parser.parse_args(argv)
     try:
         run_farm(args.scenario, host=args.host, port=args.port, tls=args.tls)

@@ -40,7 +40,7 @@ from aiohttp import web
 from imagerouter.clock import Clock
 from mockproviders.bucket import BucketState
 from mockproviders.images import image_digest, render_png
-from mockproviders.jobs import JobStore
+from mockproviders.jobs import FarmJobs
 from mockproviders.media import media_path
 from mockproviders.profile import FaultProfile
 
@@ -108,7 +108,7 @@ class Call:
     #: Monotonic time the request arrived.
     started: float
     #: This provider's queued jobs.
-    jobs: JobStore
+    jobs: FarmJobs
     #: The farm's clock.
     clock: Clock
     #: The JSON body of a generation request; None when absent or not JSON.
@@ -168,12 +168,17 @@ class FarmAdapter(abc.ABC):
 
     #: The provider's name in scenario files, ``/_farm/providers`` and ``/_farm/stats``.
     name: ClassVar[str]
-    #: The path prefix every route of this adapter lives under, e.g. ``"/fal"``.
+    #: The path prefix every route of this adapter lives under, e.g. ``"/acme"``.
     prefix: ClassVar[str]
-    #: What the SDK's base URL adds to ``farm_url + prefix`` (``"/v1"`` for OpenAI).
+    #: What the SDK's base URL adds to ``farm_url + prefix`` (e.g. ``"/v1"``).
     sdk_path: ClassVar[str] = ""
-    #: Send ``retry-after-ms`` (exact) beside ``retry-after`` on 429s, as OpenAI does.
+    #: Send ``retry-after-ms`` (exact) beside ``retry-after`` on 429s.
     retry_after_ms: ClassVar[bool] = False
+    #: Send the key's request budget, ``x-ratelimit-{limit,remaining,reset}-requests``, on
+    #: every answer when the profile has a rate limit (see :meth:`BucketState.headers`).
+    budget_headers: ClassVar[bool] = False
+    #: The provider's SDK speaks only https: it reaches the farm only in TLS mode.
+    https_only: ClassVar[bool] = False
 
     @abc.abstractmethod
     def routes(self) -> Sequence[FarmRoute]:
@@ -197,6 +202,11 @@ class FarmAdapter(abc.ABC):
     def describe(self, farm_url: str) -> dict[str, Any]:
         """What ``GET /_farm/providers`` says about how to reach this API."""
         return {"base_url": self.base_url(farm_url)}
+
+    def sdk_environment(self, farm_url: str) -> dict[str, str]:
+        """Environment variables that point the provider's unchanged SDK at the farm, for an
+        SDK configured by environment rather than by a base URL (none by default)."""
+        return {}
 
 
 def auth_token(request: web.Request, scheme: str) -> str | None:

@@ -10,7 +10,7 @@ from mockproviders.keys import FARM_STATE
 from mockproviders.pipeline import route_handler
 from mockproviders.state import FarmState
 
-__all__ = ["create_app"]
+__all__ = ["create_farm_app"]
 
 
 async def _release_held_requests(app: web.Application) -> None:
@@ -18,7 +18,7 @@ async def _release_held_requests(app: web.Application) -> None:
     app[FARM_STATE].stopping.set()
 
 
-def create_app(state: FarmState) -> web.Application:
+def create_farm_app(state: FarmState) -> web.Application:
     """An application serving every adapter of ``state`` and the control API.
 
     Serve it with ``handler_cancellation=True`` (as :class:`mockproviders.Farm` does) so that a

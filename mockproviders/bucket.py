@@ -1,15 +1,16 @@
-"""A token bucket: the farm's real rate limit, one per provider and API key."""
+"""A token bucket: the farm's real rate limit, one per provider and API key; and the
+request-budget headers that describe it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BucketState", "TokenBucket"]
+__all__ = ["BucketState", "TokenBucket", "go_duration"]
 
 
 @dataclass(frozen=True, slots=True)
 class BucketState:
-    """What a rate-limited answer can say about the bucket (OpenAI's ``x-ratelimit-*``)."""
+    """What a rate-limited answer can say about the bucket."""
 
     #: Requests a minute the bucket allows.
     limit_rpm: float
@@ -17,6 +18,38 @@ class BucketState:
     remaining: int
     #: Seconds until the bucket is full again.
     reset_s: float
+
+    def headers(self) -> dict[str, str]:
+        """``x-ratelimit-{limit,remaining,reset}-requests``, the reset as a Go duration: what
+        an adapter with ``budget_headers`` sends on every answer of a rate-limited key."""
+        return {
+            "x-ratelimit-limit-requests": f"{self.limit_rpm:g}",
+            "x-ratelimit-remaining-requests": str(self.remaining),
+            "x-ratelimit-reset-requests": go_duration(self.reset_s),
+        }
+
+
+def go_duration(seconds: float) -> str:
+    """Format a duration the way Go's ``time.Duration.String`` does: ``1s``, ``6m0s``, ``12ms``."""
+    if seconds < 1e-6:
+        return "0s"
+    if seconds < 1:
+        millis = seconds * 1000
+        if millis >= 1:
+            return f"{_trim(millis, 3)}ms"
+        return f"{_trim(seconds * 1_000_000, 3)}µs"
+    hours, rest = divmod(round(seconds, 3), 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{_trim(secs, 3)}s"
+    if hours or minutes:
+        text = f"{int(minutes)}m{text}"
+    if hours:
+        text = f"{int(hours)}h{text}"
+    return text
+
+
+def _trim(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 class TokenBucket:

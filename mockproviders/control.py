@@ -1,7 +1,7 @@
 """The farm's control API (JSON), the contract load tests and tools drive the farm through.
 
-- ``GET /_farm/providers``: per provider, ``base_url`` for its SDK (fal: also ``queue_host`` and
-  ``run_host``), its base ``faults``, its ``phases`` and the ``effective`` profile now; plus
+- ``GET /_farm/providers``: per provider, ``base_url`` for its SDK (plus what its adapter's
+  ``describe`` adds), its base ``faults``, its ``phases`` and the ``effective`` profile now; plus
   ``ca_bundle`` when the farm serves TLS.
 - ``PUT /_farm/providers/{name}/faults``: replace that provider's live base profile (and its
   phases, if the body sets ``phases``); 422 with the field path for a bad body, 404 for an

@@ -1,7 +1,7 @@
 """The fault engine: decides, for every request, what goes wrong. Shared by every adapter.
 
-A generation request (OpenAI generate, fal submit and sync run, WaveSpeed submit) goes
-through, in order:
+A generation request (a route its adapter marks ``generation=True``: a synchronous generate,
+a queue submit) goes through, in order:
 
 1. ``down``: answered 503 in the provider's error shape (polls too);
 2. the API key check (401 when the request carries none);

@@ -3,12 +3,14 @@
 ::
 
     async with Farm(load_scenario("demo"), tls=True) as farm:
-        client = AsyncOpenAI(api_key="sk-test", base_url=farm.base_url("openai"))
-        farm.set_faults("fal", {"down": True})
-        print(farm.stats()["providers"]["fal"]["by_status"])
+        print(farm.base_url("acme"))  # hand it to the provider's SDK
+        farm.set_faults("acme", {"down": True})
+        print(farm.stats()["providers"]["acme"]["by_status"])
 
-The farm owns its ``web.AppRunner``, its site and (with TLS) its CA bundle file, and closes all
-of them on exit.
+The farm knows no provider by name: it serves the adapters it is given, by default every one
+the loaded plugins register through ``register_farm_adapters`` (the built-in providers' too).
+It owns its ``web.AppRunner``, its site and (with TLS) its CA bundle file, and closes all of
+them on exit.
 """
 
 from __future__ import annotations
@@ -22,35 +24,38 @@ from aiohttp import web
 
 from imagerouter.clock import Clock
 from mockproviders.adapter import FarmAdapter
-from mockproviders.app import create_app
-from mockproviders.fal_api import FalQueueAPI
-from mockproviders.openai_api import OpenAIImagesAPI
+from mockproviders.app import create_farm_app
 from mockproviders.profile import FaultProfile
 from mockproviders.scenario import Scenario, load_scenario
 from mockproviders.state import FarmState
 from mockproviders.tls import FarmTLS
-from mockproviders.wavespeed_api import WaveSpeedAPI
 
-__all__ = ["Farm", "builtin_adapters"]
+__all__ = ["Farm", "plugin_adapters"]
 
 #: Seconds the farm waits for in-flight answers when it stops.
 SHUTDOWN_TIMEOUT_S = 2.0
 
 
-def builtin_adapters() -> list[FarmAdapter]:
-    """Fresh instances of the three built-in provider APIs: OpenAI, fal, WaveSpeed."""
-    return [OpenAIImagesAPI(), FalQueueAPI(), WaveSpeedAPI()]
+def plugin_adapters() -> list[FarmAdapter]:
+    """Fresh adapters from every loaded plugin's ``register_farm_adapters`` hook (entry points
+    of group ``imagerouter``, limited by ``IMAGEROUTER_LOAD_PLUGINS``; a broken plugin is
+    logged and skipped)."""
+    from imagerouter.plugins import load_plugins
+
+    return load_plugins().farm_adapters
 
 
 class Farm:
-    """The three provider APIs (plus any extra adapters) and the control API on one port.
+    """Provider APIs (one adapter each) and the control API on one port.
 
     Args:
         scenario: a :class:`Scenario`, a scenario path or bundled name, or None (no faults).
         host: the address to listen on (loopback by default).
         port: the port; 0 picks a free one.
-        tls: serve HTTPS with a throwaway CA (needed by fal-client, which only speaks https).
-        adapters: extra provider APIs, served beside the built-in ones.
+        tls: serve HTTPS with a throwaway CA (for an SDK that speaks only https).
+        adapters: the provider APIs to serve; None (the default) serves
+            :func:`plugin_adapters`. To add one beside them:
+            ``Farm(adapters=[*plugin_adapters(), AcmeAPI()])``.
         clock: the clock the engine, stats and jobs read (the real one by default).
     """
 
@@ -61,7 +66,7 @@ class Farm:
         port: int = 0,
         tls: bool = False,
         *,
-        adapters: Sequence[FarmAdapter] = (),
+        adapters: Sequence[FarmAdapter] | None = None,
         clock: Clock | None = None,
     ) -> None:
         if scenario is None:
@@ -69,7 +74,9 @@ class Farm:
         elif not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         self.scenario = scenario
-        self._state = FarmState(scenario, [*builtin_adapters(), *adapters], clock)
+        if adapters is None:
+            adapters = plugin_adapters()
+        self._state = FarmState(scenario, adapters, clock)
         self._host, self._port, self._tls = host, port, tls
         self._runner: web.AppRunner | None = None
         self._tls_material: FarmTLS | None = None
@@ -97,7 +104,7 @@ class Farm:
             self._state.ca_bundle = self._tls_material.ca_bundle
             ssl_context = self._tls_material.server_context()
         runner = web.AppRunner(
-            create_app(self._state),
+            create_farm_app(self._state),
             handler_cancellation=True,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             access_log=None,
@@ -148,7 +155,8 @@ class Farm:
         return self._state
 
     def base_url(self, provider: str) -> str:
-        """The base URL for a provider's SDK: ``/openai/v1``, ``/fal/queue``, ``/wavespeed``."""
+        """The base URL for a provider's SDK: the farm's URL, the adapter's prefix and
+        ``sdk_path``."""
         return self._state.adapter(provider).base_url(self.url)
 
     def providers(self) -> dict[str, Any]:

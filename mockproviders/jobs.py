@@ -1,4 +1,4 @@
-"""Queued jobs of the queue APIs (fal, WaveSpeed): their state is a function of time.
+"""Queued jobs of the queue APIs (submit, then poll): their state is a function of time.
 
 A job spends the first quarter of its ``generation_ms`` queued and the rest running, then it
 is done; a cancel freezes it as canceled. Jobs are forgotten an hour after they were
@@ -18,13 +18,13 @@ from typing import Any
 
 from imagerouter.clock import Clock
 
-__all__ = ["Job", "JobState", "JobStore"]
+__all__ = ["FarmJob", "FarmJobState", "FarmJobs"]
 
 #: Share of the generation time a job spends queued before it starts running.
 QUEUED_SHARE = 0.25
 
 
-class JobState(StrEnum):
+class FarmJobState(StrEnum):
     """Where a job is in its life."""
 
     QUEUED = "queued"
@@ -34,7 +34,7 @@ class JobState(StrEnum):
 
 
 @dataclass(slots=True)
-class Job:
+class FarmJob:
     """One submitted generation: when it was submitted, how long it takes, and its inputs."""
 
     id: str
@@ -50,30 +50,30 @@ class Job:
     submitted_wall: float = 0.0
     canceled_at: float | None = None
 
-    def state(self, now: float) -> JobState:
+    def state(self, now: float) -> FarmJobState:
         """The job's state at monotonic time ``now``."""
         if self.canceled_at is not None:
-            return JobState.CANCELED
+            return FarmJobState.CANCELED
         elapsed = now - self.submitted
         if elapsed >= self.generation_s:
-            return JobState.DONE
+            return FarmJobState.DONE
         if elapsed < self.generation_s * QUEUED_SHARE:
-            return JobState.QUEUED
-        return JobState.RUNNING
+            return FarmJobState.QUEUED
+        return FarmJobState.RUNNING
 
     def created_at(self) -> str:
         """The submission time as ISO 8601 UTC (``2026-01-02T03:04:05.678901Z``)."""
         return datetime.fromtimestamp(self.submitted_wall, UTC).isoformat().replace("+00:00", "Z")
 
 
-class JobStore:
+class FarmJobs:
     """The jobs of one provider, by id, forgotten after ``ttl_s``."""
 
     def __init__(self, clock: Clock, *, ttl_s: float = 3600.0, max_jobs: int = 200_000) -> None:
         self._clock = clock
         self._ttl_s = ttl_s
         self._max_jobs = max_jobs
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._jobs: OrderedDict[str, FarmJob] = OrderedDict()
 
     def submit(
         self,
@@ -82,10 +82,10 @@ class JobStore:
         *,
         content_policy: bool = False,
         data: dict[str, Any] | None = None,
-    ) -> Job:
+    ) -> FarmJob:
         """Create and keep a new job, submitted now."""
         self._forget_old()
-        job = Job(
+        job = FarmJob(
             id=str(uuid.uuid4()),
             app=app,
             submitted=self._clock.now(),
@@ -97,7 +97,7 @@ class JobStore:
         self._jobs[job.id] = job
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> FarmJob | None:
         """The job with that id, if the store still has it."""
         return self._jobs.get(job_id)
 
@@ -108,7 +108,7 @@ class JobStore:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def __iter__(self) -> Iterator[Job]:
+    def __iter__(self) -> Iterator[FarmJob]:
         """The jobs still remembered, oldest first."""
         return iter(list(self._jobs.values()))
 

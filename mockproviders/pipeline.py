@@ -16,6 +16,9 @@ How each fault reaches the client:
 - ``malformed``: the adapter answers normally, then the body is cut in half and sent with 200.
 - ``content_policy``: handed to the adapter (``call.content_policy``), which reports it the
   way that provider really does.
+
+Every answer gets the headers the adapter asks for: the key's request budget
+(``x-ratelimit-*``) when it sets ``budget_headers``, then whatever its ``decorate`` adds.
 """
 
 from __future__ import annotations
@@ -153,6 +156,8 @@ class _Pipeline:
     def _finish(self, response: web.StreamResponse) -> web.StreamResponse:
         """Provider headers on every answer, and the answer counted."""
         response.headers.update(self.call.extra_headers)
+        if self.adapter.budget_headers and self.call.bucket is not None:
+            response.headers.update(self.call.bucket.headers())
         self.adapter.decorate(response, self.call)
         self.state.stats.answered(self.adapter.name, self.call.key, response.status)
         return response

@@ -5,12 +5,12 @@ measures whether the client kept its side of that promise:
 
 - ``seconds``: ``retry-after: N``. For the token bucket N is the time until the next token,
   rounded *up* to whole seconds; for random 429s it is ``retry_after_s`` as configured.
-  Adapters that speak OpenAI also send ``retry-after-ms`` with the exact milliseconds, as
-  OpenAI does; clients read that header first, so it is the window.
+  Adapters that set ``retry_after_ms`` also send ``retry-after-ms`` with the exact
+  milliseconds; clients read that header first, so it is the window.
 - ``ms``: only ``retry-after-ms``.
 - ``http-date``: ``retry-after: <IMF-fixdate>``, rounded up to the next whole second (the
   resolution of an HTTP date); the window ends at that date.
-- ``none``: no header and no window (fal is reported to send none).
+- ``none``: no header and no window (some APIs are reported to send none).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def make_retry_after(
         fmt: the profile's ``retry_after_format``.
         wall_now: Unix time now, to write an HTTP date.
         round_up: round the ``retry-after`` seconds up to a whole number (token bucket).
-        with_ms: also send the exact ``retry-after-ms`` (OpenAI's extra header).
+        with_ms: also send the exact ``retry-after-ms`` (the adapter's ``retry_after_ms``).
     """
     if fmt == "none":
         return None

@@ -4,20 +4,25 @@
 
     seed = 42
 
-    [providers.fal]
+    [providers.acme]
     error_rates = { "429" = 0.3 }
     retry_after_s = 2
     latency_ms = { dist = "lognormal", p50 = 20, p95 = 60 }
 
-    [[providers.fal.phases]]
+    [[providers.acme.phases]]
     at_s = 60
     until_s = 120
     faults = { down = true }
 
+This is the *farm scenario*, the fault vocabulary the other scenario files build on: the
+simulator's ``*.simulate.toml`` and the load tests' ``*.loadtest.toml`` name one
+(``farm_scenario``); ``docs/scenarios.md`` says which tool reads which file.
+
 :func:`load_scenario` takes a path or the name of a bundled scenario (a file in
-``mockproviders/scenarios/``, e.g. ``"default"`` or ``"demo"``). A file that is not valid TOML
-or not a valid scenario raises :class:`imagerouter.errors.ConfigError` naming the file, the
-field path (``providers.fal.error_rates.429``) and the reason.
+``mockproviders/scenarios/``, e.g. ``"default"`` or ``"demo"``), found by the one resolver,
+:func:`imagerouter.bundled.resolve_bundled`. A file that is not valid TOML or not a valid
+scenario raises :class:`imagerouter.errors.ConfigError` naming the file, the field path
+(``providers.acme.error_rates.429``) and the reason.
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.errors import ConfigError
 from mockproviders.profile import FaultProfile, validation_problems
 
-__all__ = ["SCENARIO_DIR", "Scenario", "bundled_scenarios", "load_scenario"]
+__all__ = ["FARM_SCENARIOS", "SCENARIO_DIR", "Scenario", "bundled_scenarios", "load_scenario"]
 
 #: Where the bundled scenarios live.
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+#: The bundled farm scenarios: ``mockproviders/scenarios/<name>.toml``.
+FARM_SCENARIOS = Bundled("farm scenario", SCENARIO_DIR, ".toml")
 
 
 class Scenario(BaseModel):
@@ -56,26 +64,18 @@ class Scenario(BaseModel):
 
 def bundled_scenarios() -> list[str]:
     """The names of the scenarios that ship with the farm."""
-    return sorted(path.stem for path in SCENARIO_DIR.glob("*.toml"))
+    return FARM_SCENARIOS.names()
 
 
-def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    bundled = SCENARIO_DIR / f"{path.name.removesuffix('.toml')}.toml"
-    if path.parent == Path() and bundled.is_file():
-        return bundled
-    raise ConfigError(
-        "no such scenario file, and no bundled scenario of that name "
-        f"(bundled: {', '.join(bundled_scenarios())})",
-        file=str(path_or_name),
-    )
+def load_scenario(
+    path_or_name: str | os.PathLike[str], *, relative_to: str | os.PathLike[str] | None = None
+) -> Scenario:
+    """Read a scenario from a TOML file, or by the name of a bundled one.
 
-
-def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
-    """Read a scenario from a TOML file, or by the name of a bundled one."""
-    path = _resolve(path_or_name)
+    ``relative_to``: the directory of a file that names this scenario; a path there is
+    tried first (a simulation or load-test scenario's ``farm_scenario = "mine.toml"``).
+    """
+    path = resolve_bundled(path_or_name, FARM_SCENARIOS, relative_to=relative_to).path
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -1,10 +1,8 @@
 """``run_farm``: serve the farm in the foreground until SIGINT or SIGTERM.
 
-On start it prints where the farm listens, the ``/_farm/providers`` document, and (with TLS)
-the environment a client needs, e.g. for the unchanged fal-client::
-
-    FAL_QUEUE_RUN_HOST=127.0.0.1:8900/fal/queue FAL_RUN_HOST=127.0.0.1:8900/fal/run
-    SSL_CERT_FILE=/tmp/mockfarm-ca-….pem
+On start it prints where the farm listens, the ``/_farm/providers`` document, the CA bundle
+(with TLS), and the environment of every SDK that is pointed at the farm by environment
+variables rather than a base URL (an adapter's ``sdk_environment``, plus ``SSL_CERT_FILE``).
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ def run_farm(
     port: int = DEFAULT_PORT,
     tls: bool = False,
     *,
-    adapters: Sequence[FarmAdapter] = (),
+    adapters: Sequence[FarmAdapter] | None = None,
 ) -> None:
     """Serve the farm until SIGINT/SIGTERM.
 
@@ -40,7 +38,7 @@ def run_farm(
         host: the address to listen on.
         port: the port (0 picks a free one, printed on start).
         tls: serve https with a throwaway CA and print the CA bundle's path.
-        adapters: extra provider APIs (e.g. from plugins' ``register_farm_adapters``).
+        adapters: the provider APIs to serve; None: every loaded plugin's farm adapter.
     """
     asyncio.run(serve_farm(scenario, host=host, port=port, tls=tls, adapters=adapters))
 
@@ -51,7 +49,7 @@ async def serve_farm(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     tls: bool = False,
-    adapters: Sequence[FarmAdapter] = (),
+    adapters: Sequence[FarmAdapter] | None = None,
     out: TextIO | None = None,
 ) -> None:
     """The coroutine behind :func:`run_farm`."""
@@ -74,12 +72,16 @@ def _announce(farm: Farm, scenario: str | None, out: TextIO) -> None:
     info = farm.providers()
     print(f"mock provider farm listening on {farm.url} (scenario: {scenario or 'none'})", file=out)
     print(json.dumps(info, indent=2), file=out)
-    fal = info["providers"]["fal"]
-    env = [f"FAL_QUEUE_RUN_HOST={fal['queue_host']}", f"FAL_RUN_HOST={fal['run_host']}"]
     if farm.ca_bundle:
         print(f"CA bundle: {farm.ca_bundle}", file=out)
-        env.append(f"SSL_CERT_FILE={farm.ca_bundle}")
-    else:
-        print("fal-client needs https: start the farm with --tls to use it unchanged", file=out)
-    print("fal-client environment: " + " ".join(env), file=out)
+    for name, adapter in farm.state.adapters.items():
+        if adapter.https_only and not farm.ca_bundle:
+            print(f"{name}'s SDK needs https: start the farm with --tls to use it", file=out)
+        env = adapter.sdk_environment(farm.url)
+        if env and farm.ca_bundle:
+            env["SSL_CERT_FILE"] = farm.ca_bundle
+        if env:
+            print(
+                f"{name} SDK environment: " + " ".join(f"{k}={v}" for k, v in env.items()), file=out
+            )
     print("stop with Ctrl-C", file=out, flush=True)

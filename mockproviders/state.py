@@ -12,7 +12,7 @@ from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import ConfigError
 from mockproviders.adapter import FarmAdapter
 from mockproviders.engine import FaultEngine
-from mockproviders.jobs import JobStore
+from mockproviders.jobs import FarmJobs
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import Scenario
 from mockproviders.stats import FarmStats
@@ -58,7 +58,7 @@ class FarmState:
         self.adapters: dict[str, FarmAdapter] = {adapter.name: adapter for adapter in adapters}
         self.engine = FaultEngine(scenario, self.adapters, self.clock)
         self.stats = FarmStats(self.adapters, self.clock)
-        self.jobs = {name: JobStore(self.clock) for name in self.adapters}
+        self.jobs = {name: FarmJobs(self.clock) for name in self.adapters}
         #: Set when the farm shuts down: requests held by a ``timeout`` fault let go.
         self.stopping = asyncio.Event()
         #: The CA bundle path when the farm serves TLS.

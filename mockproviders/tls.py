@@ -1,11 +1,11 @@
 """TLS for the farm: a throwaway CA (trustme), a certificate for 127.0.0.1 and localhost, and a
 CA bundle file that clients can trust.
 
-fal-client hard-codes ``https://``, so TLS is what lets it run unchanged against the farm. The
-bundle holds the system CAs (from ``SSL_CERT_FILE`` when it is set, else certifi, else
-OpenSSL's default file) followed by the farm's CA, so pointing ``SSL_CERT_FILE`` at it keeps
-every other HTTPS connection of the client working. The bundle file is deleted on
-:meth:`FarmTLS.close`.
+An SDK that hard-codes ``https://`` (an adapter's ``https_only``) runs unchanged against the
+farm only over TLS. The bundle holds the system CAs (from ``SSL_CERT_FILE`` when it is set,
+else certifi, else OpenSSL's default file) followed by the farm's CA, so pointing
+``SSL_CERT_FILE`` at it keeps every other HTTPS connection of the client working. The bundle
+file is deleted on :meth:`FarmTLS.close`.
 """
 
 from __future__ import annotations

@@ -123,3 +123,10 @@ class FalProvider(Provider):
 @hookimpl
 def register_providers(register):
     register(FalProvider)
+
+
+@hookimpl
+def register_farm_adapters(register):
+    from imagerouter_fal_farm import FalQueueAPI  # the mock API: tests and load tests
+
+    register(FalQueueAPI())

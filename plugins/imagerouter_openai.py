@@ -96,3 +96,10 @@ class OpenAIProvider(Provider):
 @hookimpl
 def register_providers(register):
     register(OpenAIProvider)
+
+
+@hookimpl
+def register_farm_adapters(register):
+    from imagerouter_openai_farm import OpenAIImagesAPI  # the mock API: tests and load tests
+
+    register(OpenAIImagesAPI())

@@ -1,5 +1,5 @@
 """Replicate's predictions API for the mock farm, registered by the Replicate plugin's
-``register_farm_adapters`` hook (``imagerouter farm`` and ``Router.from_farm`` pick it up).
+``register_farm_adapters`` hook (``imagerouter farm`` and ``farm_router`` pick it up).
 
 - Create ``POST /replicate/v1/models/{owner}/{name}/predictions`` (official models) or
   ``POST /replicate/v1/predictions`` with ``version`` (``owner/name:sha`` or a bare version id)
@@ -28,9 +28,17 @@ from typing import Any
 
 from aiohttp import web
 
-from mockproviders import Call, ErrorKind, FarmAdapter, FarmError, FarmRoute, auth_token
+from mockproviders import (
+    Call,
+    ErrorKind,
+    FarmAdapter,
+    FarmError,
+    FarmJob,
+    FarmJobState,
+    FarmRoute,
+    auth_token,
+)
 from mockproviders.images import MAX_SIDE, prompt_seed
-from mockproviders.jobs import Job, JobState
 
 __all__ = ["ReplicateAPI"]
 
@@ -40,9 +48,9 @@ NSFW_ERROR = "NSFW content detected. Try running it again, or try a different pr
 _RATIO = re.compile(r"^(\d{1,2}):(\d{1,2})$")
 _RESOLUTIONS = {"1K": 1024, "2K": 2048, "4K": 4096}
 _STATUS = {
-    JobState.QUEUED: "starting",
-    JobState.RUNNING: "processing",
-    JobState.CANCELED: "canceled",
+    FarmJobState.QUEUED: "starting",
+    FarmJobState.RUNNING: "processing",
+    FarmJobState.CANCELED: "canceled",
 }
 _TITLES = {
     401: "Unauthenticated",
@@ -175,7 +183,7 @@ class ReplicateAPI(FarmAdapter):
         job = call.jobs.get(call.request.match_info["id"])
         if job is None:
             return _problem(404, "Not found", "Prediction not found.")
-        if job.state(call.jobs.now()) in (JobState.QUEUED, JobState.RUNNING):
+        if job.state(call.jobs.now()) in (FarmJobState.QUEUED, FarmJobState.RUNNING):
             job.canceled_at = call.jobs.now()
         return web.json_response(self._prediction(call, job))
 
@@ -193,18 +201,19 @@ class ReplicateAPI(FarmAdapter):
             detail = f"Injected error: {error.message}"
         return _problem(error.status, title, detail)
 
-    def _prediction(self, call: Call, job: Job, at: float = 0.0) -> dict[str, Any]:
+    def _prediction(self, call: Call, job: FarmJob, at: float = 0.0) -> dict[str, Any]:
         state, data = job.state(max(call.jobs.now(), at)), job.data
-        failed = state is JobState.DONE and job.content_policy
+        done = state is FarmJobState.DONE
+        failed = done and job.content_policy
         output: list[str] | str | None = None
-        if state is JobState.DONE and not failed:
+        if done and not failed:
             images = call.images(
                 data["prompt"], data["seed"], data["width"], data["height"], data["count"]
             )
             output = [image.url for image in images]
             if job.app in SINGLE_OUTPUT_MODELS:
                 output = output[0]
-        status = ("failed" if failed else "succeeded") if state is JobState.DONE else _STATUS[state]
+        status = ("failed" if failed else "succeeded") if done else _STATUS[state]
         url = f"{call.origin}{self.prefix}/v1/predictions/{job.id}"
         return {
             "id": job.id,
@@ -222,7 +231,5 @@ class ReplicateAPI(FarmAdapter):
                 "cancel": f"{url}/cancel",
                 "web": f"https://replicate.com/p/{job.id}",
             },
-            "metrics": {"predict_time": round(job.generation_s, 3)}
-            if state is JobState.DONE
-            else {},
+            "metrics": {"predict_time": round(job.generation_s, 3)} if done else {},
         }

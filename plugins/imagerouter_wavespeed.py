@@ -87,3 +87,10 @@ class WaveSpeedProvider(Provider):
 @hookimpl
 def register_providers(register):
     register(WaveSpeedProvider)
+
+
+@hookimpl
+def register_farm_adapters(register):
+    from imagerouter_wavespeed_farm import WaveSpeedAPI  # the mock API: tests and load tests
+
+    register(WaveSpeedAPI())

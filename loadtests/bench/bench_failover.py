@@ -25,9 +25,10 @@ import time
 from typing import Any
 
 from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
-from imagerouter.breaker import BreakerState, BreakerTransition
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from loadtests.bench.common import write_results
 from mockproviders import Farm, load_scenario
+from mockproviders.bridge import farm_router
 
 BREAKER = {"consecutive_failures": 5, "minimum_calls": 10, "open_base_s": 1.0, "open_max_s": 4.0}
 
@@ -80,7 +81,7 @@ def figures(results: list[Any], farm: Farm, providers: tuple[str, ...]) -> dict[
 async def storm() -> dict[str, Any]:
     async with Farm() as farm:
         farm.set_faults("fal", {"error_rates": {"429": 0.3}, "retry_after_s": 2, "seed": 5})
-        async with Router.from_farm(farm, {"router": {"breaker": BREAKER}}, seed=1) as router:
+        async with farm_router(farm, {"router": {"breaker": BREAKER}}, seed=1) as router:
             results = await open_loop(router, rate=100, duration_s=6, model="gpt-image-2")
         out = figures(results, farm, ("fal", "wavespeed", "openai"))
         out["fal_429s"] = farm.stats()["providers"]["fal"]["by_status"].get("429", 0)
@@ -90,7 +91,7 @@ async def storm() -> dict[str, Any]:
 async def outage() -> dict[str, Any]:
     transitions: list[tuple[float, BreakerTransition]] = []
     async with Farm() as farm:
-        router = Router.from_farm(
+        router = farm_router(
             farm,
             {"router": {"breaker": BREAKER}},
             on_transition=lambda t: transitions.append((time.perf_counter(), t)),
@@ -136,7 +137,7 @@ async def total_outage() -> dict[str, Any]:
         for name in ("fal", "wavespeed"):
             farm.set_faults(name, {"down": True})
         config = {"router": {"deadline_s": 3, "breaker": BREAKER}}
-        async with Router.from_farm(farm, config) as router:
+        async with farm_router(farm, config) as router:
             started = time.perf_counter()
             results = await open_loop(router, rate=50, duration_s=4, model="flux-dev")
             took = time.perf_counter() - started
@@ -153,7 +154,7 @@ async def total_outage() -> dict[str, Any]:
 async def cold_burst(concurrency: int) -> dict[str, Any]:
     async with (
         Farm(load_scenario("cold-burst")) as farm,
-        Router.from_farm(farm, {"router": {"breaker": BREAKER}}, seed=1) as router,
+        farm_router(farm, {"router": {"breaker": BREAKER}}, seed=1) as router,
     ):
         results = await burst(router, concurrency, "flux-dev", "first")
         first_wave_fal_503s = farm.stats()["providers"]["fal"]["by_status"].get("503", 0)

@@ -88,7 +88,7 @@ def _cli(*args: str, config: Path, data: Path) -> str:
         [
             sys.executable,
             "-m",
-            "imagerouter.cli_server",
+            "imagerouter",
             *args,
             "--config",
             str(config),
@@ -165,7 +165,7 @@ def measure(openai_url: str, workers: int, jobs: int, rate: float) -> dict[str, 
             [
                 sys.executable,
                 "-m",
-                "imagerouter.cli_server",
+                "imagerouter",
                 "serve",
                 "--config",
                 str(config),

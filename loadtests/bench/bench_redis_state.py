@@ -26,13 +26,13 @@ from typing import Any
 
 import redis
 
-from imagerouter import Router
-from imagerouter.breaker import BreakerState
-from imagerouter.ratelimit import LimitPolicy, RateLimiter
-from imagerouter.state import RedisRateLimiter, RedisState
-from imagerouter.state.records import Record
+from imagerouter.replication import RedisRateLimiter, RedisState
+from imagerouter.replication.records import Record
+from imagerouter.resilience.breaker import BreakerState
+from imagerouter.server.ratelimit import LimitPolicy, RateLimiter
 from loadtests.bench.common import median, percentile, write_results
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 
 URL = os.environ.get("IMAGEROUTER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROUNDS = 300
@@ -55,7 +55,7 @@ async def propagation(prefix: str) -> dict[str, Any]:
     """Cooldown and breaker delivery delays from A to B and C."""
     config = {"router": {"breaker": BREAKER}}
     async with Farm() as farm:
-        routers = [Router.from_farm(farm, config) for _ in range(3)]
+        routers = [farm_router(farm, config) for _ in range(3)]
         states = [
             RedisState(URL, router, prefix=prefix, replica_id=f"r{i}", health_interval_s=5.0)
             for i, router in enumerate(routers)

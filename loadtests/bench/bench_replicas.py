@@ -49,7 +49,6 @@ import asyncpg
 from imagerouter.auth import mint_key
 from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.plugins import load_plugins
-from imagerouter.router import FARM_OPTIONS
 from loadtests.bench.common import (
     farm_process,
     free_port,
@@ -58,6 +57,7 @@ from loadtests.bench.common import (
     wait_for_http,
     write_results,
 )
+from mockproviders.bridge import FARM_OPTIONS
 
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"}
 SCENARIO = """description = "bench_replicas: fast, fault-free"
@@ -116,7 +116,7 @@ def servers(
                     [
                         sys.executable,
                         "-m",
-                        "imagerouter.cli_server",
+                        "imagerouter",
                         "serve",
                         "--config",
                         str(config),

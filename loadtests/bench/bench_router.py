@@ -17,9 +17,10 @@ from typing import Any
 
 import aiohttp
 
-from imagerouter import ImageRequest, Router
+from imagerouter import ImageRequest
 from imagerouter.catalog import Catalog, load_catalog
 from loadtests.bench.common import farm_process, median, percentile, write_results
+from mockproviders.bridge import farm_router
 
 MODEL = "bench-direct"
 BODY = {
@@ -72,7 +73,7 @@ async def run(requests: int, concurrency: int, rounds: int) -> dict[str, Any]:
     with farm_process() as farm:
         url = farm["providers"]["openai"]["base_url"] + "/images/generations"
         headers = {"Authorization": "Bearer bench"}
-        router = Router.from_farm(farm, catalog=catalog())
+        router = farm_router(farm, catalog=catalog())
         request = ImageRequest(model=MODEL, prompt="bench")
         async with aiohttp.ClientSession() as session, router:
 

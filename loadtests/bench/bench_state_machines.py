@@ -13,11 +13,14 @@ import sys
 import time
 from collections.abc import Callable
 
-from imagerouter.backoff import next_wait
-from imagerouter.breaker import BreakerConfig, CircuitBreaker
 from imagerouter.clock import FakeClock
-from imagerouter.health import HealthConfig, HealthScore
-from imagerouter.limits import AIMDLimit, Cooldowns, RetryBudget, TokenBucket
+from imagerouter.resilience.backoff import full_jitter
+from imagerouter.resilience.breaker import BreakerConfig, CircuitBreaker
+from imagerouter.resilience.concurrency import AIMDLimit
+from imagerouter.resilience.cooldowns import Cooldowns
+from imagerouter.resilience.health import HealthConfig, HealthScore
+from imagerouter.resilience.retry_budget import RetryBudget
+from imagerouter.resilience.token_bucket import TokenBucket
 
 Case = Callable[[FakeClock, int], None]
 
@@ -138,12 +141,12 @@ def aimd(clock: FakeClock, n: int) -> None:
 
 
 def backoff(clock: FakeClock, n: int) -> None:
-    """next_wait() with a Retry-After and a seeded generator."""
+    """full_jitter() with a seeded generator (the routing plan's backoff)."""
     rng = random.Random(1)
     advance = clock.advance
     for i in range(n):
         advance(0.001)
-        next_wait(i % 6, 1.0, rng=rng)
+        full_jitter(i % 6, rng=rng)
 
 
 CASES: tuple[tuple[str, Case], ...] = (
@@ -158,7 +161,7 @@ CASES: tuple[tuple[str, Case], ...] = (
     ("retry budget first+spend", budget),
     ("cooldowns active", cooldown_active),
     ("AIMD acquire+release", aimd),
-    ("backoff next_wait", backoff),
+    ("backoff full_jitter", backoff),
 )
 
 

@@ -113,7 +113,7 @@ def _start_imagerouter(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes]
         "[server.rate_limits.read]\nrate_per_s = 1000000\nburst = 1000000\n"
     )
     data = tmp / "data"
-    cli = [sys.executable, "-m", "imagerouter.cli_server"]
+    cli = [sys.executable, "-m", "imagerouter"]
     created = subprocess.run(
         [*cli, "keys", "create", "--account", "bench", "--credits", str(10**12),
          "--config", str(config), "--data-dir", str(data)],

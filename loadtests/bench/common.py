@@ -44,7 +44,7 @@ def farm_process(scenario: str | None = None) -> Iterator[dict[str, Any]]:
     """Run the mock farm in its own process (so its CPU is not the benchmark's) on loopback;
     yields its ``GET /_farm/providers`` document."""
     port = free_port()
-    command = [sys.executable, "-m", "imagerouter.cli", "farm", "--port", str(port)]
+    command = [sys.executable, "-m", "imagerouter", "farm", "--port", str(port)]
     if scenario:
         command += ["--scenario", scenario]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**os.environ})

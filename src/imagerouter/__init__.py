@@ -21,8 +21,14 @@ from imagerouter.errors import (
     RateLimited,
     UnknownModel,
 )
+from imagerouter.generation import (
+    Attempt,
+    GeneratedImage,
+    ImageRequest,
+    ImageResult,
+    ProviderOutput,
+)
 from imagerouter.hookspecs import hookimpl
-from imagerouter.models import Attempt, GeneratedImage, ImageRequest, ImageResult, ProviderOutput
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.provider import CallContext, HttpAnswer, Provider, ProviderOptions
 from imagerouter.router import Router

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import ImageRouterError
 from imagerouter.jobs.ids import new_id
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import AccountStore
 from imagerouter.jobs.types import ApiKeyRecord
 
 __all__ = [
@@ -90,7 +90,7 @@ class Authenticator:
 
     def __init__(
         self,
-        store: JobStore,
+        store: AccountStore,
         *,
         cache_s: float = 5.0,
         max_cached: int = 10_000,

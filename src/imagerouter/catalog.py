@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from imagerouter.configfile import load_toml, validate
+from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError, UnknownModel
-from imagerouter.models import ImageRequest
+from imagerouter.generation import ImageRequest
 
 __all__ = ["Catalog", "CatalogModel", "ModelProvider", "load_catalog"]
 

@@ -16,23 +16,90 @@ A config file looks like::
     api_key_env = "OPENAI_KEY_TEAM_B"
     weight = 2
 
-Relative paths resolve against the config file's directory.
+Relative paths resolve against the config file's directory. :func:`load_toml` and
+:func:`validate` read any TOML file into a pydantic model with errors that name the file, the
+field and the reason; the catalog and the mock farm's scenario files use them too.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from imagerouter.breaker import BreakerConfig
-from imagerouter.configfile import load_toml, validate
-from imagerouter.health import HealthConfig
+from imagerouter.errors import ConfigError
+from imagerouter.resilience.breaker import BreakerConfig
+from imagerouter.resilience.health import HealthConfig
 
-__all__ = ["CONFIG_ENV", "ProviderSettings", "RouterSettings", "Settings", "load_settings"]
+__all__ = [
+    "CONFIG_ENV",
+    "ProviderSettings",
+    "RouterSettings",
+    "Settings",
+    "deep_merge",
+    "field_path",
+    "load_settings",
+    "load_toml",
+    "validate",
+]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing file or a syntax error is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+
+
+def field_path(loc: Sequence[str | int], prefix: str = "") -> str:
+    """``("providers", "fal", "phases", 0, "at_s")`` → ``providers.fal.phases[0].at_s``."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def validate(
+    model: type[ModelT], data: Any, *, file: str | None = None, prefix: str = ""
+) -> ModelT:
+    """Validate ``data`` as ``model``; the first problem becomes a ConfigError with its field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [part for part in error["loc"] if not str(part).startswith("function-")]
+        reason = error["msg"]
+        if error["type"] == "extra_forbidden":
+            reason = "unknown field"
+        raise ConfigError(reason, file=file, field=field_path(loc, prefix) or None) from None
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top: tables merge key by key, anything else replaces.
+    Neither argument is changed (values are copied)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
 
 CONFIG_ENV = "IMAGEROUTER_CONFIG"
 _PATH_ENV = (("catalog", "IMAGEROUTER_CATALOG"), ("plugins_dir", "IMAGEROUTER_PLUGINS_DIR"))

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from imagerouter.models import Attempt
+    from imagerouter.generation import Attempt
 
 __all__ = [
     "AuthFailed",

@@ -41,7 +41,10 @@ def register_providers(register: Callable[[type[Provider]], None]) -> None:
 def register_farm_adapters(register: Callable[[Any], None]) -> None:
     """Register mock-farm adapters: call ``register(MyAdapter())`` for each provider wire format.
 
-    Fires when a :class:`mockproviders.Farm` is built with plugins loaded. An adapter describes
-    only the wire format (routes, request fields, response and error bodies); the farm's fault
-    engine, rate limits, latency, phases and stats apply to it automatically. Returns nothing.
+    Fires when a :class:`mockproviders.Farm` is built without explicit ``adapters`` (the farm
+    serves every adapter the plugins register: it knows no provider by name), and when the
+    conformance kit looks for a plugin's adapter. Import the adapter module inside the hook, so
+    a production router never imports the farm. An adapter describes only the wire format
+    (routes, request fields, response and error bodies); the farm's fault engine, rate limits,
+    latency, phases and stats apply to it automatically. Returns nothing.
     """

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imagerouter.breaker import BreakerState, CircuitBreaker
 from imagerouter.clock import Clock
 from imagerouter.config import RetryBudgetSettings
-from imagerouter.health import HealthScore
-from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit, RetryBudget, TokenBucket
 from imagerouter.provider import Provider
+from imagerouter.resilience.breaker import BreakerState, CircuitBreaker
+from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
+from imagerouter.resilience.cooldowns import Cooldowns
+from imagerouter.resilience.health import HealthScore
+from imagerouter.resilience.retry_budget import RetryBudget
+from imagerouter.resilience.token_bucket import TokenBucket
 
 __all__ = ["ProviderInstance", "Unavailable", "retry_budget_of"]
 

@@ -7,6 +7,7 @@ Prompts are never logged above DEBUG; API keys, provider keys and webhook secret
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -17,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from imagerouter.models import AttemptEvent
+from imagerouter.generation import AttemptEvent
 
-__all__ = ["SecretScrubber", "configure_logging", "job_context", "log_attempt"]
+__all__ = ["SecretScrubber", "configure_logging", "current_job_id", "job_context", "log_attempt"]
 
 log = logging.getLogger("imagerouter.attempts")
 
@@ -29,6 +30,23 @@ _SECRETS = re.compile(
     r"|\b(sk|ir|whsec|r8)_[A-Za-z0-9_\-]{6,}"
 )
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def current_job_id() -> str | None:
+    """The id of the job the running task works on, or None.
+
+    :func:`job_context` when it is set; else the name of the current task,
+    which the worker pool sets to the job id (``job_…``).
+    """
+    job_id = _job_id.get()
+    if job_id is not None:
+        return job_id
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return None
+    name = task.get_name() if task is not None else ""
+    return name if name.startswith("job_") else None
 
 
 @contextmanager

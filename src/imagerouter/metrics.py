@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from imagerouter.breaker import BreakerTransition
 from imagerouter.errors import NoProviderAvailable
-from imagerouter.models import AttemptEvent
+from imagerouter.generation import AttemptEvent
+from imagerouter.resilience.breaker import BreakerTransition
 
 if TYPE_CHECKING:
     from imagerouter.router import Router

@@ -27,8 +27,12 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.headers import RateLimitBudget, parse_rate_limit_budget, parse_retry_after
-from imagerouter.models import ImageRequest, ProviderOutput
+from imagerouter.generation import ImageRequest, ProviderOutput
+from imagerouter.resilience.headers import (
+    RateLimitBudget,
+    parse_rate_limit_budget,
+    parse_retry_after,
+)
 
 __all__ = ["CallContext", "HttpAnswer", "Provider", "ProviderOptions"]
 

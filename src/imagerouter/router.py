@@ -5,6 +5,8 @@ The router owns the shared pooled HTTP session every plugin uses and one
 breaker, health, cooldown and retry budget. It is built once from settings, the loaded plugins
 and the catalog; every configuration mistake surfaces here, at start, naming the file, the field
 and the reason.
+
+One concept (over 400 lines): the router and how it is built from settings, side by side.
 """
 
 from __future__ import annotations
@@ -22,27 +24,24 @@ from typing import Any, Self
 
 import aiohttp
 
-from imagerouter.breaker import BreakerTransition, CircuitBreaker
 from imagerouter.catalog import Catalog, CatalogModel, load_catalog
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.config import ProviderSettings, Settings, load_settings
-from imagerouter.configfile import validate
+from imagerouter.config import ProviderSettings, Settings, load_settings, validate
 from imagerouter.errors import ConfigError, NoProviderAvailable, ProviderError, ProviderUnavailable
-from imagerouter.events import Listeners
-from imagerouter.health import HealthScore
+from imagerouter.generation import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
 from imagerouter.instances import ProviderInstance, retry_budget_of
-from imagerouter.limits import AIMDLimit, Cooldowns, FixedLimit
-from imagerouter.models import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
+from imagerouter.listeners import Listeners
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.provider import CallContext
+from imagerouter.resilience.breaker import BreakerTransition, CircuitBreaker
+from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
+from imagerouter.resilience.cooldowns import Cooldowns
+from imagerouter.resilience.health import HealthScore
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 __all__ = ["Router"]
 
 log = logging.getLogger(__name__)
-
-#: Poll quickly against the farm: its queues finish in milliseconds.
-FARM_OPTIONS = {"poll_initial_s": 0.02, "poll_factor": 1.5, "poll_max_s": 0.25}
 
 
 @dataclass(slots=True)
@@ -126,44 +125,6 @@ class Router:
             seed=seed,
             transitions=transitions,
         )
-
-    @classmethod
-    def from_farm(
-        cls,
-        farm: Any,
-        config: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Router:
-        """A router whose providers all point at a running mock farm.
-
-        ``farm`` is a :class:`mockproviders.Farm` or its ``GET /_farm/providers`` document;
-        every provider the farm serves and a loaded plugin speaks is configured with the farm's
-        base URL and a farm key. ``config`` is laid over that (e.g. router timeouts).
-        """
-        info = farm.providers() if hasattr(farm, "providers") else farm
-        plugins = kwargs.setdefault("plugins", load_plugins())
-        # A plugin the farm does not serve is left out: a farm run never reaches a real API.
-        providers: dict[str, Any] = {
-            name: {"enabled": False} for name in plugins.providers if name not in info["providers"]
-        }
-        for name, entry in info["providers"].items():
-            if name not in plugins.providers:
-                continue
-            providers[name] = {
-                "base_url": entry["base_url"],
-                "api_key": f"farm-key-{name}",
-                "options": dict(FARM_OPTIONS),
-            }
-        data: dict[str, Any] = {"providers": providers}
-        if info.get("ca_bundle"):
-            data["ca_bundle"] = info["ca_bundle"]
-        for key, value in (config or {}).items():
-            if key == "providers":
-                for name, overrides in value.items():
-                    providers.setdefault(name, {}).update(overrides)
-            else:
-                data[key] = value
-        return cls.from_config(data, **kwargs)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

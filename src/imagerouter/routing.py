@@ -28,6 +28,8 @@ The rules:
 - So a job gives up only when no candidate it has not tried is callable: one that gave up
   while one was would be *failed while servable*, a defect that :meth:`JobPlan.servable`
   measures at every give-up and the error reports.
+
+One concept that reads better whole (over 400 lines): the plan's rules, top to bottom.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from imagerouter.backoff import full_jitter
 from imagerouter.catalog import CatalogModel, ModelProvider
 from imagerouter.clock import Clock
 from imagerouter.config import RouterSettings
@@ -47,10 +48,11 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.headers import RateLimitBudget
+from imagerouter.generation import Attempt, AttemptEvent
 from imagerouter.instances import ProviderInstance, Unavailable
-from imagerouter.limits import TokenBucket
-from imagerouter.models import Attempt, AttemptEvent
+from imagerouter.resilience.backoff import full_jitter
+from imagerouter.resilience.headers import RateLimitBudget
+from imagerouter.resilience.token_bucket import TokenBucket
 
 __all__ = ["Call", "Candidate", "GiveUp", "JobPlan", "Wait", "order_candidates"]
 

@@ -6,7 +6,11 @@ import pytest
 from pydantic import ValidationError
 
 from imagerouter import ImageRequest, UnknownModel, load_catalog
-from imagerouter.headers import parse_duration, parse_rate_limit_budget, parse_retry_after
+from imagerouter.resilience.headers import (
+    parse_duration,
+    parse_rate_limit_budget,
+    parse_retry_after,
+)
 
 
 def test_gpt_image_2_standard_costs_26_credits() -> None:

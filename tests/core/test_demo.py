@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagerouter.demo import run_demo
+from imagerouter.cli.demo import run_demo
 
 
 async def test_demo_jobs_complete_through_the_server_and_credits_add_up() -> None:

@@ -6,8 +6,8 @@ import io
 import json
 import logging
 
+from imagerouter.generation import Attempt, AttemptEvent
 from imagerouter.logs import configure_logging, job_context, log_attempt
-from imagerouter.models import Attempt, AttemptEvent
 
 
 def test_json_lines_carry_job_id_and_attempt_fields() -> None:

@@ -15,10 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from imagerouter.router import Router
 from imagerouter.server.app import create_app
 from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 from tests.polling import eventually
 from tests.server.conftest import FAST_ROUTER, test_settings
 from tests.server.conftest import Api as ServerApi
@@ -87,7 +87,7 @@ async def make_api(
 
     async def build(**overrides: Any) -> Api:
         settings = delivery_settings(tmp_path / "data", **overrides)
-        router = Router.from_farm(farm, FAST_ROUTER, seed=1)
+        router = farm_router(farm, FAST_ROUTER, seed=1)
         client = await aiohttp_client(create_app(settings, router=router))
         return Api(client, client.app)
 

@@ -8,13 +8,13 @@ from email.utils import formatdate
 
 import pytest
 
+from imagerouter.resilience.headers import parse_retry_after, retry_after_seconds
 from imagerouter.webhooks import (
     RetrySchedule,
     SendResult,
     UrlPolicy,
     UrlRefused,
     decide,
-    parse_retry_after,
 )
 
 SCHEDULE = RetrySchedule((0, 5, 300), jitter=0.2)
@@ -59,11 +59,12 @@ def test_retry_after_is_clamped_to_the_scheduled_delay_and_twice_it() -> None:
 
 def test_retry_after_parses_seconds_and_http_dates() -> None:
     """Retry-After is delta seconds or an HTTP date; anything else is ignored."""
-    assert parse_retry_after("120", NOW) == 120.0
-    assert parse_retry_after(formatdate(NOW + 30, usegmt=True), NOW) == pytest.approx(30.0)
-    assert parse_retry_after(formatdate(NOW - 30, usegmt=True), NOW) == 0.0
+    assert retry_after_seconds("120", NOW) == 120.0
+    assert retry_after_seconds(formatdate(NOW + 30, usegmt=True), NOW) == pytest.approx(30.0)
+    assert retry_after_seconds(formatdate(NOW - 30, usegmt=True), NOW) == 0.0
     for junk in (None, "", "soon", "nan", "inf"):
-        assert parse_retry_after(junk, NOW) is None
+        assert retry_after_seconds(junk, NOW) is None
+        assert parse_retry_after({"retry-after-ms": junk or "", "retry-after": junk or ""}) is None
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,19 @@
-"""A fourth provider API is only its wire format: the farm's faults and stats apply to it."""
+"""A provider API is only its wire format, and reaches the farm through its plugin: the farm's
+faults and stats apply to it, and the farm itself names no provider."""
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 
+import mockproviders
+from imagerouter.plugins import load_plugins
 from mockproviders import Call, Farm, FarmAdapter, FarmError, FarmRoute, auth_token
 
 
@@ -72,3 +79,23 @@ async def test_extra_adapter_gets_faults_stats_and_control(
         acme = farm.stats()["providers"]["acme"]
         assert acme["by_status"] == {"200": 2, "401": 1, "429": 1, "451": 1, "502": 1}
         assert acme["keys"]["acme-1"]["retry_after_issued"] == 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "fal", "wavespeed", "replicate"])
+def test_each_builtin_plugin_registers_its_adapter_through_the_hook(provider: str) -> None:
+    """Loaded alone, a built-in plugin module registers exactly its own farm adapter, named as
+    its provider, from the same hook a third-party plugin uses."""
+    module = importlib.import_module(f"imagerouter_{provider}")
+    plugins = load_plugins(entry_points=False, extra=[module])
+    assert not plugins.problems
+    assert [adapter.name for adapter in plugins.farm_adapters] == [provider]
+    assert type(plugins.farm_adapters[0]).__module__ == f"imagerouter_{provider}_farm"
+
+
+def test_the_farm_serves_the_adapters_it_is_given_and_names_no_provider() -> None:
+    """Farm(adapters=[]) serves no provider API; no farm module names a provider."""
+    assert Farm(adapters=[]).state.adapters == {}
+    names = re.compile(r"openai|wavespeed|replicate|\bfal\b|fal[-_.]", re.IGNORECASE)
+    for path in sorted(Path(mockproviders.__file__).parent.glob("*.py")):
+        found = names.findall(path.read_text())
+        assert not found, f"{path.name} names a provider: {found}"

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from mockproviders import Farm
+from mockproviders.bucket import go_duration
 from mockproviders.images import image_digest, render_png
-from mockproviders.openai_api import go_duration
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -10,8 +10,8 @@ import pytest
 from imagerouter.testing import KitFarm
 
 
-def test_farm_fixture_serves_builtin_and_plugin_apis(imagerouter_farm: KitFarm) -> None:
-    """The session farm serves the built-in APIs plus the Replicate plugin's adapter."""
+def test_farm_fixture_serves_every_plugins_api(imagerouter_farm: KitFarm) -> None:
+    """The session farm serves the adapter of every installed plugin, the built-in ones too."""
     providers = imagerouter_farm.providers()["providers"]
     assert {"openai", "fal", "wavespeed", "replicate"} <= set(providers)
     assert providers["replicate"]["base_url"] == f"{imagerouter_farm.url}/replicate/v1"

@@ -7,6 +7,7 @@ from imagerouter_replicate import ReplicateProvider, aspect_ratio
 from imagerouter import CallContext, ImageRequest, Router, load_catalog, load_plugins
 from imagerouter.testing import ProviderConformance
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 
 
 class TestReplicateConforms(ProviderConformance):
@@ -34,7 +35,7 @@ async def test_replicate_serves_flux_dev_when_fal_and_wavespeed_are_down() -> No
     async with Farm(adapters=plugins.farm_adapters) as farm:
         farm.set_faults("fal", {"down": True})
         farm.set_faults("wavespeed", {"down": True})
-        async with Router.from_farm(farm, FAST, plugins=plugins) as router:
+        async with farm_router(farm, FAST, plugins=plugins) as router:
             result = await router.generate(FLUX)
         replicate = farm.stats()["providers"]["replicate"]
     assert (result.provider, result.provider_model) == ("replicate", "black-forest-labs/flux-dev")
@@ -48,7 +49,7 @@ async def test_replicate_is_first_choice_for_nobody_while_fal_is_up() -> None:
     """Replicate is a failover target: with fal healthy, flux-dev never reaches it."""
     plugins = load_plugins()
     async with Farm(adapters=plugins.farm_adapters) as farm:
-        async with Router.from_farm(farm, FAST, plugins=plugins) as router:
+        async with farm_router(farm, FAST, plugins=plugins) as router:
             result = await router.generate(FLUX)
         assert farm.stats()["providers"]["replicate"]["requests"] == 0
     assert result.provider == "fal"
@@ -79,7 +80,7 @@ async def calls_for_one_image(prefer_wait_s: int) -> dict:
     async with Farm(adapters=plugins.farm_adapters) as farm:
         farm.set_faults("replicate", {"generation_ms": 300})
         config = {"providers": {"replicate": {"options": {"prefer_wait_s": prefer_wait_s}}}}
-        async with Router.from_farm(farm, config, plugins=plugins) as router:
+        async with farm_router(farm, config, plugins=plugins) as router:
             model = router.catalog.models["flux-dev"]
             instance = router.instances["replicate"]
             ctx = CallContext(router.session, model.providers[-1].model, router.clock.now() + 5)

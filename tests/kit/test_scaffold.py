@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import imagerouter.cli_provider  # noqa: F401  (attaches new-provider to the CLI group)
 from imagerouter.cli import main
 from imagerouter.scaffold import ScaffoldError, create_provider_package, normalize_name
 from imagerouter.testing import run_conformance
@@ -141,7 +140,13 @@ def test_installed_package_is_found_by_entry_point_and_passes_the_kit(tmp_path: 
     # The new venv sees imagerouter (and pip, pytest…) through the project venv's site dir.
     parent = sysconfig.get_paths()["purelib"]
     Path(site, "_imagerouter_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    # PYTHONPATH stays: it may point this process at a checkout other than the venv's editable
+    # install (a git worktree), and the package must be tested against the same imagerouter.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k == "PYTHONPATH" or not k.startswith(("PYTHON", "VIRTUAL_ENV"))
+    }
     env |= {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "NO_PROXY": "127.0.0.1,localhost"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from imagerouter import cli_loadtest
 from imagerouter.cli import main
+from imagerouter.cli.loadtest import parse_duration
 
 
 @pytest.mark.parametrize(
@@ -16,14 +16,14 @@ from imagerouter.cli import main
 )
 def test_durations(text: str, seconds: float) -> None:
     """Durations read as seconds, minutes and hours."""
-    assert cli_loadtest.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "soon", "0", "-5", "5x"])
 def test_bad_durations(text: str) -> None:
     """Anything else is refused with an example of what works."""
     with pytest.raises(ValueError, match="duration"):
-        cli_loadtest.parse_duration(text)
+        parse_duration(text)
 
 
 def test_without_a_scenario_it_lists_them() -> None:

@@ -19,7 +19,7 @@ from loadtests.summary import load_records
 
 pytestmark = pytest.mark.slow
 
-LOADTEST = [sys.executable, "-m", "imagerouter.cli_loadtest", "loadtest"]
+LOADTEST = [sys.executable, "-m", "imagerouter", "loadtest"]
 REPORT_FILES = (
     "summary.json",
     "summary.md",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from imagerouter.errors import ConfigError
+from imagerouter.shapes import expected_jobs
 from loadtests.scenario import bundled_scenarios, load_load_scenario
-from loadtests.shapes import expected_jobs
 
 BUNDLED = ("launch-week", "retry-after-compliance", "steady", "total-outage")
 

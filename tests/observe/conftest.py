@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagerouter.auth import mint_key
-from imagerouter.router import Router
 from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 from tests.polling import eventually
 
 ADMIN_KEY = "adm_observe_test_0123456789"
@@ -132,7 +132,7 @@ async def make_api(aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_pat
     ) -> Api:
         settings = observe_settings(tmp_path / "data", **overrides)
         if shared is not None:
-            router = Router.from_farm(shared, router_config or FAST_ROUTER, seed=1)
+            router = farm_router(shared, router_config or FAST_ROUTER, seed=1)
             app = create_app(settings, router=router)
         else:
             app = create_app(settings, router_overrides=router_config or FAST_ROUTER)

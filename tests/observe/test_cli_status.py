@@ -8,7 +8,6 @@ import json
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
-import imagerouter.cli_status  # noqa: F401  (attaches `status` to the CLI until cli.py imports it)
 from imagerouter.cli import main
 from mockproviders import Farm
 from tests.observe.conftest import ADMIN_KEY, ApiFactory
@@ -37,7 +36,7 @@ async def test_status_shows_providers_from_the_api(make_api: ApiFactory, farm: F
     result = await _status("--url", _url(api), "--key", token, "--json")
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
-    assert set(rows) == {"openai", "fal", "wavespeed"}
+    assert set(rows) == {"openai", "fal", "wavespeed", "replicate"}
     assert rows["fal"]["breaker"] == "open"
     assert rows["wavespeed"]["breaker"] == "closed"
     assert rows["fal"]["health"] < rows["wavespeed"]["health"]

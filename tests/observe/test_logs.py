@@ -17,7 +17,7 @@ import pytest
 from tests.observe.conftest import write_scenario
 from tests.polling import eventually_sync
 
-CLI = [sys.executable, "-m", "imagerouter.cli_server"]
+CLI = [sys.executable, "-m", "imagerouter"]
 PROMPT = "a-very-private-prompt-4242 of a red fox"
 ADMIN = "adm_logs_test_key_123456"
 

@@ -39,7 +39,8 @@ async def test_metrics_match_the_farm_after_failover_and_failures(
         prices.append(accepted["credits"]["price"])
         body = await api.wait_final(token, accepted["id"])
         assert body["status"] == "completed"
-    farm.set_faults("wavespeed", {"down": True})
+    for name in ("wavespeed", "replicate"):  # flux-dev's last two candidates
+        farm.set_faults(name, {"down": True})
     failed = [await api.submit(token, f"doomed {n}") for n in range(2)]
     for accepted in failed:
         assert (await api.wait_final(token, accepted["id"]))["status"] == "failed"

@@ -18,10 +18,9 @@ from imagerouter import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
-    Router,
 )
-from mockproviders import Farm
-from mockproviders.jobs import JobState
+from mockproviders import Farm, FarmJobState
+from mockproviders.bridge import farm_router
 
 PROVIDERS = {  # plugin → a model id the farm serves for it
     "openai": "gpt-image-2",
@@ -38,7 +37,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def call(farm: Farm, session: aiohttp.ClientSession, name: str, deadline_s: float = 5.0):
-    provider = Router.from_farm(farm).instances[name].provider
+    provider = farm_router(farm).instances[name].provider
     clock = MonotonicClock()
     ctx = CallContext(session, PROVIDERS[name], clock.now() + deadline_s, clock)
     return await provider.generate(REQUEST, ctx), ctx
@@ -135,4 +134,4 @@ async def test_fal_cancels_on_deadline(farm: Farm, session: aiohttp.ClientSessio
     with pytest.raises(ProviderTimeout):
         await call(farm, session, "fal", deadline_s=0.3)
     jobs = list(farm.state.jobs["fal"])
-    assert [job.state(farm.state.clock.now()) for job in jobs] == [JobState.CANCELED]
+    assert [job.state(farm.state.clock.now()) for job in jobs] == [FarmJobState.CANCELED]

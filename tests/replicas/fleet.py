@@ -29,10 +29,10 @@ from aiohttp import web
 from imagerouter.auth import mint_key
 from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.plugins import load_plugins
-from imagerouter.router import FARM_OPTIONS
 from imagerouter.webhooks import new_secret
+from mockproviders.bridge import FARM_OPTIONS
 from tests.polling import eventually
-from tests.state.proxy import TcpProxy
+from tests.replication.proxy import TcpProxy
 
 PYTHON = sys.executable
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse"}
@@ -229,7 +229,7 @@ def write_config(
 ) -> Path:
     """The replicas' shared config: the ``[server]`` table (store, state, small leases), the
     ``[router]`` table, and every farm provider's base URL and farm key (as
-    ``Router.from_farm`` would set them)."""
+    ``farm_router`` would set them)."""
     values: dict[str, Any] = {
         "store": store,
         "state": state,
@@ -351,7 +351,7 @@ def start_processes(procs: Iterable[Proc]) -> None:
 
 def farm_proc(tmp: Path, scenario: Path) -> Proc:
     port = free_port()
-    command = [PYTHON, "-m", "imagerouter.cli", "farm", "--port", str(port)]
+    command = [PYTHON, "-m", "imagerouter", "farm", "--port", str(port)]
     command += ["--scenario", str(scenario)]
     return Proc("farm", command, port, tmp / "farm.log", "/_farm/providers")
 
@@ -359,7 +359,7 @@ def farm_proc(tmp: Path, scenario: Path) -> Proc:
 def replica_proc(tmp: Path, config: Path, index: int, *args: str) -> Proc:
     port = free_port()
     data_dir = tmp / f"replica{index}"
-    command = [PYTHON, "-m", "imagerouter.cli_server", "serve", "--config", str(config)]
+    command = [PYTHON, "-m", "imagerouter", "serve", "--config", str(config)]
     command += ["--port", str(port), "--data-dir", str(data_dir), *args]
     return Proc(f"replica{index}", command, port, tmp / f"replica{index}.log", "/readyz")
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from imagerouter.backoff import full_jitter, next_wait
+from imagerouter.resilience.backoff import full_jitter
 
 
 @pytest.mark.parametrize("attempt", [0, 1, 2, 3, 5, 10, 100, 10_000])
@@ -42,37 +42,3 @@ def test_negative_attempt_treated_as_zero() -> None:
     """A negative attempt number waits like the first retry."""
     rng = random.Random(1)
     assert all(full_jitter(-3, 0.25, 10.0, rng) < 0.25 for _ in range(100))
-
-
-def test_next_wait_is_jitter_without_retry_after() -> None:
-    """With no Retry-After, next_wait is the jittered backoff."""
-    assert next_wait(2, None, rng=random.Random(3)) == full_jitter(2, rng=random.Random(3))
-
-
-def test_next_wait_never_before_retry_after() -> None:
-    """The wait is never shorter than the Retry-After."""
-    rng = random.Random(5)
-    for attempt in range(10):
-        assert next_wait(attempt, 4.0, base_s=0.25, cap_s=10.0, max_wait_s=60.0, rng=rng) >= 4.0
-
-
-def test_next_wait_jitter_can_exceed_small_retry_after() -> None:
-    """When the jitter is longer than a small Retry-After, the longer wait wins."""
-    rng = random.Random(11)
-    waits = [next_wait(6, 0.1, base_s=1.0, cap_s=30.0, rng=rng) for _ in range(200)]
-    assert min(waits) >= 0.1
-    assert max(waits) > 20.0
-
-
-def test_next_wait_caps_jitter_at_max_wait() -> None:
-    """The jittered part never exceeds max_wait_s."""
-    rng = random.Random(13)
-    waits = [
-        next_wait(20, None, base_s=1.0, cap_s=100.0, max_wait_s=2.0, rng=rng) for _ in range(500)
-    ]
-    assert max(waits) <= 2.0
-
-
-def test_next_wait_returns_long_retry_after_as_is() -> None:
-    """A Retry-After above max_wait_s is returned unchanged, for the caller to fail over."""
-    assert next_wait(0, 300.0, max_wait_s=60.0, rng=random.Random(1)) == 300.0

@@ -6,8 +6,13 @@ import dataclasses
 
 import pytest
 
-from imagerouter.breaker import BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker
 from imagerouter.clock import FakeClock
+from imagerouter.resilience.breaker import (
+    BreakerConfig,
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+)
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from imagerouter.clock import FakeClock
-from imagerouter.health import HealthConfig, HealthScore
+from imagerouter.resilience.health import HealthConfig, HealthScore
 
 
 @pytest.fixture

@@ -7,16 +7,10 @@ import math
 import pytest
 
 from imagerouter.clock import FakeClock
-from imagerouter.limits import (
-    AIMDLimit,
-    ConcurrencyLimit,
-    CooldownConfig,
-    Cooldowns,
-    FixedLimit,
-    GradientLimit,
-    RetryBudget,
-    TokenBucket,
-)
+from imagerouter.resilience.concurrency import AIMDLimit, ConcurrencyLimit, FixedLimit
+from imagerouter.resilience.cooldowns import CooldownConfig, Cooldowns
+from imagerouter.resilience.retry_budget import RetryBudget
+from imagerouter.resilience.token_bucket import TokenBucket
 
 
 @pytest.fixture
@@ -320,7 +314,7 @@ def test_budget_rejects_bad_config(clock: FakeClock) -> None:
 
 def test_limits_share_one_interface() -> None:
     """Fixed, AIMD and gradient limits all satisfy the ConcurrencyLimit protocol."""
-    limits: list[ConcurrencyLimit] = [FixedLimit(2), AIMDLimit(), GradientLimit()]
+    limits: list[ConcurrencyLimit] = [FixedLimit(2), AIMDLimit()]
     for limit in limits:
         assert limit.try_acquire()
         assert limit.in_flight == 1
@@ -339,7 +333,7 @@ def test_fixed_limit(clock: FakeClock) -> None:
 
 def test_release_without_acquire_raises() -> None:
     """Releasing more than was acquired is a bug and says so."""
-    for limit in (FixedLimit(1), AIMDLimit(), GradientLimit()):
+    for limit in (FixedLimit(1), AIMDLimit()):
         with pytest.raises(RuntimeError, match="without a matching"):
             limit.release(0.1, False)
 
@@ -404,40 +398,3 @@ def test_aimd_rejects_bad_config() -> None:
         AIMDLimit(initial=5, minimum=10)
     with pytest.raises(ValueError, match="backoff_ratio"):
         AIMDLimit(backoff_ratio=1.0)
-
-
-def busy_round(g: GradientLimit, latency_s: float, dropped: bool = False) -> None:
-    """Fill the limit, then release every call with the same latency."""
-    n = 0
-    while g.try_acquire():
-        n += 1
-    for _ in range(n):
-        g.release(latency_s, dropped)
-
-
-def test_gradient_grows_at_steady_latency() -> None:
-    """With latency at its long-term level and the limit in use, the limit grows."""
-    g = GradientLimit(initial=10, maximum=100)
-    for _ in range(20):
-        busy_round(g, 1.0)
-    assert g.limit > 10
-
-
-def test_gradient_shrinks_when_latency_rises() -> None:
-    """Latency well above its long-term average pulls the limit down."""
-    g = GradientLimit(initial=50, minimum=1, maximum=100)
-    for _ in range(30):
-        busy_round(g, 1.0)
-    before = g.limit
-    for _ in range(10):
-        busy_round(g, 10.0)
-    assert g.limit < before
-
-
-def test_gradient_drops_decrease_it() -> None:
-    """Dropped calls decrease the gradient limit (unlike upstream Gradient2)."""
-    g = GradientLimit(initial=50)
-    for _ in range(10):
-        busy_round(g, 1.0, dropped=True)
-    assert g.limit < 10
-    assert g.limit >= 1

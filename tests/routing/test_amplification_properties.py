@@ -37,12 +37,12 @@ from imagerouter import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.breaker import CircuitBreaker
 from imagerouter.catalog import CatalogModel, Credits, ModelProvider
 from imagerouter.config import RouterSettings
-from imagerouter.health import HealthConfig, HealthScore
 from imagerouter.instances import ProviderInstance, retry_budget_of
-from imagerouter.limits import Cooldowns
+from imagerouter.resilience.breaker import CircuitBreaker
+from imagerouter.resilience.cooldowns import Cooldowns
+from imagerouter.resilience.health import HealthConfig, HealthScore
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 RATIO, FLOOR, WINDOW_S, BUCKETS = 0.2, 3, 10.0, 10

@@ -17,6 +17,7 @@ import pytest
 from imagerouter import ImageRequest, ImageResult, Router
 from imagerouter.config import RetryBudgetSettings
 from mockproviders import Farm, load_scenario
+from mockproviders.bridge import farm_router
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ async def test_cold_burst_fails_over_every_job_to_wavespeed(
     """Two waves of ``concurrency`` jobs started at once while fal is down: every job completes;
     the first wave really hit fal; every job that called fal failed over to WaveSpeed; no request
     arrived inside a Retry-After window."""
-    async with Router.from_farm(cold_farm, seed=7) as router:
+    async with farm_router(cold_farm, seed=7) as router:
         first = await wave(router, concurrency, "first")
         fal_503s_first = cold_farm.stats()["providers"]["fal"]["by_status"].get("503", 0)
         assert cold_farm.providers()["providers"]["fal"]["effective"]["down"] is True

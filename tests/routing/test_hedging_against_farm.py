@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from imagerouter import ImageRequest, Router
+from imagerouter import ImageRequest
 from imagerouter.catalog import Catalog, load_catalog
-from mockproviders import Farm
-from mockproviders.jobs import JobState
+from mockproviders import Farm, FarmJobState
+from mockproviders.bridge import farm_router
 
 
 def hedged_catalog() -> Catalog:
@@ -30,7 +30,7 @@ async def test_slow_first_provider_is_hedged_and_the_loser_cancelled(farm: Farm)
     }
     farm.set_faults("fal", fast)
     request = ImageRequest(model="hedged", prompt="race")
-    async with Router.from_farm(farm, catalog=hedged_catalog()) as router:
+    async with farm_router(farm, catalog=hedged_catalog()) as router:
         for _ in range(20):  # learn fal's latency
             assert (await router.generate(request)).provider == "fal"
         farm.set_faults("fal", {**fast, "generation_ms": {"dist": "fixed", "p50": 20_000}})
@@ -42,4 +42,4 @@ async def test_slow_first_provider_is_hedged_and_the_loser_cancelled(farm: Farm)
     assert fal.breaker.snapshot()["state"] == "closed"
     assert fal.breaker.snapshot()["window_failures"] == 0  # losing a race is not a failure
     last_fal_job = list(farm.state.jobs["fal"])[-1]
-    assert last_fal_job.state(farm.state.clock.now()) == JobState.CANCELED  # cancelled at fal
+    assert last_fal_job.state(farm.state.clock.now()) == FarmJobState.CANCELED  # cancelled at fal

@@ -16,12 +16,13 @@ from imagerouter import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.breaker import BreakerState, CircuitBreaker
 from imagerouter.catalog import CatalogModel, Credits, ModelProvider
 from imagerouter.config import RouterSettings
-from imagerouter.health import HealthConfig, HealthScore
 from imagerouter.instances import ProviderInstance, retry_budget_of
-from imagerouter.limits import Cooldowns, FixedLimit
+from imagerouter.resilience.breaker import BreakerState, CircuitBreaker
+from imagerouter.resilience.concurrency import FixedLimit
+from imagerouter.resilience.cooldowns import Cooldowns
+from imagerouter.resilience.health import HealthConfig, HealthScore
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 

@@ -6,9 +6,10 @@ import asyncio
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from imagerouter import ImageRequest, Router
+from imagerouter import ImageRequest
 from imagerouter.metrics import RouterMetrics
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 
 
 def samples(metrics: RouterMetrics) -> dict[tuple[str, tuple], float]:
@@ -25,7 +26,7 @@ async def test_attempt_and_breaker_counters_match_the_farm(farm: Farm) -> None:
     farm.set_faults("fal", {"error_rates": {"503": 1.0}})
     config = {"router": {"breaker": {"consecutive_failures": 3}}}
     metrics = RouterMetrics()
-    async with Router.from_farm(farm, config) as router:
+    async with farm_router(farm, config) as router:
         metrics.bind(router)
         for number in range(10):
             await router.generate(ImageRequest(model="flux-dev", prompt=str(number)))

@@ -8,9 +8,10 @@ from collections import Counter
 from typing import Any
 
 from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
-from imagerouter.breaker import BreakerState, BreakerTransition
 from imagerouter.catalog import Catalog, load_catalog
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 
 FAST = {
     "router": {
@@ -51,7 +52,7 @@ async def test_429_storm_every_job_succeeds_and_no_request_lands_inside_retry_af
     """(a) fal answers 429 + Retry-After: 2 on 30% of calls: every job succeeds and the farm
     counts 0 requests inside a Retry-After window."""
     farm.set_faults("fal", {"error_rates": {"429": 0.3}, "retry_after_s": 2, "seed": 3})
-    async with Router.from_farm(farm, FAST, seed=1) as router:
+    async with farm_router(farm, FAST, seed=1) as router:
         results = await run_jobs(router, 80, concurrency=8)
     assert all(isinstance(r, ImageResult) for r in results), [
         r for r in results if not isinstance(r, ImageResult)
@@ -68,7 +69,7 @@ async def test_outage_opens_breaker_fails_over_and_recovers(farm: Farm) -> None:
     error, and when fal recovers it gets traffic again after the half-open probe."""
     transitions: list[BreakerTransition] = []
     farm.set_faults("fal", {"down": True})
-    async with Router.from_farm(farm, FAST, on_transition=transitions.append) as router:
+    async with farm_router(farm, FAST, on_transition=transitions.append) as router:
         during = await run_jobs(router, 12, concurrency=2)
         assert all(isinstance(r, ImageResult) for r in during)
         assert served_by(during) == Counter({"wavespeed": 12})
@@ -89,9 +90,10 @@ async def test_outage_opens_breaker_fails_over_and_recovers(farm: Farm) -> None:
 
 
 async def test_total_outage_fails_cleanly_within_retry_budget(farm: Farm) -> None:
-    """(c) both providers of a model down: every job fails with NoProviderAvailable by its
-    deadline, and the calls into each provider stay within (1 + budget ratio) × jobs + floor."""
-    for name in ("fal", "wavespeed"):
+    """(c) every provider of a model down (fal, WaveSpeed and the optional Replicate): every
+    job fails with NoProviderAvailable by its deadline, and the calls into each provider stay
+    within (1 + budget ratio) × jobs + floor."""
+    for name in ("fal", "wavespeed", "replicate"):
         farm.set_faults(name, {"down": True})
     config = {
         "router": {
@@ -101,7 +103,7 @@ async def test_total_outage_fails_cleanly_within_retry_budget(farm: Farm) -> Non
         }
     }
     jobs = 30
-    async with Router.from_farm(farm, config) as router:
+    async with farm_router(farm, config) as router:
         results = await run_jobs(router, jobs, concurrency=10, model="flux-dev")
     assert all(isinstance(r, NoProviderAvailable) for r in results)
     assert all(r.attempts for r in results)
@@ -109,7 +111,7 @@ async def test_total_outage_fails_cleanly_within_retry_budget(farm: Farm) -> Non
     stats = farm.stats()["providers"]
     # Each provider's own retry budget bounds the calls into it: one first call per job at
     # most (its first choice or a failover), plus budgeted retries.
-    for name in ("fal", "wavespeed"):
+    for name in ("fal", "wavespeed", "replicate"):
         assert stats[name]["requests"] <= (1 + 0.2) * jobs + 5, name
 
 
@@ -133,7 +135,7 @@ async def test_openai_budget_headers_pace_instead_of_collecting_429s(farm: Farm)
     """(d) a per-key limit announced in x-ratelimit-* headers: the router paces its calls, so
     429s stay at most one burst's worth, none lands inside a Retry-After, every job succeeds."""
     farm.set_faults("openai", {"rate_limit": {"rpm": 600, "burst": 2}})
-    async with Router.from_farm(farm, FAST, catalog=openai_only_catalog()) as router:
+    async with farm_router(farm, FAST, catalog=openai_only_catalog()) as router:
         results = await run_jobs(router, 30, concurrency=4, model="gpt-direct")
     assert all(isinstance(r, ImageResult) for r in results)
     openai = farm.stats()["providers"]["openai"]

@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from imagerouter.auth import mint_key
-from imagerouter.router import Router
 from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
+from mockproviders.bridge import farm_router
 from tests.polling import eventually
 
 #: Router settings that keep failing jobs short.
@@ -88,7 +88,7 @@ async def make_api(
 
     async def build(router_config: dict[str, Any] | None = None, **overrides: Any) -> Api:
         settings = test_settings(tmp_path / "data", **overrides)
-        router = Router.from_farm(farm, router_config or FAST_ROUTER, seed=1)
+        router = farm_router(farm, router_config or FAST_ROUTER, seed=1)
         app = create_app(settings, router=router)
         client = await aiohttp_client(app)
         return Api(client, app)

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-SERVE = [sys.executable, "-m", "imagerouter.cli_server"]
+SERVE = [sys.executable, "-m", "imagerouter"]
 
 
 def free_port() -> int:

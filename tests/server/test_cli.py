@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from imagerouter import cli_server  # noqa: F401 - attaches the commands to the group
 from imagerouter.auth import Authenticator, AuthError
 from imagerouter.cli import main
 from imagerouter.jobs.sqlite import SQLiteJobStore

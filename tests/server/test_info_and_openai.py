@@ -28,7 +28,7 @@ async def test_providers_shows_breaker_and_health(api: Api) -> None:
     token = await api.key()
     body = await (await api.client.get("/v1/providers", headers=api.auth(token))).json()
     names = {p["name"] for p in body["data"]}
-    assert names == {"fal", "wavespeed", "openai"}
+    assert names == {"fal", "wavespeed", "openai", "replicate"}
     for provider in body["data"]:
         assert "state" in provider["breaker"]
         assert "score" in provider["health"]

@@ -8,8 +8,8 @@ import uuid
 import pytest
 import redis
 
+from imagerouter.replication import RedisRateLimiter
 from imagerouter.server.keys import limiter_key
-from imagerouter.state import RedisRateLimiter
 
 REDIS_URL = os.environ.get("IMAGEROUTER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

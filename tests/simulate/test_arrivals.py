@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from imagerouter.shapes import expected_jobs, make_shape
 from imagerouter.simulate.arrivals import JobMix, Mix, poisson_arrivals
-from loadtests.shapes import expected_jobs, make_shape
 
 
 def test_arrivals_follow_the_shape_in_count_order_and_span() -> None:

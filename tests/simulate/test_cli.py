@@ -8,7 +8,6 @@ from typing import Any
 
 from click.testing import CliRunner
 
-import imagerouter.cli_simulate  # noqa: F401  (attaches the command to the group)
 from imagerouter.cli import main
 
 from .conftest import WriteFile

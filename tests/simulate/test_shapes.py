@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.shapes import (
+from imagerouter.shapes import (
     LaunchWeek,
     Spike,
     Steady,
@@ -69,7 +69,7 @@ def test_locust_tick_gives_users_for_the_rate_and_stops_at_the_end() -> None:
 
 def test_shapes_module_does_not_import_locust() -> None:
     """The shapes are shared with pytest and the simulator, so they must not pull in Locust."""
-    import loadtests.shapes as shapes
+    import imagerouter.shapes as shapes
 
     source = Path(shapes.__file__).read_text(encoding="utf-8")
     assert "import locust" not in source

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from imagerouter.breaker import CircuitBreaker
-from imagerouter.health import HealthScore
-from imagerouter.limits import Cooldowns
+from imagerouter.resilience.breaker import CircuitBreaker
+from imagerouter.resilience.cooldowns import Cooldowns
+from imagerouter.resilience.health import HealthScore
 from imagerouter.routing import JobPlan
 from imagerouter.simulate.report import summarize
 from imagerouter.simulate.simulator import Simulation

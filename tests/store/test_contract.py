@@ -506,6 +506,29 @@ async def test_a_final_event_enqueues_its_delivery(store: JobStore) -> None:
     assert (b.url, b.event_type) == ("https://hooks.example/acme", "job.failed")
 
 
+async def test_a_final_event_to_a_disabled_url_enqueues_it_disabled(store: JobStore) -> None:
+    """Once a URL answered 410, a job that ends with that URL gets its delivery enqueued
+    ``disabled``, never due, with the reason; a job with another URL is unaffected."""
+    account_id = await _account(store)
+    for job_id, url in (("job_a", "gone"), ("job_b", "gone"), ("job_c", "live")):
+        await store.submit_job(_job(account_id, job_id, webhook_url=f"https://h.example/{url}"))
+    await store.claim_jobs("w1", 3, 30)
+    await store.complete_job("job_a", "w1", {"provider": "fal"}, [])
+    [first] = await store.claim_deliveries("d1", 10, 60)
+    now = time.time()
+    gone = DeliveryAttempt("scheduled", now, now, "disabled", status=410)
+    assert await store.record_delivery_attempt(
+        first.id, "d1", gone, status="disabled", next_attempt_at=None, disable_url=True
+    )
+    await store.fail_job("job_b", "w1", {"code": "boom", "message": "down"}, [])
+    await store.complete_job("job_c", "w1", {"provider": "fal"}, [])
+    [b] = await store.job_deliveries(account_id, "job_b")
+    [c] = await store.job_deliveries(account_id, "job_c")
+    assert (b.status, b.next_attempt_at) == ("disabled", None)
+    assert "410 Gone" in (b.last_error or "")
+    assert (c.url, c.status, c.last_error) == ("https://h.example/live", "pending", None)
+
+
 async def test_deliveries_are_leased_logged_and_replayed(make_store: StoreFactory) -> None:
     """A due delivery is leased to one worker; its attempt is logged under its lease; a final
     one can be replayed with the same id; a 410 disables the URL."""

@@ -70,7 +70,7 @@ def test_db_migrate_command(pg_url: str, schema: str) -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "imagerouter.cli_db", "db", *args, "--store", url],
+            [sys.executable, "-m", "imagerouter", "db", *args, "--store", url],
             capture_output=True,
             text=True,
             timeout=60,
@@ -97,7 +97,7 @@ async def test_keys_and_credits_commands_use_the_configured_store(
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "imagerouter.cli", *args, "--config", str(config)],
+            [sys.executable, "-m", "imagerouter", *args, "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=60,

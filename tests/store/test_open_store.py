@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from imagerouter.errors import ConfigError
+from imagerouter.jobs.backends import open_store
 from imagerouter.jobs.postgres import PostgresJobStore, parse_url, redact_url
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import open_store
 from imagerouter.server.settings import load_server_settings
 
 

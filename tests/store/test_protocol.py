@@ -1,8 +1,10 @@
-"""Both stores implement every method of the JobStore Protocol, with its signature."""
+"""Both stores implement every method of the JobStore Protocol (the union of the protocols by
+aggregate), with its signature."""
 
 from __future__ import annotations
 
 import inspect
+from typing import Protocol
 
 import pytest
 
@@ -10,8 +12,15 @@ from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
 
+#: JobStore and every protocol it joins.
+PROTOCOLS = [cls for cls in JobStore.__mro__ if Protocol in cls.__bases__]
 METHODS = sorted(
-    name for name, value in vars(JobStore).items() if callable(value) and not name.startswith("_")
+    {
+        name
+        for protocol in PROTOCOLS
+        for name, value in vars(protocol).items()
+        if callable(value) and not name.startswith("_")
+    }
 )
 
 

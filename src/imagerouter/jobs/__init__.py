@@ -1,5 +1,7 @@
-"""Durable jobs: the store contract, the SQLite backend, the worker pool and event waiting."""
+"""Durable jobs: the store contract (protocols by aggregate), opening a backend (SQLite or
+PostgreSQL), the worker pool and event waiting."""
 
+from imagerouter.jobs.backends import open_sqlite_store, open_store
 from imagerouter.jobs.errors import (
     AccountNotFound,
     InsufficientCredits,
@@ -9,7 +11,15 @@ from imagerouter.jobs.errors import (
     StoreError,
 )
 from imagerouter.jobs.events import EventHub
-from imagerouter.jobs.store import EventListener, JobStore, open_sqlite_store
+from imagerouter.jobs.store import (
+    AccountStore,
+    EventListener,
+    EventLog,
+    IdempotencyStore,
+    JobQueue,
+    JobStore,
+    WebhookStore,
+)
 from imagerouter.jobs.types import (
     FINAL_STATUSES,
     JOB_STATUSES,
@@ -30,10 +40,13 @@ __all__ = [
     "JOB_STATUSES",
     "Account",
     "AccountNotFound",
+    "AccountStore",
     "ApiKeyRecord",
     "EventHub",
     "EventListener",
+    "EventLog",
     "IdempotencyOutcome",
+    "IdempotencyStore",
     "InsufficientCredits",
     "InvalidCursor",
     "Job",
@@ -41,12 +54,15 @@ __all__ = [
     "JobFinished",
     "JobNotFound",
     "JobPage",
+    "JobQueue",
     "JobStore",
     "LedgerEntry",
     "NewJob",
     "StoreError",
     "StoredResponse",
+    "WebhookStore",
     "WorkerConfig",
     "WorkerPool",
     "open_sqlite_store",
+    "open_store",
 ]

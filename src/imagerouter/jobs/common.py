@@ -1,57 +1,16 @@
-"""What the SQLite and PostgreSQL job stores share: row and cursor codecs, and the Protocol
-methods that are the same whatever the database (each store supplies ``_find_account`` and
-``_finish``)."""
+"""What the SQLite and PostgreSQL job stores share beyond their rows (:mod:`imagerouter.jobs.rows`):
+the Protocol methods that are the same whatever the database (each store supplies
+``_find_account`` and ``_finish``)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from typing import Any, Self
 
-from imagerouter.jobs.errors import AccountNotFound, InvalidCursor
-from imagerouter.jobs.types import Account, Delivery, StoredResponse
+from imagerouter.jobs.errors import AccountNotFound
+from imagerouter.jobs.types import Account
 
-__all__ = [
-    "StoreBase",
-    "decode_cursor",
-    "delivery_from_row",
-    "dumps",
-    "encode_cursor",
-    "response_doc",
-]
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON, as the stores keep it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def delivery_from_row(row: Sequence[Any]) -> Delivery:
-    """A :class:`Delivery` from the deliveries query both stores run."""
-    return Delivery(*row[:13], replay=bool(row[13]), last_error=row[14])
-
-
-def encode_cursor(seq: int) -> str:
-    """An opaque ``GET /v1/jobs`` cursor for the job with sequence number ``seq``."""
-    return base64.urlsafe_b64encode(f"j{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The sequence number in a cursor; InvalidCursor if it is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("j"):
-            raise ValueError(cursor)
-        return int(text[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
-
-
-def response_doc(response: StoredResponse) -> dict[str, Any]:
-    """A stored idempotent response as the JSON document both stores keep."""
-    return {"status": response.status, "body": response.body, "headers": response.headers}
+__all__ = ["StoreBase"]
 
 
 class StoreBase:

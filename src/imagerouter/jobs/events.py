@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import EventLog, JobQueue
 from imagerouter.jobs.types import Job, JobEvent
 
 __all__ = ["EventHub"]
@@ -27,7 +27,7 @@ class EventHub:
         self._final: dict[str, set[asyncio.Future[JobEvent]]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
-    def attach(self, store: JobStore) -> None:
+    def attach(self, store: EventLog) -> None:
         """Subscribe to ``store``'s events."""
         self._unsubscribe = store.subscribe(self.publish)
 
@@ -62,7 +62,7 @@ class EventHub:
 
     async def wait_final(
         self,
-        store: JobStore,
+        store: JobQueue,
         account_id: str,
         job_id: str,
         *,

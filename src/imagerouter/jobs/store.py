@@ -1,24 +1,35 @@
-"""The job store contract: jobs, attempts, events, the credit ledger, accounts, API keys,
-idempotency keys and webhook deliveries, behind one Protocol so that a PostgreSQL backend is
-one new module.
+"""The job store contract, as small protocols by aggregate, and their union for wiring.
 
-Every method is a coroutine except :meth:`JobStore.subscribe`. Times are unix seconds (leases
-are shared across processes, so they cannot be monotonic). Whatever changes a job's status
-writes the matching event in the same transaction, and a refund is written in the same
-transaction as the failure or cancellation it pays back, so no observer can see one without
-the other.
+* :class:`AccountStore`: accounts, their API keys and their credit ledger;
+* :class:`JobQueue`: jobs from submit (the client's side) through leases to a final state
+  (the worker's side);
+* :class:`EventLog`: every job transition, persisted, read back and pushed to subscribers;
+* :class:`IdempotencyStore`: ``Idempotency-Key`` holds and their stored responses;
+* :class:`WebhookStore`: webhook endpoints, signing secrets and deliveries;
+* :class:`JobStore`: all of them plus the lifecycle, what a backend implements and the server
+  is wired with. Code that needs one aggregate takes the narrow protocol.
+
+Backends: :mod:`imagerouter.jobs.sqlite` and :mod:`imagerouter.jobs.postgres`, each a package
+with a module per aggregate; :func:`imagerouter.jobs.backends.open_store` picks one from a URL.
+This module imports no backend.
+
+Every method is a coroutine except ``subscribe`` and ``subscribe_local``. Times are unix
+seconds (leases are shared across processes, so they cannot be monotonic). Whatever changes a
+job's status writes the matching event in the same transaction, and a refund is written in the
+same transaction as the failure or cancellation it pays back, so no observer can see one
+without the other.
 
 Webhooks: the transaction that writes a job's final event (``complete_job``, ``fail_job``,
 ``cancel_job``) also enqueues its webhook :class:`Delivery`, when the job names a
 ``webhook_url`` or else its account has a registered one: ``pending`` and due at once, or
 ``disabled`` if a ``410 Gone`` disabled that URL for the account. So a final event is never
-committed without its delivery, and a restart loses no webhook.
+committed without its delivery, and a restart loses no webhook. (The rules both backends
+share: :mod:`imagerouter.jobs.rules`.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from imagerouter.jobs.types import (
@@ -38,40 +49,22 @@ from imagerouter.jobs.types import (
     WebhookSecret,
 )
 
-__all__ = ["EventListener", "JobStore", "open_sqlite_store", "open_store"]
+__all__ = [
+    "AccountStore",
+    "EventListener",
+    "EventLog",
+    "IdempotencyStore",
+    "JobQueue",
+    "JobStore",
+    "WebhookStore",
+]
 
 #: Called on the event loop, after commit, with the events one operation wrote.
 EventListener = Callable[[Sequence[JobEvent]], None]
 
 
-class JobStore(Protocol):
-    """Durable state of the job API. Implementations: :mod:`imagerouter.jobs.sqlite`."""
-
-    # --- lifecycle -----------------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Connect and create or migrate the schema."""
-        ...
-
-    async def close(self) -> None:
-        """Finish pending work and disconnect."""
-        ...
-
-    async def ping(self) -> None:
-        """Raise if the store cannot answer a trivial query."""
-        ...
-
-    def subscribe(self, listener: EventListener) -> Callable[[], None]:
-        """Call ``listener`` with every batch of new events, whichever replica wrote them;
-        returns the unsubscribe function."""
-        ...
-
-    def subscribe_local(self, listener: EventListener) -> Callable[[], None]:
-        """Like :meth:`subscribe`, but only the events this store instance wrote: for
-        per-replica counters (metrics, logs) that would otherwise count a job once per replica."""
-        ...
-
-    # --- accounts, keys, credits ---------------------------------------------------------------
+class AccountStore(Protocol):
+    """Accounts (tenants), their API keys (hashes only) and their credit ledger."""
 
     async def create_account(self, name: str) -> Account:
         """The account called ``name``, created with an empty wallet if it does not exist."""
@@ -111,7 +104,13 @@ class JobStore(Protocol):
         """Revoke the key; False if there is no such active key."""
         ...
 
-    # --- jobs: the client's side ---------------------------------------------------------------
+
+class JobQueue(Protocol):
+    """Jobs: submitted and charged, read and canceled by their client; claimed under leases,
+    finished (once, by the lease holder, with the refund of a failure) or handed back by the
+    workers."""
+
+    # --- the client's side ---------------------------------------------------------------------
 
     async def submit_job(self, job: NewJob, response: StoredResponse | None = None) -> Job:
         """Debit the price and create the job (``queued``, with its event) in one transaction.
@@ -150,7 +149,7 @@ class JobStore(Protocol):
         """Cancel a queued or processing job and refund it, once (JobNotFound, JobFinished)."""
         ...
 
-    # --- jobs: the worker's side ---------------------------------------------------------------
+    # --- the worker's side ---------------------------------------------------------------------
 
     async def claim_jobs(self, owner: str, limit: int, lease_s: float) -> list[Job]:
         """Move up to ``limit`` queued jobs, oldest first, to ``processing`` under a lease."""
@@ -188,7 +187,20 @@ class JobStore(Protocol):
         """Put every processing job whose lease has expired back in the queue; how many."""
         ...
 
-    # --- events --------------------------------------------------------------------------------
+
+class EventLog(Protocol):
+    """Every job transition as a :class:`JobEvent`: ids increase across the store, so
+    ``events_since`` of the last id seen is a safe resume point; subscribers get new ones."""
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with every batch of new events, whichever replica wrote them;
+        returns the unsubscribe function."""
+        ...
+
+    def subscribe_local(self, listener: EventListener) -> Callable[[], None]:
+        """Like :meth:`subscribe`, but only the events this store instance wrote: for
+        per-replica counters (metrics, logs) that would otherwise count a job once per replica."""
+        ...
 
     async def events_since(
         self, account_id: str | None, job_id: str | None, after_id: int, limit: int = 500
@@ -200,7 +212,10 @@ class JobStore(Protocol):
         """The newest event's id (of one account when given); 0 if there is none."""
         ...
 
-    # --- idempotency keys ----------------------------------------------------------------------
+
+class IdempotencyStore(Protocol):
+    """``Idempotency-Key`` holds: taken by one request at a time, finished with the response
+    its retries replay, forgotten after their time to live."""
 
     async def idempotency_begin(
         self, account_id: str, key: str, fingerprint: str, lock_s: float, ttl_s: float
@@ -224,7 +239,12 @@ class JobStore(Protocol):
         """Delete keys past their time to live; how many."""
         ...
 
-    # --- webhooks: endpoints and secrets -------------------------------------------------------
+
+class WebhookStore(Protocol):
+    """Each account's webhook endpoint and signing secrets, and the deliveries of final job
+    events: leased to a sender, logged attempt by attempt, replayed on request."""
+
+    # --- endpoints and secrets -----------------------------------------------------------------
 
     async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
         """Register ``url`` as the account's webhook (None: unregister it, keeping the secrets).
@@ -248,7 +268,7 @@ class JobStore(Protocol):
         """The secrets that sign now: the current one first, then those still in grace."""
         ...
 
-    # --- webhooks: deliveries ------------------------------------------------------------------
+    # --- deliveries ----------------------------------------------------------------------------
 
     async def claim_deliveries(self, owner: str, limit: int, lease_s: float) -> list[Delivery]:
         """Lease up to ``limit`` due deliveries to ``owner``, earliest due first.
@@ -296,26 +316,18 @@ class JobStore(Protocol):
         ...
 
 
-def open_sqlite_store(data_dir: str | Path, **options: Any) -> JobStore:
-    """The embedded default: SQLite (WAL) at ``data_dir/imagerouter.db``; call ``open()``."""
-    from imagerouter.jobs.sqlite import SQLiteJobStore
+class JobStore(AccountStore, JobQueue, EventLog, IdempotencyStore, WebhookStore, Protocol):
+    """The whole store: every aggregate, and its lifecycle. What a backend implements and the
+    server is wired with."""
 
-    return SQLiteJobStore(Path(data_dir) / "imagerouter.db", **options)
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+        ...
 
+    async def close(self) -> None:
+        """Finish pending work and disconnect."""
+        ...
 
-def open_store(url_or_dir: str | Path, **options: Any) -> JobStore:
-    """The store a URL names: ``postgresql://…`` (shared by replicas; see
-    :mod:`imagerouter.jobs.postgres`), ``sqlite:///path/to/file.db``, or a data directory
-    (SQLite at ``imagerouter.db`` in it). Call ``open()``."""
-    text = str(url_or_dir)
-    if text.startswith(("postgresql://", "postgres://")):
-        from imagerouter.jobs.postgres import PostgresJobStore
-
-        return PostgresJobStore(text, **options)
-    if text.startswith("sqlite://"):
-        from imagerouter.jobs.sqlite import SQLiteJobStore
-
-        return SQLiteJobStore(text.removeprefix("sqlite://"), **options)
-    if "://" in text:
-        raise ValueError(f"unknown job store {text!r}: use postgresql://… or a data directory")
-    return open_sqlite_store(text, **options)
+    async def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query."""
+        ...

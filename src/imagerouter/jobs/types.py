@@ -155,7 +155,8 @@ class StoredResponse:
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyOutcome:
-    """What :meth:`JobStore.idempotency_begin` found for an ``Idempotency-Key``.
+    """What :meth:`~imagerouter.jobs.store.IdempotencyStore.idempotency_begin` found for an
+    ``Idempotency-Key``.
 
     ``state`` is ``new`` (the caller now holds the key and must finish or release it),
     ``replay`` (``response`` is the first answer), ``mismatch`` (the key was used with another
@@ -240,7 +241,7 @@ class Delivery:
     ``step`` counts the scheduled attempts made (the retry schedule's position; replays do not
     count); ``body`` is the exact JSON sent, fixed at the first attempt; ``replay`` marks a
     manual resend waiting to go; ``log`` holds the attempts (filled by
-    :meth:`~imagerouter.jobs.store.JobStore.job_deliveries`).
+    :meth:`~imagerouter.jobs.store.WebhookStore.job_deliveries`).
     """
 
     id: str
@@ -268,7 +269,7 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReplay:
-    """What :meth:`~imagerouter.jobs.store.JobStore.replay_delivery` did: ``queued`` (it is
+    """What :meth:`~imagerouter.jobs.store.WebhookStore.replay_delivery` did: ``queued`` (it is
     due now), ``in_flight`` (an attempt is running; nothing changed) or ``disabled`` (its URL
     answered 410 and is not registered again; nothing changed)."""
 

@@ -22,24 +22,29 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import ImageRouterError, NoProviderAvailable, ProviderError
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.ids import new_id
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import IdempotencyStore, JobQueue
 from imagerouter.jobs.types import Job
 from imagerouter.logs import job_context
-from imagerouter.models import ImageRequest
 from imagerouter.router import Router
 
-__all__ = ["OutputHook", "WorkerConfig", "WorkerPool", "error_body"]
+__all__ = ["OutputHook", "WorkerConfig", "WorkerPool", "WorkerStore", "error_body"]
 
 log = logging.getLogger(__name__)
 
 CancelReason = Literal["client", "lost", "shutdown"]
 #: Re-hosts a finished job's outputs: takes the job and its result, returns the result to store.
 OutputHook = Callable[[Job, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class WorkerStore(JobQueue, IdempotencyStore, Protocol):
+    """What the pool needs of the store: the job queue with its leases, and the purge of
+    expired idempotency keys that its sweeper runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        store: JobStore,
+        store: WorkerStore,
         router: Router,
         config: WorkerConfig,
         *,

@@ -9,40 +9,41 @@ back its jobs) while the store is still open.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import entry_points
 from typing import Any
 
 from aiohttp import web
 
 from imagerouter.auth import Authenticator
 from imagerouter.config import Settings
+from imagerouter.errors import ConfigError
 from imagerouter.jobs.events import EventHub
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerPool
-from imagerouter.plugins import load_plugins
-from imagerouter.ratelimit import RateLimiter
 from imagerouter.router import Router
 from imagerouter.server import delivery
+from imagerouter.server.dashboard import setup_dashboard
 from imagerouter.server.keys import (
     authenticator_key,
     events_key,
     limiter_key,
     router_key,
     settings_key,
+    state_key,
     store_key,
     workers_key,
 )
 from imagerouter.server.middlewares import auth_middleware, error_middleware
 from imagerouter.server.observability import setup_observability
+from imagerouter.server.ratelimit import RateLimiter
 from imagerouter.server.routes import setup_routes
 from imagerouter.server.settings import ServerSettings
 
-__all__ = ["create_app", "farm_key", "state_key"]
+__all__ = ["create_app"]
 
-#: The in-process mock farm, when the app runs one (``ServerSettings.farm``).
-farm_key = web.AppKey("farm", object)
-#: The Redis-shared resilience state, when ``ServerSettings.state`` names one.
-state_key = web.AppKey("state", object)
+#: The entry point group through which the farm's side mounts the farm (``serve --farm``).
+FARM_ENTRY_POINTS = "imagerouter.farm"
 
 
 def create_app(
@@ -69,7 +70,7 @@ def create_app(
     )
     app[settings_key] = settings
     if settings.farm is not None and router is None:
-        app.cleanup_ctx.append(_farm_ctx(settings.farm, router_overrides or {}))
+        _mount_farm()(app, settings.farm, router_overrides or {})
     else:
         app.cleanup_ctx.append(_router_ctx(router, router_settings))
     app.cleanup_ctx.append(_state_ctx)
@@ -81,21 +82,17 @@ def create_app(
     app.cleanup_ctx.append(_workers_ctx)
     setup_routes(app)
     setup_observability(app)
+    setup_dashboard(app)
     return app
 
 
-def _farm_ctx(scenario: str, overrides: dict[str, Any]):
-    async def farm_ctx(app: web.Application) -> AsyncIterator[None]:
-        from mockproviders import Farm  # a dev/test tool: imported only when asked for
-
-        adapters = load_plugins().farm_adapters  # providers added by plugins get their API too
-        async with Farm(scenario=scenario or "default", adapters=adapters) as farm:
-            app[farm_key] = farm
-            async with Router.from_farm(farm, overrides) as router:
-                app[router_key] = router
-                yield
-
-    return farm_ctx
+def _mount_farm() -> Callable[[web.Application, str, dict[str, Any]], None]:
+    """The farm's ``mount_farm``, found by entry point: the core never imports the farm."""
+    for entry_point in entry_points(group=FARM_ENTRY_POINTS, name="mount"):
+        return entry_point.load()
+    raise ConfigError(
+        "the mock farm is not installed: pip install 'imagerouter[farm]'", field="server.farm"
+    )
 
 
 def _router_ctx(router: Router | None, router_settings: Settings | None):
@@ -110,12 +107,13 @@ def _router_ctx(router: Router | None, router_settings: Settings | None):
 
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``settings.state`` (``redis://…``): share the router's breakers, cooldowns and
-    budgets with every replica on the same Redis prefix (:class:`~imagerouter.state.RedisState`)."""
+    budgets with every replica on the same Redis prefix
+    (:class:`~imagerouter.replication.RedisState`)."""
     settings = app[settings_key]
     if settings.state is None:
         yield
         return
-    from imagerouter.state import RedisState
+    from imagerouter.replication import RedisState
 
     async with RedisState(settings.state, app[router_key], prefix=settings.state_prefix) as state:
         app[state_key] = state
@@ -148,7 +146,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[limiter_key] = RateLimiter(settings.rate_limits)
         yield
     else:  # one bucket per API key for the whole fleet, local buckets if Redis blinks
-        from imagerouter.state import RedisRateLimiter
+        from imagerouter.replication import RedisRateLimiter
 
         async with RedisRateLimiter(
             settings.state, settings.rate_limits, prefix=settings.state_prefix

@@ -15,6 +15,8 @@ the admin key, never the key itself; it is ``HttpOnly`` and ``SameSite=Strict``.
 * ``GET /v1/admin/snapshot``: one snapshot, as JSON. ``GET /v1/admin/stream``: snapshots, SSE.
 * ``GET /v1/admin/farm``: the in-process farm's ``/_farm/providers`` (404 without ``--farm``).
 * ``PUT /v1/admin/farm/providers/{name}/faults``: proxied to the farm's control API.
+
+One feature (over 400 lines): the dashboard's live stats, snapshots, admin session and views.
 """
 
 from __future__ import annotations
@@ -35,11 +37,18 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp_sse import sse_response
 
+from imagerouter.generation import AttemptEvent
 from imagerouter.jobs.types import JobEvent
-from imagerouter.models import AttemptEvent
+from imagerouter.logs import current_job_id
 from imagerouter.server.errors import ApiError
-from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
-from imagerouter.server.observability import current_job_id
+from imagerouter.server.keys import (
+    FarmHandle,
+    farm_key,
+    router_key,
+    settings_key,
+    store_key,
+    workers_key,
+)
 
 __all__ = ["LiveStats", "live_key", "setup_dashboard", "snapshot"]
 
@@ -276,9 +285,7 @@ def snapshot(app: web.Application) -> dict[str, Any]:
     }
 
 
-def _farm(app: web.Application) -> Any:
-    from imagerouter.server.app import farm_key  # app.py imports this module
-
+def _farm(app: web.Application) -> FarmHandle | None:
     return app.get(farm_key)
 
 

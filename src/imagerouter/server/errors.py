@@ -12,9 +12,69 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from imagerouter.configfile import field_path
+from imagerouter.auth import AuthError
+from imagerouter.config import field_path
+from imagerouter.errors import (
+    AuthFailed,
+    ConfigError,
+    ContentRejected,
+    ImageRouterError,
+    InvalidRequest,
+    NoProviderAvailable,
+    PluginError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    UnknownModel,
+)
+from imagerouter.jobs.errors import (
+    AccountNotFound,
+    InsufficientCredits,
+    InvalidCursor,
+    JobFinished,
+    JobNotFound,
+    StoreError,
+)
+from imagerouter.storage.base import StorageError
 
-__all__ = ["ApiError", "from_validation_error"]
+__all__ = ["ERROR_STATUS", "ApiError", "api_error", "from_validation_error", "status_for"]
+
+#: Every error class the core raises, and the HTTP status it becomes when it reaches the API
+#: (its ``code`` is the machine-readable code). One table: the views and the error middleware
+#: both read it, and a test checks that every error class of the core is here.
+ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
+    ImageRouterError: 500,
+    ConfigError: 500,  # the server's own configuration, never the client's
+    PluginError: 500,
+    UnknownModel: 400,  # names the model and lists the known ones
+    # A provider's answer ends a job (its error says which), never a request of the API.
+    ProviderError: 502,
+    RateLimited: 502,
+    ProviderUnavailable: 502,
+    ProviderTimeout: 502,
+    AuthFailed: 502,
+    ContentRejected: 502,
+    InvalidRequest: 502,
+    NoProviderAvailable: 503,
+    StoreError: 500,
+    JobNotFound: 404,  # also another account's job: its existence is not revealed
+    AccountNotFound: 404,
+    JobFinished: 409,  # canceling a job that already ended
+    InsufficientCredits: 402,  # with the balance and the price
+    InvalidCursor: 400,
+    AuthError: 401,
+    StorageError: 502,
+}
+
+
+def status_for(error: type[ImageRouterError]) -> int:
+    """The HTTP status of an error class: its own entry, else its nearest listed ancestor's."""
+    for cls in error.__mro__:
+        status = ERROR_STATUS.get(cls)  # type: ignore[call-overload]
+        if status is not None:
+            return status
+    return 500
 
 
 class ApiError(Exception):
@@ -61,4 +121,23 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> ApiError:
         f"{where}: {first['reason']}",
         field=first["field"],
         extra={"errors": problems},
+    )
+
+
+def api_error(
+    exc: ImageRouterError,
+    message: str | None = None,
+    *,
+    field: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ApiError:
+    """The HTTP answer for a core error: status from :data:`ERROR_STATUS`, code from the error."""
+    return ApiError(
+        status_for(type(exc)),
+        exc.code,
+        message or str(exc),
+        field=field,
+        extra=extra,
+        headers=headers,
     )

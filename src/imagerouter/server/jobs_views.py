@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import InvalidCursor, JobFinished, JobNotFound
 from imagerouter.jobs.types import StoredResponse
-from imagerouter.models import ImageRequest
-from imagerouter.server.errors import ApiError
+from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import json_response, link, read_json, validate
 from imagerouter.server.keys import principal_key, store_key, workers_key
 from imagerouter.server.present import job_accepted, job_out
@@ -68,7 +68,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             cursor=query.cursor,
         )
     except InvalidCursor as exc:
-        raise ApiError(400, exc.code, str(exc), field="cursor") from None
+        raise api_error(exc, field="cursor") from None
     return json_response(
         {
             "object": "list",
@@ -89,9 +89,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     except JobNotFound:
         raise _not_found(job_id) from None
     except JobFinished as exc:
-        raise ApiError(
-            409,
-            exc.code,
+        raise api_error(
+            exc,
             f"job {job_id!r} is already {exc.status} and cannot be canceled",
             field="id",
             extra={"status": exc.status},

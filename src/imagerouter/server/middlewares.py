@@ -8,7 +8,7 @@ from aiohttp import web
 
 from imagerouter.auth import AuthError
 from imagerouter.errors import ImageRouterError
-from imagerouter.server.errors import ApiError
+from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import json_response
 from imagerouter.server.keys import authenticator_key, limiter_key, principal_key
 from imagerouter.server.openai_views import openai_error
@@ -40,16 +40,15 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
     except ApiError as exc:
         error = exc
     except AuthError as exc:
-        error = ApiError(
-            401, exc.code, str(exc), headers={"WWW-Authenticate": 'Bearer realm="imagerouter"'}
-        )
+        error = api_error(exc, headers={"WWW-Authenticate": 'Bearer realm="imagerouter"'})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         error = _from_http_exception(exc)
     except ImageRouterError as exc:
-        log.exception("unhandled imagerouter error on %s %s", request.method, request.path)
-        error = ApiError(500, exc.code, str(exc))
+        error = api_error(exc)
+        if error.status >= 500:
+            log.exception("imagerouter error on %s %s", request.method, request.path)
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         error = ApiError(500, "internal_error", "internal server error")

@@ -15,6 +15,8 @@
 
 Other parts of the server count their own events through the :class:`ServerMetrics` stored
 under :data:`metrics_key`; webhook delivery calls :func:`webhook_observer`.
+
+One concept (just over 400 lines): every metric and log line of a server process.
 """
 
 from __future__ import annotations
@@ -31,20 +33,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-import imagerouter.logs as _logs
-from imagerouter.jobs.store import JobStore
+from imagerouter.generation import AttemptEvent
+from imagerouter.jobs.store import JobQueue, JobStore
 from imagerouter.jobs.types import JobEvent
 from imagerouter.jobs.worker import WorkerPool
-from imagerouter.logs import configure_logging, log_attempt
+from imagerouter.logs import configure_logging, current_job_id, log_attempt
 from imagerouter.metrics import CONTENT_TYPE, LATENCY_BUCKETS, RouterMetrics
-from imagerouter.models import AttemptEvent
 from imagerouter.router import Router
 from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
 from imagerouter.server.routes import route_spec
 
 __all__ = [
     "ServerMetrics",
-    "current_job_id",
     "metrics_key",
     "setup_observability",
     "webhook_observer",
@@ -64,24 +64,6 @@ _OUTCOME = re.compile(r"^[a-z][a-z_]{0,31}$")
 _PRICE_LOOKUPS_MAX = 10_000
 
 WebhookObserver = Callable[..., None]
-
-
-def current_job_id() -> str | None:
-    """The id of the job the running task works on, or None.
-
-    :func:`imagerouter.logs.job_context` when it is set; else the name of the current task,
-    which the worker pool sets to the job id (``job_…``).
-    """
-    bound = getattr(_logs, "_job_id", None)
-    job_id = bound.get() if bound is not None else None
-    if job_id is not None:
-        return job_id
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        return None
-    name = task.get_name() if task is not None else ""
-    return name if name.startswith("job_") else None
 
 
 class _JobIdFromTask(logging.Filter):
@@ -282,7 +264,7 @@ class ServerMetrics:
             self._prices = None
             self._pool = None
 
-    async def _look_up_prices(self, store: JobStore) -> None:
+    async def _look_up_prices(self, store: JobQueue) -> None:
         """Credits debited, for stores whose ``job.queued`` event does not carry the price."""
         assert self._prices is not None
         while True:
@@ -426,14 +408,11 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup_observability(app: web.Application) -> None:
-    """Metrics, logs and the dashboard for a job API app; call it in ``create_app``, after the
-    other cleanup contexts are added (the logs go first anyway, so that they outlive the rest).
+    """Metrics and logs for a job API app; call it in ``create_app``, after the other cleanup
+    contexts are added (the logs go first anyway, so that they outlive the rest).
     """
-    from imagerouter.server.dashboard import setup_dashboard
-
     app[metrics_key] = ServerMetrics()
     app.middlewares.insert(0, _timing_middleware)
     app.cleanup_ctx.insert(0, _logging_ctx)
     app.cleanup_ctx.append(_metrics_ctx)
     app.router.add_get("/metrics", metrics_view, name="metrics")
-    setup_dashboard(app)

@@ -16,8 +16,8 @@ import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.types import Job, StoredResponse
-from imagerouter.models import ImageRequest
 from imagerouter.server.delivery import stored_b64, stored_keys
 from imagerouter.server.errors import ApiError, from_validation_error
 from imagerouter.server.http import json_response, read_json, validate

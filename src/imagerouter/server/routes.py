@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.types import JOB_STATUSES
-from imagerouter.models import ImageRequest
 from imagerouter.server import (
     events_views,
     info_views,

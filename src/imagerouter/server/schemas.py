@@ -2,6 +2,8 @@
 
 They are the single source of both validation and the OpenAPI document, so what
 ``GET /openapi.json`` promises is what the handlers send.
+
+One table (over 400 lines): every body the API speaks, in one place for the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from imagerouter.models import GeneratedImage, OutputFormat
+from imagerouter.generation import GeneratedImage, OutputFormat
 
 __all__ = [
     "AccountOut",

@@ -29,12 +29,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from imagerouter.config import CONFIG_ENV, Settings, load_settings
-from imagerouter.configfile import load_toml, validate
+from imagerouter.config import CONFIG_ENV, Settings, deep_merge, load_settings, load_toml, validate
+from imagerouter.jobs.backends import open_store
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import JobStore, open_store
+from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerConfig
-from imagerouter.ratelimit import LimitPolicy
+from imagerouter.server.ratelimit import LimitPolicy
 from imagerouter.storage.config import StorageSettings
 from imagerouter.webhooks.retry import DEFAULT_SCHEDULE_S, RetrySchedule
 from imagerouter.webhooks.ssrf import UrlPolicy
@@ -238,16 +238,6 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_server_settings(
     config_path: str | Path | None = None,
     *,
@@ -269,8 +259,8 @@ def load_server_settings(
         data_dir = raw.get("data_dir")
         if isinstance(data_dir, str) and not Path(data_dir).is_absolute():
             raw["data_dir"] = str(Path(config_path).parent / data_dir)
-    raw = _merge(raw, _env_values(environ))
-    raw = _merge(raw, {k: v for k, v in overrides.items() if v is not None})
+    raw = deep_merge(raw, _env_values(environ))
+    raw = deep_merge(raw, {k: v for k, v in overrides.items() if v is not None})
     return validate(ServerSettings, raw, file=source, prefix="server")
 
 
@@ -282,7 +272,7 @@ def load_router_settings(
 
 
 def router_config(config_path: str | Path | None) -> dict[str, Any]:
-    """What the config file sets for the router, as a dict to lay over ``Router.from_farm``
+    """What the config file sets for the router, as a dict to lay over ``farm_router``
     (paths already resolved against the file's directory; empty without a file)."""
     if config_path is None:
         return {}

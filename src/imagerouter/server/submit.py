@@ -20,11 +20,11 @@ from aiohttp import web
 
 from imagerouter.auth import Principal
 from imagerouter.errors import UnknownModel
+from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import InsufficientCredits
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.types import IdempotencyOutcome, NewJob, StoredResponse
-from imagerouter.models import ImageRequest
-from imagerouter.server.errors import ApiError
+from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import json_response
 from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
 
@@ -55,9 +55,8 @@ def price_of(request: web.Request, image_request: ImageRequest) -> int:
     try:
         return request.app[router_key].price(image_request)
     except UnknownModel as exc:
-        raise ApiError(
-            400,
-            exc.code,
+        raise api_error(
+            exc,
             f"model: unknown model {exc.model!r}; known models: {', '.join(exc.known)}",
             field="model",
             extra={"model": exc.model, "known": exc.known},
@@ -150,9 +149,8 @@ def _new_job(
 
 
 def _payment_required(exc: InsufficientCredits) -> ApiError:
-    return ApiError(
-        402,
-        exc.code,
+    return api_error(
+        exc,
         f"the job costs {exc.price} credits but the balance is {exc.balance}",
         extra={"balance": exc.balance, "price": exc.price},
     )

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
 from typing import Generic, TypeVar
 
-from loadtests.shapes import Shape
+from imagerouter.shapes import Shape
 
 __all__ = ["JobMix", "Mix", "poisson_arrivals"]
 

@@ -2,7 +2,8 @@
 HTTP, real time), and in the simulator, measured the same way.
 
 Both sides draw the same arrival times and the same job mix from the scenario's seed, use the
-same router config (with the farm's fast poll schedule, as :meth:`Router.from_farm` sets it), and
+same router config (with the farm's fast poll schedule, as
+:func:`mockproviders.bridge.farm_router` sets it), and
 report the same :class:`FidelityRun` figures: jobs served per provider instance, failovers
 (successive calls of a job moving to another instance) and breaker trips.
 
@@ -20,16 +21,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from imagerouter.breaker import BreakerState, BreakerTransition
 from imagerouter.errors import ImageRouterError
-from imagerouter.models import ImageRequest, ImageResult
-from imagerouter.router import FARM_OPTIONS, Router
+from imagerouter.generation import ImageRequest, ImageResult
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
+from imagerouter.router import Router
+from imagerouter.shapes import make_shape
 from imagerouter.simulate.arrivals import JobMix, poisson_arrivals
 from imagerouter.simulate.metrics import count_failovers
 from imagerouter.simulate.simulator import Simulation
 from imagerouter.simulate.spec import SimulationSpec, deep_merge
 from imagerouter.simulate.world import router_config
-from loadtests.shapes import make_shape
+from mockproviders.bridge import FARM_OPTIONS
 from mockproviders.engine import stable_seed
 from mockproviders.farm import Farm
 
@@ -65,7 +67,7 @@ class FidelityRun:
 
 
 def farm_spec(spec: SimulationSpec) -> SimulationSpec:
-    """``spec`` with the farm's fast poll schedule on every instance (as ``Router.from_farm``
+    """``spec`` with the farm's fast poll schedule on every instance (as ``farm_router``
     sets it), after checking the real farm can serve its accounts."""
     for name, account in spec.settings.accounts.items():
         if account.faults is not None or account.max_concurrent is not None:

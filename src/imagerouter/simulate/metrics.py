@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from imagerouter.breaker import BreakerState, BreakerTransition
 from imagerouter.errors import ImageRouterError, NoProviderAvailable
-from imagerouter.models import Attempt
+from imagerouter.generation import Attempt
+from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 
 __all__ = ["Metrics", "Transition", "count_failovers", "give_up_reason"]
 

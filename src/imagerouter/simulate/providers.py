@@ -28,6 +28,8 @@ What the router sees is what the provider plugin would raise, at the virtual tim
 ``max_concurrent`` (simulation only: the farm has no such cap) bounds the generations a key
 runs at once; over it, calls either wait in the provider's queue (``"queue"``) or get a 429
 (``"reject"``).
+
+One concept (over 400 lines): how a simulated account answers each call, by wire format.
 """
 
 from __future__ import annotations
@@ -48,12 +50,11 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.headers import RateLimitBudget, parse_rate_limit_budget
 from imagerouter.provider import ProviderOptions
+from imagerouter.resilience.headers import RateLimitBudget, parse_rate_limit_budget
 from imagerouter.simulate.windows import RetryAfterCounter
 from mockproviders.bucket import BucketState
 from mockproviders.engine import RATE_LIMIT, FaultEngine
-from mockproviders.openai_api import go_duration
 from mockproviders.profile import FaultProfile
 from mockproviders.retry_after import make_retry_after
 from mockproviders.stats import FarmStats
@@ -135,7 +136,8 @@ class ProviderAccount:
         options: the provider plugin's options (request timeout, poll schedule).
         queue: a queue API (submit, poll) rather than a synchronous one.
         retry_after_ms: the API sends OpenAI's exact ``retry-after-ms`` beside ``retry-after``.
-        sends_budget: the API sends ``x-ratelimit-*`` request-budget headers (OpenAI).
+        sends_budget: the API sends ``x-ratelimit-*`` request-budget headers (its farm adapter
+            sets ``budget_headers``, as OpenAI's does).
         max_concurrent: generations the key runs at once (None: no cap).
         over_capacity: ``"queue"`` or ``"reject"`` past ``max_concurrent``.
         schedule: ``schedule(time, handler, obj)`` puts ``handler(obj, time)`` on the event queue.
@@ -459,12 +461,7 @@ class ProviderAccount:
         """The request budget the router learns from OpenAI's headers, as the farm sends them."""
         if bucket is None or not self._sends_budget:
             return None
-        headers = {
-            "x-ratelimit-limit-requests": f"{bucket.limit_rpm:g}",
-            "x-ratelimit-remaining-requests": str(bucket.remaining),
-            "x-ratelimit-reset-requests": go_duration(bucket.reset_s),
-        }
-        return parse_rate_limit_budget(headers)
+        return parse_rate_limit_budget(bucket.headers())
 
     def _run(self, gen: _Generation, start: float) -> None:
         """Give ``gen`` a slot from ``start``; it frees when the generation ends (or when the

@@ -29,18 +29,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from imagerouter.breaker import BreakerTransition
 from imagerouter.clock import FakeClock
 from imagerouter.errors import ImageRouterError, ProviderError
-from imagerouter.headers import RateLimitBudget
-from imagerouter.models import ImageRequest
+from imagerouter.generation import ImageRequest
+from imagerouter.resilience.breaker import BreakerTransition
+from imagerouter.resilience.headers import RateLimitBudget
 from imagerouter.routing import Call, JobPlan, Wait
+from imagerouter.shapes import Shape, make_shape
 from imagerouter.simulate.arrivals import JobMix, poisson_arrivals
 from imagerouter.simulate.metrics import Metrics
 from imagerouter.simulate.providers import Answer, ProviderAccount
 from imagerouter.simulate.spec import SimulationSpec
 from imagerouter.simulate.world import World
-from loadtests.shapes import Shape, make_shape
 from mockproviders.engine import stable_seed
 
 __all__ = ["START", "Progress", "Simulation"]

@@ -1,14 +1,16 @@
 """Simulation scenarios: a farm scenario, the traffic that meets it, and the router policy.
 
 The farm's scenario loader rejects unknown top-level tables, so a simulation scenario is its own
-small TOML file whose ``[simulation]`` table names the farm scenario it runs against::
+small TOML file (bundled ones are ``scenarios/<name>.simulate.toml``; ``docs/scenarios.md``
+says which tool reads which scenario file) whose ``[simulation]`` table names the farm scenario
+it runs against::
 
     [simulation]
     description = "A launch day: 20,000 jobs a minute at the peak."
     farm_scenario = "launch-week"     # a bundled farm scenario, or a path (relative to this file)
     hours = 24
     seed = 1
-    shape = "launch_week"             # a shape of loadtests/shapes.py
+    shape = "launch_week"             # a shape of src/imagerouter/shapes.py
     peak_per_min = 20000
     shape_params = { spikes = 3 }
     models = { "gpt-image-2" = 0.6, "flux-dev" = 0.3, "nano-banana-pro" = 0.1 }
@@ -42,13 +44,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.catalog import Catalog, load_catalog
-from imagerouter.configfile import load_toml, validate
+from imagerouter.config import deep_merge, load_toml, validate
 from imagerouter.errors import ConfigError
 from mockproviders.profile import FaultProfile, validation_problems
-from mockproviders.scenario import SCENARIO_DIR, Scenario, load_scenario
+from mockproviders.scenario import FARM_SCENARIOS, Scenario, load_scenario
 
 __all__ = [
+    "SIMULATIONS",
     "SIM_SCENARIO_DIR",
     "Account",
     "SimulationSettings",
@@ -61,6 +65,8 @@ __all__ = [
 
 #: Where the bundled simulation scenarios live.
 SIM_SCENARIO_DIR = Path(__file__).parent / "scenarios"
+#: The bundled simulation scenarios: ``scenarios/<name>.simulate.toml``.
+SIMULATIONS = Bundled("simulation scenario", SIM_SCENARIO_DIR, ".simulate.toml")
 
 Tier = Literal["low", "standard", "high"]
 
@@ -168,18 +174,7 @@ class SimulationSpec:
 
 def bundled_simulations() -> list[str]:
     """The names of the simulation scenarios that ship with imagerouter."""
-    return sorted(path.stem for path in SIM_SCENARIO_DIR.glob("*.toml"))
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` laid on top: tables merge key by key, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    return SIMULATIONS.names()
 
 
 def _validate_settings(data: Any, file: str) -> SimulationSettings:
@@ -188,14 +183,6 @@ def _validate_settings(data: Any, file: str) -> SimulationSettings:
     except ValidationError as exc:
         first = validation_problems(exc, prefix="simulation")[0]
         raise ConfigError(first["reason"], file=file, field=first["field"]) from None
-
-
-def _farm_from(reference: str, relative_to: Path) -> Scenario:
-    """A farm scenario by bundled name, or by path relative to the simulation file."""
-    candidate = relative_to / reference
-    if ("/" in reference or reference.endswith(".toml")) and candidate.is_file():
-        return load_scenario(candidate)
-    return load_scenario(reference)
 
 
 def _inline_farm(data: dict[str, Any], file: str) -> Scenario:
@@ -208,36 +195,16 @@ def _inline_farm(data: dict[str, Any], file: str) -> Scenario:
     return scenario
 
 
-def _resolve_path(name_or_path: str | Path) -> Path | None:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    stem = path.name.removesuffix(".toml")
-    if path.parent == Path():
-        for directory in (SIM_SCENARIO_DIR, SCENARIO_DIR):
-            bundled = directory / f"{stem}.toml"
-            if bundled.is_file():
-                return bundled
-    return None
-
-
 def load_spec(name_or_path: str | Path) -> SimulationSpec:
     """A simulation scenario from a file or a bundled name (simulation scenarios first, then
     the farm's). Raises ConfigError naming the file, the field and the reason."""
-    path = _resolve_path(name_or_path)
-    if path is None:
-        known = sorted({*bundled_simulations(), *(p.stem for p in SCENARIO_DIR.glob("*.toml"))})
-        raise ConfigError(
-            f"no such scenario file, and no bundled scenario of that name (bundled: "
-            f"{', '.join(known)})",
-            file=str(name_or_path),
-        )
-    file = str(path)
+    found = resolve_bundled(name_or_path, SIMULATIONS, FARM_SCENARIOS)
+    path, file = found.path, str(found.path)
     data = load_toml(path)
     simulation = data.pop("simulation", None)
     if simulation is None:  # a plain farm scenario: the defaults drive it
         return SimulationSpec(
-            name=path.stem,
+            name=found.name,
             settings=SimulationSettings(),
             farm=load_scenario(path),
             source=file,
@@ -250,11 +217,11 @@ def load_spec(name_or_path: str | Path) -> SimulationSpec:
                 file=file,
                 field=sorted(data)[0],
             )
-        farm = _farm_from(settings.farm_scenario, path.parent)
+        farm = load_scenario(settings.farm_scenario, relative_to=path.parent)
     else:
         farm = _inline_farm(data, file)
     return SimulationSpec(
-        name=path.stem,
+        name=found.name,
         settings=settings,
         farm=farm,
         config=copy.deepcopy(settings.config),

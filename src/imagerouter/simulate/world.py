@@ -6,16 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from imagerouter.breaker import BreakerTransition
 from imagerouter.clock import Clock
 from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.router import Router
 from imagerouter.simulate.providers import ProviderAccount, Reanswer, Schedule, queue_api
 from imagerouter.simulate.spec import Account, SimulationSpec, deep_merge
 from imagerouter.simulate.windows import RetryAfterCounter
 from mockproviders.engine import FaultEngine, stable_seed
-from mockproviders.farm import builtin_adapters
-from mockproviders.openai_api import OpenAIImagesAPI
 from mockproviders.profile import FaultProfile
 from mockproviders.scenario import Scenario
 from mockproviders.stats import FarmStats
@@ -101,7 +99,7 @@ class World:
             spec, clock, on_transition, seed=stable_seed(seed, "router"), plugins=plugins
         )
         accounts = accounts_of(spec)
-        adapters = {a.name: a for a in [*builtin_adapters(), *plugins.farm_adapters]}
+        adapters = {adapter.name: adapter for adapter in plugins.farm_adapters}
         profiles: dict[str, FaultProfile] = {}
         plan: list[tuple[str, str, str, str, Account]] = []
         config = router_config(spec)["providers"]
@@ -146,7 +144,7 @@ class World:
                 options=self.router.instances[name].provider.options,
                 queue=queue,
                 retry_after_ms=bool(adapter is not None and adapter.retry_after_ms),
-                sends_budget=isinstance(adapter, OpenAIImagesAPI),
+                sends_budget=bool(adapter is not None and adapter.budget_headers),
                 max_concurrent=account.max_concurrent,
                 over_capacity=account.over_capacity,
                 schedule=schedule,

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from imagerouter.clock import MonotonicClock
-from imagerouter.models import ImageRequest, ProviderOutput
+from imagerouter.generation import ImageRequest, ProviderOutput
 from imagerouter.provider import CallContext, Provider
 from imagerouter.testing.farm_thread import KitFarm
 from imagerouter.testing.guards import Watch

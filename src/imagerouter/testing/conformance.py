@@ -40,7 +40,8 @@ class ProviderConformance:
     provider_class: ClassVar[type[Provider]]
     #: A provider model id the farm adapter serves.
     model: ClassVar[str]
-    #: The adapter for the provider's wire format (default: the one the plugin registers).
+    #: The adapter for the provider's wire format (default: the one the plugin registers, else
+    #: an installed plugin's adapter of the same provider id).
     farm_adapter: ClassVar[FarmAdapter | None] = None
     #: The module with the hook implementations (default: where provider_class is defined).
     plugin: ClassVar[object | None] = None

@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from mockproviders import Farm, FarmAdapter, FaultProfile, builtin_adapters
-from mockproviders.jobs import Job
+from mockproviders import Farm, FarmAdapter, FarmJob, FaultProfile
 
 __all__ = ["KitFarm"]
 
@@ -25,15 +24,15 @@ CONTROL_TIMEOUT_S = 15.0
 
 
 class KitFarm:
-    """A :class:`mockproviders.Farm` (the built-in APIs plus ``adapters``) on a thread.
+    """A :class:`mockproviders.Farm` serving ``adapters`` (by default every loaded plugin's)
+    on a thread.
 
     Use it as a context manager; ``set_faults``, ``reset``, ``stats``, ``providers`` and
     ``jobs`` are safe to call from any thread.
     """
 
-    def __init__(self, adapters: Sequence[FarmAdapter] = ()) -> None:
-        builtin = {adapter.name for adapter in builtin_adapters()}
-        self._adapters = [adapter for adapter in adapters if adapter.name not in builtin]
+    def __init__(self, adapters: Sequence[FarmAdapter] | None = None) -> None:
+        self._adapters = None if adapters is None else list(adapters)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._farm: Farm | None = None
@@ -110,9 +109,8 @@ class KitFarm:
         """Zero counters, empty token buckets, restart the scenario clock."""
         self._call(lambda farm: farm.reset())
 
-    def jobs(self, provider: str) -> list[Job]:
+    def jobs(self, provider: str) -> list[FarmJob]:
         """The provider's queued jobs (queue APIs only), oldest first."""
-        # JobStore has no public listing yet; the kit reads its ordered dict (see the docs).
         return self._call(lambda farm: list(farm.state.jobs[provider]))
 
     def now(self) -> float:

@@ -23,7 +23,7 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagerouter.models import ProviderOutput
+from imagerouter.generation import ProviderOutput
 
 __all__ = ["FAULTS", "Fault", "describe_outcome"]
 

@@ -8,6 +8,8 @@ turns each check into a pytest test.
 
 Calls run synchronously, each on a fresh event loop in asyncio debug mode, so call them from
 plain (not ``async def``) tests.
+
+One concept (over 400 lines): every check of the conformance contract, in order.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ from typing import Any
 
 from imagerouter.catalog import load_catalog
 from imagerouter.errors import ProviderTimeout
-from imagerouter.models import ProviderOutput
+from imagerouter.generation import ProviderOutput
 from imagerouter.plugins import ENTRY_POINT_GROUP, load_plugins
 from imagerouter.provider import Provider
-from imagerouter.router import FARM_OPTIONS
 from imagerouter.testing.calls import (
     REQUEST,
     CallResult,
@@ -44,7 +45,8 @@ from imagerouter.testing.report import (
     ConformanceFailure,
     ConformanceReport,
 )
-from mockproviders import FarmAdapter, builtin_adapters
+from mockproviders import FarmAdapter
+from mockproviders.bridge import FARM_OPTIONS
 
 __all__ = ["Conformance", "run_conformance"]
 
@@ -64,7 +66,8 @@ class Conformance:
         provider_class: the plugin's :class:`~imagerouter.Provider` subclass.
         model: a provider model id the farm adapter serves (the round trip uses it).
         farm_adapter: the adapter speaking the provider's wire format; by default the one the
-            plugin registers from ``register_farm_adapters``, or the farm's built-in one.
+            plugin registers from ``register_farm_adapters``, else the one an installed plugin
+            registers under the same provider id (for a subclass of an installed provider).
         plugin: the plugin module (or object) with the hook implementations; by default the
             module that defines ``provider_class``.
         entry_point: the plugin's name in the ``imagerouter`` entry-point group, checked when
@@ -110,7 +113,7 @@ class Conformance:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def __enter__(self) -> Conformance:
-        self.farm = KitFarm([self.adapter] if self.adapter else [])
+        self.farm = KitFarm([self.adapter])
         self.farm.start()
         return self
 
@@ -179,10 +182,10 @@ class Conformance:
                 f"as {self.provider_id!r}, got {registered!r} "
                 f"(registered: {sorted(plugins.providers) or 'nothing'})"
             )
-        if self.adapter is not None and self.adapter.name != self.provider_id:
+        if self.adapter.name != self.provider_id:
             raise ConformanceFailure(
                 f"the farm adapter is named {self.adapter.name!r} but the provider id is "
-                f"{self.provider_id!r}: Router.from_farm would not configure the provider"
+                f"{self.provider_id!r}: farm_router would not configure the provider"
             )
         if not self.provider_class.default_base_url:
             raise ConformanceFailure("default_base_url is empty: where does the real API live?")
@@ -311,7 +314,7 @@ class Conformance:
     # --- calling the plugin -------------------------------------------------------------------
 
     def new_provider(self) -> Provider:
-        """A provider instance pointed at the farm, as ``Router.from_farm`` would build it."""
+        """A provider instance pointed at the farm, as ``farm_router`` would build it."""
         entry = self._farm().providers()["providers"][self._adapter_name()]
         return self.provider_class(
             name=self.provider_id,
@@ -381,16 +384,16 @@ class Conformance:
         return self.farm
 
     def _adapter_name(self) -> str:
-        return self.adapter.name if self.adapter else self.provider_id
+        return self.adapter.name
 
-    def _registered_adapter(self) -> FarmAdapter | None:
-        """The adapter the plugin registers, or None when the farm has one built in."""
-        adapters = load_plugins(entry_points=False, extra=[self.plugin]).farm_adapters
-        for adapter in adapters:
+    def _registered_adapter(self) -> FarmAdapter:
+        """The adapter the plugin registers; else the one an installed plugin registers under
+        the provider id (a test's subclass of an installed provider lives in a module without
+        hooks)."""
+        own = load_plugins(entry_points=False, extra=[self.plugin]).farm_adapters
+        for adapter in [*own, *load_plugins().farm_adapters]:
             if adapter.name == self.provider_id:
                 return adapter
-        if self.provider_id in {adapter.name for adapter in builtin_adapters()}:
-            return None
         raise ValueError(
             f"no farm adapter speaks {self.provider_id!r}: register one from the plugin's "
             "register_farm_adapters hook, or pass farm_adapter="

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagerouter.plugins import load_plugins
 from imagerouter.testing.farm_thread import KitFarm
 
 __all__ = ["imagerouter_farm", "pytest_configure"]
@@ -25,6 +24,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def imagerouter_farm() -> Iterator[KitFarm]:
-    """A fault-free farm on its own thread: the built-in APIs plus every installed plugin's."""
-    with KitFarm(load_plugins().farm_adapters) as farm:
+    """A fault-free farm on its own thread, serving every installed plugin's API."""
+    with KitFarm() as farm:
         yield farm

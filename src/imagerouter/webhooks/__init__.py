@@ -21,7 +21,6 @@ from imagerouter.webhooks.retry import (
     SendResult,
     clamp_retry_after,
     decide,
-    parse_retry_after,
 )
 from imagerouter.webhooks.sender import WebhookSender
 from imagerouter.webhooks.signing import (
@@ -54,7 +53,6 @@ __all__ = [
     "dumps_body",
     "hex_signature",
     "new_secret",
-    "parse_retry_after",
     "secret_key",
     "sign_headers",
     "signature_v1",

@@ -16,7 +16,6 @@ without a clock or a network.
 
 from __future__ import annotations
 
-import email.utils
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ __all__ = [
     "SendResult",
     "clamp_retry_after",
     "decide",
-    "parse_retry_after",
 ]
 
 #: Svix's schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (8 attempts).
@@ -78,26 +76,6 @@ class RetrySchedule:
         if nominal is None:
             return None
         return nominal * rng.uniform(1 - self.jitter, 1 + self.jitter)
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - now
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN, ±inf
-        return None
-    return max(0.0, seconds)
 
 
 def clamp_retry_after(retry_after: float, scheduled: float) -> float:

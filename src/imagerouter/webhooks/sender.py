@@ -9,7 +9,8 @@ from types import TracebackType
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from imagerouter.webhooks.retry import SendResult, parse_retry_after
+from imagerouter.resilience.headers import parse_retry_after
+from imagerouter.webhooks.retry import SendResult
 from imagerouter.webhooks.signing import sign_headers
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
 
@@ -98,7 +99,7 @@ class WebhookSender:
             ) as answer:
                 snippet = await answer.content.read(_SNIPPET)
                 status = answer.status
-                retry_after = parse_retry_after(answer.headers.get("Retry-After"), time.time())
+                retry_after = parse_retry_after(answer.headers, now=time.time())
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedAddress):
                 return SendResult(None, None, f"refused: {exc.os_error}", refused=True)

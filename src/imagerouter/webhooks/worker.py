@@ -7,7 +7,7 @@ this worker only has to find due ones:
   job event or a replay, when a retry this worker scheduled falls due, and otherwise every
   ``poll_interval_s`` (for retries scheduled by other processes, or before a restart);
 * each leased delivery is sent once, its attempt logged and its next attempt (if any) written
-  by :meth:`~imagerouter.jobs.store.JobStore.record_delivery_attempt`;
+  by :meth:`~imagerouter.jobs.store.WebhookStore.record_delivery_attempt`;
 * a process that dies mid-attempt leaves a lease that expires after ``lease_s``, and the
   delivery is sent again, with the same ``webhook-id``: delivery is at least once.
 """
@@ -21,20 +21,26 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.ids import new_id
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import EventLog, WebhookStore
 from imagerouter.jobs.types import Delivery, DeliveryAttempt, JobEvent
 from imagerouter.webhooks.retry import RetrySchedule, SendResult, decide
 from imagerouter.webhooks.sender import WebhookSender
 
-__all__ = ["BodyBuilder", "DeliveryConfig", "DeliveryWorker"]
+__all__ = ["BodyBuilder", "DeliveryConfig", "DeliveryStore", "DeliveryWorker"]
 
 log = logging.getLogger(__name__)
 
 #: Builds the JSON body of a delivery (on its first attempt; it is then fixed).
 BodyBuilder = Callable[[Delivery], Awaitable[str]]
+
+
+class DeliveryStore(WebhookStore, EventLog, Protocol):
+    """What the worker needs of the store: the deliveries and signing secrets, and the job
+    events that wake it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        store: JobStore,
+        store: DeliveryStore,
         sender: WebhookSender,
         build_body: BodyBuilder,
         config: DeliveryConfig,

@@ -1,0 +1,36 @@
+"""The ``imagerouter`` command: the group, and the commands of the modules beside this one.
+
+Each module defines its commands with ``click.command``/``click.group`` and never imports this
+one; here they are added to :func:`main`. The farm, the load tests and the simulator are
+imported by their commands when they run, never at import: the core must not depend on them,
+and ``imagerouter --help`` should not wait for them.
+"""
+
+from __future__ import annotations
+
+import click
+
+from imagerouter.cli import config, db, demo, farm, loadtest, provider, server, simulate, status
+
+__all__ = ["main"]
+
+
+@click.group()
+@click.version_option(package_name="imagerouter")
+def main() -> None:
+    """Route image-generation requests across providers, with failover and a mock farm."""
+
+
+main.add_command(demo.demo)
+main.add_command(farm.farm)
+main.add_command(config.models)
+main.add_command(config.check_config)
+main.add_command(provider.plugins)
+main.add_command(provider.new_provider)
+main.add_command(server.serve)
+main.add_command(server.keys)
+main.add_command(server.credits)
+main.add_command(db.db)
+main.add_command(simulate.simulate)
+main.add_command(loadtest.loadtest)
+main.add_command(status.status)

@@ -1,0 +1,27 @@
+"""``imagerouter farm``: the mock provider farm as a server of its own."""
+
+from __future__ import annotations
+
+import click
+
+from imagerouter.cli.output import fail
+from imagerouter.errors import ImageRouterError
+
+__all__ = ["farm"]
+
+
+@click.command()
+@click.option("--scenario", default=None, help="Scenario name (bundled) or TOML file.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8900, show_default=True, type=int)
+@click.option(
+    "--tls", is_flag=True, help="Serve HTTPS with a generated CA (for SDKs that need https)."
+)
+def farm(scenario: str | None, host: str, port: int, tls: bool) -> None:
+    """Serve the mock provider farm (every loaded plugin's provider API) until interrupted."""
+    from mockproviders import run_farm  # the farm is a dev/test tool, not core
+
+    try:
+        run_farm(scenario, host=host, port=port, tls=tls)
+    except ImageRouterError as exc:
+        fail(exc)

@@ -1,0 +1,27 @@
+"""Where every command writes: ``console`` (stdout), ``err_console`` (stderr), and ``fail``.
+
+The commands report a problem the same way: ``error: …`` on stderr, then exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["console", "err_console", "fail"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(problem: object) -> NoReturn:
+    """Print ``error: problem`` on stderr and exit with status 2.
+
+    The problem is printed as text, never read as rich markup, so that a hint such as
+    ``pip install 'imagerouter[loadtest]'`` keeps its brackets.
+    """
+    err_console.print(f"[red]error:[/red] {escape(str(problem))}")
+    sys.exit(2)

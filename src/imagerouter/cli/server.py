@@ -1,0 +1,205 @@
+"""``imagerouter serve``, ``imagerouter keys …`` and ``imagerouter credits …``.
+
+Every one takes ``--config`` and ``--data-dir``; settings come from the config file's
+``[server]`` table, then ``IMAGEROUTER_SERVER_*`` variables, then flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+
+from imagerouter.auth import mint_key
+from imagerouter.cli.options import config_option
+from imagerouter.cli.output import console, err_console, fail
+from imagerouter.config import CONFIG_ENV
+from imagerouter.errors import ImageRouterError
+from imagerouter.jobs.sqlite import SQLiteJobStore
+from imagerouter.jobs.store import JobStore
+from imagerouter.server.settings import (
+    ServerSettings,
+    load_router_settings,
+    load_server_settings,
+    router_config,
+)
+
+__all__ = ["credits", "keys", "serve"]
+
+T = TypeVar("T")
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory of imagerouter.db (default: [server] data_dir, else ./.imagerouter).",
+)
+
+
+def _settings(config_path: str | None, **overrides: Any) -> ServerSettings:
+    try:
+        return load_server_settings(config_path, **overrides)
+    except ImageRouterError as exc:
+        fail(exc)
+
+
+def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = settings.job_store()  # PostgreSQL when the config names one, as serve does
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except ImageRouterError as exc:
+        fail(exc)
+
+
+@click.command()
+@config_option
+@data_dir_option
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8080).")
+@click.option("--workers", type=int, default=None, help="Jobs run at once (0: none).")
+@click.option(
+    "--farm",
+    is_flag=False,
+    flag_value="default",
+    default=None,
+    metavar="[SCENARIO]",
+    help="Run the mock provider farm in-process (scenario name or file; default 'default') "
+    "and point every provider at it: no provider key needed.",
+)
+def serve(
+    config_path: str | None,
+    data_dir: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    farm: str | None,
+) -> None:
+    """Serve the job API (submit, poll, cancel, OpenAI-compatible) until SIGTERM."""
+    from imagerouter.server.serve import run_server
+
+    settings = _settings(
+        config_path, data_dir=data_dir, host=host, port=port, workers=workers, farm=farm
+    )
+    try:
+        if settings.farm is not None:
+            overrides = router_config(config_path or os.environ.get(CONFIG_ENV))
+            run_server(settings, router_overrides=overrides, announce=console.print)
+        else:
+            run_server(settings, load_router_settings(config_path), announce=console.print)
+    except ImageRouterError as exc:
+        fail(exc)
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@config_option
+@data_dir_option
+@click.option("--account", "account_name", required=True, help="Account name (created if new).")
+@click.option("--credits", "grant", type=click.IntRange(min=0), default=0, help="Credits to add.")
+@click.option("--name", "label", default=None, help="A label for the key.")
+def keys_create(
+    config_path: str | None, data_dir: str | None, account_name: str, grant: int, label: str | None
+) -> None:
+    """Create a key for ACCOUNT and print it once: it is stored only as a hash."""
+    settings = _settings(config_path, data_dir=data_dir)
+
+    async def work(store: SQLiteJobStore) -> tuple[str, str, str, int]:
+        account = await store.create_account(account_name)
+        balance = account.balance
+        if grant:
+            balance = await store.grant_credits(account.id, grant, "granted with a new key")
+        minted = mint_key(account.id, label, time.time())
+        await store.create_api_key(minted.record)
+        return minted.token, minted.record.id, account.id, balance
+
+    token, key_id, account_id, balance = _with_store(settings, work)
+    err_console.print(
+        f"created key {key_id} for account {account_name} ({account_id}), balance {balance}. "
+        "Store it now: it is not shown again."
+    )
+    click.echo(token)
+
+
+@keys.command("list")
+@config_option
+@data_dir_option
+@click.option("--account", "account_name", default=None, help="Only this account's keys.")
+def keys_list(config_path: str | None, data_dir: str | None, account_name: str | None) -> None:
+    """List keys (ids, accounts, state; never the secrets)."""
+    settings = _settings(config_path, data_dir=data_dir)
+
+    async def work(store: SQLiteJobStore) -> list[Any]:
+        account_id = None
+        if account_name is not None:
+            account = await store.find_account(account_name)
+            if account is None:
+                raise ImageRouterError(f"no account {account_name!r}")
+            account_id = account.id
+        return await store.list_api_keys(account_id)
+
+    table = Table(title="API keys")
+    for column in ("key id", "account", "name", "created", "state"):
+        table.add_column(column)
+    for record in _with_store(settings, work):
+        table.add_row(
+            record.id,
+            record.account_name or record.account_id,
+            record.name or "-",
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created_at)),
+            "active" if record.active else "revoked",
+        )
+    console.print(table)
+
+
+@keys.command("revoke")
+@config_option
+@data_dir_option
+@click.argument("key_id")
+def keys_revoke(config_path: str | None, data_dir: str | None, key_id: str) -> None:
+    """Revoke KEY_ID (the ``key_…`` id from ``keys list``)."""
+    settings = _settings(config_path, data_dir=data_dir)
+    if not _with_store(settings, lambda store: store.revoke_api_key(key_id)):
+        fail(ImageRouterError(f"no active key {key_id!r}"))
+    console.print(f"revoked {key_id}")
+
+
+@click.group()
+def credits() -> None:
+    """Manage account credits."""
+
+
+@credits.command("grant")
+@config_option
+@data_dir_option
+@click.argument("account_name")
+@click.argument("amount", type=click.IntRange(min=1))
+def credits_grant(
+    config_path: str | None, data_dir: str | None, account_name: str, amount: int
+) -> None:
+    """Add AMOUNT credits to ACCOUNT (a ``grant`` ledger entry)."""
+    settings = _settings(config_path, data_dir=data_dir)
+
+    async def work(store: SQLiteJobStore) -> int:
+        account = await store.find_account(account_name)
+        if account is None:
+            raise ImageRouterError(f"no account {account_name!r}")
+        return await store.grant_credits(account.id, amount, "granted from the CLI")
+
+    balance = _with_store(settings, work)
+    console.print(f"{account_name}: +{amount} credits, balance {balance}")

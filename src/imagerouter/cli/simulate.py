@@ -1,0 +1,132 @@
+"""``imagerouter simulate``: the routing policies on a virtual clock, with a report.
+
+The simulator (:mod:`imagerouter.simulate`) is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from imagerouter.cli.output import console, fail
+from imagerouter.errors import ImageRouterError
+
+__all__ = ["simulate"]
+
+
+def _overview(summaries: list[dict[str, Any]]) -> Table:
+    """The headline figures of each run, one column per policy."""
+    from imagerouter.simulate.report import compare_rows
+
+    rows = compare_rows(summaries)
+    table = Table(title=f"Simulation: {summaries[0]['scenario']}")
+    for i, header in enumerate(rows[0]):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for row in rows[1:]:
+        table.add_row(*row)
+    return table
+
+
+@click.command()
+@click.argument("scenario")
+@click.argument("policies", nargs=-1, type=click.Path(dir_okay=False, exists=True))
+@click.option("--hours", type=float, help="Virtual hours to simulate (default: the scenario's).")
+@click.option("--seed", type=int, help="Seed of traffic, faults and routing (default: scenario's).")
+@click.option("--rate", "peak_per_min", type=float, help="Peak jobs per minute (overrides it).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A policy: router config TOML laid over the scenario's (breaker, limits, catalog…).",
+)
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Run each POLICIES file (and the base, if only one is given) side by side.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Report directory [default: simulate-out/SCENARIO].",
+)
+@click.option("--no-charts", is_flag=True, help="Skip the PNG charts.")
+def simulate(
+    scenario: str,
+    policies: tuple[str, ...],
+    hours: float | None,
+    seed: int | None,
+    peak_per_min: float | None,
+    config_path: str | None,
+    compare: bool,
+    out: str | None,
+    no_charts: bool,
+) -> None:
+    """Simulate SCENARIO (a bundled name such as launch-week, or a TOML file) on a virtual
+    clock, through the router's own breakers, cooldowns, health scores, budgets and limits.
+
+    Leaves summary.json, summary.md, transitions.csv and PNG charts in --out; with --compare,
+    one such report per policy plus compare.json and compare.md.
+    """
+    from imagerouter.simulate.run import run_compare, run_one
+    from imagerouter.simulate.spec import apply_policy, load_spec
+
+    if policies and not compare:
+        fail("policy files as arguments need --compare (or use --config for one policy)")
+    if compare and not policies:
+        fail("--compare needs at least one policy file")
+    try:
+        spec = load_spec(scenario).with_overrides(hours=hours, seed=seed, peak_per_min=peak_per_min)
+        if config_path:
+            spec = apply_policy(spec, config_path)
+        specs = [apply_policy(spec, policy) for policy in policies]
+        if len(specs) == 1:
+            specs.insert(0, spec)
+    except (ImageRouterError, ValueError) as exc:
+        fail(exc)
+    target = Path(out) if out else Path("simulate-out") / spec.name
+    settings = spec.settings
+    console.print(
+        f"simulating [bold]{spec.name}[/bold]: {settings.hours:g} h of {settings.shape} "
+        f"traffic at up to {settings.peak_per_min:,.0f} jobs/min"
+        + (f", {len(specs)} policies" if compare else f", policy {spec.policy}")
+    )
+    try:
+        if compare:
+            summaries, _ = run_compare(
+                specs,
+                target,
+                charts=not no_charts,
+                on_done=lambda s: console.print(
+                    f"  {s['policy']}: {s['jobs']['arrived']:,} jobs "
+                    f"in {s['speed']['wall_s']:.0f} s"
+                ),
+            )
+        else:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}% virtual time, {task.fields[jobs]:,} jobs"),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=console, transient=True) as bar:
+                task = bar.add_task("simulating", total=1.0, jobs=0)
+                summaries = [
+                    run_one(
+                        spec,
+                        target,
+                        charts=not no_charts,
+                        progress=lambda done, jobs: bar.update(task, completed=done, jobs=jobs),
+                    )
+                ]
+    except (ImageRouterError, ValueError) as exc:
+        fail(exc)
+    console.print(_overview(summaries))
+    speed = summaries[0]["speed"]
+    console.print(
+        f"{speed['jobs_per_wall_minute']:,} simulated jobs per wall-clock minute; "
+        f"report in [bold]{target}[/bold]"
+    )

@@ -1,0 +1,184 @@
+"""The LISTEN/NOTIFY event feed: every committed event, of every replica, to this store's
+``subscribe`` listeners, once each and in id order.
+
+Each committing transaction sends ``NOTIFY`` with its id range and, when they fit in the
+payload, its events (:mod:`~imagerouter.jobs.postgres.engine`). The feed keeps one dedicated
+``LISTEN`` connection and publishes a notification's events when they follow the last event
+published; otherwise (a gap, a long batch, a reconnect, or every ``poll_interval_s`` as a
+backstop) it reads the events table after the last one published. Ids commit in order, so
+reading "after the last one" misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from imagerouter.jobs.rows import EVENT_COLUMNS, event_from_row
+from imagerouter.jobs.store import EventListener
+from imagerouter.jobs.types import JobEvent
+
+__all__ = ["EventFeed"]
+
+log = logging.getLogger(__package__)
+
+
+class EventFeed:
+    """Publishes every committed event, of every replica, to this store's listeners: once
+    each, in id order. Local commits are published at once when they follow the last event
+    published; anything else (another replica's commit, told by NOTIFY, or found by the
+    periodic check) is read from the events table.
+
+    Args:
+        dsn: where to open the ``LISTEN`` connection.
+        connect_kwargs: asyncpg options of that connection.
+        channel: the NOTIFY channel of the store's schema.
+        poll_interval_s: how often new events are looked for without a notification.
+    """
+
+    def __init__(
+        self, dsn: str, connect_kwargs: dict[str, Any], channel: str, poll_interval_s: float
+    ) -> None:
+        self.dsn, self.connect_kwargs, self.channel = dsn, connect_kwargs, channel
+        self.poll_interval_s = poll_interval_s
+        self.listeners: list[EventListener] = []
+        self.local_listeners: list[EventListener] = []
+        #: The id of the last event handed to the listeners.
+        self.published = 0
+        #: Notifications received and those whose events they carried, catch-up reads done,
+        #: listener reconnects (for tests and metrics).
+        self.notified = 0
+        self.carried = 0
+        self.reads = 0
+        self.reconnects = 0
+        self._pool: asyncpg.Pool | None = None
+        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self, pool: asyncpg.Pool) -> None:
+        """Listen, then follow the events committed from now on (read through ``pool``)."""
+        self._pool = pool
+        await self._listen()  # first: an event committed after the read below is notified
+        last = await pool.fetchval("SELECT last_id FROM event_clock")
+        self.published = max(self.published, last)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="pg-event-feed")
+
+    async def close(self) -> None:
+        """Stop following and close the ``LISTEN`` connection."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._unlisten()
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(self.dsn, **self.connect_kwargs)
+        try:
+            await conn.add_listener(self.channel, self._notified)
+            conn.add_termination_listener(lambda _conn: self._wake.set())
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def _unlisten(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2.0)
+            if not conn.is_closed():
+                conn.terminate()
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        """A commit's ``first last [events]``: publish the events carried when they follow
+        the last one published, else read what is missing from the table."""
+        self.notified += 1
+        try:
+            first_text, last_text, *rest = payload.split(" ", 2)
+            first, last = int(first_text), int(last_text)
+        except ValueError:
+            self._wake.set()
+            return
+        if last <= self.published:
+            return  # this store's own commit, or already read
+        if first == self.published + 1 and rest and rest[0]:
+            try:
+                carried = [JobEvent(first + i, *row) for i, row in enumerate(json.loads(rest[0]))]
+            except (ValueError, TypeError):
+                carried = []
+            if len(carried) == last - first + 1:
+                self.carried += 1
+                self._publish(carried)
+                return
+        self._wake.set()
+
+    def committed(self, events: Sequence[JobEvent]) -> None:
+        """Events this store just committed (ids ascending)."""
+        if not events:
+            return
+        for listener in list(self.local_listeners):
+            try:
+                listener(events)
+            except Exception:
+                log.exception("job event listener %r failed", listener)
+        if events[0].id == self.published + 1:
+            self._publish(events)
+        elif events[-1].id > self.published:
+            self._wake.set()  # another replica's events came in between: read them all
+
+    def _publish(self, events: Sequence[JobEvent]) -> None:
+        fresh = [e for e in events if e.id > self.published]
+        if not fresh:
+            return
+        self.published = fresh[-1].id
+        for listener in list(self.listeners):
+            try:
+                listener(fresh)
+            except Exception:
+                log.exception("job event listener %r failed", listener)
+
+    async def _run(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            self._wake.clear()
+            if self._closing:
+                return
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    await self._unlisten()
+                    await self._listen()
+                    self.reconnects += 1
+                    log.info("event listener reconnected")
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reading new job events failed: %s", exc)
+                await asyncio.sleep(min(self.poll_interval_s, 0.5))
+                self._wake.set()
+
+    async def catch_up(self) -> None:
+        """Publish every committed event after the last one published."""
+        pool = self._pool
+        assert pool is not None, "the feed is not started"
+        last = await pool.fetchval("SELECT last_id FROM event_clock")
+        while last > self.published:
+            self.reads += 1
+            rows = await pool.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT 1000",
+                self.published,
+            )
+            if not rows:
+                return
+            self._publish([event_from_row(row) for row in rows])

@@ -1,0 +1,305 @@
+"""Webhook endpoints, signing secrets and deliveries on PostgreSQL
+(:class:`~imagerouter.jobs.store.WebhookStore`). Deliveries are enqueued with their final
+events, by :meth:`~imagerouter.jobs.postgres.engine.GroupCommit.write_events`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from imagerouter.jobs.errors import AccountNotFound
+from imagerouter.jobs.postgres.base import PostgresBase
+from imagerouter.jobs.postgres.engine import Tx
+from imagerouter.jobs.rows import (
+    DELIVERY_ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    WEBHOOK_SECRET_COLUMNS,
+    WEBHOOK_SELECT,
+    delivery_attempt_from_row,
+    delivery_from_row,
+    float_or_none,
+    qualified,
+)
+from imagerouter.jobs.rules import gone_reason
+from imagerouter.jobs.types import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryReplay,
+    WebhookEndpoint,
+    WebhookSecret,
+)
+
+__all__ = ["PostgresWebhooks"]
+
+
+class PostgresWebhooks(PostgresBase):
+    """Endpoints and secrets; deliveries leased, logged and replayed."""
+
+    # --- endpoints and secrets -----------------------------------------------------------------
+
+    async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
+        """Register (or, with None, unregister) the account's webhook URL."""
+        now = self._clock.wall()
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> WebhookEndpoint:
+            await conn.execute(
+                "INSERT INTO webhook_endpoints (account_id, url, created_at, updated_at) "
+                "VALUES ($1, $2, $3, $3) ON CONFLICT (account_id) DO UPDATE SET "
+                "url = excluded.url, updated_at = excluded.updated_at",
+                account_id,
+                url,
+                now,
+            )
+            if url is not None:
+                await conn.execute(
+                    "DELETE FROM webhook_disabled WHERE account_id = $1 AND url = $2",
+                    account_id,
+                    url,
+                )
+            found = await self._webhook(conn, account_id)
+            assert found is not None
+            return found
+
+        try:
+            return await self._engine.solo(op)
+        except asyncpg.ForeignKeyViolationError:
+            raise AccountNotFound(account_id) from None
+
+    @staticmethod
+    async def _webhook(conn: asyncpg.Connection, account_id: str) -> WebhookEndpoint | None:
+        row = await conn.fetchrow(
+            f"{WEBHOOK_SELECT} WHERE e.account_id = $1",
+            account_id,
+        )
+        return None if row is None else WebhookEndpoint(*row)
+
+    async def get_webhook(self, account_id: str) -> WebhookEndpoint | None:
+        """The account's registration, or None."""
+        async with self._pool.acquire() as conn:
+            return await self._webhook(conn, account_id)
+
+    async def add_webhook_secret(
+        self, account_id: str, secret: str, grace_s: float
+    ) -> WebhookSecret:
+        """Make ``secret`` current; the previous one signs ``grace_s`` longer (an earlier
+        expiry is kept)."""
+        now = self._clock.wall()
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> WebhookSecret:
+            await conn.execute(
+                "UPDATE webhook_secrets SET expires_at = $1 "
+                "WHERE account_id = $2 AND expires_at IS NULL",
+                now + grace_s,
+                account_id,
+            )
+            secret_id = await conn.fetchval(
+                "INSERT INTO webhook_secrets (account_id, secret, created_at) "
+                "VALUES ($1, $2, $3) RETURNING id",
+                account_id,
+                secret,
+                now,
+            )
+            return WebhookSecret(secret_id, account_id, secret, now)
+
+        try:
+            return await self._engine.solo(op)
+        except asyncpg.ForeignKeyViolationError:
+            raise AccountNotFound(account_id) from None
+
+    async def webhook_secrets(self, account_id: str) -> list[WebhookSecret]:
+        """The signing secrets: current first, then those in grace."""
+        rows = await self._pool.fetch(
+            f"SELECT {WEBHOOK_SECRET_COLUMNS} FROM webhook_secrets "
+            "WHERE account_id = $1 AND (expires_at IS NULL OR expires_at > $2) "
+            "ORDER BY expires_at IS NOT NULL, id DESC",
+            account_id,
+            self._clock.wall(),
+        )
+        return [WebhookSecret(*row) for row in rows]
+
+    # --- deliveries ----------------------------------------------------------------------------
+
+    async def claim_deliveries(self, owner: str, limit: int, lease_s: float) -> list[Delivery]:
+        """Lease up to ``limit`` due deliveries (SKIP LOCKED); disable those whose URL is
+        disabled."""
+        if limit <= 0:
+            return []
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> list[Delivery]:
+            now = self._clock.wall()
+            await conn.execute(
+                "WITH gone AS (SELECT v.id, w.reason FROM deliveries v JOIN webhook_disabled w "
+                "ON w.account_id = v.account_id AND w.url = v.url "
+                "WHERE v.status = 'pending' AND v.next_attempt_at <= $1 "
+                "FOR UPDATE OF v SKIP LOCKED) "
+                "UPDATE deliveries d SET status = 'disabled', next_attempt_at = NULL, "
+                "updated_at = $1, last_error = gone.reason FROM gone WHERE d.id = gone.id",
+                now,
+            )
+            returning = qualified(DELIVERY_COLUMNS, "d")
+            rows: list[Any] = []
+            for due in (
+                "status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at",
+                "status = 'delivering' AND lease_expires < $1 ORDER BY lease_expires",
+            ):
+                if len(rows) >= limit:
+                    break
+                rows += await conn.fetch(
+                    f"WITH picked AS (SELECT id FROM deliveries WHERE {due} LIMIT $2 "
+                    f"FOR UPDATE SKIP LOCKED) UPDATE deliveries d SET status = 'delivering', "
+                    f"lease_owner = $3, lease_expires = $4, updated_at = $1 FROM picked "
+                    f"WHERE d.id = picked.id RETURNING {returning}",
+                    now,
+                    limit - len(rows),
+                    owner,
+                    now + lease_s,
+                )
+            return sorted(
+                (delivery_from_row(row) for row in rows), key=lambda d: d.next_attempt_at or 0
+            )
+
+        return await self._engine.solo(op)
+
+    async def set_delivery_body(self, delivery_id: str, body: str) -> str:
+        """Fix the body once; the body the delivery now has."""
+        found = await self._pool.fetchval(
+            "UPDATE deliveries SET body = coalesce(body, $1) WHERE id = $2 RETURNING body",
+            body,
+            delivery_id,
+        )
+        return body if found is None else found
+
+    async def record_delivery_attempt(
+        self,
+        delivery_id: str,
+        owner: str,
+        attempt: DeliveryAttempt,
+        *,
+        status: str,
+        next_attempt_at: float | None,
+        disable_url: bool = False,
+    ) -> bool:
+        """Log the attempt; move the held delivery to ``status``."""
+        now = self._clock.wall()
+        scheduled = 1 if attempt.trigger == "scheduled" else 0
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> bool:
+            found = await conn.fetchrow(
+                "SELECT account_id, url, attempts FROM deliveries WHERE id = $1 FOR UPDATE",
+                delivery_id,
+            )
+            if found is None:
+                return False
+            account_id, url, attempts = found
+            await conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
+                "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
+                "next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                delivery_id,
+                attempts + 1,
+                attempt.trigger,
+                float(attempt.scheduled_at),
+                float(attempt.started_at),
+                attempt.outcome,
+                attempt.status,
+                float_or_none(attempt.latency_ms),
+                attempt.error,
+                float_or_none(attempt.retry_after),
+                float_or_none(attempt.next_delay_s),
+                float_or_none(attempt.next_attempt_at),
+            )
+            held = await conn.fetchval(
+                "UPDATE deliveries SET status = $1, attempts = attempts + 1, step = step + $2, "
+                "next_attempt_at = $3, lease_owner = NULL, lease_expires = NULL, replay = false, "
+                "last_error = $4, updated_at = $5 "
+                "WHERE id = $6 AND status = 'delivering' AND lease_owner = $7 RETURNING id",
+                status,
+                scheduled,
+                float_or_none(next_attempt_at),
+                attempt.error,
+                now,
+                delivery_id,
+                owner,
+            )
+            if disable_url:
+                reason = gone_reason(url)
+                await conn.execute(
+                    "INSERT INTO webhook_disabled (account_id, url, disabled_at, reason) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, url) DO UPDATE SET "
+                    "disabled_at = excluded.disabled_at, reason = excluded.reason",
+                    account_id,
+                    url,
+                    now,
+                    reason,
+                )
+                await conn.execute(
+                    "WITH pending AS (SELECT id FROM deliveries WHERE account_id = $3 "
+                    "AND url = $4 AND status = 'pending' ORDER BY id FOR UPDATE) "
+                    "UPDATE deliveries d SET status = 'disabled', next_attempt_at = NULL, "
+                    "last_error = $1, updated_at = $2 FROM pending WHERE d.id = pending.id",
+                    reason,
+                    now,
+                    account_id,
+                    url,
+                )
+            return held is not None
+
+        return await self._engine.solo(op)
+
+    async def job_deliveries(self, account_id: str, job_id: str) -> list[Delivery]:
+        """The job's deliveries with their attempt logs."""
+        async with self._pool.acquire() as conn:
+            deliveries = [
+                delivery_from_row(row)
+                for row in await conn.fetch(
+                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+                    f"WHERE job_id = $1 AND account_id = $2 ORDER BY event_id",
+                    job_id,
+                    account_id,
+                )
+            ]
+            if deliveries:
+                rows = await conn.fetch(
+                    f"SELECT {DELIVERY_ATTEMPT_COLUMNS} FROM delivery_attempts "
+                    f"WHERE delivery_id = ANY($1::text[]) ORDER BY id",
+                    [d.id for d in deliveries],
+                )
+                by_id = {d.id: d for d in deliveries}
+                for row in rows:
+                    by_id[row[-1]].log.append(delivery_attempt_from_row(row))
+        return deliveries
+
+    async def replay_delivery(self, account_id: str, job_id: str) -> DeliveryReplay | None:
+        """Make the job's latest delivery due now (a one-off replay if it was final)."""
+        now = self._clock.wall()
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> DeliveryReplay | None:
+            row = await conn.fetchrow(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = $1 "
+                f"AND account_id = $2 ORDER BY event_id DESC LIMIT 1 FOR UPDATE",
+                job_id,
+                account_id,
+            )
+            if row is None:
+                return None
+            delivery = delivery_from_row(row)
+            if delivery.status == "delivering":
+                return DeliveryReplay("in_flight", delivery)
+            if await conn.fetchval(
+                "SELECT 1 FROM webhook_disabled WHERE account_id = $1 AND url = $2",
+                account_id,
+                delivery.url,
+            ):
+                return DeliveryReplay("disabled", delivery)
+            replay = delivery.status != "pending"
+            updated = await conn.fetchrow(
+                f"UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay = $2, "
+                f"updated_at = $1 WHERE id = $3 RETURNING {DELIVERY_COLUMNS}",
+                now,
+                replay,
+                delivery.id,
+            )
+            return DeliveryReplay("queued", delivery_from_row(updated))
+
+        return await self._engine.solo(op)

@@ -1,0 +1,110 @@
+"""Accounts, their API keys and their credit ledger, on SQLite
+(:class:`~imagerouter.jobs.store.AccountStore`)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from imagerouter.jobs.errors import AccountNotFound
+from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.rows import ACCOUNT_COLUMNS, API_KEY_SELECT, LEDGER_COLUMNS
+from imagerouter.jobs.sqlite.base import SQLiteBase
+from imagerouter.jobs.types import Account, ApiKeyRecord, LedgerEntry
+
+__all__ = ["SQLiteAccounts"]
+
+
+class SQLiteAccounts(SQLiteBase):
+    """Accounts, keys and credits (``get_account`` and ``find_account`` come from
+    :class:`~imagerouter.jobs.common.StoreBase`, over ``_find_account``)."""
+
+    async def create_account(self, name: str) -> Account:
+        """The account called ``name``, created with an empty wallet if new."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> Account:
+            conn.execute(
+                "INSERT OR IGNORE INTO accounts (id, name, balance, created_at) "
+                "VALUES (?, ?, 0, ?)",
+                (new_id("acct", 16), name, now),
+            )
+            row = conn.execute(
+                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = ?", (name,)
+            ).fetchone()
+            return Account(*row)
+
+        return await self.thread.run(op)
+
+    async def _find_account(self, column: str, value: str) -> Account | None:
+        sql = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {column} = ?"
+        row = await self.thread.run(lambda conn: conn.execute(sql, (value,)).fetchone())
+        return None if row is None else Account(*row)
+
+    async def grant_credits(self, account_id: str, amount: int, note: str | None = None) -> int:
+        """Add ``amount`` (> 0) credits; returns the new balance."""
+        if amount <= 0:
+            raise ValueError(f"a grant must be positive, not {amount}")
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance",
+                (amount, account_id),
+            ).fetchone()
+            if row is None:
+                raise AccountNotFound(account_id)
+            conn.execute(
+                "INSERT INTO ledger (account_id, kind, amount, balance_after, note, created_at) "
+                "VALUES (?, 'grant', ?, ?, ?, ?)",
+                (account_id, amount, row[0], note, now),
+            )
+            return int(row[0])
+
+        return await self.thread.run(op)
+
+    async def ledger(
+        self, account_id: str, *, limit: int = 100, before_id: int | None = None
+    ) -> list[LedgerEntry]:
+        """The account's ledger, newest first."""
+        sql = (
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        args = (account_id, before_id if before_id is not None else 2**62, limit)
+        rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
+        return [LedgerEntry(*row) for row in rows]
+
+    async def create_api_key(self, record: ApiKeyRecord) -> None:
+        """Store a new key's lookup id and hash."""
+        await self.thread.run(
+            lambda conn: conn.execute(
+                "INSERT INTO api_keys (id, account_id, secret_hash, name, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.account_id, record.secret_hash, record.name, record.created_at),
+            )
+        )
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The key with this lookup id, or None."""
+        sql = f"{API_KEY_SELECT} WHERE k.id = ?"
+        row = await self.thread.run(lambda conn: conn.execute(sql, (key_id,)).fetchone())
+        return None if row is None else ApiKeyRecord(*row)
+
+    async def list_api_keys(self, account_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every key (of one account), oldest first."""
+        sql = f"{API_KEY_SELECT} WHERE ? IS NULL OR k.account_id = ? ORDER BY k.created_at"
+        rows = await self.thread.run(
+            lambda conn: conn.execute(sql, (account_id, account_id)).fetchall()
+        )
+        return [ApiKeyRecord(*row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke an active key; False if none."""
+        now = self._clock.wall()
+        cursor = await self.thread.run(
+            lambda conn: conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            )
+        )
+        return cursor.rowcount > 0

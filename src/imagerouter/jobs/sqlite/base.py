@@ -1,0 +1,101 @@
+"""What every part of the SQLite store stands on: the connection thread, the clock, the event
+listeners and the lifecycle; and :func:`run_steps`, which runs a shared rule of
+:mod:`imagerouter.jobs.rules` on the thread's connection."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.jobs.common import StoreBase
+from imagerouter.jobs.rules import AUDIT_BY_STATUS, AUDIT_TOTALS
+from imagerouter.jobs.sql import Steps
+from imagerouter.jobs.sqlite.schema import create_schema
+from imagerouter.jobs.sqlite.thread import SQLiteThread
+from imagerouter.jobs.store import EventListener
+from imagerouter.jobs.types import JobEvent
+
+__all__ = ["SQLiteBase", "run_steps"]
+
+log = logging.getLogger(__package__)  # the backend's one logger, whichever module logs
+
+T = TypeVar("T")
+
+
+def run_steps(conn: sqlite3.Connection, steps: Steps[T]) -> T:
+    """Run a rule's :mod:`~imagerouter.jobs.sql` steps on ``conn`` (``:name`` parameters are
+    SQLite's own); its result."""
+    answer: Any = None
+    try:
+        while True:
+            query = steps.send(answer)
+            cursor = conn.execute(query.sql, query.params)
+            if query.want == "value":
+                row = cursor.fetchone()
+                answer = None if row is None else row[0]
+            elif query.want == "row":
+                answer = cursor.fetchone()
+            else:
+                answer = None
+    except StopIteration as done:
+        return done.value
+
+
+class SQLiteBase(StoreBase):
+    """The SQLite store's state and lifecycle; the aggregates are mixins over it.
+
+    Its arguments are :class:`~imagerouter.jobs.sqlite.store.SQLiteJobStore`'s.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        batch_max: int = 256,
+        clock: Clock | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.thread = SQLiteThread(path, synchronous=synchronous, batch_max=batch_max)
+        self._clock = clock or MonotonicClock()
+        self._listeners: list[EventListener] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the connection thread and create the schema."""
+        await self.thread.start(create_schema)
+
+    async def close(self) -> None:
+        """Run what is queued and stop the connection thread."""
+        await self.thread.stop()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        await self.thread.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # --- after commit --------------------------------------------------------------------------
+
+    def _publish(self, events: Sequence[JobEvent]) -> None:
+        if not events:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(events)
+            except Exception:
+                log.exception("job event listener %r failed", listener)
+
+    # --- for tests and tools -------------------------------------------------------------------
+
+    async def audit(self) -> dict[str, Any]:
+        """Totals that must always agree: balances against the ledger, jobs against debits."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            totals = {k: int(conn.execute(sql).fetchone()[0]) for k, sql in AUDIT_TOTALS.items()}
+            return {**totals, "by_status": dict(conn.execute(AUDIT_BY_STATUS).fetchall())}
+
+        return await self.thread.run(op)

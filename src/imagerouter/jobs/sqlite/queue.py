@@ -1,0 +1,206 @@
+"""The client's side of the job queue on SQLite (:class:`~imagerouter.jobs.store.JobQueue`):
+submit (debit, job, ledger entry, event, and the idempotency key, in one transaction), read,
+list and cancel (with its refund, :func:`imagerouter.jobs.rules.refund_once`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from imagerouter.jobs.errors import AccountNotFound, InsufficientCredits, JobFinished, JobNotFound
+from imagerouter.jobs.rows import (
+    ACTIVE,
+    ATTEMPT_FIELDS,
+    JOB_COLUMNS,
+    attempt_from_row,
+    decode_cursor,
+    dumps,
+    encode_cursor,
+    job_from_row,
+    loads,
+    queued_job,
+    response_doc,
+)
+from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
+from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
+from imagerouter.jobs.sqlite.events import write_event
+from imagerouter.jobs.sqlite.idempotency import begin
+from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
+from imagerouter.jobs.types import (
+    IdempotencyOutcome,
+    Job,
+    JobEvent,
+    JobPage,
+    NewJob,
+    StoredResponse,
+)
+
+__all__ = ["SQLiteJobQueue"]
+
+
+class SQLiteJobQueue(SQLiteBase):
+    """Submitting, reading and canceling jobs."""
+
+    async def submit_job(self, job: NewJob, response: StoredResponse | None = None) -> Job:
+        """Debit and create the job atomically (InsufficientCredits: nothing written)."""
+        created, event = await self.thread.run(lambda conn: self._submit_sync(conn, job, response))
+        self._publish([event])
+        return created
+
+    async def submit_job_once(
+        self, job: NewJob, fingerprint: str, response: StoredResponse, *, ttl_s: float
+    ) -> Job | IdempotencyOutcome:
+        """Take ``job.idempotency_key``, create and charge the job, and record ``response``
+        against the key, all in one transaction; or, if the key was seen before, change
+        nothing and return what was found (a replay, a mismatch or a request in flight).
+
+        A crash can therefore never leave a key held without its job, or a job without its
+        key's response. InsufficientCredits: nothing written, the key included.
+        """
+        assert job.idempotency_key is not None
+
+        def op(conn: sqlite3.Connection) -> tuple[Job | IdempotencyOutcome, JobEvent | None]:
+            key = job.idempotency_key or ""
+            now = self._clock.wall()
+            outcome = begin(conn, job.account_id, key, fingerprint, 0.0, ttl_s, now)
+            if outcome.state != "new":
+                return outcome, None
+            return self._submit_sync(conn, job, response)
+
+        found, event = await self.thread.run(op)
+        if event is not None:
+            self._publish([event])
+        return found
+
+    def _submit_sync(
+        self, conn: sqlite3.Connection, job: NewJob, response: StoredResponse | None
+    ) -> tuple[Job, JobEvent]:
+        now = job.created_at if job.created_at is not None else self._clock.wall()
+        request_json = dumps(job.request)
+        response_json = None if response is None else dumps(response_doc(response))
+        row = conn.execute(
+            "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? "
+            "RETURNING balance",
+            (job.price, job.account_id, job.price),
+        ).fetchone()
+        if row is None:
+            found = conn.execute(
+                "SELECT balance FROM accounts WHERE id = ?", (job.account_id,)
+            ).fetchone()
+            if found is None:
+                raise AccountNotFound(job.account_id)
+            raise InsufficientCredits(found[0], job.price)
+        conn.execute(
+            "INSERT INTO jobs (id, account_id, status, request, price, created_at, "
+            "updated_at, deadline_at, idempotency_key) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.account_id,
+                request_json,
+                job.price,
+                now,
+                now,
+                job.deadline_at,
+                job.idempotency_key,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) "
+            "VALUES (?, ?, 'debit', ?, ?, ?)",
+            (job.account_id, job.id, -job.price, row[0], now),
+        )
+        event = write_event(conn, job.id, job.account_id, "queued", now, price=job.price)
+        if job.idempotency_key is not None:
+            conn.execute(
+                "UPDATE idempotency SET job_id = ?, state = CASE WHEN ? IS NULL THEN state "
+                "ELSE 'done' END, status_code = ?, response = ? "
+                "WHERE account_id = ? AND key = ?",
+                (
+                    job.id,
+                    response_json,
+                    None if response is None else response.status,
+                    response_json,
+                    job.account_id,
+                    job.idempotency_key,
+                ),
+            )
+        return queued_job(job, now), event
+
+    async def get_job(self, account_id: str, job_id: str) -> Job | None:
+        """The account's job with its attempts, or None."""
+
+        def op(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?",
+                (job_id, account_id),
+            ).fetchone()
+            if row is None:
+                return None
+            job = job_from_row(row, loads)
+            rows = conn.execute(
+                f"SELECT run, {', '.join(ATTEMPT_FIELDS)} FROM attempts WHERE job_id = ? "
+                "ORDER BY id",
+                (job_id,),
+            ).fetchall()
+            job.attempts = [attempt_from_row(r) for r in rows]
+            return job
+
+        return await self.thread.run(op)
+
+    async def list_jobs(
+        self,
+        account_id: str,
+        *,
+        status: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """A page of the account's jobs, newest first (InvalidCursor for a bad cursor)."""
+        before = decode_cursor(cursor) if cursor else 2**62
+        sql = (
+            f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE account_id = ? AND seq < ? "
+            + ("AND status = ? " if status else "")
+            + "ORDER BY seq DESC LIMIT ?"
+        )
+        args: tuple[Any, ...] = (account_id, before, *((status,) if status else ()), limit + 1)
+        rows = await self.thread.run(lambda conn: conn.execute(sql, args).fetchall())
+        jobs = [job_from_row(row[1:], loads) for row in rows[:limit]]
+        next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        return JobPage(jobs, next_cursor)
+
+    async def cancel_job(self, account_id: str, job_id: str) -> Job:
+        """Cancel and refund an active job (JobNotFound, JobFinished)."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> tuple[Job, JobEvent]:
+            row = conn.execute(
+                f"UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ?, "
+                f"lease_owner = NULL, lease_expires = NULL, error = ? "
+                f"WHERE id = ? AND account_id = ? AND {ACTIVE} RETURNING {JOB_COLUMNS}",
+                (
+                    now,
+                    now,
+                    dumps(CANCELED_BY_CLIENT),
+                    job_id,
+                    account_id,
+                ),
+            ).fetchone()
+            if row is None:
+                found = conn.execute(
+                    "SELECT status FROM jobs WHERE id = ? AND account_id = ?", (job_id, account_id)
+                ).fetchone()
+                if found is None:
+                    raise JobNotFound(job_id)
+                raise JobFinished(job_id, found[0])
+            job = job_from_row(row, loads)
+            job.refunded = run_steps(conn, refund_once(job.id, account_id, job.price, now))
+            event = write_event(
+                conn, job.id, account_id, "canceled", now, reason="client", refunded=job.refunded
+            )
+            enqueue_delivery(conn, event, job.request.get("webhook_url"))
+            return job, event
+
+        job, event = await self.thread.run(op)
+        self._publish([event])
+        return job

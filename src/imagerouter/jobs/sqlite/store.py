@@ -1,0 +1,30 @@
+"""The SQLite job store: every aggregate's mixin over :class:`~.base.SQLiteBase`."""
+
+from __future__ import annotations
+
+from imagerouter.jobs.sqlite.accounts import SQLiteAccounts
+from imagerouter.jobs.sqlite.events import SQLiteEventLog
+from imagerouter.jobs.sqlite.idempotency import SQLiteIdempotency
+from imagerouter.jobs.sqlite.leases import SQLiteLeases
+from imagerouter.jobs.sqlite.queue import SQLiteJobQueue
+from imagerouter.jobs.sqlite.webhooks import SQLiteWebhooks
+
+__all__ = ["SQLiteJobStore"]
+
+
+class SQLiteJobStore(
+    SQLiteAccounts,
+    SQLiteJobQueue,
+    SQLiteLeases,
+    SQLiteEventLog,
+    SQLiteIdempotency,
+    SQLiteWebhooks,
+):
+    """:class:`~imagerouter.jobs.store.JobStore` on one SQLite file (WAL).
+
+    Args:
+        path: the database file.
+        synchronous: ``NORMAL`` survives a killed process; ``FULL`` also a power cut.
+        batch_max: most operations sharing one commit.
+        clock: where "now" comes from (its ``wall()``).
+    """

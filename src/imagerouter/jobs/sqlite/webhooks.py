@@ -1,0 +1,297 @@
+"""Webhook endpoints, signing secrets and deliveries on SQLite
+(:class:`~imagerouter.jobs.store.WebhookStore`), and :func:`enqueue_delivery`, which the final
+job transitions call in their transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.rows import (
+    DELIVERY_ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    WEBHOOK_SECRET_COLUMNS,
+    WEBHOOK_SELECT,
+    delivery_attempt_from_row,
+    delivery_from_row,
+)
+from imagerouter.jobs.rules import delivery_target, gone_reason
+from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
+from imagerouter.jobs.types import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryReplay,
+    JobEvent,
+    WebhookEndpoint,
+    WebhookSecret,
+)
+
+__all__ = ["SQLiteWebhooks", "enqueue_delivery"]
+
+
+def enqueue_delivery(conn: sqlite3.Connection, event: JobEvent, webhook_url: str | None) -> None:
+    """Enqueue a final event's webhook, to its :func:`~imagerouter.jobs.rules.delivery_target`."""
+    target = run_steps(conn, delivery_target(event.account_id, webhook_url))
+    if target is None:
+        return
+    conn.execute(
+        "INSERT OR IGNORE INTO deliveries (id, job_id, account_id, event_id, event_type, "
+        "url, status, next_attempt_at, last_error, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new_id("msg", 24),
+            event.job_id,
+            event.account_id,
+            event.id,
+            event.type,
+            target.url,
+            target.status,
+            target.due_at(event.created_at),
+            target.disabled_reason,
+            event.created_at,
+            event.created_at,
+        ),
+    )
+
+
+class SQLiteWebhooks(SQLiteBase):
+    """Endpoints and secrets; deliveries leased, logged and replayed."""
+
+    # --- endpoints and secrets -----------------------------------------------------------------
+
+    async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
+        """Register (or, with None, unregister) the account's webhook URL."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> WebhookEndpoint:
+            conn.execute(
+                "INSERT INTO webhook_endpoints (account_id, url, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET url = excluded.url, "
+                "updated_at = excluded.updated_at",
+                (account_id, url, now, now),
+            )
+            if url is not None:
+                conn.execute(
+                    "DELETE FROM webhook_disabled WHERE account_id = ? AND url = ?",
+                    (account_id, url),
+                )
+            found = self._webhook_sync(conn, account_id)
+            assert found is not None
+            return found
+
+        return await self.thread.run(op)
+
+    @staticmethod
+    def _webhook_sync(conn: sqlite3.Connection, account_id: str) -> WebhookEndpoint | None:
+        row = conn.execute(
+            f"{WEBHOOK_SELECT} WHERE e.account_id = ?",
+            (account_id,),
+        ).fetchone()
+        return None if row is None else WebhookEndpoint(*row)
+
+    async def get_webhook(self, account_id: str) -> WebhookEndpoint | None:
+        """The account's registration, or None."""
+        return await self.thread.run(lambda conn: self._webhook_sync(conn, account_id))
+
+    async def add_webhook_secret(
+        self, account_id: str, secret: str, grace_s: float
+    ) -> WebhookSecret:
+        """Make ``secret`` current; the previous one signs ``grace_s`` longer."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> WebhookSecret:
+            conn.execute(
+                "UPDATE webhook_secrets SET expires_at = ? "
+                "WHERE account_id = ? AND expires_at IS NULL",
+                (now + grace_s, account_id),
+            )
+            cursor = conn.execute(
+                "INSERT INTO webhook_secrets (account_id, secret, created_at) VALUES (?, ?, ?)",
+                (account_id, secret, now),
+            )
+            assert cursor.lastrowid is not None
+            return WebhookSecret(cursor.lastrowid, account_id, secret, now)
+
+        return await self.thread.run(op)
+
+    async def webhook_secrets(self, account_id: str) -> list[WebhookSecret]:
+        """The signing secrets: current first, then those in grace."""
+        now = self._clock.wall()
+        rows = await self.thread.run(
+            lambda conn: conn.execute(
+                f"SELECT {WEBHOOK_SECRET_COLUMNS} FROM webhook_secrets "
+                "WHERE account_id = ? AND (expires_at IS NULL OR expires_at > ?) "
+                "ORDER BY expires_at IS NOT NULL, id DESC",
+                (account_id, now),
+            ).fetchall()
+        )
+        return [WebhookSecret(*row) for row in rows]
+
+    # --- deliveries ----------------------------------------------------------------------------
+
+    async def claim_deliveries(self, owner: str, limit: int, lease_s: float) -> list[Delivery]:
+        """Lease up to ``limit`` due deliveries; disable those whose URL is disabled."""
+        if limit <= 0:
+            return []
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            now = self._clock.wall()
+            conn.execute(
+                "UPDATE deliveries SET status = 'disabled', next_attempt_at = NULL, "
+                "updated_at = ?, last_error = (SELECT reason FROM webhook_disabled w "
+                "WHERE w.account_id = deliveries.account_id AND w.url = deliveries.url) "
+                "WHERE status = 'pending' AND next_attempt_at <= ? AND EXISTS (SELECT 1 FROM "
+                "webhook_disabled w WHERE w.account_id = deliveries.account_id "
+                "AND w.url = deliveries.url)",
+                (now, now),
+            )
+            rows = conn.execute(
+                f"UPDATE deliveries SET status = 'delivering', lease_owner = ?, "
+                f"lease_expires = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries "
+                f"WHERE status = 'pending' AND next_attempt_at <= ? UNION ALL SELECT id FROM "
+                f"deliveries WHERE status = 'delivering' AND lease_expires < ? LIMIT ?) "
+                f"RETURNING {DELIVERY_COLUMNS}",
+                (owner, now + lease_s, now, now, now, limit),
+            ).fetchall()
+            return sorted(
+                (delivery_from_row(row) for row in rows), key=lambda d: d.next_attempt_at or 0
+            )
+
+        return await self.thread.run(op)
+
+    async def set_delivery_body(self, delivery_id: str, body: str) -> str:
+        """Fix the body once; the body the delivery now has."""
+        row = await self.thread.run(
+            lambda conn: conn.execute(
+                "UPDATE deliveries SET body = coalesce(body, ?) WHERE id = ? RETURNING body",
+                (body, delivery_id),
+            ).fetchone()
+        )
+        return body if row is None else row[0]
+
+    async def record_delivery_attempt(
+        self,
+        delivery_id: str,
+        owner: str,
+        attempt: DeliveryAttempt,
+        *,
+        status: str,
+        next_attempt_at: float | None,
+        disable_url: bool = False,
+    ) -> bool:
+        """Log the attempt; move the held delivery to ``status``."""
+        now = self._clock.wall()
+        scheduled = 1 if attempt.trigger == "scheduled" else 0
+
+        def op(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                "SELECT account_id, url, attempts FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if found is None:
+                return False
+            account_id, url, attempts = found
+            conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
+                "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
+                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery_id,
+                    attempts + 1,
+                    attempt.trigger,
+                    attempt.scheduled_at,
+                    attempt.started_at,
+                    attempt.outcome,
+                    attempt.status,
+                    attempt.latency_ms,
+                    attempt.error,
+                    attempt.retry_after,
+                    attempt.next_delay_s,
+                    attempt.next_attempt_at,
+                ),
+            )
+            held = conn.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, step = step + ?, "
+                "next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, replay = 0, "
+                "last_error = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'delivering' AND lease_owner = ? RETURNING id",
+                (
+                    status,
+                    scheduled,
+                    next_attempt_at,
+                    attempt.error,
+                    now,
+                    delivery_id,
+                    owner,
+                ),
+            ).fetchone()
+            if disable_url:
+                reason = gone_reason(url)
+                conn.execute(
+                    "INSERT OR REPLACE INTO webhook_disabled (account_id, url, disabled_at, "
+                    "reason) VALUES (?, ?, ?, ?)",
+                    (account_id, url, now, reason),
+                )
+                conn.execute(
+                    "UPDATE deliveries SET status = 'disabled', next_attempt_at = NULL, "
+                    "last_error = ?, updated_at = ? "
+                    "WHERE account_id = ? AND url = ? AND status = 'pending'",
+                    (reason, now, account_id, url),
+                )
+            return held is not None
+
+        return await self.thread.run(op)
+
+    async def job_deliveries(self, account_id: str, job_id: str) -> list[Delivery]:
+        """The job's deliveries with their attempt logs."""
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            deliveries = [
+                delivery_from_row(row)
+                for row in conn.execute(
+                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+                    f"WHERE job_id = ? AND account_id = ? ORDER BY event_id",
+                    (job_id, account_id),
+                ).fetchall()
+            ]
+            for delivery in deliveries:
+                delivery.log = [
+                    delivery_attempt_from_row(row)
+                    for row in conn.execute(
+                        f"SELECT {DELIVERY_ATTEMPT_COLUMNS} FROM delivery_attempts "
+                        f"WHERE delivery_id = ? ORDER BY id",
+                        (delivery.id,),
+                    ).fetchall()
+                ]
+            return deliveries
+
+        return await self.thread.run(op)
+
+    async def replay_delivery(self, account_id: str, job_id: str) -> DeliveryReplay | None:
+        """Make the job's latest delivery due now (a one-off replay if it was final)."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> DeliveryReplay | None:
+            row = conn.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = ? AND account_id = ? "
+                f"ORDER BY event_id DESC LIMIT 1",
+                (job_id, account_id),
+            ).fetchone()
+            if row is None:
+                return None
+            delivery = delivery_from_row(row)
+            if delivery.status == "delivering":
+                return DeliveryReplay("in_flight", delivery)
+            if conn.execute(
+                "SELECT 1 FROM webhook_disabled WHERE account_id = ? AND url = ?",
+                (account_id, delivery.url),
+            ).fetchone():
+                return DeliveryReplay("disabled", delivery)
+            replay = 0 if delivery.status == "pending" else 1
+            updated = conn.execute(
+                f"UPDATE deliveries SET status = 'pending', next_attempt_at = ?, replay = ?, "
+                f"updated_at = ? WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
+                (now, replay, now, delivery.id),
+            ).fetchone()
+            return DeliveryReplay("queued", delivery_from_row(updated))
+
+        return await self.thread.run(op)

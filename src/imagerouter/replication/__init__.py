@@ -1,0 +1,19 @@
+"""Replication: the router's resilience state shared by replicas through Redis (without it,
+each replica keeps its own state in process, the default).
+
+* :class:`RedisState`: breakers, Retry-After cooldowns, x-ratelimit budgets and health inputs
+  replicated through Redis (:mod:`imagerouter.replication.replica`), with the pure apply/reconcile
+  rules in :class:`Mirror` (:mod:`imagerouter.replication.mirror`).
+* :class:`RedisRateLimiter`: the API's per-key rate limits as one atomic Redis token bucket per
+  key for the whole fleet (:mod:`imagerouter.replication.ratelimit`).
+* :class:`Keys`: the key and channel layout (:mod:`imagerouter.replication.keys`).
+"""
+
+from __future__ import annotations
+
+from imagerouter.replication.keys import Keys
+from imagerouter.replication.mirror import Mirror
+from imagerouter.replication.ratelimit import RedisRateLimiter
+from imagerouter.replication.replica import RedisState
+
+__all__ = ["Keys", "Mirror", "RedisRateLimiter", "RedisState"]

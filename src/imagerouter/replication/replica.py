@@ -1,0 +1,482 @@
+"""Redis-shared resilience state: several router replicas acting as one router.
+
+Local first. Each replica keeps its own in-process breakers, cooldowns, budgets and health,
+and routing reads only those (:class:`~imagerouter.routing.JobPlan` never waits on the
+network). :class:`RedisState` replicates the changes that matter, in the background:
+
+* **Retry-After cooldowns.** ``Cooldowns.on_start`` tells it of every cooldown this replica
+  starts or lengthens (a Retry-After, capped at ``max_cooldown_s``, or a learned one); the end,
+  as wall time, goes through the ``KEEP_LATEST`` script (``max`` of the ends) which publishes it
+  in the same atomic step. Every other replica applies it with ``Cooldowns.apply`` as soon as
+  the message arrives (about 0.5 ms median on loopback, a few ms at p99: see
+  ``loadtests/bench/bench_redis_state.py``).
+* **Breakers.** Every local transition (``router.transitions``) is stored last-writer-wins by
+  its wall time and published; the others adopt it with ``CircuitBreaker.apply_remote``, which
+  calls no listener, so nothing echoes back. Probes are coordinated without a Redis call on the
+  routing path: the replica whose *open* was accepted is the prober; the others stay open
+  ``probe_head_start_s`` longer. When the prober goes half-open it says so, and the others hold
+  off another ``probe_lease_s`` (unless their own probes are already out); its verdict (closed,
+  or open again) reaches everyone. If the prober gets no traffic or dies, the others probe
+  themselves when their hold ends: per-replica probes are the fallback, never a stuck breaker.
+* **x-ratelimit budgets.** Replicated, not shared: a provider's headers already report the
+  key's fleet-wide budget, so when a replica's learned budget runs dry it publishes "no token
+  before T" and the others pause that provider until T too (``TokenBucket.set_from_headers``).
+* **Health.** Every ``health_interval_s`` each replica writes its health inputs (and breaker
+  states) to its own hash and reads its peers'; :meth:`RedisState.fleet_health` blends them
+  (weighted by each replica's recent sample weight). Routing keeps using local scores.
+
+Snapshot and resync: records live in hashes with TTLs, so a replica that starts or reconnects
+subscribes, reads the hashes, adopts what is newer than its own state, re-publishes what of its
+own is newer than Redis's, and then follows the channel.
+
+Redis blinks: every Redis call runs under ``op_timeout_s``. A failure marks the replica
+unhealthy (``healthy``, ``status()``, ``fallbacks``), and it carries on from its in-process
+state while a supervisor reconnects with backoff and resyncs.
+
+Use::
+
+    async with Router.from_config(cfg) as router, RedisState(url, router) as state:
+        ...  # router.generate(...); state.status() for /readyz and metrics
+
+One concept (over 400 lines): a replica's publish, subscribe and resync loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from imagerouter.generation import AttemptEvent
+from imagerouter.replication.connection import (
+    REDIS_ERRORS,
+    Backoff,
+    aclose_quietly,
+    guarded,
+    make_client,
+    redact,
+    replica_name,
+)
+from imagerouter.replication.keys import Keys
+from imagerouter.replication.mirror import Mirror
+from imagerouter.replication.records import (
+    BreakerRecord,
+    Record,
+    decode,
+    encode,
+)
+from imagerouter.replication.scripts import KEEP_LATEST
+from imagerouter.resilience.breaker import BreakerTransition
+from imagerouter.resilience.cooldowns import CooldownStarted
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from imagerouter.router import Router
+
+__all__ = ["RedisState"]
+
+log = logging.getLogger(__name__)
+
+#: Cooldown and budget hashes outlive their last end by this much.
+_END_MARGIN_S = 60.0
+
+
+class RedisState:
+    """Replicates one router's resilience state through Redis; see the module doc.
+
+    Args:
+        url: ``redis://host:port/db`` (``rediss://`` and passwords work as in redis-py).
+        router: the router whose state is shared; its listeners are attached on :meth:`start`.
+        prefix: the key prefix (and channel) the fleet shares; see
+            :mod:`imagerouter.replication.keys`.
+        replica_id: this replica's name; default ``host-pid-random``.
+        op_timeout_s: cap on every Redis call.
+        health_interval_s: heartbeat period (health inputs, liveness of the link).
+        probe_head_start_s: how much longer non-probing replicas stay open after a remote open.
+        probe_lease_s: how long they hold off once the prober says it went half-open.
+        reconnect_initial_s, reconnect_max_s: the reconnect backoff.
+        breaker_ttl_s: how long breaker records outlive their last change.
+        start_timeout_s: how long :meth:`start` waits for the first sync before carrying on.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        router: Router,
+        *,
+        prefix: str = "imagerouter",
+        replica_id: str | None = None,
+        op_timeout_s: float = 0.25,
+        health_interval_s: float = 1.0,
+        probe_head_start_s: float = 1.0,
+        probe_lease_s: float = 10.0,
+        reconnect_initial_s: float = 0.05,
+        reconnect_max_s: float = 2.0,
+        breaker_ttl_s: float = 3600.0,
+        start_timeout_s: float = 1.0,
+    ) -> None:
+        self.url = url
+        self.router = router
+        self.keys = Keys(prefix)
+        self.replica_id = replica_id or replica_name()
+        self.op_timeout_s = op_timeout_s
+        self.health_interval_s = health_interval_s
+        self.breaker_ttl_s = breaker_ttl_s
+        self.start_timeout_s = start_timeout_s
+        #: The pure half: records from local events, local state from records.
+        self.mirror = Mirror(
+            router,
+            self.replica_id,
+            probe_head_start_s=probe_head_start_s,
+            probe_lease_s=probe_lease_s,
+        )
+        #: Every breaker change adopted from another replica (``.add(fn)``), e.g. for metrics.
+        self.remote_transitions = self.mirror.remote_transitions
+        #: Every record that changed this replica's state when applied (``.add(fn)``).
+        self.applied = self.mirror.applied
+        #: Peer replica id → instance → its last published health inputs.
+        self.peers: dict[str, dict[str, dict[str, Any]]] = {}
+        # Counters for status() and metrics.
+        self.fallbacks = 0
+        self.disconnects = 0
+        self.resyncs = 0
+        self.published = 0
+        self.rejected = 0
+        self.last_error: str | None = None
+
+        self._clock = router.clock
+        self._backoff = Backoff(reconnect_initial_s, reconnect_max_s)
+        self._healthy = False
+        self._since = self._clock.wall()
+        self._client: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._script: Any = None
+        self._outbox: dict[tuple[str, str], Record] = {}
+        self._wake = asyncio.Event()
+        self._broken = asyncio.Event()
+        self._first_sync = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._attached = False
+        self._closing = False
+        self._synced_once = False
+        self._budget_due: set[str] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Attach to the router and start following Redis.
+
+        Waits up to ``start_timeout_s`` for the first snapshot (so a replica that starts while
+        Redis is up serves with the fleet's state), and never fails because Redis is down.
+        """
+        if self._tasks:
+            return
+        self._attach()
+        self._tasks = [
+            asyncio.create_task(self._supervise(), name="redis-state-supervisor"),
+            asyncio.create_task(self._publisher(), name="redis-state-publisher"),
+            asyncio.create_task(self._heartbeat(), name="redis-state-heartbeat"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.start_timeout_s):
+                await self._first_sync.wait()
+
+    async def aclose(self) -> None:
+        """Detach from the router, stop the background tasks and close the connections."""
+        self._closing = True
+        self._detach()
+        self._wake.set()
+        self._broken.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._disconnect()
+        self._healthy = False
+
+    def _attach(self) -> None:
+        if self._attached:
+            return
+        self.router.transitions.add(self._on_transition)
+        self.router.attempts.add(self._on_attempt)
+        for cooldowns in self.mirror.cooldown_tables():
+            cooldowns.on_start.add(self._on_cooldown)
+        self._attached = True
+
+    def _detach(self) -> None:
+        if not self._attached:
+            return
+        self.router.transitions.remove(self._on_transition)
+        self.router.attempts.remove(self._on_attempt)
+        for cooldowns in self.mirror.cooldown_tables():
+            cooldowns.on_start.remove(self._on_cooldown)
+        self._attached = False
+
+    # --- reporting ------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """True while connected, subscribed and in sync; False means "running on local state"."""
+        return self._healthy
+
+    def status(self) -> dict[str, Any]:
+        """The link's state as a JSON-ready dict, for ``/readyz`` and metrics."""
+        return {
+            "backend": "redis",
+            "healthy": self._healthy,
+            "since": self._since,
+            "replica_id": self.replica_id,
+            "url": redact(self.url),
+            "prefix": self.keys.prefix,
+            "fallbacks": self.fallbacks,
+            "disconnects": self.disconnects,
+            "resyncs": self.resyncs,
+            "published": self.published,
+            "rejected": self.rejected,
+            "applied": self.mirror.applied_count,
+            "pending": len(self._outbox),
+            "last_error": self.last_error,
+            "peers": sorted(self.peers),
+        }
+
+    def fleet_health(self) -> dict[str, dict[str, Any]]:
+        """Per instance: the fleet's blended health score and each replica's own, from the
+        peers' last heartbeat (see :meth:`Mirror.fleet_health`)."""
+        return self.mirror.fleet_health(self.peers)
+
+    # --- local changes → Redis (sync listeners: they only queue) -------------------------------
+
+    def _on_cooldown(self, event: CooldownStarted) -> None:
+        self._enqueue(self.mirror.cooldown_started(event))
+
+    def _on_transition(self, transition: BreakerTransition) -> None:
+        self._enqueue(self.mirror.transitioned(transition))
+
+    def _on_attempt(self, event: AttemptEvent) -> None:
+        # The attempt is announced before the plan learns the call's x-ratelimit headers:
+        # look at the budget once the plan's synchronous bookkeeping is over.
+        name = event.attempt.provider
+        if event.attempt.outcome in ("ok", "error") and name not in self._budget_due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # driven without a loop (a simulator): nothing to publish to
+                return
+            self._budget_due.add(name)
+            loop.call_soon(self._check_budget, name)
+
+    def _check_budget(self, name: str) -> None:
+        self._budget_due.discard(name)
+        self._enqueue(self.mirror.budget_spent(name))
+
+    def _enqueue(self, record: Record | None) -> None:
+        """Queue ``record`` for the publisher; a newer record of the same thing replaces it."""
+        if record is None or self._closing:
+            return
+        self._outbox[(record.kind, record.name)] = record
+        self._wake.set()
+
+    def _on_message(self, data: str) -> None:
+        record = decode(data)
+        if record is not None:
+            self.mirror.receive(record)
+
+    # --- background tasks ---------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Connect, sync, follow the channel; on any failure, fall back and reconnect."""
+        while not self._closing:
+            try:
+                await self._connect()
+            except Exception as exc:  # whatever it was, the supervisor must live on
+                self._fail(exc, "connect")
+                await self._disconnect()
+                self._first_sync.set()
+                await asyncio.sleep(self._backoff.next())
+                continue
+            self._first_sync.set()
+            self._backoff.reset()
+            try:
+                await self._follow()
+            except Exception as exc:
+                self._fail(exc, "subscription")
+            await self._disconnect()
+            if not self._closing:
+                await asyncio.sleep(self._backoff.next())
+
+    async def _connect(self) -> None:
+        """Subscribe, then read the snapshot (so nothing falls in between), then reconcile."""
+        self._broken.clear()
+        client = make_client(self.url, timeout_s=self.op_timeout_s, name=self.replica_id)
+        self._client, self._script = client, client.register_script(KEEP_LATEST)
+        self._pubsub = pubsub = client.pubsub()
+        await guarded(self._subscribe(pubsub), self.op_timeout_s * 4)
+        self._outbox.clear()  # the resync below re-publishes whatever of ours is newer
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.cooldowns)
+        pipe.hgetall(self.keys.budgets)
+        pipe.hgetall(self.keys.breakers)
+        cooldowns, budgets, breakers = await guarded(pipe.execute(), self.op_timeout_s)
+        stored = [
+            decode(raw) for raw in (*cooldowns.values(), *budgets.values(), *breakers.values())
+        ]
+        republish = self.mirror.reconcile(record for record in stored if record is not None)
+        if self._synced_once:
+            self.resyncs += 1
+        self._synced_once = True
+        self._set_healthy(True)
+        for record in republish:
+            self._enqueue(record)
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe and wait for the confirmation: from then on, every record reaches us."""
+        await pubsub.subscribe(self.keys.channel)
+        while True:
+            message = await pubsub.get_message(timeout=self.op_timeout_s)
+            if message is not None and message["type"] == "subscribe":
+                return
+
+    async def _follow(self) -> None:
+        """Apply every record on the channel until the link breaks."""
+        pubsub = self._pubsub
+        assert pubsub is not None
+        while not self._broken.is_set() and not self._closing:
+            message = await guarded(pubsub.get_message(timeout=0.2), 0.2 + self.op_timeout_s)
+            if message is not None and message["type"] == "message":
+                self._on_message(message["data"])
+
+    async def _publisher(self) -> None:
+        """Send queued records, oldest first, while the link is healthy."""
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox and self._healthy and not self._closing:
+                key = next(iter(self._outbox))
+                record = self._outbox.pop(key)
+                try:
+                    await self._publish(record)
+                except Exception as exc:  # a bug here must not stop replication for good
+                    log.exception("publishing %s failed", record)
+                    self._fail(exc, f"publish {record.kind}")
+
+    async def _publish(self, record: Record) -> None:
+        if isinstance(record, BreakerRecord):
+            hash_key = self.keys.breakers
+            remaining = (record.open_until or 0.0) - self._clock.wall()
+            ttl_s = max(self.breaker_ttl_s, remaining + _END_MARGIN_S)
+        else:
+            hash_key = self.keys.cooldowns if record.kind == "cooldown" else self.keys.budgets
+            ttl_s = record.until - self._clock.wall() + _END_MARGIN_S
+        payload = encode(record)
+        order = record.at if isinstance(record, BreakerRecord) else record.until
+        try:
+            stored = await guarded(
+                self._script(
+                    keys=[hash_key],
+                    args=[
+                        record.name,
+                        payload,
+                        self.keys.channel,
+                        max(1, int(ttl_s * 1000)),
+                        record.order_field,
+                        repr(order),
+                        record.origin,
+                    ],
+                ),
+                self.op_timeout_s,
+            )
+        except REDIS_ERRORS as exc:
+            self._fail(exc, f"publish {record.kind}")
+            return
+        if stored is None:
+            self.published += 1
+            return
+        self.rejected += 1  # Redis holds a later record: adopt it
+        later = decode(stored)
+        if later is not None:
+            self.mirror.apply(later)
+
+    async def _heartbeat(self) -> None:
+        """Share this replica's health inputs and read its peers'; a failure breaks the link."""
+        while not self._closing:
+            await asyncio.sleep(self.health_interval_s)
+            self.mirror.sync_clock()
+            if not self._healthy or self._client is None:
+                continue
+            try:
+                await guarded(self._beat(self._client), self.op_timeout_s)
+            except Exception as exc:
+                self._fail(exc, "heartbeat")
+
+    async def _beat(self, client: Redis) -> None:
+        wall = self._clock.wall()
+        ttl_ms = max(1, int(self.health_interval_s * 3000))
+        fields = {name: json.dumps(inputs) for name, inputs in self.mirror.health_inputs().items()}
+        mine = self.keys.health(self.replica_id)
+        pipe = client.pipeline(transaction=False)
+        if fields:
+            pipe.hset(mine, mapping=fields)
+            pipe.pexpire(mine, ttl_ms)
+        pipe.zadd(self.keys.replicas, {self.replica_id: wall})
+        pipe.zremrangebyscore(self.keys.replicas, "-inf", wall - ttl_ms / 1000)
+        pipe.pexpire(self.keys.replicas, ttl_ms)
+        pipe.zrange(self.keys.replicas, 0, -1)
+        *_, members = await pipe.execute()
+        others = [m for m in members if m != self.replica_id]
+        peers: dict[str, dict[str, dict[str, Any]]] = {}
+        if others:
+            pipe = client.pipeline(transaction=False)
+            for peer in others:
+                pipe.hgetall(self.keys.health(peer))
+            for peer, health in zip(others, await pipe.execute(), strict=True):
+                if health:
+                    peers[peer] = {name: json.loads(raw) for name, raw in health.items()}
+        self.peers = peers
+
+    # --- link state -----------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException, where: str) -> None:
+        """A Redis call failed: go on locally, count it, and have the supervisor reconnect."""
+        self.fallbacks += 1
+        self.last_error = f"{where}: {type(exc).__name__}: {exc}"[:300]
+        if not isinstance(exc, REDIS_ERRORS):
+            log.error("unexpected error in the shared state (%s)", where, exc_info=exc)
+        if self._healthy:
+            log.warning("shared state unavailable (%s); running on local state", self.last_error)
+        self._set_healthy(False)
+        self._broken.set()
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if healthy == self._healthy:
+            return
+        if not healthy:
+            self.disconnects += 1
+        else:
+            log.info("shared state in sync (%s, prefix %s)", redact(self.url), self.keys.prefix)
+        self._healthy = healthy
+        self._since = self._clock.wall()
+        if healthy:
+            self._wake.set()
+
+    async def _disconnect(self) -> None:
+        pubsub, client = self._pubsub, self._client
+        self._pubsub = self._client = self._script = None
+        await aclose_quietly(pubsub)
+        await aclose_quietly(client)

@@ -1,0 +1,17 @@
+"""How every ``imagerouter`` command reports an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagerouter.cli.output import fail
+
+
+def test_fail_prints_the_problem_as_text_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Brackets in a message are the message's own, not rich markup to be swallowed."""
+    with pytest.raises(SystemExit) as exited:
+        fail("Locust is not installed: pip install 'imagerouter[loadtest]'")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: Locust is not installed: pip install 'imagerouter[loadtest]'\n"
+    )
