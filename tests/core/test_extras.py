@@ -4,10 +4,14 @@ with pyproject.toml and the README."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from imagerouter import ImageRouterError, MissingExtra
+from imagerouter import extras as extras_module
+from imagerouter.cli import main
 from imagerouter.extras import EXTRAS, Extra, missing, require
 
 
@@ -49,3 +53,125 @@ def test_included_and_combined_extras_are_checked_too(monkeypatch: pytest.Monkey
 def test_an_unknown_extra_is_a_programming_error() -> None:
     with pytest.raises(KeyError, match="unknown extra 'nope'"):
         require("nope", "x")
+
+
+@pytest.fixture
+def absent(monkeypatch: pytest.MonkeyPatch):
+    """``absent("httpx", …)``: those modules look uninstalled to the checks."""
+    real = extras_module._installed
+
+    def make(*modules: str) -> None:
+        monkeypatch.setattr(extras_module, "_installed", lambda m: m not in modules and real(m))
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("args", "modules", "line"),
+    [
+        (
+            ["serve", "--port", "0"],
+            ("aiohttp_sse", "prometheus_client"),
+            "imagerouter serve needs aiohttp-sse, prometheus-client: "
+            "pip install 'imagerouter[server]'",
+        ),
+        (
+            ["keys", "list"],
+            ("aiohttp_sse",),
+            "imagerouter keys list needs aiohttp-sse: pip install 'imagerouter[server]'",
+        ),
+        (
+            ["status"],
+            ("httpx", "httpx_sse"),
+            "imagerouter status needs httpx, httpx-sse: pip install 'imagerouter[client]'",
+        ),
+        (
+            ["farm"],
+            ("trustme",),
+            "imagerouter farm needs trustme: pip install 'imagerouter[farm]'",
+        ),
+        (
+            ["demo"],
+            ("trustme",),
+            "imagerouter demo needs trustme: pip install 'imagerouter[server,farm]'",
+        ),
+        (
+            ["simulate", "launch-week"],
+            ("matplotlib",),
+            "imagerouter simulate needs matplotlib: pip install 'imagerouter[simulate,charts]'",
+        ),
+        (
+            ["loadtest", "steady"],
+            ("locust",),
+            "imagerouter loadtest needs locust: pip install 'imagerouter[loadtest]'",
+        ),
+        (
+            ["serve", "--farm", "--port", "0"],
+            ("trustme",),
+            "the in-process farm (serve --farm) needs trustme: pip install 'imagerouter[farm]'",
+        ),
+    ],
+)
+def test_a_command_without_its_extra_says_so_in_one_line(
+    absent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args, modules, line
+) -> None:
+    """Status 2, the message on one line of stderr, nothing on stdout, no traceback."""
+    absent(*modules)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMAGEROUTER_CONFIG", raising=False)
+    result = CliRunner().invoke(main, args, prog_name="imagerouter")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {line}\n"
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing was started or written
+
+
+@pytest.mark.parametrize(
+    ("server", "module", "line"),
+    [
+        (
+            'store = "postgresql://u@127.0.0.1:5432/test"',
+            "asyncpg",
+            "store = \"postgresql://…\" needs asyncpg: pip install 'imagerouter[postgres]'",
+        ),
+        (
+            'state = "redis://127.0.0.1:6379/0"',
+            "redis",
+            "state = \"redis://…\" needs redis: pip install 'imagerouter[redis]'",
+        ),
+        (
+            'storage = { backend = "s3", bucket = "b" }',
+            "boto3",
+            "[server.storage] backend = \"s3\" needs boto3: pip install 'imagerouter[s3]'",
+        ),
+    ],
+)
+def test_serve_checks_the_extras_its_settings_name(
+    absent, tmp_path: Path, server: str, module: str, line: str
+) -> None:
+    absent(module)
+    config = tmp_path / "imagerouter.toml"
+    config.write_text(f'[server]\ndata_dir = "data"\n{server}\n')
+    result = CliRunner().invoke(main, ["serve", "--config", str(config), "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {line}\n"
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_postgres_store_needs_its_extra_where_it_is_opened(absent, tmp_path: Path) -> None:
+    """``keys`` and ``db`` open the store the config names: PostgreSQL needs asyncpg, the
+    embedded SQLite store needs nothing."""
+    absent("asyncpg")
+    config = tmp_path / "imagerouter.toml"
+    config.write_text('[server]\nstore = "postgresql://u@127.0.0.1:5432/test"\n')
+    runner = CliRunner()
+    keys = runner.invoke(main, ["keys", "list", "--config", str(config)])
+    assert keys.exit_code == 2
+    assert keys.stderr == (
+        "error: a postgresql:// job store needs asyncpg: pip install 'imagerouter[postgres]'\n"
+    )
+    db = runner.invoke(main, ["db", "status", "--config", str(config)])
+    assert db.exit_code == 2
+    assert "pip install 'imagerouter[postgres]'" in db.stderr
+    sqlite = runner.invoke(main, ["db", "status", "--store", f"sqlite://{tmp_path}/ir.db"])
+    assert sqlite.exit_code == 0, sqlite.output

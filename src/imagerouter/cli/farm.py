@@ -6,6 +6,7 @@ import click
 
 from imagerouter.cli.output import fail
 from imagerouter.errors import ImageRouterError
+from imagerouter.extras import require
 from imagerouter.plugins import load_plugins
 
 __all__ = ["farm"]
@@ -18,6 +19,7 @@ __all__ = ["farm"]
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a generated CA (for fal-client).")
 def farm(scenario: str | None, host: str, port: int, tls: bool) -> None:
     """Serve the mock provider farm until interrupted."""
+    require("farm", "imagerouter farm")
     from mockproviders import run_farm  # the farm is a dev/test tool, not core
 
     adapters = load_plugins().farm_adapters  # providers added by plugins get their API too

@@ -7,7 +7,6 @@ parses options and prints the outcome.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import sys
 import time
@@ -19,6 +18,7 @@ from rich.table import Table
 
 from imagerouter.cli.output import console, err_console, fail
 from imagerouter.errors import ConfigError
+from imagerouter.extras import require
 
 __all__ = ["loadtest", "parse_duration"]
 
@@ -152,8 +152,7 @@ def loadtest(
     if scenario is None:
         _list_scenarios()
         return
-    if importlib.util.find_spec("locust") is None:
-        fail("Locust is not installed: pip install 'imagerouter[loadtest]'")
+    require("loadtest", "imagerouter loadtest")
     try:
         loaded = load_load_scenario(scenario)
     except ConfigError as exc:
