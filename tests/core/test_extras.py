@@ -4,6 +4,7 @@ with pyproject.toml and the README."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ from imagerouter import ImageRouterError, MissingExtra
 from imagerouter import extras as extras_module
 from imagerouter.cli import main
 from imagerouter.extras import EXTRAS, Extra, missing, require
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 def test_a_missing_module_fails_naming_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,6 +57,43 @@ def test_included_and_combined_extras_are_checked_too(monkeypatch: pytest.Monkey
 def test_an_unknown_extra_is_a_programming_error() -> None:
     with pytest.raises(KeyError, match="unknown extra 'nope'"):
         require("nope", "x")
+
+
+def _requirements(extra: str) -> tuple[set[str], set[str]]:
+    """(distribution names, extras of imagerouter itself) that ``extra`` lists."""
+    dists, selves = set(), set()
+    for requirement in PYPROJECT["optional-dependencies"][extra]:
+        name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower()
+        if name == "imagerouter":
+            selves |= set(re.search(r"\[(.*)\]", requirement).group(1).split(","))
+        else:
+            dists.add(name)
+    return dists, selves
+
+
+def test_the_table_matches_pyproject() -> None:
+    """Every extra checked at a door is one of pyproject's, listing each distribution checked
+    and including the same extras; ``all`` is every one; ``dev`` pulls ``all``; the base
+    dependencies hold none of them."""
+    declared = PYPROJECT["optional-dependencies"]
+    heavy = set()
+    for name, extra in EXTRAS.items():
+        dists, selves = _requirements(name)
+        assert set(extra.modules.values()) <= dists, name
+        assert selves == set(extra.includes), name
+        heavy |= dists
+    assert _requirements("all") == (set(), set(EXTRAS))
+    assert set(declared) == {*EXTRAS, "all", "dev"}
+    assert "all" in _requirements("dev")[1]
+    base = {re.match(r"[A-Za-z0-9._-]+", r).group(0).lower() for r in PYPROJECT["dependencies"]}
+    assert base == {"aiohttp", "pluggy", "pydantic", "click", "rich"}
+    assert not base & heavy
+
+
+def test_the_readme_tells_how_to_install_each_extra() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in [*EXTRAS, "all"]:
+        assert f"`pip install 'imagerouter[{name}]'`" in readme, name
 
 
 @pytest.fixture
