@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from imagerouter.errors import ConfigError
+from imagerouter.errors import ImageRouterError
 from mockproviders.scenario import bundled_scenarios
 from mockproviders.serve import DEFAULT_PORT, run_farm
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run_farm(args.scenario, host=args.host, port=args.port, tls=args.tls)
-    except ConfigError as exc:
+    except ImageRouterError as exc:  # a bad scenario, or the farm extra missing
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

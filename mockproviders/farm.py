@@ -18,17 +18,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from imagerouter.clock import Clock
+from imagerouter.extras import require
 from mockproviders.adapter import FarmAdapter
 from mockproviders.app import create_farm_app
 from mockproviders.profile import FaultProfile
 from mockproviders.scenario import Scenario, load_scenario
 from mockproviders.state import FarmState
-from mockproviders.tls import FarmTLS
+
+if TYPE_CHECKING:  # trustme (the farm extra) is imported when a farm starts with TLS
+    from mockproviders.tls import FarmTLS
 
 __all__ = ["Farm", "plugin_adapters"]
 
@@ -95,11 +98,17 @@ class Farm:
         await self.close()
 
     async def start(self) -> None:
-        """Listen; after this ``url`` and every other accessor work."""
+        """Listen; after this ``url`` and every other accessor work.
+
+        Raises MissingExtra without the ``farm`` extra (its metrics and TLS need it).
+        """
         if self._runner is not None:
             raise RuntimeError("the farm is already running")
+        require("farm", "the mock provider farm")
         ssl_context = None
         if self._tls:
+            from mockproviders.tls import FarmTLS
+
             self._tls_material = FarmTLS(hosts=("127.0.0.1", "localhost", self._host))
             self._state.ca_bundle = self._tls_material.ca_bundle
             ssl_context = self._tls_material.server_context()

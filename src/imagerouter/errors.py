@@ -5,6 +5,7 @@
     ImageRouterError
     ├── ConfigError                 bad config, catalog or scenario file (names file, field, reason)
     ├── PluginError                 a plugin could not be loaded (names the plugin and the reason)
+    ├── MissingExtra                an optional part is used without its extra installed
     ├── UnknownModel                the model is neither in the catalog nor an alias
     ├── ProviderError               one provider call failed; classified once, in the plugin
     │   ├── RateLimited             429: retry_after says when the provider takes us back
@@ -34,6 +35,7 @@ __all__ = [
     "ContentRejected",
     "ImageRouterError",
     "InvalidRequest",
+    "MissingExtra",
     "NoProviderAvailable",
     "PluginError",
     "ProviderError",
@@ -70,6 +72,19 @@ class PluginError(ImageRouterError):
     def __init__(self, plugin: str, reason: str) -> None:
         self.plugin, self.reason = plugin, reason
         super().__init__(f"plugin {plugin!r}: {reason}")
+
+
+class MissingExtra(ImageRouterError):
+    """Something needs an extra that is not installed; the message is the ``pip install``
+    that fixes it (see :mod:`imagerouter.extras`)."""
+
+    code = "missing_extra"
+
+    def __init__(self, extra: str, what: str, missing: Sequence[str]) -> None:
+        self.extra, self.what, self.missing = extra, what, list(missing)
+        super().__init__(
+            f"{what} needs {', '.join(self.missing)}: pip install 'imagerouter[{extra}]'"
+        )
 
 
 class UnknownModel(ImageRouterError):

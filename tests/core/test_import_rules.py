@@ -27,11 +27,13 @@ NOT_CORE = (
 CORE_MAY_NOT = ("mockproviders", "loadtests", *NOT_CORE)
 #: ``python -m imagerouter`` runs the CLI: the one core module that may name it.
 ENTRY = "imagerouter.__main__"
-#: What the farm may import of the core: the public contract.
+#: What the farm may import of the core: the public contract (and ``extras``, the one check
+#: that a missing extra fails with the pip install that fixes it).
 FARM_CONTRACT = (
     "imagerouter.bundled",
     "imagerouter.clock",
     "imagerouter.errors",
+    "imagerouter.extras",
     "imagerouter.config",
     "imagerouter.hookspecs",
     "imagerouter.plugins",

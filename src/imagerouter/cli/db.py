@@ -4,7 +4,8 @@ The store comes from ``--store``, else the config file's ``[server] store``, els
 ``IMAGEROUTER_SERVER_STORE``; without one, the embedded SQLite store under ``data_dir``. For
 PostgreSQL, the versioned SQL files of :mod:`imagerouter.jobs.migrations` are applied under an
 advisory lock, so running this while replicas start is safe (each replica also migrates on
-start). SQLite creates and upgrades its schema itself whenever it is opened.
+start); that needs the ``postgres`` extra. SQLite creates and upgrades its schema itself
+whenever it is opened.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import fail
 from imagerouter.errors import ImageRouterError
+from imagerouter.extras import require
 from imagerouter.jobs import migrations
 from imagerouter.jobs.postgres import is_postgres_url, parse_url, redact_url
 from imagerouter.server.settings import load_server_settings
@@ -40,6 +42,7 @@ def _store_url(config_path: str | None, store: str | None) -> str:
 
 
 async def _connect(url: str):
+    require("postgres", "imagerouter db on PostgreSQL")
     import asyncpg
 
     dsn, own = parse_url(url)

@@ -22,8 +22,8 @@ from rich.table import Table
 from imagerouter.auth import mint_key
 from imagerouter.cli.output import console, fail
 from imagerouter.errors import ImageRouterError
+from imagerouter.extras import require
 from imagerouter.resilience.breaker import BreakerTransition
-from imagerouter.server.app import create_app
 from imagerouter.server.keys import store_key
 from imagerouter.server.settings import ServerSettings
 
@@ -46,6 +46,7 @@ class DemoReport:
 async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0.25) -> DemoReport:
     """Serve the API over the farm playing ``scenario`` on a free loopback port, submit
     ``jobs`` jobs one every ``interval_s`` over HTTP, and follow each to its end."""
+    from imagerouter.server.app import create_app  # the server extra's modules
     from mockproviders import Farm, load_scenario  # the farm is a dev/test tool, not core
     from mockproviders.bridge import farm_router
 
@@ -201,6 +202,7 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
 def demo(scenario: str, jobs: int, interval: float) -> None:
     """Serve the API over the in-process farm, submit jobs as a client would, show the outcome."""
     try:
+        require("server,farm", "imagerouter demo")
         report = asyncio.run(run_demo(scenario, jobs, interval))
     except ImageRouterError as exc:
         fail(exc)

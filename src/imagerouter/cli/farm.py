@@ -6,6 +6,7 @@ import click
 
 from imagerouter.cli.output import fail
 from imagerouter.errors import ImageRouterError
+from imagerouter.extras import require
 
 __all__ = ["farm"]
 
@@ -19,6 +20,7 @@ __all__ = ["farm"]
 )
 def farm(scenario: str | None, host: str, port: int, tls: bool) -> None:
     """Serve the mock provider farm (every loaded plugin's provider API) until interrupted."""
+    require("farm", "imagerouter farm")
     from mockproviders import run_farm  # the farm is a dev/test tool, not core
 
     try:

@@ -7,7 +7,6 @@ parses options and prints the outcome.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from imagerouter.cli.output import console, err_console, fail
 from imagerouter.errors import ConfigError
+from imagerouter.extras import require
 from imagerouter.resilience import headers
 
 __all__ = ["loadtest", "parse_duration"]
@@ -148,8 +148,7 @@ def loadtest(
     if scenario is None:
         _list_scenarios()
         return
-    if importlib.util.find_spec("locust") is None:
-        fail("Locust is not installed: pip install 'imagerouter[loadtest]'")
+    require("loadtest", "imagerouter loadtest")
     try:
         loaded = load_load_scenario(scenario)
     except ConfigError as exc:

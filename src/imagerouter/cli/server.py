@@ -1,7 +1,8 @@
 """``imagerouter serve``, ``imagerouter keys …`` and ``imagerouter credits …``.
 
 Every one takes ``--config`` and ``--data-dir``; settings come from the config file's
-``[server]`` table, then ``IMAGEROUTER_SERVER_*`` variables, then flags.
+``[server]`` table, then ``IMAGEROUTER_SERVER_*`` variables, then flags. Each needs the
+``server`` extra, and checks it (and any extra its settings name) before doing anything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from imagerouter.cli.options import config_option
 from imagerouter.cli.output import console, err_console, fail
 from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
+from imagerouter.extras import require
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
 from imagerouter.server.settings import (
@@ -41,11 +43,18 @@ data_dir_option = click.option(
 )
 
 
-def _settings(config_path: str | None, **overrides: Any) -> ServerSettings:
+def _settings(command: str, config_path: str | None, **overrides: Any) -> ServerSettings:
+    """``imagerouter COMMAND``'s settings, once the extras it needs are known to be installed:
+    ``server``, and for ``serve`` those of the store, state, storage and farm it names (the
+    other commands open only the store, which checks its own)."""
     try:
-        return load_server_settings(config_path, **overrides)
+        require("server", f"imagerouter {command}")
+        settings = load_server_settings(config_path, **overrides)
+        if command == "serve":
+            settings.require_extras()
     except ImageRouterError as exc:
         fail(exc)
+    return settings
 
 
 def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]]) -> T:
@@ -87,11 +96,11 @@ def serve(
     farm: str | None,
 ) -> None:
     """Serve the job API (submit, poll, cancel, OpenAI-compatible) until SIGTERM."""
-    from imagerouter.server.serve import run_server
-
     settings = _settings(
-        config_path, data_dir=data_dir, host=host, port=port, workers=workers, farm=farm
+        "serve", config_path, data_dir=data_dir, host=host, port=port, workers=workers, farm=farm
     )
+    from imagerouter.server.serve import run_server  # the app: once its extras are known there
+
     try:
         if settings.farm is not None:
             overrides = router_config(config_path or os.environ.get(CONFIG_ENV))
@@ -117,7 +126,7 @@ def keys_create(
     config_path: str | None, data_dir: str | None, account_name: str, grant: int, label: str | None
 ) -> None:
     """Create a key for ACCOUNT and print it once: it is stored only as a hash."""
-    settings = _settings(config_path, data_dir=data_dir)
+    settings = _settings("keys create", config_path, data_dir=data_dir)
 
     async def work(store: SQLiteJobStore) -> tuple[str, str, str, int]:
         account = await store.create_account(account_name)
@@ -142,7 +151,7 @@ def keys_create(
 @click.option("--account", "account_name", default=None, help="Only this account's keys.")
 def keys_list(config_path: str | None, data_dir: str | None, account_name: str | None) -> None:
     """List keys (ids, accounts, state; never the secrets)."""
-    settings = _settings(config_path, data_dir=data_dir)
+    settings = _settings("keys list", config_path, data_dir=data_dir)
 
     async def work(store: SQLiteJobStore) -> list[Any]:
         account_id = None
@@ -173,7 +182,7 @@ def keys_list(config_path: str | None, data_dir: str | None, account_name: str |
 @click.argument("key_id")
 def keys_revoke(config_path: str | None, data_dir: str | None, key_id: str) -> None:
     """Revoke KEY_ID (the ``key_…`` id from ``keys list``)."""
-    settings = _settings(config_path, data_dir=data_dir)
+    settings = _settings("keys revoke", config_path, data_dir=data_dir)
     if not _with_store(settings, lambda store: store.revoke_api_key(key_id)):
         fail(ImageRouterError(f"no active key {key_id!r}"))
     console.print(f"revoked {key_id}")
@@ -193,7 +202,7 @@ def credits_grant(
     config_path: str | None, data_dir: str | None, account_name: str, amount: int
 ) -> None:
     """Add AMOUNT credits to ACCOUNT (a ``grant`` ledger entry)."""
-    settings = _settings(config_path, data_dir=data_dir)
+    settings = _settings("credits grant", config_path, data_dir=data_dir)
 
     async def work(store: SQLiteJobStore) -> int:
         account = await store.find_account(account_name)

@@ -1,6 +1,7 @@
 """``imagerouter simulate``: the routing policies on a virtual clock, with a report.
 
-The simulator (:mod:`imagerouter.simulate`) is imported when the command runs.
+The simulator (:mod:`imagerouter.simulate`) is imported when the command runs; it needs the
+``simulate`` extra, and its PNG charts the ``charts`` extra (or ``--no-charts``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from imagerouter.cli.output import console, fail
 from imagerouter.errors import ImageRouterError
+from imagerouter.extras import require
 
 __all__ = ["simulate"]
 
@@ -71,6 +73,7 @@ def simulate(
     Leaves summary.json, summary.md, transitions.csv and PNG charts in --out; with --compare,
     one such report per policy plus compare.json and compare.md.
     """
+    require("simulate" if no_charts else "simulate,charts", "imagerouter simulate")
     from imagerouter.simulate.run import run_compare, run_one
     from imagerouter.simulate.spec import apply_policy, load_spec
 

@@ -2,23 +2,27 @@
 
 The table comes from ``GET /v1/providers`` (any API key). Given the admin key instead, it comes
 from ``GET /v1/admin/snapshot``, which adds what the dashboard shows: time to the next breaker
-probe, and the last minute's success rate, p95 latency and jobs/s.
+probe, and the last minute's success rate, p95 latency and jobs/s. It asks over httpx: the
+``client`` extra.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from imagerouter.cli.output import console, fail
+from imagerouter.extras import require
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["fetch_rows", "provider_table", "status"]
 
@@ -30,6 +34,8 @@ class StatusError(Exception):
 
 
 def _get(client: httpx.Client, path: str, key: str | None) -> httpx.Response:
+    import httpx
+
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         return client.get(path, headers=headers)
@@ -181,6 +187,9 @@ def status(
     url: str, key: str | None, watch: bool, interval: float, count: int | None, as_json: bool
 ) -> None:
     """Show each provider's breaker, health, cooldown and load on a running server."""
+    require("client", "imagerouter status")
+    import httpx
+
     with httpx.Client(base_url=url.rstrip("/"), timeout=5.0) as client:
         try:
             admin = _is_admin(client, key)

@@ -12,8 +12,16 @@
 Errors are typed after the API's ``{"error": {"code", "message", "field"}}`` answers (see
 :mod:`imagerouter.client.errors`); :func:`verify_webhook` checks a webhook on the receiving
 side.
+
+The client needs the ``client`` extra (httpx, httpx-sse): importing this package without it
+raises :class:`~imagerouter.errors.MissingExtra` naming ``pip install 'imagerouter[client]'``.
 """
 
+from imagerouter.extras import require
+
+require("client", "imagerouter.client")
+
+# The imports below come after the check on purpose (ruff: E402 ignored for this file).
 from imagerouter.client._async import AsyncClient
 from imagerouter.client._sync import Client
 from imagerouter.client.errors import (

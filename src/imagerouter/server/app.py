@@ -63,7 +63,11 @@ def create_app(
         router: a router to use instead (the app enters and exits it).
         store: a store to use instead of SQLite under ``settings.data_dir`` (opened here).
         router_overrides: config laid over the farm's provider settings (with ``farm``).
+
+    Raises MissingExtra, before anything starts, when the settings name a store, state,
+    storage or farm whose extra is not installed.
     """
+    settings.require_extras(farm=router is None)
     app = web.Application(
         middlewares=[error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,

@@ -30,7 +30,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from imagerouter.config import CONFIG_ENV, Settings, deep_merge, load_settings, load_toml, validate
+from imagerouter.extras import require
 from imagerouter.jobs.backends import open_store
+from imagerouter.jobs.postgres import is_postgres_url
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerConfig
@@ -200,6 +202,19 @@ class ServerSettings(BaseModel):
                 scale=self.webhook_retry_scale,
             ),
         )
+
+    def require_extras(self, *, farm: bool = True) -> None:
+        """Raise :class:`~imagerouter.errors.MissingExtra` when these settings name a part
+        whose extra is not installed (``farm``: the in-process farm counts), before anything
+        starts."""
+        if farm and self.farm is not None:
+            require("farm", "the in-process farm (serve --farm)")
+        if is_postgres_url(self.store):
+            require("postgres", 'store = "postgresql://…"')
+        if self.state is not None:
+            require("redis", 'state = "redis://…"')
+        if self.storage.backend == "s3":
+            require("s3", '[server.storage] backend = "s3"')
 
     def job_store(self) -> JobStore:
         """The job store these settings name (``store``, else SQLite in ``data_dir``); call

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+from imagerouter.extras import require
 from imagerouter.storage.base import StorageError
 from imagerouter.storage.config import MAX_URL_TTL_S, StorageSettings
 
@@ -30,6 +31,7 @@ class S3Storage:
     name = "s3"
 
     def __init__(self, settings: StorageSettings, executor: Executor) -> None:
+        require("s3", "S3 output storage")
         assert settings.bucket
         self.bucket = settings.bucket
         self.prefix = settings.prefix

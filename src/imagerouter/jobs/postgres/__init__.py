@@ -47,7 +47,23 @@ The URL is a libpq-style ``postgresql://user@host:port/db``; ``?schema=NAME`` pu
 table in that schema (created if missing), and ``?pool_min=``/``?pool_max=`` size the pool.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from imagerouter.extras import require
 from imagerouter.jobs.postgres.connection import is_postgres_url, parse_url, redact_url
-from imagerouter.jobs.postgres.store import PostgresJobStore
+
+if TYPE_CHECKING:
+    from imagerouter.jobs.postgres.store import PostgresJobStore
 
 __all__ = ["PostgresJobStore", "is_postgres_url", "parse_url", "redact_url"]
+
+
+def __getattr__(name: str) -> Any:
+    """``PostgresJobStore`` is imported (with asyncpg) when asked for, after checking the
+    ``postgres`` extra every time (a find_spec): the URL helpers above need no extra."""
+    if name == "PostgresJobStore":
+        require("postgres", "a postgresql:// job store")
+        from imagerouter.jobs.postgres.store import PostgresJobStore
+
+        return PostgresJobStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

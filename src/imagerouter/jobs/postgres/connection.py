@@ -5,13 +5,14 @@ how every connection is set up, and :func:`run_steps`, which runs a shared rule 
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import asyncpg
 
 from imagerouter.jobs.rows import dumps
 from imagerouter.jobs.sql import Steps, numbered
+
+if TYPE_CHECKING:  # the URL helpers work without the postgres extra (imagerouter db reads them)
+    import asyncpg
 
 __all__ = [
     "connect_kwargs",
