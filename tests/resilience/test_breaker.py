@@ -542,6 +542,20 @@ def test_forced_probe_failure_reopens_grown(clock: FakeClock) -> None:
     assert b.open_until == 1010.0
 
 
+def test_forced_probes_come_at_most_once_per_base_open_time(clock: FakeClock) -> None:
+    """Panic mode lets one probe through per open_base_s, not one per caller: in a total
+    outage every job would otherwise probe and the breaker would hold nothing back."""
+    b = make(clock, open_base_s=5.0, open_max_s=60.0)
+    trip(b)
+    assert b.force_probe()
+    b.record_failure()  # the probe failed: open again (for 10 s now)
+    clock.advance(4.9)
+    assert not b.force_probe()
+    assert b.state is OPEN
+    clock.advance(0.1)
+    assert b.force_probe()
+
+
 def test_reset_closes_and_forgets(clock: FakeClock, events: list) -> None:
     """reset() closes an open breaker and forgets its streak."""
     b = make(clock, events)

@@ -185,6 +185,7 @@ class CircuitBreaker:
         "_consecutive_limit",
         "_failure_threshold",
         "_failures",
+        "_forced_at",
         "_head",
         "_last_failure_at",
         "_min_calls",
@@ -236,6 +237,7 @@ class CircuitBreaker:
         self._probe_ok = 0
         self._probe_slow = 0
         self._probe_at = now
+        self._forced_at = -math.inf
         # Thresholds, flattened for the hot path.
         self._failure_threshold = config.failure_rate_threshold
         self._slow_enabled = config.slow_call_s is not None
@@ -384,17 +386,21 @@ class CircuitBreaker:
         return self._state is _HALF_OPEN and self._probes_left > 0
 
     def force_probe(self) -> bool:
-        """Panic mode: end the cooldown early and reserve one probe. False unless open.
+        """Panic mode: end the cooldown early and reserve one probe. False unless open, and
+        at most once per ``open_base_s``.
 
         The router calls this when every candidate's breaker is open, on the provider that failed
         least recently, so that traffic can find its way back without waiting out every cooldown.
+        One forced probe per base open time, not one per job: in a total outage every job would
+        otherwise probe, and the breakers would hold no traffic back at all.
         """
         if self._state is _CLOSED:
             return False
         now = self._clock.now()
         self._tick(now)
-        if self._state is not _OPEN:
+        if self._state is not _OPEN or now - self._forced_at < self._config.open_base_s:
             return False
+        self._forced_at = now
         self._transition(_HALF_OPEN, now, "forced probe", None)
         self._probes_left -= 1
         self._probes_out += 1
