@@ -114,8 +114,9 @@ def test_retry_after_is_honoured_in_a_429_storm() -> None:
 
 
 def test_total_outage_fails_every_job_within_the_retry_budget(write_toml: WriteFile) -> None:
-    """Both providers of a model down: every job fails, and calls stay within the retry
-    budget's bound per provider ((1 + ratio) × first attempts into it + floor per window)."""
+    """Both providers of a model down: every job fails, calls stay within the retry budget's
+    bound per provider ((1 + ratio) × first attempts into it + floor per window), and the open
+    breakers keep most jobs from calling at all."""
     path = write_toml(
         "outage.toml",
         """
@@ -142,7 +143,9 @@ def test_total_outage_fails_every_job_within_the_retry_budget(write_toml: WriteF
     # first choice or a failover) plus budgeted retries.
     for name, instance in summary["instances"].items():
         assert instance["calls"] <= 1.2 * jobs["arrived"] + 10 * windows, name
-    assert summary["calls"]["retry_budget_rejected"] > 0
+    # Once both breakers are open they hold traffic back: one panic probe per base open time,
+    # not one per job, so fewer calls than jobs.
+    assert summary["calls"]["total"] < jobs["arrived"]
 
 
 def test_hedged_model_cancels_the_slower_call(small_scenario: Any, write_toml: WriteFile) -> None:
