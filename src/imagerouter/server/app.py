@@ -127,13 +127,9 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
 def _store_ctx(store: JobStore | None):
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        opened = store or settings.job_store()
-        await opened.open()
-        app[store_key] = opened
-        try:
+        async with store or settings.job_store() as opened:
+            app[store_key] = opened
             yield
-        finally:
-            await opened.close()
 
     return store_ctx
 
