@@ -165,13 +165,12 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         outputs=app.get(delivery.outputs_key),
     )
     app[workers_key] = pool
-    await pool.start()
-    # Jobs queued by other replicas (a shared store) wake this pool too.
-    unsubscribe = app[store_key].subscribe(
-        lambda events: any(e.type == "job.queued" for e in events) and pool.wake()
-    )
-    try:
-        yield
-    finally:
-        unsubscribe()
-        await pool.stop()
+    async with pool:
+        # Jobs queued by other replicas (a shared store) wake this pool too.
+        unsubscribe = app[store_key].subscribe(
+            lambda events: any(e.type == "job.queued" for e in events) and pool.wake()
+        )
+        try:
+            yield
+        finally:
+            unsubscribe()
