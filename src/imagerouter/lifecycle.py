@@ -3,7 +3,7 @@
 Use a resource as ``async with Resource(...) as resource:``; where it must be started and
 stopped apart from a ``with`` block, call ``await resource.start()`` and, once done,
 ``await resource.aclose()``. :class:`AsyncResource` turns those two methods into the async
-context manager, so no resource hand-writes ``__aenter__``/``__aexit__``.
+context manager, so a resource need not hand-write ``__aenter__``/``__aexit__``.
 """
 
 from __future__ import annotations

@@ -132,7 +132,9 @@ class Router(AsyncResource):
     def session(self) -> aiohttp.ClientSession:
         """The pooled HTTP session every provider call goes through."""
         if self._session is None:
-            raise RuntimeError("use the router as 'async with Router...(...) as router:'")
+            raise RuntimeError(
+                "use the router as 'async with Router...(...) as router:' (or start() it)"
+            )
         return self._session
 
     async def start(self) -> None:
