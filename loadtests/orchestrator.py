@@ -420,7 +420,8 @@ class _Orchestration:
             (self.out / folder).mkdir(parents=True, exist_ok=True)
         config = write_config(self.out / "imagerouter.toml", self.scenario)
         self.api_key = _create_key(config, self.out / "data", self.out / "logs" / "keys.log")
-        self.receiver_url = await self.receiver.start()
+        await self.receiver.start()
+        self.receiver_url = self.receiver.url
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         serve = [
@@ -589,7 +590,7 @@ class _Orchestration:
             "metrics": await self.api.metrics_text(),
         }
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop every process this run started (by pid, newest first) and the receiver."""
         await self._stop_timeline()
         for name, process in reversed(list(self.processes.items())):
@@ -598,7 +599,7 @@ class _Orchestration:
                 self.server_code = code
         for handle in self.logs:
             handle.close()
-        await self.receiver.close()
+        await self.receiver.aclose()
 
 
 async def run_loadtest(options: RunOptions) -> RunResult:
@@ -625,7 +626,7 @@ async def run_loadtest(options: RunOptions) -> RunResult:
             await run.watch()
             record = await run.collect()
         finally:
-            await run.stop()
+            await run.aclose()
 
     if record["metrics"]:
         (run.raw / "metrics.txt").write_text(record["metrics"])

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from imagerouter import AsyncResource
+
 __all__ = ["Receiver", "WebhookArrival", "job_of", "verify_signature"]
 
 
@@ -74,7 +76,7 @@ class WebhookArrival:
 
 
 @dataclass
-class Receiver:
+class Receiver(AsyncResource):
     """An aiohttp app on 127.0.0.1 that records notices and webhooks (see the module doc)."""
 
     secrets: list[str] = field(default_factory=list)
@@ -93,17 +95,16 @@ class Receiver:
         app.router.add_post("/hooks/{tag}", self._hook)
         return app
 
-    async def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (a free port by default); returns the base URL."""
+    async def start(self, port: int = 0) -> None:
+        """Listen on 127.0.0.1 (a free port by default); then ``url`` is the base URL."""
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         self._runner = runner
         self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        return self.url
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop listening."""
         runner, self._runner = self._runner, None
         if runner is not None:

@@ -10,18 +10,18 @@
 The farm knows no provider by name: it serves the adapters it is given, by default every one
 the loaded plugins register through ``register_farm_adapters`` (the built-in providers' too).
 It owns its ``web.AppRunner``, its site and (with TLS) its CA bundle file, and closes all of
-them on exit.
+them on exit (or :meth:`Farm.aclose`, after :meth:`Farm.start`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from imagerouter import AsyncResource
 from imagerouter.clock import Clock
 from imagerouter.extras import require
 from mockproviders.adapter import FarmAdapter
@@ -48,7 +48,7 @@ def plugin_adapters() -> list[FarmAdapter]:
     return load_plugins().farm_adapters
 
 
-class Farm:
+class Farm(AsyncResource):
     """Provider APIs (one adapter each) and the control API on one port.
 
     Args:
@@ -85,18 +85,6 @@ class Farm:
         self._tls_material: FarmTLS | None = None
         self._url: str | None = None
 
-    async def __aenter__(self) -> Farm:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def start(self) -> None:
         """Listen; after this ``url`` and every other accessor work.
 
@@ -132,7 +120,7 @@ class Farm:
         host = f"[{host}]" if ":" in host else host
         self._url = f"{'https' if self._tls else 'http'}://{host}:{port}"
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop listening, let held requests go, and delete the CA bundle."""
         runner, self._runner = self._runner, None
         try:

@@ -1,6 +1,6 @@
 """``make bench``: run every benchmark in this folder, one process each, and list the results.
 
-    python -m loadtests.bench [NAME ...]     # e.g. router failover; default: all of them
+python -m loadtests.bench [NAME ...]     # e.g. router failover; default: all of them
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ class Backend:
             from imagerouter.jobs.sqlite import SQLiteJobStore
 
             store = SQLiteJobStore(self.tmp / "data" / "imagerouter.db")
-        await store.open()
+        await store.start()
         try:
             tokens = []
             for n in range(accounts):
@@ -201,7 +201,7 @@ class Backend:
                 tokens.append(minted.token)
             return tokens
         finally:
-            await store.close()
+            await store.aclose()
 
     async def completed(self) -> int:
         """Jobs completed so far."""
@@ -334,8 +334,8 @@ async def commit_latency(pg: str, count: int = 200) -> float:
     log's ceiling is about 1000 / this many event-writing transactions per second."""
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = PostgresJobStore(f"{pg}?schema={schema}", pool_max=2)
-    await store.open()
-    await store.close()
+    await store.start()
+    await store.aclose()
     conn = await asyncpg.connect(pg, server_settings={"search_path": schema})
     try:
         started = time.perf_counter()

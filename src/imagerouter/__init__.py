@@ -30,11 +30,13 @@ from imagerouter.generation import (
     ProviderOutput,
 )
 from imagerouter.hookspecs import hookimpl
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.provider import CallContext, HttpAnswer, Provider, ProviderOptions
 from imagerouter.router import Router
 
 __all__ = [
+    "AsyncResource",
     "Attempt",
     "AuthFailed",
     "CallContext",

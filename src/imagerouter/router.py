@@ -19,8 +19,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
@@ -30,6 +29,7 @@ from imagerouter.config import ProviderSettings, Settings, load_settings, valida
 from imagerouter.errors import ConfigError, NoProviderAvailable, ProviderError, ProviderUnavailable
 from imagerouter.generation import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
 from imagerouter.instances import ProviderInstance, retry_budget_of
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.listeners import Listeners
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.provider import CallContext
@@ -56,7 +56,7 @@ class _Outcome:
     started_at: float
 
 
-class Router:
+class Router(AsyncResource):
     """Routes image requests across provider instances with failover and resilience state."""
 
     def __init__(
@@ -132,10 +132,13 @@ class Router:
     def session(self) -> aiohttp.ClientSession:
         """The pooled HTTP session every provider call goes through."""
         if self._session is None:
-            raise RuntimeError("use the router as 'async with Router...(...) as router:'")
+            raise RuntimeError(
+                "use the router as 'async with Router...(...) as router:' (or start() it)"
+            )
         return self._session
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Open the pooled session (unless one was given); ``async with`` calls it."""
         if self._session is None:
             ssl_context: ssl.SSLContext | bool = True
             if self.settings.ca_bundle:
@@ -149,14 +152,9 @@ class Router:
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None)
             )
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Close the session this router opened (a given one stays open)."""
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None

@@ -114,7 +114,7 @@ async def make_fleet(services: tuple[str, str], tmp_path: Path) -> AsyncIterator
         procs.extend(nodes)
         start_processes(nodes)  # they migrate the empty schema at once: the advisory lock
         store = PostgresJobStore(store_url, pool_max=4, poll_interval_s=0.2)
-        await store.open()
+        await store.start()
         cleanup.append(("store", store))
         return Fleet(farm, nodes, store, config, tcp)
 
@@ -125,7 +125,7 @@ async def make_fleet(services: tuple[str, str], tmp_path: Path) -> AsyncIterator
             proc.stop()
         for kind, thing in reversed(cleanup):
             if kind == "store":
-                await thing.close()
+                await thing.aclose()
             elif kind == "proxy":
                 thing.stop()
             elif kind == "schema":

@@ -26,6 +26,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from imagerouter import AsyncResource
 from imagerouter.auth import mint_key
 from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.plugins import load_plugins
@@ -128,7 +129,7 @@ class ThreadedProxy:
 
     def start(self) -> ThreadedProxy:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._proxy.__aenter__(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(10)
         return self
 
     def url(self, db: int = 0) -> str:
@@ -141,7 +142,7 @@ class ThreadedProxy:
         self._loop.call_soon_threadsafe(self._proxy.restore)
 
     def stop(self) -> None:
-        coro = self._proxy.__aexit__(None, None, None)
+        coro = self._proxy.aclose()
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -162,7 +163,7 @@ class Hit:
 
 
 @dataclass
-class Receiver:
+class Receiver(AsyncResource):
     """A webhook endpoint on loopback that answers 200 and keeps every request."""
 
     hits: list[Hit] = field(default_factory=list)
@@ -173,7 +174,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    async def start(self) -> Receiver:
+    async def start(self) -> None:
         async def hook(request: web.Request) -> web.Response:
             self.hits.append(Hit(dict(request.headers), await request.read()))
             return web.Response(text="ok")
@@ -185,9 +186,8 @@ class Receiver:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
 

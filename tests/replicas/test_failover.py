@@ -22,8 +22,7 @@ async def test_kill_9_of_a_replica_loses_nothing_and_charges_once(make_fleet) ->
     """Kill -9 a replica holding leased jobs mid-load; clients retry its submits on the others
     with the same Idempotency-Key: every job completes once, debits = jobs, no refund, the
     balance adds up, and every job's webhook is delivered with a single webhook-id."""
-    receiver = await Receiver().start()
-    try:
+    async with Receiver() as receiver:
         fleet = await make_fleet(
             {name: {"generation_ms": 700} for name in ("fal", "wavespeed", "openai")},
             server={"workers": 6},
@@ -80,5 +79,3 @@ async def test_kill_9_of_a_replica_loses_nothing_and_charges_once(make_fleet) ->
         delivered = await fleet.fetch("SELECT status, count(*) FROM deliveries GROUP BY status")
         assert dict(delivered) == {"succeeded": TOTAL}
         assert json.loads(receiver.hits[0].body)["data"]["credits"]["refunded"] == 0
-    finally:
-        await receiver.stop()

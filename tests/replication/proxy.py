@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
-from typing import Self
+
+from imagerouter import AsyncResource
 
 
-class TcpProxy:
+class TcpProxy(AsyncResource):
     """Forwards 127.0.0.1:<port> to ``host:port`` until cut."""
 
     def __init__(self, host: str, port: int) -> None:
@@ -27,17 +27,11 @@ class TcpProxy:
         """A ``redis://`` URL through the proxy."""
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         self.cut()
         assert self._server is not None
         self._server.close()

@@ -44,7 +44,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             options.setdefault("poll_interval_s", 0.2)
             options.setdefault("pool_max", 4)
             store = PostgresJobStore(with_schema(base, schema), **options)
-        await store.open()
+        await store.start()
         opened.append(store)
         return store
 
@@ -53,7 +53,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         yield make
     finally:
         for store in reversed(opened):
-            await store.close()
+            await store.aclose()
         if backend == "postgres":
             await drop_schema(base, schema)
 

@@ -60,7 +60,7 @@ async def test_a_store_without_migrations_says_what_to_run(pg_url: str, schema: 
     """A store opened with ``migrate=False`` on an empty schema refuses, naming the command."""
     store = PostgresJobStore(with_schema(pg_url, schema), migrate=False)
     with pytest.raises(StoreError, match="imagerouter db migrate"):
-        await store.open()
+        await store.start()
 
 
 def test_db_migrate_command(pg_url: str, schema: str) -> None:
@@ -110,11 +110,11 @@ async def test_keys_and_credits_commands_use_the_configured_store(
     granted = run("credits", "grant", "fleet", "2")
     assert granted.returncode == 0, granted.stderr
     store = PostgresJobStore(with_schema(pg_url, schema))
-    await store.open()
+    await store.start()
     try:
         account = await store.find_account("fleet")
         assert account is not None
         assert account.balance == 42
     finally:
-        await store.close()
+        await store.aclose()
     assert not (tmp_path / ".imagerouter").exists()

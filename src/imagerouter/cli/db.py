@@ -68,9 +68,8 @@ async def _status(url: str) -> migrations.MigrationStatus:
 async def _open_sqlite(url: str) -> None:
     from imagerouter.jobs.backends import open_store
 
-    store = open_store(url)
-    await store.open()
-    await store.close()
+    async with open_store(url):  # starting it creates the schema
+        pass
 
 
 def _run(work):

@@ -59,12 +59,9 @@ def _settings(command: str, config_path: str | None, **overrides: Any) -> Server
 
 def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = settings.job_store()  # PostgreSQL when the config names one, as serve does
-        await store.open()
-        try:
+        # PostgreSQL when the config names one, as serve does
+        async with settings.job_store() as store:
             return await work(store)
-        finally:
-            await store.close()
 
     try:
         return asyncio.run(run())

@@ -16,14 +16,14 @@ __all__ = ["open_sqlite_store", "open_store"]
 
 
 def open_sqlite_store(data_dir: str | Path, **options: Any) -> JobStore:
-    """The embedded default: SQLite (WAL) at ``data_dir/imagerouter.db``; call ``open()``."""
+    """The embedded default: SQLite (WAL) at ``data_dir/imagerouter.db``, unstarted."""
     return SQLiteJobStore(Path(data_dir) / "imagerouter.db", **options)
 
 
 def open_store(url_or_dir: str | Path, **options: Any) -> JobStore:
     """The store a URL names: ``postgresql://…`` (shared by replicas; see
     :mod:`imagerouter.jobs.postgres`), ``sqlite:///path/to/file.db``, or a data directory
-    (SQLite at ``imagerouter.db`` in it). Call ``open()``."""
+    (SQLite at ``imagerouter.db`` in it). Use it with ``async with``."""
     text = str(url_or_dir)
     if text.startswith(("postgresql://", "postgres://")):
         # asyncpg is imported only when a PostgreSQL store is asked for.

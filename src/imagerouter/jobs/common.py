@@ -5,22 +5,18 @@ the Protocol methods that are the same whatever the database (each store supplie
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 from imagerouter.jobs.errors import AccountNotFound
 from imagerouter.jobs.types import Account
+from imagerouter.lifecycle import AsyncResource
 
 __all__ = ["StoreBase"]
 
 
-class StoreBase:
-    """The Protocol methods both stores implement alike, on top of two store-specific ones."""
-
-    async def open(self) -> None:  # pragma: no cover - every store defines it
-        raise NotImplementedError
-
-    async def close(self) -> None:  # pragma: no cover - every store defines it
-        raise NotImplementedError
+class StoreBase(AsyncResource):
+    """The Protocol methods both stores implement alike, on top of two store-specific ones;
+    each store supplies ``start`` and ``aclose`` (``async with`` calls them)."""
 
     async def _find_account(self, column: str, value: str) -> Account | None:
         raise NotImplementedError  # pragma: no cover
@@ -34,13 +30,6 @@ class StoreBase:
         attempts: Sequence[dict[str, Any]],
     ) -> bool:
         raise NotImplementedError  # pragma: no cover
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def get_account(self, account_id: str) -> Account:
         """The account by id (AccountNotFound if none)."""

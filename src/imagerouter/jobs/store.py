@@ -30,7 +30,7 @@ share: :mod:`imagerouter.jobs.rules`.)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from imagerouter.jobs.types import (
     Account,
@@ -320,12 +320,20 @@ class JobStore(AccountStore, JobQueue, EventLog, IdempotencyStore, WebhookStore,
     """The whole store: every aggregate, and its lifecycle. What a backend implements and the
     server is wired with."""
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         """Connect and create or migrate the schema."""
         ...
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Finish pending work and disconnect."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        """:meth:`start`, returning the store."""
+        ...
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """:meth:`aclose`."""
         ...
 
     async def ping(self) -> None:

@@ -6,7 +6,7 @@
   (canceled by its client, or taken over after expiring) has its task cancelled.
 * A sweeper re-queues jobs whose lease expired (their process was killed) at start and then
   every ``sweep_interval_s``, and forgets expired idempotency keys.
-* On :meth:`WorkerPool.stop` the pool stops leasing, lets running jobs finish for
+* On :meth:`WorkerPool.aclose` the pool stops leasing, lets running jobs finish for
   ``shutdown_grace_s``, then cancels the rest and hands them back to the queue.
 
 A job's final state is written by the store only while this pool still holds its lease, so a
@@ -30,6 +30,7 @@ from imagerouter.generation import ImageRequest
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import IdempotencyStore, JobQueue
 from imagerouter.jobs.types import Job
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.logs import job_context
 from imagerouter.router import Router
 
@@ -94,7 +95,7 @@ def _attempts(exc: BaseException) -> list[dict[str, Any]]:
     return [a if isinstance(a, dict) else a.as_dict() for a in attempts]
 
 
-class WorkerPool:
+class WorkerPool(AsyncResource):
     """Runs queued jobs through ``router`` with ``config.workers`` tasks; see module doc."""
 
     def __init__(
@@ -129,7 +130,7 @@ class WorkerPool:
 
     @property
     def accepting(self) -> bool:
-        """True between start and stop."""
+        """True between start and aclose."""
         return bool(self._tasks) and not self._stopping
 
     async def start(self) -> None:
@@ -160,7 +161,7 @@ class WorkerPool:
         task.cancel()
         return True
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop leasing; let running jobs finish within the grace; hand the rest back."""
         self._stopping = True
         self._wakeup.set()

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from redis.asyncio import Redis
 
 from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.replication.connection import (
     REDIS_ERRORS,
     Backoff,
@@ -48,7 +48,7 @@ def decision(policy: str, rule: LimitPolicy, allowed: bool, tokens: float) -> Li
     )
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(AsyncResource):
     """Token buckets per (API key, policy) in Redis, with a local fallback; see the module doc.
 
     Args:
@@ -94,17 +94,9 @@ class RedisRateLimiter:
         self.fallbacks = 0
         self.last_error: str | None = None
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Ping Redis once (a failure only switches to the local fallback)."""
         await self.ping()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the Redis client if the limiter made it."""

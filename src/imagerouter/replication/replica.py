@@ -47,12 +47,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from imagerouter.generation import AttemptEvent
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.replication.connection import (
     REDIS_ERRORS,
     Backoff,
@@ -75,8 +76,6 @@ from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.resilience.cooldowns import CooldownStarted
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from imagerouter.router import Router
 
 __all__ = ["RedisState"]
@@ -87,7 +86,7 @@ log = logging.getLogger(__name__)
 _END_MARGIN_S = 60.0
 
 
-class RedisState:
+class RedisState(AsyncResource):
     """Replicates one router's resilience state through Redis; see the module doc.
 
     Args:
@@ -168,18 +167,6 @@ class RedisState:
         self._budget_due: set[str] = set()
 
     # --- lifecycle ------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         """Attach to the router and start following Redis.

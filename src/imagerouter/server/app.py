@@ -127,13 +127,9 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
 def _store_ctx(store: JobStore | None):
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        opened = store or settings.job_store()
-        await opened.open()
-        app[store_key] = opened
-        try:
+        async with store or settings.job_store() as opened:
+            app[store_key] = opened
             yield
-        finally:
-            await opened.close()
 
     return store_ctx
 
@@ -169,13 +165,12 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         outputs=app.get(delivery.outputs_key),
     )
     app[workers_key] = pool
-    await pool.start()
-    # Jobs queued by other replicas (a shared store) wake this pool too.
-    unsubscribe = app[store_key].subscribe(
-        lambda events: any(e.type == "job.queued" for e in events) and pool.wake()
-    )
-    try:
-        yield
-    finally:
-        unsubscribe()
-        await pool.stop()
+    async with pool:
+        # Jobs queued by other replicas (a shared store) wake this pool too.
+        unsubscribe = app[store_key].subscribe(
+            lambda events: any(e.type == "job.queued" for e in events) and pool.wake()
+        )
+        try:
+            yield
+        finally:
+            unsubscribe()

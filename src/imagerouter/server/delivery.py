@@ -130,12 +130,11 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     ) as sender:
         worker = DeliveryWorker(store, sender, _body_builder(app), config)
         app[deliveries_key] = worker
-        await worker.start()
-        try:
-            yield
-        finally:
-            app[streams_key].close_all()
-            await worker.stop()
+        async with worker:
+            try:
+                yield
+            finally:
+                app[streams_key].close_all()
 
 
 async def close_streams(app: web.Application) -> None:

@@ -217,8 +217,8 @@ class ServerSettings(BaseModel):
             require("s3", '[server.storage] backend = "s3"')
 
     def job_store(self) -> JobStore:
-        """The job store these settings name (``store``, else SQLite in ``data_dir``); call
-        ``open()`` on it. The server and the ``keys``/``credits`` commands share it."""
+        """The job store these settings name (``store``, else SQLite in ``data_dir``); use it
+        with ``async with``. The server and the ``keys``/``credits`` commands share it."""
         if self.store:
             return open_store(self.store)
         return SQLiteJobStore(

@@ -53,9 +53,8 @@ async def open_storage(
     executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="storage")
     try:
         if settings.backend == "s3":
-            s3 = S3Storage(settings, executor)
-            await s3.open()
-            yield s3
+            async with S3Storage(settings, executor) as s3:
+                yield s3
         else:
             root = settings.directory or data_dir / "media"
             key = await asyncio.to_thread(load_signing_key, data_dir)

@@ -14,6 +14,7 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from imagerouter.extras import require
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.storage.base import StorageError
 from imagerouter.storage.config import MAX_URL_TTL_S, StorageSettings
 
@@ -22,10 +23,11 @@ __all__ = ["S3Storage"]
 T = TypeVar("T")
 
 
-class S3Storage:
+class S3Storage(AsyncResource):
     """:class:`~imagerouter.storage.base.Storage` on an S3 bucket, with presigned GET URLs.
 
-    Call :meth:`open` (which builds the client in the pool) before use.
+    Use it with ``async with`` (:meth:`start` builds the client in the pool; the pool is the
+    caller's, so there is nothing else to close).
     """
 
     name = "s3"
@@ -71,7 +73,7 @@ class S3Storage:
         except Exception as exc:  # botocore's errors have no common public root
             raise StorageError(f"S3 {what} failed: {type(exc).__name__}: {exc}") from exc
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         """Build the client in the pool (it may read credentials from the environment)."""
         self._client = await self._run(self._build_client, "client setup")
 

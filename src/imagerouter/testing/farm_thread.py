@@ -76,7 +76,7 @@ class KitFarm:
             return
         try:
             if farm is not None:
-                asyncio.run_coroutine_threadsafe(farm.close(), loop).result(CONTROL_TIMEOUT_S)
+                asyncio.run_coroutine_threadsafe(farm.aclose(), loop).result(CONTROL_TIMEOUT_S)
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(CONTROL_TIMEOUT_S)

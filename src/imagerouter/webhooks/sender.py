@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from types import TracebackType
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.resilience.headers import parse_retry_after
 from imagerouter.webhooks.retry import SendResult
 from imagerouter.webhooks.signing import sign_headers
@@ -20,7 +20,7 @@ USER_AGENT = "imagerouter-webhooks/1"
 _SNIPPET = 200
 
 
-class WebhookSender:
+class WebhookSender(AsyncResource):
     """Posts signed webhook bodies; an async context manager owning its HTTP session.
 
     The session never follows redirects, ignores proxy environment variables (a proxy would
@@ -48,7 +48,8 @@ class WebhookSender:
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> WebhookSender:
+    async def start(self) -> None:
+        """Open the guarded session; ``async with`` calls it."""
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self.policy, self._resolver),
             limit=self._max_connections,
@@ -59,14 +60,9 @@ class WebhookSender:
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
         )
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Close the session."""
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -27,6 +27,7 @@ from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import EventLog, WebhookStore
 from imagerouter.jobs.types import Delivery, DeliveryAttempt, JobEvent
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.webhooks.retry import RetrySchedule, SendResult, decide
 from imagerouter.webhooks.sender import WebhookSender
 
@@ -63,7 +64,7 @@ class DeliveryConfig:
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
 
 
-class DeliveryWorker:
+class DeliveryWorker(AsyncResource):
     """Sends due deliveries of ``store`` through ``sender``; see the module doc."""
 
     def __init__(
@@ -106,7 +107,7 @@ class DeliveryWorker:
         """Look for due deliveries now (a job finished, or a replay was asked for)."""
         self._wakeup.set()
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop leasing; let attempts in flight finish within the grace, then cancel them
         (their leases expire and another start sends them again)."""
         self._stopping = True

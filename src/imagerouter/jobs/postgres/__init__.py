@@ -34,7 +34,7 @@ Same contract as :mod:`imagerouter.jobs.sqlite`; what is different, and why:
   the events table after the last one published. So SSE streams, ``wait_final`` and idle
   workers on replica A wake for jobs run on replica B.
 * **Schema** comes from the versioned files of :mod:`imagerouter.jobs.migrations`, applied
-  on :meth:`PostgresJobStore.open` (unless ``migrate=False``) under an advisory lock.
+  on :meth:`PostgresJobStore.start` (unless ``migrate=False``) under an advisory lock.
 
 The modules: :mod:`~.connection` (URLs, connection set-up), :mod:`~.engine` (group commit
 and event writing), :mod:`~.feed` (LISTEN/NOTIFY), :mod:`~.base` (the store's state and

@@ -1,5 +1,5 @@
 """What every part of the PostgreSQL store stands on: its URL and pool, the group-commit
-engine, the event feed, the clock and the lifecycle (migrate, open, close)."""
+engine, the event feed, the clock and the lifecycle (migrate, start, aclose)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class PostgresBase(StoreBase):
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         """Migrate (unless told not to), open the pool, and start following events."""
         if self.migrate:
             conn = await asyncpg.connect(self.dsn, timeout=10)
@@ -99,10 +99,10 @@ class PostgresBase(StoreBase):
                 f"{found.pending}; run 'imagerouter db migrate'"
             )
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Finish queued writes, stop following events and close the pool."""
-        await self._engine.close()
-        await self._feed.close()
+        await self._engine.aclose()
+        await self._feed.aclose()
         if self._pool is not None:
             await self._pool.close()
 

@@ -215,12 +215,12 @@ class GroupCommit:
         return await future
 
     def spawn(self, coro: Awaitable[Any]) -> None:
-        """Run ``coro`` as a task that :meth:`close` waits for."""
+        """Run ``coro`` as a task that :meth:`aclose` waits for."""
         task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Wait until every queued write has run."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

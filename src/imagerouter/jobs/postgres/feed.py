@@ -71,7 +71,7 @@ class EventFeed:
         self.published = max(self.published, last)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pg-event-feed")
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop following and close the ``LISTEN`` connection."""
         self._closing = True
         self._wake.set()

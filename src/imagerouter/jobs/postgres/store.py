@@ -29,6 +29,6 @@ class PostgresJobStore(
         batch_max: most job writes sharing one transaction.
         parallel: most write transactions of this store running at once.
         poll_interval_s: how often new events are looked for without a notification.
-        migrate: apply pending migrations on :meth:`open`.
+        migrate: apply pending migrations on :meth:`start`.
         clock: where "now" comes from (its ``wall()``).
     """

@@ -66,13 +66,13 @@ class SQLiteBase(StoreBase):
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         """Start the connection thread and create the schema."""
         await self.thread.start(create_schema)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Run what is queued and stop the connection thread."""
-        await self.thread.stop()
+        await self.thread.aclose()
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""

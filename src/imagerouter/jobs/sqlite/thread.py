@@ -76,7 +76,7 @@ class SQLiteThread:
         self._queue.put((fn, future))
         return await future
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Run what is queued, close the connection and join the thread."""
         if self._thread is None:
             return
