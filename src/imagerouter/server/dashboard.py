@@ -44,13 +44,15 @@ from imagerouter.server.errors import ApiError
 from imagerouter.server.keys import (
     FarmHandle,
     farm_key,
+    live_key,
     router_key,
     settings_key,
+    snapshots_key,
     store_key,
     workers_key,
 )
 
-__all__ = ["LiveStats", "live_key", "setup_dashboard", "snapshot"]
+__all__ = ["LiveStats", "setup_dashboard", "snapshot"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 WINDOW_S = 60
@@ -228,10 +230,6 @@ class LiveStats:
                     entry["duration_ms"] = round((event.created_at - entry["created_at"]) * 1000)
 
 
-#: The app's :class:`LiveStats`.
-live_key = web.AppKey("dashboard_live", LiveStats)
-
-
 # --------------------------------------------------------------------------- snapshots
 
 
@@ -319,9 +317,6 @@ class _Snapshots:
             self._text = json.dumps(snapshot(self._app), separators=(",", ":"))
             self._at = mono
         return self._text
-
-
-_snapshots_key = web.AppKey("dashboard_snapshots", _Snapshots)
 
 
 # --------------------------------------------------------------------------- admin auth
@@ -413,14 +408,14 @@ async def dashboard_page(request: web.Request) -> web.FileResponse:
 async def snapshot_view(request: web.Request) -> web.Response:
     """``GET /v1/admin/snapshot``: what the stream sends, once."""
     require_admin(request)
-    text = request.app[_snapshots_key].current()
+    text = request.app[snapshots_key].current()
     return web.Response(text=text, content_type="application/json")
 
 
 async def stream_view(request: web.Request) -> web.StreamResponse:
     """``GET /v1/admin/stream``: a snapshot every interval, as server-sent events."""
     require_admin(request)
-    snapshots = request.app[_snapshots_key]
+    snapshots = request.app[snapshots_key]
     async with sse_response(request, send_timeout=10, ping_interval=15) as events:
         await events.send(snapshots.current(), event="snapshot", retry=2000)
         while events.is_connected() and not snapshots.stopping.is_set():
@@ -481,13 +476,13 @@ async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop_streams(app: web.Application) -> None:
-    app[_snapshots_key].stopping.set()
+    app[snapshots_key].stopping.set()
 
 
 def setup_dashboard(app: web.Application) -> None:
     """Register the dashboard page, its static files and the admin routes."""
     app[live_key] = LiveStats()
-    app[_snapshots_key] = _Snapshots(app)
+    app[snapshots_key] = _Snapshots(app)
     app.cleanup_ctx.append(_dashboard_ctx)
     app.on_shutdown.append(_stop_streams)
     add = app.router.add_route

@@ -40,12 +40,11 @@ from imagerouter.jobs.worker import WorkerPool
 from imagerouter.logs import configure_logging, current_job_id, log_attempt
 from imagerouter.metrics import CONTENT_TYPE, LATENCY_BUCKETS, RouterMetrics
 from imagerouter.router import Router
-from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
+from imagerouter.server.keys import metrics_key, router_key, settings_key, store_key, workers_key
 from imagerouter.server.routes import route_spec
 
 __all__ = [
     "ServerMetrics",
-    "metrics_key",
     "setup_observability",
     "webhook_observer",
 ]
@@ -333,10 +332,6 @@ class _JobsCollector(Collector):
             workers.add_metric([], pool.config.workers)
             yield in_flight
             yield workers
-
-
-#: The app's metrics; set by :func:`setup_observability` when the app is created.
-metrics_key = web.AppKey("metrics", ServerMetrics)
 
 
 def webhook_observer(app: web.Application) -> WebhookObserver:
