@@ -6,10 +6,11 @@ Data flow: the router's attempt listener and the store's job events feed :class:
 :data:`SNAPSHOT_INTERVAL_S`, built at most once per interval however many pages watch; the page
 keeps only the newest and updates its existing nodes in a ``requestAnimationFrame``.
 
-Admin routes (not in the public OpenAPI document) need the ``admin_key`` setting, sent as
-``Authorization: Bearer <admin_key>`` or as the session cookie that ``POST /v1/admin/session``
-sets (EventSource cannot send headers). The cookie holds an expiry and an HMAC of it keyed by
-the admin key, never the key itself; it is ``HttpOnly`` and ``SameSite=Strict``.
+Admin routes (in the route table with tag ``admin``; no API key) need the ``admin_key``
+setting, sent as ``Authorization: Bearer <admin_key>`` or as the session cookie that
+``POST /v1/admin/session`` sets (EventSource cannot send headers). The cookie holds an expiry
+and an HMAC of it keyed by the admin key, never the key itself; it is ``HttpOnly`` and
+``SameSite=Strict``.
 
 * ``POST /v1/admin/session`` / ``DELETE /v1/admin/session``: set / clear the cookie.
 * ``GET /v1/admin/snapshot``: one snapshot, as JSON. ``GET /v1/admin/stream``: snapshots, SSE.
@@ -480,17 +481,10 @@ async def _stop_streams(app: web.Application) -> None:
 
 
 def setup_dashboard(app: web.Application) -> None:
-    """Register the dashboard page, its static files and the admin routes."""
+    """The dashboard's live state and its static files; its page and the admin routes are in
+    :data:`~imagerouter.server.routes.ROUTES`."""
     app[live_key] = LiveStats()
     app[snapshots_key] = _Snapshots(app)
     app.cleanup_ctx.append(_dashboard_ctx)
     app.on_shutdown.append(_stop_streams)
-    add = app.router.add_route
-    add("GET", "/dashboard", dashboard_page, name="dashboard")
     app.router.add_static("/dashboard/static/", STATIC_DIR, name="dashboard.static")
-    add("POST", "/v1/admin/session", create_session, name="admin.session.create")
-    add("DELETE", "/v1/admin/session", delete_session, name="admin.session.delete")
-    add("GET", "/v1/admin/snapshot", snapshot_view, name="admin.snapshot")
-    add("GET", "/v1/admin/stream", stream_view, name="admin.stream")
-    add("GET", "/v1/admin/farm", farm_view, name="admin.farm")
-    add("PUT", "/v1/admin/farm/providers/{name}/faults", farm_faults_view, name="admin.farm.faults")
