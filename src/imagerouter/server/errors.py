@@ -20,6 +20,7 @@ from imagerouter.errors import (
     ContentRejected,
     ImageRouterError,
     InvalidRequest,
+    MissingExtra,
     NoProviderAvailable,
     PluginError,
     ProviderError,
@@ -46,6 +47,7 @@ __all__ = ["ERROR_STATUS", "ApiError", "api_error", "from_validation_error", "st
 ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
     ImageRouterError: 500,
     ConfigError: 500,  # the server's own configuration, never the client's
+    MissingExtra: 500,  # the server's own installation (its message is the pip install)
     PluginError: 500,
     UnknownModel: 400,  # names the model and lists the known ones
     # A provider's answer ends a job (its error says which), never a request of the API.
