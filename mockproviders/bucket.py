@@ -1,11 +1,20 @@
-"""A token bucket: the farm's real rate limit, one per provider and API key; and the
-request-budget headers that describe it."""
+"""The farm's real rate limit, one token bucket per provider and API key, and the
+request-budget headers that describe it.
+
+The bucket is the core's :class:`~imagerouter.resilience.token_bucket.TokenBucket` (same
+refill, same clock protocol; the farm never learns from headers, it only sends them); this
+module adds what the farm needs around it: taking a token with the wait when there is none,
+a new rate or size from a changed profile, and the ``x-ratelimit-*`` headers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BucketState", "TokenBucket", "go_duration"]
+from imagerouter.clock import Clock
+from imagerouter.resilience.token_bucket import TokenBucket
+
+__all__ = ["BucketState", "go_duration", "reconfigured", "state", "take"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,43 +61,25 @@ def _trim(value: float, digits: int) -> str:
     return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
-class TokenBucket:
-    """``per_second`` tokens a second, up to ``capacity``; starts full.
+def take(bucket: TokenBucket) -> float:
+    """Take one token: 0.0 when granted, else the seconds until the next token."""
+    return 0.0 if bucket.try_take() else bucket.time_until()
 
-    Time is passed in (monotonic seconds), so the bucket itself never reads a clock.
-    """
 
-    __slots__ = ("_capacity", "_per_second", "_stamp", "_tokens")
+def reconfigured(
+    bucket: TokenBucket, per_second: float, capacity: float, clock: Clock
+) -> TokenBucket:
+    """``bucket``, or (when the profile changed its rate or size) a bucket with the new ones
+    that keeps the tokens already earned, up to the new size."""
+    if bucket.rate_per_s == per_second and bucket.burst == capacity:
+        return bucket
+    fresh = TokenBucket(per_second, capacity, clock)  # starts full: lower it to what was earned
+    fresh.set_from_headers(None, min(bucket.tokens, capacity), None)
+    return fresh
 
-    def __init__(self, per_second: float, capacity: float, now: float) -> None:
-        self._per_second = per_second
-        self._capacity = capacity
-        self._tokens = capacity
-        self._stamp = now
 
-    def _refill(self, now: float) -> None:
-        elapsed = max(0.0, now - self._stamp)
-        self._tokens = min(self._capacity, self._tokens + elapsed * self._per_second)
-        self._stamp = now
-
-    def configure(self, per_second: float, capacity: float, now: float) -> None:
-        """Change the rate and size, keeping the tokens already earned (up to the new size)."""
-        if per_second == self._per_second and capacity == self._capacity:
-            return
-        self._refill(now)
-        self._per_second, self._capacity = per_second, capacity
-        self._tokens = min(self._tokens, capacity)
-
-    def take(self, now: float) -> float:
-        """Take one token: 0.0 when granted, else the seconds until the next token."""
-        self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self._per_second
-
-    def state(self, now: float, limit_rpm: float) -> BucketState:
-        """The bucket as the rate-limit headers describe it."""
-        self._refill(now)
-        reset_s = (self._capacity - self._tokens) / self._per_second
-        return BucketState(limit_rpm=limit_rpm, remaining=int(self._tokens), reset_s=reset_s)
+def state(bucket: TokenBucket, limit_rpm: float) -> BucketState:
+    """The bucket as the rate-limit headers describe it."""
+    tokens, burst = bucket.tokens, bucket.burst
+    reset_s = (burst - tokens) / bucket.rate_per_s
+    return BucketState(limit_rpm=limit_rpm, remaining=int(tokens), reset_s=reset_s)

@@ -33,7 +33,9 @@ from typing import Any
 
 from imagerouter.clock import Clock
 from imagerouter.errors import ConfigError
-from mockproviders.bucket import BucketState, TokenBucket
+from imagerouter.resilience.token_bucket import TokenBucket
+from mockproviders import bucket as buckets
+from mockproviders.bucket import BucketState
 from mockproviders.profile import FAULT_KINDS, FaultProfile, Phase, RateLimit
 from mockproviders.scenario import Scenario
 
@@ -181,16 +183,15 @@ class FaultEngine:
         limit = profile.rate_limit
         if limit is None or key is None:
             return None
-        bucket = self._bucket(self._state(provider), key, limit)
-        return bucket.state(self._clock.now(), limit.rpm)
+        return buckets.state(self._bucket(self._state(provider), key, limit), limit.rpm)
 
     def _bucket(self, state: _ProviderFaults, key: str, limit: RateLimit) -> TokenBucket:
-        now = self._clock.now()
         bucket = state.buckets.get(key)
         if bucket is None:
-            bucket = state.buckets[key] = TokenBucket(limit.per_second, limit.capacity, now)
+            bucket = TokenBucket(limit.per_second, limit.capacity, self._clock)
         else:
-            bucket.configure(limit.per_second, limit.capacity, now)
+            bucket = buckets.reconfigured(bucket, limit.per_second, limit.capacity, self._clock)
+        state.buckets[key] = bucket
         return bucket
 
     def decide(self, provider: str, key: str, profile: FaultProfile) -> Decision:
@@ -199,9 +200,8 @@ class FaultEngine:
         bucket_state = None
         if profile.rate_limit is not None:
             bucket = self._bucket(state, key, profile.rate_limit)
-            now = self._clock.now()
-            wait_s = bucket.take(now)
-            bucket_state = bucket.state(now, profile.rate_limit.rpm)
+            wait_s = buckets.take(bucket)
+            bucket_state = buckets.state(bucket, profile.rate_limit.rpm)
             if wait_s > 0:
                 return Decision(RATE_LIMIT, profile, retry_delay_s=wait_s, bucket=bucket_state)
         fault = self._draw(state, profile)

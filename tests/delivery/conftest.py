@@ -19,11 +19,9 @@ from imagerouter.server.app import create_app
 from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
 from mockproviders.bridge import farm_router
+from tests.helpers.api import FAST_ROUTER, api_settings
+from tests.helpers.api import Api as ServerApi
 from tests.polling import eventually
-from tests.server.conftest import FAST_ROUTER, test_settings
-from tests.server.conftest import Api as ServerApi
-
-FINAL = ("completed", "failed", "canceled")
 
 
 def delivery_settings(data_dir: Path, **overrides: Any) -> ServerSettings:
@@ -37,7 +35,7 @@ def delivery_settings(data_dir: Path, **overrides: Any) -> ServerSettings:
         "webhook_poll_interval_s": 0.05,
         "sse_heartbeat_s": 0.1,
     }
-    return test_settings(data_dir, **{**webhooks, **overrides})
+    return api_settings(data_dir, **{**webhooks, **overrides})
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import ClientResponse
 
-from imagerouter.server.delivery import streams_key
+from imagerouter.server.keys import streams_key
 from mockproviders import Farm
 from tests.delivery.conftest import Api
 from tests.polling import eventually

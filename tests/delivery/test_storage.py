@@ -10,8 +10,7 @@ import aiohttp
 import boto3
 import pytest
 
-from imagerouter.server.delivery import storage_key
-from imagerouter.server.keys import settings_key
+from imagerouter.server.keys import settings_key, storage_key
 from imagerouter.storage import LocalStorage
 from mockproviders.images import image_digest, render_png
 from tests.delivery.conftest import Api, ApiFactory

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,18 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.net import free_port
 from tests.observe.conftest import write_scenario
 from tests.polling import eventually_sync
 
 CLI = [sys.executable, "-m", "imagerouter"]
 PROMPT = "a-very-private-prompt-4242 of a red fox"
 ADMIN = "adm_logs_test_key_123456"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _call(url: str, token: str, body: dict | None = None) -> dict:
@@ -61,7 +55,7 @@ def test_serve_logs_json_lines_without_keys_or_prompts(tmp_path: Path) -> None:
         env={**env, "IMAGEROUTER_SERVER_DATA_DIR": str(data_dir)},
     )
     token = minted.stdout.strip()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("wb") as stderr:

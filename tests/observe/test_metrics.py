@@ -6,7 +6,8 @@ import json
 
 import aiohttp
 
-from imagerouter.server.observability import ServerMetrics, metrics_key, webhook_observer
+from imagerouter.server.keys import metrics_key
+from imagerouter.server.observability import ServerMetrics, webhook_observer
 from mockproviders import Farm
 from tests.observe.conftest import ApiFactory, parse_metrics, sample
 from tests.polling import eventually

@@ -4,7 +4,6 @@ fresh schema and Redis prefix, and stops and removes them all afterwards."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import redis
 
 from imagerouter.jobs.postgres import PostgresJobStore
+from tests.helpers.redis_service import REDIS_URL, delete_prefix, require_redis
 from tests.replicas.fleet import (
     Fleet,
     Proc,
@@ -29,42 +29,12 @@ from tests.store.pg import drop_schema, new_schema, require_postgres, with_schem
 
 pytestmark = pytest.mark.slow
 
-REDIS_URL = os.environ.get("IMAGEROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def _redis_problem(url: str) -> str | None:
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except (redis.RedisError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
 
 @pytest.fixture(scope="session")
 def services() -> tuple[str, str]:
     """(PostgreSQL URL, Redis URL); skips when either is down, unless CI=true (then fails)."""
     pg_url = require_postgres()
-    problem = _redis_problem(REDIS_URL)
-    if problem is not None:
-        message = f"Redis is not reachable at {REDIS_URL} ({problem})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}, and CI=true requires it", pytrace=False)
-        pytest.skip(f"{message}; start redis-server or set IMAGEROUTER_TEST_REDIS_URL")
-    return pg_url, REDIS_URL
-
-
-def _delete_prefix(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    return pg_url, require_redis(REDIS_URL)
 
 
 @pytest.fixture
@@ -131,4 +101,4 @@ async def make_fleet(services: tuple[str, str], tmp_path: Path) -> AsyncIterator
             elif kind == "schema":
                 await drop_schema(pg_url, thing)
             elif kind == "prefix":
-                _delete_prefix(redis_url, thing)
+                delete_prefix(redis_url, thing)

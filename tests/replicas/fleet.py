@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,19 +31,13 @@ from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.plugins import load_plugins
 from imagerouter.webhooks import new_secret
 from mockproviders.bridge import FARM_OPTIONS
+from tests.helpers.net import free_port
 from tests.polling import eventually
 from tests.replication.proxy import TcpProxy
 
 PYTHON = sys.executable
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse"}
 PRICE = 26
-
-
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get_json(url: str, timeout_s: float = 2.0, token: str | None = None) -> Any:

@@ -1,17 +1,13 @@
-"""Helpers for the shared-state tests: a fleet of routers on one farm and one Redis prefix,
-and a bounded wait for a condition."""
+"""Helpers for the shared-state tests: a fleet of routers on one farm and one Redis prefix.
+(Waiting is :func:`tests.polling.eventually_fine`; a free port,
+:func:`tests.helpers.net.free_port`.)"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from imagerouter import ImageRequest, ImageResult, Router
 from imagerouter.replication import RedisState
@@ -100,25 +96,6 @@ async def fleet(
         yield replicas
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, read, released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def served_by(results: list[Any]) -> list[str]:
     """The provider of each result; the exception's class name for a failed job."""
     return [r.provider if isinstance(r, ImageResult) else type(r).__name__ for r in results]
-
-
-async def eventually(
-    condition: Callable[[], bool], *, timeout_s: float = 5.0, what: str = "condition"
-) -> None:
-    """Wait until ``condition()`` holds (polled every 5 ms); fail naming ``what`` if it never
-    does. A bound on how long to wait, never an assertion about how long it took."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened within {timeout_s} s: {what}")
-        await asyncio.sleep(0.005)

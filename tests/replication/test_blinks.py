@@ -7,7 +7,9 @@ from imagerouter import ImageResult
 from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.resilience.breaker import BreakerState
 from mockproviders import Farm
-from tests.replication.helpers import SLOW_OPEN, eventually, free_port, replica, served_by
+from tests.helpers.net import free_port
+from tests.polling import eventually_fine
+from tests.replication.helpers import SLOW_OPEN, replica, served_by
 from tests.replication.proxy import TcpProxy
 
 
@@ -43,7 +45,7 @@ async def test_jobs_succeed_through_a_redis_outage_and_state_resyncs_after_it(
         assert a.state.healthy
         assert b.state.healthy
         proxy.cut()
-        await eventually(lambda: not a.state.healthy, what="A notices Redis is gone")
+        await eventually_fine(lambda: not a.state.healthy, what="A notices Redis is gone")
 
         farm.set_faults("fal", {"down": True})  # B opens fal's breaker; A cannot hear it
         while b.breaker("fal") is not BreakerState.OPEN:
@@ -62,9 +64,11 @@ async def test_jobs_succeed_through_a_redis_outage_and_state_resyncs_after_it(
         assert status["last_error"]
 
         proxy.restore()
-        await eventually(lambda: a.state.healthy, what="A back in sync")
-        await eventually(lambda: a.breaker("fal") is BreakerState.OPEN, what="A adopts B's open")
-        await eventually(lambda: b.cooling("wavespeed"), what="B gets A's Retry-After")
+        await eventually_fine(lambda: a.state.healthy, what="A back in sync")
+        await eventually_fine(
+            lambda: a.breaker("fal") is BreakerState.OPEN, what="A adopts B's open"
+        )
+        await eventually_fine(lambda: b.cooling("wavespeed"), what="B gets A's Retry-After")
         assert a.state.disconnects == 1
         assert a.state.resyncs == 1
         assert served_by([await a.generate()]) == ["openai"]  # fal open, wavespeed cooling
@@ -79,7 +83,7 @@ async def test_a_hanging_redis_is_detected_and_nothing_waits_for_it(
         replica(farm, redis_url, prefix, "b") as b,
     ):
         proxy.stall()
-        await eventually(lambda: not a.state.healthy, what="A notices Redis hangs")
+        await eventually_fine(lambda: not a.state.healthy, what="A notices Redis hangs")
         farm.set_faults("fal", {"error_rates": {"429": 1.0}, "retry_after_s": 5})
         results = [await a.generate() for _ in range(3)]
         farm.set_faults("fal", {})
@@ -89,8 +93,8 @@ async def test_a_hanging_redis_is_detected_and_nothing_waits_for_it(
         assert "Timeout" in (a.state.last_error or "")
 
         proxy.restore()
-        await eventually(lambda: a.state.healthy, what="A back in sync")
-        await eventually(lambda: b.cooling("fal"), what="B gets A's Retry-After")
+        await eventually_fine(lambda: a.state.healthy, what="A back in sync")
+        await eventually_fine(lambda: b.cooling("fal"), what="B gets A's Retry-After")
 
 
 async def test_a_replica_starts_and_serves_while_redis_is_unreachable(

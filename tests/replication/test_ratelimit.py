@@ -8,7 +8,7 @@ import pytest
 
 from imagerouter.replication import RedisRateLimiter
 from imagerouter.server.ratelimit import LimitPolicy, RateLimiter
-from tests.replication.helpers import free_port
+from tests.helpers.net import free_port
 from tests.replication.proxy import TcpProxy
 
 #: Five requests at once, then (practically) no refill during a test.

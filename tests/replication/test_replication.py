@@ -12,7 +12,8 @@ from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.replication.records import BreakerRecord, CooldownRecord, Record
 from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from mockproviders import Farm
-from tests.replication.helpers import SLOW_OPEN, eventually, fleet, replica, served_by
+from tests.polling import eventually_fine
+from tests.replication.helpers import SLOW_OPEN, fleet, replica, served_by
 
 
 def fal_stats(farm: Farm) -> dict[str, Any]:
@@ -30,7 +31,7 @@ async def test_retry_after_seen_by_one_router_keeps_the_others_off_that_provider
         assert served_by([first]) == ["wavespeed"]
         assert fal_stats(farm)["by_status"] == {"429": 1}
 
-        await eventually(lambda: b.cooling("fal") and c.cooling("fal"), what="B, C cool fal")
+        await eventually_fine(lambda: b.cooling("fal") and c.cooling("fal"), what="B, C cool fal")
         results: list[Any] = []
         while a.cooling("fal"):  # the whole Retry-After window, as A learned it
             results += await asyncio.gather(*(r.generate() for r in (b, c) for _ in range(4)))
@@ -41,7 +42,7 @@ async def test_retry_after_seen_by_one_router_keeps_the_others_off_that_provider
         assert fal["requests"] == 1
         assert fal["inside_retry_after"] == 0
 
-        await eventually(lambda: not b.cooling("fal"), what="B's window over")
+        await eventually_fine(lambda: not b.cooling("fal"), what="B's window over")
         after = await b.generate()  # the window is over: fal is back in rotation
     assert served_by([after]) == ["fal"]
     assert fal_stats(farm)["inside_retry_after"] == 0
@@ -60,7 +61,7 @@ async def test_a_breaker_opened_on_one_router_opens_on_all_and_closes_on_all(
         farm.set_faults("fal", {"down": True})
         while a.breaker("fal") is not BreakerState.OPEN:
             assert served_by([await a.generate()]) == ["wavespeed"]
-        await eventually(
+        await eventually_fine(
             lambda: b.breaker("fal") is c.breaker("fal") is BreakerState.OPEN,
             what="fal's breaker open on B and C",
         )
@@ -75,7 +76,7 @@ async def test_a_breaker_opened_on_one_router_opens_on_all_and_closes_on_all(
             recovered.append(await a.generate())
             await asyncio.sleep(0.05)
         assert served_by(recovered)[-1] == "fal"
-        await eventually(
+        await eventually_fine(
             lambda: b.breaker("fal") is c.breaker("fal") is BreakerState.CLOSED,
             what="fal's breaker closed on B and C",
         )
@@ -100,7 +101,7 @@ async def test_a_replica_that_starts_later_reads_the_snapshot_first(
         while a.breaker("wavespeed") is not BreakerState.OPEN:
             assert served_by([await a.generate()]) == ["openai"]
         farm.set_faults("wavespeed", {})
-        await eventually(lambda: a.state.status()["pending"] == 0 and a.state.published >= 2)
+        await eventually_fine(lambda: a.state.status()["pending"] == 0 and a.state.published >= 2)
 
         async with replica(farm, redis_url, prefix, "late", config) as late:
             assert late.state.healthy
@@ -128,7 +129,7 @@ async def test_applied_records_are_never_published_back(
         farm.set_faults("fal", {"error_rates": {"429": 1.0}, "retry_after_s": 3})
         farm.set_faults("wavespeed", {"error_rates": {"429": 1.0}, "retry_after_s": 3})
         assert served_by([await a.generate()]) == ["openai"]
-        await eventually(lambda: len(applied["r1"]) == len(applied["r2"]) == 2)
+        await eventually_fine(lambda: len(applied["r1"]) == len(applied["r2"]) == 2)
         await asyncio.sleep(0.2)  # room for an echo, were there one
         assert a.state.published == 2
         assert b.state.published == c.state.published == 0
@@ -156,7 +157,7 @@ async def test_concurrent_cooldowns_converge_on_the_latest_end(
             ends = [r.router.instances["fal"].cooldowns.until("fal") for r in replicas]
             return all(e is not None and abs(e - latest) < 0.005 for e in ends)
 
-        await eventually(close_enough, what="every replica at the latest end")
+        await eventually_fine(close_enough, what="every replica at the latest end")
         client = replicas[0].state._client
         assert client is not None
         stored = await client.hget(replicas[0].state.keys.cooldowns, "fal")
@@ -190,7 +191,7 @@ async def test_a_spent_x_ratelimit_budget_pauses_every_replica(
         replica(farm, redis_url, prefix, "b", **kwargs) as b,
     ):
         first = [await a.generate(model="gpt-direct") for _ in range(2)]
-        await eventually(
+        await eventually_fine(
             lambda: b.router.instances["openai"].budget is not None, what="B learns the budget"
         )
         budget = b.router.instances["openai"].budget
@@ -211,8 +212,8 @@ async def test_health_inputs_are_shared_and_blended(
         for _ in range(2):
             await a.generate()
         farm.set_faults("fal", {})
-        await eventually(lambda: "r0" in b.state.peers and "r1" in a.state.peers)
-        await eventually(lambda: b.state.peers["r0"]["fal"]["samples"] == 2)
+        await eventually_fine(lambda: "r0" in b.state.peers and "r1" in a.state.peers)
+        await eventually_fine(lambda: b.state.peers["r0"]["fal"]["samples"] == 2)
         peer = b.state.peers["r0"]["fal"]
         assert peer["breaker"] == "closed"
         fleet_fal = b.state.fleet_health()["fal"]

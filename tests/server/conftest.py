@@ -1,83 +1,19 @@
-"""Fixtures for the job API: a real app on a loopback port, backed by the in-process farm."""
+"""Fixtures for the job API: a real app on a loopback port, backed by the in-process farm.
+The client and settings are :mod:`tests.helpers.api`'s."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from imagerouter.auth import mint_key
 from imagerouter.server.app import create_app
-from imagerouter.server.keys import store_key
-from imagerouter.server.settings import ServerSettings
 from mockproviders import Farm
 from mockproviders.bridge import farm_router
-from tests.polling import eventually
-
-#: Router settings that keep failing jobs short.
-FAST_ROUTER = {"router": {"deadline_s": 20, "max_attempts": 3, "backoff_base_s": 0.01}}
-
-
-def test_settings(data_dir: Path, **overrides: Any) -> ServerSettings:
-    """Server settings for tests: small leases, generous rate limits, no auth cache."""
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "workers": 4,
-        "lease_s": 2.0,
-        "heartbeat_s": 0.5,
-        "sweep_interval_s": 0.5,
-        "poll_interval_s": 0.2,
-        "shutdown_grace_s": 2.0,
-        "auth_cache_s": 0.0,
-        "rate_limits": {
-            "generate": {"rate_per_s": 1000, "burst": 1000},
-            "read": {"rate_per_s": 1000, "burst": 1000},
-        },
-    }
-    values.update(overrides)
-    return ServerSettings.model_validate(values)
-
-
-@dataclass
-class Api:
-    """A test client for one running app, with helpers to mint accounts and keys."""
-
-    client: TestClient
-    app: web.Application
-
-    async def key(self, account: str = "acme", credits: int = 1000) -> str:
-        """A new API key for ``account`` (created if new), topped up by ``credits``."""
-        store = self.app[store_key]
-        found = await store.create_account(account)
-        if credits:
-            await store.grant_credits(found.id, credits, "test")
-        minted = mint_key(found.id, "test", time.time())
-        await store.create_api_key(minted.record)
-        return minted.token
-
-    @staticmethod
-    def auth(token: str, **headers: str) -> dict[str, str]:
-        """Headers carrying ``token``."""
-        return {"Authorization": f"Bearer {token}", **headers}
-
-    async def wait_final(self, token: str, job_id: str, timeout_s: float = 20.0) -> dict:
-        """Poll the job until it is final (a bounded hang guard) and return its body."""
-
-        async def final() -> dict | None:
-            answer = await self.client.get(f"/v1/jobs/{job_id}", headers=self.auth(token))
-            body = await answer.json()
-            return body if body["status"] in ("completed", "failed", "canceled") else None
-
-        return await eventually(final, timeout_s=timeout_s, what=f"job {job_id} to end")
-
-
-ApiFactory = Callable[..., Awaitable[Api]]
+from tests.helpers.api import FAST_ROUTER, Api, ApiFactory, api_settings
 
 
 @pytest.fixture
@@ -87,7 +23,7 @@ async def make_api(
     """Build an app over the farm (settings overridable) and a client for it."""
 
     async def build(router_config: dict[str, Any] | None = None, **overrides: Any) -> Api:
-        settings = test_settings(tmp_path / "data", **overrides)
+        settings = api_settings(tmp_path / "data", **overrides)
         router = farm_router(farm, router_config or FAST_ROUTER, seed=1)
         app = create_app(settings, router=router)
         client = await aiohttp_client(app)

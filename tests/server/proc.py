@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.helpers.net import free_port
+
 SERVE = [sys.executable, "-m", "imagerouter"]
-
-
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_scenario(path: Path, generation_ms: float) -> Path:

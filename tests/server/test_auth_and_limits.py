@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from imagerouter.server.keys import store_key
-from tests.server.conftest import Api, ApiFactory
+from tests.helpers.api import Api, ApiFactory
 
 GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from mockproviders import Farm
-from tests.server.conftest import Api, ApiFactory
+from tests.helpers.api import Api, ApiFactory
 
 GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
 

@@ -10,7 +10,7 @@ from openai import AsyncOpenAI
 
 from imagerouter.server.routes import ROUTES
 from mockproviders import Farm
-from tests.server.conftest import Api, ApiFactory
+from tests.helpers.api import Api, ApiFactory
 
 
 async def test_models_lists_catalog_with_prices(api: Api) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from imagerouter.server.keys import store_key, workers_key
 from mockproviders import Farm
-from tests.server.conftest import Api, ApiFactory
+from tests.helpers.api import Api, ApiFactory
 
 GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
 PROVIDERS = ("fal", "wavespeed", "openai")

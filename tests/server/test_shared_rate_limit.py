@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -10,20 +9,13 @@ import redis
 
 from imagerouter.replication import RedisRateLimiter
 from imagerouter.server.keys import limiter_key
-
-REDIS_URL = os.environ.get("IMAGEROUTER_TEST_REDIS", "redis://127.0.0.1:6379/0")
+from tests.helpers.redis_service import REDIS_URL, require_redis
 
 
 @pytest.fixture
 def redis_url() -> str:
     """The test Redis; skipped when it is down, unless CI=true (then a failure)."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); CI=true requires it")
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable ({exc})")
-    return REDIS_URL
+    return require_redis(REDIS_URL)
 
 
 async def test_two_servers_share_one_bucket_per_key(make_api, redis_url: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from imagerouter.server.keys import store_key
-from tests.server.conftest import Api, ApiFactory
+from tests.helpers.api import Api, ApiFactory
 
 GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
 

@@ -28,6 +28,7 @@ from imagerouter.server.keys import (
     authenticator_key,
     events_key,
     limiter_key,
+    outputs_key,
     router_key,
     settings_key,
     state_key,
@@ -162,7 +163,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         app[store_key],
         app[router_key],
         app[settings_key].worker_config(),
-        outputs=app.get(delivery.outputs_key),
+        outputs=app.get(outputs_key),
     )
     app[workers_key] = pool
     async with pool:

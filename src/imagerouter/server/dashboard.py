@@ -6,10 +6,11 @@ Data flow: the router's attempt listener and the store's job events feed :class:
 :data:`SNAPSHOT_INTERVAL_S`, built at most once per interval however many pages watch; the page
 keeps only the newest and updates its existing nodes in a ``requestAnimationFrame``.
 
-Admin routes (not in the public OpenAPI document) need the ``admin_key`` setting, sent as
-``Authorization: Bearer <admin_key>`` or as the session cookie that ``POST /v1/admin/session``
-sets (EventSource cannot send headers). The cookie holds an expiry and an HMAC of it keyed by
-the admin key, never the key itself; it is ``HttpOnly`` and ``SameSite=Strict``.
+Admin routes (in the route table with tag ``admin``; no API key) need the ``admin_key``
+setting, sent as ``Authorization: Bearer <admin_key>`` or as the session cookie that
+``POST /v1/admin/session`` sets (EventSource cannot send headers). The cookie holds an expiry
+and an HMAC of it keyed by the admin key, never the key itself; it is ``HttpOnly`` and
+``SameSite=Strict``.
 
 * ``POST /v1/admin/session`` / ``DELETE /v1/admin/session``: set / clear the cookie.
 * ``GET /v1/admin/snapshot``: one snapshot, as JSON. ``GET /v1/admin/stream``: snapshots, SSE.
@@ -44,13 +45,15 @@ from imagerouter.server.errors import ApiError
 from imagerouter.server.keys import (
     FarmHandle,
     farm_key,
+    live_key,
     router_key,
     settings_key,
+    snapshots_key,
     store_key,
     workers_key,
 )
 
-__all__ = ["LiveStats", "live_key", "setup_dashboard", "snapshot"]
+__all__ = ["LiveStats", "setup_dashboard", "snapshot"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 WINDOW_S = 60
@@ -228,10 +231,6 @@ class LiveStats:
                     entry["duration_ms"] = round((event.created_at - entry["created_at"]) * 1000)
 
 
-#: The app's :class:`LiveStats`.
-live_key = web.AppKey("dashboard_live", LiveStats)
-
-
 # --------------------------------------------------------------------------- snapshots
 
 
@@ -319,9 +318,6 @@ class _Snapshots:
             self._text = json.dumps(snapshot(self._app), separators=(",", ":"))
             self._at = mono
         return self._text
-
-
-_snapshots_key = web.AppKey("dashboard_snapshots", _Snapshots)
 
 
 # --------------------------------------------------------------------------- admin auth
@@ -413,14 +409,14 @@ async def dashboard_page(request: web.Request) -> web.FileResponse:
 async def snapshot_view(request: web.Request) -> web.Response:
     """``GET /v1/admin/snapshot``: what the stream sends, once."""
     require_admin(request)
-    text = request.app[_snapshots_key].current()
+    text = request.app[snapshots_key].current()
     return web.Response(text=text, content_type="application/json")
 
 
 async def stream_view(request: web.Request) -> web.StreamResponse:
     """``GET /v1/admin/stream``: a snapshot every interval, as server-sent events."""
     require_admin(request)
-    snapshots = request.app[_snapshots_key]
+    snapshots = request.app[snapshots_key]
     async with sse_response(request, send_timeout=10, ping_interval=15) as events:
         await events.send(snapshots.current(), event="snapshot", retry=2000)
         while events.is_connected() and not snapshots.stopping.is_set():
@@ -481,21 +477,14 @@ async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop_streams(app: web.Application) -> None:
-    app[_snapshots_key].stopping.set()
+    app[snapshots_key].stopping.set()
 
 
 def setup_dashboard(app: web.Application) -> None:
-    """Register the dashboard page, its static files and the admin routes."""
+    """The dashboard's live state and its static files; its page and the admin routes are in
+    :data:`~imagerouter.server.routes.ROUTES`."""
     app[live_key] = LiveStats()
-    app[_snapshots_key] = _Snapshots(app)
+    app[snapshots_key] = _Snapshots(app)
     app.cleanup_ctx.append(_dashboard_ctx)
     app.on_shutdown.append(_stop_streams)
-    add = app.router.add_route
-    add("GET", "/dashboard", dashboard_page, name="dashboard")
     app.router.add_static("/dashboard/static/", STATIC_DIR, name="dashboard.static")
-    add("POST", "/v1/admin/session", create_session, name="admin.session.create")
-    add("DELETE", "/v1/admin/session", delete_session, name="admin.session.delete")
-    add("GET", "/v1/admin/snapshot", snapshot_view, name="admin.snapshot")
-    add("GET", "/v1/admin/stream", stream_view, name="admin.stream")
-    add("GET", "/v1/admin/farm", farm_view, name="admin.farm")
-    add("PUT", "/v1/admin/farm/providers/{name}/faults", farm_faults_view, name="admin.farm.faults")

@@ -18,11 +18,19 @@ from aiohttp import web
 
 from imagerouter.jobs.types import Delivery, Job
 from imagerouter.server.errors import ApiError
-from imagerouter.server.keys import router_key, settings_key, store_key
-from imagerouter.storage import OutputStore, Storage, open_storage, present_result
+from imagerouter.server.keys import (
+    deliveries_key,
+    outputs_key,
+    router_key,
+    settings_key,
+    storage_key,
+    store_key,
+    streams_key,
+    url_policy_key,
+)
+from imagerouter.storage import OutputStore, open_storage, present_result
 from imagerouter.webhooks import (
     DeliveryWorker,
-    UrlPolicy,
     WebhookSender,
     dumps_body,
     webhook_payload,
@@ -31,14 +39,9 @@ from imagerouter.webhooks import (
 __all__ = [
     "StreamRegistry",
     "close_streams",
-    "deliveries_key",
-    "outputs_key",
     "storage_ctx",
-    "storage_key",
     "stored_b64",
     "stored_keys",
-    "streams_key",
-    "url_policy_key",
     "webhooks_ctx",
 ]
 
@@ -69,18 +72,6 @@ class StreamRegistry:
 
     def __len__(self) -> int:
         return len(self._wakers)
-
-
-#: The output storage backend (absent with ``storage.backend = "none"``).
-storage_key = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
-#: Re-hosts finished images; handed to the worker pool.
-outputs_key = web.AppKey("outputs", OutputStore)
-#: The SSRF policy webhook URLs are checked against.
-url_policy_key = web.AppKey("url_policy", UrlPolicy)
-#: The webhook delivery worker.
-deliveries_key = web.AppKey("deliveries", DeliveryWorker)
-#: The open SSE streams.
-streams_key = web.AppKey("streams", StreamRegistry)
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:

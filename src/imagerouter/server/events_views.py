@@ -25,10 +25,9 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from imagerouter.jobs.types import JobEvent
-from imagerouter.server.delivery import streams_key
 from imagerouter.server.errors import ApiError
 from imagerouter.server.http import dumps, json_response, validate
-from imagerouter.server.keys import principal_key, settings_key, store_key
+from imagerouter.server.keys import principal_key, settings_key, store_key, streams_key
 from imagerouter.server.present import event_out
 from imagerouter.server.schemas import EventQuery
 

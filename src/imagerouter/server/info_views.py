@@ -1,15 +1,25 @@
-"""Handlers of the read-only routes: models, providers, account, health, the OpenAPI document."""
+"""Handlers of the read-only routes: models, providers, account, health, the OpenAPI document
+and the metrics."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from imagerouter.metrics import CONTENT_TYPE
 from imagerouter.server.http import json_response, validate
-from imagerouter.server.keys import principal_key, router_key, store_key, workers_key
+from imagerouter.server.keys import metrics_key, principal_key, router_key, store_key, workers_key
 from imagerouter.server.present import ledger_entry_out
 from imagerouter.server.schemas import LedgerQuery
 
-__all__ = ["account", "healthz", "list_models", "list_providers", "openapi_json", "readyz"]
+__all__ = [
+    "account",
+    "healthz",
+    "list_models",
+    "list_providers",
+    "metrics_view",
+    "openapi_json",
+    "readyz",
+]
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -90,3 +100,9 @@ async def openapi_json(request: web.Request) -> web.Response:
     from imagerouter.server.openapi import openapi_document
 
     return json_response(openapi_document(request.app))
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text exposition (no key: nothing in it is secret)."""
+    body = request.app[metrics_key].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

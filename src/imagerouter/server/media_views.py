@@ -11,8 +11,8 @@ import mimetypes
 
 from aiohttp import web
 
-from imagerouter.server.delivery import storage_key
 from imagerouter.server.errors import ApiError
+from imagerouter.server.keys import storage_key
 from imagerouter.storage import LocalStorage
 
 __all__ = ["media"]

@@ -38,14 +38,13 @@ from imagerouter.jobs.store import JobQueue, JobStore
 from imagerouter.jobs.types import JobEvent
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.logs import configure_logging, current_job_id, log_attempt
-from imagerouter.metrics import CONTENT_TYPE, LATENCY_BUCKETS, RouterMetrics
+from imagerouter.metrics import LATENCY_BUCKETS, RouterMetrics
 from imagerouter.router import Router
-from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
-from imagerouter.server.routes import route_spec
+from imagerouter.server.keys import metrics_key, router_key, settings_key, store_key, workers_key
+from imagerouter.server.routes import INTERNAL_TAGS, route_spec
 
 __all__ = [
     "ServerMetrics",
-    "metrics_key",
     "setup_observability",
     "webhook_observer",
 ]
@@ -335,10 +334,6 @@ class _JobsCollector(Collector):
             yield workers
 
 
-#: The app's metrics; set by :func:`setup_observability` when the app is created.
-metrics_key = web.AppKey("metrics", ServerMetrics)
-
-
 def webhook_observer(app: web.Application) -> WebhookObserver:
     """``observe(outcome, *, status=None, duration_s=None)`` counting webhook deliveries in
     ``app``'s metrics (a no-op for an app without them); see
@@ -352,15 +347,11 @@ def webhook_observer(app: web.Application) -> WebhookObserver:
 # --------------------------------------------------------------------------- wiring
 
 
-async def metrics_view(request: web.Request) -> web.Response:
-    """``GET /metrics``: the Prometheus text exposition (no key: nothing in it is secret)."""
-    body = request.app[metrics_key].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
 @web.middleware
 async def _timing_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Time every request of the public routes (outermost, so errors count with their code)."""
+    """Time every request of the public API's routes (outermost, so errors count with their
+    code); the dashboard, admin and metrics routes are not timed (an SSE stream's life is no
+    request latency)."""
     started = time.perf_counter()
     status = 500
     try:
@@ -372,7 +363,7 @@ async def _timing_middleware(request: web.Request, handler: web.Handler) -> web.
         raise
     finally:
         spec = route_spec(request)
-        if spec is not None:
+        if spec is not None and spec.tag not in INTERNAL_TAGS:
             request.app[metrics_key].observe_request(
                 spec.name, request.method, status, time.perf_counter() - started
             )
@@ -415,4 +406,3 @@ def setup_observability(app: web.Application) -> None:
     app.middlewares.insert(0, _timing_middleware)
     app.cleanup_ctx.insert(0, _logging_ctx)
     app.cleanup_ctx.append(_metrics_ctx)
-    app.router.add_get("/metrics", metrics_view, name="metrics")

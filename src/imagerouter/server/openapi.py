@@ -76,7 +76,11 @@ def _operation(
     ok_schema = refs[(model, "serialization")] if model is not None else {"type": "object"}
     ok: dict[str, Any] = {
         "description": _STATUS_TEXT.get(status, "OK"),
-        "content": _json(ok_schema),
+        "content": (
+            _json(ok_schema)
+            if spec.media_type == "application/json"
+            else {spec.media_type: {"schema": {"type": "string"}}}
+        ),
     }
     if status == 202 and spec.name == "jobs.submit":
         ok["headers"] = {"Location": {"schema": {"type": "string"}}}

@@ -15,9 +15,8 @@ from imagerouter.jobs.types import (
     WebhookEndpoint,
     WebhookSecret,
 )
-from imagerouter.server.delivery import storage_key
 from imagerouter.server.http import link
-from imagerouter.server.keys import settings_key
+from imagerouter.server.keys import settings_key, storage_key
 from imagerouter.storage import present_result
 
 __all__ = [

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from imagerouter.generation import ImageRequest
 from imagerouter.jobs.types import JOB_STATUSES
 from imagerouter.server import (
+    dashboard,
     events_views,
     info_views,
     jobs_views,
@@ -44,7 +45,7 @@ from imagerouter.server.schemas import (
     WebhookOut,
 )
 
-__all__ = ["ROUTES", "Param", "RouteSpec", "route_spec", "setup_routes"]
+__all__ = ["INTERNAL_TAGS", "ROUTES", "Param", "RouteSpec", "route_spec", "setup_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,7 +66,8 @@ class RouteSpec:
     """One route and everything said about it.
 
     ``limit`` names the rate-limit policy (None: not limited); ``errors`` lists the error
-    statuses the route can answer; ``openai`` marks routes that answer errors in OpenAI's shape.
+    statuses the route can answer; ``openai`` marks routes that answer errors in OpenAI's shape;
+    ``media_type`` is the success answer's content type (text, when not JSON).
     """
 
     method: str
@@ -81,6 +83,7 @@ class RouteSpec:
     errors: tuple[int, ...] = ()
     params: tuple[Param, ...] = field(default_factory=tuple)
     openai: bool = False
+    media_type: str = "application/json"
 
 
 _IDEMPOTENCY = Param(
@@ -104,6 +107,11 @@ _AFTER = Param(
     description="Events after this id (Last-Event-ID wins).",
 )
 _EVENT_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500})
+#: Tags of the routes beside the public API: the dashboard and admin routes (the admin key,
+#: checked by the handlers, instead of an API key) and the metrics (no key). Not rate limited,
+#: and not timed in the request metrics.
+INTERNAL_TAGS = frozenset({"admin", "observability"})
+_ADMIN_ERRORS = (401, 403)
 _STREAM_NOTE = (
     " With 'Accept: text/event-stream': Server-Sent Events (id = event id, event = type), "
     "resumable with Last-Event-ID; otherwise one JSON page."
@@ -366,6 +374,103 @@ ROUTES: tuple[RouteSpec, ...] = (
         ok=(200, None),
         auth=False,
         limit=None,
+    ),
+    RouteSpec(
+        "GET",
+        "/metrics",
+        info_views.metrics_view,
+        "metrics",
+        "Prometheus metrics (no key: nothing in them is secret).",
+        "observability",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        media_type="text/plain",
+    ),
+    RouteSpec(
+        "GET",
+        "/dashboard",
+        dashboard.dashboard_page,
+        "dashboard",
+        "The live dashboard page; it asks for the admin key itself.",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        media_type="text/html",
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/admin/session",
+        dashboard.create_session,
+        "admin.session.create",
+        "With the admin key as bearer token: set the admin session cookie.",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        errors=_ADMIN_ERRORS,
+    ),
+    RouteSpec(
+        "DELETE",
+        "/v1/admin/session",
+        dashboard.delete_session,
+        "admin.session.delete",
+        "Clear the admin session cookie.",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/admin/snapshot",
+        dashboard.snapshot_view,
+        "admin.snapshot",
+        "Admin: one dashboard snapshot (providers, workers, recent jobs, farm).",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        errors=_ADMIN_ERRORS,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/admin/stream",
+        dashboard.stream_view,
+        "admin.stream",
+        "Admin: dashboard snapshots as Server-Sent Events, one per interval.",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        errors=_ADMIN_ERRORS,
+        media_type="text/event-stream",
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/admin/farm",
+        dashboard.farm_view,
+        "admin.farm",
+        "Admin: the in-process farm's providers and fault profiles (404 without --farm).",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        errors=(*_ADMIN_ERRORS, 404),
+    ),
+    RouteSpec(
+        "PUT",
+        "/v1/admin/farm/providers/{name}/faults",
+        dashboard.farm_faults_view,
+        "admin.farm.faults",
+        "Admin: set a farm provider's fault profile (JSON), through to the farm's control API.",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        errors=(*_ADMIN_ERRORS, 404, 415),
+        params=(Param("name", "path", {"type": "string", "minLength": 1}, required=True),),
     ),
 )
 

@@ -16,10 +16,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from imagerouter.server.delivery import deliveries_key, url_policy_key
 from imagerouter.server.errors import ApiError
 from imagerouter.server.http import json_response, read_json, validate
-from imagerouter.server.keys import principal_key, settings_key, store_key
+from imagerouter.server.keys import (
+    deliveries_key,
+    principal_key,
+    settings_key,
+    store_key,
+    url_policy_key,
+)
 from imagerouter.server.present import delivery_out, webhook_out
 from imagerouter.server.schemas import RotateSecretIn, WebhookIn
 from imagerouter.webhooks import UrlRefused, new_secret

@@ -1,0 +1,3 @@
+"""Helpers shared by more than one test folder, each in one place: the job API's test client
+and settings (:mod:`.api`), loopback ports (:mod:`.net`) and the test Redis
+(:mod:`.redis_service`). Waiting for a condition is :mod:`tests.polling`."""
