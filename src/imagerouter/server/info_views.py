@@ -7,7 +7,15 @@ from aiohttp import web
 
 from imagerouter.metrics import CONTENT_TYPE
 from imagerouter.server.http import json_response, validate
-from imagerouter.server.keys import metrics_key, principal_key, router_key, store_key, workers_key
+from imagerouter.server.keys import (
+    metrics_key,
+    principal_key,
+    router_key,
+    routes_key,
+    store_key,
+    workers_key,
+)
+from imagerouter.server.openapi import openapi_document
 from imagerouter.server.present import ledger_entry_out
 from imagerouter.server.schemas import LedgerQuery
 
@@ -97,9 +105,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def openapi_json(request: web.Request) -> web.Response:
     """``GET /openapi.json``: the OpenAPI 3.1 document of every route."""
-    from imagerouter.server.openapi import openapi_document
-
-    return json_response(openapi_document(request.app))
+    return json_response(openapi_document(request.app[routes_key], request.app))
 
 
 async def metrics_view(request: web.Request) -> web.Response:

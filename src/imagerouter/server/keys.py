@@ -38,6 +38,7 @@ __all__ = [
     "outputs_key",
     "principal_key",
     "router_key",
+    "routes_key",
     "settings_key",
     "snapshots_key",
     "state_key",
@@ -50,6 +51,8 @@ __all__ = [
 
 settings_key = web.AppKey("settings", ServerSettings)
 router_key = web.AppKey("router", Router)
+#: The route table (``routes.ROUTES``), for the OpenAPI view: the document is made from it.
+routes_key = web.AppKey("routes", tuple)
 store_key = web.AppKey("store", JobStore)  # type: ignore[type-abstract]
 events_key = web.AppKey("events", EventHub)
 workers_key = web.AppKey("workers", WorkerPool)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from imagerouter.server.keys import router_key
-from imagerouter.server.routes import ROUTES, RouteSpec
 from imagerouter.server.schemas import ErrorBody, OpenAIErrorBody
+
+if TYPE_CHECKING:  # routes.py imports the views, and a view serves this document
+    from imagerouter.server.routes import RouteSpec
 
 __all__ = ["openapi_document"]
 
@@ -31,12 +34,12 @@ _STATUS_TEXT = {
 }
 
 
-def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+def _models(routes: Sequence[RouteSpec]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (ErrorBody, "serialization"),
         (OpenAIErrorBody, "serialization"),
     ]
-    for spec in ROUTES:
+    for spec in routes:
         if spec.body is not None:
             models.append((spec.body, "validation"))
         if spec.ok[1] is not None:
@@ -105,9 +108,12 @@ def _operation(
     return operation
 
 
-def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
-    """The whole document; with ``app``, model names are listed as examples for ``model``."""
-    refs, definitions = models_json_schema(_models(), ref_template=_REF)
+def openapi_document(
+    routes: Sequence[RouteSpec], app: web.Application | None = None
+) -> dict[str, Any]:
+    """The whole document of ``routes`` (the route table); with ``app``, model names are listed
+    as examples for ``model``."""
+    refs, definitions = models_json_schema(_models(routes), ref_template=_REF)
     schemas = definitions.get("$defs", {})
     if app is not None and router_key in app:
         catalog = app[router_key].catalog
@@ -116,7 +122,7 @@ def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
             if name in schemas:
                 schemas[name]["properties"]["model"]["examples"] = names
     paths: dict[str, dict[str, Any]] = {}
-    for spec in ROUTES:
+    for spec in routes:
         paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, refs)
     return {
         "openapi": "3.1.0",

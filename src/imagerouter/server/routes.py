@@ -25,6 +25,7 @@ from imagerouter.server import (
     openai_views,
     webhook_views,
 )
+from imagerouter.server.keys import routes_key
 from imagerouter.server.schemas import (
     AccountOut,
     CompatAccepted,
@@ -484,6 +485,7 @@ def route_spec(request: web.Request) -> RouteSpec | None:
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register every route of :data:`ROUTES`."""
+    """Register every route of :data:`ROUTES` (and keep the table for the OpenAPI view)."""
+    app[routes_key] = ROUTES
     for spec in ROUTES:
         app.router.add_route(spec.method, spec.path, spec.handler, name=spec.name)
