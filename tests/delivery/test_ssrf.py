@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
+import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagerouter.webhooks import UrlPolicy, WebhookSender, new_secret
+from imagerouter.webhooks.ssrf import BlockedAddress
 from tests.delivery.conftest import Api, ApiFactory, Receiver
 
 
@@ -108,3 +111,66 @@ async def test_delivery_checks_resolved_addresses_and_never_follows_redirects(
     assert not redirected.refused
     assert delivered.status == 204
     assert [hit.path for hit in receiver.hits] == ["/hook", "/hook"]
+
+
+#: Every IPv6 form that embeds or translates to an IPv4 address, judged by the IPv4 address it
+#: reaches (None: allowed, a public address), beside plain IPv6 for contrast.
+IPV6_FORMS = (
+    ("64:ff9b::a00:1", "private address"),  # NAT64 well-known prefix → 10.0.0.1
+    ("64:ff9b::a9fe:a9fe", "cloud metadata address"),  # NAT64 → 169.254.169.254
+    ("64:ff9b::7f00:1", "loopback address"),  # NAT64 → 127.0.0.1
+    ("64:ff9b:1:a00:0:100::", "private address"),  # NAT64 local-use /48 → 10.0.0.1
+    ("64:ff9b:1:a9fe:a9:fe00::", "cloud metadata address"),  # local-use → 169.254.169.254
+    ("::127.0.0.1", "loopback address"),  # IPv4-compatible (deprecated)
+    ("::10.0.0.1", "private address"),  # IPv4-compatible
+    ("::ffff:10.0.0.1", "private address"),  # IPv4-mapped
+    ("::ffff:169.254.169.254", "cloud metadata address"),  # IPv4-mapped
+    ("2002:a00:1::", "private address"),  # 6to4 → 10.0.0.1
+    ("2002:7f00:1::1", "loopback address"),  # 6to4 → 127.0.0.1
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private address"),  # Teredo → client 10.0.0.1
+    ("2001:db8:1::5efe:a00:1", "address"),  # ISATAP interface id → 10.0.0.1 (doc prefix too)
+    ("2606:4700:1::200:5efe:a9fe:a9fe", "cloud metadata address"),  # ISATAP → metadata
+    ("64:ff9b::808:808", None),  # NAT64 → 8.8.8.8: public
+    ("2002:808:808::1", None),  # 6to4 → 8.8.8.8: public
+    ("::1", "loopback address"),
+    ("fd00::1", "private address"),
+    ("2606:4700:4700::1111", None),  # plain public IPv6
+)
+
+
+def test_every_ipv6_form_is_judged_by_the_ipv4_address_it_reaches() -> None:
+    """The address filter of delivery (and of registration and submit, below) sees through
+    every IPv6 form that embeds or translates to IPv4."""
+    policy = UrlPolicy()
+    for address, reason in IPV6_FORMS:
+        why = policy.why_refused(ipaddress.ip_address(address))
+        if reason is None:
+            assert why is None, (address, why)
+        else:
+            assert why is not None, address
+            assert reason in why, (address, why)
+        if reason is None:
+            assert policy.filter("hook.example", [address]) == [address]
+        else:
+            with pytest.raises(BlockedAddress, match=reason):
+                policy.filter("hook.example", [address])
+
+
+async def test_ipv6_forms_are_refused_at_registration_and_at_submit(api: Api) -> None:
+    """The same table at the API's two doors: 422 naming the field, nothing stored or charged."""
+    token = await api.key(credits=100)
+    _, before = await api.call("GET", "/v1/account", token)
+    for address, reason in IPV6_FORMS:
+        if reason is None or reason == "loopback address":
+            continue  # the test server allows 127.0.0.1/32 (webhook_allow), by what is reached
+        url = f"http://[{address}]/hook"
+        status, body = await api.call("PUT", "/v1/webhook", token, json={"url": url})
+        assert (status, body["error"]["field"]) == (422, "url"), (address, body)
+        job = {"model": "gpt-image-2", "prompt": "x", "webhook_url": url}
+        status, body = await api.call("POST", "/v1/jobs", token, json=job)
+        assert (status, body["error"]["field"]) == (422, "webhook_url"), (address, body)
+        assert reason in body["error"]["message"], (address, body)
+    _, jobs = await api.call("GET", "/v1/jobs", token)
+    _, after = await api.call("GET", "/v1/account", token)
+    assert jobs["data"] == []
+    assert after["balance"] == before["balance"]

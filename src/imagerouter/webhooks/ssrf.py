@@ -2,7 +2,9 @@
 
 By default only public addresses are allowed: loopback, private, link-local, shared (CGNAT),
 multicast, reserved and unspecified addresses are refused, and so are the cloud metadata
-endpoints, including IPv4 addresses wrapped in IPv6 (``::ffff:127.0.0.1``, 6to4, Teredo).
+endpoints, including IPv4 addresses wrapped in or translated from IPv6 (IPv4-mapped
+``::ffff:127.0.0.1``, IPv4-compatible ``::127.0.0.1``, NAT64 ``64:ff9b::/96`` and
+``64:ff9b:1::/48``, 6to4, Teredo, ISATAP), judged by the IPv4 address they reach.
 ``allow`` lists CIDRs (``127.0.0.1/32``) or exact host names that are let through anyway.
 
 A URL is checked three times: its syntax and host when it is registered or submitted; its
@@ -53,15 +55,44 @@ class BlockedAddress(OSError):
     """Raised by :class:`GuardedResolver` when no resolved address may be contacted."""
 
 
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291, deprecated
+_ISATAP_IDS = (0x00005EFE, 0x02005EFE)  # RFC 5214 interface ids: [02]00:5efe:a.b.c.d
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address embeds or translates to, if it is one of the forms that
+    reach IPv4 hosts: IPv4-mapped, IPv4-compatible, NAT64 (well-known and local-use prefixes),
+    6to4, Teredo (the client) and ISATAP interface ids; else None."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    value = int(ip)
+    if ip in _IPV4_COMPATIBLE and value > 1:  # not :: nor ::1
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if ip in _NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if ip in _NAT64_LOCAL_USE:
+        # A /48 prefix: the IPv4 address sits in bits 48-63 and 72-87 (bits 64-71 are zero).
+        high = (value >> 64) & 0xFFFF
+        low = (value >> 40) & 0xFFFF
+        return ipaddress.IPv4Address((high << 16) | low)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if (value >> 32) & 0xFFFFFFFF in _ISATAP_IDS:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    return None
+
+
 def _unwrap(ip: IPAddress) -> IPAddress:
-    """The IPv4 address inside an IPv4-mapped, 6to4 or Teredo IPv6 address, else ``ip``."""
+    """The IPv4 address an IPv6 address embeds or translates to (see
+    :func:`_embedded_ipv4`), else ``ip``: every check judges the host actually reached."""
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.sixtofour is not None:
-            return ip.sixtofour
-        if ip.teredo is not None:
-            return ip.teredo[1]
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            return inner
     return ip
 
 
