@@ -36,20 +36,17 @@ class ConcurrencyLimit(Protocol):
         ...
 
 
-class FixedLimit:
-    """A fixed concurrency limit (a bulkhead): releases teach it nothing."""
+class _Slots:
+    """What every limit shares: ``limit`` slots, ``in_flight`` of them taken."""
 
     __slots__ = ("_in_flight", "_limit")
 
-    def __init__(self, max_concurrent: int) -> None:
-        if max_concurrent < 1:
-            raise ValueError(f"FixedLimit.max_concurrent must be ≥ 1, not {max_concurrent!r}")
-        self._limit = max_concurrent
-        self._in_flight = 0
+    _limit: int
+    _in_flight: int
 
     @property
     def limit(self) -> int:
-        """The fixed limit."""
+        """The current limit."""
         return self._limit
 
     @property
@@ -64,18 +61,30 @@ class FixedLimit:
             return True
         return False
 
+    def snapshot(self) -> dict[str, Any]:
+        """``{"limit", "in_flight"}``."""
+        return {"limit": self._limit, "in_flight": self._in_flight}
+
+
+class FixedLimit(_Slots):
+    """A fixed concurrency limit (a bulkhead): releases teach it nothing."""
+
+    __slots__ = ()
+
+    def __init__(self, max_concurrent: int) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"FixedLimit.max_concurrent must be ≥ 1, not {max_concurrent!r}")
+        self._limit = max_concurrent
+        self._in_flight = 0
+
     def release(self, latency_s: float = 0.0, dropped: bool = False) -> None:
         """Give a slot back."""
         if self._in_flight <= 0:
             raise RuntimeError("FixedLimit.release() without a matching try_acquire()")
         self._in_flight -= 1
 
-    def snapshot(self) -> dict[str, Any]:
-        """``{"limit", "in_flight"}``."""
-        return {"limit": self._limit, "in_flight": self._in_flight}
 
-
-class AIMDLimit:
+class AIMDLimit(_Slots):
     """Additive increase, multiplicative decrease (Netflix concurrency-limits ``AIMDLimit``).
 
     A dropped call, or one slower than ``timeout_s``, multiplies the limit by ``backoff_ratio``;
@@ -85,7 +94,7 @@ class AIMDLimit:
     library's 5 s: image generation routinely takes tens of seconds.
     """
 
-    __slots__ = ("_backoff", "_in_flight", "_limit", "_maximum", "_minimum", "_timeout_s")
+    __slots__ = ("_backoff", "_maximum", "_minimum", "_timeout_s")
 
     def __init__(
         self,
@@ -106,23 +115,6 @@ class AIMDLimit:
         self._timeout_s = timeout_s
         self._in_flight = 0
 
-    @property
-    def limit(self) -> int:
-        """The current limit."""
-        return self._limit
-
-    @property
-    def in_flight(self) -> int:
-        """Calls acquired and not yet released."""
-        return self._in_flight
-
-    def try_acquire(self) -> bool:
-        """Take a slot if fewer than ``limit`` calls are in flight."""
-        if self._in_flight < self._limit:
-            self._in_flight += 1
-            return True
-        return False
-
     def release(self, latency_s: float, dropped: bool = False) -> None:
         """Give a slot back; decrease on a drop or a timeout, increase on a busy success."""
         in_flight = self._in_flight
@@ -134,7 +126,3 @@ class AIMDLimit:
             self._limit = limit if limit > self._minimum else self._minimum
         elif in_flight * 2 >= self._limit and self._limit < self._maximum:
             self._limit += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        """``{"limit", "in_flight"}``."""
-        return {"limit": self._limit, "in_flight": self._in_flight}
