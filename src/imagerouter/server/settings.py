@@ -36,6 +36,7 @@ from imagerouter.jobs.postgres import is_postgres_url
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerConfig
+from imagerouter.private import private_dir
 from imagerouter.server.ratelimit import LimitPolicy
 from imagerouter.storage.config import StorageSettings
 from imagerouter.webhooks.retry import DEFAULT_SCHEDULE_S, RetrySchedule
@@ -218,9 +219,11 @@ class ServerSettings(BaseModel):
 
     def job_store(self) -> JobStore:
         """The job store these settings name (``store``, else SQLite in ``data_dir``); use it
-        with ``async with``. The server and the ``keys``/``credits`` commands share it."""
+        with ``async with``. The server and the ``keys``/``credits`` commands share it.
+        ``data_dir`` is made (or tightened to) 0700 for SQLite: the database holds secrets."""
         if self.store:
             return open_store(self.store)
+        private_dir(self.data_dir)
         return SQLiteJobStore(
             self.data_dir / "imagerouter.db",
             synchronous=self.sqlite_synchronous,
