@@ -56,3 +56,50 @@ def test_credits_grant_to_unknown_account_fails(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "nobody" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["credits", "grant", "acme", "99999999999999999999999"], "more than the"),
+        (["credits", "grant", "acme", "-5"], "-5 is negative: credits are only granted"),
+        (["credits", "grant", "acme", "0"], "0 credits grants nothing"),
+        (["credits", "grant", "acme", "1.5"], "'1.5' is not a whole number of credits"),
+        (["credits", "grant", "", "5"], "is not an account name"),
+        (["keys", "create", "--account", "acme", "--credits", "-1"], "-1 is negative"),
+        (["keys", "create", "--account", "acme", "--credits", str(2**63)], "more than the"),
+        (["keys", "create", "--account", "a\x00b"], "is not an account name"),
+        (["serve", "--port", "99999"], "not in the range 0<=x<=65535"),
+        (["serve", "--port", "-1"], "not in the range 0<=x<=65535"),
+        (["serve", "--workers", "-1"], "not in the range x>=0"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_not_tracebacks(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert says in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()  # refused before anything was opened
+
+
+def test_a_grant_past_the_ledgers_limit_is_refused_and_grants_nothing(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    _run("keys", "create", "--account", "acme", "--credits", str(2**62 - 10), "--data-dir", data)
+    result = CliRunner().invoke(main, ["credits", "grant", "acme", "11", "--data-dir", data])
+    assert result.exit_code == 2
+    assert "would pass the most an account holds" in result.output
+    _run("credits", "grant", "acme", "10", "--data-dir", data)  # exactly to the limit
+    with sqlite3.connect(tmp_path / "data" / "imagerouter.db") as conn:
+        assert conn.execute("SELECT balance FROM accounts").fetchone() == (2**62,)
+        assert conn.execute("SELECT count(*) FROM ledger").fetchone() == (2,)
+
+
+def test_a_data_directory_that_is_not_one_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "imagerouter.db").write_text("not a database")
+    result = CliRunner().invoke(main, ["keys", "list", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "file is not a database" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

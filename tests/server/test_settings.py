@@ -41,3 +41,45 @@ def test_bad_server_field_names_file_and_field(tmp_path: Path) -> None:
         load_server_settings(config, environ={})
     assert error.value.field == "server.lease_s"
     assert error.value.file == str(config)
+
+
+def test_env_lists_and_tables_are_json(tmp_path: Path) -> None:
+    """A list or table setting's variable is JSON; a list may also be ``a,b,c``; a whole
+    table and a field refining it combine."""
+    environ = {
+        "IMAGEROUTER_SERVER_WEBHOOK_ALLOW": '["127.0.0.1/32", "hooks.internal"]',
+        "IMAGEROUTER_SERVER_WEBHOOK_RETRY_SCHEDULE_S": "[0, 1.5, 30]",
+        "IMAGEROUTER_SERVER_RATE_LIMITS": '{"generate": {"rate_per_s": 2, "burst": 4}}',
+        "IMAGEROUTER_SERVER_RATE_LIMITS__GENERATE__BURST": "9",
+        "IMAGEROUTER_SERVER_STORAGE": '{"backend": "local"}',
+    }
+    settings = load_server_settings(environ=environ, data_dir=tmp_path)
+    assert settings.webhook_allow == ["127.0.0.1/32", "hooks.internal"]
+    assert settings.webhook_retry_schedule_s == [0, 1.5, 30]
+    assert settings.rate_limits["generate"].rate_per_s == 2
+    assert settings.rate_limits["generate"].burst == 9
+    assert settings.storage.backend == "local"
+    plain = {"IMAGEROUTER_SERVER_WEBHOOK_ALLOW": "127.0.0.1/32, hooks.internal"}
+    settings = load_server_settings(environ=plain, data_dir=tmp_path)
+    assert settings.webhook_allow == ["127.0.0.1/32", "hooks.internal"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("IMAGEROUTER_SERVER_WEBHOOK_ALLOW", '["127.0.0.1/32"', "not a JSON list"),
+        ("IMAGEROUTER_SERVER_WEBHOOK_ALLOW", "[127.0.0.1/32]", "not a JSON list"),
+        ("IMAGEROUTER_SERVER_WEBHOOK_RETRY_SCHEDULE_S", "[1, 2,]", "not a JSON list"),
+        ("IMAGEROUTER_SERVER_RATE_LIMITS", "generate=5", "not a JSON table"),
+        ("IMAGEROUTER_SERVER_RATE_LIMITS", '["generate"]', "not a JSON table"),
+        ("IMAGEROUTER_SERVER_RATE_LIMITS__GENERATE", "{burst: 3}", "not a JSON table"),
+        ("IMAGEROUTER_SERVER_STORAGE", "local", "not a JSON table"),
+    ],
+)
+def test_env_list_or_table_that_does_not_parse_names_the_variable(
+    tmp_path: Path, name: str, value: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_server_settings(environ={name: value}, data_dir=tmp_path)
+    assert str(error.value).startswith(f"{name}: {reason}")
+    assert error.value.field == name

@@ -19,6 +19,7 @@ from imagerouter.jobs import (
     NewJob,
     StoredResponse,
 )
+from imagerouter.jobs.store import MAX_BALANCE
 from imagerouter.jobs.types import DeliveryAttempt
 from tests.store.conftest import StoreFactory
 
@@ -60,6 +61,21 @@ async def test_submit_debits_and_queues_in_one_step(store: JobStore) -> None:
     kinds = [(e.kind, e.amount, e.job_id) for e in await store.ledger(account_id)]
     assert kinds == [("debit", -26, "job_a"), ("grant", 1000, None)]
     await _audit_balances(store)
+
+
+async def test_grants_stay_within_the_ledgers_range(store: JobStore) -> None:
+    """A grant is 1..MAX_BALANCE and never lifts a balance past MAX_BALANCE: refused whole,
+    with nothing written, rather than overflowing a 64-bit integer."""
+    account_id = await _account(store, credits=MAX_BALANCE - 5)
+    for amount in (0, -1, MAX_BALANCE + 1):
+        with pytest.raises(ValueError, match="between 1 and"):
+            await store.grant_credits(account_id, amount)
+    with pytest.raises(ValueError, match="would pass the most"):
+        await store.grant_credits(account_id, MAX_BALANCE)
+    with pytest.raises(ValueError, match="would pass the most"):
+        await store.grant_credits(account_id, 6)
+    assert await store.grant_credits(account_id, 5) == MAX_BALANCE
+    assert [entry.amount for entry in await store.ledger(account_id)] == [5, MAX_BALANCE - 5]
 
 
 async def test_short_wallet_writes_nothing(store: JobStore) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
 from imagerouter.extras import require
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import MAX_BALANCE, JobStore
 from imagerouter.server.settings import (
     ServerSettings,
     load_router_settings,
@@ -41,6 +42,48 @@ data_dir_option = click.option(
     default=None,
     help="Directory of imagerouter.db (default: [server] data_dir, else ./.imagerouter).",
 )
+
+
+class CreditAmount(click.ParamType):
+    """A whole number of credits the ledger takes: 1..MAX_BALANCE (0 too, with ``zero``).
+    Credits are only granted from the command line, never taken."""
+
+    name = "credits"
+
+    def __init__(self, *, zero: bool = False) -> None:
+        self.zero = zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            amount = value
+        else:
+            try:
+                amount = int(str(value).strip().replace("_", ""))
+            except ValueError:
+                self.fail(f"{value!r} is not a whole number of credits", param, ctx)
+        if amount < 0:
+            self.fail(
+                f"{amount} is negative: credits are only granted here, never taken", param, ctx
+            )
+        if amount == 0 and not self.zero:
+            self.fail("0 credits grants nothing: give a positive amount", param, ctx)
+        if amount > MAX_BALANCE:
+            self.fail(
+                f"{amount} is more than the {MAX_BALANCE} credits an account can hold", param, ctx
+            )
+        return amount
+
+
+class AccountName(click.ParamType):
+    """An account name: 1 to 200 printable characters."""
+
+    name = "account"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip() or len(text) > 200 or not text.isprintable():
+            self.fail(f"{text!r} is not an account name (1-200 printable characters)", param, ctx)
+        return text
 
 
 def _settings(command: str, config_path: str | None, **overrides: Any) -> ServerSettings:
@@ -67,14 +110,20 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
         return asyncio.run(run())
     except ImageRouterError as exc:
         fail(exc)
+    except ValueError as exc:  # a store's refusal of a value (a grant past the limit)
+        fail(exc)
+    except (OSError, sqlite3.Error) as exc:  # a data directory that cannot hold the database
+        fail(f"{settings.store or settings.data_dir}: {exc}")
 
 
 @click.command()
 @config_option
 @data_dir_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default 8080).")
-@click.option("--workers", type=int, default=None, help="Jobs run at once (0: none).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8080).")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=None, help="Jobs run at once (0: none)."
+)
 @click.option(
     "--farm",
     is_flag=False,
@@ -106,6 +155,8 @@ def serve(
             run_server(settings, load_router_settings(config_path), announce=console.print)
     except ImageRouterError as exc:
         fail(exc)
+    except OSError as exc:  # the port is taken, the data directory cannot be written, …
+        fail(exc)
 
 
 @click.group()
@@ -116,8 +167,14 @@ def keys() -> None:
 @keys.command("create")
 @config_option
 @data_dir_option
-@click.option("--account", "account_name", required=True, help="Account name (created if new).")
-@click.option("--credits", "grant", type=click.IntRange(min=0), default=0, help="Credits to add.")
+@click.option(
+    "--account",
+    "account_name",
+    type=AccountName(),
+    required=True,
+    help="Account name (created if new).",
+)
+@click.option("--credits", "grant", type=CreditAmount(zero=True), default=0, help="Credits to add.")
 @click.option("--name", "label", default=None, help="A label for the key.")
 def keys_create(
     config_path: str | None, data_dir: str | None, account_name: str, grant: int, label: str | None
@@ -190,15 +247,16 @@ def credits() -> None:
     """Manage account credits."""
 
 
-@credits.command("grant")
+@credits.command("grant", context_settings={"ignore_unknown_options": True})
 @config_option
 @data_dir_option
-@click.argument("account_name")
-@click.argument("amount", type=click.IntRange(min=1))
+@click.argument("account_name", type=AccountName())
+@click.argument("amount", type=CreditAmount())
 def credits_grant(
     config_path: str | None, data_dir: str | None, account_name: str, amount: int
 ) -> None:
-    """Add AMOUNT credits to ACCOUNT (a ``grant`` ledger entry)."""
+    """Add AMOUNT credits to ACCOUNT (a ``grant`` ledger entry): a positive whole number, at
+    most 2**62. Credits are never taken from the command line."""
     settings = _settings("credits grant", config_path, data_dir=data_dir)
 
     async def work(store: SQLiteJobStore) -> int:

@@ -50,6 +50,7 @@ from imagerouter.jobs.types import (
 )
 
 __all__ = [
+    "MAX_BALANCE",
     "AccountStore",
     "EventListener",
     "EventLog",
@@ -58,6 +59,25 @@ __all__ = [
     "JobStore",
     "WebhookStore",
 ]
+
+#: The most credits one account holds, and so the largest grant: well inside both backends'
+#: 64-bit integers, so that no sum of balances and amounts overflows.
+MAX_BALANCE = 2**62
+
+
+def check_grant(amount: int) -> None:
+    """Raise ValueError unless ``amount`` is a grant both backends take: 1..MAX_BALANCE."""
+    if not 0 < amount <= MAX_BALANCE:
+        raise ValueError(f"a grant must be between 1 and {MAX_BALANCE} credits, not {amount}")
+
+
+def too_much(balance: int, amount: int) -> str:
+    """Why granting ``amount`` to a wallet holding ``balance`` is refused."""
+    return (
+        f"granting {amount} credits to a balance of {balance} would pass the most an account "
+        f"holds, {MAX_BALANCE}"
+    )
+
 
 #: Called on the event loop, after commit, with the events one operation wrote.
 EventListener = Callable[[Sequence[JobEvent]], None]
@@ -79,7 +99,9 @@ class AccountStore(Protocol):
         ...
 
     async def grant_credits(self, account_id: str, amount: int, note: str | None = None) -> int:
-        """Add ``amount`` credits (a ``grant`` ledger entry); returns the new balance."""
+        """Add ``amount`` credits (a ``grant`` ledger entry); returns the new balance. Raises
+        ValueError, granting nothing, unless ``0 < amount`` and the new balance stays at most
+        :data:`MAX_BALANCE`."""
         ...
 
     async def ledger(

@@ -17,25 +17,32 @@
 
 Environment variables ``IMAGEROUTER_SERVER_<FIELD>`` override the file, with ``__`` between
 nested names (``IMAGEROUTER_SERVER_RATE_LIMITS__GENERATE__BURST=50``); command-line flags
-override both. ``data_dir`` relative to the config file resolves against its directory.
+override both. A list or table setting's variable is JSON (``'["127.0.0.1/32"]'``,
+``'{"generate": {"rate_per_s": 5, "burst": 20}}'``), and a list may also be a plain ``a,b,c``;
+one that does not parse stops the start with a ConfigError naming the variable. ``data_dir``
+relative to the config file resolves against its directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from imagerouter.config import CONFIG_ENV, Settings, deep_merge, load_settings, load_toml, validate
+from imagerouter.errors import ConfigError
 from imagerouter.extras import require
 from imagerouter.jobs.backends import open_store
 from imagerouter.jobs.postgres import is_postgres_url
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerConfig
+from imagerouter.private import private_dir
 from imagerouter.server.ratelimit import LimitPolicy
 from imagerouter.storage.config import StorageSettings
 from imagerouter.webhooks.retry import DEFAULT_SCHEDULE_S, RetrySchedule
@@ -218,9 +225,11 @@ class ServerSettings(BaseModel):
 
     def job_store(self) -> JobStore:
         """The job store these settings name (``store``, else SQLite in ``data_dir``); use it
-        with ``async with``. The server and the ``keys``/``credits`` commands share it."""
+        with ``async with``. The server and the ``keys``/``credits`` commands share it.
+        ``data_dir`` is made (or tightened to) 0700 for SQLite: the database holds secrets."""
         if self.store:
             return open_store(self.store)
+        private_dir(self.data_dir)
         return SQLiteJobStore(
             self.data_dir / "imagerouter.db",
             synchronous=self.sqlite_synchronous,
@@ -242,15 +251,75 @@ class ServerSettings(BaseModel):
 
 def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name, value in environ.items():
+    # sorted: a whole table (RATE_LIMITS) comes before the fields that refine it
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or not value:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         target = values
         for part in path[:-1]:
             target = target.setdefault(part, {})
-        target[path[-1]] = value
+        target[path[-1]] = _env_value(name, value, _field_kind(ServerSettings, path))
     return values
+
+
+def _env_value(name: str, value: str, kind: str | None) -> Any:
+    """A list or table setting's environment value as JSON (a list may also be ``a,b,c``);
+    anything else as the string it is, for pydantic to convert. Raises ConfigError naming the
+    variable when a list or table does not parse."""
+    text = value.strip()
+    if kind == "list":
+        if not text.startswith("["):
+            return value  # a,b,c: the field's validator splits it
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"not a JSON list: {exc}", field=name) from None
+        if not isinstance(parsed, list):
+            raise ConfigError(f"not a JSON list: {text[:40]!r}", field=name)
+        return parsed
+    if kind == "table":
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"not a JSON table (object): {exc}", field=name) from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"not a JSON table (object): {text[:40]!r}", field=name)
+        return parsed
+    return value
+
+
+def _field_kind(model: type[BaseModel], path: list[str]) -> str | None:
+    """``"list"`` or ``"table"`` when the setting at ``path`` (lower-case names, as from a
+    variable's name) is one, else None (a scalar, or no such setting: validation says so)."""
+    annotation: Any = model
+    for part in path:
+        annotation = _unwrap_optional(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        else:
+            return None
+    annotation = _unwrap_optional(annotation)
+    if get_origin(annotation) in (list, tuple, set, frozenset):
+        return "list"
+    if get_origin(annotation) is dict or (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    ):
+        return "table"
+    return None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
 
 
 def load_server_settings(

@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from urllib.parse import quote
 
+from imagerouter.private import FILE_MODE, private_dir, tighten
 from imagerouter.storage.base import StorageError
 
 __all__ = ["MEDIA_PREFIX", "LocalStorage", "load_signing_key"]
@@ -30,12 +31,14 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\
 
 
 def load_signing_key(data_dir: Path) -> bytes:
-    """The server's URL-signing secret from ``data_dir``, created (0600) if missing."""
+    """The server's URL-signing secret from ``data_dir`` (kept 0700), created (0600) if
+    missing, tightened to 0600 if found looser."""
     path = data_dir / KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
+        tighten(path, FILE_MODE)
         for _ in range(50):  # another process may be writing it right now
             text = path.read_text().strip()
             if len(text) == 64:

@@ -10,6 +10,7 @@ from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.postgres.base import PostgresBase
 from imagerouter.jobs.postgres.engine import Tx
 from imagerouter.jobs.rows import ACCOUNT_COLUMNS, API_KEY_SELECT, LEDGER_COLUMNS
+from imagerouter.jobs.store import MAX_BALANCE, check_grant, too_much
 from imagerouter.jobs.types import Account, ApiKeyRecord, LedgerEntry
 
 __all__ = ["PostgresAccounts"]
@@ -45,19 +46,25 @@ class PostgresAccounts(PostgresBase):
         return None if row is None else Account(*row)
 
     async def grant_credits(self, account_id: str, amount: int, note: str | None = None) -> int:
-        """Add ``amount`` (> 0) credits; returns the new balance."""
-        if amount <= 0:
-            raise ValueError(f"a grant must be positive, not {amount}")
+        """Add ``amount`` (> 0) credits; returns the new balance (at most MAX_BALANCE)."""
+        check_grant(amount)
         now = self._clock.wall()
 
         async def op(conn: asyncpg.Connection, tx: Tx) -> int:
             balance = await conn.fetchval(
-                "UPDATE accounts SET balance = balance + $1 WHERE id = $2 RETURNING balance",
+                "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance <= $3 "
+                "RETURNING balance",
                 amount,
                 account_id,
+                MAX_BALANCE - amount,
             )
             if balance is None:
-                raise AccountNotFound(account_id)
+                before = await conn.fetchval(
+                    "SELECT balance FROM accounts WHERE id = $1", account_id
+                )
+                if before is None:
+                    raise AccountNotFound(account_id)
+                raise ValueError(too_much(before, amount))
             await conn.execute(
                 "INSERT INTO ledger (account_id, kind, amount, balance_after, note, created_at) "
                 "VALUES ($1, 'grant', $2, $3, $4, $5)",

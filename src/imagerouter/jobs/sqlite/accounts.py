@@ -9,6 +9,7 @@ from imagerouter.jobs.errors import AccountNotFound
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.rows import ACCOUNT_COLUMNS, API_KEY_SELECT, LEDGER_COLUMNS
 from imagerouter.jobs.sqlite.base import SQLiteBase
+from imagerouter.jobs.store import MAX_BALANCE, check_grant, too_much
 from imagerouter.jobs.types import Account, ApiKeyRecord, LedgerEntry
 
 __all__ = ["SQLiteAccounts"]
@@ -41,18 +42,22 @@ class SQLiteAccounts(SQLiteBase):
         return None if row is None else Account(*row)
 
     async def grant_credits(self, account_id: str, amount: int, note: str | None = None) -> int:
-        """Add ``amount`` (> 0) credits; returns the new balance."""
-        if amount <= 0:
-            raise ValueError(f"a grant must be positive, not {amount}")
+        """Add ``amount`` (> 0) credits; returns the new balance (at most MAX_BALANCE)."""
+        check_grant(amount)
         now = self._clock.wall()
 
         def op(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                "UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance",
-                (amount, account_id),
+                "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance <= ? "
+                "RETURNING balance",
+                (amount, account_id, MAX_BALANCE - amount),
             ).fetchone()
             if row is None:
-                raise AccountNotFound(account_id)
+                found = conn.execute("SELECT balance FROM accounts WHERE id = ?", (account_id,))
+                balance = found.fetchone()
+                if balance is None:
+                    raise AccountNotFound(account_id)
+                raise ValueError(too_much(balance[0], amount))
             conn.execute(
                 "INSERT INTO ledger (account_id, kind, amount, balance_after, note, created_at) "
                 "VALUES (?, 'grant', ?, ?, ?, ?)",

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from imagerouter.private import FILE_MODE, private_dir, private_file, tighten
+
 __all__ = ["SQLiteThread"]
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,9 @@ class SQLiteThread:
     """Runs functions of one SQLite connection on a dedicated thread, batching commits.
 
     Args:
-        path: the database file (its directory is created).
+        path: the database file (its directory is created 0700 when missing). The file and
+            its ``-wal`` and ``-shm`` companions hold secrets, so they are created 0600 and
+            tightened to it when found looser.
         synchronous: SQLite's ``synchronous`` pragma. ``NORMAL`` (with WAL) survives a killed
             process; ``FULL`` also survives power loss, at the cost of an fsync per commit.
         batch_max: most functions sharing one transaction.
@@ -59,7 +63,8 @@ class SQLiteThread:
 
     async def start(self, init: Callable[[sqlite3.Connection], Any]) -> None:
         """Open the connection on a new thread and run ``init`` (the schema) there."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            private_dir(self.path.parent)
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
@@ -102,6 +107,11 @@ class SQLiteThread:
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
+        # created 0600 before SQLite opens it: SQLite gives the WAL and SHM files the
+        # database's mode, and nothing is written while any of them is looser
+        for path in self._files():
+            tighten(path, FILE_MODE)
+        private_file(self.path)
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, cached_statements=256
         )
@@ -109,7 +119,12 @@ class SQLiteThread:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        for path in self._files():  # whatever SQLite made of them, the owner's alone
+            tighten(path, FILE_MODE)
         return conn
+
+    def _files(self) -> tuple[Path, ...]:
+        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm"))
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         stopping = False
