@@ -1,0 +1,124 @@
+"""A client's malformed request is a 4xx naming what is wrong, never a 500, on every store:
+JSON nested too deep, NUL characters, values of the wrong type, impossible sizes. Nothing
+is stored or charged for any of them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from imagerouter.server.http import MAX_JSON_DEPTH
+from tests.helpers.api import Api, ApiFactory
+from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
+
+GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """None for the default SQLite store; else a fresh PostgreSQL schema (dropped after the
+    app, which is set up after this fixture, has stopped)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    base = require_postgres()
+    schema = new_schema()
+    yield with_schema(base, schema)
+    await drop_schema(base, schema)
+
+
+@pytest.fixture
+async def any_api(store_url: str | None, make_api: ApiFactory) -> Api:
+    """The app over SQLite and over PostgreSQL."""
+    return await (make_api(store=store_url) if store_url else make_api())
+
+
+def nested(depth: int) -> Any:
+    """``depth`` levels of objects: ``{"a": {"a": ... {}}}``."""
+    value: Any = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+async def _post(api: Api, token: str, path: str, body: Any) -> tuple[int, dict]:
+    answer = await api.client.post(path, json=body, headers=api.auth(token))
+    return answer.status, await answer.json()
+
+
+async def _nothing_stored(api: Api, token: str, balance: int) -> None:
+    listing = await (await api.client.get("/v1/jobs", headers=api.auth(token))).json()
+    assert listing["data"] == []
+    account = await (await api.client.get("/v1/account", headers=api.auth(token))).json()
+    assert account["balance"] == balance
+
+
+# --- depth -------------------------------------------------------------------------------------
+
+
+async def test_metadata_nested_past_the_limit_is_400_json_too_deep(any_api: Api) -> None:
+    """Metadata nested 256 deep is a 400 json_too_deep naming where; nothing is stored."""
+    api = any_api
+    token = await api.key(credits=100)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "metadata": nested(256)})
+    assert status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    assert body["error"]["field"].startswith("metadata.a.a")
+    assert body["error"]["max_depth"] == MAX_JSON_DEPTH
+    await _nothing_stored(api, token, 100)
+
+
+async def test_metadata_at_the_limit_is_accepted(any_api: Api) -> None:
+    """The body is level 1, so metadata may nest MAX_JSON_DEPTH - 1 levels; one more is 400."""
+    api = any_api
+    token = await api.key(credits=100)
+    deepest = {**GOOD, "metadata": nested(MAX_JSON_DEPTH - 1)}
+    status, body = await _post(api, token, "/v1/jobs", deepest)
+    assert status == 202, body
+    job = await api.wait_final(token, body["id"])
+    assert job["request"]["metadata"] == nested(MAX_JSON_DEPTH - 1)
+    too_deep = {**GOOD, "metadata": nested(MAX_JSON_DEPTH)}
+    status, body = await _post(api, token, "/v1/jobs", too_deep)
+    assert (status, body["error"]["code"]) == (400, "json_too_deep")
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/api/generate/image", "/v1/webhook/secret/rotate"])
+async def test_json_ten_thousand_deep_is_400_on_every_route(api: Api, path: str) -> None:
+    """JSON too deep for the parser itself is the same 400, whatever route reads it."""
+    token = await api.key(credits=100)
+    raw = "[" * 10_000 + "]" * 10_000
+    answer = await api.client.post(
+        path, data=raw, headers=api.auth(token, **{"Content-Type": "application/json"})
+    )
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    await _nothing_stored(api, token, 100)
+
+
+async def test_too_deep_on_the_openai_route_is_400_in_openais_shape(api: Api) -> None:
+    """The OpenAI-compatible route answers the same refusal in OpenAI's error shape."""
+    token = await api.key(credits=100)
+    raw = '{"prompt": "x", "user": ' + "[" * 5000 + "]" * 5000 + "}"
+    answer = await api.client.post(
+        "/v1/images/generations",
+        data=raw,
+        headers=api.auth(token, **{"Content-Type": "application/json"}),
+    )
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    assert body["error"]["type"] == "invalid_request_error"
+    await _nothing_stored(api, token, 100)
+
+
+async def test_webhook_put_too_deep_is_400(api: Api) -> None:
+    """PUT /v1/webhook reads its body through the same reader."""
+    token = await api.key(credits=100)
+    answer = await api.client.put("/v1/webhook", json={"url": nested(100)}, headers=api.auth(token))
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    assert body["error"]["field"].startswith("url.a")
