@@ -122,3 +122,90 @@ async def test_webhook_put_too_deep_is_400(api: Api) -> None:
     assert answer.status == 400
     assert body["error"]["code"] == "json_too_deep"
     assert body["error"]["field"].startswith("url.a")
+
+
+# --- NUL characters and lone surrogates ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**GOOD, "prompt": "a light\u0000house"}, "prompt"),
+        ({**GOOD, "metadata": {"a": {"b": "x\u0000"}}}, "metadata.a.b"),
+        ({**GOOD, "metadata": {"tags": ["ok", "\u0000"]}}, "metadata.tags[1]"),
+        ({**GOOD, "model": "gpt-image-2\u0000"}, "model"),
+        ({**GOOD, "webhook_url": "https://example.com/\u0000"}, "webhook_url"),
+    ],
+)
+async def test_nul_in_any_string_is_422_naming_the_field(
+    any_api: Api, body: dict, field: str
+) -> None:
+    """A NUL anywhere in a string is a 422 naming the field, on SQLite (which took it) and
+    PostgreSQL (which answered 500); nothing is stored or charged."""
+    api = any_api
+    token = await api.key(credits=100)
+    for path in ("/v1/jobs", "/api/generate/image"):
+        status, answer = await _post(api, token, path, body)
+        assert status == 422, answer
+        assert answer["error"]["code"] == "validation_error"
+        assert answer["error"]["field"] == field
+        assert answer["error"]["message"].startswith(f"{field}: ")
+        assert "NUL" in answer["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_nul_in_a_metadata_key_is_422_naming_the_object(any_api: Api) -> None:
+    """A key with a NUL is refused too, naming the object that holds it."""
+    api = any_api
+    token = await api.key(credits=100)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "metadata": {"a\u0000b": 1}})
+    assert status == 422
+    assert body["error"]["field"] == "metadata"
+    assert "a\\u0000b" in body["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_nul_and_lone_surrogate_on_the_openai_route(any_api: Api) -> None:
+    """The OpenAI-compatible route refuses them in OpenAI's shape, naming the param."""
+    api = any_api
+    token = await api.key(credits=100)
+    for raw, param in (
+        ('{"prompt": "x\\u0000y"}', "prompt"),
+        ('{"prompt": "x", "user": "\\ud800"}', "user"),
+    ):
+        answer = await api.client.post(
+            "/v1/images/generations",
+            data=raw,
+            headers=api.auth(token, **{"Content-Type": "application/json"}),
+        )
+        body = await answer.json()
+        assert answer.status == 400, body
+        assert body["error"]["param"] == param
+    await _nothing_stored(api, token, 100)
+
+
+async def test_lone_surrogate_is_422_naming_the_field(any_api: Api) -> None:
+    """A string that is not encodable Unicode (a lone surrogate escape) is a 422, not a 500."""
+    api = any_api
+    token = await api.key(credits=100)
+    answer = await api.client.post(
+        "/v1/jobs",
+        data='{"model": "gpt-image-2", "prompt": "x", "metadata": {"a": "\\udc00"}}',
+        headers=api.auth(token, **{"Content-Type": "application/json"}),
+    )
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["field"] == "metadata.a"
+    assert "surrogate" in body["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_nul_in_the_webhook_url_is_422(api: Api) -> None:
+    """PUT /v1/webhook refuses it before the URL policy or the store sees it."""
+    token = await api.key(credits=100)
+    answer = await api.client.put(
+        "/v1/webhook", json={"url": "https://example.com/\u0000"}, headers=api.auth(token)
+    )
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["field"] == "url"

@@ -38,7 +38,8 @@ def json_response(
 
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON, the one reader of every route that takes a JSON body: 413
-    past the size limit, 400 if it is not JSON or nests deeper than :data:`MAX_JSON_DEPTH`."""
+    past the size limit, 400 if it is not JSON or nests deeper than :data:`MAX_JSON_DEPTH`,
+    422 naming the field of a string with a NUL character or a lone surrogate."""
     limit = request.app[settings_key].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
@@ -61,11 +62,16 @@ async def read_json(request: web.Request) -> Any:
 
 
 def _check_json(value: Any) -> None:
-    """400 ``json_too_deep`` naming where ``value`` nests past :data:`MAX_JSON_DEPTH`
-    (walked without recursion, so any depth the parser returned is safe to walk)."""
+    """Refuse what no model or store can take, walking ``value`` without recursion (so any depth
+    the parser returned is safe to walk): 400 ``json_too_deep`` naming where it nests past
+    :data:`MAX_JSON_DEPTH`; 422 naming the field for a string or key with a NUL character
+    (PostgreSQL cannot store one) or a lone surrogate (not encodable as UTF-8)."""
     stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, 1, ())]
     while stack:
         item, depth, loc = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, loc)
+            continue
         if isinstance(item, dict):
             children: Any = item.items()
         elif isinstance(item, list):
@@ -74,7 +80,35 @@ def _check_json(value: Any) -> None:
             continue
         if depth > MAX_JSON_DEPTH:
             raise _too_deep(field_path(loc) or None)
-        stack.extend((child, depth + 1, (*loc, key)) for key, child in children)
+        for key, child in children:
+            if isinstance(key, str):
+                _check_text(key, loc, key=True)
+            stack.append((child, depth + 1, (*loc, key)))
+
+
+def _check_text(text: str, loc: tuple[str | int, ...], *, key: bool = False) -> None:
+    if "\x00" in text:
+        reason = "must not contain the NUL character (\\u0000)"
+    elif text.isascii():
+        return
+    else:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            reason = "must be valid Unicode (it contains a lone surrogate)"
+        else:
+            return
+    if key:
+        shown = text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+        reason = f'the key "{shown}" {reason}'
+    field = field_path(loc) or None
+    raise ApiError(
+        422,
+        "validation_error",
+        f"{field or 'the request body'}: {reason}",
+        field=field,
+        extra={"errors": [{"field": field, "reason": reason}]},
+    )
 
 
 def _too_deep(field: str | None) -> ApiError:
