@@ -38,7 +38,10 @@ def parse_size(size: str) -> tuple[int, int]:
 
 
 class ImageRequest(BaseModel):
-    """What a client asks for, whatever provider ends up serving it."""
+    """What a client asks for, whatever provider ends up serving it.
+
+    Numbers are strict: ``"n": true``, ``"n": "2"`` and ``"n": 2.0`` are refused, not coerced.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,9 +49,9 @@ class ImageRequest(BaseModel):
     prompt: str = Field(min_length=1, max_length=32_000)
     size: str = Field(default="1024x1024", description="'auto' or WIDTHxHEIGHT.")
     quality: Quality = "auto"
-    n: int = Field(default=1, ge=1, le=10)
+    n: int = Field(default=1, ge=1, le=10, strict=True)
     output_format: OutputFormat = "png"
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, strict=True)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Opaque; echoed back.")
     webhook_url: str | None = Field(default=None, max_length=2048)
 

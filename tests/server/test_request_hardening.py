@@ -209,3 +209,62 @@ async def test_nul_in_the_webhook_url_is_422(api: Api) -> None:
     body = await answer.json()
     assert answer.status == 422
     assert body["error"]["field"] == "url"
+
+
+# --- strict types --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n", True),
+        ("n", False),
+        ("n", "2"),
+        ("n", 2.0),
+        ("seed", True),
+        ("seed", "7"),
+        ("seed", 7.0),
+    ],
+)
+async def test_numbers_refuse_booleans_strings_and_floats(api: Api, field: str, value: Any) -> None:
+    """``n`` and ``seed`` take integers only: a boolean, a numeric string or a float is a 422
+    naming the field, where they used to be coerced; nothing is stored."""
+    token = await api.key(credits=1000)
+    for path in ("/v1/jobs", "/api/generate/image"):
+        status, body = await _post(api, token, path, {**GOOD, field: value})
+        assert status == 422, body
+        assert body["error"]["field"] == field
+        assert "integer" in body["error"]["message"]
+    await _nothing_stored(api, token, 1000)
+
+
+async def test_integers_are_still_taken(api: Api) -> None:
+    """A plain integer is accepted as before."""
+    token = await api.key(credits=1000)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "n": 2, "seed": 7})
+    assert status == 202, body
+    job = await api.wait_final(token, body["id"])
+    assert (job["request"]["n"], job["request"]["seed"]) == (2, 7)
+
+
+@pytest.mark.parametrize("value", [True, "2", 2.0])
+async def test_openai_n_is_strict(api: Api, value: Any) -> None:
+    """The OpenAI-compatible route's ``n`` is strict too (a 400 naming the param)."""
+    token = await api.key(credits=1000)
+    status, body = await _post(
+        api, token, "/v1/images/generations", {"prompt": "a lighthouse", "n": value}
+    )
+    assert status == 400
+    assert body["error"]["param"] == "n"
+    await _nothing_stored(api, token, 1000)
+
+
+@pytest.mark.parametrize("value", [True, "60"])
+async def test_rotate_grace_refuses_booleans_and_strings(api: Api, value: Any) -> None:
+    """``grace_s`` is a number: a boolean or a string is a 422 naming it; an integer is fine."""
+    token = await api.key(credits=100)
+    status, body = await _post(api, token, "/v1/webhook/secret/rotate", {"grace_s": value})
+    assert status == 422, body
+    assert body["error"]["field"] == "grace_s"
+    status, body = await _post(api, token, "/v1/webhook/secret/rotate", {"grace_s": 60})
+    assert status < 300, body
