@@ -268,3 +268,58 @@ async def test_rotate_grace_refuses_booleans_and_strings(api: Api, value: Any) -
     assert body["error"]["field"] == "grace_s"
     status, body = await _post(api, token, "/v1/webhook/secret/rotate", {"grace_s": 60})
     assert status < 300, body
+
+
+# --- sizes ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("１０２４x1024", "size: must be 'auto' or WIDTHxHEIGHT in ASCII digits"),
+        (
+            "01024x1024",
+            "size: must be 'auto' or WIDTHxHEIGHT in ASCII digits without leading zeros",
+        ),
+        ("1024x1024\n", "size: must be 'auto'"),
+        ("1024X1024", "size: must be 'auto'"),
+        ("1x1024", "size: width 1 is below the minimum 64"),
+        ("1024x63", "size: height 63 is below the minimum 64"),
+        ("5000x1024", "size: width 5000 is above the maximum 3840"),
+        ("12345678x1024", "size: width 12345678 is above the maximum 3840"),
+        ("3840x3840", "size: 3840x3840 is 14745600 pixels, above the maximum 8294400 (3840x2160)"),
+    ],
+)
+async def test_bad_sizes_are_422_saying_precisely_why(api: Api, size: str, message: str) -> None:
+    """Full-width digits, leading zeros and out-of-bounds sides are a 422 naming ``size`` and
+    the bound broken; nothing is stored."""
+    token = await api.key(credits=1000)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "size": size})
+    assert status == 422, body
+    assert body["error"]["field"] == "size"
+    assert body["error"]["message"].startswith(message), body["error"]["message"]
+    await _nothing_stored(api, token, 1000)
+
+
+@pytest.mark.parametrize(
+    "size",
+    ["auto", "1024x1024", "1536x1024", "1024x1536", "1792x1024", "64x64", "3840x2160", "2160x3840"],
+)
+async def test_every_size_accepted_before_still_is(api: Api, size: str) -> None:
+    """auto, the catalog's sizes and both corners of the bounds are accepted unchanged."""
+    token = await api.key(credits=100_000)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "size": size})
+    assert status == 202, body
+    answer = await api.client.get(f"/v1/jobs/{body['id']}", headers=api.auth(token))
+    assert (await answer.json())["request"]["size"] == size
+
+
+async def test_openai_route_refuses_a_full_width_size(api: Api) -> None:
+    """The OpenAI-compatible route refuses it too, naming the param."""
+    token = await api.key(credits=1000)
+    status, body = await _post(
+        api, token, "/v1/images/generations", {"prompt": "x", "size": "１０２４x１０２４"}
+    )
+    assert status == 400
+    assert body["error"]["param"] == "size"
+    await _nothing_stored(api, token, 1000)
