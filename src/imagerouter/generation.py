@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Attempt",
@@ -16,51 +17,83 @@ __all__ = [
     "ImageResult",
     "ProviderOutput",
     "Quality",
+    "check_size",
     "parse_size",
 ]
 
 Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
 OutputFormat = Literal["png", "jpeg", "webp"]
 
-_SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+#: ``WIDTHxHEIGHT`` in ASCII digits without leading zeros (``\d`` would take any script's digits).
+_SIZE = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
 #: Longest side and largest pixel count we accept (gpt-image-2's limit is 3840x2160).
 MAX_SIDE, MAX_PIXELS = 3840, 3840 * 2160
+#: Shortest side we accept.
+MIN_SIDE = 64
 
 
 def parse_size(size: str) -> tuple[int, int]:
     """Return (width, height) of a ``WxH`` size; ``auto`` means 1024x1024."""
     if size == "auto":
         return 1024, 1024
-    match = _SIZE.match(size)
+    match = _SIZE.fullmatch(size)
     if not match:
-        raise ValueError(f"size must be 'auto' or WIDTHxHEIGHT, got {size!r}")
+        raise ValueError(
+            "size must be 'auto' or WIDTHxHEIGHT in ASCII digits without leading zeros "
+            f"(e.g. 1024x1024), got {size!r}"
+        )
     return int(match[1]), int(match[2])
 
 
+def check_size(size: str) -> str:
+    """``size`` checked against the bounds and normalised (``auto`` or ``WxH``); a
+    :class:`ValueError` saying precisely which bound a dimension breaks otherwise."""
+    width, height = parse_size(size)
+    if size == "auto":
+        return size
+    for side, value in (("width", width), ("height", height)):
+        if value < MIN_SIDE:
+            raise ValueError(f"{side} {value} is below the minimum {MIN_SIDE}")
+        if value > MAX_SIDE:
+            raise ValueError(f"{side} {value} is above the maximum {MAX_SIDE}")
+    if width * height > MAX_PIXELS:
+        raise ValueError(
+            f"{width}x{height} is {width * height} pixels, above the maximum {MAX_PIXELS} "
+            f"({MAX_SIDE}x{MAX_PIXELS // MAX_SIDE})"
+        )
+    return f"{width}x{height}"
+
+
 class ImageRequest(BaseModel):
-    """What a client asks for, whatever provider ends up serving it."""
+    """What a client asks for, whatever provider ends up serving it.
+
+    Numbers are strict: ``"n": true``, ``"n": "2"`` and ``"n": 2.0`` are refused, not coerced.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(min_length=1, max_length=200, description="Catalog model name or alias.")
     prompt: str = Field(min_length=1, max_length=32_000)
-    size: str = Field(default="1024x1024", description="'auto' or WIDTHxHEIGHT.")
+    size: str = Field(
+        default="1024x1024",
+        max_length=32,
+        description="'auto' or WIDTHxHEIGHT in ASCII digits without leading zeros; each side "
+        "64 to 3840 px, at most 3840x2160 pixels in all.",
+    )
     quality: Quality = "auto"
-    n: int = Field(default=1, ge=1, le=10)
+    n: int = Field(default=1, ge=1, le=10, strict=True)
     output_format: OutputFormat = "png"
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, strict=True)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Opaque; echoed back.")
     webhook_url: str | None = Field(default=None, max_length=2048)
 
     @field_validator("size")
     @classmethod
     def _check_size(cls, size: str) -> str:
-        width, height = parse_size(size)
-        if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
-            raise ValueError(f"size {size} is larger than {MAX_SIDE}px or {MAX_PIXELS} pixels")
-        if min(width, height) < 64:
-            raise ValueError(f"size {size} is smaller than 64px on a side")
-        return size
+        try:
+            return check_size(size)
+        except ValueError as exc:  # without pydantic's "Value error, " prefix
+            raise PydanticCustomError("size", str(exc).removeprefix("size ")) from None
 
     @property
     def dimensions(self) -> tuple[int, int]:

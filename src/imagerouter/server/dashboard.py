@@ -42,6 +42,7 @@ from imagerouter.generation import AttemptEvent
 from imagerouter.jobs.types import JobEvent
 from imagerouter.logs import current_job_id
 from imagerouter.server.errors import ApiError
+from imagerouter.server.http import read_json
 from imagerouter.server.keys import (
     FarmHandle,
     farm_key,
@@ -448,6 +449,7 @@ async def farm_faults_view(request: web.Request) -> web.Response:
         raise ApiError(404, "no_farm", "no farm runs in this process (start with serve --farm)")
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the fault profile as JSON")
+    await read_json(request)  # the one JSON reader's limits, before the farm sees the body
     body = await request.read()
     name = quote(request.match_info["name"], safe="")
     session = request.app[router_key].session

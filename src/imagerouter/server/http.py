@@ -9,12 +9,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from imagerouter.config import field_path
 from imagerouter.server.errors import ApiError, from_validation_error
 from imagerouter.server.keys import settings_key
 
-__all__ = ["dumps", "json_response", "link", "read_json", "validate"]
+__all__ = ["MAX_JSON_DEPTH", "dumps", "json_response", "link", "read_json", "validate"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+#: How deep a request body's arrays and objects may nest (the body itself is level 1): far
+#: more than any route needs, and little enough that no parser or store recurses too far.
+MAX_JSON_DEPTH = 32
 
 
 def dumps(value: Any) -> str:
@@ -32,7 +37,9 @@ def json_response(
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON: 413 past the size limit, 400 if it is not JSON."""
+    """The request body as JSON, the one reader of every route that takes a JSON body: 413
+    past the size limit, 400 if it is not JSON or nests deeper than :data:`MAX_JSON_DEPTH`,
+    422 naming the field of a string with a NUL character or a lone surrogate."""
     limit = request.app[settings_key].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
@@ -45,9 +52,74 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
+    except RecursionError:
+        raise _too_deep(None) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    _check_json(value)
+    return value
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what no model or store can take, walking ``value`` without recursion (so any depth
+    the parser returned is safe to walk): 400 ``json_too_deep`` naming where it nests past
+    :data:`MAX_JSON_DEPTH`; 422 naming the field for a string or key with a NUL character
+    (PostgreSQL cannot store one) or a lone surrogate (not encodable as UTF-8)."""
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, 1, ())]
+    while stack:
+        item, depth, loc = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, loc)
+            continue
+        if isinstance(item, dict):
+            children: Any = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(field_path(loc) or None)
+        for key, child in children:
+            if isinstance(key, str):
+                _check_text(key, loc, key=True)
+            stack.append((child, depth + 1, (*loc, key)))
+
+
+def _check_text(text: str, loc: tuple[str | int, ...], *, key: bool = False) -> None:
+    if "\x00" in text:
+        reason = "must not contain the NUL character (\\u0000)"
+    elif text.isascii():
+        return
+    else:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            reason = "must be valid Unicode (it contains a lone surrogate)"
+        else:
+            return
+    if key:
+        shown = text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+        reason = f'the key "{shown}" {reason}'
+    field = field_path(loc) or None
+    raise ApiError(
+        422,
+        "validation_error",
+        f"{field or 'the request body'}: {reason}",
+        field=field,
+        extra={"errors": [{"field": field, "reason": reason}]},
+    )
+
+
+def _too_deep(field: str | None) -> ApiError:
+    where = f" (at {field})" if field else ""
+    return ApiError(
+        400,
+        "json_too_deep",
+        f"the request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels{where}",
+        field=field,
+        extra={"max_depth": MAX_JSON_DEPTH},
+    )
 
 
 def _too_large(limit: int) -> ApiError:

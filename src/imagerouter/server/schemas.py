@@ -325,7 +325,7 @@ class OpenAIImageRequest(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=32_000)
     model: str = Field(default="gpt-image-2", min_length=1, max_length=200)
-    n: int | None = Field(default=None, ge=1, le=10)
+    n: int | None = Field(default=None, ge=1, le=10, strict=True)
     size: str | None = None
     quality: str | None = None
     response_format: Literal["url", "b64_json"] | None = None
@@ -378,6 +378,7 @@ class RotateSecretIn(BaseModel):
 
     grace_s: float | None = Field(
         default=None,
+        strict=True,  # a number (an integer is one): not a boolean, not a string
         ge=0,
         le=7 * 24 * 3600,
         description="Seconds the old secret keeps signing beside the new one; default: the "

@@ -1,0 +1,325 @@
+"""A client's malformed request is a 4xx naming what is wrong, never a 500, on every store:
+JSON nested too deep, NUL characters, values of the wrong type, impossible sizes. Nothing
+is stored or charged for any of them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from imagerouter.server.http import MAX_JSON_DEPTH
+from tests.helpers.api import Api, ApiFactory
+from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
+
+GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """None for the default SQLite store; else a fresh PostgreSQL schema (dropped after the
+    app, which is set up after this fixture, has stopped)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    base = require_postgres()
+    schema = new_schema()
+    yield with_schema(base, schema)
+    await drop_schema(base, schema)
+
+
+@pytest.fixture
+async def any_api(store_url: str | None, make_api: ApiFactory) -> Api:
+    """The app over SQLite and over PostgreSQL."""
+    return await (make_api(store=store_url) if store_url else make_api())
+
+
+def nested(depth: int) -> Any:
+    """``depth`` levels of objects: ``{"a": {"a": ... {}}}``."""
+    value: Any = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+async def _post(api: Api, token: str, path: str, body: Any) -> tuple[int, dict]:
+    answer = await api.client.post(path, json=body, headers=api.auth(token))
+    return answer.status, await answer.json()
+
+
+async def _nothing_stored(api: Api, token: str, balance: int) -> None:
+    listing = await (await api.client.get("/v1/jobs", headers=api.auth(token))).json()
+    assert listing["data"] == []
+    account = await (await api.client.get("/v1/account", headers=api.auth(token))).json()
+    assert account["balance"] == balance
+
+
+# --- depth -------------------------------------------------------------------------------------
+
+
+async def test_metadata_nested_past_the_limit_is_400_json_too_deep(any_api: Api) -> None:
+    """Metadata nested 256 deep is a 400 json_too_deep naming where; nothing is stored."""
+    api = any_api
+    token = await api.key(credits=100)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "metadata": nested(256)})
+    assert status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    assert body["error"]["field"].startswith("metadata.a.a")
+    assert body["error"]["max_depth"] == MAX_JSON_DEPTH
+    await _nothing_stored(api, token, 100)
+
+
+async def test_metadata_at_the_limit_is_accepted(any_api: Api) -> None:
+    """The body is level 1, so metadata may nest MAX_JSON_DEPTH - 1 levels; one more is 400."""
+    api = any_api
+    token = await api.key(credits=100)
+    deepest = {**GOOD, "metadata": nested(MAX_JSON_DEPTH - 1)}
+    status, body = await _post(api, token, "/v1/jobs", deepest)
+    assert status == 202, body
+    job = await api.wait_final(token, body["id"])
+    assert job["request"]["metadata"] == nested(MAX_JSON_DEPTH - 1)
+    too_deep = {**GOOD, "metadata": nested(MAX_JSON_DEPTH)}
+    status, body = await _post(api, token, "/v1/jobs", too_deep)
+    assert (status, body["error"]["code"]) == (400, "json_too_deep")
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/api/generate/image", "/v1/webhook/secret/rotate"])
+async def test_json_ten_thousand_deep_is_400_on_every_route(api: Api, path: str) -> None:
+    """JSON too deep for the parser itself is the same 400, whatever route reads it."""
+    token = await api.key(credits=100)
+    raw = "[" * 10_000 + "]" * 10_000
+    answer = await api.client.post(
+        path, data=raw, headers=api.auth(token, **{"Content-Type": "application/json"})
+    )
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    await _nothing_stored(api, token, 100)
+
+
+async def test_too_deep_on_the_openai_route_is_400_in_openais_shape(api: Api) -> None:
+    """The OpenAI-compatible route answers the same refusal in OpenAI's error shape."""
+    token = await api.key(credits=100)
+    raw = '{"prompt": "x", "user": ' + "[" * 5000 + "]" * 5000 + "}"
+    answer = await api.client.post(
+        "/v1/images/generations",
+        data=raw,
+        headers=api.auth(token, **{"Content-Type": "application/json"}),
+    )
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    assert body["error"]["type"] == "invalid_request_error"
+    await _nothing_stored(api, token, 100)
+
+
+async def test_webhook_put_too_deep_is_400(api: Api) -> None:
+    """PUT /v1/webhook reads its body through the same reader."""
+    token = await api.key(credits=100)
+    answer = await api.client.put("/v1/webhook", json={"url": nested(100)}, headers=api.auth(token))
+    body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["code"] == "json_too_deep"
+    assert body["error"]["field"].startswith("url.a")
+
+
+# --- NUL characters and lone surrogates ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**GOOD, "prompt": "a light\u0000house"}, "prompt"),
+        ({**GOOD, "metadata": {"a": {"b": "x\u0000"}}}, "metadata.a.b"),
+        ({**GOOD, "metadata": {"tags": ["ok", "\u0000"]}}, "metadata.tags[1]"),
+        ({**GOOD, "model": "gpt-image-2\u0000"}, "model"),
+        ({**GOOD, "webhook_url": "https://example.com/\u0000"}, "webhook_url"),
+    ],
+)
+async def test_nul_in_any_string_is_422_naming_the_field(
+    any_api: Api, body: dict, field: str
+) -> None:
+    """A NUL anywhere in a string is a 422 naming the field, on SQLite (which took it) and
+    PostgreSQL (which answered 500); nothing is stored or charged."""
+    api = any_api
+    token = await api.key(credits=100)
+    for path in ("/v1/jobs", "/api/generate/image"):
+        status, answer = await _post(api, token, path, body)
+        assert status == 422, answer
+        assert answer["error"]["code"] == "validation_error"
+        assert answer["error"]["field"] == field
+        assert answer["error"]["message"].startswith(f"{field}: ")
+        assert "NUL" in answer["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_nul_in_a_metadata_key_is_422_naming_the_object(any_api: Api) -> None:
+    """A key with a NUL is refused too, naming the object that holds it."""
+    api = any_api
+    token = await api.key(credits=100)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "metadata": {"a\u0000b": 1}})
+    assert status == 422
+    assert body["error"]["field"] == "metadata"
+    assert "a\\u0000b" in body["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_nul_and_lone_surrogate_on_the_openai_route(any_api: Api) -> None:
+    """The OpenAI-compatible route refuses them in OpenAI's shape, naming the param."""
+    api = any_api
+    token = await api.key(credits=100)
+    for raw, param in (
+        ('{"prompt": "x\\u0000y"}', "prompt"),
+        ('{"prompt": "x", "user": "\\ud800"}', "user"),
+    ):
+        answer = await api.client.post(
+            "/v1/images/generations",
+            data=raw,
+            headers=api.auth(token, **{"Content-Type": "application/json"}),
+        )
+        body = await answer.json()
+        assert answer.status == 400, body
+        assert body["error"]["param"] == param
+    await _nothing_stored(api, token, 100)
+
+
+async def test_lone_surrogate_is_422_naming_the_field(any_api: Api) -> None:
+    """A string that is not encodable Unicode (a lone surrogate escape) is a 422, not a 500."""
+    api = any_api
+    token = await api.key(credits=100)
+    answer = await api.client.post(
+        "/v1/jobs",
+        data='{"model": "gpt-image-2", "prompt": "x", "metadata": {"a": "\\udc00"}}',
+        headers=api.auth(token, **{"Content-Type": "application/json"}),
+    )
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["field"] == "metadata.a"
+    assert "surrogate" in body["error"]["message"]
+    await _nothing_stored(api, token, 100)
+
+
+async def test_nul_in_the_webhook_url_is_422(api: Api) -> None:
+    """PUT /v1/webhook refuses it before the URL policy or the store sees it."""
+    token = await api.key(credits=100)
+    answer = await api.client.put(
+        "/v1/webhook", json={"url": "https://example.com/\u0000"}, headers=api.auth(token)
+    )
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["error"]["field"] == "url"
+
+
+# --- strict types --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n", True),
+        ("n", False),
+        ("n", "2"),
+        ("n", 2.0),
+        ("seed", True),
+        ("seed", "7"),
+        ("seed", 7.0),
+    ],
+)
+async def test_numbers_refuse_booleans_strings_and_floats(api: Api, field: str, value: Any) -> None:
+    """``n`` and ``seed`` take integers only: a boolean, a numeric string or a float is a 422
+    naming the field, where they used to be coerced; nothing is stored."""
+    token = await api.key(credits=1000)
+    for path in ("/v1/jobs", "/api/generate/image"):
+        status, body = await _post(api, token, path, {**GOOD, field: value})
+        assert status == 422, body
+        assert body["error"]["field"] == field
+        assert "integer" in body["error"]["message"]
+    await _nothing_stored(api, token, 1000)
+
+
+async def test_integers_are_still_taken(api: Api) -> None:
+    """A plain integer is accepted as before."""
+    token = await api.key(credits=1000)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "n": 2, "seed": 7})
+    assert status == 202, body
+    job = await api.wait_final(token, body["id"])
+    assert (job["request"]["n"], job["request"]["seed"]) == (2, 7)
+
+
+@pytest.mark.parametrize("value", [True, "2", 2.0])
+async def test_openai_n_is_strict(api: Api, value: Any) -> None:
+    """The OpenAI-compatible route's ``n`` is strict too (a 400 naming the param)."""
+    token = await api.key(credits=1000)
+    status, body = await _post(
+        api, token, "/v1/images/generations", {"prompt": "a lighthouse", "n": value}
+    )
+    assert status == 400
+    assert body["error"]["param"] == "n"
+    await _nothing_stored(api, token, 1000)
+
+
+@pytest.mark.parametrize("value", [True, "60"])
+async def test_rotate_grace_refuses_booleans_and_strings(api: Api, value: Any) -> None:
+    """``grace_s`` is a number: a boolean or a string is a 422 naming it; an integer is fine."""
+    token = await api.key(credits=100)
+    status, body = await _post(api, token, "/v1/webhook/secret/rotate", {"grace_s": value})
+    assert status == 422, body
+    assert body["error"]["field"] == "grace_s"
+    status, body = await _post(api, token, "/v1/webhook/secret/rotate", {"grace_s": 60})
+    assert status < 300, body
+
+
+# --- sizes ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("１０２４x1024", "size: must be 'auto' or WIDTHxHEIGHT in ASCII digits"),
+        (
+            "01024x1024",
+            "size: must be 'auto' or WIDTHxHEIGHT in ASCII digits without leading zeros",
+        ),
+        ("1024x1024\n", "size: must be 'auto'"),
+        ("1024X1024", "size: must be 'auto'"),
+        ("1x1024", "size: width 1 is below the minimum 64"),
+        ("1024x63", "size: height 63 is below the minimum 64"),
+        ("5000x1024", "size: width 5000 is above the maximum 3840"),
+        ("12345678x1024", "size: width 12345678 is above the maximum 3840"),
+        ("3840x3840", "size: 3840x3840 is 14745600 pixels, above the maximum 8294400 (3840x2160)"),
+    ],
+)
+async def test_bad_sizes_are_422_saying_precisely_why(api: Api, size: str, message: str) -> None:
+    """Full-width digits, leading zeros and out-of-bounds sides are a 422 naming ``size`` and
+    the bound broken; nothing is stored."""
+    token = await api.key(credits=1000)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "size": size})
+    assert status == 422, body
+    assert body["error"]["field"] == "size"
+    assert body["error"]["message"].startswith(message), body["error"]["message"]
+    await _nothing_stored(api, token, 1000)
+
+
+@pytest.mark.parametrize(
+    "size",
+    ["auto", "1024x1024", "1536x1024", "1024x1536", "1792x1024", "64x64", "3840x2160", "2160x3840"],
+)
+async def test_every_size_accepted_before_still_is(api: Api, size: str) -> None:
+    """auto, the catalog's sizes and both corners of the bounds are accepted unchanged."""
+    token = await api.key(credits=100_000)
+    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "size": size})
+    assert status == 202, body
+    answer = await api.client.get(f"/v1/jobs/{body['id']}", headers=api.auth(token))
+    assert (await answer.json())["request"]["size"] == size
+
+
+async def test_openai_route_refuses_a_full_width_size(api: Api) -> None:
+    """The OpenAI-compatible route refuses it too, naming the param."""
+    token = await api.key(credits=1000)
+    status, body = await _post(
+        api, token, "/v1/images/generations", {"prompt": "x", "size": "１０２４x１０２４"}
+    )
+    assert status == 400
+    assert body["error"]["param"] == "size"
+    await _nothing_stored(api, token, 1000)
