@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from imagerouter.config import field_path
 from imagerouter.server.errors import ApiError, from_validation_error
-from imagerouter.server.keys import settings_key
+from imagerouter.server.keys import json_body_key, settings_key
 
 __all__ = ["MAX_JSON_DEPTH", "dumps", "json_response", "link", "read_json", "validate"]
 
@@ -39,7 +39,10 @@ def json_response(
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON, the one reader of every route that takes a JSON body: 413
     past the size limit, 400 if it is not JSON or nests deeper than :data:`MAX_JSON_DEPTH`,
-    422 naming the field of a string with a NUL character or a lone surrogate."""
+    422 naming the field of a string with a NUL character or a lone surrogate. Read once per
+    request: a second call returns the same checked value."""
+    if json_body_key in request:
+        return request[json_body_key]
     limit = request.app[settings_key].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
@@ -58,6 +61,7 @@ async def read_json(request: web.Request) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
     _check_json(value)
+    request[json_body_key] = value
     return value
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "deliveries_key",
     "events_key",
     "farm_key",
+    "json_body_key",
     "limiter_key",
     "live_key",
     "metrics_key",
@@ -101,3 +102,6 @@ farm_key = web.AppKey("farm", FarmHandle)  # type: ignore[type-abstract]
 
 #: Set on each authenticated request by the auth middleware.
 principal_key = web.RequestKey("principal", Principal)
+#: The request's JSON body once read and checked (:func:`imagerouter.server.http.read_json`),
+#: so a wrapper that peeks at it and the handler parse and walk it once.
+json_body_key = web.RequestKey("json_body", object)
