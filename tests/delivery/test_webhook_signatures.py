@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -62,15 +64,58 @@ async def test_standardwebhooks_library_verifies_our_signature(
     assert delivery["log"][0]["status"] == 204
 
 
-async def test_hex_header_alone_verifies_the_raw_body(api: Api, receiver: Receiver) -> None:
-    """A simple handler checks x-imagerouter-signature, the hex HMAC-SHA256 of the raw body."""
+NODE = "/usr/bin/node"
+
+#: A receiver written the plain way, in Node: the secret string as shown is the HMAC key.
+_NODE_RECEIVER = """
+const crypto = require('crypto');
+const [secret, header] = process.argv.slice(-2);  // the raw body arrives on stdin
+const body = require('fs').readFileSync(0);
+const expected = Buffer.from(crypto.createHmac('sha256', secret).update(body).digest('hex'));
+const ok = header.split(' ').some((given) => {
+  const offered = Buffer.from(given);
+  return offered.length === expected.length && crypto.timingSafeEqual(offered, expected);
+});
+process.stdout.write(ok ? 'valid' : 'invalid');
+"""
+
+
+def _plain_python_verifies(secret: str, body: bytes, header: str) -> bool:
+    """The five-line Python receiver of the README: no decoding of the secret."""
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(given, expected) for given in header.split())
+
+
+def _plain_node_verifies(secret: str, body: bytes, header: str) -> bool:
+    """The same check by /usr/bin/node with ``crypto.createHmac`` and ``timingSafeEqual``."""
+    done = subprocess.run(
+        [NODE, "-e", _NODE_RECEIVER, secret, header],
+        input=body,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout == b"valid"
+
+
+def _need_node() -> None:
+    """Skip without Node, except in CI, where a missing Node is a failure."""
+    if not os.path.exists(NODE):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{NODE} is missing: CI must run the Node receiver")
+        pytest.skip(f"{NODE} is not installed")
+
+
+async def test_hex_header_verifies_with_the_plain_recipe(api: Api, receiver: Receiver) -> None:
+    """A simple handler checks x-imagerouter-signature, the hex HMAC-SHA256 of the raw body
+    keyed by the secret string exactly as shown (``whsec_…`` as UTF-8, not base64-decoded),
+    written the plain way in Python and in Node; a tampered body or another secret fails."""
     token = await api.key()
     secret = await _register(api, token, receiver.url)
 
     def check(hit) -> int | None:
-        expected = hmac.new(secret_key(secret), hit.body, hashlib.sha256).hexdigest()
-        given = hit.headers["x-imagerouter-signature"]
-        return None if hmac.compare_digest(given, expected) else 401
+        header = hit.headers["x-imagerouter-signature"]
+        return None if _plain_python_verifies(secret, hit.body, header) else 401
 
     receiver.check = check
     job = await api.submit(token)
@@ -78,6 +123,17 @@ async def test_hex_header_alone_verifies_the_raw_body(api: Api, receiver: Receiv
     assert json.loads(hit.body)["data"]["id"] == job["id"]
     delivery = await api.wait_delivery(token, job["id"], ("succeeded",))
     assert delivery["attempts"] == 1
+    header = hit.headers["x-imagerouter-signature"]
+    assert header == hmac.new(secret.encode("utf-8"), hit.body, hashlib.sha256).hexdigest()
+    # Not the decoded bytes: that is webhook-signature's key only.
+    assert header != hmac.new(secret_key(secret), hit.body, hashlib.sha256).hexdigest()
+    tampered = hit.body.replace(job["id"].encode(), b"job_other")
+    assert not _plain_python_verifies(secret, tampered, header)
+    assert not _plain_python_verifies(new_secret(), hit.body, header)
+    _need_node()
+    assert _plain_node_verifies(secret, hit.body, header)
+    assert not _plain_node_verifies(secret, tampered, header)
+    assert not _plain_node_verifies(new_secret(), hit.body, header)
 
 
 def test_verify_webhook_refuses_tampering_wrong_secrets_and_stale_timestamps() -> None:
@@ -128,9 +184,13 @@ async def test_rotation_signs_with_both_secrets_during_grace(api: Api, receiver:
     for secret in (old, new):
         assert Webhook(secret).verify(hit.body, hit.headers)["data"]["id"] == job["id"]
         assert verify_webhook(secret, hit.headers, hit.body)["data"]["id"] == job["id"]
-        hex_digest = hmac.new(secret_key(secret), hit.body, hashlib.sha256).hexdigest()
-        assert hex_digest in hit.headers["x-imagerouter-signature"].split()
+        header = hit.headers["x-imagerouter-signature"]
+        assert _plain_python_verifies(secret, hit.body, header)
     # A rotation with no grace retires the previous secret at once.
     status, again = await api.call("POST", "/v1/webhook/secret/rotate", token, json={"grace_s": 0})
     assert status == 200
     assert [s["current"] for s in again["secrets"]] == [True, False]  # `old` is still in grace
+    # A plain Node receiver holding either secret verifies the delivery made during the grace.
+    _need_node()
+    for secret in (old, new):
+        assert _plain_node_verifies(secret, hit.body, hit.headers["x-imagerouter-signature"])

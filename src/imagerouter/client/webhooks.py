@@ -8,6 +8,11 @@
 
 Verify the raw body exactly as received: re-serialized JSON no longer matches the signature.
 Dedupe on ``payload`` / ``webhook-id``: delivery is at least once.
+
+This checks ``webhook-signature`` (keyed by the base64-decoded secret, per Standard Webhooks).
+The simpler ``x-imagerouter-signature`` needs no library: it is the hex HMAC-SHA256 of the raw
+body keyed by the secret string as shown (``hmac.new(secret.encode(), body,
+sha256).hexdigest()``), and carries no timestamp, so it does not refuse a replayed capture.
 """
 
 from __future__ import annotations

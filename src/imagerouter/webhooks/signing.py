@@ -1,15 +1,24 @@
 """Standard Webhooks signatures, and the plain hex signature for simple handlers.
 
-A secret is ``whsec_`` + base64 of 32 random bytes; the HMAC key is those bytes. Each request
-carries:
+A secret is ``whsec_`` + base64 of 32 random bytes. The two signatures are keyed differently,
+each by its own convention:
+
+* ``webhook-signature`` (Standard Webhooks) is keyed by the base64-decoded bytes, as the spec
+  and its reference libraries do;
+* ``x-imagerouter-signature`` is keyed by the secret string exactly as shown to the user, the
+  whole ``whsec_…`` text as UTF-8 bytes, so that the plain recipe verifies it with no decoding:
+  ``hmac.new(secret.encode(), body, sha256).hexdigest()`` in Python,
+  ``crypto.createHmac('sha256', secret).update(body).digest('hex')`` in Node.
+
+Each request carries:
 
 * ``webhook-id``: the delivery id, the same on every attempt and replay;
 * ``webhook-timestamp``: unix seconds of this attempt;
 * ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, one per
   active secret, space-separated, so that a receiver holding either the old or the new secret
   verifies during a rotation's grace period;
-* ``x-imagerouter-signature``: hex HMAC-SHA256 of the raw body alone, likewise one per active
-  secret, space-separated (a single value outside a rotation).
+* ``x-imagerouter-signature``: hex HMAC-SHA256 of the raw body alone keyed by the secret
+  string, likewise one per active secret, space-separated (a single value outside a rotation).
 
 Only the standard library is used here, so the client package can share it.
 """
@@ -65,8 +74,12 @@ def signature_v1(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) 
 
 
 def hex_signature(secret: str | bytes, body: bytes) -> str:
-    """Hex HMAC-SHA256 of the raw body alone."""
-    return hmac.new(secret_key(secret), body, hashlib.sha256).hexdigest()
+    """Hex HMAC-SHA256 of the raw body alone, keyed by the secret string as shown to the user
+    (the whole ``whsec_…`` text as UTF-8 bytes, not decoded; raw bytes are the key as given)."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    if not key:
+        raise ValueError("the webhook secret is empty")
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def sign_headers(
