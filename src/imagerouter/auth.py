@@ -84,8 +84,10 @@ def mint_key(account_id: str, name: str | None, now: float) -> NewApiKey:
 class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Principal`, or raises AuthError.
 
-    Verified records are cached for ``cache_s`` seconds (0 disables it), so a revocation made
-    by another process takes effect within that time.
+    Verified records are cached for ``cache_s`` seconds (0 disables it). A revocation made
+    through :meth:`revoke` (the admin API of this process) takes effect here at once; one made
+    by another process (another replica, or ``imagerouter keys revoke``) takes effect within
+    ``cache_s``, when this process's cached record expires.
     """
 
     def __init__(
@@ -99,6 +101,10 @@ class Authenticator:
         self._store, self._cache_s, self._max = store, cache_s, max_cached
         self._clock = clock or MonotonicClock()
         self._cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+        #: Keys revoked through this process: refused whatever a lookup already in flight (from
+        #: before the revocation) puts back in the cache. A revocation is final, so this only
+        #: grows, by one id per revocation made here.
+        self._revoked: set[str] = set()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The caller behind ``Authorization: Bearer <key>`` (AuthError says what is wrong)."""
@@ -114,12 +120,24 @@ class Authenticator:
         record = await self._lookup(key_id)
         if record is None or not hmac.compare_digest(record.secret_hash, hash_key(token)):
             raise AuthError("invalid API key")
-        if not record.active:
+        if not record.active or record.id in self._revoked:
             raise AuthError("this API key has been revoked")
         return Principal(record.account_id, record.account_name or "", record.id)
 
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke ``key_id`` in the store and refuse it in this process from now on.
+
+        True if an active key was revoked, False if there is none by that id (or it was already
+        revoked). Other processes refuse it once their cached record expires (``cache_s``).
+        """
+        revoked = await self._store.revoke_api_key(key_id)
+        if revoked:
+            self._revoked.add(key_id)
+        self.forget(key_id)
+        return revoked
+
     def forget(self, key_id: str) -> None:
-        """Drop a cached record (after a revocation in this process)."""
+        """Drop a cached record, so the next request with that key reads the store."""
         self._cache.pop(key_id, None)
 
     async def _lookup(self, key_id: str) -> ApiKeyRecord | None:

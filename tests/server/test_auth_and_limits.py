@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -49,6 +50,46 @@ async def test_revoked_key_is_401(api: Api) -> None:
     answer = await api.client.get("/v1/jobs", headers=api.auth(token))
     assert answer.status == 401
     assert "revoked" in (await answer.json())["error"]["message"]
+
+
+async def test_revoking_through_the_admin_api_takes_effect_at_once(make_api: ApiFactory) -> None:
+    """With the authenticator's cache on (60 s, so that it would otherwise hide the
+    revocation), a key revoked through this process's admin API is refused by the very next
+    request; revoking it again, or an unknown key, is a 404, and an API key cannot revoke."""
+    admin = {"Authorization": "Bearer adm_revoke_test_0123456789"}
+    api = await make_api(auth_cache_s=60.0, admin_key="adm_revoke_test_0123456789")
+    token, other = await api.key(), await api.key()
+    key_id = "key_" + token.split("_")[1]
+    for _ in range(2):  # the second answer comes from the cache
+        assert (await api.client.get("/v1/jobs", headers=api.auth(token))).status == 200
+    path = f"/v1/admin/keys/{key_id}"
+    refused = await api.client.delete(path, headers=api.auth(other))
+    assert refused.status == 401
+    answer = await api.client.delete(path, headers=admin)
+    assert answer.status == 200, await answer.text()
+    assert await answer.json() == {"id": key_id, "revoked": True}
+    after = await api.client.get("/v1/jobs", headers=api.auth(token))
+    assert after.status == 401
+    assert "revoked" in (await after.json())["error"]["message"]
+    posted = await api.client.post("/v1/jobs", json=GOOD, headers=api.auth(token))
+    assert posted.status == 401
+    assert (await api.client.get("/v1/jobs", headers=api.auth(other))).status == 200
+    assert (await api.client.delete(path, headers=admin)).status == 404
+    unknown = await api.client.delete("/v1/admin/keys/key_aaaaaaaaaaaa", headers=admin)
+    assert unknown.status == 404
+    assert (await unknown.json())["error"]["code"] == "key_not_found"
+
+
+async def test_a_revocation_elsewhere_is_bounded_by_the_cache(make_api: ApiFactory) -> None:
+    """A revocation this process did not make (another replica, the CLI: here the store
+    directly) is seen once the cached record expires; with the cache off, at once."""
+    api = await make_api(auth_cache_s=0.3)
+    token = await api.key()
+    key_id = "key_" + token.split("_")[1]
+    assert (await api.client.get("/v1/jobs", headers=api.auth(token))).status == 200
+    assert await api.app[store_key].revoke_api_key(key_id)
+    await asyncio.sleep(0.35)
+    assert (await api.client.get("/v1/jobs", headers=api.auth(token))).status == 401
 
 
 async def test_only_hashes_are_stored_and_secrets_never_logged(

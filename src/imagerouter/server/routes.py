@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from imagerouter.generation import ImageRequest
 from imagerouter.jobs.types import JOB_STATUSES
 from imagerouter.server import (
+    admin_views,
     dashboard,
     events_views,
     info_views,
@@ -474,6 +475,20 @@ ROUTES: tuple[RouteSpec, ...] = (
         limit=None,
         errors=(*_ADMIN_ERRORS, 404, 415),
         params=(Param("name", "path", {"type": "string", "minLength": 1}, required=True),),
+    ),
+    RouteSpec(
+        "DELETE",
+        "/v1/admin/keys/{key_id}",
+        admin_views.revoke_key_view,
+        "admin.keys.revoke",
+        "Admin: revoke an API key; refused by this replica from the next request, by the "
+        "others within auth_cache_s.",
+        "admin",
+        ok=(200, None),
+        auth=False,
+        limit=None,
+        errors=(*_ADMIN_ERRORS, 404),
+        params=(Param("key_id", "path", {"type": "string", "minLength": 1}, required=True),),
     ),
 )
 
