@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from imagerouter.errors import ConfigError
-from imagerouter.server.settings import load_router_settings, load_server_settings
+from imagerouter.server.routes import ROUTES
+from imagerouter.server.settings import (
+    ServerSettings,
+    load_router_settings,
+    load_server_settings,
+)
 
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
@@ -83,3 +88,21 @@ def test_env_list_or_table_that_does_not_parse_names_the_variable(
         load_server_settings(environ={name: value}, data_dir=tmp_path)
     assert str(error.value).startswith(f"{name}: {reason}")
     assert error.value.field == name
+
+
+def test_readme_states_the_default_rate_limits() -> None:
+    """The README's "The job API" gives each default policy's rate and burst, and the routes
+    that spend the ``generate`` policy, as the settings and the route table have them."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = " ".join(readme.split("## The job API", 1)[1].split("\n## ", 1)[0].split())
+    limits = ServerSettings().rate_limits
+    generate, read = limits["generate"], limits["read"]
+    routes = ", ".join(f"`{r.method} {r.path}`" for r in ROUTES if r.limit == "generate")
+    assert (
+        f"**`generate`** ({routes}) **{generate.rate_per_s:g} requests/s sustained, "
+        f"bursts of {generate.burst}**"
+    ) in section
+    assert (
+        f"**`read`** (every other route that takes an API key) **{read.rate_per_s:g} "
+        f"requests/s, bursts of {read.burst}**"
+    ) in section
