@@ -323,3 +323,23 @@ async def test_openai_route_refuses_a_full_width_size(api: Api) -> None:
     assert status == 400
     assert body["error"]["param"] == "size"
     await _nothing_stored(api, token, 1000)
+
+
+async def test_nul_in_a_job_id_is_404_on_every_job_route(any_api: Api) -> None:
+    """A job id with a NUL character names no job: 404 job_not_found on every route that takes
+    one, on PostgreSQL too (which answered 500: it cannot compare a NUL)."""
+    api = any_api
+    token = await api.key(credits=100)
+    for method, path in (
+        ("GET", "/v1/jobs/a%00b"),
+        ("DELETE", "/v1/jobs/%00"),
+        ("GET", "/v1/jobs/%00/events"),
+        ("GET", "/v1/jobs/%00/deliveries"),
+        ("POST", "/v1/jobs/%00/deliveries/replay"),
+    ):
+        answer = await api.client.request(method, path, headers=api.auth(token))
+        body = await answer.json()
+        assert answer.status == 404, (method, path, body)
+        assert body["error"]["code"] == "job_not_found"
+        assert body["error"]["field"] == "id"
+    await _nothing_stored(api, token, 100)

@@ -26,7 +26,7 @@ from aiohttp_sse import sse_response
 
 from imagerouter.jobs.types import JobEvent
 from imagerouter.server.errors import ApiError
-from imagerouter.server.http import dumps, json_response, validate
+from imagerouter.server.http import dumps, job_id_param, json_response, validate
 from imagerouter.server.keys import principal_key, settings_key, store_key, streams_key
 from imagerouter.server.present import event_out
 from imagerouter.server.schemas import EventQuery
@@ -119,7 +119,7 @@ async def _stream(
 async def job_events(request: web.Request) -> web.StreamResponse:
     """``GET /v1/jobs/{id}/events``: the job's events, as SSE (ending after the final event)
     or as a JSON page."""
-    job_id = request.match_info["id"]
+    job_id = job_id_param(request)
     query = validate(EventQuery, dict(request.query))
     after = _resume_from(request, query)
     account_id = request[principal_key].account_id

@@ -13,7 +13,15 @@ from imagerouter.config import field_path
 from imagerouter.server.errors import ApiError, from_validation_error
 from imagerouter.server.keys import json_body_key, settings_key
 
-__all__ = ["MAX_JSON_DEPTH", "dumps", "json_response", "link", "read_json", "validate"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "dumps",
+    "job_id_param",
+    "json_response",
+    "link",
+    "read_json",
+    "validate",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -133,6 +141,20 @@ def _too_large(limit: int) -> ApiError:
         f"the request body is larger than {limit} bytes",
         extra={"limit_bytes": limit},
     )
+
+
+def job_id_param(request: web.Request) -> str:
+    """The ``{id}`` path parameter of the job routes. One with a NUL character or a lone
+    surrogate names no job (and PostgreSQL cannot even compare it): 404, as any unknown id."""
+    job_id = request.match_info["id"]
+    try:
+        job_id.encode("utf-8")
+    except UnicodeEncodeError:
+        job_id = job_id.encode("utf-8", "backslashreplace").decode()
+    else:
+        if "\x00" not in job_id:
+            return job_id
+    raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="id")
 
 
 def validate(model: type[ModelT], data: Any, prefix: str = "") -> ModelT:

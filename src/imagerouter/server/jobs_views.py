@@ -8,7 +8,7 @@ from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import InvalidCursor, JobFinished, JobNotFound
 from imagerouter.jobs.types import StoredResponse
 from imagerouter.server.errors import ApiError, api_error
-from imagerouter.server.http import json_response, link, read_json, validate
+from imagerouter.server.http import job_id_param, json_response, link, read_json, validate
 from imagerouter.server.keys import principal_key, store_key, workers_key
 from imagerouter.server.present import job_accepted, job_out
 from imagerouter.server.schemas import JobListQuery
@@ -50,7 +50,7 @@ def _not_found(job_id: str) -> ApiError:
 
 async def get_job(request: web.Request) -> web.Response:
     """``GET /v1/jobs/{id}``: the job with its result or error, attempts and credits."""
-    job_id = request.match_info["id"]
+    job_id = job_id_param(request)
     job = await request.app[store_key].get_job(request[principal_key].account_id, job_id)
     if job is None:
         raise _not_found(job_id)
@@ -81,7 +81,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def cancel_job(request: web.Request) -> web.Response:
     """``DELETE /v1/jobs/{id}``: cancel a queued or running job and refund it."""
-    job_id = request.match_info["id"]
+    job_id = job_id_param(request)
     store = request.app[store_key]
     account_id = request[principal_key].account_id
     try:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from imagerouter.server.errors import ApiError
-from imagerouter.server.http import json_response, read_json, validate
+from imagerouter.server.http import job_id_param, json_response, read_json, validate
 from imagerouter.server.keys import (
     deliveries_key,
     principal_key,
@@ -106,7 +106,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 async def _job_or_404(request: web.Request):
-    job_id = request.match_info["id"]
+    job_id = job_id_param(request)
     job = await request.app[store_key].get_job(request[principal_key].account_id, job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="id")
