@@ -14,6 +14,7 @@ from imagerouter.server.app import create_app
 from mockproviders import Farm
 from mockproviders.bridge import farm_router
 from tests.helpers.api import FAST_ROUTER, Api, ApiFactory, api_settings
+from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
 
 
 @pytest.fixture
@@ -36,3 +37,22 @@ async def make_api(
 async def api(make_api: ApiFactory) -> Api:
     """The app with the default test settings."""
     return await make_api()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """None for the default SQLite store; else a fresh PostgreSQL schema (dropped after the
+    app, which is set up after this fixture, has stopped)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    base = require_postgres()
+    schema = new_schema()
+    yield with_schema(base, schema)
+    await drop_schema(base, schema)
+
+
+@pytest.fixture
+async def any_api(store_url: str | None, make_api: ApiFactory) -> Api:
+    """The app over SQLite and over PostgreSQL."""
+    return await (make_api(store=store_url) if store_url else make_api())

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -28,8 +26,7 @@ from imagerouter.generation import ImageRequest
 from imagerouter.server.keys import store_key
 from imagerouter.server.routes import ROUTES, RouteSpec
 from imagerouter.server.schemas import OpenAIImageRequest, RotateSecretIn, WebhookIn
-from tests.helpers.api import Api, ApiFactory
-from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
+from tests.helpers.api import Api
 
 #: Generated requests per route and store.
 EXAMPLES_PER_ROUTE = 12
@@ -279,24 +276,6 @@ def explicit(spec: RouteSpec, token: str) -> Probe:
     body = VALID_BODIES.get(spec.body) if spec.body else None  # type: ignore[arg-type]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     return Probe(spec.method, path, headers, None if body is None else encode(body, False))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
-    """None for the default SQLite store; else a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield None
-        return
-    base = require_postgres()
-    schema = new_schema()
-    yield with_schema(base, schema)
-    await drop_schema(base, schema)
-
-
-@pytest.fixture
-async def any_api(store_url: str | None, make_api: ApiFactory) -> Api:
-    """The app over SQLite and over PostgreSQL."""
-    return await (make_api(store=store_url) if store_url else make_api())
 
 
 def check_error_shape(spec: RouteSpec, body: Any) -> None:

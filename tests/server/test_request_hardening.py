@@ -4,35 +4,14 @@ is stored or charged for any of them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from imagerouter.server.http import MAX_JSON_DEPTH
-from tests.helpers.api import Api, ApiFactory
-from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
+from tests.helpers.api import Api
 
 GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
-    """None for the default SQLite store; else a fresh PostgreSQL schema (dropped after the
-    app, which is set up after this fixture, has stopped)."""
-    if request.param == "sqlite":
-        yield None
-        return
-    base = require_postgres()
-    schema = new_schema()
-    yield with_schema(base, schema)
-    await drop_schema(base, schema)
-
-
-@pytest.fixture
-async def any_api(store_url: str | None, make_api: ApiFactory) -> Api:
-    """The app over SQLite and over PostgreSQL."""
-    return await (make_api(store=store_url) if store_url else make_api())
 
 
 def nested(depth: int) -> Any:
