@@ -203,7 +203,11 @@ class JobPlan:
             return None
         panic = chosen is None and all_open
         if panic:
-            chosen = self._panic_probe(may_retry)
+            chosen, forced_at = self._panic_probe(may_retry)
+            if chosen is None and forced_at is not None:
+                # The next panic probe may come before any breaker's own cooldown ends: wait
+                # for it rather than give up while a provider could still be found healthy.
+                ready_at = forced_at if ready_at is None else min(ready_at, forced_at)
         if chosen is None:
             if ready_at is None and spent and not may_retry:
                 return self._give_up("max_attempts", f"{settings.max_attempts} attempts made")
@@ -314,8 +318,10 @@ class JobPlan:
                 Attempt(instance.name, "skipped", started_at=self.clock.wall(), reason=why.reason)
             )
 
-    def _panic_probe(self, may_retry: bool) -> Candidate | None:
-        """Every candidate's breaker is open: probe the one that failed least recently."""
+    def _panic_probe(self, may_retry: bool) -> tuple[Candidate | None, float | None]:
+        """Every candidate's breaker is open: probe the one that failed least recently. Returns
+        the candidate to probe, or None and when its breaker will allow the next forced probe
+        (one per ``open_base_s``; None if no candidate may be probed at all)."""
         open_ones = [
             c
             for c in self.candidates
@@ -326,10 +332,10 @@ class JobPlan:
             )
         ]
         if not open_ones:
-            return None
+            return None, None
         oldest = min(open_ones, key=lambda c: c.instance.breaker.last_failure_at or 0.0)
         if not oldest.instance.breaker.force_probe():
-            return None
+            return None, oldest.instance.breaker.next_forced_probe_at
         self._add(
             Attempt(
                 oldest.instance.name,
@@ -338,7 +344,7 @@ class JobPlan:
                 reason="panic: every breaker open; probing the least recently failed",
             )
         )
-        return oldest
+        return oldest, None
 
     # --- learning from outcomes -----------------------------------------------------------------
 

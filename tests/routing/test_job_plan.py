@@ -347,3 +347,22 @@ def test_hedge_goes_to_another_provider_only() -> None:
     solo = Plans(["openai"]).plan()
     solo.next_step()
     assert solo.hedge_step() is None
+
+
+def test_with_every_breaker_open_a_job_waits_for_the_next_panic_probe() -> None:
+    """Panic probes come once per open_base_s; a job that finds one just spent waits for the
+    next instead of giving up, although the breaker's own cooldown is past the wait cap."""
+    plans = Plans(["fal"], breaker={"consecutive_failures": 1, "open_base_s": 5.0}, max_wait_s=10)
+    breaker = plans.instances["fal"].breaker
+    breaker.allow()
+    breaker.record_failure(0.1)  # open for 5 s
+    for wait in (1.0, 5.0):  # two failed panic probes: open for 10 s, then 20 s
+        plans.clock.advance(wait)
+        assert breaker.force_probe()
+        breaker.record_failure(0.1)
+    assert breaker.open_until - plans.clock.now() == 20.0  # past max_wait_s
+    step = plans.plan().next_step()
+    assert isinstance(step, Wait), step
+    assert step.until - plans.clock.now() <= 5.0 + plans.settings.wake_margin_s
+    plans.clock.advance(step.until - plans.clock.now())
+    assert call_of(plans.plan().next_step()).reason.startswith("panic probe")

@@ -300,6 +300,18 @@ class CircuitBreaker:
         return self._open_until if self._state is _OPEN else None
 
     @property
+    def next_forced_probe_at(self) -> float | None:
+        """While open, the earliest monotonic time :meth:`force_probe` can succeed (its
+        one-per-``open_base_s`` pace); None when not open."""
+        if self._state is _CLOSED:
+            return None
+        now = self._clock.now()
+        self._tick(now)
+        if self._state is not _OPEN:
+            return None
+        return max(now, self._forced_at + self._config.open_base_s)
+
+    @property
     def next_probe_at(self) -> float | None:
         """Earliest monotonic time ``allow()`` can let a call through, or None if unknown.
 
