@@ -10,12 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from imagerouter.auth import mint_key
 from imagerouter.server.keys import store_key
+from imagerouter.server.protocol import ApiRunner
 from imagerouter.server.settings import ServerSettings
 from tests.polling import eventually
+
+
+class ApiTestServer(TestServer):
+    """pytest-aiohttp's test server on the API's own runner, so the tests' servers answer
+    aiohttp's parser errors in JSON exactly as ``imagerouter serve`` does."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return ApiRunner(self.app, **kwargs)
+
 
 #: Router settings that keep failing jobs short.
 FAST_ROUTER = {"router": {"deadline_s": 20, "max_attempts": 3, "backoff_base_s": 0.01}}

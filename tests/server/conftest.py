@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from imagerouter.server.app import create_app
 from mockproviders import Farm
 from mockproviders.bridge import farm_router
-from tests.helpers.api import FAST_ROUTER, Api, ApiFactory, api_settings
+from tests.helpers.api import FAST_ROUTER, Api, ApiFactory, ApiTestServer, api_settings
 from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
 
 
@@ -27,7 +27,7 @@ async def make_api(
         settings = api_settings(tmp_path / "data", **overrides)
         router = farm_router(farm, router_config or FAST_ROUTER, seed=1)
         app = create_app(settings, router=router)
-        client = await aiohttp_client(app)
+        client = await aiohttp_client(ApiTestServer(app))
         return Api(client, app)
 
     return build

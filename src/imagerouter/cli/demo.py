@@ -47,6 +47,7 @@ async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0
     """Serve the API over the farm playing ``scenario`` on a free loopback port, submit
     ``jobs`` jobs one every ``interval_s`` over HTTP, and follow each to its end."""
     from imagerouter.server.app import create_app  # the server extra's modules
+    from imagerouter.server.protocol import ApiRunner
     from mockproviders import Farm, load_scenario  # the farm is a dev/test tool, not core
     from mockproviders.bridge import farm_router
 
@@ -56,7 +57,7 @@ async def run_demo(scenario: str = "demo", jobs: int = 40, interval_s: float = 0
         async with Farm(scenario=load_scenario(scenario)) as farm:  # every plugin's API
             router = farm_router(farm, {"router": {"deadline_s": 30}}, seed=7)
             router.transitions.add(report.transitions.append)
-            runner = web.AppRunner(create_app(settings, router=router))
+            runner = ApiRunner(create_app(settings, router=router))
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()

@@ -1,4 +1,5 @@
-"""Running the server: ``web.run_app`` with graceful shutdown on SIGTERM and SIGINT.
+"""Running the server: :class:`ApiRunner` on a TCP site, with graceful shutdown on SIGTERM
+and SIGINT (what ``web.run_app`` does, with the runner that answers parser errors in JSON).
 
 aiohttp turns either signal into a graceful exit: it stops accepting connections, lets
 in-flight requests finish for ``shutdown_grace_s``, then runs the cleanup contexts, which stop
@@ -7,6 +8,8 @@ the worker pool (finishing or handing back running jobs) and close the store.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +17,7 @@ from aiohttp import web
 
 from imagerouter.config import Settings
 from imagerouter.server.app import create_app
+from imagerouter.server.protocol import ApiRunner
 from imagerouter.server.settings import ServerSettings
 
 __all__ = ["run_server"]
@@ -38,12 +42,22 @@ def run_server(
         announce(f"imagerouter serving on http://{settings.host}:{settings.port}{farm}")
 
     app.on_startup.append(say_ready)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_grace_s,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-    )
+    asyncio.run(_serve(app, settings))
+
+
+async def _serve(app: web.Application, settings: ServerSettings) -> None:
+    """Serve until SIGTERM or SIGINT, then clean up while the workers still run (so they
+    finish or hand back their jobs), as ``web.run_app`` does."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = ApiRunner(app, shutdown_timeout=settings.shutdown_grace_s, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

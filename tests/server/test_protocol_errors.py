@@ -1,0 +1,106 @@
+"""Requests aiohttp's HTTP parser refuses (before any middleware) are answered in the API's
+JSON error shape with a fitting status, over a real socket, on both stores; the connection is
+closed after a parser error, as aiohttp does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from imagerouter.server.protocol import MAX_FIELD_BYTES, MAX_LINE_BYTES
+from tests.helpers.api import Api
+
+READ_TIMEOUT_S = 10.0
+
+
+async def _exchange(api: Api, raw: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+    """Send ``raw`` on a fresh connection: status, headers (lower-case), body, and whether the
+    server closed the connection after its answer."""
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await asyncio.wait_for(
+            reader.readexactly(int(headers["content-length"])), READ_TIMEOUT_S
+        )
+        closed = await asyncio.wait_for(reader.read(1), READ_TIMEOUT_S) == b""
+    finally:
+        writer.close()
+    return int(status_line.split(" ")[1]), headers, body, closed
+
+
+def _error(headers: dict[str, str], body: bytes) -> dict:
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(body)["error"]
+    assert set(error) >= {"code", "message", "field"}
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return error
+
+
+PROBES = {
+    "authorization header over the limit": (
+        b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + b"a" * (MAX_FIELD_BYTES + 10)
+        + b"\r\n\r\n",
+        431,
+        "header_too_large",
+    ),
+    "request line over the limit": (
+        b"GET /v1/jobs?q=" + b"a" * (MAX_LINE_BYTES + 10) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        414,
+        "request_line_too_long",
+    ),
+    "malformed request line": (b"GARBAGE\r\n\r\n", 400, "bad_request_line"),
+    "invalid method": (b"G(T /v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request_line"),
+    # llhttp knows the registered methods only: any other is refused before routing
+    "unregistered method": (b"FOO /v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request_line"),
+    "bad http version": (b"GET /v1/jobs HTTP/1.x\r\nHost: x\r\n\r\n", 400, "bad_request_line"),
+    "invalid chunked encoding": (
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        400,
+        "bad_http_message",
+    ),
+    "header without a colon": (
+        b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        400,
+        "bad_http_message",
+    ),
+}
+
+
+@pytest.mark.parametrize("probe", list(PROBES))
+async def test_a_request_the_parser_refuses_is_answered_in_json(any_api: Api, probe: str) -> None:
+    raw, status, code = PROBES[probe]
+    got, headers, body, closed = await _exchange(any_api, raw)
+    error = _error(headers, body)
+    assert (got, error["code"]) == (status, code), error
+    assert closed, "the connection stays open after a parser error"
+
+
+async def test_the_parser_limits_leave_a_header_at_the_limit_alone(any_api: Api) -> None:
+    """A long but permitted Authorization header reaches the API: 401 for a bad key, JSON."""
+    value = "Bearer " + "a" * (MAX_FIELD_BYTES - len("Authorization") - 20)
+    raw = f"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {value}\r\n\r\n"
+    got, headers, body, _ = await _exchange(any_api, raw.encode())
+    assert got == 401
+    assert _error(headers, body)["code"]
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE", "PUT"])
+async def test_an_unknown_method_on_a_known_route_is_405_json(any_api: Api, method: str) -> None:
+    raw = f"{method} /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    got, headers, body, _ = await _exchange(any_api, raw)
+    error = _error(headers, body)
+    assert (got, error["code"]) == (405, "method_not_allowed")
+    assert "POST" in headers["allow"]
