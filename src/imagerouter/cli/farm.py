@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from imagerouter.cli.output import fail
+from imagerouter.cli.params import PORT
 from imagerouter.errors import ImageRouterError
 from imagerouter.extras import require
 
@@ -14,7 +15,7 @@ __all__ = ["farm"]
 @click.command()
 @click.option("--scenario", default=None, help="Scenario name (bundled) or TOML file.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8900, show_default=True, type=int)
+@click.option("--port", default=8900, show_default=True, type=PORT, help="0: any free port.")
 @click.option(
     "--tls", is_flag=True, help="Serve HTTPS with a generated CA (for SDKs that need https)."
 )

@@ -16,33 +16,15 @@ import click
 from rich.table import Table
 
 from imagerouter.cli.output import console, err_console, fail
+from imagerouter.cli.params import Duration, parse_duration
 from imagerouter.errors import ConfigError
 from imagerouter.extras import require
-from imagerouter.resilience import headers
 
 __all__ = ["loadtest", "parse_duration"]
 
-
-def parse_duration(text: str) -> float:
-    """``"120"``, ``"120s"``, ``"2m"``, ``"1h30m"`` → seconds; ValueError otherwise."""
-    total = headers.parse_duration(text)
-    if total is None:
-        raise ValueError(f"not a duration: {text!r} (e.g. 120, 90s, 2m, 1h30m)")
-    if not total > 0:
-        raise ValueError(f"the duration must be more than 0 s, not {text!r}")
-    return total
-
-
-class _Duration(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+#: Most Locust users and worker processes one run takes: far past what one machine drives.
+MAX_USERS = 100_000
+MAX_WORKERS = 256
 
 
 def _list_scenarios() -> None:
@@ -114,11 +96,11 @@ def _print_outcome(summary: dict[str, Any], out: Path) -> None:
 
 @click.command()
 @click.argument("scenario", required=False)
-@click.option("--users", type=click.IntRange(min=1), help="Locust users at the peak.")
-@click.option("--duration", type=_Duration(), help="Traffic time (120, 90s, 2m); phases scale.")
+@click.option("--users", type=click.IntRange(1, MAX_USERS), help="Locust users at the peak.")
+@click.option("--duration", type=Duration(), help="Traffic time (120, 90s, 2m); phases scale.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_WORKERS),
     default=0,
     show_default=True,
     help="Locust worker processes under a master (0: one Locust process).",
@@ -128,7 +110,7 @@ def _print_outcome(summary: dict[str, Any], out: Path) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Report folder (default: loadtest-reports/SCENARIO-TIME). Must be new or empty.",
 )
-@click.option("--drain", type=_Duration(), help="Longest wait for the last jobs after traffic.")
+@click.option("--drain", type=Duration(), help="Longest wait for the last jobs after traffic.")
 def loadtest(
     scenario: str | None,
     users: int | None,

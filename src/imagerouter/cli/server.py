@@ -20,11 +20,12 @@ from rich.table import Table
 from imagerouter.auth import mint_key
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import console, err_console, fail
+from imagerouter.cli.params import PORT, AccountName, CreditAmount
 from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
 from imagerouter.extras import require
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import MAX_BALANCE, JobStore
+from imagerouter.jobs.store import JobStore
 from imagerouter.server.settings import (
     ServerSettings,
     load_router_settings,
@@ -42,48 +43,6 @@ data_dir_option = click.option(
     default=None,
     help="Directory of imagerouter.db (default: [server] data_dir, else ./.imagerouter).",
 )
-
-
-class CreditAmount(click.ParamType):
-    """A whole number of credits the ledger takes: 1..MAX_BALANCE (0 too, with ``zero``).
-    Credits are only granted from the command line, never taken."""
-
-    name = "credits"
-
-    def __init__(self, *, zero: bool = False) -> None:
-        self.zero = zero
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            amount = value
-        else:
-            try:
-                amount = int(str(value).strip().replace("_", ""))
-            except ValueError:
-                self.fail(f"{value!r} is not a whole number of credits", param, ctx)
-        if amount < 0:
-            self.fail(
-                f"{amount} is negative: credits are only granted here, never taken", param, ctx
-            )
-        if amount == 0 and not self.zero:
-            self.fail("0 credits grants nothing: give a positive amount", param, ctx)
-        if amount > MAX_BALANCE:
-            self.fail(
-                f"{amount} is more than the {MAX_BALANCE} credits an account can hold", param, ctx
-            )
-        return amount
-
-
-class AccountName(click.ParamType):
-    """An account name: 1 to 200 printable characters."""
-
-    name = "account"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        text = str(value)
-        if not text.strip() or len(text) > 200 or not text.isprintable():
-            self.fail(f"{text!r} is not an account name (1-200 printable characters)", param, ctx)
-        return text
 
 
 def _settings(command: str, config_path: str | None, **overrides: Any) -> ServerSettings:
@@ -120,7 +79,7 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
 @config_option
 @data_dir_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8080).")
+@click.option("--port", type=PORT, default=None, help="Port (default 8080).")
 @click.option(
     "--workers", type=click.IntRange(min=0), default=None, help="Jobs run at once (0: none)."
 )

@@ -14,10 +14,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from imagerouter.cli.output import console, fail
+from imagerouter.cli.params import SEED, FiniteFloat
 from imagerouter.errors import ImageRouterError
 from imagerouter.extras import require
 
 __all__ = ["simulate"]
+
+#: Bounds of --hours and --rate: a year of virtual time, a million jobs a minute at the peak.
+MAX_HOURS = 24 * 366
+MAX_PEAK_PER_MIN = 1_000_000
 
 
 def _overview(summaries: list[dict[str, Any]]) -> Table:
@@ -36,9 +41,20 @@ def _overview(summaries: list[dict[str, Any]]) -> Table:
 @click.command()
 @click.argument("scenario")
 @click.argument("policies", nargs=-1, type=click.Path(dir_okay=False, exists=True))
-@click.option("--hours", type=float, help="Virtual hours to simulate (default: the scenario's).")
-@click.option("--seed", type=int, help="Seed of traffic, faults and routing (default: scenario's).")
-@click.option("--rate", "peak_per_min", type=float, help="Peak jobs per minute (overrides it).")
+@click.option(
+    "--hours",
+    type=FiniteFloat(most=MAX_HOURS),
+    help="Virtual hours to simulate (default: the scenario's).",
+)
+@click.option(
+    "--seed", type=SEED, help="Seed of traffic, faults and routing (default: scenario's)."
+)
+@click.option(
+    "--rate",
+    "peak_per_min",
+    type=FiniteFloat(most=MAX_PEAK_PER_MIN),
+    help="Peak jobs per minute (overrides it).",
+)
 @click.option(
     "--config",
     "config_path",
