@@ -49,7 +49,7 @@ def test_a_bad_number_is_a_usage_error_naming_the_option(case: str) -> None:
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert f"Invalid value for '{option}'" in result.output or option in result.output
+    assert f"Invalid value for '{option}'" in result.output
 
 
 @pytest.mark.parametrize("text", ["inf", "nan", "-5", "0", "1e400"])
