@@ -23,7 +23,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The HTTP benchmarks drive the servers with Debian's wrk (a Python client would saturate first).
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(BIN)/python -m loadtests.bench
 
 loadtest: $(STAMP)

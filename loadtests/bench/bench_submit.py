@@ -1,26 +1,30 @@
 """Benchmark of the durable submit path (``POST /v1/jobs``) against a bare aiohttp handler.
 
-Run: ``python -m loadtests.bench.bench_submit`` (about 90 s; prints a table and writes
-``loadtests/bench/results/submit.json``).
+Run: ``python -m loadtests.bench.bench_submit`` (about 4 minutes; prints tables and writes
+``loadtests/bench/results/submit.json`` and ``submit-sqlite.folded``).
 
-* Two servers, each in its own process, on loopback: ``imagerouter serve`` (auth, rate limit,
-  validation, pricing, one SQLite transaction creating and charging the job, group commit)
-  and a bare aiohttp app that reads the body and answers 202 with a body of the same shape.
-* The load generator (this process) is **open-loop**: at each offered rate it sends request
-  ``i`` at ``start + i / rate`` whatever happened to earlier ones, and measures latency from
-  that *intended* send time, so a server that stalls is charged for the queue it causes
-  (no coordinated omission).
-* Each level runs ``--duration`` seconds (5 by default), then waits at most 5 s for stragglers;
-  a request still unanswered then counts as an error.
+* Servers, each in its own process on loopback, pinned to core 1: a bare aiohttp app that
+  reads the body and answers 202 with a job-shaped body, and ``imagerouter serve`` (auth, rate
+  limit, validation, pricing, one transaction creating and charging the job) on the SQLite
+  store and on the PostgreSQL store (``127.0.0.1:5432/test``, a schema of its own, dropped
+  after). PostgreSQL's own processes are not pinned: they share the machine with both.
+* The client is compiled and pinned to core 0 (``loadtests/bench/http_load.py``):
+  ``wrk -t1 -c50`` for the saturation throughput (closed loop; the ratio the issue asks for),
+  and ``openloop.c`` at constant offered rates for p50/p99 with latency measured from each
+  request's intended send time (no coordinated omission).
+* The saturation point is the highest offered rate served at ≥ 98 % with p99 under 100 ms.
+* py-spy (``--no-profile`` to skip) samples the SQLite server under wrk load: the result file
+  gets the top frames (self and inclusive), ``submit-sqlite.folded`` the stacks for a flame
+  graph (e.g. https://www.speedscope.app or flamegraph.pl).
 
-The imagerouter server runs with ``--workers 0`` by default, so that the figures are the
-submit path's alone (jobs stay queued); pass ``--workers N`` to also run them on the farm.
+Servers run with ``--workers 0`` so the figures are the submit path's alone (jobs stay
+queued), API rate limits lifted and logs at WARNING.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -29,18 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from loadtests.bench.common import RESULTS_DIR, free_port, wait_for_http, write_results
+from loadtests.bench.http_load import SERVER_CPU, Target, open_loop, pinned, wrk
 
-LEVELS = (250, 500, 1000, 2000, 4000, 8000)
-DURATION_S = 5.0
-DRAIN_S = 5.0
-BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"}
-RESULTS = Path(__file__).parent / "results" / "submit.json"
+LEVELS = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000)
+BODY = json.dumps({"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"})
+POSTGRES_URL = os.environ.get("IMAGEROUTER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BARE_ANSWER = {
     "id": "job_abcdefghijklmnopqrst",
     "object": "job",
@@ -81,166 +84,217 @@ def serve_bare(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+@contextlib.contextmanager
+def _process(command: list[str], url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as err:
+        proc = subprocess.Popen(pinned(command, SERVER_CPU), stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for_http(f"{url}/readyz", timeout_s=60)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
-def _start_imagerouter(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], str, str]:
-    config = tmp / "bench.toml"
-    config.write_text(
-        "[server]\n"
-        "auth_cache_s = 60\n"
-        "[server.rate_limits.generate]\nrate_per_s = 1000000\nburst = 1000000\n"
-        "[server.rate_limits.read]\nrate_per_s = 1000000\nburst = 1000000\n"
-    )
-    data = tmp / "data"
+@contextlib.contextmanager
+def bare_server(tmp: Path) -> Iterator[Target]:
+    """The bare aiohttp handler in its own process."""
+    url = f"http://127.0.0.1:{free_port()}"
+    port = url.rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "loadtests.bench.bench_submit", "--bare-server", port]
+    with _process(command, url, tmp / "bare.log"):
+        yield Target(f"{url}/v1/jobs", body=BODY.encode(), headers=_JSON)
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+@contextlib.contextmanager
+def imagerouter_server(tmp: Path, store: str, workers: int) -> Iterator[tuple[Target, int]]:
+    """``imagerouter serve`` on ``store`` (``sqlite`` or ``postgres``); yields the submit target
+    and the server's pid."""
+    home = tmp / store
+    home.mkdir()
+    lines = [
+        "[server]",
+        'log_level = "WARNING"',
+        "auth_cache_s = 60",
+    ]
+    schema = None
+    if store == "postgres":
+        schema = f"bench_submit_{os.getpid()}"
+        lines.append(f'store = "{POSTGRES_URL}?schema={schema}"')
+    lines += [
+        "[server.rate_limits.generate]",
+        "rate_per_s = 1000000",
+        "burst = 1000000",
+        "[server.rate_limits.read]",
+        "rate_per_s = 1000000",
+        "burst = 1000000",
+    ]
+    config = home / "bench.toml"
+    config.write_text("\n".join(lines) + "\n")
     cli = [sys.executable, "-m", "imagerouter"]
-    created = subprocess.run(
-        [*cli, "keys", "create", "--account", "bench", "--credits", str(10**12),
-         "--config", str(config), "--data-dir", str(data)],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    token = created.stdout.strip().splitlines()[-1]
-    port = _free_port()
-    proc = subprocess.Popen(
-        [*cli, "serve", "--config", str(config), "--data-dir", str(data), "--port", str(port),
-         "--workers", str(workers), "--farm"],
-        stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, proc)
-    return proc, url, token
+    where = ["--config", str(config), "--data-dir", str(home / "data")]
+    try:
+        created = subprocess.run(
+            [*cli, "keys", "create", "--account", "bench", "--credits", str(10**15), *where],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        token = created.stdout.strip().splitlines()[-1]
+        url = f"http://127.0.0.1:{free_port()}"
+        command = [
+            *cli,
+            "serve",
+            *where,
+            "--port",
+            url.rsplit(":", 1)[1],
+            "--workers",
+            str(workers),
+            "--farm",  # providers need no key; with no workers nothing calls them
+        ]
+        with _process(command, url, home / "server.log") as proc:
+            headers = {**_JSON, "Authorization": f"Bearer {token}"}
+            yield Target(f"{url}/v1/jobs", body=BODY.encode(), headers=headers), proc.pid
+    finally:
+        if schema:
+            subprocess.run(
+                ["psql", POSTGRES_URL, "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"],
+                capture_output=True,
+                timeout=60,
+            )
 
 
-def _start_bare() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.bench.bench_submit", "--bare-server", str(port)],
+# --- the profile -------------------------------------------------------------------------------
+
+
+def profile(target: Target, pid: int, duration_s: float, out: Path) -> dict[str, Any]:
+    """Sample the server with py-spy while wrk saturates it; folded stacks to ``out`` and the
+    top frames by self and inclusive share of the samples."""
+    spy = subprocess.Popen(
+        [
+            _py_spy(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            f"{duration_s:g}",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, proc)
-    return proc, url
-
-
-# --- the open-loop generator -------------------------------------------------------------------
-
-
-async def _one_level(
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str],
-    rate: float,
-    duration_s: float,
-) -> dict[str, Any]:
-    """Offer ``rate`` submits a second for ``duration_s``; latencies from intended send times."""
-    loop = asyncio.get_running_loop()
-    total = int(rate * duration_s)
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    payload = json.dumps(BODY).encode()
-    headers = {**headers, "Content-Type": "application/json"}
-
-    async def fire(intended: float) -> None:
-        try:
-            async with session.post(f"{url}/v1/jobs", data=payload, headers=headers) as answer:
-                await answer.read()
-                status = str(answer.status)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            status = type(exc).__name__
-        statuses[status] = statuses.get(status, 0) + 1
-        if status == "202":
-            latencies.append(loop.time() - intended)
-
-    start = loop.time() + 0.05
-    tasks: list[asyncio.Task[None]] = []
-    sent = 0
-    while sent < total:
-        now = loop.time()
-        while sent < total and start + sent / rate <= now:
-            tasks.append(loop.create_task(fire(start + sent / rate)))
-            sent += 1
-        if sent < total:
-            await asyncio.sleep(max(0.0, start + sent / rate - loop.time()))
-    _done, pending = await asyncio.wait(tasks, timeout=duration_s + DRAIN_S)
-    for task in pending:
-        task.cancel()
-    elapsed = loop.time() - start
-    if pending:
-        statuses["unanswered"] = len(pending)
-    latencies.sort()
-
-    def pct(q: float) -> float | None:
-        if not latencies:
-            return None
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
-
-    accepted = statuses.get("202", 0)
+    time.sleep(0.5)
+    wrk(target, duration_s=duration_s)
+    spy.wait(timeout=duration_s + 60)
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        frames = [_frame(f) for f in stack.split(";") if f]
+        total += samples
+        if frames:
+            own[frames[-1]] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+    share = lambda n: round(100 * n / max(total, 1), 1)  # noqa: E731
     return {
-        "offered_per_s": rate,
-        "sent": total,
-        "accepted": accepted,
-        "accepted_per_s": round(accepted / max(elapsed, duration_s), 1),
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
-        "statuses": statuses,
+        "samples": total,
+        "folded_stacks": str(out.relative_to(RESULTS_DIR.parent.parent.parent)),
+        "self_pct": {name: share(n) for name, n in own.most_common(20)},
+        "inclusive_pct": {name: share(n) for name, n in inclusive.most_common(40)},
     }
 
 
-async def _run(
-    targets: dict[str, tuple[str, dict[str, str]]], levels: list[float], duration_s: float
-) -> dict[str, list[dict[str, Any]]]:
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
-    connector = aiohttp.TCPConnector(limit=512)
-    timeout = aiohttp.ClientTimeout(total=duration_s + DRAIN_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        for rate in levels:
-            for name, (url, headers) in targets.items():  # side by side, level by level
-                await _one_level(session, url, headers, min(rate, 200), 0.5)  # warm-up
-                row = await _one_level(session, url, headers, rate, duration_s)
-                results[name].append(row)
-                print(
-                    f"  {name:>11} @ {rate:>6.0f}/s: {row['accepted_per_s']:>8.1f} accepted/s  "
-                    f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  {row['statuses']}",
-                    flush=True,
-                )
-    return results
+def _py_spy() -> str:
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
 
 
-def _table(results: dict[str, list[dict[str, Any]]]) -> str:
-    lines = [
-        f"{'offered/s':>10} | {'imagerouter acc/s':>17} {'p50 ms':>8} {'p99 ms':>8} | "
-        f"{'bare acc/s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>5}"
+def _frame(frame: str) -> str:
+    """``function (path/to/pkg/module.py:line)`` → ``function (pkg/module.py)``: lines merged."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(path.split('/')[-2:])})"
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def saturation_point(rows: list[dict[str, Any]]) -> float | None:
+    """The highest offered rate served at ≥ 98 % with p99 under 100 ms."""
+    good = [
+        r["offered_per_s"]
+        for r in rows
+        if r["ok_per_s"] >= 0.98 * r["offered_per_s"] and 0 <= r["p99_ms"] < 100
     ]
-    for ours, bare in zip(results["imagerouter"], results["bare"], strict=True):
-        ratio = ours["accepted_per_s"] / bare["accepted_per_s"] if bare["accepted_per_s"] else 0
+    return max(good) if good else None
+
+
+def run(args: argparse.Namespace, targets: dict[str, Target]) -> dict[str, Any]:
+    """Saturation with wrk (each target twice, interleaved; the median), then open-loop levels."""
+    for target in targets.values():
+        wrk(target, duration_s=2)  # warm-up: imports, caches, SQLite pages
+    saturation: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    for _ in range(args.rounds):
+        for name, target in targets.items():
+            row = wrk(target, duration_s=args.wrk_duration)
+            saturation[name].append(row)
+            print(
+                f"  wrk {name:>20}: {row['requests_per_s']:>9.0f}/s  p50 {row.get('p50_ms')} "
+                f"ms  p99 {row.get('p99_ms')} ms  non-2xx {row['non_2xx']}",
+                flush=True,
+            )
+    best = {
+        name: statistics.median(r["requests_per_s"] for r in rows)
+        for name, rows in saturation.items()
+    }
+    levels: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    for rate in args.levels:
+        for name, target in targets.items():
+            if rate > 1.5 * best[name]:
+                continue
+            row = open_loop(target, rate=rate, duration_s=args.duration)
+            levels[name].append(row)
+            print(
+                f"  open-loop {name:>14} @ {rate:>6.0f}/s: {row['ok_per_s']:>8.1f} ok/s  "
+                f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  {row['statuses']}",
+                flush=True,
+            )
+    return {"saturation": saturation, "saturation_median_per_s": best, "open_loop": levels}
+
+
+def _table(result: dict[str, Any]) -> str:
+    best = result["saturation_median_per_s"]
+    bare = best.get("bare") or 0
+    lines = [f"{'target':>22} | {'wrk req/s':>9} | {'ratio':>5} | {'open-loop saturation':>20}"]
+    for name, value in best.items():
+        point = saturation_point(result["open_loop"][name])
         lines.append(
-            f"{ours['offered_per_s']:>10.0f} | {ours['accepted_per_s']:>17.1f} "
-            f"{ours['p50_ms']!s:>8} {ours['p99_ms']!s:>8} | {bare['accepted_per_s']:>10.1f} "
-            f"{bare['p50_ms']!s:>8} {bare['p99_ms']!s:>8} | {ratio:>5.2f}"
+            f"{name:>22} | {value:>9.0f} | {value / bare if bare else 0:>5.2f} | "
+            f"{point or '-'!s:>20}"
         )
+    lines.append("")
+    lines.append(f"{'offered/s':>10} " + " ".join(f"| {n:>22} p50/p99 ms" for n in best))
+    for rate in sorted({r["offered_per_s"] for rows in result["open_loop"].values() for r in rows}):
+        cells = []
+        for name in best:
+            row = next((r for r in result["open_loop"][name] if r["offered_per_s"] == rate), None)
+            cells.append(
+                f"| {row['p50_ms']:>14.2f} / {row['p99_ms']:>9.2f}" if row else f"| {'-':>26}"
+            )
+        lines.append(f"{rate:>10.0f} " + " ".join(cells))
     return "\n".join(lines)
 
 
@@ -248,58 +302,73 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with ``--bare-server``, be the bare server)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default=",".join(str(x) for x in LEVELS))
-    parser.add_argument("--duration", type=float, default=DURATION_S)
+    parser.add_argument("--duration", type=float, default=5.0, help="Seconds per open-loop level.")
+    parser.add_argument("--wrk-duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=2, help="wrk runs per target (median).")
+    parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--workers", type=int, default=0, help="imagerouter's job workers.")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="py-spy the SQLite server under wrk load (default on).",
+    )
     parser.add_argument("--bare-server", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server is not None:
         serve_bare(args.bare_server)
         return
-    levels = [float(x) for x in args.levels.split(",")]
-    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-    with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
-        ours, ours_url, token = _start_imagerouter(Path(tmp), args.workers)
-        bare, bare_url = _start_bare()
-        try:
-            targets = {
-                "imagerouter": (ours_url, {"Authorization": f"Bearer {token}"}),
-                "bare": (bare_url, {}),
-            }
-            print(f"open-loop submit benchmark, {args.duration:.0f} s per level", flush=True)
-            results = asyncio.run(_run(targets, levels, args.duration))
-        finally:
-            for proc in (ours, bare):
-                proc.terminate()
-                proc.wait(timeout=30)
-    print()
-    print(_table(results))
-    best_ours = max(r["accepted_per_s"] for r in results["imagerouter"])
-    best_bare = max(r["accepted_per_s"] for r in results["bare"])
-    at_1000 = next((r for r in results["imagerouter"] if r["offered_per_s"] == 1000), None)
-    summary = {
-        "max_accepted_per_s": {"imagerouter": best_ours, "bare": best_bare},
-        "throughput_ratio": round(best_ours / best_bare, 3) if best_bare else None,
-        "p99_ms_at_1000_per_s": at_1000["p99_ms"] if at_1000 else None,
-        "targets": {"throughput_ratio_min": 1 / 3, "p99_ms_at_1000_per_s_max": 25},
+    args.levels = [float(x) for x in args.levels.split(",")]
+    stores = [s for s in args.stores.split(",") if s]
+    result: dict[str, Any] = {
+        "benchmark": "submit",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "method": "server on core 1, wrk -t1 -c50 / openloop on core 0",
     }
-    print(f"\nsummary: {json.dumps(summary)}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "submit",
-                "duration_s_per_level": args.duration,
-                "workers": args.workers,
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "levels": results,
-                "summary": summary,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"wrote {args.out}")
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        targets = {"bare": stack.enter_context(bare_server(Path(tmp)))}
+        pids = {}
+        for store in stores:
+            target, pid = stack.enter_context(imagerouter_server(Path(tmp), store, args.workers))
+            targets[f"imagerouter-{store}"] = target
+            pids[store] = pid
+        print(f"submit benchmark: {', '.join(targets)}", flush=True)
+        result |= run(args, targets)
+        if args.profile and "sqlite" in pids:
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            result["profile_sqlite"] = profile(
+                targets["imagerouter-sqlite"],
+                pids["sqlite"],
+                args.wrk_duration,
+                RESULTS_DIR / "submit-sqlite.folded",
+            )
+    best = result["saturation_median_per_s"]
+    result["summary"] = {
+        "ratio_to_bare": {name: round(v / best["bare"], 3) for name, v in best.items()},
+        "p99_ms_at_1000_per_s": {
+            name: next((r["p99_ms"] for r in rows if r["offered_per_s"] == 1000), None)
+            for name, rows in result["open_loop"].items()
+        },
+        "open_loop_saturation_per_s": {
+            name: saturation_point(rows) for name, rows in result["open_loop"].items()
+        },
+        "targets": {
+            "sqlite_ratio_min": 1 / 3,
+            "sqlite_p99_ms_at_1000_max": 25,
+            "postgres_per_s_min": 5000,
+        },
+    }
+    print()
+    print(_table(result))
+    if "profile_sqlite" in result:
+        print("\nprofile (SQLite server under wrk), inclusive % of samples:")
+        for name, pct in list(result["profile_sqlite"]["inclusive_pct"].items())[:25]:
+            print(f"  {pct:>5.1f}  {name}")
+    print(f"\nsummary: {json.dumps(result['summary'])}")
+    print(f"wrote {write_results('submit', result)}")
 
 
 if __name__ == "__main__":
