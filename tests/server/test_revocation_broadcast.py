@@ -1,19 +1,24 @@
 """A key revoked on one replica (or with ``imagerouter keys revoke``) is refused by the other
 replicas long before their auth cache would expire: PostgreSQL tells them by ``NOTIFY``,
-SQLite by the revoked-key count each one watches. Each test runs two apps on one store with
-``auth_cache_s`` an hour, so only the broadcast can explain the refusal."""
+SQLite by the revoked-key count each one watches. The replica tests run two apps on one store
+with ``auth_cache_s`` an hour, so only the broadcast can explain the refusal; the last one
+checks that a lookup racing the news cannot put a stale record back in the cache."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 from click.testing import CliRunner
 
+from imagerouter.auth import Authenticator, AuthError, mint_key
 from imagerouter.cli import main
 from imagerouter.jobs.postgres import PostgresJobStore
+from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.server.keys import store_key
 from tests.helpers.api import Api, ApiFactory
 from tests.polling import eventually
@@ -123,3 +128,27 @@ async def test_a_lost_listener_forgets_every_cached_key(make_api: ApiFactory) ->
         await a.client.close()
         await b.client.close()
         await drop_schema(base, schema)
+
+
+async def test_a_lookup_in_flight_does_not_cache_a_record_told_stale(tmp_path: Path) -> None:
+    """A store read that began before the news of a revocation arrived (the store's thread is
+    held so that it cannot finish first) answers that request, but is not cached: the next
+    request reads the store and is refused, not served from an hour-long cache."""
+    async with SQLiteJobStore(tmp_path / "imagerouter.db") as store:
+        account = await store.create_account("acme")
+        minted = mint_key(account.id, "ci", time.time())
+        await store.create_api_key(minted.record)
+        auth = Authenticator(store, cache_s=CACHE_S)
+        bearer = f"Bearer {minted.token}"
+        gate = threading.Event()
+        held = asyncio.create_task(store.thread.run(lambda _conn: gate.wait(10)))
+        lookup = asyncio.create_task(auth.authenticate(bearer))
+        for _ in range(3):  # let the lookup queue its read behind the held thread
+            await asyncio.sleep(0)
+        auth.forget_all()  # the news of a revocation, while that read is in flight
+        gate.set()
+        await held
+        assert (await lookup).key_id == minted.record.id  # read before the revocation
+        assert await store.revoke_api_key(minted.record.id)
+        with pytest.raises(AuthError, match="revoked"):
+            await auth.authenticate(bearer)
