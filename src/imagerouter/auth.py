@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from imagerouter.clock import Clock, MonotonicClock
@@ -85,9 +86,12 @@ class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Principal`, or raises AuthError.
 
     Verified records are cached for ``cache_s`` seconds (0 disables it). A revocation made
-    through :meth:`revoke` (the admin API of this process) takes effect here at once; one made
-    by another process (another replica, or ``imagerouter keys revoke``) takes effect within
-    ``cache_s``, when this process's cached record expires.
+    through :meth:`revoke` (the admin API of this process) takes effect here at once. Once
+    :meth:`watch` is on, one made by another process (another replica, or ``imagerouter keys
+    revoke``) drops the cached record as soon as the store tells
+    (:meth:`~imagerouter.jobs.store.AccountStore.subscribe_revocations`: at once on
+    PostgreSQL, within 0.25 s on SQLite); whatever happens to that news, a cached record
+    expires after ``cache_s``.
     """
 
     def __init__(
@@ -105,6 +109,28 @@ class Authenticator:
         #: before the revocation) puts back in the cache. A revocation is final, so this only
         #: grows, by one id per revocation made here.
         self._revoked: set[str] = set()
+        #: Bumped by every forget: a lookup that read the store before a revocation was
+        #: heard of must not put its stale record back in the cache.
+        self._generation = 0
+        self._unwatch: Callable[[], None] | None = None
+
+    def watch(self) -> None:
+        """Drop cached records as the store tells of revocations by other processes (call
+        on the event loop; :meth:`close` stops it). Without a cache there is nothing to drop."""
+        if self._unwatch is None and self._cache_s > 0:
+            self._unwatch = self._store.subscribe_revocations(self._revoked_elsewhere)
+
+    def close(self) -> None:
+        """Stop watching the store's revocations."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    def _revoked_elsewhere(self, key_id: str | None) -> None:
+        if key_id is None:
+            self.forget_all()
+        else:
+            self.forget(key_id)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The caller behind ``Authorization: Bearer <key>`` (AuthError says what is wrong)."""
@@ -128,7 +154,7 @@ class Authenticator:
         """Revoke ``key_id`` in the store and refuse it in this process from now on.
 
         True if an active key was revoked, False if there is none by that id (or it was already
-        revoked). Other processes refuse it once their cached record expires (``cache_s``).
+        revoked). Other processes refuse it when their store tells them (see the class).
         """
         revoked = await self._store.revoke_api_key(key_id)
         if revoked:
@@ -138,15 +164,22 @@ class Authenticator:
 
     def forget(self, key_id: str) -> None:
         """Drop a cached record, so the next request with that key reads the store."""
+        self._generation += 1
         self._cache.pop(key_id, None)
+
+    def forget_all(self) -> None:
+        """Drop every cached record (revocations may have been missed)."""
+        self._generation += 1
+        self._cache.clear()
 
     async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
         now = self._clock.now()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self._cache_s:
             return cached[1]
+        generation = self._generation
         record = await self._store.get_api_key(key_id)
-        if self._cache_s > 0:
+        if self._cache_s > 0 and generation == self._generation:
             if len(self._cache) >= self._max:
                 self._cache.clear()
             self._cache[key_id] = (now, record)

@@ -81,8 +81,8 @@ async def test_revoking_through_the_admin_api_takes_effect_at_once(make_api: Api
 
 
 async def test_a_revocation_elsewhere_is_bounded_by_the_cache(make_api: ApiFactory) -> None:
-    """A revocation this process did not make (another replica, the CLI: here the store
-    directly) is seen once the cached record expires; with the cache off, at once."""
+    """A revocation this process's authenticator did not make (here the store directly) is
+    seen by the store's revocation watch, or at the latest once the cached record expires."""
     api = await make_api(auth_cache_s=0.3)
     token = await api.key()
     key_id = "key_" + token.split("_")[1]

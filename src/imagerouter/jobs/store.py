@@ -13,7 +13,8 @@ Backends: :mod:`imagerouter.jobs.sqlite` and :mod:`imagerouter.jobs.postgres`, e
 with a module per aggregate; :func:`imagerouter.jobs.backends.open_store` picks one from a URL.
 This module imports no backend.
 
-Every method is a coroutine except ``subscribe`` and ``subscribe_local``. Times are unix
+Every method is a coroutine except ``subscribe``, ``subscribe_local`` and
+``subscribe_revocations``. Times are unix
 seconds (leases are shared across processes, so they cannot be monotonic). Whatever changes a
 job's status writes the matching event in the same transaction, and a refund is written in the
 same transaction as the failure or cancellation it pays back, so no observer can see one
@@ -57,6 +58,7 @@ __all__ = [
     "IdempotencyStore",
     "JobQueue",
     "JobStore",
+    "RevocationListener",
     "WebhookStore",
 ]
 
@@ -81,6 +83,10 @@ def too_much(balance: int, amount: int) -> str:
 
 #: Called on the event loop, after commit, with the events one operation wrote.
 EventListener = Callable[[Sequence[JobEvent]], None]
+
+#: Called on the event loop with the id of a key just revoked (by any process), or with None
+#: when revocations may have been missed: then every key cached from the store is suspect.
+RevocationListener = Callable[[str | None], None]
 
 
 class AccountStore(Protocol):
@@ -123,7 +129,21 @@ class AccountStore(Protocol):
         ...
 
     async def revoke_api_key(self, key_id: str) -> bool:
-        """Revoke the key; False if there is no such active key."""
+        """Revoke the key; False if there is no such active key. Every
+        :meth:`subscribe_revocations` listener, of every process on the same store, is told."""
+        ...
+
+    def subscribe_revocations(self, listener: RevocationListener) -> Callable[[], None]:
+        """Call ``listener`` when a key is revoked, by this process or any other sharing the
+        store (another replica, ``imagerouter keys revoke``), so that caches of key records
+        (:class:`~imagerouter.auth.Authenticator`) drop it; returns the unsubscribe function.
+
+        How soon is the backend's to state: PostgreSQL tells at once (``NOTIFY`` in the
+        revoking transaction, and ``None`` after its listener connection reconnects, since
+        notifications sent meanwhile are lost); SQLite looks every ``revocation_poll_s``
+        (0.25 s) while someone is subscribed, and says ``None`` when a key was revoked.
+        Call it on the event loop.
+        """
         ...
 
 

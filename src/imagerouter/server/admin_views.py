@@ -1,8 +1,10 @@
 """Admin routes that manage API keys (the ``admin_key``, as for the dashboard's routes).
 
 * ``DELETE /v1/admin/keys/{key_id}``: revoke a key. It is refused by this process from the next
-  request on (the authenticator's cache is bypassed for it); other replicas refuse it once
-  their cached record expires, within ``auth_cache_s`` (5 s by default).
+  request on (the authenticator's cache is bypassed for it); the store tells the other replicas,
+  which drop it from their caches at once on PostgreSQL (``NOTIFY``) and within 0.25 s on
+  SQLite (:meth:`~imagerouter.jobs.store.AccountStore.subscribe_revocations`), and in any case
+  within ``auth_cache_s`` (5 s by default).
 """
 
 from __future__ import annotations

@@ -142,7 +142,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = EventHub()
     hub.attach(app[store_key])
     app[events_key] = hub
-    app[authenticator_key] = Authenticator(app[store_key], cache_s=settings.auth_cache_s)
+    authenticator = Authenticator(app[store_key], cache_s=settings.auth_cache_s)
+    authenticator.watch()  # revocations by other replicas and the CLI
+    app[authenticator_key] = authenticator
     if settings.state is None:
         app[limiter_key] = RateLimiter(settings.rate_limits)
         yield
@@ -154,6 +156,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         ) as limiter:
             app[limiter_key] = limiter
             yield
+    authenticator.close()
     hub.close()
 
 

@@ -99,7 +99,12 @@ class ServerSettings(BaseModel):
     idempotency_lock_s: float = Field(
         default=30.0, gt=0, description="After this, a vanished holder's key may be retaken."
     )
-    auth_cache_s: float = Field(default=5.0, ge=0)
+    auth_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a verified API key is cached; revocations drop it sooner "
+        "(the store tells every server).",
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     sqlite_batch_max: int = Field(default=256, ge=1)
 

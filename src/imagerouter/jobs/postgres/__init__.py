@@ -33,6 +33,9 @@ Same contract as :mod:`imagerouter.jobs.sqlite`; what is different, and why:
   (a gap, a long batch, a reconnect, or every ``poll_interval_s`` as a backstop) read from
   the events table after the last one published. So SSE streams, ``wait_final`` and idle
   workers on replica A wake for jobs run on replica B.
+* **Revocations reach every replica.** ``revoke_api_key`` sends ``NOTIFY`` with the key's id
+  in its own statement; the same ``LISTEN`` connection hands it to ``subscribe_revocations``
+  listeners (the servers' auth caches), and after a reconnect tells them to forget every key.
 * **Schema** comes from the versioned files of :mod:`imagerouter.jobs.migrations`, applied
   on :meth:`PostgresJobStore.start` (unless ``migrate=False``) under an advisory lock.
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 
 from imagerouter.jobs.errors import AccountNotFound
@@ -10,7 +12,7 @@ from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.postgres.base import PostgresBase
 from imagerouter.jobs.postgres.engine import Tx
 from imagerouter.jobs.rows import ACCOUNT_COLUMNS, API_KEY_SELECT, LEDGER_COLUMNS
-from imagerouter.jobs.store import MAX_BALANCE, check_grant, too_much
+from imagerouter.jobs.store import MAX_BALANCE, RevocationListener, check_grant, too_much
 from imagerouter.jobs.types import Account, ApiKeyRecord, LedgerEntry
 
 __all__ = ["PostgresAccounts"]
@@ -118,10 +120,26 @@ class PostgresAccounts(PostgresBase):
         return [ApiKeyRecord(*row) for row in rows]
 
     async def revoke_api_key(self, key_id: str) -> bool:
-        """Revoke an active key; False if none."""
-        done = await self._pool.execute(
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        """Revoke an active key; False if none. The same statement, so the same transaction,
+        notifies the keys channel with the key's id: every replica listening is told when it
+        commits, whoever revoked (a server or ``imagerouter keys revoke``)."""
+        rows = await self._pool.fetch(
+            "WITH revoked AS (UPDATE api_keys SET revoked_at = $1 "
+            "WHERE id = $2 AND revoked_at IS NULL RETURNING id) "
+            "SELECT pg_notify($3, id) FROM revoked",
             self._clock.wall(),
             key_id,
+            self.keys_channel,
         )
-        return done != "UPDATE 0"
+        return bool(rows)
+
+    def subscribe_revocations(self, listener: RevocationListener) -> Callable[[], None]:
+        """Call ``listener`` with each key id revoked on this schema, by any process, as soon
+        as its notification arrives; with None after the listener connection reconnects."""
+        self._feed.revocation_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._feed.revocation_listeners:
+                self._feed.revocation_listeners.remove(listener)
+
+        return unsubscribe

@@ -7,6 +7,11 @@ payload, its events (:mod:`~imagerouter.jobs.postgres.engine`). The feed keeps o
 published; otherwise (a gap, a long batch, a reconnect, or every ``poll_interval_s`` as a
 backstop) it reads the events table after the last one published. Ids commit in order, so
 reading "after the last one" misses nothing.
+
+The same connection listens on the keys channel: each revoking transaction sends
+``NOTIFY`` with the key's id (:meth:`~imagerouter.jobs.postgres.accounts.PostgresAccounts.
+revoke_api_key`), handed to the revocation listeners at once. Notifications sent while the
+connection was lost are gone, so after a reconnect they are told ``None`` (forget every key).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from imagerouter.jobs.rows import EVENT_COLUMNS, event_from_row
-from imagerouter.jobs.store import EventListener
+from imagerouter.jobs.store import EventListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
 
 __all__ = ["EventFeed"]
@@ -40,15 +45,23 @@ class EventFeed:
         connect_kwargs: asyncpg options of that connection.
         channel: the NOTIFY channel of the store's schema.
         poll_interval_s: how often new events are looked for without a notification.
+        keys_channel: the NOTIFY channel of key revocations (payload: the key's id).
     """
 
     def __init__(
-        self, dsn: str, connect_kwargs: dict[str, Any], channel: str, poll_interval_s: float
+        self,
+        dsn: str,
+        connect_kwargs: dict[str, Any],
+        channel: str,
+        poll_interval_s: float,
+        keys_channel: str,
     ) -> None:
         self.dsn, self.connect_kwargs, self.channel = dsn, connect_kwargs, channel
+        self.keys_channel = keys_channel
         self.poll_interval_s = poll_interval_s
         self.listeners: list[EventListener] = []
         self.local_listeners: list[EventListener] = []
+        self.revocation_listeners: list[RevocationListener] = []
         #: The id of the last event handed to the listeners.
         self.published = 0
         #: Notifications received and those whose events they carried, catch-up reads done,
@@ -62,6 +75,13 @@ class EventFeed:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+
+    @property
+    def listener_pid(self) -> int | None:
+        """The server process id of the ``LISTEN`` connection, None while there is none (for
+        tests that cut it)."""
+        conn = self._conn
+        return None if conn is None or conn.is_closed() else conn.get_server_pid()
 
     async def start(self, pool: asyncpg.Pool) -> None:
         """Listen, then follow the events committed from now on (read through ``pool``)."""
@@ -85,6 +105,7 @@ class EventFeed:
         conn = await asyncpg.connect(self.dsn, **self.connect_kwargs)
         try:
             await conn.add_listener(self.channel, self._notified)
+            await conn.add_listener(self.keys_channel, self._key_revoked)
             conn.add_termination_listener(lambda _conn: self._wake.set())
         except BaseException:
             await conn.close()
@@ -121,6 +142,18 @@ class EventFeed:
                 self._publish(carried)
                 return
         self._wake.set()
+
+    def _key_revoked(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.revoked(payload or None)
+
+    def revoked(self, key_id: str | None) -> None:
+        """Tell the revocation listeners that ``key_id`` was revoked (None: maybe some were
+        missed)."""
+        for listener in list(self.revocation_listeners):
+            try:
+                listener(key_id)
+            except Exception:
+                log.exception("key revocation listener %r failed", listener)
 
     def committed(self, events: Sequence[JobEvent]) -> None:
         """Events this store just committed (ids ascending)."""
@@ -160,6 +193,7 @@ class EventFeed:
                     await self._listen()
                     self.reconnects += 1
                     log.info("event listener reconnected")
+                    self.revoked(None)  # revocations notified while it was down are lost
                 await self.catch_up()
             except asyncio.CancelledError:
                 raise

@@ -1,18 +1,29 @@
 """Accounts, their API keys and their credit ledger, on SQLite
-(:class:`~imagerouter.jobs.store.AccountStore`)."""
+(:class:`~imagerouter.jobs.store.AccountStore`).
+
+Revocations by other processes on the same file (another server, ``imagerouter keys revoke``)
+are seen by counting the revoked keys every ``revocation_poll_s`` (0.25 s), while someone
+listens: a revocation is final, so the count only grows, and a change means some key was
+revoked. It needs no table of its own (a partial index keeps the count cheap) and nothing of
+the revoking process, so the CLI, older servers and a hand-run ``UPDATE`` are all seen.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
 
 from imagerouter.jobs.errors import AccountNotFound
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.rows import ACCOUNT_COLUMNS, API_KEY_SELECT, LEDGER_COLUMNS
-from imagerouter.jobs.sqlite.base import SQLiteBase
-from imagerouter.jobs.store import MAX_BALANCE, check_grant, too_much
+from imagerouter.jobs.sqlite.base import SQLiteBase, log
+from imagerouter.jobs.store import MAX_BALANCE, RevocationListener, check_grant, too_much
 from imagerouter.jobs.types import Account, ApiKeyRecord, LedgerEntry
 
 __all__ = ["SQLiteAccounts"]
+
+_COUNT_REVOKED = "SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL"
 
 
 class SQLiteAccounts(SQLiteBase):
@@ -113,3 +124,44 @@ class SQLiteAccounts(SQLiteBase):
             )
         )
         return cursor.rowcount > 0
+
+    def subscribe_revocations(self, listener: RevocationListener) -> Callable[[], None]:
+        """Call ``listener(None)`` within ``revocation_poll_s`` of any key's revocation on
+        this file, by any process (the count of revoked keys tells that some key was, not
+        which). The first subscriber starts the watch; :meth:`aclose` stops it."""
+        self._revocation_listeners.append(listener)
+        if self._revocation_watch is None:
+            self._revocation_watch = asyncio.get_running_loop().create_task(
+                self._watch_revocations(), name=f"sqlite-revocations:{self.path.name}"
+            )
+
+        def unsubscribe() -> None:
+            if listener in self._revocation_listeners:
+                self._revocation_listeners.remove(listener)
+
+        return unsubscribe
+
+    async def _count_revoked(self) -> int:
+        row = await self.thread.run(lambda conn: conn.execute(_COUNT_REVOKED).fetchone())
+        return int(row[0])
+
+    async def _watch_revocations(self) -> None:
+        seen = -1  # so the first count tells too: a revocation before it is not missed
+        while True:
+            if self._revocation_listeners:
+                try:
+                    count = await self._count_revoked()
+                except sqlite3.Error as exc:  # a busy file: look again next time
+                    log.warning("counting revoked keys failed: %s", exc)
+                else:
+                    if count != seen:
+                        self._tell_revoked()
+                    seen = count
+            await asyncio.sleep(self.revocation_poll_s)
+
+    def _tell_revoked(self) -> None:
+        for listener in list(self._revocation_listeners):
+            try:
+                listener(None)
+            except Exception:
+                log.exception("key revocation listener %r failed", listener)

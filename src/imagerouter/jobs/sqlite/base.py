@@ -4,6 +4,8 @@ listeners and the lifecycle; and :func:`run_steps`, which runs a shared rule of
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ from imagerouter.jobs.rules import AUDIT_BY_STATUS, AUDIT_TOTALS
 from imagerouter.jobs.sql import Steps
 from imagerouter.jobs.sqlite.schema import create_schema
 from imagerouter.jobs.sqlite.thread import SQLiteThread
-from imagerouter.jobs.store import EventListener
+from imagerouter.jobs.store import EventListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
 
 __all__ = ["SQLiteBase", "run_steps"]
@@ -57,12 +59,17 @@ class SQLiteBase(StoreBase):
         *,
         synchronous: str = "NORMAL",
         batch_max: int = 256,
+        revocation_poll_s: float = 0.25,
         clock: Clock | None = None,
     ) -> None:
         self.path = Path(path)
         self.thread = SQLiteThread(path, synchronous=synchronous, batch_max=batch_max)
         self._clock = clock or MonotonicClock()
         self._listeners: list[EventListener] = []
+        #: How often the revoked keys are counted while someone listens for revocations.
+        self.revocation_poll_s = revocation_poll_s
+        self._revocation_listeners: list[RevocationListener] = []
+        self._revocation_watch: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -71,7 +78,12 @@ class SQLiteBase(StoreBase):
         await self.thread.start(create_schema)
 
     async def aclose(self) -> None:
-        """Run what is queued and stop the connection thread."""
+        """Stop watching for revocations, run what is queued and stop the connection thread."""
+        task, self._revocation_watch = self._revocation_watch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.thread.aclose()
 
     async def ping(self) -> None:

@@ -26,5 +26,7 @@ class SQLiteJobStore(
         path: the database file.
         synchronous: ``NORMAL`` survives a killed process; ``FULL`` also a power cut.
         batch_max: most operations sharing one commit.
+        revocation_poll_s: how often revocations by other processes on the same file are
+            looked for, while someone listens (:meth:`subscribe_revocations`).
         clock: where "now" comes from (its ``wall()``).
     """
