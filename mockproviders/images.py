@@ -52,9 +52,9 @@ PngMode = Literal["realistic", "tiny"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _WXH = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")
-#: Bytes of a realistic image that are not pixel data: signature, IHDR, tEXt, IEND, the zlib
-#: framing and the compressed black tail (about, for typical sizes).
-_OVERHEAD = 120
+#: Bytes of a realistic image besides its IDAT chunk: signature, IHDR, tEXt (32-digit digest)
+#: and IEND.
+_OVERHEAD = 8 + 25 + 12 + len(b"Comment\x00imagerouter mock farm ") + 32 + 12
 
 
 def parse_wxh(text: str) -> tuple[int, int] | None:
@@ -80,15 +80,11 @@ def prompt_seed(prompt: str) -> int:
 
 
 def target_bytes(mode: PngMode, width: int, height: int, bytes_per_pixel: float) -> int:
-    """The pixel-data budget of an image: how many incompressible bytes its IDAT holds.
-
-    Realistic: ``width * height * bytes_per_pixel`` less the fixed overhead, at most the raw
-    RGB size. Tiny: 0.
-    """
+    """The size a farm image should have: ``width * height * bytes_per_pixel`` (realistic), at
+    most what raw RGB pixels take; 0 for tiny (as small as it comes)."""
     if mode == "tiny":
         return 0
-    wanted = round(width * height * bytes_per_pixel) - _OVERHEAD
-    return max(0, min(wanted, 3 * width * height))
+    return min(round(width * height * bytes_per_pixel), 3 * width * height + _OVERHEAD)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -106,28 +102,42 @@ def _raw_rows(row_bytes: int, height: int, pixels: bytes) -> bytes:
     return b"".join(parts)
 
 
-def build_idat(mode: PngMode, width: int, height: int, noise_bytes: int) -> bytes:
-    """The ``IDAT`` chunk (length, type, data, CRC) of an image of that size and budget.
+def build_idat(mode: PngMode, width: int, height: int, file_bytes: int) -> bytes:
+    """The ``IDAT`` chunk (length, type, data, CRC) of an image of that size, sized so the whole
+    file is about ``file_bytes`` (realistic; ignored for tiny).
 
     The costly part of an image, independent of its digest: build it once and reuse it.
-    Realistic: ``noise_bytes`` pseudo-random pixel bytes in stored deflate blocks, then black
-    pixels compressed. Tiny: 1-bit pixels, all index 0, compressed.
+    Realistic: pseudo-random pixel bytes in stored deflate blocks, then black pixels
+    compressed. Tiny: 1-bit pixels, all index 0, compressed.
     """
     if mode == "tiny":
         row_bytes = (width + 7) // 8
         raw = (b"\x00" * (1 + row_bytes)) * height
         return _chunk(b"IDAT", zlib.compress(raw, 9))
+    wanted = file_bytes - _OVERHEAD
+    pixels = 3 * width * height
+    # First guess: the noise bytes plus their filter bytes and deflate framing fill the budget;
+    # then correct once by what the first build missed (the black tail's compressed size).
+    noise = max(0, min(pixels, wanted - 12 - wanted // (3 * width + 1) - 5 * (wanted // 65535)))
+    idat = _realistic_idat(width, height, noise)
+    missed = wanted - len(idat)
+    if missed and 0 < noise + missed <= pixels:
+        idat = _realistic_idat(width, height, noise + missed)
+    return idat
+
+
+def _realistic_idat(width: int, height: int, noise_bytes: int) -> bytes:
+    """RGB pixel data: ``noise_bytes`` pseudo-random bytes stored, then black compressed."""
     row_bytes = 3 * width
     noise = random.Random(f"farm-png:{width}x{height}:{noise_bytes}").randbytes(noise_bytes)
-    pixels = noise + bytes(row_bytes * height - noise_bytes)
-    raw = _raw_rows(row_bytes, height, pixels)
+    raw = _raw_rows(row_bytes, height, noise + bytes(row_bytes * height - noise_bytes))
     # The noisy head (filter bytes included) goes in stored blocks (no CPU spent trying to
     # compress it); the black tail is compressed in a second raw deflate stream. Two raw
     # streams joined after a sync flush are one valid stream.
     split = (noise_bytes // row_bytes) * (row_bytes + 1) + noise_bytes % row_bytes + 1
     split = min(split, len(raw))
     head = zlib.compressobj(0, zlib.DEFLATED, -15)
-    tail = zlib.compressobj(6, zlib.DEFLATED, -15)
+    tail = zlib.compressobj(1, zlib.DEFLATED, -15)
     stream = b"".join(
         (
             b"\x78\x01",
@@ -178,5 +188,5 @@ def render_png(
     The same bytes the farm serves with those settings; the farm itself goes through its
     :class:`~mockproviders.pngcache.PngCache`.
     """
-    noise = target_bytes(mode, width, height, bytes_per_pixel)
-    return assemble_png(mode, width, height, digest, build_idat(mode, width, height, noise))
+    size = target_bytes(mode, width, height, bytes_per_pixel)
+    return assemble_png(mode, width, height, digest, build_idat(mode, width, height, size))

@@ -38,13 +38,13 @@ class PngCache:
 
     def _idat(self, width: int, height: int) -> bytes:
         settings = self.settings
-        noise = target_bytes(settings.png_bytes, width, height, settings.bytes_per_pixel)
-        key = (width, height, noise)
+        size = target_bytes(settings.png_bytes, width, height, settings.bytes_per_pixel)
+        key = (width, height, size)
         idat = self._idats.get(key)
         if idat is not None:
             self._idats.move_to_end(key)
             return idat
-        idat = build_idat(settings.png_bytes, width, height, noise)
+        idat = build_idat(settings.png_bytes, width, height, size)
         if len(idat) <= self._limit:
             self._idats[key] = idat
             self._held += len(idat)

@@ -69,7 +69,7 @@ class ImageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     png_bytes: PngMode = "realistic"
-    bytes_per_pixel: float = Field(DEFAULT_BYTES_PER_PIXEL, gt=0.0, le=3.0)
+    bytes_per_pixel: float = Field(DEFAULT_BYTES_PER_PIXEL, ge=0.05, le=3.0)
     cache_mb: int = Field(256, ge=1, le=65536)
 
 
