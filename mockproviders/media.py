@@ -40,7 +40,7 @@ def media_handler(pngs: PngCache) -> web.Handler:
         if size is None or name is None:
             raise web.HTTPNotFound(text="no such image")
         return web.Response(
-            body=pngs.png(name.group(1), *size),
+            body=await pngs.png_async(name.group(1), *size),
             content_type="image/png",
             headers={"cache-control": "public, max-age=31536000, immutable"},
         )

@@ -3,10 +3,15 @@
 Owned by one farm (:class:`mockproviders.state.FarmState`); bounded by the bytes of pixel data
 it holds, least recently used evicted first. An image larger than the whole bound is built
 every time it is asked for rather than cached.
+
+:meth:`PngCache.png` builds a missing size in the caller's thread (tens of milliseconds for
+1024x1024); :meth:`PngCache.png_async`, used by the image host, builds it in a worker thread
+so a first 4K image does not stall the farm's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 
 from mockproviders.images import assemble_png, build_idat, target_bytes
@@ -36,19 +41,40 @@ class PngCache:
         mode = self.settings.png_bytes
         return assemble_png(mode, width, height, digest, self._idat(width, height))
 
-    def _idat(self, width: int, height: int) -> bytes:
+    async def png_async(self, digest: str, width: int, height: int) -> bytes:
+        """:meth:`png`, building a size not cached yet in a worker thread."""
+        key = self._key(width, height)
+        if key in self._idats:
+            return self.png(digest, width, height)
+        mode = self.settings.png_bytes
+        idat = await asyncio.to_thread(build_idat, mode, *key)
+        self._keep(key, idat)
+        return assemble_png(mode, width, height, digest, idat)
+
+    def _key(self, width: int, height: int) -> _Key:
         settings = self.settings
-        size = target_bytes(settings.png_bytes, width, height, settings.bytes_per_pixel)
-        key = (width, height, size)
+        return (
+            width,
+            height,
+            target_bytes(settings.png_bytes, width, height, settings.bytes_per_pixel),
+        )
+
+    def _idat(self, width: int, height: int) -> bytes:
+        key = self._key(width, height)
         idat = self._idats.get(key)
         if idat is not None:
             self._idats.move_to_end(key)
             return idat
-        idat = build_idat(settings.png_bytes, width, height, size)
-        if len(idat) <= self._limit:
-            self._idats[key] = idat
-            self._held += len(idat)
-            while self._held > self._limit:
-                _, evicted = self._idats.popitem(last=False)
-                self._held -= len(evicted)
+        idat = build_idat(self.settings.png_bytes, *key)
+        self._keep(key, idat)
         return idat
+
+    def _keep(self, key: _Key, idat: bytes) -> None:
+        """Cache ``idat`` under ``key`` (the loop's thread only), evicting the oldest."""
+        if key in self._idats or len(idat) > self._limit:
+            return
+        self._idats[key] = idat
+        self._held += len(idat)
+        while self._held > self._limit:
+            _, evicted = self._idats.popitem(last=False)
+            self._held -= len(evicted)

@@ -72,6 +72,18 @@ def test_cache_serves_the_same_bytes_and_stays_within_its_bound() -> None:
     assert cache.held_bytes == held
 
 
+async def test_async_build_gives_the_same_bytes_cached_or_not() -> None:
+    """The image host's threaded build answers what the synchronous one does, and caches it
+    (an image over the bound too, just without keeping it)."""
+    cache = PngCache(ImageSettings(cache_mb=1))
+    first = await cache.png_async("ab" * 16, 320, 240)
+    assert first == render_png("ab" * 16, 320, 240)
+    assert cache.held_bytes > 0
+    assert await cache.png_async("ab" * 16, 320, 240) == first
+    big = await cache.png_async("ab" * 16, 1024, 1024)
+    assert big == render_png("ab" * 16, 1024, 1024)
+
+
 @pytest.mark.parametrize(
     ("images", "field"),
     [
