@@ -17,7 +17,7 @@ from mockproviders.adapter import (
 from mockproviders.farm import Farm, plugin_adapters
 from mockproviders.jobs import FarmJob, FarmJobs, FarmJobState
 from mockproviders.profile import Distribution, FaultProfile, Phase, RateLimit
-from mockproviders.scenario import Scenario, bundled_scenarios, load_scenario
+from mockproviders.scenario import ImageSettings, Scenario, bundled_scenarios, load_scenario
 from mockproviders.serve import run_farm
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "FarmJobs",
     "FarmRoute",
     "FaultProfile",
+    "ImageSettings",
     "Phase",
     "RateLimit",
     "Scenario",

@@ -39,9 +39,10 @@ from aiohttp import web
 
 from imagerouter.clock import Clock
 from mockproviders.bucket import BucketState
-from mockproviders.images import image_digest, render_png
+from mockproviders.images import image_digest
 from mockproviders.jobs import FarmJobs
 from mockproviders.media import media_path
+from mockproviders.pngcache import PngCache
 from mockproviders.profile import FaultProfile
 
 __all__ = [
@@ -88,10 +89,12 @@ class FarmImage:
     width: int
     height: int
     digest: str
+    #: The farm's image cache, which decides the bytes (the scenario's ``[images]``).
+    pngs: PngCache = field(repr=False, compare=False)
 
     def png(self) -> bytes:
-        """The PNG bytes (small: longest side 64 px, same aspect ratio)."""
-        return render_png(self.digest, self.width, self.height)
+        """The PNG bytes: exactly ``width`` x ``height``, as big as the scenario says."""
+        return self.pngs.png(self.digest, self.width, self.height)
 
 
 @dataclass(slots=True)
@@ -111,6 +114,8 @@ class Call:
     jobs: FarmJobs
     #: The farm's clock.
     clock: Clock
+    #: The farm's generated images.
+    pngs: PngCache
     #: The JSON body of a generation request; None when absent or not JSON.
     body: Any = None
     #: The engine decided the provider's moderation rejects this generation.
@@ -144,7 +149,9 @@ class Call:
         for index in range(count):
             digest = image_digest(prompt, seed, width, height, index)
             url = self.origin + media_path(digest, width, height)
-            images.append(FarmImage(url=url, width=width, height=height, digest=digest))
+            images.append(
+                FarmImage(url=url, width=width, height=height, digest=digest, pngs=self.pngs)
+            )
         return images
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from mockproviders.keys import FARM_STATE
-from mockproviders.media import MEDIA_ROUTE, serve_media
+from mockproviders.media import MEDIA_ROUTE, media_handler
 from mockproviders.profile import FaultProfile, validation_problems
 
 __all__ = ["add_control_routes"]
@@ -85,7 +85,7 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_put("/_farm/providers/{name}/faults", put_faults)
     app.router.add_get("/_farm/stats", get_stats)
     app.router.add_post("/_farm/reset", post_reset)
-    app.router.add_get(MEDIA_ROUTE, serve_media)
+    app.router.add_get(MEDIA_ROUTE, media_handler(app[FARM_STATE].pngs))
     # prometheus-client (the farm extra) is imported when a farm app is built, not with the
     # package: the simulator and plugins' farm adapters import mockproviders without it.
     from mockproviders.metrics import add_metrics_route

@@ -1,7 +1,8 @@
 """The farm's own image host: ``GET /_farm/media/{w}x{h}/{digest}.png``.
 
-Stateless: the picture is repainted from the digest and size on every request, so any URL the
-farm ever handed out keeps working, across restarts too.
+Stateless: the picture is rebuilt from the digest and size (through the farm's
+:class:`~mockproviders.pngcache.PngCache`), so any URL the farm ever handed out keeps working,
+across restarts too (with the same ``[images]`` settings, byte for byte).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import re
 
 from aiohttp import web
 
-from mockproviders.images import image_digest, parse_wxh, render_png
+from mockproviders.images import image_digest, parse_wxh
+from mockproviders.pngcache import PngCache
 
-__all__ = ["MEDIA_ROUTE", "media_for", "media_path", "serve_media"]
+__all__ = ["MEDIA_ROUTE", "media_for", "media_handler", "media_path"]
 
 MEDIA_ROUTE = "/_farm/media/{size}/{name}"
 _NAME = re.compile(r"^([0-9a-f]{8,64})\.png$")
@@ -28,15 +30,19 @@ def media_for(prompt: str, seed: int | None, width: int, height: int, index: int
     return media_path(image_digest(prompt, seed, width, height, index), width, height)
 
 
-async def serve_media(request: web.Request) -> web.Response:
-    """Paint and return the PNG the URL names; 404 for a URL the farm could not have made."""
-    size = parse_wxh(request.match_info["size"])
-    name = _NAME.match(request.match_info["name"])
-    if size is None or name is None:
-        raise web.HTTPNotFound(text="no such image")
-    png = render_png(name.group(1), *size)
-    return web.Response(
-        body=png,
-        content_type="image/png",
-        headers={"cache-control": "public, max-age=31536000, immutable"},
-    )
+def media_handler(pngs: PngCache) -> web.Handler:
+    """The handler of :data:`MEDIA_ROUTE`, answering the images of ``pngs``."""
+
+    async def serve_media(request: web.Request) -> web.Response:
+        """The PNG the URL names; 404 for a URL the farm could not have made."""
+        size = parse_wxh(request.match_info["size"])
+        name = _NAME.match(request.match_info["name"])
+        if size is None or name is None:
+            raise web.HTTPNotFound(text="no such image")
+        return web.Response(
+            body=await pngs.png_async(name.group(1), *size),
+            content_type="image/png",
+            headers={"cache-control": "public, max-age=31536000, immutable"},
+        )
+
+    return serve_media

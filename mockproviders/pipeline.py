@@ -68,6 +68,7 @@ class _Pipeline:
             started=state.clock.now(),
             jobs=state.jobs[name],
             clock=state.clock,
+            pngs=state.pngs,
         )
 
     async def run(self) -> web.StreamResponse:

@@ -14,6 +14,10 @@
     until_s = 120
     faults = { down = true }
 
+    [images]
+    png_bytes = "realistic"     # or "tiny"
+    bytes_per_pixel = 1.5       # realistic only: 1024x1024 is about 1.5 MB
+
 This is the *farm scenario*, the fault vocabulary the other scenario files build on: the
 simulator's ``*.simulate.toml`` and the load tests' ``*.loadtest.toml`` name one
 (``farm_scenario``); ``docs/scenarios.md`` says which tool reads which file.
@@ -35,9 +39,17 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.errors import ConfigError
+from mockproviders.images import DEFAULT_BYTES_PER_PIXEL, PngMode
 from mockproviders.profile import FaultProfile, validation_problems
 
-__all__ = ["FARM_SCENARIOS", "SCENARIO_DIR", "Scenario", "bundled_scenarios", "load_scenario"]
+__all__ = [
+    "FARM_SCENARIOS",
+    "SCENARIO_DIR",
+    "ImageSettings",
+    "Scenario",
+    "bundled_scenarios",
+    "load_scenario",
+]
 
 #: Where the bundled scenarios live.
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -45,14 +57,32 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 FARM_SCENARIOS = Bundled("farm scenario", SCENARIO_DIR, ".toml")
 
 
+class ImageSettings(BaseModel):
+    """``[images]``: how big the farm's PNGs are (always exactly the requested width x height).
+
+    ``png_bytes = "realistic"`` (the default) answers about ``bytes_per_pixel`` bytes a pixel,
+    like a photo PNG, so storage, bandwidth and memory under load are real; ``"tiny"`` answers
+    one-colour PNGs of a few hundred bytes, for runs that only care about the control flow.
+    ``cache_mb`` bounds the farm's cache of pixel data (one entry per size).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    png_bytes: PngMode = "realistic"
+    bytes_per_pixel: float = Field(DEFAULT_BYTES_PER_PIXEL, ge=0.05, le=3.0)
+    cache_mb: int = Field(256, ge=1, le=65536)
+
+
 class Scenario(BaseModel):
-    """A seed and the fault profile of each provider (providers not named have no faults)."""
+    """A seed and the fault profile of each provider (providers not named have no faults),
+    and the size of the images the farm answers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 0
     description: str = ""
     providers: dict[str, FaultProfile] = Field(default_factory=dict)
+    images: ImageSettings = Field(default_factory=ImageSettings)
 
     _source: str | None = PrivateAttr(default=None)
 

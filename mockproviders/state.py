@@ -1,4 +1,5 @@
-"""Everything a farm knows while it runs: adapters, fault engine, stats and jobs (no I/O)."""
+"""Everything a farm knows while it runs: adapters, fault engine, stats, jobs and images
+(no I/O)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from imagerouter.errors import ConfigError
 from mockproviders.adapter import FarmAdapter
 from mockproviders.engine import FaultEngine
 from mockproviders.jobs import FarmJobs
+from mockproviders.pngcache import PngCache
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import Scenario
 from mockproviders.stats import FarmStats
@@ -59,6 +61,8 @@ class FarmState:
         self.engine = FaultEngine(scenario, self.adapters, self.clock)
         self.stats = FarmStats(self.adapters, self.clock)
         self.jobs = {name: FarmJobs(self.clock) for name in self.adapters}
+        #: The generated images, sized by the scenario's ``[images]``.
+        self.pngs = PngCache(scenario.images)
         #: Set when the farm shuts down: requests held by a ``timeout`` fault let go.
         self.stopping = asyncio.Event()
         #: The CA bundle path when the farm serves TLS.

@@ -15,6 +15,10 @@ with NoProviderAvailable while a candidate could still have served them: a routi
 expected 0 in every scenario, ``total-outage`` included), provider calls per job, requests the
 farm saw inside a Retry-After window it had issued, and the scenario's own figures.
 
+The farm answers tiny one-colour PNGs here (``[images] png_bytes = "tiny"``): these figures
+are about routing, and hundreds of results held at once at realistic sizes (about 1.5 MB each)
+would cost gigabytes on a small machine.
+
     python -m loadtests.bench.bench_failover
 """
 
@@ -27,8 +31,11 @@ from typing import Any
 from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
 from imagerouter.resilience.breaker import BreakerState, BreakerTransition
 from loadtests.bench.common import write_results
-from mockproviders import Farm, load_scenario
+from mockproviders import Farm, ImageSettings, Scenario, load_scenario
 from mockproviders.bridge import farm_router
+
+#: Tiny images: these benchmarks measure routing, not image bytes.
+TINY_IMAGES = ImageSettings(png_bytes="tiny")
 
 BREAKER = {"consecutive_failures": 5, "minimum_calls": 10, "open_base_s": 1.0, "open_max_s": 4.0}
 
@@ -79,7 +86,7 @@ def figures(results: list[Any], farm: Farm, providers: tuple[str, ...]) -> dict[
 
 
 async def storm() -> dict[str, Any]:
-    async with Farm() as farm:
+    async with Farm(Scenario(images=TINY_IMAGES)) as farm:
         farm.set_faults("fal", {"error_rates": {"429": 0.3}, "retry_after_s": 2, "seed": 5})
         async with farm_router(farm, {"router": {"breaker": BREAKER}}, seed=1) as router:
             results = await open_loop(router, rate=100, duration_s=6, model="gpt-image-2")
@@ -90,7 +97,7 @@ async def storm() -> dict[str, Any]:
 
 async def outage() -> dict[str, Any]:
     transitions: list[tuple[float, BreakerTransition]] = []
-    async with Farm() as farm:
+    async with Farm(Scenario(images=TINY_IMAGES)) as farm:
         router = farm_router(
             farm,
             {"router": {"breaker": BREAKER}},
@@ -133,7 +140,7 @@ async def outage() -> dict[str, Any]:
 
 
 async def total_outage() -> dict[str, Any]:
-    async with Farm() as farm:
+    async with Farm(Scenario(images=TINY_IMAGES)) as farm:
         down = ("fal", "wavespeed", "replicate")  # every provider that serves flux-dev
         for name in down:
             farm.set_faults(name, {"down": True})
@@ -154,7 +161,7 @@ async def total_outage() -> dict[str, Any]:
 
 async def cold_burst(concurrency: int) -> dict[str, Any]:
     async with (
-        Farm(load_scenario("cold-burst")) as farm,
+        Farm(load_scenario("cold-burst").model_copy(update={"images": TINY_IMAGES})) as farm,
         farm_router(farm, {"router": {"breaker": BREAKER}}, seed=1) as router,
     ):
         results = await burst(router, concurrency, "flux-dev", "first")

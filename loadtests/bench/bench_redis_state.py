@@ -31,7 +31,7 @@ from imagerouter.replication.records import Record
 from imagerouter.resilience.breaker import BreakerState
 from imagerouter.server.ratelimit import LimitPolicy, RateLimiter
 from loadtests.bench.common import median, percentile, write_results
-from mockproviders import Farm
+from mockproviders import Farm, ImageSettings, Scenario
 from mockproviders.bridge import farm_router
 
 URL = os.environ.get("IMAGEROUTER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -54,7 +54,8 @@ def summary(delays_s: list[float]) -> dict[str, float]:
 async def propagation(prefix: str) -> dict[str, Any]:
     """Cooldown and breaker delivery delays from A to B and C."""
     config = {"router": {"breaker": BREAKER}}
-    async with Farm() as farm:
+    # Tiny images: this measures state propagation, not image bytes.
+    async with Farm(Scenario(images=ImageSettings(png_bytes="tiny"))) as farm:
         routers = [farm_router(farm, config) for _ in range(3)]
         states = [
             RedisState(URL, router, prefix=prefix, replica_id=f"r{i}", health_interval_s=5.0)

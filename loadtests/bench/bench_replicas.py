@@ -71,6 +71,10 @@ generation_ms = 20
 [providers.wavespeed]
 latency_ms = 2
 generation_ms = 20
+# Throughput of the replicas, not of image bytes: one-colour PNGs keep the farm and the
+# client's CPU out of the figures on a small machine.
+[images]
+png_bytes = "tiny"
 """
 
 
