@@ -27,6 +27,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,8 @@ class RunOptions:
     workers: int = 0
     #: Longest wait for the last jobs after the traffic stops (default: deadline + 15 s).
     drain_s: float | None = None
+    #: Keep the server's stored images (``data/media``) after the report; else they are deleted.
+    keep_media: bool = False
     show: Callable[[str], None] = print
     #: Seconds between progress lines.
     progress_every_s: float = 5.0
@@ -602,6 +605,17 @@ class _Orchestration:
         await self.receiver.aclose()
 
 
+def _discard_media(media: Path) -> str:
+    """Delete the run's stored images (realistic ones take gigabytes); say what they were."""
+    files = [path for path in media.rglob("*") if path.is_file()]
+    size = sum(path.stat().st_size for path in files)
+    shutil.rmtree(media)
+    return (
+        f"deleted {len(files)} stored images ({size / 1e9:.2f} GB) from {media} "
+        "(--keep-media keeps them)"
+    )
+
+
 async def run_loadtest(options: RunOptions) -> RunResult:
     """Run one scenario end to end and write its report folder; see the module doc."""
     from loadtests.report import write_report
@@ -654,4 +668,7 @@ async def run_loadtest(options: RunOptions) -> RunResult:
     save_run(run.out, data)
     summary = summarize(data)
     write_report(run.out, data, summary)
+    media = run.out / "data" / "media"
+    if media.is_dir() and not options.keep_media:
+        options.show(_discard_media(media))
     return RunResult(out=run.out, summary=summary, ok=summary["ok"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -106,6 +107,9 @@ def test_steady_run_matches_the_server_and_the_farm(tmp_path: Path) -> None:
     assert summary["ok"]
     assert statuses.get("completed", 0) >= 0.9 * sum(statuses.values())
     assert "all checks passed" in (out / "summary.md").read_text()
+    # The realistic images were stored while the run lasted, then deleted (they take gigabytes).
+    assert not (out / "data" / "media").exists()
+    assert re.search(r"deleted [1-9]\d* stored images", done.stderr), done.stderr
     _stopped(out)
 
 

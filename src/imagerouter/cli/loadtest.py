@@ -111,6 +111,12 @@ def _print_outcome(summary: dict[str, Any], out: Path) -> None:
     help="Report folder (default: loadtest-reports/SCENARIO-TIME). Must be new or empty.",
 )
 @click.option("--drain", type=Duration(), help="Longest wait for the last jobs after traffic.")
+@click.option(
+    "--keep-media",
+    is_flag=True,
+    help="Keep the stored images in the report folder (default: deleted after the report, "
+    "which says how many and how big; realistic images take gigabytes).",
+)
 def loadtest(
     scenario: str | None,
     users: int | None,
@@ -118,6 +124,7 @@ def loadtest(
     workers: int,
     out: Path | None,
     drain: float | None,
+    keep_media: bool,
 ) -> None:
     """Run a load-test SCENARIO: the farm, the router and Locust, then a report.
 
@@ -149,6 +156,7 @@ def loadtest(
         duration_s=duration,
         workers=workers,
         drain_s=drain,
+        keep_media=keep_media,
         show=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
     try:
