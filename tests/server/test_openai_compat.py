@@ -213,3 +213,63 @@ def test_trusted_proxies_come_from_the_environment_and_are_checked() -> None:
         assert settings.trusted_proxies == ["127.0.0.1/32", "::1"]
     with pytest.raises(ConfigError, match="trusted_proxies"):
         load_server_settings(environ={"IMAGEROUTER_SERVER_TRUSTED_PROXIES": "proxy.example"})
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "message"),
+    [
+        (
+            {"model": "gpt-image-1", "quality": "hd"},
+            "quality",
+            "Invalid value: 'hd'. Supported values are: 'low', 'medium', 'high', and 'auto'.",
+        ),
+        (
+            {"model": "dall-e-3", "quality": "high"},
+            "quality",
+            "Invalid value: 'high'. Supported values are: 'standard', and 'hd'.",
+        ),
+        (
+            {"model": "dall-e-3", "size": "512x512"},
+            "size",
+            "Invalid value: '512x512'. Supported values are: "
+            "'1024x1024', '1792x1024', and '1024x1792'.",
+        ),
+        (
+            {"model": "dall-e-2", "size": "1536x1024"},
+            "size",
+            "Invalid value: '1536x1024'. Supported values are: "
+            "'256x256', '512x512', and '1024x1024'.",
+        ),
+    ],
+)
+async def test_values_openai_refuses_for_the_family_are_refused(
+    api: Api, body: dict[str, Any], param: str, message: str
+) -> None:
+    """quality and DALL·E sizes outside what OpenAI takes for the family: OpenAI's 400
+    invalid_value, nothing charged."""
+    token = await api.key(credits=100)
+    status, headers, answer = await generate(api, token, {"prompt": "x", **body})
+    assert status == 400
+    assert answer["error"] == {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": param,
+        "code": "invalid_value",
+    }
+    assert JOB_ID_HEADER not in headers
+    assert await balance(api, token) == 100
+
+
+async def test_dall_e_sizes_and_qualities_openai_takes_are_served(api: Api) -> None:
+    """The DALL·E values OpenAI accepts go through (served by the model the name maps to)."""
+    token = await api.key(credits=500)
+    async with sdk(api, token) as client:
+        wide = await client.images.generate(
+            model="dall-e-3", prompt="a pier", size="1792x1024", quality="hd"
+        )
+        small = await client.images.generate(
+            model="dall-e-2", prompt="a pier", size="256x256", response_format="b64_json"
+        )
+    assert wide.data[0].url.startswith("http://127.0.0.1:")
+    assert base64.b64decode(small.data[0].b64_json).startswith(PNG)
+    assert small.data[0].revised_prompt is None

@@ -8,6 +8,8 @@ that code written for ``dall-e-3`` or ``gpt-image-1`` gets the answer it was wri
 - ``dall-e-3``: ``url`` unless ``response_format`` is ``b64_json``, with ``revised_prompt``
   (the prompt as sent: imagerouter rewrites no prompt); ``n`` must be 1.
 - ``dall-e-2``: ``url`` unless ``response_format`` is ``b64_json``.
+- ``quality`` (and, for DALL·E, ``size``) outside what OpenAI takes for the family is refused
+  with OpenAI's ``invalid_value`` message.
 - Every other model (FLUX, Nano Banana, …): not OpenAI's, so OpenAI has no rule; imagerouter
   answers like the current GPT image models (``b64_json``, so code carried over from
   ``gpt-image-1`` works unchanged) but still honours ``response_format: "url"``; ``size`` and
@@ -42,6 +44,13 @@ class Family:
     echoed: tuple[str, ...]
     revised_prompt: bool = False
     max_n: int = 10
+    #: The values OpenAI takes for these fields (None: whatever the catalog's model takes).
+    qualities: tuple[str, ...] | None = None
+    sizes: tuple[str, ...] | None = None
+
+    def allowed(self, field: str) -> tuple[str, ...] | None:
+        """The values OpenAI accepts for ``quality`` or ``size`` in this family, if limited."""
+        return {"quality": self.qualities, "size": self.sizes}.get(field)
 
 
 _GPT_IMAGE = Family(
@@ -50,6 +59,7 @@ _GPT_IMAGE = Family(
     takes_response_format=False,
     usage=True,
     echoed=("size", "quality", "output_format", "background"),
+    qualities=("low", "medium", "high", "auto"),
 )
 _DALLE_3 = Family(
     "dall-e-3",
@@ -59,9 +69,17 @@ _DALLE_3 = Family(
     echoed=(),
     revised_prompt=True,
     max_n=1,
+    qualities=("standard", "hd"),
+    sizes=("1024x1024", "1792x1024", "1024x1792"),
 )
 _DALLE_2 = Family(
-    "dall-e-2", default_format="url", takes_response_format=True, usage=False, echoed=()
+    "dall-e-2",
+    default_format="url",
+    takes_response_format=True,
+    usage=False,
+    echoed=(),
+    qualities=("standard",),
+    sizes=("256x256", "512x512", "1024x1024"),
 )
 _OTHER = Family(
     "other",

@@ -98,6 +98,10 @@ def _check_family(body: OpenAIImageRequest, family: Family) -> None:
         raise ApiError(
             400, "invalid_value", f"{body.model} only supports n={family.max_n}.", field="n"
         )
+    for field in ("quality", "size"):
+        value, allowed = getattr(body, field), family.allowed(field)
+        if value is not None and allowed is not None and value not in allowed:
+            raise ApiError(400, "invalid_value", _invalid_value(value, allowed), field=field)
     if body.background == "transparent":
         raise ApiError(
             400,
@@ -105,6 +109,13 @@ def _check_family(body: OpenAIImageRequest, family: Family) -> None:
             "transparent backgrounds are not supported by this router yet; use 'auto' or 'opaque'",
             field="background",
         )
+
+
+def _invalid_value(value: str, allowed: tuple[str, ...]) -> str:
+    """OpenAI's wording: ``Invalid value: 'hd'. Supported values are: 'low', … and 'auto'.``"""
+    quoted = [f"'{choice}'" for choice in allowed]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])}, and {quoted[-1]}"
+    return f"Invalid value: '{value}'. Supported values are: {listed}."
 
 
 def _to_image_request(body: OpenAIImageRequest) -> ImageRequest:
@@ -137,7 +148,12 @@ async def _b64_of(request: web.Request, job: Job, index: int, image: dict[str, A
     stored = stored_keys(request, job)
     if index in stored:
         return await stored_b64(request, stored[index], MAX_IMAGE_BYTES)
-    return await _as_b64(request.app[router_key].session, absolute_url(request, image["url"]))
+    url = image.get("url") or ""
+    if not url.startswith(("https://", "http://")):
+        # A server-relative URL of a backend no longer configured: never fetched through the
+        # client's Host header (that would let a client aim this server's requests).
+        raise ApiError(502, "image_unavailable", "the generated image is no longer readable")
+    return await _as_b64(request.app[router_key].session, url)
 
 
 async def _images(

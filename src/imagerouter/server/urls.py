@@ -30,6 +30,8 @@ def _from_trusted_proxy(request: web.Request) -> bool:
         peer = ipaddress.ip_address(request.remote)
     except ValueError:  # a Unix socket
         return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped  # a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d
     return any(peer in network for network in networks)
 
 
