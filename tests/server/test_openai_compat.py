@@ -226,7 +226,7 @@ def test_trusted_proxies_come_from_the_environment_and_are_checked() -> None:
         (
             {"model": "dall-e-3", "quality": "high"},
             "quality",
-            "Invalid value: 'high'. Supported values are: 'standard', and 'hd'.",
+            "Invalid value: 'high'. Supported values are: 'standard' and 'hd'.",
         ),
         (
             {"model": "dall-e-3", "size": "512x512"},

@@ -27,7 +27,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Family", "estimate_usage", "family_of", "shown_quality"]
+from imagerouter.server.errors import ApiError
+from imagerouter.server.schemas import OpenAIImageRequest
+
+__all__ = ["Family", "check_request", "estimate_usage", "family_of", "shown_quality"]
 
 ResponseFormat = Literal["url", "b64_json"]
 
@@ -127,3 +130,40 @@ def estimate_usage(prompt: str, quality: str, width: int, height: int, n: int) -
         "output_tokens_details": {"image_tokens": output, "text_tokens": 0},
         "total_tokens": text_tokens + output,
     }
+
+
+def check_request(body: OpenAIImageRequest, family: Family) -> None:
+    """Refuse what OpenAI refuses for this family (an :class:`ApiError` in OpenAI's words),
+    before anything is charged."""
+    if body.response_format is not None and not family.takes_response_format:
+        raise ApiError(
+            400,
+            "unknown_parameter",
+            "Unknown parameter: 'response_format'.",
+            field="response_format",
+        )
+    if body.n is not None and body.n > family.max_n:
+        raise ApiError(
+            400, "invalid_value", f"{body.model} only supports n={family.max_n}.", field="n"
+        )
+    for field in ("quality", "size"):
+        value, allowed = getattr(body, field), family.allowed(field)
+        if value is not None and allowed is not None and value not in allowed:
+            raise ApiError(400, "invalid_value", _invalid_value(value, allowed), field=field)
+    if body.background == "transparent":
+        raise ApiError(
+            400,
+            "invalid_value",
+            "transparent backgrounds are not supported by this router yet; use 'auto' or 'opaque'",
+            field="background",
+        )
+
+
+def _invalid_value(value: str, allowed: tuple[str, ...]) -> str:
+    """OpenAI's wording: ``Invalid value: 'hd'. Supported values are: 'low', … and 'auto'.``"""
+    quoted = [f"'{choice}'" for choice in allowed]
+    if len(quoted) <= 2:
+        listed = " and ".join(quoted)
+    else:
+        listed = f"{', '.join(quoted[:-1])}, and {quoted[-1]}"
+    return f"Invalid value: '{value}'. Supported values are: {listed}."

@@ -33,7 +33,13 @@ from imagerouter.server.keys import (
     settings_key,
     store_key,
 )
-from imagerouter.server.openai_families import Family, estimate_usage, family_of, shown_quality
+from imagerouter.server.openai_families import (
+    Family,
+    check_request,
+    estimate_usage,
+    family_of,
+    shown_quality,
+)
 from imagerouter.server.present import job_result
 from imagerouter.server.schemas import OpenAIImageRequest
 from imagerouter.server.submit import begin_idempotent, create_job, price_of
@@ -83,39 +89,6 @@ def openai_error(error: ApiError) -> tuple[int, dict[str, Any], dict[str, str]]:
         }
     }
     return status, body, headers
-
-
-def _check_family(body: OpenAIImageRequest, family: Family) -> None:
-    """Refuse what OpenAI refuses for this family, before anything is charged."""
-    if body.response_format is not None and not family.takes_response_format:
-        raise ApiError(
-            400,
-            "unknown_parameter",
-            "Unknown parameter: 'response_format'.",
-            field="response_format",
-        )
-    if body.n is not None and body.n > family.max_n:
-        raise ApiError(
-            400, "invalid_value", f"{body.model} only supports n={family.max_n}.", field="n"
-        )
-    for field in ("quality", "size"):
-        value, allowed = getattr(body, field), family.allowed(field)
-        if value is not None and allowed is not None and value not in allowed:
-            raise ApiError(400, "invalid_value", _invalid_value(value, allowed), field=field)
-    if body.background == "transparent":
-        raise ApiError(
-            400,
-            "invalid_value",
-            "transparent backgrounds are not supported by this router yet; use 'auto' or 'opaque'",
-            field="background",
-        )
-
-
-def _invalid_value(value: str, allowed: tuple[str, ...]) -> str:
-    """OpenAI's wording: ``Invalid value: 'hd'. Supported values are: 'low', … and 'auto'.``"""
-    quoted = [f"'{choice}'" for choice in allowed]
-    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])}, and {quoted[-1]}"
-    return f"Invalid value: '{value}'. Supported values are: {listed}."
 
 
 def _to_image_request(body: OpenAIImageRequest) -> ImageRequest:
@@ -224,7 +197,7 @@ async def images_generations(request: web.Request) -> web.Response:
     raw = await read_json(request)
     body = validate(OpenAIImageRequest, raw)
     family = family_of(body.model)
-    _check_family(body, family)
+    check_request(body, family)
     image_request = _to_image_request(body)
     price = price_of(request, image_request)
     app = request.app
