@@ -33,12 +33,12 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _node_sdk(cache: pytest.Cache) -> Path:
+def _node_sdk(cache: pytest.Cache | None, scratch: Path) -> Path:
     """A directory whose node_modules holds the official ``openai`` package (installed once,
-    then reused from pytest's cache)."""
+    then reused from pytest's cache; in ``scratch`` when the cache plugin is off)."""
     if not (shutil.which("node") and shutil.which("npm")):
         _unavailable("node and npm are not installed")
-    root = cache.mkdir("openai-node-sdk")
+    root = cache.mkdir("openai-node-sdk") if cache is not None else scratch
     if not (root / "node_modules" / "openai" / "package.json").exists():
         try:
             subprocess.run(
@@ -63,12 +63,12 @@ def _node_sdk(cache: pytest.Cache) -> Path:
 
 @pytest.mark.slow
 async def test_the_official_node_sdk_reads_what_openai_would_send(
-    api: Api, pytestconfig: pytest.Config
+    api: Api, pytestconfig: pytest.Config, tmp_path: Path
 ) -> None:
     """gpt-image-1: data[0].b64_json is a PNG, usage/size/quality are there, the job header is
     readable; dall-e-3: an absolute url and revised_prompt; response_format on a GPT image
     model: the SDK's BadRequestError with OpenAI's code and param."""
-    root = _node_sdk(pytestconfig.cache)
+    root = _node_sdk(getattr(pytestconfig, "cache", None), tmp_path)
     token = await api.key(credits=300)
     script = root / SCRIPT.name  # beside node_modules, so that `import "openai"` resolves
     script.write_text(SCRIPT.read_text())
