@@ -4,6 +4,11 @@ The official ``openai`` SDK works unchanged with ``base_url="http://HOST:PORT/v1
 imagerouter API key. The job is as durable as any other (charged, leased, refunded on failure);
 the request simply waits for it. Errors come back in OpenAI's shape; failures that the router
 already retried carry ``x-should-retry: false`` so that the SDK does not retry them again.
+
+The answer follows the requested model's family (:mod:`imagerouter.server.openai_families`):
+``b64_json`` with ``usage`` for GPT image models, ``url`` or ``b64_json`` for DALL·E. Image
+URLs are absolute (:mod:`imagerouter.server.urls`). Once a job exists, every answer names it in
+``x-imagerouter-job-id``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
-from imagerouter.generation import ImageRequest
+from imagerouter.generation import ImageRequest, parse_size
 from imagerouter.jobs.types import Job, StoredResponse
 from imagerouter.server.delivery import stored_b64, stored_keys
 from imagerouter.server.errors import ApiError, from_validation_error
@@ -28,12 +33,23 @@ from imagerouter.server.keys import (
     settings_key,
     store_key,
 )
+from imagerouter.server.openai_families import (
+    Family,
+    check_request,
+    estimate_usage,
+    family_of,
+    shown_quality,
+)
+from imagerouter.server.present import job_result
 from imagerouter.server.schemas import OpenAIImageRequest
 from imagerouter.server.submit import begin_idempotent, create_job, price_of
+from imagerouter.server.urls import absolute_url
 
-__all__ = ["images_generations", "openai_error"]
+__all__ = ["JOB_ID_HEADER", "images_generations", "openai_error"]
 
 ROUTE = "POST /v1/images/generations"
+#: Names the job an answer is about, so that a client can look it up at /v1/jobs/{id}.
+JOB_ID_HEADER = "x-imagerouter-job-id"
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 #: Our error codes → (HTTP status, OpenAI error type, OpenAI error code).
@@ -46,6 +62,8 @@ _OPENAI_ERRORS: dict[str, tuple[int, str, str | None]] = {
     "rate_limited": (429, "requests", "rate_limit_exceeded"),
     "content_rejected": (400, "image_generation_user_error", "moderation_blocked"),
     "invalid_request": (400, "invalid_request_error", None),
+    "unknown_parameter": (400, "invalid_request_error", "unknown_parameter"),
+    "invalid_value": (400, "invalid_request_error", "invalid_value"),
 }
 
 
@@ -97,50 +115,80 @@ async def _as_b64(session: aiohttp.ClientSession, url: str) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-async def _images(
-    request: web.Request, job: Job, response_format: str | None
-) -> list[dict[str, Any]]:
-    assert job.result is not None
+async def _b64_of(request: web.Request, job: Job, index: int, image: dict[str, Any]) -> str:
+    if image.get("b64_json"):
+        return image["b64_json"]
     stored = stored_keys(request, job)
+    if index in stored:
+        return await stored_b64(request, stored[index], MAX_IMAGE_BYTES)
+    url = image.get("url") or ""
+    if not url.startswith(("https://", "http://")):
+        # A server-relative URL of a backend no longer configured: never fetched through the
+        # client's Host header (that would let a client aim this server's requests).
+        raise ApiError(502, "image_unavailable", "the generated image is no longer readable")
+    return await _as_b64(request.app[router_key].session, url)
+
+
+async def _images(
+    request: web.Request, job: Job, body: OpenAIImageRequest, family: Family
+) -> list[dict[str, Any]]:
+    """``data``: each image as ``url`` (absolute) or ``b64_json``, as the family answers."""
+    wanted = body.response_format or family.default_format
+    result = job_result(request, job) or {}
     out = []
-    for index, image in enumerate(job.result.get("images", [])):
-        url, b64 = image.get("url"), image.get("b64_json")
-        if response_format == "b64_json" and b64 is None and index in stored:
-            b64 = await stored_b64(request, stored[index], MAX_IMAGE_BYTES)
-        elif response_format == "b64_json" and b64 is None and url:
-            b64 = await _as_b64(request.app[router_key].session, url)
-        if response_format == "url" and url:
-            out.append({"url": url})
-        elif b64 is not None:
-            out.append({"b64_json": b64})
+    for index, image in enumerate(result.get("images", [])):
+        if wanted == "url" and image.get("url"):
+            item = {"url": absolute_url(request, image["url"])}
         else:
-            out.append({"url": url})
+            item = {"b64_json": await _b64_of(request, job, index, image)}
+        if family.revised_prompt:
+            item["revised_prompt"] = body.prompt
+        out.append(item)
+    return out
+
+
+def _echoed(job: Job, body: OpenAIImageRequest, family: Family) -> dict[str, Any]:
+    """The request fields OpenAI reports back for this family, and ``usage``."""
+    asked = job.request
+    width, height = parse_size(asked.get("size", "auto"))
+    values = {
+        "size": f"{width}x{height}",
+        "quality": shown_quality(asked.get("quality", "auto")),
+        "output_format": asked.get("output_format", "png"),
+        "background": "opaque",
+    }
+    out: dict[str, Any] = {name: values[name] for name in family.echoed}
+    if family.usage:
+        out["usage"] = estimate_usage(
+            body.prompt, asked.get("quality", "auto"), width, height, asked.get("n", 1)
+        )
     return out
 
 
 async def _answer(
-    request: web.Request, job: Job | None, response_format: str | None, created: int
+    request: web.Request,
+    job: Job | None,
+    body: OpenAIImageRequest,
+    family: Family,
+    created: int,
 ) -> StoredResponse:
     if job is None or not job.final:
         error = ApiError(504, "timeout", "the image was not ready before the job's deadline")
     elif job.status == "completed":
         assert job.result is not None
-        body: dict[str, Any] = {
+        answer: dict[str, Any] = {
             "created": created,
-            "data": await _images(request, job, response_format),
+            "data": await _images(request, job, body, family),
+            **_echoed(job, body, family),
         }
-        request_fields = job.request
-        body["size"] = request_fields.get("size")
-        body["quality"] = request_fields.get("quality")
-        body["output_format"] = request_fields.get("output_format")
-        return StoredResponse(200, body)
+        return StoredResponse(200, answer)
     else:
         failure = job.error or {}
         code = failure.get("code", "job_failed")
         status = 400 if code in ("content_rejected", "invalid_request") else 503
         error = ApiError(status, code, failure.get("message", f"the job {job.status}"))
-    status, body, headers = openai_error(error)
-    return StoredResponse(status, body, headers)
+    status, error_body, headers = openai_error(error)
+    return StoredResponse(status, error_body, headers)
 
 
 async def images_generations(request: web.Request) -> web.Response:
@@ -148,6 +196,8 @@ async def images_generations(request: web.Request) -> web.Response:
     principal = request[principal_key]
     raw = await read_json(request)
     body = validate(OpenAIImageRequest, raw)
+    family = family_of(body.model)
+    check_request(body, family)
     image_request = _to_image_request(body)
     price = price_of(request, image_request)
     app = request.app
@@ -164,7 +214,11 @@ async def images_generations(request: web.Request) -> web.Response:
     job = await app[events_key].wait_final(
         store, principal.account_id, job_id, wait_s=deadline_s + 5
     )
-    answer = await _answer(request, job, body.response_format, created)
+    try:
+        answer = await _answer(request, job, body, family, created)
+    except ApiError as exc:  # the job exists: the answer names it all the same
+        answer = StoredResponse(*openai_error(exc))
+    answer.headers[JOB_ID_HEADER] = job_id
     if held:
         await store.idempotency_finish(principal.account_id, held.key, answer)
     return json_response(answer.body, answer.status, answer.headers)

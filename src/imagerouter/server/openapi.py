@@ -94,12 +94,18 @@ def _operation(
     if spec.limit is not None:
         statuses.add(429)
     responses: dict[str, Any] = {str(status): ok}
+    headers = {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in spec.headers
+    }
+    if headers:
+        ok["headers"] = {**ok.get("headers", {}), **headers}
     for code in sorted(statuses):
         # /readyz answers 503 with its own body (which checks failed), not an error body.
         body = ok_schema if spec.name == "health.ready" else error_ref
         responses[str(code)] = {
             "description": _STATUS_TEXT.get(code, "Error"),
             "content": _json(body),
+            **({"headers": headers} if headers else {}),
         }
     responses["default"] = {"description": "Unexpected error", "content": _json(error_ref)}
     operation["responses"] = responses

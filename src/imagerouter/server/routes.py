@@ -71,7 +71,8 @@ class RouteSpec:
 
     ``limit`` names the rate-limit policy (None: not limited); ``errors`` lists the error
     statuses the route can answer; ``openai`` marks routes that answer errors in OpenAI's shape;
-    ``media_type`` is the success answer's content type (text, when not JSON).
+    ``media_type`` is the success answer's content type (text, when not JSON);
+    ``headers`` names response headers (name → description) its answers may carry.
     """
 
     method: str
@@ -88,6 +89,7 @@ class RouteSpec:
     params: tuple[Param, ...] = field(default_factory=tuple)
     openai: bool = False
     media_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 _IDEMPOTENCY = Param(
@@ -302,14 +304,23 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/v1/images/generations",
         openai_views.images_generations,
         "openai.images",
-        "OpenAI-compatible image generation: runs the job and answers when it is done.",
+        "OpenAI-compatible image generation: runs the job and answers when it is done, "
+        "per model family as OpenAI does (GPT image models: b64_json and usage; DALL·E: url "
+        "or b64_json); image URLs are absolute.",
         "openai",
         ok=(200, OpenAIImagesResponse),
         limit="generate",
         body=OpenAIImageRequest,
-        errors=(400, 401, 409, 413, 422, 429, 503, 504),
+        errors=(400, 401, 409, 413, 422, 429, 502, 503, 504),
         params=(_IDEMPOTENCY,),
         openai=True,
+        headers=(
+            (
+                openai_views.JOB_ID_HEADER,
+                "The job this answer is about, on every answer once a job was created "
+                "(success, failure or timeout): GET /v1/jobs/{id} finds it.",
+            ),
+        ),
     ),
     RouteSpec(
         "GET",

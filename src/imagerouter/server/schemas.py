@@ -330,11 +330,43 @@ class OpenAIImageRequest(BaseModel):
     quality: str | None = None
     response_format: Literal["url", "b64_json"] | None = None
     output_format: OutputFormat | None = None
+    background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = None
 
 
+class OpenAIInputTokens(BaseModel):
+    """``usage.input_tokens_details``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_tokens: int
+    text_tokens: int
+
+
+class OpenAIOutputTokens(BaseModel):
+    """``usage.output_tokens_details``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_tokens: int
+    text_tokens: int
+
+
+class OpenAIUsage(BaseModel):
+    """Token usage as GPT image models report it, estimated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int
+    input_tokens_details: OpenAIInputTokens
+    output_tokens: int
+    output_tokens_details: OpenAIOutputTokens | None = None
+    total_tokens: int
+
+
 class OpenAIImage(BaseModel):
-    """One image of an OpenAI images response."""
+    """One image of an OpenAI images response: ``b64_json`` for GPT image models, ``url``
+    (absolute) or ``b64_json`` for DALL·E, with ``revised_prompt`` for dall-e-3."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -353,6 +385,10 @@ class OpenAIImagesResponse(BaseModel):
     output_format: str | None = None
     size: str | None = None
     quality: str | None = None
+    background: str | None = None
+    usage: OpenAIUsage | None = Field(
+        default=None, description="GPT image models only; an estimate (see the README)."
+    )
 
 
 # --- delivery: webhooks, deliveries, events ------------------------------------------------------

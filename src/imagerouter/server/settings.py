@@ -25,8 +25,10 @@ relative to the config file resolves against its directory.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
@@ -76,7 +78,15 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Field(default=Path(".imagerouter"), description="Holds imagerouter.db.")
     public_url: str | None = Field(
-        default=None, description="Base URL for absolute links; links are relative without it."
+        default=None,
+        description="Base URL for absolute links; the jobs API's links are relative without "
+        "it, and the OpenAI-compatible route builds them from the request's own scheme and host.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose Forwarded / X-Forwarded-Proto / "
+        "X-Forwarded-Host headers are believed when building absolute URLs without public_url "
+        "(e.g. 127.0.0.1/32); from any other peer those headers are ignored.",
     )
     farm: str | None = Field(
         default=None, description="Run the mock farm in-process with this scenario."
@@ -161,7 +171,7 @@ class ServerSettings(BaseModel):
     )
     storage: StorageSettings = Field(default_factory=StorageSettings)
 
-    @field_validator("webhook_allow", "webhook_retry_schedule_s", mode="before")
+    @field_validator("webhook_allow", "webhook_retry_schedule_s", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         """An environment variable gives a list as ``a,b,c``."""
@@ -176,6 +186,27 @@ class ServerSettings(BaseModel):
             if not entry or "://" in entry or " " in entry:
                 raise ValueError(f"{entry!r} is not a CIDR, an address or a host name")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not a CIDR or an IP address") from None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError(f"{value!r} is not an http(s) base URL such as https://img.example")
+        return value
+
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """``trusted_proxies`` as networks."""
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies]
 
     @field_validator("webhook_retry_schedule_s")
     @classmethod
