@@ -21,6 +21,7 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
     UnknownModel,
+    UnsupportedRequest,
 )
 from imagerouter.generation import (
     Attempt,
@@ -67,6 +68,7 @@ __all__ = [
     "Router",
     "Settings",
     "UnknownModel",
+    "UnsupportedRequest",
     "hookimpl",
     "load_catalog",
     "load_plugins",

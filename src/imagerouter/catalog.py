@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from imagerouter.capabilities import Capabilities
 from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError, UnknownModel
 from imagerouter.generation import ImageRequest
@@ -55,10 +56,21 @@ class CatalogModel(BaseModel):
     policy: RoutingPolicy = "priority"
     hedge: bool = Field(default=False, description="Start the next provider at the first's p95.")
     credits: Credits
+    capabilities: Capabilities = Field(default_factory=Capabilities)
     providers: tuple[ModelProvider, ...] = Field(min_length=1)
 
+    def check(self, request: ImageRequest) -> None:
+        """Raise :class:`~imagerouter.errors.UnsupportedRequest` naming the first field of
+        ``request`` this model cannot serve (too many images, a size or format it lacks)."""
+        self.capabilities.check(self.name, request)
+
     def price(self, request: ImageRequest) -> int:
-        """Credits for ``request``: tier price × size (in 1024² units, at least 1) × n."""
+        """Credits for ``request``: tier price × size (in 1024² units, at least 1) × n.
+
+        A request the model cannot serve has no price: it is checked first (so every route
+        that prices a job before charging it refuses such a request with the field named).
+        """
+        self.check(request)
         width, height = request.dimensions
         per_image = getattr(self.credits, request.tier) * max(1.0, width * height / BASE_PIXELS)
         return math.ceil(per_image * request.n)

@@ -7,6 +7,7 @@
     ├── PluginError                 a plugin could not be loaded (names the plugin and the reason)
     ├── MissingExtra                an optional part is used without its extra installed
     ├── UnknownModel                the model is neither in the catalog nor an alias
+    ├── UnsupportedRequest          the model cannot serve a field of the request (n, size, …)
     ├── ProviderError               one provider call failed; classified once, in the plugin
     │   ├── RateLimited             429: retry_after says when the provider takes us back
     │   ├── ProviderUnavailable     5xx, connection refused or reset, malformed answer
@@ -43,6 +44,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "UnknownModel",
+    "UnsupportedRequest",
 ]
 
 
@@ -95,6 +97,17 @@ class UnknownModel(ImageRouterError):
     def __init__(self, model: str, known: Sequence[str]) -> None:
         self.model, self.known = model, sorted(known)
         super().__init__(f"unknown model {model!r}; known models: {', '.join(self.known)}")
+
+
+class UnsupportedRequest(ImageRouterError):
+    """The model cannot serve one field of the request (more images, a size or a format it
+    does not make); ``field`` names it and the message says what the model allows."""
+
+    code = "unsupported_by_model"
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field, self.reason = field, reason
+        super().__init__(f"{field}: {reason}")
 
 
 class ProviderError(ImageRouterError):

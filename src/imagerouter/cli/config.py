@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from imagerouter.catalog import load_catalog
+from imagerouter.cli.catalog_table import COLUMNS, markdown_table, rows
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import console, fail
 from imagerouter.config import load_settings
@@ -20,8 +21,12 @@ __all__ = ["check_config", "models"]
 @click.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models(config_path: str | None, as_json: bool) -> None:
-    """List the catalog's models, their providers in order, and prices."""
+@click.option(
+    "--markdown", "as_markdown", is_flag=True, help="Print a Markdown table (the README's)."
+)
+def models(config_path: str | None, as_json: bool, as_markdown: bool) -> None:
+    """List the catalog's models: credits per tier, providers in order with their model ids
+    and prices, and what each model can make (sizes, most images, formats)."""
     try:
         catalog = load_catalog(load_settings(config_path).catalog)
     except ConfigError as exc:
@@ -29,17 +34,14 @@ def models(config_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(catalog.model_dump(mode="json"), indent=2))
         return
+    if as_markdown:
+        click.echo(markdown_table(catalog))
+        return
     table = Table(title="Models")
-    for column in ("model", "policy", "providers (in order)", "credits low/std/high"):
+    for column in COLUMNS:
         table.add_column(column)
-    for name, model in catalog.models.items():
-        credits = model.credits
-        table.add_row(
-            name,
-            model.policy,
-            " → ".join(f"{p.provider}:{p.model}" for p in model.providers),
-            f"{credits.low}/{credits.standard}/{credits.high}",
-        )
+    for cells in rows(catalog):
+        table.add_row(*(cell.replace("`", "") for cell in cells))
     console.print(table)
     for alias, target in catalog.aliases.items():
         console.print(f"alias {alias} → {target}")

@@ -28,6 +28,7 @@ from imagerouter.errors import (
     ProviderUnavailable,
     RateLimited,
     UnknownModel,
+    UnsupportedRequest,
 )
 from imagerouter.jobs.errors import (
     AccountNotFound,
@@ -50,6 +51,7 @@ ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
     MissingExtra: 500,  # the server's installation lacks an extra it was configured to use
     PluginError: 500,
     UnknownModel: 400,  # names the model and lists the known ones
+    UnsupportedRequest: 422,  # names the field the model cannot serve
     # A provider's answer ends a job (its error says which), never a request of the API.
     ProviderError: 502,
     RateLimited: 502,
@@ -135,6 +137,8 @@ def api_error(
     headers: Mapping[str, str] | None = None,
 ) -> ApiError:
     """The HTTP answer for a core error: status from :data:`ERROR_STATUS`, code from the error."""
+    if field is None and isinstance(exc, UnsupportedRequest):
+        field = exc.field
     return ApiError(
         status_for(type(exc)),
         exc.code,
