@@ -74,3 +74,16 @@ async def test_within_the_models_capabilities_it_is_accepted_and_served(api: Api
     job = await api.wait_final(token, body["id"])
     assert job["status"] == "completed", job
     assert len(job["result"]["images"]) == 1
+
+
+async def test_models_listing_shows_each_models_capabilities(api: Api) -> None:
+    """GET /v1/models says what each model makes, as the catalog does."""
+    token = await api.key(credits=10)
+    answer = await api.client.get("/v1/models", headers=api.auth(token))
+    models = {model["id"]: model for model in (await answer.json())["data"]}
+    assert len(models) >= 20
+    kontext = models["flux-kontext-pro"]
+    assert kontext["capabilities"]["max_n"] == 1
+    assert kontext["providers"] == ["fal", "wavespeed", "replicate"]
+    assert "1024x1024" in models["recraft-v3"]["capabilities"]["sizes"]
+    assert models["ideogram-v3"]["capabilities"]["output_formats"] == ["png"]

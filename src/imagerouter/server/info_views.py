@@ -46,6 +46,7 @@ async def list_models(request: web.Request) -> web.Response:
             "providers": [c.instance.name for c in router.candidates_for(model)],
             "aliases": sorted(aliases.get(name, [])),
             "credits": model.credits.model_dump(),
+            "capabilities": model.capabilities.model_dump(mode="json"),
         }
         for name, model in catalog.models.items()
     ]

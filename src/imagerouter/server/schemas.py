@@ -37,6 +37,7 @@ __all__ = [
     "JobResult",
     "LedgerEntryOut",
     "LedgerQuery",
+    "ModelCapabilities",
     "ModelList",
     "ModelOut",
     "OpenAIErrorBody",
@@ -230,6 +231,19 @@ class ModelCredits(_Out):
     high: int
 
 
+class ModelCapabilities(_Out):
+    """What a model makes; a request outside it is a 422 naming the field."""
+
+    sizes: list[str] | None = Field(description="The only WxH sizes served, or null for bounds.")
+    min_side: int
+    max_side: int
+    max_pixels: int
+    max_aspect: float | None
+    multiple_of: int
+    max_n: int
+    output_formats: list[str]
+
+
 class ModelOut(_Out):
     """A model clients can ask for."""
 
@@ -240,6 +254,7 @@ class ModelOut(_Out):
     providers: list[str] = Field(description="Provider instances in routing order.")
     aliases: list[str]
     credits: ModelCredits
+    capabilities: ModelCapabilities
 
 
 class ModelList(_Out):
