@@ -35,8 +35,9 @@ One concept that reads better whole (over 400 lines): the plan's rules, top to b
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from imagerouter.catalog import CatalogModel, ModelProvider
 from imagerouter.clock import Clock
@@ -94,6 +95,10 @@ Step = Call | Wait | GiveUp
 
 _BUDGET_SPENT = Unavailable("retry_budget", "retry budget spent: no more retries into it now")
 _SERVABLE_REASON = "servable: callable when the job gave up"
+#: The reason of a job's first call, per routing policy (made once, not per job).
+_FIRST_CHOICE: Mapping[str, str] = MappingProxyType(
+    {p: f"first available in {p} order" for p in ("priority", "weighted", "latency", "cost")}
+)
 
 
 def order_candidates(
@@ -123,7 +128,7 @@ def order_candidates(
     raise ValueError(f"unknown routing policy {policy!r}")
 
 
-@dataclass
+@dataclass(slots=True)
 class JobPlan:
     """The routing decisions of one job, on an injected clock."""
 
@@ -151,7 +156,8 @@ class JobPlan:
 
     def _add(self, attempt: Attempt) -> None:
         self.attempts.append(attempt)
-        if self.on_attempt is not None:
+        # Falsy when nobody listens (Listeners with none added): no event to build.
+        if self.on_attempt:
             self.on_attempt(AttemptEvent(self.model.name, attempt))
 
     # --- deciding -------------------------------------------------------------------------------
@@ -232,7 +238,8 @@ class JobPlan:
         elif self.last_error is not None:
             reason = f"failover after {self.last_error.error_class} from {self.last_error.provider}"
         else:
-            reason = f"first available in {self.model.policy} order"
+            policy = self.model.policy
+            reason = _FIRST_CHOICE.get(policy) or f"first available in {policy} order"
         budget = chosen.instance.retry_budget
         if not failures:
             budget.record_first_attempt()
