@@ -72,7 +72,7 @@ class Decision:
 
 
 class _Rules:
-    """One effective profile worked out for the per-request path: the rate limit's numbers,
+    """One effective profile worked out for the per-request path: the rate limit,
     the cumulative fault thresholds (in ``FAULT_KINDS`` order, zero rates left out: they can
     never be the one drawn) and the delay samplers. Decides exactly as the profile reads."""
 
@@ -81,7 +81,7 @@ class _Rules:
     def __init__(self, profile: FaultProfile) -> None:
         self.profile = profile
         limit = profile.rate_limit
-        self.limit = None if limit is None else (limit, limit.per_second, limit.capacity, limit.rpm)
+        self.limit = None if limit is None else (limit, limit.rpm)
         rates = profile.error_rates
         thresholds: list[tuple[float, str]] = []
         cumulative = 0.0
@@ -104,6 +104,7 @@ class _ProviderFaults:
         "delay_rng",
         "effective_cache",
         "fault_rng",
+        "limits",
         "phases",
         "rules",
         "seed",
@@ -116,6 +117,8 @@ class _ProviderFaults:
         self.fault_rng = random.Random()
         self.delay_rng = random.Random()
         self.buckets: dict[str, TokenBucket] = {}
+        #: The rate limit each key's bucket was last sized for (same object: same size).
+        self.limits: dict[str, RateLimit] = {}
         self.effective_cache: dict[tuple[int, ...], FaultProfile] = {}
         #: Compiled rules per profile object (keyed by id; the entry holds the profile alive).
         self.rules: dict[int, _Rules] = {}
@@ -209,6 +212,7 @@ class FaultEngine:
         self._started = self._clock.now()
         for name, state in self._providers.items():
             state.buckets.clear()
+            state.limits.clear()
             state.reseed(name)
 
     def describe(self, provider: str) -> dict[str, Any]:
@@ -238,6 +242,7 @@ class FaultEngine:
         else:
             bucket = buckets.reconfigured(bucket, limit.per_second, limit.capacity, self._clock)
         state.buckets[key] = bucket
+        state.limits[key] = limit
         return bucket
 
     def decide(self, provider: str, key: str, profile: FaultProfile) -> Decision:
@@ -273,11 +278,9 @@ class FaultEngine:
         described = None
         limit = rules.limit
         if limit is not None:
-            rate_limit, per_second, capacity, rpm = limit
+            rate_limit, rpm = limit
             bucket = state.buckets.get(key)
-            if bucket is None:
-                bucket = state.buckets[key] = TokenBucket(per_second, capacity, self._clock)
-            elif bucket.rate_per_s != per_second or bucket.burst != capacity:
+            if bucket is None or state.limits.get(key) is not rate_limit:
                 bucket = self._bucket(state, key, rate_limit)
             wait_s = 0.0 if bucket.try_take() else bucket.time_until()
             if bucket_state:

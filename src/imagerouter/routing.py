@@ -181,7 +181,12 @@ class JobPlan:
             return self._give_up("deadline", "deadline passed")
         if not self.candidates:
             return self._give_up("no_provider", "no enabled provider serves it")
-        ordered = order_candidates(self.model.policy, self.candidates, self.rng)
+        policy = self.model.policy
+        ordered = (
+            list(self.candidates)  # order_candidates' answer for priority, without the call
+            if policy == "priority"
+            else order_candidates(policy, self.candidates, self.rng)
+        )
         if self._failures:  # with no failures yet every key is 0 and the stable sort a no-op
             ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
         # max_attempts caps retries only: a provider this job has not tried may always take it.
@@ -238,7 +243,6 @@ class JobPlan:
         elif self.last_error is not None:
             reason = f"failover after {self.last_error.error_class} from {self.last_error.provider}"
         else:
-            policy = self.model.policy
             reason = _FIRST_CHOICE.get(policy) or f"first available in {policy} order"
         budget = chosen.instance.retry_budget
         if not failures:
@@ -390,7 +394,9 @@ class JobPlan:
             error.provider = error.provider or name
             attempt.error_class, attempt.error = error.error_class, error.message[:300]
             attempt.status, attempt.retry_after = error.status, error.retry_after
-        self._add(attempt)
+        self.attempts.append(attempt)  # self._add(attempt), written out: once per call
+        if self.on_attempt:
+            self.on_attempt(AttemptEvent(self.model.name, attempt))
         if budget is not None:
             _learn_budget(instance, budget)
         if error is None:

@@ -8,6 +8,7 @@ step's midpoint). One exponential draw per arrival, whatever the rate; no thinni
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
@@ -27,8 +28,9 @@ def poisson_arrivals(
     if not step_s > 0:
         raise ValueError("step_s must be > 0")
     duration = shape.duration_s
-    expovariate = rng.expovariate
-    need = expovariate(1.0)
+    # rng.expovariate(1.0), written out (it is -log(1 - random()) / 1.0): one call per arrival.
+    uniform, log = rng.random, math.log
+    need = -log(1.0 - uniform())
     lo = 0.0
     while lo < duration:
         hi = min(duration, lo + step_s)
@@ -38,7 +40,7 @@ def poisson_arrivals(
             while need <= rate * (hi - pos):
                 pos += need / rate
                 yield start + pos
-                need = expovariate(1.0)
+                need = -log(1.0 - uniform())
             need -= rate * (hi - pos)
         lo = hi
 

@@ -333,7 +333,9 @@ class ProviderAccount:
             gen_deadline = deadline
         if self._cap is None:  # no slots to keep: the answer is known now
             self._ok += 1
-            return self._result(answered, answered + generation_s, gen_deadline, fault, budget)
+            if self._queue:
+                return self._polled(answered, answered + generation_s, deadline, fault, budget)
+            return self._result(answered, answered + generation_s, timeout, fault, budget)
         gen = _Generation(ticket, answered, generation_s, gen_deadline, fault, budget)
         if self._busy >= self._cap:
             if self._reject:
