@@ -165,7 +165,7 @@ class JobPlan:
     def next_step(self) -> Step:
         """What to do now. A returned :class:`Call` holds a reserved breaker permit and
         concurrency slot: report it with :meth:`record` (or :meth:`release` if not made)."""
-        step = self._choose(hedge=False)
+        step = self._choose(False)
         assert step is not None
         return step
 

@@ -34,7 +34,7 @@ from imagerouter.errors import ImageRouterError, ProviderError
 from imagerouter.generation import ImageRequest
 from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.resilience.headers import RateLimitBudget
-from imagerouter.routing import Call, JobPlan, Wait
+from imagerouter.routing import Call, GiveUp, JobPlan, Wait
 from imagerouter.shapes import Shape, make_shape
 from imagerouter.simulate.arrivals import JobMix, poisson_arrivals
 from imagerouter.simulate.metrics import Metrics
@@ -210,17 +210,24 @@ class Simulation:
         model = self._models[m]
         job = _Job(self.router.plan(model), at, self._prices[m][tier], model.hedge)
         self.metrics.arrival(at)
-        self._drive(job, at)
+        step = job.plan.next_step()  # self._drive(job, at), written out: once per job
+        if type(step) is Call:
+            self._start(job, step, at, True)
+        else:
+            self._wait_or_fail(job, step, at)
 
     def _drive(self, job: _Job, at: float) -> None:
         """Ask the plan what to do now, as ``Router.generate`` does in its loop."""
         step = job.plan.next_step()
-        kind = type(step)
-        if kind is Call:
-            self._start(job, step, at, True)  # type: ignore[arg-type]
-        elif kind is Wait:
+        if type(step) is Call:
+            self._start(job, step, at, True)
+        else:
+            self._wait_or_fail(job, step, at)
+
+    def _wait_or_fail(self, job: _Job, step: Wait | GiveUp, at: float) -> None:
+        if type(step) is Wait:
             self.metrics.waits += 1
-            heapq.heappush(self._heap, (step.until, next(self._seq), self._on_wake, job))  # type: ignore[union-attr]
+            heapq.heappush(self._heap, (step.until, next(self._seq), self._on_wake, job))
         else:
             self._fail(job, step.error, at)  # type: ignore[union-attr]
 
