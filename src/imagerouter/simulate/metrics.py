@@ -210,9 +210,15 @@ class Metrics:
         self._attempts(attempts)
 
     def _attempts(self, attempts: Sequence[Attempt]) -> None:
-        called = [a.provider for a in attempts if a.outcome != "skipped"]
-        self.calls_per_job[len(called)] += 1
-        moved = count_failovers(called) if len(called) > 1 else 0
+        # count_failovers over the calls made (skips left out), in one pass.
+        calls, moved, previous = 0, 0, None
+        for attempt in attempts:
+            if attempt.outcome != "skipped":
+                calls += 1
+                if previous is not None and attempt.provider != previous:
+                    moved += 1
+                previous = attempt.provider
+        self.calls_per_job[calls] += 1
         if moved:
             self.failovers += moved
             self.jobs_failed_over += 1
