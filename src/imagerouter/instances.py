@@ -18,6 +18,8 @@ from imagerouter.resilience.token_bucket import TokenBucket
 
 __all__ = ["ProviderInstance", "Unavailable", "retry_budget_of"]
 
+_OPEN = BreakerState.OPEN
+
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
@@ -63,7 +65,7 @@ class ProviderInstance:
             ready = now + self.budget.time_until()
             return Unavailable("paced", "x-ratelimit budget spent", ready)
         state = self.breaker.state
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             probe_at = self.breaker.next_probe_at
             return Unavailable("breaker_open", "breaker open", probe_at)
         if self.limit is not None and self.limit.in_flight >= self.limit.limit:
