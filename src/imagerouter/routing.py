@@ -148,11 +148,18 @@ class JobPlan:
     _backed_off: bool = False
     #: Told of every attempt as it is added (metrics, logs); None when nobody listens.
     on_attempt: Callable[[AttemptEvent], None] | None = None
+    #: Keep ``candidates`` in the order given (the client's routing preferences fixed it)
+    #: instead of re-ordering them by the model's policy.
+    fixed_order: bool = False
 
     def _add(self, attempt: Attempt) -> None:
         self.attempts.append(attempt)
         if self.on_attempt is not None:
             self.on_attempt(AttemptEvent(self.model.name, attempt))
+
+    def note_skip(self, instance_name: str, reason: str) -> None:
+        """Record a candidate left out before the first step (the client's preferences)."""
+        self._add(Attempt(instance_name, "skipped", started_at=self.clock.wall(), reason=reason))
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -175,7 +182,10 @@ class JobPlan:
             return self._give_up("deadline", "deadline passed")
         if not self.candidates:
             return self._give_up("no_provider", "no enabled provider serves it")
-        ordered = order_candidates(self.model.policy, self.candidates, self.rng)
+        if self.fixed_order:
+            ordered = list(self.candidates)
+        else:
+            ordered = order_candidates(self.model.policy, self.candidates, self.rng)
         if self._failures:  # with no failures yet every key is 0 and the stable sort a no-op
             ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
         # max_attempts caps retries only: a provider this job has not tried may always take it.

@@ -93,7 +93,7 @@ def openai_error(error: ApiError) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 def _to_image_request(body: OpenAIImageRequest) -> ImageRequest:
     fields: dict[str, Any] = {"model": body.model, "prompt": body.prompt}
-    for name in ("n", "size", "quality", "output_format"):
+    for name in ("n", "size", "quality", "output_format", "routing"):
         value = getattr(body, name)
         if value is not None:
             fields[name] = value
