@@ -17,7 +17,7 @@ candidate left out is returned with its reason, so that the plan records it as a
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from imagerouter.errors import ImageRouterError
 
 if TYPE_CHECKING:
-    from imagerouter.catalog import CatalogModel
+    from imagerouter.catalog import Catalog, CatalogModel
     from imagerouter.routing import Candidate
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "apply_preferences",
     "check_preferences",
     "merge_preferences",
+    "provider_names",
 ]
 
 Sort = Literal["price", "latency", "throughput"]
@@ -129,24 +130,32 @@ def _matches(candidate: Candidate, name: str) -> bool:
     return name in (candidate.instance.name, candidate.entry.provider)
 
 
-def _known_names(model: CatalogModel, candidates: Sequence[Candidate]) -> set[str]:
-    names = {entry.provider for entry in model.providers}
-    names.update(c.instance.name for c in candidates)
+def provider_names(catalog: Catalog, instances: Iterable[str]) -> set[str]:
+    """Every name a preference may use: the catalog's providers and the configured instances."""
+    names = set(instances)
+    names.update(e.provider for m in catalog.models.values() for e in m.providers)
     return names
 
 
 def check_preferences(
-    prefs: RoutingPreferences, model: CatalogModel, candidates: Sequence[Candidate], price: int
+    prefs: RoutingPreferences,
+    model: CatalogModel,
+    candidates: Sequence[Candidate],
+    price: int,
+    elsewhere: Collection[str] = (),
 ) -> None:
-    """Raise :class:`RoutingRejected` if ``prefs`` names a provider that does not serve
-    ``model``, leaves no candidate to call, or caps the price below ``price``."""
-    known = _known_names(model, candidates)
+    """Raise :class:`RoutingRejected` if ``prefs`` names a provider that neither serves
+    ``model`` nor is one of ``elsewhere`` (the router's other providers: a key's defaults may
+    ignore a provider some models lack), leaves no candidate to call, or caps the price below
+    ``price``."""
+    serving = {entry.provider for entry in model.providers}
+    serving.update(c.instance.name for c in candidates)
     for list_name in ("order", "only", "ignore"):
         for index, name in enumerate(getattr(prefs, list_name) or ()):
-            if name not in known:
+            if name not in serving and name not in elsewhere:
                 raise RoutingRejected(
                     f"routing.{list_name}[{index}]: unknown provider {name!r} for model "
-                    f"{model.name!r} (its providers: {', '.join(sorted(known))})",
+                    f"{model.name!r} (its providers: {', '.join(sorted(serving))})",
                     f"routing.{list_name}[{index}]",
                 )
     if prefs.max_price_credits is not None and price > prefs.max_price_credits:

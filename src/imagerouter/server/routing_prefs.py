@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from imagerouter.generation import ImageRequest
-from imagerouter.preferences import PriceAboveMax, RoutingRejected, check_preferences
+from imagerouter.preferences import (
+    PriceAboveMax,
+    RoutingRejected,
+    check_preferences,
+    provider_names,
+)
 from imagerouter.router import Router
 from imagerouter.server.errors import api_error
 
@@ -18,7 +23,13 @@ def check_routing(router: Router, image_request: ImageRequest, price: int) -> No
         return
     model = router.resolve(image_request.model)
     try:
-        check_preferences(prefs, model, router.candidates_for(model), price)
+        check_preferences(
+            prefs,
+            model,
+            router.candidates_for(model),
+            price,
+            provider_names(router.catalog, router.instances),
+        )
     except PriceAboveMax as exc:
         raise api_error(
             exc, field=exc.field, extra={"price": exc.price, "max_price_credits": exc.max_price}
