@@ -187,3 +187,21 @@ async def test_openai_sdk_passes_routing_in_extra_body(api: Api) -> None:
     job = await api.wait_final(token, raw.headers["x-imagerouter-job-id"])
     assert job["result"]["provider"] == "openai"
     assert skips(job) == {"fal": "routing_only", "wavespeed": "routing_only"}
+
+
+async def test_openapi_documents_routing_on_both_request_bodies(api: Api) -> None:
+    """The OpenAPI document describes ``routing`` on the job and OpenAI request bodies."""
+    doc = await (await api.client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    fields = set(schemas["RoutingPreferences"]["properties"])
+    assert fields == {
+        "order",
+        "only",
+        "ignore",
+        "allow_fallbacks",
+        "sort",
+        "max_price_credits",
+        "max_cost_usd",
+    }
+    for body in ("ImageRequest", "OpenAIImageRequest"):
+        assert "routing" in schemas[body]["properties"]
