@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from imagerouter.errors import ImageRouterError
 
@@ -37,6 +37,7 @@ __all__ = [
     "apply_preferences",
     "check_preferences",
     "merge_preferences",
+    "parse_key_defaults",
     "provider_names",
 ]
 
@@ -135,6 +136,26 @@ def provider_names(catalog: Catalog, instances: Iterable[str]) -> set[str]:
     names = set(instances)
     names.update(e.provider for m in catalog.models.values() for e in m.providers)
     return names
+
+
+def parse_key_defaults(text: str, known: Collection[str]) -> RoutingPreferences:
+    """An API key's default preferences from JSON: :class:`RoutingRejected` naming the field
+    if the JSON is malformed, a field is wrong, or a provider is none of ``known``."""
+    try:
+        prefs = RoutingPreferences.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(["routing", *(str(part) for part in first["loc"])])
+        raise RoutingRejected(f"{where}: {first['msg']}", where) from None
+    for list_name in ("order", "only", "ignore"):
+        for index, name in enumerate(getattr(prefs, list_name) or ()):
+            if name not in known:
+                where = f"routing.{list_name}[{index}]"
+                raise RoutingRejected(
+                    f"{where}: unknown provider {name!r} (known: {', '.join(sorted(known))})",
+                    where,
+                )
+    return prefs
 
 
 def check_preferences(

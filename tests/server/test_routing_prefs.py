@@ -4,12 +4,16 @@ loopback HTTP, on SQLite and PostgreSQL: they choose who serves, fail fast witho
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from typing import Any
 
 import pytest
 from openai import AsyncOpenAI
 
+from imagerouter.auth import mint_key
+from imagerouter.server.keys import store_key
 from mockproviders import Farm
 from tests.helpers.api import Api
 
@@ -205,3 +209,39 @@ async def test_openapi_documents_routing_on_both_request_bodies(api: Api) -> Non
     }
     for body in ("ImageRequest", "OpenAIImageRequest"):
         assert "routing" in schemas[body]["properties"]
+
+
+async def key_with_defaults(api: Api, routing: dict[str, Any]) -> str:
+    """A key whose requests default to ``routing`` (as ``keys create --routing`` stores it)."""
+    store = api.app[store_key]
+    account = await store.create_account(f"defaults-{uuid.uuid4().hex}")
+    await store.grant_credits(account.id, 1000, "test")
+    minted = mint_key(account.id, "defaults", time.time(), json.dumps(routing))
+    await store.create_api_key(minted.record)
+    return minted.token
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_key_defaults_apply_and_the_request_overrides_them_field_by_field(
+    any_api: Api, route: str
+) -> None:
+    """A key's defaults steer its jobs and are stored on them; a request's own ``only``
+    replaces the default ``only`` while the default ``ignore`` still holds."""
+    token = await key_with_defaults(any_api, {"only": ["wavespeed"], "ignore": ["fal"]})
+    job = await run(any_api, token, route, GPT)
+    assert job["result"]["provider"] == "wavespeed"
+    assert job["request"]["routing"]["only"] == ["wavespeed"]
+    assert skips(job) == {"fal": "routing_only", "openai": "routing_only"}
+
+    mine = await run(any_api, token, route, {**GPT, "routing": {"only": ["fal", "openai"]}})
+    assert mine["result"]["provider"] == "openai"
+    assert mine["request"]["routing"]["only"] == ["fal", "openai"]
+    assert mine["request"]["routing"]["ignore"] == ["fal"]
+    assert skips(mine) == {"fal": "routing_ignore", "wavespeed": "routing_only"}
+
+    before = await balance(any_api, token)
+    capped = await any_api.client.post(
+        route, json={**GPT, "routing": {"max_price_credits": 1}}, headers=any_api.auth(token)
+    )
+    assert capped.status == 422
+    assert await balance(any_api, token) == before == 1000 - 2 * 26

@@ -41,6 +41,7 @@ from imagerouter.server.openai_families import (
     shown_quality,
 )
 from imagerouter.server.present import job_result
+from imagerouter.server.routing_prefs import with_key_defaults
 from imagerouter.server.schemas import OpenAIImageRequest
 from imagerouter.server.submit import begin_idempotent, create_job, price_of
 from imagerouter.server.urls import absolute_url
@@ -198,7 +199,7 @@ async def images_generations(request: web.Request) -> web.Response:
     body = validate(OpenAIImageRequest, raw)
     family = family_of(body.model)
     check_request(body, family)
-    image_request = _to_image_request(body)
+    image_request = with_key_defaults(principal, _to_image_request(body))
     price = price_of(request, image_request)
     app = request.app
     settings = app[settings_key]

@@ -1,18 +1,32 @@
-"""The routing preferences of a submit, checked against the catalog before anything is charged."""
+"""The routing preferences of a submit: the key's defaults laid under the request's own, then
+checked against the catalog before anything is charged."""
 
 from __future__ import annotations
 
+from imagerouter.auth import Principal
 from imagerouter.generation import ImageRequest
 from imagerouter.preferences import (
     PriceAboveMax,
+    RoutingPreferences,
     RoutingRejected,
     check_preferences,
+    merge_preferences,
     provider_names,
 )
 from imagerouter.router import Router
 from imagerouter.server.errors import api_error
 
-__all__ = ["check_routing"]
+__all__ = ["check_routing", "with_key_defaults"]
+
+
+def with_key_defaults(principal: Principal, image_request: ImageRequest) -> ImageRequest:
+    """``image_request`` with its key's default routing preferences laid under its own, field
+    by field (a field the request sets wins); stored so on the job, for every replica."""
+    if principal.routing is None:
+        return image_request
+    defaults = RoutingPreferences.model_validate_json(principal.routing)
+    merged = merge_preferences(defaults, image_request.routing)
+    return image_request.model_copy(update={"routing": merged})
 
 
 def check_routing(router: Router, image_request: ImageRequest, price: int) -> None:
