@@ -50,10 +50,10 @@ from pydantic import (
     model_validator,
 )
 
+from imagerouter import RoutingPreferences
 from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError
-from imagerouter.preferences import RoutingPreferences
 from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
 

@@ -32,6 +32,7 @@ from imagerouter.generation import (
 from imagerouter.hookspecs import hookimpl
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.preferences import RoutingPreferences
 from imagerouter.provider import CallContext, HttpAnswer, Provider, ProviderOptions
 from imagerouter.router import Router
 
@@ -65,6 +66,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "Router",
+    "RoutingPreferences",
     "Settings",
     "UnknownModel",
     "hookimpl",
