@@ -32,6 +32,7 @@ from imagerouter.instances import ProviderInstance, retry_budget_of
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.listeners import Listeners
 from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.preferences import RoutingPreferences, apply_preferences
 from imagerouter.provider import CallContext
 from imagerouter.resilience.breaker import BreakerTransition, CircuitBreaker
 from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
@@ -171,7 +172,7 @@ class Router(AsyncResource):
         exhausted or the deadline passed. Every attempt is on the result or the error.
         """
         model = self.catalog.resolve(request.model)
-        plan = self.plan(model, deadline_s)
+        plan = self.plan(model, deadline_s, request.routing)
         while True:
             step = plan.next_step()
             if isinstance(step, Wait):
@@ -189,17 +190,34 @@ class Router(AsyncResource):
             if result is not None:
                 return result
 
-    def plan(self, model: CatalogModel, deadline_s: float | None = None) -> JobPlan:
-        """A fresh routing plan for one job of ``model`` (the simulator drives these too)."""
-        return JobPlan(
+    def plan(
+        self,
+        model: CatalogModel,
+        deadline_s: float | None = None,
+        routing: RoutingPreferences | None = None,
+    ) -> JobPlan:
+        """A fresh routing plan for one job of ``model`` (the simulator drives these too),
+        with the client's ``routing`` preferences applied: every candidate they leave out is
+        recorded on the plan as a skip."""
+        candidates = self.candidates_for(model)
+        applied = None
+        if routing is not None:
+            applied = apply_preferences(routing, candidates, model.policy, self.rng)
+            candidates = applied.candidates
+        plan = JobPlan(
             model=model,
-            candidates=self.candidates_for(model),
+            candidates=candidates,
             deadline=self.clock.now() + (deadline_s or self.settings.router.deadline_s),
             settings=self.settings.router,
             clock=self.clock,
             rng=self.rng,
             on_attempt=self.attempts,
+            fixed_order=applied is not None and applied.fixed_order,
         )
+        if applied is not None:
+            for candidate, reason in applied.skipped:
+                plan.note_skip(candidate.instance.name, reason)
+        return plan
 
     async def _call(self, plan: JobPlan, step: Call, request: ImageRequest) -> _Outcome:
         """Make one provider call; a plugin bug counts as the provider being unavailable."""

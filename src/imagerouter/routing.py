@@ -153,12 +153,19 @@ class JobPlan:
     _backed_off: bool = False
     #: Told of every attempt as it is added (metrics, logs); None when nobody listens.
     on_attempt: Callable[[AttemptEvent], None] | None = None
+    #: Keep ``candidates`` in the order given (the client's routing preferences fixed it)
+    #: instead of re-ordering them by the model's policy.
+    fixed_order: bool = False
 
     def _add(self, attempt: Attempt) -> None:
         self.attempts.append(attempt)
         # Falsy when nobody listens (Listeners with none added): no event to build.
         if self.on_attempt:
             self.on_attempt(AttemptEvent(self.model.name, attempt))
+
+    def note_skip(self, instance_name: str, reason: str) -> None:
+        """Record a candidate left out before the first step (the client's preferences)."""
+        self._add(Attempt(instance_name, "skipped", started_at=self.clock.wall(), reason=reason))
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -183,8 +190,9 @@ class JobPlan:
             return self._give_up("no_provider", "no enabled provider serves it")
         policy = self.model.policy
         ordered = (
-            list(self.candidates)  # order_candidates' answer for priority, without the call
-            if policy == "priority"
+            # The client's preferences fixed the order; priority's answer is the list as it is.
+            list(self.candidates)
+            if self.fixed_order or policy == "priority"
             else order_candidates(policy, self.candidates, self.rng)
         )
         if self._failures:  # with no failures yet every key is 0 and the stable sort a no-op

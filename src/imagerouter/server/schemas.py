@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagerouter.generation import GeneratedImage, OutputFormat
+from imagerouter.preferences import RoutingPreferences
 
 __all__ = [
     "AccountOut",
@@ -347,6 +348,10 @@ class OpenAIImageRequest(BaseModel):
     output_format: OutputFormat | None = None
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = None
+    routing: RoutingPreferences | None = Field(
+        default=None,
+        description="imagerouter extension (the SDK's extra_body): provider preferences.",
+    )
 
 
 class OpenAIInputTokens(BaseModel):

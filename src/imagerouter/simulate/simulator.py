@@ -29,11 +29,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from imagerouter.catalog import CatalogModel
 from imagerouter.clock import FakeClock
-from imagerouter.errors import ImageRouterError, ProviderError
+from imagerouter.errors import ConfigError, ImageRouterError, ProviderError
 from imagerouter.generation import ImageRequest
+from imagerouter.preferences import (
+    RoutingPreferences,
+    RoutingRejected,
+    check_preferences,
+    provider_names,
+)
 from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.resilience.headers import RateLimitBudget
+from imagerouter.router import Router
 from imagerouter.routing import Call, GiveUp, JobPlan, Wait
 from imagerouter.shapes import Shape, make_shape
 from imagerouter.simulate.arrivals import JobMix, poisson_arrivals
@@ -142,6 +150,15 @@ class Simulation:
             for model in self._models
         ]
         self._rng = random.Random(stable_seed(settings.seed, "jobs"))
+        # A separate stream, so that a scenario without routing shares draws as it always did.
+        self._routing_rng = random.Random(stable_seed(settings.seed, "routing"))
+        self._routing = [(share.share, share.preferences) for share in settings.routing]
+        for index, (_, prefs) in enumerate(self._routing):
+            for model in self._models:
+                _check_share(prefs, model, self.router, index)
+        #: Jobs the API would have refused before arrival: their price is above the
+        #: client's ``max_price_credits``.
+        self.refused = 0
         self._arrival_rng = random.Random(stable_seed(settings.seed, "arrivals"))
         self.wall_s = 0.0
         self.events = 0
@@ -208,13 +225,32 @@ class Simulation:
     def _arrive(self, at: float) -> None:
         m, tier = self._mix.draw(self._rng)
         model = self._models[m]
-        job = _Job(self.router.plan(model), at, self._prices[m][tier], model.hedge)
+        credits = self._prices[m][tier]
+        if self._routing:
+            prefs = self._preferences()
+            cap = None if prefs is None else prefs.max_price_credits
+            if cap is not None and credits > cap:
+                self.refused += 1
+                return
+            plan = self.router.plan(model, routing=prefs)
+        else:
+            plan = self.router.plan(model)
+        job = _Job(plan, at, credits, model.hedge)
         self.metrics.arrival(at)
         step = job.plan.next_step()  # self._drive(job, at), written out: once per job
         if type(step) is Call:
             self._start(job, step, at, True)
         else:
             self._wait_or_fail(job, step, at)
+
+    def _preferences(self) -> RoutingPreferences | None:
+        """The routing preferences of the next job's client: one share's, or None."""
+        roll = self._routing_rng.random()
+        for share, prefs in self._routing:
+            if roll < share:
+                return prefs
+            roll -= share
+        return None
 
     def _drive(self, job: _Job, at: float) -> None:
         """Ask the plan what to do now, as ``Router.generate`` does in its loop."""
@@ -311,3 +347,16 @@ class Simulation:
 
     def _transition(self, transition: BreakerTransition) -> None:
         self.metrics.transition(transition)
+
+
+def _check_share(
+    prefs: RoutingPreferences, model: CatalogModel, router: Router, index: int
+) -> None:
+    """A routing share must name only providers the router knows and leave every mixed model
+    a provider (its price cap is applied per job)."""
+    known = provider_names(router.catalog, router.instances)
+    uncapped = prefs.model_copy(update={"max_price_credits": None})
+    try:
+        check_preferences(uncapped, model, router.candidates_for(model), 0, known)
+    except RoutingRejected as exc:
+        raise ConfigError(str(exc), field=f"simulation.routing[{index}].preferences") from None
