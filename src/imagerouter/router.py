@@ -38,6 +38,7 @@ from imagerouter.resilience.breaker import BreakerTransition, CircuitBreaker
 from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
 from imagerouter.resilience.cooldowns import Cooldowns
 from imagerouter.resilience.health import HealthScore
+from imagerouter.resilience.spend import SpendMeter
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 __all__ = ["Router"]
@@ -274,6 +275,7 @@ class Router(AsyncResource):
         error, candidate = outcome.error, outcome.step.candidate
         if error is None:
             assert outcome.output is not None
+            candidate.instance.charge(candidate.entry.cost_usd, len(outcome.output.images))
             return ImageResult(
                 model=model.name,
                 provider=candidate.instance.name,
@@ -333,6 +335,7 @@ class Router(AsyncResource):
                     if instance.limit is None
                     else {"limit": instance.limit.limit, "in_flight": instance.limit.in_flight},
                     "retry_budget": instance.retry_budget.snapshot(),
+                    "spend": None if instance.spend is None else instance.spend.snapshot(),
                 }
             )
         return status
@@ -453,6 +456,7 @@ def _build_instance(
         limit = AIMDLimit()
     elif provider_settings.max_concurrency is not None:
         limit = FixedLimit(provider_settings.max_concurrency)
+    caps = provider_settings.spend_caps
     return ProviderInstance(
         name=name,
         provider=provider,
@@ -463,4 +467,5 @@ def _build_instance(
         limit=limit,
         weight=provider_settings.weight,
         retry_budget=retry_budget_of(resilience.retry_budget, clock),
+        spend=SpendMeter(name, caps, clock) if caps else None,
     )
