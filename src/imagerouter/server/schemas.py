@@ -266,7 +266,7 @@ class ModelList(_Out):
 
 
 class ProviderOut(BaseModel):
-    """A provider instance's live state: breaker, health score, cooldown, concurrency."""
+    """A provider instance's live state: breaker, health score, cooldown, concurrency, spend."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -277,6 +277,11 @@ class ProviderOut(BaseModel):
     health: dict[str, Any]
     cooldown_remaining_s: float | None
     concurrency: dict[str, Any] | None
+    spend: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="Per capped window (hour, day): cap_usd, spent_usd, remaining_usd, "
+        "resets_in_s, capped; null when the instance has no spend cap.",
+    )
 
 
 class ProviderList(_Out):
