@@ -307,7 +307,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     scenario.write_text(SCENARIO)
     with (
         farm_server(str(scenario), cpu=CLIENT_CPU) as (farm, farm_pid),
-        receiver_process(tmp) as (hooks_url, _),
+        receiver_process(tmp) as (hooks_url, hooks_pid),
         server_process(tmp, farm, args.workers, args.storage) as (url, token, pid, db),
     ):
         answer = _request("PUT", f"{url}/v1/webhook", token, {"url": f"{hooks_url}/hooks/bench"})
@@ -330,14 +330,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             spy = start_py_spy(
                 pid, args.duration, RESULTS_DIR / "end-to-end.folded", gil=args.profile_gil
             )
-        cpu_before = cpu_seconds(pid), cpu_seconds(farm_pid)
+        cpu_before = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_before = cpu_split(pid), cpu_split(pid, pid)
         wall_before = time.time()
         load = open_loop(target, rate=args.rate, duration_s=args.duration, drain_s=5)
         deadline = time.monotonic() + args.max_s
         done = _wait(lambda: unfinished(db) == 0, deadline)
         delivered = _wait(lambda: undelivered(db) == 0, deadline)
-        cpu_after = cpu_seconds(pid), cpu_seconds(farm_pid)
+        cpu_after = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_after = cpu_split(pid), cpu_split(pid, pid)
         if spy is not None:
             spy.wait(timeout=args.duration + 60)
@@ -366,6 +366,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         else None,
         "server_cpu_ms_per_job": round((cpu_after[0] - cpu_before[0]) * per_job, 3),
         "farm_cpu_ms_per_job": round((cpu_after[1] - cpu_before[1]) * per_job, 3),
+        "receiver_cpu_ms_per_job": round((cpu_after[2] - cpu_before[2]) * per_job, 3),
         "server_cpu_ms_per_job_split": {
             "user": round((split_after[0][0] - split_before[0][0]) * per_job, 3),
             "system": round((split_after[0][1] - split_before[0][1]) * per_job, 3),
@@ -415,7 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         f"end to end: {result['jobs']} jobs, {result['completed_per_s']} completed/s "
         f"(offered {args.rate:g}/s for {args.duration:g} s; webhooks done at "
         f"{result['webhooks_done_per_s']}/s); CPU per job: server "
-        f"{result['server_cpu_ms_per_job']} ms, farm {result['farm_cpu_ms_per_job']} ms"
+        f"{result['server_cpu_ms_per_job']} ms, farm {result['farm_cpu_ms_per_job']} ms, "
+        f"webhook receiver {result['receiver_cpu_ms_per_job']} ms"
     )
     print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
     print(f"submits: {result['submit']}")
