@@ -2,7 +2,7 @@
 
 Run: ``python -m loadtests.bench.bench_end_to_end`` (about 30 s; prints the figures and
 writes ``loadtests/bench/results/end_to_end.json``; ``--profile`` adds a py-spy sample of the
-server, ``end-to-end.folded``).
+server over the load and the drain, ``end-to-end.folded``).
 
 * Three processes besides the client, on loopback: the mock farm (``imagerouter farm``, every
   provider healthy, a few milliseconds per image, no faults), a webhook receiver (this module
@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -330,8 +331,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         spy = None
         if args.profile:
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            # the whole run, load and drain: stopped (SIGINT) once every webhook is delivered
             spy = start_py_spy(
-                pid, args.duration, RESULTS_DIR / "end-to-end.folded", gil=args.profile_gil
+                pid,
+                args.duration + args.max_s + 30,
+                RESULTS_DIR / "end-to-end.folded",
+                gil=args.profile_gil,
             )
         cpu_before = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_before = cpu_split(pid), cpu_split(pid, pid)
@@ -343,7 +348,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cpu_after = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_after = cpu_split(pid), cpu_split(pid, pid)
         if spy is not None:
-            spy.wait(timeout=args.duration + 60)
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         hooks = json.load(urllib.request.urlopen(f"{hooks_url}/_summary", timeout=10))
         first, last = span(db)
         accepted = load["statuses"].get("202", 0) + warm_jobs
