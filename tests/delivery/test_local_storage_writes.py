@@ -72,3 +72,18 @@ async def test_a_write_after_the_pool_is_shut_down_raises(tmp_path: Path) -> Non
     executor.shutdown(wait=True)
     with pytest.raises(RuntimeError):
         await storage.put("job_1/0.png", b"data", "image/png")
+
+
+async def test_writes_queued_as_writers_finish_are_never_stranded(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    storage = LocalStorage(tmp_path / "media", KEY, pool)
+
+    async def writer(n: int) -> None:
+        for round_ in range(10):
+            await storage.put(f"job_{n}_{round_}/0.png", b"x" * n, "image/png")
+            for _ in range(n % 3):  # stagger, so puts land as writers drain and leave
+                await asyncio.sleep(0)
+
+    await asyncio.wait_for(asyncio.gather(*(writer(n) for n in range(1, 30))), timeout=30)
+    assert len(list((tmp_path / "media").rglob("*.png"))) == 29 * 10

@@ -131,9 +131,7 @@ class LocalStorage:
         done: asyncio.Future[BaseException | None] = loop.create_future()
         self._pending.append((path, data, done))
         if len(self._writers) < _WRITERS:
-            writer = loop.create_task(self._write_pending())
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            self._writers.add(loop.create_task(self._write_pending()))
         error = await done
         if isinstance(error, OSError):
             raise StorageError(f"could not write {key}: {error}") from error
@@ -141,7 +139,15 @@ class LocalStorage:
             raise error
 
     async def _write_pending(self) -> None:
-        """Write what is pending, batch after batch, until nothing is."""
+        """Write what is pending, batch after batch, until nothing is; a writer leaves the
+        set in the same step as it last finds nothing pending, so that a write queued after
+        that always starts a new one."""
+        try:
+            await self._write_batches()
+        finally:
+            self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _write_batches(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch = self._pending[:_BATCH]
@@ -150,8 +156,9 @@ class LocalStorage:
                 errors: list[BaseException | None] = await loop.run_in_executor(
                     self._executor, _write_files, [(p, d) for p, d, _ in batch]
                 )
-            except asyncio.CancelledError:
-                for _, _, done in batch:
+            except asyncio.CancelledError:  # shutting down: no write waits for a writer
+                rest, self._pending = self._pending, []
+                for _, _, done in (*batch, *rest):
                     done.cancel()
                 raise
             except Exception as exc:  # the pool is shut down: every write of the batch fails
