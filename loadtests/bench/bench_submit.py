@@ -33,12 +33,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench.common import RESULTS_DIR, free_port, wait_for_http, write_results
+from loadtests.bench.common import (
+    RESULTS_DIR,
+    free_port,
+    start_py_spy,
+    summarize_folded,
+    wait_for_http,
+    write_results,
+)
 from loadtests.bench.http_load import SERVER_CPU, Target, open_loop, pinned, wrk
 
 LEVELS = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000)
@@ -174,59 +180,11 @@ def imagerouter_server(tmp: Path, store: str, workers: int) -> Iterator[tuple[Ta
 def profile(target: Target, pid: int, duration_s: float, out: Path) -> dict[str, Any]:
     """Sample the server with py-spy while wrk saturates it; folded stacks to ``out`` and the
     top frames by self and inclusive share of the samples."""
-    spy = subprocess.Popen(
-        [
-            _py_spy(),
-            "record",
-            "--pid",
-            str(pid),
-            "--duration",
-            f"{duration_s:g}",
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            "--output",
-            str(out),
-            "--nonblocking",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    spy = start_py_spy(pid, duration_s, out)
     time.sleep(0.5)
     wrk(target, duration_s=duration_s)
     spy.wait(timeout=duration_s + 60)
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        samples = int(count)
-        frames = [_frame(f) for f in stack.split(";") if f]
-        total += samples
-        if frames:
-            own[frames[-1]] += samples
-        for frame in set(frames):
-            inclusive[frame] += samples
-    share = lambda n: round(100 * n / max(total, 1), 1)  # noqa: E731
-    return {
-        "samples": total,
-        "folded_stacks": str(out.relative_to(RESULTS_DIR.parent.parent.parent)),
-        "self_pct": {name: share(n) for name, n in own.most_common(20)},
-        "inclusive_pct": {name: share(n) for name, n in inclusive.most_common(40)},
-    }
-
-
-def _py_spy() -> str:
-    beside = Path(sys.executable).with_name("py-spy")
-    return str(beside) if beside.exists() else "py-spy"
-
-
-def _frame(frame: str) -> str:
-    """``function (path/to/pkg/module.py:line)`` → ``function (pkg/module.py)``: lines merged."""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    return f"{name} ({'/'.join(path.split('/')[-2:])})"
+    return summarize_folded(out)
 
 
 # --- the run -----------------------------------------------------------------------------------

@@ -1,16 +1,19 @@
-"""Shared pieces of the benchmarks: a farm in its own process, percentiles, result files."""
+"""Shared pieces of the benchmarks: a farm in its own process, CPU time of a process, py-spy
+profiles, percentiles, result files."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,22 +43,114 @@ def wait_for_http(url: str, timeout_s: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def farm_process(scenario: str | None = None) -> Iterator[dict[str, Any]]:
-    """Run the mock farm in its own process (so its CPU is not the benchmark's) on loopback;
-    yields its ``GET /_farm/providers`` document."""
+def farm_server(scenario: str | None = None, cpu: int | None = None) -> Iterator[tuple[dict, int]]:
+    """Run the mock farm in its own process (so its CPU is not the benchmark's) on loopback,
+    pinned to core ``cpu`` when given; yields its ``GET /_farm/providers`` document and pid."""
     port = free_port()
     command = [sys.executable, "-m", "imagerouter", "farm", "--port", str(port)]
     if scenario:
         command += ["--scenario", scenario]
+    if cpu is not None and (os.cpu_count() or 1) > cpu and shutil.which("taskset"):
+        command = ["taskset", "-c", str(cpu), *command]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**os.environ})
     try:
         url = f"http://127.0.0.1:{port}/_farm/providers"
         wait_for_http(url)
         with urllib.request.urlopen(url) as response:
-            yield json.load(response)
+            yield json.load(response), process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def farm_process(scenario: str | None = None) -> Iterator[dict[str, Any]]:
+    """Run the mock farm in its own process (so its CPU is not the benchmark's) on loopback;
+    yields its ``GET /_farm/providers`` document."""
+    with farm_server(scenario) as (doc, _):
+        yield doc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far (``/proc/<pid>/stat``)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """User and system CPU seconds so far of process ``pid`` (or of its thread ``tid``)."""
+    where = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+    fields = Path(where).read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+# --- py-spy profiles ----------------------------------------------------------------------------
+
+
+def py_spy() -> str:
+    """The py-spy beside this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
+
+
+def start_py_spy(
+    pid: int, duration_s: float, out: Path, *, gil: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start sampling ``pid`` for ``duration_s`` at 250 Hz; raw folded stacks go to ``out``.
+    ``gil``: only the thread holding the GIL is sampled (where the Python CPU goes)."""
+    return subprocess.Popen(
+        [
+            py_spy(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            f"{duration_s:g}",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+            *(["--gil"] if gil else []),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def summarize_folded(out: Path, top_self: int = 20, top_inclusive: int = 40) -> dict[str, Any]:
+    """The top frames of a folded-stack file by self and inclusive share of the samples."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        frames = [_frame(f) for f in stack.split(";") if f]
+        total += samples
+        if frames:
+            own[frames[-1]] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+
+    def share(n: int) -> float:
+        return round(100 * n / max(total, 1), 1)
+
+    return {
+        "samples": total,
+        "folded_stacks": str(out.relative_to(RESULTS_DIR.parent.parent.parent)),
+        "self_pct": {name: share(n) for name, n in own.most_common(top_self)},
+        "inclusive_pct": {name: share(n) for name, n in inclusive.most_common(top_inclusive)},
+    }
+
+
+def _frame(frame: str) -> str:
+    """``function (path/to/pkg/module.py:line)`` → ``function (pkg/module.py)``: lines merged."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(path.split('/')[-2:])})"
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -157,8 +157,18 @@ class Attempt:
     reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
+        """A JSON-ready dict (every field is a scalar: no deep copy, unlike ``asdict``)."""
+        return {
+            "provider": self.provider,
+            "outcome": self.outcome,
+            "started_at": self.started_at,
+            "latency_ms": self.latency_ms,
+            "error_class": self.error_class,
+            "error": self.error,
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ reach another file or to live longer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -50,6 +51,38 @@ def load_signing_key(data_dir: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
+#: Write batches in flight at once, and files per batch (see :meth:`LocalStorage.put`).
+_WRITERS = 2
+_BATCH = 64
+
+
+def _write_files(files: list[tuple[Path, bytes]]) -> list[OSError | None]:
+    """Write each file atomically (temporary file, then rename); each one's error or None."""
+    errors: list[OSError | None] = []
+    for path, data in files:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, _CREATE, 0o666)  # as Path.write_bytes: the umask applies
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 class LocalStorage:
     """:class:`~imagerouter.storage.base.Storage` on a directory.
 
@@ -77,6 +110,8 @@ class LocalStorage:
         self._executor = executor
         self._base = (base_url or "").rstrip("/")
         self._clock = clock
+        self._pending: list[tuple[Path, bytes, asyncio.Future[BaseException | None]]] = []
+        self._writers: set[asyncio.Task[None]] = set()
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
@@ -86,20 +121,51 @@ class LocalStorage:
         return self.root / key
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Write the file atomically (a temporary file renamed into place)."""
+        """Write the file atomically (a temporary file renamed into place).
+
+        Writes queue up and go to the pool in batches (at most ``_WRITERS`` batches in flight):
+        under load one thread hand-off carries many files instead of one each, which on a busy
+        core costs more than the writes themselves."""
         path = self.path(key)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-
         loop = asyncio.get_running_loop()
+        done: asyncio.Future[BaseException | None] = loop.create_future()
+        self._pending.append((path, data, done))
+        if len(self._writers) < _WRITERS:
+            self._writers.add(loop.create_task(self._write_pending()))
+        error = await done
+        if isinstance(error, OSError):
+            raise StorageError(f"could not write {key}: {error}") from error
+        if error is not None:
+            raise error
+
+    async def _write_pending(self) -> None:
+        """Write what is pending, batch after batch, until nothing is; a writer leaves the
+        set in the same step as it last finds nothing pending, so that a write queued after
+        that always starts a new one."""
         try:
-            await loop.run_in_executor(self._executor, write)
-        except OSError as exc:
-            raise StorageError(f"could not write {key}: {exc}") from exc
+            await self._write_batches()
+        finally:
+            self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _write_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch = self._pending[:_BATCH]
+            del self._pending[:_BATCH]
+            try:
+                errors: list[BaseException | None] = await loop.run_in_executor(
+                    self._executor, _write_files, [(p, d) for p, d, _ in batch]
+                )
+            except asyncio.CancelledError:  # shutting down: no write waits for a writer
+                rest, self._pending = self._pending, []
+                for _, _, done in (*batch, *rest):
+                    done.cancel()
+                raise
+            except Exception as exc:  # the pool is shut down: every write of the batch fails
+                errors = [exc] * len(batch)
+            for (_, _, done), error in zip(batch, errors, strict=True):
+                if not done.done():
+                    done.set_result(error)
 
     async def get(self, key: str) -> bytes:
         """The file's bytes."""

@@ -46,9 +46,12 @@ class OutputStore:
     async def __call__(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
         """``result`` with every image stored and its URL replaced (StorageError on failure)."""
         images = list(result.get("images") or [])
-        stored = await asyncio.gather(
-            *(self._store(job.id, index, image) for index, image in enumerate(images))
-        )
+        if len(images) == 1:  # the usual case: no task to gather one download
+            stored = [await self._store(job.id, 0, images[0])]
+        else:
+            stored = await asyncio.gather(
+                *(self._store(job.id, index, image) for index, image in enumerate(images))
+            )
         ttl = self._settings.url_ttl_s
         out = []
         for image, (key, content_type) in zip(images, stored, strict=True):

@@ -59,6 +59,8 @@ class WebhookSender(AsyncResource):
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
+            # a receiver's cookies are not sent back, to it or to another account's receiver
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def aclose(self) -> None:

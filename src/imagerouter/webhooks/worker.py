@@ -147,9 +147,16 @@ class DeliveryWorker(AsyncResource):
                     )
                 except Exception:
                     log.exception("claiming webhook deliveries failed")
+            # one read of an account's signing secrets serves all its deliveries of this claim
+            secrets: dict[str, asyncio.Task[list[str]]] = {}
             for delivery in claimed:
+                lookup = secrets.get(delivery.account_id)
+                if lookup is None:
+                    lookup = secrets[delivery.account_id] = asyncio.ensure_future(
+                        self._secrets(delivery.account_id)
+                    )
                 task = asyncio.get_running_loop().create_task(
-                    self._deliver(delivery), name=f"webhook-{delivery.id}"
+                    self._deliver(delivery, lookup), name=f"webhook-{delivery.id}"
                 )
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
@@ -170,8 +177,15 @@ class DeliveryWorker(AsyncResource):
             log.error("webhook delivery task failed: %r", task.exception())
         self._wakeup.set()  # a slot is free
 
-    async def _deliver(self, delivery: Delivery) -> None:
-        """Make one attempt at ``delivery`` and record what came of it."""
+    async def _secrets(self, account_id: str) -> list[str]:
+        return [s.secret for s in await self.store.webhook_secrets(account_id)]
+
+    async def _deliver(
+        self, delivery: Delivery, secrets_lookup: asyncio.Future[list[str]] | None = None
+    ) -> None:
+        """Make one attempt at ``delivery`` and record what came of it; ``secrets_lookup`` is
+        the account's signing secrets read once for every delivery of the same claim (read
+        here when not given)."""
         trigger = "replay" if delivery.replay else "scheduled"
         started_at = self._clock.wall()
         try:
@@ -180,7 +194,10 @@ class DeliveryWorker(AsyncResource):
                 body = await self.store.set_delivery_body(
                     delivery.id, await self._build_body(delivery)
                 )
-            secrets = [s.secret for s in await self.store.webhook_secrets(delivery.account_id)]
+            if secrets_lookup is None:
+                secrets = await self._secrets(delivery.account_id)
+            else:  # shared: a cancelled attempt must not cancel the others' lookup
+                secrets = await asyncio.shield(secrets_lookup)
             if secrets:
                 result = await self.sender.send(
                     delivery.url, delivery.id, body.encode(), secrets, timestamp=int(started_at)

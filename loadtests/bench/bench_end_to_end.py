@@ -1,0 +1,456 @@
+"""Benchmark of the end-to-end job path: submit → farm call → stored result → webhook.
+
+Run: ``python -m loadtests.bench.bench_end_to_end`` (about 30 s; prints the figures and
+writes ``loadtests/bench/results/end_to_end.json``; ``--profile`` adds a py-spy sample of the
+server over the load and the drain, ``end-to-end.folded``).
+
+* Three processes besides the client, on loopback: the mock farm (``imagerouter farm``, every
+  provider healthy, a few milliseconds per image, no faults), a webhook receiver (this module
+  with ``--receiver``: it verifies every signature with the client SDK and counts deliveries
+  per job), and ``imagerouter serve`` on SQLite with its workers, local output storage, every
+  provider pointed at the farm and the account's webhook URL pointed at the receiver.
+* The farm answers tiny PNGs (``[images] png_bytes = "tiny"``, a few hundred bytes): the
+  figures are about the job path; a realistic 1024x1024 PNG is about 1.5 MB, and its download
+  and write would be the figure (15,000 of them are 22 GB of disk).
+* The server is pinned to core 1; the compiled open-loop driver (``openloop.c``), the farm and
+  the receiver share core 0. The driver offers ``--rate`` submits/s for ``--duration`` s.
+* The clock runs from the first job's ``created_at`` to the last job's ``finished_at`` (the
+  store's own times); completed jobs/s is completed / that span. Per-job CPU is the server's
+  (and the farm's) ``utime + stime`` over the run divided by the jobs.
+* Exactness, read from the store and the receiver after every job is final and every webhook
+  delivered: each accepted job completed once, the account's debits equal the sum of the
+  jobs' prices with no refund, the balance moved by exactly that, and one webhook per job,
+  every signature valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from loadtests.bench.common import (
+    RESULTS_DIR,
+    cpu_seconds,
+    cpu_split,
+    farm_server,
+    free_port,
+    start_py_spy,
+    summarize_folded,
+    wait_for_http,
+    write_results,
+)
+from loadtests.bench.http_load import CLIENT_CPU, SERVER_CPU, Target, open_loop, pinned
+
+BODY = json.dumps({"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"})
+GRANT = 10**12
+SCENARIO = """description = "bench_end_to_end: fast, fault-free"
+seed = 1
+[providers.openai]
+latency_ms = 1
+generation_ms = 5
+[providers.fal]
+latency_ms = 1
+generation_ms = 5
+[providers.wavespeed]
+latency_ms = 1
+generation_ms = 5
+[providers.replicate]
+latency_ms = 1
+generation_ms = 5
+[images]
+png_bytes = "tiny"
+"""
+TERMINAL = ("completed", "failed", "canceled")
+
+
+# --- the webhook receiver (its own process) ----------------------------------------------------
+
+
+def serve_receiver(port: int) -> None:
+    """The receiver: :class:`loadtests.receiver.Receiver`'s app, plus ``POST /_secret`` (the
+    account's signing secret) and ``GET /_summary`` (deliveries per job, signatures)."""
+    from aiohttp import web
+
+    from loadtests.receiver import Receiver
+
+    receiver = Receiver()
+    app = receiver.app()
+
+    async def secret(request: web.Request) -> web.Response:
+        receiver.secrets.append((await request.json())["secret"])
+        return web.Response(status=204)
+
+    async def summary(request: web.Request) -> web.Response:
+        per_job = Counter(a.job_id for a in receiver.arrivals)
+        return web.json_response(
+            {
+                "arrivals": len(receiver.arrivals),
+                "jobs": len(per_job),
+                "jobs_more_than_once": sum(1 for n in per_job.values() if n > 1),
+                "without_job": per_job.get(None, 0),
+                "signature_invalid": sum(1 for a in receiver.arrivals if not a.signature_valid),
+                "types": Counter(a.type for a in receiver.arrivals),
+                "first_at": min((a.arrived_at for a in receiver.arrivals), default=None),
+                "last_at": max((a.arrived_at for a in receiver.arrivals), default=None),
+            }
+        )
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready"})
+
+    app.router.add_post("/_secret", secret)
+    app.router.add_get("/_summary", summary)
+    app.router.add_get("/readyz", ready)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+@contextlib.contextmanager
+def receiver_process(tmp: Path) -> Iterator[tuple[str, int]]:
+    """The receiver on core 0; yields its base URL and pid."""
+    port = free_port()
+    command = [sys.executable, "-m", "loadtests.bench.bench_end_to_end", "--receiver", str(port)]
+    with (tmp / "receiver.log").open("wb") as err:
+        proc = subprocess.Popen(pinned(command, CLIENT_CPU), stdout=subprocess.DEVNULL, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/readyz", timeout_s=60)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+def _q(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value).lower()
+
+
+def write_config(path: Path, farm: dict[str, Any], storage: str = "local") -> Path:
+    """The server's config: limits lifted, loopback webhooks allowed, providers at the farm."""
+    from imagerouter.plugins import load_plugins
+    from mockproviders.bridge import FARM_OPTIONS
+
+    lines = [
+        "[server]",
+        'log_level = "WARNING"',
+        "auth_cache_s = 60",
+        'webhook_allow = ["127.0.0.1/32"]',
+    ]
+    lines += ["[server.storage]", f"backend = {_q(storage)}"]
+    for policy in ("generate", "read"):
+        lines += [f"[server.rate_limits.{policy}]", "rate_per_s = 1000000", "burst = 1000000"]
+    for name in load_plugins().providers:
+        if name not in farm["providers"]:
+            lines += [f'[providers."{name}"]', "enabled = false"]
+    options = ", ".join(f"{k} = {v}" for k, v in FARM_OPTIONS.items())
+    for name, entry in farm["providers"].items():
+        lines += [
+            f'[providers."{name}"]',
+            f"base_url = {_q(entry['base_url'])}",
+            f'api_key = "farm-key-{name}"',
+            f"options = {{ {options} }}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _request(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        text = answer.read()
+    return json.loads(text) if text else None
+
+
+@contextlib.contextmanager
+def server_process(
+    tmp: Path, farm: dict[str, Any], workers: int, storage: str = "local"
+) -> Iterator[tuple[str, str, int, Path]]:
+    """``imagerouter serve`` on SQLite, pinned to core 1; yields its base URL, an API key of an
+    account holding ``GRANT`` credits, its pid and its database file."""
+    home = tmp / "server"
+    home.mkdir()
+    config = write_config(home / "bench.toml", farm, storage)
+    cli = [sys.executable, "-m", "imagerouter"]
+    where = ["--config", str(config), "--data-dir", str(home / "data")]
+    created = subprocess.run(
+        [*cli, "keys", "create", "--account", "bench", "--credits", str(GRANT), *where],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    token = created.stdout.strip().splitlines()[-1]
+    port = free_port()
+    command = [*cli, "serve", *where, "--port", str(port), "--workers", str(workers)]
+    with (home / "server.log").open("wb") as err:
+        proc = subprocess.Popen(pinned(command, SERVER_CPU), stdout=subprocess.DEVNULL, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/readyz", timeout_s=60)
+        yield url, token, proc.pid, home / "data" / "imagerouter.db"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# --- the store's view --------------------------------------------------------------------------
+
+
+def _db(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+
+def unfinished(db: Path) -> int:
+    """Jobs not yet final."""
+    with contextlib.closing(_db(db)) as conn:
+        marks = ",".join("?" * len(TERMINAL))
+        query = f"SELECT count(*) FROM jobs WHERE status NOT IN ({marks})"
+        return conn.execute(query, TERMINAL).fetchone()[0]
+
+
+def undelivered(db: Path) -> int:
+    """Webhook deliveries not yet succeeded (pending, in flight, or given up)."""
+    with contextlib.closing(_db(db)) as conn:
+        query = "SELECT count(*) FROM deliveries WHERE status != 'succeeded'"
+        return conn.execute(query).fetchone()[0]
+
+
+def exactness(
+    db: Path, accepted: int, hooks: dict[str, Any], storage: str = "local", webhooks: bool = True
+) -> dict[str, Any]:
+    """Every job completed once, charged its price once and never refunded; the balance moved
+    by the sum of the prices; one webhook per job with a valid signature."""
+    with contextlib.closing(_db(db)) as conn:
+        one = lambda sql: conn.execute(sql).fetchone()  # noqa: E731
+        statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+        jobs, prices, refunded = one("SELECT count(*), sum(price), sum(refunded) FROM jobs")
+        debits, debited = one(
+            "SELECT count(*), coalesce(-sum(amount), 0) FROM ledger WHERE kind = 'debit'"
+        )
+        debits_per_job_max = one(
+            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM ledger "
+            "WHERE kind = 'debit' GROUP BY job_id)"
+        )[0]
+        refunds = one("SELECT count(*) FROM ledger WHERE kind = 'refund'")[0]
+        balance = one("SELECT balance FROM accounts WHERE name = 'bench'")[0]
+        completed_events = dict(
+            conn.execute(
+                "SELECT n, count(*) FROM (SELECT count(*) AS n FROM events "
+                "WHERE type = 'job.completed' GROUP BY job_id) GROUP BY n"
+            )
+        )
+        deliveries = dict(conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status"))
+        stored = one(
+            "SELECT count(*) FROM jobs WHERE status = 'completed' "
+            "AND json_extract(result, '$.storage.backend') = 'local'"
+        )[0]
+    completed = statuses.get("completed", 0)
+    expected_hooks = completed if webhooks else 0
+    checks = {
+        "every_accepted_job_completed": jobs == accepted == completed,
+        "each_completed_once": completed_events == {1: completed},
+        "one_debit_per_job": debits == jobs and debits_per_job_max == 1,
+        "debits_equal_prices": abs(debited) == (prices or 0),
+        "no_refund": refunds == 0 and not refunded,
+        "balance_moved_by_prices": balance == GRANT - (prices or 0),
+        "results_stored": stored == completed or storage == "none",
+        "one_webhook_per_job": hooks["jobs"] == expected_hooks
+        and hooks["arrivals"] == expected_hooks
+        and hooks["jobs_more_than_once"] == 0,
+        "signatures_valid": hooks["signature_invalid"] == 0,
+        "deliveries_succeeded": deliveries == ({"succeeded": completed} if webhooks else {}),
+    }
+    return {
+        "exact": all(checks.values()),
+        "checks": checks,
+        "statuses": statuses,
+        "price_sum": prices,
+        "debited": abs(debited),
+        "refunds": refunds,
+        "deliveries": deliveries,
+        "webhooks": hooks,
+    }
+
+
+def span(db: Path) -> tuple[float, float]:
+    """The first job's ``created_at`` and the last one's ``finished_at`` (unix s)."""
+    with contextlib.closing(_db(db)) as conn:
+        return conn.execute("SELECT min(created_at), max(finished_at) FROM jobs").fetchone()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def _wait(condition, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """One bounded run; the figures and the checks."""
+    scenario = tmp / "scenario.toml"
+    scenario.write_text(SCENARIO)
+    with (
+        farm_server(str(scenario), cpu=CLIENT_CPU) as (farm, farm_pid),
+        receiver_process(tmp) as (hooks_url, hooks_pid),
+        server_process(tmp, farm, args.workers, args.storage) as (url, token, pid, db),
+    ):
+        if args.webhooks:
+            hook = {"url": f"{hooks_url}/hooks/bench"}
+            answer = _request("PUT", f"{url}/v1/webhook", token, hook)
+            _request("POST", f"{hooks_url}/_secret", token, {"secret": answer["secret"]})
+        target = Target(
+            f"{url}/v1/jobs",
+            body=BODY.encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        # warm-up: imports, connections, SQLite pages; its jobs finish before the clock starts
+        open_loop(target, rate=200, duration_s=1, drain_s=2)
+        deadline = time.monotonic() + 30
+        _wait(lambda: unfinished(db) == 0 and undelivered(db) == 0, deadline)
+        warm = json.load(urllib.request.urlopen(f"{hooks_url}/_summary", timeout=10))
+        with contextlib.closing(_db(db)) as conn:
+            warm_jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        spy = None
+        if args.profile:
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            # the whole run, load and drain: stopped (SIGINT) once every webhook is delivered
+            spy = start_py_spy(
+                pid,
+                args.duration + args.max_s + 30,
+                RESULTS_DIR / "end-to-end.folded",
+                gil=args.profile_gil,
+            )
+        cpu_before = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
+        split_before = cpu_split(pid), cpu_split(pid, pid)
+        wall_before = time.time()
+        load = open_loop(target, rate=args.rate, duration_s=args.duration, drain_s=5)
+        deadline = time.monotonic() + args.max_s
+        done = _wait(lambda: unfinished(db) == 0, deadline)
+        delivered = _wait(lambda: undelivered(db) == 0, deadline)
+        cpu_after = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
+        split_after = cpu_split(pid), cpu_split(pid, pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        hooks = json.load(urllib.request.urlopen(f"{hooks_url}/_summary", timeout=10))
+        first, last = span(db)
+        accepted = load["statuses"].get("202", 0) + warm_jobs
+        checked = exactness(db, accepted, hooks, args.storage, args.webhooks)
+    jobs = accepted - warm_jobs
+    # the clock: the first measured submit (after the warm-up) to the last completion
+    first = max(first, wall_before)
+    elapsed = last - first
+    per_job = 1000 / max(1, jobs)
+    result = {
+        "jobs": jobs,
+        "warm_up_jobs": warm_jobs,
+        "warm_up_webhooks": warm["arrivals"],
+        "offered_per_s": args.rate,
+        "duration_s": args.duration,
+        "submit": {k: load[k] for k in ("ok_per_s", "p50_ms", "p99_ms", "statuses") if k in load},
+        "all_final": done,
+        "all_delivered": delivered,
+        "elapsed_s": round(elapsed, 3),
+        "completed_per_s": round(jobs / elapsed, 1) if elapsed > 0 else None,
+        "webhooks_done_per_s": round(jobs / (hooks["last_at"] - first), 1)
+        if hooks["last_at"]
+        else None,
+        "server_cpu_ms_per_job": round((cpu_after[0] - cpu_before[0]) * per_job, 3),
+        "farm_cpu_ms_per_job": round((cpu_after[1] - cpu_before[1]) * per_job, 3),
+        "receiver_cpu_ms_per_job": round((cpu_after[2] - cpu_before[2]) * per_job, 3),
+        "server_cpu_ms_per_job_split": {
+            "user": round((split_after[0][0] - split_before[0][0]) * per_job, 3),
+            "system": round((split_after[0][1] - split_before[0][1]) * per_job, 3),
+            "main_thread": round((sum(split_after[1]) - sum(split_before[1])) * per_job, 3),
+        },
+        **checked,
+    }
+    if args.profile:
+        result["profile"] = summarize_folded(RESULTS_DIR / "end-to-end.folded")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (or, with ``--receiver``, be the webhook receiver)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1500, help="Submits/s offered.")
+    parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load.")
+    parser.add_argument("--workers", type=int, default=64, help="The server's job workers.")
+    parser.add_argument(
+        "--storage", default="local", choices=("local", "none"), help="Output storage."
+    )
+    parser.add_argument(
+        "--webhooks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Register the receiver as the account's webhook (off: the stage's cost).",
+    )
+    parser.add_argument("--max-s", type=float, default=90.0, help="Longest wait to drain.")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="py-spy the server during the load.",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="Sample only the thread holding the GIL (the Python CPU), not every thread.",
+    )
+    parser.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.receiver is not None:
+        serve_receiver(args.receiver)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        result = {
+            "benchmark": "end_to_end",
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "method": "server on core 1; openloop, farm and receiver on core 0; SQLite",
+            **run(args, Path(tmp)),
+        }
+    print(
+        f"end to end: {result['jobs']} jobs, {result['completed_per_s']} completed/s "
+        f"(offered {args.rate:g}/s for {args.duration:g} s; webhooks done at "
+        f"{result['webhooks_done_per_s']}/s); CPU per job: server "
+        f"{result['server_cpu_ms_per_job']} ms, farm {result['farm_cpu_ms_per_job']} ms, "
+        f"webhook receiver {result['receiver_cpu_ms_per_job']} ms"
+    )
+    print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
+    print(f"submits: {result['submit']}")
+    print(f"exact: {result['exact']} {json.dumps(result['checks'])}")
+    if "profile" in result:
+        print("\nprofile (server), inclusive % of samples:")
+        for name, pct in list(result["profile"]["inclusive_pct"].items())[:30]:
+            print(f"  {pct:>5.1f}  {name}")
+        print("self %:")
+        for name, pct in list(result["profile"]["self_pct"].items())[:15]:
+            print(f"  {pct:>5.1f}  {name}")
+    print(f"wrote {write_results('end_to_end', result)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Local storage writes files in batches: every file of a burst lands whole and atomically,
+and one file that cannot be written fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from imagerouter.storage import LocalStorage, StorageError
+
+KEY = b"k" * 32
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    """The bounded pool the storage writes in."""
+    executor = ThreadPoolExecutor(max_workers=4)
+    yield executor
+    executor.shutdown(wait=True)
+
+
+async def test_a_burst_of_writes_lands_every_file_whole(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    storage = LocalStorage(tmp_path / "media", KEY, pool)
+    payloads = {f"job_{i:04d}/0.png": os.urandom(1000 + i) for i in range(300)}
+
+    await asyncio.gather(*(storage.put(k, v, "image/png") for k, v in payloads.items()))
+
+    for key, data in payloads.items():
+        assert storage.path(key).read_bytes() == data
+        assert await storage.get(key) == data
+    leftovers = [p.name for p in (tmp_path / "media").rglob(".*.tmp")]
+    assert leftovers == []
+
+
+async def test_a_file_that_cannot_be_written_fails_alone(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    storage = LocalStorage(tmp_path / "media", KEY, pool)
+    (tmp_path / "media" / "blocked").write_bytes(b"a file where a folder should be")
+    good = {f"job_{i}/0.png": f"image {i}".encode() for i in range(20)}
+
+    outcomes = await asyncio.gather(
+        storage.put("blocked/0.png", b"never stored", "image/png"),
+        *(storage.put(k, v, "image/png") for k, v in good.items()),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[0], StorageError)
+    assert "blocked/0.png" in str(outcomes[0])
+    assert outcomes[1:] == [None] * len(good)
+    for key, data in good.items():
+        assert storage.path(key).read_bytes() == data
+
+
+async def test_rewriting_a_key_replaces_the_file(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    storage = LocalStorage(tmp_path / "media", KEY, pool)
+    await storage.put("job_1/0.png", b"first", "image/png")
+    await storage.put("job_1/0.png", b"second", "image/png")
+    assert storage.path("job_1/0.png").read_bytes() == b"second"
+
+
+async def test_a_write_after_the_pool_is_shut_down_raises(tmp_path: Path) -> None:
+    executor = ThreadPoolExecutor(max_workers=1)
+    storage = LocalStorage(tmp_path / "media", KEY, executor)
+    executor.shutdown(wait=True)
+    with pytest.raises(RuntimeError):
+        await storage.put("job_1/0.png", b"data", "image/png")
+
+
+async def test_writes_queued_as_writers_finish_are_never_stranded(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    storage = LocalStorage(tmp_path / "media", KEY, pool)
+
+    async def writer(n: int) -> None:
+        for round_ in range(10):
+            await storage.put(f"job_{n}_{round_}/0.png", b"x" * n, "image/png")
+            for _ in range(n % 3):  # stagger, so puts land as writers drain and leave
+                await asyncio.sleep(0)
+
+    await asyncio.wait_for(asyncio.gather(*(writer(n) for n in range(1, 30))), timeout=30)
+    assert len(list((tmp_path / "media").rglob("*.png"))) == 29 * 10
