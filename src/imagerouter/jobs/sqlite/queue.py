@@ -7,7 +7,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from imagerouter.jobs.errors import AccountNotFound, InsufficientCredits, JobFinished, JobNotFound
+from imagerouter.jobs.errors import (
+    AccountNotFound,
+    InsufficientCredits,
+    JobFinished,
+    JobNotFound,
+    StoreError,
+)
 from imagerouter.jobs.rows import (
     ACTIVE,
     ATTEMPT_FIELDS,
@@ -16,6 +22,7 @@ from imagerouter.jobs.rows import (
     decode_cursor,
     dumps,
     encode_cursor,
+    event_data,
     job_from_row,
     loads,
     queued_job,
@@ -25,6 +32,7 @@ from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
 from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
 from imagerouter.jobs.sqlite.events import write_event
 from imagerouter.jobs.sqlite.idempotency import begin
+from imagerouter.jobs.sqlite.thread import Answer
 from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
 from imagerouter.jobs.types import (
     IdempotencyOutcome,
@@ -37,15 +45,88 @@ from imagerouter.jobs.types import (
 
 __all__ = ["SQLiteJobQueue"]
 
+_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? RETURNING balance"
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, account_id, status, request, price, created_at, updated_at, "
+    "deadline_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)"
+)
+_INSERT_DEBIT = (
+    "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) "
+    "VALUES (?, ?, 'debit', ?, ?, ?)"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (job_id, account_id, type, data, created_at) "
+    "VALUES (?, ?, 'job.queued', ?, ?)"
+)
+
 
 class SQLiteJobQueue(SQLiteBase):
     """Submitting, reading and canceling jobs."""
 
     async def submit_job(self, job: NewJob, response: StoredResponse | None = None) -> Job:
-        """Debit and create the job atomically (InsufficientCredits: nothing written)."""
-        created, event = await self.thread.run(lambda conn: self._submit_sync(conn, job, response))
+        """Debit and create the job atomically (InsufficientCredits: nothing written). Plain
+        submits waiting together share a few statements (:meth:`_submit_many`)."""
+        if job.idempotency_key is None and response is None:
+            created, event = await self.thread.run_many(self._submit_many, job)
+        else:
+            created, event = await self.thread.run(
+                lambda conn: self._submit_sync(conn, job, response)
+            )
         self._publish([event])
         return created
+
+    def _submit_many(self, conn: sqlite3.Connection, jobs: list[NewJob]) -> list[Answer]:
+        """Plain submits (no idempotency key), in queue order: each account debited once for
+        all its jobs, then every job, ledger entry and event written by one ``executemany``
+        each. An account whose wallet does not hold all its jobs takes them one at a time
+        (:meth:`_submit_sync`), so each is refused or created on its own."""
+        wall = self._clock.wall()
+        by_account: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_account.setdefault(job.account_id, []).append(i)
+        answers: list[Answer] = [(None, None)] * len(jobs)
+        created: list[tuple[int, float]] = []
+        job_rows: list[tuple[Any, ...]] = []
+        ledger_rows: list[tuple[Any, ...]] = []
+        for account_id, indexes in by_account.items():
+            total = sum(jobs[i].price for i in indexes)
+            row = conn.execute(_DEBIT, (total, account_id, total)).fetchone()
+            if row is None:  # not all of them fit (or no such account): one at a time
+                for i in indexes:
+                    try:
+                        answers[i] = (self._submit_sync(conn, jobs[i], None), None)
+                    except StoreError as exc:  # refused before writing anything
+                        answers[i] = (None, exc)
+                continue
+            balance = row[0] + total
+            for i in indexes:
+                job = jobs[i]
+                now = job.created_at if job.created_at is not None else wall
+                balance -= job.price
+                job_rows.append(
+                    (job.id, account_id, dumps(job.request), job.price, now, now, job.deadline_at)
+                )
+                ledger_rows.append((account_id, job.id, -job.price, balance, now))
+                created.append((i, now))
+        if created:
+            conn.executemany(_INSERT_JOB, job_rows)
+            conn.executemany(_INSERT_DEBIT, ledger_rows)
+            datas = [event_data("queued", price=jobs[i].price) for i, _ in created]
+            conn.executemany(
+                _INSERT_EVENT,
+                [
+                    (jobs[i].id, jobs[i].account_id, dumps(data), now)
+                    for (i, now), data in zip(created, datas, strict=True)
+                ],
+            )
+            # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            first = last - len(created) + 1
+            for n, ((i, now), data) in enumerate(zip(created, datas, strict=True)):
+                job = jobs[i]
+                event = JobEvent(first + n, job.id, job.account_id, "job.queued", now, data)
+                answers[i] = ((queued_job(job, now), event), None)
+        return answers
 
     async def submit_job_once(
         self, job: NewJob, fingerprint: str, response: StoredResponse, *, ttl_s: float
