@@ -2,8 +2,9 @@
 (:class:`~imagerouter.jobs.store.AccountStore`).
 
 Revocations by other processes on the same file (another server, ``imagerouter keys revoke``)
-are seen by counting the revoked keys every ``revocation_poll_s`` (0.25 s), while someone
-listens: a revocation is final, so the count only grows, and a change means some key was
+are seen by counting the revoked keys every ``revocation_poll_s`` (0.25 s) on a read-only
+connection of their own (not the write thread: no write lock, no wait behind submits), while
+someone listens: a revocation is final, so the count only grows, and a change means some key was
 revoked. It needs no table of its own (a partial index keeps the count cheap) and nothing of
 the revoking process, so the CLI, older servers and a hand-run ``UPDATE`` are all seen.
 """
@@ -142,8 +143,26 @@ class SQLiteAccounts(SQLiteBase):
         return unsubscribe
 
     async def _count_revoked(self) -> int:
-        row = await self.thread.run(lambda conn: conn.execute(_COUNT_REVOKED).fetchone())
-        return int(row[0])
+        # a read of its own, off the write thread: it takes no write lock and waits for no
+        # batch of submits (WAL lets it read the last commit while writes go on)
+        return await asyncio.to_thread(self._count_revoked_now)
+
+    def _count_revoked_now(self) -> int:
+        with self._reader_lock:  # aclose may close the reader meanwhile
+            if self._reader_closed:
+                raise sqlite3.ProgrammingError("the store is closed")
+            return self._count_with_reader()
+
+    def _count_with_reader(self) -> int:
+        if self._reader is None:
+            self._reader = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,  # one watch task: never two calls at once
+            )
+            self._reader.execute("PRAGMA busy_timeout = 1000")
+        return int(self._reader.execute(_COUNT_REVOKED).fetchone()[0])
 
     async def _watch_revocations(self) -> None:
         seen = -1  # so the first count tells too: a revocation before it is not missed
