@@ -157,6 +157,8 @@ class ServerMetrics:
             buckets=(*SUBMIT_BUCKETS, 30),
             registry=r,
         )
+        # (route, method, status) -> the labelled histograms a request's timing goes to
+        self._request_children: dict[tuple[str, str, int], tuple[Histogram, Histogram | None]] = {}
         # job id -> (status, created_at) for jobs not yet final, as seen in this process
         self._active: dict[str, tuple[str, float | None]] = {}
         self._prices: asyncio.Queue[tuple[str, str]] | None = None
@@ -215,9 +217,17 @@ class ServerMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One API request answered (the HTTP middleware calls this)."""
-        self.http_latency.labels(route, method, str(status)).observe(seconds)
-        if status == 202 and route in SUBMIT_ROUTES:
-            self.submit_latency.labels(route).observe(seconds)
+        children = self._request_children.get((route, method, status))
+        if children is None:  # few: routes × methods × the statuses they answer
+            children = self._request_children[(route, method, status)] = (
+                self.http_latency.labels(route, method, str(status)),
+                self.submit_latency.labels(route)
+                if status == 202 and route in SUBMIT_ROUTES
+                else None,
+            )
+        children[0].observe(seconds)
+        if children[1] is not None:
+            children[1].observe(seconds)
 
     def observe_webhook_delivery(
         self, outcome: str, *, status: int | None = None, duration_s: float | None = None

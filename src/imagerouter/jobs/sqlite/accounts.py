@@ -142,34 +142,29 @@ class SQLiteAccounts(SQLiteBase):
 
         return unsubscribe
 
-    async def _count_revoked(self) -> int:
-        # a read of its own, off the write thread: it takes no write lock and waits for no
-        # batch of submits (WAL lets it read the last commit while writes go on)
-        return await asyncio.to_thread(self._count_revoked_now)
-
-    def _count_revoked_now(self) -> int:
-        with self._reader_lock:  # aclose may close the reader meanwhile
-            if self._reader_closed:
-                raise sqlite3.ProgrammingError("the store is closed")
-            return self._count_with_reader()
-
-    def _count_with_reader(self) -> int:
+    def _count_revoked(self) -> int:
+        # On the loop, on a read-only connection of its own: a count over a partial index
+        # (microseconds) that takes no lock and waits for nobody, where the write thread would
+        # queue it behind a batch of submits and take the write lock for it. A busy file
+        # (rare in WAL: a recovery) is an error, and the watch looks again next time.
         if self._reader is None:
             self._reader = sqlite3.connect(
                 f"{self.path.resolve().as_uri()}?mode=ro",
                 uri=True,
                 isolation_level=None,
-                check_same_thread=False,  # one watch task: never two calls at once
+                timeout=0,  # never wait on the loop
             )
-            self._reader.execute("PRAGMA busy_timeout = 1000")
-        return int(self._reader.execute(_COUNT_REVOKED).fetchone()[0])
+        # fetchall: the statement runs to its end, so no read snapshot stays open to hold
+        # back the WAL's checkpoints
+        [(count,)] = self._reader.execute(_COUNT_REVOKED).fetchall()
+        return int(count)
 
     async def _watch_revocations(self) -> None:
         seen = -1  # so the first count tells too: a revocation before it is not missed
         while True:
             if self._revocation_listeners:
                 try:
-                    count = await self._count_revoked()
+                    count = self._count_revoked()
                 except sqlite3.Error as exc:  # a busy file: look again next time
                     log.warning("counting revoked keys failed: %s", exc)
                 else:

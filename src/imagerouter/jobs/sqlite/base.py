@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,8 +72,6 @@ class SQLiteBase(StoreBase):
         self._revocation_watch: asyncio.Task[None] | None = None
         #: The revocation watch's read-only connection, opened by its first count.
         self._reader: sqlite3.Connection | None = None
-        self._reader_lock = threading.Lock()
-        self._reader_closed = False
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -89,11 +86,9 @@ class SQLiteBase(StoreBase):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with self._reader_lock:
-            self._reader_closed = True
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         await self.thread.aclose()
 
     async def ping(self) -> None:

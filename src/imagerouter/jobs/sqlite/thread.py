@@ -5,6 +5,9 @@ every function waiting in its queue (up to ``batch_max``), runs each inside its 
 within a single transaction, commits once, and then resolves all their futures with one
 ``call_soon_threadsafe``. A function that raises rolls back only its own savepoint. So the event
 loop never blocks on SQLite, and under load many submits share one commit (and one fsync).
+Ops queued in one turn of the event loop are handed to the thread together, and the WAL is
+checkpointed by a thread of its own (:mod:`~imagerouter.jobs.sqlite.checkpoint`), not inside
+a commit.
 
 Operations that come in numbers (plain submits) can go further with :meth:`SQLiteThread.run_many`:
 the thread hands every item of a batch queued for the same *runner* to one call of it (in one
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from imagerouter.jobs.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from imagerouter.private import FILE_MODE, private_dir, private_file, tighten
 
 __all__ = ["SQLiteThread"]
@@ -68,7 +72,9 @@ class SQLiteThread:
         self._synchronous = synchronous
         self._batch_max = batch_max
         self._busy_timeout_ms = busy_timeout_ms
-        self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Op] | None] = queue.SimpleQueue()
+        #: Ops queued on the loop since its last hand-over to the thread.
+        self._pending: list[Op] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Transactions committed and functions run, for the benchmark and tests.
@@ -92,7 +98,7 @@ class SQLiteThread:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite thread is not running")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((fn, _ALONE, future))
+        self._enqueue((fn, _ALONE, future))
         return await future
 
     async def run_many(self, runner: Runner, item: Any) -> Any:
@@ -102,13 +108,27 @@ class SQLiteThread:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite thread is not running")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put((runner, item, future))
+        self._enqueue((runner, item, future))
         return await future
+
+    def _enqueue(self, op: Op) -> None:
+        # Ops queued in one turn of the loop go to the thread together, at the end of it:
+        # one wake-up of the thread (a system call) per turn rather than per op.
+        if not self._pending:
+            assert self._loop is not None
+            self._loop.call_soon(self._hand_over)
+        self._pending.append(op)
+
+    def _hand_over(self) -> None:
+        ops, self._pending = self._pending, []
+        if ops:
+            self._queue.put(ops)
 
     async def aclose(self) -> None:
         """Run what is queued, close the connection and join the thread."""
         if self._thread is None:
             return
+        self._hand_over()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
@@ -125,9 +145,12 @@ class SQLiteThread:
             loop.call_soon_threadsafe(_settle, ready, None, exc)
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
+        checkpointer = Checkpointer(self.path, self._synchronous, lambda: self.commits)
+        checkpointer.start()
         try:
             self._serve(conn)
         finally:
+            checkpointer.stop()  # first: the writer's close is the last checkpoint
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
@@ -142,6 +165,8 @@ class SQLiteThread:
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # checkpoints are the Checkpointer's; this is its backstop
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
         for path in self._files():  # whatever SQLite made of them, the owner's alone
             tighten(path, FILE_MODE)
@@ -156,17 +181,18 @@ class SQLiteThread:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
             while len(batch) < self._batch_max:
                 try:
-                    item = self._queue.get_nowait()
+                    ops = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if ops is None:
                     stopping = True
                     break
-                batch.append(item)
-            self._run_batch(conn, batch)
+                batch.extend(ops)
+            for start in range(0, len(batch), self._batch_max):
+                self._run_batch(conn, batch[start : start + self._batch_max])
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         outcomes: list[Outcome] = []
