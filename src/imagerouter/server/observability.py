@@ -157,6 +157,8 @@ class ServerMetrics:
             buckets=(*SUBMIT_BUCKETS, 30),
             registry=r,
         )
+        # status -> the labelled counter of job transitions into it
+        self._transitions: dict[str, Counter] = {}
         # (route, method, status) -> the labelled histograms a request's timing goes to
         self._request_children: dict[tuple[str, str, int], tuple[Histogram, Histogram | None]] = {}
         # job id -> (status, created_at) for jobs not yet final, as seen in this process
@@ -173,7 +175,10 @@ class ServerMetrics:
             status = str(event.data.get("status", ""))
             if status not in (*_JOB_STATES, *_FINAL):
                 continue
-            self.job_transitions.labels(status).inc()
+            transitions = self._transitions.get(status)
+            if transitions is None:  # one per status: labels() is a locked lookup
+                transitions = self._transitions[status] = self.job_transitions.labels(status)
+            transitions.inc()
             known = self._active.get(event.job_id)
             reason = event.data.get("reason")
             if status == "queued":
