@@ -3,14 +3,14 @@
 Every id character is 5 bits straight from the operating system's CSPRNG (``os.urandom``).
 Drawing them one id at a time costs a system call per id, and ``os.urandom`` lets go of the
 GIL while it runs, which under load hands the interpreter to another thread in the middle of
-a request; so the bits are drawn 4 KiB at a time, base32-encoded once, and each id takes the
-next unused characters. No character is ever handed out twice: each thread has its own
-reservoir (so no lock is needed), and a forked child throws its inherited one away.
+a request; so the bytes are drawn 4 KiB at a time, each made one base32 character (its low
+5 bits), and each id takes the next unused characters. No character is ever handed out
+twice: each thread has its own reservoir (so no lock is needed), and a forked child throws
+its inherited one away.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 
@@ -21,8 +21,11 @@ _ORDERED = "234567abcdefghijklmnopqrstuvwxyz"
 #: Every 10-bit number as two of those characters (the time prefix is written 10 bits at once).
 _PAIRS = tuple(a + b for a in _ORDERED for b in _ORDERED)
 
-#: Random bytes drawn per refill: 6,552 base32 characters, some 300 job ids.
-_DRAW_BYTES = 4095  # a multiple of 5, so the encoding has no padding
+#: Random bytes drawn per refill, one character each: some 200 job ids.
+_DRAW_BYTES = 4096
+#: Each byte to the base32 character of its low 5 bits: 256 is a multiple of 32, so a
+#: uniformly random byte gives a uniformly random character (5 bits; the other 3 unused).
+_TO_BASE32 = bytes(b"abcdefghijklmnopqrstuvwxyz234567"[b & 31] for b in range(256))
 
 
 class _Reservoir(threading.local):
@@ -37,7 +40,7 @@ class _Reservoir(threading.local):
         """The next ``count`` unused characters (drawing more when too few are left)."""
         at = self.at
         if at + count > len(self.chars):
-            self.chars = base64.b32encode(os.urandom(_DRAW_BYTES)).decode("ascii").lower()
+            self.chars = os.urandom(_DRAW_BYTES).translate(_TO_BASE32).decode("ascii")
             at = 0
         self.at = at + count
         return self.chars[at : at + count]
