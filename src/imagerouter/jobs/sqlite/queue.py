@@ -79,57 +79,73 @@ class SQLiteJobQueue(SQLiteBase):
         return created
 
     def _submit_many(self, conn: sqlite3.Connection, jobs: list[NewJob]) -> list[Answer]:
-        """Plain submits (no idempotency key), in queue order: each account debited once for
-        all its jobs, then every job, ledger entry and event written by one ``executemany``
-        each. An account whose wallet does not hold all its jobs takes them one at a time
+        """Plain submits (no idempotency key): each account debited once for all its jobs,
+        then the jobs, ledger entries and events written by one ``executemany`` each, in
+        queue order (so event ids ascend in the order the answers are delivered). An account
+        whose wallet does not hold all its jobs takes them one at a time
         (:meth:`_submit_sync`), so each is refused or created on its own."""
         wall = self._clock.wall()
-        by_account: dict[str, list[int]] = {}
-        for i, job in enumerate(jobs):
-            by_account.setdefault(job.account_id, []).append(i)
+        totals: dict[str, int] = {}
+        for job in jobs:
+            totals[job.account_id] = totals.get(job.account_id, 0) + job.price
+        balances: dict[str, int] = {}  # each debited account's balance before the batch
+        for account_id, total in totals.items():
+            row = conn.execute(_DEBIT, (total, account_id, total)).fetchone()
+            if row is not None:
+                balances[account_id] = row[0] + total
         answers: list[Answer] = [(None, None)] * len(jobs)
         created: list[tuple[int, float]] = []
+        for i, job in enumerate(jobs):
+            if job.account_id in balances:
+                created.append((i, job.created_at if job.created_at is not None else wall))
+                continue
+            # not all of the account's jobs fit (or no such account): this one alone, after
+            # those before it, so the event ids stay in queue order
+            self._write_created(conn, jobs, created, balances, answers)
+            created = []
+            try:
+                answers[i] = (self._submit_sync(conn, job, None), None)
+            except StoreError as exc:  # refused before writing anything
+                answers[i] = (None, exc)
+        self._write_created(conn, jobs, created, balances, answers)
+        return answers
+
+    @staticmethod
+    def _write_created(
+        conn: sqlite3.Connection,
+        jobs: list[NewJob],
+        created: list[tuple[int, float]],
+        balances: dict[str, int],
+        answers: list[Answer],
+    ) -> None:
+        """Write the jobs ``created`` (already debited), their ledger entries (``balances``
+        runs down through them) and events, and record their answers."""
+        if not created:
+            return
         job_rows: list[tuple[Any, ...]] = []
         ledger_rows: list[tuple[Any, ...]] = []
-        for account_id, indexes in by_account.items():
-            total = sum(jobs[i].price for i in indexes)
-            row = conn.execute(_DEBIT, (total, account_id, total)).fetchone()
-            if row is None:  # not all of them fit (or no such account): one at a time
-                for i in indexes:
-                    try:
-                        answers[i] = (self._submit_sync(conn, jobs[i], None), None)
-                    except StoreError as exc:  # refused before writing anything
-                        answers[i] = (None, exc)
-                continue
-            balance = row[0] + total
-            for i in indexes:
-                job = jobs[i]
-                now = job.created_at if job.created_at is not None else wall
-                balance -= job.price
-                job_rows.append(
-                    (job.id, account_id, _ENCODE(job.request), job.price, now, now, job.deadline_at)
-                )
-                ledger_rows.append((account_id, job.id, -job.price, balance, now))
-                created.append((i, now))
-        if created:
-            conn.executemany(_INSERT_JOB, job_rows)
-            conn.executemany(_INSERT_DEBIT, ledger_rows)
-            datas = [event_data("queued", price=jobs[i].price) for i, _ in created]
-            conn.executemany(
-                _INSERT_EVENT,
-                [
-                    (jobs[i].id, jobs[i].account_id, _ENCODE(data), now)
-                    for (i, now), data in zip(created, datas, strict=True)
-                ],
+        event_rows: list[tuple[Any, ...]] = []
+        datas = []
+        for i, now in created:
+            job = jobs[i]
+            balances[job.account_id] -= job.price
+            data = event_data("queued", price=job.price)
+            datas.append(data)
+            job_rows.append(
+                (job.id, job.account_id, _ENCODE(job.request), job.price, now, now, job.deadline_at)
             )
-            # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
-            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            first = last - len(created) + 1
-            for n, ((i, now), data) in enumerate(zip(created, datas, strict=True)):
-                job = jobs[i]
-                event = JobEvent(first + n, job.id, job.account_id, "job.queued", now, data)
-                answers[i] = ((queued_job(job, now), event), None)
-        return answers
+            ledger_rows.append((job.account_id, job.id, -job.price, balances[job.account_id], now))
+            event_rows.append((job.id, job.account_id, _ENCODE(data), now))
+        conn.executemany(_INSERT_JOB, job_rows)
+        conn.executemany(_INSERT_DEBIT, ledger_rows)
+        conn.executemany(_INSERT_EVENT, event_rows)
+        # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(created) + 1
+        for n, ((i, now), data) in enumerate(zip(created, datas, strict=True)):
+            job = jobs[i]
+            event = JobEvent(first + n, job.id, job.account_id, "job.queued", now, data)
+            answers[i] = ((queued_job(job, now), event), None)
 
     async def submit_job_once(
         self, job: NewJob, fingerprint: str, response: StoredResponse, *, ttl_s: float
