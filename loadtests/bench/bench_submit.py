@@ -13,6 +13,9 @@ Run: ``python -m loadtests.bench.bench_submit`` (about 4 minutes; prints tables 
   and ``openloop.c`` at constant offered rates for p50/p99 with latency measured from each
   request's intended send time (no coordinated omission).
 * The saturation point is the highest offered rate served at ≥ 98 % with p99 under 100 ms.
+* The server's CPU time per request under wrk (``/proc``, every thread) is reported beside
+  the requests per second: on a machine shared with other work, the CPU ratio is the figure
+  that reproduces (the bare server's CPU per request over the durable server's).
 * py-spy (``--no-profile`` to skip) samples the SQLite server under wrk load: the result file
   gets the top frames (self and inclusive), ``submit-sqlite.folded`` the stacks for a flame
   graph (e.g. https://www.speedscope.app or flamegraph.pl).
@@ -103,13 +106,13 @@ def _process(command: list[str], url: str, log: Path) -> Iterator[subprocess.Pop
 
 
 @contextlib.contextmanager
-def bare_server(tmp: Path) -> Iterator[Target]:
-    """The bare aiohttp handler in its own process."""
+def bare_server(tmp: Path) -> Iterator[tuple[Target, int]]:
+    """The bare aiohttp handler in its own process; yields its target and pid."""
     url = f"http://127.0.0.1:{free_port()}"
     port = url.rsplit(":", 1)[1]
     command = [sys.executable, "-m", "loadtests.bench.bench_submit", "--bare-server", port]
-    with _process(command, url, tmp / "bare.log"):
-        yield Target(f"{url}/v1/jobs", body=BODY.encode(), headers=_JSON)
+    with _process(command, url, tmp / "bare.log") as proc:
+        yield Target(f"{url}/v1/jobs", body=BODY.encode(), headers=_JSON), proc.pid
 
 
 _JSON = {"Content-Type": "application/json"}
@@ -190,6 +193,24 @@ def profile(target: Target, pid: int, duration_s: float, out: Path) -> dict[str,
 # --- the run -----------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_wrk(target: Target, pid: int, duration_s: float) -> dict[str, Any]:
+    """``wrk`` on ``target``, with the server's CPU time per answered request: a figure that
+    other work on a shared machine barely moves, unlike the requests per second."""
+    before = cpu_seconds(pid)
+    row = wrk(target, duration_s=duration_s)
+    served = row["requests_per_s"] * duration_s
+    row["server_cpu_us_per_request"] = (
+        round(1e6 * (cpu_seconds(pid) - before) / served, 1) if served else None
+    )
+    return row
+
+
 def saturation_point(rows: list[dict[str, Any]]) -> float | None:
     """The highest offered rate served at ≥ 98 % with p99 under 100 ms."""
     good = [
@@ -200,22 +221,29 @@ def saturation_point(rows: list[dict[str, Any]]) -> float | None:
     return max(good) if good else None
 
 
-def run(args: argparse.Namespace, targets: dict[str, Target]) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, targets: dict[str, Target], pids: dict[str, int]
+) -> dict[str, Any]:
     """Saturation with wrk (each target twice, interleaved; the median), then open-loop levels."""
     for target in targets.values():
         wrk(target, duration_s=2)  # warm-up: imports, caches, SQLite pages
     saturation: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     for _ in range(args.rounds):
         for name, target in targets.items():
-            row = wrk(target, duration_s=args.wrk_duration)
+            row = measured_wrk(target, pids[name], args.wrk_duration)
             saturation[name].append(row)
             print(
                 f"  wrk {name:>20}: {row['requests_per_s']:>9.0f}/s  p50 {row.get('p50_ms')} "
-                f"ms  p99 {row.get('p99_ms')} ms  non-2xx {row['non_2xx']}",
+                f"ms  p99 {row.get('p99_ms')} ms  non-2xx {row['non_2xx']}  "
+                f"server CPU {row['server_cpu_us_per_request']} µs/request",
                 flush=True,
             )
     best = {
         name: statistics.median(r["requests_per_s"] for r in rows)
+        for name, rows in saturation.items()
+    }
+    cpu = {
+        name: statistics.median(r["server_cpu_us_per_request"] or 0.0 for r in rows)
         for name, rows in saturation.items()
     }
     levels: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
@@ -230,17 +258,27 @@ def run(args: argparse.Namespace, targets: dict[str, Target]) -> dict[str, Any]:
                 f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  {row['statuses']}",
                 flush=True,
             )
-    return {"saturation": saturation, "saturation_median_per_s": best, "open_loop": levels}
+    return {
+        "saturation": saturation,
+        "saturation_median_per_s": best,
+        "server_cpu_us_per_request": cpu,
+        "open_loop": levels,
+    }
 
 
 def _table(result: dict[str, Any]) -> str:
     best = result["saturation_median_per_s"]
     bare = best.get("bare") or 0
-    lines = [f"{'target':>22} | {'wrk req/s':>9} | {'ratio':>5} | {'open-loop saturation':>20}"]
+    cpu = result["server_cpu_us_per_request"]
+    lines = [
+        f"{'target':>22} | {'wrk req/s':>9} | {'ratio':>5} | {'CPU µs/req':>10} | "
+        f"{'CPU ratio':>9} | {'open-loop saturation':>20}"
+    ]
     for name, value in best.items():
         point = saturation_point(result["open_loop"][name])
         lines.append(
             f"{name:>22} | {value:>9.0f} | {value / bare if bare else 0:>5.2f} | "
+            f"{cpu[name]:>10.1f} | {cpu['bare'] / cpu[name] if cpu[name] else 0:>9.2f} | "
             f"{point or '-'!s:>20}"
         )
     lines.append("")
@@ -287,25 +325,31 @@ def main(argv: list[str] | None = None) -> None:
         tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp,
         contextlib.ExitStack() as stack,
     ):
-        targets = {"bare": stack.enter_context(bare_server(Path(tmp)))}
-        pids = {}
+        bare, bare_pid = stack.enter_context(bare_server(Path(tmp)))
+        targets, pids = {"bare": bare}, {"bare": bare_pid}
         for store in stores:
             target, pid = stack.enter_context(imagerouter_server(Path(tmp), store, args.workers))
             targets[f"imagerouter-{store}"] = target
-            pids[store] = pid
+            pids[f"imagerouter-{store}"] = pid
         print(f"submit benchmark: {', '.join(targets)}", flush=True)
-        result |= run(args, targets)
-        if args.profile and "sqlite" in pids:
+        result |= run(args, targets, pids)
+        if args.profile and "imagerouter-sqlite" in pids:
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             result["profile_sqlite"] = profile(
                 targets["imagerouter-sqlite"],
-                pids["sqlite"],
+                pids["imagerouter-sqlite"],
                 args.wrk_duration,
                 RESULTS_DIR / "submit-sqlite.folded",
             )
     best = result["saturation_median_per_s"]
+    cpu = result["server_cpu_us_per_request"]
     result["summary"] = {
         "ratio_to_bare": {name: round(v / best["bare"], 3) for name, v in best.items()},
+        # the bare server's CPU per request over this one's: the ratio on a machine with
+        # nothing else to run, where the server has its core to itself
+        "cpu_ratio_to_bare": {
+            name: round(cpu["bare"] / v, 3) if v else None for name, v in cpu.items()
+        },
         "p99_ms_at_1000_per_s": {
             name: next((r["p99_ms"] for r in rows if r["offered_per_s"] == 1000), None)
             for name, rows in result["open_loop"].items()

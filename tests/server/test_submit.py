@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from imagerouter.server.keys import store_key
 from tests.helpers.api import Api, ApiFactory
 
@@ -25,8 +27,8 @@ async def test_submit_accepts_charges_and_completes(api: Api) -> None:
     answer = await api.client.post("/v1/jobs", json=GOOD, headers=api.auth(token))
     body = await answer.json()
     assert answer.status == 202
-    assert body["id"].startswith("job_")
-    assert len(body["id"]) == 24
+    # job_ + the millisecond (10) + 20 random characters, all lowercase base32
+    assert re.fullmatch(r"job_[a-z2-7]{30}", body["id"])
     assert body["status"] == "queued"
     assert body["links"]["self"] == f"/v1/jobs/{body['id']}"
     assert answer.headers["Location"] == body["links"]["self"]

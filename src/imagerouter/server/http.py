@@ -30,9 +30,13 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_JSON_DEPTH = 32
 
 
+#: One encoder for every answer: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def json_response(

@@ -157,6 +157,10 @@ class ServerMetrics:
             buckets=(*SUBMIT_BUCKETS, 30),
             registry=r,
         )
+        # status -> the labelled counter of job transitions into it
+        self._transitions: dict[str, Counter] = {}
+        # (route, method, status) -> the labelled histograms a request's timing goes to
+        self._request_children: dict[tuple[str, str, int], tuple[Histogram, Histogram | None]] = {}
         # job id -> (status, created_at) for jobs not yet final, as seen in this process
         self._active: dict[str, tuple[str, float | None]] = {}
         self._prices: asyncio.Queue[tuple[str, str]] | None = None
@@ -171,7 +175,10 @@ class ServerMetrics:
             status = str(event.data.get("status", ""))
             if status not in (*_JOB_STATES, *_FINAL):
                 continue
-            self.job_transitions.labels(status).inc()
+            transitions = self._transitions.get(status)
+            if transitions is None:  # one per status: labels() is a locked lookup
+                transitions = self._transitions[status] = self.job_transitions.labels(status)
+            transitions.inc()
             known = self._active.get(event.job_id)
             reason = event.data.get("reason")
             if status == "queued":
@@ -215,9 +222,17 @@ class ServerMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One API request answered (the HTTP middleware calls this)."""
-        self.http_latency.labels(route, method, str(status)).observe(seconds)
-        if status == 202 and route in SUBMIT_ROUTES:
-            self.submit_latency.labels(route).observe(seconds)
+        children = self._request_children.get((route, method, status))
+        if children is None:  # few: routes × methods × the statuses they answer
+            children = self._request_children[(route, method, status)] = (
+                self.http_latency.labels(route, method, str(status)),
+                self.submit_latency.labels(route)
+                if status == 202 and route in SUBMIT_ROUTES
+                else None,
+            )
+        children[0].observe(seconds)
+        if children[1] is not None:
+            children[1].observe(seconds)
 
     def observe_webhook_delivery(
         self, outcome: str, *, status: int | None = None, duration_s: float | None = None

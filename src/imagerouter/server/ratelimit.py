@@ -69,6 +69,10 @@ class RateLimiter:
         max_buckets: int = 100_000,
     ) -> None:
         self.policies = dict(policies)
+        #: Each policy's rule, quota and window, worked out once rather than per request.
+        self._rules = {
+            name: (rule, rule.burst, rule.window_s) for name, rule in self.policies.items()
+        }
         self._clock = clock or MonotonicClock()
         self._max = max_buckets
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
@@ -79,7 +83,7 @@ class RateLimiter:
 
     def check(self, key: str, policy: str) -> LimitDecision:
         """Take a token from ``key``'s ``policy`` bucket if one is there, and say so."""
-        rule = self.policies[policy]
+        rule, quota, window_s = self._rules[policy]
         bucket = self._buckets.get((key, policy))
         if bucket is None:
             if len(self._buckets) >= self._max:
@@ -91,8 +95,8 @@ class RateLimiter:
         return LimitDecision(
             allowed=allowed,
             policy=policy,
-            quota=rule.burst,
-            window_s=rule.window_s,
+            quota=quota,
+            window_s=window_s,
             remaining=max(0, math.floor(tokens)),
             reset_s=math.ceil(max(0.0, rule.burst - tokens) / rule.rate_per_s),
             retry_after_s=0 if allowed else max(1, math.ceil(bucket.time_until(1.0))),

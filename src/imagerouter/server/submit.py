@@ -22,7 +22,7 @@ from imagerouter.auth import Principal
 from imagerouter.errors import UnknownModel
 from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import InsufficientCredits
-from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.ids import new_timed_id
 from imagerouter.jobs.types import IdempotencyOutcome, NewJob, StoredResponse
 from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import json_response
@@ -144,7 +144,7 @@ def _new_job(
     deadline_s = app[settings_key].job_deadline_s or app[router_key].settings.router.deadline_s
     created_at = time.time()
     return NewJob(
-        id=new_id("job"),
+        id=new_timed_id("job", created_at),
         account_id=principal.account_id,
         request=image_request.model_dump(mode="json"),
         price=price,

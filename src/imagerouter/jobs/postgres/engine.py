@@ -40,7 +40,7 @@ from imagerouter.jobs.rows import dumps, event_data
 from imagerouter.jobs.rules import DeliveryTarget
 from imagerouter.jobs.types import JobEvent
 
-__all__ = ["WRITE_EVENTS", "GroupCommit", "Op", "PendingEvent", "Tx", "lock_account"]
+__all__ = ["WRITE_EVENTS", "GroupCommit", "Op", "PendingEvent", "Tx", "lock_account", "notify_body"]
 
 log = logging.getLogger(__package__)
 
@@ -148,7 +148,7 @@ async def lock_account(conn: asyncpg.Connection, account_id: str) -> bool:
     return found is not None
 
 
-def _notify_body(pending: list[PendingEvent]) -> str:
+def notify_body(pending: list[PendingEvent]) -> str:
     """The events of a NOTIFY (ids left out: ``first`` + index), or "" when too long."""
     body = dumps([[p.job_id, p.account_id, p.type, p.created_at, p.data] for p in pending])
     return body if len(body.encode()) <= _NOTIFY_MAX else ""
@@ -201,15 +201,17 @@ class GroupCommit:
         self.spawn(self._run_one(queued))
         return await queued.future
 
-    async def pipelined(self, run_batch: BatchRunner, item: Any) -> Any:
+    async def pipelined(
+        self, run_batch: BatchRunner, item: Any, *, parallel: int | None = None
+    ) -> Any:
         """Hand ``item`` to ``run_batch``, which gets up to ``batch_max`` items at a time (at
-        most ``parallel`` batches at once) and resolves each one's future; what it resolved
-        this item's to. ``run_batch`` runs its own transaction, with :meth:`write_events` and
-        :meth:`committed`."""
+        most ``parallel`` batches at once, the engine's own by default) and resolves each
+        one's future; what it resolved this item's to. ``run_batch`` runs its own
+        transaction, with :meth:`write_events` and :meth:`committed`."""
         lane = self._lanes.setdefault(run_batch, _Lane())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lane.items.append((item, future))
-        if lane.drainers < self.parallel:
+        if lane.drainers < (parallel or self.parallel):
             lane.drainers += 1
             self.spawn(self._drain_lane(lane, run_batch))
         return await future
@@ -323,7 +325,7 @@ class GroupCommit:
             [target.due_at(p.created_at) for _, target, p in deliveries],
             [target.disabled_reason for _, target, _ in deliveries],
             self.channel,
-            _notify_body(pending),
+            notify_body(pending),
         )
         first = last - n + 1
         return [

@@ -1,7 +1,8 @@
 """The client's side of the job queue on PostgreSQL (:class:`~imagerouter.jobs.store.JobQueue`):
-submit (one statement: debit, job, ledger entry; plain submits pipelined many to a
-transaction), read, list, and cancel (with its refund, :func:`imagerouter.jobs.rules.refund_once`,
-and its webhook's :func:`~imagerouter.jobs.rules.delivery_target`)."""
+submit (one statement: debit, job, ledger entry; plain submits waiting together, each
+account's in one statement with their events, :data:`SUBMIT_MANY`), read, list, and cancel
+(with its refund, :func:`imagerouter.jobs.rules.refund_once`, and its webhook's
+:func:`~imagerouter.jobs.rules.delivery_target`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import asyncpg
 from imagerouter.jobs.errors import AccountNotFound, InsufficientCredits, JobFinished, JobNotFound
 from imagerouter.jobs.postgres.base import PostgresBase
 from imagerouter.jobs.postgres.connection import run_steps
-from imagerouter.jobs.postgres.engine import Tx, lock_account
+from imagerouter.jobs.postgres.engine import PendingEvent, Tx, lock_account, notify_body
 from imagerouter.jobs.postgres.idempotency import begin
 from imagerouter.jobs.rows import (
     ACTIVE,
@@ -22,14 +23,22 @@ from imagerouter.jobs.rows import (
     attempt_from_row,
     decode_cursor,
     encode_cursor,
+    event_data,
     job_from_row,
     queued_job,
     response_doc,
 )
 from imagerouter.jobs.rules import CANCELED_BY_CLIENT, delivery_target, refund_once
-from imagerouter.jobs.types import IdempotencyOutcome, Job, JobPage, NewJob, StoredResponse
+from imagerouter.jobs.types import (
+    IdempotencyOutcome,
+    Job,
+    JobEvent,
+    JobPage,
+    NewJob,
+    StoredResponse,
+)
 
-__all__ = ["SUBMIT", "PostgresJobQueue"]
+__all__ = ["SUBMIT", "SUBMIT_MANY", "PostgresJobQueue"]
 
 log = logging.getLogger(__package__)
 
@@ -47,6 +56,43 @@ SUBMIT = (
 )
 
 
+#: Many plain submits of one account in one statement, so in one implicit transaction and one
+#: round trip: debit the wallet once for all of them if it holds their total (else write
+#: nothing), create every job and its ledger entry (each entry's balance the one after that
+#: job, in order), then take the events' ids from the counter, insert the events and NOTIFY
+#: the other replicas, as :data:`~imagerouter.jobs.postgres.engine.WRITE_EVENTS` does. The
+#: counter's update reads ``ok``, so the account's row is locked before the counter's, as in
+#: every other transaction. Answers the balance before (NULL: nothing written) and the last
+#: event id.
+SUBMIT_MANY = (
+    "WITH input AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::jsonb[], "
+    "$5::float8[], $6::float8[], $7::jsonb[]) WITH ORDINALITY AS u(id, price, request, "
+    "created_at, deadline_at, data, n)), "
+    "debit AS (UPDATE accounts SET balance = balance - (SELECT sum(price) FROM input) "
+    "WHERE id = $1 AND balance >= (SELECT sum(price) FROM input) "
+    "RETURNING balance + (SELECT sum(price) FROM input) AS before), "
+    "ok AS (SELECT input.*, debit.before - sum(input.price) OVER (ORDER BY input.n) AS after "
+    "FROM input, debit), "
+    "job AS (INSERT INTO jobs (id, account_id, status, request, price, created_at, "
+    "updated_at, deadline_at) SELECT id, $1, 'queued', request, price, created_at, "
+    "created_at, deadline_at FROM ok ORDER BY n), "
+    "entry AS (INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, "
+    "created_at) SELECT $1, id, 'debit', -price, after, created_at FROM ok ORDER BY n), "
+    "c AS (UPDATE event_clock SET last_id = last_id + (SELECT count(*) FROM ok) "
+    "WHERE (SELECT count(*) FROM ok) > 0 "
+    "RETURNING last_id - (SELECT count(*) FROM ok) AS base, last_id), "
+    "e AS (INSERT INTO events (id, job_id, account_id, type, created_at, data) "
+    "SELECT c.base + ok.n, ok.id, $1, 'job.queued', ok.created_at, ok.data FROM c, ok) "
+    "SELECT (SELECT before FROM debit), (SELECT last_id FROM c), "
+    "(SELECT pg_notify($8, (c.base + 1)::text || ' ' || c.last_id::text || ' ' || $9::text) "
+    "FROM c)"
+)
+
+
+#: Batches of plain submits in flight at once (see :meth:`PostgresJobQueue.submit_job`).
+_SUBMIT_LANES = 2
+
+
 class PostgresJobQueue(PostgresBase):
     """Submitting, reading and canceling jobs."""
 
@@ -54,7 +100,10 @@ class PostgresJobQueue(PostgresBase):
         """Debit and create the job atomically (InsufficientCredits: nothing written). Plain
         submits share one pipelined ``executemany`` (:meth:`_run_submits`)."""
         if job.idempotency_key is None and response is None:
-            return await self._engine.pipelined(self._run_submits, job)
+            # Submits of one account all lock its row: many batches at once would only wait
+            # for each other's commits, each with a fraction of the jobs. Two overlap one
+            # batch's statement with the gathering of the next.
+            return await self._engine.pipelined(self._run_submits, job, parallel=_SUBMIT_LANES)
         return await self._submit_alone(job, response)
 
     async def _submit_alone(self, job: NewJob, response: StoredResponse | None = None) -> Job:
@@ -64,63 +113,68 @@ class PostgresJobQueue(PostgresBase):
         return await self._engine.batched(job.account_id, op)
 
     async def _run_submits(self, items: list[tuple[NewJob, asyncio.Future[Job]]]) -> None:
-        """Plain submits (no idempotency key) in one transaction and one pipelined
-        ``executemany``, by account; the ones the database did not create were refused."""
-        items.sort(key=lambda item: item[0].account_id)
+        """Plain submits (no idempotency key): each account's in one statement of its own
+        (:data:`SUBMIT_MANY`: one round trip, one commit), accounts in sorted order. Those of
+        an account whose wallet does not hold them all, or whose statement failed, run one
+        at a time through the engine, so each is refused or created on its own."""
         now = self._clock.wall()
-        times = [float(job.created_at if job.created_at is not None else now) for job, _ in items]
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.executemany(
-                    SUBMIT,
-                    [
-                        (j.id, j.account_id, j.price, j.request, t, float(j.deadline_at), None)
-                        for (j, _), t in zip(items, times, strict=True)
-                    ],
-                )
-                ids = [job.id for job, _ in items]
-                created = {
-                    row[0]
-                    for row in await conn.fetch(
-                        "SELECT id FROM jobs WHERE id = ANY($1::text[])", ids
+        by_account: dict[str, list[tuple[NewJob, asyncio.Future[Job], float]]] = {}
+        for job, future in items:
+            when = float(job.created_at if job.created_at is not None else now)
+            by_account.setdefault(job.account_id, []).append((job, future, when))
+        alone: list[tuple[NewJob, asyncio.Future[Job]]] = []
+        async with self._pool.acquire() as conn:
+            for account_id in sorted(by_account):
+                group = by_account[account_id]
+                pending = [
+                    PendingEvent(
+                        job.id,
+                        account_id,
+                        "job.queued",
+                        event_data("queued", price=job.price),
+                        when,
                     )
-                }
-                refused = {job.account_id for job, _ in items if job.id not in created}
-                balances = dict(
-                    await conn.fetch(
-                        "SELECT id, balance FROM accounts WHERE id = ANY($1::text[])",
-                        list(refused),
-                    )
-                    if refused
-                    else []
-                )
-                tx = Tx()
-                for (job, _), when in zip(items, times, strict=True):
-                    if job.id in created:
-                        tx.event(job.id, job.account_id, "queued", when, price=job.price)
-                events = await self._engine.write_events(conn, tx.events) if tx.events else []
-        except Exception as exc:
-            log.info("a batch of %d submits is retried one by one: %r", len(items), exc)
-            for job, future in items:
+                    for job, _, when in group
+                ]
                 try:
-                    created_job = await self._submit_alone(job)
-                except Exception as error:
+                    before, last, _ = await conn.fetchrow(
+                        SUBMIT_MANY,
+                        account_id,
+                        [job.id for job, _, _ in group],
+                        [job.price for job, _, _ in group],
+                        [job.request for job, _, _ in group],
+                        [when for _, _, when in group],
+                        [float(job.deadline_at) for job, _, _ in group],
+                        [p.data for p in pending],
+                        self.channel,
+                        notify_body(pending),
+                    )
+                except Exception as exc:
+                    log.info("%d submits are retried one by one: %r", len(group), exc)
+                    before = None
+                if before is None:
+                    alone.extend((job, future) for job, future, _ in group)
+                    continue
+                first = last - len(pending) + 1
+                self._engine.committed(
+                    [
+                        JobEvent(first + i, p.job_id, p.account_id, p.type, p.created_at, p.data)
+                        for i, p in enumerate(pending)
+                    ],
+                    len(group),
+                )
+                for job, future, when in group:
                     if not future.done():
-                        future.set_exception(error)
-                else:
-                    if not future.done():
-                        future.set_result(created_job)
-            return
-        self._engine.committed(events, len(items))
-        for (job, future), when in zip(items, times, strict=True):
-            if future.done():
-                continue
-            if job.id in created:
-                future.set_result(queued_job(job, when))
-            elif job.account_id in balances:
-                future.set_exception(InsufficientCredits(balances[job.account_id], job.price))
+                        future.set_result(queued_job(job, when))
+        for job, future in alone:
+            try:
+                created = await self._submit_alone(job)
+            except Exception as error:
+                if not future.done():
+                    future.set_exception(error)
             else:
-                future.set_exception(AccountNotFound(job.account_id))
+                if not future.done():
+                    future.set_result(created)
 
     async def submit_job_once(
         self, job: NewJob, fingerprint: str, response: StoredResponse, *, ttl_s: float

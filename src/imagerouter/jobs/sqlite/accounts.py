@@ -2,8 +2,9 @@
 (:class:`~imagerouter.jobs.store.AccountStore`).
 
 Revocations by other processes on the same file (another server, ``imagerouter keys revoke``)
-are seen by counting the revoked keys every ``revocation_poll_s`` (0.25 s), while someone
-listens: a revocation is final, so the count only grows, and a change means some key was
+are seen by counting the revoked keys every ``revocation_poll_s`` (0.25 s) on a read-only
+connection of their own (not the write thread: no write lock, no wait behind submits), while
+someone listens: a revocation is final, so the count only grows, and a change means some key was
 revoked. It needs no table of its own (a partial index keeps the count cheap) and nothing of
 the revoking process, so the CLI, older servers and a hand-run ``UPDATE`` are all seen.
 """
@@ -148,16 +149,29 @@ class SQLiteAccounts(SQLiteBase):
 
         return unsubscribe
 
-    async def _count_revoked(self) -> int:
-        row = await self.thread.run(lambda conn: conn.execute(_COUNT_REVOKED).fetchone())
-        return int(row[0])
+    def _count_revoked(self) -> int:
+        # On the loop, on a read-only connection of its own: a count over a partial index
+        # (microseconds) that takes no lock and waits for nobody, where the write thread would
+        # queue it behind a batch of submits and take the write lock for it. A busy file
+        # (rare in WAL: a recovery) is an error, and the watch looks again next time.
+        if self._reader is None:
+            self._reader = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=0,  # never wait on the loop
+            )
+        # fetchall: the statement runs to its end, so no read snapshot stays open to hold
+        # back the WAL's checkpoints
+        [(count,)] = self._reader.execute(_COUNT_REVOKED).fetchall()
+        return int(count)
 
     async def _watch_revocations(self) -> None:
         seen = -1  # so the first count tells too: a revocation before it is not missed
         while True:
             if self._revocation_listeners:
                 try:
-                    count = await self._count_revoked()
+                    count = self._count_revoked()
                 except sqlite3.Error as exc:  # a busy file: look again next time
                     log.warning("counting revoked keys failed: %s", exc)
                 else:

@@ -70,6 +70,8 @@ class SQLiteBase(StoreBase):
         self.revocation_poll_s = revocation_poll_s
         self._revocation_listeners: list[RevocationListener] = []
         self._revocation_watch: asyncio.Task[None] | None = None
+        #: The revocation watch's read-only connection, opened by its first count.
+        self._reader: sqlite3.Connection | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -84,6 +86,9 @@ class SQLiteBase(StoreBase):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         await self.thread.aclose()
 
     async def ping(self) -> None:

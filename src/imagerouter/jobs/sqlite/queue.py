@@ -4,10 +4,17 @@ list and cancel (with its refund, :func:`imagerouter.jobs.rules.refund_once`).""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
-from imagerouter.jobs.errors import AccountNotFound, InsufficientCredits, JobFinished, JobNotFound
+from imagerouter.jobs.errors import (
+    AccountNotFound,
+    InsufficientCredits,
+    JobFinished,
+    JobNotFound,
+    StoreError,
+)
 from imagerouter.jobs.rows import (
     ACTIVE,
     ATTEMPT_FIELDS,
@@ -16,6 +23,7 @@ from imagerouter.jobs.rows import (
     decode_cursor,
     dumps,
     encode_cursor,
+    event_data,
     job_from_row,
     loads,
     queued_job,
@@ -25,6 +33,7 @@ from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
 from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
 from imagerouter.jobs.sqlite.events import write_event
 from imagerouter.jobs.sqlite.idempotency import begin
+from imagerouter.jobs.sqlite.thread import Answer
 from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
 from imagerouter.jobs.types import (
     IdempotencyOutcome,
@@ -37,15 +46,106 @@ from imagerouter.jobs.types import (
 
 __all__ = ["SQLiteJobQueue"]
 
+#: :func:`~imagerouter.jobs.rows.dumps`'s compact JSON, from one encoder, not one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? RETURNING balance"
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, account_id, status, request, price, created_at, updated_at, "
+    "deadline_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)"
+)
+_INSERT_DEBIT = (
+    "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) "
+    "VALUES (?, ?, 'debit', ?, ?, ?)"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (job_id, account_id, type, data, created_at) "
+    "VALUES (?, ?, 'job.queued', ?, ?)"
+)
+
 
 class SQLiteJobQueue(SQLiteBase):
     """Submitting, reading and canceling jobs."""
 
     async def submit_job(self, job: NewJob, response: StoredResponse | None = None) -> Job:
-        """Debit and create the job atomically (InsufficientCredits: nothing written)."""
-        created, event = await self.thread.run(lambda conn: self._submit_sync(conn, job, response))
+        """Debit and create the job atomically (InsufficientCredits: nothing written). Plain
+        submits waiting together share a few statements (:meth:`_submit_many`)."""
+        if job.idempotency_key is None and response is None:
+            created, event = await self.thread.run_many(self._submit_many, job)
+        else:
+            created, event = await self.thread.run(
+                lambda conn: self._submit_sync(conn, job, response)
+            )
         self._publish([event])
         return created
+
+    def _submit_many(self, conn: sqlite3.Connection, jobs: list[NewJob]) -> list[Answer]:
+        """Plain submits (no idempotency key): each account debited once for all its jobs,
+        then the jobs, ledger entries and events written by one ``executemany`` each, in
+        queue order (so event ids ascend in the order the answers are delivered). An account
+        whose wallet does not hold all its jobs takes them one at a time
+        (:meth:`_submit_sync`), so each is refused or created on its own."""
+        wall = self._clock.wall()
+        totals: dict[str, int] = {}
+        for job in jobs:
+            totals[job.account_id] = totals.get(job.account_id, 0) + job.price
+        balances: dict[str, int] = {}  # each debited account's balance before the batch
+        for account_id, total in totals.items():
+            row = conn.execute(_DEBIT, (total, account_id, total)).fetchone()
+            if row is not None:
+                balances[account_id] = row[0] + total
+        answers: list[Answer] = [(None, None)] * len(jobs)
+        created: list[tuple[int, float]] = []
+        for i, job in enumerate(jobs):
+            if job.account_id in balances:
+                created.append((i, job.created_at if job.created_at is not None else wall))
+                continue
+            # not all of the account's jobs fit (or no such account): this one alone, after
+            # those before it, so the event ids stay in queue order
+            self._write_created(conn, jobs, created, balances, answers)
+            created = []
+            try:
+                answers[i] = (self._submit_sync(conn, job, None), None)
+            except StoreError as exc:  # refused before writing anything
+                answers[i] = (None, exc)
+        self._write_created(conn, jobs, created, balances, answers)
+        return answers
+
+    @staticmethod
+    def _write_created(
+        conn: sqlite3.Connection,
+        jobs: list[NewJob],
+        created: list[tuple[int, float]],
+        balances: dict[str, int],
+        answers: list[Answer],
+    ) -> None:
+        """Write the jobs ``created`` (already debited), their ledger entries (``balances``
+        runs down through them) and events, and record their answers."""
+        if not created:
+            return
+        job_rows: list[tuple[Any, ...]] = []
+        ledger_rows: list[tuple[Any, ...]] = []
+        event_rows: list[tuple[Any, ...]] = []
+        datas = []
+        for i, now in created:
+            job = jobs[i]
+            balances[job.account_id] -= job.price
+            data = event_data("queued", price=job.price)
+            datas.append(data)
+            job_rows.append(
+                (job.id, job.account_id, _ENCODE(job.request), job.price, now, now, job.deadline_at)
+            )
+            ledger_rows.append((job.account_id, job.id, -job.price, balances[job.account_id], now))
+            event_rows.append((job.id, job.account_id, _ENCODE(data), now))
+        conn.executemany(_INSERT_JOB, job_rows)
+        conn.executemany(_INSERT_DEBIT, ledger_rows)
+        conn.executemany(_INSERT_EVENT, event_rows)
+        # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(created) + 1
+        for n, ((i, now), data) in enumerate(zip(created, datas, strict=True)):
+            job = jobs[i]
+            event = JobEvent(first + n, job.id, job.account_id, "job.queued", now, data)
+            answers[i] = ((queued_job(job, now), event), None)
 
     async def submit_job_once(
         self, job: NewJob, fingerprint: str, response: StoredResponse, *, ttl_s: float

@@ -5,6 +5,15 @@ every function waiting in its queue (up to ``batch_max``), runs each inside its 
 within a single transaction, commits once, and then resolves all their futures with one
 ``call_soon_threadsafe``. A function that raises rolls back only its own savepoint. So the event
 loop never blocks on SQLite, and under load many submits share one commit (and one fsync).
+Ops queued in one turn of the event loop are handed to the thread together, and the WAL is
+checkpointed by a thread of its own (:mod:`~imagerouter.jobs.sqlite.checkpoint`), not inside
+a commit.
+
+Operations that come in numbers (plain submits) can go further with :meth:`SQLiteThread.run_many`:
+the thread hands every item of a batch queued for the same *runner* to one call of it (in one
+savepoint), so the runner can write them with a few ``executemany`` instead of a few statements
+each. A runner answers each item on its own (a short wallet refuses one submit, not the batch);
+if it raises, its savepoint is rolled back and its items run again one at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from imagerouter.jobs.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from imagerouter.private import FILE_MODE, private_dir, private_file, tighten
 
 __all__ = ["SQLiteThread"]
@@ -26,7 +36,15 @@ __all__ = ["SQLiteThread"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Op = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
+#: One item's answer from a runner: its value, or the error that refused it (nothing written).
+Answer = tuple[Any, BaseException | None]
+#: A runner of :meth:`SQLiteThread.run_many`: the connection and a batch's items, in queue
+#: order, to one :data:`Answer` per item, in the same order.
+Runner = Callable[[sqlite3.Connection, list[Any]], list[Answer]]
+#: Marks a queued function of the connection, run alone (not a runner's item).
+_ALONE: Any = object()
+Op = tuple[Callable[..., Any], Any, asyncio.Future[Any]]
+Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
 class SQLiteThread:
@@ -54,7 +72,9 @@ class SQLiteThread:
         self._synchronous = synchronous
         self._batch_max = batch_max
         self._busy_timeout_ms = busy_timeout_ms
-        self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Op] | None] = queue.SimpleQueue()
+        #: Ops queued on the loop since its last hand-over to the thread.
+        self._pending: list[Op] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Transactions committed and functions run, for the benchmark and tests.
@@ -78,13 +98,37 @@ class SQLiteThread:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite thread is not running")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((fn, future))
+        self._enqueue((fn, _ALONE, future))
         return await future
+
+    async def run_many(self, runner: Runner, item: Any) -> Any:
+        """Hand ``item`` to ``runner`` together with every other item for it in the same
+        batch (see the module doc); the value ``runner`` answered for this item, or its error.
+        ``runner`` must refuse an item only before writing anything for it."""
+        if self._thread is None or self._loop is None:
+            raise RuntimeError("the SQLite thread is not running")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._enqueue((runner, item, future))
+        return await future
+
+    def _enqueue(self, op: Op) -> None:
+        # Ops queued in one turn of the loop go to the thread together, at the end of it:
+        # one wake-up of the thread (a system call) per turn rather than per op.
+        if not self._pending:
+            assert self._loop is not None
+            self._loop.call_soon(self._hand_over)
+        self._pending.append(op)
+
+    def _hand_over(self) -> None:
+        ops, self._pending = self._pending, []
+        if ops:
+            self._queue.put(ops)
 
     async def aclose(self) -> None:
         """Run what is queued, close the connection and join the thread."""
         if self._thread is None:
             return
+        self._hand_over()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
@@ -101,9 +145,12 @@ class SQLiteThread:
             loop.call_soon_threadsafe(_settle, ready, None, exc)
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
+        checkpointer = Checkpointer(self.path, self._synchronous, lambda: self.commits)
+        checkpointer.start()
         try:
             self._serve(conn)
         finally:
+            checkpointer.stop()  # first: the writer's close is the last checkpoint
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
@@ -118,6 +165,8 @@ class SQLiteThread:
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # checkpoints are the Checkpointer's; this is its backstop
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
         for path in self._files():  # whatever SQLite made of them, the owner's alone
             tighten(path, FILE_MODE)
@@ -132,36 +181,38 @@ class SQLiteThread:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
             while len(batch) < self._batch_max:
                 try:
-                    item = self._queue.get_nowait()
+                    ops = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if ops is None:
                     stopping = True
                     break
-                batch.append(item)
-            self._run_batch(conn, batch)
+                batch.extend(ops)
+            for start in range(0, len(batch), self._batch_max):
+                self._run_batch(conn, batch[start : start + self._batch_max])
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            self._deliver([(future, None, exc) for _, future in batch])
+            self._deliver([(future, None, exc) for _, _, future in batch])
             return
-        for fn, future in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                value = fn(conn)
-            except BaseException as exc:  # the op's own error goes back to its caller
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                outcomes.append((future, None, exc))
+        # each runner's items, in queue order; the runner runs where its first item was queued
+        groups: dict[Callable[..., Any], list[tuple[Any, asyncio.Future[Any]]]] = {}
+        for fn, item, future in batch:
+            if item is not _ALONE:
+                groups.setdefault(fn, []).append((item, future))
+        for fn, item, future in batch:
+            if item is _ALONE:
+                outcomes.append(_alone(conn, fn, future))
             else:
-                conn.execute("RELEASE op")
-                outcomes.append((future, value, None))
+                entries = groups.pop(fn, None)
+                if entries is not None:
+                    outcomes.extend(_together(conn, fn, entries))
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -173,13 +224,51 @@ class SQLiteThread:
         self.ops += len(batch)
         self._deliver(outcomes)
 
-    def _deliver(
-        self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-    ) -> None:
+    def _deliver(self, outcomes: list[Outcome]) -> None:
         assert self._loop is not None
         # A closed loop means nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_settle_all, outcomes)
+
+
+def _alone(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]
+) -> Outcome:
+    """Run ``fn`` in a savepoint of its own: its error rolls back its writes only."""
+    conn.execute("SAVEPOINT op")
+    try:
+        value = fn(conn)
+    except BaseException as exc:  # the op's own error goes back to its caller
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return future, None, exc
+    conn.execute("RELEASE op")
+    return future, value, None
+
+
+def _together(
+    conn: sqlite3.Connection, runner: Runner, entries: list[tuple[Any, asyncio.Future[Any]]]
+) -> list[Outcome]:
+    """Run ``runner`` on every item of ``entries`` in one savepoint; if it raises, roll that
+    back and run each item alone (so one bad item fails alone)."""
+    conn.execute("SAVEPOINT many")
+    try:
+        answers = runner(conn, [item for item, _ in entries])
+        if len(answers) != len(entries):
+            raise RuntimeError(f"runner {runner!r} answered {len(answers)} of {len(entries)}")
+    except BaseException as exc:
+        conn.execute("ROLLBACK TO many")
+        conn.execute("RELEASE many")
+        if len(entries) == 1:
+            return [(entries[0][1], None, exc)]
+        outcomes: list[Outcome] = []
+        for entry in entries:
+            outcomes.extend(_together(conn, runner, [entry]))
+        return outcomes
+    conn.execute("RELEASE many")
+    return [
+        (future, value, error) for (_, future), (value, error) in zip(entries, answers, strict=True)
+    ]
 
 
 def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
@@ -191,6 +280,6 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) 
         future.set_result(value)
 
 
-def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _settle_all(outcomes: list[Outcome]) -> None:
     for future, value, exc in outcomes:
         _settle(future, value, exc)

@@ -1,0 +1,79 @@
+"""Plain submits that wait together share a transaction and a few statements (SQLite:
+:meth:`~imagerouter.jobs.sqlite.thread.SQLiteThread.run_many`; PostgreSQL: a pipelined
+``executemany``): each one is still answered on its own, and the books still balance."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from imagerouter.jobs import JobStore
+from imagerouter.jobs.errors import AccountNotFound, InsufficientCredits
+from imagerouter.jobs.types import Job, NewJob
+from tests.polling import eventually
+from tests.store.conftest import StoreFactory
+
+REQUEST = {"model": "gpt-image-2", "prompt": "a lighthouse"}
+
+
+def _job(account_id: str, job_id: str, price: int) -> NewJob:
+    return NewJob(job_id, account_id, dict(REQUEST), price, time.time() + 600, None)
+
+
+async def _account(store: JobStore, name: str, credits: int) -> str:
+    account = await store.create_account(name)
+    await store.grant_credits(account.id, credits)
+    return account.id
+
+
+async def test_a_burst_of_submits_is_answered_one_by_one(make_store: StoreFactory) -> None:
+    """One burst from three accounts (a rich one, one whose wallet holds 3 of its 7 jobs, one
+    that does not exist) and a job id used twice: each submit gets its own answer, the
+    ledger's balances follow each other, each created job has exactly one event, and a
+    subscriber is told the events in id order."""
+    store = await make_store()
+    rich = await _account(store, "rich", 1000)
+    short = await _account(store, "short", 30)
+    heard: list[int] = []
+    store.subscribe(lambda events: heard.extend(e.id for e in events))
+    # the two accounts' jobs interleaved, so batches mix them
+    mixed = [
+        job
+        for n in range(12)
+        for job in (_job(rich, f"job_r{n}", 7), *([_job(short, f"job_s{n}", 10)] if n < 7 else []))
+    ]
+    jobs = [*mixed, _job("acct_nobody", "job_x", 1)]
+    results = await asyncio.gather(*(store.submit_job(j) for j in jobs), return_exceptions=True)
+    # then a burst with an id used before: refused alone, the others stand
+    again = [_job(rich, "job_r0", 7), _job(rich, "job_r12", 7), _job(rich, "job_r13", 7)]
+    results += await asyncio.gather(*(store.submit_job(j) for j in again), return_exceptions=True)
+    assert all(
+        isinstance(r, Job) for j, r in zip(mixed, results, strict=False) if j.account_id == rich
+    )
+    short_results = [r for j, r in zip(mixed, results, strict=False) if j.account_id == short]
+    assert sum(isinstance(r, Job) for r in short_results) == 3
+    assert sum(isinstance(r, InsufficientCredits) for r in short_results) == 4
+    assert isinstance(results[19], AccountNotFound)
+    assert isinstance(results[20], Exception)  # the duplicate id
+    assert all(isinstance(r, Job) for r in results[21:])
+
+    assert (await store.get_account(rich)).balance == 1000 - 14 * 7
+    assert (await store.get_account(short)).balance == 0
+    for account_id in (rich, short):
+        entries = list(reversed(await store.ledger(account_id)))  # oldest first
+        for before, after in itertools.pairwise(entries):
+            assert after.balance_after == before.balance_after + after.amount
+    events = await store.events_since(None, None, 0)
+    created = {r.id for r in results if isinstance(r, Job)}
+    await eventually(lambda: len(heard) == len(created), what="every event told")
+    assert heard == sorted(heard)  # told in id order, whatever the batches
+    assert sorted(e.job_id for e in events) == sorted(created)
+    assert [e.id for e in events] == sorted({e.id for e in events})
+    for event in events:
+        assert event.type == "job.queued"
+        [again] = await store.events_since(event.account_id, event.job_id, 0)
+        assert again == event
+    audit = await store.audit()  # type: ignore[attr-defined]
+    assert audit["balances"] == audit["ledger_sum"]
+    assert audit["jobs"] == audit["debits"]
