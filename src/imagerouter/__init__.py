@@ -33,7 +33,7 @@ from imagerouter.generation import (
 from imagerouter.hookspecs import hookimpl
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.plugins import Plugins, load_plugins
-from imagerouter.provider import CallContext, HttpAnswer, Provider, ProviderOptions
+from imagerouter.provider import CallContext, HttpAnswer, Progress, Provider, ProviderOptions
 from imagerouter.router import Router
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "NoProviderAvailable",
     "PluginError",
     "Plugins",
+    "Progress",
     "Provider",
     "ProviderError",
     "ProviderOptions",

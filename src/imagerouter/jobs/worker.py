@@ -28,6 +28,7 @@ from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import ImageRouterError, NoProviderAvailable, ProviderError
 from imagerouter.generation import ImageRequest
 from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.progress import ProgressRecorder
 from imagerouter.jobs.store import IdempotencyStore, JobQueue
 from imagerouter.jobs.types import Job
 from imagerouter.lifecycle import AsyncResource
@@ -279,9 +280,15 @@ class WorkerPool(AsyncResource):
                 job.id, self.owner, {"code": "too_many_runs", "message": message}, []
             )
             return
+        progress = ProgressRecorder(self.store, job.id, self.owner, clock=self._clock)
         try:
             request = ImageRequest.model_validate(job.request)
-            result = await self.router.generate(request, deadline_s=remaining)
+            try:
+                result = await self.router.generate(
+                    request, deadline_s=remaining, on_progress=progress
+                )
+            finally:
+                await progress.aclose()
         except ImageRouterError as exc:
             written = await self.store.fail_job(job.id, self.owner, error_body(exc), _attempts(exc))
             log.info("job %s failed (%s); written=%s", job.id, exc.code, written)

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "create_schema"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -116,7 +116,9 @@ CREATE TABLE IF NOT EXISTS webhook_endpoints (
     account_id  TEXT PRIMARY KEY REFERENCES accounts(id),
     url         TEXT,
     created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    -- Schema version 3: the account opted in to job.progress webhooks.
+    progress    INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS webhook_secrets (
@@ -190,4 +192,13 @@ def create_schema(conn: sqlite3.Connection) -> None:
             f"({SCHEMA_VERSION}); upgrade imagerouter"
         )
     conn.executescript(SCHEMA)
+    _add_column(conn, "webhook_endpoints", "progress", "INTEGER NOT NULL DEFAULT 0")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    """Add ``column`` to a ``table`` created by an older version (CREATE IF NOT EXISTS kept
+    its old shape)."""
+    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in names:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
