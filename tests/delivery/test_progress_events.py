@@ -7,6 +7,9 @@ import asyncio
 import json
 from typing import Any
 
+from click.testing import CliRunner
+
+from imagerouter.cli import main
 from imagerouter.client import AsyncClient, ProgressUpdate
 from mockproviders import Farm
 from tests.delivery.conftest import Api, ApiFactory, Receiver
@@ -38,7 +41,8 @@ def _check_progress(updates: list[dict[str, Any]]) -> None:
     assert {u["provider"] for u in updates} == {"fal"}, updates
     queued = [u["queue_position"] for u in updates if u["provider_status"] == "IN_QUEUE"]
     assert len(queued) >= 2, updates
-    assert queued == sorted(queued, reverse=True) and len(set(queued)) == len(queued), queued
+    assert queued == sorted(queued, reverse=True), queued
+    assert len(set(queued)) == len(queued), queued
     assert queued[0] > 0
     assert "IN_PROGRESS" in statuses, statuses
     assert statuses.index("IN_PROGRESS") > statuses.index("IN_QUEUE")
@@ -64,7 +68,8 @@ async def test_progress_events_on_sse_show_the_queue_position_falling(
         types.append(event["event"])
         if event["event"] == "job.progress":
             updates.append(event["data"]["data"])
-    assert types[0] == "job.queued" and types[-1] == "job.completed", types
+    assert types[0] == "job.queued", types
+    assert types[-1] == "job.completed", types
     assert types.index("job.progress") > types.index("job.processing")
     _check_progress(updates)
     assert len(updates) < 20  # deduplicated: not one event per poll
@@ -103,18 +108,18 @@ async def test_progress_webhooks_only_when_the_account_opts_in(
     _slow_queue(farm)
     token = await api.key()
     status, shown = await api.call("PUT", "/v1/webhook", token, json={"url": receiver.url})
-    assert status == 200 and shown["progress"] is False
+    assert status == 200
+    assert shown["progress"] is False
     first = await api.submit(token)
     await api.wait_delivery(token, first["id"], ("succeeded",), timeout_s=30)
-    assert [d["event_type"] for d in await api.deliveries(token, first["id"])] == [
-        "job.completed"
-    ]
+    assert [d["event_type"] for d in await api.deliveries(token, first["id"])] == ["job.completed"]
     assert [json.loads(h.body)["type"] for h in receiver.hits] == ["job.completed"]
 
     status, shown = await api.call(
         "PUT", "/v1/webhook", token, json={"url": receiver.url, "progress": True}
     )
-    assert status == 200 and shown["progress"] is True
+    assert status == 200
+    assert shown["progress"] is True
     second = await api.submit(token)
 
     async def completed_webhook() -> bool:
@@ -127,11 +132,13 @@ async def test_progress_webhooks_only_when_the_account_opts_in(
         await asyncio.sleep(0.1)
     bodies = [json.loads(h.body) for h in receiver.hits[1:]]
     progress = [b["data"] for b in bodies if b["type"] == "job.progress"]
-    assert progress and all(p["id"] == second["id"] for p in progress)
+    assert progress
+    assert all(p["id"] == second["id"] for p in progress)
     assert all("webhook-signature" in h.headers for h in receiver.hits)
     _check_progress(sorted(progress, key=lambda p: p["event_id"]))
     types = [d["event_type"] for d in await api.deliveries(token, second["id"])]
-    assert types[-1] == "job.completed" and set(types[:-1]) == {"job.progress"}
+    assert types[-1] == "job.completed"
+    assert set(types[:-1]) == {"job.progress"}
 
 
 async def test_put_webhook_rejects_a_progress_flag_that_is_not_a_boolean(api: Api) -> None:
@@ -143,4 +150,24 @@ async def test_put_webhook_rejects_a_progress_flag_that_is_not_a_boolean(api: Ap
     assert status == 422
     assert body["error"]["field"] == "progress"
     status, shown = await api.call("GET", "/v1/webhook", token)
-    assert status == 200 and shown["url"] is None and shown["progress"] is False
+    assert status == 200
+    assert shown["url"] is None
+    assert shown["progress"] is False
+
+
+async def test_cli_generate_shows_a_progress_line_while_it_waits(api: Api, farm: Farm) -> None:
+    """``imagerouter generate`` waits for its job and prints each queue report (one line per
+    update when its output is not a terminal), then the image URL."""
+    _slow_queue(farm)
+    token = await api.key()
+    args = ["generate", "a lighthouse", "--url", _base(api), "--key", token, "--timeout", "30"]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    queued = [line for line in lines if line.startswith("fal: in queue, position ")]
+    positions = [int(line.rsplit(" ", 1)[-1]) for line in queued]
+    assert len(positions) >= 2, lines
+    assert positions == sorted(positions, reverse=True), positions
+    assert any(line.startswith("fal: running") for line in lines), lines
+    assert "completed by fal" in result.output
+    assert any("/v1/media/" in line or line.startswith("http") for line in lines), lines

@@ -31,11 +31,11 @@ async def test_racing_migrations_apply_each_version_once(pg_url: str, schema: st
     conns = [await asyncpg.connect(pg_url) for _ in range(4)]
     try:
         applied = await asyncio.gather(*(migrations.migrate(c, schema) for c in conns))
-        assert sorted(map(tuple, applied)) == [(), (), (), (1, 2)]
+        assert sorted(map(tuple, applied)) == [(), (), (), (1, 2, 3)]
         found = await migrations.status(conns[0], schema)
-        assert (found.applied, found.pending, found.changed) == ([1, 2], [], [])
+        assert (found.applied, found.pending, found.changed) == ([1, 2, 3], [], [])
         rows = await conns[0].fetch(f'SELECT version FROM "{schema}".schema_migrations')
-        assert sorted(r[0] for r in rows) == [1, 2]
+        assert sorted(r[0] for r in rows) == [1, 2, 3]
     finally:
         for conn in conns:
             await conn.close()
@@ -79,12 +79,19 @@ def test_db_migrate_command(pg_url: str, schema: str) -> None:
 
     first = run("migrate")
     assert first.returncode == 0, first.stderr
-    assert "applied migrations 0001, 0002" in first.stdout
+    assert "applied migrations 0001, 0002, 0003" in first.stdout
     again = run("migrate")
     assert (again.returncode, "up to date" in again.stdout) == (0, True)
     status = run("status")
     assert status.returncode == 0, status.stderr
-    assert status.stdout.split() == ["0001_jobs:", "applied", "0002_webhooks:", "applied"]
+    assert status.stdout.split() == [
+        "0001_jobs:",
+        "applied",
+        "0002_webhooks:",
+        "applied",
+        "0003_progress_webhooks:",
+        "applied",
+    ]
 
 
 async def test_keys_and_credits_commands_use_the_configured_store(
