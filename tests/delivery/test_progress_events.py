@@ -20,11 +20,8 @@ __all__ = ["store_url"]  # the fixture, run on SQLite and on PostgreSQL
 
 #: fal (gpt-image-2's first provider) holds each job 4.5 s in a queue 9 deep, then runs it
 #: 1.5 s; the farm's queue_position falls 9 → 0 over the polls.
-SLOW_QUEUE = {
-    "generation_ms": {"dist": "fixed", "p50": 6000},
-    "queue_depth": 9,
-    "queued_share": 0.75,
-}
+QUEUED = {"queued_share": 0.75}
+SLOW_QUEUE = {"generation_ms": {"dist": "fixed", "p50": 6000}, "queue_depth": 9, **QUEUED}
 
 
 def _slow_queue(farm: Farm) -> None:
@@ -171,3 +168,17 @@ async def test_cli_generate_shows_a_progress_line_while_it_waits(api: Api, farm:
     assert any(line.startswith("fal: running") for line in lines), lines
     assert "completed by fal" in result.output
     assert any("/v1/media/" in line or line.startswith("http") for line in lines), lines
+
+
+async def test_progress_events_can_be_turned_off(make_api: ApiFactory, farm: Farm) -> None:
+    """``progress_events = false``: the same queued job shows only its lifecycle events."""
+    api = await make_api(progress_events=False)
+    farm.set_faults(
+        "fal", {"generation_ms": {"dist": "fixed", "p50": 2000}, "queue_depth": 4, **QUEUED}
+    )
+    token = await api.key()
+    job = await api.submit(token)
+    await api.wait_final(token, job["id"])
+    status, page = await api.call("GET", f"/v1/jobs/{job['id']}/events", token)
+    assert status == 200
+    assert [e["type"] for e in page["data"]] == ["job.queued", "job.processing", "job.completed"]
