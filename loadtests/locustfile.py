@@ -134,6 +134,10 @@ class ApiClient(FastHttpUser):
         }
         if mode == "webhook":
             body["webhook_url"] = f"{PLAN.receiver_url}/hooks/{PLAN.scenario}"
+        if traffic.routing:
+            routing = traffic.routing_of(rng.random())
+            if routing is not None:
+                body["routing"] = routing
         return body
 
     @task

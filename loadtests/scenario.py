@@ -50,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from imagerouter import RoutingPreferences
 from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.config import load_toml, validate
 from imagerouter.errors import ConfigError
@@ -89,6 +90,13 @@ def _positive_weights(weights: Weights) -> Weights:
     return weights
 
 
+class RoutingShare(_Strict):
+    """A share of the submits that carry these routing preferences (the request's ``routing``)."""
+
+    share: float = Field(gt=0, le=1)
+    preferences: RoutingPreferences
+
+
 class Traffic(_Strict):
     """What the Locust users send and how they follow it."""
 
@@ -112,6 +120,23 @@ class Traffic(_Strict):
     cancel_fraction: float = Field(default=0.02, ge=0, le=1)
     #: Seconds between polls of a followed job.
     poll_interval_s: float = Field(default=0.5, gt=0)
+    #: Shares of submits with client routing preferences (the rest carry none); ≤ 1 in all.
+    routing: list[RoutingShare] = Field(default_factory=list)
+
+    @field_validator("routing")
+    @classmethod
+    def _routing_shares(cls, shares: list[RoutingShare]) -> list[RoutingShare]:
+        if sum(share.share for share in shares) > 1 + 1e-9:
+            raise ValueError("routing shares add up to more than 1")
+        return shares
+
+    def routing_of(self, roll: float) -> dict[str, Any] | None:
+        """The ``routing`` body of the submit whose uniform draw is ``roll``, or None."""
+        for share in self.routing:
+            if roll < share.share:
+                return share.preferences.model_dump(exclude_unset=True)
+            roll -= share.share
+        return None
 
     @field_validator("models", "sizes", "qualities", "follow")
     @classmethod

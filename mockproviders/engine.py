@@ -43,6 +43,8 @@ __all__ = ["Decision", "FaultEngine", "stable_seed"]
 
 #: The fault name of a 429 from the token bucket (random 429s are ``"429"``).
 RATE_LIMIT = "rate_limit"
+#: Compiled profiles kept per provider (a farm whose faults are set over and over starts over).
+_MAX_RULES = 64
 
 
 def stable_seed(*parts: object) -> int:
@@ -69,10 +71,44 @@ class Decision:
     generation_s: float = 0.0
 
 
+class _Rules:
+    """One effective profile worked out for the per-request path: the rate limit,
+    the cumulative fault thresholds (in ``FAULT_KINDS`` order, zero rates left out: they can
+    never be the one drawn) and the delay samplers. Decides exactly as the profile reads."""
+
+    __slots__ = ("generation", "latency", "limit", "profile", "retry_after_s", "thresholds")
+
+    def __init__(self, profile: FaultProfile) -> None:
+        self.profile = profile
+        limit = profile.rate_limit
+        self.limit = None if limit is None else (limit, limit.rpm)
+        rates = profile.error_rates
+        thresholds: list[tuple[float, str]] = []
+        cumulative = 0.0
+        for kind in FAULT_KINDS:
+            cumulative += rates.get(kind, 0.0)
+            if rates.get(kind, 0.0):
+                thresholds.append((cumulative, kind))
+        self.thresholds = tuple(thresholds)
+        self.retry_after_s = profile.retry_after_s
+        self.latency = profile.latency_ms.sampler() if profile.latency_ms else None
+        self.generation = profile.generation_ms.sampler() if profile.generation_ms else None
+
+
 class _ProviderFaults:
     """The live fault state of one provider: profile, phases, RNGs and buckets."""
 
-    __slots__ = ("base", "buckets", "delay_rng", "effective_cache", "fault_rng", "phases", "seed")
+    __slots__ = (
+        "base",
+        "buckets",
+        "delay_rng",
+        "effective_cache",
+        "fault_rng",
+        "limits",
+        "phases",
+        "rules",
+        "seed",
+    )
 
     def __init__(self, base: FaultProfile, phases: list[Phase], seed: int) -> None:
         self.base = base
@@ -81,7 +117,20 @@ class _ProviderFaults:
         self.fault_rng = random.Random()
         self.delay_rng = random.Random()
         self.buckets: dict[str, TokenBucket] = {}
+        #: The rate limit each key's bucket was last sized for (same object: same size).
+        self.limits: dict[str, RateLimit] = {}
         self.effective_cache: dict[tuple[int, ...], FaultProfile] = {}
+        #: Compiled rules per profile object (keyed by id; the entry holds the profile alive).
+        self.rules: dict[int, _Rules] = {}
+
+    def rules_for(self, profile: FaultProfile) -> _Rules:
+        """The compiled rules of ``profile`` (profiles are immutable: compiled once)."""
+        rules = self.rules.get(id(profile))
+        if rules is None or rules.profile is not profile:
+            if len(self.rules) >= _MAX_RULES:
+                self.rules.clear()
+            rules = self.rules[id(profile)] = _Rules(profile)
+        return rules
 
     def reseed(self, provider: str) -> None:
         """Start both RNGs over from this provider's seed."""
@@ -163,6 +212,7 @@ class FaultEngine:
         self._started = self._clock.now()
         for name, state in self._providers.items():
             state.buckets.clear()
+            state.limits.clear()
             state.reseed(name)
 
     def describe(self, provider: str) -> dict[str, Any]:
@@ -192,45 +242,64 @@ class FaultEngine:
         else:
             bucket = buckets.reconfigured(bucket, limit.per_second, limit.capacity, self._clock)
         state.buckets[key] = bucket
+        state.limits[key] = limit
         return bucket
 
     def decide(self, provider: str, key: str, profile: FaultProfile) -> Decision:
         """Run a generation request from ``key`` through the bucket and the random draw."""
-        state = self._state(provider)
-        bucket_state = None
-        if profile.rate_limit is not None:
-            bucket = self._bucket(state, key, profile.rate_limit)
-            wait_s = buckets.take(bucket)
-            bucket_state = buckets.state(bucket, profile.rate_limit.rpm)
-            if wait_s > 0:
-                return Decision(RATE_LIMIT, profile, retry_delay_s=wait_s, bucket=bucket_state)
-        fault = self._draw(state, profile)
-        if fault == "429":
-            return Decision(
-                fault, profile, retry_delay_s=profile.retry_after_s, bucket=bucket_state
-            )
-        if fault is not None and fault != "malformed" and fault != "content_policy":
-            return Decision(fault, profile, bucket=bucket_state)
-        latency_ms = profile.latency_ms.sample_ms(state.delay_rng) if profile.latency_ms else 0.0
-        generation_ms = (
-            profile.generation_ms.sample_ms(state.delay_rng) if profile.generation_ms else 0.0
+        fault, retry_delay_s, bucket, latency_s, generation_s = self.decide_values(
+            provider, key, profile
         )
         return Decision(
             fault,
             profile,
-            bucket=bucket_state,
-            latency_s=latency_ms / 1000,
-            generation_s=generation_ms / 1000,
+            retry_delay_s=retry_delay_s,
+            bucket=bucket,
+            latency_s=latency_s,
+            generation_s=generation_s,
         )
 
-    @staticmethod
-    def _draw(state: _ProviderFaults, profile: FaultProfile) -> str | None:
-        """One draw from the fault RNG, walked over the rates in ``FAULT_KINDS`` order."""
+    def decide_values(
+        self, provider: str, key: str, profile: FaultProfile, *, bucket_state: bool = True
+    ) -> tuple[str | None, float | None, BucketState | None, float, float]:
+        """:meth:`decide` as a plain tuple ``(fault, retry_delay_s, bucket, latency_s,
+        generation_s)``, for callers that decide millions of requests (the simulator).
+
+        The same decision from the same draws; ``bucket_state=False`` leaves ``bucket`` None
+        (describing the bucket changes nothing, so a caller that sends no rate-limit headers
+        need not pay for it).
+        """
+        state = self._providers.get(provider)
+        if state is None:
+            state = self._state(provider)
+        rules = state.rules.get(id(profile))
+        if rules is None or rules.profile is not profile:
+            rules = state.rules_for(profile)
+        described = None
+        limit = rules.limit
+        if limit is not None:
+            rate_limit, rpm = limit
+            bucket = state.buckets.get(key)
+            if bucket is None or state.limits.get(key) is not rate_limit:
+                bucket = self._bucket(state, key, rate_limit)
+            wait_s = 0.0 if bucket.try_take() else bucket.time_until()
+            if bucket_state:
+                described = buckets.state(bucket, rpm)
+            if wait_s > 0:
+                return RATE_LIMIT, wait_s, described, 0.0, 0.0
+        # One draw from the fault RNG, walked over the rates in FAULT_KINDS order.
         draw = state.fault_rng.random()
-        rates = profile.error_rates
-        cumulative = 0.0
-        for kind in FAULT_KINDS:
-            cumulative += rates.get(kind, 0.0)
-            if draw < cumulative:
-                return kind
-        return None
+        fault = None
+        for threshold, kind in rules.thresholds:
+            if draw < threshold:
+                fault = kind
+                break
+        if fault is not None:
+            if fault == "429":
+                return fault, rules.retry_after_s, described, 0.0, 0.0
+            if fault != "malformed" and fault != "content_policy":
+                return fault, None, described, 0.0, 0.0
+        rng = state.delay_rng
+        latency_ms = rules.latency.sample_ms(rng) if rules.latency is not None else 0.0
+        generation_ms = rules.generation.sample_ms(rng) if rules.generation is not None else 0.0
+        return fault, None, described, latency_ms / 1000, generation_ms / 1000

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "FAULT_KINDS",
+    "DelaySampler",
     "Distribution",
     "FaultKind",
     "FaultProfile",
@@ -97,18 +98,55 @@ class Distribution(_Strict):
 
     def sample_ms(self, rng: random.Random) -> float:
         """Draw one delay in milliseconds from ``rng``."""
-        if self.dist == "uniform":
-            value = rng.uniform(self.min or 0.0, self.max or 0.0)
-        elif self.dist == "lognormal":
-            p50, p95 = self.p50 or 0.0, self.p95 or 0.0
+        return self.sampler().sample_ms(rng)
+
+    def sampler(self) -> DelaySampler:
+        """This distribution with its parameters worked out once, for drawing many delays."""
+        return DelaySampler(self)
+
+
+class DelaySampler:
+    """A :class:`Distribution` ready to draw from: its lognormal parameters computed once.
+
+    Draws exactly what the distribution describes, from the same calls on the RNG (so a
+    seeded RNG gives the same delays through either), without redoing the arithmetic per draw.
+    """
+
+    __slots__ = ("_hi", "_kind", "_lo", "_mu", "_sigma", "_value")
+
+    def __init__(self, dist: Distribution) -> None:
+        self._lo, self._hi = dist.min, dist.max
+        self._mu = self._sigma = self._value = 0.0
+        if dist.dist == "uniform":
+            self._kind = "uniform"
+            self._mu, self._sigma = dist.min or 0.0, dist.max or 0.0
+            return
+        if dist.dist == "lognormal":
+            p50, p95 = dist.p50 or 0.0, dist.p95 or 0.0
             sigma = math.log(p95 / p50) / _Z95
-            value = rng.lognormvariate(math.log(p50), sigma) if sigma > 0 else p50
+            if sigma > 0:
+                self._kind, self._mu, self._sigma = "lognormal", math.log(p50), sigma
+                return
+            self._kind, self._value = "fixed", p50
+            return
+        self._kind = "fixed"
+        self._value = dist.p50 if dist.p50 is not None else dist.min or 0.0
+
+    def sample_ms(self, rng: random.Random) -> float:
+        """Draw one delay in milliseconds from ``rng``."""
+        kind = self._kind
+        if kind == "lognormal":
+            # random.lognormvariate(mu, sigma) is exp(normalvariate(mu, sigma)); one call less.
+            value = math.exp(rng.normalvariate(self._mu, self._sigma))
+        elif kind == "uniform":
+            value = rng.uniform(self._mu, self._sigma)
         else:
-            value = self.p50 if self.p50 is not None else self.min or 0.0
-        if self.min is not None:
-            value = max(value, self.min)
-        if self.max is not None:
-            value = min(value, self.max)
+            value = self._value
+        lo, hi = self._lo, self._hi
+        if lo is not None and value < lo:
+            value = lo
+        if hi is not None and value > hi:
+            value = hi
         return value
 
 

@@ -20,7 +20,7 @@ Polls never count as inside a window. Requests without an API key count for the 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,24 @@ class FarmStats:
         """Count an answer: its HTTP status, or ``"timeout"``/``"reset"``."""
         for counter in self._providers[provider].counters(key):
             counter.by_status[str(outcome)] += 1
+
+    def add(
+        self,
+        provider: str,
+        key: str | None,
+        *,
+        requests: int = 0,
+        generations: int = 0,
+        statuses: Mapping[str, int] | None = None,
+    ) -> None:
+        """Add counts kept elsewhere, in bulk: ``requests``, ``generations`` and answers by
+        status. For a caller (the simulator) that counts millions of requests locally and
+        issues its Retry-After windows elsewhere: these are not checked against windows."""
+        for counter in self._providers[provider].counters(key):
+            counter.requests += requests
+            counter.generations += generations
+            if statuses:
+                counter.by_status.update(statuses)
 
     def issued_retry_after(
         self, provider: str, key: str | None, window_s: float, grace_s: float

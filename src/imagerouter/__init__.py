@@ -33,6 +33,7 @@ from imagerouter.generation import (
 from imagerouter.hookspecs import hookimpl
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.preferences import RoutingPreferences
 from imagerouter.provider import CallContext, HttpAnswer, Progress, Provider, ProviderOptions
 from imagerouter.router import Router
 
@@ -67,6 +68,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "Router",
+    "RoutingPreferences",
     "Settings",
     "UnknownModel",
     "UnsupportedRequest",

@@ -47,6 +47,8 @@ class Principal:
     account_id: str
     account_name: str
     key_id: str
+    #: The key's default routing preferences (JSON text), or None.
+    routing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +74,20 @@ def parse_key_id(token: str) -> str | None:
     return f"key_{key_id}"
 
 
-def mint_key(account_id: str, name: str | None, now: float) -> NewApiKey:
-    """A new random key for ``account_id`` and the record to store for it."""
+def mint_key(
+    account_id: str, name: str | None, now: float, routing: str | None = None
+) -> NewApiKey:
+    """A new random key for ``account_id`` and the record to store for it; ``routing`` is
+    the key's default routing preferences as JSON (checked by the caller)."""
     key_id = new_id("key", 12)
     token = f"{KEY_PREFIX}{key_id.removeprefix('key_')}_{secrets.token_urlsafe(32)}"
     record = ApiKeyRecord(
-        id=key_id, account_id=account_id, secret_hash=hash_key(token), name=name, created_at=now
+        id=key_id,
+        account_id=account_id,
+        secret_hash=hash_key(token),
+        name=name,
+        created_at=now,
+        routing=routing,
     )
     return NewApiKey(token, record)
 
@@ -148,7 +158,7 @@ class Authenticator:
             raise AuthError("invalid API key")
         if not record.active or record.id in self._revoked:
             raise AuthError("this API key has been revoked")
-        return Principal(record.account_id, record.account_name or "", record.id)
+        return Principal(record.account_id, record.account_name or "", record.id, record.routing)
 
     async def revoke(self, key_id: str) -> bool:
         """Revoke ``key_id`` in the store and refuse it in this process from now on.

@@ -52,3 +52,9 @@ class FakeClock:
         if seconds < 0:
             raise ValueError("a clock never goes backward")
         self._now += seconds
+
+    def advance_to(self, t: float) -> None:
+        """Move time forward to ``t`` (never backward)."""
+        if t < self._now:
+            raise ValueError("a clock never goes backward")
+        self._now = t

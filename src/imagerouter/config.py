@@ -119,7 +119,19 @@ class ProviderSettings(BaseModel):
     max_concurrency: int | Literal["adaptive"] | None = Field(
         default=None, description="Calls in flight at most: a number, 'adaptive' (AIMD), or none."
     )
+    max_usd_per_hour: float | None = Field(
+        default=None, gt=0, description="Spend cap (catalog cost_usd) per UTC hour; none: no cap."
+    )
+    max_usd_per_day: float | None = Field(
+        default=None, gt=0, description="Spend cap (catalog cost_usd) per UTC day; none: no cap."
+    )
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def spend_caps(self) -> dict[str, float]:
+        """Window (``"hour"``, ``"day"``) → cap in US dollars, for the caps that are set."""
+        caps = {"hour": self.max_usd_per_hour, "day": self.max_usd_per_day}
+        return {window: cap for window, cap in caps.items() if cap is not None}
 
     @field_validator("max_concurrency")
     @classmethod

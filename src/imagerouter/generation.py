@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from imagerouter.preferences import RoutingPreferences
+
 __all__ = [
     "Attempt",
     "AttemptEvent",
@@ -86,6 +88,9 @@ class ImageRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, strict=True)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Opaque; echoed back.")
     webhook_url: str | None = Field(default=None, max_length=2048)
+    routing: RoutingPreferences | None = Field(
+        default=None, description="Provider preferences for this job (see README, Routing)."
+    )
 
     @field_validator("size")
     @classmethod

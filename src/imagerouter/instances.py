@@ -1,6 +1,7 @@
 """A provider instance: one configured provider (plugin + key + base URL) and the resilience
 state the router keeps for it: breaker, health, Retry-After cooldown, concurrency limit, the
-request budget its rate-limit headers announce, and the retry budget that caps retries into it."""
+request budget its rate-limit headers announce, the retry budget that caps retries into it, and
+its spend caps."""
 
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
 from imagerouter.resilience.cooldowns import Cooldowns
 from imagerouter.resilience.health import HealthScore
 from imagerouter.resilience.retry_budget import RetryBudget
+from imagerouter.resilience.spend import SpendMeter
 from imagerouter.resilience.token_bucket import TokenBucket
 
 __all__ = ["ProviderInstance", "Unavailable", "retry_budget_of"]
+
+_OPEN = BreakerState.OPEN
 
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
     """Why an instance cannot take a call now, and (when known) when it can again."""
 
-    kind: str  # "breaker_open", "cooldown", "paced", "concurrency", "retry_budget"
+    kind: str  # "breaker_open", "cooldown", "paced", "concurrency", "retry_budget", "spend_cap"
     reason: str
     ready_at: float | None = None
 
@@ -45,6 +49,8 @@ class ProviderInstance:
     #: Caps retries into this instance (calls of jobs that already failed on it); built from
     #: the default settings when not given.
     retry_budget: RetryBudget = field(default=None)  # type: ignore[assignment]
+    #: Spend in the current hour and day against the configured caps; None when uncapped.
+    spend: SpendMeter | None = None
 
     def __post_init__(self) -> None:
         if self.retry_budget is None:
@@ -63,12 +69,19 @@ class ProviderInstance:
             ready = now + self.budget.time_until()
             return Unavailable("paced", "x-ratelimit budget spent", ready)
         state = self.breaker.state
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             probe_at = self.breaker.next_probe_at
             return Unavailable("breaker_open", "breaker open", probe_at)
         if self.limit is not None and self.limit.in_flight >= self.limit.limit:
             return Unavailable("concurrency", f"concurrency full ({self.limit.limit})")
+        if self.spend is not None and (capped := self.spend.capped()) is not None:
+            return Unavailable("spend_cap", capped.reason, now + capped.frees_in_s)
         return None
+
+    def charge(self, cost_usd: float | None, images: int) -> None:
+        """A call completed: count its cost (the catalog's per-image price × images)."""
+        if self.spend is not None and cost_usd:
+            self.spend.record(cost_usd * max(1, images))
 
     def admits(self, now: float) -> bool:
         """Would a call be let through now (breaker permit included)? Reserves nothing."""

@@ -29,6 +29,10 @@ class Listeners(Generic[EventT]):
         """Stop calling ``listener``."""
         self._listeners.remove(listener)
 
+    def __bool__(self) -> bool:
+        """False while nobody listens, so a caller can skip building an event for no one."""
+        return bool(self._listeners)
+
     def __call__(self, event: EventT) -> None:
         for listener in self._listeners:
             try:

@@ -143,6 +143,22 @@ class _RouterStateCollector(Collector):
             "Retries into the provider instance its retry budget still allows now.",
             labels=["provider"],
         )
+        spend = GaugeMetricFamily(
+            "imagerouter_provider_spend_usd",
+            "US dollars spent on the provider instance in the current spend-cap window "
+            "(catalog cost_usd of completed calls; only instances with a cap).",
+            labels=["provider", "window"],
+        )
+        spend_cap = GaugeMetricFamily(
+            "imagerouter_provider_spend_cap_usd",
+            "The provider instance's spend cap per window (max_usd_per_hour / _per_day).",
+            labels=["provider", "window"],
+        )
+        capped = GaugeMetricFamily(
+            "imagerouter_provider_spend_capped",
+            "1 while the window's spend cap is reached (the instance is skipped), else 0.",
+            labels=["provider", "window"],
+        )
         for entry in self._router.provider_status():
             name = entry["name"]
             health.add_metric([name], entry["health"]["score"])
@@ -152,4 +168,8 @@ class _RouterStateCollector(Collector):
             if entry["concurrency"] is not None:
                 in_flight.add_metric([name], entry["concurrency"]["in_flight"])
             budget.add_metric([name], entry["retry_budget"]["available"])
-        yield from (health, state, cooldown, in_flight, budget)
+            for window, meter in (entry.get("spend") or {}).items():
+                spend.add_metric([name, window], meter["spent_usd"])
+                spend_cap.add_metric([name, window], meter["cap_usd"])
+                capped.add_metric([name, window], float(meter["capped"]))
+        yield from (health, state, cooldown, in_flight, budget, spend, spend_cap, capped)

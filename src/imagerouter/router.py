@@ -32,11 +32,13 @@ from imagerouter.instances import ProviderInstance, retry_budget_of
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.listeners import Listeners
 from imagerouter.plugins import Plugins, load_plugins
+from imagerouter.preferences import RoutingPreferences, apply_preferences
 from imagerouter.provider import CallContext, Progress
 from imagerouter.resilience.breaker import BreakerTransition, CircuitBreaker
 from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
 from imagerouter.resilience.cooldowns import Cooldowns
 from imagerouter.resilience.health import HealthScore
+from imagerouter.resilience.spend import SpendMeter
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
 __all__ = ["ProgressCallback", "Router"]
@@ -179,7 +181,7 @@ class Router(AsyncResource):
         exhausted or the deadline passed. Every attempt is on the result or the error.
         """
         model = self.catalog.resolve(request.model)
-        plan = self.plan(model, deadline_s)
+        plan = self.plan(model, deadline_s, request.routing)
         while True:
             step = plan.next_step()
             if isinstance(step, Wait):
@@ -197,17 +199,34 @@ class Router(AsyncResource):
             if result is not None:
                 return result
 
-    def plan(self, model: CatalogModel, deadline_s: float | None = None) -> JobPlan:
-        """A fresh routing plan for one job of ``model`` (the simulator drives these too)."""
-        return JobPlan(
+    def plan(
+        self,
+        model: CatalogModel,
+        deadline_s: float | None = None,
+        routing: RoutingPreferences | None = None,
+    ) -> JobPlan:
+        """A fresh routing plan for one job of ``model`` (the simulator drives these too),
+        with the client's ``routing`` preferences applied: every candidate they leave out is
+        recorded on the plan as a skip."""
+        candidates = self.candidates_for(model)
+        applied = None
+        if routing is not None:
+            applied = apply_preferences(routing, candidates, model.policy, self.rng)
+            candidates = applied.candidates
+        plan = JobPlan(
             model=model,
-            candidates=self.candidates_for(model),
+            candidates=candidates,
             deadline=self.clock.now() + (deadline_s or self.settings.router.deadline_s),
             settings=self.settings.router,
             clock=self.clock,
             rng=self.rng,
             on_attempt=self.attempts,
+            fixed_order=applied is not None and applied.fixed_order,
         )
+        if applied is not None:
+            for candidate, reason in applied.skipped:
+                plan.note_skip(candidate.instance.name, reason)
+        return plan
 
     async def _call(
         self,
@@ -279,6 +298,7 @@ class Router(AsyncResource):
         error, candidate = outcome.error, outcome.step.candidate
         if error is None:
             assert outcome.output is not None
+            candidate.instance.charge(candidate.entry.cost_usd, len(outcome.output.images))
             return ImageResult(
                 model=model.name,
                 provider=candidate.instance.name,
@@ -338,6 +358,7 @@ class Router(AsyncResource):
                     if instance.limit is None
                     else {"limit": instance.limit.limit, "in_flight": instance.limit.in_flight},
                     "retry_budget": instance.retry_budget.snapshot(),
+                    "spend": None if instance.spend is None else instance.spend.snapshot(),
                 }
             )
         return status
@@ -458,6 +479,7 @@ def _build_instance(
         limit = AIMDLimit()
     elif provider_settings.max_concurrency is not None:
         limit = FixedLimit(provider_settings.max_concurrency)
+    caps = provider_settings.spend_caps
     return ProviderInstance(
         name=name,
         provider=provider,
@@ -468,4 +490,5 @@ def _build_instance(
         limit=limit,
         weight=provider_settings.weight,
         retry_budget=retry_budget_of(resilience.retry_budget, clock),
+        spend=SpendMeter(name, caps, clock) if caps else None,
     )

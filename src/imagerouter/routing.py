@@ -35,8 +35,9 @@ One concept that reads better whole (over 400 lines): the plan's rules, top to b
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from imagerouter.catalog import CatalogModel, ModelProvider
 from imagerouter.clock import Clock
@@ -94,6 +95,10 @@ Step = Call | Wait | GiveUp
 
 _BUDGET_SPENT = Unavailable("retry_budget", "retry budget spent: no more retries into it now")
 _SERVABLE_REASON = "servable: callable when the job gave up"
+#: The reason of a job's first call, per routing policy (made once, not per job).
+_FIRST_CHOICE: Mapping[str, str] = MappingProxyType(
+    {p: f"first available in {p} order" for p in ("priority", "weighted", "latency", "cost")}
+)
 
 
 def order_candidates(
@@ -123,7 +128,7 @@ def order_candidates(
     raise ValueError(f"unknown routing policy {policy!r}")
 
 
-@dataclass
+@dataclass(slots=True)
 class JobPlan:
     """The routing decisions of one job, on an injected clock."""
 
@@ -148,18 +153,26 @@ class JobPlan:
     _backed_off: bool = False
     #: Told of every attempt as it is added (metrics, logs); None when nobody listens.
     on_attempt: Callable[[AttemptEvent], None] | None = None
+    #: Keep ``candidates`` in the order given (the client's routing preferences fixed it)
+    #: instead of re-ordering them by the model's policy.
+    fixed_order: bool = False
 
     def _add(self, attempt: Attempt) -> None:
         self.attempts.append(attempt)
-        if self.on_attempt is not None:
+        # Falsy when nobody listens (Listeners with none added): no event to build.
+        if self.on_attempt:
             self.on_attempt(AttemptEvent(self.model.name, attempt))
+
+    def note_skip(self, instance_name: str, reason: str) -> None:
+        """Record a candidate left out before the first step (the client's preferences)."""
+        self._add(Attempt(instance_name, "skipped", started_at=self.clock.wall(), reason=reason))
 
     # --- deciding -------------------------------------------------------------------------------
 
     def next_step(self) -> Step:
         """What to do now. A returned :class:`Call` holds a reserved breaker permit and
         concurrency slot: report it with :meth:`record` (or :meth:`release` if not made)."""
-        step = self._choose(hedge=False)
+        step = self._choose(False)
         assert step is not None
         return step
 
@@ -175,7 +188,13 @@ class JobPlan:
             return self._give_up("deadline", "deadline passed")
         if not self.candidates:
             return self._give_up("no_provider", "no enabled provider serves it")
-        ordered = order_candidates(self.model.policy, self.candidates, self.rng)
+        policy = self.model.policy
+        ordered = (
+            # The client's preferences fixed the order; priority's answer is the list as it is.
+            list(self.candidates)
+            if self.fixed_order or policy == "priority"
+            else order_candidates(policy, self.candidates, self.rng)
+        )
         if self._failures:  # with no failures yet every key is 0 and the stable sort a no-op
             ordered.sort(key=lambda c: self._failures.get(c.instance.name, 0))  # stable
         # max_attempts caps retries only: a provider this job has not tried may always take it.
@@ -232,7 +251,7 @@ class JobPlan:
         elif self.last_error is not None:
             reason = f"failover after {self.last_error.error_class} from {self.last_error.provider}"
         else:
-            reason = f"first available in {self.model.policy} order"
+            reason = _FIRST_CHOICE.get(policy) or f"first available in {policy} order"
         budget = chosen.instance.retry_budget
         if not failures:
             budget.record_first_attempt()
@@ -383,7 +402,9 @@ class JobPlan:
             error.provider = error.provider or name
             attempt.error_class, attempt.error = error.error_class, error.message[:300]
             attempt.status, attempt.retry_after = error.status, error.retry_after
-        self._add(attempt)
+        self.attempts.append(attempt)  # self._add(attempt), written out: once per call
+        if self.on_attempt:
+            self.on_attempt(AttemptEvent(self.model.name, attempt))
         if budget is not None:
             _learn_budget(instance, budget)
         if error is None:

@@ -80,6 +80,17 @@ def test_open_phase_spans_to_the_end() -> None:
             "starts at 90 s",
         ),
         ("userz = 3", "userz", "unknown field"),
+        (
+            '[[traffic.routing]]\nshare = 0.5\npreferences = { sort = "fastest" }',
+            "traffic.routing[0].preferences.sort",
+            "",
+        ),
+        (
+            "[[traffic.routing]]\nshare = 0.7\npreferences = {}\n"
+            "[[traffic.routing]]\nshare = 0.7\npreferences = {}",
+            "traffic.routing",
+            "add up to more than 1",
+        ),
     ],
 )
 def test_mistakes_name_the_file_field_and_reason(
@@ -100,3 +111,13 @@ def test_unknown_name_lists_the_bundled_ones() -> None:
     """An unknown scenario name says so and lists what ships."""
     with pytest.raises(ConfigError, match="launch-week"):
         load_load_scenario("no-such-scenario")
+
+
+def test_launch_week_sends_a_share_of_routing_preferences() -> None:
+    """launch-week's clients send ``routing`` on about a tenth of their submits: the draw
+    maps to each share's preferences, as set in the file, and the rest carry none."""
+    traffic = load_load_scenario("launch-week").traffic
+    assert sum(share.share for share in traffic.routing) == pytest.approx(0.1)
+    assert traffic.routing_of(0.01) == {"ignore": ["openai"]}
+    assert traffic.routing_of(0.07) == {"sort": "price"}
+    assert traffic.routing_of(0.5) is None

@@ -39,10 +39,10 @@ def services() -> tuple[str, str]:
 
 @pytest.fixture
 async def make_fleet(services: tuple[str, str], tmp_path: Path) -> AsyncIterator[Any]:
-    """``await make_fleet(scenario, replicas=3, server=…, router=…, proxy=False, args=…)``: a
-    farm process with ``scenario`` (provider → fault profile) and N replicas sharing one
-    config (``args``: extra ``serve`` flags by replica index; ``proxy``: Redis through a
-    cuttable TCP proxy, ``fleet.proxy``)."""
+    """``await make_fleet(scenario, replicas=3, server=…, router=…, providers=…, proxy=False,
+    args=…)``: a farm process with ``scenario`` (provider → fault profile) and N replicas
+    sharing one config (``providers``: more settings per provider; ``args``: extra ``serve``
+    flags by replica index; ``proxy``: Redis through a cuttable TCP proxy, ``fleet.proxy``)."""
     pg_url, redis_url = services
     procs: list[Proc] = []
     cleanup: list[Any] = []
@@ -53,6 +53,7 @@ async def make_fleet(services: tuple[str, str], tmp_path: Path) -> AsyncIterator
         replicas: int = 3,
         server: dict[str, Any] | None = None,
         router: dict[str, Any] | None = None,
+        providers: dict[str, dict[str, Any]] | None = None,
         proxy: bool = False,
         args: dict[int, list[str]] | None = None,
     ) -> Fleet:
@@ -78,6 +79,7 @@ async def make_fleet(services: tuple[str, str], tmp_path: Path) -> AsyncIterator
             prefix=prefix,
             server=server,
             router=router,
+            providers=providers,
         )
         args = args or {}
         nodes = [replica_proc(tmp_path, config, i, *args.get(i, ())) for i in range(replicas)]

@@ -219,10 +219,11 @@ def write_config(
     prefix: str,
     server: dict[str, Any] | None = None,
     router: dict[str, Any] | None = None,
+    providers: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """The replicas' shared config: the ``[server]`` table (store, state, small leases), the
     ``[router]`` table, and every farm provider's base URL and farm key (as
-    ``farm_router`` would set them)."""
+    ``farm_router`` would set them), plus ``providers``' settings (e.g. spend caps)."""
     values: dict[str, Any] = {
         "store": store,
         "state": state,
@@ -256,6 +257,9 @@ def write_config(
             f"base_url = {_toml(entry['base_url'])}",
             f'api_key = "farm-key-{name}"',
             f"options = {_toml(dict(FARM_OPTIONS))}",
+        ]
+        lines += [
+            f"{key} = {_toml(value)}" for key, value in (providers or {}).get(name, {}).items()
         ]
     if farm_doc.get("ca_bundle"):
         lines.insert(0, f"ca_bundle = {_toml(farm_doc['ca_bundle'])}")

@@ -23,6 +23,7 @@ import heapq
 import math
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
@@ -40,6 +41,7 @@ from imagerouter import (
 from imagerouter.catalog import CatalogModel, Credits, ModelProvider
 from imagerouter.config import RouterSettings
 from imagerouter.instances import ProviderInstance, retry_budget_of
+from imagerouter.preferences import RoutingPreferences, apply_preferences
 from imagerouter.resilience.breaker import CircuitBreaker
 from imagerouter.resilience.cooldowns import Cooldowns
 from imagerouter.resilience.health import HealthConfig, HealthScore
@@ -69,6 +71,7 @@ class Record:
     ended: dict[int, tuple[str, float, object]] = field(default_factory=dict)
     per_job: dict[int, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
     arrived: dict[int, float] = field(default_factory=dict)
+    allowed: dict[int, set[str]] = field(default_factory=dict)
 
 
 def build(
@@ -124,9 +127,16 @@ def answer(faults: Faults, rng: random.Random) -> tuple[Exception | None, float]
 
 
 def drive(
-    faults: dict[str, Faults], jobs: int, rate: float, seed: int, hedge: bool, **router: object
+    faults: dict[str, Faults],
+    jobs: int,
+    rate: float,
+    seed: int,
+    hedge: bool,
+    preferences: Callable[[int], RoutingPreferences | None] | None = None,
+    **router: object,
 ) -> tuple[Record, list[Candidate], RouterSettings]:
-    """Run ``jobs`` jobs arriving at ``rate`` per second through real plans; record it all."""
+    """Run ``jobs`` jobs arriving at ``rate`` per second through real plans; record it all.
+    ``preferences`` gives a job its client's routing preferences (applied as the router does)."""
     clock, config, model, candidates = build(list(faults), hedge, **router)
     rng = random.Random(seed)
     record = Record()
@@ -177,8 +187,20 @@ def drive(
         clock.advance(max(0.0, when - clock.now()))
         if kind == "arrive":
             record.arrived[job] = clock.now()
+            prefs = preferences(job) if preferences is not None else None
+            allowed, fixed = candidates, False
+            if prefs is not None:
+                applied = apply_preferences(prefs, candidates, model.policy, rng)
+                allowed, fixed = applied.candidates, applied.fixed_order
+            record.allowed[job] = {c.instance.name for c in allowed}
             plans[job] = JobPlan(
-                model, candidates, clock.now() + config.deadline_s, config, clock, rng
+                model,
+                allowed,
+                clock.now() + config.deadline_s,
+                config,
+                clock,
+                rng,
+                fixed_order=fixed,
             )
             step(job)
         elif kind == "wake":
@@ -268,6 +290,45 @@ def test_random_fault_mixes_never_amplify_and_never_fail_while_servable(
     jobs = 300
     record, candidates, config = drive(mix, jobs, rate, seed, hedge, deadline_s=20)
     assert_bounded(record, candidates, config, jobs)
+
+
+PREFERENCES = [
+    None,
+    RoutingPreferences(allow_fallbacks=False),
+    RoutingPreferences(only=["p0"]),
+    RoutingPreferences(ignore=["p0"]),
+    RoutingPreferences(order=["p1", "p0"], allow_fallbacks=False),
+    RoutingPreferences(sort="latency"),
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    faults=st.lists(fault, min_size=2, max_size=4),
+    rate=st.sampled_from([5.0, 50.0, 400.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_client_preferences_never_count_as_failed_while_servable(
+    faults: list[Faults], rate: float, seed: int
+) -> None:
+    """Jobs whose clients rule providers out (only, ignore, no fallbacks) call only the
+    providers they allow, stay within every bound, and a job that ends because of its own
+    preferences is never counted as failed while servable."""
+    mix = {f"p{i}": f for i, f in enumerate(faults)}
+    jobs = 300
+    record, candidates, config = drive(
+        mix,
+        jobs,
+        rate,
+        seed,
+        False,
+        preferences=lambda job: PREFERENCES[job % len(PREFERENCES)],
+        deadline_s=20,
+    )
+    assert_bounded(record, candidates, config, jobs)
+    for job, calls in record.per_job.items():
+        assert {name for name, _ in calls} <= record.allowed[job], job
+    assert all(len(record.allowed[j]) == 1 for j in range(1, jobs, len(PREFERENCES)))
 
 
 @settings(max_examples=15, deadline=None)

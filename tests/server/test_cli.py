@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -103,3 +104,40 @@ def test_a_data_directory_that_is_not_one_is_an_error_not_a_traceback(tmp_path: 
     assert result.exit_code == 2
     assert "file is not a database" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+async def _key_routing(db: Path, token: str) -> str | None:
+    async with SQLiteJobStore(db) as store:
+        principal = await Authenticator(store, cache_s=0).authenticate(f"Bearer {token}")
+        return principal.routing
+
+
+def test_keys_create_stores_checked_routing_defaults(tmp_path: Path) -> None:
+    """``--routing`` stores the key's default preferences (checked against the catalog); a
+    provider the catalog does not know, or a bad field, is an error naming the field."""
+    data = str(tmp_path / "data")
+    token = _run(
+        "keys",
+        "create",
+        "--account",
+        "acme",
+        "--routing",
+        '{"ignore": ["openai"], "sort": "price"}',
+        "--data-dir",
+        data,
+    ).strip()
+    stored = asyncio.run(_key_routing(tmp_path / "data" / "imagerouter.db", token))
+    assert stored is not None
+    assert json.loads(stored) == {"ignore": ["openai"], "sort": "price"}
+    for routing, words in (
+        ('{"only": ["fal", "foo"]}', "routing.only[1]: unknown provider 'foo'"),
+        ('{"sort": "fastest"}', "routing.sort"),
+        ("{not json", "routing"),
+    ):
+        result = CliRunner().invoke(
+            main, ["keys", "create", "--account", "b", "--routing", routing, "--data-dir", data]
+        )
+        assert result.exit_code == 2, result.output
+        assert words in result.output
+    with sqlite3.connect(tmp_path / "data" / "imagerouter.db") as conn:
+        assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (1,)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from imagerouter.errors import ConfigError
 from imagerouter.resilience.breaker import CircuitBreaker
 from imagerouter.resilience.cooldowns import Cooldowns
 from imagerouter.resilience.health import HealthScore
@@ -203,3 +204,44 @@ def test_content_rejection_ends_the_job_without_failover(small_scenario: Any) ->
     assert rejected > 0
     assert summary["jobs"]["failed"] == rejected
     assert summary["calls"]["failovers"] == 0
+
+
+def test_routing_shares_steer_the_simulated_jobs(small_scenario: Any) -> None:
+    """A share of clients with ``only = ["wavespeed"]`` never reaches fal; without the share
+    fal (first in flux-dev's catalog order) serves."""
+    only = """
+        [[simulation.routing]]
+        share = 1.0
+        preferences = { only = ["wavespeed"] }
+    """
+    path = small_scenario()
+    text = path.read_text(encoding="utf-8")
+    plain = run(path)
+    index = plain._index
+    assert plain.metrics.served_total[index["fal"]] > 0
+    path.write_text(
+        text.replace("[simulation.config.router]", only + "\n[simulation.config.router]")
+    )
+    steered = run(path)
+    assert steered.metrics.served_total[steered._index["wavespeed"]] > 0
+    assert steered.metrics.calls_total[steered._index["fal"]] == 0
+
+
+def test_routing_share_price_cap_and_unknown_provider(small_scenario: Any) -> None:
+    """Jobs above a share's ``max_price_credits`` never arrive (the API would refuse them);
+    a share naming a provider the model lacks is a config error naming the share."""
+    path = small_scenario()
+    text = path.read_text(encoding="utf-8")
+
+    def with_share(preferences: str) -> Path:
+        share = f"[[simulation.routing]]\nshare = 1.0\npreferences = {preferences}\n\n"
+        path.write_text(
+            text.replace("[simulation.config.router]", share + "[simulation.config.router]")
+        )
+        return path
+
+    capped = run(with_share("{ max_price_credits = 1 }"))
+    assert capped.refused > 0
+    assert capped.metrics.jobs_arrived == 0
+    with pytest.raises(ConfigError, match=r"simulation\.routing\[0\].*unknown provider 'foo'"):
+        Simulation(load_spec(with_share('{ only = ["foo"] }')))

@@ -5,12 +5,16 @@ turns a provider's poll reports into those events: changes only, best effort."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
 from imagerouter.jobs import JobStore, NewJob
 from imagerouter.jobs.progress import ProgressRecorder
+from imagerouter.jobs.sqlite import SQLiteJobStore
+from imagerouter.jobs.sqlite.schema import SCHEMA_VERSION
 from imagerouter.provider import CallContext, Progress
 from tests.polling import eventually
 
@@ -138,3 +142,34 @@ def test_call_context_progress_is_a_safe_no_op_hook() -> None:
 
     ctx.on_progress = broken
     ctx.progress("IN_QUEUE", 1)  # does not raise
+
+
+OLD_WEBHOOKS = """
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0), created_at REAL NOT NULL
+);
+CREATE TABLE webhook_endpoints (
+    account_id TEXT PRIMARY KEY REFERENCES accounts(id), url TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+INSERT INTO accounts VALUES ('acc_1', 'acme', 0, 1.0);
+INSERT INTO webhook_endpoints VALUES ('acc_1', 'https://example.test/hook', 1.0, 1.0);
+PRAGMA user_version = 3;
+"""
+
+
+async def test_an_older_sqlite_database_gains_the_progress_opt_in(tmp_path: Path) -> None:
+    """A version-3 database had no ``webhook_endpoints.progress``: opening adds it, off for
+    the registration already there, and the account can opt in."""
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(OLD_WEBHOOKS)
+    async with SQLiteJobStore(db) as store:
+        endpoint = await store.get_webhook("acc_1")
+        assert endpoint is not None
+        assert endpoint.progress is False
+        on = await store.set_webhook_url("acc_1", "https://example.test/hook", progress=True)
+        assert on.progress is True
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

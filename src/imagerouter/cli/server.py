@@ -18,6 +18,7 @@ import click
 from rich.table import Table
 
 from imagerouter.auth import mint_key
+from imagerouter.catalog import load_catalog
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import console, err_console, fail
 from imagerouter.cli.params import PORT, AccountName, CreditAmount
@@ -26,6 +27,7 @@ from imagerouter.errors import ImageRouterError
 from imagerouter.extras import require
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
+from imagerouter.preferences import parse_key_defaults, provider_names
 from imagerouter.server.settings import (
     ServerSettings,
     load_router_settings,
@@ -135,18 +137,32 @@ def keys() -> None:
 )
 @click.option("--credits", "grant", type=CreditAmount(zero=True), default=0, help="Credits to add.")
 @click.option("--name", "label", default=None, help="A label for the key.")
+@click.option(
+    "--routing",
+    "routing",
+    default=None,
+    help="Default routing preferences of the key's requests, as JSON "
+    '(\'{"ignore": ["openai"], "sort": "price"}\'); a request\'s own fields win.',
+)
 def keys_create(
-    config_path: str | None, data_dir: str | None, account_name: str, grant: int, label: str | None
+    config_path: str | None,
+    data_dir: str | None,
+    account_name: str,
+    grant: int,
+    label: str | None,
+    routing: str | None,
 ) -> None:
     """Create a key for ACCOUNT and print it once: it is stored only as a hash."""
     settings = _settings("keys create", config_path, data_dir=data_dir)
+    if routing is not None:
+        routing = _key_routing(routing, config_path)
 
     async def work(store: SQLiteJobStore) -> tuple[str, str, str, int]:
         account = await store.create_account(account_name)
         balance = account.balance
         if grant:
             balance = await store.grant_credits(account.id, grant, "granted with a new key")
-        minted = mint_key(account.id, label, time.time())
+        minted = mint_key(account.id, label, time.time(), routing)
         await store.create_api_key(minted.record)
         return minted.token, minted.record.id, account.id, balance
 
@@ -156,6 +172,18 @@ def keys_create(
         "Store it now: it is not shown again."
     )
     click.echo(token)
+
+
+def _key_routing(text: str, config_path: str | None) -> str:
+    """The key's default routing preferences checked against the catalog and the configured
+    providers, as compact JSON; a mistake names the field and exits with status 2."""
+    try:
+        router_settings = load_router_settings(config_path)
+        known = provider_names(load_catalog(router_settings.catalog), router_settings.providers)
+        prefs = parse_key_defaults(text, known)
+    except ImageRouterError as exc:
+        fail(exc)
+    return prefs.model_dump_json(exclude_unset=True)
 
 
 @keys.command("list")

@@ -62,7 +62,8 @@ ACCOUNT_COLUMNS = "id, name, balance, created_at"
 LEDGER_COLUMNS = "id, account_id, kind, amount, balance_after, created_at, job_id, note"
 #: Every key with its account's name; callers add the WHERE clause.
 API_KEY_SELECT = (
-    "SELECT k.id, k.account_id, k.secret_hash, k.name, k.created_at, k.revoked_at, a.name "
+    "SELECT k.id, k.account_id, k.secret_hash, k.name, k.created_at, k.revoked_at, a.name, "
+    "k.routing "
     "FROM api_keys k JOIN accounts a ON a.id = k.account_id"
 )
 JOB_COLUMNS = (

@@ -51,6 +51,8 @@ class ApiKeyRecord:
     created_at: float
     revoked_at: float | None = None
     account_name: str | None = None
+    #: The key's default routing preferences (JSON text): laid under each request's own.
+    routing: str | None = None
 
     @property
     def active(self) -> bool:

@@ -6,6 +6,8 @@ each replica keeps its own state in process, the default).
   rules in :class:`Mirror` (:mod:`imagerouter.replication.mirror`).
 * :class:`RedisRateLimiter`: the API's per-key rate limits as one atomic Redis token bucket per
   key for the whole fleet (:mod:`imagerouter.replication.ratelimit`).
+* :class:`SpendShare`: spend-cap totals per provider instance and window, added to atomically
+  in Redis and published (:mod:`imagerouter.replication.spend`); :class:`RedisState` runs it.
 * :class:`Keys`: the key and channel layout (:mod:`imagerouter.replication.keys`).
 """
 
@@ -15,5 +17,6 @@ from imagerouter.replication.keys import Keys
 from imagerouter.replication.mirror import Mirror
 from imagerouter.replication.ratelimit import RedisRateLimiter
 from imagerouter.replication.replica import RedisState
+from imagerouter.replication.spend import SpendShare
 
-__all__ = ["Keys", "Mirror", "RedisRateLimiter", "RedisState"]
+__all__ = ["Keys", "Mirror", "RedisRateLimiter", "RedisState", "SpendShare"]

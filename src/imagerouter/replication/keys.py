@@ -9,6 +9,10 @@
     {prefix}:replicas              zset  replica id, scored by its last heartbeat (unix s)
     {prefix}:rl:{policy}:{api key} hash  tokens, ts (the API's per-key token bucket)
     {prefix}:events                channel: every accepted record, as the JSON stored
+    {prefix}:spend:{instance}:{window}:{index}
+                                   float (INCRBYFLOAT) US dollars spent by the fleet in that
+                                   window                              TTL: window + 60 s
+    {prefix}:spend                 channel: each new spend total, as SpendTotal JSON
 """
 
 from __future__ import annotations
@@ -56,6 +60,15 @@ class Keys:
     def bucket(self, policy: str, key: str) -> str:
         """The token bucket of one API key under one rate-limit policy."""
         return f"{self.prefix}:rl:{policy}:{key}"
+
+    @property
+    def spend_channel(self) -> str:
+        """The pub/sub channel every new spend total is published on."""
+        return f"{self.prefix}:spend"
+
+    def spend(self, name: str, window: str, index: int) -> str:
+        """The fleet's US dollars spent on one provider instance in one spend-cap window."""
+        return f"{self.prefix}:spend:{name}:{window}:{index}"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix (for cleanup)."""

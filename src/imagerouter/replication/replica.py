@@ -21,6 +21,8 @@ network). :class:`RedisState` replicates the changes that matter, in the backgro
 * **x-ratelimit budgets.** Replicated, not shared: a provider's headers already report the
   key's fleet-wide budget, so when a replica's learned budget runs dry it publishes "no token
   before T" and the others pause that provider until T too (``TokenBucket.set_from_headers``).
+* **Spend caps.** Shared, not replicated: :class:`~imagerouter.replication.spend.SpendShare`
+  adds each replica's spend to one Redis total per (instance, window) and publishes it.
 * **Health.** Every ``health_interval_s`` each replica writes its health inputs (and breaker
   states) to its own hash and reads its peers'; :meth:`RedisState.fleet_health` blends them
   (weighted by each replica's recent sample weight). Routing keeps using local scores.
@@ -72,6 +74,7 @@ from imagerouter.replication.records import (
     encode,
 )
 from imagerouter.replication.scripts import KEEP_LATEST
+from imagerouter.replication.spend import SpendShare
 from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.resilience.cooldowns import CooldownStarted
 
@@ -139,6 +142,17 @@ class RedisState(AsyncResource):
         self.remote_transitions = self.mirror.remote_transitions
         #: Every record that changed this replica's state when applied (``.add(fn)``).
         self.applied = self.mirror.applied
+        #: The spend caps' shared totals (idle when no instance has a cap).
+        self.spend = SpendShare(
+            url,
+            router,
+            prefix=prefix,
+            replica_id=self.replica_id,
+            op_timeout_s=op_timeout_s,
+            reconnect_initial_s=reconnect_initial_s,
+            reconnect_max_s=reconnect_max_s,
+            start_timeout_s=start_timeout_s,
+        )
         #: Peer replica id → instance → its last published health inputs.
         self.peers: dict[str, dict[str, dict[str, Any]]] = {}
         # Counters for status() and metrics.
@@ -185,9 +199,11 @@ class RedisState(AsyncResource):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.start_timeout_s):
                 await self._first_sync.wait()
+        await self.spend.start()
 
     async def aclose(self) -> None:
         """Detach from the router, stop the background tasks and close the connections."""
+        await self.spend.aclose()
         self._closing = True
         self._detach()
         self._wake.set()
@@ -226,7 +242,7 @@ class RedisState(AsyncResource):
 
     def status(self) -> dict[str, Any]:
         """The link's state as a JSON-ready dict, for ``/readyz`` and metrics."""
-        return {
+        status = {
             "backend": "redis",
             "healthy": self._healthy,
             "since": self._since,
@@ -243,6 +259,9 @@ class RedisState(AsyncResource):
             "last_error": self.last_error,
             "peers": sorted(self.peers),
         }
+        if self.spend.active:
+            status["spend"] = self.spend.status()
+        return status
 
     def fleet_health(self) -> dict[str, dict[str, Any]]:
         """Per instance: the fleet's blended health score and each replica's own, from the

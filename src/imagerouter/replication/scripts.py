@@ -5,13 +5,16 @@ publishes it when stored, in the same atomic step: two replicas racing see one w
 channel carries records in the order Redis accepted them. For cooldowns and budgets "later"
 means a later ``until`` (a ``max``); for breakers a later ``at``, ties broken by origin id.
 
+``SPEND_ADD`` adds a provider instance's spend to the fleet's total of a window and publishes
+the new total in the same atomic step, so every total on the channel is one Redis really held.
+
 ``TOKEN_BUCKET`` is the API's per-key token bucket on Redis's own clock (``TIME``), so replicas
 with skewed clocks still share one bucket exactly.
 """
 
 from __future__ import annotations
 
-__all__ = ["KEEP_LATEST", "TOKEN_BUCKET"]
+__all__ = ["KEEP_LATEST", "SPEND_ADD", "TOKEN_BUCKET"]
 
 #: KEYS[1] hash. ARGV: field, record JSON, channel, min TTL (ms), order field name, order
 #: value, origin. Returns nil when stored (and published), else the stored, later record.
@@ -69,4 +72,14 @@ local left = string.format('%.17g', tokens)
 redis.call('HSET', KEYS[1], 'tokens', left, 'ts', string.format('%.17g', ts))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {allowed, left}
+"""
+
+#: KEYS[1] the window's total. ARGV: US dollars to add, TTL (ms), channel, the message's JSON
+#: without its closing brace (the script appends ``,"total":"<new total>"}``).
+#: Returns the new total (a string, as INCRBYFLOAT gives it).
+SPEND_ADD = """
+local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ',"total":"' .. total .. '"}')
+return total
 """

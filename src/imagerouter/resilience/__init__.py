@@ -7,6 +7,7 @@
 ``retry_budget``   retries into a provider capped at a fraction of its first attempts
 ``concurrency``    fixed and adaptive (AIMD) concurrency limits
 ``token_bucket``   pacing toward a provider key, corrected by its ``x-ratelimit-*`` headers
+``spend``          spend caps: US dollars per fixed UTC hour and day against the caps
 ``backoff``        full-jitter exponential backoff
 ``headers``        reading ``Retry-After``, ``retry-after-ms`` and ``x-ratelimit-*`` headers
 =================  ==========================================================================

@@ -261,6 +261,7 @@ def snapshot(app: web.Application) -> dict[str, Any]:
                 "cooldown_s": max(0.0, entry["cooldown_remaining_s"] or 0.0),
                 "in_flight": concurrency.get("in_flight"),
                 "limit": concurrency.get("limit"),
+                "spend": entry.get("spend"),
                 "window": window.summary(mono),
                 "rate": round(sum(series[-5:]) / 5, 2),
                 "series": series,

@@ -38,6 +38,7 @@ from imagerouter.jobs.errors import (
     JobNotFound,
     StoreError,
 )
+from imagerouter.preferences import PriceAboveMax, RoutingRejected
 from imagerouter.storage.base import StorageError
 
 __all__ = ["ERROR_STATUS", "ApiError", "api_error", "from_validation_error", "status_for"]
@@ -67,6 +68,8 @@ ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
     JobFinished: 409,  # canceling a job that already ended
     InsufficientCredits: 402,  # with the balance and the price
     InvalidCursor: 400,
+    RoutingRejected: 422,  # names the routing field at fault (routing.only[1], …)
+    PriceAboveMax: 422,  # routing.max_price_credits below the price: refused, nothing charged
     AuthError: 401,
     StorageError: 502,
 }

@@ -11,6 +11,7 @@ from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import job_id_param, json_response, link, read_json, validate
 from imagerouter.server.keys import principal_key, store_key, workers_key
 from imagerouter.server.present import job_accepted, job_out
+from imagerouter.server.routing_prefs import with_key_defaults
 from imagerouter.server.schemas import JobListQuery
 from imagerouter.server.submit import price_of, submit_once
 
@@ -20,7 +21,7 @@ __all__ = ["cancel_job", "compat_submit", "get_job", "list_jobs", "submit_job"]
 async def _submit(request: web.Request, route: str, compat: bool) -> web.Response:
     principal = request[principal_key]
     body = await read_json(request)
-    image_request = validate(ImageRequest, body)
+    image_request = with_key_defaults(principal, validate(ImageRequest, body))
     price = price_of(request, image_request)
 
     def respond(job_id: str, created_at: float) -> StoredResponse:

@@ -41,6 +41,7 @@ from imagerouter.server.openai_families import (
     shown_quality,
 )
 from imagerouter.server.present import job_result
+from imagerouter.server.routing_prefs import with_key_defaults
 from imagerouter.server.schemas import OpenAIImageRequest
 from imagerouter.server.submit import begin_idempotent, create_job, price_of
 from imagerouter.server.urls import absolute_url
@@ -93,7 +94,7 @@ def openai_error(error: ApiError) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 def _to_image_request(body: OpenAIImageRequest) -> ImageRequest:
     fields: dict[str, Any] = {"model": body.model, "prompt": body.prompt}
-    for name in ("n", "size", "quality", "output_format"):
+    for name in ("n", "size", "quality", "output_format", "routing"):
         value = getattr(body, name)
         if value is not None:
             fields[name] = value
@@ -198,7 +199,7 @@ async def images_generations(request: web.Request) -> web.Response:
     body = validate(OpenAIImageRequest, raw)
     family = family_of(body.model)
     check_request(body, family)
-    image_request = _to_image_request(body)
+    image_request = with_key_defaults(principal, _to_image_request(body))
     price = price_of(request, image_request)
     app = request.app
     settings = app[settings_key]

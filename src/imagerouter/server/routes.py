@@ -129,7 +129,9 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/v1/jobs",
         webhook_views.with_webhook_check(jobs_views.submit_job),
         "jobs.submit",
-        "Submit an image job; it is charged and queued (202).",
+        "Submit an image job; it is charged and queued (202). Optional `routing` "
+        "preferences (only, ignore, order, sort, allow_fallbacks, max_price_credits, "
+        "max_cost_usd) are checked before the charge: 422 naming the field.",
         "jobs",
         ok=(202, JobAccepted),
         limit="generate",
@@ -306,7 +308,8 @@ ROUTES: tuple[RouteSpec, ...] = (
         "openai.images",
         "OpenAI-compatible image generation: runs the job and answers when it is done, "
         "per model family as OpenAI does (GPT image models: b64_json and usage; DALL·E: url "
-        "or b64_json); image URLs are absolute.",
+        "or b64_json); image URLs are absolute. Extension: a top-level `routing` object "
+        "(the SDK's extra_body) as on POST /v1/jobs.",
         "openai",
         ok=(200, OpenAIImagesResponse),
         limit="generate",

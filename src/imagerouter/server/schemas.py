@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagerouter.generation import GeneratedImage, OutputFormat
+from imagerouter.preferences import RoutingPreferences
 
 __all__ = [
     "AccountOut",
@@ -265,7 +266,7 @@ class ModelList(_Out):
 
 
 class ProviderOut(BaseModel):
-    """A provider instance's live state: breaker, health score, cooldown, concurrency."""
+    """A provider instance's live state: breaker, health score, cooldown, concurrency, spend."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -276,6 +277,11 @@ class ProviderOut(BaseModel):
     health: dict[str, Any]
     cooldown_remaining_s: float | None
     concurrency: dict[str, Any] | None
+    spend: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="Per capped window (hour, day): cap_usd, spent_usd, remaining_usd, "
+        "resets_in_s, capped; null when the instance has no spend cap.",
+    )
 
 
 class ProviderList(_Out):
@@ -347,6 +353,10 @@ class OpenAIImageRequest(BaseModel):
     output_format: OutputFormat | None = None
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = None
+    routing: RoutingPreferences | None = Field(
+        default=None,
+        description="imagerouter extension (the SDK's extra_body): provider preferences.",
+    )
 
 
 class OpenAIInputTokens(BaseModel):

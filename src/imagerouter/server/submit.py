@@ -27,6 +27,7 @@ from imagerouter.jobs.types import IdempotencyOutcome, NewJob, StoredResponse
 from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import json_response
 from imagerouter.server.keys import router_key, settings_key, store_key, workers_key
+from imagerouter.server.routing_prefs import check_routing
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -51,9 +52,11 @@ def fingerprint(route: str, body: Any) -> str:
 
 
 def price_of(request: web.Request, image_request: ImageRequest) -> int:
-    """The request's price; an unknown model is a 400 naming it and listing the known ones."""
+    """The request's price; an unknown model is a 400 naming it and listing the known ones,
+    routing preferences the catalog cannot meet a 422 naming the field (before any charge)."""
+    router = request.app[router_key]
     try:
-        return request.app[router_key].price(image_request)
+        price = router.price(image_request)
     except UnknownModel as exc:
         raise api_error(
             exc,
@@ -61,6 +64,9 @@ def price_of(request: web.Request, image_request: ImageRequest) -> int:
             field="model",
             extra={"model": exc.model, "known": exc.known},
         ) from None
+    if image_request.routing is not None:
+        check_routing(router, image_request, price)
+    return price
 
 
 def idempotency_key(request: web.Request) -> str | None:

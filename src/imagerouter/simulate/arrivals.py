@@ -8,6 +8,7 @@ step's midpoint). One exponential draw per arrival, whatever the rate; no thinni
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
@@ -27,8 +28,9 @@ def poisson_arrivals(
     if not step_s > 0:
         raise ValueError("step_s must be > 0")
     duration = shape.duration_s
-    expovariate = rng.expovariate
-    need = expovariate(1.0)
+    # rng.expovariate(1.0), written out (it is -log(1 - random()) / 1.0): one call per arrival.
+    uniform, log = rng.random, math.log
+    need = -log(1.0 - uniform())
     lo = 0.0
     while lo < duration:
         hi = min(duration, lo + step_s)
@@ -38,7 +40,7 @@ def poisson_arrivals(
             while need <= rate * (hi - pos):
                 pos += need / rate
                 yield start + pos
-                need = expovariate(1.0)
+                need = -log(1.0 - uniform())
             need -= rate * (hi - pos)
         lo = hi
 
@@ -81,15 +83,19 @@ class Mix(Generic[T]):
 class JobMix:
     """The jobs' models and quality tiers, drawn independently by weight, one pair a job."""
 
-    __slots__ = ("_draws", "models", "tiers")
+    __slots__ = ("_model_mix", "_tier_mix", "models", "tiers")
 
     def __init__(self, models: Mapping[str, float], tiers: Mapping[str, float]) -> None:
-        model_mix, tier_mix = Mix(models), Mix(tiers)
-        self.models: list[str] = model_mix.items
-        self.tiers: list[str] = tier_mix.items
-        self._draws = (model_mix.draw_index, tier_mix.draw_index)
+        self._model_mix, self._tier_mix = Mix(models), Mix(tiers)
+        self.models: list[str] = self._model_mix.items
+        self.tiers: list[str] = self._tier_mix.items
 
     def draw(self, rng: random.Random) -> tuple[int, int]:
-        """One job: (index into :attr:`models`, index into :attr:`tiers`)."""
-        model, tier = self._draws
-        return model(rng), tier(rng)
+        """One job: (index into :attr:`models`, index into :attr:`tiers`), the model drawn
+        first; the same draws as the two mixes' :meth:`Mix.draw_index`, written out here
+        because this runs once per simulated job."""
+        model, tier = self._model_mix, self._tier_mix
+        m = bisect.bisect_right(model._cumulative, rng.random() * model._total)
+        t = bisect.bisect_right(tier._cumulative, rng.random() * tier._total)
+        last_m, last_t = len(model._items) - 1, len(tier._items) - 1
+        return (m if m < last_m else last_m), (t if t < last_t else last_t)

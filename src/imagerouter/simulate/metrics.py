@@ -138,14 +138,18 @@ class Metrics:
         b = int((t - self.start) / self.bucket_s)
         return b if b < self.n_buckets else self.n_buckets
 
+    # The three below run for every job or call: the bucket is worked out inline (as bucket()).
+
     def arrival(self, t: float) -> None:
         """A job arrived."""
         self.jobs_arrived += 1
-        self.arrivals[self.bucket(t)] += 1
+        b = int((t - self.start) / self.bucket_s)
+        self.arrivals[b if b < self.n_buckets else self.n_buckets] += 1
 
     def call_started(self, i: int, t: float) -> None:
         """Instance ``i`` was called."""
-        self.calls[i][self.bucket(t)] += 1
+        b = int((t - self.start) / self.bucket_s)
+        self.calls[i][b if b < self.n_buckets else self.n_buckets] += 1
         self.calls_total[i] += 1
 
     def call_failed(self, i: int, t: float, error_class: str) -> None:
@@ -173,7 +177,9 @@ class Metrics:
         attempts: Sequence[Attempt],
     ) -> None:
         """A job got its image from instance ``i`` at ``t``."""
-        b = self.bucket(t)
+        b = int((t - self.start) / self.bucket_s)
+        if b > self.n_buckets:
+            b = self.n_buckets
         self.completed[b] += 1
         self.served[i][b] += 1
         self.served_total[i] += 1
@@ -184,7 +190,10 @@ class Metrics:
         self.finish_s.append(t - self.start)
         self.latency_s.append(t - arrived)
         self.provider_s.append(provider_s)
-        self._attempts(attempts)
+        if len(attempts) == 1:  # the usual job: one call, and it succeeded
+            self.calls_per_job[1] += 1
+        else:
+            self._attempts(attempts)
 
     def job_failed(
         self, t: float, error: ImageRouterError, credits: int, attempts: Sequence[Attempt]
@@ -201,9 +210,15 @@ class Metrics:
         self._attempts(attempts)
 
     def _attempts(self, attempts: Sequence[Attempt]) -> None:
-        called = [a.provider for a in attempts if a.outcome != "skipped"]
-        self.calls_per_job[len(called)] += 1
-        moved = count_failovers(called) if len(called) > 1 else 0
+        # count_failovers over the calls made (skips left out), in one pass.
+        calls, moved, previous = 0, 0, None
+        for attempt in attempts:
+            if attempt.outcome != "skipped":
+                calls += 1
+                if previous is not None and attempt.provider != previous:
+                    moved += 1
+                previous = attempt.provider
+        self.calls_per_job[calls] += 1
         if moved:
             self.failovers += moved
             self.jobs_failed_over += 1

@@ -151,10 +151,12 @@ class ProviderAccount:
         "_down_ends",
         "_down_starts",
         "_engine",
+        "_generations",
         "_gens",
         "_key",
         "_next_delay",
         "_offsets",
+        "_ok",
         "_options",
         "_profile",
         "_profile_from",
@@ -162,6 +164,7 @@ class ProviderAccount:
         "_queue",
         "_reanswer",
         "_reject",
+        "_request_timeout_s",
         "_retry_after_ms",
         "_schedule",
         "_sends_budget",
@@ -171,6 +174,7 @@ class ProviderAccount:
         "_waiting",
         "_windows",
         "boundaries",
+        "capped",
         "key",
         "max_queue",
         "name",
@@ -208,14 +212,19 @@ class ProviderAccount:
         self._windows = windows
         self._started = started
         self._options = options
+        self._request_timeout_s = options.request_timeout_s
         self._queue = queue
         self._retry_after_ms = retry_after_ms
         self._sends_budget = sends_budget
         self._cap = max_concurrent
+        #: Does the key cap its generations (so the router's letting go of a call matters)?
+        self.capped = max_concurrent is not None
         self._reject = over_capacity == "reject"
         self._schedule = schedule
         self._reanswer = reanswer
         self._busy = 0
+        self._generations = 0
+        self._ok = 0
         self._waiting: deque[_Generation] = deque()
         self._gens: dict[Any, _Generation] = {}
         #: The longest the key's queue got (capped keys in "queue" mode).
@@ -286,46 +295,69 @@ class ProviderAccount:
         generation gets a slot in time.
         """
         now = self._clock.now()
-        tier, key, stats = self._tier, self._key, self._stats
-        stats.arrived(tier, key, generation=True)
+        tier, key = self._tier, self._key
+        # Counted in the farm's stats by flush_stats(): the simulator issues its Retry-After
+        # windows to its own counter, so the farm's window check has nothing to look at.
+        self._generations += 1
         self._windows.arrived(key, now)
-        profile = self.current_profile()
+        if not self._profile_from <= now < self._profile_until:
+            self.current_profile()
+        profile = self._profile
         if profile.down:
-            stats.answered(tier, key, 503)
+            self._stats.answered(tier, key, 503)
             budget = self._budget(self._engine.bucket_state(tier, key, profile))
             error = ProviderUnavailable("HTTP 503: down", provider=self.name, status=503)
             return now, error, budget
-        decision = self._engine.decide(tier, key, profile)
-        fault = decision.fault
-        budget = self._budget(decision.bucket) if self._sends_budget else None
+        fault, retry_delay_s, bucket, latency_s, generation_s = self._engine.decide_values(
+            tier, key, profile, bucket_state=self._sends_budget
+        )
+        budget = None if bucket is None else self._budget(bucket)
         if fault is not None and fault != "malformed" and fault != "content_policy":
-            return self._fault(now, deadline, fault, decision.retry_delay_s, profile, budget)
-        timeout = now + self._options.request_timeout_s
+            return self._fault(now, deadline, fault, retry_delay_s, profile, budget)
+        timeout = now + self._request_timeout_s
         if deadline < timeout:
             timeout = deadline
-        answered = now + decision.latency_s
+        answered = now + latency_s
         if answered >= timeout:
             return timeout, ProviderTimeout("no answer", provider=self.name), budget
         if not self._queue:
             if fault == "content_policy":  # refused before generating
-                stats.answered(tier, key, 400)
+                self._stats.answered(tier, key, 400)
                 error = ContentRejected("HTTP 400: moderation_blocked", provider=self.name)
                 return answered, error, budget
-            gen = _Generation(ticket, answered, decision.generation_s, timeout, fault, budget)
+            gen_deadline = timeout
         else:
             if fault == "malformed":  # the submit answer is cut short
-                stats.answered(tier, key, 200)
+                self._ok += 1
                 return answered, ProviderUnavailable("malformed JSON", provider=self.name), budget
-            gen = _Generation(ticket, answered, decision.generation_s, deadline, fault, budget)
-        if self._cap is not None and self._busy >= self._cap:
+            gen_deadline = deadline
+        if self._cap is None:  # no slots to keep: the answer is known now
+            self._ok += 1
+            if self._queue:
+                return self._polled(answered, answered + generation_s, deadline, fault, budget)
+            return self._result(answered, answered + generation_s, timeout, fault, budget)
+        gen = _Generation(ticket, answered, generation_s, gen_deadline, fault, budget)
+        if self._busy >= self._cap:
             if self._reject:
                 return self._rate_limited(now, profile.retry_after_s, False, profile, budget)
-            stats.answered(tier, key, 200)
+            self._ok += 1
             return self._enqueue(gen)
-        stats.answered(tier, key, 200)
-        if self._cap is not None:
-            self._run(gen, answered)
+        self._ok += 1
+        self._run(gen, answered)
         return self._answer(gen, answered)
+
+    def flush_stats(self) -> None:
+        """Add the generation requests and 200 answers counted since the last flush to the
+        farm's stats (they are counted here, one integer each, on the hot path)."""
+        if self._generations or self._ok:
+            self._stats.add(
+                self._tier,
+                self._key,
+                requests=self._generations,
+                generations=self._generations,
+                statuses={"200": self._ok} if self._ok else {},
+            )
+            self._generations = self._ok = 0
 
     def finished(self, ticket: Any, at: float) -> None:
         """The router is done with ``ticket`` (answered, timed out or cancelled): on a capped
@@ -341,14 +373,25 @@ class ProviderAccount:
 
     def _answer(self, gen: _Generation, start: float) -> Answer:
         """What the router sees of a generation that starts at ``start``."""
-        done_at = start + gen.gen_s
+        return self._result(gen.submitted, start + gen.gen_s, gen.deadline, gen.fault, gen.budget)
+
+    def _result(
+        self,
+        submitted: float,
+        done_at: float,
+        deadline: float,
+        fault: str | None,
+        budget: RateLimitBudget | None,
+    ) -> Answer:
+        """What the router sees of a generation submitted at ``submitted`` that is done at
+        ``done_at``, for an attempt that ends at ``deadline``."""
         if self._queue:
-            return self._polled(gen.submitted, done_at, gen.deadline, gen.fault, gen.budget)
-        if done_at >= gen.deadline:
-            return gen.deadline, ProviderTimeout("no answer", provider=self.name), gen.budget
-        if gen.fault == "malformed":
-            return done_at, ProviderUnavailable("malformed JSON", provider=self.name), gen.budget
-        return done_at, None, gen.budget
+            return self._polled(submitted, done_at, deadline, fault, budget)
+        if done_at >= deadline:
+            return deadline, ProviderTimeout("no answer", provider=self.name), budget
+        if fault == "malformed":
+            return done_at, ProviderUnavailable("malformed JSON", provider=self.name), budget
+        return done_at, None, budget
 
     def _fault(
         self,
@@ -414,22 +457,29 @@ class ProviderAccount:
     ) -> Answer:
         """A queue API: the result is seen at the first poll after ``done_at``, unless the
         poll loop gives up first (when the next poll would pass the deadline)."""
-        offsets = self._poll_offsets(deadline - submitted)
-        give_up = bisect.bisect_left(offsets, deadline - submitted, 1)
+        horizon = deadline - submitted
+        offsets = self._offsets
+        if offsets[-1] <= horizon:
+            offsets = self._poll_offsets(horizon)
+        give_up = bisect.bisect_left(offsets, horizon, 1)
         done = (
             give_up if done_at >= deadline else bisect.bisect_left(offsets, done_at - submitted, 1)
         )
-        name = self.name
         if done >= give_up:
-            error = ProviderTimeout("deadline passed while waiting in the queue", provider=name)
+            error = ProviderTimeout(
+                "deadline passed while waiting in the queue", provider=self.name
+            )
             return submitted + offsets[give_up - 1], error, budget
         seen = submitted + offsets[done]
-        if self._down_starts:
+        starts = self._down_starts
+        # Only a down span that ends after the submit and starts before the result is seen
+        # can meet a poll (the same test _down_during_polls starts with).
+        if starts and starts[0] < seen and submitted < self._down_ends[-1]:
             failed = self._down_during_polls(submitted, seen, deadline)
             if failed is not None:
-                return failed, ProviderUnavailable("HTTP 503: down", provider=name), budget
+                return failed, ProviderUnavailable("HTTP 503: down", provider=self.name), budget
         if fault == "content_policy":
-            return seen, ContentRejected("content_policy_violation", provider=name), budget
+            return seen, ContentRejected("content_policy_violation", provider=self.name), budget
         return seen, None, budget
 
     def _down_during_polls(self, submitted: float, seen: float, deadline: float) -> float | None:

@@ -29,12 +29,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from imagerouter.catalog import CatalogModel
 from imagerouter.clock import FakeClock
-from imagerouter.errors import ImageRouterError, ProviderError
+from imagerouter.errors import ConfigError, ImageRouterError, ProviderError
 from imagerouter.generation import ImageRequest
+from imagerouter.preferences import (
+    RoutingPreferences,
+    RoutingRejected,
+    check_preferences,
+    provider_names,
+)
 from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.resilience.headers import RateLimitBudget
-from imagerouter.routing import Call, JobPlan, Wait
+from imagerouter.router import Router
+from imagerouter.routing import Call, GiveUp, JobPlan, Wait
 from imagerouter.shapes import Shape, make_shape
 from imagerouter.simulate.arrivals import JobMix, poisson_arrivals
 from imagerouter.simulate.metrics import Metrics
@@ -124,6 +132,8 @@ class Simulation:
         self.router = self.world.router
         names = list(self.router.instances)
         self._index = {name: i for i, name in enumerate(names)}
+        #: Per instance name: its metrics index and its provider account.
+        self._targets = {name: (i, self.world.accounts[name]) for i, name in enumerate(names)}
         bucket_s = settings.bucket_s or max(1.0, self.duration_s / 288)
         self.metrics = Metrics(names, start=START, duration_s=self.duration_s, bucket_s=bucket_s)
         self.shape: Shape = make_shape(
@@ -140,9 +150,22 @@ class Simulation:
             for model in self._models
         ]
         self._rng = random.Random(stable_seed(settings.seed, "jobs"))
+        # A separate stream, so that a scenario without routing shares draws as it always did.
+        self._routing_rng = random.Random(stable_seed(settings.seed, "routing"))
+        self._routing = [(share.share, share.preferences) for share in settings.routing]
+        for index, (_, prefs) in enumerate(self._routing):
+            for model in self._models:
+                _check_share(prefs, model, self.router, index)
+        #: Jobs the API would have refused before arrival: their price is above the
+        #: client's ``max_price_credits``.
+        self.refused = 0
         self._arrival_rng = random.Random(stable_seed(settings.seed, "arrivals"))
         self.wall_s = 0.0
         self.events = 0
+        # Bound once: they go on the event queue for every call and every wait.
+        self._on_answered = self._answered
+        self._on_wake = self._drive
+        self._on_hedge = self._hedge
 
     # ------------------------------------------------------------------ the event loop
 
@@ -170,28 +193,27 @@ class Simulation:
         arrivals = poisson_arrivals(self.shape, self._arrival_rng, start=START)
         inf = float("inf")
         next_arrival = next(arrivals, inf)
-        arrive, progress = self._arrive, self._progress
+        arrive, progress, advance_to = self._arrive, self._progress, clock.advance_to
         events = 0
+        now = clock.now()  # only this loop moves the clock
         while True:
             events += 1
             if heap and heap[0][0] <= next_arrival:
                 at, _, handler, obj = pop(heap)
-                now = clock.now()
                 if at > now:
-                    clock.advance(at - now)
+                    advance_to(at)
+                    now = at
                 handler(obj, at)
             elif next_arrival != inf:
-                now = clock.now()
                 if next_arrival > now:
-                    clock.advance(next_arrival - now)
+                    advance_to(next_arrival)
+                    now = next_arrival
                 arrive(next_arrival)
                 next_arrival = next(arrivals, inf)
             else:
                 break
             if progress is not None and not events % _PROGRESS_EVERY:
-                progress(
-                    min(1.0, (clock.now() - START) / self.duration_s), self.metrics.jobs_arrived
-                )
+                progress(min(1.0, (now - START) / self.duration_s), self.metrics.jobs_arrived)
         if progress is not None:
             progress(1.0, self.metrics.jobs_arrived)
         self.events = events
@@ -204,36 +226,59 @@ class Simulation:
         m, tier = self._mix.draw(self._rng)
         model = self._models[m]
         credits = self._prices[m][tier]
-        job = _Job(self.router.plan(model), at, credits, model.hedge)
+        if self._routing:
+            prefs = self._preferences()
+            cap = None if prefs is None else prefs.max_price_credits
+            if cap is not None and credits > cap:
+                self.refused += 1
+                return
+            plan = self.router.plan(model, routing=prefs)
+        else:
+            plan = self.router.plan(model)
+        job = _Job(plan, at, credits, model.hedge)
         self.metrics.arrival(at)
-        self._drive(job, at)
+        step = job.plan.next_step()  # self._drive(job, at), written out: once per job
+        if type(step) is Call:
+            self._start(job, step, at, True)
+        else:
+            self._wait_or_fail(job, step, at)
+
+    def _preferences(self) -> RoutingPreferences | None:
+        """The routing preferences of the next job's client: one share's, or None."""
+        roll = self._routing_rng.random()
+        for share, prefs in self._routing:
+            if roll < share:
+                return prefs
+            roll -= share
+        return None
 
     def _drive(self, job: _Job, at: float) -> None:
         """Ask the plan what to do now, as ``Router.generate`` does in its loop."""
         step = job.plan.next_step()
-        kind = type(step)
-        if kind is Call:
-            self._start(job, step, at, primary=True)  # type: ignore[arg-type]
-        elif kind is Wait:
+        if type(step) is Call:
+            self._start(job, step, at, True)
+        else:
+            self._wait_or_fail(job, step, at)
+
+    def _wait_or_fail(self, job: _Job, step: Wait | GiveUp, at: float) -> None:
+        if type(step) is Wait:
             self.metrics.waits += 1
-            self.schedule(step.until, self._drive, job)  # type: ignore[union-attr]
+            heapq.heappush(self._heap, (step.until, next(self._seq), self._on_wake, job))
         else:
             self._fail(job, step.error, at)  # type: ignore[union-attr]
 
-    def _start(self, job: _Job, step: Call, at: float, *, primary: bool) -> None:
+    def _start(self, job: _Job, step: Call, at: float, primary: bool) -> None:
         """Send ``step`` to its provider account; the answer is scheduled."""
-        name = step.candidate.instance.name
-        index = self._index[name]
-        account = self.world.accounts[name]
+        index, account = self._targets[step.candidate.instance.name]
         call = _Call(job, step, account, index, at, self.clock.wall())
         job.pending.append(call)
         self.metrics.call_started(index, at)
         call.at, call.error, call.budget = account.call(call, step.deadline)
-        self.schedule(call.at, self._answered, call)
+        heapq.heappush(self._heap, (call.at, next(self._seq), self._on_answered, call))
         if primary and job.hedge:
             p95 = step.candidate.instance.health.p95()
             if p95 is not None:
-                self.schedule(at + p95, self._hedge, call)
+                self.schedule(at + p95, self._on_hedge, call)
 
     def _reanswer(self, call: _Call, answer: Answer) -> None:
         """A queued generation got a slot: the call's answer comes earlier than promised."""
@@ -247,7 +292,7 @@ class Simulation:
             return
         second = first.job.plan.hedge_step()
         if second is not None:
-            self._start(first.job, second, at, primary=False)
+            self._start(first.job, second, at, False)
 
     def _answered(self, call: _Call, at: float) -> None:
         """A call's answer arrives: record it and go on, as ``Router._settle`` does."""
@@ -256,7 +301,8 @@ class Simulation:
         call.done = True
         job = call.job
         job.pending.remove(call)
-        call.account.finished(call, at)
+        if call.account.capped:
+            call.account.finished(call, at)
         error = call.error
         plan = job.plan
         if error is not None:
@@ -290,7 +336,8 @@ class Simulation:
         for other in job.pending:
             other.done = True
             job.plan.cancelled(other.step, at - other.started, other.started_at)
-            other.account.finished(other, at)
+            if other.account.capped:
+                other.account.finished(other, at)
             self.metrics.call_cancelled(other.index, other.step.candidate.entry.cost_usd)
         job.pending.clear()
 
@@ -300,3 +347,16 @@ class Simulation:
 
     def _transition(self, transition: BreakerTransition) -> None:
         self.metrics.transition(transition)
+
+
+def _check_share(
+    prefs: RoutingPreferences, model: CatalogModel, router: Router, index: int
+) -> None:
+    """A routing share must name only providers the router knows and leave every mixed model
+    a provider (its price cap is applied per job)."""
+    known = provider_names(router.catalog, router.instances)
+    uncapped = prefs.model_copy(update={"max_price_credits": None})
+    try:
+        check_preferences(uncapped, model, router.candidates_for(model), 0, known)
+    except RoutingRejected as exc:
+        raise ConfigError(str(exc), field=f"simulation.routing[{index}].preferences") from None

@@ -48,6 +48,7 @@ from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.config import deep_merge, load_toml, validate
 from imagerouter.errors import ConfigError
+from imagerouter.preferences import RoutingPreferences
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import FARM_SCENARIOS, Scenario, load_scenario
 
@@ -55,6 +56,7 @@ __all__ = [
     "SIMULATIONS",
     "SIM_SCENARIO_DIR",
     "Account",
+    "RoutingShare",
     "SimulationSettings",
     "SimulationSpec",
     "apply_policy",
@@ -98,6 +100,16 @@ class Account(BaseModel):
         return settings
 
 
+class RoutingShare(BaseModel):
+    """A share of the jobs whose clients send these routing preferences (``routing`` on the
+    request): ``[[simulation.routing]] share = 0.1, preferences = { sort = "price" }``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    share: float = Field(gt=0, le=1)
+    preferences: RoutingPreferences
+
+
 class SimulationSettings(BaseModel):
     """The ``[simulation]`` table: traffic, job mix, accounts and the base router config."""
 
@@ -115,6 +127,8 @@ class SimulationSettings(BaseModel):
     bucket_s: float | None = Field(default=None, gt=0, description="Chart resolution.")
     accounts: dict[str, Account] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
+    #: Shares of the jobs with client routing preferences (the rest have none); ≤ 1 in all.
+    routing: list[RoutingShare] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _weights(self) -> SimulationSettings:
@@ -123,6 +137,8 @@ class SimulationSettings(BaseModel):
             weights = getattr(self, name)
             if not weights or any(w < 0 for w in weights.values()) or not sum(weights.values()):
                 raise ValueError(f"{name} needs non-negative weights, at least one positive")
+        if sum(r.share for r in self.routing) > 1 + 1e-9:
+            raise ValueError("routing shares add up to more than 1")
         return self
 
 

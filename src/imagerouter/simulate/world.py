@@ -122,7 +122,7 @@ class World:
         # The farm scenario's own seed: the same fault draws as the farm for the same requests.
         scenario = Scenario(seed=spec.farm.seed, providers=profiles)
         self.engine = FaultEngine(scenario, list(profiles), clock)
-        self.stats = FarmStats(list(profiles), clock)
+        self._stats = FarmStats(list(profiles), clock)
         #: Retry-After windows per tier (the fault engine's provider name) and key.
         self.windows = {tier: RetryAfterCounter() for tier in profiles}
         self.started = clock.now()
@@ -137,7 +137,7 @@ class World:
                 plugin=plugin,
                 profile=profiles[tier],
                 engine=self.engine,
-                stats=self.stats,
+                stats=self._stats,
                 windows=self.windows[tier],
                 clock=clock,
                 started=self.started,
@@ -150,3 +150,10 @@ class World:
                 schedule=schedule,
                 reanswer=reanswer,
             )
+
+    @property
+    def stats(self) -> FarmStats:
+        """The farm's counters, up to date (the accounts' own counts added in first)."""
+        for account in self.accounts.values():
+            account.flush_stats()
+        return self._stats

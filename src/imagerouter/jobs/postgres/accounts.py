@@ -96,13 +96,14 @@ class PostgresAccounts(PostgresBase):
     async def create_api_key(self, record: ApiKeyRecord) -> None:
         """Store a new key's lookup id and hash."""
         await self._pool.execute(
-            "INSERT INTO api_keys (id, account_id, secret_hash, name, created_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, account_id, secret_hash, name, created_at, routing) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
             record.id,
             record.account_id,
             record.secret_hash,
             record.name,
             float(record.created_at),
+            record.routing,
         )
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:

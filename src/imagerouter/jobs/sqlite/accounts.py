@@ -94,9 +94,16 @@ class SQLiteAccounts(SQLiteBase):
         """Store a new key's lookup id and hash."""
         await self.thread.run(
             lambda conn: conn.execute(
-                "INSERT INTO api_keys (id, account_id, secret_hash, name, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.account_id, record.secret_hash, record.name, record.created_at),
+                "INSERT INTO api_keys (id, account_id, secret_hash, name, created_at, routing) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.account_id,
+                    record.secret_hash,
+                    record.name,
+                    record.created_at,
+                    record.routing,
+                ),
             )
         )
 

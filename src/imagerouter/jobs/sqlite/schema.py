@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "create_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     secret_hash  TEXT NOT NULL,
     name         TEXT,
     created_at   REAL NOT NULL,
-    revoked_at   REAL
+    revoked_at   REAL,
+    routing      TEXT
 );
 -- Counted every 0.25 s by each server watching for revocations by other processes.
 CREATE INDEX IF NOT EXISTS api_keys_revoked ON api_keys (id) WHERE revoked_at IS NOT NULL;
@@ -117,7 +118,7 @@ CREATE TABLE IF NOT EXISTS webhook_endpoints (
     url         TEXT,
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL,
-    -- Schema version 3: the account opted in to job.progress webhooks.
+    -- Schema version 4: the account opted in to job.progress webhooks.
     progress    INTEGER NOT NULL DEFAULT 0
 );
 
@@ -192,7 +193,10 @@ def create_schema(conn: sqlite3.Connection) -> None:
             f"({SCHEMA_VERSION}); upgrade imagerouter"
         )
     conn.executescript(SCHEMA)
-    _add_column(conn, "webhook_endpoints", "progress", "INTEGER NOT NULL DEFAULT 0")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
+    if "routing" not in columns:  # version 3: a key's default routing preferences
+        conn.execute("ALTER TABLE api_keys ADD COLUMN routing TEXT")
+    _add_column(conn, "webhook_endpoints", "progress", "INTEGER NOT NULL DEFAULT 0")  # v4
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

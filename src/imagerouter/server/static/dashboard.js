@@ -152,6 +152,7 @@ function card(name) {
   const probe = field("next probe");
   const cooldown = field("Retry-After", "cooldown");
   const inflight = field("in flight");
+  const spend = field("spend", "spend");
   const success = field("success (1 min)");
   const p95 = field("p95 (1 min)");
   const rate = field("jobs/s");
@@ -164,7 +165,7 @@ function card(name) {
       el("div", {}, el("h3", { text: name }), el("span", { class: "plugin" })),
       el("span", { class: "breaker" }),
     ),
-    el("dl", {}, ...health, ...probe, ...cooldown, ...inflight, ...success, ...p95, ...rate),
+    el("dl", {}, ...health, ...probe, ...cooldown, ...inflight, ...spend, ...success, ...p95, ...rate),
   );
   $("#providers").append(root);
   c = {
@@ -176,6 +177,7 @@ function card(name) {
     probe: probe[1],
     cooldown: cooldown[1],
     inflight: inflight[1],
+    spend: spend[1],
     success: success[1],
     p95: p95[1],
     rate: rate[1],
@@ -199,6 +201,15 @@ function renderCard(p) {
   c.probeAt = p.next_probe_in_s == null ? null : state.receivedAt + p.next_probe_in_s * 1000;
   c.coolAt = p.cooldown_s > 0 ? state.receivedAt + p.cooldown_s * 1000 : null;
   setText(c.inflight, p.in_flight == null ? "– (no limit)" : `${p.in_flight} / ${p.limit}`);
+  // Spend against each cap ("$0.42 / $5.00 h"); capped windows are flagged on the card.
+  const windows = Object.entries(p.spend || {});
+  setAttr(c.root, "data-capped", String(windows.some(([, s]) => s.capped)));
+  setText(
+    c.spend,
+    windows.length
+      ? windows.map(([win, s]) => `$${s.spent_usd.toFixed(2)} / $${s.cap_usd.toFixed(2)} ${win[0]}`).join(", ")
+      : "– (no cap)",
+  );
   const w = p.window;
   setText(c.success, w.calls ? `${fmtPct(w.success_rate)} of ${w.calls}` : "–");
   setText(c.p95, fmtMs(w.p95_ms));
