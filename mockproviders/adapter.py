@@ -40,7 +40,7 @@ from aiohttp import web
 from imagerouter.clock import Clock
 from mockproviders.bucket import BucketState
 from mockproviders.images import image_digest
-from mockproviders.jobs import FarmJobs
+from mockproviders.jobs import FarmJob, FarmJobs
 from mockproviders.media import media_path
 from mockproviders.pngcache import PngCache
 from mockproviders.profile import FaultProfile
@@ -135,6 +135,18 @@ class Call:
     def elapsed_ms(self) -> int:
         """Milliseconds since the request arrived."""
         return max(0, round((self.clock.now() - self.started) * 1000))
+
+    def submit_job(self, app: str, data: dict[str, Any]) -> FarmJob:
+        """Queue this generation (a queue API's submit): its generation time, moderation
+        verdict, and the queue ahead of it, as the fault profile says."""
+        return self.jobs.submit(
+            app,
+            self.generation_s,
+            content_policy=self.content_policy,
+            data=data,
+            queue_depth=self.profile.queue_depth,
+            queued_share=self.profile.queued_share,
+        )
 
     async def generate(self) -> None:
         """Take the generation time, as a synchronous API does before it answers."""

@@ -1,13 +1,16 @@
 """Queued jobs of the queue APIs (submit, then poll): their state is a function of time.
 
-A job spends the first quarter of its ``generation_ms`` queued and the rest running, then it
-is done; a cancel freezes it as canceled. Jobs are forgotten an hour after they were
-submitted (and the oldest go first beyond ``max_jobs``), so a long load test does not grow the
-farm without bound.
+A job spends the first ``queued_share`` (a quarter by default) of its ``generation_ms`` queued
+and the rest running, then it is done; a cancel freezes it as canceled. While queued, its
+``queue_position`` counts down from the ``queue_depth`` it was submitted behind to 0, evenly
+over its queued time, as a busy provider's queue reports it. Jobs are forgotten an hour after
+they were submitted (and the oldest go first beyond ``max_jobs``), so a long load test does not
+grow the farm without bound.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -49,6 +52,10 @@ class FarmJob:
     #: Unix time of submission, for ``created_at`` fields.
     submitted_wall: float = 0.0
     canceled_at: float | None = None
+    #: Jobs ahead of this one when it was submitted.
+    queue_depth: int = 0
+    #: Share of ``generation_s`` spent queued.
+    queued_share: float = QUEUED_SHARE
 
     def state(self, now: float) -> FarmJobState:
         """The job's state at monotonic time ``now``."""
@@ -57,9 +64,17 @@ class FarmJob:
         elapsed = now - self.submitted
         if elapsed >= self.generation_s:
             return FarmJobState.DONE
-        if elapsed < self.generation_s * QUEUED_SHARE:
+        if elapsed < self.generation_s * self.queued_share:
             return FarmJobState.QUEUED
         return FarmJobState.RUNNING
+
+    def queue_position(self, now: float) -> int:
+        """Jobs still ahead at ``now``: from ``queue_depth`` down to 0 while queued, then 0."""
+        queued_s = self.generation_s * self.queued_share
+        if self.state(now) is not FarmJobState.QUEUED or queued_s <= 0:
+            return 0
+        left = 1.0 - (now - self.submitted) / queued_s
+        return max(0, min(self.queue_depth, math.floor(self.queue_depth * left)))
 
     def created_at(self) -> str:
         """The submission time as ISO 8601 UTC (``2026-01-02T03:04:05.678901Z``)."""
@@ -82,8 +97,10 @@ class FarmJobs:
         *,
         content_policy: bool = False,
         data: dict[str, Any] | None = None,
+        queue_depth: int = 0,
+        queued_share: float = QUEUED_SHARE,
     ) -> FarmJob:
-        """Create and keep a new job, submitted now."""
+        """Create and keep a new job, submitted now, behind ``queue_depth`` others."""
         self._forget_old()
         job = FarmJob(
             id=str(uuid.uuid4()),
@@ -93,6 +110,8 @@ class FarmJobs:
             generation_s=generation_s,
             content_policy=content_policy,
             data=dict(data or {}),
+            queue_depth=queue_depth,
+            queued_share=queued_share,
         )
         self._jobs[job.id] = job
         return job

@@ -181,6 +181,11 @@ class FaultProfile(_Strict):
     latency_ms: Distribution | None = None
     generation_ms: Distribution | None = None
     grace_ms: Millis = 100.0
+    #: Jobs queued ahead of each new queue-API job; worked off evenly while it waits, so its
+    #: ``queue_position`` falls from this to 0 over the polls (a busy provider's queue).
+    queue_depth: int = Field(default=0, ge=0, le=100_000)
+    #: Share of a queue-API job's generation time it spends queued before it runs.
+    queued_share: Probability = 0.25
     seed: int | None = None
     phases: list[Phase] = Field(default_factory=list)
 

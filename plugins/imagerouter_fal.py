@@ -83,8 +83,9 @@ class FalProvider(Provider):
 
     async def _wait_for_result(self, ctx: CallContext, status_url: str, result_url: str):
         async for _ in self.poll_waits(ctx):
-            status = (await self.poll_json(ctx, "GET", f"{status_url}?logs=false")).body
+            status = (await self.poll_json(ctx, "GET", f"{status_url}?logs=1")).body
             state = status.get("status")
+            ctx.progress(str(state), status.get("queue_position"), _last_log(status))
             if state == "COMPLETED":
                 return await self.poll_json(ctx, "GET", result_url)
             if state not in ("IN_QUEUE", "IN_PROGRESS"):
@@ -118,6 +119,15 @@ class FalProvider(Provider):
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             return f"HTTP {answer.status}: {detail[0].get('msg') or detail[0].get('type')}"
         return super().error_message(answer)
+
+
+def _last_log(status: dict) -> str | None:
+    """The newest runner log line of a status answer, if it carries any."""
+    logs = status.get("logs")
+    if isinstance(logs, list) and logs and isinstance(logs[-1], dict):
+        message = logs[-1].get("message")
+        return message if isinstance(message, str) else None
+    return None
 
 
 @hookimpl

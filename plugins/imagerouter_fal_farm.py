@@ -174,9 +174,7 @@ class FalQueueAPI(FarmAdapter):
         inputs = _read_input(call.body)
         if isinstance(inputs, web.Response):
             return inputs
-        job = call.jobs.submit(
-            root, call.generation_s, content_policy=call.content_policy, data=inputs
-        )
+        job = call.submit_job(root, inputs)
         base = self._job_url(call, job)
         return web.json_response(
             {
@@ -185,7 +183,7 @@ class FalQueueAPI(FarmAdapter):
                 "response_url": base,
                 "status_url": f"{base}/status",
                 "cancel_url": f"{base}/cancel",
-                "queue_position": 0,
+                "queue_position": job.queue_position(call.jobs.now()),
             },
             headers={"x-fal-request-id": job.id},
         )
@@ -199,7 +197,8 @@ class FalQueueAPI(FarmAdapter):
         base = self._job_url(call, job)
         logs = _logs(job, state) if call.request.query.get("logs") in ("true", "1") else None
         if state is FarmJobState.QUEUED:
-            body: dict[str, Any] = {"status": "IN_QUEUE", "queue_position": 0}
+            position = job.queue_position(call.jobs.now())
+            body: dict[str, Any] = {"status": "IN_QUEUE", "queue_position": position}
             return web.json_response({**body, "response_url": base}, status=202)
         if state is FarmJobState.RUNNING:
             body = {"status": "IN_PROGRESS", "logs": logs, "response_url": base}

@@ -102,6 +102,9 @@ class ReplicateProvider(Provider):
         if prediction.get("status") in _RUNNING:
             async for _ in self.poll_waits(ctx):
                 prediction = (await self.poll_json(ctx, "GET", self._url(prediction, "get"))).body
+                logs = prediction.get("logs")
+                last = logs.strip().rsplit("\n", 1)[-1] if isinstance(logs, str) else None
+                ctx.progress(str(prediction.get("status")), log=last)
                 if prediction.get("status") not in _RUNNING:
                     break
         return prediction

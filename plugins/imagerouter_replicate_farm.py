@@ -162,9 +162,7 @@ class ReplicateAPI(FarmAdapter):
         inputs = _read_input(call.body)
         if isinstance(inputs, web.Response):
             return inputs
-        job = call.jobs.submit(
-            model, call.generation_s, content_policy=call.content_policy, data=inputs
-        )
+        job = call.submit_job(model, inputs)
         wait = _wait_seconds(call.request.headers.get("Prefer", ""))
         held = min(wait, job.generation_s) if wait is not None else 0.0
         if held > 0:
@@ -220,7 +218,7 @@ class ReplicateAPI(FarmAdapter):
             "model": job.app,
             "version": "hidden",
             "input": data["input"],
-            "logs": "",
+            "logs": _logs(job, state, max(call.jobs.now(), at)),
             "output": output,
             "error": NSFW_ERROR if failed else None,
             "status": status,
@@ -233,3 +231,21 @@ class ReplicateAPI(FarmAdapter):
             },
             "metrics": {"predict_time": round(job.generation_s, 3)} if done else {},
         }
+
+
+def _logs(job: FarmJob, state: FarmJobState, now: float) -> str:
+    """The model's log so far, as Replicate's flux models print it: the seed, then a
+    progress bar over 28 steps while the prediction runs."""
+    if state in (FarmJobState.QUEUED, FarmJobState.CANCELED):
+        return ""
+    running_s = job.generation_s * (1 - job.queued_share)
+    started = job.submitted + job.generation_s * job.queued_share
+    share = 1.0 if state is FarmJobState.DONE or running_s <= 0 else (now - started) / running_s
+    step = max(0, min(_STEPS, int(_STEPS * share)))
+    return (
+        f"Using seed: {job.data.get('seed')}\nRunning prediction\n"
+        f"{round(100 * step / _STEPS):3d}%| {step}/{_STEPS}\n"
+    )
+
+
+_STEPS = 28

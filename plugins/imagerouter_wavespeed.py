@@ -56,6 +56,7 @@ class WaveSpeedProvider(Provider):
         if data.get("status") not in _TERMINAL:
             async for _ in self.poll_waits(ctx):
                 data = self._data(await self.poll_json(ctx, "GET", result_url))
+                ctx.progress(str(data.get("status")))
                 if data.get("status") in _TERMINAL:
                     break
         if data["status"] == "failed":

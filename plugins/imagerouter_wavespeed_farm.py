@@ -118,9 +118,7 @@ class WaveSpeedAPI(FarmAdapter):
         if isinstance(inputs, web.Response):
             return inputs
         model = call.request.match_info["model"].strip("/")
-        job = call.jobs.submit(
-            model, call.generation_s, content_policy=call.content_policy, data=inputs
-        )
+        job = call.submit_job(model, inputs)
         if isinstance(call.body, dict) and call.body.get("enable_sync_mode") is True:
             await call.generate()
             finished = job.submitted + job.generation_s

@@ -34,7 +34,7 @@ from imagerouter.hookspecs import hookimpl
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.preferences import RoutingPreferences
-from imagerouter.provider import CallContext, HttpAnswer, Provider, ProviderOptions
+from imagerouter.provider import CallContext, HttpAnswer, Progress, Provider, ProviderOptions
 from imagerouter.router import Router
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "NoProviderAvailable",
     "PluginError",
     "Plugins",
+    "Progress",
     "Provider",
     "ProviderError",
     "ProviderOptions",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -34,7 +35,34 @@ from imagerouter.resilience.headers import (
     parse_retry_after,
 )
 
-__all__ = ["CallContext", "HttpAnswer", "Provider", "ProviderOptions"]
+__all__ = [
+    "CallContext",
+    "HttpAnswer",
+    "Progress",
+    "ProgressListener",
+    "Provider",
+    "ProviderOptions",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Longest log line a progress report carries.
+PROGRESS_LOG_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a provider's queue said about an attempt while it waits: the provider's own
+    status word (``IN_QUEUE``, ``processing``…), the queue position when it reports one, and
+    the newest log line (cut to :data:`PROGRESS_LOG_MAX` characters)."""
+
+    status: str
+    queue_position: int | None = None
+    log: str | None = None
+
+
+#: Told of each progress report of an attempt; set by the router, never by a plugin.
+ProgressListener = Callable[[Progress], None]
 
 
 class ProviderOptions(BaseModel):
@@ -63,10 +91,31 @@ class CallContext:
     clock: Clock = field(default_factory=MonotonicClock)
     #: Set by the provider when the answer carried a request budget (OpenAI x-ratelimit-*).
     budget: RateLimitBudget | None = None
+    #: Where :meth:`progress` reports go (None: nowhere); the router sets it per job.
+    on_progress: ProgressListener | None = None
 
     def remaining(self) -> float:
         """Seconds left before the deadline (may be negative)."""
         return self.deadline - self.clock.now()
+
+    def progress(
+        self, status: str, queue_position: int | None = None, log: str | None = None
+    ) -> None:
+        """Report what the provider's queue said on a poll: its status word, the queue
+        position when it gives one, and its newest log line.
+
+        A hook for plugin authors: call it on every poll answer, as often as you like (the
+        job store keeps only changes, at most about one a second). It never raises and never
+        blocks; without a listener it does nothing.
+        """
+        if self.on_progress is None:
+            return
+        position = queue_position if isinstance(queue_position, int) else None
+        line = log.strip()[:PROGRESS_LOG_MAX] if isinstance(log, str) and log.strip() else None
+        try:
+            self.on_progress(Progress(str(status), position, line))
+        except Exception:  # a report must never fail the attempt
+            logger.exception("a progress listener raised; the report is dropped")
 
 
 @dataclass(frozen=True, slots=True)

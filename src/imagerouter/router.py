@@ -33,7 +33,7 @@ from imagerouter.lifecycle import AsyncResource
 from imagerouter.listeners import Listeners
 from imagerouter.plugins import Plugins, load_plugins
 from imagerouter.preferences import RoutingPreferences, apply_preferences
-from imagerouter.provider import CallContext
+from imagerouter.provider import CallContext, Progress
 from imagerouter.resilience.breaker import BreakerTransition, CircuitBreaker
 from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
 from imagerouter.resilience.cooldowns import Cooldowns
@@ -41,7 +41,10 @@ from imagerouter.resilience.health import HealthScore
 from imagerouter.resilience.spend import SpendMeter
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 
-__all__ = ["Router"]
+__all__ = ["ProgressCallback", "Router"]
+
+#: Told of each progress report of a job's provider calls: the instance's name and the report.
+ProgressCallback = Callable[[str, Progress], None]
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +167,14 @@ class Router(AsyncResource):
     # --- the API --------------------------------------------------------------------------------
 
     async def generate(
-        self, request: ImageRequest, *, deadline_s: float | None = None
+        self,
+        request: ImageRequest,
+        *,
+        deadline_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> ImageResult:
-        """Generate ``request`` on the best available provider, failing over as needed.
+        """Generate ``request`` on the best available provider, failing over as needed;
+        ``on_progress`` hears what the providers' queues report meanwhile.
 
         Raises UnknownModel, the ProviderError that ended the job when it may not fail over
         (ContentRejected, InvalidRequest), or NoProviderAvailable when every candidate is
@@ -184,9 +192,9 @@ class Router(AsyncResource):
                     self.give_ups(step.error)
                 raise step.error
             if model.hedge:
-                outcome = await self._hedged(plan, step, request)
+                outcome = await self._hedged(plan, step, request, on_progress)
             else:
-                outcome = await self._call(plan, step, request)
+                outcome = await self._call(plan, step, request, on_progress)
             result = self._settle(plan, model, request, outcome)
             if result is not None:
                 return result
@@ -220,11 +228,20 @@ class Router(AsyncResource):
                 plan.note_skip(candidate.instance.name, reason)
         return plan
 
-    async def _call(self, plan: JobPlan, step: Call, request: ImageRequest) -> _Outcome:
+    async def _call(
+        self,
+        plan: JobPlan,
+        step: Call,
+        request: ImageRequest,
+        on_progress: ProgressCallback | None = None,
+    ) -> _Outcome:
         """Make one provider call; a plugin bug counts as the provider being unavailable."""
         candidate = step.candidate
         provider = candidate.instance.provider
         ctx = CallContext(self.session, candidate.entry.model, step.deadline, self.clock)
+        if on_progress is not None:
+            name = candidate.instance.name
+            ctx.on_progress = lambda report: on_progress(name, report)
         started, started_at = self.clock.now(), self.clock.wall()
         output, error = None, None
         try:
@@ -240,16 +257,22 @@ class Router(AsyncResource):
             error = ProviderUnavailable(message, provider=provider.name)
         return _Outcome(step, ctx, output, error, self.clock.now() - started, started_at)
 
-    async def _hedged(self, plan: JobPlan, first: Call, request: ImageRequest) -> _Outcome:
+    async def _hedged(
+        self,
+        plan: JobPlan,
+        first: Call,
+        request: ImageRequest,
+        on_progress: ProgressCallback | None = None,
+    ) -> _Outcome:
         """Run ``first``; if it has not answered by its provider's recent p95, start the next
         candidate too. The first success wins and the other call is cancelled (a queue
         provider cancels at the provider); a failure while the other still runs is recorded
         and the other is awaited."""
-        tasks = {asyncio.create_task(self._call(plan, first, request))}
+        tasks = {asyncio.create_task(self._call(plan, first, request, on_progress))}
         try:
             done, _ = await asyncio.wait(tasks, timeout=first.candidate.instance.health.p95())
             if not done and (second := plan.hedge_step()) is not None:
-                tasks.add(asyncio.create_task(self._call(plan, second, request)))
+                tasks.add(asyncio.create_task(self._call(plan, second, request, on_progress)))
             while True:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 tasks -= done

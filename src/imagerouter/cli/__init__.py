@@ -15,7 +15,18 @@ from typing import Any
 
 import click
 
-from imagerouter.cli import config, db, demo, farm, loadtest, provider, server, simulate, status
+from imagerouter.cli import (
+    config,
+    db,
+    demo,
+    farm,
+    generate,
+    loadtest,
+    provider,
+    server,
+    simulate,
+    status,
+)
 from imagerouter.cli.output import fail
 from imagerouter.errors import MissingExtra
 
@@ -52,3 +63,4 @@ main.add_command(db.db)
 main.add_command(simulate.simulate)
 main.add_command(loadtest.loadtest)
 main.add_command(status.status)
+main.add_command(generate.generate)

@@ -41,7 +41,7 @@ from imagerouter.client.errors import (
     ValidationError,
     WaitTimeout,
 )
-from imagerouter.client.models import Event, Job, JobPage
+from imagerouter.client.models import Event, Job, JobPage, ProgressUpdate
 from imagerouter.client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "ProgressUpdate",
     "RateLimitError",
     "ServerError",
     "ValidationError",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -14,9 +15,12 @@ from httpx_sse import SSEError, aconnect_sse
 
 from imagerouter.client._base import Base
 from imagerouter.client.errors import APIConnectionError, WaitTimeout, error_from_response
-from imagerouter.client.models import Event, Job, JobPage
+from imagerouter.client.models import Event, Job, JobPage, ProgressUpdate
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "ProgressHandler"]
+
+#: Called with each progress update while ``wait`` follows a job (may be a coroutine function).
+ProgressHandler = Callable[[ProgressUpdate], Awaitable[None] | None]
 
 
 class AsyncClient(Base):
@@ -115,16 +119,25 @@ class AsyncClient(Base):
         timeout_s: float = 300.0,
         poll_interval_s: float = 1.0,
         sse: bool = True,
+        on_progress: ProgressHandler | None = None,
     ) -> Job:
         """The job once final: followed by SSE, or by polling if SSE is unavailable.
 
-        Raises WaitTimeout (with the last seen job) after ``timeout_s``.
+        ``on_progress`` (a function or coroutine function) gets each
+        :class:`~imagerouter.client.models.ProgressUpdate` the job's provider reports while it
+        waits in the provider's queue (followed by SSE only). Raises WaitTimeout (with the
+        last seen job) after ``timeout_s``.
         """
         deadline = time.monotonic() + timeout_s
         if sse:
             try:
                 async with asyncio.timeout(timeout_s):
                     async for event in self.events(job_id, deadline=deadline):
+                        update = event.progress
+                        if update is not None and on_progress is not None:
+                            answer = on_progress(update)
+                            if inspect.isawaitable(answer):
+                                await answer
                         if event.final:
                             return await self.get(job_id)
             except (SSEError, APIConnectionError, TimeoutError):
@@ -179,9 +192,11 @@ class AsyncClient(Base):
 
     # --- webhooks ------------------------------------------------------------------------------
 
-    async def set_webhook(self, url: str) -> dict[str, Any]:
-        """Register your webhook URL; the first time, ``secret`` holds the new secret."""
-        return await self._request("PUT", "/v1/webhook", json={"url": url})
+    async def set_webhook(self, url: str, *, progress: bool = False) -> dict[str, Any]:
+        """Register your webhook URL (``progress``: job.progress webhooks too); the first
+        time, ``secret`` holds the new secret."""
+        body = {"url": url, "progress": progress}
+        return await self._request("PUT", "/v1/webhook", json=body)
 
     async def get_webhook(self) -> dict[str, Any]:
         """Your webhook URL and secrets (without values)."""

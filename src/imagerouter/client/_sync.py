@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +13,7 @@ from httpx_sse import SSEError, connect_sse
 
 from imagerouter.client._base import Base
 from imagerouter.client.errors import APIConnectionError, WaitTimeout, error_from_response
-from imagerouter.client.models import Event, Job, JobPage
+from imagerouter.client.models import Event, Job, JobPage, ProgressUpdate
 
 __all__ = ["Client"]
 
@@ -121,15 +121,21 @@ class Client(Base):
         timeout_s: float = 300.0,
         poll_interval_s: float = 1.0,
         sse: bool = True,
+        on_progress: Callable[[ProgressUpdate], None] | None = None,
     ) -> Job:
         """The job once final: followed by SSE, or by polling if SSE is unavailable.
 
+        ``on_progress`` gets each :class:`~imagerouter.client.models.ProgressUpdate` the
+        job's provider reports while it waits in the provider's queue (followed by SSE only).
         Raises WaitTimeout (with the last seen job) after ``timeout_s``.
         """
         deadline = time.monotonic() + timeout_s
         if sse:
             try:
                 for event in self.events(job_id, deadline=deadline):
+                    update = event.progress
+                    if update is not None and on_progress is not None:
+                        on_progress(update)
                     if event.final:
                         return self.get(job_id)
             except (SSEError, APIConnectionError):
@@ -185,9 +191,10 @@ class Client(Base):
 
     # --- webhooks ------------------------------------------------------------------------------
 
-    def set_webhook(self, url: str) -> dict[str, Any]:
-        """Register your webhook URL; the first time, ``secret`` holds the new secret."""
-        return self._request("PUT", "/v1/webhook", json={"url": url})
+    def set_webhook(self, url: str, *, progress: bool = False) -> dict[str, Any]:
+        """Register your webhook URL (``progress``: job.progress webhooks too); the first
+        time, ``secret`` holds the new secret."""
+        return self._request("PUT", "/v1/webhook", json={"url": url, "progress": progress})
 
     def get_webhook(self) -> dict[str, Any]:
         """Your webhook URL and secrets (without values)."""

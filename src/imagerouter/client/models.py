@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINAL_STATUSES", "Event", "Job", "JobPage"]
+__all__ = ["FINAL_STATUSES", "PROGRESS_EVENT", "Event", "Job", "JobPage", "ProgressUpdate"]
 
 FINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+#: The event a job emits while a provider's queue holds it.
+PROGRESS_EVENT = "job.progress"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +81,41 @@ class Event:
     def final(self) -> bool:
         """True for the event that ends the job."""
         return self.data.get("status") in FINAL_STATUSES
+
+    @property
+    def progress(self) -> ProgressUpdate | None:
+        """What the provider's queue reported, for a ``job.progress`` event; else None."""
+        if self.type != PROGRESS_EVENT:
+            return None
+        position = self.data.get("queue_position")
+        return ProgressUpdate(
+            job_id=self.job_id,
+            event_id=self.id,
+            provider=str(self.data.get("provider") or ""),
+            provider_status=str(self.data.get("provider_status") or ""),
+            queue_position=position if isinstance(position, int) else None,
+            log=self.data.get("log"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    """A ``job.progress`` event: the provider's own status word (fal ``IN_QUEUE`` /
+    ``IN_PROGRESS``, WaveSpeed ``created`` / ``processing``, Replicate ``starting`` /
+    ``processing``), the queue position when the provider reports one, its newest log line."""
+
+    job_id: str
+    event_id: int
+    provider: str
+    provider_status: str
+    queue_position: int | None = None
+    log: str | None = None
+
+    def describe(self) -> str:
+        """One short line: ``fal IN_QUEUE, position 3`` / ``replicate processing: 40%``."""
+        text = f"{self.provider} {self.provider_status}"
+        if self.queue_position is not None:
+            text += f", position {self.queue_position}"
+        if self.log:
+            text += f": {self.log}"
+        return text

@@ -87,7 +87,8 @@ EVENT_COLUMNS = "id, job_id, account_id, type, created_at, data"
 IDEMPOTENCY_COLUMNS = "fingerprint, state, job_id, response, locked_until, expires_at"
 #: The account's registration with its URL's disablement; callers add the WHERE clause.
 WEBHOOK_SELECT = (
-    "SELECT e.account_id, e.url, e.created_at, e.updated_at, d.disabled_at, d.reason "
+    "SELECT e.account_id, e.url, e.created_at, e.updated_at, d.disabled_at, d.reason, "
+    "e.progress "
     "FROM webhook_endpoints e LEFT JOIN webhook_disabled d "
     "ON d.account_id = e.account_id AND d.url = e.url"
 )

@@ -27,11 +27,14 @@ __all__ = [
     "AUDIT_BY_STATUS",
     "AUDIT_TOTALS",
     "CANCELED_BY_CLIENT",
+    "PROGRESS_EVENT",
     "DeliveryTarget",
     "delivery_target",
     "final_event_data",
     "gone_reason",
     "known_key_outcome",
+    "progress_delivery_target",
+    "progress_event_data",
     "refund_once",
 ]
 
@@ -81,6 +84,17 @@ def final_event_data(status: str, payload: dict[str, Any], refunded: int) -> dic
         return {"provider": payload.get("provider")}
     error = {"code": payload.get("code"), "message": payload.get("message")}
     return {"error": error, "refunded": refunded}
+
+
+#: The type of a progress event (the job stays ``processing``; it is never final).
+PROGRESS_EVENT = "job.progress"
+_PROGRESS_FIELDS = ("provider", "provider_status", "queue_position", "log")
+
+
+def progress_event_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A progress event's ``data``: the job's status (``processing``) and what the provider's
+    queue reported (``provider``, ``provider_status``, ``queue_position``, ``log``)."""
+    return {"status": "processing", **{k: data.get(k) for k in _PROGRESS_FIELDS}}
 
 
 #: Totals that must always agree, each one scalar query.
@@ -140,6 +154,20 @@ def delivery_target(account_id: str, webhook_url: str | None) -> Steps[DeliveryT
     if row is None or not row[0]:
         return None
     return DeliveryTarget(row[0], row[1])
+
+
+def progress_delivery_target(
+    account_id: str, webhook_url: str | None
+) -> Steps[DeliveryTarget | None]:
+    """The target of a ``job.progress`` webhook: as for a final event, but only for an
+    account that opted in (``PUT /v1/webhook`` with ``progress: true``); None otherwise."""
+    opted_in = yield fetch_value(
+        "SELECT 1 FROM webhook_endpoints WHERE account_id = :account_id AND progress",
+        account_id=account_id,
+    )
+    if opted_in is None:
+        return None
+    return (yield from delivery_target(account_id, webhook_url))
 
 
 def gone_reason(url: str) -> str:

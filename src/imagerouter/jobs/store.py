@@ -225,6 +225,13 @@ class JobQueue(Protocol):
         """Hand a processing job back to the queue (shutdown); False if no longer held."""
         ...
 
+    async def add_progress(self, job_id: str, owner: str, data: dict[str, Any]) -> bool:
+        """Write a ``job.progress`` event (``data``: provider, provider_status,
+        queue_position, log) while ``owner`` holds the job's lease, so that none follows the
+        job's final event; with its webhook delivery when the account opted in. False (and
+        nothing written) when the lease is no longer held."""
+        ...
+
     async def requeue_expired(self) -> int:
         """Put every processing job whose lease has expired back in the queue; how many."""
         ...
@@ -288,10 +295,14 @@ class WebhookStore(Protocol):
 
     # --- endpoints and secrets -----------------------------------------------------------------
 
-    async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
+    async def set_webhook_url(
+        self, account_id: str, url: str | None, *, progress: bool | None = None
+    ) -> WebhookEndpoint:
         """Register ``url`` as the account's webhook (None: unregister it, keeping the secrets).
 
         Registering a URL clears a ``410 Gone`` disablement of that URL for the account.
+        ``progress`` opts the account in to (True) or out of (False) ``job.progress``
+        webhooks; None keeps the current choice (off for a new registration).
         """
         ...
 

@@ -191,6 +191,11 @@ class WebhookEndpoint:
     updated_at: float
     disabled_at: float | None = None
     disabled_reason: str | None = None
+    #: The account opted in to ``job.progress`` webhooks.
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.progress = bool(self.progress)  # SQLite stores 0/1
 
 
 @dataclass(frozen=True, slots=True)

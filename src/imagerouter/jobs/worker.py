@@ -28,6 +28,7 @@ from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import ImageRouterError, NoProviderAvailable, ProviderError
 from imagerouter.generation import ImageRequest
 from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.progress import ProgressRecorder
 from imagerouter.jobs.store import IdempotencyStore, JobQueue
 from imagerouter.jobs.types import Job
 from imagerouter.lifecycle import AsyncResource
@@ -60,6 +61,8 @@ class WorkerConfig:
         poll_interval_s: how often the queue is read when nothing woke the pool.
         shutdown_grace_s: how long running jobs may finish after stop.
         max_runs: a job leased this many times without finishing fails (a poison job).
+        progress_interval_s: least time between a job's ``job.progress`` events (None: the
+            providers' queue reports are not stored).
     """
 
     workers: int = 16
@@ -69,6 +72,7 @@ class WorkerConfig:
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 10.0
     max_runs: int = 5
+    progress_interval_s: float | None = 1.0
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
@@ -279,9 +283,21 @@ class WorkerPool(AsyncResource):
                 job.id, self.owner, {"code": "too_many_runs", "message": message}, []
             )
             return
+        interval = self.config.progress_interval_s
+        progress = None
+        if interval is not None:
+            progress = ProgressRecorder(
+                self.store, job.id, self.owner, min_interval_s=interval, clock=self._clock
+            )
         try:
             request = ImageRequest.model_validate(job.request)
-            result = await self.router.generate(request, deadline_s=remaining)
+            try:
+                result = await self.router.generate(
+                    request, deadline_s=remaining, on_progress=progress
+                )
+            finally:
+                if progress is not None:
+                    await progress.aclose()
         except ImageRouterError as exc:
             written = await self.store.fail_job(job.id, self.owner, error_body(exc), _attempts(exc))
             log.info("job %s failed (%s); written=%s", job.id, exc.code, written)

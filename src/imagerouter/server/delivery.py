@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from imagerouter.jobs.rules import PROGRESS_EVENT
 from imagerouter.jobs.types import Delivery, Job
 from imagerouter.server.errors import ApiError
 from imagerouter.server.keys import (
@@ -33,6 +34,7 @@ from imagerouter.webhooks import (
     DeliveryWorker,
     WebhookSender,
     dumps_body,
+    progress_payload,
     webhook_payload,
 )
 
@@ -90,9 +92,16 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _body_builder(app: web.Application):
     async def build(delivery: Delivery) -> str:
-        job = await app[store_key].get_job(delivery.account_id, delivery.job_id)
+        store = app[store_key]
+        job = await store.get_job(delivery.account_id, delivery.job_id)
         if job is None:
             raise LookupError(f"job {delivery.job_id} is gone")
+        if delivery.event_type == PROGRESS_EVENT:
+            found = await store.events_since(
+                delivery.account_id, delivery.job_id, delivery.event_id - 1, 1
+            )
+            data = found[0].data if found and found[0].id == delivery.event_id else {}
+            return dumps_body(progress_payload(job, delivery, data))
         ttl_s = app[settings_key].storage.url_ttl_s
         result = present_result(app.get(storage_key), job.result, ttl_s)
         return dumps_body(webhook_payload(job, delivery, result))

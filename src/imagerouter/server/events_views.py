@@ -2,7 +2,8 @@
 
 Asked with ``Accept: text/event-stream`` they answer Server-Sent Events (``aiohttp-sse``):
 one SSE event per job transition, ``id`` the store's event id, ``event`` its type
-(``job.queued``, ``job.processing``, ``job.completed``…) and ``data`` the event as JSON.
+(``job.queued``, ``job.processing``, ``job.progress`` while a provider's queue holds the job,
+``job.completed``…) and ``data`` the event as JSON.
 Otherwise they answer a JSON page of the same events (for polling clients and the OpenAPI
 document).
 

@@ -108,6 +108,7 @@ def webhook_out(
         "enabled": bool(endpoint and endpoint.url and endpoint.disabled_at is None),
         "disabled_at": endpoint.disabled_at if endpoint else None,
         "disabled_reason": endpoint.disabled_reason if endpoint else None,
+        "progress": bool(endpoint and endpoint.progress),
         "secret": new_secret,
         "secrets": [
             {

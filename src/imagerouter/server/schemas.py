@@ -430,6 +430,12 @@ class WebhookIn(BaseModel):
         description="http(s) URL; loopback, private, link-local and metadata addresses are "
         "refused unless the server's webhook_allow lists them.",
     )
+    progress: bool = Field(
+        default=False,
+        strict=True,
+        description="Also send job.progress webhooks (queue position, provider status and "
+        "log line while a provider's queue holds the job); off unless true.",
+    )
 
 
 class RotateSecretIn(BaseModel):
@@ -464,6 +470,7 @@ class WebhookOut(_Out):
     enabled: bool = Field(description="False once the URL answered 410 Gone (until re-PUT).")
     disabled_at: float | None
     disabled_reason: str | None
+    progress: bool = Field(description="job.progress webhooks are sent too (opted in).")
     secret: str | None = Field(
         description="The new whsec_ secret: shown once, on creation and rotation; else null."
     )
@@ -521,7 +528,10 @@ class EventOut(_Out):
 
     id: int
     object: Literal["event"] = "event"
-    type: str = Field(description="job.queued, job.processing, job.completed, …")
+    type: str = Field(
+        description="job.queued, job.processing, job.progress (what the provider's queue "
+        "reports: provider, provider_status, queue_position, log), job.completed, …"
+    )
     job_id: str
     created_at: float
     data: dict[str, Any]

@@ -99,6 +99,12 @@ class ServerSettings(BaseModel):
     poll_interval_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     max_runs: int = Field(default=5, ge=1, description="Leases of one job before it fails.")
+    progress_events: bool = Field(
+        default=True, description="Store job.progress events from the providers' queues."
+    )
+    progress_interval_s: float = Field(
+        default=1.0, gt=0, description="Least time between two job.progress events of a job."
+    )
     job_deadline_s: float | None = Field(
         default=None, gt=0, description="A job's whole life; default: router.deadline_s."
     )
@@ -282,6 +288,7 @@ class ServerSettings(BaseModel):
             poll_interval_s=self.poll_interval_s,
             shutdown_grace_s=self.shutdown_grace_s,
             max_runs=self.max_runs,
+            progress_interval_s=self.progress_interval_s if self.progress_events else None,
         )
 
 

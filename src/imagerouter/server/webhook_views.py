@@ -71,13 +71,14 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 
 async def put_webhook(request: web.Request) -> web.Response:
-    """``PUT /v1/webhook``: register the URL (re-enabling it after a 410); the first secret
-    is created and shown once."""
+    """``PUT /v1/webhook``: register the URL (re-enabling it after a 410) and whether
+    job.progress webhooks go to it too (``progress``, default false); the first secret is
+    created and shown once."""
     body = validate(WebhookIn, await read_json(request))
     await check_webhook_url(request, body.url, "url")
     store = request.app[store_key]
     account_id = request[principal_key].account_id
-    await store.set_webhook_url(account_id, body.url)
+    await store.set_webhook_url(account_id, body.url, progress=body.progress)
     created = None
     if not await store.webhook_secrets(account_id):
         created = new_secret()

@@ -13,7 +13,7 @@ module                 owns
 =====================  ==========================================================
 """
 
-from imagerouter.webhooks.payload import dumps_body, webhook_payload
+from imagerouter.webhooks.payload import dumps_body, progress_payload, webhook_payload
 from imagerouter.webhooks.retry import (
     DEFAULT_SCHEDULE_S,
     Decision,
@@ -53,6 +53,7 @@ __all__ = [
     "dumps_body",
     "hex_signature",
     "new_secret",
+    "progress_payload",
     "secret_key",
     "sign_headers",
     "signature_v1",

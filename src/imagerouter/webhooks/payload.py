@@ -22,6 +22,14 @@
     }
 
 Images never travel inline (no ``b64_json``): the body stays small, as the spec asks.
+
+An account that opted in (``PUT /v1/webhook`` with ``progress: true``) also gets
+``job.progress`` while a provider's queue holds the job (:func:`progress_payload`)::
+
+    {"type": "job.progress", "timestamp": "…",
+     "data": {"object": "job", "id": "job_…", "status": "processing", "event_id": 41,
+              "model": "flux-dev", "metadata": {…}, "provider": "fal",
+              "provider_status": "IN_QUEUE", "queue_position": 3, "log": null}}
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import Any
 
 from imagerouter.jobs.types import Delivery, Job
 
-__all__ = ["dumps_body", "webhook_payload"]
+__all__ = ["dumps_body", "progress_payload", "webhook_payload"]
 
 _RESULT_FIELDS = ("model", "provider", "provider_model", "provider_request_id")
 _IMAGE_FIELDS = ("url", "content_type", "width", "height")
@@ -72,6 +80,24 @@ def webhook_payload(job: Job, delivery: Delivery, result: dict[str, Any] | None)
             "created_at": job.created_at,
             "finished_at": job.finished_at,
             "credits": {"price": job.price, "charged": job.price, "refunded": job.refunded},
+        },
+    }
+
+
+def progress_payload(job: Job, delivery: Delivery, data: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a ``job.progress`` delivery: the job, and what its provider's queue
+    reported in the event (``data``: provider, provider_status, queue_position, log)."""
+    return {
+        "type": delivery.event_type,
+        "timestamp": _iso(delivery.created_at),
+        "data": {
+            "object": "job",
+            "id": job.id,
+            "status": "processing",
+            "event_id": delivery.event_id,
+            "model": job.request.get("model"),
+            "metadata": job.request.get("metadata") or {},
+            **{k: data.get(k) for k in ("provider", "provider_status", "queue_position", "log")},
         },
     }
 

@@ -12,7 +12,7 @@ import asyncpg
 
 from imagerouter.jobs.postgres.base import PostgresBase
 from imagerouter.jobs.postgres.connection import run_steps
-from imagerouter.jobs.postgres.engine import Tx, lock_account
+from imagerouter.jobs.postgres.engine import PendingEvent, Tx, lock_account
 from imagerouter.jobs.rows import (
     ACTIVE,
     ATTEMPT_FIELDS,
@@ -21,7 +21,14 @@ from imagerouter.jobs.rows import (
     job_from_row,
     qualified,
 )
-from imagerouter.jobs.rules import delivery_target, final_event_data, refund_once
+from imagerouter.jobs.rules import (
+    PROGRESS_EVENT,
+    delivery_target,
+    final_event_data,
+    progress_delivery_target,
+    progress_event_data,
+    refund_once,
+)
 from imagerouter.jobs.types import Job
 
 __all__ = ["PostgresLeases"]
@@ -156,6 +163,35 @@ class PostgresLeases(PostgresBase):
         done = await self._engine.batched(account_id, op, locks_account=status != "completed")
         self._job_accounts.pop(job_id, None)
         return done
+
+    async def add_progress(self, job_id: str, owner: str, data: dict[str, Any]) -> bool:
+        """Write a ``job.progress`` event while ``owner`` holds the lease (and its webhook
+        when the account opted in). The job's row is share-locked, so a completion racing
+        it commits after it, and its event id comes after the progress event's."""
+        now = self._clock.wall()
+        account_id = self._job_accounts.get(job_id) or await self._pool.fetchval(
+            "SELECT account_id FROM jobs WHERE id = $1", job_id
+        )
+        if account_id is None:
+            return False
+        payload = progress_event_data(data)
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> bool:
+            webhook_url = await conn.fetchval(
+                "SELECT coalesce(request->>'webhook_url', '') FROM jobs WHERE id = $1 "
+                "AND status = 'processing' AND lease_owner = $2 FOR SHARE",
+                job_id,
+                owner,
+            )
+            if webhook_url is None:
+                return False
+            target = await run_steps(
+                conn, progress_delivery_target(account_id, webhook_url or None)
+            )
+            tx.events.append(PendingEvent(job_id, account_id, PROGRESS_EVENT, payload, now, target))
+            return True
+
+        return await self._engine.batched(account_id, op, locks_account=False)
 
     async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
         """Put a held processing job back in the queue."""

@@ -38,18 +38,24 @@ class PostgresWebhooks(PostgresBase):
 
     # --- endpoints and secrets -----------------------------------------------------------------
 
-    async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
-        """Register (or, with None, unregister) the account's webhook URL."""
+    async def set_webhook_url(
+        self, account_id: str, url: str | None, *, progress: bool | None = None
+    ) -> WebhookEndpoint:
+        """Register (or, with None, unregister) the account's webhook URL; ``progress`` opts
+        in to or out of job.progress webhooks (None keeps the choice)."""
         now = self._clock.wall()
 
         async def op(conn: asyncpg.Connection, tx: Tx) -> WebhookEndpoint:
             await conn.execute(
-                "INSERT INTO webhook_endpoints (account_id, url, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $3) ON CONFLICT (account_id) DO UPDATE SET "
-                "url = excluded.url, updated_at = excluded.updated_at",
+                "INSERT INTO webhook_endpoints (account_id, url, created_at, updated_at, "
+                "progress) VALUES ($1, $2, $3, $3, coalesce($4::boolean, false)) "
+                "ON CONFLICT (account_id) DO UPDATE SET url = excluded.url, "
+                "updated_at = excluded.updated_at, "
+                "progress = coalesce($4::boolean, webhook_endpoints.progress)",
                 account_id,
                 url,
                 now,
+                progress,
             )
             if url is not None:
                 await conn.execute(

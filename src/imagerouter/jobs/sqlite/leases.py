@@ -18,7 +18,13 @@ from imagerouter.jobs.rows import (
     job_from_row,
     loads,
 )
-from imagerouter.jobs.rules import final_event_data, refund_once
+from imagerouter.jobs.rules import (
+    PROGRESS_EVENT,
+    final_event_data,
+    progress_delivery_target,
+    progress_event_data,
+    refund_once,
+)
 from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
 from imagerouter.jobs.sqlite.events import write_event
 from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
@@ -121,6 +127,39 @@ class SQLiteLeases(SQLiteBase):
             data = final_event_data(status, payload, refunded)
             event = write_event(conn, job_id, account_id, status, now, **data)
             enqueue_delivery(conn, event, webhook_url)
+            return event
+
+        event = await self.thread.run(op)
+        if event is None:
+            return False
+        self._publish([event])
+        return True
+
+    async def add_progress(self, job_id: str, owner: str, data: dict[str, Any]) -> bool:
+        """Write a ``job.progress`` event while ``owner`` holds the lease (and its webhook
+        when the account opted in)."""
+        now = self._clock.wall()
+
+        def op(conn: sqlite3.Connection) -> JobEvent | None:
+            row = conn.execute(
+                "SELECT account_id, json_extract(request, '$.webhook_url') FROM jobs "
+                "WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                (job_id, owner),
+            ).fetchone()
+            if row is None:
+                return None
+            account_id, webhook_url = row
+            payload = progress_event_data(data)
+            cursor = conn.execute(
+                "INSERT INTO events (job_id, account_id, type, data, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (job_id, account_id, PROGRESS_EVENT, dumps(payload), now),
+            )
+            assert cursor.lastrowid is not None
+            event = JobEvent(cursor.lastrowid, job_id, account_id, PROGRESS_EVENT, now, payload)
+            target = run_steps(conn, progress_delivery_target(account_id, webhook_url))
+            if target is not None:
+                enqueue_delivery(conn, event, webhook_url, target)
             return event
 
         event = await self.thread.run(op)

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "create_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -117,7 +117,9 @@ CREATE TABLE IF NOT EXISTS webhook_endpoints (
     account_id  TEXT PRIMARY KEY REFERENCES accounts(id),
     url         TEXT,
     created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    -- Schema version 4: the account opted in to job.progress webhooks.
+    progress    INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS webhook_secrets (
@@ -194,4 +196,13 @@ def create_schema(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
     if "routing" not in columns:  # version 3: a key's default routing preferences
         conn.execute("ALTER TABLE api_keys ADD COLUMN routing TEXT")
+    _add_column(conn, "webhook_endpoints", "progress", "INTEGER NOT NULL DEFAULT 0")  # v4
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    """Add ``column`` to a ``table`` created by an older version (CREATE IF NOT EXISTS kept
+    its old shape)."""
+    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in names:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")

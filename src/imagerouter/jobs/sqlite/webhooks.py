@@ -15,7 +15,7 @@ from imagerouter.jobs.rows import (
     delivery_attempt_from_row,
     delivery_from_row,
 )
-from imagerouter.jobs.rules import delivery_target, gone_reason
+from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
 from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
 from imagerouter.jobs.types import (
     Delivery,
@@ -29,9 +29,16 @@ from imagerouter.jobs.types import (
 __all__ = ["SQLiteWebhooks", "enqueue_delivery"]
 
 
-def enqueue_delivery(conn: sqlite3.Connection, event: JobEvent, webhook_url: str | None) -> None:
-    """Enqueue a final event's webhook, to its :func:`~imagerouter.jobs.rules.delivery_target`."""
-    target = run_steps(conn, delivery_target(event.account_id, webhook_url))
+def enqueue_delivery(
+    conn: sqlite3.Connection,
+    event: JobEvent,
+    webhook_url: str | None,
+    target: DeliveryTarget | None = None,
+) -> None:
+    """Enqueue a final event's webhook, to its :func:`~imagerouter.jobs.rules.delivery_target`
+    (or to ``target`` when the caller found it: a progress event's)."""
+    if target is None:
+        target = run_steps(conn, delivery_target(event.account_id, webhook_url))
     if target is None:
         return
     conn.execute(
@@ -59,16 +66,21 @@ class SQLiteWebhooks(SQLiteBase):
 
     # --- endpoints and secrets -----------------------------------------------------------------
 
-    async def set_webhook_url(self, account_id: str, url: str | None) -> WebhookEndpoint:
-        """Register (or, with None, unregister) the account's webhook URL."""
+    async def set_webhook_url(
+        self, account_id: str, url: str | None, *, progress: bool | None = None
+    ) -> WebhookEndpoint:
+        """Register (or, with None, unregister) the account's webhook URL; ``progress`` opts
+        in to or out of job.progress webhooks (None keeps the choice)."""
         now = self._clock.wall()
+        opt_in = None if progress is None else int(progress)
 
         def op(conn: sqlite3.Connection) -> WebhookEndpoint:
             conn.execute(
-                "INSERT INTO webhook_endpoints (account_id, url, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET url = excluded.url, "
-                "updated_at = excluded.updated_at",
-                (account_id, url, now, now),
+                "INSERT INTO webhook_endpoints (account_id, url, created_at, updated_at, progress) "
+                "VALUES (?, ?, ?, ?, coalesce(?, 0)) ON CONFLICT (account_id) DO UPDATE SET "
+                "url = excluded.url, updated_at = excluded.updated_at, "
+                "progress = coalesce(?, webhook_endpoints.progress)",
+                (account_id, url, now, now, opt_in, opt_in),
             )
             if url is not None:
                 conn.execute(
