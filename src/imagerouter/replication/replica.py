@@ -52,20 +52,17 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 
 from imagerouter.generation import AttemptEvent
-from imagerouter.lifecycle import AsyncResource
 from imagerouter.replication.connection import (
     REDIS_ERRORS,
-    Backoff,
-    aclose_quietly,
     guarded,
     make_client,
     redact,
     replica_name,
 )
 from imagerouter.replication.keys import Keys
+from imagerouter.replication.link import ChannelLink
 from imagerouter.replication.mirror import Mirror
 from imagerouter.replication.records import (
     BreakerRecord,
@@ -89,7 +86,7 @@ log = logging.getLogger(__name__)
 _END_MARGIN_S = 60.0
 
 
-class RedisState(AsyncResource):
+class RedisState(ChannelLink):
     """Replicates one router's resilience state through Redis; see the module doc.
 
     Args:
@@ -127,7 +124,7 @@ class RedisState(AsyncResource):
         self.router = router
         self.keys = Keys(prefix)
         self.replica_id = replica_id or replica_name()
-        self.op_timeout_s = op_timeout_s
+        self._init_link(op_timeout_s, reconnect_initial_s, reconnect_max_s)
         self.health_interval_s = health_interval_s
         self.breaker_ttl_s = breaker_ttl_s
         self.start_timeout_s = start_timeout_s
@@ -156,27 +153,17 @@ class RedisState(AsyncResource):
         #: Peer replica id → instance → its last published health inputs.
         self.peers: dict[str, dict[str, dict[str, Any]]] = {}
         # Counters for status() and metrics.
-        self.fallbacks = 0
         self.disconnects = 0
         self.resyncs = 0
         self.published = 0
         self.rejected = 0
-        self.last_error: str | None = None
 
         self._clock = router.clock
-        self._backoff = Backoff(reconnect_initial_s, reconnect_max_s)
-        self._healthy = False
         self._since = self._clock.wall()
-        self._client: Redis | None = None
-        self._pubsub: PubSub | None = None
-        self._script: Any = None
         self._outbox: dict[tuple[str, str], Record] = {}
         self._wake = asyncio.Event()
-        self._broken = asyncio.Event()
-        self._first_sync = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._attached = False
-        self._closing = False
         self._synced_once = False
         self._budget_due: set[str] = set()
 
@@ -306,34 +293,13 @@ class RedisState(AsyncResource):
 
     # --- background tasks ---------------------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        """Connect, sync, follow the channel; on any failure, fall back and reconnect."""
-        while not self._closing:
-            try:
-                await self._connect()
-            except Exception as exc:  # whatever it was, the supervisor must live on
-                self._fail(exc, "connect")
-                await self._disconnect()
-                self._first_sync.set()
-                await asyncio.sleep(self._backoff.next())
-                continue
-            self._first_sync.set()
-            self._backoff.reset()
-            try:
-                await self._follow()
-            except Exception as exc:
-                self._fail(exc, "subscription")
-            await self._disconnect()
-            if not self._closing:
-                await asyncio.sleep(self._backoff.next())
-
     async def _connect(self) -> None:
         """Subscribe, then read the snapshot (so nothing falls in between), then reconcile."""
         self._broken.clear()
         client = make_client(self.url, timeout_s=self.op_timeout_s, name=self.replica_id)
         self._client, self._script = client, client.register_script(KEEP_LATEST)
         self._pubsub = pubsub = client.pubsub()
-        await guarded(self._subscribe(pubsub), self.op_timeout_s * 4)
+        await guarded(self._subscribe(pubsub, self.keys.channel), self.op_timeout_s * 4)
         self._outbox.clear()  # the resync below re-publishes whatever of ours is newer
         pipe = client.pipeline(transaction=False)
         pipe.hgetall(self.keys.cooldowns)
@@ -350,23 +316,6 @@ class RedisState(AsyncResource):
         self._set_healthy(True)
         for record in republish:
             self._enqueue(record)
-
-    async def _subscribe(self, pubsub: PubSub) -> None:
-        """Subscribe and wait for the confirmation: from then on, every record reaches us."""
-        await pubsub.subscribe(self.keys.channel)
-        while True:
-            message = await pubsub.get_message(timeout=self.op_timeout_s)
-            if message is not None and message["type"] == "subscribe":
-                return
-
-    async def _follow(self) -> None:
-        """Apply every record on the channel until the link breaks."""
-        pubsub = self._pubsub
-        assert pubsub is not None
-        while not self._broken.is_set() and not self._closing:
-            message = await guarded(pubsub.get_message(timeout=0.2), 0.2 + self.op_timeout_s)
-            if message is not None and message["type"] == "message":
-                self._on_message(message["data"])
 
     async def _publisher(self) -> None:
         """Send queued records, oldest first, while the link is healthy."""
@@ -458,17 +407,6 @@ class RedisState(AsyncResource):
 
     # --- link state -----------------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException, where: str) -> None:
-        """A Redis call failed: go on locally, count it, and have the supervisor reconnect."""
-        self.fallbacks += 1
-        self.last_error = f"{where}: {type(exc).__name__}: {exc}"[:300]
-        if not isinstance(exc, REDIS_ERRORS):
-            log.error("unexpected error in the shared state (%s)", where, exc_info=exc)
-        if self._healthy:
-            log.warning("shared state unavailable (%s); running on local state", self.last_error)
-        self._set_healthy(False)
-        self._broken.set()
-
     def _set_healthy(self, healthy: bool) -> None:
         if healthy == self._healthy:
             return
@@ -480,9 +418,3 @@ class RedisState(AsyncResource):
         self._since = self._clock.wall()
         if healthy:
             self._wake.set()
-
-    async def _disconnect(self) -> None:
-        pubsub, client = self._pubsub, self._client
-        self._pubsub = self._client = self._script = None
-        await aclose_quietly(pubsub)
-        await aclose_quietly(client)

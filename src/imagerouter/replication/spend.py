@@ -23,18 +23,12 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-
-from imagerouter.lifecycle import AsyncResource
 from imagerouter.replication.connection import (
-    REDIS_ERRORS,
-    Backoff,
-    aclose_quietly,
     guarded,
     make_client,
 )
 from imagerouter.replication.keys import Keys
+from imagerouter.replication.link import ChannelLink
 from imagerouter.replication.scripts import SPEND_ADD
 from imagerouter.resilience.spend import WINDOWS, SpendAdded, SpendMeter
 
@@ -49,9 +43,12 @@ log = logging.getLogger(__name__)
 _TTL_MARGIN_S = 60.0
 
 
-class SpendShare(AsyncResource):
+class SpendShare(ChannelLink):
     """Shares a router's spend-cap meters through Redis; see the module doc. Does nothing
     (opens no connection) when no provider instance of the router has a spend cap."""
+
+    shares = "shared spend"
+    meanwhile = "counting locally"
 
     def __init__(
         self,
@@ -68,7 +65,7 @@ class SpendShare(AsyncResource):
         self.url = url
         self.keys = Keys(prefix)
         self.replica_id = replica_id
-        self.op_timeout_s = op_timeout_s
+        self._init_link(op_timeout_s, reconnect_initial_s, reconnect_max_s)
         self.start_timeout_s = start_timeout_s
         self.meters: dict[str, SpendMeter] = {
             name: instance.spend
@@ -78,18 +75,8 @@ class SpendShare(AsyncResource):
         #: Amounts sent and acknowledged, totals adopted from peers, Redis failures.
         self.sent = 0
         self.applied = 0
-        self.fallbacks = 0
-        self.last_error: str | None = None
-        self._backoff = Backoff(reconnect_initial_s, reconnect_max_s)
         self._pending: dict[tuple[str, str, int], float] = {}
-        self._healthy = False
-        self._closing = False
-        self._client: Redis | None = None
-        self._pubsub: PubSub | None = None
-        self._script: Any = None
         self._wake = asyncio.Event()
-        self._broken = asyncio.Event()
-        self._first_sync = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -194,33 +181,13 @@ class SpendShare(AsyncResource):
 
     # --- Redis → local meters ---------------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        while not self._closing:
-            try:
-                await self._connect()
-            except Exception as exc:  # whatever it was, the supervisor must live on
-                self._fail(exc, "connect")
-                await self._disconnect()
-                self._first_sync.set()
-                await asyncio.sleep(self._backoff.next())
-                continue
-            self._first_sync.set()
-            self._backoff.reset()
-            try:
-                await self._follow()
-            except Exception as exc:
-                self._fail(exc, "subscription")
-            await self._disconnect()
-            if not self._closing:
-                await asyncio.sleep(self._backoff.next())
-
     async def _connect(self) -> None:
         """Subscribe, then read the current totals, then send what is pending."""
         self._broken.clear()
         client = make_client(self.url, timeout_s=self.op_timeout_s, name=self.replica_id)
         self._client, self._script = client, client.register_script(SPEND_ADD)
         self._pubsub = pubsub = client.pubsub()
-        await guarded(self._subscribe(pubsub), self.op_timeout_s * 4)
+        await guarded(self._subscribe(pubsub, self.keys.spend_channel), self.op_timeout_s * 4)
         wanted = [
             (name, window, meter.index(window))
             for name, meter in self.meters.items()
@@ -235,21 +202,6 @@ class SpendShare(AsyncResource):
         self._healthy = True
         self._wake.set()
 
-    async def _subscribe(self, pubsub: PubSub) -> None:
-        await pubsub.subscribe(self.keys.spend_channel)
-        while True:
-            message = await pubsub.get_message(timeout=self.op_timeout_s)
-            if message is not None and message["type"] == "subscribe":
-                return
-
-    async def _follow(self) -> None:
-        pubsub = self._pubsub
-        assert pubsub is not None
-        while not self._broken.is_set() and not self._closing:
-            message = await guarded(pubsub.get_message(timeout=0.2), 0.2 + self.op_timeout_s)
-            if message is not None and message["type"] == "message":
-                self._on_message(message["data"])
-
     def _on_message(self, data: str) -> None:
         try:
             total = json.loads(data)
@@ -262,21 +214,3 @@ class SpendShare(AsyncResource):
                 self.applied += 1
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a spend total that does not parse (%s): %.200r", exc, data)
-
-    # --- link state -----------------------------------------------------------------------------
-
-    def _fail(self, exc: BaseException, where: str) -> None:
-        self.fallbacks += 1
-        self.last_error = f"{where}: {type(exc).__name__}: {exc}"[:300]
-        if not isinstance(exc, REDIS_ERRORS):
-            log.error("unexpected error in the shared spend (%s)", where, exc_info=exc)
-        if self._healthy:
-            log.warning("shared spend unavailable (%s); counting locally", self.last_error)
-        self._healthy = False
-        self._broken.set()
-
-    async def _disconnect(self) -> None:
-        pubsub, client = self._pubsub, self._client
-        self._pubsub = self._client = self._script = None
-        await aclose_quietly(pubsub)
-        await aclose_quietly(client)
