@@ -13,6 +13,7 @@ import click
 from rich.markup import escape
 
 from imagerouter.cli.output import console, err_console, fail
+from imagerouter.cli.params import server_url_option
 from imagerouter.extras import require
 
 if TYPE_CHECKING:
@@ -56,13 +57,7 @@ def _outcome(job: Job, as_json: bool) -> None:
 @click.option("--model", default="gpt-image-2", show_default=True, help="A catalog model.")
 @click.option("--size", default=None, help="WxH, e.g. 1024x1024.")
 @click.option("--seed", type=int, default=None)
-@click.option(
-    "--url",
-    envvar="IMAGEROUTER_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The server (env IMAGEROUTER_URL).",
-)
+@server_url_option
 @click.option("--key", envvar="IMAGEROUTER_API_KEY", default=None, help="env IMAGEROUTER_API_KEY")
 @click.option(
     "--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="Seconds."

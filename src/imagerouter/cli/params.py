@@ -19,6 +19,7 @@ __all__ = [
     "Duration",
     "FiniteFloat",
     "parse_duration",
+    "server_url_option",
 ]
 
 #: A TCP port to listen on; 0 picks a free one.
@@ -122,3 +123,13 @@ class AccountName(click.ParamType):
         if not text.strip() or len(text) > 200 or not text.isprintable():
             self.fail(f"{text!r} is not an account name (1-200 printable characters)", param, ctx)
         return text
+
+
+#: ``--url``: the running server a client command talks to.
+server_url_option = click.option(
+    "--url",
+    envvar="IMAGEROUTER_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The server (env IMAGEROUTER_URL).",
+)

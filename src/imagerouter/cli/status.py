@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from imagerouter.cli.output import console, fail
+from imagerouter.cli.params import server_url_option
 from imagerouter.extras import require
 
 if TYPE_CHECKING:
@@ -164,13 +165,7 @@ def provider_table(rows: list[dict[str, Any]], source: str) -> Table:
 
 
 @click.command()
-@click.option(
-    "--url",
-    envvar="IMAGEROUTER_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The server (env IMAGEROUTER_URL).",
-)
+@server_url_option
 @click.option(
     "--key",
     envvar="IMAGEROUTER_API_KEY",
