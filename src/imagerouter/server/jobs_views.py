@@ -14,6 +14,7 @@ from imagerouter.server.present import job_accepted, job_out
 from imagerouter.server.routing_prefs import with_key_defaults
 from imagerouter.server.schemas import JobListQuery
 from imagerouter.server.submit import price_of, submit_once
+from imagerouter.server.webhook_views import check_submitted_webhook
 
 __all__ = ["cancel_job", "compat_submit", "get_job", "list_jobs", "submit_job"]
 
@@ -21,6 +22,8 @@ __all__ = ["cancel_job", "compat_submit", "get_job", "list_jobs", "submit_job"]
 async def _submit(request: web.Request, route: str, compat: bool) -> web.Response:
     principal = request[principal_key]
     body = await read_json(request)
+    if isinstance(body, dict) and body.get("webhook_url"):
+        await check_submitted_webhook(request, body)
     image_request = with_key_defaults(principal, validate(ImageRequest, body))
     price = price_of(request, image_request)
 

@@ -1,4 +1,4 @@
-"""The two middlewares: the one error middleware, and authentication with rate limiting."""
+"""The API middleware: authentication with rate limiting, and every error rendered as JSON."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from imagerouter.server.keys import authenticator_key, limiter_key, principal_ke
 from imagerouter.server.openai_views import openai_error
 from imagerouter.server.routes import route_spec
 
-__all__ = ["auth_middleware", "error_middleware"]
+__all__ = ["api_middleware"]
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,42 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Render every error as JSON: ours, or OpenAI's shape on OpenAI-compatible routes."""
+async def api_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Authenticate the API key and take a rate-limit token, for routes that need them, and
+    render every error as JSON: ours, or OpenAI's shape on OpenAI-compatible routes.
+
+    Every answer of a limited route carries ``RateLimit`` and ``RateLimit-Policy``; a refused
+    one is a 429 with ``Retry-After``. One middleware rather than two nested ones: each layer
+    costs every request a coroutine and a wrapper, and both need the route's spec.
+    """
+    spec = route_spec(request)
+    limit_headers: dict[str, str] | None = None
     try:
-        return await handler(request)
+        if spec is not None and spec.auth:
+            app = request.app
+            principal = await app[authenticator_key].authenticate(
+                request.headers.get("Authorization")
+            )
+            request[principal_key] = principal
+            if spec.limit is not None:
+                decision = await app[limiter_key].decide(principal.key_id, spec.limit)
+                limit_headers = decision.headers()
+                if not decision.allowed:
+                    raise ApiError(
+                        429,
+                        "rate_limited",
+                        f"rate limit {spec.limit!r} exceeded for this API key; "
+                        f"retry in {decision.retry_after_s} s",
+                        extra={"policy": spec.limit, "retry_after_s": decision.retry_after_s},
+                        headers=limit_headers,
+                    )
+        response = await handler(request)
+        if limit_headers is not None:
+            response.headers.update(limit_headers)
+        return response
     except ApiError as exc:
+        if limit_headers is not None:
+            exc.headers = {**limit_headers, **exc.headers}
         error = exc
     except AuthError as exc:
         error = api_error(exc, headers={"WWW-Authenticate": 'Bearer realm="imagerouter"'})
@@ -52,43 +83,7 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         error = ApiError(500, "internal_error", "internal server error")
-    spec = route_spec(request)
     if spec is not None and spec.openai:
         status, body, headers = openai_error(error)
         return json_response(body, status, headers)
     return json_response(error.body(), error.status, error.headers)
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Authenticate the API key and take a rate-limit token, for routes that need them.
-
-    Every answer of a limited route carries ``RateLimit`` and ``RateLimit-Policy``; a refused
-    one is a 429 with ``Retry-After``.
-    """
-    spec = route_spec(request)
-    if spec is None or not spec.auth:
-        return await handler(request)
-    app = request.app
-    principal = await app[authenticator_key].authenticate(request.headers.get("Authorization"))
-    request[principal_key] = principal
-    if spec.limit is None:
-        return await handler(request)
-    decision = await app[limiter_key].decide(principal.key_id, spec.limit)
-    headers = decision.headers()
-    if not decision.allowed:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit {spec.limit!r} exceeded for this API key; "
-            f"retry in {decision.retry_after_s} s",
-            extra={"policy": spec.limit, "retry_after_s": decision.retry_after_s},
-            headers=headers,
-        )
-    try:
-        response = await handler(request)
-    except ApiError as exc:
-        exc.headers = {**headers, **exc.headers}
-        raise
-    response.headers.update(headers)
-    return response
