@@ -32,7 +32,7 @@ async def _submit(request: web.Request, route: str, compat: bool) -> web.Respons
             return StoredResponse(202, {"data": {"jobId": job_id}})
         location = link(request, f"/v1/jobs/{job_id}")
         return StoredResponse(
-            202, job_accepted(request, job_id, created_at, price), {"Location": location}
+            202, job_accepted(location, job_id, created_at, price), {"Location": location}
         )
 
     return await submit_once(request, principal, image_request, price, route, body, respond)

@@ -41,17 +41,15 @@ def _credits(job: Job) -> dict[str, int]:
     return {"price": job.price, "charged": job.price, "refunded": job.refunded}
 
 
-def job_accepted(
-    request: web.Request, job_id: str, created_at: float, price: int
-) -> dict[str, Any]:
-    """The 202 body of a submit."""
+def job_accepted(url: str, job_id: str, created_at: float, price: int) -> dict[str, Any]:
+    """The 202 body of a submit, with the job's ``url`` (:func:`job_links` of a new job)."""
     return {
         "id": job_id,
         "object": "job",
         "status": "queued",
         "created_at": created_at,
         "credits": {"price": price, "charged": price, "refunded": 0},
-        "links": job_links(request, job_id, False),
+        "links": {"self": url, "cancel": url},
     }
 
 

@@ -9,6 +9,7 @@ the worker pool (finishing or handing back running jobs) and close the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -66,6 +67,10 @@ async def _serve(app: web.Application, settings: ServerSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     runner = ApiRunner(app, shutdown_timeout=settings.shutdown_grace_s, access_log=None)
     await runner.setup()
+    # Everything built so far (modules, models, schemas, the app) lives as long as the process:
+    # set it apart from the cyclic collector, which otherwise walks it again in every full
+    # collection that the requests' short-lived objects keep triggering.
+    gc.freeze()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         await stop.wait()

@@ -134,13 +134,12 @@ async def begin_idempotent(
 
 
 def _new_job(
-    request: web.Request,
+    app: web.Application,
     principal: Principal,
     image_request: ImageRequest,
     price: int,
     key: str | None,
 ) -> NewJob:
-    app = request.app
     deadline_s = app[settings_key].job_deadline_s or app[router_key].settings.router.deadline_s
     created_at = time.time()
     return NewJob(
@@ -173,23 +172,24 @@ async def submit_once(
 ) -> web.Response:
     """Create and charge the job and answer ``respond(job_id, created_at)``; with an
     ``Idempotency-Key``, all in one transaction with the key (a retry gets the same answer)."""
+    app = request.app
     key = idempotency_key(request)
-    job = _new_job(request, principal, image_request, price, key)
+    job = _new_job(app, principal, image_request, price, key)
     assert job.created_at is not None
     response = respond(job.id, job.created_at)
-    store = request.app[store_key]
+    store = app[store_key]
     try:
         if key is None:
             await store.submit_job(job)
         else:
-            ttl_s = request.app[settings_key].idempotency_ttl_s
+            ttl_s = app[settings_key].idempotency_ttl_s
             digest = fingerprint(route, body)
             found = await store.submit_job_once(job, digest, response, ttl_s=ttl_s)
             if isinstance(found, IdempotencyOutcome):
                 return _answer_known_key(found)
     except InsufficientCredits as exc:
         raise _payment_required(exc) from None
-    request.app[workers_key].wake()
+    app[workers_key].wake()
     return json_response(response.body, response.status, response.headers)
 
 
@@ -202,7 +202,7 @@ async def create_job(
 ) -> str:
     """Create and charge the job for a request holding ``held`` (recorded on the key);
     a short wallet is a 402 and releases the key, since nothing changed. Returns the job id."""
-    job = _new_job(request, principal, image_request, price, held.key if held else None)
+    job = _new_job(request.app, principal, image_request, price, held.key if held else None)
     store = request.app[store_key]
     try:
         await store.submit_job(job)
