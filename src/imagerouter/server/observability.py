@@ -56,6 +56,7 @@ SUBMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 SUBMIT_ROUTES = frozenset({"jobs.submit", "compat.generate"})
 _JOB_STATES = ("queued", "processing")
 _FINAL = frozenset({"completed", "failed", "canceled"})
+_COUNTED = frozenset({*_JOB_STATES, *_FINAL})
 _REQUEUE_REASONS = frozenset({"lease_expired", "shutdown"})
 _CALL_REASONS = frozenset({"first", "failover", "retry", "hedge", "panic"})
 _OUTCOME = re.compile(r"^[a-z][a-z_]{0,31}$")
@@ -172,7 +173,7 @@ class ServerMetrics:
         """Store listener: transitions, durations, credits, and one log line per final event."""
         for event in events:
             status = str(event.data.get("status", ""))
-            if status not in (*_JOB_STATES, *_FINAL):
+            if status not in _COUNTED:
                 continue
             transitions = self._transitions.get(status)
             if transitions is None:  # one per status: labels() is a locked lookup
