@@ -47,6 +47,8 @@ __all__ = ["ProgressCallback", "Router"]
 ProgressCallback = Callable[[str, Progress], None]
 
 log = logging.getLogger(__name__)
+#: Prices remembered per (model, size, quality, n, format) before the memo starts over.
+_PRICES_KEPT = 4096
 
 
 @dataclass(slots=True)
@@ -87,6 +89,8 @@ class Router(AsyncResource):
         self._session = session
         self._owns_session = session is None
         self._candidates: dict[str, list[Candidate]] = {}
+        # (model, size, quality, n, output_format) -> price: all a price and its check read
+        self._prices: dict[tuple[str, str, str, int, str], int] = {}
 
     # --- construction -------------------------------------------------------------------------
 
@@ -318,8 +322,17 @@ class Router(AsyncResource):
         return self.catalog.resolve(model)
 
     def price(self, request: ImageRequest) -> int:
-        """Credits ``request`` costs."""
-        return self.catalog.resolve(request.model).price(request)
+        """Credits ``request`` costs (UnknownModel, or UnsupportedRequest naming the field the
+        model cannot serve). Remembered per model, size, quality, n and output format, the
+        only fields the price and its capability check read; refusals are not remembered."""
+        key = (request.model, request.size, request.quality, request.n, request.output_format)
+        price = self._prices.get(key)
+        if price is None:
+            price = self.catalog.resolve(request.model).price(request)
+            if len(self._prices) >= _PRICES_KEPT:
+                self._prices.clear()
+            self._prices[key] = price
+        return price
 
     def candidates_for(self, model: CatalogModel) -> list[Candidate]:
         """The enabled provider instances serving ``model``, in catalog order."""

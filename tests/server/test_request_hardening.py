@@ -4,6 +4,7 @@ is stored or charged for any of them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -177,6 +178,46 @@ async def test_lone_surrogate_is_422_naming_the_field(any_api: Api) -> None:
     assert body["error"]["field"] == "metadata.a"
     assert "surrogate" in body["error"]["message"]
     await _nothing_stored(api, token, 100)
+
+
+async def test_lone_surrogate_as_raw_bytes_is_422_naming_the_field(api: Api) -> None:
+    """A lone surrogate written as raw (invalid UTF-8) bytes rather than an escape is the same
+    422: a body that is not plain ASCII is always walked."""
+    token = await api.key(credits=100)
+    answer = await api.client.post(
+        "/v1/jobs",
+        data=b'{"model": "gpt-image-2", "prompt": "x\xed\xa0\x80"}',
+        headers=api.auth(token, **{"Content-Type": "application/json"}),
+    )
+    body = await answer.json()
+    assert answer.status == 422, body
+    assert body["error"]["field"] == "prompt"
+    await _nothing_stored(api, token, 100)
+
+
+async def test_plain_ascii_nested_one_past_the_limit_is_400(api: Api) -> None:
+    """Compact ASCII with no escapes, one level deeper than allowed: still json_too_deep."""
+    token = await api.key(credits=100)
+    body = {**GOOD, "metadata": nested(MAX_JSON_DEPTH)}  # the body itself is one level more
+    answer = await api.client.post(
+        "/v1/jobs",
+        data=json.dumps(body, separators=(",", ":")),
+        headers=api.auth(token, **{"Content-Type": "application/json"}),
+    )
+    assert (answer.status, (await answer.json())["error"]["code"]) == (400, "json_too_deep")
+    await _nothing_stored(api, token, 100)
+
+
+async def test_a_utf16_body_is_still_read(api: Api) -> None:
+    """JSON in UTF-16 (ASCII text, so its bytes are all below 0x80, with NUL bytes) is read
+    as JSON's encoding detection reads it: the job is accepted."""
+    token = await api.key(credits=100)
+    answer = await api.client.post(
+        "/v1/jobs",
+        data=json.dumps(GOOD).encode("utf-16-le"),
+        headers=api.auth(token, **{"Content-Type": "application/json"}),
+    )
+    assert answer.status == 202, await answer.text()
 
 
 async def test_nul_in_the_webhook_url_is_422(api: Api) -> None:

@@ -23,7 +23,8 @@ class EventHub:
 
     def __init__(self) -> None:
         self.last_id = 0
-        self._changed = asyncio.Event()
+        # made by the first waiter after a publish, so a publish nobody waits for makes none
+        self._changed: asyncio.Event | None = None
         self._final: dict[str, set[asyncio.Future[JobEvent]]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -49,12 +50,15 @@ class EventHub:
                 for future in self._final.pop(event.job_id, ()):
                     if not future.done():
                         future.set_result(event)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     async def wait_new(self, wait_s: float) -> bool:
         """Wait up to ``wait_s`` seconds for any new event; True if one came."""
         changed = self._changed
+        if changed is None:
+            changed = self._changed = asyncio.Event()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), wait_s)
             return True

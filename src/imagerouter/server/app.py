@@ -35,7 +35,7 @@ from imagerouter.server.keys import (
     store_key,
     workers_key,
 )
-from imagerouter.server.middlewares import auth_middleware, error_middleware
+from imagerouter.server.middlewares import api_middleware
 from imagerouter.server.observability import setup_observability
 from imagerouter.server.ratelimit import RateLimiter
 from imagerouter.server.routes import setup_routes
@@ -70,7 +70,7 @@ def create_app(
     """
     settings.require_extras(farm=router is None)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[api_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[settings_key] = settings

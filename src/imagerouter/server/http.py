@@ -18,6 +18,7 @@ __all__ = [
     "dumps",
     "job_id_param",
     "json_response",
+    "json_text_response",
     "link",
     "read_json",
     "validate",
@@ -43,9 +44,14 @@ def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     """A JSON response."""
-    return web.Response(
-        text=dumps(body), status=status, headers=headers, content_type="application/json"
-    )
+    return json_text_response(dumps(body), status, headers)
+
+
+def json_text_response(
+    text: str, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON response from its text, already written."""
+    return web.Response(text=text, status=status, headers=headers, content_type="application/json")
 
 
 async def read_json(request: web.Request) -> Any:
@@ -56,7 +62,8 @@ async def read_json(request: web.Request) -> Any:
     if json_body_key in request:
         return request[json_body_key]
     limit = request.app[settings_key].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length
+    if length is not None and length > limit:
         raise _too_large(limit)
     try:
         raw = await request.read()
@@ -66,13 +73,18 @@ async def read_json(request: web.Request) -> Any:
         raise _too_large(limit)
     if not raw:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
+    # Plain ASCII without NUL bytes is UTF-8 (no UTF-16/32 to detect) and, without a \u
+    # escape, can hold no NUL character or lone surrogate; with no more brackets than
+    # MAX_JSON_DEPTH it cannot nest too deep: then nothing is left for the walk to find.
+    plain = raw.isascii() and b"\x00" not in raw and b"\\u" not in raw
     try:
-        value = json.loads(raw)
+        value = json.loads(raw.decode("ascii") if plain else raw)
     except RecursionError:
         raise _too_deep(None) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
-    _check_json(value)
+    if not plain or raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+        _check_json(value)
     request[json_body_key] = value
     return value
 

@@ -10,10 +10,11 @@ from imagerouter.jobs.types import StoredResponse
 from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import job_id_param, json_response, link, read_json, validate
 from imagerouter.server.keys import principal_key, store_key, workers_key
-from imagerouter.server.present import job_accepted, job_out
+from imagerouter.server.present import job_accepted, job_accepted_json, job_out
 from imagerouter.server.routing_prefs import with_key_defaults
 from imagerouter.server.schemas import JobListQuery
-from imagerouter.server.submit import price_of, submit_once
+from imagerouter.server.submit import Answer, price_of, submit_once
+from imagerouter.server.webhook_views import check_submitted_webhook
 
 __all__ = ["cancel_job", "compat_submit", "get_job", "list_jobs", "submit_job"]
 
@@ -21,15 +22,20 @@ __all__ = ["cancel_job", "compat_submit", "get_job", "list_jobs", "submit_job"]
 async def _submit(request: web.Request, route: str, compat: bool) -> web.Response:
     principal = request[principal_key]
     body = await read_json(request)
+    if isinstance(body, dict) and body.get("webhook_url"):
+        await check_submitted_webhook(request, body)
     image_request = with_key_defaults(principal, validate(ImageRequest, body))
     price = price_of(request, image_request)
 
-    def respond(job_id: str, created_at: float) -> StoredResponse:
+    def respond(job_id: str, created_at: float) -> Answer:
         if compat:
-            return StoredResponse(202, {"data": {"jobId": job_id}})
+            return Answer(StoredResponse(202, {"data": {"jobId": job_id}}))
         location = link(request, f"/v1/jobs/{job_id}")
-        return StoredResponse(
-            202, job_accepted(request, job_id, created_at, price), {"Location": location}
+        return Answer(
+            StoredResponse(
+                202, job_accepted(location, job_id, created_at, price), {"Location": location}
+            ),
+            job_accepted_json(location, job_id, created_at, price),
         )
 
     return await submit_once(request, principal, image_request, price, route, body, respond)

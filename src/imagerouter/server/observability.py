@@ -10,7 +10,8 @@
   while a job runs carry its id even without :func:`imagerouter.logs.job_context`.
 * **Metrics** (last context in): :class:`ServerMetrics`, one registry per app holding the
   router's :class:`~imagerouter.metrics.RouterMetrics` plus the job API's own families, fed by
-  the router's listeners, the job store's events and an HTTP timing middleware.
+  the router's listeners, the job store's events and the API middleware's timings
+  (:mod:`imagerouter.server.middlewares`).
 * **The dashboard** (:mod:`imagerouter.server.dashboard`): ``/dashboard`` and ``/v1/admin/*``.
 
 Other parts of the server count their own events through the :class:`ServerMetrics` stored
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from aiohttp import web
@@ -41,7 +41,6 @@ from imagerouter.logs import configure_logging, current_job_id, log_attempt
 from imagerouter.metrics import LATENCY_BUCKETS, RouterMetrics
 from imagerouter.router import Router
 from imagerouter.server.keys import metrics_key, router_key, settings_key, store_key, workers_key
-from imagerouter.server.routes import INTERNAL_TAGS, route_spec
 
 __all__ = [
     "ServerMetrics",
@@ -57,6 +56,7 @@ SUBMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 SUBMIT_ROUTES = frozenset({"jobs.submit", "compat.generate"})
 _JOB_STATES = ("queued", "processing")
 _FINAL = frozenset({"completed", "failed", "canceled"})
+_COUNTED = frozenset({*_JOB_STATES, *_FINAL})
 _REQUEUE_REASONS = frozenset({"lease_expired", "shutdown"})
 _CALL_REASONS = frozenset({"first", "failover", "retry", "hedge", "panic"})
 _OUTCOME = re.compile(r"^[a-z][a-z_]{0,31}$")
@@ -173,7 +173,7 @@ class ServerMetrics:
         """Store listener: transitions, durations, credits, and one log line per final event."""
         for event in events:
             status = str(event.data.get("status", ""))
-            if status not in (*_JOB_STATES, *_FINAL):
+            if status not in _COUNTED:
                 continue
             transitions = self._transitions.get(status)
             if transitions is None:  # one per status: labels() is a locked lookup
@@ -221,7 +221,7 @@ class ServerMetrics:
                 self._prices.put_nowait((event.account_id, event.job_id))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """One API request answered (the HTTP middleware calls this)."""
+        """One API request answered (the API middleware calls this)."""
         children = self._request_children.get((route, method, status))
         if children is None:  # few: routes × methods × the statuses they answer
             children = self._request_children[(route, method, status)] = (
@@ -362,28 +362,6 @@ def webhook_observer(app: web.Application) -> WebhookObserver:
 # --------------------------------------------------------------------------- wiring
 
 
-@web.middleware
-async def _timing_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Time every request of the public API's routes (outermost, so errors count with their
-    code); the dashboard, admin and metrics routes are not timed (an SSE stream's life is no
-    request latency)."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        spec = route_spec(request)
-        if spec is not None and spec.tag not in INTERNAL_TAGS:
-            request.app[metrics_key].observe_request(
-                spec.name, request.method, status, time.perf_counter() - started
-            )
-
-
 async def _logging_ctx(app: web.Application) -> AsyncIterator[None]:
     """Structured logs for the app's lifetime; the previous configuration comes back after."""
     settings = app[settings_key]
@@ -418,6 +396,5 @@ def setup_observability(app: web.Application) -> None:
     contexts are added (the logs go first anyway, so that they outlive the rest).
     """
     app[metrics_key] = ServerMetrics()
-    app.middlewares.insert(0, _timing_middleware)
     app.cleanup_ctx.insert(0, _logging_ctx)
     app.cleanup_ctx.append(_metrics_ctx)

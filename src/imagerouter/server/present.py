@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from json.encoder import encode_basestring
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +17,7 @@ from imagerouter.jobs.types import (
     WebhookEndpoint,
     WebhookSecret,
 )
-from imagerouter.server.http import link
+from imagerouter.server.http import dumps, link
 from imagerouter.server.keys import settings_key, storage_key
 from imagerouter.storage import present_result
 
@@ -23,6 +25,7 @@ __all__ = [
     "delivery_out",
     "event_out",
     "job_accepted",
+    "job_accepted_json",
     "job_links",
     "job_out",
     "job_result",
@@ -41,18 +44,31 @@ def _credits(job: Job) -> dict[str, int]:
     return {"price": job.price, "charged": job.price, "refunded": job.refunded}
 
 
-def job_accepted(
-    request: web.Request, job_id: str, created_at: float, price: int
-) -> dict[str, Any]:
-    """The 202 body of a submit."""
+def job_accepted(url: str, job_id: str, created_at: float, price: int) -> dict[str, Any]:
+    """The 202 body of a submit, with the job's ``url`` (:func:`job_links` of a new job)."""
     return {
         "id": job_id,
         "object": "job",
         "status": "queued",
         "created_at": created_at,
         "credits": {"price": price, "charged": price, "refunded": 0},
-        "links": job_links(request, job_id, False),
+        "links": {"self": url, "cancel": url},
     }
+
+
+def job_accepted_json(url: str, job_id: str, created_at: float, price: int) -> str:
+    """:func:`job_accepted` as the JSON text :func:`~imagerouter.server.http.dumps` writes
+    for it, written straight from a template: every submit answers it, and encoding the dict
+    costs several times as much."""
+    if type(price) is not int or not math.isfinite(created_at):
+        return dumps(job_accepted(url, job_id, created_at, price))
+    url_json = encode_basestring(url)
+    return (
+        f'{{"id":{encode_basestring(job_id)},"object":"job","status":"queued",'
+        f'"created_at":{float(created_at)!r},'
+        f'"credits":{{"price":{price},"charged":{price},"refunded":0}},'
+        f'"links":{{"self":{url_json},"cancel":{url_json}}}}}'
+    )
 
 
 def job_result(request: web.Request, job: Job) -> dict[str, Any] | None:

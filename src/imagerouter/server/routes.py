@@ -127,7 +127,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "POST",
         "/v1/jobs",
-        webhook_views.with_webhook_check(jobs_views.submit_job),
+        jobs_views.submit_job,
         "jobs.submit",
         "Submit an image job; it is charged and queued (202). Optional `routing` "
         "preferences (only, ignore, order, sort, allow_fallbacks, max_price_credits, "
@@ -291,7 +291,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "POST",
         "/api/generate/image",
-        webhook_views.with_webhook_check(jobs_views.compat_submit),
+        jobs_views.compat_submit,
         "compat.generate",
         "Compatible submit: answers 202 {data: {jobId}}.",
         "compat",

@@ -9,6 +9,7 @@ the worker pool (finishing or handing back running jobs) and close the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -20,7 +21,10 @@ from imagerouter.server.app import create_app
 from imagerouter.server.protocol import ApiRunner
 from imagerouter.server.settings import ServerSettings
 
-__all__ = ["run_server"]
+__all__ = ["YOUNG_COLLECTION_THRESHOLD", "run_server"]
+
+#: Allocations (less deallocations) between young collections while serving (Python: 700).
+YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 def run_server(
@@ -66,6 +70,14 @@ async def _serve(app: web.Application, settings: ServerSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     runner = ApiRunner(app, shutdown_timeout=settings.shutdown_grace_s, access_log=None)
     await runner.setup()
+    # Everything built so far (modules, models, schemas, the app) lives as long as the process:
+    # set it apart from the cyclic collector, which otherwise walks it again in every full
+    # collection that the requests' short-lived objects keep triggering.
+    gc.freeze()
+    # A young collection walks whatever is alive at that moment (the requests in flight), so
+    # its cost hardly depends on the threshold: collecting 14 times less often saves ~10 us
+    # of event-loop CPU per submit under load, for at most that many more objects held.
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         await stop.wait()

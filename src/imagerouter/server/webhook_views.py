@@ -11,8 +11,7 @@ check of a submitted ``webhook_url``.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +29,7 @@ from imagerouter.server.schemas import RotateSecretIn, WebhookIn
 from imagerouter.webhooks import UrlRefused, new_secret
 
 __all__ = [
+    "check_submitted_webhook",
     "check_webhook_url",
     "delete_webhook",
     "get_webhook",
@@ -37,10 +37,7 @@ __all__ = [
     "put_webhook",
     "replay_delivery",
     "rotate_secret",
-    "with_webhook_check",
 ]
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def check_webhook_url(request: web.Request, url: str, field: str) -> None:
@@ -163,27 +160,21 @@ async def replay_delivery(request: web.Request) -> web.Response:
     return json_response(delivery_out(replay.delivery), 202)
 
 
-def with_webhook_check(handler: Handler) -> Handler:
-    """``handler`` (a submit route) preceded by the check of the body's ``webhook_url``: a URL
-    the SSRF policy refuses, or one the account has no secret to sign for, is a 422 naming
+async def check_submitted_webhook(request: web.Request, body: Any) -> None:
+    """The check of a submit body's ``webhook_url``, before anything else in it: a URL the
+    SSRF policy refuses, or one the account has no secret to sign for, is a 422 naming
     ``webhook_url``, and nothing is created or charged. Other problems with the body are left
-    to the handler (which reads the same, cached body)."""
-
-    @functools.wraps(handler)
-    async def checked(request: web.Request) -> web.StreamResponse:
-        body = await read_json(request)
-        url = body.get("webhook_url") if isinstance(body, dict) else None
-        if isinstance(url, str) and url:
-            await check_webhook_url(request, url, "webhook_url")
-            account_id = request[principal_key].account_id
-            if not await request.app[store_key].webhook_secrets(account_id):
-                raise ApiError(
-                    422,
-                    "webhook_secret_missing",
-                    "webhook_url: this account has no webhook signing secret yet; create one "
-                    "with POST /v1/webhook/secret/rotate or PUT /v1/webhook (it is shown once)",
-                    field="webhook_url",
-                )
-        return await handler(request)
-
-    return checked
+    to the submit handler that calls this."""
+    url = body.get("webhook_url") if isinstance(body, dict) else None
+    if not isinstance(url, str) or not url:
+        return
+    await check_webhook_url(request, url, "webhook_url")
+    account_id = request[principal_key].account_id
+    if not await request.app[store_key].webhook_secrets(account_id):
+        raise ApiError(
+            422,
+            "webhook_secret_missing",
+            "webhook_url: this account has no webhook signing secret yet; create one "
+            "with POST /v1/webhook/secret/rotate or PUT /v1/webhook (it is shown once)",
+            field="webhook_url",
+        )

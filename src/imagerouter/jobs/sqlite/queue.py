@@ -129,13 +129,16 @@ class SQLiteJobQueue(SQLiteBase):
         for i, now in created:
             job = jobs[i]
             balances[job.account_id] -= job.price
-            data = event_data("queued", price=job.price)
+            price = job.price
+            data = event_data("queued", price=price)
             datas.append(data)
             job_rows.append(
-                (job.id, job.account_id, _ENCODE(job.request), job.price, now, now, job.deadline_at)
+                (job.id, job.account_id, _ENCODE(job.request), price, now, now, job.deadline_at)
             )
-            ledger_rows.append((job.account_id, job.id, -job.price, balances[job.account_id], now))
-            event_rows.append((job.id, job.account_id, _ENCODE(data), now))
+            ledger_rows.append((job.account_id, job.id, -price, balances[job.account_id], now))
+            # what _ENCODE(data) writes, without encoding a dict per job
+            text = f'{{"status":"queued","price":{price}}}' if type(price) is int else _ENCODE(data)
+            event_rows.append((job.id, job.account_id, text, now))
         conn.executemany(_INSERT_JOB, job_rows)
         conn.executemany(_INSERT_DEBIT, ledger_rows)
         conn.executemany(_INSERT_EVENT, event_rows)
