@@ -36,6 +36,7 @@ from typing import Any, Protocol, Self
 from imagerouter.jobs.types import (
     Account,
     ApiKeyRecord,
+    AttemptRecord,
     Delivery,
     DeliveryAttempt,
     DeliveryReplay,
@@ -354,6 +355,12 @@ class WebhookStore(Protocol):
         delivery's URL is disabled for its account (410 Gone), and the account's other pending
         deliveries to it become ``disabled``. False if the lease was lost (the log is kept).
         """
+        ...
+
+    async def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        """:meth:`record_delivery_attempt` for each of ``records``, in one transaction and one
+        store call (a batch of finished attempts costs one round trip); one answer per record,
+        in order."""
         ...
 
     async def job_deliveries(self, account_id: str, job_id: str) -> list[Delivery]:
