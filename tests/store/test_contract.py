@@ -637,6 +637,28 @@ async def test_a_batch_of_delivery_attempts_is_recorded_in_one_call(store: JobSt
     assert replay.state == "disabled"
 
 
+async def test_a_batch_of_delivery_bodies_is_fixed_once(store: JobStore) -> None:
+    """``set_delivery_bodies`` fixes each delivery's body if it has none, and answers the body
+    each now has: a second batch changes nothing."""
+    account_id = await _account(store)
+    for n in range(2):
+        await store.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
+    await store.claim_jobs("w1", 2, 30)
+    for n in range(2):
+        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    ids = sorted(d.id for d in await store.claim_deliveries("d1", 10, 60))
+    assert await store.set_delivery_body(ids[0], '{"n":0}') == '{"n":0}'
+    fixed = await store.set_delivery_bodies({ids[0]: '{"x":0}', ids[1]: '{"n":1}'})
+    assert fixed == {ids[0]: '{"n":0}', ids[1]: '{"n":1}'}
+    again = await store.set_delivery_bodies({ids[1]: '{"x":1}'})
+    assert again == {ids[1]: '{"n":1}'}
+    assert await store.set_delivery_bodies({}) == {}
+    bodies = {
+        d.id: d.body for n in range(2) for d in await store.job_deliveries(account_id, f"job_{n}")
+    }
+    assert bodies == {ids[0]: '{"n":0}', ids[1]: '{"n":1}'}
+
+
 async def test_webhook_secrets_rotate_with_grace(make_store: StoreFactory) -> None:
     """A new secret is current; the previous one keeps signing for the grace, then stops."""
     clock = FakeClock()

@@ -30,7 +30,7 @@ share: :mod:`imagerouter.jobs.rules`.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, Self
 
 from imagerouter.jobs.types import (
@@ -336,6 +336,11 @@ class WebhookStore(Protocol):
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:
         """Fix the delivery's body if it has none yet; returns the body it now has (every
         attempt and replay sends exactly these bytes)."""
+        ...
+
+    async def set_delivery_bodies(self, bodies: Mapping[str, str]) -> dict[str, str]:
+        """:meth:`set_delivery_body` for each delivery id of ``bodies``, in one store call;
+        the body each delivery now has."""
         ...
 
     async def record_delivery_attempt(

@@ -154,8 +154,11 @@ class DeliveryWorker(AsyncResource):
                     )
                 except Exception:
                     log.exception("claiming webhook deliveries failed")
-            # one read of an account's signing secrets serves all its deliveries of this claim
+            # one read of an account's signing secrets serves all its deliveries of this claim,
+            # and one write fixes the bodies of all those sent for the first time
             secrets: dict[str, asyncio.Task[list[str]]] = {}
+            first = [delivery for delivery in claimed if delivery.body is None]
+            bodies = asyncio.ensure_future(self._fix_bodies(first)) if first else None
             for delivery in claimed:
                 lookup = secrets.get(delivery.account_id)
                 if lookup is None:
@@ -163,7 +166,7 @@ class DeliveryWorker(AsyncResource):
                         self._secrets(delivery.account_id)
                     )
                 task = asyncio.get_running_loop().create_task(
-                    self._deliver(delivery, lookup), name=f"webhook-{delivery.id}"
+                    self._deliver(delivery, lookup, bodies), name=f"webhook-{delivery.id}"
                 )
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
@@ -212,16 +215,32 @@ class DeliveryWorker(AsyncResource):
     async def _secrets(self, account_id: str) -> list[str]:
         return [s.secret for s in await self.store.webhook_secrets(account_id)]
 
+    async def _fix_bodies(self, deliveries: Sequence[Delivery]) -> dict[str, str]:
+        """Build the bodies of ``deliveries`` and fix them in one store call; a delivery
+        whose body could not be built is left out (its attempt builds it again, and says why)."""
+        built = await asyncio.gather(
+            *(self._build_body(delivery) for delivery in deliveries), return_exceptions=True
+        )
+        bodies = {
+            d.id: body for d, body in zip(deliveries, built, strict=True) if isinstance(body, str)
+        }
+        return await self.store.set_delivery_bodies(bodies) if bodies else {}
+
     async def _deliver(
-        self, delivery: Delivery, secrets_lookup: asyncio.Future[list[str]] | None = None
+        self,
+        delivery: Delivery,
+        secrets_lookup: asyncio.Future[list[str]] | None = None,
+        bodies_lookup: asyncio.Future[dict[str, str]] | None = None,
     ) -> None:
         """Make one attempt at ``delivery`` and record what came of it; ``secrets_lookup`` is
         the account's signing secrets read once for every delivery of the same claim (read
-        here when not given)."""
+        here when not given), ``bodies_lookup`` the claim's first bodies, fixed together."""
         trigger = "replay" if delivery.replay else "scheduled"
         started_at = self._clock.wall()
         try:
             body = delivery.body
+            if body is None and bodies_lookup is not None:  # shared, as the secrets are
+                body = (await asyncio.shield(bodies_lookup)).get(delivery.id)
             if body is None:
                 body = await self.store.set_delivery_body(
                     delivery.id, await self._build_body(delivery)

@@ -4,7 +4,7 @@ events, by :meth:`~imagerouter.jobs.postgres.engine.GroupCommit.write_events`.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -177,6 +177,21 @@ class PostgresWebhooks(PostgresBase):
             delivery_id,
         )
         return body if found is None else found
+
+    async def set_delivery_bodies(self, bodies: Mapping[str, str]) -> dict[str, str]:
+        """Each delivery's :meth:`set_delivery_body`, in one statement."""
+        if not bodies:
+            return {}
+        ids = sorted(bodies)
+        rows = await self._pool.fetch(
+            "UPDATE deliveries d SET body = coalesce(d.body, v.body) "
+            "FROM unnest($1::text[], $2::text[]) AS v(id, body) WHERE d.id = v.id "
+            "RETURNING d.id, d.body",
+            ids,
+            [bodies[i] for i in ids],
+        )
+        found = {row[0]: row[1] for row in rows}
+        return {i: found.get(i, body) for i, body in bodies.items()}
 
     async def record_delivery_attempt(
         self,

@@ -5,7 +5,7 @@ job transitions call in their transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.rows import (
@@ -182,6 +182,23 @@ class SQLiteWebhooks(SQLiteBase):
             ).fetchone()
         )
         return body if row is None else row[0]
+
+    async def set_delivery_bodies(self, bodies: Mapping[str, str]) -> dict[str, str]:
+        """Each delivery's :meth:`set_delivery_body`, in one transaction."""
+        if not bodies:
+            return {}
+
+        def op(conn: sqlite3.Connection) -> dict[str, str]:
+            fixed: dict[str, str] = {}
+            for delivery_id, body in bodies.items():
+                row = conn.execute(
+                    "UPDATE deliveries SET body = coalesce(body, ?) WHERE id = ? RETURNING body",
+                    (body, delivery_id),
+                ).fetchone()
+                fixed[delivery_id] = body if row is None else row[0]
+            return fixed
+
+        return await self.thread.run(op)
 
     async def record_delivery_attempt(
         self,
