@@ -251,6 +251,7 @@ def exactness(
             "WHERE kind = 'debit' GROUP BY job_id)"
         )[0]
         refunds = one("SELECT count(*) FROM ledger WHERE kind = 'refund'")[0]
+        progress_events = one("SELECT count(*) FROM events WHERE type = 'job.progress'")[0]
         balance = one("SELECT balance FROM accounts WHERE name = 'bench'")[0]
         completed_events = dict(
             conn.execute(
@@ -287,6 +288,7 @@ def exactness(
         "debited": abs(debited),
         "refunds": refunds,
         "deliveries": deliveries,
+        "progress_events": progress_events,
         "webhooks": hooks,
     }
 
@@ -441,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
     print(f"submits: {result['submit']}")
+    print(f"job.progress events: {result['progress_events']} (warm-up included)")
     print(f"exact: {result['exact']} {json.dumps(result['checks'])}")
     if "profile" in result:
         print("\nprofile (server), inclusive % of samples:")

@@ -20,7 +20,7 @@ from imagerouter.jobs import (
     StoredResponse,
 )
 from imagerouter.jobs.store import MAX_BALANCE
-from imagerouter.jobs.types import DeliveryAttempt
+from imagerouter.jobs.types import AttemptRecord, DeliveryAttempt
 from tests.store.conftest import StoreFactory
 
 REQUEST = {"model": "gpt-image-2", "prompt": "a lighthouse"}
@@ -594,6 +594,69 @@ async def test_deliveries_are_leased_logged_and_replayed(make_store: StoreFactor
     endpoint = await first.get_webhook(account_id)
     assert endpoint is not None
     assert (endpoint.url, endpoint.disabled_at) == ("https://h.example/x", None)
+
+
+async def test_a_batch_of_delivery_attempts_is_recorded_in_one_call(store: JobStore) -> None:
+    """``record_delivery_attempts`` answers each record in order as ``record_delivery_attempt``
+    would: held leases move on (a success final, a retry pending at its time), a lost lease
+    answers False with its log kept, and a 410 disables its URL."""
+    account_id = await _account(store)
+    for n in range(3):
+        url = "https://h.example/gone" if n == 2 else "https://h.example/x"
+        await store.submit_job(_job(account_id, f"job_{n}", webhook_url=url))
+    await store.claim_jobs("w1", 3, 30)
+    for n in range(3):
+        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    claimed = {d.job_id: d for d in await store.claim_deliveries("d1", 10, 60)}
+    assert sorted(claimed) == ["job_0", "job_1", "job_2"]
+    now = time.time()
+    ok = DeliveryAttempt("scheduled", now, now, "succeeded", latency_ms=2.0, status=200)
+    retry = DeliveryAttempt("scheduled", now, now, "retry", status=503, next_attempt_at=now + 60)
+    gone = DeliveryAttempt("scheduled", now, now, "disabled", status=410)
+    records = [
+        AttemptRecord(claimed["job_0"].id, "d1", ok, "succeeded", None),
+        AttemptRecord(claimed["job_1"].id, "intruder", ok, "succeeded", None),
+        AttemptRecord(claimed["job_1"].id, "d1", retry, "pending", now + 60),
+        AttemptRecord(claimed["job_2"].id, "d1", gone, "disabled", None, disable_url=True),
+    ]
+    assert await store.record_delivery_attempts(records) == [True, False, True, True]
+    assert await store.record_delivery_attempts([]) == []
+    [first] = await store.job_deliveries(account_id, "job_0")
+    [second] = await store.job_deliveries(account_id, "job_1")
+    [third] = await store.job_deliveries(account_id, "job_2")
+    assert (first.status, first.attempts, [a.outcome for a in first.log]) == (
+        "succeeded",
+        1,
+        ["succeeded"],
+    )
+    assert (second.status, second.attempts, second.next_attempt_at) == ("pending", 1, now + 60)
+    assert [a.outcome for a in second.log] == ["succeeded", "retry"]
+    assert third.status == "disabled"
+    replay = await store.replay_delivery(account_id, "job_2")
+    assert replay is not None
+    assert replay.state == "disabled"
+
+
+async def test_a_batch_of_delivery_bodies_is_fixed_once(store: JobStore) -> None:
+    """``set_delivery_bodies`` fixes each delivery's body if it has none, and answers the body
+    each now has: a second batch changes nothing."""
+    account_id = await _account(store)
+    for n in range(2):
+        await store.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
+    await store.claim_jobs("w1", 2, 30)
+    for n in range(2):
+        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    ids = sorted(d.id for d in await store.claim_deliveries("d1", 10, 60))
+    assert await store.set_delivery_body(ids[0], '{"n":0}') == '{"n":0}'
+    fixed = await store.set_delivery_bodies({ids[0]: '{"x":0}', ids[1]: '{"n":1}'})
+    assert fixed == {ids[0]: '{"n":0}', ids[1]: '{"n":1}'}
+    again = await store.set_delivery_bodies({ids[1]: '{"x":1}'})
+    assert again == {ids[1]: '{"n":1}'}
+    assert await store.set_delivery_bodies({}) == {}
+    bodies = {
+        d.id: d.body for n in range(2) for d in await store.job_deliveries(account_id, f"job_{n}")
+    }
+    assert bodies == {ids[0]: '{"n":0}', ids[1]: '{"n":1}'}
 
 
 async def test_webhook_secrets_rotate_with_grace(make_store: StoreFactory) -> None:

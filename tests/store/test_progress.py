@@ -107,6 +107,27 @@ async def test_the_recorder_keeps_changes_and_at_most_one_per_interval(make_stor
     assert events[-1].data["log"] == "Generating image"
 
 
+async def test_a_job_over_within_the_first_delay_writes_no_progress(make_store) -> None:
+    """A job whose provider answers inside ``first_delay_s`` (its first poll said the queue
+    was done) writes no progress event; one still running after it writes the newest report
+    it had, once."""
+    store = await make_store()
+    account_id = await _claimed(store)
+    quick = ProgressRecorder(store, "job_p", "w1", first_delay_s=3600.0)
+    quick("fal", Progress("COMPLETED"))
+    await quick.aclose()
+    assert quick.written == 0
+    slow = ProgressRecorder(store, "job_p", "w1", min_interval_s=3600.0, first_delay_s=0.05)
+    slow("fal", Progress("IN_QUEUE", 7))
+    slow("fal", Progress("IN_QUEUE", 6))  # during the first wait: replaces the report
+    await eventually(lambda: slow.written == 1, what="the delayed first event")
+    await slow.aclose()
+    events = await _progress_events(store, account_id)
+    assert [(e.data["provider_status"], e.data["queue_position"]) for e in events] == [
+        ("IN_QUEUE", 6)
+    ]
+
+
 async def test_a_store_error_while_recording_progress_is_logged_and_ignored(
     make_store, caplog: pytest.LogCaptureFixture
 ) -> None:

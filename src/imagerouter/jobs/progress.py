@@ -5,8 +5,12 @@ polled every few hundred milliseconds would write hundreds of events if each bec
 :class:`ProgressRecorder` keeps only changes (a new provider, status or queue position; a new
 log line alone is not one) and writes at most one event per ``min_interval_s``: a change that
 comes sooner waits, and a newer one replaces it, so the last state is never lost while the job
-runs. Writing is best effort and off the job's path: the report returns at once, one
-background task writes, and a store error is logged and forgotten.
+runs. The first event waits ``first_delay_s``: a job whose provider answers within it (most
+jobs, whose first poll already says the queue is done) writes no progress event at all, since
+its final event, written next, says everything the progress event would have (and a store
+write, an event and a stream message per job is most of what progress costs). Writing is best
+effort and off the job's path: the report returns at once, one background task writes, and a
+store error is logged and forgotten.
 """
 
 from __future__ import annotations
@@ -46,10 +50,13 @@ class ProgressRecorder:
         owner: str,
         *,
         min_interval_s: float = 1.0,
+        first_delay_s: float = 0.0,
         clock: Clock | None = None,
     ) -> None:
         self._store, self._job_id, self._owner = store, job_id, owner
         self._min_interval_s = min_interval_s
+        self._first_delay_s = first_delay_s
+        self._timer: asyncio.TimerHandle | None = None
         self._clock = clock or MonotonicClock()
         self._last_key: tuple[str, str, int | None] | None = None
         self._pending: dict[str, Any] | None = None
@@ -70,7 +77,18 @@ class ProgressRecorder:
             "queue_position": report.queue_position,
             "log": report.log,
         }
-        if self._writer is None or self._writer.done():
+        if self._timer is not None:
+            return  # the first event's wait is running; it writes the newest report
+        if self._written_at is None and self._writer is None and self._first_delay_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._first_delay_s, self._start_writer
+            )
+            return
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._timer = None
+        if self._pending is not None and (self._writer is None or self._writer.done()):
             self._writer = asyncio.get_running_loop().create_task(
                 self._write_pending(), name=f"progress-{self._job_id}"
             )
@@ -94,9 +112,13 @@ class ProgressRecorder:
                 log.warning("job %s: writing a progress event failed: %r", self._job_id, exc)
 
     async def aclose(self) -> None:
-        """Drop the report still waiting; stop the writer (an event being written lands only
+        """Drop the report still waiting (a job over within ``first_delay_s`` wrote none);
+        stop the writer (an event being written lands only
         while the job's lease is held, so never after the final event)."""
         self._pending = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         writer, self._writer = self._writer, None
         if writer is not None and not writer.done():
             writer.cancel()

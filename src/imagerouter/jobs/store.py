@@ -30,12 +30,13 @@ share: :mod:`imagerouter.jobs.rules`.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, Self
 
 from imagerouter.jobs.types import (
     Account,
     ApiKeyRecord,
+    AttemptRecord,
     Delivery,
     DeliveryAttempt,
     DeliveryReplay,
@@ -337,6 +338,11 @@ class WebhookStore(Protocol):
         attempt and replay sends exactly these bytes)."""
         ...
 
+    async def set_delivery_bodies(self, bodies: Mapping[str, str]) -> dict[str, str]:
+        """:meth:`set_delivery_body` for each delivery id of ``bodies``, in one store call;
+        the body each delivery now has."""
+        ...
+
     async def record_delivery_attempt(
         self,
         delivery_id: str,
@@ -354,6 +360,12 @@ class WebhookStore(Protocol):
         delivery's URL is disabled for its account (410 Gone), and the account's other pending
         deliveries to it become ``disabled``. False if the lease was lost (the log is kept).
         """
+        ...
+
+    async def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        """:meth:`record_delivery_attempt` for each of ``records``, in one transaction and one
+        store call (a batch of finished attempts costs one round trip); one answer per record,
+        in order."""
         ...
 
     async def job_deliveries(self, account_id: str, job_id: str) -> list[Delivery]:

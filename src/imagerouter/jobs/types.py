@@ -11,6 +11,7 @@ __all__ = [
     "JOB_STATUSES",
     "Account",
     "ApiKeyRecord",
+    "AttemptRecord",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryReplay",
@@ -239,6 +240,19 @@ class DeliveryAttempt:
     next_attempt_at: float | None = None
     attempt: int = 0
     delivery_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt to log in a batch (``WebhookStore.record_delivery_attempts``): the
+    arguments of ``record_delivery_attempt`` for one delivery."""
+
+    delivery_id: str
+    owner: str
+    attempt: DeliveryAttempt
+    status: str
+    next_attempt_at: float | None
+    disable_url: bool = False
 
 
 @dataclass(slots=True)

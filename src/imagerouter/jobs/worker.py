@@ -63,6 +63,8 @@ class WorkerConfig:
         max_runs: a job leased this many times without finishing fails (a poison job).
         progress_interval_s: least time between a job's ``job.progress`` events (None: the
             providers' queue reports are not stored).
+        progress_delay_s: how long a job's first ``job.progress`` event waits: a job over
+            sooner (its provider answered at once) writes none, its final event says it all.
     """
 
     workers: int = 16
@@ -73,6 +75,7 @@ class WorkerConfig:
     shutdown_grace_s: float = 10.0
     max_runs: int = 5
     progress_interval_s: float | None = 1.0
+    progress_delay_s: float = 0.5
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
@@ -287,7 +290,12 @@ class WorkerPool(AsyncResource):
         progress = None
         if interval is not None:
             progress = ProgressRecorder(
-                self.store, job.id, self.owner, min_interval_s=interval, clock=self._clock
+                self.store,
+                job.id,
+                self.owner,
+                min_interval_s=interval,
+                first_delay_s=self.config.progress_delay_s,
+                clock=self._clock,
             )
         try:
             request = ImageRequest.model_validate(job.request)

@@ -105,6 +105,12 @@ class ServerSettings(BaseModel):
     progress_interval_s: float = Field(
         default=1.0, gt=0, description="Least time between two job.progress events of a job."
     )
+    progress_delay_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="How long a job's first job.progress event waits: a job finished sooner "
+        "writes none (its final event says it all).",
+    )
     job_deadline_s: float | None = Field(
         default=None, gt=0, description="A job's whole life; default: router.deadline_s."
     )
@@ -289,6 +295,7 @@ class ServerSettings(BaseModel):
             shutdown_grace_s=self.shutdown_grace_s,
             max_runs=self.max_runs,
             progress_interval_s=self.progress_interval_s if self.progress_events else None,
+            progress_delay_s=self.progress_delay_s,
         )
 
 

@@ -7,7 +7,9 @@ this worker only has to find due ones:
   job event or a replay, when a retry this worker scheduled falls due, and otherwise every
   ``poll_interval_s`` (for retries scheduled by other processes, or before a restart);
 * each leased delivery is sent once, its attempt logged and its next attempt (if any) written
-  by :meth:`~imagerouter.jobs.store.WebhookStore.record_delivery_attempt`;
+  by :meth:`~imagerouter.jobs.store.WebhookStore.record_delivery_attempts`: the attempts that
+  end in one turn of the event loop are written together, in one store call, and each
+  delivery's slot is freed only once its record is durable;
 * a process that dies mid-attempt leaves a lease that expires after ``lease_s``, and the
   delivery is sent again, with the same ``webhook-id``: delivery is at least once.
 """
@@ -26,7 +28,7 @@ from typing import Protocol
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import EventLog, WebhookStore
-from imagerouter.jobs.types import Delivery, DeliveryAttempt, JobEvent
+from imagerouter.jobs.types import AttemptRecord, Delivery, DeliveryAttempt, JobEvent
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.webhooks.retry import RetrySchedule, SendResult, decide
 from imagerouter.webhooks.sender import WebhookSender
@@ -90,6 +92,9 @@ class DeliveryWorker(AsyncResource):
         self._inflight: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: Attempts waiting for the next batched write, with the futures their tasks await.
+        self._records: list[tuple[AttemptRecord, asyncio.Future[bool]]] = []
+        self._writers: set[asyncio.Task[None]] = set()
 
     @property
     def inflight(self) -> int:
@@ -124,6 +129,8 @@ class DeliveryWorker(AsyncResource):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self._writers:  # a cancelled attempt's record may still be being written
+            await asyncio.wait(set(self._writers))
 
     def _on_events(self, events: Sequence[JobEvent]) -> None:
         if any(event.final for event in events):
@@ -147,8 +154,11 @@ class DeliveryWorker(AsyncResource):
                     )
                 except Exception:
                     log.exception("claiming webhook deliveries failed")
-            # one read of an account's signing secrets serves all its deliveries of this claim
+            # one read of an account's signing secrets serves all its deliveries of this claim,
+            # and one write fixes the bodies of all those sent for the first time
             secrets: dict[str, asyncio.Task[list[str]]] = {}
+            first = [delivery for delivery in claimed if delivery.body is None]
+            bodies = asyncio.ensure_future(self._fix_bodies(first)) if first else None
             for delivery in claimed:
                 lookup = secrets.get(delivery.account_id)
                 if lookup is None:
@@ -156,7 +166,7 @@ class DeliveryWorker(AsyncResource):
                         self._secrets(delivery.account_id)
                     )
                 task = asyncio.get_running_loop().create_task(
-                    self._deliver(delivery, lookup), name=f"webhook-{delivery.id}"
+                    self._deliver(delivery, lookup, bodies), name=f"webhook-{delivery.id}"
                 )
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
@@ -177,19 +187,60 @@ class DeliveryWorker(AsyncResource):
             log.error("webhook delivery task failed: %r", task.exception())
         self._wakeup.set()  # a slot is free
 
+    def _record(self, record: AttemptRecord) -> asyncio.Future[bool]:
+        """Queue ``record`` for the next batched write; the future resolves once it is
+        written (or fails with the write's error)."""
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[bool] = loop.create_future()
+        if not self._records:  # the first of this turn: one write takes all queued by then
+            writer = loop.create_task(self._write_records(), name="webhook-attempts")
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        self._records.append((record, written))
+        return written
+
+    async def _write_records(self) -> None:
+        batch, self._records = self._records, []
+        try:
+            held = await self.store.record_delivery_attempts([record for record, _ in batch])
+        except Exception as exc:
+            for _, written in batch:
+                if not written.done():
+                    written.set_exception(exc)
+            return
+        for (_, written), value in zip(batch, held, strict=True):
+            if not written.done():
+                written.set_result(value)
+
     async def _secrets(self, account_id: str) -> list[str]:
         return [s.secret for s in await self.store.webhook_secrets(account_id)]
 
+    async def _fix_bodies(self, deliveries: Sequence[Delivery]) -> dict[str, str]:
+        """Build the bodies of ``deliveries`` and fix them in one store call; a delivery
+        whose body could not be built is left out (its attempt builds it again, and says why)."""
+        built = await asyncio.gather(
+            *(self._build_body(delivery) for delivery in deliveries), return_exceptions=True
+        )
+        bodies = {
+            d.id: body for d, body in zip(deliveries, built, strict=True) if isinstance(body, str)
+        }
+        return await self.store.set_delivery_bodies(bodies) if bodies else {}
+
     async def _deliver(
-        self, delivery: Delivery, secrets_lookup: asyncio.Future[list[str]] | None = None
+        self,
+        delivery: Delivery,
+        secrets_lookup: asyncio.Future[list[str]] | None = None,
+        bodies_lookup: asyncio.Future[dict[str, str]] | None = None,
     ) -> None:
         """Make one attempt at ``delivery`` and record what came of it; ``secrets_lookup`` is
         the account's signing secrets read once for every delivery of the same claim (read
-        here when not given)."""
+        here when not given), ``bodies_lookup`` the claim's first bodies, fixed together."""
         trigger = "replay" if delivery.replay else "scheduled"
         started_at = self._clock.wall()
         try:
             body = delivery.body
+            if body is None and bodies_lookup is not None:  # shared, as the secrets are
+                body = (await asyncio.shield(bodies_lookup)).get(delivery.id)
             if body is None:
                 body = await self.store.set_delivery_body(
                     delivery.id, await self._build_body(delivery)
@@ -232,13 +283,15 @@ class DeliveryWorker(AsyncResource):
             next_delay_s=decision.next_delay_s,
             next_attempt_at=decision.next_attempt_at,
         )
-        await self.store.record_delivery_attempt(
-            delivery.id,
-            self.owner,
-            attempt,
-            status=decision.status,
-            next_attempt_at=decision.next_attempt_at,
-            disable_url=decision.outcome == "disabled",
+        await self._record(
+            AttemptRecord(
+                delivery.id,
+                self.owner,
+                attempt,
+                decision.status,
+                decision.next_attempt_at,
+                decision.outcome == "disabled",
+            )
         )
         log.info(
             "webhook %s for job %s: attempt %s %s",

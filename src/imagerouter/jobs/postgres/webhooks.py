@@ -4,6 +4,7 @@ events, by :meth:`~imagerouter.jobs.postgres.engine.GroupCommit.write_events`.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ from imagerouter.jobs.rows import (
 )
 from imagerouter.jobs.rules import gone_reason
 from imagerouter.jobs.types import (
+    AttemptRecord,
     Delivery,
     DeliveryAttempt,
     DeliveryReplay,
@@ -176,6 +178,21 @@ class PostgresWebhooks(PostgresBase):
         )
         return body if found is None else found
 
+    async def set_delivery_bodies(self, bodies: Mapping[str, str]) -> dict[str, str]:
+        """Each delivery's :meth:`set_delivery_body`, in one statement."""
+        if not bodies:
+            return {}
+        ids = sorted(bodies)
+        rows = await self._pool.fetch(
+            "UPDATE deliveries d SET body = coalesce(d.body, v.body) "
+            "FROM unnest($1::text[], $2::text[]) AS v(id, body) WHERE d.id = v.id "
+            "RETURNING d.id, d.body",
+            ids,
+            [bodies[i] for i in ids],
+        )
+        found = {row[0]: row[1] for row in rows}
+        return {i: found.get(i, body) for i, body in bodies.items()}
+
     async def record_delivery_attempt(
         self,
         delivery_id: str,
@@ -187,69 +204,23 @@ class PostgresWebhooks(PostgresBase):
         disable_url: bool = False,
     ) -> bool:
         """Log the attempt; move the held delivery to ``status``."""
-        now = self._clock.wall()
-        scheduled = 1 if attempt.trigger == "scheduled" else 0
+        record = AttemptRecord(delivery_id, owner, attempt, status, next_attempt_at, disable_url)
+        [held] = await self.record_delivery_attempts([record])
+        return held
 
-        async def op(conn: asyncpg.Connection, tx: Tx) -> bool:
-            found = await conn.fetchrow(
-                "SELECT account_id, url, attempts FROM deliveries WHERE id = $1 FOR UPDATE",
-                delivery_id,
-            )
-            if found is None:
-                return False
-            account_id, url, attempts = found
-            await conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
-                "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
-                "next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                delivery_id,
-                attempts + 1,
-                attempt.trigger,
-                float(attempt.scheduled_at),
-                float(attempt.started_at),
-                attempt.outcome,
-                attempt.status,
-                float_or_none(attempt.latency_ms),
-                attempt.error,
-                float_or_none(attempt.retry_after),
-                float_or_none(attempt.next_delay_s),
-                float_or_none(attempt.next_attempt_at),
-            )
-            held = await conn.fetchval(
-                "UPDATE deliveries SET status = $1, attempts = attempts + 1, step = step + $2, "
-                "next_attempt_at = $3, lease_owner = NULL, lease_expires = NULL, replay = false, "
-                "last_error = $4, updated_at = $5 "
-                "WHERE id = $6 AND status = 'delivering' AND lease_owner = $7 RETURNING id",
-                status,
-                scheduled,
-                float_or_none(next_attempt_at),
-                attempt.error,
-                now,
-                delivery_id,
-                owner,
-            )
-            if disable_url:
-                reason = gone_reason(url)
-                await conn.execute(
-                    "INSERT INTO webhook_disabled (account_id, url, disabled_at, reason) "
-                    "VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, url) DO UPDATE SET "
-                    "disabled_at = excluded.disabled_at, reason = excluded.reason",
-                    account_id,
-                    url,
-                    now,
-                    reason,
-                )
-                await conn.execute(
-                    "WITH pending AS (SELECT id FROM deliveries WHERE account_id = $3 "
-                    "AND url = $4 AND status = 'pending' ORDER BY id FOR UPDATE) "
-                    "UPDATE deliveries d SET status = 'disabled', next_attempt_at = NULL, "
-                    "last_error = $1, updated_at = $2 FROM pending WHERE d.id = pending.id",
-                    reason,
-                    now,
-                    account_id,
-                    url,
-                )
-            return held is not None
+    async def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        """Each record's :meth:`record_delivery_attempt`, in one transaction (deliveries locked
+        in id order, so that two batches never wait on each other in a cycle)."""
+        if not records:
+            return []
+        now = self._clock.wall()
+        order = sorted(range(len(records)), key=lambda i: records[i].delivery_id)
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> list[bool]:
+            held = [False] * len(records)
+            for i in order:
+                held[i] = await _record_attempt(conn, records[i], now)
+            return held
 
         return await self._engine.solo(op)
 
@@ -309,3 +280,67 @@ class PostgresWebhooks(PostgresBase):
             return DeliveryReplay("queued", delivery_from_row(updated))
 
         return await self._engine.solo(op)
+
+
+async def _record_attempt(conn: asyncpg.Connection, record: AttemptRecord, now: float) -> bool:
+    """Log one attempt and move its delivery on, while its owner holds the lease."""
+    attempt, delivery_id = record.attempt, record.delivery_id
+    found = await conn.fetchrow(
+        "SELECT account_id, url, attempts FROM deliveries WHERE id = $1 FOR UPDATE",
+        delivery_id,
+    )
+    if found is None:
+        return False
+    account_id, url, attempts = found
+    await conn.execute(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
+        "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
+        "next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        delivery_id,
+        attempts + 1,
+        attempt.trigger,
+        float(attempt.scheduled_at),
+        float(attempt.started_at),
+        attempt.outcome,
+        attempt.status,
+        float_or_none(attempt.latency_ms),
+        attempt.error,
+        float_or_none(attempt.retry_after),
+        float_or_none(attempt.next_delay_s),
+        float_or_none(attempt.next_attempt_at),
+    )
+    held = await conn.fetchval(
+        "UPDATE deliveries SET status = $1, attempts = attempts + 1, step = step + $2, "
+        "next_attempt_at = $3, lease_owner = NULL, lease_expires = NULL, replay = false, "
+        "last_error = $4, updated_at = $5 "
+        "WHERE id = $6 AND status = 'delivering' AND lease_owner = $7 RETURNING id",
+        record.status,
+        1 if attempt.trigger == "scheduled" else 0,
+        float_or_none(record.next_attempt_at),
+        attempt.error,
+        now,
+        delivery_id,
+        record.owner,
+    )
+    if record.disable_url:
+        reason = gone_reason(url)
+        await conn.execute(
+            "INSERT INTO webhook_disabled (account_id, url, disabled_at, reason) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, url) DO UPDATE SET "
+            "disabled_at = excluded.disabled_at, reason = excluded.reason",
+            account_id,
+            url,
+            now,
+            reason,
+        )
+        await conn.execute(
+            "WITH pending AS (SELECT id FROM deliveries WHERE account_id = $3 "
+            "AND url = $4 AND status = 'pending' ORDER BY id FOR UPDATE) "
+            "UPDATE deliveries d SET status = 'disabled', next_attempt_at = NULL, "
+            "last_error = $1, updated_at = $2 FROM pending WHERE d.id = pending.id",
+            reason,
+            now,
+            account_id,
+            url,
+        )
+    return held is not None

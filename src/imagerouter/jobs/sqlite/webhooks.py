@@ -5,6 +5,7 @@ job transitions call in their transaction."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping, Sequence
 
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.rows import (
@@ -18,6 +19,7 @@ from imagerouter.jobs.rows import (
 from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
 from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
 from imagerouter.jobs.types import (
+    AttemptRecord,
     Delivery,
     DeliveryAttempt,
     DeliveryReplay,
@@ -181,6 +183,23 @@ class SQLiteWebhooks(SQLiteBase):
         )
         return body if row is None else row[0]
 
+    async def set_delivery_bodies(self, bodies: Mapping[str, str]) -> dict[str, str]:
+        """Each delivery's :meth:`set_delivery_body`, in one transaction."""
+        if not bodies:
+            return {}
+
+        def op(conn: sqlite3.Connection) -> dict[str, str]:
+            fixed: dict[str, str] = {}
+            for delivery_id, body in bodies.items():
+                row = conn.execute(
+                    "UPDATE deliveries SET body = coalesce(body, ?) WHERE id = ? RETURNING body",
+                    (body, delivery_id),
+                ).fetchone()
+                fixed[delivery_id] = body if row is None else row[0]
+            return fixed
+
+        return await self.thread.run(op)
+
     async def record_delivery_attempt(
         self,
         delivery_id: str,
@@ -192,66 +211,18 @@ class SQLiteWebhooks(SQLiteBase):
         disable_url: bool = False,
     ) -> bool:
         """Log the attempt; move the held delivery to ``status``."""
+        record = AttemptRecord(delivery_id, owner, attempt, status, next_attempt_at, disable_url)
+        [held] = await self.record_delivery_attempts([record])
+        return held
+
+    async def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        """Each record's :meth:`record_delivery_attempt`, in one transaction."""
+        if not records:
+            return []
         now = self._clock.wall()
-        scheduled = 1 if attempt.trigger == "scheduled" else 0
-
-        def op(conn: sqlite3.Connection) -> bool:
-            found = conn.execute(
-                "SELECT account_id, url, attempts FROM deliveries WHERE id = ?", (delivery_id,)
-            ).fetchone()
-            if found is None:
-                return False
-            account_id, url, attempts = found
-            conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
-                "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
-                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    delivery_id,
-                    attempts + 1,
-                    attempt.trigger,
-                    attempt.scheduled_at,
-                    attempt.started_at,
-                    attempt.outcome,
-                    attempt.status,
-                    attempt.latency_ms,
-                    attempt.error,
-                    attempt.retry_after,
-                    attempt.next_delay_s,
-                    attempt.next_attempt_at,
-                ),
-            )
-            held = conn.execute(
-                "UPDATE deliveries SET status = ?, attempts = attempts + 1, step = step + ?, "
-                "next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, replay = 0, "
-                "last_error = ?, updated_at = ? "
-                "WHERE id = ? AND status = 'delivering' AND lease_owner = ? RETURNING id",
-                (
-                    status,
-                    scheduled,
-                    next_attempt_at,
-                    attempt.error,
-                    now,
-                    delivery_id,
-                    owner,
-                ),
-            ).fetchone()
-            if disable_url:
-                reason = gone_reason(url)
-                conn.execute(
-                    "INSERT OR REPLACE INTO webhook_disabled (account_id, url, disabled_at, "
-                    "reason) VALUES (?, ?, ?, ?)",
-                    (account_id, url, now, reason),
-                )
-                conn.execute(
-                    "UPDATE deliveries SET status = 'disabled', next_attempt_at = NULL, "
-                    "last_error = ?, updated_at = ? "
-                    "WHERE account_id = ? AND url = ? AND status = 'pending'",
-                    (reason, now, account_id, url),
-                )
-            return held is not None
-
-        return await self.thread.run(op)
+        return await self.thread.run(
+            lambda conn: [_record_attempt(conn, record, now) for record in records]
+        )
 
     async def job_deliveries(self, account_id: str, job_id: str) -> list[Delivery]:
         """The job's deliveries with their attempt logs."""
@@ -307,3 +278,62 @@ class SQLiteWebhooks(SQLiteBase):
             return DeliveryReplay("queued", delivery_from_row(updated))
 
         return await self.thread.run(op)
+
+
+def _record_attempt(conn: sqlite3.Connection, record: AttemptRecord, now: float) -> bool:
+    """Log one attempt and move its delivery on, while its owner holds the lease."""
+    attempt, delivery_id = record.attempt, record.delivery_id
+    found = conn.execute(
+        "SELECT account_id, url, attempts FROM deliveries WHERE id = ?", (delivery_id,)
+    ).fetchone()
+    if found is None:
+        return False
+    account_id, url, attempts = found
+    conn.execute(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
+        "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
+        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            delivery_id,
+            attempts + 1,
+            attempt.trigger,
+            attempt.scheduled_at,
+            attempt.started_at,
+            attempt.outcome,
+            attempt.status,
+            attempt.latency_ms,
+            attempt.error,
+            attempt.retry_after,
+            attempt.next_delay_s,
+            attempt.next_attempt_at,
+        ),
+    )
+    held = conn.execute(
+        "UPDATE deliveries SET status = ?, attempts = attempts + 1, step = step + ?, "
+        "next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, replay = 0, "
+        "last_error = ?, updated_at = ? "
+        "WHERE id = ? AND status = 'delivering' AND lease_owner = ? RETURNING id",
+        (
+            record.status,
+            1 if attempt.trigger == "scheduled" else 0,
+            record.next_attempt_at,
+            attempt.error,
+            now,
+            delivery_id,
+            record.owner,
+        ),
+    ).fetchone()
+    if record.disable_url:
+        reason = gone_reason(url)
+        conn.execute(
+            "INSERT OR REPLACE INTO webhook_disabled (account_id, url, disabled_at, "
+            "reason) VALUES (?, ?, ?, ?)",
+            (account_id, url, now, reason),
+        )
+        conn.execute(
+            "UPDATE deliveries SET status = 'disabled', next_attempt_at = NULL, "
+            "last_error = ?, updated_at = ? "
+            "WHERE account_id = ? AND url = ? AND status = 'pending'",
+            (reason, now, account_id, url),
+        )
+    return held is not None
