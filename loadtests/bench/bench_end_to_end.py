@@ -47,6 +47,7 @@ from loadtests.bench.common import (
     cpu_seconds,
     cpu_split,
     farm_server,
+    farm_server_config,
     free_port,
     start_py_spy,
     summarize_folded,
@@ -137,37 +138,10 @@ def receiver_process(tmp: Path) -> Iterator[tuple[str, int]]:
 # --- the server --------------------------------------------------------------------------------
 
 
-def _q(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value).lower()
-
-
 def write_config(path: Path, farm: dict[str, Any], storage: str = "local") -> Path:
     """The server's config: limits lifted, loopback webhooks allowed, providers at the farm."""
-    from imagerouter.plugins import load_plugins
-    from mockproviders.bridge import FARM_OPTIONS
-
-    lines = [
-        "[server]",
-        'log_level = "WARNING"',
-        "auth_cache_s = 60",
-        'webhook_allow = ["127.0.0.1/32"]',
-    ]
-    lines += ["[server.storage]", f"backend = {_q(storage)}"]
-    for policy in ("generate", "read"):
-        lines += [f"[server.rate_limits.{policy}]", "rate_per_s = 1000000", "burst = 1000000"]
-    for name in load_plugins().providers:
-        if name not in farm["providers"]:
-            lines += [f'[providers."{name}"]', "enabled = false"]
-    options = ", ".join(f"{k} = {v}" for k, v in FARM_OPTIONS.items())
-    for name, entry in farm["providers"].items():
-        lines += [
-            f'[providers."{name}"]',
-            f"base_url = {_q(entry['base_url'])}",
-            f'api_key = "farm-key-{name}"',
-            f"options = {{ {options} }}",
-        ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    server = {"log_level": "WARNING", "auth_cache_s": 60, "webhook_allow": ["127.0.0.1/32"]}
+    return farm_server_config(path, farm, server, storage)
 
 
 def _request(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> Any:

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import platform
 import signal
@@ -48,16 +47,15 @@ import asyncpg
 
 from imagerouter.auth import mint_key
 from imagerouter.jobs.postgres import PostgresJobStore
-from imagerouter.plugins import load_plugins
 from loadtests.bench.common import (
     farm_process,
+    farm_server_config,
     free_port,
     median,
     percentile,
     wait_for_http,
     write_results,
 )
-from mockproviders.bridge import FARM_OPTIONS
 
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"}
 SCENARIO = """description = "bench_replicas: fast, fault-free"
@@ -76,31 +74,6 @@ generation_ms = 20
 [images]
 png_bytes = "tiny"
 """
-
-
-def _q(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value).lower()
-
-
-def write_config(path: Path, farm: dict[str, Any], server: dict[str, Any]) -> Path:
-    """The servers' config: ``[server]`` (store, state, limits) and the farm's providers."""
-    lines = ["[server]", *(f"{k} = {_q(v)}" for k, v in server.items())]
-    lines += ["[server.storage]", 'backend = "none"']
-    for policy in ("generate", "read"):
-        lines += [f"[server.rate_limits.{policy}]", "rate_per_s = 1000000", "burst = 1000000"]
-    for name in load_plugins().providers:
-        if name not in farm["providers"]:
-            lines += [f'[providers."{name}"]', "enabled = false"]
-    options = ", ".join(f"{k} = {v}" for k, v in FARM_OPTIONS.items())
-    for name, entry in farm["providers"].items():
-        lines += [
-            f'[providers."{name}"]',
-            f"base_url = {_q(entry['base_url'])}",
-            f'api_key = "farm-key-{name}"',
-            f"options = {{ {options} }}",
-        ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @contextlib.contextmanager
@@ -303,7 +276,7 @@ async def run_config(
         server: dict[str, Any] = {"auth_cache_s": 5, "poll_interval_s": 0.5, "lease_s": 30}
         if kind == "postgres":
             server |= {"store": backend.url, "state": args.redis, "state_prefix": prefix}
-        config = write_config(work / "imagerouter.toml", farm, server)
+        config = farm_server_config(work / "imagerouter.toml", farm, server)
         workers = 0 if phase == "submit" else args.workers
         count = args.submits if phase == "submit" else args.jobs
         try:

@@ -173,3 +173,35 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     return path
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str | list) else str(value).lower()
+
+
+def farm_server_config(
+    path: Path, farm: dict[str, Any], server: dict[str, Any], storage: str = "none"
+) -> Path:
+    """Write an ``imagerouter serve`` config for a benchmark: ``[server]`` from ``server``,
+    ``storage`` as the output backend, API rate limits lifted, every provider the farm serves
+    pointed at it (``farm``: its ``GET /_farm/providers`` document) and the others disabled."""
+    from imagerouter.plugins import load_plugins
+    from mockproviders.bridge import FARM_OPTIONS
+
+    lines = ["[server]", *(f"{k} = {_toml(v)}" for k, v in server.items())]
+    lines += ["[server.storage]", f"backend = {_toml(storage)}"]
+    for policy in ("generate", "read"):
+        lines += [f"[server.rate_limits.{policy}]", "rate_per_s = 1000000", "burst = 1000000"]
+    for name in load_plugins().providers:
+        if name not in farm["providers"]:
+            lines += [f'[providers."{name}"]', "enabled = false"]
+    options = ", ".join(f"{k} = {v}" for k, v in FARM_OPTIONS.items())
+    for name, entry in farm["providers"].items():
+        lines += [
+            f'[providers."{name}"]',
+            f"base_url = {_toml(entry['base_url'])}",
+            f'api_key = "farm-key-{name}"',
+            f"options = {{ {options} }}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
