@@ -1,9 +1,11 @@
 """Router overhead: ``Router.generate`` against the farm vs a direct pooled aiohttp call to the
 same farm endpoint, at a fixed concurrency, in one run.
 
-The farm runs in its own process with no latency and no faults, so what is measured is the
-client side: CPU time of this process per request, throughput, and latency. Rounds alternate
-direct / router so that machine noise hits both alike; medians of the rounds are reported.
+The farm runs in its own process with no latency, no faults and tiny images (``[images]
+png_bytes = "tiny"``: with realistic 1.5 MB PNGs both sides would measure moving bytes), so
+what is measured is the client side: CPU time of this process per request, throughput, and
+latency. Rounds alternate direct / router so that machine noise hits both alike; medians of
+the rounds are reported.
 
     python -m loadtests.bench.bench_router [--requests 2000] [--concurrency 32] [--rounds 3]
 """
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +27,7 @@ from loadtests.bench.common import farm_process, median, percentile, write_resul
 from mockproviders.bridge import farm_router
 
 MODEL = "bench-direct"
+TINY = '[images]\npng_bytes = "tiny"\n'
 BODY = {
     "model": "gpt-image-2",
     "prompt": "bench",
@@ -70,27 +75,37 @@ async def drive(total: int, concurrency: int, one) -> dict[str, float]:
 
 
 async def run(requests: int, concurrency: int, rounds: int) -> dict[str, Any]:
-    with farm_process() as farm:
-        url = farm["providers"]["openai"]["base_url"] + "/images/generations"
-        headers = {"Authorization": "Bearer bench"}
-        router = farm_router(farm, catalog=catalog())
-        request = ImageRequest(model=MODEL, prompt="bench")
-        async with aiohttp.ClientSession() as session, router:
+    with tempfile.TemporaryDirectory(prefix="bench-router-") as tmp:
+        scenario = Path(tmp) / "tiny.toml"
+        scenario.write_text('description = "no latency, no faults, tiny images"\n' + TINY)
+        with farm_process(str(scenario)) as farm:
+            return await _compare(farm, requests, concurrency, rounds)
 
-            async def direct() -> None:
-                async with session.post(url, json=BODY, headers=headers) as response:
-                    assert response.status == 200
-                    await response.json()
 
-            async def routed() -> None:
-                await router.generate(request)
+async def _compare(
+    farm: dict[str, Any], requests: int, concurrency: int, rounds: int
+) -> dict[str, Any]:
+    """Alternate rounds of direct calls and ``Router.generate`` against ``farm``; medians."""
+    url = farm["providers"]["openai"]["base_url"] + "/images/generations"
+    headers = {"Authorization": "Bearer bench"}
+    router = farm_router(farm, catalog=catalog())
+    request = ImageRequest(model=MODEL, prompt="bench")
+    async with aiohttp.ClientSession() as session, router:
 
-            await drive(200, concurrency, direct)  # warm both pools
-            await drive(200, concurrency, routed)
-            samples: dict[str, list[dict[str, float]]] = {"direct": [], "router": []}
-            for _ in range(rounds):
-                samples["direct"].append(await drive(requests, concurrency, direct))
-                samples["router"].append(await drive(requests, concurrency, routed))
+        async def direct() -> None:
+            async with session.post(url, json=BODY, headers=headers) as response:
+                assert response.status == 200
+                await response.json()
+
+        async def routed() -> None:
+            await router.generate(request)
+
+        await drive(200, concurrency, direct)  # warm both pools
+        await drive(200, concurrency, routed)
+        samples: dict[str, list[dict[str, float]]] = {"direct": [], "router": []}
+        for _ in range(rounds):
+            samples["direct"].append(await drive(requests, concurrency, direct))
+            samples["router"].append(await drive(requests, concurrency, routed))
     summary = {
         name: {key: median([s[key] for s in runs]) for key in runs[0]}
         for name, runs in samples.items()
