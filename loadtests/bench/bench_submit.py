@@ -4,7 +4,8 @@ Run: ``python -m loadtests.bench.bench_submit`` (about 4 minutes; prints tables 
 ``loadtests/bench/results/submit.json`` and ``submit-sqlite.folded``).
 
 * Servers, each in its own process on loopback, pinned to core 1: a bare aiohttp app that
-  reads the body and answers 202 with a job-shaped body, and ``imagerouter serve`` (auth, rate
+  reads the body and answers 202 with a job-shaped body (on uvloop when installed, as
+  ``imagerouter serve`` is), and ``imagerouter serve`` (auth, rate
   limit, validation, pricing, one transaction creating and charging the job) on the SQLite
   store and on the PostgreSQL store (``127.0.0.1:5432/test``, a schema of its own, dropped
   after). PostgreSQL's own processes are not pinned: they share the machine with both.
@@ -50,7 +51,7 @@ from loadtests.bench.common import (
 )
 from loadtests.bench.http_load import SERVER_CPU, Target, open_loop, pinned, wrk
 
-LEVELS = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000)
+LEVELS = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000)
 BODY = json.dumps({"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"})
 POSTGRES_URL = os.environ.get("IMAGEROUTER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BARE_ANSWER = {
@@ -90,7 +91,12 @@ def serve_bare(port: int) -> None:
     app = web.Application()
     app.router.add_post("/v1/jobs", submit)
     app.router.add_get("/readyz", ready)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    loop = None
+    with contextlib.suppress(ImportError):  # the same event loop as `imagerouter serve`
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=loop)
 
 
 @contextlib.contextmanager
