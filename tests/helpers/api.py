@@ -75,6 +75,18 @@ class Api:
         """Headers carrying ``token``."""
         return {"Authorization": f"Bearer {token}", **headers}
 
+    async def post(self, token: str, path: str, body: Any) -> tuple[int, dict]:
+        """POST ``body`` as JSON with ``token``; the status and the JSON answer."""
+        answer = await self.client.post(path, json=body, headers=self.auth(token))
+        return answer.status, await answer.json()
+
+    async def assert_nothing_stored(self, token: str, balance: int) -> None:
+        """The key's account has no job and still holds ``balance``: a refusal changed nothing."""
+        listing = await (await self.client.get("/v1/jobs", headers=self.auth(token))).json()
+        assert listing["data"] == []
+        account = await (await self.client.get("/v1/account", headers=self.auth(token))).json()
+        assert account["balance"] == balance
+
     async def wait_final(self, token: str, job_id: str, timeout_s: float = 20.0) -> dict:
         """Poll the job until it is final (a bounded hang guard) and return its body."""
 

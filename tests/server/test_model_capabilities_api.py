@@ -12,28 +12,16 @@ from tests.helpers.api import Api
 TOO_MANY = {"model": "flux-kontext-pro", "prompt": "a lighthouse at dusk", "n": 2}
 
 
-async def _post(api: Api, token: str, path: str, body: Any) -> tuple[int, dict]:
-    answer = await api.client.post(path, json=body, headers=api.auth(token))
-    return answer.status, await answer.json()
-
-
-async def _nothing_stored(api: Api, token: str, balance: int) -> None:
-    listing = await (await api.client.get("/v1/jobs", headers=api.auth(token))).json()
-    assert listing["data"] == []
-    account = await (await api.client.get("/v1/account", headers=api.auth(token))).json()
-    assert account["balance"] == balance
-
-
 @pytest.mark.parametrize("path", ["/v1/jobs", "/api/generate/image"])
 async def test_too_many_images_is_422_naming_n(any_api: Api, path: str) -> None:
     """n above the model's max_n: 422, field n, the model's limit in the message."""
     token = await any_api.key(credits=1000)
-    status, body = await _post(any_api, token, path, TOO_MANY)
+    status, body = await any_api.post(token, path, TOO_MANY)
     assert status == 422, body
     assert body["error"]["field"] == "n"
     assert body["error"]["code"] == "unsupported_by_model"
     assert body["error"]["message"] == "n: flux-kontext-pro allows at most 1 image"
-    await _nothing_stored(any_api, token, 1000)
+    await any_api.assert_nothing_stored(token, 1000)
 
 
 @pytest.mark.parametrize(
@@ -48,28 +36,28 @@ async def test_a_size_or_format_the_model_lacks_is_422(
 ) -> None:
     """A size outside the model's list and a format it does not output name their field."""
     token = await api.key(credits=1000)
-    status, body = await _post(api, token, "/v1/jobs", {"prompt": "a pier", **fields})
+    status, body = await api.post(token, "/v1/jobs", {"prompt": "a pier", **fields})
     assert status == 422, body
     assert body["error"]["field"] == field
     assert body["error"]["message"].startswith(f"{field}: {fields['model']} ")
-    await _nothing_stored(api, token, 1000)
+    await api.assert_nothing_stored(token, 1000)
 
 
 async def test_openai_route_answers_in_openai_shape_with_the_param(api: Api) -> None:
     """The OpenAI-compatible route says the same in OpenAI's error shape, param n."""
     token = await api.key(credits=1000)
-    status, body = await _post(api, token, "/v1/images/generations", TOO_MANY)
+    status, body = await api.post(token, "/v1/images/generations", TOO_MANY)
     assert status == 422, body
     assert body["error"]["param"] == "n"
     assert "flux-kontext-pro allows at most 1 image" in body["error"]["message"]
-    await _nothing_stored(api, token, 1000)
+    await api.assert_nothing_stored(token, 1000)
 
 
 async def test_within_the_models_capabilities_it_is_accepted_and_served(api: Api) -> None:
     """The same model at n=1 on one of its sizes is accepted and completes on the farm."""
     token = await api.key(credits=1000)
     request = {**TOO_MANY, "n": 1, "size": "1568x672"}
-    status, body = await _post(api, token, "/v1/jobs", request)
+    status, body = await api.post(token, "/v1/jobs", request)
     assert status == 202, body
     job = await api.wait_final(token, body["id"])
     assert job["status"] == "completed", job

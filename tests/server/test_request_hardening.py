@@ -23,18 +23,6 @@ def nested(depth: int) -> Any:
     return value
 
 
-async def _post(api: Api, token: str, path: str, body: Any) -> tuple[int, dict]:
-    answer = await api.client.post(path, json=body, headers=api.auth(token))
-    return answer.status, await answer.json()
-
-
-async def _nothing_stored(api: Api, token: str, balance: int) -> None:
-    listing = await (await api.client.get("/v1/jobs", headers=api.auth(token))).json()
-    assert listing["data"] == []
-    account = await (await api.client.get("/v1/account", headers=api.auth(token))).json()
-    assert account["balance"] == balance
-
-
 # --- depth -------------------------------------------------------------------------------------
 
 
@@ -42,12 +30,12 @@ async def test_metadata_nested_past_the_limit_is_400_json_too_deep(any_api: Api)
     """Metadata nested 256 deep is a 400 json_too_deep naming where; nothing is stored."""
     api = any_api
     token = await api.key(credits=100)
-    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "metadata": nested(256)})
+    status, body = await api.post(token, "/v1/jobs", {**GOOD, "metadata": nested(256)})
     assert status == 400
     assert body["error"]["code"] == "json_too_deep"
     assert body["error"]["field"].startswith("metadata.a.a")
     assert body["error"]["max_depth"] == MAX_JSON_DEPTH
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_metadata_at_the_limit_is_accepted(any_api: Api) -> None:
@@ -55,12 +43,12 @@ async def test_metadata_at_the_limit_is_accepted(any_api: Api) -> None:
     api = any_api
     token = await api.key(credits=100)
     deepest = {**GOOD, "metadata": nested(MAX_JSON_DEPTH - 1)}
-    status, body = await _post(api, token, "/v1/jobs", deepest)
+    status, body = await api.post(token, "/v1/jobs", deepest)
     assert status == 202, body
     job = await api.wait_final(token, body["id"])
     assert job["request"]["metadata"] == nested(MAX_JSON_DEPTH - 1)
     too_deep = {**GOOD, "metadata": nested(MAX_JSON_DEPTH)}
-    status, body = await _post(api, token, "/v1/jobs", too_deep)
+    status, body = await api.post(token, "/v1/jobs", too_deep)
     assert (status, body["error"]["code"]) == (400, "json_too_deep")
 
 
@@ -75,7 +63,7 @@ async def test_json_ten_thousand_deep_is_400_on_every_route(api: Api, path: str)
     body = await answer.json()
     assert answer.status == 400
     assert body["error"]["code"] == "json_too_deep"
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_too_deep_on_the_openai_route_is_400_in_openais_shape(api: Api) -> None:
@@ -91,7 +79,7 @@ async def test_too_deep_on_the_openai_route_is_400_in_openais_shape(api: Api) ->
     assert answer.status == 400
     assert body["error"]["code"] == "json_too_deep"
     assert body["error"]["type"] == "invalid_request_error"
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_webhook_put_too_deep_is_400(api: Api) -> None:
@@ -125,24 +113,24 @@ async def test_nul_in_any_string_is_422_naming_the_field(
     api = any_api
     token = await api.key(credits=100)
     for path in ("/v1/jobs", "/api/generate/image"):
-        status, answer = await _post(api, token, path, body)
+        status, answer = await api.post(token, path, body)
         assert status == 422, answer
         assert answer["error"]["code"] == "validation_error"
         assert answer["error"]["field"] == field
         assert answer["error"]["message"].startswith(f"{field}: ")
         assert "NUL" in answer["error"]["message"]
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_nul_in_a_metadata_key_is_422_naming_the_object(any_api: Api) -> None:
     """A key with a NUL is refused too, naming the object that holds it."""
     api = any_api
     token = await api.key(credits=100)
-    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "metadata": {"a\u0000b": 1}})
+    status, body = await api.post(token, "/v1/jobs", {**GOOD, "metadata": {"a\u0000b": 1}})
     assert status == 422
     assert body["error"]["field"] == "metadata"
     assert "a\\u0000b" in body["error"]["message"]
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_nul_and_lone_surrogate_on_the_openai_route(any_api: Api) -> None:
@@ -161,7 +149,7 @@ async def test_nul_and_lone_surrogate_on_the_openai_route(any_api: Api) -> None:
         body = await answer.json()
         assert answer.status == 400, body
         assert body["error"]["param"] == param
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_lone_surrogate_is_422_naming_the_field(any_api: Api) -> None:
@@ -177,7 +165,7 @@ async def test_lone_surrogate_is_422_naming_the_field(any_api: Api) -> None:
     assert answer.status == 422
     assert body["error"]["field"] == "metadata.a"
     assert "surrogate" in body["error"]["message"]
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_lone_surrogate_as_raw_bytes_is_422_naming_the_field(api: Api) -> None:
@@ -192,7 +180,7 @@ async def test_lone_surrogate_as_raw_bytes_is_422_naming_the_field(api: Api) -> 
     body = await answer.json()
     assert answer.status == 422, body
     assert body["error"]["field"] == "prompt"
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_plain_ascii_nested_one_past_the_limit_is_400(api: Api) -> None:
@@ -205,7 +193,7 @@ async def test_plain_ascii_nested_one_past_the_limit_is_400(api: Api) -> None:
         headers=api.auth(token, **{"Content-Type": "application/json"}),
     )
     assert (answer.status, (await answer.json())["error"]["code"]) == (400, "json_too_deep")
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
 
 
 async def test_a_utf16_body_is_still_read(api: Api) -> None:
@@ -251,17 +239,17 @@ async def test_numbers_refuse_booleans_strings_and_floats(api: Api, field: str, 
     naming the field, where they used to be coerced; nothing is stored."""
     token = await api.key(credits=1000)
     for path in ("/v1/jobs", "/api/generate/image"):
-        status, body = await _post(api, token, path, {**GOOD, field: value})
+        status, body = await api.post(token, path, {**GOOD, field: value})
         assert status == 422, body
         assert body["error"]["field"] == field
         assert "integer" in body["error"]["message"]
-    await _nothing_stored(api, token, 1000)
+    await api.assert_nothing_stored(token, 1000)
 
 
 async def test_integers_are_still_taken(api: Api) -> None:
     """A plain integer is accepted as before."""
     token = await api.key(credits=1000)
-    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "n": 2, "seed": 7})
+    status, body = await api.post(token, "/v1/jobs", {**GOOD, "n": 2, "seed": 7})
     assert status == 202, body
     job = await api.wait_final(token, body["id"])
     assert (job["request"]["n"], job["request"]["seed"]) == (2, 7)
@@ -271,22 +259,22 @@ async def test_integers_are_still_taken(api: Api) -> None:
 async def test_openai_n_is_strict(api: Api, value: Any) -> None:
     """The OpenAI-compatible route's ``n`` is strict too (a 400 naming the param)."""
     token = await api.key(credits=1000)
-    status, body = await _post(
-        api, token, "/v1/images/generations", {"prompt": "a lighthouse", "n": value}
+    status, body = await api.post(
+        token, "/v1/images/generations", {"prompt": "a lighthouse", "n": value}
     )
     assert status == 400
     assert body["error"]["param"] == "n"
-    await _nothing_stored(api, token, 1000)
+    await api.assert_nothing_stored(token, 1000)
 
 
 @pytest.mark.parametrize("value", [True, "60"])
 async def test_rotate_grace_refuses_booleans_and_strings(api: Api, value: Any) -> None:
     """``grace_s`` is a number: a boolean or a string is a 422 naming it; an integer is fine."""
     token = await api.key(credits=100)
-    status, body = await _post(api, token, "/v1/webhook/secret/rotate", {"grace_s": value})
+    status, body = await api.post(token, "/v1/webhook/secret/rotate", {"grace_s": value})
     assert status == 422, body
     assert body["error"]["field"] == "grace_s"
-    status, body = await _post(api, token, "/v1/webhook/secret/rotate", {"grace_s": 60})
+    status, body = await api.post(token, "/v1/webhook/secret/rotate", {"grace_s": 60})
     assert status < 300, body
 
 
@@ -314,11 +302,11 @@ async def test_bad_sizes_are_422_saying_precisely_why(api: Api, size: str, messa
     """Full-width digits, leading zeros and out-of-bounds sides are a 422 naming ``size`` and
     the bound broken; nothing is stored."""
     token = await api.key(credits=1000)
-    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "size": size})
+    status, body = await api.post(token, "/v1/jobs", {**GOOD, "size": size})
     assert status == 422, body
     assert body["error"]["field"] == "size"
     assert body["error"]["message"].startswith(message), body["error"]["message"]
-    await _nothing_stored(api, token, 1000)
+    await api.assert_nothing_stored(token, 1000)
 
 
 @pytest.mark.parametrize(
@@ -328,7 +316,7 @@ async def test_bad_sizes_are_422_saying_precisely_why(api: Api, size: str, messa
 async def test_every_size_accepted_before_still_is(api: Api, size: str) -> None:
     """auto, the catalog's sizes and both corners of the bounds are accepted unchanged."""
     token = await api.key(credits=100_000)
-    status, body = await _post(api, token, "/v1/jobs", {**GOOD, "size": size})
+    status, body = await api.post(token, "/v1/jobs", {**GOOD, "size": size})
     assert status == 202, body
     answer = await api.client.get(f"/v1/jobs/{body['id']}", headers=api.auth(token))
     assert (await answer.json())["request"]["size"] == size
@@ -337,12 +325,12 @@ async def test_every_size_accepted_before_still_is(api: Api, size: str) -> None:
 async def test_openai_route_refuses_a_full_width_size(api: Api) -> None:
     """The OpenAI-compatible route refuses it too, naming the param."""
     token = await api.key(credits=1000)
-    status, body = await _post(
-        api, token, "/v1/images/generations", {"prompt": "x", "size": "１０２４x１０２４"}
+    status, body = await api.post(
+        token, "/v1/images/generations", {"prompt": "x", "size": "１０２４x１０２４"}
     )
     assert status == 400
     assert body["error"]["param"] == "size"
-    await _nothing_stored(api, token, 1000)
+    await api.assert_nothing_stored(token, 1000)
 
 
 async def test_nul_in_a_job_id_is_404_on_every_job_route(any_api: Api) -> None:
@@ -362,4 +350,4 @@ async def test_nul_in_a_job_id_is_404_on_every_job_route(any_api: Api) -> None:
         assert answer.status == 404, (method, path, body)
         assert body["error"]["code"] == "job_not_found"
         assert body["error"]["field"] == "id"
-    await _nothing_stored(api, token, 100)
+    await api.assert_nothing_stored(token, 100)
