@@ -77,3 +77,25 @@ async def test_a_burst_of_submits_is_answered_one_by_one(make_store: StoreFactor
     audit = await store.audit()  # type: ignore[attr-defined]
     assert audit["balances"] == audit["ledger_sum"]
     assert audit["jobs"] == audit["debits"]
+
+
+async def test_a_burst_larger_than_one_insert_keeps_each_answer_on_its_own_rows(
+    make_store: StoreFactory,
+) -> None:
+    """150 submits at once (more rows than one multi-row INSERT takes): the event each submit
+    was told is the stored event of its own job, and the ledger runs down in order."""
+    store = await make_store()
+    account_id = await _account(store, "burst", 10_000)
+    heard: dict[int, str] = {}
+    store.subscribe(lambda events: heard.update((e.id, e.job_id) for e in events))
+    jobs = [_job(account_id, f"job_b{n:03}", 3) for n in range(150)]
+    results = await asyncio.gather(*(store.submit_job(j) for j in jobs))
+    assert [r.id for r in results] == [j.id for j in jobs]
+    await eventually(lambda: len(heard) == 150, what="every event told")
+    stored = {e.id: e.job_id for e in await store.events_since(account_id, None, 0)}
+    assert heard == stored
+    entries = list(reversed(await store.ledger(account_id, limit=1000)))
+    debits = [e for e in entries if e.amount < 0]
+    assert [e.job_id for e in debits] == [j.id for j in jobs]
+    assert [e.balance_after for e in debits] == [10_000 - 3 * (n + 1) for n in range(150)]
+    assert (await store.get_account(account_id)).balance == 10_000 - 450
