@@ -100,6 +100,7 @@ class Load:
     #: Answers no fault may cause: (status, body) of every 5xx but a documented 503.
     bad: list[tuple[int, str]] = field(default_factory=list)
     connection_errors: int = 0
+    #: Keyed submits never accepted in ``tries`` attempts.
     gave_up: int = 0
 
     @property
@@ -151,7 +152,8 @@ class Load:
             else:
                 self.codes[code] += 1
             return
-        self.gave_up += 1
+        if keyed:
+            self.gave_up += 1
 
     def report(self, name: str, found: Books) -> str:
         """Print (and return) the test's line of counts."""
