@@ -218,6 +218,8 @@ def _table(name: str, values: dict[str, Any]) -> list[str]:
     lines = [f"[{name}]"]
     nested: list[str] = []
     for key, value in values.items():
+        if value is None:  # left to the default (e.g. no store: SQLite in the data dir)
+            continue
         if isinstance(value, dict) and key in ("breaker",):
             nested += _table(f"{name}.{key}", value)
         else:
@@ -229,8 +231,8 @@ def write_config(
     path: Path,
     farm_doc: dict[str, Any],
     *,
-    store: str,
-    state: str,
+    store: str | None,
+    state: str | None,
     prefix: str,
     server: dict[str, Any] | None = None,
     router: dict[str, Any] | None = None,

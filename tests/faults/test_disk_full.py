@@ -1,0 +1,149 @@
+"""The data disk fills up under load: the SQLite data directory is a small tmpfs, and a
+ballast file takes its last bytes. Submits answer 503 ``storage_full`` with ``Retry-After``
+and nothing half-written; jobs running meanwhile end once with their credits exact; once the
+ballast goes the server takes submits again by itself; and the database passes
+``PRAGMA integrity_check``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagerouter.auth import mint_key
+from imagerouter.jobs.sqlite import SQLiteJobStore
+from tests.faults.services import require_root_for_tmpfs
+from tests.faults.tally import BODY, Load, books
+from tests.replicas.fleet import (
+    _get_json,
+    farm_proc,
+    replica_proc,
+    start_processes,
+    until,
+    write_config,
+    write_scenario,
+)
+
+pytestmark = pytest.mark.slow
+
+TOTAL = 400
+#: A long prompt: every job's rows take a few KiB, so the load soon needs new pages.
+PROMPT = "a lighthouse on a cliff at dusk, " * 120
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs mounted for this test (0700, as the data directory must be)."""
+    require_root_for_tmpfs()
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)], check=True
+    )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the disk has no byte left; the file."""
+    ballast = disk / "ballast"
+    chunk = b"\0" * 65536
+    with ballast.open("wb", buffering=0) as out:
+        for _ in range(16 * 64 + 64):  # bounded: more chunks than the disk holds
+            try:
+                out.write(chunk)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            for _ in range(64):
+                out.write(b"\0" * 512)
+    return ballast
+
+
+async def _key(db: Path, credits: int) -> str:
+    async with SQLiteJobStore(db) as store:
+        account = await store.create_account("load")
+        await store.grant_credits(account.id, credits, "test")
+        minted = mint_key(account.id, "test", time.time())
+        await store.create_api_key(minted.record)
+    return minted.token
+
+
+def _reader(db: Path):
+    async def fetch(sql: str) -> Sequence[Sequence[Any]]:
+        def read() -> list[Any]:
+            conn = sqlite3.connect(db, timeout=10)
+            try:
+                return conn.execute(sql).fetchall()
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
+    return fetch
+
+
+async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    db = small_disk / "imagerouter.db"
+    token = await _key(db, 10_000_000)
+    farm = farm_proc(
+        tmp_path,
+        write_scenario(
+            tmp_path / "scenario.toml",
+            {name: {"generation_ms": 300} for name in ("fal", "wavespeed", "openai")},
+        ),
+    )
+    start_processes([farm])
+    server = None
+    try:
+        config = write_config(
+            tmp_path / "imagerouter.toml",
+            _get_json(f"{farm.url}/_farm/providers"),
+            store=None,
+            state=None,
+            prefix="faults",
+            server={"workers": 8},
+        )
+        server = replica_proc(tmp_path, config, 0)
+        server.command[server.command.index("--data-dir") + 1] = str(small_disk)
+        start_processes([server])
+        load = Load([server.url], token, TOTAL, interval_s=0.02, body={**BODY, "prompt": PROMPT})
+        running = asyncio.ensure_future(load.run())
+        await asyncio.sleep(1.0)
+        ballast = await asyncio.to_thread(fill, small_disk)
+        await until(lambda: load.codes["storage_full"] >= 5 or running.done(), 30, "a full disk")
+        await asyncio.sleep(1.0)
+        ballast.unlink()
+        await running
+        assert load.codes["storage_full"] > 0, "the disk never filled"
+
+        async def all_ended() -> bool:
+            found = await books(_reader(db))
+            return found.stored == found.ended
+
+        await until(all_ended, 60, "every stored job to end")
+    finally:
+        if server is not None:
+            server.stop()
+        farm.stop()
+    found = await books(_reader(db))
+    load.report("disk-full", found)
+    load.assert_clean(found)
+    assert load.gave_up == 0
+    assert found.by_status == {"completed": found.totals["jobs"]}
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
