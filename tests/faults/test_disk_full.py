@@ -10,26 +10,15 @@ import asyncio
 import contextlib
 import sqlite3
 import subprocess
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from imagerouter.auth import mint_key
-from imagerouter.jobs.sqlite import SQLiteJobStore
 from tests.faults.services import require_root_for_tmpfs
+from tests.faults.single import make_key, reader, single_server
 from tests.faults.tally import BODY, Load, books
-from tests.replicas.fleet import (
-    _get_json,
-    farm_proc,
-    replica_proc,
-    start_processes,
-    until,
-    write_config,
-    write_scenario,
-)
+from tests.replicas.fleet import until
 
 pytestmark = pytest.mark.slow
 
@@ -69,55 +58,12 @@ def fill(disk: Path) -> Path:
     return ballast
 
 
-async def _key(db: Path, credits: int) -> str:
-    async with SQLiteJobStore(db) as store:
-        account = await store.create_account("load")
-        await store.grant_credits(account.id, credits, "test")
-        minted = mint_key(account.id, "test", time.time())
-        await store.create_api_key(minted.record)
-    return minted.token
-
-
-def _reader(db: Path):
-    async def fetch(sql: str) -> Sequence[Sequence[Any]]:
-        def read() -> list[Any]:
-            conn = sqlite3.connect(db, timeout=10)
-            try:
-                return conn.execute(sql).fetchall()
-            finally:
-                conn.close()
-
-        return await asyncio.to_thread(read)
-
-    return fetch
-
-
 async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
     small_disk: Path, tmp_path: Path
 ) -> None:
     db = small_disk / "imagerouter.db"
-    token = await _key(db, 10_000_000)
-    farm = farm_proc(
-        tmp_path,
-        write_scenario(
-            tmp_path / "scenario.toml",
-            {name: {"generation_ms": 300} for name in ("fal", "wavespeed", "openai")},
-        ),
-    )
-    start_processes([farm])
-    server = None
-    try:
-        config = write_config(
-            tmp_path / "imagerouter.toml",
-            _get_json(f"{farm.url}/_farm/providers"),
-            store=None,
-            state=None,
-            prefix="faults",
-            server={"workers": 8},
-        )
-        server = replica_proc(tmp_path, config, 0)
-        server.command[server.command.index("--data-dir") + 1] = str(small_disk)
-        start_processes([server])
+    token, _ = await make_key(db, 10_000_000)
+    async with single_server(tmp_path, small_disk, server={"workers": 8}) as server:
         load = Load([server.url], token, TOTAL, interval_s=0.02, body={**BODY, "prompt": PROMPT})
         running = asyncio.ensure_future(load.run())
         await asyncio.sleep(1.0)
@@ -129,15 +75,11 @@ async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
         assert load.codes["storage_full"] > 0, "the disk never filled"
 
         async def all_ended() -> bool:
-            found = await books(_reader(db))
+            found = await books(reader(db))
             return found.stored == found.ended
 
         await until(all_ended, 60, "every stored job to end")
-    finally:
-        if server is not None:
-            server.stop()
-        farm.stop()
-    found = await books(_reader(db))
+    found = await books(reader(db))
     load.report("disk-full", found)
     load.assert_clean(found)
     assert load.gave_up == 0

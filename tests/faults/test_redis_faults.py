@@ -47,8 +47,9 @@ async def test_redis_restarting_and_hanging_fails_no_request(
     try:
         for index in (0, 1):
             await until(
-                lambda i=index: _shared(fleet, i, token)
-                == ("degraded: running on local state", False),
+                lambda i=index: (
+                    _shared(fleet, i, token) == ("degraded: running on local state", False)
+                ),
                 10,
                 f"replica {index} to say it runs on local state",
             )
