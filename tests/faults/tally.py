@@ -92,6 +92,8 @@ class Load:
     interval_s: float = 0.02
     timeout_s: float = 5.0
     body: dict[str, Any] = field(default_factory=lambda: dict(BODY))
+    #: The body of submit ``n``, when they differ (else ``body``).
+    bodies: Callable[[int], dict[str, Any]] | None = None
     #: Attempts of a keyed submit before it gives up.
     tries: int = 30
     accepted: set[str] = field(default_factory=set)
@@ -127,7 +129,8 @@ class Load:
         for attempt in range(self.tries if keyed else 1):
             url = self.urls[(n // 2 + attempt) % len(self.urls)]
             try:
-                async with session.post(f"{url}/v1/jobs", json=self.body, headers=headers) as r:
+                body = self.body if self.bodies is None else self.bodies(n)
+                async with session.post(f"{url}/v1/jobs", json=body, headers=headers) as r:
                     status, text = r.status, await r.text()
                     retry_after = r.headers.get("Retry-After")
                     doc = await r.json() if r.content_type == "application/json" else {}

@@ -164,6 +164,8 @@ class Hit:
 
     headers: dict[str, str]
     body: bytes
+    #: When it arrived (wall clock).
+    at: float = field(default_factory=time.time)
 
     @property
     def job_id(self) -> str:
