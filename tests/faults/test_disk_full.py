@@ -18,7 +18,7 @@ import pytest
 from tests.faults.services import require_root_for_tmpfs
 from tests.faults.single import make_key, reader, single_server
 from tests.faults.tally import BODY, Load, books
-from tests.replicas.fleet import until
+from tests.replicas.fleet import _get_json, until
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +69,8 @@ async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
         await asyncio.sleep(1.0)
         ballast = await asyncio.to_thread(fill, small_disk)
         await until(lambda: load.codes["storage_full"] >= 5 or running.done(), 30, "a full disk")
+        ready = await asyncio.to_thread(_get_json, f"{server.url}/readyz", 5)
+        assert ready["status"] == "ready"  # reads still work: the server stays ready
         await asyncio.sleep(1.0)
         ballast.unlink()
         await running
