@@ -3,7 +3,7 @@ are restarted, cut and paused here, never the shared ones), and ``make_fleet`` o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,26 @@ from tests.faults.services import OwnPostgres, OwnRedis
 from tests.replicas.fleet import fleet_factory
 
 pytestmark = pytest.mark.slow
+
+#: The count lines of the fault tests run this session, shown at the end of the run.
+COUNTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def fault_counts(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``fault_counts(line)``: keep a test's line of counts for the session's summary (the
+    lines are printed too, so ``-rA`` shows them with the test)."""
+    lines = request.config.stash.setdefault(COUNTS, [])
+    return lines.append
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Every fault test's counts, after the run, whatever the report options."""
+    lines = config.stash.get(COUNTS, [])
+    if lines:
+        terminalreporter.section("fault counts")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ def fill(disk: Path) -> Path:
 
 
 async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
-    small_disk: Path, tmp_path: Path
+    fault_counts, small_disk: Path, tmp_path: Path
 ) -> None:
     db = small_disk / "imagerouter.db"
     token, _ = await make_key(db, 10_000_000)
@@ -82,7 +82,7 @@ async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
 
         await until(all_ended, 60, "every stored job to end")
     found = await books(reader(db))
-    load.report("disk-full", found)
+    fault_counts(load.report("disk-full", found))
     load.assert_clean(found)
     assert load.gave_up == 0
     assert found.by_status == {"completed": found.totals["jobs"]}

@@ -29,7 +29,7 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def test_hanging_receivers_do_not_hold_up_healthy_ones(tmp_path: Path) -> None:
+async def test_hanging_receivers_do_not_hold_up_healthy_ones(fault_counts, tmp_path: Path) -> None:
     db = tmp_path / "data" / "imagerouter.db"
     token, _ = await make_key(db, 10_000_000, webhook_secret=True)
     healthy = [Receiver() for _ in range(HEALTHY)]
@@ -91,14 +91,16 @@ async def test_hanging_receivers_do_not_hold_up_healthy_ones(tmp_path: Path) -> 
         finally:
             for receiver in healthy:
                 await receiver.aclose()
-    load.report("hanging-receivers", found)
+    fault_counts(load.report("hanging-receivers", found))
     load.assert_clean(found)
     lateness = [hit.at - ended[hit.job_id] for receiver in healthy for hit in receiver.hits]
-    print(
+    line = (
         f"faults hanging-receivers: healthy webhook lateness max={max(lateness):.2f}s "
         f"hanging peak connections={hanging.peak} server fds peak={max(fds)} "
         f"(at start {fds[0]})"
     )
+    print(line)
+    fault_counts(line)
     assert len(lateness) == HEALTHY
     assert max(lateness) < 10, "a healthy receiver waited behind hanging ones"
     by_delivery: dict[str, list] = {}

@@ -17,6 +17,7 @@ TOTAL = 120
 
 
 async def test_a_replica_paused_past_its_leases_loses_nothing_and_charges_once(
+    fault_counts,
     make_fleet,
 ) -> None:
     fleet = await make_fleet(
@@ -50,7 +51,7 @@ async def test_a_replica_paused_past_its_leases_loses_nothing_and_charges_once(
     await until(all_ended, 60, "every stored job to end")
     await asyncio.sleep(1.0)  # the thawed replica's late writes, if any, land now
     found = await books(fleet.fetch)
-    load.report("replica-paused", found)
+    fault_counts(load.report("replica-paused", found))
     load.assert_clean(found)
     assert found.by_status == {"completed": found.totals["jobs"]}
     assert len(load.accepted) >= TOTAL // 2  # every keyed submit, at least

@@ -41,7 +41,7 @@ async def _sse_sees(url: str, token: str, submit) -> bool:
 
 
 async def test_postgres_killed_sessions_and_a_restart_lose_nothing(
-    make_fleet, own_postgres: OwnPostgres
+    fault_counts, make_fleet, own_postgres: OwnPostgres
 ) -> None:
     fleet = await make_fleet(
         {name: {"generation_ms": 150} for name in ("fal", "wavespeed", "openai")},
@@ -64,7 +64,7 @@ async def test_postgres_killed_sessions_and_a_restart_lose_nothing(
 
     await until(all_ended, 60, "every stored job to end")
     found = await books(fleet.fetch)
-    load.report("pg-restart", found)
+    fault_counts(load.report("pg-restart", found))
     load.assert_clean(found)
     assert load.unavailable > 0, "no submit saw the outage"
     assert load.gave_up == 0

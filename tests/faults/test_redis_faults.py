@@ -28,7 +28,7 @@ def _shared(fleet: Fleet, replica: int, token: str) -> tuple[str, bool]:
 
 
 async def test_redis_restarting_and_hanging_fails_no_request(
-    make_fleet, own_redis: OwnRedis
+    fault_counts, make_fleet, own_redis: OwnRedis
 ) -> None:
     fleet = await make_fleet(
         {name: {"generation_ms": 100} for name in ("fal", "wavespeed", "openai")},
@@ -70,7 +70,7 @@ async def test_redis_restarting_and_hanging_fails_no_request(
 
     await until(all_ended, 60, "every stored job to end")
     found = await books(fleet.fetch)
-    load.report("redis-restart-hang", found)
+    fault_counts(load.report("redis-restart-hang", found))
     load.assert_clean(found)
     assert (load.connection_errors, load.unavailable, load.gave_up) == (0, 0, 0)
     assert load.statuses == {202: TOTAL}

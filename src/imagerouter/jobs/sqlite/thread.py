@@ -32,7 +32,7 @@ from imagerouter.jobs.errors import StorageFull
 from imagerouter.jobs.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from imagerouter.private import FILE_MODE, private_dir, private_file, tighten
 
-__all__ = ["SQLiteThread"]
+__all__ = ["SQLiteThread", "storage_full"]
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def _together(
 _SQLITE_FULL = 13
 
 
-def _storage_full(exc: BaseException) -> BaseException:
+def storage_full(exc: BaseException) -> BaseException:
     """``exc``, or the :class:`StorageFull` it means (SQLite's "database or disk is full")."""
     if isinstance(exc, sqlite3.Error) and (
         (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL
@@ -297,7 +297,7 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) 
     if future.done():
         return
     if exc is not None:
-        future.set_exception(_storage_full(exc))
+        future.set_exception(storage_full(exc))
     else:
         future.set_result(value)
 
