@@ -38,6 +38,7 @@ CHARGED_TWICE = (
 )
 ENDED_IDS = "SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'canceled')"
 ALL_IDS = "SELECT id FROM jobs"
+RERUN = "SELECT count(*) FROM jobs WHERE runs > 1"
 
 #: ``fetch(sql)``: the rows of a query (tuples or records), on whatever database.
 Fetch = Callable[[str], Awaitable[Sequence[Sequence[Any]]]]
@@ -52,6 +53,8 @@ class Books:
     charged_twice: int
     ended: set[str]
     stored: set[str]
+    #: Jobs started more than once (a lease taken over, or an end that could not be written).
+    reruns: int = 0
 
     def assert_balanced(self) -> None:
         """Every stored job ended once, with one debit, a refund only if it failed, and the
@@ -77,6 +80,7 @@ async def books(fetch: Fetch) -> Books:
         int((await fetch(CHARGED_TWICE))[0][0]),
         {row[0] for row in await fetch(ENDED_IDS)},
         {row[0] for row in await fetch(ALL_IDS)},
+        int((await fetch(RERUN))[0][0]),
     )
 
 
@@ -165,7 +169,7 @@ class Load:
             f"faults {name}: accepted={len(self.accepted)} ended={len(found.ended)} "
             f"lost={lost} charged_twice={found.charged_twice} 5xx_other={len(self.bad)} "
             f"503s={self.unavailable} statuses={dict(sorted(self.statuses.items()))} "
-            f"connection_errors={self.connection_errors}"
+            f"connection_errors={self.connection_errors} reruns={found.reruns}"
         )
         print(line)
         return line
