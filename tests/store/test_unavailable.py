@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from imagerouter.jobs.errors import StorageFull, StoreUnavailable
-from imagerouter.jobs.postgres.connection import unavailable
+from imagerouter.jobs.postgres.connection import _GuardedAcquire, unavailable
 from imagerouter.jobs.sqlite.thread import storage_full
 from imagerouter.server.errors import api_error
 
@@ -67,3 +67,28 @@ def test_the_answer_is_a_503_with_retry_after(error: StoreUnavailable, code: str
     answer = api_error(error)
     assert (answer.status, answer.code, answer.headers["Retry-After"]) == (503, code, retry_after)
     assert answer.body()["error"]["retry_after_s"] == error.retry_after_s
+
+
+class _Inner:
+    """An acquire context whose release fails as a killed session's does."""
+
+    def __init__(self, release_error: Exception) -> None:
+        self.release_error = release_error
+
+    async def __aenter__(self) -> str:
+        return "conn"
+
+    async def __aexit__(self, *exc: object) -> None:
+        raise self.release_error
+
+
+async def test_a_session_killed_during_release_does_not_fail_a_finished_block() -> None:
+    killed = asyncpg.exceptions.InternalClientError("cannot switch to state 15")
+    async with _GuardedAcquire(_Inner(killed)) as conn:
+        assert conn == "conn"  # the block ends normally: no error although release failed
+    with pytest.raises(StoreUnavailable):
+        async with _GuardedAcquire(_Inner(killed)):
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("closed mid-query")
+    with pytest.raises(RuntimeError, match="a bug"):
+        async with _GuardedAcquire(_Inner(RuntimeError("a bug"))):
+            pass

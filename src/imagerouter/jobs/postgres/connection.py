@@ -126,7 +126,8 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
 
 class _GuardedAcquire:
     """``async with pool.acquire() as conn``: a lost database, while acquiring or inside the
-    block, leaves it as :class:`StoreUnavailable`."""
+    block, leaves it as :class:`StoreUnavailable`; one lost while the connection is released
+    after the block is no error of the block's."""
 
     __slots__ = ("_inner",)
 
@@ -146,7 +147,14 @@ class _GuardedAcquire:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._inner.__aexit__(exc_type, exc, tb)
+        try:
+            await self._inner.__aexit__(exc_type, exc, tb)
+        except Exception as release_error:
+            # Releasing resets the connection; a session killed just then fails it. The block
+            # itself (its transaction) already ended: what it did stands, and the pool drops
+            # the broken connection. Only the block's own error, if any, is the answer.
+            if exc is None and unavailable(release_error) is None:
+                raise
         if isinstance(exc, Exception):
             _raise_if_lost(exc)
 
