@@ -25,6 +25,14 @@ TIMEOUT_S = 2.0
 RETRY_SCALE = 0.4  # the schedule's second attempt 5 s × 0.4 after the first
 
 
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
 def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -83,6 +91,7 @@ async def test_hanging_receivers_do_not_hold_up_healthy_ones(fault_counts, tmp_p
                     )
                 }
                 found = await books(fetch)
+                peak_mib = _peak_rss_mib(srv.proc.pid)
                 attempts = await fetch(
                     "SELECT a.delivery_id, a.attempt, a.started_at, a.outcome, a.error, "
                     "a.next_attempt_at FROM delivery_attempts a JOIN deliveries d "
@@ -97,7 +106,7 @@ async def test_hanging_receivers_do_not_hold_up_healthy_ones(fault_counts, tmp_p
     line = (
         f"faults hanging-receivers: healthy webhook lateness max={max(lateness):.2f}s "
         f"hanging peak connections={hanging.peak} server fds peak={max(fds)} "
-        f"(at start {fds[0]})"
+        f"(at start {fds[0]}) server peak RSS={peak_mib:.0f} MiB"
     )
     print(line)
     fault_counts(line)
@@ -115,3 +124,4 @@ async def test_hanging_receivers_do_not_hold_up_healthy_ones(fault_counts, tmp_p
     # sockets stay bounded: slots (64) plus attempts aside (1,024), the defaults
     assert hanging.peak <= 64 + 1024
     assert max(fds) <= fds[0] + 64 + 1024 + 100
+    assert peak_mib < 1024  # a loose ceiling: memory does not grow with every hanging attempt
