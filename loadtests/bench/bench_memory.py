@@ -17,6 +17,12 @@ Run: ``python -m loadtests.bench.bench_memory`` (about a minute; prints a table 
   highest of three reads half a second apart) and ``VmHWM`` (the peak). Reported: both, the
   growth, and the growth per job in flight; from ``queued`` and ``running`` together, the
   memory of one queued and of one running job.
+* A fourth case, ``hanging_webhooks``: 1,000 jobs that end at once (a fast farm of their
+  own), each with its ``webhook_url`` on one of 1,000 loopback receivers that accept the
+  connection and never answer. Measured while their attempts hang (the default 15 s
+  timeout): RSS before and after, the peak, the server's open file descriptors and the
+  connections the receivers held at most (bounded by ``webhook_concurrency`` +
+  ``webhook_slow_max``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,13 @@ import aiohttp
 from loadtests.bench.common import farm_process, free_port, wait_for_http, write_results
 
 JOBS = 10_000
+HANGING = 1_000
+FAST_SCENARIO = """description = "bench_memory: OpenAI answers at once"
+seed = 1
+[providers.openai]
+latency_ms = 1
+generation_ms = 5
+"""
 RATE_PER_S = 1_000.0
 RUNNING = 2_000
 MODEL = "bench-held"
@@ -225,12 +239,151 @@ def measure(openai_url: str, workers: int, jobs: int, rate: float) -> dict[str, 
     }
 
 
+class _Hanging:
+    """``count`` loopback listeners, on a thread of their own, that accept connections and
+    never answer; they count the connections held now and at most."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.urls, self.open, self.peak = count, [], 0, 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+        try:
+            while await reader.read(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def _start(self) -> list[asyncio.Server]:
+        servers = [
+            await asyncio.start_server(self._hold, "127.0.0.1", 0) for _ in range(self.count)
+        ]
+        self.urls = [f"http://127.0.0.1:{s.sockets[0].getsockname()[1]}/hook" for s in servers]
+        return servers
+
+    def __enter__(self) -> _Hanging:
+        self._thread.start()
+        self._servers = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for server in self._servers:
+            self._loop.call_soon_threadsafe(server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def measure_hanging_webhooks(openai_url: str, hanging: int) -> dict[str, Any]:
+    """The ``hanging_webhooks`` case (see the module doc)."""
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as name, _Hanging(hanging) as hang:
+        tmp = Path(name)
+        config, data = _config(tmp, openai_url, 32), tmp / "data"
+        # the receivers are on loopback
+        allow = '[server]\nwebhook_allow = ["127.0.0.1/32"]\n'
+        config.write_text(config.read_text().replace("[server]\n", allow, 1))
+        token = (
+            _cli(
+                "keys",
+                "create",
+                "--account",
+                "bench",
+                "--credits",
+                str(10**9),
+                config=config,
+                data=data,
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = (tmp / "server.log").open("wb")
+        command = [sys.executable, "-m", "imagerouter", "serve", "--config", str(config)]
+        command += ["--data-dir", str(data), "--port", str(port)]
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(f"{url}/readyz", timeout_s=60)
+
+            async def register() -> None:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.put(
+                        f"{url}/v1/webhook", json={"url": hang.urls[0]}, headers=headers
+                    ) as answer,
+                ):
+                    if answer.status != 200:
+                        raise RuntimeError(
+                            f"PUT /v1/webhook: {answer.status} {await answer.text()}"
+                        )
+
+            asyncio.run(_open_loop(url, token, 50, 100.0))  # warm up, no webhook yet
+            asyncio.run(register())
+            time.sleep(2.0)
+            before, fds_before = rss_kib(server.pid), _fds(server.pid)
+            sent = asyncio.run(_submit_with_hooks(url, token, hang.urls))
+            fds, reads = [], []
+            deadline = time.monotonic() + 12  # inside the 15 s timeout: every attempt hangs
+            while time.monotonic() < deadline:
+                fds.append(_fds(server.pid))
+                reads.append(rss_kib(server.pid))
+                time.sleep(0.5)
+            peak = rss_kib(server.pid, "VmHWM")
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+            log.close()
+    return {
+        "receivers": hanging,
+        "submitted": sent,
+        "rss_before_mib": round(before / 1024, 1),
+        "rss_after_mib": round(max(reads) / 1024, 1),
+        "rss_peak_mib": round(peak / 1024, 1),
+        "growth_mib": round((max(reads) - before) / 1024, 1),
+        "fds_before": fds_before,
+        "fds_peak": max(fds),
+        "receiver_connections_peak": hang.peak,
+    }
+
+
+async def _submit_with_hooks(url: str, token: str, hooks: list[str]) -> dict[str, int]:
+    statuses: dict[str, int] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def one(hook: str) -> None:
+            body = {**BODY, "webhook_url": hook}
+            async with session.post(f"{url}/v1/jobs", json=body, headers=headers) as answer:
+                await answer.read()
+                statuses[str(answer.status)] = statuses.get(str(answer.status), 0) + 1
+
+        await asyncio.gather(*(one(hook) for hook in hooks))
+    return statuses
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run both configurations, print a table, write ``results/memory.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=JOBS)
     parser.add_argument("--rate", type=float, default=RATE_PER_S)
     parser.add_argument("--running", type=int, default=RUNNING, help="workers of 'running'")
+    parser.add_argument(
+        "--hanging", type=int, default=HANGING, help="receivers of 'hanging_webhooks' (0: skip)"
+    )
     args = parser.parse_args(argv)
     if not Path("/proc/self/status").is_file():
         raise SystemExit("bench_memory reads /proc: Linux only")
@@ -245,6 +398,16 @@ def main(argv: list[str] | None = None) -> None:
             for label, workers in configs:
                 print(f"  {label}: {args.jobs} jobs, {workers} workers …", flush=True)
                 results[label] = measure(openai_url, workers, args.jobs, args.rate)
+    hanging_row = None
+    if args.hanging:
+        with tempfile.TemporaryDirectory(prefix="bench-memory-farm-") as name:
+            scenario = Path(name) / "fast.toml"
+            scenario.write_text(FAST_SCENARIO)
+            with farm_process(str(scenario)) as farm:
+                print(f"  hanging_webhooks: {args.hanging} receivers that never answer …")
+                hanging_row = measure_hanging_webhooks(
+                    farm["providers"]["openai"]["base_url"], args.hanging
+                )
     print()
     print(
         f"{'config':>8} | {'in flight':>9} | {'RSS before':>10} | {'RSS after':>9} | "
@@ -266,6 +429,14 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "rss_mib_with_all_running": running["rss_after_mib"],
     }
+    if hanging_row is not None:
+        print(
+            f"\nhanging_webhooks: {hanging_row['receivers']} receivers, RSS "
+            f"{hanging_row['rss_before_mib']} -> {hanging_row['rss_after_mib']} MiB (peak "
+            f"{hanging_row['rss_peak_mib']}), fds {hanging_row['fds_before']} -> "
+            f"{hanging_row['fds_peak']}, receiver connections at most "
+            f"{hanging_row['receiver_connections_peak']}"
+        )
     print(f"\nsummary: {json.dumps(summary)}")
     path = write_results(
         "memory",
@@ -275,6 +446,7 @@ def main(argv: list[str] | None = None) -> None:
             "rate_per_s": args.rate,
             "machine": {"cpus": os.cpu_count()},
             "configs": results,
+            "hanging_webhooks": hanging_row,
             "summary": summary,
         },
     )

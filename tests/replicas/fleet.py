@@ -16,13 +16,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import redis
 from aiohttp import web
 
 from imagerouter import AsyncResource
@@ -32,8 +34,10 @@ from imagerouter.plugins import load_plugins
 from imagerouter.webhooks import new_secret
 from mockproviders.bridge import FARM_OPTIONS
 from tests.helpers.net import free_port
+from tests.helpers.redis_service import delete_prefix
 from tests.polling import eventually
 from tests.replication.proxy import TcpProxy
+from tests.store.pg import drop_schema, new_schema, with_schema
 
 PYTHON = sys.executable
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse"}
@@ -98,11 +102,22 @@ class Proc:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: frozen, its sockets open and silent, its leases running out."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         if not self.alive:
             return
         assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=timeout_s)
@@ -149,6 +164,8 @@ class Hit:
 
     headers: dict[str, str]
     body: bytes
+    #: When it arrived (wall clock).
+    at: float = field(default_factory=time.time)
 
     @property
     def job_id(self) -> str:
@@ -203,6 +220,8 @@ def _table(name: str, values: dict[str, Any]) -> list[str]:
     lines = [f"[{name}]"]
     nested: list[str] = []
     for key, value in values.items():
+        if value is None:  # left to the default (e.g. no store: SQLite in the data dir)
+            continue
         if isinstance(value, dict) and key in ("breaker",):
             nested += _table(f"{name}.{key}", value)
         else:
@@ -214,8 +233,8 @@ def write_config(
     path: Path,
     farm_doc: dict[str, Any],
     *,
-    store: str,
-    state: str,
+    store: str | None,
+    state: str | None,
     prefix: str,
     server: dict[str, Any] | None = None,
     router: dict[str, Any] | None = None,
@@ -390,3 +409,74 @@ async def submit(
 async def until(condition: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
     """Wait until ``condition()`` (sync or async) is truthy and return its value."""
     return await eventually(condition, timeout_s=timeout_s, what=what or repr(condition))
+
+
+@contextlib.asynccontextmanager
+async def fleet_factory(pg_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """Yields ``make(scenario, replicas=3, server=…, router=…, providers=…, proxy=False,
+    args=…)``, which starts a farm process with ``scenario`` (provider → fault profile) and N
+    replicas sharing one config on a fresh schema of ``pg_url`` and prefix of ``redis_url``
+    (``providers``: more settings per provider; ``args``: extra ``serve`` flags by replica
+    index; ``proxy``: Redis through a cuttable TCP proxy, ``fleet.proxy``); on exit every
+    process is stopped and the schema and keys removed."""
+    procs: list[Proc] = []
+    cleanup: list[Any] = []
+
+    async def make(
+        scenario: dict[str, dict[str, Any]],
+        *,
+        replicas: int = 3,
+        server: dict[str, Any] | None = None,
+        router: dict[str, Any] | None = None,
+        providers: dict[str, dict[str, Any]] | None = None,
+        proxy: bool = False,
+        args: dict[int, list[str]] | None = None,
+    ) -> Fleet:
+        schema, prefix = new_schema("irrep"), f"irtest:{uuid.uuid4().hex[:12]}"
+        store_url = with_schema(pg_url, schema)
+        cleanup.append(("schema", schema))
+        cleanup.append(("prefix", prefix))
+        state_url, tcp = redis_url, None
+        if proxy:
+            target = redis.connection.parse_url(redis_url)
+            tcp = ThreadedProxy(target.get("host", "127.0.0.1"), int(target.get("port", 6379)))
+            tcp.start()
+            cleanup.append(("proxy", tcp))
+            state_url = tcp.url(int(target.get("db", 0)))
+        farm = farm_proc(tmp_path, write_scenario(tmp_path / "scenario.toml", scenario))
+        procs.append(farm)
+        start_processes([farm])
+        config = write_config(
+            tmp_path / "imagerouter.toml",
+            _get_json(f"{farm.url}/_farm/providers"),
+            store=store_url,
+            state=state_url,
+            prefix=prefix,
+            server=server,
+            router=router,
+            providers=providers,
+        )
+        args = args or {}
+        nodes = [replica_proc(tmp_path, config, i, *args.get(i, ())) for i in range(replicas)]
+        procs.extend(nodes)
+        start_processes(nodes)  # they migrate the empty schema at once: the advisory lock
+        store = PostgresJobStore(store_url, pool_max=4, poll_interval_s=0.2)
+        await store.start()
+        cleanup.append(("store", store))
+        return Fleet(farm, nodes, store, config, tcp)
+
+    try:
+        yield make
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        for kind, thing in reversed(cleanup):
+            with contextlib.suppress(Exception):  # a fault test may leave a service down
+                if kind == "store":
+                    await thing.aclose()
+                elif kind == "proxy":
+                    thing.stop()
+                elif kind == "schema":
+                    await drop_schema(pg_url, thing)
+                elif kind == "prefix":
+                    delete_prefix(redis_url, thing)

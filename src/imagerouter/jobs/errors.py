@@ -10,7 +10,9 @@ __all__ = [
     "InvalidCursor",
     "JobFinished",
     "JobNotFound",
+    "StorageFull",
     "StoreError",
+    "StoreUnavailable",
 ]
 
 
@@ -68,3 +70,28 @@ class InvalidCursor(StoreError):
     def __init__(self, cursor: str) -> None:
         self.cursor = cursor
         super().__init__(f"invalid cursor {cursor!r}")
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now: refused, cut, restarting or shutting down. Worth
+    trying again after ``retry_after_s``; the server answers 503 with ``Retry-After``.
+
+    What the operation wrote was rolled back, except when the connection was lost during the
+    commit itself, when it may have committed: a submit retried with its ``Idempotency-Key``
+    is then answered once, never charged twice."""
+
+    code = "store_unavailable"
+
+    def __init__(self, reason: str, retry_after_s: float = 1.0) -> None:
+        self.reason, self.retry_after_s = reason, retry_after_s
+        super().__init__(f"the job store is unavailable ({reason}); retry in {retry_after_s:g} s")
+
+
+class StorageFull(StoreUnavailable):
+    """The database's disk is full: the operation was rolled back, nothing half-written.
+    Writes succeed again by themselves once space is freed."""
+
+    code = "storage_full"
+
+    def __init__(self, reason: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(reason, retry_after_s)

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import ImageRouterError, NoProviderAvailable, ProviderError
 from imagerouter.generation import ImageRequest
+from imagerouter.jobs.errors import StoreUnavailable
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.progress import ProgressRecorder
 from imagerouter.jobs.store import IdempotencyStore, JobQueue
@@ -270,10 +271,27 @@ class WorkerPool(AsyncResource):
         with job_context(job.id):
             await self._run(job)
 
+    async def _write_end(self, write: Callable[..., Awaitable[bool]], *args: Any) -> bool:
+        """Write a job's end (``write(*args)``: complete or fail it); while the store is
+        unavailable (a restart, a full disk) try again, for up to ``lease_s``, so a short
+        outage does not send the job to a provider again. A retry after a commit that was
+        in fact made changes nothing: the end is written once, under the lease."""
+        delay_s, deadline = 0.1, self._clock.now() + self.config.lease_s
+        while True:
+            try:
+                return await write(*args)
+            except StoreUnavailable as exc:
+                if self._clock.now() + delay_s > deadline:
+                    raise
+                log.info("writing a job's end waits for the store: %s", exc)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 1.0)
+
     async def _run(self, job: Job) -> None:
         remaining = job.deadline_at - self._clock.wall()
         if remaining <= 0:
-            await self.store.fail_job(
+            await self._write_end(
+                self.store.fail_job,
                 job.id,
                 self.owner,
                 {"code": "deadline_exceeded", "message": "the job's deadline passed"},
@@ -282,8 +300,12 @@ class WorkerPool(AsyncResource):
             return
         if job.runs > self.config.max_runs:
             message = f"the job was started {job.runs - 1} times without finishing"
-            await self.store.fail_job(
-                job.id, self.owner, {"code": "too_many_runs", "message": message}, []
+            await self._write_end(
+                self.store.fail_job,
+                job.id,
+                self.owner,
+                {"code": "too_many_runs", "message": message},
+                [],
             )
             return
         interval = self.config.progress_interval_s
@@ -307,14 +329,16 @@ class WorkerPool(AsyncResource):
                 if progress is not None:
                     await progress.aclose()
         except ImageRouterError as exc:
-            written = await self.store.fail_job(job.id, self.owner, error_body(exc), _attempts(exc))
+            written = await self._write_end(
+                self.store.fail_job, job.id, self.owner, error_body(exc), _attempts(exc)
+            )
             log.info("job %s failed (%s); written=%s", job.id, exc.code, written)
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("job %s crashed", job.id)
-            await self.store.fail_job(job.id, self.owner, error_body(exc), [])
+            await self._write_end(self.store.fail_job, job.id, self.owner, error_body(exc), [])
             return
         body = result.model_dump(mode="json", exclude={"attempts"})
         if self._outputs is not None:
@@ -326,6 +350,8 @@ class WorkerPool(AsyncResource):
                 log.warning("job %s: storing its outputs failed: %s", job.id, exc)
                 message = f"the images were generated but could not be stored: {exc}"
                 error = {"code": "output_storage_failed", "message": message}
-                await self.store.fail_job(job.id, self.owner, error, result.attempts)
+                await self._write_end(
+                    self.store.fail_job, job.id, self.owner, error, result.attempts
+                )
                 return
-        await self.store.complete_job(job.id, self.owner, body, result.attempts)
+        await self._write_end(self.store.complete_job, job.id, self.owner, body, result.attempts)

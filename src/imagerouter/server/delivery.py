@@ -126,7 +126,10 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
             app[streams_key].close_all()
         return
     async with WebhookSender(
-        policy, timeout_s=settings.webhook_timeout_s, max_connections=config.concurrency
+        policy,
+        timeout_s=settings.webhook_timeout_s,
+        max_connections=config.concurrency + config.slow_max,
+        per_target=config.per_target,
     ) as sender:
         worker = DeliveryWorker(store, sender, _body_builder(app), config)
         app[deliveries_key] = worker

@@ -7,6 +7,7 @@ OpenAI-compatible route the same error is rendered in OpenAI's shape instead
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,9 @@ from imagerouter.jobs.errors import (
     InvalidCursor,
     JobFinished,
     JobNotFound,
+    StorageFull,
     StoreError,
+    StoreUnavailable,
 )
 from imagerouter.preferences import PriceAboveMax, RoutingRejected
 from imagerouter.storage.base import StorageError
@@ -63,6 +66,9 @@ ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
     InvalidRequest: 502,
     NoProviderAvailable: 503,
     StoreError: 500,
+    # The database is unreachable or its disk full: a 503 with Retry-After, nothing stored.
+    StoreUnavailable: 503,
+    StorageFull: 503,
     JobNotFound: 404,  # also another account's job: its existence is not revealed
     AccountNotFound: 404,
     JobFinished: 409,  # canceling a job that already ended
@@ -139,9 +145,15 @@ def api_error(
     extra: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> ApiError:
-    """The HTTP answer for a core error: status from :data:`ERROR_STATUS`, code from the error."""
+    """The HTTP answer for a core error: status from :data:`ERROR_STATUS`, code from the error;
+    an error that says when to retry (``retry_after_s``) carries ``Retry-After``."""
     if field is None and isinstance(exc, UnsupportedRequest):
         field = exc.field
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        seconds = str(max(1, math.ceil(retry_after_s)))
+        headers = {"Retry-After": seconds, **(headers or {})}
+        extra = {"retry_after_s": retry_after_s, **(extra or {})}
     return ApiError(
         status_for(type(exc)),
         exc.code,

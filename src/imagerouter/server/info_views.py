@@ -3,6 +3,8 @@ and the metrics."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from imagerouter.metrics import CONTENT_TYPE
@@ -12,6 +14,7 @@ from imagerouter.server.keys import (
     principal_key,
     router_key,
     routes_key,
+    state_key,
     store_key,
     workers_key,
 )
@@ -27,6 +30,7 @@ __all__ = [
     "metrics_view",
     "openapi_json",
     "readyz",
+    "shared_state",
 ]
 
 
@@ -53,9 +57,28 @@ async def list_models(request: web.Request) -> web.Response:
     return json_response({"object": "list", "data": data})
 
 
+def shared_state(app: web.Application) -> dict[str, Any]:
+    """Where this replica's resilience state lives: ``local`` (no Redis configured), or
+    ``redis`` with ``healthy`` False while Redis is down or hangs and the replica runs on its
+    own state (``degraded_since``: when that began)."""
+    state = app.get(state_key)
+    if state is None:
+        return {"backend": "local", "healthy": True}
+    healthy = bool(getattr(state, "healthy", False))
+    since = None if healthy else getattr(state, "status", dict)().get("since")
+    return {"backend": "redis", "healthy": healthy, "degraded_since": since}
+
+
 async def list_providers(request: web.Request) -> web.Response:
-    """``GET /v1/providers``: each provider's health, breaker state and cooldown."""
-    return json_response({"object": "list", "data": request.app[router_key].provider_status()})
+    """``GET /v1/providers``: each provider's health, breaker state and cooldown, and whether
+    the state is shared right now (``shared_state``)."""
+    return json_response(
+        {
+            "object": "list",
+            "data": request.app[router_key].provider_status(),
+            "shared_state": shared_state(request.app),
+        }
+    )
 
 
 async def account(request: web.Request) -> web.Response:
@@ -85,7 +108,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: the store answers and the worker pool takes jobs (503 otherwise)."""
+    """``GET /readyz``: the store answers and the worker pool takes jobs (503 otherwise); with
+    Redis configured, ``checks.shared_state`` says whether it is in use (a replica without it
+    stays ready: it routes on its own state)."""
     checks: dict[str, str] = {}
     try:
         await request.app[store_key].ping()
@@ -97,6 +122,9 @@ async def readyz(request: web.Request) -> web.Response:
         checks["workers"] = "disabled"
     else:
         checks["workers"] = "ok" if pool.accepting else "stopped"
+    if request.app.get(state_key) is not None:  # informative: a replica serves without Redis
+        shared = shared_state(request.app)["healthy"]
+        checks["shared_state"] = "ok" if shared else "degraded: running on local state"
     ready = checks["store"] == "ok" and checks["workers"] in ("ok", "disabled")
     return json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},

@@ -49,6 +49,7 @@ __all__ = [
     "ProviderOut",
     "ReadyOut",
     "RotateSecretIn",
+    "SharedStateOut",
     "WebhookIn",
     "WebhookOut",
     "WebhookSecretOut",
@@ -284,11 +285,21 @@ class ProviderOut(BaseModel):
     )
 
 
+class SharedStateOut(_Out):
+    """Where the resilience state lives: ``local`` (no Redis configured) or ``redis``;
+    ``healthy`` False while Redis is down or hangs and this replica routes on its own state."""
+
+    backend: Literal["local", "redis"]
+    healthy: bool
+    degraded_since: float | None = None
+
+
 class ProviderList(_Out):
-    """Every provider instance."""
+    """Every provider instance, and whether their state is shared with the other replicas."""
 
     object: Literal["list"] = "list"
     data: list[ProviderOut]
+    shared_state: SharedStateOut
 
 
 class LedgerEntryOut(_Out):

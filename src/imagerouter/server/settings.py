@@ -175,7 +175,27 @@ class ServerSettings(BaseModel):
     webhook_secret_grace_s: float = Field(
         default=24 * 3600.0, ge=0, description="How long a rotated-out secret keeps signing."
     )
-    webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="Webhook attempts in flight at once that answered within "
+        "webhook_slow_after_s; a slower one moves aside (see webhook_slow_max).",
+    )
+    webhook_slow_after_s: float = Field(
+        default=0.25,
+        gt=0,
+        description="An attempt still waiting after this long stops holding a slot, so "
+        "receivers that hang never hold up healthy ones.",
+    )
+    webhook_slow_max: int = Field(
+        default=1024,
+        ge=0,
+        description="Most slow attempts waiting at once (each an open socket); past it, slow "
+        "ones keep their slots.",
+    )
+    webhook_per_target: int = Field(
+        default=4, ge=1, description="Most connections open at once to one host and port."
+    )
     webhook_lease_s: float = Field(default=60.0, gt=0)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)
     sse_heartbeat_s: float = Field(
@@ -248,6 +268,9 @@ class ServerSettings(BaseModel):
         """The webhook delivery worker's part of these settings."""
         return DeliveryConfig(
             concurrency=self.webhook_concurrency,
+            slow_after_s=self.webhook_slow_after_s,
+            slow_max=self.webhook_slow_max,
+            per_target=self.webhook_per_target,
             lease_s=self.webhook_lease_s,
             poll_interval_s=self.webhook_poll_interval_s,
             shutdown_grace_s=min(self.shutdown_grace_s, self.webhook_timeout_s),

@@ -31,6 +31,8 @@ class WebhookSender(AsyncResource):
         policy: which URLs and addresses may be contacted.
         timeout_s: the whole request's time limit.
         max_connections: connections open at once.
+        per_target: connections open at once to one host and port (a receiver that hangs
+            holds no more than these; its other attempts wait for one, within the timeout).
         resolver: the DNS resolver under the guard (aiohttp's threaded resolver by default).
     """
 
@@ -40,11 +42,13 @@ class WebhookSender(AsyncResource):
         *,
         timeout_s: float = 15.0,
         max_connections: int = 64,
+        per_target: int = 0,
         resolver: AbstractResolver | None = None,
     ) -> None:
         self.policy = policy
         self.timeout_s = timeout_s
         self._max_connections = max_connections
+        self._per_target = per_target
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
@@ -53,6 +57,7 @@ class WebhookSender(AsyncResource):
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self.policy, self._resolver),
             limit=self._max_connections,
+            limit_per_host=self._per_target,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

@@ -11,7 +11,11 @@ this worker only has to find due ones:
   end in one turn of the event loop are written together, in one store call, and each
   delivery's slot is freed only once its record is durable;
 * a process that dies mid-attempt leaves a lease that expires after ``lease_s``, and the
-  delivery is sent again, with the same ``webhook-id``: delivery is at least once.
+  delivery is sent again, with the same ``webhook-id``: delivery is at least once;
+* no head-of-line blocking: an attempt still waiting after ``slow_after_s`` (a receiver that
+  accepts and never answers) moves aside and frees its slot for the next due delivery, up to
+  ``slow_max`` such attempts at once (each an open socket, ended by the sender's timeout);
+  the sender opens at most ``per_target`` connections to one host and port.
 """
 
 from __future__ import annotations
@@ -51,7 +55,11 @@ class DeliveryConfig:
     """How the delivery worker runs.
 
     Attributes:
-        concurrency: attempts in flight at once.
+        concurrency: attempts in flight at once, counting only those younger than
+            ``slow_after_s``.
+        slow_after_s: after this long an attempt moves aside and frees its slot.
+        slow_max: most attempts aside at once (past it, slow attempts keep their slots).
+        per_target: the sender's cap on connections to one host and port.
         lease_s: how long an attempt may run before another process may retake it (longer
             than the sender's timeout).
         poll_interval_s: how often due deliveries are looked for when nothing woke the worker.
@@ -59,7 +67,10 @@ class DeliveryConfig:
         schedule: the retry schedule.
     """
 
-    concurrency: int = 16
+    concurrency: int = 64
+    slow_after_s: float = 0.25
+    slow_max: int = 1024
+    per_target: int = 4
     lease_s: float = 60.0
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 5.0
@@ -90,6 +101,9 @@ class DeliveryWorker(AsyncResource):
         self._stopping = False
         self._due: list[float] = []  # a heap of retry times this worker scheduled
         self._inflight: set[asyncio.Task[None]] = set()
+        #: Attempts in flight past ``slow_after_s``: they hold no slot.
+        self._slow: set[asyncio.Task[None]] = set()
+        self._timers: dict[asyncio.Task[None], asyncio.TimerHandle] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         #: Attempts waiting for the next batched write, with the futures their tasks await.
@@ -100,6 +114,11 @@ class DeliveryWorker(AsyncResource):
     def inflight(self) -> int:
         """Attempts running right now."""
         return len(self._inflight)
+
+    @property
+    def slow(self) -> int:
+        """Attempts running past ``slow_after_s``, moved aside."""
+        return len(self._slow)
 
     async def start(self) -> None:
         """Listen for final job events and start dispatching."""
@@ -142,7 +161,7 @@ class DeliveryWorker(AsyncResource):
 
     async def _dispatch(self) -> None:
         while not self._stopping:
-            free = self.config.concurrency - len(self._inflight)
+            free = self.config.concurrency - (len(self._inflight) - len(self._slow))
             claimed: list[Delivery] = []
             if free > 0:
                 now = self._clock.wall()
@@ -169,6 +188,9 @@ class DeliveryWorker(AsyncResource):
                     self._deliver(delivery, lookup, bodies), name=f"webhook-{delivery.id}"
                 )
                 self._inflight.add(task)
+                self._timers[task] = asyncio.get_running_loop().call_later(
+                    self.config.slow_after_s, self._aside, task
+                )
                 task.add_done_callback(self._done)
             if free > 0 and claimed and len(claimed) == free:
                 continue
@@ -181,8 +203,20 @@ class DeliveryWorker(AsyncResource):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
+    def _aside(self, task: asyncio.Task[None]) -> None:
+        """``task`` is still waiting after ``slow_after_s``: free its slot, if there is room
+        aside."""
+        self._timers.pop(task, None)
+        if not task.done() and len(self._slow) < self.config.slow_max:
+            self._slow.add(task)
+            self._wakeup.set()
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._slow.discard(task)
+        timer = self._timers.pop(task, None)
+        if timer is not None:
+            timer.cancel()
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery task failed: %r", task.exception())
         self._wakeup.set()  # a slot is free

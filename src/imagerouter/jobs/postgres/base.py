@@ -12,6 +12,7 @@ from imagerouter.jobs import migrations
 from imagerouter.jobs.common import StoreBase
 from imagerouter.jobs.errors import StoreError
 from imagerouter.jobs.postgres.connection import (
+    GuardedPool,
     connect_kwargs,
     init_connection,
     parse_url,
@@ -56,7 +57,7 @@ class PostgresBase(StoreBase):
         #: The NOTIFY channel of this schema's key revocations.
         self.keys_channel = f"imagerouter_keys.{self.schema}"
         self._clock = clock or MonotonicClock()
-        self._pool: asyncpg.Pool = None  # type: ignore[assignment]
+        self._pool: GuardedPool = None  # type: ignore[assignment]
         self._feed = EventFeed(
             self.dsn, connect_kwargs(self.schema), self.channel, poll_interval_s, self.keys_channel
         )
@@ -79,12 +80,14 @@ class PostgresBase(StoreBase):
                 await migrations.migrate(conn, self.schema)
             finally:
                 await conn.close()
-        self._pool = await asyncpg.create_pool(
-            self.dsn,
-            min_size=self.pool_min,
-            max_size=self.pool_max,
-            init=init_connection,
-            **connect_kwargs(self.schema),
+        self._pool = GuardedPool(
+            await asyncpg.create_pool(
+                self.dsn,
+                min_size=self.pool_min,
+                max_size=self.pool_max,
+                init=init_connection,
+                **connect_kwargs(self.schema),
+            )
         )
         self._engine.pool = self._pool
         try:

@@ -1,13 +1,16 @@
 """Reaching PostgreSQL: the store's URL (its own query parameters, a redacted form for logs),
-how every connection is set up, and :func:`run_steps`, which runs a shared rule of
-:mod:`imagerouter.jobs.rules` on an asyncpg connection."""
+how every connection is set up, :class:`GuardedPool` (the pool, with a lost database raised as
+:class:`~imagerouter.jobs.errors.StoreUnavailable`), and :func:`run_steps`, which runs a
+shared rule of :mod:`imagerouter.jobs.rules` on an asyncpg connection."""
 
 from __future__ import annotations
 
 import json
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from imagerouter.jobs.errors import StorageFull, StoreUnavailable
 from imagerouter.jobs.rows import dumps
 from imagerouter.jobs.sql import Steps, numbered
 
@@ -15,12 +18,14 @@ if TYPE_CHECKING:  # the URL helpers work without the postgres extra (imageroute
     import asyncpg
 
 __all__ = [
+    "GuardedPool",
     "connect_kwargs",
     "init_connection",
     "is_postgres_url",
     "parse_url",
     "redact_url",
     "run_steps",
+    "unavailable",
 ]
 
 T = TypeVar("T")
@@ -89,3 +94,124 @@ async def run_steps(conn: asyncpg.Connection, steps: Steps[T]) -> T:
                 answer = None
     except StopIteration as done:
         return done.value
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """The :class:`StoreUnavailable` (or :class:`StorageFull`) that ``exc`` means, or None
+    when it is no sign of a lost database: a refused or reset connection, a connect timeout,
+    a session killed (``pg_terminate_backend``) or cut by a shutdown or restart, a server still
+    starting, too many connections, a full disk."""
+    import asyncpg  # the postgres extra: only a store that runs gets here
+
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, asyncpg.exceptions.DiskFullError):
+        return StorageFull(f"PostgreSQL: {exc}")
+    lost = (
+        OSError,  # refused, reset, unreachable; TimeoutError (a connect timeout) is one too
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.PostgresConnectionError,  # class 08
+        asyncpg.exceptions.OperatorInterventionError,  # 57P01-03: shut down, crashed, starting
+        asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, no memory
+        # a session killed while idle in the pool: the server's goodbye arrives as the next
+        # query starts, and the driver finds its state machine mid-operation
+        asyncpg.exceptions.InternalClientError,
+    )
+    if isinstance(exc, lost) or (
+        isinstance(exc, asyncpg.exceptions.InterfaceError) and "closed" in str(exc)
+    ):
+        return StoreUnavailable(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+class _GuardedAcquire:
+    """``async with pool.acquire() as conn``: a lost database, while acquiring or inside the
+    block, leaves it as :class:`StoreUnavailable`; one lost while the connection is released
+    after the block is no error of the block's."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            return await self._inner.__aenter__()
+        except Exception as exc:
+            _raise_if_lost(exc)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._inner.__aexit__(exc_type, exc, tb)
+        except Exception as release_error:
+            # Releasing resets the connection; a session killed just then fails it. The block
+            # itself (its transaction) already ended: what it did stands, and the pool drops
+            # the broken connection. Only the block's own error, if any, is the answer.
+            if exc is None and unavailable(release_error) is None:
+                raise
+        if isinstance(exc, Exception):
+            _raise_if_lost(exc)
+
+
+class GuardedPool:
+    """The store's asyncpg pool, with every sign of a lost database (:func:`unavailable`)
+    raised as :class:`StoreUnavailable`, so the API answers 503 with ``Retry-After`` rather
+    than 500. The pool itself reconnects: a dead connection is dropped when released and the
+    next ``acquire`` opens a new one."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    def acquire(self) -> _GuardedAcquire:
+        """A connection, as ``async with``."""
+        return _GuardedAcquire(self.pool.acquire())
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        """``Pool.fetch``."""
+        try:
+            return await self.pool.fetch(query, *args)
+        except Exception as exc:
+            _raise_if_lost(exc)
+            raise
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        """``Pool.fetchrow``."""
+        try:
+            return await self.pool.fetchrow(query, *args)
+        except Exception as exc:
+            _raise_if_lost(exc)
+            raise
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        """``Pool.fetchval``."""
+        try:
+            return await self.pool.fetchval(query, *args)
+        except Exception as exc:
+            _raise_if_lost(exc)
+            raise
+
+    async def execute(self, query: str, *args: Any) -> str:
+        """``Pool.execute``."""
+        try:
+            return await self.pool.execute(query, *args)
+        except Exception as exc:
+            _raise_if_lost(exc)
+            raise
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self.pool.close()
+
+
+def _raise_if_lost(exc: Exception) -> None:
+    lost = unavailable(exc)
+    if lost is not None and lost is not exc:
+        raise lost from exc

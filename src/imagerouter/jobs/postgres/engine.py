@@ -35,6 +35,7 @@ import asyncpg
 
 from imagerouter.jobs.errors import StoreError
 from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.postgres.connection import GuardedPool
 from imagerouter.jobs.postgres.feed import EventFeed
 from imagerouter.jobs.rows import dumps, event_data
 from imagerouter.jobs.rules import DeliveryTarget
@@ -168,7 +169,7 @@ class GroupCommit:
         self.feed, self.channel = feed, channel
         self.batch_max, self.parallel = batch_max, parallel
         #: The store's pool, set when it opens.
-        self.pool: asyncpg.Pool = None  # type: ignore[assignment]
+        self.pool: GuardedPool = None  # type: ignore[assignment]
         #: Transactions committed and operations they ran, for the benchmark and tests.
         self.commits = 0
         self.ops = 0
@@ -242,7 +243,13 @@ class GroupCommit:
         try:
             while lane.items:
                 count = min(len(lane.items), self.batch_max)
-                await run_batch([lane.items.popleft() for _ in range(count)])
+                batch = [lane.items.popleft() for _ in range(count)]
+                try:
+                    await run_batch(batch)
+                except Exception as exc:  # e.g. no connection: every item gets the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
         finally:
             lane.drainers -= 1
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from imagerouter.jobs.postgres.connection import GuardedPool
 from imagerouter.jobs.rows import EVENT_COLUMNS, event_from_row
 from imagerouter.jobs.store import EventListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
@@ -70,7 +71,7 @@ class EventFeed:
         self.carried = 0
         self.reads = 0
         self.reconnects = 0
-        self._pool: asyncpg.Pool | None = None
+        self._pool: GuardedPool | None = None
         self._wake = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -83,7 +84,7 @@ class EventFeed:
         conn = self._conn
         return None if conn is None or conn.is_closed() else conn.get_server_pid()
 
-    async def start(self, pool: asyncpg.Pool) -> None:
+    async def start(self, pool: GuardedPool) -> None:
         """Listen, then follow the events committed from now on (read through ``pool``)."""
         self._pool = pool
         await self._listen()  # first: an event committed after the read below is notified

@@ -122,7 +122,7 @@ class PostgresJobQueue(PostgresBase):
         for job, future in items:
             when = float(job.created_at if job.created_at is not None else now)
             by_account.setdefault(job.account_id, []).append((job, future, when))
-        alone: list[tuple[NewJob, asyncio.Future[Job]]] = []
+        alone: list[tuple[NewJob, asyncio.Future[Job], float]] = []
         async with self._pool.acquire() as conn:
             for account_id in sorted(by_account):
                 group = by_account[account_id]
@@ -153,7 +153,7 @@ class PostgresJobQueue(PostgresBase):
                     log.info("%d submits are retried one by one: %r", len(group), exc)
                     before = None
                 if before is None:
-                    alone.extend((job, future) for job, future, _ in group)
+                    alone.extend(group)
                     continue
                 first = last - len(pending) + 1
                 self._engine.committed(
@@ -166,9 +166,18 @@ class PostgresJobQueue(PostgresBase):
                 for job, future, when in group:
                     if not future.done():
                         future.set_result(queued_job(job, when))
-        for job, future in alone:
+        for job, future, when in alone:
             try:
                 created = await self._submit_alone(job)
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name != "jobs_pkey":
+                    if not future.done():
+                        future.set_exception(error)
+                    continue
+                # The batch's statement committed before its connection was lost (the job's
+                # id is new, so the row is the one it wrote): the job is stored, and charged.
+                if not future.done():
+                    future.set_result(queued_job(job, when))
             except Exception as error:
                 if not future.done():
                     future.set_exception(error)

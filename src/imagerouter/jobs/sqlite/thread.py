@@ -28,10 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from imagerouter.jobs.errors import StorageFull
 from imagerouter.jobs.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from imagerouter.private import FILE_MODE, private_dir, private_file, tighten
 
-__all__ = ["SQLiteThread"]
+__all__ = ["SQLiteThread", "storage_full"]
 
 log = logging.getLogger(__name__)
 
@@ -206,21 +207,26 @@ class SQLiteThread:
         for fn, item, future in batch:
             if item is not _ALONE:
                 groups.setdefault(fn, []).append((item, future))
-        for fn, item, future in batch:
-            if item is _ALONE:
-                outcomes.append(_alone(conn, fn, future))
-            else:
-                entries = groups.pop(fn, None)
-                if entries is not None:
-                    outcomes.extend(_together(conn, fn, entries))
         try:
+            for fn, item, future in batch:
+                if item is _ALONE:
+                    outcomes.append(_alone(conn, fn, future))
+                else:
+                    entries = groups.pop(fn, None)
+                    if entries is not None:
+                        outcomes.extend(_together(conn, fn, entries))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.exception("commit failed; %d operations rolled back", len(batch))
+            # A full disk can make SQLite roll the whole transaction back mid-batch (then a
+            # savepoint's ROLLBACK TO fails too): nothing of the batch was written, and every
+            # op of it is told so, rather than this thread dying with their futures unset.
+            log.error("transaction failed; %d operations rolled back: %s", len(batch), exc)
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            outcomes = [(future, None, exc) for future, _, _ in outcomes]
-        self.commits += 1
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            outcomes = [(future, None, exc) for _, _, future in batch]
+        else:
+            self.commits += 1
         self.ops += len(batch)
         self._deliver(outcomes)
 
@@ -271,11 +277,27 @@ def _together(
     ]
 
 
+#: SQLite's primary result code for a full disk (``SQLITE_FULL``).
+_SQLITE_FULL = 13
+
+
+def storage_full(exc: BaseException) -> BaseException:
+    """``exc``, or the :class:`StorageFull` it means (SQLite's "database or disk is full")."""
+    if isinstance(exc, sqlite3.Error) and (
+        (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL
+        or "database or disk is full" in str(exc)
+    ):
+        full = StorageFull(f"SQLite: {exc}")
+        full.__cause__ = exc
+        return full
+    return exc
+
+
 def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
     if future.done():
         return
     if exc is not None:
-        future.set_exception(exc)
+        future.set_exception(storage_full(exc))
     else:
         future.set_result(value)
 

@@ -1,0 +1,90 @@
+"""Redis fails under a two-replica fleet carrying steady load: first it restarts (its data
+gone), then it hangs (SIGSTOP: connections open and silent). Routing never waits on it
+beyond its small bound, no request fails, each replica says so on ``/readyz`` and
+``/v1/providers`` while it runs on its own state, and sharing resumes when Redis returns: a
+Retry-After seen by one replica reaches the other."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from tests.faults.services import OwnRedis
+from tests.faults.tally import BODY, Load, books
+from tests.replicas.fleet import Fleet, _get_json, until
+
+pytestmark = pytest.mark.slow
+
+TOTAL = 240
+
+
+def _shared(fleet: Fleet, replica: int, token: str) -> tuple[str, bool]:
+    """(``/readyz``'s shared_state check, ``/v1/providers``' shared_state.healthy)."""
+    ready = _get_json(f"{fleet.replicas[replica].url}/readyz", 3)
+    providers = _get_json(f"{fleet.replicas[replica].url}/v1/providers", 3, token)
+    return ready["checks"]["shared_state"], providers["shared_state"]["healthy"]
+
+
+async def test_redis_restarting_and_hanging_fails_no_request(
+    fault_counts, make_fleet, own_redis: OwnRedis
+) -> None:
+    fleet = await make_fleet(
+        {name: {"generation_ms": 100} for name in ("fal", "wavespeed", "openai")},
+        replicas=2,
+        server={"workers": 6},
+    )
+    token, _, _ = await fleet.key("load", 1_000_000)
+    assert [_shared(fleet, i, token) for i in (0, 1)] == [("ok", True)] * 2
+    # a request that waited on a hung Redis past its bound would time out here and count
+    load = Load([r.url for r in fleet.replicas], token, TOTAL, interval_s=0.03, timeout_s=3)
+    running = asyncio.ensure_future(load.run())
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(own_redis.restart, 1.0)
+    await asyncio.sleep(1.5)
+    own_redis.pause()
+    try:
+        for index in (0, 1):
+            await until(
+                lambda i=index: (
+                    _shared(fleet, i, token) == ("degraded: running on local state", False)
+                ),
+                10,
+                f"replica {index} to say it runs on local state",
+            )
+        await asyncio.sleep(1.5)  # the load goes on against a hung Redis
+    finally:
+        own_redis.resume()
+    for index in (0, 1):
+        await until(
+            lambda i=index: _shared(fleet, i, token) == ("ok", True),
+            15,
+            f"replica {index} to share state again",
+        )
+    await running
+
+    async def all_ended() -> bool:
+        found = await books(fleet.fetch)
+        return found.stored == found.ended
+
+    await until(all_ended, 60, "every stored job to end")
+    found = await books(fleet.fetch)
+    fault_counts(load.report("redis-restart-hang", found))
+    load.assert_clean(found)
+    assert (load.connection_errors, load.unavailable, load.gave_up) == (0, 0, 0)
+    assert load.statuses == {202: TOTAL}
+    assert found.by_status == {"completed": TOTAL}
+
+    fleet.set_faults("fal", {"error_rates": {"429": 1.0}, "retry_after_s": 30})
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "after"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fleet.replicas[0].url}/v1/jobs", json=BODY, headers=headers) as r,
+    ):
+        assert r.status == 202
+    await until(
+        lambda: (fleet.providers(1, token)["fal"]["cooldown_remaining_s"] or 0) > 20,
+        15,
+        "replica 1 to learn fal's cooldown after Redis came back",
+    )
