@@ -81,6 +81,10 @@ async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
             return found.stored == found.ended
 
         await until(all_ended, 60, "every stored job to end")
+    # an operator sees each refusal as one warning line, not a traceback per request
+    log = server.log.read_text(errors="replace")
+    assert "storage_full on POST /v1/jobs" in log
+    assert "Traceback" not in log
     found = await books(reader(db))
     fault_counts(load.report("disk-full", found))
     load.assert_clean(found)

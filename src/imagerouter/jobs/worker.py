@@ -205,6 +205,8 @@ class WorkerPool(AsyncResource):
             if free > 0:
                 try:
                     jobs = await self.store.claim_jobs(self.owner, free, self.config.lease_s)
+                except StoreUnavailable as exc:  # expected while it lasts: no traceback
+                    log.warning("claiming jobs waits for the store: %s", exc)
                 except Exception:
                     log.exception("claiming jobs failed")
             for job in jobs:
@@ -246,6 +248,9 @@ class WorkerPool(AsyncResource):
                 continue
             try:
                 held = await self.store.renew_leases(self.owner, ids, self.config.lease_s)
+            except StoreUnavailable as exc:
+                log.warning("renewing leases waits for the store: %s", exc)
+                continue
             except Exception:
                 log.exception("renewing leases failed")
                 continue
@@ -260,6 +265,8 @@ class WorkerPool(AsyncResource):
                 if await self.store.requeue_expired():
                     self.wake()
                 await self.store.purge_idempotency()
+            except StoreUnavailable as exc:
+                log.warning("sweeping expired leases waits for the store: %s", exc)
             except Exception:
                 log.exception("sweeping expired leases failed")
 

@@ -86,7 +86,9 @@ async def api_middleware(request: web.Request, handler: web.Handler) -> web.Stre
             error = _from_http_exception(exc)
         except ImageRouterError as exc:
             error = api_error(exc)
-            if error.status >= 500:
+            if error.status == 503:  # a store or disk briefly away: expected, and said once
+                log.warning("%s on %s %s: %s", error.code, request.method, request.path, exc)
+            elif error.status >= 500:
                 log.exception("imagerouter error on %s %s", request.method, request.path)
         except Exception:
             log.exception("internal error on %s %s", request.method, request.path)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from imagerouter.clock import Clock, MonotonicClock
+from imagerouter.jobs.errors import StoreUnavailable
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import EventLog, WebhookStore
 from imagerouter.jobs.types import AttemptRecord, Delivery, DeliveryAttempt, JobEvent
@@ -171,6 +172,8 @@ class DeliveryWorker(AsyncResource):
                     claimed = await self.store.claim_deliveries(
                         self.owner, free, self.config.lease_s
                     )
+                except StoreUnavailable as exc:  # expected while it lasts: no traceback
+                    log.warning("claiming webhook deliveries waits for the store: %s", exc)
                 except Exception:
                     log.exception("claiming webhook deliveries failed")
             # one read of an account's signing secrets serves all its deliveries of this claim,

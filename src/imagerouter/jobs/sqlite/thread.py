@@ -220,7 +220,13 @@ class SQLiteThread:
             # A full disk can make SQLite roll the whole transaction back mid-batch (then a
             # savepoint's ROLLBACK TO fails too): nothing of the batch was written, and every
             # op of it is told so, rather than this thread dying with their futures unset.
-            log.error("transaction failed; %d operations rolled back: %s", len(batch), exc)
+            full = isinstance(storage_full(exc), StorageFull)  # expected: a warning
+            log.log(
+                logging.WARNING if full else logging.ERROR,
+                "transaction failed; %d operations rolled back: %s",
+                len(batch),
+                exc,
+            )
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
