@@ -83,7 +83,8 @@ async def test_a_burst_larger_than_one_insert_keeps_each_answer_on_its_own_rows(
     make_store: StoreFactory,
 ) -> None:
     """150 submits at once (more rows than one multi-row INSERT takes): the event each submit
-    was told is the stored event of its own job, and the ledger runs down in order."""
+    was told is the stored event of its own job, each job is debited once, and the ledger's
+    balances run down entry by entry."""
     store = await make_store()
     account_id = await _account(store, "burst", 10_000)
     heard: dict[int, str] = {}
@@ -96,6 +97,6 @@ async def test_a_burst_larger_than_one_insert_keeps_each_answer_on_its_own_rows(
     assert heard == stored
     entries = list(reversed(await store.ledger(account_id, limit=1000)))
     debits = [e for e in entries if e.amount < 0]
-    assert [e.job_id for e in debits] == [j.id for j in jobs]
+    assert sorted(e.job_id for e in debits) == [j.id for j in jobs]  # batches commit in any order
     assert [e.balance_after for e in debits] == [10_000 - 3 * (n + 1) for n in range(150)]
     assert (await store.get_account(account_id)).balance == 10_000 - 450
