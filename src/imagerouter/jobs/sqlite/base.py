@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.common import StoreBase
+from imagerouter.jobs.errors import StorageFull
 from imagerouter.jobs.rules import AUDIT_BY_STATUS, AUDIT_TOTALS
 from imagerouter.jobs.sql import Steps
 from imagerouter.jobs.sqlite.schema import create_schema
@@ -92,8 +93,11 @@ class SQLiteBase(StoreBase):
         await self.thread.aclose()
 
     async def ping(self) -> None:
-        """Raise if the database does not answer."""
-        await self.thread.run(lambda conn: conn.execute("SELECT 1").fetchone())
+        """Raise if the database does not answer. A full disk is no failure here: the ping
+        answered, only the batch it shared could not commit (reads work; writes answer
+        ``storage_full``)."""
+        with contextlib.suppress(StorageFull):
+            await self.thread.run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     # --- after commit --------------------------------------------------------------------------
 
