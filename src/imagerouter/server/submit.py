@@ -151,7 +151,11 @@ def _new_job(
     price: int,
     key: str | None,
 ) -> NewJob:
-    deadline_s = app[settings_key].job_deadline_s or app[router_key].settings.router.deadline_s
+    router, settings = app[router_key], app[settings_key]
+    if router.resolve(image_request.model).kind == "image":
+        deadline_s = settings.job_deadline_s or router.settings.router.deadline_s
+    else:
+        deadline_s = settings.video_job_deadline_s or router.settings.router.video_deadline_s
     created_at = time.time()
     return NewJob(
         id=new_timed_id("job", created_at),
