@@ -333,7 +333,7 @@ class Router(AsyncResource):
             return ImageResult(
                 model=model.name,
                 provider=candidate.instance.name,
-                provider_model=candidate.entry.model,
+                provider_model=outcome.ctx.provider_model,
                 images=outcome.output.images,
                 provider_request_id=outcome.output.provider_request_id,
                 metadata=dict(request.metadata),

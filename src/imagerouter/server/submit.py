@@ -152,9 +152,11 @@ def _new_job(
     key: str | None,
 ) -> NewJob:
     router, settings = app[router_key], app[settings_key]
-    if router.resolve(image_request.model).kind == "image":
+    model = router.resolve(image_request.model)
+    if model.video is None:
         deadline_s = settings.job_deadline_s or router.settings.router.deadline_s
-    else:
+    else:  # stored with every video field filled in, as it was priced
+        image_request = model.video.resolve(model.name, image_request)
         deadline_s = settings.video_job_deadline_s or router.settings.router.video_deadline_s
     created_at = time.time()
     return NewJob(
