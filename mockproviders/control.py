@@ -87,7 +87,8 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_put("/_farm/providers/{name}/faults", put_faults)
     app.router.add_get("/_farm/stats", get_stats)
     app.router.add_post("/_farm/reset", post_reset)
-    app.router.add_get(VIDEO_MEDIA_ROUTE, video_handler())
+    state = app[FARM_STATE]
+    app.router.add_get(VIDEO_MEDIA_ROUTE, video_handler(lambda: state.videos))
     app.router.add_get(MEDIA_ROUTE, media_handler(app[FARM_STATE].pngs))
     # prometheus-client (the farm extra) is imported when a farm app is built, not with the
     # package: the simulator and plugins' farm adapters import mockproviders without it.

@@ -81,6 +81,9 @@ class VideoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bytes_per_second: int = Field(0, ge=0, le=64 * 1024 * 1024)
+    #: Serve each video download at most this fast (bytes a second; 0: as fast as it goes), so
+    #: a benchmark can hold many downloads in flight.
+    serve_bytes_per_s: int = Field(0, ge=0)
 
 
 class Scenario(BaseModel):

@@ -8,13 +8,16 @@ header cached, its padding streamed chunk by chunk (a 50 MB video costs the farm
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from mockproviders.images import parse_wxh
 from mockproviders.mp4 import FarmVideo
+from mockproviders.scenario import VideoSettings
 
 __all__ = [
     "VIDEO_MEDIA_ROUTE",
@@ -95,8 +98,9 @@ def read_video_input(
     }
 
 
-def video_handler() -> web.Handler:
-    """The handler of :data:`VIDEO_MEDIA_ROUTE`: the MP4 the URL names, streamed."""
+def video_handler(settings: Callable[[], VideoSettings]) -> web.Handler:
+    """The handler of :data:`VIDEO_MEDIA_ROUTE`: the MP4 the URL names, streamed (at most
+    ``serve_bytes_per_s`` of the live ``settings()``)."""
 
     async def serve_video(request: web.Request) -> web.StreamResponse:
         """The video; 404 for a URL the farm could not have made."""
@@ -116,8 +120,11 @@ def video_handler() -> web.Handler:
         )
         response.content_length = video.size
         await response.prepare(request)
+        rate = settings().serve_bytes_per_s
         for chunk in video.chunks():
             await response.write(chunk)
+            if rate:
+                await asyncio.sleep(len(chunk) / rate)
         await response.write_eof()
         return response
 
