@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # routes.py imports the views, and a view serves this documen
 
 __all__ = ["openapi_document"]
 
+
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
     200: "OK",
@@ -129,7 +130,7 @@ def openapi_document(
                 schemas[name]["properties"]["model"]["examples"] = names
     paths: dict[str, dict[str, Any]] = {}
     for spec in routes:
-        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, refs)
+        paths.setdefault(spec.doc_path, {})[spec.method.lower()] = _operation(spec, refs)
     return {
         "openapi": "3.1.0",
         "info": {
