@@ -273,7 +273,8 @@ class Simulation:
         call = _Call(job, step, account, index, at, self.clock.wall())
         job.pending.append(call)
         self.metrics.call_started(index, at)
-        call.at, call.error, call.budget = account.call(call, step.deadline)
+        video = job.plan.model.kind == "video"
+        call.at, call.error, call.budget = account.call(call, step.deadline, video)
         heapq.heappush(self._heap, (call.at, next(self._seq), self._on_answered, call))
         if primary and job.hedge:
             p95 = step.candidate.instance.health.p95()
