@@ -130,3 +130,37 @@ async def test_the_seed_shaped_route_accepts_a_video_model(api: Api) -> None:
         token, "/api/generate/image", {**VEO, "model": "seedance-lite", "resolution": "480p"}
     )
     assert status in (200, 202), body
+
+
+async def test_a_video_longer_than_its_lease_keeps_it_by_heartbeat(api: Api, farm: Farm) -> None:
+    """fal's video takes 5 s, the lease 2 s: the heartbeat keeps it, so the job runs once and
+    fal sees one generation."""
+    farm.set_faults("fal", {"video_generation_ms": 5000})
+    token = await api.key(credits=1000)
+    status, body = await api.post(token, "/v1/jobs", VEO)
+    assert status == 202, body
+    job = await api.wait_final(token, body["id"], timeout_s=30)
+    assert job["status"] == "completed", job
+    assert job["runs"] == 1
+    assert farm.stats()["providers"]["fal"]["generations"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [("content_policy", "failed", "content_rejected"), ("429", "completed", None)],
+)
+async def test_fault_kinds_apply_to_video_as_to_images(
+    api: Api, farm: Farm, fault: str, status: str, code: str | None
+) -> None:
+    """fal's moderation ends a video job without failover (refunded); its 429 fails over."""
+    farm.set_faults("fal", {"error_rates": {fault: 1.0}, "retry_after_s": 30})
+    token = await api.key(credits=1000)
+    _, body = await api.post(token, "/v1/jobs", VEO)
+    job = await api.wait_final(token, body["id"])
+    assert job["status"] == status, job
+    if code is not None:
+        assert job["error"]["code"] == code
+        assert job["credits"]["refunded"] == 288
+        assert farm.stats()["providers"]["wavespeed"]["generations"] == 0
+    else:
+        assert job["result"]["provider"] == "wavespeed"
