@@ -3,10 +3,14 @@ by SSE, stream the MP4 to a file) and the signed webhook carrying the video resu
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
+from click.testing import CliRunner
 from standardwebhooks import Webhook
 
+from imagerouter.cli import main
 from imagerouter.client import AsyncClient
 from tests.delivery.conftest import Api, Receiver
 from tests.video.mp4check import parse_mp4
@@ -55,3 +59,21 @@ async def test_the_webhook_of_a_video_job_carries_the_video(api: Api, receiver: 
     answer = await api.client.get(video["url"])
     assert answer.status == 200
     assert parse_mp4(await answer.read()).seconds == 8
+
+
+async def test_cli_generate_makes_a_video(api: Api) -> None:
+    """``imagerouter generate --model seedance-lite --duration 10 --resolution 480p``: the job
+    asked for exactly that, completed, and its MP4 URL printed."""
+    token = await api.key(credits=1000)
+    base = str(api.client.make_url("")).rstrip("/")
+    args = [
+        *("generate", "a heron", "--model", "seedance-lite", "--duration", "10"),
+        *("--resolution", "480p", "--aspect-ratio", "9:16", "--url", base, "--key", token),
+        "--json",
+    ]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.output[result.output.index("{") :])
+    asked = job["request"]
+    assert (asked["duration"], asked["resolution"], asked["aspect_ratio"]) == (10, "480p", "9:16")
+    assert job["result"]["images"][0]["url"].split("?")[0].endswith(".mp4")

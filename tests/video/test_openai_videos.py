@@ -151,3 +151,19 @@ async def test_the_images_route_refuses_a_video_model(api: Api) -> None:
         await client.images.generate(model="veo3-fast", prompt="a heron")
     assert caught.value.body["param"] == "model"
     await api.assert_nothing_stored(token, 1000)
+
+
+async def test_a_retried_create_with_its_idempotency_key_is_one_video_charged_once(
+    api: Api,
+) -> None:
+    """The same JSON create twice with one Idempotency-Key: the same video, one debit."""
+    token = await api.key(credits=1000)
+    body = {"model": "seedance-lite", "prompt": "a kite", "seconds": "10", "resolution": "480p"}
+    headers = api.auth(token, **{"Idempotency-Key": "video-1"})
+    first = await api.client.post("/v1/videos", json=body, headers=headers)
+    again = await api.client.post("/v1/videos", json=body, headers=headers)
+    assert first.status == again.status == 200
+    assert (await first.json())["id"] == (await again.json())["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    account = await (await api.client.get("/v1/account", headers=api.auth(token))).json()
+    assert account["balance"] == 1000 - 40
