@@ -96,7 +96,7 @@ class Router(AsyncResource):
         self._owns_session = session is None
         self._candidates: dict[str, list[Candidate]] = {}
         # (model, size, quality, n, output_format) -> price: all a price and its check read
-        self._prices: dict[tuple[Any, ...], int] = {}
+        self._prices: dict[tuple[str, str, str, int, str], int] = {}
         self._video: RouterSettings | None = None
 
     # --- construction -------------------------------------------------------------------------
@@ -350,29 +350,28 @@ class Router(AsyncResource):
 
     def price(self, request: ImageRequest) -> int:
         """Credits ``request`` costs (UnknownModel, or UnsupportedRequest naming the field the
-        model cannot serve). Remembered per model, size, quality, n, output format and video
-        fields, the only fields the price and its capability check read; refusals are not
-        remembered."""
-        key = (
-            request.model,
-            request.size,
-            request.quality,
-            request.n,
-            request.output_format,
-            "size" in request.model_fields_set,  # a video model reads a size only if given
-            request.duration,
-            request.resolution,
-            request.aspect_ratio,
-            request.generate_audio,
-            request.image_url is not None,
-        )
-        price = self._prices.get(key)
-        if price is None:
-            price = self.catalog.resolve(request.model).price(request)
-            if len(self._prices) >= _PRICES_KEPT:
-                self._prices.clear()
-            self._prices[key] = price
-        return price
+        model cannot serve). An image model's price is remembered per model, size, quality, n
+        and output format, the only fields the price and its check read; refusals, requests
+        with a video field and video models' prices (which read a size only when it is given)
+        are not."""
+        if (
+            request.duration is None
+            and request.resolution is None
+            and request.aspect_ratio is None
+            and request.generate_audio is None
+            and request.image_url is None
+        ):
+            key = (request.model, request.size, request.quality, request.n, request.output_format)
+            price = self._prices.get(key)
+            if price is None:
+                model = self.catalog.resolve(request.model)
+                price = model.price(request)
+                if model.kind == "image":
+                    if len(self._prices) >= _PRICES_KEPT:
+                        self._prices.clear()
+                    self._prices[key] = price
+            return price
+        return self.catalog.resolve(request.model).price(request)
 
     def candidates_for(self, model: CatalogModel) -> list[Candidate]:
         """The enabled provider instances serving ``model``, in catalog order."""

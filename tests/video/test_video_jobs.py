@@ -164,3 +164,20 @@ async def test_fault_kinds_apply_to_video_as_to_images(
         assert farm.stats()["providers"]["wavespeed"]["generations"] == 0
     else:
         assert job["result"]["provider"] == "wavespeed"
+
+
+async def test_a_remembered_price_never_lets_a_video_field_or_size_through(api: Api) -> None:
+    """After plain flux-dev and veo3-fast jobs were priced (and maybe remembered), flux-dev
+    with a duration and veo3-fast with an image size are still refused by name."""
+    token = await api.key(credits=2000)
+    for body in ({"model": "flux-dev", "prompt": "a pier"}, VEO):
+        status, answer = await api.post(token, "/v1/jobs", body)
+        assert status == 202, answer
+    refused = [
+        ({"model": "flux-dev", "prompt": "a pier", "duration": 5}, "duration"),
+        ({**VEO, "size": "1024x1024"}, "size"),
+    ]
+    for body, field in refused:
+        status, answer = await api.post(token, "/v1/jobs", body)
+        assert status == 422, answer
+        assert answer["error"]["field"] == field
