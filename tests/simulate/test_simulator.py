@@ -260,3 +260,15 @@ def test_video_jobs_take_the_video_generation_time_and_images_do_not(
     assert 3.0 <= videos["latency"]["total_s"]["p50"] < 4.0
     images = summarize(run(small_scenario(hours=0.005, rate=600, fal="video_generation_ms = 3000")))
     assert images["latency"]["total_s"]["p95"] < 1.0
+
+
+def test_a_video_jobs_provider_cost_is_its_seconds_at_the_per_second_price(
+    small_scenario: Any,
+) -> None:
+    """Veo 3 Fast's default video on fal: 8 s with sound at $0.15 a second, $1.20 a job."""
+    path = small_scenario(hours=0.002, rate=300)
+    path.write_text(path.read_text().replace('"flux-dev" = 1.0', '"veo3-fast" = 1.0'))
+    sim = run(path)
+    completed = sim.metrics.jobs_completed
+    assert completed > 0
+    assert sum(sim.metrics.usd) == pytest.approx(1.2 * completed)
