@@ -30,6 +30,8 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 MediaKind = Literal["image", "video"]
 #: The request fields only a video model reads (an image model refuses each one set).
 VIDEO_FIELDS = ("duration", "aspect_ratio", "resolution", "generate_audio", "image_url")
+#: Longest ``image_url``: room for a data URL of a 2 MiB image (base64 is 4/3 of it).
+MAX_IMAGE_URL = 2 * 1024 * 1024 * 4 // 3 + 64
 
 #: ``WIDTHxHEIGHT`` in ASCII digits without leading zeros (``\d`` would take any script's digits).
 _SIZE = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
@@ -113,7 +115,7 @@ class ImageRequest(BaseModel):
     )
     image_url: str | None = Field(
         default=None,
-        max_length=4096,
+        max_length=MAX_IMAGE_URL,
         pattern=r"^(https?://|data:image/)",
         description="Video: the first frame (image to video), an http(s) or data: URL.",
     )

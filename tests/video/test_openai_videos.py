@@ -167,3 +167,17 @@ async def test_a_retried_create_with_its_idempotency_key_is_one_video_charged_on
     assert again.headers["Idempotent-Replayed"] == "true"
     account = await (await api.client.get("/v1/account", headers=api.auth(token))).json()
     assert account["balance"] == 1000 - 40
+
+
+async def test_a_first_frame_upload_above_2_mib_is_413_naming_it(api: Api) -> None:
+    """A 3 MiB input_reference: refused with its param named, nothing charged."""
+    token = await api.key(credits=1000)
+    client = _client(api, token)
+    big = bytes.fromhex("89504e470d0a1a0a") + b"\x00" * (3 * 1024 * 1024)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.videos.create(
+            model="seedance-lite", prompt="x", input_reference=("big.png", big, "image/png")
+        )
+    assert caught.value.status_code == 413
+    assert caught.value.body["param"] == "input_reference"
+    await api.assert_nothing_stored(token, 1000)

@@ -65,8 +65,9 @@ ROUTE = "POST /v1/videos"
 DEFAULT_MODEL = "veo3-fast"
 #: How long the SDK's ``create_and_poll`` waits between polls (``openai-poll-after-ms``).
 POLL_AFTER_MS = 1000
-#: Largest ``input_reference`` image upload.
-MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+#: Largest ``input_reference`` image upload (it travels to the provider as a data URL, and
+#: is kept with the job's request: a larger first frame should be given as a URL).
+MAX_REFERENCE_BYTES = 2 * 1024 * 1024
 #: Job pages read at most to fill one page of videos (the listing skips image jobs).
 MAX_PAGES = 20
 _STATUS = {"queued": "queued", "processing": "in_progress", "completed": "completed"}
@@ -134,14 +135,7 @@ async def _read_form(request: web.Request) -> dict[str, Any]:
             continue
         name = part.name
         if name == "input_reference" and part.filename is not None:
-            data = await part.read(decode=True)
-            if len(data) > MAX_REFERENCE_BYTES:
-                raise ApiError(
-                    413,
-                    "payload_too_large",
-                    f"input_reference: larger than {MAX_REFERENCE_BYTES} bytes",
-                    field="input_reference",
-                )
+            data = await _read_capped(part, MAX_REFERENCE_BYTES)
             kind = part.headers.get("Content-Type", "image/png").split(";")[0].strip()
             if not kind.startswith("image/"):
                 raise ApiError(
@@ -159,6 +153,23 @@ async def _read_form(request: web.Request) -> dict[str, Any]:
     if "input_reference[image_url]" in fields:
         fields["input_reference"] = fields.pop("input_reference[image_url]")
     return _typed(fields)
+
+
+async def _read_capped(part: BodyPartReader, limit: int) -> bytes:
+    """An uploaded part's bytes, chunk by chunk (the server's JSON body limit does not apply
+    to it); 413 naming it past ``limit``."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"{part.name}: larger than {limit} bytes; give a first frame this big as a URL",
+                field=part.name,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _typed(fields: dict[str, Any]) -> dict[str, Any]:
