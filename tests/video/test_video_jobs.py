@@ -181,3 +181,17 @@ async def test_a_remembered_price_never_lets_a_video_field_or_size_through(api: 
         status, answer = await api.post(token, "/v1/jobs", body)
         assert status == 422, answer
         assert answer["error"]["field"] == field
+
+
+async def test_an_image_jobs_stored_request_is_as_before_video(api: Api) -> None:
+    """An image job's request carries no video fields; a video job's carries them all."""
+    token = await api.key(credits=1000)
+    _, image = await api.post(token, "/v1/jobs", {"model": "flux-dev", "prompt": "a pier"})
+    _, video = await api.post(token, "/v1/jobs", VEO)
+    requests = {}
+    for name, body in (("image", image), ("video", video)):
+        answer = await api.client.get(f"/v1/jobs/{body['id']}", headers=api.auth(token))
+        requests[name] = (await answer.json())["request"]
+    video_fields = {"duration", "aspect_ratio", "resolution", "generate_audio", "image_url"}
+    assert not video_fields & set(requests["image"])
+    assert video_fields <= set(requests["video"])
