@@ -17,7 +17,6 @@ if TYPE_CHECKING:  # routes.py imports the views, and a view serves this documen
 
 __all__ = ["openapi_document"]
 
-
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
     200: "OK",
