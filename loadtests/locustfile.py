@@ -125,13 +125,21 @@ class ApiClient(FastHttpUser):
 
     def _body(self, mode: str) -> dict[str, Any]:
         traffic, rng = PLAN.traffic, self.rng
-        body: dict[str, Any] = {
-            "model": _pick(rng, traffic.models),
-            "prompt": rng.choice(PROMPTS),
-            "size": _pick(rng, traffic.sizes),
-            "quality": _pick(rng, traffic.qualities),
-            "metadata": {"loadtest": PLAN.scenario, "follow": mode},
-        }
+        body: dict[str, Any]
+        if traffic.video_fraction and rng.random() < traffic.video_fraction:
+            body = {
+                "model": _pick(rng, traffic.video_models),
+                "prompt": rng.choice(PROMPTS),
+                "metadata": {"loadtest": PLAN.scenario, "follow": mode, "kind": "video"},
+            }
+        else:
+            body = {
+                "model": _pick(rng, traffic.models),
+                "prompt": rng.choice(PROMPTS),
+                "size": _pick(rng, traffic.sizes),
+                "quality": _pick(rng, traffic.qualities),
+                "metadata": {"loadtest": PLAN.scenario, "follow": mode},
+            }
         if mode == "webhook":
             body["webhook_url"] = f"{PLAN.receiver_url}/hooks/{PLAN.scenario}"
         if traffic.routing:

@@ -112,6 +112,10 @@ class Traffic(_Strict):
     )
     #: How clients learn a job's outcome; a mode the server lacks falls back to polling.
     follow: dict[FollowMode, float] = Field(default_factory=lambda: {"poll": 1.0})
+    #: Share of submits that are video jobs (of ``video_models``, the models' own defaults:
+    #: no size or quality); the rest are image jobs of ``models``.
+    video_fraction: float = Field(default=0.0, ge=0, le=1)
+    video_models: Weights = Field(default_factory=lambda: {"veo3-fast": 1, "seedance-lite": 2})
     #: Share of submits that carry an ``Idempotency-Key``.
     idempotency_fraction: float = Field(default=0.3, ge=0, le=1)
     #: Share of keyed submits sent twice (a client retry): the second must replay the first.
@@ -138,7 +142,7 @@ class Traffic(_Strict):
             roll -= share.share
         return None
 
-    @field_validator("models", "sizes", "qualities", "follow")
+    @field_validator("models", "video_models", "sizes", "qualities", "follow")
     @classmethod
     def _weights(cls, weights: Weights) -> Weights:
         return _positive_weights(weights)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,8 +43,11 @@ from mockproviders.bucket import BucketState
 from mockproviders.images import image_digest
 from mockproviders.jobs import FarmJob, FarmJobs
 from mockproviders.media import media_path
+from mockproviders.mp4 import FarmVideo, video_digest
 from mockproviders.pngcache import PngCache
 from mockproviders.profile import FaultProfile
+from mockproviders.scenario import VideoSettings
+from mockproviders.videos import video_path
 
 __all__ = [
     "Call",
@@ -126,6 +130,8 @@ class Call:
     bucket: BucketState | None = None
     #: Headers the pipeline wants on the answer, whatever the adapter renders.
     extra_headers: dict[str, str] = field(default_factory=dict)
+    #: How big the farm's videos are.
+    videos: VideoSettings = field(default_factory=VideoSettings)
 
     @property
     def origin(self) -> str:
@@ -147,6 +153,25 @@ class Call:
             queue_depth=self.profile.queue_depth,
             queued_share=self.profile.queued_share,
         )
+
+    def take_video_time(self, key: str) -> None:
+        """This is a video generation: draw its time from the profile's
+        ``video_generation_ms`` (seeded by ``key`` and the profile's seed, so the same request
+        takes the same time); without one it keeps the ``generation_ms`` draw."""
+        dist = self.profile.video_generation_ms
+        if dist is not None:
+            rng = random.Random(f"{self.profile.seed}\x00{key}")
+            self.generation_s = dist.sample_ms(rng) / 1000
+
+    def video(
+        self, prompt: str, seed: int | None, width: int, height: int, seconds: int
+    ) -> tuple[str, FarmVideo]:
+        """The URL and file of the deterministic video for this prompt, seed, size and
+        length, as big as the scenario's ``[videos]`` says."""
+        digest = video_digest(prompt, seed, width, height, seconds)
+        target = seconds * self.videos.bytes_per_second
+        video = FarmVideo(digest, width, height, seconds, target)
+        return self.origin + video_path(digest, width, height, seconds, target), video
 
     async def generate(self) -> None:
         """Take the generation time, as a synchronous API does before it answers."""

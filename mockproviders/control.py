@@ -10,6 +10,7 @@
   "inside_retry_after_raw", "retry_after_issued", "keys": {key: {...same...}}}}}``.
 - ``POST /_farm/reset``: zero the counters and restart the scenario clock.
 - ``GET /_farm/media/{w}x{h}/{digest}.png``: the generated images.
+- ``GET /_farm/media/video/{w}x{h}/{seconds}/{digest}[-{bytes}].mp4``: the generated videos.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from mockproviders.keys import FARM_STATE
 from mockproviders.media import MEDIA_ROUTE, media_handler
 from mockproviders.profile import FaultProfile, validation_problems
+from mockproviders.videos import VIDEO_MEDIA_ROUTE, video_handler
 
 __all__ = ["add_control_routes"]
 
@@ -85,6 +87,8 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_put("/_farm/providers/{name}/faults", put_faults)
     app.router.add_get("/_farm/stats", get_stats)
     app.router.add_post("/_farm/reset", post_reset)
+    state = app[FARM_STATE]
+    app.router.add_get(VIDEO_MEDIA_ROUTE, video_handler(lambda: state.videos))
     app.router.add_get(MEDIA_ROUTE, media_handler(app[FARM_STATE].pngs))
     # prometheus-client (the farm extra) is imported when a farm app is built, not with the
     # package: the simulator and plugins' farm adapters import mockproviders without it.

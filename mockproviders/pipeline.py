@@ -69,6 +69,7 @@ class _Pipeline:
             jobs=state.jobs[name],
             clock=state.clock,
             pngs=state.pngs,
+            videos=state.videos,
         )
 
     async def run(self) -> web.StreamResponse:

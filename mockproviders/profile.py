@@ -180,6 +180,9 @@ class FaultProfile(_Strict):
     rate_limit: RateLimit | None = None
     latency_ms: Distribution | None = None
     generation_ms: Distribution | None = None
+    #: A video model's generation time (minutes in life, scaled down in a scenario); unset,
+    #: videos take ``generation_ms`` like images.
+    video_generation_ms: Distribution | None = None
     grace_ms: Millis = 100.0
     #: Jobs queued ahead of each new queue-API job; worked off evenly while it waits, so its
     #: ``queue_position`` falls from this to 0 over the polls (a busy provider's queue).

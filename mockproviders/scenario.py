@@ -73,6 +73,19 @@ class ImageSettings(BaseModel):
     cache_mb: int = Field(256, ge=1, le=65536)
 
 
+class VideoSettings(BaseModel):
+    """``[videos]``: how big the farm's MP4s are. ``bytes_per_second = 0`` (the default)
+    answers files of a few KB; a number pads each video to that many bytes a second of output
+    (about 1_000_000 is a real 720p video), streamed, never held in memory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bytes_per_second: int = Field(0, ge=0, le=64 * 1024 * 1024)
+    #: Serve each video download at most this fast (bytes a second; 0: as fast as it goes), so
+    #: a benchmark can hold many downloads in flight.
+    serve_bytes_per_s: int = Field(0, ge=0)
+
+
 class Scenario(BaseModel):
     """A seed and the fault profile of each provider (providers not named have no faults),
     and the size of the images the farm answers."""
@@ -83,6 +96,7 @@ class Scenario(BaseModel):
     description: str = ""
     providers: dict[str, FaultProfile] = Field(default_factory=dict)
     images: ImageSettings = Field(default_factory=ImageSettings)
+    videos: VideoSettings = Field(default_factory=VideoSettings)
 
     _source: str | None = PrivateAttr(default=None)
 

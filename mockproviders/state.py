@@ -63,6 +63,8 @@ class FarmState:
         self.jobs = {name: FarmJobs(self.clock) for name in self.adapters}
         #: The generated images, sized by the scenario's ``[images]``.
         self.pngs = PngCache(scenario.images)
+        #: How big the generated videos are, the scenario's ``[videos]``.
+        self.videos = scenario.videos
         #: Set when the farm shuts down: requests held by a ``timeout`` fault let go.
         self.stopping = asyncio.Event()
         #: The CA bundle path when the farm serves TLS.

@@ -38,20 +38,10 @@ class FalProvider(Provider):
     auth_scheme = "Key"
 
     async def generate(self, request: ImageRequest, ctx: CallContext) -> ProviderOutput:
-        body: dict[str, object] = {
-            "prompt": request.prompt,
-            "num_images": request.n,
-            "output_format": request.output_format,
-        }
-        if request.size != "auto":
-            width, height = request.dimensions
-            body["image_size"] = {"width": width, "height": height}
-        if request.quality != "auto":
-            body["quality"] = {"standard": "medium", "hd": "high"}.get(
-                request.quality, request.quality
-            )
-        if request.seed is not None:
-            body["seed"] = request.seed
+        if request.duration is not None:
+            body = _video_body(request, ctx.provider_model)
+        else:
+            body = _image_body(request)
         submitted = await self.request_json(
             ctx, "POST", f"{self.base_url}/{ctx.provider_model}", json_body=body
         )
@@ -67,18 +57,22 @@ class FalProvider(Provider):
         except (ProviderTimeout, asyncio.CancelledError):
             await self._cancel(ctx, urls["cancel_url"])
             raise
-        images = [
-            GeneratedImage(
-                url=item["url"],
-                content_type=item.get("content_type", "image/png"),
-                width=item.get("width"),
-                height=item.get("height"),
-            )
-            for item in result.body.get("images") or []
-            if isinstance(item, dict) and item.get("url")
-        ]
+        if request.duration is not None:
+            images = _video_output(request, result.body)
+        else:
+            images = [
+                GeneratedImage(
+                    url=item["url"],
+                    content_type=item.get("content_type", "image/png"),
+                    width=item.get("width"),
+                    height=item.get("height"),
+                )
+                for item in result.body.get("images") or []
+                if isinstance(item, dict) and item.get("url")
+            ]
         if not images:
-            raise ProviderUnavailable("result held no images", provider=self.name, status=200)
+            what = "images" if request.duration is None else "video"
+            raise ProviderUnavailable(f"result held no {what}", provider=self.name, status=200)
         return ProviderOutput(images, urls["request_id"], {"seed": result.body.get("seed")})
 
     async def _wait_for_result(self, ctx: CallContext, status_url: str, result_url: str):
@@ -119,6 +113,59 @@ class FalProvider(Provider):
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             return f"HTTP {answer.status}: {detail[0].get('msg') or detail[0].get('type')}"
         return super().error_message(answer)
+
+
+def _image_body(request: ImageRequest) -> dict[str, object]:
+    """An image app's input."""
+    body: dict[str, object] = {
+        "prompt": request.prompt,
+        "num_images": request.n,
+        "output_format": request.output_format,
+    }
+    if request.size != "auto":
+        width, height = request.dimensions
+        body["image_size"] = {"width": width, "height": height}
+    if request.quality != "auto":
+        body["quality"] = {"standard": "medium", "hd": "high"}.get(request.quality, request.quality)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    return body
+
+
+def _video_body(request: ImageRequest, app: str) -> dict[str, object]:
+    """A video app's input: Veo says its duration as ``"8s"``, Seedance as ``"5"``; only Veo
+    takes ``generate_audio`` (Seedance 1.0 is silent)."""
+    veo = "veo" in app
+    body: dict[str, object] = {
+        "prompt": request.prompt,
+        "duration": f"{request.duration}s" if veo else str(request.duration),
+        "aspect_ratio": request.aspect_ratio,
+        "resolution": request.resolution,
+    }
+    if veo or request.generate_audio:
+        body["generate_audio"] = bool(request.generate_audio)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.image_url is not None:
+        body["image_url"] = request.image_url
+    return body
+
+
+def _video_output(request: ImageRequest, body: dict) -> list[GeneratedImage]:
+    """``{"video": {"url", "content_type", …}}`` as one output."""
+    video = body.get("video")
+    if not isinstance(video, dict) or not video.get("url"):
+        return []
+    width, height = request.dimensions
+    return [
+        GeneratedImage(
+            url=video["url"],
+            content_type=video.get("content_type") or "video/mp4",
+            width=width,
+            height=height,
+            duration=request.duration,
+        )
+    ]
 
 
 def _last_log(status: dict) -> str | None:

@@ -16,6 +16,10 @@ fal-client builds its URLs as ``https://{FAL_QUEUE_RUN_HOST}/<app_id>`` and
 - Cancel ``PUT …/requests/{id}/cancel``: 202 ``CANCELLATION_REQUESTED``, 400
   ``ALREADY_COMPLETED``, 404 ``NOT_FOUND``.
 - Sync ``POST /fal/run/{app_id}``: waits ``generation_ms`` and answers the output directly.
+- Video apps (an id naming Veo, Seedance or ``*-to-video``) take ``duration`` (``"8s"`` or
+  ``"5"``), ``aspect_ratio``, ``resolution``, ``generate_audio``, ``seed`` and ``image_url``, take
+  ``video_generation_ms``, and answer ``{"video": {url, content_type, file_name, file_size},
+  "seed"}``: a small valid MP4 the farm writes itself.
 - Auth ``Authorization: Key <key>``.
 - Errors: validation and content policy as 422 ``{"detail": [{loc, msg, type, …}]}``
   (content policy: the submit succeeds, the status says ``COMPLETED``, the result is the 422);
@@ -42,6 +46,7 @@ from mockproviders import (
     auth_token,
 )
 from mockproviders.images import parse_wxh, prompt_seed
+from mockproviders.videos import is_video_model, read_video_input
 
 __all__ = ["FalQueueAPI"]
 
@@ -94,13 +99,15 @@ def _image_size(value: Any) -> tuple[int, int] | None:
     return None
 
 
-def _read_input(body: Any) -> dict[str, Any] | web.Response:
+def _read_input(body: Any, app: str = "") -> dict[str, Any] | web.Response:
     """The inputs the farm understands, or fal's 422 for the first bad one."""
     if not isinstance(body, dict):
         return _detail("body", "Input should be a valid JSON object", "model_attributes_type")
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         return _detail("prompt", "Field required", "missing")
+    if is_video_model(app):
+        return _read_video(body, prompt, app)
     size = _image_size(body.get("image_size"))
     if size is None:
         return _detail(
@@ -124,6 +131,18 @@ def _read_input(body: Any) -> dict[str, Any] | web.Response:
         "output_format": body.get("output_format") or "png",
         "quality": body.get("quality"),
     }
+
+
+def _read_video(body: dict[str, Any], prompt: str, app: str) -> dict[str, Any] | web.Response:
+    """A video app's inputs (Veo defaults to 8 s, Seedance to 5 s), or fal's 422."""
+    default = 8 if "veo" in app else 5
+    video = read_video_input(body, default_seconds=default, model_id=app)
+    if isinstance(video, tuple):
+        return _detail(video[0], video[1], "value_error", input=body.get(video[0]))
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        return _detail("seed", "Input should be a valid integer", "int_type")
+    return {**video, "prompt": prompt, "seed": seed if seed is not None else prompt_seed(prompt)}
 
 
 class FalQueueAPI(FarmAdapter):
@@ -171,9 +190,11 @@ class FalQueueAPI(FarmAdapter):
         root = _app_root(call.request.match_info["app_path"])
         if root is None:
             return web.json_response({"detail": "Application not found"}, status=404)
-        inputs = _read_input(call.body)
+        inputs = _read_input(call.body, call.request.match_info["app_path"])
         if isinstance(inputs, web.Response):
             return inputs
+        if "seconds" in inputs:
+            call.take_video_time(f"{root}\x00{inputs['prompt']}\x00{inputs['seed']}")
         job = call.submit_job(root, inputs)
         base = self._job_url(call, job)
         return web.json_response(
@@ -244,11 +265,14 @@ class FalQueueAPI(FarmAdapter):
 
     async def run(self, call: Call) -> web.StreamResponse:
         """Generate and answer the output in the same request."""
-        if _app_root(call.request.match_info["app_path"]) is None:
+        root = _app_root(call.request.match_info["app_path"])
+        if root is None:
             return web.json_response({"detail": "Application not found"}, status=404)
-        inputs = _read_input(call.body)
+        inputs = _read_input(call.body, call.request.match_info["app_path"])
         if isinstance(inputs, web.Response):
             return inputs
+        if "seconds" in inputs:
+            call.take_video_time(f"{root}\x00{inputs['prompt']}\x00{inputs['seed']}")
         await call.generate()
         if call.content_policy:
             return _policy_rejection(inputs["prompt"])
@@ -286,6 +310,19 @@ class FalQueueAPI(FarmAdapter):
     @staticmethod
     def _output(call: Call, inputs: dict[str, Any], generation_s: float) -> dict[str, Any]:
         prompt, seed = inputs["prompt"], inputs["seed"]
+        if "seconds" in inputs:
+            url, video = call.video(
+                prompt, seed, inputs["width"], inputs["height"], inputs["seconds"]
+            )
+            return {
+                "video": {
+                    "url": url,
+                    "content_type": "video/mp4",
+                    "file_name": f"{video.digest}.mp4",
+                    "file_size": video.size,
+                },
+                "seed": seed,
+            }
         images = call.images(prompt, seed, inputs["width"], inputs["height"], inputs["num_images"])
         return {
             "images": [

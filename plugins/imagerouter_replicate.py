@@ -71,13 +71,26 @@ class ReplicateProvider(Provider):
     Options = ReplicateOptions
 
     async def generate(self, request: ImageRequest, ctx: CallContext) -> ProviderOutput:
-        inputs: dict[str, object] = {
-            "prompt": request.prompt,
-            "aspect_ratio": aspect_ratio(*request.dimensions),
-            "output_format": _FORMATS[request.output_format],
-        }
-        if request.n > 1:
-            inputs["num_outputs"] = request.n
+        inputs: dict[str, object]
+        if request.duration is not None:  # a video model (Veo, Seedance on Replicate)
+            inputs = {
+                "prompt": request.prompt,
+                "duration": request.duration,
+                "aspect_ratio": request.aspect_ratio,
+                "resolution": request.resolution,
+            }
+            if "veo" in ctx.provider_model:
+                inputs["generate_audio"] = bool(request.generate_audio)
+            if request.image_url is not None:
+                inputs["image"] = request.image_url
+        else:
+            inputs = {
+                "prompt": request.prompt,
+                "aspect_ratio": aspect_ratio(*request.dimensions),
+                "output_format": _FORMATS[request.output_format],
+            }
+            if request.n > 1:
+                inputs["num_outputs"] = request.n
         if request.seed is not None:
             inputs["seed"] = request.seed
         model, _, version = ctx.provider_model.partition(":")
@@ -95,7 +108,13 @@ class ReplicateProvider(Provider):
         except (ProviderTimeout, asyncio.CancelledError):
             await self._cancel(ctx, prediction)
             raise
-        return self._output(prediction)
+        output = self._output(prediction)
+        if request.duration is not None:
+            width, height = request.dimensions
+            for video in output.images:
+                video.content_type, video.duration = "video/mp4", request.duration
+                video.width, video.height = width, height
+        return output
 
     async def _wait(self, ctx: CallContext, prediction: dict) -> dict:
         """Poll ``urls.get`` until the prediction leaves starting/processing."""

@@ -39,6 +39,7 @@ from mockproviders import (
     auth_token,
 )
 from mockproviders.images import MAX_SIDE, prompt_seed
+from mockproviders.videos import is_video_model, read_video_input
 
 __all__ = ["ReplicateAPI"]
 
@@ -96,13 +97,21 @@ def _size(inputs: dict[str, Any]) -> tuple[int, int] | web.Response:
     return min(max(width, 16), MAX_SIDE), min(max(height, 16), MAX_SIDE)
 
 
-def _read_input(body: Any) -> dict[str, Any] | web.Response:
+def _read_input(body: Any, model: str = "") -> dict[str, Any] | web.Response:
     inputs = body.get("input") if isinstance(body, dict) else None
     if not isinstance(inputs, dict):
         return _problem(422, "Input validation failed", "input is required and must be an object")
     prompt = inputs.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         return _invalid("prompt", "prompt is required")
+    if is_video_model(model):
+        default = 8 if "veo" in model else 5
+        video = read_video_input(inputs, default_seconds=default, model_id=model)
+        if isinstance(video, tuple):
+            return _invalid(*video)
+        seed = inputs.get("seed")
+        seed = seed if isinstance(seed, int) else prompt_seed(prompt)
+        return {**video, "input": inputs, "prompt": prompt, "seed": seed, "count": 1}
     count = inputs.get("num_outputs", 1)
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 4:
         return _invalid("num_outputs", "must be an integer from 1 to 4")
@@ -159,9 +168,11 @@ class ReplicateAPI(FarmAdapter):
             if not isinstance(version, str) or not version:
                 return _problem(422, "Input validation failed", "version is required")
             model = version.split(":")[0] if "/" in version else "replicate/model"
-        inputs = _read_input(call.body)
+        inputs = _read_input(call.body, model)
         if isinstance(inputs, web.Response):
             return inputs
+        if "seconds" in inputs:
+            call.take_video_time(f"{model}\x00{inputs['prompt']}\x00{inputs['seed']}")
         job = call.submit_job(model, inputs)
         wait = _wait_seconds(call.request.headers.get("Prefer", ""))
         held = min(wait, job.generation_s) if wait is not None else 0.0
@@ -204,7 +215,11 @@ class ReplicateAPI(FarmAdapter):
         done = state is FarmJobState.DONE
         failed = done and job.content_policy
         output: list[str] | str | None = None
-        if done and not failed:
+        if done and not failed and "seconds" in data:
+            output, _ = call.video(
+                data["prompt"], data["seed"], data["width"], data["height"], data["seconds"]
+            )
+        elif done and not failed:
             images = call.images(
                 data["prompt"], data["seed"], data["width"], data["height"], data["count"]
             )

@@ -34,17 +34,10 @@ class WaveSpeedProvider(Provider):
 
     async def generate(self, request: ImageRequest, ctx: CallContext) -> ProviderOutput:
         width, height = request.dimensions
-        body: dict[str, object] = {
-            "prompt": request.prompt,
-            "size": f"{width}*{height}",
-            "num_images": request.n,
-        }
-        if request.quality != "auto":
-            body["quality"] = {"standard": "medium", "hd": "high"}.get(
-                request.quality, request.quality
-            )
-        if request.seed is not None:
-            body["seed"] = request.seed
+        if request.duration is not None:
+            body = _video_body(request, ctx.provider_model)
+        else:
+            body = _image_body(request)
         base = f"{self.base_url}/api/v3"
         data = self._data(
             await self.request_json(ctx, "POST", f"{base}/{ctx.provider_model}", json_body=body)
@@ -61,8 +54,11 @@ class WaveSpeedProvider(Provider):
                     break
         if data["status"] == "failed":
             raise self._task_failure(str(data.get("error") or "task failed"), data)
+        video = {"content_type": "video/mp4", "duration": request.duration}
         images = [
-            GeneratedImage(url=url, width=width, height=height)
+            GeneratedImage(
+                url=url, width=width, height=height, **(video if request.duration else {})
+            )
             for url in data.get("outputs") or []
             if isinstance(url, str)
         ]
@@ -83,6 +79,40 @@ class WaveSpeedProvider(Provider):
         if nsfw or any(word in error.lower() for word in _REJECTION_WORDS):
             return ContentRejected(error[:300], provider=self.name)
         return ProviderUnavailable(f"task failed: {error[:300]}", provider=self.name)
+
+
+def _image_body(request: ImageRequest) -> dict[str, object]:
+    """An image model's input."""
+    width, height = request.dimensions
+    body: dict[str, object] = {
+        "prompt": request.prompt,
+        "size": f"{width}*{height}",
+        "num_images": request.n,
+    }
+    if request.quality != "auto":
+        body["quality"] = {"standard": "medium", "hd": "high"}.get(request.quality, request.quality)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    return body
+
+
+def _video_body(request: ImageRequest, model: str) -> dict[str, object]:
+    """A video model's input: seconds as a number; Seedance's resolution is in its model id
+    (one endpoint per resolution) and it is silent, Veo takes ``resolution`` and
+    ``generate_audio``; a first frame goes in ``image``."""
+    body: dict[str, object] = {
+        "prompt": request.prompt,
+        "duration": request.duration,
+        "aspect_ratio": request.aspect_ratio,
+    }
+    if "veo" in model:
+        body["resolution"] = request.resolution
+        body["generate_audio"] = bool(request.generate_audio)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.image_url is not None:
+        body["image"] = request.image_url
+    return body
 
 
 @hookimpl

@@ -14,6 +14,10 @@ Point the SDK at ``wavespeed.Client(api_key=..., base_url=farm.base_url("wavespe
 - Inputs: ``prompt``; ``size`` (``1024*1024`` or ``1024x1024``) or ``aspect_ratio`` +
   ``resolution`` (``1k``/``2k``/``4k``, the longer side); ``quality``, ``seed``,
   ``num_images``.
+- Video models (an id naming Veo or Seedance, e.g. ``google/veo3-fast``,
+  ``bytedance/seedance-v1-lite-t2v-480p``) take ``duration`` (seconds), ``aspect_ratio``,
+  ``resolution`` (or the id's ``-480p`` suffix), ``generate_audio``, ``seed`` and ``image``,
+  take ``video_generation_ms``, and answer ``outputs: [<mp4 url>]``.
 - Auth ``Authorization: Bearer <key>``; errors ``{"code": <status>, "message": ..., "data": null}``.
 """
 
@@ -27,6 +31,7 @@ from aiohttp import web
 
 from mockproviders import Call, ErrorKind, FarmAdapter, FarmError, FarmJob, FarmJobState, FarmRoute
 from mockproviders.images import MAX_SIDE, parse_wxh, prompt_seed
+from mockproviders.videos import is_video_model, read_video_input
 
 __all__ = ["WaveSpeedAPI"]
 
@@ -71,12 +76,22 @@ def _size(body: dict[str, Any]) -> tuple[int, int] | str:
     return min(width, MAX_SIDE), min(height, MAX_SIDE)
 
 
-def _read_input(body: Any) -> dict[str, Any] | web.Response:
+def _read_input(body: Any, model: str = "") -> dict[str, Any] | web.Response:
     if not isinstance(body, dict):
         return _wrapped(400, "request body must be a JSON object")
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         return _wrapped(400, "prompt is required")
+    if is_video_model(model):
+        video = read_video_input(body, default_seconds=8 if "veo" in model else 5, model_id=model)
+        if isinstance(video, tuple):
+            return _wrapped(400, video[1])
+        seed = body.get("seed")
+        if seed is None or seed == -1:
+            seed = prompt_seed(prompt)
+        elif not isinstance(seed, int) or isinstance(seed, bool):
+            return _wrapped(400, "seed must be an integer")
+        return {**video, "prompt": prompt, "seed": seed}
     size = _size(body)
     if isinstance(size, str):
         return _wrapped(400, size)
@@ -114,10 +129,12 @@ class WaveSpeedAPI(FarmAdapter):
 
     async def submit(self, call: Call) -> web.StreamResponse:
         """Create a task; in sync mode, wait for it and answer it completed."""
-        inputs = _read_input(call.body)
+        model = call.request.match_info["model"].strip("/")
+        inputs = _read_input(call.body, model)
         if isinstance(inputs, web.Response):
             return inputs
-        model = call.request.match_info["model"].strip("/")
+        if "seconds" in inputs:
+            call.take_video_time(f"{model}\x00{inputs['prompt']}\x00{inputs['seed']}")
         job = call.submit_job(model, inputs)
         if isinstance(call.body, dict) and call.body.get("enable_sync_mode") is True:
             await call.generate()
@@ -145,7 +162,16 @@ class WaveSpeedAPI(FarmAdapter):
         done = state is FarmJobState.DONE
         failed = done and job.content_policy
         outputs: list[str] = []
-        if done and not failed:
+        if done and not failed and "seconds" in inputs:
+            url, _ = call.video(
+                inputs["prompt"],
+                inputs["seed"],
+                inputs["width"],
+                inputs["height"],
+                inputs["seconds"],
+            )
+            outputs = [url]
+        elif done and not failed:
             outputs = [
                 image.url
                 for image in call.images(

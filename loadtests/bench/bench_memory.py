@@ -23,6 +23,12 @@ Run: ``python -m loadtests.bench.bench_memory`` (about a minute; prints a table 
   timeout): RSS before and after, the peak, the server's open file descriptors and the
   connections the receivers held at most (bounded by ``webhook_concurrency`` +
   ``webhook_slow_max``).
+* Video (first; alone with ``--video-only``): a Veo-shaped model on the farm's fal, the farm in
+  its own process. ``idle``: 10 video jobs held at the provider (tiny outputs, ten-minute
+  generations); ``storing``: 10 jobs whose 50 MiB MP4s the farm serves at 4 MiB/s, so every job
+  is streaming its output to disk while ``VmRSS`` is read every 0.2 s over a window (the
+  highest read counts). Reported: KiB per storing job above an idle one (the budget: under
+  1 MiB), and how many jobs were still storing at the end of the window.
 """
 
 from __future__ import annotations
@@ -119,11 +125,13 @@ def _cli(*args: str, config: Path, data: Path) -> str:
     return done.stdout
 
 
-async def _open_loop(url: str, token: str, total: int, rate: float) -> dict[str, int]:
+async def _open_loop(
+    url: str, token: str, total: int, rate: float, body: dict[str, Any] | None = None
+) -> dict[str, int]:
     """Submit ``total`` jobs at ``rate`` a second whatever the answers (open loop)."""
     statuses: dict[str, int] = {}
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    payload = json.dumps(BODY).encode()
+    payload = json.dumps(body or BODY).encode()
     connector = aiohttp.TCPConnector(limit=256)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -375,6 +383,157 @@ async def _submit_with_hooks(url: str, token: str, hooks: list[str]) -> dict[str
     return statuses
 
 
+# --- video: memory of a job storing a 50 MB output ---------------------------------------------
+
+VIDEO_MODEL = "bench-video"
+VIDEO_BODY = {"model": VIDEO_MODEL, "prompt": "a heron takes off from a misty lake"}
+VIDEO_MIB = 50
+VIDEO_JOBS = 10
+#: How fast the farm serves each video: slow enough that every job is still storing while RSS
+#: is sampled (50 MiB at 4 MiB/s is about 12 s a download).
+VIDEO_SERVE_MIB_S = 4.0
+VIDEO_CATALOG = f"""[models."{VIDEO_MODEL}"]
+kind = "video"
+description = "bench_memory: a Veo-shaped model on fal alone"
+video_credits = {{ per_second = {{ "720p" = 1 }} }}
+video = {{ durations = [8], resolutions = ["720p"], aspect_ratios = ["16:9"] }}
+[[models."{VIDEO_MODEL}".providers]]
+provider = "fal"
+model = "fal-ai/veo3/fast"
+"""
+
+
+def _video_scenario(storing: bool, mib: int, serve_mib_s: float) -> str:
+    """``storing``: videos of ``mib`` MiB, generated at once, served at ``serve_mib_s``;
+    otherwise (idle) tiny videos whose generation takes ten minutes."""
+    generation = 1 if storing else 600_000
+    per_second = mib * 1024 * 1024 // 8 if storing else 0
+    return (
+        f'description = "bench_memory video ({"storing" if storing else "idle"})"\nseed = 1\n'
+        f"[providers.fal]\nlatency_ms = 1\ngeneration_ms = {generation}\n"
+        f"[videos]\nbytes_per_second = {per_second}\n"
+        f"serve_bytes_per_s = {int(serve_mib_s * 1024 * 1024)}\n"
+    )
+
+
+def _video_config(tmp: Path, fal_url: str, workers: int) -> Path:
+    (tmp / "catalog.toml").write_text(VIDEO_CATALOG)
+    config = tmp / "imagerouter.toml"
+    config.write_text(
+        'catalog = "catalog.toml"\n'
+        f"[server]\nworkers = {workers}\nauth_cache_s = 600\nshutdown_grace_s = 1\n"
+        "lease_s = 120\nsweep_interval_s = 30\n"
+        "[server.storage]\nvideo_download_timeout_s = 1200\n"
+        "[router]\nvideo_deadline_s = 1800\nvideo_attempt_timeout_s = 1200\nmax_attempts = 1\n"
+        f'[providers.fal]\nbase_url = "{fal_url}"\napi_key = "farm-key-fal"\n'
+        "[providers.openai]\nenabled = false\n[providers.wavespeed]\nenabled = false\n"
+    )
+    return config
+
+
+def measure_video(fal_url: str, jobs: int, window_s: float) -> dict[str, Any]:
+    """A fresh server with one worker a job: RSS before, then the highest of reads every
+    0.2 s over ``window_s`` after ``jobs`` video jobs were submitted, and how many were still
+    in flight (processing) at the end of the window."""
+    with tempfile.TemporaryDirectory(prefix="bench-memory-video-") as name:
+        tmp = Path(name)
+        config, data = _video_config(tmp, fal_url, jobs), tmp / "data"
+        token = (
+            _cli(
+                "keys",
+                "create",
+                "--account",
+                "bench",
+                "--credits",
+                str(10**9),
+                config=config,
+                data=data,
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = (tmp / "server.log").open("wb")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "imagerouter",
+                "serve",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(data),
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_http(f"{url}/readyz", timeout_s=60)
+            time.sleep(1.0)
+            before = rss_kib(server.pid)
+            asyncio.run(_open_loop(url, token, jobs, 100.0, VIDEO_BODY))
+            time.sleep(1.0)
+            reads = []
+            deadline = time.monotonic() + window_s
+            while time.monotonic() < deadline:
+                reads.append(rss_kib(server.pid))
+                time.sleep(0.2)
+            counts = _statuses(data / "imagerouter.db")
+            stored = sum(f.stat().st_size for f in (data / "media").rglob("*") if f.is_file())
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+            log.close()
+    after = max(reads)
+    return {
+        "jobs": counts,
+        "processing_at_end": counts.get("processing", 0),
+        "bytes_on_disk_at_end": stored,
+        "rss_before_mib": round(before / 1024, 1),
+        "rss_during_mib": round(after / 1024, 1),
+        "kib_per_job": round((after - before) / max(1, jobs), 1),
+    }
+
+
+def run_video(jobs: int, mib: int, serve_mib_s: float) -> dict[str, Any]:
+    """The video case: ``jobs`` idle video jobs (held at the provider), then ``jobs`` storing
+    a ``mib`` MiB output each; RSS per storing job above an idle one."""
+    results = {}
+    window_s = min(8.0, mib / serve_mib_s * 0.6)
+    with tempfile.TemporaryDirectory(prefix="bench-memory-farm-") as name:
+        for label, storing in (("idle", False), ("storing", True)):
+            scenario = Path(name) / f"{label}.toml"
+            scenario.write_text(_video_scenario(storing, mib, serve_mib_s))
+            with farm_process(str(scenario)) as farm:
+                fal_url = farm["providers"]["fal"]["base_url"]
+                print(f"  video {label}: {jobs} jobs …", flush=True)
+                results[label] = measure_video(fal_url, jobs, window_s)
+    above = results["storing"]["kib_per_job"] - results["idle"]["kib_per_job"]
+    summary = {
+        "output_mib": mib,
+        "kib_per_storing_job_above_idle": round(above, 1),
+        "under_1_mib": above < 1024,
+        "all_storing_during_window": results["storing"]["processing_at_end"] == jobs,
+    }
+    print(
+        f"\nvideo: {jobs} jobs storing {mib} MiB each: "
+        f"{results['storing']['kib_per_job']} KiB per job, an idle video job "
+        f"{results['idle']['kib_per_job']} KiB: {summary['kib_per_storing_job_above_idle']} KiB "
+        f"above idle (under 1 MiB: {summary['under_1_mib']}; still storing at the end of the "
+        f"window: {results['storing']['processing_at_end']} of {jobs}, "
+        f"{results['storing']['bytes_on_disk_at_end'] / 2**20:.0f} MiB on disk)"
+    )
+    return {"configs": results, "summary": summary}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run both configurations, print a table, write ``results/memory.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -384,10 +543,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--hanging", type=int, default=HANGING, help="receivers of 'hanging_webhooks' (0: skip)"
     )
+    parser.add_argument("--video-jobs", type=int, default=VIDEO_JOBS)
+    parser.add_argument("--video-mib", type=int, default=VIDEO_MIB)
+    parser.add_argument("--video-serve-mib-s", type=float, default=VIDEO_SERVE_MIB_S)
+    parser.add_argument("--video-only", action="store_true", help="only the video case")
     args = parser.parse_args(argv)
     if not Path("/proc/self/status").is_file():
         raise SystemExit("bench_memory reads /proc: Linux only")
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    video = run_video(args.video_jobs, args.video_mib, args.video_serve_mib_s)
+    if args.video_only:
+        path = write_results("memory-video", {"benchmark": "memory-video", **video})
+        print(f"wrote {path}")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-memory-farm-") as name:
         scenario = Path(name) / "held.toml"
         scenario.write_text(FARM_SCENARIO)
@@ -448,6 +616,7 @@ def main(argv: list[str] | None = None) -> None:
             "configs": results,
             "hanging_webhooks": hanging_row,
             "summary": summary,
+            "video": video,
         },
     )
     print(f"wrote {path}")

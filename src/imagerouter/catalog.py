@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from imagerouter.capabilities import Capabilities
+from imagerouter.capabilities import Capabilities, VideoCapabilities
 from imagerouter.config import load_toml, validate
-from imagerouter.errors import ConfigError, UnknownModel
-from imagerouter.generation import ImageRequest
+from imagerouter.errors import ConfigError, UnknownModel, UnsupportedRequest
+from imagerouter.generation import VIDEO_FIELDS, ImageRequest, MediaKind
 
 __all__ = ["Catalog", "CatalogModel", "ModelProvider", "load_catalog"]
 
@@ -28,10 +28,28 @@ class ModelProvider(BaseModel):
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1, description="The provider's own model id.")
     weight: float = Field(default=1.0, gt=0)
-    cost_usd: float | None = Field(default=None, ge=0, description="Provider price per image.")
+    cost_usd: float | None = Field(
+        default=None, ge=0, description="Provider price per image (per second of a video)."
+    )
+    audio_cost_usd: float | None = Field(
+        default=None, ge=0, description="Video: price per second with sound, when it differs."
+    )
     optional: bool = Field(
         default=False, description="Use only if this provider is installed and has a key."
     )
+    image_model: str | None = Field(
+        default=None, min_length=1, description="Video: the provider's id for a first frame."
+    )
+
+    def model_for(self, request: ImageRequest) -> str:
+        """The provider's model id for ``request``: ``image_model`` when it gives a first
+        frame, with ``{resolution}`` filled in (WaveSpeed has one endpoint per resolution)."""
+        model = self.model
+        if request.image_url is not None and self.image_model is not None:
+            model = self.image_model
+        if "{" in model:
+            model = model.replace("{resolution}", request.resolution or "")
+        return model
 
 
 class Credits(BaseModel):
@@ -44,8 +62,25 @@ class Credits(BaseModel):
     high: int = Field(ge=0)
 
 
+class VideoCredits(BaseModel):
+    """Credits per second of video by resolution, and what a sound track adds per second."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_second: dict[str, int] = Field(min_length=1, description="Resolution -> credits/s.")
+    audio_per_second: int = Field(default=0, ge=0, description="Added per second with sound.")
+
+    @model_validator(mode="after")
+    def _check(self) -> VideoCredits:
+        for resolution, credits in self.per_second.items():
+            if credits < 0:
+                raise ValueError(f"per_second.{resolution} is negative")
+        return self
+
+
 class CatalogModel(BaseModel):
-    """A model clients can ask for."""
+    """A model clients can ask for: an image model (``credits`` and ``capabilities``) or a
+    video model (``kind = "video"``, ``video_credits`` and ``video``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,27 +88,82 @@ class CatalogModel(BaseModel):
     #: The catalog file that defined this model, for error messages.
     source: str = ""
     description: str = ""
+    kind: MediaKind = "image"
     policy: RoutingPolicy = "priority"
     hedge: bool = Field(default=False, description="Start the next provider at the first's p95.")
-    credits: Credits
+    credits: Credits | None = None
     capabilities: Capabilities = Field(default_factory=Capabilities)
+    video_credits: VideoCredits | None = None
+    video: VideoCapabilities | None = None
     providers: tuple[ModelProvider, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> CatalogModel:
+        if self.kind == "image":
+            if self.credits is None:
+                raise ValueError("an image model needs credits = { low, standard, high }")
+            if self.video is not None or self.video_credits is not None:
+                raise ValueError('video and video_credits are for kind = "video" models')
+            return self
+        if self.video is None or self.video_credits is None:
+            raise ValueError('a kind = "video" model needs video and video_credits tables')
+        missing = [r for r in self.video.resolutions if r not in self.video_credits.per_second]
+        if missing:
+            raise ValueError(f"video_credits.per_second lacks {', '.join(missing)}")
+        if self.video.first_frame:
+            for entry in self.providers:
+                if entry.image_model is None:
+                    raise ValueError(
+                        f"first_frame = true, but provider {entry.provider} has no image_model"
+                    )
+        return self
 
     def check(self, request: ImageRequest) -> None:
         """Raise :class:`~imagerouter.errors.UnsupportedRequest` naming the first field of
-        ``request`` this model cannot serve (too many images, a size or format it lacks)."""
+        ``request`` this model cannot serve (too many images, a size or format it lacks, a
+        video field for an image model, a duration or resolution a video model lacks)."""
+        self.resolve_request(request)
+
+    def resolve_request(self, request: ImageRequest) -> ImageRequest:
+        """``request`` as this model serves it: checked, and for a video model with every
+        video field filled in (defaults, or derived from ``size``)."""
+        if self.video is not None:
+            return self.video.resolve(self.name, request)
+        for name in VIDEO_FIELDS:
+            if getattr(request, name) is not None:
+                raise UnsupportedRequest(name, f"{self.name} makes images; {name} is for video")
         self.capabilities.check(self.name, request)
+        return request
 
     def price(self, request: ImageRequest) -> int:
-        """Credits for ``request``: tier price × size (in 1024² units, at least 1) × n.
+        """Credits for ``request``. An image: tier price × size (in 1024² units, at least 1)
+        × n. A video: (the resolution's credits per second, plus the audio surcharge when it
+        has sound) × seconds.
 
         A request the model cannot serve has no price: it is checked first (so every route
         that prices a job before charging it refuses such a request with the field named).
         """
-        self.check(request)
+        request = self.resolve_request(request)
+        if self.video_credits is not None:
+            assert request.resolution is not None
+            assert request.duration is not None
+            per_second = self.video_credits.per_second[request.resolution]
+            if request.generate_audio:
+                per_second += self.video_credits.audio_per_second
+            return per_second * request.duration
+        assert self.credits is not None
         width, height = request.dimensions
         per_image = getattr(self.credits, request.tier) * max(1.0, width * height / BASE_PIXELS)
         return math.ceil(per_image * request.n)
+
+    def cost_usd(self, entry: ModelProvider, request: ImageRequest, outputs: int) -> float | None:
+        """What ``entry``'s provider charges for ``request`` (``outputs`` images; a video's
+        seconds, with sound at ``audio_cost_usd``), or None when the catalog does not say."""
+        if self.kind == "video":
+            cost = entry.audio_cost_usd if request.generate_audio else None
+            cost = cost if cost is not None else entry.cost_usd
+            return None if cost is None else cost * (request.duration or 0)
+        return None if entry.cost_usd is None else entry.cost_usd * outputs
 
 
 class Catalog(BaseModel):

@@ -167,6 +167,12 @@ class RouterSettings(BaseModel):
 
     deadline_s: float = Field(default=300.0, gt=0, description="A job's whole time budget.")
     attempt_timeout_s: float = Field(default=120.0, gt=0, description="Cap on one attempt.")
+    video_deadline_s: float = Field(
+        default=1800.0, gt=0, description="A video job's whole time budget."
+    )
+    video_attempt_timeout_s: float = Field(
+        default=900.0, gt=0, description="Cap on one attempt of a video job."
+    )
     max_attempts: int = Field(default=8, ge=1, description="Provider calls per job, at most.")
     max_wait_s: float = Field(default=60.0, ge=0, description="Longest single wait of a job.")
     max_total_wait_s: float = Field(default=120.0, ge=0, description="A job's total waiting.")

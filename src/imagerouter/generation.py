@@ -17,6 +17,7 @@ __all__ = [
     "GeneratedImage",
     "ImageRequest",
     "ImageResult",
+    "MediaKind",
     "ProviderOutput",
     "Quality",
     "check_size",
@@ -25,6 +26,12 @@ __all__ = [
 
 Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
 OutputFormat = Literal["png", "jpeg", "webp"]
+#: What a catalog model makes.
+MediaKind = Literal["image", "video"]
+#: The request fields only a video model reads (an image model refuses each one set).
+VIDEO_FIELDS = ("duration", "aspect_ratio", "resolution", "generate_audio", "image_url")
+#: Longest ``image_url``: room for a data URL of a 2 MiB image (base64 is 4/3 of it).
+MAX_IMAGE_URL = 2 * 1024 * 1024 * 4 // 3 + 64
 
 #: ``WIDTHxHEIGHT`` in ASCII digits without leading zeros (``\d`` would take any script's digits).
 _SIZE = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
@@ -91,6 +98,27 @@ class ImageRequest(BaseModel):
     routing: RoutingPreferences | None = Field(
         default=None, description="Provider preferences for this job (see README, Routing)."
     )
+    # --- video models only (the catalog model's ``video`` capabilities fill what is unset) ---
+    duration: int | None = Field(
+        default=None, ge=1, le=120, strict=True, description="Video: seconds of output."
+    )
+    aspect_ratio: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]?:[1-9][0-9]?$",
+        description="Video: '16:9', '9:16', ... (or give size, e.g. 1280x720).",
+    )
+    resolution: str | None = Field(
+        default=None, pattern=r"^[1-9][0-9]{2,3}p$", description="Video: '480p', '720p', ..."
+    )
+    generate_audio: bool | None = Field(
+        default=None, strict=True, description="Video: with a sound track (models that can)."
+    )
+    image_url: str | None = Field(
+        default=None,
+        max_length=MAX_IMAGE_URL,
+        pattern=r"^(https?://|data:image/)",
+        description="Video: the first frame (image to video), an http(s) or data: URL.",
+    )
 
     @field_validator("size")
     @classmethod
@@ -116,7 +144,8 @@ class ImageRequest(BaseModel):
 
 
 class GeneratedImage(BaseModel):
-    """One output image: a URL the client can fetch, or the bytes inline as base64."""
+    """One output (an image, or a video when ``content_type`` is ``video/*``): a URL the
+    client can fetch, or the bytes inline as base64."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -125,6 +154,8 @@ class GeneratedImage(BaseModel):
     content_type: str = "image/png"
     width: int | None = None
     height: int | None = None
+    #: Seconds of a video output.
+    duration: float | None = None
 
 
 @dataclass(slots=True)

@@ -25,7 +25,13 @@ import aiohttp
 
 from imagerouter.catalog import Catalog, CatalogModel, load_catalog
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.config import ProviderSettings, Settings, load_settings, validate
+from imagerouter.config import (
+    ProviderSettings,
+    RouterSettings,
+    Settings,
+    load_settings,
+    validate,
+)
 from imagerouter.errors import ConfigError, NoProviderAvailable, ProviderError, ProviderUnavailable
 from imagerouter.generation import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
 from imagerouter.instances import ProviderInstance, retry_budget_of
@@ -91,6 +97,7 @@ class Router(AsyncResource):
         self._candidates: dict[str, list[Candidate]] = {}
         # (model, size, quality, n, output_format) -> price: all a price and its check read
         self._prices: dict[tuple[str, str, str, int, str], int] = {}
+        self._video: RouterSettings | None = None
 
     # --- construction -------------------------------------------------------------------------
 
@@ -185,6 +192,8 @@ class Router(AsyncResource):
         exhausted or the deadline passed. Every attempt is on the result or the error.
         """
         model = self.catalog.resolve(request.model)
+        if model.video is not None:  # the video fields the client left out, filled in
+            request = model.video.resolve(model.name, request)
         plan = self.plan(model, deadline_s, request.routing)
         while True:
             step = plan.next_step()
@@ -213,6 +222,7 @@ class Router(AsyncResource):
         with the client's ``routing`` preferences applied: every candidate they leave out is
         recorded on the plan as a skip."""
         candidates = self.candidates_for(model)
+        settings = self.settings.router if model.kind == "image" else self._video_settings()
         applied = None
         if routing is not None:
             applied = apply_preferences(routing, candidates, model.policy, self.rng)
@@ -220,8 +230,8 @@ class Router(AsyncResource):
         plan = JobPlan(
             model=model,
             candidates=candidates,
-            deadline=self.clock.now() + (deadline_s or self.settings.router.deadline_s),
-            settings=self.settings.router,
+            deadline=self.clock.now() + (deadline_s or settings.deadline_s),
+            settings=settings,
             clock=self.clock,
             rng=self.rng,
             on_attempt=self.attempts,
@@ -231,6 +241,18 @@ class Router(AsyncResource):
             for candidate, reason in applied.skipped:
                 plan.note_skip(candidate.instance.name, reason)
         return plan
+
+    def _video_settings(self) -> RouterSettings:
+        """The router settings with the video attempt timeout and deadline (minutes)."""
+        if self._video is None:
+            router = self.settings.router
+            self._video = router.model_copy(
+                update={
+                    "attempt_timeout_s": router.video_attempt_timeout_s,
+                    "deadline_s": router.video_deadline_s,
+                }
+            )
+        return self._video
 
     async def _call(
         self,
@@ -242,7 +264,9 @@ class Router(AsyncResource):
         """Make one provider call; a plugin bug counts as the provider being unavailable."""
         candidate = step.candidate
         provider = candidate.instance.provider
-        ctx = CallContext(self.session, candidate.entry.model, step.deadline, self.clock)
+        entry = candidate.entry
+        provider_model = entry.model if plan.model.kind == "image" else entry.model_for(request)
+        ctx = CallContext(self.session, provider_model, step.deadline, self.clock)
         if on_progress is not None:
             name = candidate.instance.name
             ctx.on_progress = lambda report: on_progress(name, report)
@@ -302,11 +326,14 @@ class Router(AsyncResource):
         error, candidate = outcome.error, outcome.step.candidate
         if error is None:
             assert outcome.output is not None
-            candidate.instance.charge(candidate.entry.cost_usd, len(outcome.output.images))
+            if model.kind == "image":
+                candidate.instance.charge(candidate.entry.cost_usd, len(outcome.output.images))
+            else:
+                candidate.instance.charge(model.cost_usd(candidate.entry, request, 1), 1)
             return ImageResult(
                 model=model.name,
                 provider=candidate.instance.name,
-                provider_model=candidate.entry.model,
+                provider_model=outcome.ctx.provider_model,
                 images=outcome.output.images,
                 provider_request_id=outcome.output.provider_request_id,
                 metadata=dict(request.metadata),
@@ -323,16 +350,28 @@ class Router(AsyncResource):
 
     def price(self, request: ImageRequest) -> int:
         """Credits ``request`` costs (UnknownModel, or UnsupportedRequest naming the field the
-        model cannot serve). Remembered per model, size, quality, n and output format, the
-        only fields the price and its capability check read; refusals are not remembered."""
-        key = (request.model, request.size, request.quality, request.n, request.output_format)
-        price = self._prices.get(key)
-        if price is None:
-            price = self.catalog.resolve(request.model).price(request)
-            if len(self._prices) >= _PRICES_KEPT:
-                self._prices.clear()
-            self._prices[key] = price
-        return price
+        model cannot serve). An image model's price is remembered per model, size, quality, n
+        and output format, the only fields the price and its check read; refusals, requests
+        with a video field and video models' prices (which read a size only when it is given)
+        are not."""
+        if (
+            request.duration is None
+            and request.resolution is None
+            and request.aspect_ratio is None
+            and request.generate_audio is None
+            and request.image_url is None
+        ):
+            key = (request.model, request.size, request.quality, request.n, request.output_format)
+            price = self._prices.get(key)
+            if price is None:
+                model = self.catalog.resolve(request.model)
+                price = model.price(request)
+                if model.kind == "image":
+                    if len(self._prices) >= _PRICES_KEPT:
+                        self._prices.clear()
+                    self._prices[key] = price
+            return price
+        return self.catalog.resolve(request.model).price(request)
 
     def candidates_for(self, model: CatalogModel) -> list[Candidate]:
         """The enabled provider instances serving ``model``, in catalog order."""

@@ -65,7 +65,17 @@ def test_the_catalog_is_worth_routing(catalog: Catalog) -> None:
     for name, model in catalog.models.items():
         assert all(entry.cost_usd is not None for entry in model.providers), name
         first = model.providers[0].cost_usd or 0.0
-        assert model.credits.low * 0.005 >= first * 0.99, name
+        if model.video is not None and model.video_credits is not None:
+            # per second, at the default resolution (the one the provider's cost_usd is for)
+            per_second = model.video_credits.per_second[model.video.resolutions[0]]
+            assert per_second * 0.005 >= first * 0.99, name
+            audio = model.providers[0].audio_cost_usd
+            if audio is not None:
+                with_audio = per_second + model.video_credits.audio_per_second
+                assert with_audio * 0.005 >= audio * 0.99, name
+        else:
+            assert model.credits is not None
+            assert model.credits.low * 0.005 >= first * 0.99, name
         assert all(e.optional for e in model.providers if e.provider == "replicate"), name
         assert any(not e.optional for e in model.providers), name
 

@@ -121,3 +121,16 @@ def test_launch_week_sends_a_share_of_routing_preferences() -> None:
     assert traffic.routing_of(0.01) == {"ignore": ["openai"]}
     assert traffic.routing_of(0.07) == {"sort": "price"}
     assert traffic.routing_of(0.5) is None
+
+
+def test_video_mix_sends_catalog_video_models_beside_images() -> None:
+    """video-mix: a fifth of the jobs are videos, of models the shipped catalog makes video
+    with; the image models stay image models."""
+    from imagerouter.catalog import load_catalog
+
+    scenario = load_load_scenario("video-mix")
+    traffic = scenario.traffic
+    assert traffic.video_fraction == 0.2
+    catalog = load_catalog()
+    assert {catalog.resolve(name).kind for name in traffic.video_models} == {"video"}
+    assert {catalog.resolve(name).kind for name in traffic.models} == {"image"}

@@ -97,7 +97,7 @@ def test_readme_states_the_default_rate_limits() -> None:
     section = " ".join(readme.split("## The job API", 1)[1].split("\n## ", 1)[0].split())
     limits = ServerSettings().rate_limits
     generate, read = limits["generate"], limits["read"]
-    routes = ", ".join(f"`{r.method} {r.path}`" for r in ROUTES if r.limit == "generate")
+    routes = ", ".join(f"`{r.method} {r.doc_path}`" for r in ROUTES if r.limit == "generate")
     assert (
         f"**`generate`** ({routes}) **{generate.rate_per_s:g} requests/s sustained, "
         f"bursts of {generate.burst}**"

@@ -245,3 +245,30 @@ def test_routing_share_price_cap_and_unknown_provider(small_scenario: Any) -> No
     assert capped.metrics.jobs_arrived == 0
     with pytest.raises(ConfigError, match=r"simulation\.routing\[0\].*unknown provider 'foo'"):
         Simulation(load_spec(with_share('{ only = ["foo"] }')))
+
+
+def test_video_jobs_take_the_video_generation_time_and_images_do_not(
+    small_scenario: Any,
+) -> None:
+    """Veo 3 Fast beside flux-dev, fal's videos taking 3 s: the video jobs' provider time is
+    the video one, the image jobs' stays the image one (an image-only run draws as before)."""
+    video = small_scenario(hours=0.005, rate=600, fal="video_generation_ms = 3000")
+    text = video.read_text().replace('"flux-dev" = 1.0', '"veo3-fast" = 1.0')
+    video.write_text(text)
+    videos = summarize(run(video))
+    assert videos["jobs"]["completed"] > 0
+    assert 3.0 <= videos["latency"]["total_s"]["p50"] < 4.0
+    images = summarize(run(small_scenario(hours=0.005, rate=600, fal="video_generation_ms = 3000")))
+    assert images["latency"]["total_s"]["p95"] < 1.0
+
+
+def test_a_video_jobs_provider_cost_is_its_seconds_at_the_per_second_price(
+    small_scenario: Any,
+) -> None:
+    """Veo 3 Fast's default video on fal: 8 s with sound at $0.15 a second, $1.20 a job."""
+    path = small_scenario(hours=0.002, rate=300)
+    path.write_text(path.read_text().replace('"flux-dev" = 1.0', '"veo3-fast" = 1.0'))
+    sim = run(path)
+    completed = sim.metrics.jobs_completed
+    assert completed > 0
+    assert sum(sim.metrics.usd) == pytest.approx(1.2 * completed)

@@ -9,26 +9,38 @@ __all__ = ["COLUMNS", "markdown_table", "rows"]
 
 COLUMNS = (
     "model",
-    "credits low/std/high",
-    "providers in order (model id, $ per image)",
-    "sizes",
+    "credits low/std/high (video: per second)",
+    "providers in order (model id, $ per image or second)",
+    "sizes (video: seconds, resolutions, ratios)",
     "max n",
     "formats",
 )
 
 
-def _provider(entry: ModelProvider) -> str:
-    cost = "?" if entry.cost_usd is None else f"${entry.cost_usd:g}"
+def _provider(entry: ModelProvider, per: str = "") -> str:
+    cost = "?" if entry.cost_usd is None else f"${entry.cost_usd:g}{per}"
+    if entry.audio_cost_usd is not None:
+        cost += f" (${entry.audio_cost_usd:g}{per} with audio)"
     optional = ", optional" if entry.optional else ""
     return f"{entry.provider} `{entry.model}` {cost}{optional}"
 
 
 def _row(name: str, model: CatalogModel) -> tuple[str, ...]:
+    providers = " → ".join(
+        _provider(entry, "" if model.kind == "image" else "/s") for entry in model.providers
+    )
+    if model.video is not None and model.video_credits is not None:
+        prices = model.video_credits
+        credits = ", ".join(f"{c}/s {res}" for res, c in prices.per_second.items())
+        if prices.audio_per_second:
+            credits += f", +{prices.audio_per_second}/s audio"
+        return (name, credits, providers, model.video.summary(), "1", "mp4")
+    assert model.credits is not None
     credits, caps = model.credits, model.capabilities
     return (
         name,
         f"{credits.low}/{credits.standard}/{credits.high}",
-        " → ".join(_provider(entry) for entry in model.providers),
+        providers,
         caps.size_summary(),
         str(caps.max_n),
         ", ".join(caps.output_formats),

@@ -57,6 +57,11 @@ def _outcome(job: Job, as_json: bool) -> None:
 @click.option("--model", default="gpt-image-2", show_default=True, help="A catalog model.")
 @click.option("--size", default=None, help="WxH, e.g. 1024x1024.")
 @click.option("--seed", type=int, default=None)
+@click.option("--duration", type=click.IntRange(min=1), default=None, help="Video: seconds.")
+@click.option("--resolution", default=None, help="Video: 480p, 720p, 1080p…")
+@click.option("--aspect-ratio", default=None, help="Video: 16:9, 9:16…")
+@click.option("--audio/--no-audio", default=None, help="Video: with a sound track or not.")
+@click.option("--image-url", default=None, help="Video: the first frame (an http(s) URL).")
 @server_url_option
 @click.option("--key", envvar="IMAGEROUTER_API_KEY", default=None, help="env IMAGEROUTER_API_KEY")
 @click.option(
@@ -68,18 +73,34 @@ def generate(
     model: str,
     size: str | None,
     seed: int | None,
+    duration: int | None,
+    resolution: str | None,
+    aspect_ratio: str | None,
+    audio: bool | None,
+    image_url: str | None,
     url: str,
     key: str | None,
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Generate an image on a running server, showing queue progress while it waits."""
+    """Generate an image (or, with a video model such as veo3-fast, a video) on a running
+    server, showing queue progress while it waits."""
     require("client", "imagerouter generate")
     from imagerouter.client import Client, ClientError
 
     try:
         with Client(url, key) as client:
-            job = client.submit(prompt, model=model, size=size, seed=seed)
+            job = client.submit(
+                prompt,
+                model=model,
+                size=size,
+                seed=seed,
+                duration=duration,
+                resolution=resolution,
+                aspect_ratio=aspect_ratio,
+                generate_audio=audio,
+                image_url=image_url,
+            )
             err_console.print(f"job {job.id} queued ({escape(model)})", highlight=False)
             with err_console.status("waiting for a provider…") as line:
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -80,9 +81,16 @@ class Client(Base):
         metadata: dict[str, Any] | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        duration: int | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        generate_audio: bool | None = None,
+        image_url: str | None = None,
     ) -> Job:
         """Submit a job; returns it ``queued`` (charged). Retrying with the same
-        ``idempotency_key`` and arguments returns the same job."""
+        ``idempotency_key`` and arguments returns the same job. A video model takes
+        ``duration`` (seconds), ``aspect_ratio``, ``resolution``, ``generate_audio`` and
+        ``image_url`` (the first frame); what is left out, the model's defaults fill."""
         body = self._submit_body(
             prompt,
             model,
@@ -94,6 +102,11 @@ class Client(Base):
                 "seed": seed,
                 "metadata": metadata,
                 "webhook_url": webhook_url,
+                "duration": duration,
+                "aspect_ratio": aspect_ratio,
+                "resolution": resolution,
+                "generate_audio": generate_audio,
+                "image_url": image_url,
             },
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -218,6 +231,24 @@ class Client(Base):
         return self._request("POST", f"/v1/jobs/{job_id}/deliveries/replay")
 
     # --- outputs -------------------------------------------------------------------------------
+
+    def download_to(self, url: str, path: str | os.PathLike[str]) -> int:
+        """Stream a result URL (a video: tens of MB) into the file ``path``, a chunk at a
+        time; the bytes written."""
+        target = url if "://" in url else self.base_url + url
+        size = 0
+        try:
+            with self._http.stream("GET", target) as response:
+                if response.is_error:
+                    response.read()
+                    raise error_from_response(response)
+                with open(path, "wb") as file:
+                    for chunk in response.iter_bytes():
+                        file.write(chunk)
+                        size += len(chunk)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        return size
 
     def download(self, url: str) -> bytes:
         """An image's bytes from a result URL (relative URLs are on this server); no API key

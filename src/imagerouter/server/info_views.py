@@ -49,8 +49,20 @@ async def list_models(request: web.Request) -> web.Response:
             "policy": model.policy,
             "providers": [c.instance.name for c in router.candidates_for(model)],
             "aliases": sorted(aliases.get(name, [])),
-            "credits": model.credits.model_dump(),
-            "capabilities": model.capabilities.model_dump(mode="json"),
+            "kind": model.kind,
+            **(
+                {
+                    "credits": model.credits.model_dump(),
+                    "capabilities": model.capabilities.model_dump(mode="json"),
+                }
+                if model.credits is not None
+                else {
+                    "video_credits": model.video_credits.model_dump(mode="json")
+                    if model.video_credits
+                    else None,
+                    "video": model.video.model_dump(mode="json") if model.video else None,
+                }
+            ),
         }
         for name, model in catalog.models.items()
     ]

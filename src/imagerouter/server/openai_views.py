@@ -40,6 +40,7 @@ from imagerouter.server.openai_families import (
     family_of,
     shown_quality,
 )
+from imagerouter.server.openai_videos import refuse_video_model
 from imagerouter.server.present import job_result
 from imagerouter.server.routing_prefs import with_key_defaults
 from imagerouter.server.schemas import OpenAIImageRequest
@@ -197,6 +198,7 @@ async def images_generations(request: web.Request) -> web.Response:
     principal = request[principal_key]
     raw = await read_json(request)
     body = validate(OpenAIImageRequest, raw)
+    refuse_video_model(request, body.model)
     family = family_of(body.model)
     check_request(body, family)
     image_request = with_key_defaults(principal, _to_image_request(body))

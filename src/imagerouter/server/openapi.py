@@ -129,7 +129,7 @@ def openapi_document(
                 schemas[name]["properties"]["model"]["examples"] = names
     paths: dict[str, dict[str, Any]] = {}
     for spec in routes:
-        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, refs)
+        paths.setdefault(spec.doc_path, {})[spec.method.lower()] = _operation(spec, refs)
     return {
         "openapi": "3.1.0",
         "info": {

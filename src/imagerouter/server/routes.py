@@ -8,6 +8,7 @@ One table (over 400 lines): every route of the API, so that nothing registers a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,6 +26,7 @@ from imagerouter.server import (
     info_views,
     jobs_views,
     media_views,
+    openai_videos,
     openai_views,
     webhook_views,
 )
@@ -52,6 +54,7 @@ from imagerouter.server.schemas import (
 __all__ = ["INTERNAL_TAGS", "ROUTES", "Param", "RouteSpec", "route_spec", "setup_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_PATTERN = re.compile(r"\{(\w+):[^}]*\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,11 @@ class RouteSpec:
     media_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def doc_path(self) -> str:
+        """The path as OpenAPI writes it: aiohttp's ``{name:regex}`` as ``{name}``."""
+        return _PATTERN.sub(r"{\1}", self.path)
+
 
 _IDEMPOTENCY = Param(
     "Idempotency-Key",
@@ -99,6 +107,8 @@ _IDEMPOTENCY = Param(
     description="Retries with the same key and body return the first answer; kept 24 h.",
 )
 _JOB_ID = Param("id", "path", {"type": "string", "minLength": 1}, required=True)
+#: A video's path: an empty or dot id still reaches the route (a 404 in OpenAI's shape).
+_VIDEO_PATH = "/v1/videos/{id:[^/]*}"
 _SUBMIT_ERRORS = (400, 401, 402, 409, 413, 422, 429)
 _LAST_EVENT_ID = Param(
     "Last-Event-ID",
@@ -324,6 +334,70 @@ ROUTES: tuple[RouteSpec, ...] = (
                 "(success, failure or timeout): GET /v1/jobs/{id} finds it.",
             ),
         ),
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/videos",
+        openai_videos.create_video,
+        "openai.videos.create",
+        "OpenAI-compatible video create (the SDK's multipart form, or JSON): charges and "
+        "queues a video job of a catalog video model; answers the Video object, queued. "
+        "Extensions: resolution, aspect_ratio, generate_audio, seed, webhook_url, metadata.",
+        "openai",
+        ok=(200, None),
+        limit="generate",
+        body=openai_videos.OpenAIVideoRequest,
+        errors=(400, 401, 402, 409, 413, 422, 429),
+        params=(_IDEMPOTENCY,),
+        openai=True,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/videos",
+        openai_videos.list_videos,
+        "openai.videos.list",
+        "OpenAI-compatible: the caller's videos, newest first (after, limit).",
+        "openai",
+        ok=(200, None),
+        errors=(400, 401, 429),
+        openai=True,
+    ),
+    RouteSpec(
+        "GET",
+        _VIDEO_PATH,
+        openai_videos.retrieve_video,
+        "openai.videos.retrieve",
+        "OpenAI-compatible: one Video object (status, progress, seconds, size, error).",
+        "openai",
+        ok=(200, None),
+        errors=(401, 404, 429),
+        params=(_JOB_ID,),
+        openai=True,
+    ),
+    RouteSpec(
+        "DELETE",
+        _VIDEO_PATH,
+        openai_videos.delete_video,
+        "openai.videos.delete",
+        "OpenAI-compatible: cancel a queued or running video (refunded); 409 once finished.",
+        "openai",
+        ok=(200, None),
+        errors=(401, 404, 409, 429),
+        params=(_JOB_ID,),
+        openai=True,
+    ),
+    RouteSpec(
+        "GET",
+        _VIDEO_PATH + "/content",
+        openai_videos.video_content,
+        "openai.videos.content",
+        "OpenAI-compatible: the MP4 (from local storage; else a redirect to its URL).",
+        "openai",
+        ok=(200, None),
+        errors=(400, 401, 404, 409, 429),
+        params=(_JOB_ID,),
+        openai=True,
+        media_type="video/mp4",
     ),
     RouteSpec(
         "GET",

@@ -255,8 +255,17 @@ class ModelOut(_Out):
     policy: str
     providers: list[str] = Field(description="Provider instances in routing order.")
     aliases: list[str]
-    credits: ModelCredits
-    capabilities: ModelCapabilities
+    kind: Literal["image", "video"] = "image"
+    credits: ModelCredits | None = Field(default=None, description="Image models.")
+    capabilities: ModelCapabilities | None = Field(default=None, description="Image models.")
+    video_credits: dict[str, Any] | None = Field(
+        default=None, description="Video models: per_second by resolution, audio_per_second."
+    )
+    video: dict[str, Any] | None = Field(
+        default=None,
+        description="Video models: durations, resolutions, aspect_ratios (defaults first), "
+        "audio, audio_default, first_frame.",
+    )
 
 
 class ModelList(_Out):

@@ -114,6 +114,11 @@ class ServerSettings(BaseModel):
     job_deadline_s: float | None = Field(
         default=None, gt=0, description="A job's whole life; default: router.deadline_s."
     )
+    video_job_deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A video job's whole life; default: router.video_deadline_s.",
+    )
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     rate_limits: dict[str, LimitPolicy] = Field(default_factory=_default_limits)

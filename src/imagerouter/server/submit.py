@@ -20,7 +20,7 @@ from aiohttp import web
 
 from imagerouter.auth import Principal
 from imagerouter.errors import UnknownModel
-from imagerouter.generation import ImageRequest
+from imagerouter.generation import VIDEO_FIELDS, ImageRequest
 from imagerouter.jobs.errors import InsufficientCredits
 from imagerouter.jobs.ids import new_timed_id
 from imagerouter.jobs.types import IdempotencyOutcome, NewJob, StoredResponse
@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: An image job's request is stored without the (always unset) video fields.
+_VIDEO_FIELDS = frozenset(VIDEO_FIELDS)
 MAX_KEY_LENGTH = 255
 
 
@@ -151,12 +153,20 @@ def _new_job(
     price: int,
     key: str | None,
 ) -> NewJob:
-    deadline_s = app[settings_key].job_deadline_s or app[router_key].settings.router.deadline_s
+    router, settings = app[router_key], app[settings_key]
+    model = router.resolve(image_request.model)
+    if model.video is None:  # stored as before video existed: its video fields are all unset
+        deadline_s = settings.job_deadline_s or router.settings.router.deadline_s
+        stored = image_request.model_dump(mode="json", exclude=_VIDEO_FIELDS)
+    else:  # stored with every video field filled in, as it was priced
+        image_request = model.video.resolve(model.name, image_request)
+        deadline_s = settings.video_job_deadline_s or router.settings.router.video_deadline_s
+        stored = image_request.model_dump(mode="json")
     created_at = time.time()
     return NewJob(
         id=new_timed_id("job", created_at),
         account_id=principal.account_id,
-        request=image_request.model_dump(mode="json"),
+        request=stored,
         price=price,
         deadline_at=created_at + deadline_s,
         idempotency_key=key,

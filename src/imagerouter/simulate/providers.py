@@ -37,6 +37,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -55,7 +56,7 @@ from imagerouter.resilience.headers import RateLimitBudget, parse_rate_limit_bud
 from imagerouter.simulate.windows import RetryAfterCounter
 from mockproviders.bucket import BucketState
 from mockproviders.engine import RATE_LIMIT, FaultEngine
-from mockproviders.profile import FaultProfile
+from mockproviders.profile import DelaySampler, FaultProfile
 from mockproviders.retry_after import make_retry_after
 from mockproviders.stats import FarmStats
 
@@ -171,6 +172,8 @@ class ProviderAccount:
         "_started",
         "_stats",
         "_tier",
+        "_video_rng",
+        "_video_samplers",
         "_waiting",
         "_windows",
         "boundaries",
@@ -224,6 +227,9 @@ class ProviderAccount:
         self._reanswer = reanswer
         self._busy = 0
         self._generations = 0
+        #: Video generation times: their own stream, so image runs draw as they always did.
+        self._video_rng = random.Random(f"{name}:{key}:video")
+        self._video_samplers: dict[int, DelaySampler] = {}
         self._ok = 0
         self._waiting: deque[_Generation] = deque()
         self._gens: dict[Any, _Generation] = {}
@@ -285,10 +291,20 @@ class ProviderAccount:
             self._next_delay = delay
         return offsets
 
+    def _video_sampler(self, profile: FaultProfile) -> DelaySampler:
+        """The profile's ``video_generation_ms``, ready to draw (kept per profile)."""
+        sampler = self._video_samplers.get(id(profile))
+        if sampler is None:
+            assert profile.video_generation_ms is not None
+            sampler = profile.video_generation_ms.sampler()
+            self._video_samplers = {id(profile): sampler}  # the live profile's only
+        return sampler
+
     # ------------------------------------------------------------------ calls
 
-    def call(self, ticket: Any, deadline: float) -> Answer:
-        """A generation request from the router now; ``deadline`` is the attempt's.
+    def call(self, ticket: Any, deadline: float, video: bool = False) -> Answer:
+        """A generation request from the router now; ``deadline`` is the attempt's; a
+        ``video`` generation takes the profile's ``video_generation_ms`` when it has one.
 
         Returns the answer the router will see, and when. A call queued behind
         ``max_concurrent`` is promised its timeout, replaced through ``reanswer`` if its
@@ -312,6 +328,8 @@ class ProviderAccount:
             tier, key, profile, bucket_state=self._sends_budget
         )
         budget = None if bucket is None else self._budget(bucket)
+        if video and profile.video_generation_ms is not None:
+            generation_s = self._video_sampler(profile).sample_ms(self._video_rng) / 1000
         if fault is not None and fault != "malformed" and fault != "content_policy":
             return self._fault(now, deadline, fault, retry_delay_s, profile, budget)
         timeout = now + self._request_timeout_s

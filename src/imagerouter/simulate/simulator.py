@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from imagerouter.catalog import CatalogModel
+from imagerouter.catalog import CatalogModel, ModelProvider
 from imagerouter.clock import FakeClock
 from imagerouter.errors import ConfigError, ImageRouterError, ProviderError
 from imagerouter.generation import ImageRequest
@@ -142,6 +142,15 @@ class Simulation:
         catalog = self.router.catalog
         self._mix = JobMix(settings.models, settings.quality)
         self._models = [catalog.resolve(name) for name in self._mix.models]
+        #: A video model's provider cost per job (its default video), by (model, provider, id).
+        self._video_costs = {
+            (model.name, entry.provider, entry.model): model.cost_usd(
+                entry, model.resolve_request(ImageRequest(model=model.name, prompt="x")), 1
+            )
+            for model in self._models
+            if model.kind == "video"
+            for entry in model.providers
+        }
         self._prices = [
             [
                 model.price(ImageRequest(model=model.name, prompt="x", quality=tier))
@@ -273,7 +282,8 @@ class Simulation:
         call = _Call(job, step, account, index, at, self.clock.wall())
         job.pending.append(call)
         self.metrics.call_started(index, at)
-        call.at, call.error, call.budget = account.call(call, step.deadline)
+        video = job.plan.model.kind == "video"
+        call.at, call.error, call.budget = account.call(call, step.deadline, video)
         heapq.heappush(self._heap, (call.at, next(self._seq), self._on_answered, call))
         if primary and job.hedge:
             p95 = step.candidate.instance.health.p95()
@@ -324,7 +334,7 @@ class Simulation:
                 job.arrived,
                 at - call.started,
                 job.credits,
-                call.step.candidate.entry.cost_usd,
+                self._cost(plan.model, call.step.candidate.entry),
                 plan.attempts,
             )
         elif not error.failover:
@@ -332,13 +342,21 @@ class Simulation:
         else:
             self._drive(job, at)
 
+    def _cost(self, model: CatalogModel, entry: ModelProvider) -> float | None:
+        """What one call of ``entry`` costs: its price per image, or a video model's default
+        video (its seconds at the per-second price)."""
+        if model.kind == "image":
+            return entry.cost_usd
+        return self._video_costs.get((model.name, entry.provider, entry.model))
+
     def _cancel_pending(self, job: _Job, at: float) -> None:
         for other in job.pending:
             other.done = True
             job.plan.cancelled(other.step, at - other.started, other.started_at)
             if other.account.capped:
                 other.account.finished(other, at)
-            self.metrics.call_cancelled(other.index, other.step.candidate.entry.cost_usd)
+            entry = other.step.candidate.entry
+            self.metrics.call_cancelled(other.index, self._cost(job.plan.model, entry))
         job.pending.clear()
 
     def _fail(self, job: _Job, error: ImageRouterError, at: float) -> None:

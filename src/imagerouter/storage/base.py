@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from typing import Protocol
 
 from imagerouter.errors import ImageRouterError
 
 __all__ = ["Storage", "StorageError", "extension_for"]
 
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/quicktime": "mov",
+}
 
 
 class StorageError(ImageRouterError):
@@ -32,6 +41,11 @@ class Storage(Protocol):
         """Store ``data`` under ``key`` (replacing what was there)."""
         ...
 
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
+        """Store what ``chunks`` yields under ``key`` without holding it all in memory (a
+        video); returns the bytes stored. An exception from ``chunks`` stores nothing."""
+        ...
+
     async def get(self, key: str) -> bytes:
         """The bytes stored under ``key`` (StorageError if none)."""
         ...
@@ -42,5 +56,5 @@ class Storage(Protocol):
 
 
 def extension_for(content_type: str) -> str:
-    """The file extension for an image content type (``bin`` if unknown)."""
+    """The file extension for an image or video content type (``bin`` if unknown)."""
     return _EXTENSIONS.get(content_type.split(";", 1)[0].strip().lower(), "bin")

@@ -62,6 +62,10 @@ class StorageSettings(BaseModel):
     )
     max_download_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=30.0, gt=0)
+    max_video_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1024, description="Largest video kept (streamed to storage)."
+    )
+    video_download_timeout_s: float = Field(default=600.0, gt=0)
     threads: int = Field(default=8, ge=1, le=64, description="Bounded pool for blocking I/O.")
 
     @model_validator(mode="after")

@@ -17,12 +17,14 @@ import os
 import re
 import secrets
 import time
+from collections.abc import AsyncIterable
 from concurrent.futures import Executor
 from pathlib import Path
 from urllib.parse import quote
 
 from imagerouter.private import FILE_MODE, private_dir, tighten
 from imagerouter.storage.base import StorageError
+from imagerouter.storage.spool import spool
 
 __all__ = ["MEDIA_PREFIX", "LocalStorage", "load_signing_key"]
 
@@ -137,6 +139,21 @@ class LocalStorage:
             raise StorageError(f"could not write {key}: {error}") from error
         if error is not None:
             raise error
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
+        """Spool the chunks into a temporary file beside the final one (each write in the
+        pool), then rename it into place: a failed or cut stream leaves nothing behind."""
+        path = self.path(key)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        loop = asyncio.get_running_loop()
+        try:
+            size = await spool(chunks, tmp, self._executor)
+            await loop.run_in_executor(self._executor, os.replace, tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StorageError(f"could not write {key}: {exc}") from exc
+        return size
 
     async def _write_pending(self) -> None:
         """Write what is pending, batch after batch, until nothing is; a writer leaves the

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,8 @@ __all__ = ["OutputStore", "present_result"]
 
 SessionGetter = Callable[[], aiohttp.ClientSession]
 _CHUNK = 64 * 1024
+#: A download larger than this (or of unknown length) is streamed into the storage.
+STREAM_ABOVE_BYTES = 4 * 1024 * 1024
 
 
 class OutputStore:
@@ -72,35 +74,58 @@ class OutputStore:
             if len(data) > self._settings.max_download_bytes:
                 raise StorageError(f"image {index} is larger than max_download_bytes")
         elif image.get("url"):
-            data, answered_type = await self._download(image["url"], index)
-            content_type = answered_type or content_type
+            return await self._fetch(job_id, index, image["url"], content_type)
         else:
             raise StorageError(f"image {index} has neither a URL nor base64 data")
         key = f"{job_id}/{index}.{extension_for(content_type)}"
         await self.storage.put(key, data, content_type)
         return key, content_type
 
-    async def _download(self, url: str, index: int) -> tuple[bytes, str | None]:
-        limit = self._settings.max_download_bytes
-        timeout = aiohttp.ClientTimeout(total=self._settings.download_timeout_s)
+    async def _fetch(self, job_id: str, index: int, url: str, content_type: str) -> tuple[str, str]:
+        """Download ``url`` into the storage: an image into memory and then ``put`` (small,
+        batched writes), a video (or anything large or of unknown length) streamed chunk by
+        chunk through ``put_stream``, so memory per job stays at a few chunks."""
+        settings = self._settings
+        video = content_type.startswith("video/")
+        limit = settings.max_video_bytes if video else settings.max_download_bytes
+        timeout_s = settings.video_download_timeout_s if video else settings.download_timeout_s
+        data: bytes | None = None
         try:
-            async with self._session().get(url, timeout=timeout) as answer:
+            async with self._session().get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as answer:
                 if answer.status != 200:
                     status = answer.status
-                    raise StorageError(f"image {index}: the provider's URL answered {status}")
-                if answer.content_length is not None and answer.content_length > limit:
-                    raise StorageError(f"image {index} is larger than {limit} bytes")
-                chunks, size = [], 0
-                async for chunk in answer.content.iter_chunked(_CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise StorageError(f"image {index} is larger than {limit} bytes")
-                    chunks.append(chunk)
-                content_type = answer.headers.get("Content-Type", "")
+                    raise StorageError(f"output {index}: the provider's URL answered {status}")
+                kind = answer.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+                if kind.startswith(("image/", "video/")):
+                    content_type = kind
+                if kind.startswith("video/") and not video:
+                    video, limit = True, settings.max_video_bytes
+                length = answer.content_length
+                if length is not None and length > limit:
+                    raise StorageError(f"output {index} is larger than {limit} bytes")
+                key = f"{job_id}/{index}.{extension_for(content_type)}"
+                chunks = _capped(answer, index, limit)
+                if video or length is None or length > STREAM_ABOVE_BYTES:
+                    await self.storage.put_stream(key, chunks, content_type)
+                else:
+                    data = b"".join([chunk async for chunk in chunks])
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise StorageError(f"image {index}: download failed: {exc!r}") from exc
-        kind = content_type.split(";", 1)[0].strip().lower()
-        return b"".join(chunks), kind if kind.startswith("image/") else None
+            raise StorageError(f"output {index}: download failed: {exc!r}") from exc
+        if data is not None:
+            await self.storage.put(key, data, content_type)
+        return key, content_type
+
+
+async def _capped(answer: aiohttp.ClientResponse, index: int, limit: int) -> AsyncIterator[bytes]:
+    """The answer's body in chunks; StorageError once it passes ``limit`` bytes."""
+    size = 0
+    async for chunk in answer.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise StorageError(f"output {index} is larger than {limit} bytes")
+        yield chunk
 
 
 def present_result(

@@ -9,18 +9,26 @@ client is thread-safe, so one serves the whole pool.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterable, Callable
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from imagerouter.extras import require
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.storage.base import StorageError
 from imagerouter.storage.config import MAX_URL_TTL_S, StorageSettings
+from imagerouter.storage.spool import spool
 
 __all__ = ["S3Storage"]
 
 T = TypeVar("T")
+#: Multipart upload above this size, in parts of this size (S3's least part is 5 MiB).
+MULTIPART_BYTES = 8 * 1024 * 1024
 
 
 class S3Storage(AsyncResource):
@@ -88,6 +96,38 @@ class S3Storage(AsyncResource):
             ),
             f"upload of {key}",
         )
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
+        """Spool the chunks to a temporary file, then ``upload_file`` it in the pool through
+        boto3's transfer manager: a multipart upload above :data:`MULTIPART_BYTES`, whose
+        parts are read from the file, so the video is never in memory whole."""
+        from boto3.s3.transfer import TransferConfig
+
+        tmp = Path(tempfile.gettempdir()) / f"imagerouter-{secrets.token_hex(8)}.part"
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_BYTES,
+            multipart_chunksize=MULTIPART_BYTES,
+            max_concurrency=2,
+        )
+        try:
+            try:
+                size = await spool(chunks, tmp, self._executor)
+            except OSError as exc:
+                raise StorageError(f"could not spool {key}: {exc}") from exc
+            await self._run(
+                lambda: self._client.upload_file(
+                    str(tmp),
+                    self.bucket,
+                    self._key(key),
+                    ExtraArgs={"ContentType": content_type},
+                    Config=config,
+                ),
+                f"upload of {key}",
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return size
 
     async def get(self, key: str) -> bytes:
         """``get_object`` in the pool."""

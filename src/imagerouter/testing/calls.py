@@ -51,12 +51,14 @@ def run_call(
     slow_callback_s: float,
     cancel_when: CancelWhen | None = None,
     fetch_images: bool = False,
+    request: ImageRequest | None = None,
 ) -> CallResult:
-    """Run ``provider.generate`` once on a fresh debug-mode loop, watched; never raises."""
+    """Run ``provider.generate`` once on a fresh debug-mode loop, watched; never raises.
+    ``request`` defaults to :data:`REQUEST`."""
     with Watch() as watch, asyncio.Runner(debug=True) as runner:
         runner.get_loop().slow_callback_duration = slow_callback_s
         outcome, problems = runner.run(
-            _generate(provider, model, deadline_s, cancel_when, fetch_images)
+            _generate(provider, model, deadline_s, cancel_when, fetch_images, request or REQUEST)
         )
     return CallResult(outcome, watch.blocking, watch.log_texts, problems)
 
@@ -67,11 +69,12 @@ async def _generate(
     deadline_s: float,
     cancel_when: CancelWhen | None,
     fetch: bool,
+    request: ImageRequest,
 ) -> tuple[ProviderOutput | BaseException | None, list[str]]:
     clock = MonotonicClock()
     async with aiohttp.ClientSession() as session:
         ctx = CallContext(session, model, clock.now() + deadline_s, clock)
-        task = asyncio.ensure_future(provider.generate(REQUEST, ctx))
+        task = asyncio.ensure_future(provider.generate(request, ctx))
         if cancel_when is not None:
             await cancel_when(task)
             task.cancel()
@@ -138,6 +141,9 @@ async def _image_problems(session: aiohttp.ClientSession, output: ProviderOutput
         else:
             problems.append(f"image {index} has neither url nor b64_json")
             continue
-        if not data.startswith(_IMAGE_MAGIC):
+        if image.content_type.startswith("video/"):
+            if data[4:8] != b"ftyp":
+                problems.append(f"output {index} is not an MP4 (no ftyp box first)")
+        elif not data.startswith(_IMAGE_MAGIC):
             problems.append(f"image {index} is not a PNG, JPEG, GIF or WebP")
     return problems

@@ -27,7 +27,7 @@ from typing import Any
 
 from imagerouter.catalog import load_catalog
 from imagerouter.errors import ProviderTimeout
-from imagerouter.generation import ProviderOutput
+from imagerouter.generation import ImageRequest, ProviderOutput
 from imagerouter.plugins import ENTRY_POINT_GROUP, load_plugins
 from imagerouter.provider import Provider
 from imagerouter.testing.calls import (
@@ -222,12 +222,16 @@ class Conformance:
         """Every model id the plugin is asked for (model, models, catalog entries) round-trips."""
         wanted = {f"model {self.model!r}": self.model}
         wanted |= {f"model {model!r}": model for model in self.models}
-        for name, entry in self._catalog_entries():
-            wanted[f"catalog model {name!r} → {self.provider_id} model {entry!r}"] = entry
+        requests: dict[str, ImageRequest] = {}
+        for name, entry, request in self._catalog_entries():
+            label = f"catalog model {name!r} → {self.provider_id} model {entry!r}"
+            wanted[label] = entry
+            if request is not None:
+                requests[label] = request
         failures = []
         for label, model in wanted.items():
             try:
-                self._round_trip(model, {}, label)
+                self._round_trip(model, {}, label, requests.get(label))
             except ConformanceFailure as failure:
                 failures.append(str(failure))
         if failures:
@@ -330,8 +334,10 @@ class Conformance:
         deadline_s: float = 5.0,
         cancel: bool = False,
         fetch_images: bool = False,
+        request: ImageRequest | None = None,
     ) -> CallResult:
-        """One watched ``generate`` of ``model`` (default: the kit's), on a fresh provider.
+        """One watched ``generate`` of ``model`` (default: the kit's), on a fresh provider;
+        ``request`` replaces the kit's image request (a catalog video model's own).
 
         With ``cancel``, the call's task is cancelled once the plugin holds a job at the farm.
         """
@@ -343,13 +349,20 @@ class Conformance:
             slow_callback_s=self.slow_callback_s,
             cancel_when=cancel_when if cancel else None,
             fetch_images=fetch_images,
+            request=request,
         )
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _round_trip(self, model: str, faults: Mapping[str, Any], label: str) -> None:
+    def _round_trip(
+        self,
+        model: str,
+        faults: Mapping[str, Any],
+        label: str,
+        request: ImageRequest | None = None,
+    ) -> None:
         self._set_faults(faults)
-        result = self.call(model=model, fetch_images=True)
+        result = self.call(model=model, fetch_images=True, request=request)
         output = result.outcome
         if not isinstance(output, ProviderOutput):
             raise ConformanceFailure(
@@ -399,12 +412,22 @@ class Conformance:
             "register_farm_adapters hook, or pass farm_adapter="
         )
 
-    def _catalog_entries(self) -> Iterator[tuple[str, str]]:
+    def _catalog_entries(self) -> Iterator[tuple[str, str, ImageRequest | None]]:
+        """(catalog model, provider model id, request): a video model is asked for its
+        default video, under the id that request picks; an image model for the kit's image."""
         catalog = load_catalog(self.catalog)
         for name, model in catalog.models.items():
+            request = None
+            if model.kind == "video":
+                request = model.resolve_request(
+                    ImageRequest(model=name, prompt=REQUEST.prompt, generate_audio=False)
+                    if model.video is not None and model.video.audio
+                    else ImageRequest(model=name, prompt=REQUEST.prompt)
+                )
             for entry in model.providers:
                 if entry.provider == self.provider_id:
-                    yield name, entry.model
+                    model_id = entry.model if request is None else entry.model_for(request)
+                    yield name, model_id, request
 
 
 def _shorten(text: str, limit: int = 200) -> str:

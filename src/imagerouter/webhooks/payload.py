@@ -14,6 +14,7 @@
         "output_urls": ["https://…"],       # one per image; empty unless completed
         "result": {"model", "provider", "provider_model", "provider_request_id",
                    "images": [{"url", "content_type", "width", "height"}]} | null,
+                                            # a video output adds "duration" (seconds)
         "error": {"code", "message", …} | null,
         "metadata": {…},                    # the request's metadata, echoed back
         "created_at": 1.7e9, "finished_at": 1.7e9,
@@ -54,10 +55,16 @@ def _result(result: dict[str, Any] | None) -> dict[str, Any] | None:
     if result is None:
         return None
     out = {name: result.get(name) for name in _RESULT_FIELDS}
-    out["images"] = [
-        {name: image.get(name) for name in _IMAGE_FIELDS} for image in result.get("images", [])
-    ]
+    out["images"] = [_output(image) for image in result.get("images", [])]
     return out
+
+
+def _output(image: dict[str, Any]) -> dict[str, Any]:
+    """One output's fields; a video's ``duration`` too."""
+    shown = {name: image.get(name) for name in _IMAGE_FIELDS}
+    if image.get("duration") is not None:
+        shown["duration"] = image["duration"]
+    return shown
 
 
 def webhook_payload(job: Job, delivery: Delivery, result: dict[str, Any] | None) -> dict[str, Any]:
