@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,33 @@ def _cli(*args: str, config: Path, data: Path) -> str:
     return done.stdout
 
 
+@contextlib.contextmanager
+def _server(tmp: Path, config: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """``imagerouter serve`` with ``config`` and its data under ``tmp``, answering ``/readyz``,
+    with a funded API key; yields its URL, the key and the process, stopped on exit."""
+    data = tmp / "data"
+    created = _cli(
+        "keys", "create", "--account", "bench", "--credits", str(10**9), config=config, data=data
+    )
+    token = created.strip().splitlines()[-1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "imagerouter", "serve", "--config", str(config)]
+    command += ["--data-dir", str(data), "--port", str(port)]
+    with (tmp / "server.log").open("wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"{url}/readyz", timeout_s=60)
+        yield url, token, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
 async def _open_loop(
     url: str, token: str, total: int, rate: float, body: dict[str, Any] | None = None
 ) -> dict[str, int]:
@@ -166,41 +195,7 @@ def measure(openai_url: str, workers: int, jobs: int, rate: float) -> dict[str, 
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as name:
         tmp = Path(name)
         config, data = _config(tmp, openai_url, workers), tmp / "data"
-        token = (
-            _cli(
-                "keys",
-                "create",
-                "--account",
-                "bench",
-                "--credits",
-                str(10**9),
-                config=config,
-                data=data,
-            )
-            .strip()
-            .splitlines()[-1]
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = (tmp / "server.log").open("wb")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imagerouter",
-                "serve",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(data),
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_http(f"{url}/readyz", timeout_s=60)
+        with _server(tmp, config) as (url, token, server):
             warm = min(50, workers) if workers else 50
             asyncio.run(_open_loop(url, token, warm, 100.0))
             time.sleep(1.0)
@@ -223,14 +218,6 @@ def measure(openai_url: str, workers: int, jobs: int, rate: float) -> dict[str, 
             after = max(reads)
             peak = rss_kib(server.pid, "VmHWM")
             counts = _statuses(data / "imagerouter.db")
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-            log.close()
     in_flight = counts.get("queued", 0) + counts.get("processing", 0)
     return {
         "workers": workers,
@@ -295,32 +282,11 @@ def measure_hanging_webhooks(openai_url: str, hanging: int) -> dict[str, Any]:
     """The ``hanging_webhooks`` case (see the module doc)."""
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as name, _Hanging(hanging) as hang:
         tmp = Path(name)
-        config, data = _config(tmp, openai_url, 32), tmp / "data"
+        config = _config(tmp, openai_url, 32)
         # the receivers are on loopback
         allow = '[server]\nwebhook_allow = ["127.0.0.1/32"]\n'
         config.write_text(config.read_text().replace("[server]\n", allow, 1))
-        token = (
-            _cli(
-                "keys",
-                "create",
-                "--account",
-                "bench",
-                "--credits",
-                str(10**9),
-                config=config,
-                data=data,
-            )
-            .strip()
-            .splitlines()[-1]
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = (tmp / "server.log").open("wb")
-        command = [sys.executable, "-m", "imagerouter", "serve", "--config", str(config)]
-        command += ["--data-dir", str(data), "--port", str(port)]
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_http(f"{url}/readyz", timeout_s=60)
+        with _server(tmp, config) as (url, token, server):
 
             async def register() -> None:
                 headers = {"Authorization": f"Bearer {token}"}
@@ -347,14 +313,6 @@ def measure_hanging_webhooks(openai_url: str, hanging: int) -> dict[str, Any]:
                 reads.append(rss_kib(server.pid))
                 time.sleep(0.5)
             peak = rss_kib(server.pid, "VmHWM")
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-            log.close()
     return {
         "receivers": hanging,
         "submitted": sent,
@@ -438,41 +396,7 @@ def measure_video(fal_url: str, jobs: int, window_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-memory-video-") as name:
         tmp = Path(name)
         config, data = _video_config(tmp, fal_url, jobs), tmp / "data"
-        token = (
-            _cli(
-                "keys",
-                "create",
-                "--account",
-                "bench",
-                "--credits",
-                str(10**9),
-                config=config,
-                data=data,
-            )
-            .strip()
-            .splitlines()[-1]
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = (tmp / "server.log").open("wb")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imagerouter",
-                "serve",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(data),
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_http(f"{url}/readyz", timeout_s=60)
+        with _server(tmp, config) as (url, token, server):
             time.sleep(1.0)
             before = rss_kib(server.pid)
             asyncio.run(_open_loop(url, token, jobs, 100.0, VIDEO_BODY))
@@ -484,14 +408,6 @@ def measure_video(fal_url: str, jobs: int, window_s: float) -> dict[str, Any]:
                 time.sleep(0.2)
             counts = _statuses(data / "imagerouter.db")
             stored = sum(f.stat().st_size for f in (data / "media").rglob("*") if f.is_file())
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-            log.close()
     after = max(reads)
     return {
         "jobs": counts,
