@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from imagerouter.jobs.rules import AUDIT_BY_STATUS, AUDIT_TOTALS
+from tests.polling import eventually
 
 __all__ = ["BODY", "UNAVAILABLE_CODES", "Books", "Load", "books"]
 
@@ -82,6 +83,17 @@ async def books(fetch: Fetch) -> Books:
         {row[0] for row in await fetch(ALL_IDS)},
         int((await fetch(RERUN))[0][0]),
     )
+
+
+async def settled_books(fetch: Fetch, timeout_s: float = 60.0) -> Books:
+    """The books once every stored job has ended (at least one stored), waiting up to
+    ``timeout_s``."""
+
+    async def settled() -> Books | None:
+        found = await books(fetch)
+        return found if found.stored and found.stored == found.ended else None
+
+    return await eventually(settled, timeout_s=timeout_s, what="every stored job to end")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 
 from tests.faults.services import require_root_for_tmpfs
 from tests.faults.single import make_key, reader, single_server
-from tests.faults.tally import BODY, Load, books
+from tests.faults.tally import BODY, Load, books, settled_books
 from tests.replicas.fleet import _get_json, until
 
 pytestmark = pytest.mark.slow
@@ -76,11 +76,7 @@ async def test_a_full_disk_refuses_submits_cleanly_and_recovers_by_itself(
         await running
         assert load.codes["storage_full"] > 0, "the disk never filled"
 
-        async def all_ended() -> bool:
-            found = await books(reader(db))
-            return found.stored == found.ended
-
-        await until(all_ended, 60, "every stored job to end")
+        await settled_books(reader(db))
     # an operator sees each refusal as one warning line, not a traceback per request
     log = server.log.read_text(errors="replace")
     assert "storage_full on POST /v1/jobs" in log

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from tests.faults.tally import Load, books
+from tests.faults.tally import Load, books, settled_books
 from tests.replicas.fleet import until
 
 pytestmark = pytest.mark.slow
@@ -44,11 +44,7 @@ async def test_a_replica_paused_past_its_leases_loses_nothing_and_charges_once(
         victim.resume()
     await running
 
-    async def all_ended() -> bool:
-        found = await books(fleet.fetch)
-        return found.stored and found.stored == found.ended
-
-    await until(all_ended, 60, "every stored job to end")
+    await settled_books(fleet.fetch)
     await asyncio.sleep(1.0)  # the thawed replica's late writes, if any, land now
     found = await books(fleet.fetch)
     fault_counts(load.report("replica-paused", found))

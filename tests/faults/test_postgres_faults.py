@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.faults.services import OwnPostgres
-from tests.faults.tally import Load, books
+from tests.faults.tally import Load, settled_books
 from tests.replicas.fleet import until
 
 pytestmark = pytest.mark.slow
@@ -58,12 +58,7 @@ async def test_postgres_killed_sessions_and_a_restart_lose_nothing(
     await asyncio.to_thread(own_postgres.restart, 1.5)
     await running
 
-    async def all_ended() -> bool:
-        found = await books(fleet.fetch)
-        return found.stored == found.ended
-
-    await until(all_ended, 60, "every stored job to end")
-    found = await books(fleet.fetch)
+    found = await settled_books(fleet.fetch)
     fault_counts(load.report("pg-restart", found))
     load.assert_clean(found)
     assert load.unavailable > 0, "no submit saw the outage"

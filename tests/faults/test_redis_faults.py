@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.faults.services import OwnRedis
-from tests.faults.tally import BODY, Load, books
+from tests.faults.tally import BODY, Load, settled_books
 from tests.replicas.fleet import Fleet, _get_json, until
 
 pytestmark = pytest.mark.slow
@@ -64,12 +64,7 @@ async def test_redis_restarting_and_hanging_fails_no_request(
         )
     await running
 
-    async def all_ended() -> bool:
-        found = await books(fleet.fetch)
-        return found.stored == found.ended
-
-    await until(all_ended, 60, "every stored job to end")
-    found = await books(fleet.fetch)
+    found = await settled_books(fleet.fetch)
     fault_counts(load.report("redis-restart-hang", found))
     load.assert_clean(found)
     assert (load.connection_errors, load.unavailable, load.gave_up) == (0, 0, 0)
