@@ -7,6 +7,8 @@ Retry-After seen by one replica reaches the other."""
 from __future__ import annotations
 
 import asyncio
+import re
+import urllib.request
 
 import aiohttp
 import pytest
@@ -20,11 +22,20 @@ pytestmark = pytest.mark.slow
 TOTAL = 240
 
 
-def _shared(fleet: Fleet, replica: int, token: str) -> tuple[str, bool]:
-    """(``/readyz``'s shared_state check, ``/v1/providers``' shared_state.healthy)."""
-    ready = _get_json(f"{fleet.replicas[replica].url}/readyz", 3)
-    providers = _get_json(f"{fleet.replicas[replica].url}/v1/providers", 3, token)
-    return ready["checks"]["shared_state"], providers["shared_state"]["healthy"]
+def _shared(fleet: Fleet, replica: int, token: str) -> tuple[str, bool, str]:
+    """(``/readyz``'s shared_state check, ``/v1/providers``' shared_state.healthy, the
+    ``imagerouter_shared_state_healthy`` gauge of ``/metrics``)."""
+    url = fleet.replicas[replica].url
+    ready = _get_json(f"{url}/readyz", 3)
+    providers = _get_json(f"{url}/v1/providers", 3, token)
+    with urllib.request.urlopen(f"{url}/metrics", timeout=3) as answer:
+        metrics = answer.read().decode()
+    gauge = re.search(r"^imagerouter_shared_state_healthy (\S+)$", metrics, re.MULTILINE)
+    return (
+        ready["checks"]["shared_state"],
+        providers["shared_state"]["healthy"],
+        gauge[1] if gauge else "missing",
+    )
 
 
 async def test_redis_restarting_and_hanging_fails_no_request(
@@ -36,7 +47,7 @@ async def test_redis_restarting_and_hanging_fails_no_request(
         server={"workers": 6},
     )
     token, _, _ = await fleet.key("load", 1_000_000)
-    assert [_shared(fleet, i, token) for i in (0, 1)] == [("ok", True)] * 2
+    assert [_shared(fleet, i, token) for i in (0, 1)] == [("ok", True, "1.0")] * 2
     # a request that waited on a hung Redis past its bound would time out here and count
     load = Load([r.url for r in fleet.replicas], token, TOTAL, interval_s=0.03, timeout_s=3)
     running = asyncio.ensure_future(load.run())
@@ -48,7 +59,7 @@ async def test_redis_restarting_and_hanging_fails_no_request(
         for index in (0, 1):
             await until(
                 lambda i=index: (
-                    _shared(fleet, i, token) == ("degraded: running on local state", False)
+                    _shared(fleet, i, token) == ("degraded: running on local state", False, "0.0")
                 ),
                 10,
                 f"replica {index} to say it runs on local state",
@@ -58,7 +69,7 @@ async def test_redis_restarting_and_hanging_fails_no_request(
         own_redis.resume()
     for index in (0, 1):
         await until(
-            lambda i=index: _shared(fleet, i, token) == ("ok", True),
+            lambda i=index: _shared(fleet, i, token) == ("ok", True, "1.0"),
             15,
             f"replica {index} to share state again",
         )

@@ -40,7 +40,14 @@ from imagerouter.jobs.worker import WorkerPool
 from imagerouter.logs import configure_logging, current_job_id, log_attempt
 from imagerouter.metrics import LATENCY_BUCKETS, RouterMetrics
 from imagerouter.router import Router
-from imagerouter.server.keys import metrics_key, router_key, settings_key, store_key, workers_key
+from imagerouter.server.keys import (
+    metrics_key,
+    router_key,
+    settings_key,
+    state_key,
+    store_key,
+    workers_key,
+)
 
 __all__ = [
     "ServerMetrics",
@@ -165,6 +172,9 @@ class ServerMetrics:
         self._active: dict[str, tuple[str, float | None]] = {}
         self._prices: asyncio.Queue[tuple[str, str]] | None = None
         self._pool: WorkerPool | None = None
+        #: The replica's shared-state link (Redis), when one is configured: its health is a
+        #: gauge read at scrape time.
+        self.shared_state: object | None = None
         self.registry.register(_JobsCollector(self))
 
     # --- feeding ---------------------------------------------------------------------------
@@ -347,6 +357,15 @@ class _JobsCollector(Collector):
             workers.add_metric([], pool.config.workers)
             yield in_flight
             yield workers
+        state = self._metrics.shared_state
+        if state is not None:
+            shared = GaugeMetricFamily(
+                "imagerouter_shared_state_healthy",
+                "1 while this replica shares its resilience state through Redis, 0 while it "
+                "runs on its own state (Redis down or hanging).",
+            )
+            shared.add_metric([], 1 if getattr(state, "healthy", False) else 0)
+            yield shared
 
 
 def webhook_observer(app: web.Application) -> WebhookObserver:
@@ -384,6 +403,7 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bind the metrics and the attempt log to the router, the store and the worker pool."""
     router = app[router_key]
     router.attempts.add(log_attempt)
+    app[metrics_key].shared_state = app.get(state_key)
     try:
         async with app[metrics_key].bound(router, app[store_key], app.get(workers_key)):
             yield
