@@ -6,6 +6,7 @@ shared rule of :mod:`imagerouter.jobs.rules` on an asyncpg connection."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -135,11 +136,7 @@ class _GuardedAcquire:
         self._inner = inner
 
     async def __aenter__(self) -> asyncpg.Connection:
-        try:
-            return await self._inner.__aenter__()
-        except Exception as exc:
-            _raise_if_lost(exc)
-            raise
+        return await _guarded(self._inner.__aenter__())
 
     async def __aexit__(
         self,
@@ -176,39 +173,32 @@ class GuardedPool:
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         """``Pool.fetch``."""
-        try:
-            return await self.pool.fetch(query, *args)
-        except Exception as exc:
-            _raise_if_lost(exc)
-            raise
+        return await _guarded(self.pool.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> Any:
         """``Pool.fetchrow``."""
-        try:
-            return await self.pool.fetchrow(query, *args)
-        except Exception as exc:
-            _raise_if_lost(exc)
-            raise
+        return await _guarded(self.pool.fetchrow(query, *args))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         """``Pool.fetchval``."""
-        try:
-            return await self.pool.fetchval(query, *args)
-        except Exception as exc:
-            _raise_if_lost(exc)
-            raise
+        return await _guarded(self.pool.fetchval(query, *args))
 
     async def execute(self, query: str, *args: Any) -> str:
         """``Pool.execute``."""
-        try:
-            return await self.pool.execute(query, *args)
-        except Exception as exc:
-            _raise_if_lost(exc)
-            raise
+        return await _guarded(self.pool.execute(query, *args))
 
     async def close(self) -> None:
         """Close the pool."""
         await self.pool.close()
+
+
+async def _guarded(call: Awaitable[T]) -> T:
+    """``await call``, a lost database raised as :class:`StoreUnavailable`."""
+    try:
+        return await call
+    except Exception as exc:
+        _raise_if_lost(exc)
+        raise
 
 
 def _raise_if_lost(exc: Exception) -> None:
