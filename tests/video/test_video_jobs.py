@@ -195,3 +195,19 @@ async def test_an_image_jobs_stored_request_is_as_before_video(api: Api) -> None
     video_fields = {"duration", "aspect_ratio", "resolution", "generate_audio", "image_url"}
     assert not video_fields & set(requests["image"])
     assert video_fields <= set(requests["video"])
+
+
+async def test_an_image_job_is_stored_without_video_fields_and_a_video_job_with_all(
+    any_api: Api,
+) -> None:
+    """An image job's request reads as it did before video existed; a video job's carries
+    every video field, its defaults filled in, as it was priced."""
+    token = await any_api.key(credits=1000)
+    _, image = await any_api.post(token, "/v1/jobs", {"model": "flux-dev", "prompt": "a heron"})
+    _, video = await any_api.post(token, "/v1/jobs", VEO)
+    image_request = (await any_api.wait_final(token, image["id"]))["request"]
+    video_request = (await any_api.wait_final(token, video["id"]))["request"]
+    fields = {"duration", "aspect_ratio", "resolution", "generate_audio", "image_url"}
+    assert fields.isdisjoint(image_request)
+    assert fields <= set(video_request)
+    assert video_request["duration"] == 8
