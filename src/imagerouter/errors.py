@@ -181,6 +181,15 @@ class ContentRejected(ProviderError):
     retryable, failover, counts_as_failure = False, False, False
 
 
+class ModelNotServed(ProviderError):
+    """The provider answered 404 or 410 for the model's endpoint: it does not serve this model
+    (a retired or misnamed id). Another provider of the model may, so the job fails over; the
+    provider's health is not blamed, since its other models are unaffected."""
+
+    code = "model_not_served"
+    retryable, failover, counts_as_failure = False, True, False
+
+
 class InvalidRequest(ProviderError):
     """The provider refused the request as malformed; retrying elsewhere would not help."""
 

@@ -23,6 +23,7 @@ from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.errors import (
     AuthFailed,
     InvalidRequest,
+    ModelNotServed,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -190,6 +191,8 @@ class Provider:
             return ProviderTimeout(message, **kwargs)
         if status >= 500:
             return ProviderUnavailable(message, **kwargs)
+        if status in (404, 410):
+            return ModelNotServed(message, **kwargs)
         return InvalidRequest(message, **kwargs)
 
     def error_message(self, answer: HttpAnswer) -> str:

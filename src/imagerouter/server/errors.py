@@ -22,6 +22,7 @@ from imagerouter.errors import (
     ImageRouterError,
     InvalidRequest,
     MissingExtra,
+    ModelNotServed,
     NoProviderAvailable,
     PluginError,
     ProviderError,
@@ -64,6 +65,7 @@ ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
     AuthFailed: 502,
     ContentRejected: 502,
     InvalidRequest: 502,
+    ModelNotServed: 502,
     NoProviderAvailable: 503,
     StoreError: 500,
     # The database is unreachable or its disk full: a 503 with Retry-After, nothing stored.
