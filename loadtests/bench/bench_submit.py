@@ -46,6 +46,7 @@ from loadtests.bench.common import (
     free_port,
     start_py_spy,
     summarize_folded,
+    thread_cpu,
     wait_for_http,
     write_results,
 )
@@ -189,7 +190,7 @@ def imagerouter_server(tmp: Path, store: str, workers: int) -> Iterator[tuple[Ta
 def profile(target: Target, pid: int, duration_s: float, out: Path) -> dict[str, Any]:
     """Sample the server with py-spy while wrk saturates it; folded stacks to ``out`` and the
     top frames by self and inclusive share of the samples."""
-    spy = start_py_spy(pid, duration_s, out)
+    spy = start_py_spy(pid, duration_s, out, gil=True)
     time.sleep(0.5)
     wrk(target, duration_s=duration_s)
     spy.wait(timeout=duration_s + 60)
@@ -208,12 +209,17 @@ def cpu_seconds(pid: int) -> float:
 def measured_wrk(target: Target, pid: int, duration_s: float) -> dict[str, Any]:
     """``wrk`` on ``target``, with the server's CPU time per answered request: a figure that
     other work on a shared machine barely moves, unlike the requests per second."""
-    before = cpu_seconds(pid)
+    before, threads_before = cpu_seconds(pid), thread_cpu(pid)
     row = wrk(target, duration_s=duration_s)
     served = row["requests_per_s"] * duration_s
     row["server_cpu_us_per_request"] = (
         round(1e6 * (cpu_seconds(pid) - before) / served, 1) if served else None
     )
+    if served:
+        row["server_cpu_us_by_thread"] = {
+            name: round(1e6 * (seconds - threads_before[name]) / served, 1)
+            for name, seconds in thread_cpu(pid).items()
+        }
     return row
 
 
@@ -241,7 +247,8 @@ def run(
             print(
                 f"  wrk {name:>20}: {row['requests_per_s']:>9.0f}/s  p50 {row.get('p50_ms')} "
                 f"ms  p99 {row.get('p99_ms')} ms  non-2xx {row['non_2xx']}  "
-                f"server CPU {row['server_cpu_us_per_request']} µs/request",
+                f"server CPU {row['server_cpu_us_per_request']} µs/request "
+                f"{row.get('server_cpu_us_by_thread')}",
                 flush=True,
             )
     best = {

@@ -84,6 +84,20 @@ def cpu_split(pid: int, tid: int | None = None) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of ``pid``'s main thread (an imagerouter server's
+    event loop) and of its other threads together (the SQLite writer, the checkpointer and
+    the executors: Python 3.11 gives threads no names the kernel shows)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"event_loop": 0.0, "other_threads": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            which = "event_loop" if task.name == str(pid) else "other_threads"
+            totals[which] += (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 # --- py-spy profiles ----------------------------------------------------------------------------
 
 

@@ -100,3 +100,24 @@ async def test_a_burst_larger_than_one_insert_keeps_each_answer_on_its_own_rows(
     assert sorted(e.job_id for e in debits) == [j.id for j in jobs]  # batches commit in any order
     assert [e.balance_after for e in debits] == [10_000 - 3 * (n + 1) for n in range(150)]
     assert (await store.get_account(account_id)).balance == 10_000 - 450
+
+
+async def test_sqlite_tells_a_burst_once_and_before_its_submits_return(tmp_path) -> None:
+    """SQLite: the events of submits that shared a transaction reach a listener in one call
+    (not one call a submit), and each submit's event has been told when it returns."""
+    from imagerouter.jobs.sqlite import SQLiteJobStore
+
+    async with SQLiteJobStore(tmp_path / "jobs.db") as store:
+        account_id = await _account(store, "burst", 10_000)
+        calls: list[list[str]] = []
+        store.subscribe(lambda events: calls.append([e.job_id for e in events]))
+
+        async def submit(job: NewJob) -> bool:
+            await store.submit_job(job)
+            return any(job.id in call for call in calls)  # told before the submit returned
+
+        jobs = [_job(account_id, f"job_c{n:03}", 3) for n in range(40)]
+        told_first = await asyncio.gather(*(submit(j) for j in jobs))
+        assert all(told_first)
+        assert sorted(job_id for call in calls for job_id in call) == [j.id for j in jobs]
+        assert len(calls) < len(jobs) / 4  # a batch is one call

@@ -180,21 +180,26 @@ class ServerMetrics:
     # --- feeding ---------------------------------------------------------------------------
 
     def observe_job_events(self, events: Sequence[JobEvent]) -> None:
-        """Store listener: transitions, durations, credits, and one log line per final event."""
+        """Store listener: transitions, durations, credits, and one log line per final event.
+        A batch's transitions and debits are counted once per status (each ``inc`` takes a
+        lock): a batch of submits is one call."""
+        counted: dict[str, int] = {}
+        debited = 0
         for event in events:
             status = str(event.data.get("status", ""))
             if status not in _COUNTED:
                 continue
-            transitions = self._transitions.get(status)
-            if transitions is None:  # one per status: labels() is a locked lookup
-                transitions = self._transitions[status] = self.job_transitions.labels(status)
-            transitions.inc()
+            counted[status] = counted.get(status, 0) + 1
             known = self._active.get(event.job_id)
             reason = event.data.get("reason")
             if status == "queued":
                 if reason is None:  # a new job: it was charged in the same transaction
                     self._active[event.job_id] = ("queued", event.created_at)
-                    self._debited(event)
+                    price = event.data.get("price")
+                    if isinstance(price, int):
+                        debited += price
+                    else:
+                        self._look_up_price(event)
                 else:
                     kind = reason if reason in _REQUEUE_REASONS else "other"
                     self.jobs_requeued.labels(kind).inc()
@@ -213,6 +218,13 @@ class ServerMetrics:
                 if refunded:
                     self.credits_refunded.inc(refunded)
                 _log_final(event, None if created is None else event.created_at - created)
+        for status, count in counted.items():
+            transitions = self._transitions.get(status)
+            if transitions is None:  # one per status: labels() is a locked lookup
+                transitions = self._transitions[status] = self.job_transitions.labels(status)
+            transitions.inc(count)
+        if debited:
+            self.credits_debited.inc(debited)
 
     def observe_call(self, event: AttemptEvent) -> None:
         """Router listener: count each call made by why it was made."""
@@ -222,11 +234,9 @@ class ServerMetrics:
         why = (attempt.reason or "").split(" ", 1)[0].rstrip(":")
         self.calls.labels(attempt.provider, why if why in _CALL_REASONS else "other").inc()
 
-    def _debited(self, event: JobEvent) -> None:
-        price = event.data.get("price")
-        if isinstance(price, int):
-            self.credits_debited.inc(price)
-        elif self._prices is not None:  # the store's event does not say: ask the store
+    def _look_up_price(self, event: JobEvent) -> None:
+        """The store's event does not say what the job was charged: ask the store."""
+        if self._prices is not None:
             with contextlib.suppress(asyncio.QueueFull):
                 self._prices.put_nowait((event.account_id, event.job_id))
 

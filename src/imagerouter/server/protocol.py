@@ -18,6 +18,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from imagerouter.server.errors import ApiError
 from imagerouter.server.http import json_response
+from imagerouter.server.shortcut import SUBMIT_ROUTE, SubmitShortcut
 
 __all__ = [
     "MAX_FIELD_BYTES",
@@ -100,7 +101,8 @@ class _JsonErrorServer(web.Server):
 
 class ApiRunner(web.AppRunner):
     """The runner of the job API: an ``AppRunner`` whose parser errors answer JSON, with the
-    header and request-line limits of :data:`MAX_FIELD_BYTES` and :data:`MAX_LINE_BYTES`."""
+    header and request-line limits of :data:`MAX_FIELD_BYTES` and :data:`MAX_LINE_BYTES`, and
+    whose submits take the :class:`~imagerouter.server.shortcut.SubmitShortcut`."""
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         kwargs.setdefault("max_field_size", MAX_FIELD_BYTES)
@@ -111,4 +113,6 @@ class ApiRunner(web.AppRunner):
         server = await super()._make_server()
         # The same server, whose connections use our handler: it adds no state of its own.
         server.__class__ = _JsonErrorServer
+        if any(route.name == SUBMIT_ROUTE for route in self.app.router.routes()):
+            server.request_handler = SubmitShortcut(self.app, server.request_handler)
         return server

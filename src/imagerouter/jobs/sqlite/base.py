@@ -64,7 +64,9 @@ class SQLiteBase(StoreBase):
         clock: Clock | None = None,
     ) -> None:
         self.path = Path(path)
-        self.thread = SQLiteThread(path, synchronous=synchronous, batch_max=batch_max)
+        self.thread = SQLiteThread(
+            path, synchronous=synchronous, batch_max=batch_max, on_commit=self._publish
+        )
         self._clock = clock or MonotonicClock()
         self._listeners: list[EventListener] = []
         #: How often the revoked keys are counted while someone listens for revocations.

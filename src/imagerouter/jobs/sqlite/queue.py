@@ -89,17 +89,14 @@ class SQLiteJobQueue(SQLiteBase):
         """Debit and create the job atomically (InsufficientCredits: nothing written). Plain
         submits waiting together share a few statements (:meth:`_submit_many`)."""
         if job.idempotency_key is None and response is None:
-            created, event = await self.thread.run_many(self._submit_many, job)
+            created, _ = await self.thread.run_many(self._submit_many, job)
         else:
-            created, event = await self.thread.run(
-                lambda conn: self._submit_sync(conn, job, response)
-            )
-        self._publish([event])
+            created, _ = await self.thread.run(lambda conn: self._submit_sync(conn, job, response))
         return created
 
     def _submit_many(self, conn: sqlite3.Connection, jobs: list[NewJob]) -> list[Answer]:
         """Plain submits (no idempotency key): each account debited once for all its jobs,
-        then the jobs, ledger entries and events written by one ``executemany`` each, in
+        then the jobs, ledger entries and events written by a few multi-row INSERTs, in
         queue order (so event ids ascend in the order the answers are delivered). An account
         whose wallet does not hold all its jobs takes them one at a time
         (:meth:`_submit_sync`), so each is refused or created on its own."""
@@ -129,8 +126,8 @@ class SQLiteJobQueue(SQLiteBase):
         self._write_created(conn, jobs, created, balances, answers)
         return answers
 
-    @staticmethod
     def _write_created(
+        self,
         conn: sqlite3.Connection,
         jobs: list[NewJob],
         created: list[tuple[int, float]],
@@ -163,10 +160,13 @@ class SQLiteJobQueue(SQLiteBase):
         # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         first = last - len(created) + 1
+        events = []
         for n, ((i, now), data) in enumerate(zip(created, datas, strict=True)):
             job = jobs[i]
             event = JobEvent(first + n, job.id, job.account_id, "job.queued", now, data)
+            events.append(event)
             answers[i] = ((queued_job(job, now), event), None)
+        self.thread.emit(events)
 
     async def submit_job_once(
         self, job: NewJob, fingerprint: str, response: StoredResponse, *, ttl_s: float
@@ -188,9 +188,7 @@ class SQLiteJobQueue(SQLiteBase):
                 return outcome, None
             return self._submit_sync(conn, job, response)
 
-        found, event = await self.thread.run(op)
-        if event is not None:
-            self._publish([event])
+        found, _ = await self.thread.run(op)
         return found
 
     def _submit_sync(
@@ -246,6 +244,7 @@ class SQLiteJobQueue(SQLiteBase):
                     job.idempotency_key,
                 ),
             )
+        self.thread.emit([event])
         return queued_job(job, now), event
 
     async def get_job(self, account_id: str, job_id: str) -> Job | None:

@@ -14,6 +14,11 @@ the thread hands every item of a batch queued for the same *runner* to one call 
 savepoint), so the runner can write them with a few ``executemany`` instead of a few statements
 each. A runner answers each item on its own (a short wallet refuses one submit, not the batch);
 if it raises, its savepoint is rolled back and its items run again one at a time.
+
+What a function writes that others listen for (job events) it hands to :meth:`SQLiteThread.emit`
+on the thread; once the transaction commits, the batch's items all go to ``on_commit`` in one
+call on the loop, before any waiting coroutine resumes. A batch of submits publishes its events
+once, not once a submit, and a listener still sees an event before its writer returns.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class SQLiteThread:
             process; ``FULL`` also survives power loss, at the cost of an fsync per commit.
         batch_max: most functions sharing one transaction.
         busy_timeout_ms: how long to wait for another process's write lock (the CLI).
+        on_commit: called on the loop with what a committed batch's functions handed to
+            :meth:`emit`, in order (nothing for a batch rolled back).
     """
 
     def __init__(
@@ -68,8 +75,12 @@ class SQLiteThread:
         synchronous: str = "NORMAL",
         batch_max: int = 256,
         busy_timeout_ms: int = 10_000,
+        on_commit: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._on_commit = on_commit
+        #: What the running batch's functions emitted (the thread's alone).
+        self._emitted: list[Any] = []
         self._synchronous = synchronous
         self._batch_max = batch_max
         self._busy_timeout_ms = busy_timeout_ms
@@ -111,6 +122,11 @@ class SQLiteThread:
         future: asyncio.Future[Any] = self._loop.create_future()
         self._enqueue((runner, item, future))
         return await future
+
+    def emit(self, items: list[Any]) -> None:
+        """On the thread, from a function: hand ``items`` to ``on_commit`` once the running
+        transaction commits (dropped if the function's savepoint or the batch rolls back)."""
+        self._emitted.extend(items)
 
     def _enqueue(self, op: Op) -> None:
         # Ops queued in one turn of the loop go to the thread together, at the end of it:
@@ -197,10 +213,11 @@ class SQLiteThread:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         outcomes: list[Outcome] = []
+        self._emitted = emitted = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            self._deliver([(future, None, exc) for _, _, future in batch])
+            self._deliver([(future, None, exc) for _, _, future in batch], [])
             return
         # each runner's items, in queue order; the runner runs where its first item was queued
         groups: dict[Callable[..., Any], list[tuple[Any, asyncio.Future[Any]]]] = {}
@@ -210,11 +227,11 @@ class SQLiteThread:
         try:
             for fn, item, future in batch:
                 if item is _ALONE:
-                    outcomes.append(_alone(conn, fn, future))
+                    outcomes.append(_alone(conn, fn, future, emitted))
                 else:
                     entries = groups.pop(fn, None)
                     if entries is not None:
-                        outcomes.extend(_together(conn, fn, entries))
+                        outcomes.extend(_together(conn, fn, entries, emitted))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             # A full disk can make SQLite roll the whole transaction back mid-batch (then a
@@ -231,39 +248,60 @@ class SQLiteThread:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             outcomes = [(future, None, exc) for _, _, future in batch]
+            emitted.clear()
         else:
             self.commits += 1
         self.ops += len(batch)
-        self._deliver(outcomes)
+        self._deliver(outcomes, emitted)
 
-    def _deliver(self, outcomes: list[Outcome]) -> None:
+    def _deliver(self, outcomes: list[Outcome], emitted: list[Any]) -> None:
         assert self._loop is not None
         # A closed loop means nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(_settle_all, outcomes)
+            self._loop.call_soon_threadsafe(self._settle_all, outcomes, emitted)
+
+    def _settle_all(self, outcomes: list[Outcome], emitted: list[Any]) -> None:
+        # before the futures: a listener hears of a write before its writer resumes
+        if emitted and self._on_commit is not None:
+            try:
+                self._on_commit(emitted)
+            except Exception:
+                log.exception("the SQLite thread's on_commit failed")
+        for future, value, exc in outcomes:
+            _settle(future, value, exc)
 
 
 def _alone(
-    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]
+    conn: sqlite3.Connection,
+    fn: Callable[[sqlite3.Connection], Any],
+    future: asyncio.Future[Any],
+    emitted: list[Any],
 ) -> Outcome:
-    """Run ``fn`` in a savepoint of its own: its error rolls back its writes only."""
+    """Run ``fn`` in a savepoint of its own: its error rolls back its writes (and what it
+    emitted) only."""
     conn.execute("SAVEPOINT op")
+    mark = len(emitted)
     try:
         value = fn(conn)
     except BaseException as exc:  # the op's own error goes back to its caller
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
+        del emitted[mark:]
         return future, None, exc
     conn.execute("RELEASE op")
     return future, value, None
 
 
 def _together(
-    conn: sqlite3.Connection, runner: Runner, entries: list[tuple[Any, asyncio.Future[Any]]]
+    conn: sqlite3.Connection,
+    runner: Runner,
+    entries: list[tuple[Any, asyncio.Future[Any]]],
+    emitted: list[Any],
 ) -> list[Outcome]:
     """Run ``runner`` on every item of ``entries`` in one savepoint; if it raises, roll that
     back and run each item alone (so one bad item fails alone)."""
     conn.execute("SAVEPOINT many")
+    mark = len(emitted)
     try:
         answers = runner(conn, [item for item, _ in entries])
         if len(answers) != len(entries):
@@ -271,11 +309,12 @@ def _together(
     except BaseException as exc:
         conn.execute("ROLLBACK TO many")
         conn.execute("RELEASE many")
+        del emitted[mark:]
         if len(entries) == 1:
             return [(entries[0][1], None, exc)]
         outcomes: list[Outcome] = []
         for entry in entries:
-            outcomes.extend(_together(conn, runner, [entry]))
+            outcomes.extend(_together(conn, runner, [entry], emitted))
         return outcomes
     conn.execute("RELEASE many")
     return [
@@ -307,7 +346,3 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) 
     else:
         future.set_result(value)
 
-
-def _settle_all(outcomes: list[Outcome]) -> None:
-    for future, value, exc in outcomes:
-        _settle(future, value, exc)
