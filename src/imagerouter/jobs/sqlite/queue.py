@@ -5,7 +5,6 @@ list and cancel (with its refund, :func:`imagerouter.jobs.rules.refund_once`).""
 from __future__ import annotations
 
 import functools
-import json
 import sqlite3
 from typing import Any
 
@@ -47,8 +46,6 @@ from imagerouter.jobs.types import (
 
 __all__ = ["SQLiteJobQueue"]
 
-#: :func:`~imagerouter.jobs.rows.dumps`'s compact JSON, from one encoder, not one per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ? RETURNING balance"
 _JOB_ROW = "(?, ?, 'queued', ?, ?, ?, ?, ?)"
 _INSERT_JOBS = (
@@ -149,10 +146,10 @@ class SQLiteJobQueue(SQLiteBase):
             price = job.price
             data = event_data("queued", price=price)
             datas.append(data)
-            job_rows += (job.id, account_id, _ENCODE(job.request), price, now, now, job.deadline_at)
+            job_rows += (job.id, account_id, dumps(job.request), price, now, now, job.deadline_at)
             ledger_rows += (account_id, job.id, -price, balances[account_id], now)
-            # what _ENCODE(data) writes, without encoding a dict per job
-            text = f'{{"status":"queued","price":{price}}}' if type(price) is int else _ENCODE(data)
+            # what dumps(data) writes, without encoding a dict per job
+            text = f'{{"status":"queued","price":{price}}}' if type(price) is int else dumps(data)
             event_rows += (job.id, account_id, text, now)
         _insert_many(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
         _insert_many(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
