@@ -43,6 +43,7 @@ from typing import Any
 
 from loadtests.bench.common import (
     RESULTS_DIR,
+    cpu_split,
     free_port,
     start_py_spy,
     summarize_folded,
@@ -209,7 +210,7 @@ def cpu_seconds(pid: int) -> float:
 def measured_wrk(target: Target, pid: int, duration_s: float) -> dict[str, Any]:
     """``wrk`` on ``target``, with the server's CPU time per answered request: a figure that
     other work on a shared machine barely moves, unlike the requests per second."""
-    before, threads_before = cpu_seconds(pid), thread_cpu(pid)
+    before, threads_before, split_before = cpu_seconds(pid), thread_cpu(pid), cpu_split(pid)
     row = wrk(target, duration_s=duration_s)
     served = row["requests_per_s"] * duration_s
     row["server_cpu_us_per_request"] = (
@@ -220,6 +221,11 @@ def measured_wrk(target: Target, pid: int, duration_s: float) -> dict[str, Any]:
             name: round(1e6 * (seconds - threads_before[name]) / served, 1)
             for name, seconds in thread_cpu(pid).items()
         }
+        user, system = cpu_split(pid)
+        row["server_cpu_us_user_system"] = [
+            round(1e6 * (user - split_before[0]) / served, 1),
+            round(1e6 * (system - split_before[1]) / served, 1),
+        ]
     return row
 
 
@@ -248,7 +254,8 @@ def run(
                 f"  wrk {name:>20}: {row['requests_per_s']:>9.0f}/s  p50 {row.get('p50_ms')} "
                 f"ms  p99 {row.get('p99_ms')} ms  non-2xx {row['non_2xx']}  "
                 f"server CPU {row['server_cpu_us_per_request']} µs/request "
-                f"{row.get('server_cpu_us_by_thread')}",
+                f"{row.get('server_cpu_us_by_thread')} user/system "
+                f"{row.get('server_cpu_us_user_system')}",
                 flush=True,
             )
     best = {

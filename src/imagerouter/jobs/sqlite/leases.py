@@ -67,10 +67,10 @@ class SQLiteLeases(SQLiteBase):
             events = [
                 write_event(conn, j.id, j.account_id, "processing", now, run=j.runs) for j in jobs
             ]
+            self.thread.emit(events)
             return jobs, events
 
-        jobs, events = await self.thread.run(op)
-        self._publish(events)
+        jobs, _ = await self.thread.run(op)
         return jobs
 
     async def renew_leases(self, owner: str, job_ids: Sequence[str], lease_s: float) -> set[str]:
@@ -127,13 +127,10 @@ class SQLiteLeases(SQLiteBase):
             data = final_event_data(status, payload, refunded)
             event = write_event(conn, job_id, account_id, status, now, **data)
             enqueue_delivery(conn, event, webhook_url)
+            self.thread.emit([event])
             return event
 
-        event = await self.thread.run(op)
-        if event is None:
-            return False
-        self._publish([event])
-        return True
+        return await self.thread.run(op) is not None
 
     async def add_progress(self, job_id: str, owner: str, data: dict[str, Any]) -> bool:
         """Write a ``job.progress`` event while ``owner`` holds the lease (and its webhook
@@ -160,13 +157,10 @@ class SQLiteLeases(SQLiteBase):
             target = run_steps(conn, progress_delivery_target(account_id, webhook_url))
             if target is not None:
                 enqueue_delivery(conn, event, webhook_url, target)
+            self.thread.emit([event])
             return event
 
-        event = await self.thread.run(op)
-        if event is None:
-            return False
-        self._publish([event])
-        return True
+        return await self.thread.run(op) is not None
 
     async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
         """Put a held processing job back in the queue."""
@@ -181,13 +175,11 @@ class SQLiteLeases(SQLiteBase):
             ).fetchone()
             if row is None:
                 return None
-            return write_event(conn, job_id, row[0], "queued", now, reason=reason)
+            event = write_event(conn, job_id, row[0], "queued", now, reason=reason)
+            self.thread.emit([event])
+            return event
 
-        event = await self.thread.run(op)
-        if event is None:
-            return False
-        self._publish([event])
-        return True
+        return await self.thread.run(op) is not None
 
     async def requeue_expired(self) -> int:
         """Re-queue processing jobs whose lease has run out."""
@@ -200,11 +192,11 @@ class SQLiteLeases(SQLiteBase):
                 "RETURNING id, account_id",
                 (now, now),
             ).fetchall()
-            return [
+            events = [
                 write_event(conn, job_id, account_id, "queued", now, reason="lease_expired")
                 for job_id, account_id in rows
             ]
+            self.thread.emit(events)
+            return events
 
-        events = await self.thread.run(op)
-        self._publish(events)
-        return len(events)
+        return len(await self.thread.run(op))

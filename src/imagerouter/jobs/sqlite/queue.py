@@ -316,8 +316,8 @@ class SQLiteJobQueue(SQLiteBase):
                 conn, job.id, account_id, "canceled", now, reason="client", refunded=job.refunded
             )
             enqueue_delivery(conn, event, job.request.get("webhook_url"))
+            self.thread.emit([event])
             return job, event
 
-        job, event = await self.thread.run(op)
-        self._publish([event])
+        job, _ = await self.thread.run(op)
         return job
