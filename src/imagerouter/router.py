@@ -166,7 +166,11 @@ class Router(AsyncResource):
                 ttl_dns_cache=300,
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                # providers' cookies (load balancers', CDNs') are not kept or sent back: calls
+                # are stateless, and filtering a jar costs every request several microseconds
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def aclose(self) -> None:

@@ -236,6 +236,11 @@ async def test_final_state_is_written_once_by_the_lease_holder(store: JobStore) 
         None,
     )
     assert [(a["run"], a["provider"], a["outcome"]) for a in done.attempts] == [(1, "fal", "ok")]
+    # a webhook's body needs the job, not its attempts: the same job without them
+    without = await store.get_job(account_id, job.id, with_attempts=False)
+    assert without is not None
+    assert without.attempts == []
+    assert (without.status, without.result, without.price) == (done.status, done.result, done.price)
     audit = await store.audit()  # type: ignore[attr-defined]
     assert (audit["final_events"], audit["refunds"]) == (1, 0)
 

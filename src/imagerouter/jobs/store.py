@@ -173,8 +173,11 @@ class JobQueue(Protocol):
         return what was found (``replay``, ``mismatch`` or ``in_flight``)."""
         ...
 
-    async def get_job(self, account_id: str, job_id: str) -> Job | None:
-        """The account's job with its attempts, or None (also for another account's job)."""
+    async def get_job(
+        self, account_id: str, job_id: str, *, with_attempts: bool = True
+    ) -> Job | None:
+        """The account's job with its attempts (an empty list without ``with_attempts``: a
+        webhook's body does not show them), or None (also for another account's job)."""
         ...
 
     async def list_jobs(

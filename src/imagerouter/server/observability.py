@@ -304,7 +304,7 @@ class ServerMetrics:
         while True:
             account_id, job_id = await self._prices.get()
             try:
-                job = await store.get_job(account_id, job_id)
+                job = await store.get_job(account_id, job_id, with_attempts=False)
             except Exception:
                 log.debug("price lookup of %s failed", job_id, exc_info=True)
                 continue

@@ -239,8 +239,10 @@ class PostgresJobQueue(PostgresBase):
             )
         return queued_job(job, float(now))
 
-    async def get_job(self, account_id: str, job_id: str) -> Job | None:
-        """The account's job with its attempts, or None."""
+    async def get_job(
+        self, account_id: str, job_id: str, *, with_attempts: bool = True
+    ) -> Job | None:
+        """The account's job with its attempts (unless not ``with_attempts``), or None."""
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND account_id = $2",
@@ -250,6 +252,8 @@ class PostgresJobQueue(PostgresBase):
             if row is None:
                 return None
             job = job_from_row(row)
+            if not with_attempts:
+                return job
             rows = await conn.fetch(
                 f"SELECT run, {', '.join(ATTEMPT_FIELDS)} FROM attempts WHERE job_id = $1 "
                 "ORDER BY id",

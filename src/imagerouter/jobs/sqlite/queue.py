@@ -244,8 +244,10 @@ class SQLiteJobQueue(SQLiteBase):
         self.thread.emit([event])
         return queued_job(job, now), event
 
-    async def get_job(self, account_id: str, job_id: str) -> Job | None:
-        """The account's job with its attempts, or None."""
+    async def get_job(
+        self, account_id: str, job_id: str, *, with_attempts: bool = True
+    ) -> Job | None:
+        """The account's job with its attempts (unless not ``with_attempts``), or None."""
 
         def op(conn: sqlite3.Connection) -> Job | None:
             row = conn.execute(
@@ -255,6 +257,8 @@ class SQLiteJobQueue(SQLiteBase):
             if row is None:
                 return None
             job = job_from_row(row, loads)
+            if not with_attempts:
+                return job
             rows = conn.execute(
                 f"SELECT run, {', '.join(ATTEMPT_FIELDS)} FROM attempts WHERE job_id = ? "
                 "ORDER BY id",

@@ -367,4 +367,3 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) 
         future.set_exception(storage_full(exc))
     else:
         future.set_result(value)
-
