@@ -91,7 +91,12 @@ async def settled_books(fetch: Fetch, timeout_s: float = 60.0) -> Books:
 
     async def settled() -> Books | None:
         found = await books(fetch)
-        return found if found.stored and found.stored == found.ended else None
+        if not found.stored or found.stored != found.ended:
+            return None
+        # the totals were read before the ids: a job that ended in between left them short,
+        # so the books count only once a second reading, every job ended, says the same
+        again = await books(fetch)
+        return again if again == found else None
 
     return await eventually(settled, timeout_s=timeout_s, what="every stored job to end")
 
