@@ -54,7 +54,7 @@ class SQLiteLeases(SQLiteBase):
         if limit <= 0:
             return []
 
-        def op(conn: sqlite3.Connection) -> tuple[list[Job], list[JobEvent]]:
+        def op(conn: sqlite3.Connection) -> list[Job]:
             now = self._clock.wall()
             rows = conn.execute(
                 f"UPDATE jobs SET status = 'processing', lease_owner = ?, lease_expires = ?, "
@@ -68,10 +68,9 @@ class SQLiteLeases(SQLiteBase):
                 write_event(conn, j.id, j.account_id, "processing", now, run=j.runs) for j in jobs
             ]
             self.thread.emit(events)
-            return jobs, events
+            return jobs
 
-        jobs, _ = await self.thread.run(op)
-        return jobs
+        return await self.thread.run(op)
 
     async def renew_leases(self, owner: str, job_ids: Sequence[str], lease_s: float) -> set[str]:
         """Extend ``owner``'s leases on ``job_ids``; the ids it still holds."""

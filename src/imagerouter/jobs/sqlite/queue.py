@@ -86,10 +86,8 @@ class SQLiteJobQueue(SQLiteBase):
         """Debit and create the job atomically (InsufficientCredits: nothing written). Plain
         submits waiting together share a few statements (:meth:`_submit_many`)."""
         if job.idempotency_key is None and response is None:
-            created, _ = await self.thread.run_many(self._submit_many, job)
-        else:
-            created, _ = await self.thread.run(lambda conn: self._submit_sync(conn, job, response))
-        return created
+            return await self.thread.run_many(self._submit_many, job)
+        return await self.thread.run(lambda conn: self._submit_sync(conn, job, response))
 
     def _submit_many(self, conn: sqlite3.Connection, jobs: list[NewJob]) -> list[Answer]:
         """Plain submits (no idempotency key): each account debited once for all its jobs,
@@ -162,7 +160,7 @@ class SQLiteJobQueue(SQLiteBase):
             job = jobs[i]
             event = JobEvent(first + n, job.id, job.account_id, "job.queued", now, data)
             events.append(event)
-            answers[i] = ((queued_job(job, now), event), None)
+            answers[i] = (queued_job(job, now), None)
         self.thread.emit(events)
 
     async def submit_job_once(
@@ -177,20 +175,21 @@ class SQLiteJobQueue(SQLiteBase):
         """
         assert job.idempotency_key is not None
 
-        def op(conn: sqlite3.Connection) -> tuple[Job | IdempotencyOutcome, JobEvent | None]:
+        def op(conn: sqlite3.Connection) -> Job | IdempotencyOutcome:
             key = job.idempotency_key or ""
             now = self._clock.wall()
             outcome = begin(conn, job.account_id, key, fingerprint, 0.0, ttl_s, now)
             if outcome.state != "new":
-                return outcome, None
+                return outcome
             return self._submit_sync(conn, job, response)
 
-        found, _ = await self.thread.run(op)
-        return found
+        return await self.thread.run(op)
 
     def _submit_sync(
         self, conn: sqlite3.Connection, job: NewJob, response: StoredResponse | None
-    ) -> tuple[Job, JobEvent]:
+    ) -> Job:
+        """Debit and create one job (and record ``response`` on its key); its event goes
+        out on commit."""
         now = job.created_at if job.created_at is not None else self._clock.wall()
         request_json = dumps(job.request)
         response_json = None if response is None else dumps(response_doc(response))
@@ -242,7 +241,7 @@ class SQLiteJobQueue(SQLiteBase):
                 ),
             )
         self.thread.emit([event])
-        return queued_job(job, now), event
+        return queued_job(job, now)
 
     async def get_job(
         self, account_id: str, job_id: str, *, with_attempts: bool = True
@@ -294,7 +293,7 @@ class SQLiteJobQueue(SQLiteBase):
         """Cancel and refund an active job (JobNotFound, JobFinished)."""
         now = self._clock.wall()
 
-        def op(conn: sqlite3.Connection) -> tuple[Job, JobEvent]:
+        def op(conn: sqlite3.Connection) -> Job:
             row = conn.execute(
                 f"UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ?, "
                 f"lease_owner = NULL, lease_expires = NULL, error = ? "
@@ -321,7 +320,6 @@ class SQLiteJobQueue(SQLiteBase):
             )
             enqueue_delivery(conn, event, job.request.get("webhook_url"))
             self.thread.emit([event])
-            return job, event
+            return job
 
-        job, _ = await self.thread.run(op)
-        return job
+        return await self.thread.run(op)
