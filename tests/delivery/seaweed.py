@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,12 +33,41 @@ _PORT_FLAGS = (
 )
 
 
+#: The access key the tests sign with (``weed mini`` without an IAM config takes any).
+ACCESS_KEY_ID = "test-access"
+
+
 @dataclass(frozen=True)
 class Seaweed:
     """A running S3 endpoint and the bucket created at start."""
 
     endpoint: str
     bucket: str
+
+    def storage(self, prefix: str, secret: str) -> dict[str, str]:
+        """``[server.storage]`` for this bucket under ``prefix``, signed with ``secret`` (each
+        test its own, to look for it where it must not show)."""
+        return {
+            "backend": "s3",
+            "bucket": self.bucket,
+            "prefix": prefix,
+            "endpoint_url": self.endpoint,
+            "region": "us-east-1",
+            "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": secret,
+        }
+
+    def client(self, secret: str) -> Any:
+        """A boto3 S3 client of this endpoint, to look at what the server stored."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=secret,
+        )
 
 
 def weed_binary() -> str | None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-import boto3
 import pytest
 
 from imagerouter.server.keys import settings_key, storage_key
@@ -76,16 +75,7 @@ async def test_s3_round_trip_through_seaweedfs(
     """With the S3 backend the result's presigned URL downloads the same bytes from a real
     SeaweedFS, the object sits under the prefix, and the credentials never show."""
     caplog.set_level(logging.DEBUG)
-    storage = {
-        "backend": "s3",
-        "bucket": seaweed.bucket,
-        "prefix": "runs/",
-        "endpoint_url": seaweed.endpoint,
-        "region": "us-east-1",
-        "access_key_id": "test-access",
-        "secret_access_key": S3_SECRET,
-    }
-    api = await make_api(storage=storage)
+    api = await make_api(storage=seaweed.storage("runs/", S3_SECRET))
     token = await api.key()
     job = await api.submit(token, prompt=PROMPT, seed=SEED)
     done = await api.wait_final(token, job["id"])
@@ -95,13 +85,7 @@ async def test_s3_round_trip_through_seaweedfs(
     async with aiohttp.ClientSession() as session, session.get(url) as answer:
         assert answer.status == 200
         assert await answer.read() == farm_png(0)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=seaweed.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test-access",
-        aws_secret_access_key=S3_SECRET,
-    )
+    s3 = seaweed.client(S3_SECRET)
     listed = s3.list_objects_v2(Bucket=seaweed.bucket, Prefix=f"runs/{job['id']}/")
     assert [o["Key"] for o in listed["Contents"]] == [f"runs/{job['id']}/0.png"]
     answer = await api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth(token))

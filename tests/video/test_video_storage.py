@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
-import boto3
 import pytest
 
 from imagerouter.server.keys import storage_key
@@ -49,17 +48,7 @@ async def test_a_large_video_lands_in_s3_as_a_multipart_upload(
 ) -> None:
     """12 MiB of video: the presigned URL serves the whole MP4; the object's ETag is a
     multipart one (``…-2``: two 8 MiB-or-less parts)."""
-    api = await make_api(
-        storage={
-            "backend": "s3",
-            "bucket": seaweed.bucket,
-            "prefix": "videos/",
-            "endpoint_url": seaweed.endpoint,
-            "region": "us-east-1",
-            "access_key_id": "test-access",
-            "secret_access_key": S3_SECRET,
-        }
-    )
+    api = await make_api(storage=seaweed.storage("videos/", S3_SECRET))
     token = await api.key(credits=1000)
     status, body = await api.post(token, "/v1/jobs", VEO)
     assert status == 202, body
@@ -74,13 +63,7 @@ async def test_a_large_video_lands_in_s3_as_a_multipart_upload(
         data = await answer.read()
     assert len(data) == 8 * BYTES_PER_SECOND
     assert parse_mp4(data).seconds == 8
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=seaweed.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test-access",
-        aws_secret_access_key=S3_SECRET,
-    )
+    s3 = seaweed.client(S3_SECRET)
     head = s3.head_object(Bucket=seaweed.bucket, Key=f"videos/{body['id']}/0.mp4")
     assert head["ContentType"] == "video/mp4"
     assert head["ETag"].strip('"').endswith("-2")
