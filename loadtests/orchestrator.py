@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from imagerouter.errors import ConfigError
 from loadtests.bench.common import free_port
 from loadtests.collect import ApiReader, FarmReader
 from loadtests.plan import PLAN_ENV, LocustPlan
+from loadtests.processes import stop_process
 from loadtests.receiver import Receiver
 from loadtests.scenario import LoadScenario
 from loadtests.timeline import Switch, plan_switches
@@ -195,20 +195,6 @@ def _create_key(config: Path, data_dir: Path, log: Path) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"imagerouter keys create failed ({done.returncode}): {done.stderr}")
     return done.stdout.strip().splitlines()[-1]
-
-
-def _stop(process: subprocess.Popen[bytes], grace_s: float) -> int | None:
-    """SIGTERM, wait ``grace_s``, then SIGKILL; the exit code."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(timeout=10)
-    return process.returncode
 
 
 async def _wait_ready(
@@ -548,7 +534,7 @@ class _Orchestration:
                     stage, drain_until = "drain", time.time() + self.drain_s
                 elif now > hard_stop:
                     self.show("Locust overran its run; stopping it")
-                    _stop(locust, 10)
+                    stop_process(locust, 10)
                     stage, drain_until = "drain", time.time() + self.drain_s
             elif await self.api.active_jobs() == 0 or time.time() > drain_until:
                 break
@@ -570,7 +556,7 @@ class _Orchestration:
         self.drain_end = time.time()
         for name, process in list(self.processes.items()):
             if name.startswith("locust"):
-                self.locust_codes.append(_stop(process, 30))
+                self.locust_codes.append(stop_process(process, 30))
         await self._stop_timeline()
 
     async def _stop_timeline(self) -> None:
@@ -597,7 +583,7 @@ class _Orchestration:
         """Stop every process this run started (by pid, newest first) and the receiver."""
         await self._stop_timeline()
         for name, process in reversed(list(self.processes.items())):
-            code = _stop(process, 30)
+            code = stop_process(process, 30)
             if name == "server":
                 self.server_code = code
         for handle in self.logs:

@@ -55,6 +55,7 @@ from loadtests.bench.common import (
     write_results,
 )
 from loadtests.bench.http_load import CLIENT_CPU, SERVER_CPU, Target, open_loop, pinned
+from loadtests.processes import stop_process
 
 BODY = json.dumps({"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"})
 GRANT = 10**12
@@ -131,8 +132,7 @@ def receiver_process(tmp: Path) -> Iterator[tuple[str, int]]:
         wait_for_http(f"{url}/readyz", timeout_s=60)
         yield url, proc.pid
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc, 30)
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -182,8 +182,7 @@ def server_process(
         wait_for_http(f"{url}/readyz", timeout_s=60)
         yield url, token, proc.pid, home / "data" / "imagerouter.db"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc, 30)
 
 
 # --- the store's view --------------------------------------------------------------------------

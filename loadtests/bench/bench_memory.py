@@ -51,6 +51,7 @@ from typing import Any
 import aiohttp
 
 from loadtests.bench.common import farm_process, free_port, wait_for_http, write_results
+from loadtests.processes import stop_process
 
 JOBS = 10_000
 HANGING = 1_000
@@ -146,12 +147,7 @@ def _server(tmp: Path, config: Path) -> Iterator[tuple[str, str, subprocess.Pope
         wait_for_http(f"{url}/readyz", timeout_s=60)
         yield url, token, server
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server, 30)
 
 
 async def _open_loop(

@@ -52,6 +52,7 @@ from loadtests.bench.common import (
     write_results,
 )
 from loadtests.bench.http_load import SERVER_CPU, Target, open_loop, pinned, wrk
+from loadtests.processes import stop_process
 
 LEVELS = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000)
 BODY = json.dumps({"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"})
@@ -109,8 +110,7 @@ def _process(command: list[str], url: str, log: Path) -> Iterator[subprocess.Pop
         wait_for_http(f"{url}/readyz", timeout_s=60)
         yield proc
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc, 30)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtests.processes import stop_process
+
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -59,8 +61,7 @@ def farm_server(scenario: str | None = None, cpu: int | None = None) -> Iterator
         with urllib.request.urlopen(url) as response:
             yield json.load(response), process.pid
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, 10)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from loadtests.processes import stop_process
+
 _PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
@@ -128,12 +130,7 @@ def run_seaweed(root: Path, bucket: str = "images", timeout_s: float = 60.0) -> 
             time.sleep(0.1)
         yield Seaweed(endpoint, bucket)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, 15)
         log.close()
 
 
