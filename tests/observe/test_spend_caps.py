@@ -8,12 +8,19 @@ import pytest
 
 from mockproviders import Farm
 from tests.helpers.api import FAST_ROUTER
+from tests.helpers.windows import clear_of_the_hour_end
 from tests.observe.conftest import ADMIN_KEY, ApiFactory, sample
 from tests.polling import eventually
 
 #: flux-dev costs $0.025 per image on fal (catalog): the second job reaches a $0.05 cap.
 CAPPED = {**FAST_ROUTER, "providers": {"fal": {"max_usd_per_hour": 0.05, "max_usd_per_day": 1}}}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(autouse=True)
+async def _clear_of_the_hour_end() -> None:
+    """Spend windows are UTC hours: no scenario here straddles the end of one."""
+    await clear_of_the_hour_end()
 
 
 async def test_spend_and_caps_show_on_providers_metrics_and_the_dashboard(

@@ -8,12 +8,19 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.helpers.windows import clear_of_the_hour_end
 from tests.replicas.fleet import Fleet, submit, until
 
 pytestmark = pytest.mark.slow
 
 #: gpt-image-2 costs $0.042 per image on fal (catalog): the third call reaches a $0.10 cap.
 FAL_COST = 0.042
+
+
+@pytest.fixture(autouse=True)
+async def _clear_of_the_hour_end() -> None:
+    """Spend windows are UTC hours: no scenario here straddles the end of one."""
+    await clear_of_the_hour_end()
 
 
 async def _final(session: aiohttp.ClientSession, fleet: Fleet, token: str, job: str) -> dict:

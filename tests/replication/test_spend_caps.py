@@ -11,6 +11,7 @@ import redis
 
 from imagerouter import ImageResult
 from mockproviders import Farm
+from tests.helpers.windows import clear_of_the_hour_end
 from tests.polling import eventually_fine
 from tests.replication.helpers import FAST, replica, served_by
 from tests.replication.proxy import TcpProxy
@@ -18,6 +19,12 @@ from tests.replication.proxy import TcpProxy
 #: gpt-image-2 costs $0.042 per image on fal (catalog): the third call reaches a $0.10 cap.
 FAL_COST = 0.042
 CAPPED: dict[str, Any] = {**FAST, "providers": {"fal": {"max_usd_per_hour": 0.1}}}
+
+
+@pytest.fixture(autouse=True)
+async def _clear_of_the_hour_end() -> None:
+    """Spend windows are UTC hours: no scenario here straddles the end of one."""
+    await clear_of_the_hour_end()
 
 
 def fal_calls(farm: Farm) -> int:

@@ -9,9 +9,16 @@ import pytest
 from imagerouter import ImageRequest
 from mockproviders import Farm
 from mockproviders.bridge import farm_router
+from tests.helpers.windows import clear_of_the_hour_end
 
 #: gpt-image-2 costs $0.042 per image on fal (catalog): the third call reaches a $0.10 cap.
 FAL_COST = 0.042
+
+
+@pytest.fixture(autouse=True)
+async def _clear_of_the_hour_end() -> None:
+    """Spend windows are UTC hours: no scenario here straddles the end of one."""
+    await clear_of_the_hour_end()
 
 
 class ShiftableClock:
