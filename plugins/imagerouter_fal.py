@@ -88,9 +88,7 @@ class FalProvider(Provider):
 
     async def _cancel(self, ctx: CallContext, cancel_url: str) -> None:
         """Best effort: tell fal to drop the request so it does not bill for it."""
-        cancel_ctx = CallContext(
-            ctx.session, ctx.provider_model, ctx.clock.now() + CANCEL_TIMEOUT_S, ctx.clock
-        )
+        cancel_ctx = ctx.lasting(CANCEL_TIMEOUT_S)
         with contextlib.suppress(ProviderError):
             await self.request_json(cancel_ctx, "PUT", cancel_url)
 

@@ -144,9 +144,7 @@ class ReplicateProvider(Provider):
 
     async def _cancel(self, ctx: CallContext, prediction: dict) -> None:
         """Best effort: stop the prediction so Replicate does not bill for it."""
-        cancel_ctx = CallContext(
-            ctx.session, ctx.provider_model, ctx.clock.now() + CANCEL_TIMEOUT_S, ctx.clock
-        )
+        cancel_ctx = ctx.lasting(CANCEL_TIMEOUT_S)
         with contextlib.suppress(ProviderError):
             await self.request_json(cancel_ctx, "POST", self._url(prediction, "cancel"))
 

@@ -2,9 +2,11 @@
 
 A plugin declares who it is in class attributes, maps the unified request to its wire format in
 one ``async def generate()``, and classifies failures once (``classify``). The HTTP plumbing it
-shares with every other plugin lives here: one pooled ``aiohttp.ClientSession`` owned by the core
-and handed in through :class:`CallContext`, deadlines, transport-error mapping, JSON parsing and
-queue polling with a growing interval.
+shares with every other plugin lives here: the core's pooled connections (a lean keep-alive
+HTTP/1.1 pool, :class:`imagerouter.transport.HttpPool`, for the JSON calls, and an
+``aiohttp.ClientSession`` for anything else a plugin needs) handed in through
+:class:`CallContext`, deadlines, transport-error mapping, JSON parsing and queue polling with a
+growing interval.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import aiohttp
@@ -35,6 +37,7 @@ from imagerouter.resilience.headers import (
     parse_rate_limit_budget,
     parse_retry_after,
 )
+from imagerouter.transport import HttpPool
 
 __all__ = [
     "CallContext",
@@ -94,10 +97,17 @@ class CallContext:
     budget: RateLimitBudget | None = None
     #: Where :meth:`progress` reports go (None: nowhere); the router sets it per job.
     on_progress: ProgressListener | None = None
+    #: The pool :meth:`Provider.request_json` sends through (None: through ``session``).
+    http: HttpPool | None = None
 
     def remaining(self) -> float:
         """Seconds left before the deadline (may be negative)."""
         return self.deadline - self.clock.now()
+
+    def lasting(self, seconds: float) -> CallContext:
+        """A context for a call after this attempt's own (a best-effort cancel, say): the
+        same connections and model, a deadline ``seconds`` from now, no progress reports."""
+        return replace(self, deadline=self.clock.now() + seconds, budget=None, on_progress=None)
 
     def progress(
         self, status: str, queue_position: int | None = None, log: str | None = None
@@ -230,23 +240,39 @@ class Provider:
         remaining = ctx.remaining()
         if remaining <= 0:
             raise ProviderTimeout("deadline passed before the request", provider=self.name)
-        timeout = aiohttp.ClientTimeout(total=min(remaining, self.options.request_timeout_s))
+        timeout_s = min(remaining, self.options.request_timeout_s)
         all_headers = self.auth_headers()
         if headers:
             all_headers.update(headers)
         try:
-            async with ctx.session.request(
-                method, url, json=json_body, headers=all_headers, timeout=timeout
-            ) as response:
-                raw = await response.read()
-                status, response_headers = response.status, response.headers
+            if ctx.http is not None:
+                body_bytes = None
+                if json_body is not None:
+                    body_bytes = json.dumps(json_body).encode()
+                    all_headers.setdefault("Content-Type", "application/json")
+                response = await ctx.http.request(
+                    method, url, headers=all_headers, body=body_bytes, timeout_s=timeout_s
+                )
+                raw, status, response_headers = response.body, response.status, response.headers
+            else:
+                async with ctx.session.request(
+                    method,
+                    url,
+                    json=json_body,
+                    headers=all_headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout_s),
+                ) as reply:
+                    raw = await reply.read()
+                    status, response_headers = reply.status, reply.headers
         except TimeoutError as exc:
-            raise ProviderTimeout(
-                f"no answer within {timeout.total:.1f}s", provider=self.name
-            ) from exc
-        except aiohttp.ClientError as exc:
+            raise ProviderTimeout(f"no answer within {timeout_s:.1f}s", provider=self.name) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise ProviderUnavailable(
                 f"connection failed: {type(exc).__name__}", provider=self.name
+            ) from exc
+        except ValueError as exc:  # a URL or header that cannot go on the wire
+            raise ProviderUnavailable(
+                f"cannot send the request: {exc}", provider=self.name
             ) from exc
         budget = parse_rate_limit_budget(response_headers)
         if budget is not None:

@@ -46,6 +46,7 @@ from imagerouter.resilience.cooldowns import Cooldowns
 from imagerouter.resilience.health import HealthScore
 from imagerouter.resilience.spend import SpendMeter
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
+from imagerouter.transport import HttpPool
 
 __all__ = ["ProgressCallback", "Router"]
 
@@ -94,6 +95,7 @@ class Router(AsyncResource):
         self.rng = random.Random(seed)
         self._session = session
         self._owns_session = session is None
+        self._http: HttpPool | None = None
         self._candidates: dict[str, list[Candidate]] = {}
         # (model, size, quality, n, output_format) -> price: all a price and its check read
         self._prices: dict[tuple[str, str, str, int, str], int] = {}
@@ -154,15 +156,24 @@ class Router(AsyncResource):
         return self._session
 
     async def start(self) -> None:
-        """Open the pooled session (unless one was given); ``async with`` calls it."""
+        """Open the connection pools (the session unless one was given); ``async with`` calls
+        it. Providers' JSON calls go through the lean pool, anything else (image downloads)
+        through the session."""
+        ssl_context: ssl.SSLContext | None = None
+        if self.settings.ca_bundle:
+            ssl_context = ssl.create_default_context(cafile=self.settings.ca_bundle)
+        if self._http is None:
+            self._http = HttpPool(
+                limit=self.settings.http.max_connections,
+                limit_per_host=self.settings.http.max_connections_per_host,
+                ssl_context=ssl_context,
+                user_agent="imagerouter",
+            )
         if self._session is None:
-            ssl_context: ssl.SSLContext | bool = True
-            if self.settings.ca_bundle:
-                ssl_context = ssl.create_default_context(cafile=self.settings.ca_bundle)
             connector = aiohttp.TCPConnector(
                 limit=self.settings.http.max_connections,
                 limit_per_host=self.settings.http.max_connections_per_host,
-                ssl=ssl_context,
+                ssl=ssl_context or True,
                 ttl_dns_cache=300,
             )
             self._session = aiohttp.ClientSession(
@@ -174,7 +185,10 @@ class Router(AsyncResource):
             )
 
     async def aclose(self) -> None:
-        """Close the session this router opened (a given one stays open)."""
+        """Close the pools this router opened (a given session stays open)."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -270,7 +284,7 @@ class Router(AsyncResource):
         provider = candidate.instance.provider
         entry = candidate.entry
         provider_model = entry.model if plan.model.kind == "image" else entry.model_for(request)
-        ctx = CallContext(self.session, provider_model, step.deadline, self.clock)
+        ctx = CallContext(self.session, provider_model, step.deadline, self.clock, http=self._http)
         if on_progress is not None:
             name = candidate.instance.name
             ctx.on_progress = lambda report: on_progress(name, report)
