@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.resilience.headers import parse_retry_after
+from imagerouter.transport import HttpPool
 from imagerouter.webhooks.retry import SendResult
 from imagerouter.webhooks.signing import sign_headers
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
@@ -18,13 +18,16 @@ __all__ = ["WebhookSender"]
 
 USER_AGENT = "imagerouter-webhooks/1"
 _SNIPPET = 200
+#: Of a receiver's answer we read at most this (the error text keeps its first _SNIPPET
+#: bytes); a longer one ends there and its connection is closed rather than kept.
+_READ_AT_MOST = 64 * 1024
 
 
 class WebhookSender(AsyncResource):
-    """Posts signed webhook bodies; an async context manager owning its HTTP session.
+    """Posts signed webhook bodies; an async context manager owning its connection pool.
 
-    The session never follows redirects, ignores proxy environment variables (a proxy would
-    resolve names where the policy cannot see them) and resolves through
+    The pool (:class:`~imagerouter.transport.HttpPool`) never follows redirects, knows no
+    proxy (a proxy would resolve names where the policy cannot see them) and resolves through
     :class:`~imagerouter.webhooks.ssrf.GuardedResolver`.
 
     Args:
@@ -50,29 +53,30 @@ class WebhookSender(AsyncResource):
         self._max_connections = max_connections
         self._per_target = per_target
         self._resolver = resolver
-        self._session: aiohttp.ClientSession | None = None
+        self._guard: GuardedResolver | None = None
+        self._pool: HttpPool | None = None
 
     async def start(self) -> None:
-        """Open the guarded session; ``async with`` calls it."""
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(self.policy, self._resolver),
+        """Open the guarded pool; ``async with`` calls it."""
+        self._guard = GuardedResolver(self.policy, self._resolver)
+        # no cookie is kept: none goes back to a receiver, or to another account's
+        self._pool = HttpPool(
             limit=self._max_connections,
             limit_per_host=self._per_target,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            trust_env=False,
-            headers={"User-Agent": USER_AGENT},
-            # a receiver's cookies are not sent back, to it or to another account's receiver
-            cookie_jar=aiohttp.DummyCookieJar(),
+            max_body_bytes=_READ_AT_MOST,
+            truncate_bodies=True,
+            user_agent=USER_AGENT,
+            resolver=self._guard,
         )
 
     async def aclose(self) -> None:
-        """Close the session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the pool and the resolver."""
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+        if self._guard is not None:
+            await self._guard.close()
+            self._guard = None
 
     async def send(
         self,
@@ -85,7 +89,7 @@ class WebhookSender(AsyncResource):
     ) -> SendResult:
         """POST ``body`` to ``url`` signed with ``secrets``; what came of it (never raises for
         network trouble: a refused URL, a timeout or a reset is in the result)."""
-        if self._session is None:
+        if self._pool is None:
             raise RuntimeError("the webhook sender is not open")
         try:
             self.policy.check_syntax(url)
@@ -97,22 +101,19 @@ class WebhookSender(AsyncResource):
         }
         started = time.perf_counter()
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, allow_redirects=False
-            ) as answer:
-                snippet = await answer.content.read(_SNIPPET)
-                status = answer.status
-                retry_after = parse_retry_after(answer.headers, now=time.time())
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, BlockedAddress):
-                return SendResult(None, None, f"refused: {exc.os_error}", refused=True)
-            return self._error(started, f"connection failed: {exc.os_error or exc}")
+            answer = await self._pool.request(
+                "POST", url, headers=headers, body=body, timeout_s=self.timeout_s
+            )
+        except BlockedAddress as exc:
+            return SendResult(None, None, f"refused: {exc}", refused=True)
         except TimeoutError:
             return self._error(started, f"timed out after {self.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
-            return self._error(started, f"{type(exc).__name__}: {exc}")
+        except ValueError as exc:
+            return self._error(started, f"cannot send: {exc}")
         except OSError as exc:
             return self._error(started, f"connection failed: {exc}")
+        status, snippet = answer.status, answer.body[:_SNIPPET]
+        retry_after = parse_retry_after(answer.headers, now=time.time())
         latency_ms = (time.perf_counter() - started) * 1000
         error = None
         if not 200 <= status < 300:
