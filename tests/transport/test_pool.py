@@ -336,3 +336,38 @@ async def test_a_resolver_chooses_the_address_and_may_refuse_it(echo) -> None:
             await pool.request("GET", f"http://hooks.example:{port}/c", timeout_s=5)
         assert pool.open_connections == 0
     assert [entry["path_qs"] for entry in seen] == ["/a", "/b"]
+
+
+async def test_requests_queue_for_a_capped_origin_in_turn_and_time_out_there(echo) -> None:
+    """With one connection allowed, five requests take it in turn (each handed the connection
+    the one before released); one whose deadline passes while it queues times out without
+    holding up the others."""
+    url, seen = echo
+    async with HttpPool(limit_per_host=1) as pool:
+        queued = [pool.request("GET", f"{url}/slow?n={n}", timeout_s=5) for n in range(5)]
+        late = pool.request("GET", f"{url}/slow?n=late", timeout_s=0.02)
+        answers = await asyncio.gather(*queued, late, return_exceptions=True)
+        assert [getattr(a, "status", None) for a in answers[:5]] == [201] * 5
+        assert isinstance(answers[5], TimeoutError)
+        assert pool.open_connections == 1
+        after = await pool.request("GET", f"{url}/after", timeout_s=5)
+        assert after.status == 201
+    assert len({tuple(entry["peer"]) for entry in seen}) == 1
+    assert "/slow?n=late" not in [entry["path_qs"] for entry in seen]
+
+
+async def test_a_target_with_spaces_or_line_breaks_cannot_split_the_request(echo) -> None:
+    """Line breaks in a URL (an answer's status URL, say) are dropped and spaces encoded, on
+    the first URL of an origin and on later ones alike: the server sees one request line and
+    no header smuggled in."""
+    url, seen = echo
+    async with HttpPool() as pool:
+        for _ in range(2):
+            answer = await pool.request(
+                "GET", f"{url}/a b\r\nX-Injected: 1\r\n\r\nGET /c?x", timeout_s=5
+            )
+            assert answer.status == 201
+    assert len(seen) == 2
+    for entry in seen:
+        assert "X-Injected" not in entry["headers"]
+        assert entry["path_qs"].startswith("/a%20bX-Injected:%201GET%20/c")

@@ -23,6 +23,7 @@ import asyncio
 import re
 import socket
 import ssl
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -36,6 +37,11 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SAFE_TARGET = "/?&=%:@!$'()*+,;~-._"
+#: A request target holding any of these (spaces, controls, non-ASCII) is percent-encoded.
+_UNSAFE_IN_TARGET = re.compile(r"[^\x21-\x7e]").search
+#: Origins remembered by their URL prefix (``scheme://netloc``), so that a URL of a known
+#: origin is not parsed whole again.
+_ORIGINS_KEPT = 256
 
 Origin = tuple[str, str, int]
 
@@ -93,7 +99,12 @@ class HttpPool:
         self._idle: dict[Origin, list[Connection]] = {}
         self._open: dict[Origin, int] = {}
         self._live: set[Connection] = set()
-        self._waiters: list[asyncio.Future[None]] = []
+        self._total = 0
+        self._origins: dict[str, tuple[Origin, str]] = {}
+        # per origin, requests waiting for a connection, first come first served: a released
+        # connection is handed to the first (the future's result), a freed slot wakes one
+        # (None: look again)
+        self._waiters: dict[Origin, deque[asyncio.Future[Connection | None]]] = {}
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -106,7 +117,7 @@ class HttpPool:
     @property
     def open_connections(self) -> int:
         """Connections open now (busy, idle or connecting)."""
-        return sum(self._open.values())
+        return self._total
 
     async def request(
         self,
@@ -118,7 +129,7 @@ class HttpPool:
         body: bytes | None = None,
     ) -> HttpResponse:
         """Send one request and return its whole answer (any status); see the module doc."""
-        origin, host, target = _split(url)
+        origin, host, target = self._split(url)
         data = self._encode(method, target, host, headers, body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -148,7 +159,11 @@ class HttpPool:
         for conn in list(self._live):
             conn.close()
         self._idle.clear()
-        self._wake()
+        for queue in self._waiters.values():
+            for waiter in queue:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._waiters.clear()
 
     # --- connections ----------------------------------------------------------------------
 
@@ -169,23 +184,40 @@ class HttpPool:
                     conn.close()
             if self._room_for(origin) or self._close_one_idle():
                 return await self._connect(loop, origin, deadline)
-            waiter = loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            handed = await self._wait_turn(loop, origin, deadline)
+            if handed is not None:
+                return handed
+
+    async def _wait_turn(
+        self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float
+    ) -> Connection | None:
+        """Queue for ``origin``: a connection handed over, or None when a slot came free."""
+        waiter: asyncio.Future[Connection | None] = loop.create_future()
+        queue = self._waiters.setdefault(origin, deque())
+        queue.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except BaseException:
+            if not waiter.done():
+                waiter.cancel()
+                queue.remove(waiter)
+            elif not waiter.cancelled():  # our turn came as we gave up: pass it on
+                handed = waiter.result()
+                if handed is not None:
+                    self._release(loop, handed)
+                else:
+                    self._wake_one(origin)
+            raise
 
     def _room_for(self, origin: Origin) -> bool:
-        if sum(self._open.values()) >= self._limit:
+        if self._total >= self._limit:
             return False
         return self._per_host == 0 or self._open.get(origin, 0) < self._per_host
 
     def _close_one_idle(self) -> bool:
         """Make room under ``limit`` by closing the oldest idle connection anywhere."""
-        if sum(self._open.values()) < self._limit:
+        if self._total < self._limit:
             return False  # the cap in the way is the per-host one: closing others won't help
         oldest: Connection | None = None
         for idle in self._idle.values():
@@ -200,6 +232,7 @@ class HttpPool:
         self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float
     ) -> Connection:
         self._open[origin] = self._open.get(origin, 0) + 1
+        self._total += 1
         made: list[Connection] = []
 
         def factory() -> Connection:
@@ -260,13 +293,17 @@ class HttpPool:
         if not conn.reusable or conn.closed or self._closed:
             conn.close()
             return
+        queue = self._waiters.get(conn.origin)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)  # straight to the next in line, still busy
+                return
         conn.idle_since = loop.time()
         conn.pooled = True
         self._idle.setdefault(conn.origin, []).append(conn)
         if self._sweep_handle is None:
             self._sweep_handle = loop.call_later(self._keepalive_s, self._sweep)
-        if self._waiters:
-            self._wake()
 
     def _on_close(self, conn: Connection) -> None:
         self._live.discard(conn)
@@ -281,15 +318,20 @@ class HttpPool:
             self._open[origin] = left
         else:
             self._open.pop(origin, None)
+        self._total -= 1
         if self._waiters:
-            self._wake()
+            self._wake_one(origin)
 
-    def _wake(self) -> None:
-        """Every waiter looks again (a freed slot may suit any of them)."""
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    def _wake_one(self, origin: Origin) -> None:
+        """A slot came free: the first waiter for ``origin`` looks again, or, if none waits
+        there, the first of another origin (the total cap may have held it)."""
+        queues = [self._waiters.get(origin), *self._waiters.values()]
+        for queue in queues:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
 
     def _sweep(self) -> None:
         """Close connections idle longer than ``keepalive_s``."""
@@ -308,6 +350,27 @@ class HttpPool:
         return self._ssl
 
     # --- the request's bytes --------------------------------------------------------------
+
+    def _split(self, url: str) -> tuple[Origin, str, str]:
+        """``(origin, Host header, request target)``; a known origin's prefix is looked up."""
+        start = url.find("://") + 3
+        end = len(url)
+        for mark in "/?#":
+            at = url.find(mark, start)
+            if 0 <= at < end:
+                end = at
+        prefix = url[:end]
+        known = self._origins.get(prefix) if start > 2 else None
+        target = url[end:].partition("#")[0]
+        if known is None or _UNSAFE_IN_TARGET(target):  # new, or odd enough to parse whole
+            origin, host, target = _split(url)
+            if len(self._origins) >= _ORIGINS_KEPT:
+                self._origins.clear()
+            self._origins[prefix] = (origin, host)
+            return origin, host, target
+        if not target.startswith("/"):
+            target = f"/{target}"
+        return known[0], known[1], target
 
     def _encode(
         self,
@@ -357,6 +420,6 @@ def _split(url: str) -> tuple[Origin, str, str]:
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"
-    if not target.isascii() or " " in target:
+    if _UNSAFE_IN_TARGET(target):
         target = quote(target, safe=_SAFE_TARGET)
     return (scheme, host, port), host_header, target
