@@ -8,7 +8,7 @@ Router state that changes without events (health, cooldowns, in-flight) is read 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -33,6 +33,7 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._attempt_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.attempts = Counter(
             "imagerouter_provider_attempts_total",
             "Provider attempts by provider instance, outcome and error class.",
@@ -85,11 +86,16 @@ class RouterMetrics:
             kind = (attempt.reason or "other").split(":")[0].split(" ")[0].lower()
             self.skips.labels(attempt.provider, kind).inc()
             return
-        self.attempts.labels(attempt.provider, attempt.outcome, attempt.error_class or "").inc()
-        if attempt.latency_ms is not None:
-            self.attempt_latency.labels(attempt.provider, attempt.outcome).observe(
-                attempt.latency_ms / 1000
+        key = (attempt.provider, attempt.outcome, attempt.error_class or "")
+        children = self._attempt_children.get(key)
+        if children is None:  # labels() is a locked lookup: once per combination
+            children = self._attempt_children[key] = (
+                self.attempts.labels(*key),
+                self.attempt_latency.labels(attempt.provider, attempt.outcome),
             )
+        children[0].inc()
+        if attempt.latency_ms is not None:
+            children[1].observe(attempt.latency_ms / 1000)
         if attempt.retry_after is not None:
             self.retry_after.labels(attempt.provider).inc()
 

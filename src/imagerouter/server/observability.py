@@ -168,6 +168,7 @@ class ServerMetrics:
         self._transitions: dict[str, Counter] = {}
         # (route, method, status) -> the labelled histograms a request's timing goes to
         self._request_children: dict[tuple[str, str, int], tuple[Histogram, Histogram | None]] = {}
+        self._call_children: dict[tuple[str, str], Counter] = {}
         # job id -> (status, created_at) for jobs not yet final, as seen in this process
         self._active: dict[str, tuple[str, float | None]] = {}
         self._prices: asyncio.Queue[tuple[str, str]] | None = None
@@ -232,7 +233,11 @@ class ServerMetrics:
         if attempt.outcome == "skipped":
             return
         why = (attempt.reason or "").split(" ", 1)[0].rstrip(":")
-        self.calls.labels(attempt.provider, why if why in _CALL_REASONS else "other").inc()
+        key = (attempt.provider, why if why in _CALL_REASONS else "other")
+        child = self._call_children.get(key)
+        if child is None:  # labels() is a locked lookup: once per combination
+            child = self._call_children[key] = self.calls.labels(*key)
+        child.inc()
 
     def _look_up_price(self, event: JobEvent) -> None:
         """The store's event does not say what the job was charged: ask the store."""
