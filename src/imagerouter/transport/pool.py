@@ -20,30 +20,19 @@ cookies, redirects, proxies, streaming or tracing.
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
 
 from imagerouter.transport.connection import Connection, HttpResponse, ServerDisconnected
+from imagerouter.transport.wire import Origin, OriginCache, encode_request
 
 __all__ = ["HttpPool"]
 
 #: Methods that may be sent again when a kept-alive connection turned out to be dead.
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_SAFE_TARGET = "/?&=%:@!$'()*+,;~-._"
-#: A request target holding any of these (spaces, controls, non-ASCII) is percent-encoded.
-_UNSAFE_IN_TARGET = re.compile(r"[^\x21-\x7e]").search
-#: Origins remembered by their URL prefix (``scheme://netloc``), so that a URL of a known
-#: origin is not parsed whole again.
-_ORIGINS_KEPT = 256
-
-Origin = tuple[str, str, int]
 
 
 class Resolver(Protocol):
@@ -100,7 +89,7 @@ class HttpPool:
         self._open: dict[Origin, int] = {}
         self._live: set[Connection] = set()
         self._total = 0
-        self._origins: dict[str, tuple[Origin, str]] = {}
+        self._origins = OriginCache()
         # per origin, requests waiting for a connection, first come first served: a released
         # connection is handed to the first (the future's result), a freed slot wakes one
         # (None: look again)
@@ -129,8 +118,8 @@ class HttpPool:
         body: bytes | None = None,
     ) -> HttpResponse:
         """Send one request and return its whole answer (any status); see the module doc."""
-        origin, host, target = self._split(url)
-        data = self._encode(method, target, host, headers, body)
+        origin, host, target = self._origins.split(url)
+        data = encode_request(method, target, host, headers, body, self._user_agent)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         expect_body = method != "HEAD"
@@ -348,78 +337,3 @@ class HttpPool:
         if self._ssl is None:  # the system's trust store, made on first use (it takes ms)
             self._ssl = ssl.create_default_context()
         return self._ssl
-
-    # --- the request's bytes --------------------------------------------------------------
-
-    def _split(self, url: str) -> tuple[Origin, str, str]:
-        """``(origin, Host header, request target)``; a known origin's prefix is looked up."""
-        start = url.find("://") + 3
-        end = len(url)
-        for mark in "/?#":
-            at = url.find(mark, start)
-            if 0 <= at < end:
-                end = at
-        prefix = url[:end]
-        known = self._origins.get(prefix) if start > 2 else None
-        target = url[end:].partition("#")[0]
-        if known is None or _UNSAFE_IN_TARGET(target):  # new, or odd enough to parse whole
-            origin, host, target = _split(url)
-            if len(self._origins) >= _ORIGINS_KEPT:
-                self._origins.clear()
-            self._origins[prefix] = (origin, host)
-            return origin, host, target
-        if not target.startswith("/"):
-            target = f"/{target}"
-        return known[0], known[1], target
-
-    def _encode(
-        self,
-        method: str,
-        target: str,
-        host: str,
-        headers: Mapping[str, str] | None,
-        body: bytes | None,
-    ) -> bytes:
-        if not _TOKEN.fullmatch(method):
-            raise ValueError(f"not an HTTP method: {method!r}")
-        parts = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
-        named: set[str] = set()
-        for name, value in (headers or {}).items():
-            value = str(value)
-            if not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value or "\0" in value:
-                raise ValueError(f"the header {name!r} cannot be sent as it is")
-            named.add(name.lower())
-            parts.append(f"{name}: {value}\r\n")
-        if "user-agent" not in named:
-            parts.append(f"User-Agent: {self._user_agent}\r\n")
-        if "accept" not in named:
-            parts.append("Accept: */*\r\n")
-        if "accept-encoding" not in named:
-            parts.append("Accept-Encoding: gzip, deflate\r\n")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            parts.append(f"Content-Length: {len(body or b'')}\r\n")
-        parts.append("\r\n")
-        head = "".join(parts).encode("latin-1")
-        return head + body if body else head
-
-
-def _split(url: str) -> tuple[Origin, str, str]:
-    """``(origin, Host header, request target)`` of an absolute http(s) URL."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL: {url[:200]!r}")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("a URL with credentials in it is not sent; put them in a header")
-    host = parts.hostname
-    if not host.isascii():
-        host = host.encode("idna").decode("ascii")
-    port = parts.port or _DEFAULT_PORTS[scheme]
-    shown = f"[{host}]" if ":" in host else host
-    host_header = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
-    target = parts.path or "/"
-    if parts.query:
-        target = f"{target}?{parts.query}"
-    if _UNSAFE_IN_TARGET(target):
-        target = quote(target, safe=_SAFE_TARGET)
-    return (scheme, host, port), host_header, target
