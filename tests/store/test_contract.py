@@ -527,31 +527,6 @@ async def test_a_final_event_enqueues_its_delivery(store: JobStore) -> None:
     assert (b.url, b.event_type) == ("https://hooks.example/acme", "job.failed")
 
 
-async def test_a_claim_reads_along_the_jobs_of_bodies_still_to_build(store: JobStore) -> None:
-    """A claimed delivery whose body is not yet fixed carries its job, as ``get_job`` reads it
-    without attempts (the worker builds the body from it without another read); once its
-    body is fixed, a later claim of it carries none."""
-    account_id = await _account(store)
-    for n in range(2):
-        await store.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
-    await store.claim_jobs("w1", 2, 30)
-    await store.complete_job("job_0", "w1", {"provider": "fal", "images": []}, [])
-    await store.fail_job("job_1", "w1", {"code": "boom", "message": "down"}, [])
-    # a lease that has already run out: the next claim takes both again
-    claimed = {d.job_id: d for d in await store.claim_deliveries("d1", 10, -1)}
-    assert sorted(claimed) == ["job_0", "job_1"]
-    for job_id, delivery in claimed.items():
-        assert delivery.job is not None
-        assert delivery.job == await store.get_job(account_id, job_id, with_attempts=False)
-    assert claimed["job_0"].job.result == {"provider": "fal", "images": []}
-    await store.set_delivery_body(claimed["job_0"].id, '{"fixed":true}')
-    again = {d.job_id: d for d in await store.claim_deliveries("d2", 10, 60)}
-    assert (again["job_0"].body, again["job_0"].job) == ('{"fixed":true}', None)
-    assert again["job_1"].job == claimed["job_1"].job
-    [listed] = await store.job_deliveries(account_id, "job_0")
-    assert listed.job is None
-
-
 async def test_a_final_event_to_a_disabled_url_enqueues_it_disabled(store: JobStore) -> None:
     """Once a URL answered 410, a job that ends with that URL gets its delivery enqueued
     ``disabled``, never due, with the reason; a job with another URL is unaffected."""

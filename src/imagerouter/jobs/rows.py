@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic_core import to_json
@@ -40,7 +40,6 @@ __all__ = [
     "LEDGER_COLUMNS",
     "WEBHOOK_SECRET_COLUMNS",
     "WEBHOOK_SELECT",
-    "attach_jobs",
     "attempt_from_row",
     "attempt_params",
     "decode_cursor",
@@ -233,15 +232,6 @@ def stored_response(doc: dict[str, Any]) -> StoredResponse:
 def delivery_from_row(row: Sequence[Any]) -> Delivery:
     """A :class:`Delivery` from the :data:`DELIVERY_COLUMNS` of a row."""
     return Delivery(*row[:13], replay=bool(row[13]), last_error=row[14])
-
-
-def attach_jobs(deliveries: Sequence[Delivery], jobs: Iterable[Job]) -> None:
-    """Give each delivery its job (read along with its claim), when the accounts match."""
-    by_id = {job.id: job for job in jobs}
-    for delivery in deliveries:
-        job = by_id.get(delivery.job_id)
-        if job is not None and job.account_id == delivery.account_id:
-            delivery.job = job
 
 
 def delivery_attempt_from_row(row: Sequence[Any]) -> DeliveryAttempt:

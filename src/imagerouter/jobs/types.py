@@ -262,9 +262,7 @@ class Delivery:
     ``step`` counts the scheduled attempts made (the retry schedule's position; replays do not
     count); ``body`` is the exact JSON sent, fixed at the first attempt; ``replay`` marks a
     manual resend waiting to go; ``log`` holds the attempts (filled by
-    :meth:`~imagerouter.jobs.store.WebhookStore.job_deliveries`); ``job`` is its job as
-    ``get_job(..., with_attempts=False)`` reads it, which a claim reads along for a delivery
-    whose body is still to build (None otherwise).
+    :meth:`~imagerouter.jobs.store.WebhookStore.job_deliveries`).
     """
 
     id: str
@@ -283,7 +281,6 @@ class Delivery:
     replay: bool = False
     last_error: str | None = None
     log: list[DeliveryAttempt] = field(default_factory=list)
-    job: Job | None = None
 
     @property
     def final(self) -> bool:

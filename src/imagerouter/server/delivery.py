@@ -93,9 +93,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 def _body_builder(app: web.Application):
     async def build(delivery: Delivery) -> str:
         store = app[store_key]
-        job = delivery.job  # read along with the claim, when the store did
-        if job is None:
-            job = await store.get_job(delivery.account_id, delivery.job_id, with_attempts=False)
+        job = await store.get_job(delivery.account_id, delivery.job_id, with_attempts=False)
         if job is None:
             raise LookupError(f"job {delivery.job_id} is gone")
         if delivery.event_type == PROGRESS_EVENT:

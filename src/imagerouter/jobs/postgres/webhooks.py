@@ -15,14 +15,11 @@ from imagerouter.jobs.postgres.engine import Tx
 from imagerouter.jobs.rows import (
     DELIVERY_ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
-    JOB_COLUMNS,
     WEBHOOK_SECRET_COLUMNS,
     WEBHOOK_SELECT,
-    attach_jobs,
     delivery_attempt_from_row,
     delivery_from_row,
     float_or_none,
-    job_from_row,
     qualified,
 )
 from imagerouter.jobs.rules import gone_reason
@@ -166,17 +163,9 @@ class PostgresWebhooks(PostgresBase):
                     owner,
                     now + lease_s,
                 )
-            claimed = sorted(
+            return sorted(
                 (delivery_from_row(row) for row in rows), key=lambda d: d.next_attempt_at or 0
             )
-            unbuilt = [d for d in claimed if d.body is None]
-            if unbuilt:  # their bodies are built next, from their jobs: read them along
-                found = await conn.fetch(
-                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1::text[])",
-                    [d.job_id for d in unbuilt],
-                )
-                attach_jobs(unbuilt, (job_from_row(row) for row in found))
-            return claimed
 
         return await self._engine.solo(op)
 

@@ -11,14 +11,10 @@ from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.rows import (
     DELIVERY_ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
-    JOB_COLUMNS,
     WEBHOOK_SECRET_COLUMNS,
     WEBHOOK_SELECT,
-    attach_jobs,
     delivery_attempt_from_row,
     delivery_from_row,
-    job_from_row,
-    loads,
 )
 from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
 from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
@@ -171,18 +167,9 @@ class SQLiteWebhooks(SQLiteBase):
                 f"RETURNING {DELIVERY_COLUMNS}",
                 (owner, now + lease_s, now, now, now, limit),
             ).fetchall()
-            claimed = sorted(
+            return sorted(
                 (delivery_from_row(row) for row in rows), key=lambda d: d.next_attempt_at or 0
             )
-            unbuilt = [d for d in claimed if d.body is None]
-            if unbuilt:  # their bodies are built next, from their jobs: read them along
-                marks = ",".join("?" * len(unbuilt))
-                found = conn.execute(
-                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})",
-                    [d.job_id for d in unbuilt],
-                ).fetchall()
-                attach_jobs(unbuilt, (job_from_row(row, loads) for row in found))
-            return claimed
 
         return await self.thread.run(op)
 
