@@ -371,3 +371,23 @@ async def test_a_target_with_spaces_or_line_breaks_cannot_split_the_request(echo
     for entry in seen:
         assert "X-Injected" not in entry["headers"]
         assert entry["path_qs"].startswith("/a%20bX-Injected:%201GET%20/c")
+
+
+async def test_a_kept_connection_lets_go_of_a_large_answers_memory() -> None:
+    """A 2 MB answer (OpenAI's inline base64) read on a kept-alive connection leaves no
+    megabyte-sized buffer behind on it: a pool of idle connections stays small."""
+    big = b"x" * (2 * 1024 * 1024)
+
+    async def script(reader, writer, number) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
+        await writer.drain()
+        await reader.read()
+
+    async with ScriptedServer(script) as server, HttpPool() as pool:
+        answer = await pool.request("GET", f"{server.url}/image", timeout_s=5)
+        assert answer.body == big
+        [conn] = pool._live  # white box: the one connection, idle in the pool
+        assert conn.pooled
+        assert conn._buffer.__alloc__() < 64 * 1024
+        assert conn._body.__alloc__() < 64 * 1024

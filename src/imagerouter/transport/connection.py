@@ -145,6 +145,8 @@ class Connection(asyncio.Protocol):
             self._parse()
         except ProtocolError as exc:
             self._fail(exc)
+        if not self._buffer:  # a bytearray keeps its size: a 2 MB answer's would stay
+            self._buffer = bytearray()
 
     def eof_received(self) -> bool:
         self._finish_at_eof()
@@ -179,9 +181,9 @@ class Connection(asyncio.Protocol):
             if self._framing == "length":
                 if len(buffer) < self._chunk_left:
                     return
-                self._body = buffer[: self._chunk_left]
+                body = bytes(memoryview(buffer)[: self._chunk_left])  # one copy
                 del buffer[: self._chunk_left]
-                self._complete()
+                self._complete(body)
             elif self._framing == "chunked":
                 if not self._read_chunks():
                     return
@@ -279,11 +281,13 @@ class Connection(asyncio.Protocol):
         self._complete()
         return True
 
-    def _complete(self) -> None:
+    def _complete(self, body: bytes | None = None) -> None:
         assert self._head is not None
         assert self._waiter is not None
         status, headers, keep_alive = self._head
-        body = bytes(self._body)
+        if body is None:
+            body = bytes(self._body)
+        self._body = bytearray()
         encoding = headers.get("Content-Encoding", "").lower()
         if body and encoding in ("gzip", "x-gzip", "deflate") and not self._cut:
             try:
