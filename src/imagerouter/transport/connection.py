@@ -125,6 +125,12 @@ class Connection(asyncio.Protocol):
         self._transport.write(data)
         return waiter
 
+    @property
+    def usable(self) -> bool:
+        """Open, and not on its way to closing (the server's FIN may be in)."""
+        transport = self._transport
+        return not self.closed and transport is not None and not transport.is_closing()
+
     def close(self) -> None:
         """End the connection now (whatever exchange it was in fails)."""
         if self._transport is not None and not self.closed:

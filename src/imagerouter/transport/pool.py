@@ -168,7 +168,7 @@ class HttpPool:
                 while idle:
                     conn = idle.pop()
                     conn.pooled = False
-                    if not conn.closed and now - conn.idle_since < self._keepalive_s:
+                    if conn.usable and now - conn.idle_since < self._keepalive_s:
                         return conn
                     conn.close()
             if self._room_for(origin) or self._close_one_idle():
