@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagerouter.server.shortcut import SubmitShortcut
+import aiohttp
+from aiohttp import web
+
+from imagerouter.server.protocol import ApiRunner
+from imagerouter.server.shortcut import SUBMIT_ROUTE, SubmitShortcut
 from tests.helpers.api import Api
 
 GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
@@ -103,3 +107,45 @@ async def test_other_methods_and_routes_are_routed_as_before(api: Api) -> None:
     assert (
         len((await (await api.client.get("/v1/jobs", headers=api.auth(token))).json())["data"]) == 1
     )
+
+
+async def test_every_middleware_of_the_app_runs_on_a_shortcut_submit() -> None:
+    """The shortcut chains the app's own middlewares, outermost first: one added beside the
+    API's runs on a shortcut submit as on a routed one."""
+    seen: list[str] = []
+
+    @web.middleware
+    async def outer(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(f"outer {request.path_qs}")
+        return await handler(request)
+
+    @web.middleware
+    async def inner(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(f"inner {request.path_qs}")
+        return await handler(request)
+
+    async def submit(request: web.Request) -> web.Response:
+        return web.json_response({"route": request.match_info.route.name}, status=202)
+
+    app = web.Application(middlewares=[outer, inner])
+    app.router.add_post("/v1/jobs", submit, name=SUBMIT_ROUTE)
+    runner = ApiRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        assert isinstance(runner.server.request_handler, SubmitShortcut)  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as session:
+            for path in ("/v1/jobs", "/v1/jobs?via=router"):
+                async with session.post(f"http://127.0.0.1:{port}{path}") as answer:
+                    assert answer.status == 202
+                    assert (await answer.json())["route"] == SUBMIT_ROUTE
+    finally:
+        await runner.cleanup()
+    assert seen == [
+        "outer /v1/jobs",
+        "inner /v1/jobs",
+        "outer /v1/jobs?via=router",
+        "inner /v1/jobs?via=router",
+    ]
