@@ -38,8 +38,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_json
-
+from imagerouter.jobs.rows import dumps
 from imagerouter.jobs.types import Delivery, Job
 
 __all__ = ["dumps_body", "progress_payload", "webhook_payload"]
@@ -111,6 +110,5 @@ def progress_payload(job: Job, delivery: Delivery, data: dict[str, Any]) -> dict
 
 
 def dumps_body(payload: dict[str, Any]) -> str:
-    """The exact text sent: compact JSON (signatures cover these bytes), as ``json.dumps(payload,
-    separators=(",", ":"), ensure_ascii=False)`` writes it, by pydantic's faster serializer."""
-    return to_json(payload).decode()
+    """The exact text sent (signatures cover these bytes): the stores' compact JSON."""
+    return dumps(payload)

@@ -146,9 +146,7 @@ class SQLiteJobQueue(SQLiteBase):
             datas.append(data)
             job_rows += (job.id, account_id, dumps(job.request), price, now, now, job.deadline_at)
             ledger_rows += (account_id, job.id, -price, balances[account_id], now)
-            # what dumps(data) writes, without encoding a dict per job
-            text = f'{{"status":"queued","price":{price}}}' if type(price) is int else dumps(data)
-            event_rows += (job.id, account_id, text, now)
+            event_rows += (job.id, account_id, dumps(data), now)
         _insert_many(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
         _insert_many(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
         _insert_many(conn, _INSERT_EVENTS, _EVENT_ROW, event_rows)
