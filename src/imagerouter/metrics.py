@@ -21,11 +21,29 @@ from imagerouter.resilience.breaker import BreakerTransition
 if TYPE_CHECKING:
     from imagerouter.router import Router
 
-__all__ = ["CONTENT_TYPE", "RouterMetrics"]
+__all__ = ["CONTENT_TYPE", "LabelledChildren", "RouterMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300)
 _BREAKER_STATES = ("closed", "half_open", "open")
+
+
+class LabelledChildren:
+    """A labelled metric's children by their label values, each looked up once: ``labels()``
+    takes a lock, and the hot paths (every attempt, every batch of job events) count often."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        """The child for ``values`` (``metric.labels(*values)``)."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class RouterMetrics:
@@ -33,7 +51,6 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self._attempt_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.attempts = Counter(
             "imagerouter_provider_attempts_total",
             "Provider attempts by provider instance, outcome and error class.",
@@ -47,6 +64,8 @@ class RouterMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._attempts = LabelledChildren(self.attempts)
+        self._latency = LabelledChildren(self.attempt_latency)
         self.skips = Counter(
             "imagerouter_provider_skips_total",
             "Candidates passed over by the router, by reason kind.",
@@ -86,16 +105,9 @@ class RouterMetrics:
             kind = (attempt.reason or "other").split(":")[0].split(" ")[0].lower()
             self.skips.labels(attempt.provider, kind).inc()
             return
-        key = (attempt.provider, attempt.outcome, attempt.error_class or "")
-        children = self._attempt_children.get(key)
-        if children is None:  # labels() is a locked lookup: once per combination
-            children = self._attempt_children[key] = (
-                self.attempts.labels(*key),
-                self.attempt_latency.labels(attempt.provider, attempt.outcome),
-            )
-        children[0].inc()
+        self._attempts(attempt.provider, attempt.outcome, attempt.error_class or "").inc()
         if attempt.latency_ms is not None:
-            children[1].observe(attempt.latency_ms / 1000)
+            self._latency(attempt.provider, attempt.outcome).observe(attempt.latency_ms / 1000)
         if attempt.retry_after is not None:
             self.retry_after.labels(attempt.provider).inc()
 

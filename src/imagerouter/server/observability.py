@@ -38,7 +38,7 @@ from imagerouter.jobs.store import JobQueue, JobStore
 from imagerouter.jobs.types import JobEvent
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.logs import configure_logging, current_job_id, log_attempt
-from imagerouter.metrics import LATENCY_BUCKETS, RouterMetrics
+from imagerouter.metrics import LATENCY_BUCKETS, LabelledChildren, RouterMetrics
 from imagerouter.router import Router
 from imagerouter.server.keys import (
     metrics_key,
@@ -165,10 +165,10 @@ class ServerMetrics:
             registry=r,
         )
         # status -> the labelled counter of job transitions into it
-        self._transitions: dict[str, Counter] = {}
+        self._transitions = LabelledChildren(self.job_transitions)
         # (route, method, status) -> the labelled histograms a request's timing goes to
         self._request_children: dict[tuple[str, str, int], tuple[Histogram, Histogram | None]] = {}
-        self._call_children: dict[tuple[str, str], Counter] = {}
+        self._calls = LabelledChildren(self.calls)
         # job id -> (status, created_at) for jobs not yet final, as seen in this process
         self._active: dict[str, tuple[str, float | None]] = {}
         self._prices: asyncio.Queue[tuple[str, str]] | None = None
@@ -220,10 +220,7 @@ class ServerMetrics:
                     self.credits_refunded.inc(refunded)
                 _log_final(event, None if created is None else event.created_at - created)
         for status, count in counted.items():
-            transitions = self._transitions.get(status)
-            if transitions is None:  # one per status: labels() is a locked lookup
-                transitions = self._transitions[status] = self.job_transitions.labels(status)
-            transitions.inc(count)
+            self._transitions(status).inc(count)
         if debited:
             self.credits_debited.inc(debited)
 
@@ -233,11 +230,7 @@ class ServerMetrics:
         if attempt.outcome == "skipped":
             return
         why = (attempt.reason or "").split(" ", 1)[0].rstrip(":")
-        key = (attempt.provider, why if why in _CALL_REASONS else "other")
-        child = self._call_children.get(key)
-        if child is None:  # labels() is a locked lookup: once per combination
-            child = self._call_children[key] = self.calls.labels(*key)
-        child.inc()
+        self._calls(attempt.provider, why if why in _CALL_REASONS else "other").inc()
 
     def _look_up_price(self, event: JobEvent) -> None:
         """The store's event does not say what the job was charged: ask the store."""
