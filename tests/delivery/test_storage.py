@@ -14,6 +14,7 @@ from imagerouter.storage import LocalStorage
 from mockproviders.images import image_digest, render_png
 from tests.delivery.conftest import Api, ApiFactory
 from tests.delivery.seaweed import Seaweed, run_seaweed
+from tests.helpers.outputs import expected_key
 
 PROMPT, SEED = "a red fox in snow", 7
 S3_SECRET = "test-secret-value-4711"
@@ -40,8 +41,9 @@ async def test_local_urls_download_the_image_and_refuse_tampering(api: Api) -> N
     assert done["status"] == "completed", done
     assert "storage" not in done["result"]
     urls = [image["url"] for image in done["result"]["images"]]
+    keys = [expected_key(done, index, "png") for index in range(2)]
     for index, url in enumerate(urls):
-        assert url.startswith(f"/v1/media/{job['id']}/{index}.png?")
+        assert url.startswith(f"/v1/media/{keys[index]}?")
         answer = await api.client.get(url)
         assert answer.status == 200
         assert answer.headers["Content-Type"] == "image/png"
@@ -50,10 +52,10 @@ async def test_local_urls_download_the_image_and_refuse_tampering(api: Api) -> N
     expires, sig = query["expires"][0], query["sig"][0]
     flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
     tampered = {
-        "signature": f"/v1/media/{job['id']}/0.png?expires={expires}&sig={flipped}",
-        "path": f"/v1/media/{job['id']}/1.png?expires={expires}&sig={sig}",
-        "expiry": f"/v1/media/{job['id']}/0.png?expires={int(expires) + 1}&sig={sig}",
-        "missing": f"/v1/media/{job['id']}/0.png",
+        "signature": f"/v1/media/{keys[0]}?expires={expires}&sig={flipped}",
+        "path": f"/v1/media/{keys[1]}?expires={expires}&sig={sig}",
+        "expiry": f"/v1/media/{keys[0]}?expires={int(expires) + 1}&sig={sig}",
+        "missing": f"/v1/media/{keys[0]}",
     }
     for what, url in tampered.items():
         answer = await api.client.get(url)
@@ -62,9 +64,15 @@ async def test_local_urls_download_the_image_and_refuse_tampering(api: Api) -> N
         assert body["error"]["code"] == "invalid_signature", what
     storage = api.app[storage_key]
     assert isinstance(storage, LocalStorage)
-    expired = await api.client.get(storage.url(f"{job['id']}/0.png", -5))
+    assert storage.path(keys[1]).read_bytes() == farm_png(1)  # one file per image, by hour
+    expired = await api.client.get(storage.url(keys[0], -5))
     assert expired.status == 403
     assert (await expired.json())["error"]["code"] == "url_expired"
+    # a key of the earlier layout (``<job id>/<index>.png``), recorded by older results
+    await storage.put(f"{job['id']}/0.png", b"kept before", "image/png")
+    earlier = await api.client.get(storage.url(f"{job['id']}/0.png", 60))
+    assert earlier.status == 200
+    assert await earlier.read() == b"kept before"
     key_file = api.app[settings_key].data_dir / "media-signing.key"
     assert key_file.stat().st_mode & 0o077 == 0  # the signing secret is private
 
@@ -81,13 +89,14 @@ async def test_s3_round_trip_through_seaweedfs(
     done = await api.wait_final(token, job["id"])
     assert done["status"] == "completed", done
     url = done["result"]["images"][0]["url"]
-    assert url.startswith(f"{seaweed.endpoint}/{seaweed.bucket}/runs/{job['id']}/0.png?")
+    key = f"runs/{expected_key(done, 0, 'png')}"
+    assert url.startswith(f"{seaweed.endpoint}/{seaweed.bucket}/{key}?")
     async with aiohttp.ClientSession() as session, session.get(url) as answer:
         assert answer.status == 200
         assert await answer.read() == farm_png(0)
     s3 = seaweed.client(S3_SECRET)
-    listed = s3.list_objects_v2(Bucket=seaweed.bucket, Prefix=f"runs/{job['id']}/")
-    assert [o["Key"] for o in listed["Contents"]] == [f"runs/{job['id']}/0.png"]
+    listed = s3.list_objects_v2(Bucket=seaweed.bucket, Prefix="runs/")
+    assert [o["Key"] for o in listed["Contents"]] == [key]
     answer = await api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth(token))
     assert S3_SECRET not in await answer.text()
     assert S3_SECRET not in repr(api.app[settings_key])

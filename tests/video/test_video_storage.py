@@ -18,6 +18,7 @@ from mockproviders import Farm, load_scenario
 from mockproviders.scenario import VideoSettings
 from tests.delivery.seaweed import Seaweed, run_seaweed
 from tests.helpers.api import ApiFactory
+from tests.helpers.outputs import expected_key
 from tests.video.mp4check import parse_mp4
 
 #: 8 s of Veo at this rate is 12 MiB: above the 8 MiB multipart threshold.
@@ -55,16 +56,15 @@ async def test_a_large_video_lands_in_s3_as_a_multipart_upload(
     job = await api.wait_final(token, body["id"])
     assert job["status"] == "completed", job
     video = job["result"]["images"][0]
-    assert video["url"].startswith(
-        f"{seaweed.endpoint}/{seaweed.bucket}/videos/{body['id']}/0.mp4?"
-    )
+    key = f"videos/{expected_key(job, 0, 'mp4')}"
+    assert video["url"].startswith(f"{seaweed.endpoint}/{seaweed.bucket}/{key}?")
     async with aiohttp.ClientSession() as session, session.get(video["url"]) as answer:
         assert answer.status == 200
         data = await answer.read()
     assert len(data) == 8 * BYTES_PER_SECOND
     assert parse_mp4(data).seconds == 8
     s3 = seaweed.client(S3_SECRET)
-    head = s3.head_object(Bucket=seaweed.bucket, Key=f"videos/{body['id']}/0.mp4")
+    head = s3.head_object(Bucket=seaweed.bucket, Key=key)
     assert head["ContentType"] == "video/mp4"
     assert head["ETag"].strip('"').endswith("-2")
 

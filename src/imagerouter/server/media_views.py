@@ -1,4 +1,4 @@
-"""``GET /v1/media/{job}/{file}``: images kept by the local storage backend, under signed URLs.
+"""``GET /v1/media/{key}``: images kept by the local storage backend, under signed URLs.
 
 No API key is needed: the URL's ``expires`` and ``sig`` are the credential (see
 :mod:`imagerouter.storage.local`). A wrong or expired signature is a 403 that says which; a
@@ -23,7 +23,7 @@ async def media(request: web.Request) -> web.StreamResponse:
     storage = request.app.get(storage_key)
     if not isinstance(storage, LocalStorage):
         raise ApiError(404, "not_found", "this server keeps no images on local disk")
-    key = f"{request.match_info['job']}/{request.match_info['file']}"
+    key = request.match_info["key"]
     expires, sig = request.query.get("expires"), request.query.get("sig")
     if not storage.verify(key, expires, sig):
         expired = bool(

@@ -282,7 +282,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "GET",
-        "/v1/media/{job}/{file}",
+        "/v1/media/{key:.+}",
         media_views.media,
         "media.get",
         "A stored image (local storage), by the signed, expiring URL in a job's result.",
@@ -292,8 +292,13 @@ ROUTES: tuple[RouteSpec, ...] = (
         limit=None,
         errors=(403, 404),
         params=(
-            Param("job", "path", {"type": "string", "minLength": 1}, required=True),
-            Param("file", "path", {"type": "string", "minLength": 1}, required=True),
+            Param(
+                "key",
+                "path",
+                {"type": "string", "minLength": 1},
+                required=True,
+                description="The stored file's key, slashes included (as in the signed URL).",
+            ),
             Param("expires", "query", {"type": "string"}, required=True),
             Param("sig", "query", {"type": "string"}, required=True),
         ),

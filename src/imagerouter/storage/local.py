@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from imagerouter.private import FILE_MODE, private_dir, tighten
 from imagerouter.storage.base import StorageError
-from imagerouter.storage.spool import spool
+from imagerouter.storage.spool import create_new, spool, write_all
 
 __all__ = ["MEDIA_PREFIX", "LocalStorage", "load_signing_key"]
 
@@ -64,12 +64,9 @@ def _write_files(files: list[tuple[Path, bytes]]) -> list[OSError | None]:
     for path, data in files:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, _CREATE, 0o666)  # as Path.write_bytes: the umask applies
+            fd = create_new(tmp)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -80,9 +77,6 @@ def _write_files(files: list[tuple[Path, bytes]]) -> list[OSError | None]:
         else:
             errors.append(None)
     return errors
-
-
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 class LocalStorage:

@@ -3,7 +3,7 @@
 The worker calls :class:`OutputStore` after the router returns and before the job is marked
 completed: each image is taken from its inline base64 or downloaded from the provider's URL
 (size and time capped; provider URLs are not webhook targets, so no SSRF filter applies), then
-stored under ``<job id>/<index>.<ext>``. The result records the keys under ``storage``, so that
+stored under :func:`output_key`. The result records the keys under ``storage``, so that
 :func:`present_result` can sign a fresh URL each time the result is shown (job reads, webhooks)
 while the stored URL stays usable for ``url_ttl_s``.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,12 +23,25 @@ from imagerouter.jobs.types import Job
 from imagerouter.storage.base import Storage, StorageError, extension_for
 from imagerouter.storage.config import StorageSettings
 
-__all__ = ["OutputStore", "present_result"]
+__all__ = ["OutputStore", "output_key", "present_result"]
 
 SessionGetter = Callable[[], aiohttp.ClientSession]
 _CHUNK = 64 * 1024
 #: A download larger than this (or of unknown length) is streamed into the storage.
 STREAM_ABOVE_BYTES = 4 * 1024 * 1024
+
+
+def output_key(job: Job, index: int, content_type: str) -> str:
+    """Where output ``index`` of ``job`` is kept: ``<UTC day>/<hour>/<job id>-<index>.<ext>``,
+    by the hour the job was created (e.g. ``2026-12-05/14/job_…-0.png``).
+
+    One file per output in a directory per hour, rather than a directory per job: on local
+    disk a directory is a second inode to create for every job, and time buckets let an
+    operator expire old outputs by prefix (``rm -r`` of a day, an S3 lifecycle rule). Keys
+    written under the earlier ``<job id>/<index>.<ext>`` stay valid: a result records its keys.
+    """
+    hour = time.strftime("%Y-%m-%d/%H", time.gmtime(job.created_at))
+    return f"{hour}/{job.id}-{index}.{extension_for(content_type)}"
 
 
 class OutputStore:
@@ -49,10 +63,10 @@ class OutputStore:
         """``result`` with every image stored and its URL replaced (StorageError on failure)."""
         images = list(result.get("images") or [])
         if len(images) == 1:  # the usual case: no task to gather one download
-            stored = [await self._store(job.id, 0, images[0])]
+            stored = [await self._store(job, 0, images[0])]
         else:
             stored = await asyncio.gather(
-                *(self._store(job.id, index, image) for index, image in enumerate(images))
+                *(self._store(job, index, image) for index, image in enumerate(images))
             )
         ttl = self._settings.url_ttl_s
         out = []
@@ -64,7 +78,7 @@ class OutputStore:
         keys = [key for key, _ in stored]
         return {**result, "images": out, "storage": {"backend": self.storage.name, "keys": keys}}
 
-    async def _store(self, job_id: str, index: int, image: dict[str, Any]) -> tuple[str, str]:
+    async def _store(self, job: Job, index: int, image: dict[str, Any]) -> tuple[str, str]:
         content_type = image.get("content_type") or "image/png"
         if image.get("b64_json"):
             try:
@@ -74,14 +88,14 @@ class OutputStore:
             if len(data) > self._settings.max_download_bytes:
                 raise StorageError(f"image {index} is larger than max_download_bytes")
         elif image.get("url"):
-            return await self._fetch(job_id, index, image["url"], content_type)
+            return await self._fetch(job, index, image["url"], content_type)
         else:
             raise StorageError(f"image {index} has neither a URL nor base64 data")
-        key = f"{job_id}/{index}.{extension_for(content_type)}"
+        key = output_key(job, index, content_type)
         await self.storage.put(key, data, content_type)
         return key, content_type
 
-    async def _fetch(self, job_id: str, index: int, url: str, content_type: str) -> tuple[str, str]:
+    async def _fetch(self, job: Job, index: int, url: str, content_type: str) -> tuple[str, str]:
         """Download ``url`` into the storage: an image into memory and then ``put`` (small,
         batched writes), a video (or anything large or of unknown length) streamed chunk by
         chunk through ``put_stream``, so memory per job stays at a few chunks."""
@@ -105,7 +119,7 @@ class OutputStore:
                 length = answer.content_length
                 if length is not None and length > limit:
                     raise StorageError(f"output {index} is larger than {limit} bytes")
-                key = f"{job_id}/{index}.{extension_for(content_type)}"
+                key = output_key(job, index, content_type)
                 chunks = _capped(answer, index, limit)
                 if video or length is None or length > STREAM_ABOVE_BYTES:
                     await self.storage.put_stream(key, chunks, content_type)

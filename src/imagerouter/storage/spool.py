@@ -15,12 +15,24 @@ from collections.abc import AsyncIterable
 from concurrent.futures import Executor
 from pathlib import Path
 
-__all__ = ["spool"]
+__all__ = ["create_new", "spool", "write_all"]
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def create_new(path: Path) -> int:
+    """Open ``path`` for writing, created (it must not exist; the umask applies), with its
+    directories made only when the open finds them missing: nearly every output goes into a
+    directory that already exists, and asking first would cost a system call each."""
+    try:
+        return os.open(path, _CREATE, 0o666)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, _CREATE, 0o666)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -31,16 +43,12 @@ async def spool(chunks: AsyncIterable[bytes], path: Path, executor: Executor) ->
     written. On any error (the chunks' own too) the file is removed and the error raised."""
     loop = asyncio.get_running_loop()
 
-    def open_file() -> int:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, _CREATE, 0o666)
-
-    fd = await loop.run_in_executor(executor, open_file)
+    fd = await loop.run_in_executor(executor, create_new, path)
     size = 0
     try:
         async for chunk in chunks:
             if chunk:
-                await loop.run_in_executor(executor, _write_all, fd, chunk)
+                await loop.run_in_executor(executor, write_all, fd, chunk)
                 size += len(chunk)
     except BaseException:
         os.close(fd)
