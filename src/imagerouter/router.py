@@ -155,6 +155,12 @@ class Router(AsyncResource):
             )
         return self._session
 
+    @property
+    def http(self) -> HttpPool | None:
+        """The lean keep-alive pool providers' JSON calls (and small downloads) go through;
+        None until the router starts."""
+        return self._http
+
     async def start(self) -> None:
         """Open the connection pools (the session unless one was given); ``async with`` calls
         it. Providers' JSON calls go through the lean pool, anything else (image downloads)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from imagerouter.transport import HttpPool, ProtocolError, ServerDisconnected
+from imagerouter.transport import BodyTooLarge, HttpPool, ProtocolError, ServerDisconnected
 from tests.transport.scripted import ScriptedServer, read_request
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -391,3 +391,19 @@ async def test_a_kept_connection_lets_go_of_a_large_answers_memory() -> None:
         assert conn.pooled
         assert conn._buffer.__alloc__() < 64 * 1024
         assert conn._body.__alloc__() < 64 * 1024
+
+
+async def test_a_lower_limit_for_one_answer_refuses_it_and_the_pool_goes_on(echo) -> None:
+    """``max_body_bytes`` on one request: an answer over it is :class:`BodyTooLarge`, with
+    its connection closed; the next request (pool limit) on the same pool is answered."""
+    url, _ = echo
+    async with HttpPool() as pool:
+        body = b"x" * 5000
+        with pytest.raises(BodyTooLarge) as refused:
+            await pool.request("POST", f"{url}/big", timeout_s=5, body=body, max_body_bytes=100)
+        assert refused.value.limit == 100
+        assert isinstance(refused.value, ProtocolError)
+        assert pool.open_connections == 0
+        answer = await pool.request("POST", f"{url}/big", timeout_s=5, body=body)
+        assert answer.status == 201  # the echo server's answer to a POST
+        assert json.loads(answer.body)["body"] == body.decode()

@@ -85,7 +85,10 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         if storage is not None:
             app[storage_key] = storage
             app[outputs_key] = OutputStore(
-                storage, lambda: app[router_key].session, settings.storage
+                storage,
+                lambda: app[router_key].session,
+                settings.storage,
+                http=lambda: app[router_key].http,
             )
         yield
 

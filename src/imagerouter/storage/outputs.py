@@ -16,19 +16,25 @@ import binascii
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
 from imagerouter.jobs.types import Job
 from imagerouter.storage.base import Storage, StorageError, extension_for
 from imagerouter.storage.config import StorageSettings
+from imagerouter.transport import BodyTooLarge, HttpPool
 
 __all__ = ["OutputStore", "output_key", "present_result"]
 
 SessionGetter = Callable[[], aiohttp.ClientSession]
+PoolGetter = Callable[[], HttpPool | None]
 _CHUNK = 64 * 1024
 #: A download larger than this (or of unknown length) is streamed into the storage.
 STREAM_ABOVE_BYTES = 4 * 1024 * 1024
+#: Redirects an image download follows (a provider's CDN may answer one).
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def output_key(job: Job, index: int, content_type: str) -> str:
@@ -49,15 +55,26 @@ class OutputStore:
 
     Args:
         storage: the backend.
-        session: returns the HTTP session provider URLs are downloaded with (the router's,
+        session: returns the HTTP session provider URLs are streamed from (the router's,
             which trusts the mock farm's test CA).
         settings: URL lifetime, download caps, whether inline base64 is kept.
+        http: returns the router's lean pool (or None): an image is read whole through it,
+            at a third of the session's CPU, and only a video, or an image found larger than
+            ``STREAM_ABOVE_BYTES``, is streamed through the session.
     """
 
-    def __init__(self, storage: Storage, session: SessionGetter, settings: StorageSettings) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        session: SessionGetter,
+        settings: StorageSettings,
+        *,
+        http: PoolGetter | None = None,
+    ) -> None:
         self.storage = storage
         self._session = session
         self._settings = settings
+        self._http = http
 
     async def __call__(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
         """``result`` with every image stored and its URL replaced (StorageError on failure)."""
@@ -99,6 +116,53 @@ class OutputStore:
         """Download ``url`` into the storage: an image into memory and then ``put`` (small,
         batched writes), a video (or anything large or of unknown length) streamed chunk by
         chunk through ``put_stream``, so memory per job stays at a few chunks."""
+        pool = self._http() if self._http is not None else None
+        if pool is not None and not content_type.startswith("video/"):
+            small = await self._read_small(pool, index, url)
+            if small is not None:
+                kind, data = small
+                content_type = kind or content_type
+                key = output_key(job, index, content_type)
+                await self.storage.put(key, data, content_type)
+                return key, content_type
+        return await self._stream(job, index, url, content_type)
+
+    async def _read_small(
+        self, pool: HttpPool, index: int, url: str
+    ) -> tuple[str | None, bytes] | None:
+        """The answer's media type (when image or video) and body, read whole through the
+        lean pool (following redirects) if it is at most ``STREAM_ABOVE_BYTES``; None when it
+        is larger (the caller streams it instead)."""
+        limit = self._settings.max_download_bytes
+        deadline = time.monotonic() + self._settings.download_timeout_s
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                answer = await pool.request(
+                    "GET",
+                    url,
+                    timeout_s=max(0.001, deadline - time.monotonic()),
+                    max_body_bytes=min(limit, STREAM_ABOVE_BYTES),
+                )
+                location = answer.headers.get("Location")
+                if answer.status not in _REDIRECTS or not location:
+                    break
+                url = urljoin(url, location)
+            else:
+                raise StorageError(f"output {index}: more than {MAX_REDIRECTS} redirects")
+        except BodyTooLarge:
+            if limit <= STREAM_ABOVE_BYTES:
+                raise StorageError(f"output {index} is larger than {limit} bytes") from None
+            return None
+        except (ConnectionError, OSError, TimeoutError, ValueError) as exc:
+            raise StorageError(f"output {index}: download failed: {exc!r}") from exc
+        if answer.status != 200:
+            raise StorageError(f"output {index}: the provider's URL answered {answer.status}")
+        kind = answer.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        return (kind if kind.startswith(("image/", "video/")) else None), answer.body
+
+    async def _stream(self, job: Job, index: int, url: str, content_type: str) -> tuple[str, str]:
+        """:meth:`_fetch` through the session: chunk by chunk for a video, or an answer
+        larger than ``STREAM_ABOVE_BYTES`` or of unknown length."""
         settings = self._settings
         video = content_type.startswith("video/")
         limit = settings.max_video_bytes if video else settings.max_download_bytes

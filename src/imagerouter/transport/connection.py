@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["Connection", "HttpResponse", "ProtocolError", "ServerDisconnected"]
+__all__ = ["BodyTooLarge", "Connection", "HttpResponse", "ProtocolError", "ServerDisconnected"]
 
 #: The most a status line plus headers may take.
 MAX_HEAD_BYTES = 64 * 1024
@@ -28,6 +28,15 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 class ProtocolError(ConnectionError):
     """The server's bytes are not an HTTP/1.x answer we can read (or exceed our limits)."""
+
+
+class BodyTooLarge(ProtocolError):
+    """The answer's body (once inflated) is larger than the exchange's limit; the connection
+    is closed rather than read to the end."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer's body is larger than {limit} bytes")
+        self.limit = limit
 
 
 class ServerDisconnected(ConnectionError):
@@ -65,6 +74,7 @@ class Connection(asyncio.Protocol):
         "_expect_body",
         "_framing",
         "_head",
+        "_limit",
         "_max_body",
         "_timer",
         "_transport",
@@ -90,7 +100,8 @@ class Connection(asyncio.Protocol):
         #: Loop time it was last put back in the pool, and whether it sits there now.
         self.idle_since = 0.0
         self.pooled = False
-        self._max_body = max_body
+        self._limit = max_body
+        self._max_body = max_body  # this exchange's limit
         self._truncate = truncate
         self._cut = False
         self._transport: asyncio.Transport | None = None
@@ -106,17 +117,19 @@ class Connection(asyncio.Protocol):
     # --- the pool's side ------------------------------------------------------------------
 
     def exchange(
-        self, data: bytes, *, expect_body: bool, deadline: float
+        self, data: bytes, *, expect_body: bool, deadline: float, max_body: int | None = None
     ) -> asyncio.Future[HttpResponse]:
         """Send one whole request; the future holds its answer, or TimeoutError at
-        ``deadline`` (loop time), or a ConnectionError. The caller must ``close()`` the
-        connection if it stops waiting early."""
+        ``deadline`` (loop time), or a ConnectionError. ``max_body`` lowers the connection's
+        body limit for this exchange. The caller must ``close()`` the connection if it stops
+        waiting early."""
         assert self._transport is not None
         assert self._waiter is None
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
         self._head = None
         self._expect_body = expect_body
+        self._max_body = self._limit if max_body is None else min(max_body, self._limit)
         self._body = bytearray()
         self._cut = False
         self.reusable = False
@@ -230,7 +243,7 @@ class Connection(asyncio.Protocol):
             self._framing, self._chunk_left = "length", int(length)
             if self._chunk_left > self._max_body:
                 if not self._truncate:
-                    raise ProtocolError(f"the answer's body is larger than {self._max_body} bytes")
+                    raise BodyTooLarge(self._max_body)
                 self._chunk_left, self._cut = self._max_body, True
         else:
             self._framing = "close"
@@ -281,7 +294,7 @@ class Connection(asyncio.Protocol):
         if size <= self._max_body:
             return False
         if not self._truncate:
-            raise ProtocolError(f"the answer's body is larger than {self._max_body} bytes")
+            raise BodyTooLarge(self._max_body)
         del self._body[self._max_body :]
         self._cut = True
         self._complete()
@@ -360,5 +373,5 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits)
     out = inflater.decompress(body, limit + 1)
     if len(out) > limit:
-        raise ProtocolError(f"the answer's body is larger than {limit} bytes once inflated")
+        raise BodyTooLarge(limit)
     return out

@@ -116,8 +116,11 @@ class HttpPool:
         timeout_s: float,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        max_body_bytes: int | None = None,
     ) -> HttpResponse:
-        """Send one request and return its whole answer (any status); see the module doc."""
+        """Send one request and return its whole answer (any status); see the module doc.
+        ``max_body_bytes`` lowers the pool's body limit for this answer (a larger one is a
+        :class:`~imagerouter.transport.connection.BodyTooLarge`)."""
         origin, host, target = self._origins.split(url)
         data = encode_request(method, target, host, headers, body, self._user_agent)
         loop = asyncio.get_running_loop()
@@ -127,7 +130,9 @@ class HttpPool:
             conn = await self._acquire(loop, origin, deadline)
             reused = conn.exchanges > 0
             try:
-                response = await conn.exchange(data, expect_body=expect_body, deadline=deadline)
+                response = await conn.exchange(
+                    data, expect_body=expect_body, deadline=deadline, max_body=max_body_bytes
+                )
             except ServerDisconnected as exc:
                 if attempt == 1 and reused and exc.nothing_received and method in IDEMPOTENT:
                     continue

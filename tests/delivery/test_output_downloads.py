@@ -1,0 +1,138 @@
+"""Image downloads into the output storage, against a real HTTP server on loopback: read whole
+through the router's lean pool (redirects followed), and streamed through the session when
+the answer turns out larger than ``STREAM_ABOVE_BYTES``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from imagerouter.jobs.types import Job
+from imagerouter.storage import LocalStorage
+from imagerouter.storage.base import StorageError
+from imagerouter.storage.config import StorageSettings
+from imagerouter.storage.outputs import STREAM_ABOVE_BYTES, OutputStore
+from imagerouter.transport import HttpPool
+
+SMALL = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+LARGE = b"\x89PNG\r\n\x1a\n" + b"L" * (STREAM_ABOVE_BYTES + 1000)
+
+
+@dataclass
+class Rig:
+    """The origin server's base URL, how many requests each of its paths took, and an
+    output store (local disk) wired as the server wires it."""
+
+    base: str
+    hits: dict[str, int]
+    outputs: OutputStore
+    storage: LocalStorage
+    pool: HttpPool
+
+
+def origin_app(hits: dict[str, int]) -> web.Application:
+    """``/small.png``, ``/large.png``, ``/jpeg`` (a JPEG under a PNG name), ``/moved`` (a
+    relative redirect to ``/small.png``), ``/loop`` (redirects to itself), ``/gone`` (404)."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        hits[name] = hits.get(name, 0) + 1
+        if name == "small.png":
+            return web.Response(body=SMALL, content_type="image/png")
+        if name == "large.png":
+            return web.Response(body=LARGE, content_type="image/png")
+        if name == "jpeg":
+            return web.Response(body=b"\xff\xd8\xff jpeg", content_type="image/jpeg")
+        if name == "moved":
+            raise web.HTTPFound("/small.png")
+        if name == "loop":
+            raise web.HTTPFound("/loop")
+        raise web.HTTPNotFound()
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    return app
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    hits: dict[str, int] = {}
+    server = TestServer(origin_app(hits), host="127.0.0.1")
+    await server.start_server()
+    with ThreadPoolExecutor(2) as executor:
+        storage = LocalStorage(tmp_path / "media", b"k" * 32, executor)
+        async with aiohttp.ClientSession() as session, HttpPool() as pool:
+            outputs = OutputStore(storage, lambda: session, StorageSettings(), http=lambda: pool)
+            yield Rig(str(server.make_url("")).rstrip("/"), hits, outputs, storage, pool)
+    await server.close()
+
+
+def a_job() -> Job:
+    now = time.time()
+    return Job("job_dl", "acct_1", "processing", {}, 1, 0, now, now, now + 60)
+
+
+async def stored(rig: Rig, url: str) -> tuple[dict, bytes]:
+    """Store one image given by ``url``; its shown image and the bytes on disk."""
+    result = await rig.outputs(a_job(), {"images": [{"url": url}]})
+    key = result["storage"]["keys"][0]
+    return result["images"][0], rig.storage.path(key).read_bytes()
+
+
+async def test_an_image_is_read_whole_and_stored_byte_for_byte(rig: Rig) -> None:
+    image, data = await stored(rig, f"{rig.base}/small.png")
+    assert data == SMALL
+    assert image["content_type"] == "image/png"
+    assert rig.hits == {"small.png": 1}
+
+
+async def test_a_redirect_is_followed_to_the_image(rig: Rig) -> None:
+    _, data = await stored(rig, f"{rig.base}/moved")
+    assert data == SMALL
+    assert rig.hits == {"moved": 1, "small.png": 1}
+
+
+async def test_the_answer_names_the_media_type(rig: Rig) -> None:
+    image, data = await stored(rig, f"{rig.base}/jpeg")
+    assert data.startswith(b"\xff\xd8\xff")
+    assert image["content_type"] == "image/jpeg"
+    assert image["url"].split("?")[0].endswith("-0.jpg")
+
+
+async def test_an_image_larger_than_the_stream_threshold_is_streamed_whole(rig: Rig) -> None:
+    """The lean read stops at the threshold; the session then streams the whole file."""
+    _, data = await stored(rig, f"{rig.base}/large.png")
+    assert data == LARGE
+    assert rig.hits == {"large.png": 2}
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("loop", "more than 5 redirects"), ("gone", "answered 404")],
+)
+async def test_a_bad_url_fails_the_store_and_writes_nothing(
+    rig: Rig, path: str, message: str
+) -> None:
+    with pytest.raises(StorageError, match=message):
+        await stored(rig, f"{rig.base}/{path}")
+    assert not [p for p in rig.storage.root.rglob("*") if p.is_file()]
+
+
+async def test_the_download_cap_still_holds(rig: Rig) -> None:
+    """``max_download_bytes`` under the threshold: a larger image is refused outright."""
+    capped = OutputStore(
+        rig.storage,
+        lambda: pytest.fail("no streaming below the threshold"),
+        StorageSettings(max_download_bytes=1024),
+        http=lambda: rig.pool,
+    )
+    with pytest.raises(StorageError, match="larger than 1024 bytes"):
+        await capped(a_job(), {"images": [{"url": f"{rig.base}/small.png"}]})
