@@ -1,8 +1,13 @@
 """Benchmark of the end-to-end job path: submit → farm call → stored result → webhook.
 
-Run: ``python -m loadtests.bench.bench_end_to_end`` (about 30 s; prints the figures and
+Run: ``python -m loadtests.bench.bench_end_to_end`` (about 2 minutes; prints the figures and
 writes ``loadtests/bench/results/end_to_end.json``; ``--profile`` adds a py-spy sample of the
 server over the load and the drain, ``end-to-end.folded``).
+
+* By default it runs three times, adding one stage a run, so the figures say what each stage
+  costs: the provider call alone (``--storage none --no-webhooks``), then with the signed
+  webhook (``--storage none``), then with the image stored (the whole path, the headline
+  figure). ``--storage`` or ``--webhooks`` given runs that one configuration.
 
 * Three processes besides the client, on loopback: the mock farm (``imagerouter farm``, every
   provider healthy, a few milliseconds per image, no faults), a webhook receiver (this module
@@ -368,6 +373,52 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return result
 
 
+#: The stage runs: a name, output storage, webhooks on.
+STAGES = (
+    ("provider call", "none", False),
+    ("+ signed webhook", "none", True),
+    ("+ stored image", "local", True),
+)
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print one run's figures."""
+    print(
+        f"end to end: {result['jobs']} jobs, {result['completed_per_s']} completed/s "
+        f"(offered {args.rate:g}/s for {args.duration:g} s; webhooks done at "
+        f"{result['webhooks_done_per_s']}/s); CPU per job: server "
+        f"{result['server_cpu_ms_per_job']} ms, farm {result['farm_cpu_ms_per_job']} ms, "
+        f"webhook receiver {result['receiver_cpu_ms_per_job']} ms"
+    )
+    print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
+    print(f"submits: {result['submit']}")
+    print(f"job.progress events: {result['progress_events']} (warm-up included)")
+    print(f"exact: {result['exact']} {json.dumps(result['checks'])}", flush=True)
+
+
+def run_stages(args: argparse.Namespace) -> dict[str, Any]:
+    """The three stage runs (see the module doc); the last, the whole path, is the headline."""
+    runs: list[dict[str, Any]] = []
+    for name, storage, webhooks in STAGES:
+        print(f"--- {name} (storage {storage}, webhooks {'on' if webhooks else 'off'})")
+        stage = argparse.Namespace(**{**vars(args), "storage": storage, "webhooks": webhooks})
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+            result = {"stage": name, "storage": storage, "webhooks": webhooks}
+            result |= run(stage, Path(tmp))
+        report(result, stage)
+        runs.append(result)
+    print("\nstage              completed/s   server CPU/job   added by the stage")
+    before = 0.0
+    for result in runs:
+        cpu = result["server_cpu_ms_per_job"]
+        print(
+            f"{result['stage']:<18} {result['completed_per_s']:>11}   {cpu:>11.3f} ms"
+            f"   {cpu - before:>+8.3f} ms"
+        )
+        before = cpu
+    return {**runs[-1], "stages": runs, "exact": all(r["exact"] for r in runs)}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with ``--receiver``, be the webhook receiver)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -375,13 +426,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load.")
     parser.add_argument("--workers", type=int, default=64, help="The server's job workers.")
     parser.add_argument(
-        "--storage", default="local", choices=("local", "none"), help="Output storage."
+        "--storage",
+        default=None,
+        choices=("local", "none"),
+        help="Output storage (given: one run of this configuration; webhooks on by default).",
     )
     parser.add_argument(
         "--webhooks",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Register the receiver as the account's webhook (off: the stage's cost).",
+        default=None,
+        help="Register the receiver as the account's webhook (off: the stage's cost; given: "
+        "one run, local storage by default).",
     )
     parser.add_argument("--max-s", type=float, default=90.0, help="Longest wait to drain.")
     parser.add_argument(
@@ -400,24 +455,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.receiver is not None:
         serve_receiver(args.receiver)
         return
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        result = {
-            "benchmark": "end_to_end",
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "method": "server on core 1; openloop, farm and receiver on core 0; SQLite",
-            **run(args, Path(tmp)),
-        }
-    print(
-        f"end to end: {result['jobs']} jobs, {result['completed_per_s']} completed/s "
-        f"(offered {args.rate:g}/s for {args.duration:g} s; webhooks done at "
-        f"{result['webhooks_done_per_s']}/s); CPU per job: server "
-        f"{result['server_cpu_ms_per_job']} ms, farm {result['farm_cpu_ms_per_job']} ms, "
-        f"webhook receiver {result['receiver_cpu_ms_per_job']} ms"
-    )
-    print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
-    print(f"submits: {result['submit']}")
-    print(f"job.progress events: {result['progress_events']} (warm-up included)")
-    print(f"exact: {result['exact']} {json.dumps(result['checks'])}")
+    result = {
+        "benchmark": "end_to_end",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "method": "server on core 1; openloop, farm and receiver on core 0; SQLite",
+    }
+    if args.storage is None and args.webhooks is None and not args.profile:
+        result |= run_stages(args)
+    else:
+        args.storage = args.storage or "local"
+        args.webhooks = True if args.webhooks is None else args.webhooks
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+            result |= run(args, Path(tmp))
+        report(result, args)
     if "profile" in result:
         print("\nprofile (server), inclusive % of samples:")
         for name, pct in list(result["profile"]["inclusive_pct"].items())[:30]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import os
 import re
@@ -20,7 +19,6 @@ import time
 from collections.abc import AsyncIterable
 from concurrent.futures import Executor
 from pathlib import Path
-from urllib.parse import quote
 
 from imagerouter.private import FILE_MODE, private_dir, tighten
 from imagerouter.storage.base import StorageError
@@ -58,11 +56,13 @@ _WRITERS = 2
 _BATCH = 64
 
 
-def _write_files(files: list[tuple[Path, bytes]]) -> list[OSError | None]:
-    """Write each file atomically (temporary file, then rename); each one's error or None."""
+def _write_files(files: list[tuple[str, bytes]]) -> list[OSError | None]:
+    """Write each file atomically (temporary file, then rename); each one's error or None.
+    Paths are strings here: pathlib's objects cost more than the writes of a small image."""
     errors: list[OSError | None] = []
     for path, data in files:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        folder, name = os.path.split(path)
+        tmp = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
         try:
             fd = create_new(tmp)
             try:
@@ -106,15 +106,20 @@ class LocalStorage:
         self._executor = executor
         self._base = (base_url or "").rstrip("/")
         self._clock = clock
-        self._pending: list[tuple[Path, bytes, asyncio.Future[BaseException | None]]] = []
+        self._root = str(root)
+        self._pending: list[tuple[str, bytes, asyncio.Future[BaseException | None]]] = []
         self._writers: set[asyncio.Task[None]] = set()
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         """The file of ``key``; ValueError for a key that could leave the root."""
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """:meth:`path` as a string."""
         if not _KEY.match(key) or len(key) > 512:
             raise ValueError(f"invalid storage key {key!r}")
-        return self.root / key
+        return f"{self._root}/{key}"
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Write the file atomically (a temporary file renamed into place).
@@ -122,7 +127,7 @@ class LocalStorage:
         Writes queue up and go to the pool in batches (at most ``_WRITERS`` batches in flight):
         under load one thread hand-off carries many files instead of one each, which on a busy
         core costs more than the writes themselves."""
-        path = self.path(key)
+        path = self._file(key)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[BaseException | None] = loop.create_future()
         self._pending.append((path, data, done))
@@ -189,14 +194,15 @@ class LocalStorage:
 
     def _signature(self, key: str, expires: int) -> str:
         message = f"{MEDIA_PREFIX}{key}\n{expires}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, message, "sha256").hex()
 
     def url(self, key: str, expires_in_s: float) -> str:
         """``/v1/media/<key>?expires=…&sig=…`` (absolute with a base URL)."""
-        self.path(key)
+        self._file(key)  # a key that could leave the root is a ValueError
         expires = int(self._clock() + expires_in_s)
         sig = self._signature(key, expires)
-        return f"{self._base}{MEDIA_PREFIX}{quote(key)}?expires={expires}&sig={sig}"
+        # a valid key's characters are all URL-safe: it goes into the URL as it is
+        return f"{self._base}{MEDIA_PREFIX}{key}?expires={expires}&sig={sig}"
 
     def verify_signature(self, key: str, expires: str | None, sig: str | None) -> bool:
         """True if ``sig`` signs ``key`` and ``expires`` (compared in constant time), whether

@@ -20,14 +20,14 @@ __all__ = ["create_new", "spool", "write_all"]
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def create_new(path: Path) -> int:
+def create_new(path: str | Path) -> int:
     """Open ``path`` for writing, created (it must not exist; the umask applies), with its
     directories made only when the open finds them missing: nearly every output goes into a
     directory that already exists, and asking first would cost a system call each."""
     try:
         return os.open(path, _CREATE, 0o666)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, _CREATE, 0o666)
 
 
