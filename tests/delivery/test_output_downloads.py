@@ -114,6 +114,15 @@ async def test_an_image_larger_than_the_stream_threshold_is_streamed_whole(rig: 
     assert rig.hits == {"large.png": 2}
 
 
+async def test_a_url_the_lean_client_will_not_send_goes_through_the_session(rig: Rig) -> None:
+    """Credentials in the URL: the lean pool refuses to put them on the wire, aiohttp sends
+    them as basic auth; the image is stored all the same, with one request to the origin."""
+    url = rig.base.replace("http://", "http://user:secret@") + "/small.png"
+    _, data = await stored(rig, url)
+    assert data == SMALL
+    assert rig.hits == {"small.png": 1}
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [("loop", "more than 5 redirects"), ("gone", "answered 404")],

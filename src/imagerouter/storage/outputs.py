@@ -14,7 +14,7 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -23,7 +23,7 @@ import aiohttp
 from imagerouter.jobs.types import Job
 from imagerouter.storage.base import Storage, StorageError, extension_for
 from imagerouter.storage.config import StorageSettings
-from imagerouter.transport import BodyTooLarge, HttpPool
+from imagerouter.transport import BodyTooLarge, HttpPool, ProtocolError
 
 __all__ = ["OutputStore", "output_key", "present_result"]
 
@@ -115,26 +115,33 @@ class OutputStore:
     async def _fetch(self, job: Job, index: int, url: str, content_type: str) -> tuple[str, str]:
         """Download ``url`` into the storage: an image into memory and then ``put`` (small,
         batched writes), a video (or anything large or of unknown length) streamed chunk by
-        chunk through ``put_stream``, so memory per job stays at a few chunks."""
+        chunk through ``put_stream``, so memory per job stays at a few chunks. One download
+        timeout covers both ways, when an image goes the second."""
         pool = self._http() if self._http is not None else None
+        timeout_s: float | None = None
         if pool is not None and not content_type.startswith("video/"):
-            small = await self._read_small(pool, index, url)
+            deadline = time.monotonic() + self._settings.download_timeout_s
+            small = await self._read_small(pool, index, url, deadline)
             if small is not None:
                 kind, data = small
                 content_type = kind or content_type
                 key = output_key(job, index, content_type)
                 await self.storage.put(key, data, content_type)
                 return key, content_type
-        return await self._stream(job, index, url, content_type)
+            timeout_s = deadline - time.monotonic()
+            if timeout_s <= 0:
+                raise StorageError(f"output {index}: download failed: timed out")
+        return await self._stream(job, index, url, content_type, timeout_s)
 
     async def _read_small(
-        self, pool: HttpPool, index: int, url: str
+        self, pool: HttpPool, index: int, url: str, deadline: float
     ) -> tuple[str | None, bytes] | None:
         """The answer's media type (when image or video) and body, read whole through the
-        lean pool (following redirects) if it is at most ``STREAM_ABOVE_BYTES``; None when it
-        is larger (the caller streams it instead)."""
+        lean pool (following redirects) by ``deadline`` (monotonic) if it is at most
+        ``STREAM_ABOVE_BYTES``; None when it is larger, or when the lean client cannot take
+        the URL or read the answer (credentials in the URL, bytes its parser refuses): the
+        caller then streams it through the session, as every download went before."""
         limit = self._settings.max_download_bytes
-        deadline = time.monotonic() + self._settings.download_timeout_s
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 answer = await pool.request(
@@ -153,20 +160,30 @@ class OutputStore:
             if limit <= STREAM_ABOVE_BYTES:
                 raise StorageError(f"output {index} is larger than {limit} bytes") from None
             return None
-        except (ConnectionError, OSError, TimeoutError, ValueError) as exc:
+        except (ProtocolError, ValueError):
+            return None
+        except (OSError, TimeoutError) as exc:
             raise StorageError(f"output {index}: download failed: {exc!r}") from exc
         if answer.status != 200:
             raise StorageError(f"output {index}: the provider's URL answered {answer.status}")
-        kind = answer.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        return (kind if kind.startswith(("image/", "video/")) else None), answer.body
+        return _media_type(answer.headers), answer.body
 
-    async def _stream(self, job: Job, index: int, url: str, content_type: str) -> tuple[str, str]:
+    async def _stream(
+        self,
+        job: Job,
+        index: int,
+        url: str,
+        content_type: str,
+        timeout_s: float | None = None,
+    ) -> tuple[str, str]:
         """:meth:`_fetch` through the session: chunk by chunk for a video, or an answer
-        larger than ``STREAM_ABOVE_BYTES`` or of unknown length."""
+        larger than ``STREAM_ABOVE_BYTES`` or of unknown length; ``timeout_s`` is what is
+        left of the download's time (None: the whole of it)."""
         settings = self._settings
         video = content_type.startswith("video/")
         limit = settings.max_video_bytes if video else settings.max_download_bytes
-        timeout_s = settings.video_download_timeout_s if video else settings.download_timeout_s
+        if timeout_s is None:
+            timeout_s = settings.video_download_timeout_s if video else settings.download_timeout_s
         data: bytes | None = None
         try:
             async with self._session().get(
@@ -175,10 +192,9 @@ class OutputStore:
                 if answer.status != 200:
                     status = answer.status
                     raise StorageError(f"output {index}: the provider's URL answered {status}")
-                kind = answer.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-                if kind.startswith(("image/", "video/")):
-                    content_type = kind
-                if kind.startswith("video/") and not video:
+                kind = _media_type(answer.headers)
+                content_type = kind or content_type
+                if kind is not None and kind.startswith("video/") and not video:
                     video, limit = True, settings.max_video_bytes
                 length = answer.content_length
                 if length is not None and length > limit:
@@ -194,6 +210,12 @@ class OutputStore:
         if data is not None:
             await self.storage.put(key, data, content_type)
         return key, content_type
+
+
+def _media_type(headers: Mapping[str, str]) -> str | None:
+    """The answer's ``Content-Type`` without parameters, when it names an image or a video."""
+    kind = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return kind if kind.startswith(("image/", "video/")) else None
 
 
 async def _capped(answer: aiohttp.ClientResponse, index: int, limit: int) -> AsyncIterator[bytes]:
