@@ -195,6 +195,11 @@ class SQLiteThread:
         # checkpoints are the Checkpointer's; this is its backstop
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Every op runs in a savepoint, whose sub-journal keeps the pages it changes; past
+        # 64 KiB SQLite spills that to a temporary file (created, written, deleted: system
+        # calls and an inode a batch). In memory it costs only the memory, and the WAL keeps
+        # the durability: the sub-journal only ever serves a rollback within the transaction.
+        conn.execute("PRAGMA temp_store = MEMORY")
         for path in self._files():  # whatever SQLite made of them, the owner's alone
             tighten(path, FILE_MODE)
         return conn
