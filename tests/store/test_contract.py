@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Sequence
 
@@ -525,6 +526,25 @@ async def test_a_final_event_enqueues_its_delivery(store: JobStore) -> None:
         "job.completed",
     )
     assert (b.url, b.event_type) == ("https://hooks.example/acme", "job.failed")
+
+
+async def test_delivery_ids_keep_their_shape_and_sort_by_when_the_job_ended(
+    store: JobStore,
+) -> None:
+    """A delivery's id (its ``webhook-id``) is ``msg_`` and 24 base32 characters, led by the
+    time: deliveries enqueued later sort later, so the deliveries' index grows at its end."""
+    account_id = await _account(store)
+    names = [f"job_{n}" for n in range(4)]
+    for job_id in names:
+        await store.submit_job(_job(account_id, job_id, webhook_url="https://h.example/x"))
+    await store.claim_jobs("w1", len(names), 30)
+    for job_id in names:
+        await asyncio.sleep(0.003)  # a later millisecond each
+        await store.complete_job(job_id, "w1", {"provider": "fal"}, [])
+    ids = [(await store.job_deliveries(account_id, job_id))[0].id for job_id in names]
+    assert all(re.fullmatch(r"msg_[a-z2-7]{24}", i) for i in ids), ids
+    assert sorted(ids) == ids
+    assert len(set(ids)) == len(ids)
 
 
 async def test_a_final_event_to_a_disabled_url_enqueues_it_disabled(store: JobStore) -> None:

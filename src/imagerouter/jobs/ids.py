@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["new_id", "new_timed_id"]
+__all__ = ["new_delivery_id", "new_id", "new_timed_id"]
 
 #: Base32's 32 characters in ASCII order, so that a time written with them sorts as it counts.
 _ORDERED = "234567abcdefghijklmnopqrstuvwxyz"
@@ -79,3 +79,10 @@ def new_timed_id(prefix: str, now_s: float, length: int = 20) -> str:
         + pairs[ms & 1023]
     )
     return f"{prefix}_{stamp}{_RESERVOIR.take(length)}"
+
+
+def new_delivery_id(now_s: float) -> str:
+    """A webhook delivery's id (its ``webhook-id``): ``msg_`` and 24 characters, the first 10
+    the time (70 random bits follow), so the deliveries' primary key and their attempts' index
+    grow at their ends, as the jobs' do."""
+    return new_timed_id("msg", now_s, 14)

@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from imagerouter.jobs.errors import StoreError
-from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.ids import new_delivery_id
 from imagerouter.jobs.postgres.connection import GuardedPool
 from imagerouter.jobs.postgres.feed import EventFeed
 from imagerouter.jobs.rows import dumps, event_data
@@ -325,7 +325,7 @@ class GroupCommit:
             [p.type for p in pending],
             [p.created_at for p in pending],
             [p.data for p in pending],
-            [new_id("msg", 24) for _ in deliveries],
+            [new_delivery_id(p.created_at) for _, _, p in deliveries],
             [i for i, _, _ in deliveries],
             [target.url for _, target, _ in deliveries],
             [target.status for _, target, _ in deliveries],

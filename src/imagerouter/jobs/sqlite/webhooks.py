@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.ids import new_delivery_id
 from imagerouter.jobs.rows import (
     DELIVERY_ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
@@ -48,7 +48,7 @@ def enqueue_delivery(
         "url, status, next_attempt_at, last_error, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            new_id("msg", 24),
+            new_delivery_id(event.created_at),
             event.job_id,
             event.account_id,
             event.id,
