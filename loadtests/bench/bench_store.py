@@ -1,0 +1,181 @@
+"""Benchmark of what the job store costs a job over its whole life, with no HTTP around it.
+
+Run: ``python -m loadtests.bench.bench_store`` (about half a minute; prints the figures and
+writes ``loadtests/bench/results/store.json``).
+
+A job's life in the store, as the server lives it under load, in batches of ``--batch`` jobs:
+the submits (each its own call, gathered as concurrent requests are: they share commits), one
+claim of the batch, each job completed with one provider attempt and its webhook delivery
+enqueued (the account has a webhook URL), one claim of the deliveries, their bodies fixed,
+and their attempts recorded. The figure is this process's CPU (user and system, event loop
+and SQLite's threads together) per job, and the writer thread's own share, median of
+``--repeats`` runs, each on a fresh database in the default temporary directory (the data
+disk, as ``bench_end_to_end``'s server has it). It prices changes to the store precisely: the
+end-to-end benchmark's run-to-run noise (±0.1 ms a job) is larger than most of them.
+
+``--store postgresql://…`` runs the same life on PostgreSQL (then only the client's CPU is
+counted: the server's processes are not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from imagerouter.jobs import JobStore, open_store
+from imagerouter.jobs.ids import new_timed_id
+from imagerouter.jobs.types import AttemptRecord, DeliveryAttempt, NewJob
+from loadtests.bench.common import write_results
+
+REQUEST = {
+    "model": "gpt-image-2",
+    "prompt": "a lighthouse at dusk, oil on canvas",
+    "n": 1,
+    "size": "1024x1024",
+    "quality": "standard",
+    "output_format": "png",
+}
+#: A completed job's result as the worker stores it (one image re-hosted, a signed URL).
+RESULT = {
+    "images": [
+        {
+            "url": "/v1/media/2026-12-05/05/job_2345abcdefghijklmnopqrstuvwxyz-0.png"
+            "?expires=1765000000&sig=" + "0" * 64,
+            "content_type": "image/png",
+            "width": 1024,
+            "height": 1024,
+        }
+    ],
+    "provider": "fal",
+    "model": "gpt-image-2",
+    "provider_request_id": "4a1f6c2e-9a55-4c2b-8a8f-3b1d2c0e7f11",
+}
+ATTEMPT = {
+    "provider": "fal",
+    "outcome": "success",
+    "started_at": 1_765_000_000.0,
+    "latency_ms": 12.5,
+    "error_class": None,
+    "error": None,
+    "status": 200,
+    "retry_after": None,
+    "reason": None,
+}
+WORKER, SENDER = "wrk_bench", "dlv_bench"
+PRICE = 26
+
+
+def _thread_cpu_s(native_id: int | None) -> float:
+    """CPU seconds of this process's thread ``native_id`` (0 when unknown)."""
+    if native_id is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{native_id}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _life(store: JobStore, account_id: str, batch: int) -> tuple[int, int]:
+    """One batch's life; (jobs completed, deliveries recorded)."""
+    now = time.time()
+    jobs = [
+        NewJob(new_timed_id("job", now), account_id, REQUEST, PRICE, now + 600)
+        for _ in range(batch)
+    ]
+    await asyncio.gather(*(store.submit_job(job) for job in jobs))
+    claimed = await store.claim_jobs(WORKER, batch, 30)
+    done = await asyncio.gather(
+        *(store.complete_job(job.id, WORKER, RESULT, [ATTEMPT]) for job in claimed)
+    )
+    deliveries = await store.claim_deliveries(SENDER, batch, 60)
+    await store.set_delivery_bodies({d.id: f'{{"job":"{d.job_id}"}}' for d in deliveries})
+    now = time.time()
+    sent = DeliveryAttempt("scheduled", now, now, "succeeded", latency_ms=1.0, status=200)
+    held = await store.record_delivery_attempts(
+        [AttemptRecord(d.id, SENDER, sent, "succeeded", None) for d in deliveries]
+    )
+    return sum(done), sum(held)
+
+
+async def one_run(store_url: str | None, rounds: int, batch: int) -> dict[str, Any]:
+    """A fresh store, ``rounds`` batches; CPU per job and the checks."""
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        async with open_store(store_url or tmp) as store:
+            account = await store.create_account(f"bench-{os.getpid()}-{time.time_ns()}")
+            await store.grant_credits(account.id, 10**12)
+            await store.set_webhook_url(account.id, "http://127.0.0.1:9/hooks")
+            thread = getattr(getattr(store, "thread", None), "_thread", None)
+            writer = getattr(thread, "native_id", None)
+            await _life(store, account.id, batch)  # warm-up: statements, pages
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            writer_before, wall = _thread_cpu_s(writer), time.perf_counter()
+            completed = delivered = 0
+            for _ in range(rounds):
+                jobs, deliveries = await _life(store, account.id, batch)
+                completed, delivered = completed + jobs, delivered + deliveries
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            writer_s, wall = _thread_cpu_s(writer) - writer_before, time.perf_counter() - wall
+            balance = (await store.get_account(account.id)).balance
+    expected = rounds * batch
+    per = 1e6 / max(1, completed)
+    return {
+        "user_us": (after.ru_utime - before.ru_utime) * per,
+        "system_us": (after.ru_stime - before.ru_stime) * per,
+        "writer_thread_us": writer_s * per if writer is not None else None,
+        "wall_us": wall * per,
+        "exact": completed == expected
+        and delivered == expected
+        and balance == 10**12 - (expected + batch) * PRICE,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the repeats and print the medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=100, help="Batches per run.")
+    parser.add_argument("--batch", type=int, default=64, help="Jobs per batch.")
+    parser.add_argument("--repeats", type=int, default=5, help="Runs (the median is kept).")
+    parser.add_argument("--store", default=None, help="A store URL (default: SQLite).")
+    args = parser.parse_args(argv)
+    runs = [asyncio.run(one_run(args.store, args.rounds, args.batch)) for _ in range(args.repeats)]
+    medians: dict[str, float | None] = {}
+    for key in ("user_us", "system_us", "writer_thread_us", "wall_us"):
+        values = [run[key] for run in runs if run[key] is not None]
+        medians[key] = round(statistics.median(values), 1) if values else None
+    total = round((medians["user_us"] or 0) + (medians["system_us"] or 0), 1)
+    result = {
+        "benchmark": "store",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "store": "postgresql" if args.store else "sqlite",
+        "jobs_per_run": args.rounds * args.batch,
+        "batch": args.batch,
+        "cpu_us_per_job": total,
+        **medians,
+        "every_run_exact": all(run["exact"] for run in runs),
+        "runs": runs,
+    }
+    writer = (
+        ""
+        if medians["writer_thread_us"] is None
+        else (f", of which the writer thread {medians['writer_thread_us']} µs")
+    )
+    print(
+        f"store ({result['store']}): {total} µs of CPU a job's life "
+        f"({medians['user_us']} user + {medians['system_us']} system{writer}; "
+        f"median of {args.repeats} runs of {args.rounds * args.batch} jobs); "
+        f"every job and webhook exact: {result['every_run_exact']}"
+    )
+    print(f"wrote {write_results('store', result)}")
+
+
+if __name__ == "__main__":
+    main()
