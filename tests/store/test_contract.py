@@ -360,6 +360,26 @@ async def test_expired_idempotency_keys_are_purged(make_store: StoreFactory) -> 
     assert (await store.idempotency_begin(account_id, "k", "fp2", 30, 60)).state == "new"
 
 
+async def test_a_backlog_of_expired_keys_is_purged_in_bounded_steps(
+    make_store: StoreFactory,
+) -> None:
+    """Keys found expired in numbers (a server back after a long stop) are all purged, a
+    bounded number per statement, and live keys are kept."""
+    clock = FakeClock()
+    store = await make_store(clock=clock)
+    store.purge_batch = 7  # type: ignore[attr-defined]
+    account_id = await _account(store)
+    for n in range(30):
+        await store.idempotency_begin(account_id, f"old-{n}", "fp", 30, 60)
+    clock.advance(30)
+    await store.idempotency_begin(account_id, "live", "fp", 30, 60)
+    clock.advance(31)
+    assert await store.purge_idempotency() == 30
+    assert await store.purge_idempotency() == 0
+    assert (await store.idempotency_begin(account_id, "old-0", "fp2", 30, 60)).state == "new"
+    assert (await store.idempotency_begin(account_id, "live", "fp2", 30, 60)).state == "mismatch"
+
+
 # --- events ------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""A savepoint's sub-journal stays in memory: a large op opens no temporary file."""
+"""The SQLite writer's savepoint journals stay in memory: a large op opens no temporary file,
+and the one op that could grow without bound (the purge of expired keys) is cut into steps."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from imagerouter.clock import FakeClock
+from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.sqlite.thread import SQLiteThread
 
 #: SQLite names its temporary files (a spilled sub-journal among them) ``etilqs_…``.
@@ -63,3 +66,20 @@ async def test_a_large_op_spills_no_sub_journal_to_disk(tmp_path: Path) -> None:
         assert pads == (501,)
     finally:
         await thread.aclose()
+
+
+async def test_a_backlog_of_expired_keys_is_purged_one_bounded_op_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """The purge of expired idempotency keys deletes at most ``purge_batch`` a op, so a day of
+    keys found expired neither holds the writer in one op nor fills its journal."""
+    clock = FakeClock()
+    async with SQLiteJobStore(tmp_path / "p.db", clock=clock) as store:
+        store.purge_batch = 10
+        account = await store.create_account("acme")
+        for n in range(45):
+            await store.idempotency_begin(account.id, f"k-{n}", "fp", 30, 60)
+        clock.advance(61)
+        ops = store.thread.ops
+        assert await store.purge_idempotency() == 45
+        assert store.thread.ops - ops == 5  # 10, 10, 10, 10, 5
