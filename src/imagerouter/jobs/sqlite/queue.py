@@ -244,27 +244,48 @@ class SQLiteJobQueue(SQLiteBase):
     async def get_job(
         self, account_id: str, job_id: str, *, with_attempts: bool = True
     ) -> Job | None:
-        """The account's job with its attempts (unless not ``with_attempts``), or None."""
+        """The account's job with its attempts (unless not ``with_attempts``), or None. Reads
+        waiting together (the webhook bodies of a claim, clients polling) share two statements
+        (:meth:`_get_many`)."""
+        return await self.thread.run_many(self._get_many, (account_id, job_id, with_attempts))
 
-        def op(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?",
-                (job_id, account_id),
-            ).fetchone()
-            if row is None:
-                return None
-            job = job_from_row(row, loads)
-            if not with_attempts:
-                return job
-            rows = conn.execute(
-                f"SELECT run, {', '.join(ATTEMPT_FIELDS)} FROM attempts WHERE job_id = ? "
-                "ORDER BY id",
-                (job_id,),
-            ).fetchall()
-            job.attempts = [attempt_from_row(r) for r in rows]
-            return job
-
-        return await self.thread.run(op)
+    def _get_many(
+        self, conn: sqlite3.Connection, wanted: list[tuple[str, str, bool]]
+    ) -> list[Answer]:
+        """Each ``(account_id, job_id, with_attempts)`` of ``wanted`` read by one SELECT of
+        the jobs and one of the attempts of those that want them; each answer is a Job of its
+        own (or None for a job that is not the account's)."""
+        rows: dict[str, Any] = {}
+        for chunk in _chunks(list({job_id for _, job_id, _ in wanted})):
+            marks = ", ".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk):
+                rows[row[0]] = row
+        with_attempts = list(
+            {
+                job_id
+                for account_id, job_id, want in wanted
+                if want and _owns(rows, account_id, job_id)
+            }
+        )
+        attempts: dict[str, list[Any]] = {}
+        for chunk in _chunks(with_attempts):
+            marks = ", ".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT job_id, run, {', '.join(ATTEMPT_FIELDS)} FROM attempts "
+                f"WHERE job_id IN ({marks}) ORDER BY id",
+                chunk,
+            ):
+                attempts.setdefault(row[0], []).append(row[1:])
+        answers: list[Answer] = []
+        for account_id, job_id, want in wanted:
+            if not _owns(rows, account_id, job_id):
+                answers.append((None, None))
+                continue
+            job = job_from_row(rows[job_id], loads)
+            if want:
+                job.attempts = [attempt_from_row(r) for r in attempts.get(job_id, ())]
+            answers.append((job, None))
+        return answers
 
     async def list_jobs(
         self,
@@ -321,3 +342,17 @@ class SQLiteJobQueue(SQLiteBase):
             return job
 
         return await self.thread.run(op)
+
+
+#: Most ids bound in one statement (SQLite's oldest builds allow 999 parameters).
+_IDS_PER_STATEMENT = 500
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i : i + _IDS_PER_STATEMENT] for i in range(0, len(ids), _IDS_PER_STATEMENT)]
+
+
+def _owns(rows: dict[str, Any], account_id: str, job_id: str) -> bool:
+    """Whether the job read as ``rows[job_id]`` exists and is ``account_id``'s."""
+    row = rows.get(job_id)
+    return row is not None and row[1] == account_id
