@@ -1,6 +1,6 @@
 """Benchmark of what the job store costs a job over its whole life, with no HTTP around it.
 
-Run: ``python -m loadtests.bench.bench_store`` (about half a minute; prints the figures and
+Run: ``python -m loadtests.bench.bench_store`` (about ten seconds; prints the figures and
 writes ``loadtests/bench/results/store.json``).
 
 A job's life in the store, as the server lives it under load, in batches of ``--batch`` jobs:

@@ -17,7 +17,7 @@ from imagerouter.jobs.sqlite.thread import SQLiteThread
 #: SQLite names its temporary files (a spilled sub-journal among them) ``etilqs_…``.
 TEMP_PREFIX = "etilqs_"
 
-pytestmark = pytest.mark.skipif(
+linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the check lists /proc/self/fd (Linux only)"
 )
 
@@ -51,6 +51,7 @@ def _rewrite_all(conn: sqlite3.Connection) -> tuple[int, list[str]]:
     return changed, _temp_files_open()
 
 
+@linux_only
 async def test_a_large_op_spills_no_sub_journal_to_disk(tmp_path: Path) -> None:
     """Every op runs in a savepoint: past 64 KiB of changed pages SQLite would move the
     savepoint's journal into a temporary file (created, written and deleted in each such
