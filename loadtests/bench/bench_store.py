@@ -7,7 +7,8 @@ A job's life in the store, as the server lives it under load, in batches of ``--
 the submits (each its own call, gathered as concurrent requests are: they share commits), one
 claim of the batch, each job completed with one provider attempt and its webhook delivery
 enqueued (the account has a webhook URL), one claim of the deliveries, their bodies fixed,
-and their attempts recorded. The figure is this process's CPU (user and system, event loop
+and their attempts recorded; then every job read back by id, ``--batch`` reads at a time (clients
+polling, a claim's webhook bodies). The figure is this process's CPU (user and system, event loop
 and SQLite's threads together) per job, and the writer thread's own share, median of
 ``--repeats`` runs, each on a fresh database in the default temporary directory (the data
 disk, as ``bench_end_to_end``'s server has it). It prices changes to the store precisely: the
@@ -125,6 +126,7 @@ async def one_run(store_url: str | None, rounds: int, batch: int) -> dict[str, A
             after = resource.getrusage(resource.RUSAGE_SELF)
             writer_s, wall = _thread_cpu_s(writer) - writer_before, time.perf_counter() - wall
             balance = (await store.get_account(account.id)).balance
+            read_us, read = await _reads(store, account.id, batch)
     expected = rounds * batch
     per = 1e6 / max(1, completed)
     return {
@@ -132,10 +134,36 @@ async def one_run(store_url: str | None, rounds: int, batch: int) -> dict[str, A
         "system_us": (after.ru_stime - before.ru_stime) * per,
         "writer_thread_us": writer_s * per if writer is not None else None,
         "wall_us": wall * per,
+        "read_us": read_us,
         "exact": completed == expected
         and delivered == expected
+        and read == expected + batch
         and balance == 10**12 - (expected + batch) * PRICE,
     }
+
+
+async def _reads(store: JobStore, account_id: str, batch: int) -> tuple[float, int]:
+    """Every job of the account read back by id, ``batch`` reads gathered at a time (clients
+    polling, a claim's webhook bodies); CPU µs a read, and the jobs found."""
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_jobs(account_id, limit=500, cursor=cursor)
+        ids += [job.id for job in page.jobs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    found = 0
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        jobs = await asyncio.gather(
+            *(store.get_job(account_id, job_id, with_attempts=False) for job_id in chunk)
+        )
+        found += sum(job is not None for job in jobs)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu * 1e6 / max(1, len(ids)), found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     runs = [asyncio.run(one_run(args.store, args.rounds, args.batch)) for _ in range(args.repeats)]
     medians: dict[str, float | None] = {}
-    for key in ("user_us", "system_us", "writer_thread_us", "wall_us"):
+    for key in ("user_us", "system_us", "writer_thread_us", "wall_us", "read_us"):
         values = [run[key] for run in runs if run[key] is not None]
         medians[key] = round(statistics.median(values), 1) if values else None
     total = round((medians["user_us"] or 0) + (medians["system_us"] or 0), 1)
@@ -171,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"store ({result['store']}): {total} µs of CPU a job's life "
         f"({medians['user_us']} user + {medians['system_us']} system{writer}; "
-        f"median of {args.repeats} runs of {args.rounds * args.batch} jobs); "
+        f"median of {args.repeats} runs of {args.rounds * args.batch} jobs); a job read back "
+        f"by id, {args.batch} reads at a time: {medians['read_us']} µs; "
         f"every job and webhook exact: {result['every_run_exact']}"
     )
     print(f"wrote {write_results('store', result)}")
