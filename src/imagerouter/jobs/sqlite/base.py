@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,11 +22,23 @@ from imagerouter.jobs.sqlite.thread import SQLiteThread
 from imagerouter.jobs.store import EventListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
 
-__all__ = ["SQLiteBase", "run_steps"]
+__all__ = ["SQLiteBase", "id_chunks", "run_steps"]
 
 log = logging.getLogger(__package__)  # the backend's one logger, whichever module logs
 
 T = TypeVar("T")
+
+
+#: Most ids bound in one ``IN (…)`` list (SQLite's oldest builds allow 999 parameters).
+IDS_PER_STATEMENT = 500
+
+
+def id_chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """``ids`` in slices of at most :data:`IDS_PER_STATEMENT`, each with its ``?, ?, …``
+    placeholders for an ``IN (…)`` list."""
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
+        chunk = ids[start : start + IDS_PER_STATEMENT]
+        yield chunk, ", ".join("?" * len(chunk))
 
 
 def run_steps(conn: sqlite3.Connection, steps: Steps[T]) -> T:

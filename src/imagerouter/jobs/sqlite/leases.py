@@ -25,7 +25,7 @@ from imagerouter.jobs.rules import (
     progress_event_data,
     refund_once,
 )
-from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, run_steps
 from imagerouter.jobs.sqlite.events import write_event
 from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
 from imagerouter.jobs.types import Job, JobEvent
@@ -81,9 +81,7 @@ class SQLiteLeases(SQLiteBase):
         def op(conn: sqlite3.Connection) -> set[str]:
             expires = self._clock.wall() + lease_s
             held: set[str] = set()
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ", ".join("?" * len(chunk))
+            for chunk, marks in id_chunks(ids):
                 rows = conn.execute(
                     f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND "
                     f"status = 'processing' AND id IN ({marks}) RETURNING id",

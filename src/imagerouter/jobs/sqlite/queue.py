@@ -30,7 +30,7 @@ from imagerouter.jobs.rows import (
     response_doc,
 )
 from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
-from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, run_steps
 from imagerouter.jobs.sqlite.events import write_event
 from imagerouter.jobs.sqlite.idempotency import begin
 from imagerouter.jobs.sqlite.thread import Answer
@@ -256,8 +256,7 @@ class SQLiteJobQueue(SQLiteBase):
         the jobs and one of the attempts of those that want them; each answer is a Job of its
         own (or None for a job that is not the account's)."""
         rows: dict[str, Any] = {}
-        for chunk in _chunks(list({job_id for _, job_id, _ in wanted})):
-            marks = ", ".join("?" * len(chunk))
+        for chunk, marks in id_chunks(list({job_id for _, job_id, _ in wanted})):
             for row in conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk):
                 rows[row[0]] = row
         with_attempts = list(
@@ -268,8 +267,7 @@ class SQLiteJobQueue(SQLiteBase):
             }
         )
         attempts: dict[str, list[Any]] = {}
-        for chunk in _chunks(with_attempts):
-            marks = ", ".join("?" * len(chunk))
+        for chunk, marks in id_chunks(with_attempts):
             for row in conn.execute(
                 f"SELECT job_id, run, {', '.join(ATTEMPT_FIELDS)} FROM attempts "
                 f"WHERE job_id IN ({marks}) ORDER BY id",
@@ -342,14 +340,6 @@ class SQLiteJobQueue(SQLiteBase):
             return job
 
         return await self.thread.run(op)
-
-
-#: Most ids bound in one statement (SQLite's oldest builds allow 999 parameters).
-_IDS_PER_STATEMENT = 500
-
-
-def _chunks(ids: list[str]) -> list[list[str]]:
-    return [ids[i : i + _IDS_PER_STATEMENT] for i in range(0, len(ids), _IDS_PER_STATEMENT)]
 
 
 def _owns(rows: dict[str, Any], account_id: str, job_id: str) -> bool:
