@@ -33,7 +33,7 @@ from typing import Any
 from imagerouter.jobs import JobStore, open_store
 from imagerouter.jobs.ids import new_timed_id
 from imagerouter.jobs.types import AttemptRecord, DeliveryAttempt, NewJob
-from loadtests.bench.common import write_results
+from loadtests.bench.common import cpu_split, write_results
 
 REQUEST = {
     "model": "gpt-image-2",
@@ -75,14 +75,7 @@ PRICE = 26
 
 def _thread_cpu_s(native_id: int | None) -> float:
     """CPU seconds of this process's thread ``native_id`` (0 when unknown)."""
-    if native_id is None:
-        return 0.0
-    try:
-        with open(f"/proc/self/task/{native_id}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0 if native_id is None else sum(cpu_split(os.getpid(), native_id))
 
 
 async def _life(store: JobStore, account_id: str, batch: int) -> tuple[int, int]:
@@ -114,8 +107,7 @@ async def one_run(store_url: str | None, rounds: int, batch: int) -> dict[str, A
             account = await store.create_account(f"bench-{os.getpid()}-{time.time_ns()}")
             await store.grant_credits(account.id, 10**12)
             await store.set_webhook_url(account.id, "http://127.0.0.1:9/hooks")
-            thread = getattr(getattr(store, "thread", None), "_thread", None)
-            writer = getattr(thread, "native_id", None)
+            writer = getattr(getattr(store, "thread", None), "native_id", None)  # SQLite only
             await _life(store, account.id, batch)  # warm-up: statements, pages
             before = resource.getrusage(resource.RUSAGE_SELF)
             writer_before, wall = _thread_cpu_s(writer), time.perf_counter()

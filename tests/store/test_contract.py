@@ -363,8 +363,10 @@ async def test_expired_idempotency_keys_are_purged(make_store: StoreFactory) -> 
 async def test_a_backlog_of_expired_keys_is_purged_in_bounded_steps(
     make_store: StoreFactory,
 ) -> None:
-    """Keys found expired in numbers (a server back after a long stop) are all purged, a
-    bounded number per statement, and live keys are kept."""
+    """Keys found expired in numbers (a server back after a long stop) are all purged over
+    several steps of ``purge_batch`` (a loop that stopped after one step would leave 23), and
+    live keys are kept. That each step is its own op is checked on SQLite, in
+    ``test_sqlite_subjournal.py``."""
     clock = FakeClock()
     store = await make_store(clock=clock)
     store.purge_batch = 7  # type: ignore[attr-defined]

@@ -103,6 +103,12 @@ class SQLiteThread:
         self.commits = 0
         self.ops = 0
 
+    @property
+    def native_id(self) -> int | None:
+        """The writer thread's id as the operating system knows it (None before start), so
+        that a benchmark can read its CPU time in ``/proc``."""
+        return None if self._thread is None else self._thread.native_id
+
     async def start(self, init: Callable[[sqlite3.Connection], Any]) -> None:
         """Open the connection on a new thread and run ``init`` (the schema) there."""
         if not self.path.parent.is_dir():
