@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from imagerouter import eventloop
 from mockproviders.adapter import FarmAdapter
 from mockproviders.farm import Farm
 
@@ -40,7 +41,7 @@ def run_farm(
         tls: serve https with a throwaway CA and print the CA bundle's path.
         adapters: the provider APIs to serve; None: every loaded plugin's farm adapter.
     """
-    asyncio.run(serve_farm(scenario, host=host, port=port, tls=tls, adapters=adapters))
+    eventloop.run(serve_farm(scenario, host=host, port=port, tls=tls, adapters=adapters))
 
 
 async def serve_farm(

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imagerouter import eventloop
 from loadtests.bench.common import (
     RESULTS_DIR,
     cpu_split,
@@ -94,11 +95,7 @@ def serve_bare(port: int) -> None:
     app = web.Application()
     app.router.add_post("/v1/jobs", submit)
     app.router.add_get("/readyz", ready)
-    loop = None
-    with contextlib.suppress(ImportError):  # the same event loop as `imagerouter serve`
-        import uvloop
-
-        loop = uvloop.new_event_loop()
+    loop = eventloop.new_event_loop()  # the same event loop as `imagerouter serve`
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=loop)
 
 

@@ -33,6 +33,7 @@ FARM_CONTRACT = (
     "imagerouter.bundled",
     "imagerouter.clock",
     "imagerouter.errors",
+    "imagerouter.eventloop",
     "imagerouter.extras",
     "imagerouter.config",
     "imagerouter.hookspecs",

@@ -1,0 +1,35 @@
+"""The event loop a long-running process serves on: uvloop when it is installed (the
+``server`` and ``farm`` extras bring it), else asyncio's own.
+
+uvloop runs the loop, the sockets and the transports in C. Every request the server or the mock
+farm answers spends part of its CPU there, so the choice is one place for both (and for the
+benchmarks' helper servers, which must not be slower than what they measure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["new_event_loop", "run"]
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on a new loop (uvloop when installed); its result."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new loop (uvloop's when installed), for an API that takes one (``web.run_app``)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
