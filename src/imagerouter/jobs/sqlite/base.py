@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from imagerouter.jobs.sqlite.thread import SQLiteThread
 from imagerouter.jobs.store import EventListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
 
-__all__ = ["SQLiteBase", "id_chunks", "run_steps"]
+__all__ = ["SQLiteBase", "id_chunks", "insert_many", "run_steps"]
 
 log = logging.getLogger(__package__)  # the backend's one logger, whichever module logs
 
@@ -39,6 +40,32 @@ def id_chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
     for start in range(0, len(ids), IDS_PER_STATEMENT):
         chunk = ids[start : start + IDS_PER_STATEMENT]
         yield chunk, ", ".join("?" * len(chunk))
+
+
+#: Most rows one multi-row statement takes (11 parameters an attempt row: within the 999 of
+#: SQLite's oldest builds).
+ROWS_PER_STATEMENT = 64
+
+
+@functools.cache
+def _rows_sql(head: str, row: str, count: int, tail: str) -> str:
+    return head + ", ".join([row] * count) + tail
+
+
+def insert_many(
+    conn: sqlite3.Connection, head: str, row: str, params: Sequence[Any], tail: str = ""
+) -> list[Any]:
+    """Run ``head`` followed by ``row`` repeated once per row of ``params`` (a flat list, the
+    rows' parameters one after the other) and ``tail``, at most :data:`ROWS_PER_STATEMENT`
+    rows a statement, in order; the rows they return. One statement is one step (and one
+    release of the GIL) for all its rows, where ``executemany`` steps once a row."""
+    width = row.count("?")
+    step = width * ROWS_PER_STATEMENT
+    returned: list[Any] = []
+    for start in range(0, len(params), step):
+        chunk = params[start : start + step]
+        returned += conn.execute(_rows_sql(head, row, len(chunk) // width, tail), chunk)
+    return returned
 
 
 def run_steps(conn: sqlite3.Connection, steps: Steps[T]) -> T:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from imagerouter.jobs.rows import (
@@ -15,6 +16,7 @@ from imagerouter.jobs.rows import (
     JOB_COLUMNS,
     attempt_params,
     dumps,
+    event_data,
     job_from_row,
     loads,
 )
@@ -25,24 +27,49 @@ from imagerouter.jobs.rules import (
     progress_event_data,
     refund_once,
 )
-from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, insert_many, run_steps
 from imagerouter.jobs.sqlite.events import write_event
-from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
+from imagerouter.jobs.sqlite.thread import Answer
+from imagerouter.jobs.sqlite.webhooks import enqueue_deliveries, enqueue_delivery
 from imagerouter.jobs.types import Job, JobEvent
 
 __all__ = ["SQLiteLeases"]
 
 
-def insert_attempts(
-    conn: sqlite3.Connection, job_id: str, run: int, attempts: Sequence[dict[str, Any]]
-) -> None:
-    """Record the attempts of the job's run ``run``."""
-    if attempts:
-        conn.executemany(
-            f"INSERT INTO attempts (job_id, run, {', '.join(ATTEMPT_FIELDS)}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            attempt_params(job_id, run, attempts),
-        )
+_INSERT_ATTEMPTS = f"INSERT INTO attempts (job_id, run, {', '.join(ATTEMPT_FIELDS)}) VALUES "
+_ATTEMPT_ROW = "(" + ", ".join("?" * (2 + len(ATTEMPT_FIELDS))) + ")"
+_INSERT_EVENTS = "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES "
+_COMPLETED_EVENT_ROW = "(?, ?, 'job.completed', ?, ?)"
+#: Completions of held jobs: (job id, lease owner, result, finished at) a row; what a
+#: completed job's event and webhook need back.
+_COMPLETE_HEAD = (
+    "UPDATE jobs SET status = 'completed', result = v.column3, finished_at = v.column4, "
+    "updated_at = v.column4, lease_owner = NULL, lease_expires = NULL FROM (VALUES "
+)
+_COMPLETE_ROW = "(?, ?, ?, ?)"
+_COMPLETE_TAIL = (
+    f") AS v WHERE jobs.id = v.column1 AND jobs.lease_owner = v.column2 AND jobs.{ACTIVE} "
+    "RETURNING id, account_id, runs, price, json_extract(request, '$.webhook_url')"
+)
+
+
+def _attempt_rows(job_id: str, run: int, attempts: Sequence[dict[str, Any]]) -> list[Any]:
+    """The attempts of the job's run ``run`` as :data:`_ATTEMPT_ROW` parameters, flat."""
+    return [value for row in attempt_params(job_id, run, attempts) for value in row]
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    """A final state to write: the job, its lease owner, the state and its result or error
+    (and that as JSON), the run's attempts, and when."""
+
+    job_id: str
+    owner: str
+    status: str
+    payload: dict[str, Any]
+    payload_json: str
+    attempts: Sequence[dict[str, Any]]
+    now: float
 
 
 class SQLiteLeases(SQLiteBase):
@@ -100,34 +127,102 @@ class SQLiteLeases(SQLiteBase):
         payload: dict[str, Any],
         attempts: Sequence[dict[str, Any]],
     ) -> bool:
-        now = self._clock.wall()
-        column = "result" if status == "completed" else "error"
-        payload_json = dumps(payload)
+        finish = _Finish(
+            job_id, owner, status, payload, dumps(payload), attempts, self._clock.wall()
+        )
+        return await self.thread.run_many(self._finish_many, finish) is not None
 
-        def op(conn: sqlite3.Connection) -> JobEvent | None:
-            row = conn.execute(
-                f"UPDATE jobs SET status = ?, {column} = ?, finished_at = ?, updated_at = ?, "
-                f"lease_owner = NULL, lease_expires = NULL "
-                f"WHERE id = ? AND {ACTIVE} AND lease_owner = ? "
-                f"RETURNING account_id, runs, price, json_extract(request, '$.webhook_url')",
-                (status, payload_json, now, now, job_id, owner),
-            ).fetchone()
-            if row is None:
-                return None
-            account_id, run, price, webhook_url = row
-            insert_attempts(conn, job_id, run, attempts)
-            refunded = (
-                0
-                if status == "completed"
-                else run_steps(conn, refund_once(job_id, account_id, price, now))
-            )
-            data = final_event_data(status, payload, refunded)
-            event = write_event(conn, job_id, account_id, status, now, **data)
-            enqueue_delivery(conn, event, webhook_url)
-            self.thread.emit([event])
-            return event
+    def _finish_many(self, conn: sqlite3.Connection, finishes: list[_Finish]) -> list[Answer]:
+        """Finishes waiting together, in queue order: completions by a few statements for all
+        of them (:meth:`_complete_together`), a failure (with its refund) or a job's second
+        finish in the batch alone, after those before it, so that event ids ascend in queue
+        order and the first finish of a job is the one that counts."""
+        events: list[JobEvent | None] = [None] * len(finishes)
+        together: list[int] = []
+        seen: set[str] = set()
+        for i, finish in enumerate(finishes):
+            if finish.status == "completed" and finish.job_id not in seen:
+                seen.add(finish.job_id)
+                together.append(i)
+                continue
+            self._complete_together(conn, finishes, together, events)
+            together, seen = [], set()
+            events[i] = self._finish_alone(conn, finish)
+        self._complete_together(conn, finishes, together, events)
+        self.thread.emit([event for event in events if event is not None])
+        return [(event, None) for event in events]
 
-        return await self.thread.run(op) is not None
+    def _complete_together(
+        self,
+        conn: sqlite3.Connection,
+        finishes: list[_Finish],
+        indexes: list[int],
+        events: list[JobEvent | None],
+    ) -> None:
+        """Write the completions ``finishes[i]`` for ``i`` in ``indexes`` (distinct jobs): one
+        UPDATE … FROM VALUES for the jobs, multi-row INSERTs for their attempts, events and
+        webhook deliveries; each written one's event goes to ``events[i]``."""
+        if not indexes:
+            return
+        params: list[Any] = []
+        for i in indexes:
+            f = finishes[i]
+            params += (f.job_id, f.owner, f.payload_json, f.now)
+        held = {
+            row[0]: row[1:]
+            for row in insert_many(conn, _COMPLETE_HEAD, _COMPLETE_ROW, params, _COMPLETE_TAIL)
+        }
+        done = [(i, held[finishes[i].job_id]) for i in indexes if finishes[i].job_id in held]
+        if not done:
+            return
+        attempt_rows: list[Any] = []
+        event_rows: list[Any] = []
+        datas = []
+        for i, (account_id, run, _, _) in done:
+            f = finishes[i]
+            attempt_rows += _attempt_rows(f.job_id, run, f.attempts)
+            data = event_data("completed", **final_event_data("completed", f.payload, 0))
+            datas.append(data)
+            event_rows += (f.job_id, account_id, dumps(data), f.now)
+        insert_many(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, attempt_rows)
+        insert_many(conn, _INSERT_EVENTS, _COMPLETED_EVENT_ROW, event_rows)
+        # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
+        first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(done) + 1
+        finals = []
+        for n, ((i, (account_id, _, _, webhook_url)), data) in enumerate(
+            zip(done, datas, strict=True)
+        ):
+            f = finishes[i]
+            event = JobEvent(first + n, f.job_id, account_id, "job.completed", f.now, data)
+            events[i] = event
+            finals.append((event, webhook_url))
+        enqueue_deliveries(conn, finals)
+
+    def _finish_alone(self, conn: sqlite3.Connection, finish: _Finish) -> JobEvent | None:
+        """Write one final state (a failure with its refund) while its owner holds the lease;
+        its event, or None when the job was not the owner's to finish."""
+        f = finish
+        column = "result" if f.status == "completed" else "error"
+        row = conn.execute(
+            f"UPDATE jobs SET status = ?, {column} = ?, finished_at = ?, updated_at = ?, "
+            f"lease_owner = NULL, lease_expires = NULL "
+            f"WHERE id = ? AND {ACTIVE} AND lease_owner = ? "
+            f"RETURNING account_id, runs, price, json_extract(request, '$.webhook_url')",
+            (f.status, f.payload_json, f.now, f.now, f.job_id, f.owner),
+        ).fetchone()
+        if row is None:
+            return None
+        account_id, run, price, webhook_url = row
+        insert_many(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, _attempt_rows(f.job_id, run, f.attempts))
+        refunded = (
+            0
+            if f.status == "completed"
+            else run_steps(conn, refund_once(f.job_id, account_id, price, f.now))
+        )
+        data = final_event_data(f.status, f.payload, refunded)
+        event = write_event(conn, f.job_id, account_id, f.status, f.now, **data)
+        enqueue_delivery(conn, event, webhook_url)
+        return event
 
     async def add_progress(self, job_id: str, owner: str, data: dict[str, Any]) -> bool:
         """Write a ``job.progress`` event while ``owner`` holds the lease (and its webhook

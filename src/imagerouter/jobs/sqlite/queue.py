@@ -4,7 +4,6 @@ list and cancel (with its refund, :func:`imagerouter.jobs.rules.refund_once`).""
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from typing import Any
 
@@ -30,7 +29,7 @@ from imagerouter.jobs.rows import (
     response_doc,
 )
 from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
-from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, insert_many, run_steps
 from imagerouter.jobs.sqlite.events import write_event
 from imagerouter.jobs.sqlite.idempotency import begin
 from imagerouter.jobs.sqlite.thread import Answer
@@ -58,25 +57,6 @@ _INSERT_DEBITS = (
 )
 _EVENT_ROW = "(?, ?, 'job.queued', ?, ?)"
 _INSERT_EVENTS = "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES "
-#: Most rows one multi-row INSERT takes (7 parameters a job row: far below SQLite's 32,766).
-_ROWS_PER_INSERT = 64
-
-
-@functools.cache
-def _insert_rows(head: str, row: str, count: int) -> str:
-    """``head`` with ``count`` placeholder rows: one statement, so one step (and one release of
-    the GIL) writes them all, where ``executemany`` steps once a row."""
-    return head + ", ".join([row] * count)
-
-
-def _insert_many(conn: sqlite3.Connection, head: str, row: str, params: list[Any]) -> None:
-    """Insert ``params`` (a flat list, ``row``'s parameters one row after the other) with
-    multi-row INSERTs of at most :data:`_ROWS_PER_INSERT` rows, in order."""
-    width = row.count("?")
-    step = width * _ROWS_PER_INSERT
-    for start in range(0, len(params), step):
-        chunk = params[start : start + step]
-        conn.execute(_insert_rows(head, row, len(chunk) // width), chunk)
 
 
 class SQLiteJobQueue(SQLiteBase):
@@ -147,9 +127,9 @@ class SQLiteJobQueue(SQLiteBase):
             job_rows += (job.id, account_id, dumps(job.request), price, now, now, job.deadline_at)
             ledger_rows += (account_id, job.id, -price, balances[account_id], now)
             event_rows += (job.id, account_id, dumps(data), now)
-        _insert_many(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
-        _insert_many(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
-        _insert_many(conn, _INSERT_EVENTS, _EVENT_ROW, event_rows)
+        insert_many(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
+        insert_many(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
+        insert_many(conn, _INSERT_EVENTS, _EVENT_ROW, event_rows)
         # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         first = last - len(created) + 1

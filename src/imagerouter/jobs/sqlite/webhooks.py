@@ -17,7 +17,7 @@ from imagerouter.jobs.rows import (
     delivery_from_row,
 )
 from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
-from imagerouter.jobs.sqlite.base import SQLiteBase, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, insert_many, run_steps
 from imagerouter.jobs.types import (
     AttemptRecord,
     Delivery,
@@ -28,7 +28,30 @@ from imagerouter.jobs.types import (
     WebhookSecret,
 )
 
-__all__ = ["SQLiteWebhooks", "enqueue_delivery"]
+__all__ = ["SQLiteWebhooks", "enqueue_deliveries", "enqueue_delivery"]
+
+
+_INSERT_DELIVERIES = (
+    "INSERT OR IGNORE INTO deliveries (id, job_id, account_id, event_id, event_type, url, "
+    "status, next_attempt_at, last_error, created_at, updated_at) VALUES "
+)
+_DELIVERY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _delivery_params(event: JobEvent, target: DeliveryTarget) -> tuple[object, ...]:
+    return (
+        new_delivery_id(event.created_at),
+        event.job_id,
+        event.account_id,
+        event.id,
+        event.type,
+        target.url,
+        target.status,
+        target.due_at(event.created_at),
+        target.disabled_reason,
+        event.created_at,
+        event.created_at,
+    )
 
 
 def enqueue_delivery(
@@ -41,26 +64,26 @@ def enqueue_delivery(
     (or to ``target`` when the caller found it: a progress event's)."""
     if target is None:
         target = run_steps(conn, delivery_target(event.account_id, webhook_url))
-    if target is None:
-        return
-    conn.execute(
-        "INSERT OR IGNORE INTO deliveries (id, job_id, account_id, event_id, event_type, "
-        "url, status, next_attempt_at, last_error, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            new_delivery_id(event.created_at),
-            event.job_id,
-            event.account_id,
-            event.id,
-            event.type,
-            target.url,
-            target.status,
-            target.due_at(event.created_at),
-            target.disabled_reason,
-            event.created_at,
-            event.created_at,
-        ),
-    )
+    if target is not None:
+        conn.execute(_INSERT_DELIVERIES + _DELIVERY_ROW, _delivery_params(event, target))
+
+
+def enqueue_deliveries(
+    conn: sqlite3.Connection, finals: Sequence[tuple[JobEvent, str | None]]
+) -> None:
+    """Enqueue the webhooks of final events (each with its job's ``webhook_url``), as
+    :func:`enqueue_delivery` does one: one lookup of the target per account and URL, and one
+    multi-row INSERT."""
+    targets: dict[tuple[str, str | None], DeliveryTarget | None] = {}
+    params: list[object] = []
+    for event, webhook_url in finals:
+        key = (event.account_id, webhook_url)
+        if key not in targets:
+            targets[key] = run_steps(conn, delivery_target(event.account_id, webhook_url))
+        target = targets[key]
+        if target is not None:
+            params += _delivery_params(event, target)
+    insert_many(conn, _INSERT_DELIVERIES, _DELIVERY_ROW, params)
 
 
 class SQLiteWebhooks(SQLiteBase):
