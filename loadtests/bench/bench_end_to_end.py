@@ -20,8 +20,11 @@ server over the load and the drain, ``end-to-end.folded``).
 * The server is pinned to core 1; the compiled open-loop driver (``openloop.c``), the farm and
   the receiver share core 0. The driver offers ``--rate`` submits/s for ``--duration`` s.
 * The clock runs from the first job's ``created_at`` to the last job's ``finished_at`` (the
-  store's own times); completed jobs/s is completed / that span. Per-job CPU is the server's
-  (and the farm's) ``utime + stime`` over the run divided by the jobs.
+  store's own times); completed jobs/s is completed / that span. Per-job CPU is each
+  process's ``utime + stime`` over the run divided by the jobs: the server's, the farm's, the
+  receiver's and the driver's. From those, the *ceilings*: the jobs/s each core could carry
+  at that cost (the server's core; the other, shared by the farm, the receiver and the
+  driver). Completed jobs/s is bounded by the lower of the two.
 * Exactness, read from the store and the receiver after every job is final and every webhook
   delivered: each accepted job completed once, the account's debits equal the sum of the
   jobs' prices with no refund, the balance moved by exactly that, and one webhook per job,
@@ -35,6 +38,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -282,6 +286,24 @@ def span(db: Path) -> tuple[float, float]:
 # --- the run -----------------------------------------------------------------------------------
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the driver, once it exits)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ceilings(result: dict[str, Any]) -> dict[str, float | None]:
+    """The most jobs/s each core could carry at the run's CPU a job: the server's core, and
+    the other one, which the farm, the receiver and the driver share. The run's completed/s
+    is bounded by the lower; a figure past it needs that core's share of a job cut."""
+    client = sum(result[f"{name}_cpu_ms_per_job"] for name in ("farm", "receiver", "driver"))
+    server = result["server_cpu_ms_per_job"]
+    return {
+        "server_core": round(1000 / server) if server > 0 else None,
+        "client_core": round(1000 / client) if client > 0 else None,
+    }
+
+
 def _wait(condition, deadline: float) -> bool:
     while time.monotonic() < deadline:
         if condition():
@@ -328,7 +350,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cpu_before = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_before = cpu_split(pid), cpu_split(pid, pid)
         wall_before = time.time()
+        driver_before = _children_cpu()
         load = open_loop(target, rate=args.rate, duration_s=args.duration, drain_s=5)
+        driver_cpu = _children_cpu() - driver_before
         deadline = time.monotonic() + args.max_s
         done = _wait(lambda: unfinished(db) == 0, deadline)
         delivered = _wait(lambda: undelivered(db) == 0, deadline)
@@ -363,6 +387,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "server_cpu_ms_per_job": round((cpu_after[0] - cpu_before[0]) * per_job, 3),
         "farm_cpu_ms_per_job": round((cpu_after[1] - cpu_before[1]) * per_job, 3),
         "receiver_cpu_ms_per_job": round((cpu_after[2] - cpu_before[2]) * per_job, 3),
+        "driver_cpu_ms_per_job": round(driver_cpu * per_job, 3),
         "server_cpu_ms_per_job_split": {
             "user": round((split_after[0][0] - split_before[0][0]) * per_job, 3),
             "system": round((split_after[0][1] - split_before[0][1]) * per_job, 3),
@@ -370,6 +395,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         },
         **checked,
     }
+    result["ceilings_per_s"] = ceilings(result)
     if args.profile:
         result["profile"] = summarize_folded(RESULTS_DIR / "end-to-end.folded")
     return result
@@ -390,7 +416,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"(offered {args.rate:g}/s for {args.duration:g} s; webhooks done at "
         f"{result['webhooks_done_per_s']}/s); CPU per job: server "
         f"{result['server_cpu_ms_per_job']} ms, farm {result['farm_cpu_ms_per_job']} ms, "
-        f"webhook receiver {result['receiver_cpu_ms_per_job']} ms"
+        f"webhook receiver {result['receiver_cpu_ms_per_job']} ms, "
+        f"driver {result['driver_cpu_ms_per_job']} ms"
+    )
+    ceiling = result["ceilings_per_s"]
+    print(
+        f"CPU ceilings at these costs: the server's core {ceiling['server_core']} jobs/s, "
+        f"the other core (farm, receiver, driver) {ceiling['client_core']} jobs/s"
     )
     print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
     print(f"submits: {result['submit']}")
@@ -409,13 +441,18 @@ def run_stages(args: argparse.Namespace) -> dict[str, Any]:
             result |= run(stage, Path(tmp))
         report(result, stage)
         runs.append(result)
-    print("\nstage              completed/s   server CPU/job   added by the stage")
+    print(
+        "\nstage              completed/s   server CPU/job   added by the stage"
+        "   ceilings: server core / other core"
+    )
     before = 0.0
     for result in runs:
         cpu = result["server_cpu_ms_per_job"]
+        ceiling = result["ceilings_per_s"]
         print(
             f"{result['stage']:<18} {result['completed_per_s']:>11}   {cpu:>11.3f} ms"
-            f"   {cpu - before:>+8.3f} ms"
+            f"   {cpu - before:>+8.3f} ms   {ceiling['server_core']:>13} / "
+            f"{ceiling['client_core']}"
         )
         before = cpu
     return {**runs[-1], "stages": runs, "exact": all(r["exact"] for r in runs)}
