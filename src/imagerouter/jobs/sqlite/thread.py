@@ -9,10 +9,10 @@ Ops queued in one turn of the event loop are handed to the thread together, and 
 checkpointed by a thread of its own (:mod:`~imagerouter.jobs.sqlite.checkpoint`), not inside
 a commit.
 
-Operations that come in numbers (plain submits) can go further with :meth:`SQLiteThread.run_many`:
-the thread hands every item of a batch queued for the same *runner* to one call of it (in one
-savepoint), so the runner can write them with a few ``executemany`` instead of a few statements
-each. A runner answers each item on its own (a short wallet refuses one submit, not the batch);
+Operations that come in numbers (plain submits, reads by id, completions) can go further with
+:meth:`SQLiteThread.run_many`: the thread hands every item of a batch queued for the same
+*runner* to one call of it (in one savepoint), so the runner can write them with a few
+multi-row statements instead of a few statements each. A runner answers each item on its own (a short wallet refuses one submit, not the batch);
 if it raises, its savepoint is rolled back and its items run again one at a time.
 
 Group commit waits a little when the store is busy: when the last transaction held more than

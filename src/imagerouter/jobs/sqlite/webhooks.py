@@ -1,6 +1,7 @@
 """Webhook endpoints, signing secrets and deliveries on SQLite
-(:class:`~imagerouter.jobs.store.WebhookStore`), and :func:`enqueue_delivery`, which the final
-job transitions call in their transaction."""
+(:class:`~imagerouter.jobs.store.WebhookStore`), and :func:`enqueue_delivery` (and, for a batch
+of completions, :func:`enqueue_deliveries`), which the final job transitions call in their
+transaction."""
 
 from __future__ import annotations
 
