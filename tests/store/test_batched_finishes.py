@@ -210,3 +210,26 @@ async def test_sqlite_completions_refused_alone_when_their_batch_fails(tmp_path:
         assert job_b is not None
         assert job_b.status == "processing"
         assert job_b.attempts == []
+
+
+async def test_sqlite_binds_one_result_a_statement(tmp_path: Path) -> None:
+    """SQLite keeps a cached statement's last bound values, and a result can hold megabytes (an
+    inline image): completions written together bind each result in a statement of its own,
+    so the store never keeps more than one result a statement after the batch."""
+    async with SQLiteJobStore(tmp_path / "h.db") as store:
+        account = await _account(store, "acme")
+        ids = [f"job_{n:02d}" for n in range(12)]
+        await _held(store, [(account, job_id, {"model": "m", "prompt": "p"}) for job_id in ids])
+        statements: list[str] = []
+        await store.thread.run(lambda conn: conn.set_trace_callback(statements.append))
+        results = {job_id: _result(job_id) | {"inline": f"image-of-{job_id}"} for job_id in ids}
+        await asyncio.gather(
+            *(store.complete_job(job_id, "w1", results[job_id], [ATTEMPT]) for job_id in ids)
+        )
+        await store.thread.run(lambda conn: conn.set_trace_callback(None))
+        assert statements
+        assert max(s.count('"inline":"image-of-') for s in statements) == 1
+        for job_id in ids:
+            job = await store.get_job(account, job_id)
+            assert job is not None
+            assert job.result == results[job_id]

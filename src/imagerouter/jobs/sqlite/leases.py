@@ -40,17 +40,20 @@ _INSERT_ATTEMPTS = f"INSERT INTO attempts (job_id, run, {', '.join(ATTEMPT_FIELD
 _ATTEMPT_ROW = "(" + ", ".join("?" * (2 + len(ATTEMPT_FIELDS))) + ")"
 _INSERT_EVENTS = "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES "
 _COMPLETED_EVENT_ROW = "(?, ?, 'job.completed', ?, ?)"
-#: Completions of held jobs: (job id, lease owner, result, finished at) a row; what a
-#: completed job's event and webhook need back.
+#: Completions of held jobs: (job id, lease owner, finished at) a row; what a completed job's
+#: event and webhook need back. The results are written by :data:`_SET_RESULT`, one row a
+#: step: SQLite keeps a cached statement's last bound values, and a result can be megabytes
+#: (an inline image), so no statement binds more than one.
 _COMPLETE_HEAD = (
-    "UPDATE jobs SET status = 'completed', result = v.column3, finished_at = v.column4, "
-    "updated_at = v.column4, lease_owner = NULL, lease_expires = NULL FROM (VALUES "
+    "UPDATE jobs SET status = 'completed', finished_at = v.column3, updated_at = v.column3, "
+    "lease_owner = NULL, lease_expires = NULL FROM (VALUES "
 )
-_COMPLETE_ROW = "(?, ?, ?, ?)"
+_COMPLETE_ROW = "(?, ?, ?)"
 _COMPLETE_TAIL = (
     f") AS v WHERE jobs.id = v.column1 AND jobs.lease_owner = v.column2 AND jobs.{ACTIVE} "
     "RETURNING id, account_id, runs, price, json_extract(request, '$.webhook_url')"
 )
+_SET_RESULT = "UPDATE jobs SET result = ? WHERE id = ?"
 
 
 def _attempt_rows(job_id: str, run: int, attempts: Sequence[dict[str, Any]]) -> list[Any]:
@@ -160,14 +163,15 @@ class SQLiteLeases(SQLiteBase):
         events: list[JobEvent | None],
     ) -> None:
         """Write the completions ``finishes[i]`` for ``i`` in ``indexes`` (distinct jobs): one
-        UPDATE … FROM VALUES for the jobs, multi-row INSERTs for their attempts, events and
-        webhook deliveries; each written one's event goes to ``events[i]``."""
+        UPDATE … FROM VALUES for the jobs' states and one ``executemany`` for their results,
+        multi-row INSERTs for their attempts, events and webhook deliveries; each written
+        one's event goes to ``events[i]``."""
         if not indexes:
             return
         params: list[Any] = []
         for i in indexes:
             f = finishes[i]
-            params += (f.job_id, f.owner, f.payload_json, f.now)
+            params += (f.job_id, f.owner, f.now)
         held = {
             row[0]: row[1:]
             for row in insert_many(conn, _COMPLETE_HEAD, _COMPLETE_ROW, params, _COMPLETE_TAIL)
@@ -175,6 +179,9 @@ class SQLiteLeases(SQLiteBase):
         done = [(i, held[finishes[i].job_id]) for i in indexes if finishes[i].job_id in held]
         if not done:
             return
+        conn.executemany(
+            _SET_RESULT, [(finishes[i].payload_json, finishes[i].job_id) for i, _ in done]
+        )
         attempt_rows: list[Any] = []
         event_rows: list[Any] = []
         datas = []

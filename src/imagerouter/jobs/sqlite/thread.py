@@ -12,8 +12,9 @@ a commit.
 Operations that come in numbers (plain submits, reads by id, completions) can go further with
 :meth:`SQLiteThread.run_many`: the thread hands every item of a batch queued for the same
 *runner* to one call of it (in one savepoint), so the runner can write them with a few
-multi-row statements instead of a few statements each. A runner answers each item on its own (a short wallet refuses one submit, not the batch);
-if it raises, its savepoint is rolled back and its items run again one at a time.
+multi-row statements instead of a few statements each. A runner answers each item on its own
+(a short wallet refuses one submit, not the batch); if it raises, its savepoint is rolled back
+and its items run again one at a time.
 
 Group commit waits a little when the store is busy: when the last transaction held more than
 one function, the thread waits up to ``gather_s`` (0.2 ms) for the loop's next hand-over before
