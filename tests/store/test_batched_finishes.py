@@ -149,14 +149,15 @@ async def test_finishes_waiting_together_are_each_written_on_their_own(
 async def test_sqlite_writes_completions_waiting_together_with_a_few_statements(
     tmp_path: Path,
 ) -> None:
-    """Twenty completions in one turn of the loop are one UPDATE of the jobs and one INSERT
-    each of their attempts, events and deliveries; a failure among them is written alone,
-    in its place, so that the final events' ids follow the order the finishes were asked in."""
+    """Sixteen completions in one turn of the loop are one UPDATE of the jobs' states and one
+    INSERT each of their attempts, events and deliveries; a failure among them is written
+    alone, in its place, so that the final events' ids follow the order the finishes were
+    asked in."""
     async with SQLiteJobStore(tmp_path / "f.db") as store:
         account = await _account(store, "acme", HOOK)
-        ids = [f"job_{n:02d}" for n in range(21)]
+        ids = [f"job_{n:02d}" for n in range(33)]
         await _held(store, [(account, job_id, {"model": "m", "prompt": "p"}) for job_id in ids])
-        failing = "job_10"
+        failing = "job_16"
         statements: list[str] = []
         await store.thread.run(lambda conn: conn.set_trace_callback(statements.append))
         written = await asyncio.gather(
@@ -173,7 +174,7 @@ async def test_sqlite_writes_completions_waiting_together_with_a_few_statements(
         def count(prefix: str) -> int:
             return sum(1 for s in statements if s.lstrip().startswith(prefix))
 
-        # the ten before the failure, the failure alone, the ten after it
+        # the sixteen before the failure, the failure alone, the sixteen after it
         assert count("UPDATE jobs SET status = 'completed'") == 2
         assert count("UPDATE jobs SET status = 'failed'") == 1
         assert count("INSERT INTO events") == 3
@@ -187,7 +188,7 @@ async def test_sqlite_writes_completions_waiting_together_with_a_few_statements(
         delivered = [len(await store.job_deliveries(account, job_id)) for job_id in ids]
         assert delivered == [1] * len(ids)
         audit = await store.audit()
-        assert audit["by_status"] == {"completed": 20, "failed": 1}
+        assert audit["by_status"] == {"completed": 32, "failed": 1}
 
 
 async def test_sqlite_completions_refused_alone_when_their_batch_fails(tmp_path: Path) -> None:

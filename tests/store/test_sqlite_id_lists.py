@@ -1,13 +1,16 @@
-"""SQLite binds ids into ``IN (…)`` lists at most ``IDS_PER_STATEMENT`` at a time: a lease
-renewal of more jobs than that still renews every one, and only those this worker holds."""
+"""How the SQLite store binds lists. Ids go into ``IN (…)`` lists at most
+``IDS_PER_STATEMENT`` at a time: a lease renewal of more jobs than that still renews every one,
+and only those this worker holds. Rows go into multi-row statements of a power of two of rows
+(:func:`~imagerouter.jobs.sqlite.base.row_counts`), so a table has few statement shapes."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.sqlite.base import IDS_PER_STATEMENT, id_chunks
+from imagerouter.jobs.sqlite.base import IDS_PER_STATEMENT, id_chunks, insert_many, row_counts
 from imagerouter.jobs.types import NewJob
 
 
@@ -41,3 +44,29 @@ async def test_a_renewal_past_one_statement_renews_every_held_lease(tmp_path: Pa
         held = await store.renew_leases("w1", [*ids, "job_unknown"], 60)
         assert held == set(ids)
         assert await store.renew_leases("w2", ids, 60) == set()
+
+
+def test_multi_row_statements_hold_a_power_of_two_of_rows() -> None:
+    """Seven statement shapes a table at most, each a power of two of rows up to 64, and every
+    row written once, in order."""
+    assert list(row_counts(100)) == [64, 32, 4]
+    assert list(row_counts(200)) == [64, 64, 64, 8]
+    assert list(row_counts(0)) == []
+    assert {n for rows in range(1, 300) for n in row_counts(rows)} == {1, 2, 4, 8, 16, 32, 64}
+    assert all(sum(row_counts(rows)) == rows for rows in range(300))
+
+
+def test_insert_many_writes_every_row_in_order() -> None:
+    """100 rows go in as statements of 64, 32 and 4 rows, in order."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (n INTEGER, label TEXT)")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    params = [value for n in range(100) for value in (n, f"row {n}")]
+    insert_many(conn, "INSERT INTO t (n, label) VALUES ", "(?, ?)", params)
+    conn.set_trace_callback(None)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert [s.count("'row ") for s in inserts] == [64, 32, 4]
+    assert conn.execute("SELECT n, label FROM t ORDER BY rowid").fetchall() == [
+        (n, f"row {n}") for n in range(100)
+    ]

@@ -23,7 +23,7 @@ from imagerouter.jobs.sqlite.thread import SQLiteThread
 from imagerouter.jobs.store import EventListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
 
-__all__ = ["SQLiteBase", "id_chunks", "insert_many", "run_steps"]
+__all__ = ["SQLiteBase", "id_chunks", "insert_many", "row_counts", "run_steps"]
 
 log = logging.getLogger(__package__)  # the backend's one logger, whichever module logs
 
@@ -52,19 +52,34 @@ def _rows_sql(head: str, row: str, count: int, tail: str) -> str:
     return head + ", ".join([row] * count) + tail
 
 
+def row_counts(rows: int) -> Iterator[int]:
+    """How :func:`insert_many` splits ``rows``: the largest power of two left, at most
+    :data:`ROWS_PER_STATEMENT`, until none is left (100: 64, 32, 4)."""
+    while rows > 0:
+        count = min(ROWS_PER_STATEMENT, 1 << (rows.bit_length() - 1))
+        yield count
+        rows -= count
+
+
 def insert_many(
     conn: sqlite3.Connection, head: str, row: str, params: Sequence[Any], tail: str = ""
 ) -> list[Any]:
     """Run ``head`` followed by ``row`` repeated once per row of ``params`` (a flat list, the
-    rows' parameters one after the other) and ``tail``, at most :data:`ROWS_PER_STATEMENT`
-    rows a statement, in order; the rows they return. One statement is one step (and one
-    release of the GIL) for all its rows, where ``executemany`` steps once a row."""
+    rows' parameters one after the other) and ``tail``, in order; the rows they return. One
+    statement is one step (and one release of the GIL) for all its rows, where
+    ``executemany`` steps once a row.
+
+    The statements hold a power of two of rows (:func:`row_counts`), so each ``head`` has
+    seven shapes, not 64: they all stay in the connection's statement cache, and the values
+    SQLite keeps bound in a cached statement after it ran add up to at most 127 rows a
+    ``head`` (a job's request can be 256 KiB)."""
     width = row.count("?")
-    step = width * ROWS_PER_STATEMENT
     returned: list[Any] = []
-    for start in range(0, len(params), step):
-        chunk = params[start : start + step]
-        returned += conn.execute(_rows_sql(head, row, len(chunk) // width, tail), chunk)
+    start = 0
+    for count in row_counts(len(params) // width):
+        end = start + count * width
+        returned += conn.execute(_rows_sql(head, row, count, tail), params[start:end])
+        start = end
     return returned
 
 
