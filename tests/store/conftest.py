@@ -14,6 +14,19 @@ from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
 from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
 
+#: One successful provider attempt, as a worker records it with a job's end.
+ATTEMPT = {
+    "provider": "fal",
+    "outcome": "success",
+    "started_at": 1.0,
+    "latency_ms": 12.0,
+    "error_class": None,
+    "error": None,
+    "status": 200,
+    "retry_after": None,
+    "reason": None,
+}
+
 
 class StoreFactory(Protocol):
     """Opens another store instance on the same database (closed after the test)."""

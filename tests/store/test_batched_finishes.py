@@ -11,21 +11,10 @@ from pathlib import Path
 from imagerouter.jobs import JobStore
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.types import NewJob
-from tests.store.conftest import StoreFactory
+from tests.store.conftest import ATTEMPT, StoreFactory
 
 HOOK = "https://hooks.example.com/acme"
 OWN_HOOK = "https://hooks.example.com/job-a"
-ATTEMPT = {
-    "provider": "fal",
-    "outcome": "success",
-    "started_at": 1.0,
-    "latency_ms": 12.0,
-    "error_class": None,
-    "error": None,
-    "status": 200,
-    "retry_after": None,
-    "reason": None,
-}
 FAILED_ATTEMPT = {**ATTEMPT, "outcome": "error", "error_class": "ProviderUnavailable"}
 BOOM = {"code": "all_providers_failed", "message": "every provider failed"}
 

@@ -12,20 +12,9 @@ from pathlib import Path
 from imagerouter.jobs import JobStore
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.types import NewJob
-from tests.store.conftest import StoreFactory
+from tests.store.conftest import ATTEMPT, StoreFactory
 
 REQUEST = {"model": "gpt-image-2", "prompt": "a lighthouse"}
-ATTEMPT = {
-    "provider": "fal",
-    "outcome": "success",
-    "started_at": 1.0,
-    "latency_ms": 12.0,
-    "error_class": None,
-    "error": None,
-    "status": 200,
-    "retry_after": None,
-    "reason": None,
-}
 
 
 async def _account(store: JobStore, name: str) -> str:
