@@ -12,7 +12,10 @@ from imagerouter.jobs.sqlite.base import SQLiteBase
 from imagerouter.jobs.store import EventListener
 from imagerouter.jobs.types import JobEvent
 
-__all__ = ["SQLiteEventLog", "write_event"]
+__all__ = ["INSERT_EVENTS", "SQLiteEventLog", "write_event"]
+
+#: The head of an INSERT of event rows ``(job_id, account_id, type, data, created_at)``.
+INSERT_EVENTS = "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES "
 
 
 def write_event(
@@ -26,7 +29,7 @@ def write_event(
     """Insert the job's event for ``status`` (its ``data`` from ``data``); the event."""
     payload = event_data(status, **data)
     cursor = conn.execute(
-        "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
+        INSERT_EVENTS + "(?, ?, ?, ?, ?)",
         (job_id, account_id, f"job.{status}", dumps(payload), now),
     )
     assert cursor.lastrowid is not None

@@ -28,7 +28,7 @@ from imagerouter.jobs.rules import (
     refund_once,
 )
 from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, insert_many, run_steps
-from imagerouter.jobs.sqlite.events import write_event
+from imagerouter.jobs.sqlite.events import INSERT_EVENTS, write_event
 from imagerouter.jobs.sqlite.thread import Answer
 from imagerouter.jobs.sqlite.webhooks import enqueue_deliveries, enqueue_delivery
 from imagerouter.jobs.types import Job, JobEvent
@@ -38,7 +38,6 @@ __all__ = ["SQLiteLeases"]
 
 _INSERT_ATTEMPTS = f"INSERT INTO attempts (job_id, run, {', '.join(ATTEMPT_FIELDS)}) VALUES "
 _ATTEMPT_ROW = "(" + ", ".join("?" * (2 + len(ATTEMPT_FIELDS))) + ")"
-_INSERT_EVENTS = "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES "
 _COMPLETED_EVENT_ROW = "(?, ?, 'job.completed', ?, ?)"
 #: Completions of held jobs: (job id, lease owner, finished at) a row; what a completed job's
 #: event and webhook need back. The results are written by :data:`_SET_RESULT`, one row a
@@ -192,7 +191,7 @@ class SQLiteLeases(SQLiteBase):
             datas.append(data)
             event_rows += (f.job_id, account_id, dumps(data), f.now)
         insert_many(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, attempt_rows)
-        insert_many(conn, _INSERT_EVENTS, _COMPLETED_EVENT_ROW, event_rows)
+        insert_many(conn, INSERT_EVENTS, _COMPLETED_EVENT_ROW, event_rows)
         # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
         first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(done) + 1
         finals = []
@@ -247,8 +246,7 @@ class SQLiteLeases(SQLiteBase):
             account_id, webhook_url = row
             payload = progress_event_data(data)
             cursor = conn.execute(
-                "INSERT INTO events (job_id, account_id, type, data, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                INSERT_EVENTS + "(?, ?, ?, ?, ?)",
                 (job_id, account_id, PROGRESS_EVENT, dumps(payload), now),
             )
             assert cursor.lastrowid is not None

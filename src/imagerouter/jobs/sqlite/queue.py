@@ -30,7 +30,7 @@ from imagerouter.jobs.rows import (
 )
 from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
 from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, insert_many, run_steps
-from imagerouter.jobs.sqlite.events import write_event
+from imagerouter.jobs.sqlite.events import INSERT_EVENTS, write_event
 from imagerouter.jobs.sqlite.idempotency import begin
 from imagerouter.jobs.sqlite.thread import Answer
 from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
@@ -56,7 +56,6 @@ _INSERT_DEBITS = (
     "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) VALUES "
 )
 _EVENT_ROW = "(?, ?, 'job.queued', ?, ?)"
-_INSERT_EVENTS = "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES "
 
 
 class SQLiteJobQueue(SQLiteBase):
@@ -129,7 +128,7 @@ class SQLiteJobQueue(SQLiteBase):
             event_rows += (job.id, account_id, dumps(data), now)
         insert_many(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
         insert_many(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
-        insert_many(conn, _INSERT_EVENTS, _EVENT_ROW, event_rows)
+        insert_many(conn, INSERT_EVENTS, _EVENT_ROW, event_rows)
         # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         first = last - len(created) + 1
