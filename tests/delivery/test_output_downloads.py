@@ -4,6 +4,7 @@ the answer turns out larger than ``STREAM_ABOVE_BYTES``."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -145,3 +146,23 @@ async def test_the_download_cap_still_holds(rig: Rig) -> None:
     )
     with pytest.raises(StorageError, match="larger than 1024 bytes"):
         await capped(a_job(), {"images": [{"url": f"{rig.base}/small.png"}]})
+
+
+@pytest.mark.parametrize("keep_inline", [False, True])
+async def test_inline_base64_is_stored_and_kept_in_the_result_only_when_asked(
+    rig: Rig, keep_inline: bool
+) -> None:
+    """A provider's inline image (OpenAI's ``b64_json``) is decoded and stored byte for byte;
+    the result keeps the base64 beside the stored URL only with ``keep_inline`` (off by
+    default: it is megabytes in every job row)."""
+    assert StorageSettings().keep_inline is False
+    outputs = OutputStore(
+        rig.storage, lambda: None, StorageSettings(keep_inline=keep_inline), http=lambda: rig.pool
+    )
+    inline = base64.b64encode(SMALL).decode("ascii")
+    result = await outputs(a_job(), {"images": [{"b64_json": inline}]})
+    (image,) = result["images"]
+    assert rig.storage.path(result["storage"]["keys"][0]).read_bytes() == SMALL
+    assert image["url"].split("?")[0].endswith("-0.png")
+    assert image.get("b64_json") == (inline if keep_inline else None)
+    assert rig.hits == {}

@@ -56,9 +56,11 @@ class StorageSettings(BaseModel):
         description="How long a signed image URL stays valid.",
     )
     keep_inline: bool = Field(
-        default=True,
-        description="Keep a provider's inline base64 in the job result beside the stored URL "
-        "(the OpenAI-compatible endpoint answers it without a download).",
+        default=False,
+        description="Also keep a provider's inline base64 in the job result beside the stored "
+        "URL. Off by default: an image is then about 2 MB more in every job row, WAL frame and "
+        "checkpoint, and the OpenAI-compatible endpoint reads a stored image's bytes from the "
+        "storage backend anyway (on local disk no download).",
     )
     max_download_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=30.0, gt=0)
