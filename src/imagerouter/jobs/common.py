@@ -4,7 +4,7 @@ the Protocol methods that are the same whatever the database (each store supplie
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from imagerouter.jobs.errors import AccountNotFound
@@ -17,6 +17,21 @@ __all__ = ["StoreBase"]
 class StoreBase(AsyncResource):
     """The Protocol methods both stores implement alike, on top of two store-specific ones;
     each store supplies ``start`` and ``aclose`` (``async with`` calls them)."""
+
+    #: Most expired idempotency keys deleted by one statement. A server back after a long stop
+    #: may find a day of keys expired: deleted at once they would hold the writer (and every
+    #: submit behind it) for as long, and, on SQLite, their pages in the op's in-memory journal.
+    purge_batch = 2_000
+
+    async def _purge_in_steps(self, step: Callable[[int], Awaitable[int]]) -> int:
+        """Run ``step(purge_batch)`` (one bounded delete: the rows it deleted) until a step
+        deletes fewer than ``purge_batch``; the rows deleted in all."""
+        purged = 0
+        while True:
+            deleted = await step(self.purge_batch)
+            purged += deleted
+            if deleted < self.purge_batch:
+                return purged
 
     async def _find_account(self, column: str, value: str) -> Account | None:
         raise NotImplementedError  # pragma: no cover

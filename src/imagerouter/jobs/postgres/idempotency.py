@@ -95,21 +95,17 @@ class PostgresIdempotency(PostgresBase):
             key,
         )
 
-    #: Most expired keys deleted by one statement: a day of keys found expired after a long
-    #: stop goes in short transactions, not one long one.
-    purge_batch = 2_000
-
     async def purge_idempotency(self) -> int:
-        """Delete expired keys, ``purge_batch`` at a time."""
-        now, batch, purged = self._clock.wall(), self.purge_batch, 0
-        while True:
+        """Delete expired keys, ``purge_batch`` a statement."""
+        now = self._clock.wall()
+
+        async def step(batch: int) -> int:
             done = await self._pool.execute(
                 "DELETE FROM idempotency WHERE ctid IN (SELECT ctid FROM idempotency "
                 "WHERE expires_at <= $1 LIMIT $2)",
                 now,
                 batch,
             )
-            deleted = int(done.split()[-1])
-            purged += deleted
-            if deleted < batch:
-                return purged
+            return int(done.split()[-1])
+
+        return await self._purge_in_steps(step)

@@ -79,24 +79,19 @@ class SQLiteIdempotency(SQLiteBase):
             )
         )
 
-    #: Most expired keys deleted by one op. A server back after a long stop may find a day of
-    #: keys expired: deleted in one op they would hold the writer (and every submit behind it)
-    #: for as long, and their pages in the op's savepoint journal, which is kept in memory.
-    purge_batch = 2_000
-
     async def purge_idempotency(self) -> int:
-        """Delete expired keys, ``purge_batch`` at a time (other work runs in between)."""
-        now, batch, purged = self._clock.wall(), self.purge_batch, 0
+        """Delete expired keys, ``purge_batch`` an op (other work runs in between)."""
+        now = self._clock.wall()
 
-        def op(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency "
-                "WHERE expires_at <= ? LIMIT ?)",
-                (now, batch),
-            ).rowcount
+        async def step(batch: int) -> int:
+            return await self.thread.run(
+                lambda conn: (
+                    conn.execute(
+                        "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency "
+                        "WHERE expires_at <= ? LIMIT ?)",
+                        (now, batch),
+                    ).rowcount
+                )
+            )
 
-        while True:
-            deleted = await self.thread.run(op)
-            purged += deleted
-            if deleted < batch:
-                return purged
+        return await self._purge_in_steps(step)
