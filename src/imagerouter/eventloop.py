@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from types import ModuleType
 from typing import Any, TypeVar
 
 __all__ = ["new_event_loop", "run"]
@@ -17,19 +18,21 @@ __all__ = ["new_event_loop", "run"]
 T = TypeVar("T")
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on a new loop (uvloop when installed); its result."""
+def _uvloop() -> ModuleType | None:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+        return None
+    return uvloop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on a new loop (uvloop when installed); its result."""
+    uvloop = _uvloop()
+    return asyncio.run(main) if uvloop is None else uvloop.run(main)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new loop (uvloop's when installed), for an API that takes one (``web.run_app``)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    uvloop = _uvloop()
+    return asyncio.new_event_loop() if uvloop is None else uvloop.new_event_loop()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.sqlite.base import IDS_PER_STATEMENT, id_chunks, insert_many, row_counts
+from imagerouter.jobs.sqlite.base import IDS_PER_STATEMENT, execute_rows, id_chunks, row_counts
 from imagerouter.jobs.types import NewJob
 
 
@@ -63,7 +63,7 @@ def test_insert_many_writes_every_row_in_order() -> None:
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     params = [value for n in range(100) for value in (n, f"row {n}")]
-    insert_many(conn, "INSERT INTO t (n, label) VALUES ", "(?, ?)", params)
+    execute_rows(conn, "INSERT INTO t (n, label) VALUES ", "(?, ?)", params)
     conn.set_trace_callback(None)
     inserts = [s for s in statements if s.startswith("INSERT")]
     assert [s.count("'row ") for s in inserts] == [64, 32, 4]

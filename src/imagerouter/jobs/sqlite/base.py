@@ -23,7 +23,7 @@ from imagerouter.jobs.sqlite.thread import SQLiteThread
 from imagerouter.jobs.store import EventListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
 
-__all__ = ["SQLiteBase", "id_chunks", "insert_many", "row_counts", "run_steps"]
+__all__ = ["SQLiteBase", "execute_rows", "id_chunks", "row_counts", "run_steps"]
 
 log = logging.getLogger(__package__)  # the backend's one logger, whichever module logs
 
@@ -53,7 +53,7 @@ def _rows_sql(head: str, row: str, count: int, tail: str) -> str:
 
 
 def row_counts(rows: int) -> Iterator[int]:
-    """How :func:`insert_many` splits ``rows``: the largest power of two left, at most
+    """How :func:`execute_rows` splits ``rows``: the largest power of two left, at most
     :data:`ROWS_PER_STATEMENT`, until none is left (100: 64, 32, 4)."""
     while rows > 0:
         count = min(ROWS_PER_STATEMENT, 1 << (rows.bit_length() - 1))
@@ -61,7 +61,7 @@ def row_counts(rows: int) -> Iterator[int]:
         rows -= count
 
 
-def insert_many(
+def execute_rows(
     conn: sqlite3.Connection, head: str, row: str, params: Sequence[Any], tail: str = ""
 ) -> list[Any]:
     """Run ``head`` followed by ``row`` repeated once per row of ``params`` (a flat list, the

@@ -27,7 +27,7 @@ from imagerouter.jobs.rules import (
     progress_event_data,
     refund_once,
 )
-from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, insert_many, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, run_steps
 from imagerouter.jobs.sqlite.events import INSERT_EVENTS, write_event
 from imagerouter.jobs.sqlite.thread import Answer
 from imagerouter.jobs.sqlite.webhooks import enqueue_deliveries, enqueue_delivery
@@ -173,7 +173,7 @@ class SQLiteLeases(SQLiteBase):
             params += (f.job_id, f.owner, f.now)
         held = {
             row[0]: row[1:]
-            for row in insert_many(conn, _COMPLETE_HEAD, _COMPLETE_ROW, params, _COMPLETE_TAIL)
+            for row in execute_rows(conn, _COMPLETE_HEAD, _COMPLETE_ROW, params, _COMPLETE_TAIL)
         }
         done = [(i, held[finishes[i].job_id]) for i in indexes if finishes[i].job_id in held]
         if not done:
@@ -190,8 +190,8 @@ class SQLiteLeases(SQLiteBase):
             data = event_data("completed", **final_event_data("completed", f.payload, 0))
             datas.append(data)
             event_rows += (f.job_id, account_id, dumps(data), f.now)
-        insert_many(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, attempt_rows)
-        insert_many(conn, INSERT_EVENTS, _COMPLETED_EVENT_ROW, event_rows)
+        execute_rows(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, attempt_rows)
+        execute_rows(conn, INSERT_EVENTS, _COMPLETED_EVENT_ROW, event_rows)
         # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
         first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(done) + 1
         finals = []
@@ -219,7 +219,7 @@ class SQLiteLeases(SQLiteBase):
         if row is None:
             return None
         account_id, run, price, webhook_url = row
-        insert_many(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, _attempt_rows(f.job_id, run, f.attempts))
+        execute_rows(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, _attempt_rows(f.job_id, run, f.attempts))
         refunded = (
             0
             if f.status == "completed"

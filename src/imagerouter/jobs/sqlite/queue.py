@@ -29,7 +29,7 @@ from imagerouter.jobs.rows import (
     response_doc,
 )
 from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
-from imagerouter.jobs.sqlite.base import SQLiteBase, id_chunks, insert_many, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, run_steps
 from imagerouter.jobs.sqlite.events import INSERT_EVENTS, write_event
 from imagerouter.jobs.sqlite.idempotency import begin
 from imagerouter.jobs.sqlite.thread import Answer
@@ -126,9 +126,9 @@ class SQLiteJobQueue(SQLiteBase):
             job_rows += (job.id, account_id, dumps(job.request), price, now, now, job.deadline_at)
             ledger_rows += (account_id, job.id, -price, balances[account_id], now)
             event_rows += (job.id, account_id, dumps(data), now)
-        insert_many(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
-        insert_many(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
-        insert_many(conn, INSERT_EVENTS, _EVENT_ROW, event_rows)
+        execute_rows(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
+        execute_rows(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
+        execute_rows(conn, INSERT_EVENTS, _EVENT_ROW, event_rows)
         # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         first = last - len(created) + 1

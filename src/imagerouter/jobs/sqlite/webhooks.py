@@ -18,7 +18,7 @@ from imagerouter.jobs.rows import (
     delivery_from_row,
 )
 from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
-from imagerouter.jobs.sqlite.base import SQLiteBase, insert_many, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, run_steps
 from imagerouter.jobs.types import (
     AttemptRecord,
     Delivery,
@@ -84,7 +84,7 @@ def enqueue_deliveries(
         target = targets[key]
         if target is not None:
             params += _delivery_params(event, target)
-    insert_many(conn, _INSERT_DELIVERIES, _DELIVERY_ROW, params)
+    execute_rows(conn, _INSERT_DELIVERIES, _DELIVERY_ROW, params)
 
 
 class SQLiteWebhooks(SQLiteBase):
