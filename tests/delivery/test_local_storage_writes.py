@@ -4,10 +4,13 @@ and one file that cannot be written fails alone."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -87,3 +90,19 @@ async def test_writes_queued_as_writers_finish_are_never_stranded(
 
     await asyncio.wait_for(asyncio.gather(*(writer(n) for n in range(1, 30))), timeout=30)
     assert len(list((tmp_path / "media").rglob("*.png"))) == 29 * 10
+
+
+def test_every_url_is_signed_as_documented_and_alone(tmp_path: Path) -> None:
+    """The signature is HMAC-SHA256 of ``"<path>\\n<expires>"`` under the key, for each URL on
+    its own: signing one URL leaves nothing behind that changes the next one's signature."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        storage = LocalStorage(tmp_path / "media", KEY, executor, clock=lambda: 1_000.0)
+        signed = [(key, storage.url(key, 60)) for key in ("a/0.png", "b/1.webp", "a/0.png")]
+    assert signed[0][1] == signed[2][1]
+    for key, url in signed:
+        query = parse_qs(urlsplit(url).query)
+        message = f"/v1/media/{key}\n1060".encode()
+        assert query["expires"] == ["1060"]
+        assert query["sig"] == [hmac.new(KEY, message, hashlib.sha256).hexdigest()]
+        assert storage.verify(key, "1060", query["sig"][0])
+        assert not storage.verify("a/1.png", "1060", query["sig"][0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import os
 import re
@@ -102,7 +103,10 @@ class LocalStorage:
         clock=time.time,
     ) -> None:
         self.root = root
-        self._key = signing_key
+        # keyed once and copied per URL: ``hmac.digest`` looks the hash up by name each call
+        # and lets go of the GIL around it, which on a busy server hands the loop's turn to
+        # another thread for a 2 µs hash
+        self._mac = hmac.new(signing_key, digestmod=hashlib.sha256)
         self._executor = executor
         self._base = (base_url or "").rstrip("/")
         self._clock = clock
@@ -193,8 +197,9 @@ class LocalStorage:
             raise StorageError(f"could not read {key}: {exc}") from exc
 
     def _signature(self, key: str, expires: int) -> str:
-        message = f"{MEDIA_PREFIX}{key}\n{expires}".encode()
-        return hmac.digest(self._key, message, "sha256").hex()
+        mac = self._mac.copy()
+        mac.update(f"{MEDIA_PREFIX}{key}\n{expires}".encode())
+        return mac.hexdigest()
 
     def url(self, key: str, expires_in_s: float) -> str:
         """``/v1/media/<key>?expires=…&sig=…`` (absolute with a base URL)."""
