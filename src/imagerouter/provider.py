@@ -12,7 +12,6 @@ growing interval.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +31,7 @@ from imagerouter.errors import (
     RateLimited,
 )
 from imagerouter.generation import ImageRequest, ProviderOutput
+from imagerouter.jsontext import dump_bytes, loads
 from imagerouter.resilience.headers import (
     RateLimitBudget,
     parse_rate_limit_budget,
@@ -248,7 +248,7 @@ class Provider:
             if ctx.http is not None:
                 body_bytes = None
                 if json_body is not None:
-                    body_bytes = json.dumps(json_body).encode()
+                    body_bytes = dump_bytes(json_body)
                     all_headers.setdefault("Content-Type", "application/json")
                 response = await ctx.http.request(
                     method, url, headers=all_headers, body=body_bytes, timeout_s=timeout_s
@@ -279,7 +279,7 @@ class Provider:
             ctx.budget = budget
         text = raw.decode("utf-8", "replace")
         try:
-            body = json.loads(text) if text else None
+            body = loads(text) if text else None
         except ValueError:
             body = None
             if status < 400:

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
-
-from pydantic_core import from_json, to_json
 
 from imagerouter.jobs.errors import InvalidCursor
 from imagerouter.jobs.types import (
@@ -26,6 +23,8 @@ from imagerouter.jobs.types import (
     NewJob,
     StoredResponse,
 )
+from imagerouter.jsontext import dumps
+from imagerouter.jsontext import loads as _loads
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -113,24 +112,9 @@ def qualified(columns: str, alias: str) -> str:
 # --- JSON --------------------------------------------------------------------------------------
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON, as the stores keep it: what ``json.dumps(value, separators=(",", ":"),
-    ensure_ascii=False)`` writes, by pydantic's serializer (a quarter of the time: every
-    submit stores its request)."""
-    return to_json(value).decode()
-
-
 def loads(text: str | None) -> Any:
-    """A JSON text column's value (None stays None): SQLite's ``decode``. Read by pydantic's
-    parser (a third of ``json.loads``' time: a claim, a status read and a webhook body each
-    read the request back); ``json.loads`` only for what that parser refuses and it takes (a
-    lone surrogate escape, which no store writes)."""
-    if text is None:
-        return None
-    try:
-        return from_json(text)
-    except ValueError:
-        return json.loads(text)
+    """A JSON text column's value (None stays None): SQLite's ``decode``."""
+    return None if text is None else _loads(text)
 
 
 def _as_is(value: Any) -> Any:

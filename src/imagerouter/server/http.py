@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from imagerouter.config import field_path
+from imagerouter.jsontext import loads
 from imagerouter.server.errors import ApiError, from_validation_error
 from imagerouter.server.keys import json_body_key, settings_key
 
@@ -78,7 +79,9 @@ async def read_json(request: web.Request) -> Any:
     # MAX_JSON_DEPTH it cannot nest too deep: then nothing is left for the walk to find.
     plain = raw.isascii() and b"\x00" not in raw and b"\\u" not in raw
     try:
-        value = json.loads(raw.decode("ascii") if plain else raw)
+        # pydantic-core's parser where it cannot differ (plain ASCII); json.loads for the rest,
+        # and for the parser's refusals, so that an error reads as it always has
+        value = loads(raw) if plain else json.loads(raw)
     except RecursionError:
         raise _too_deep(None) from None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -5,15 +5,14 @@ shared rule of :mod:`imagerouter.jobs.rules` on an asyncpg connection."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from imagerouter.jobs.errors import StorageFull, StoreUnavailable
-from imagerouter.jobs.rows import dumps
 from imagerouter.jobs.sql import Steps, numbered
+from imagerouter.jsontext import dumps, loads
 
 if TYPE_CHECKING:  # the URL helpers work without the postgres extra (imagerouter db reads them)
     import asyncpg
@@ -73,7 +72,7 @@ def connect_kwargs(schema: str) -> dict[str, Any]:
 async def init_connection(conn: asyncpg.Connection) -> None:
     """Set up a pooled connection: ``jsonb`` as Python values, written as the stores' JSON."""
     await conn.set_type_codec(
-        "jsonb", encoder=dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        "jsonb", encoder=dumps, decoder=loads, schema="pg_catalog", format="text"
     )
 
 
