@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,29 @@ def test_same_seed_same_run(small_scenario: Any) -> None:
     assert first == second
     other = summarize(run(path, hours=0.01, seed=2))
     assert other["jobs"]["arrived"] != first["jobs"]["arrived"]
+
+
+def test_the_cyclic_collector_is_paused_for_a_run_and_left_as_it_was(
+    small_scenario: Any,
+) -> None:
+    """Jobs are freed by reference counting as they end; the collector, paused while the
+    run goes, is on again afterwards (and stays off if it was off)."""
+    path = small_scenario(fal='error_rates = { "503" = 0.1 }', extra=OUTAGE)
+    seen: list[bool] = []
+    sim = Simulation(
+        load_spec(path).with_overrides(hours=0.01), progress=lambda *_: seen.append(gc.isenabled())
+    )
+    assert gc.isenabled()
+    sim.run()
+    assert seen  # told at least once, at the end of the run
+    assert not any(seen)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        run(path, hours=0.01)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_retry_after_is_honoured_in_a_429_storm() -> None:

