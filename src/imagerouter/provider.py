@@ -295,21 +295,12 @@ class Provider:
             )
         return answer
 
-    async def poll_waits(self, ctx: CallContext) -> AsyncIterator[int]:
+    def poll_waits(self, ctx: CallContext) -> AsyncIterator[int]:
         """Sleep between polls with a growing interval; yields the poll number.
 
         Raises :class:`ProviderTimeout` instead of sleeping past the deadline.
         """
-        delay, number = self.options.poll_initial_s, 0
-        while True:
-            if ctx.remaining() <= delay:
-                raise ProviderTimeout(
-                    "deadline passed while waiting in the queue", provider=self.name
-                )
-            await asyncio.sleep(delay)
-            number += 1
-            yield number
-            delay = min(delay * self.options.poll_factor, self.options.poll_max_s)
+        return _PollWaits(self.name, self.options, ctx)
 
     async def poll_json(self, ctx: CallContext, method: str, url: str) -> HttpAnswer:
         """Fetch a status or result URL, tolerating a few transient failures.
@@ -329,3 +320,32 @@ class Provider:
                 if wait >= ctx.remaining():
                     raise
                 await asyncio.sleep(wait)
+
+
+class _PollWaits:
+    """:meth:`Provider.poll_waits`' iterator. An object rather than an async generator: a
+    plugin returns from inside its ``async for`` once the provider is done, and an async
+    generator left that way is closed later by a task the event loop makes for it (one task,
+    and a wake-up of the loop, for every polled job)."""
+
+    __slots__ = ("_ctx", "_delay", "_factor", "_max_s", "_name", "_number")
+
+    def __init__(self, name: str, options: ProviderOptions, ctx: CallContext) -> None:
+        self._name, self._ctx, self._number = name, ctx, 0
+        self._delay, self._factor, self._max_s = (
+            options.poll_initial_s,
+            options.poll_factor,
+            options.poll_max_s,
+        )
+
+    def __aiter__(self) -> _PollWaits:
+        return self
+
+    async def __anext__(self) -> int:
+        delay = self._delay
+        if self._ctx.remaining() <= delay:
+            raise ProviderTimeout("deadline passed while waiting in the queue", provider=self._name)
+        await asyncio.sleep(delay)
+        self._number += 1
+        self._delay = min(delay * self._factor, self._max_s)
+        return self._number

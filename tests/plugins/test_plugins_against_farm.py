@@ -3,6 +3,7 @@ the right error class, with the right retry_after."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -54,6 +55,29 @@ async def test_generate_round_trip(farm: Farm, session: aiohttp.ClientSession, n
         async with session.get(image.url) as response:
             assert response.status == 200
             assert (await response.read()).startswith(b"\x89PNG")
+
+
+async def test_a_poll_loop_left_early_leaves_nothing_to_close(
+    farm: Farm, session: aiohttp.ClientSession
+) -> None:
+    """fal's queue answers COMPLETED at the first poll and the plugin returns from inside its
+    ``async for``: an async generator left that way would be closed later by a task of the
+    event loop's; the poll waits are an iterator with nothing to close."""
+    hooks = sys.get_asyncgen_hooks()
+    started: list[str] = []
+
+    def firstiter(agen) -> None:
+        started.append(agen.__qualname__)
+        if hooks.firstiter is not None:
+            hooks.firstiter(agen)
+
+    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=hooks.finalizer)
+    try:
+        output, _ = await call(farm, session, "fal")
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    assert len(output.images) == 1
+    assert [name for name in started if "poll" in name] == []
 
 
 FAULTS = [
