@@ -56,7 +56,7 @@ def test_multi_row_statements_hold_a_power_of_two_of_rows() -> None:
     assert all(sum(row_counts(rows)) == rows for rows in range(300))
 
 
-def test_insert_many_writes_every_row_in_order() -> None:
+def test_execute_rows_writes_every_row_in_order() -> None:
     """100 rows go in as statements of 64, 32 and 4 rows, in order."""
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (n INTEGER, label TEXT)")

@@ -84,14 +84,13 @@ class SQLiteIdempotency(SQLiteBase):
         now = self._clock.wall()
 
         async def step(batch: int) -> int:
-            return await self.thread.run(
-                lambda conn: (
-                    conn.execute(
-                        "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency "
-                        "WHERE expires_at <= ? LIMIT ?)",
-                        (now, batch),
-                    ).rowcount
-                )
-            )
+            def op(conn: sqlite3.Connection) -> int:
+                return conn.execute(
+                    "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency "
+                    "WHERE expires_at <= ? LIMIT ?)",
+                    (now, batch),
+                ).rowcount
+
+            return await self.thread.run(op)
 
         return await self._purge_in_steps(step)
