@@ -16,7 +16,9 @@ server over the load and the drain, ``end-to-end.folded``).
   provider pointed at the farm and the account's webhook URL pointed at the receiver.
 * The farm answers tiny PNGs (``[images] png_bytes = "tiny"``, a few hundred bytes): the
   figures are about the job path; a realistic 1024x1024 PNG is about 1.5 MB, and its download
-  and write would be the figure (15,000 of them are 22 GB of disk).
+  and write would be the figure (15,000 of them are 22 GB of disk). With local storage, 500
+  files written beside the server's data just before the load say what a file costs that
+  filesystem at the time (``file_create_cpu_us``; see ``bench_file_create``).
 * The server is pinned to core 1; the compiled open-loop driver (``openloop.c``), the farm and
   the receiver share core 0. The driver offers ``--rate`` submits/s for ``--duration`` s.
 * The clock runs from the first job's ``created_at`` to the last job's ``finished_at`` (the
@@ -52,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from imagerouter import eventloop
+from loadtests.bench.bench_file_create import one_round
 from loadtests.bench.common import (
     RESULTS_DIR,
     cpu_seconds,
@@ -337,6 +340,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         warm = json.load(urllib.request.urlopen(f"{hooks_url}/_summary", timeout=10))
         with contextlib.closing(_db(db)) as conn:
             warm_jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        # what a file costs this filesystem right now (see bench_file_create): the stored-image
+        # stage's system CPU follows it; its files stay until the run's directory is removed
+        probe = one_round(str(tmp), 500, 500) if args.storage == "local" else None
         spy = None
         if args.profile:
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -395,6 +401,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         },
         **checked,
     }
+    if probe is not None:
+        result["file_create_cpu_us"] = round(probe["user_us"] + probe["system_us"], 1)
     result["ceilings_per_s"] = ceilings(result)
     if args.profile:
         result["profile"] = summarize_folded(RESULTS_DIR / "end-to-end.folded")
@@ -425,6 +433,11 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"the other core (farm, receiver, driver) {ceiling['client_core']} jobs/s"
     )
     print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
+    if "file_create_cpu_us" in result:
+        print(
+            f"one file written beside the server's data just before: "
+            f"{result['file_create_cpu_us']} µs of CPU"
+        )
     print(f"submits: {result['submit']}")
     print(f"job.progress events: {result['progress_events']} (warm-up included)")
     print(f"exact: {result['exact']} {json.dumps(result['checks'])}", flush=True)

@@ -6,11 +6,19 @@ writes ``loadtests/bench/results/file_create.json``).
 Each round writes ``--files`` files of ``--bytes`` bytes the way
 :class:`~imagerouter.storage.LocalStorage` does (a temporary file created exclusively, written,
 renamed into place, in one directory), in batches of 64 as its writer threads take them, into a
-fresh directory of each place: the data disk (the default temporary directory, where
-``bench_end_to_end`` keeps its server's data) and ``/dev/shm`` (memory). Rounds alternate
-between the places; the figure is each place's median CPU (user and system) per file. The end
-to end benchmark's stored-image stage is these writes plus a download; when the disk's figure
-is large, so is that stage's system CPU.
+fresh directory of each place, the rounds after deletes last; the figure is each
+place's median CPU (user and system) per file. The places:
+
+* the data disk (the default temporary directory, where ``bench_end_to_end`` keeps its
+  server's data);
+* the same, right after as many files were written and deleted beside the new directory (a
+  test suite's or a benchmark's clean-up): on an ext4 without a journal, as this machine's
+  root is, a new file's inode is searched for past every inode of its block group deleted in
+  the last seconds to minutes, one at a time, so that cost grows with the deletions;
+* ``/dev/shm`` (memory).
+
+The end to end benchmark's stored-image stage is these writes plus a download; when the disk's
+figure is large, so is that stage's system CPU.
 """
 
 from __future__ import annotations
@@ -31,25 +39,37 @@ from loadtests.bench.common import write_results
 BATCH = 64
 
 
-def one_round(where: str, files: int, size: int) -> dict[str, float]:
-    """Write ``files`` files into a new directory under ``where``; µs of CPU per file."""
-    root = Path(tempfile.mkdtemp(prefix="bench-files-", dir=where))
+def _write_all(paths: list[tuple[str, bytes]]) -> None:
+    """Write the files in batches of ``BATCH``, as local storage's writer threads do."""
+    for start in range(0, len(paths), BATCH):
+        errors = _write_files(paths[start : start + BATCH])
+        if any(errors):
+            raise RuntimeError(f"a write failed: {next(e for e in errors if e)}")
+
+
+def one_round(
+    where: str, files: int, size: int, *, deleted: int = 0, settle_s: float = 0.0
+) -> dict[str, Any]:
+    """Write ``files`` files into a new directory under ``where``; µs of CPU per file, and
+    the directory (left for the caller to remove: a removal here would slow the next round).
+    ``deleted``: first write and delete that many files beside it, then wait ``settle_s``
+    (neither measured)."""
+    root = tempfile.mkdtemp(prefix="bench-files-", dir=where)
     data = os.urandom(size)
     paths = [(f"{root}/hour/job_{n:08d}-0.png", data) for n in range(files)]
-    try:
-        before, wall = os.times(), time.perf_counter()
-        for start in range(0, files, BATCH):
-            errors = _write_files(paths[start : start + BATCH])
-            if any(errors):
-                raise RuntimeError(f"a write failed: {next(e for e in errors if e)}")
-        after, wall = os.times(), time.perf_counter() - wall
-    finally:
-        shutil.rmtree(root)
+    if deleted:
+        _write_all([(f"{root}/gone/job_{n:08d}-0.png", data) for n in range(deleted)])
+        shutil.rmtree(f"{root}/gone")
+        time.sleep(settle_s)
+    before, wall = os.times(), time.perf_counter()
+    _write_all(paths)
+    after, wall = os.times(), time.perf_counter() - wall
     per = 1e6 / files
     return {
         "user_us": (after.user - before.user) * per,
         "system_us": (after.system - before.system) * per,
         "wall_us": wall * per,
+        "directory": root,
     }
 
 
@@ -59,14 +79,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=3000, help="Files per round.")
     parser.add_argument("--bytes", type=int, default=500, help="Bytes per file.")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per place.")
+    parser.add_argument(
+        "--deleted", type=int, default=10000, help="Files deleted before an after-deletes round."
+    )
+    parser.add_argument(
+        "--settle-s", type=float, default=5.0, help="Wait after the deletes, before the round."
+    )
     args = parser.parse_args(argv)
-    places = {"data disk": tempfile.gettempdir()}
+    disk = tempfile.gettempdir()
+    # the rounds after deletes come last, and every directory is removed only at the end:
+    # the other places' figures are not those of this benchmark's own deletions
+    places = {"data disk": (disk, 0)}
     if Path("/dev/shm").is_dir():
-        places["memory (/dev/shm)"] = "/dev/shm"
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in places}
-    for _ in range(args.rounds):
-        for name, where in places.items():
-            rounds[name].append(one_round(where, args.files, args.bytes))
+        places["memory (/dev/shm)"] = ("/dev/shm", 0)
+    places["data disk, after deletes"] = (disk, args.deleted)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in places}
+    try:
+        for name, (where, deleted) in places.items():
+            for _ in range(args.rounds):
+                figures = one_round(
+                    where, args.files, args.bytes, deleted=deleted, settle_s=args.settle_s
+                )
+                rounds[name].append(figures)
+    finally:
+        for done in rounds.values():
+            for figures in done:
+                shutil.rmtree(figures.pop("directory"), ignore_errors=True)
     result: dict[str, Any] = {
         "benchmark": "file_create",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -74,14 +112,19 @@ def main(argv: list[str] | None = None) -> None:
         "bytes_per_file": args.bytes,
         "places": {},
     }
-    for name, where in places.items():
+    for name, (where, deleted) in places.items():
         medians = {
             key: round(statistics.median(r[key] for r in rounds[name]), 1)
             for key in ("user_us", "system_us", "wall_us")
         }
-        result["places"][name] = {"directory": where, **medians, "rounds": rounds[name]}
+        result["places"][name] = {
+            "directory": where,
+            "files_deleted_first": deleted,
+            **medians,
+            "rounds": rounds[name],
+        }
         print(
-            f"{name:<18} ({where}): {medians['user_us']} µs user + {medians['system_us']} µs "
+            f"{name:<26} ({where}): {medians['user_us']} µs user + {medians['system_us']} µs "
             f"system a file (median of {args.rounds}; wall {medians['wall_us']} µs)"
         )
     print(f"wrote {write_results('file_create', result)}")
