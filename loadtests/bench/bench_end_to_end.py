@@ -24,11 +24,11 @@ server over the load and the drain, ``end-to-end.folded``).
 * The clock runs from the first job's ``created_at`` (the store's own time) to the last
   job's ``finished_at`` or, with webhooks, the last delivery's arrival, whichever is later:
   the headline *done/s* is the jobs over that span. (Jobs final/s and webhooks delivered/s
-  are printed too: with more workers than the webhooks keep up with, jobs finish ahead.) Per-job CPU is each
-  process's ``utime + stime`` over the run divided by the jobs: the server's, the farm's, the
-  receiver's and the driver's. From those, the *ceilings*: the jobs/s each core could carry
-  at that cost (the server's core; the other, shared by the farm, the receiver and the
-  driver). Completed jobs/s is bounded by the lower of the two.
+  are printed too: with more workers than the webhooks keep up with, jobs finish ahead.)
+  Per-job CPU is each process's ``utime + stime`` over the run divided by the jobs: the
+  server's, the farm's, the receiver's and the driver's. From those, the *ceilings*: the
+  jobs/s each core could carry at that cost (the server's core; the other, shared by the
+  farm, the receiver and the driver). Done/s is bounded by the lower of the two.
 * Exactness, read from the store and the receiver after every job is final and every webhook
   delivered: each accepted job completed once, the account's debits equal the sum of the
   jobs' prices with no refund, the balance moved by exactly that, and one webhook per job,
