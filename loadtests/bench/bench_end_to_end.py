@@ -64,6 +64,7 @@ from loadtests.bench.common import (
     farm_server,
     farm_server_config,
     free_port,
+    scratch_dir,
     start_py_spy,
     summarize_folded,
     wait_for_http,
@@ -456,7 +457,7 @@ def run_stages(args: argparse.Namespace) -> dict[str, Any]:
     for name, storage, webhooks in STAGES:
         print(f"--- {name} (storage {storage}, webhooks {'on' if webhooks else 'off'})")
         stage = argparse.Namespace(**{**vars(args), "storage": storage, "webhooks": webhooks})
-        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-", dir=scratch_dir()) as tmp:
             result = {"stage": name, "storage": storage, "webhooks": webhooks}
             result |= run(stage, Path(tmp))
         report(result, stage)
@@ -524,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         args.storage = args.storage or "local"
         args.webhooks = True if args.webhooks is None else args.webhooks
-        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-", dir=scratch_dir()) as tmp:
             result |= run(args, Path(tmp))
         report(result, args)
     if "profile" in result:

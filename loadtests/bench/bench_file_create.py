@@ -6,19 +6,22 @@ writes ``loadtests/bench/results/file_create.json``).
 Each round writes ``--files`` files of ``--bytes`` bytes the way
 :class:`~imagerouter.storage.LocalStorage` does (a temporary file created exclusively, written,
 renamed into place, in one directory), in batches of 64 as its writer threads take them, into a
-fresh directory of each place, the rounds after deletes last; the figure is each
-place's median CPU (user and system) per file. The places:
+fresh directory of each place, the rounds after deletes last; the figure is each place's median
+CPU (user and system) per file. The places:
 
-* the data disk (the default temporary directory, where ``bench_end_to_end`` keeps its
-  server's data);
-* the same, right after as many files were written and deleted beside the new directory (a
-  test suite's or a benchmark's clean-up): on an ext4 without a journal, as this machine's
-  root is, a new file's inode is searched for past every inode of its block group deleted in
-  the last seconds to minutes, one at a time, so that cost grows with the deletions;
+* the data disk: the benchmarks' scratch directory (``common.scratch_dir``, where
+  ``bench_end_to_end`` keeps its server's data too), each new directory in a block group of
+  its own;
+* the same, ``--settle-s`` after ``--deleted`` files were written and deleted beside the new
+  directory (a test suite's or a benchmark's clean-up): on an ext4 without a journal, as this
+  machine's root is, the kernel looks for a new file's inode past every inode of its block
+  group deleted in the last minute (six while their inode table block is unwritten), one at
+  a time (``recently_deleted()`` in ``fs/ext4/ialloc.c``), so that cost grows with the deletes;
 * ``/dev/shm`` (memory).
 
 The end to end benchmark's stored-image stage is these writes plus a download; when the disk's
-figure is large, so is that stage's system CPU.
+figure is large, so is that stage's system CPU. Directories are removed at the end, so that
+no round measures this benchmark's own deletes but the one meant to.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from imagerouter.storage.local import _write_files
-from loadtests.bench.common import write_results
+from loadtests.bench.common import scratch_dir, write_results
 
 BATCH = 64
 
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         "--settle-s", type=float, default=5.0, help="Wait after the deletes, before the round."
     )
     args = parser.parse_args(argv)
-    disk = tempfile.gettempdir()
+    disk = scratch_dir()
     # the rounds after deletes come last, and every directory is removed only at the end:
     # the other places' figures are not those of this benchmark's own deletions
     places = {"data disk": (disk, 0)}
