@@ -1,4 +1,5 @@
-"""``make bench``: run every benchmark in this folder, one process each, and list the results.
+"""``make bench``: run every benchmark in this folder, one process each, then check the
+performance targets against the figures this run wrote (``loadtests.bench.targets``).
 
 python -m loadtests.bench [NAME ...]     # e.g. router failover; default: all of them
 """
@@ -7,7 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from loadtests.bench.common import RESULTS_DIR
+from loadtests.bench.targets import report
 
 HERE = Path(__file__).parent
 
@@ -15,12 +20,14 @@ HERE = Path(__file__).parent
 def main() -> int:
     wanted = set(sys.argv[1:])
     failures = 0
+    started = time.time()
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
         if wanted and name not in wanted:
             continue
         print(f"\n=== {name} ===", flush=True)
         failures += subprocess.call([sys.executable, "-m", f"loadtests.bench.{path.stem}"]) != 0
+    print(f"\n=== targets ===\n{report(RESULTS_DIR, started)}", flush=True)
     return 1 if failures else 0
 
 

@@ -1,0 +1,146 @@
+"""The performance targets, checked against the figures a ``make bench`` run wrote.
+
+Each target reads one figure from one results file (``loadtests/bench/results/<name>.json``);
+a file written before the run began, or missing, is *not run*. ``make bench`` prints the table
+last, with the bare handler's rate beside it: on a shared host the absolute targets follow the
+host's speed, which that rate shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["TARGETS", "Target", "Verdict", "check", "report"]
+
+Status = Literal["met", "not met", "not run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One figure and its bound.
+
+    Attributes:
+        name: what is measured, as the table shows it.
+        results: the results file's name (``submit`` for ``submit.json``).
+        read: the figure from that file's document (None if it holds none).
+        bound: the target.
+        at_least: True if the figure must reach ``bound``; False if it must stay below it.
+        valid: False for a document whose figure does not count (a run whose checks failed).
+    """
+
+    name: str
+    results: str
+    read: Callable[[dict[str, Any]], float | None]
+    bound: float
+    at_least: bool = True
+    valid: Callable[[dict[str, Any]], bool] = lambda document: True
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A target's figure in one run, and whether it meets the bound."""
+
+    target: Target
+    figure: float | None
+    status: Status
+
+
+TARGETS = (
+    Target(
+        "SQLite durable submits / bare handler (wrk)",
+        "submit",
+        lambda d: d["summary"]["ratio_to_bare"]["imagerouter-sqlite"],
+        1 / 3,
+    ),
+    Target(
+        "SQLite p99 ms at 1,000 submits/s offered",
+        "submit",
+        lambda d: d["summary"]["p99_ms_at_1000_per_s"]["imagerouter-sqlite"],
+        25,
+        at_least=False,
+    ),
+    Target(
+        "PostgreSQL durable submits/s (wrk)",
+        "submit",
+        lambda d: d["saturation_median_per_s"]["imagerouter-postgres"],
+        5000,
+    ),
+    Target(
+        "end to end jobs/s done, every job exact",
+        "end_to_end",
+        lambda d: d["done_per_s"],
+        1500,
+        valid=lambda d: d.get("exact") is True,
+    ),
+    Target(
+        "simulated jobs per wall-clock minute",
+        "simulator",
+        lambda d: d["min_jobs_per_wall_minute"],
+        2_000_000,
+    ),
+)
+
+
+def check(results_dir: Path, since: float, targets: tuple[Target, ...] = TARGETS) -> list[Verdict]:
+    """Each target's verdict from the files in ``results_dir`` written at or after ``since``
+    (a unix time)."""
+    verdicts = []
+    for target in targets:
+        document = _document(results_dir / f"{target.results}.json", since)
+        figure = None
+        if document is not None:
+            try:
+                figure = target.read(document)
+            except (KeyError, TypeError):
+                figure = None
+        if figure is None:
+            status: Status = "not run"
+        elif not target.valid(document or {}):
+            status = "not met"
+        elif target.at_least:
+            status = "met" if figure >= target.bound else "not met"
+        else:
+            status = "met" if figure < target.bound else "not met"
+        verdicts.append(Verdict(target, figure, status))
+    return verdicts
+
+
+def report(results_dir: Path, since: float) -> str:
+    """The targets table, and the bare handler's rate of the same run when there is one."""
+    lines = [f"{'target':<44} {'bound':>12} {'this run':>12}  verdict"]
+    for verdict in check(results_dir, since):
+        target = verdict.target
+        sign = ">=" if target.at_least else "<"
+        lines.append(
+            f"{target.name:<44} {sign:>2} {_figure(target.bound):>9} "
+            f"{_figure(verdict.figure):>12}  {verdict.status}"
+        )
+    submit = _document(results_dir / "submit.json", since)
+    if submit is not None and "bare" in submit.get("saturation_median_per_s", {}):
+        bare = submit["saturation_median_per_s"]["bare"]
+        lines.append(
+            f"host speed: the bare aiohttp handler answered {bare:,.0f} requests/s in this run "
+            "(the absolute targets move with it)"
+        )
+    return "\n".join(lines)
+
+
+def _document(path: Path, since: float) -> dict[str, Any] | None:
+    try:
+        if path.stat().st_mtime < since:
+            return None
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _figure(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
