@@ -3,7 +3,8 @@
 Each target reads one figure from one results file (``loadtests/bench/results/<name>.json``);
 a file written before the run began, or missing, is *not run*. ``make bench`` prints the table
 last, with the bare handler's rate beside it: on a shared host the absolute targets follow the
-host's speed, which that rate shows.
+host's speed, which that rate shows. ``python -m loadtests.bench.targets`` checks the results
+files there are, whenever they were written.
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ def report(results_dir: Path, since: float) -> str:
     return "\n".join(lines)
 
 
+def main() -> None:
+    """Print the table for the results files there are."""
+    from loadtests.bench.common import RESULTS_DIR
+
+    print(report(RESULTS_DIR, since=0.0))
+
+
 def _document(path: Path, since: float) -> dict[str, Any] | None:
     try:
         if path.stat().st_mtime < since:
@@ -144,3 +152,7 @@ def _figure(value: float | None) -> str:
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
+
+
+if __name__ == "__main__":
+    main()
