@@ -684,6 +684,63 @@ async def test_a_batch_of_delivery_attempts_is_recorded_in_one_call(store: JobSt
     assert replay.state == "disabled"
 
 
+async def test_a_batch_of_distinct_deliveries_is_recorded_as_one_by_one(store: JobStore) -> None:
+    """A batch whose records each name a different delivery and none disables its URL (what
+    the delivery worker writes under load, and what SQLite writes with a few statements for
+    all): held leases move on with their attempt logged and numbered, a lost lease answers
+    False with its attempt still logged, an unknown delivery answers False and logs nothing,
+    and every answer is in the records' order."""
+    account_id = await _account(store)
+    jobs = 70  # more than one multi-row statement holds
+    for n in range(jobs):
+        await store.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
+    await store.claim_jobs("w1", jobs, 30)
+    for n in range(jobs):
+        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    claimed = {d.job_id: d for d in await store.claim_deliveries("d1", jobs, 60)}
+    assert len(claimed) == jobs
+    now = time.time()
+    ok = DeliveryAttempt("scheduled", now, now, "succeeded", latency_ms=2.0, status=200)
+    retry = DeliveryAttempt(
+        "scheduled", now, now, "retry", status=503, error="HTTP 503", next_attempt_at=now + 60
+    )
+    records = [
+        AttemptRecord(claimed["job_0"].id, "intruder", ok, "succeeded", None),
+        AttemptRecord("dlv_unknown", "d1", ok, "succeeded", None),
+        AttemptRecord(claimed["job_1"].id, "d1", retry, "pending", now + 60),
+        *(
+            AttemptRecord(claimed[f"job_{n}"].id, "d1", ok, "succeeded", None)
+            for n in range(jobs - 1, 1, -1)
+        ),
+    ]
+
+    held = await store.record_delivery_attempts(records)
+
+    assert held == [False, False, True, *[True] * (jobs - 2)]
+    [lost] = await store.job_deliveries(account_id, "job_0")
+    assert (lost.status, lost.attempts) == ("delivering", 0)
+    assert [(a.attempt, a.outcome) for a in lost.log] == [(1, "succeeded")]
+    [pending] = await store.job_deliveries(account_id, "job_1")
+    assert (pending.status, pending.attempts, pending.step) == ("pending", 1, 1)
+    assert (pending.next_attempt_at, pending.last_error) == (now + 60, "HTTP 503")
+    assert [(a.attempt, a.outcome, a.status) for a in pending.log] == [(1, "retry", 503)]
+    for n in range(2, jobs):
+        [sent] = await store.job_deliveries(account_id, f"job_{n}")
+        assert (sent.status, sent.attempts, sent.step, sent.next_attempt_at) == (
+            "succeeded",
+            1,
+            1,
+            None,
+        )
+        assert [(a.attempt, a.outcome, a.latency_ms) for a in sent.log] == [(1, "succeeded", 2.0)]
+    # the delivery whose attempt an intruder logged is still its owner's to move on
+    assert await store.record_delivery_attempts(
+        [AttemptRecord(claimed["job_0"].id, "d1", ok, "succeeded", None)]
+    ) == [True]
+    [lost] = await store.job_deliveries(account_id, "job_0")
+    assert (lost.status, lost.attempts) == ("succeeded", 1)
+
+
 async def test_a_batch_of_delivery_bodies_is_fixed_once(store: JobStore) -> None:
     """``set_delivery_bodies`` fixes each delivery's body if it has none, and answers the body
     each now has: a second batch changes nothing."""

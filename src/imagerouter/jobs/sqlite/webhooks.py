@@ -18,7 +18,7 @@ from imagerouter.jobs.rows import (
     delivery_from_row,
 )
 from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
-from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, run_steps
 from imagerouter.jobs.types import (
     AttemptRecord,
     Delivery,
@@ -240,10 +240,17 @@ class SQLiteWebhooks(SQLiteBase):
         return held
 
     async def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
-        """Each record's :meth:`record_delivery_attempt`, in one transaction."""
+        """Each record's :meth:`record_delivery_attempt`, in one transaction: by three
+        statements for all of them, unless one disables its URL or two share a delivery (then
+        one record after the other, in order)."""
         if not records:
             return []
         now = self._clock.wall()
+        together = not any(record.disable_url for record in records) and len(
+            {record.delivery_id for record in records}
+        ) == len(records)
+        if together:
+            return await self.thread.run(lambda conn: _record_together(conn, records, now))
         return await self.thread.run(
             lambda conn: [_record_attempt(conn, record, now) for record in records]
         )
@@ -304,44 +311,109 @@ class SQLiteWebhooks(SQLiteBase):
         return await self.thread.run(op)
 
 
+_INSERT_ATTEMPTS = (
+    "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, started_at, "
+    "outcome, status, latency_ms, error, retry_after, next_delay_s, next_attempt_at) VALUES "
+)
+_ATTEMPT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_MOVE_ON = (
+    "UPDATE deliveries SET status = ?, attempts = attempts + 1, step = step + ?, "
+    "next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, replay = 0, "
+    "last_error = ?, updated_at = ? "
+    "WHERE id = ? AND status = 'delivering' AND lease_owner = ? RETURNING id"
+)
+#: :data:`_MOVE_ON` for many deliveries: (id, owner, status, step, next attempt, error, now)
+#: a row.
+_MOVE_ON_HEAD = (
+    "UPDATE deliveries SET status = v.column3, attempts = attempts + 1, "
+    "step = step + v.column4, next_attempt_at = v.column5, lease_owner = NULL, "
+    "lease_expires = NULL, replay = 0, last_error = v.column6, updated_at = v.column7 "
+    "FROM (VALUES "
+)
+_MOVE_ON_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_MOVE_ON_TAIL = (
+    ") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'delivering' "
+    "AND deliveries.lease_owner = v.column2 RETURNING id"
+)
+
+
+def _attempt_row(record: AttemptRecord, number: int) -> tuple[object, ...]:
+    """The record's attempt as :data:`_ATTEMPT_ROW` parameters, numbered ``number``."""
+    attempt = record.attempt
+    return (
+        record.delivery_id,
+        number,
+        attempt.trigger,
+        attempt.scheduled_at,
+        attempt.started_at,
+        attempt.outcome,
+        attempt.status,
+        attempt.latency_ms,
+        attempt.error,
+        attempt.retry_after,
+        attempt.next_delay_s,
+        attempt.next_attempt_at,
+    )
+
+
+def _step(record: AttemptRecord) -> int:
+    """How far the attempt moves its delivery along the retry schedule."""
+    return 1 if record.attempt.trigger == "scheduled" else 0
+
+
+def _record_together(
+    conn: sqlite3.Connection, records: Sequence[AttemptRecord], now: float
+) -> list[bool]:
+    """:func:`_record_attempt` for records of distinct deliveries, none disabling its URL:
+    their deliveries read by one SELECT, their attempts logged by multi-row INSERTs, and the
+    deliveries their owners still hold moved on by multi-row UPDATEs."""
+    ids = [record.delivery_id for record in records]
+    attempts: dict[str, int] = {}
+    for chunk, marks in id_chunks(ids):
+        attempts.update(
+            conn.execute(f"SELECT id, attempts FROM deliveries WHERE id IN ({marks})", chunk)
+        )
+    found = [record for record in records if record.delivery_id in attempts]
+    execute_rows(
+        conn,
+        _INSERT_ATTEMPTS,
+        _ATTEMPT_ROW,
+        [v for r in found for v in _attempt_row(r, attempts[r.delivery_id] + 1)],
+    )
+    moves = [
+        value
+        for r in found
+        for value in (
+            r.delivery_id,
+            r.owner,
+            r.status,
+            _step(r),
+            r.next_attempt_at,
+            r.attempt.error,
+            now,
+        )
+    ]
+    held = {row[0] for row in execute_rows(conn, _MOVE_ON_HEAD, _MOVE_ON_ROW, moves, _MOVE_ON_TAIL)}
+    return [delivery_id in held for delivery_id in ids]
+
+
 def _record_attempt(conn: sqlite3.Connection, record: AttemptRecord, now: float) -> bool:
     """Log one attempt and move its delivery on, while its owner holds the lease."""
-    attempt, delivery_id = record.attempt, record.delivery_id
+    delivery_id = record.delivery_id
     found = conn.execute(
         "SELECT account_id, url, attempts FROM deliveries WHERE id = ?", (delivery_id,)
     ).fetchone()
     if found is None:
         return False
     account_id, url, attempts = found
-    conn.execute(
-        "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, "
-        "started_at, outcome, status, latency_ms, error, retry_after, next_delay_s, "
-        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            delivery_id,
-            attempts + 1,
-            attempt.trigger,
-            attempt.scheduled_at,
-            attempt.started_at,
-            attempt.outcome,
-            attempt.status,
-            attempt.latency_ms,
-            attempt.error,
-            attempt.retry_after,
-            attempt.next_delay_s,
-            attempt.next_attempt_at,
-        ),
-    )
+    conn.execute(_INSERT_ATTEMPTS + _ATTEMPT_ROW, _attempt_row(record, attempts + 1))
     held = conn.execute(
-        "UPDATE deliveries SET status = ?, attempts = attempts + 1, step = step + ?, "
-        "next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, replay = 0, "
-        "last_error = ?, updated_at = ? "
-        "WHERE id = ? AND status = 'delivering' AND lease_owner = ? RETURNING id",
+        _MOVE_ON,
         (
             record.status,
-            1 if attempt.trigger == "scheduled" else 0,
+            _step(record),
             record.next_attempt_at,
-            attempt.error,
+            record.attempt.error,
             now,
             delivery_id,
             record.owner,
