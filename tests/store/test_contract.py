@@ -181,6 +181,30 @@ async def test_claims_take_the_oldest_first_and_count_runs(store: JobStore) -> N
     assert await store.renew_leases("w2", ["job_0"], 30) == set()
 
 
+async def test_a_claims_events_reach_listeners_as_stored(store: JobStore) -> None:
+    """The processing events of a claim of many jobs (more than one multi-row statement holds)
+    are handed to subscribers with the ids, types, data and times the log keeps."""
+    account_id = await _account(store)
+    for n in range(70):
+        await store.submit_job(_job(account_id, f"job_{n:02d}"))
+    heard: list[JobEvent] = []
+    unsubscribe = store.subscribe(heard.extend)
+    try:
+        claimed = await store.claim_jobs("w1", 70, 30)
+        await _until(lambda: sum(e.type == "job.processing" for e in heard) == 70)
+    finally:
+        unsubscribe()
+    processing = [e for e in heard if e.type == "job.processing"]
+    assert [e.job_id for e in processing] == [j.id for j in claimed]
+    assert all(e.data == {"status": "processing", "run": 1} for e in processing)
+    stored = [
+        e for e in await store.events_since(account_id, None, 0) if e.type == "job.processing"
+    ]
+    assert [(e.id, e.job_id, e.data) for e in stored] == [
+        (e.id, e.job_id, e.data) for e in processing
+    ]
+
+
 async def test_expired_lease_is_requeued_and_old_holder_cannot_finish(
     make_store: StoreFactory,
 ) -> None:

@@ -4,15 +4,15 @@ so its subscribers are told of its own commits only, which are all the commits t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from imagerouter.jobs.rows import EVENT_COLUMNS, dumps, event_data, event_from_row, loads
-from imagerouter.jobs.sqlite.base import SQLiteBase
+from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows
 from imagerouter.jobs.store import EventListener
 from imagerouter.jobs.types import JobEvent
 
-__all__ = ["INSERT_EVENTS", "SQLiteEventLog", "write_event"]
+__all__ = ["INSERT_EVENTS", "SQLiteEventLog", "write_event", "write_events"]
 
 #: The head of an INSERT of event rows ``(job_id, account_id, type, data, created_at)``.
 INSERT_EVENTS = "INSERT INTO events (job_id, account_id, type, data, created_at) VALUES "
@@ -34,6 +34,33 @@ def write_event(
     )
     assert cursor.lastrowid is not None
     return JobEvent(cursor.lastrowid, job_id, account_id, f"job.{status}", now, payload)
+
+
+def write_events(
+    conn: sqlite3.Connection,
+    status: str,
+    now: float,
+    jobs: Sequence[tuple[str, str, dict[str, Any]]],
+) -> list[JobEvent]:
+    """:func:`write_event` for many jobs (``(job id, account id, data)`` each) moving to the
+    same ``status``, by multi-row INSERTs; the events, in that order."""
+    if not jobs:
+        return []
+    kind = f"job.{status}"
+    payloads = [event_data(status, **data) for _, _, data in jobs]
+    rows = [
+        value
+        for (job_id, account_id, _), payload in zip(jobs, payloads, strict=True)
+        for value in (job_id, account_id, kind, dumps(payload), now)
+    ]
+    execute_rows(conn, INSERT_EVENTS, "(?, ?, ?, ?, ?)", rows)
+    # AUTOINCREMENT under the store's write lock: the rows took consecutive ids, in order
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    first = last - len(jobs) + 1
+    return [
+        JobEvent(first + n, job_id, account_id, kind, now, payload)
+        for n, ((job_id, account_id, _), payload) in enumerate(zip(jobs, payloads, strict=True))
+    ]
 
 
 class SQLiteEventLog(SQLiteBase):

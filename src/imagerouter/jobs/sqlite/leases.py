@@ -28,7 +28,7 @@ from imagerouter.jobs.rules import (
     refund_once,
 )
 from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, run_steps
-from imagerouter.jobs.sqlite.events import INSERT_EVENTS, write_event
+from imagerouter.jobs.sqlite.events import INSERT_EVENTS, write_event, write_events
 from imagerouter.jobs.sqlite.thread import Answer
 from imagerouter.jobs.sqlite.webhooks import enqueue_deliveries, enqueue_delivery
 from imagerouter.jobs.types import Job, JobEvent
@@ -93,9 +93,9 @@ class SQLiteLeases(SQLiteBase):
                 (owner, now + lease_s, now, now, limit),
             ).fetchall()
             jobs = sorted((job_from_row(row, loads) for row in rows), key=lambda j: j.created_at)
-            events = [
-                write_event(conn, j.id, j.account_id, "processing", now, run=j.runs) for j in jobs
-            ]
+            events = write_events(
+                conn, "processing", now, [(j.id, j.account_id, {"run": j.runs}) for j in jobs]
+            )
             self.thread.emit(events)
             return jobs
 

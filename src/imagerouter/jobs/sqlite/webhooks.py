@@ -208,19 +208,15 @@ class SQLiteWebhooks(SQLiteBase):
         return body if row is None else row[0]
 
     async def set_delivery_bodies(self, bodies: Mapping[str, str]) -> dict[str, str]:
-        """Each delivery's :meth:`set_delivery_body`, in one transaction."""
+        """Each delivery's :meth:`set_delivery_body`, in one transaction, by multi-row
+        UPDATEs."""
         if not bodies:
             return {}
 
         def op(conn: sqlite3.Connection) -> dict[str, str]:
-            fixed: dict[str, str] = {}
-            for delivery_id, body in bodies.items():
-                row = conn.execute(
-                    "UPDATE deliveries SET body = coalesce(body, ?) WHERE id = ? RETURNING body",
-                    (body, delivery_id),
-                ).fetchone()
-                fixed[delivery_id] = body if row is None else row[0]
-            return fixed
+            rows = [value for item in bodies.items() for value in item]
+            kept = dict(execute_rows(conn, _FIX_BODIES_HEAD, "(?, ?)", rows, _FIX_BODIES_TAIL))
+            return {key: kept.get(key, body) for key, body in bodies.items()}
 
         return await self.thread.run(op)
 
@@ -311,6 +307,9 @@ class SQLiteWebhooks(SQLiteBase):
         return await self.thread.run(op)
 
 
+#: Bodies fixed once: (delivery id, body) a row; each delivery's body afterwards.
+_FIX_BODIES_HEAD = "UPDATE deliveries SET body = coalesce(body, v.column2) FROM (VALUES "
+_FIX_BODIES_TAIL = ") AS v WHERE deliveries.id = v.column1 RETURNING deliveries.id, deliveries.body"
 _INSERT_ATTEMPTS = (
     "INSERT INTO delivery_attempts (delivery_id, attempt, trigger, scheduled_at, started_at, "
     "outcome, status, latency_ms, error, retry_after, next_delay_s, next_attempt_at) VALUES "
