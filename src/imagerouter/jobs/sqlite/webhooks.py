@@ -307,7 +307,9 @@ class SQLiteWebhooks(SQLiteBase):
         return await self.thread.run(op)
 
 
-#: Bodies fixed once: (delivery id, body) a row; each delivery's body afterwards.
+#: Bodies fixed once: (delivery id, body) a row; each delivery's body afterwards. Many rows a
+#: statement are fine here, unlike a job's result: a body holds URLs, never an image or the
+#: prompt, so the values a cached statement keeps bound stay small.
 _FIX_BODIES_HEAD = "UPDATE deliveries SET body = coalesce(body, v.column2) FROM (VALUES "
 _FIX_BODIES_TAIL = ") AS v WHERE deliveries.id = v.column1 RETURNING deliveries.id, deliveries.body"
 _INSERT_ATTEMPTS = (
