@@ -39,27 +39,25 @@ def write_event(
 def write_events(
     conn: sqlite3.Connection,
     status: str,
-    now: float,
-    jobs: Sequence[tuple[str, str, dict[str, Any]]],
+    jobs: Sequence[tuple[str, str, dict[str, Any], float]],
 ) -> list[JobEvent]:
-    """:func:`write_event` for many jobs (``(job id, account id, data)`` each) moving to the
-    same ``status``, by multi-row INSERTs; the events, in that order."""
+    """:func:`write_event` for many jobs moving to the same ``status``, each ``(job id,
+    account id, data, time)``, by multi-row INSERTs; the events, in that order."""
     if not jobs:
         return []
     kind = f"job.{status}"
-    payloads = [event_data(status, **data) for _, _, data in jobs]
+    payloads = [event_data(status, **data) for _, _, data, _ in jobs]
     rows = [
         value
-        for (job_id, account_id, _), payload in zip(jobs, payloads, strict=True)
-        for value in (job_id, account_id, kind, dumps(payload), now)
+        for (job_id, account_id, _, at), payload in zip(jobs, payloads, strict=True)
+        for value in (job_id, account_id, kind, dumps(payload), at)
     ]
     execute_rows(conn, INSERT_EVENTS, "(?, ?, ?, ?, ?)", rows)
     # AUTOINCREMENT under the store's write lock: the rows took consecutive ids, in order
-    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-    first = last - len(jobs) + 1
+    first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(jobs) + 1
     return [
-        JobEvent(first + n, job_id, account_id, kind, now, payload)
-        for n, ((job_id, account_id, _), payload) in enumerate(zip(jobs, payloads, strict=True))
+        JobEvent(first + n, job_id, account_id, kind, at, payload)
+        for n, ((job_id, account_id, _, at), payload) in enumerate(zip(jobs, payloads, strict=True))
     ]
 
 

@@ -16,7 +16,6 @@ from imagerouter.jobs.rows import (
     JOB_COLUMNS,
     attempt_params,
     dumps,
-    event_data,
     job_from_row,
     loads,
 )
@@ -38,7 +37,6 @@ __all__ = ["SQLiteLeases"]
 
 _INSERT_ATTEMPTS = f"INSERT INTO attempts (job_id, run, {', '.join(ATTEMPT_FIELDS)}) VALUES "
 _ATTEMPT_ROW = "(" + ", ".join("?" * (2 + len(ATTEMPT_FIELDS))) + ")"
-_COMPLETED_EVENT_ROW = "(?, ?, 'job.completed', ?, ?)"
 #: Completions of held jobs: (job id, lease owner, finished at) a row; what a completed job's
 #: event and webhook need back. The results are written by :data:`_SET_RESULT`, one row a
 #: step: SQLite keeps a cached statement's last bound values, and a result can be megabytes
@@ -94,7 +92,7 @@ class SQLiteLeases(SQLiteBase):
             ).fetchall()
             jobs = sorted((job_from_row(row, loads) for row in rows), key=lambda j: j.created_at)
             events = write_events(
-                conn, "processing", now, [(j.id, j.account_id, {"run": j.runs}) for j in jobs]
+                conn, "processing", [(j.id, j.account_id, {"run": j.runs}, now) for j in jobs]
             )
             self.thread.emit(events)
             return jobs
@@ -182,24 +180,19 @@ class SQLiteLeases(SQLiteBase):
             _SET_RESULT, [(finishes[i].payload_json, finishes[i].job_id) for i, _ in done]
         )
         attempt_rows: list[Any] = []
-        event_rows: list[Any] = []
-        datas = []
-        for i, (account_id, run, _, _) in done:
-            f = finishes[i]
-            attempt_rows += _attempt_rows(f.job_id, run, f.attempts)
-            data = event_data("completed", **final_event_data("completed", f.payload, 0))
-            datas.append(data)
-            event_rows += (f.job_id, account_id, dumps(data), f.now)
+        for i, (_, run, _, _) in done:
+            attempt_rows += _attempt_rows(finishes[i].job_id, run, finishes[i].attempts)
         execute_rows(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, attempt_rows)
-        execute_rows(conn, INSERT_EVENTS, _COMPLETED_EVENT_ROW, event_rows)
-        # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
-        first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(done) + 1
+        completed = write_events(
+            conn,
+            "completed",
+            [
+                (f.job_id, account_id, final_event_data("completed", f.payload, 0), f.now)
+                for f, account_id in ((finishes[i], row[0]) for i, row in done)
+            ],
+        )
         finals = []
-        for n, ((i, (account_id, _, _, webhook_url)), data) in enumerate(
-            zip(done, datas, strict=True)
-        ):
-            f = finishes[i]
-            event = JobEvent(first + n, f.job_id, account_id, "job.completed", f.now, data)
+        for (i, (_, _, _, webhook_url)), event in zip(done, completed, strict=True):
             events[i] = event
             finals.append((event, webhook_url))
         enqueue_deliveries(conn, finals)

@@ -22,7 +22,6 @@ from imagerouter.jobs.rows import (
     decode_cursor,
     dumps,
     encode_cursor,
-    event_data,
     job_from_row,
     loads,
     queued_job,
@@ -30,14 +29,13 @@ from imagerouter.jobs.rows import (
 )
 from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
 from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, run_steps
-from imagerouter.jobs.sqlite.events import INSERT_EVENTS, write_event
+from imagerouter.jobs.sqlite.events import write_event, write_events
 from imagerouter.jobs.sqlite.idempotency import begin
 from imagerouter.jobs.sqlite.thread import Answer
 from imagerouter.jobs.sqlite.webhooks import enqueue_delivery
 from imagerouter.jobs.types import (
     IdempotencyOutcome,
     Job,
-    JobEvent,
     JobPage,
     NewJob,
     StoredResponse,
@@ -55,7 +53,6 @@ _DEBIT_ROW = "(?, ?, 'debit', ?, ?, ?)"
 _INSERT_DEBITS = (
     "INSERT INTO ledger (account_id, job_id, kind, amount, balance_after, created_at) VALUES "
 )
-_EVENT_ROW = "(?, ?, 'job.queued', ?, ?)"
 
 
 class SQLiteJobQueue(SQLiteBase):
@@ -114,30 +111,22 @@ class SQLiteJobQueue(SQLiteBase):
             return
         job_rows: list[Any] = []
         ledger_rows: list[Any] = []
-        event_rows: list[Any] = []
-        datas = []
         for i, now in created:
             job = jobs[i]
             account_id = job.account_id
             balances[account_id] -= job.price
             price = job.price
-            data = event_data("queued", price=price)
-            datas.append(data)
             job_rows += (job.id, account_id, dumps(job.request), price, now, now, job.deadline_at)
             ledger_rows += (account_id, job.id, -price, balances[account_id], now)
-            event_rows += (job.id, account_id, dumps(data), now)
         execute_rows(conn, _INSERT_JOBS, _JOB_ROW, job_rows)
         execute_rows(conn, _INSERT_DEBITS, _DEBIT_ROW, ledger_rows)
-        execute_rows(conn, INSERT_EVENTS, _EVENT_ROW, event_rows)
-        # AUTOINCREMENT under our write lock: the rows took consecutive ids, in order
-        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        first = last - len(created) + 1
-        events = []
-        for n, ((i, now), data) in enumerate(zip(created, datas, strict=True)):
-            job = jobs[i]
-            event = JobEvent(first + n, job.id, job.account_id, "job.queued", now, data)
-            events.append(event)
-            answers[i] = (queued_job(job, now), None)
+        events = write_events(
+            conn,
+            "queued",
+            [(jobs[i].id, jobs[i].account_id, {"price": jobs[i].price}, now) for i, now in created],
+        )
+        for i, now in created:
+            answers[i] = (queued_job(jobs[i], now), None)
         self.thread.emit(events)
 
     async def submit_job_once(
