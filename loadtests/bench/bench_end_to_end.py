@@ -20,7 +20,9 @@ server over the load and the drain, ``end-to-end.folded``).
   files written beside the server's data just before the load say what a file costs that
   filesystem at the time (``file_create_cpu_us``; see ``bench_file_create``).
 * The server is pinned to core 1; the compiled open-loop driver (``openloop.c``), the farm and
-  the receiver share core 0. The driver offers ``--rate`` submits/s for ``--duration`` s.
+  the receiver share core 0. The driver offers ``--rate`` submits/s for ``--duration`` s:
+  2,000 by default, above the 1,500 jobs/s the path is to carry, so that the figure is what
+  the server carries rather than what was offered (jobs queue and the drain is timed too).
 * The clock runs from the first job's ``created_at`` (the store's own time) to the last
   job's ``finished_at`` or, with webhooks, the last delivery's arrival, whichever is later:
   the headline *done/s* is the jobs over that span. (Jobs final/s and webhooks delivered/s
@@ -482,7 +484,7 @@ def run_stages(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with ``--receiver``, be the webhook receiver)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1500, help="Submits/s offered.")
+    parser.add_argument("--rate", type=float, default=2000, help="Submits/s offered.")
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load.")
     parser.add_argument("--workers", type=int, default=64, help="The server's job workers.")
     parser.add_argument(
