@@ -4,14 +4,16 @@ Run: ``python -m loadtests.bench.bench_file_create`` (a few seconds; prints the 
 writes ``loadtests/bench/results/file_create.json``).
 
 Each round writes ``--files`` files of ``--bytes`` bytes the way
-:class:`~imagerouter.storage.LocalStorage` does (a temporary file created exclusively, written,
-renamed into place, in one directory), in batches of 64 as its writer threads take them, into a
-fresh directory of each place, the rounds after deletes last; the figure is each place's median
-CPU (user and system) per file. The places:
+:class:`~imagerouter.storage.LocalStorage` does (:class:`~imagerouter.storage.local.FileWriter`:
+an unnamed file written in the directory and then named, on Linux), in batches of 64 as its
+writer threads take them, into a fresh directory of each place, the rounds after deletes last;
+the figure is each place's median CPU (user and system) per file. The places:
 
 * the data disk: the benchmarks' scratch directory (``common.scratch_dir``, where
   ``bench_end_to_end`` keeps its server's data too), each new directory in a block group of
   its own;
+* the same, each file written the other way (a temporary file created exclusively, written and
+  renamed into place: local storage's way where unnamed files cannot be had);
 * the same, ``--settle-s`` after ``--deleted`` files were written and deleted beside the new
   directory (a test suite's or a benchmark's clean-up): on an ext4 without a journal, as this
   machine's root is, the kernel looks for a new file's inode past every inode of its block
@@ -36,27 +38,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagerouter.storage.local import _write_files
+from imagerouter.storage.local import FileWriter
 from loadtests.bench.common import scratch_dir, write_results
 
 BATCH = 64
 
 
-def _write_all(paths: list[tuple[str, bytes]]) -> None:
-    """Write the files in batches of ``BATCH``, as local storage's writer threads do."""
+def _write_all(paths: list[tuple[str, bytes]], unnamed: bool = True) -> None:
+    """Write the files in batches of ``BATCH``, as local storage's writer threads do:
+    unnamed and then named, or (``unnamed`` False) through temporary files renamed."""
+    writer = FileWriter()
+    writer.unnamed = writer.unnamed and unnamed
     for start in range(0, len(paths), BATCH):
-        errors = _write_files(paths[start : start + BATCH])
+        errors = writer.write(paths[start : start + BATCH])
         if any(errors):
             raise RuntimeError(f"a write failed: {next(e for e in errors if e)}")
 
 
 def one_round(
-    where: str, files: int, size: int, *, deleted: int = 0, settle_s: float = 0.0
+    where: str,
+    files: int,
+    size: int,
+    *,
+    deleted: int = 0,
+    settle_s: float = 0.0,
+    unnamed: bool = True,
 ) -> dict[str, Any]:
     """Write ``files`` files into a new directory under ``where``; µs of CPU per file, and
     the directory (left for the caller to remove: a removal here would slow the next round).
     ``deleted``: first write and delete that many files beside it, then wait ``settle_s``
-    (neither measured)."""
+    (neither measured). ``unnamed``: as local storage writes them where it can (False:
+    through temporary files renamed, its way elsewhere)."""
     root = tempfile.mkdtemp(prefix="bench-files-", dir=where)
     data = os.urandom(size)
     paths = [(f"{root}/hour/job_{n:08d}-0.png", data) for n in range(files)]
@@ -65,7 +77,7 @@ def one_round(
         shutil.rmtree(f"{root}/gone")
         time.sleep(settle_s)
     before, wall = os.times(), time.perf_counter()
-    _write_all(paths)
+    _write_all(paths, unnamed)
     after, wall = os.times(), time.perf_counter() - wall
     per = 1e6 / files
     return {
@@ -92,16 +104,21 @@ def main(argv: list[str] | None = None) -> None:
     disk = scratch_dir()
     # the rounds after deletes come last, and every directory is removed only at the end:
     # the other places' figures are not those of this benchmark's own deletions
-    places = {"data disk": (disk, 0)}
+    places = {"data disk": (disk, 0, True), "data disk, files renamed": (disk, 0, False)}
     if Path("/dev/shm").is_dir():
-        places["memory (/dev/shm)"] = ("/dev/shm", 0)
-    places["data disk, after deletes"] = (disk, args.deleted)
+        places["memory (/dev/shm)"] = ("/dev/shm", 0, True)
+    places["data disk, after deletes"] = (disk, args.deleted, True)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in places}
     try:
-        for name, (where, deleted) in places.items():
+        for name, (where, deleted, unnamed) in places.items():
             for _ in range(args.rounds):
                 figures = one_round(
-                    where, args.files, args.bytes, deleted=deleted, settle_s=args.settle_s
+                    where,
+                    args.files,
+                    args.bytes,
+                    deleted=deleted,
+                    settle_s=args.settle_s,
+                    unnamed=unnamed,
                 )
                 rounds[name].append(figures)
     finally:
@@ -115,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         "bytes_per_file": args.bytes,
         "places": {},
     }
-    for name, (where, deleted) in places.items():
+    for name, (where, deleted, unnamed) in places.items():
         medians = {
             key: round(statistics.median(r[key] for r in rounds[name]), 1)
             for key in ("user_us", "system_us", "wall_us")
@@ -123,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         result["places"][name] = {
             "directory": where,
             "files_deleted_first": deleted,
+            "unnamed_files": unnamed,
             **medians,
             "rounds": rounds[name],
         }

