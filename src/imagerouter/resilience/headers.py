@@ -99,9 +99,11 @@ class RateLimitBudget:
 def parse_rate_limit_budget(headers: Mapping[str, str]) -> RateLimitBudget | None:
     """The request budget from ``x-ratelimit-{limit,remaining,reset}-requests``, if all present."""
     limit = _get(headers, "x-ratelimit-limit-requests")
+    if not limit:  # most answers (every provider's but OpenAI's): one lookup, not three
+        return None
     remaining = _get(headers, "x-ratelimit-remaining-requests")
     reset = _get(headers, "x-ratelimit-reset-requests")
-    if not (limit and remaining and reset):
+    if not (remaining and reset):
         return None
     reset_s = parse_duration(reset)
     try:
