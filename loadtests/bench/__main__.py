@@ -1,5 +1,6 @@
 """``make bench``: run every benchmark in this folder, one process each, then check the
-performance targets against the figures this run wrote (``loadtests.bench.targets``).
+performance targets against the figures this run wrote (``loadtests.bench.targets``), and set
+them against the run the README quotes (``loadtests.bench.reproduce``).
 
 python -m loadtests.bench [NAME ...]     # e.g. router failover; default: all of them
 """
@@ -11,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from loadtests.bench import reproduce, targets
 from loadtests.bench.common import RESULTS_DIR
-from loadtests.bench.targets import report
 
 HERE = Path(__file__).parent
 
@@ -27,7 +28,8 @@ def main() -> int:
             continue
         print(f"\n=== {name} ===", flush=True)
         failures += subprocess.call([sys.executable, "-m", f"loadtests.bench.{path.stem}"]) != 0
-    print(f"\n=== targets ===\n{report(RESULTS_DIR, started)}", flush=True)
+    print(f"\n=== targets ===\n{targets.report(RESULTS_DIR, started)}", flush=True)
+    print(f"\n=== against the README's run ===\n{reproduce.report(RESULTS_DIR, started)}")
     return 1 if failures else 0
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["TARGETS", "Target", "Verdict", "check", "report"]
+__all__ = ["TARGETS", "Target", "Verdict", "check", "read_document", "report"]
 
 Status = Literal["met", "not met", "not run"]
 
@@ -91,7 +91,7 @@ def check(results_dir: Path, since: float, targets: tuple[Target, ...] = TARGETS
     (a unix time)."""
     verdicts = []
     for target in targets:
-        document = _document(results_dir / f"{target.results}.json", since)
+        document = read_document(results_dir / f"{target.results}.json", since)
         figure = None
         if document is not None:
             try:
@@ -120,7 +120,7 @@ def report(results_dir: Path, since: float) -> str:
             f"{target.name:<44} {sign:>2} {_figure(target.bound):>9} "
             f"{_figure(verdict.figure):>12}  {verdict.status}"
         )
-    submit = _document(results_dir / "submit.json", since)
+    submit = read_document(results_dir / "submit.json", since)
     if submit is not None and "bare" in submit.get("saturation_median_per_s", {}):
         bare = submit["saturation_median_per_s"]["bare"]
         lines.append(
@@ -137,7 +137,9 @@ def main() -> None:
     print(report(RESULTS_DIR, since=0.0))
 
 
-def _document(path: Path, since: float) -> dict[str, Any] | None:
+def read_document(path: Path, since: float) -> dict[str, Any] | None:
+    """The results file at ``path``, or None when it is missing, unreadable, or older than
+    ``since`` (a unix time: written before the run began)."""
     try:
         if path.stat().st_mtime < since:
             return None

@@ -1,0 +1,257 @@
+"""Whether a ``make bench`` run reproduces the README's figures.
+
+The README quotes one ``make bench`` run; its results files are kept in
+``loadtests/bench/reference/``. Each headline figure of a new run is set against the same
+figure of that run, as a ratio, and is *within 20 %* or *off* by how much; a figure that is
+zero there (a failover that failed no servable job) must be zero again. The two runs' bare
+handler rates come first: on a shared host the absolute figures follow the host's speed,
+and that rate shows how far it moved.
+
+``make bench`` prints the table after the targets. ``python -m loadtests.bench.reproduce``
+compares the results files there are, whenever they were written; ``--save`` makes them the
+reference, for when the README is refreshed from a new run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from loadtests.bench.targets import read_document
+
+__all__ = ["FIGURES", "Comparison", "Figure", "compare", "report", "save"]
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+#: How far a figure may move and still reproduce (the issue's bound).
+TOLERANCE = 0.20
+
+Status = Literal["within 20 %", "off", "not run", "no reference"]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One figure the README quotes.
+
+    Attributes:
+        name: what is measured, as the table shows it.
+        results: the results file's name (``submit`` for ``submit.json``).
+        read: the figure from that file's document (KeyError, TypeError or None: none).
+    """
+
+    name: str
+    results: str
+    read: Callable[[dict[str, Any]], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A figure in the reference run and in this one, and whether it reproduced."""
+
+    figure: Figure
+    reference: float | None
+    value: float | None
+    status: Status
+
+    @property
+    def ratio(self) -> float | None:
+        """This run's figure over the reference's (None when either is missing or zero)."""
+        if self.reference is None or self.value is None or self.reference == 0:
+            return None
+        return self.value / self.reference
+
+
+def _sqlite_one_replica(document: dict[str, Any]) -> float:
+    row = next(r for r in document["rows"] if r["store"] == "sqlite" and r["replicas"] == 1)
+    return row["submit"]["per_s"]
+
+
+def _failover_sum(key: str) -> Callable[[dict[str, Any]], float]:
+    return lambda document: sum(case[key] for case in document.values())
+
+
+BARE = Figure(
+    "bare handler requests/s (wrk): the host's speed",
+    "submit",
+    lambda d: d["saturation_median_per_s"]["bare"],
+)
+
+FIGURES = (
+    Figure(
+        "SQLite durable submits/s (wrk)",
+        "submit",
+        lambda d: d["saturation_median_per_s"]["imagerouter-sqlite"],
+    ),
+    Figure(
+        "SQLite submits / bare handler",
+        "submit",
+        lambda d: d["summary"]["ratio_to_bare"]["imagerouter-sqlite"],
+    ),
+    Figure(
+        "SQLite p99 ms at 1,000 submits/s",
+        "submit",
+        lambda d: d["summary"]["p99_ms_at_1000_per_s"]["imagerouter-sqlite"],
+    ),
+    Figure(
+        "PostgreSQL durable submits/s (wrk)",
+        "submit",
+        lambda d: d["saturation_median_per_s"]["imagerouter-postgres"],
+    ),
+    Figure("end to end jobs/s done, whole path", "end_to_end", lambda d: d["done_per_s"]),
+    Figure("end to end server CPU ms a job", "end_to_end", lambda d: d["server_cpu_ms_per_job"]),
+    Figure(
+        "end to end jobs/s done, provider call",
+        "end_to_end",
+        lambda d: d["stages"][0]["done_per_s"],
+    ),
+    Figure("store µs of CPU a job's life", "store", lambda d: d["cpu_us_per_job"]),
+    Figure("store µs a job read back", "store", lambda d: d["read_us"]),
+    Figure(
+        "file create µs of CPU (data disk)",
+        "file_create",
+        lambda d: d["places"]["data disk"]["user_us"] + d["places"]["data disk"]["system_us"],
+    ),
+    Figure(
+        "lean pool µs of CPU a request",
+        "http_client",
+        lambda d: d["medians"]["lean pool"]["cpu_us_per_request"],
+    ),
+    Figure("lean pool CPU / aiohttp's", "http_client", lambda d: d["cpu_ratio_pool_to_aiohttp"]),
+    Figure(
+        "router / direct call throughput",
+        "router_overhead",
+        lambda d: d["comparison"]["throughput_ratio"],
+    ),
+    Figure(
+        "memory KiB a queued job",
+        "memory",
+        lambda d: d["configs"]["queued"]["kib_per_job_in_flight"],
+    ),
+    Figure(
+        "memory KiB a running job",
+        "memory",
+        lambda d: d["configs"]["running"]["kib_per_job_in_flight"],
+    ),
+    Figure(
+        "simulated jobs a wall-clock minute",
+        "simulator",
+        lambda d: d["min_jobs_per_wall_minute"],
+    ),
+    Figure(
+        "Redis shared rate-limit check p50 ms",
+        "redis_state",
+        lambda d: d["rate_limits"]["shared_check"]["p50_ms"],
+    ),
+    Figure("replicas: SQLite ×1 submits/s (Python client)", "replicas", _sqlite_one_replica),
+    Figure(
+        "failover: jobs failed while servable",
+        "failover",
+        _failover_sum("failed_while_servable"),
+    ),
+    Figure(
+        "failover: requests inside a Retry-After",
+        "failover",
+        _failover_sum("inside_retry_after"),
+    ),
+)
+
+
+def _read(figure: Figure, directory: Path, since: float) -> float | None:
+    document = read_document(directory / f"{figure.results}.json", since)
+    if document is None:
+        return None
+    try:
+        value = figure.read(document)
+    except (KeyError, TypeError, IndexError, StopIteration):
+        return None
+    return None if value is None else float(value)
+
+
+def compare(
+    results_dir: Path,
+    reference_dir: Path,
+    since: float,
+    figures: tuple[Figure, ...] = (BARE, *FIGURES),
+) -> list[Comparison]:
+    """Each figure of the run in ``results_dir`` (files written at or after ``since``, a unix
+    time) against the reference run's."""
+    comparisons = []
+    for figure in figures:
+        reference = _read(figure, reference_dir, 0.0)
+        value = _read(figure, results_dir, since)
+        status: Status
+        if reference is None:
+            status = "no reference"
+        elif value is None:
+            status = "not run"
+        elif reference == 0:
+            status = "within 20 %" if value == 0 else "off"
+        else:
+            status = "within 20 %" if abs(value / reference - 1) <= TOLERANCE else "off"
+        comparisons.append(Comparison(figure, reference, value, status))
+    return comparisons
+
+
+def report(results_dir: Path, since: float, reference_dir: Path = REFERENCE_DIR) -> str:
+    """The table: every figure, the reference run's and this run's, the ratio, the verdict;
+    and a count of the figures that reproduced."""
+    comparisons = compare(results_dir, reference_dir, since)
+    lines = [f"{'figure (README run / this run)':<48} {'README':>11} {'this run':>11} {'ratio':>6}"]
+    for c in comparisons:
+        ratio = "-" if c.ratio is None else f"{c.ratio:.2f}"
+        verdict: str = c.status
+        if c.status == "off" and c.ratio is not None:
+            verdict = f"off by {100 * (c.ratio - 1):+.0f} %"
+        elif c.reference == 0 and c.value is not None:
+            verdict = "the same" if c.status == "within 20 %" else "off: was 0"
+        lines.append(
+            f"{c.figure.name:<48} {_shown(c.reference):>11} {_shown(c.value):>11} {ratio:>6}"
+            f"  {verdict}"
+        )
+    measured = [c for c in comparisons[1:] if c.status in ("within 20 %", "off")]
+    within = sum(1 for c in measured if c.status == "within 20 %")
+    lines.append(f"{within} of {len(measured)} figures run reproduced within 20 %")
+    return "\n".join(lines)
+
+
+def save(results_dir: Path, reference_dir: Path = REFERENCE_DIR) -> list[Path]:
+    """Make the results files in ``results_dir`` the reference (the README's run)."""
+    reference_dir.mkdir(parents=True, exist_ok=True)
+    names = sorted({figure.results for figure in (BARE, *FIGURES)})
+    saved = []
+    for name in names:
+        source = results_dir / f"{name}.json"
+        if source.exists():
+            saved.append(Path(shutil.copy2(source, reference_dir / source.name)))
+    return saved
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the table for the results files there are, or (``--save``) keep them."""
+    from loadtests.bench.common import RESULTS_DIR
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--save", action="store_true", help="Make the results files the README's reference."
+    )
+    args = parser.parse_args(argv)
+    if args.save:
+        for path in save(RESULTS_DIR):
+            print(f"kept {path}")
+        return
+    print(report(RESULTS_DIR, since=0.0))
+
+
+def _shown(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+if __name__ == "__main__":
+    main()
