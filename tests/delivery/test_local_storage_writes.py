@@ -153,3 +153,16 @@ def test_every_url_is_signed_as_documented_and_alone(tmp_path: Path) -> None:
         assert query["sig"] == [hmac.new(KEY, message, hashlib.sha256).hexdigest()]
         assert storage.verify(key, "1060", query["sig"][0])
         assert not storage.verify("a/1.png", "1060", query["sig"][0])
+
+
+async def test_a_data_dir_given_relative_to_the_working_directory_works(
+    tmp_path: Path,
+    pool: ThreadPoolExecutor,
+    make: Callable[[Path, Executor], LocalStorage],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--data-dir data`` gives the storage a relative root: files land under it either way."""
+    monkeypatch.chdir(tmp_path)
+    storage = make(Path("data") / "media", pool)
+    await storage.put("2026-12-05/14/job_1-0.png", b"image", "image/png")
+    assert (tmp_path / "data/media/2026-12-05/14/job_1-0.png").read_bytes() == b"image"

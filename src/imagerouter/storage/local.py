@@ -198,7 +198,8 @@ class LocalStorage:
         return f"{self._root}/{key}"
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Write the file atomically (a temporary file renamed into place).
+        """Write the file atomically: it appears whole under its name or not at all
+        (:class:`FileWriter`).
 
         Writes queue up and go to the pool in batches (at most ``_WRITERS`` batches in flight):
         under load one thread hand-off carries many files instead of one each, which on a busy
