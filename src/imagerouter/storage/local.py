@@ -60,9 +60,9 @@ _BATCH = 64
 
 #: ``open`` flags of an unnamed file in a directory (Linux's ``O_TMPFILE``; 0 elsewhere).
 _UNNAMED = getattr(os, "O_TMPFILE", 0)
-#: What ``open`` answers where unnamed files cannot be made: a filesystem without them, a
-#: kernel before 3.11 (``EISDIR``). Without ``/proc`` to name one through, ``link`` answers
-#: ``ENOENT``.
+#: What ``open`` answers where unnamed files cannot be made: a filesystem without them
+#: (``EOPNOTSUPP``, or ``EINVAL`` from some), a kernel before 3.11 (``EISDIR``). Without
+#: ``/proc`` to name one through, ``link`` answers ``ENOENT``.
 _NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
