@@ -27,13 +27,7 @@ def write_event(
     **data: Any,
 ) -> JobEvent:
     """Insert the job's event for ``status`` (its ``data`` from ``data``); the event."""
-    payload = event_data(status, **data)
-    cursor = conn.execute(
-        INSERT_EVENTS + "(?, ?, ?, ?, ?)",
-        (job_id, account_id, f"job.{status}", dumps(payload), now),
-    )
-    assert cursor.lastrowid is not None
-    return JobEvent(cursor.lastrowid, job_id, account_id, f"job.{status}", now, payload)
+    return write_events(conn, status, [(job_id, account_id, data, now)])[0]
 
 
 def write_events(

@@ -187,8 +187,13 @@ class SQLiteLeases(SQLiteBase):
             conn,
             "completed",
             [
-                (f.job_id, account_id, final_event_data("completed", f.payload, 0), f.now)
-                for f, account_id in ((finishes[i], row[0]) for i, row in done)
+                (
+                    finishes[i].job_id,
+                    account_id,
+                    final_event_data("completed", finishes[i].payload, 0),
+                    finishes[i].now,
+                )
+                for i, (account_id, _, _, _) in done
             ],
         )
         finals = []
@@ -282,10 +287,14 @@ class SQLiteLeases(SQLiteBase):
                 "RETURNING id, account_id",
                 (now, now),
             ).fetchall()
-            events = [
-                write_event(conn, job_id, account_id, "queued", now, reason="lease_expired")
-                for job_id, account_id in rows
-            ]
+            events = write_events(
+                conn,
+                "queued",
+                [
+                    (job_id, account_id, {"reason": "lease_expired"}, now)
+                    for job_id, account_id in rows
+                ],
+            )
             self.thread.emit(events)
             return events
 
