@@ -21,30 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from loadtests.bench.targets import read_document
+from loadtests.bench.targets import Figure, format_figure, read_document
 
-__all__ = ["FIGURES", "Comparison", "Figure", "compare", "report", "save"]
+__all__ = ["FIGURES", "Comparison", "compare", "report", "save"]
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 #: How far a figure may move and still reproduce (the issue's bound).
 TOLERANCE = 0.20
 
 Status = Literal["within 20 %", "off", "not run", "no reference"]
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One figure the README quotes.
-
-    Attributes:
-        name: what is measured, as the table shows it.
-        results: the results file's name (``submit`` for ``submit.json``).
-        read: the figure from that file's document (KeyError, TypeError or None: none).
-    """
-
-    name: str
-    results: str
-    read: Callable[[dict[str, Any]], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +145,7 @@ FIGURES = (
 
 
 def _read(figure: Figure, directory: Path, since: float) -> float | None:
-    document = read_document(directory / f"{figure.results}.json", since)
-    if document is None:
-        return None
-    try:
-        value = figure.read(document)
-    except (KeyError, TypeError, IndexError, StopIteration):
-        return None
-    return None if value is None else float(value)
+    return figure.value_in(read_document(directory / f"{figure.results}.json", since))
 
 
 def compare(
@@ -208,8 +186,8 @@ def report(results_dir: Path, since: float, reference_dir: Path = REFERENCE_DIR)
         elif c.reference == 0 and c.value is not None:
             verdict = "the same" if c.status == "within 20 %" else "off: was 0"
         lines.append(
-            f"{c.figure.name:<48} {_shown(c.reference):>11} {_shown(c.value):>11} {ratio:>6}"
-            f"  {verdict}"
+            f"{c.figure.name:<48} {format_figure(c.reference):>11} "
+            f"{format_figure(c.value):>11} {ratio:>6}  {verdict}"
         )
     measured = [c for c in comparisons[1:] if c.status in ("within 20 %", "off")]
     within = sum(1 for c in measured if c.status == "within 20 %")
@@ -243,14 +221,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"kept {path}")
         return
     print(report(RESULTS_DIR, since=0.0))
-
-
-def _shown(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
 
 
 if __name__ == "__main__":

@@ -15,27 +15,56 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["TARGETS", "Target", "Verdict", "check", "read_document", "report"]
+__all__ = [
+    "TARGETS",
+    "Figure",
+    "Target",
+    "Verdict",
+    "check",
+    "format_figure",
+    "read_document",
+    "report",
+]
 
 Status = Literal["met", "not met", "not run"]
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """One figure and its bound.
+class Figure:
+    """One figure of a results file.
 
     Attributes:
-        name: what is measured, as the table shows it.
+        name: what is measured, as a table shows it.
         results: the results file's name (``submit`` for ``submit.json``).
-        read: the figure from that file's document (None if it holds none).
-        bound: the target.
-        at_least: True if the figure must reach ``bound``; False if it must stay below it.
-        valid: False for a document whose figure does not count (a run whose checks failed).
+        read: the figure from that file's document (None, or a KeyError, TypeError,
+            IndexError or StopIteration, when it holds none).
     """
 
     name: str
     results: str
     read: Callable[[dict[str, Any]], float | None]
+
+    def value_in(self, document: dict[str, Any] | None) -> float | None:
+        """The figure in ``document`` (None when there is no document or no figure in it)."""
+        if document is None:
+            return None
+        try:
+            value = self.read(document)
+        except (KeyError, TypeError, IndexError, StopIteration):
+            return None
+        return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Target(Figure):
+    """A figure and its bound.
+
+    Attributes:
+        bound: the target.
+        at_least: True if the figure must reach ``bound``; False if it must stay below it.
+        valid: False for a document whose figure does not count (a run whose checks failed).
+    """
+
     bound: float
     at_least: bool = True
     valid: Callable[[dict[str, Any]], bool] = lambda document: True
@@ -92,12 +121,7 @@ def check(results_dir: Path, since: float, targets: tuple[Target, ...] = TARGETS
     verdicts = []
     for target in targets:
         document = read_document(results_dir / f"{target.results}.json", since)
-        figure = None
-        if document is not None:
-            try:
-                figure = target.read(document)
-            except (KeyError, TypeError):
-                figure = None
+        figure = target.value_in(document)
         if figure is None:
             status: Status = "not run"
         elif not target.valid(document or {}):
@@ -117,8 +141,8 @@ def report(results_dir: Path, since: float) -> str:
         target = verdict.target
         sign = ">=" if target.at_least else "<"
         lines.append(
-            f"{target.name:<44} {sign:>2} {_figure(target.bound):>9} "
-            f"{_figure(verdict.figure):>12}  {verdict.status}"
+            f"{target.name:<44} {sign:>2} {format_figure(target.bound):>9} "
+            f"{format_figure(verdict.figure):>12}  {verdict.status}"
         )
     submit = read_document(results_dir / "submit.json", since)
     if submit is not None and "bare" in submit.get("saturation_median_per_s", {}):
@@ -148,10 +172,11 @@ def read_document(path: Path, since: float) -> dict[str, Any] | None:
         return None
 
 
-def _figure(value: float | None) -> str:
+def format_figure(value: float | None) -> str:
+    """A figure as a table shows it: thousands separated from 100 up, three digits below."""
     if value is None:
         return "-"
-    if value >= 100:
+    if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
 
