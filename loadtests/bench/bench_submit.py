@@ -12,7 +12,8 @@ Run: ``python -m loadtests.bench.bench_submit`` (about 4 minutes; prints tables 
 * The client is compiled and pinned to core 0 (``loadtests/bench/http_load.py``):
   ``wrk -t1 -c50`` for the saturation throughput (closed loop; the ratio the issue asks for),
   and ``openloop.c`` at constant offered rates for p50/p99 with latency measured from each
-  request's intended send time (no coordinated omission).
+  request's intended send time (no coordinated omission). The 1,000/s level, the p99
+  target's, runs three times per server, interleaved; the run with the median p99 is kept.
 * The saturation point is the highest offered rate served at ≥ 98 % with p99 under 100 ms.
 * The server's CPU time per request under wrk (``/proc``, every thread) is reported beside
   the requests per second: on a machine shared with other work, the CPU ratio is the figure
@@ -56,6 +57,8 @@ from loadtests.bench.http_load import SERVER_CPU, Target, open_loop, pinned, wrk
 from loadtests.processes import stop_process
 
 LEVELS = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000)
+#: The offered rate of the p99 target; its level runs ``--target-runs`` times (the median).
+TARGET_RATE = 1000
 BODY = json.dumps({"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"})
 POSTGRES_URL = os.environ.get("IMAGEROUTER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BARE_ANSWER = {
@@ -226,6 +229,17 @@ def measured_wrk(target: Target, pid: int, duration_s: float) -> dict[str, Any]:
     return row
 
 
+def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of several runs of one level, the run whose p99 is the median (the lower middle of an
+    even count), with every run's p99 beside it: one host hiccup of a millisecond moves a 5 s
+    level's p99 (its 50th-slowest answer), the median of three runs much less."""
+    ranked = sorted(rows, key=lambda row: row["p99_ms"])
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    if len(rows) > 1:
+        chosen["p99_ms_runs"] = [row["p99_ms"] for row in rows]
+    return chosen
+
+
 def saturation_point(rows: list[dict[str, Any]]) -> float | None:
     """The highest offered rate served at ≥ 98 % with p99 under 100 ms."""
     good = [
@@ -265,16 +279,21 @@ def run(
     }
     levels: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     for rate in args.levels:
-        for name, target in targets.items():
-            if rate > 1.5 * best[name]:
-                continue
-            row = open_loop(target, rate=rate, duration_s=args.duration)
-            levels[name].append(row)
-            print(
-                f"  open-loop {name:>14} @ {rate:>6.0f}/s: {row['ok_per_s']:>8.1f} ok/s  "
-                f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  {row['statuses']}",
-                flush=True,
-            )
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        for _ in range(args.target_runs if rate == TARGET_RATE else 1):  # interleaved
+            for name, target in targets.items():
+                if rate > 1.5 * best[name]:
+                    continue
+                row = open_loop(target, rate=rate, duration_s=args.duration)
+                runs[name].append(row)
+                print(
+                    f"  open-loop {name:>14} @ {rate:>6.0f}/s: {row['ok_per_s']:>8.1f} ok/s  "
+                    f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  {row['statuses']}",
+                    flush=True,
+                )
+        for name, rows in runs.items():
+            if rows:
+                levels[name].append(median_run(rows))
     return {
         "saturation": saturation,
         "saturation_median_per_s": best,
@@ -316,6 +335,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default=",".join(str(x) for x in LEVELS))
     parser.add_argument("--duration", type=float, default=5.0, help="Seconds per open-loop level.")
+    parser.add_argument(
+        "--target-runs",
+        type=int,
+        default=3,
+        help=f"Runs of the {TARGET_RATE}/s level, the p99 target's (the median run is kept).",
+    )
     parser.add_argument("--wrk-duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2, help="wrk runs per target (median).")
     parser.add_argument("--stores", default="sqlite,postgres")
@@ -368,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
             name: round(cpu["bare"] / v, 3) if v else None for name, v in cpu.items()
         },
         "p99_ms_at_1000_per_s": {
-            name: next((r["p99_ms"] for r in rows if r["offered_per_s"] == 1000), None)
+            name: next((r["p99_ms"] for r in rows if r["offered_per_s"] == TARGET_RATE), None)
             for name, rows in result["open_loop"].items()
         },
         "open_loop_saturation_per_s": {
