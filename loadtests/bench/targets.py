@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,11 +38,15 @@ class Figure:
         results: the results file's name (``submit`` for ``submit.json``).
         read: the figure from that file's document (None, or a KeyError, TypeError,
             IndexError or StopIteration, when it holds none).
+        host: how the figure follows the host's speed: 1 for a rate (twice as fast a host,
+            twice the figure), -1 for a cost or a time (half the figure), 0 for a ratio of
+            one run, a size or a count (the same).
     """
 
     name: str
     results: str
     read: Callable[[dict[str, Any]], float | None]
+    host: int = field(default=0, kw_only=True)
 
     def value_in(self, document: dict[str, Any] | None) -> float | None:
         """The figure in ``document`` (None when there is no document or no figure in it)."""

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from loadtests.bench.reproduce import BARE, FIGURES, REFERENCE_DIR, compare, report, save
 
 
@@ -86,11 +88,46 @@ def test_the_report_counts_the_figures_run_and_those_that_reproduced(tmp_path: P
 
     lines = report(run, since=1000.0, reference_dir=reference).splitlines()
 
-    assert len(lines) == 1 + 1 + len(FIGURES) + 1
+    assert len(lines) == 1 + 1 + len(FIGURES) + 2
     sqlite = next(line for line in lines if line.startswith("SQLite durable submits/s"))
-    assert sqlite.endswith("off by +30 %")
+    assert "off by +30 %" in sqlite
+    assert sqlite.endswith("1.30  off by +30 %")  # the same host: the same verdict scaled
     assert "the same" in next(line for line in lines if "failed while servable" in line)
-    assert lines[-1] == "2 of 4 figures run reproduced within 20 %"
+    assert lines[-2] == "2 of 4 figures run reproduced within 20 %"
+    assert lines[-1] == (
+        "2 of 4 at the host's speed (this run's bare handler rate 1.00 times the README run's)"
+    )
+
+
+def test_at_the_host_speed_a_rate_follows_the_host_and_a_cost_goes_against_it(
+    tmp_path: Path,
+) -> None:
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    _write(reference, "submit", _submit(30000.0, 10000.0))
+    _write(reference, "end_to_end", {"done_per_s": 1000.0, "server_cpu_ms_per_job": 1.0})
+    _write(reference, "memory", {"configs": {"queued": {"kib_per_job_in_flight": 0.5}}})
+    # a host half as fast: the same code serves half the rate at twice the cost
+    _write(run, "submit", _submit(15000.0, 5100.0))
+    _write(run, "end_to_end", {"done_per_s": 380.0, "server_cpu_ms_per_job": 1.9})
+    _write(run, "memory", {"configs": {"queued": {"kib_per_job_in_flight": 0.7}}})
+
+    found = {c.figure.name: c for c in compare(run, reference, since=1000.0)}
+
+    assert found[BARE.name].host_speed == 0.5
+    assert found[BARE.name].scaled_ratio is None
+    sqlite = found["SQLite durable submits/s (wrk)"]
+    assert (sqlite.status, sqlite.scaled_status) == ("off", "within 20 %")
+    assert sqlite.scaled_ratio == pytest.approx(1.02)
+    cpu = found["end to end server CPU ms a job"]
+    assert (cpu.status, cpu.scaled_status) == ("off", "within 20 %")
+    assert cpu.scaled_ratio == pytest.approx(0.95)
+    done = found["end to end jobs/s done, whole path"]  # 0.76 at the host's speed: still off
+    assert (done.status, done.scaled_status) == ("off", "off")
+    ratio = found["SQLite submits / bare handler"]  # a ratio of one run: not scaled
+    assert (ratio.status, ratio.scaled_status) == ("within 20 %", "within 20 %")
+    memory = found["memory KiB a queued job"]  # a size: not scaled, +40 % is off either way
+    assert (memory.status, memory.scaled_status) == ("off", "off")
+    assert memory.scaled_ratio == memory.ratio
 
 
 def test_save_keeps_the_results_files_the_figures_read(tmp_path: Path) -> None:
