@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -76,16 +77,23 @@ def one_round(
         _write_all([(f"{root}/gone/job_{n:08d}-0.png", data) for n in range(deleted)])
         shutil.rmtree(f"{root}/gone")
         time.sleep(settle_s)
-    before, wall = os.times(), time.perf_counter()
+    before, wall = _thread_cpu(), time.perf_counter()
     _write_all(paths, unnamed)
-    after, wall = os.times(), time.perf_counter() - wall
+    after, wall = _thread_cpu(), time.perf_counter() - wall
     per = 1e6 / files
     return {
-        "user_us": (after.user - before.user) * per,
-        "system_us": (after.system - before.system) * per,
+        "user_us": (after[0] - before[0]) * per,
+        "system_us": (after[1] - before[1]) * per,
         "wall_us": wall * per,
         "directory": root,
     }
+
+
+def _thread_cpu() -> tuple[float, float]:
+    """This thread's user and system CPU seconds, to the microsecond (``os.times`` counts
+    10 ms ticks: 3,000 files of 13 µs are 4 of them, a figure good to a quarter)."""
+    usage = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
+    return usage.ru_utime, usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
