@@ -8,6 +8,8 @@ module         owns
 ``local``      :class:`LocalStorage`: files + HMAC-signed expiring URLs
 ``s3``         :class:`S3Storage`: boto3 in a bounded pool, presigned URLs
 ``outputs``    :class:`OutputStore` (re-hosting) and :func:`present_result`
+``spool``      a stream written to a file in the pool, one chunk at a time
+``inflight``   each key's writes still running in the pool (deletes wait)
 =============  ===========================================================
 """
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from typing import Protocol
 
 from imagerouter.errors import ImageRouterError
@@ -48,6 +48,12 @@ class Storage(Protocol):
 
     async def get(self, key: str) -> bytes:
         """The bytes stored under ``key`` (StorageError if none)."""
+        ...
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Remove what is stored under ``keys`` (a key with nothing stored is skipped). A
+        write of one of them still running, its caller cancelled, ends first, so that it
+        cannot land after; a key being written anew meanwhile is the caller's business."""
         ...
 
     def url(self, key: str, expires_in_s: float) -> str:

@@ -18,12 +18,13 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
 from imagerouter.private import FILE_MODE, private_dir, tighten
 from imagerouter.storage.base import StorageError
+from imagerouter.storage.inflight import WritesInFlight
 from imagerouter.storage.spool import create_new, spool, write_all
 
 __all__ = ["MEDIA_PREFIX", "FileWriter", "LocalStorage", "load_signing_key"]
@@ -150,6 +151,19 @@ class FileWriter:
         return errors
 
 
+def _unlink_all(paths: list[str]) -> tuple[int, OSError] | None:
+    """Unlink every path there is; the index and error of the first that would not go."""
+    failed: tuple[int, OSError] | None = None
+    for index, path in enumerate(paths):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            failed = failed or (index, exc)
+    return failed
+
+
 class LocalStorage:
     """:class:`~imagerouter.storage.base.Storage` on a directory.
 
@@ -183,7 +197,10 @@ class LocalStorage:
         self._root = str(root)
         #: What writes the files, in the pool.
         self.files = FileWriter()
-        self._pending: list[tuple[str, bytes, asyncio.Future[BaseException | None]]] = []
+        #: The keys whose files the pool is writing now (:meth:`delete` waits for them).
+        self.writes = WritesInFlight()
+        #: Writes waiting for a writer: key, file, bytes, and the future ``put`` awaits.
+        self._pending: list[tuple[str, str, bytes, asyncio.Future[BaseException | None]]] = []
         self._writers: set[asyncio.Task[None]] = set()
         root.mkdir(parents=True, exist_ok=True)
 
@@ -203,11 +220,12 @@ class LocalStorage:
 
         Writes queue up and go to the pool in batches (at most ``_WRITERS`` batches in flight):
         under load one thread hand-off carries many files instead of one each, which on a busy
-        core costs more than the writes themselves."""
+        core costs more than the writes themselves. A write whose caller was cancelled before
+        a writer took it is not made."""
         path = self._file(key)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[BaseException | None] = loop.create_future()
-        self._pending.append((path, data, done))
+        self._pending.append((key, path, data, done))
         if len(self._writers) < _WRITERS:
             self._writers.add(loop.create_task(self._write_pending()))
         error = await done
@@ -221,15 +239,22 @@ class LocalStorage:
         pool), then rename it into place: a failed or cut stream leaves nothing behind."""
         path = self.path(key)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        loop = asyncio.get_running_loop()
         try:
             size = await spool(chunks, tmp, self._executor)
-            await loop.run_in_executor(self._executor, os.replace, tmp, path)
+            named = self._executor.submit(os.replace, tmp, path)
+            self.writes.track([key], named)
+            await asyncio.wrap_future(named)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StorageError(f"could not write {key}: {exc}") from exc
         return size
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far has been made (or, its caller gone, left
+        out)."""
+        while self._writers:
+            await asyncio.wait(set(self._writers))
 
     async def _write_pending(self) -> None:
         """Write what is pending, batch after batch, until nothing is; a writer leaves the
@@ -241,24 +266,38 @@ class LocalStorage:
             self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _write_batches(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._pending:
-            batch = self._pending[:_BATCH]
+            # a write whose caller is gone (a canceled job) is left out
+            batch = [entry for entry in self._pending[:_BATCH] if not entry[3].cancelled()]
             del self._pending[:_BATCH]
+            if not batch:
+                continue
             try:
-                errors: list[BaseException | None] = await loop.run_in_executor(
-                    self._executor, self.files.write, [(p, d) for p, d, _ in batch]
-                )
+                work = self._executor.submit(self.files.write, [(p, d) for _, p, d, _ in batch])
+                self.writes.track([key for key, _, _, _ in batch], work)
+                errors: list[BaseException | None] = await asyncio.wrap_future(work)
             except asyncio.CancelledError:  # shutting down: no write waits for a writer
                 rest, self._pending = self._pending, []
-                for _, _, done in (*batch, *rest):
+                for _, _, _, done in (*batch, *rest):
                     done.cancel()
                 raise
             except Exception as exc:  # the pool is shut down: every write of the batch fails
                 errors = [exc] * len(batch)
-            for (_, _, done), error in zip(batch, errors, strict=True):
+            for (_, _, _, done), error in zip(batch, errors, strict=True):
                 if not done.done():
                     done.set_result(error)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Remove the files of ``keys`` (:meth:`Storage.delete
+        <imagerouter.storage.base.Storage.delete>`): once the pool's writes of them have
+        ended, unlinked in the pool; StorageError naming the first that could not be."""
+        paths = [self._file(key) for key in keys]
+        await self.writes.settle(keys)
+        loop = asyncio.get_running_loop()
+        failed = await loop.run_in_executor(self._executor, _unlink_all, paths)
+        if failed is not None:
+            index, error = failed
+            raise StorageError(f"could not delete {keys[index]}: {error}") from error
 
     async def get(self, key: str) -> bytes:
         """The file's bytes."""

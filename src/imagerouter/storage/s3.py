@@ -13,7 +13,7 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from imagerouter.extras import require
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.storage.base import StorageError
 from imagerouter.storage.config import MAX_URL_TTL_S, StorageSettings
+from imagerouter.storage.inflight import WritesInFlight
 from imagerouter.storage.spool import spool
 
 __all__ = ["S3Storage"]
@@ -48,6 +49,8 @@ class S3Storage(AsyncResource):
         self._settings = settings
         self._executor = executor
         self._client: Any = None
+        #: The keys whose uploads the pool is running now (:meth:`delete` waits for them).
+        self.writes = WritesInFlight()
 
     def _build_client(self) -> Any:
         import boto3  # heavy; only when the backend is S3
@@ -72,10 +75,13 @@ class S3Storage(AsyncResource):
             config=config,
         )
 
-    async def _run(self, fn: Callable[[], T], what: str) -> T:
-        loop = asyncio.get_running_loop()
+    async def _run(self, fn: Callable[[], T], what: str, writes: Sequence[str] = ()) -> T:
+        """``fn`` in the pool; ``writes``: the keys it uploads, tracked until it ends."""
         try:
-            return await loop.run_in_executor(self._executor, fn)
+            work = self._executor.submit(fn)
+            if writes:
+                self.writes.track(writes, work)
+            return await asyncio.wrap_future(work)
         except StorageError:
             raise
         except Exception as exc:  # botocore's errors have no common public root
@@ -95,6 +101,7 @@ class S3Storage(AsyncResource):
                 Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
             ),
             f"upload of {key}",
+            [key],
         )
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
@@ -123,11 +130,25 @@ class S3Storage(AsyncResource):
                     Config=config,
                 ),
                 f"upload of {key}",
+                [key],
             )
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         return size
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """``delete_object`` of each key in the pool, once the pool's uploads of them have
+        ended (:meth:`Storage.delete <imagerouter.storage.base.Storage.delete>`; one call a
+        key rather than ``DeleteObjects``, which not every S3-compatible store takes)."""
+        await self.writes.settle(keys)
+
+        def remove() -> None:
+            for key in keys:
+                self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+        if keys:
+            await self._run(remove, f"delete of {', '.join(keys)}")
 
     async def get(self, key: str) -> bytes:
         """``get_object`` in the pool."""

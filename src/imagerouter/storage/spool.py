@@ -9,6 +9,7 @@ holding the upload in memory.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 from collections.abc import AsyncIterable
@@ -40,20 +41,40 @@ def write_all(fd: int, data: bytes) -> None:
 
 async def spool(chunks: AsyncIterable[bytes], path: Path, executor: Executor) -> int:
     """Write every chunk to ``path`` (created, must not exist) in ``executor``; the bytes
-    written. On any error (the chunks' own too) the file is removed and the error raised."""
-    loop = asyncio.get_running_loop()
-
-    fd = await loop.run_in_executor(executor, create_new, path)
+    written. On any error (the chunks' own too, or a cancel) the file is removed and the
+    error raised; its descriptor is closed once the pool's work on it has ended (closing it
+    under a write still running would let the rest of that write go to whatever file takes
+    the number next)."""
+    opening = executor.submit(create_new, path)
+    try:
+        fd = await asyncio.wrap_future(opening)
+    except BaseException:  # cancelled: the file may still be made, and is then removed
+        opening.add_done_callback(lambda done: _discard_opened(done, path))
+        raise
     size = 0
+    last: concurrent.futures.Future[None] | None = None
     try:
         async for chunk in chunks:
             if chunk:
-                await loop.run_in_executor(executor, write_all, fd, chunk)
+                last = executor.submit(write_all, fd, chunk)
+                await asyncio.wrap_future(last)
                 size += len(chunk)
     except BaseException:
-        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
+        if last is None:
+            os.close(fd)
+        else:  # at once if it has ended, else in the pool thread as it ends
+            last.add_done_callback(lambda _: os.close(fd))
         raise
     os.close(fd)
     return size
+
+
+def _discard_opened(opening: concurrent.futures.Future[int], path: Path) -> None:
+    """The file a cancelled :func:`spool` was still creating: closed and removed."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    os.close(opening.result())
+    with contextlib.suppress(OSError):
+        os.unlink(path)
