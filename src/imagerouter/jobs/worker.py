@@ -12,7 +12,10 @@
 A job's final state is written by the store only while this pool still holds its lease, so a
 job never completes twice and a failed job is refunded once. With an ``outputs`` hook (output
 storage), a result's images are re-hosted before the job is marked completed; if that fails,
-the job fails (and is refunded) with code ``output_storage_failed``.
+the job fails (and is refunded) with code ``output_storage_failed``. Outputs stored for a run
+that does not complete the job are removed once the job is known to have ended otherwise
+(failed or canceled, so that no later run writes the same keys): none is left behind that no
+result points to.
 """
 
 from __future__ import annotations
@@ -41,8 +44,24 @@ __all__ = ["OutputHook", "WorkerConfig", "WorkerPool", "WorkerStore", "error_bod
 log = logging.getLogger(__name__)
 
 CancelReason = Literal["client", "lost", "shutdown"]
-#: Re-hosts a finished job's outputs: takes the job and its result, returns the result to store.
-OutputHook = Callable[[Job, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: A job's states that no run follows and that show no outputs.
+_ENDED_WITHOUT_OUTPUTS = frozenset({"failed", "canceled"})
+
+
+class OutputHook(Protocol):
+    """Re-hosts a finished job's outputs (the server's
+    :class:`~imagerouter.storage.OutputStore`)."""
+
+    async def __call__(
+        self, job: Job, result: dict[str, Any], started: list[str]
+    ) -> dict[str, Any]:
+        """The result to store, its outputs re-hosted; each output's key goes to ``started``
+        as its write begins."""
+        ...
+
+    async def discard(self, keys: list[str]) -> None:
+        """Remove the outputs stored under ``keys``."""
+        ...
 
 
 class WorkerStore(JobQueue, IdempotencyStore, Protocol):
@@ -348,17 +367,52 @@ class WorkerPool(AsyncResource):
             await self._write_end(self.store.fail_job, job.id, self.owner, error_body(exc), [])
             return
         body = result.model_dump(mode="json", exclude={"attempts"})
-        if self._outputs is not None:
+        if self._outputs is None:
+            await self._write_end(
+                self.store.complete_job, job.id, self.owner, body, result.attempts
+            )
+            return
+        started: list[str] = []
+        try:
             try:
-                body = await self._outputs(job, body)
+                body = await self._outputs(job, body, started)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("job %s: storing its outputs failed: %s", job.id, exc)
                 message = f"the images were generated but could not be stored: {exc}"
                 error = {"code": "output_storage_failed", "message": message}
-                await self._write_end(
+                failed = await self._write_end(
                     self.store.fail_job, job.id, self.owner, error, result.attempts
                 )
+                await self._drop_outputs(job, started, ended=failed)
                 return
-        await self._write_end(self.store.complete_job, job.id, self.owner, body, result.attempts)
+            completed = await self._write_end(
+                self.store.complete_job, job.id, self.owner, body, result.attempts
+            )
+            if not completed:
+                await self._drop_outputs(job, started)
+        except asyncio.CancelledError:
+            reason = self._cancel_reasons.get(job.id)
+            if started and reason != "shutdown":  # a shutdown hands the job back: kept
+                await asyncio.shield(self._drop_outputs(job, started, ended=reason == "client"))
+            raise
+
+    async def _drop_outputs(self, job: Job, keys: list[str], *, ended: bool = False) -> None:
+        """Remove the outputs this run stored (``keys``) when the job has ended without them:
+        ``ended`` when this process knows it did (it failed the job, or its client canceled
+        it), else as the store shows the job now. A job handed back to the queue keeps them:
+        its next run writes the same keys. Best effort: a failure is logged."""
+        if not keys or self._outputs is None:
+            return
+        try:
+            if not ended:
+                now = await self.store.get_job(job.account_id, job.id, with_attempts=False)
+                if now is None or now.status not in _ENDED_WITHOUT_OUTPUTS:
+                    return
+            await self._outputs.discard(keys)
+            log.info("job %s ended without its outputs; removed %d", job.id, len(keys))
+        except Exception as exc:
+            log.warning(
+                "job %s: its %d stored outputs could not be removed: %s", job.id, len(keys), exc
+            )

@@ -76,15 +76,27 @@ class OutputStore:
         self._settings = settings
         self._http = http
 
-    async def __call__(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
-        """``result`` with every image stored and its URL replaced (StorageError on failure)."""
+    async def __call__(
+        self, job: Job, result: dict[str, Any], started: list[str] | None = None
+    ) -> dict[str, Any]:
+        """``result`` with every image stored and its URL replaced (StorageError on failure,
+        raised once no image of the result is still being stored). ``started`` gets each key
+        as its write begins, so that a caller whose job ends otherwise (failed, or canceled
+        meanwhile) can :meth:`discard` what was stored."""
         images = list(result.get("images") or [])
+        started = [] if started is None else started
         if len(images) == 1:  # the usual case: no task to gather one download
-            stored = [await self._store(job, 0, images[0])]
+            stored = [await self._store(job, 0, images[0], started)]
         else:
-            stored = await asyncio.gather(
-                *(self._store(job, index, image) for index, image in enumerate(images))
+            outcomes = await asyncio.gather(
+                *(self._store(job, index, image, started) for index, image in enumerate(images)),
+                return_exceptions=True,
             )
+            stored = []
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                stored.append(outcome)
         ttl = self._settings.url_ttl_s
         out = []
         for image, (key, content_type) in zip(images, stored, strict=True):
@@ -95,7 +107,14 @@ class OutputStore:
         keys = [key for key, _ in stored]
         return {**result, "images": out, "storage": {"backend": self.storage.name, "keys": keys}}
 
-    async def _store(self, job: Job, index: int, image: dict[str, Any]) -> tuple[str, str]:
+    async def discard(self, keys: list[str]) -> None:
+        """Remove what was stored under ``keys`` (StorageError if the backend could not)."""
+        if keys:
+            await self.storage.delete(keys)
+
+    async def _store(
+        self, job: Job, index: int, image: dict[str, Any], started: list[str]
+    ) -> tuple[str, str]:
         content_type = image.get("content_type") or "image/png"
         if image.get("b64_json"):
             try:
@@ -105,14 +124,17 @@ class OutputStore:
             if len(data) > self._settings.max_download_bytes:
                 raise StorageError(f"image {index} is larger than max_download_bytes")
         elif image.get("url"):
-            return await self._fetch(job, index, image["url"], content_type)
+            return await self._fetch(job, index, image["url"], content_type, started)
         else:
             raise StorageError(f"image {index} has neither a URL nor base64 data")
         key = output_key(job, index, content_type)
+        started.append(key)
         await self.storage.put(key, data, content_type)
         return key, content_type
 
-    async def _fetch(self, job: Job, index: int, url: str, content_type: str) -> tuple[str, str]:
+    async def _fetch(
+        self, job: Job, index: int, url: str, content_type: str, started: list[str]
+    ) -> tuple[str, str]:
         """Download ``url`` into the storage: an image into memory and then ``put`` (small,
         batched writes), a video (or anything large or of unknown length) streamed chunk by
         chunk through ``put_stream``, so memory per job stays at a few chunks. One download
@@ -126,12 +148,13 @@ class OutputStore:
                 kind, data = small
                 content_type = kind or content_type
                 key = output_key(job, index, content_type)
+                started.append(key)
                 await self.storage.put(key, data, content_type)
                 return key, content_type
             timeout_s = deadline - time.monotonic()
             if timeout_s <= 0:
                 raise StorageError(f"output {index}: download failed: timed out")
-        return await self._stream(job, index, url, content_type, timeout_s)
+        return await self._stream(job, index, url, content_type, started, timeout_s)
 
     async def _read_small(
         self, pool: HttpPool, index: int, url: str, deadline: float
@@ -174,6 +197,7 @@ class OutputStore:
         index: int,
         url: str,
         content_type: str,
+        started: list[str],
         timeout_s: float | None = None,
     ) -> tuple[str, str]:
         """:meth:`_fetch` through the session: chunk by chunk for a video, or an answer
@@ -202,12 +226,14 @@ class OutputStore:
                 key = output_key(job, index, content_type)
                 chunks = _capped(answer, index, limit)
                 if video or length is None or length > STREAM_ABOVE_BYTES:
+                    started.append(key)
                     await self.storage.put_stream(key, chunks, content_type)
                 else:
                     data = b"".join([chunk async for chunk in chunks])
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageError(f"output {index}: download failed: {exc!r}") from exc
         if data is not None:
+            started.append(key)
             await self.storage.put(key, data, content_type)
         return key, content_type
 

@@ -1,0 +1,240 @@
+"""Outputs stored for a job that then ends without them are removed, and a cancelled write
+cannot land after the removal.
+
+A storage pool thread goes on writing after the coroutine that handed it the write was
+cancelled. These tests hold the pool's one thread on purpose (a task waiting on an event, or
+a read of a FIFO nobody writes yet) so that a write is in the pool, not yet done, when its
+job is canceled: the removal must wait for it, whatever the timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from imagerouter.jobs.types import Job
+from imagerouter.server.keys import storage_key, workers_key
+from imagerouter.storage import LocalStorage, S3Storage, StorageSettings
+from imagerouter.storage.base import StorageError
+from imagerouter.storage.outputs import OutputStore
+from imagerouter.storage.spool import spool
+from tests.delivery.conftest import ApiFactory
+from tests.delivery.seaweed import Seaweed, run_seaweed
+from tests.helpers.outputs import expected_key
+from tests.polling import eventually
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+S3_SECRET = "discard-secret-0815"
+
+
+@contextlib.contextmanager
+def held_pool() -> Iterator[tuple[ThreadPoolExecutor, threading.Event]]:
+    """A one-thread pool whose thread waits for the event (set on exit at the latest)."""
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as executor:
+        try:
+            executor.submit(release.wait, 30)
+            yield executor, release
+        finally:
+            release.set()
+
+
+def _no_session() -> aiohttp.ClientSession:
+    raise AssertionError("inline images need no download")
+
+
+def a_job(job_id: str = "job_discard") -> Job:
+    now = time.time()
+    return Job(job_id, "acct_1", "processing", {}, 1, 0, now, now, now + 60)
+
+
+async def test_delete_removes_the_files_and_skips_keys_with_none(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(2) as executor:
+        storage = LocalStorage(tmp_path / "media", b"k" * 32, executor)
+        await storage.put("h/a-0.png", PNG, "image/png")
+        await storage.put("h/a-1.png", PNG, "image/png")
+
+        await storage.delete(["h/a-0.png", "h/never-written.png"])
+
+        assert not storage.path("h/a-0.png").exists()
+        assert storage.path("h/a-1.png").read_bytes() == PNG
+        with pytest.raises(ValueError, match="invalid storage key"):
+            await storage.delete(["../outside.png"])
+
+
+async def test_a_cancelled_write_in_the_pool_ends_before_the_delete(tmp_path: Path) -> None:
+    with held_pool() as (executor, release):
+        storage = LocalStorage(tmp_path / "media", b"k" * 32, executor)
+        put = asyncio.create_task(storage.put("h/b-0.png", PNG, "image/png"))
+        await eventually(lambda: "h/b-0.png" in storage.writes, what="the write in the pool")
+        put.cancel()
+        delete = asyncio.create_task(storage.delete(["h/b-0.png"]))
+        for _ in range(20):  # the write cannot start while the thread is held
+            await asyncio.sleep(0)
+        assert not delete.done()
+
+        release.set()
+        await delete
+
+        assert "h/b-0.png" not in storage.writes  # the write ended, and before the unlink
+        assert not storage.path("h/b-0.png").exists()
+        assert put.cancelled()
+
+
+async def test_a_write_cancelled_before_a_writer_took_it_is_not_made(tmp_path: Path) -> None:
+    with held_pool() as (executor, release):
+        storage = LocalStorage(tmp_path / "media", b"k" * 32, executor)
+        first = asyncio.create_task(storage.put("h/c-0.png", PNG, "image/png"))
+        await eventually(lambda: "h/c-0.png" in storage.writes, what="the first write")
+        second = asyncio.create_task(storage.put("h/c-1.png", PNG, "image/png"))
+        await eventually(lambda: "h/c-1.png" in storage.writes, what="the second write")
+        late = asyncio.create_task(storage.put("h/c-2.png", PNG, "image/png"))
+        for _ in range(20):  # both writers are busy: the third waits for one
+            await asyncio.sleep(0)
+        assert "h/c-2.png" not in storage.writes
+        late.cancel()
+
+        release.set()
+        await asyncio.gather(first, second)
+        await storage.flush()
+
+        assert storage.path("h/c-0.png").read_bytes() == PNG
+        assert storage.path("h/c-1.png").read_bytes() == PNG
+        assert not storage.path("h/c-2.png").exists()
+
+
+async def test_a_cancelled_spool_closes_its_file_once_the_pool_is_done_with_it(
+    tmp_path: Path,
+) -> None:
+    """A video's stream cut by a cancel: the temporary file is removed and its descriptor
+    closed, after the chunk being written, never under it."""
+    target = tmp_path / "video.part"
+    fds_before = len(os.listdir("/proc/self/fd"))
+    arrived = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first chunk"
+        arrived.set()
+        yield b"second chunk"
+        await asyncio.sleep(30)  # the stream stalls; the job is canceled meanwhile
+        yield b"never"
+
+    with ThreadPoolExecutor(1) as executor:
+        writing = asyncio.create_task(spool(chunks(), target, executor))
+        await arrived.wait()
+        await eventually(lambda: target.exists(), what="the temporary file")
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+    assert not target.exists()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+async def test_one_image_failing_leaves_the_others_stored_for_the_caller_to_discard(
+    tmp_path: Path,
+) -> None:
+    """Of two images, one without data fails the store, raised only once the other is
+    written; its key is among those ``started``, which :meth:`discard` removes."""
+    with ThreadPoolExecutor(2) as executor:
+        storage = LocalStorage(tmp_path / "media", b"k" * 32, executor)
+        outputs = OutputStore(storage, _no_session, StorageSettings())
+        images = [{"b64_json": "iVBORw0KGgo=", "content_type": "image/png"}, {"width": 2}]
+        started: list[str] = []
+
+        with pytest.raises(StorageError, match="image 1 has neither a URL nor base64 data"):
+            await outputs(a_job(), {"images": images}, started)
+
+        [key] = started
+        assert key not in storage.writes  # written, not still in the pool
+        assert storage.path(key).read_bytes() == b"\x89PNG\r\n\x1a\n"
+        await outputs.discard(started)
+        assert not storage.path(key).exists()
+
+
+async def test_a_job_canceled_while_its_image_is_being_written_keeps_no_file(
+    make_api: ApiFactory,
+) -> None:
+    """Through the job API: the storage pool's one thread is held (a read of a FIFO that
+    nobody writes yet), so the job's image is in the pool when its client cancels it. Once
+    the worker is done with the job, the file is not there: the worker removed it after the
+    write ended."""
+    api = await make_api(storage={"backend": "local", "threads": 1})
+    storage = api.app[storage_key]
+    assert isinstance(storage, LocalStorage)
+    fifo = storage.path("held/fifo.png")
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    held = asyncio.create_task(storage.get("held/fifo.png"))
+    token = await api.key(credits=100)
+    job = await api.submit(token)
+    key = expected_key(job, 0, "png")
+    await eventually(lambda: key in storage.writes, what="the job's image in the pool")
+
+    status, canceled = await api.call("DELETE", f"/v1/jobs/{job['id']}", token)
+    assert status == 200
+    assert canceled["status"] == "canceled"
+    await asyncio.to_thread(lambda: open(fifo, "wb").close())  # the pool's thread goes on
+    assert await held == b""
+    pool = api.app[workers_key]
+    await eventually(lambda: pool.running == 0, what="the worker to be done with the job")
+    await storage.flush()  # whatever was still to be written has been
+
+    assert not storage.path(key).exists()
+    assert key not in storage.writes
+    status, body = await api.call("GET", f"/v1/jobs/{job['id']}", token)
+    assert (status, body["status"], body["result"]) == (200, "canceled", None)
+
+
+async def test_a_completed_jobs_image_stays(make_api: ApiFactory) -> None:
+    api = await make_api(storage={"backend": "local", "threads": 1})
+    storage = api.app[storage_key]
+    token = await api.key(credits=100)
+    job = await api.submit(token)
+    done = await api.wait_final(token, job["id"])
+    assert done["status"] == "completed"
+    assert storage.path(expected_key(done, 0, "png")).exists()
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A SeaweedFS S3 server for this module, with bucket ``images``."""
+    with run_seaweed(tmp_path_factory.mktemp("s3")) as running:
+        yield running
+
+
+async def test_s3_delete_waits_for_a_cancelled_upload_then_removes_it(seaweed: Seaweed) -> None:
+    settings = StorageSettings.model_validate(seaweed.storage("discard/", S3_SECRET))
+    s3 = seaweed.client(S3_SECRET)
+    with ThreadPoolExecutor(1) as executor:
+        async with S3Storage(settings, executor) as storage:
+            await storage.put("h/kept.png", PNG, "image/png")
+            await storage.put("h/gone.png", PNG, "image/png")
+            await storage.delete(["h/gone.png", "h/never-written.png"])
+            listed = s3.list_objects_v2(Bucket=seaweed.bucket, Prefix="discard/")
+            assert [o["Key"] for o in listed["Contents"]] == ["discard/h/kept.png"]
+
+            release = threading.Event()
+            executor.submit(release.wait, 30)
+            try:
+                upload = asyncio.create_task(storage.put("h/late.png", PNG, "image/png"))
+                await eventually(lambda: "h/late.png" in storage.writes, what="the upload")
+                upload.cancel()
+                delete = asyncio.create_task(storage.delete(["h/late.png"]))
+                for _ in range(20):  # the upload cannot start while the thread is held
+                    await asyncio.sleep(0)
+                assert not delete.done()
+            finally:
+                release.set()
+            await delete
+            assert "h/late.png" not in storage.writes
+            listed = s3.list_objects_v2(Bucket=seaweed.bucket, Prefix="discard/h/late")
+            assert listed.get("KeyCount", 0) == 0
