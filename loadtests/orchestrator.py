@@ -591,6 +591,11 @@ class _Orchestration:
         await self.receiver.aclose()
 
 
+def _stored_keys(media: Path) -> list[str]:
+    """Every file under the server's local output storage, as its storage key."""
+    return sorted(path.relative_to(media).as_posix() for path in media.rglob("*") if path.is_file())
+
+
 def _discard_media(media: Path) -> str:
     """Delete the run's stored images (realistic ones take gigabytes); say what they were."""
     files = [path for path in media.rglob("*") if path.is_file()]
@@ -628,6 +633,7 @@ async def run_loadtest(options: RunOptions) -> RunResult:
         finally:
             await run.aclose()
 
+    media = run.out / "data" / "media"
     if record["metrics"]:
         (run.raw / "metrics.txt").write_text(record["metrics"])
     (run.raw / "providers.json").write_text(json.dumps(record["providers"], indent=1))
@@ -650,11 +656,11 @@ async def run_loadtest(options: RunOptions) -> RunResult:
         locust_exit_codes=run.locust_codes,
         server_exit_code=run.server_code,
         credits_granted=CREDITS,
+        stored_outputs=_stored_keys(media) if media.is_dir() else None,
     )
     save_run(run.out, data)
     summary = summarize(data)
     write_report(run.out, data, summary)
-    media = run.out / "data" / "media"
     if media.is_dir() and not options.keep_media:
         options.show(_discard_media(media))
     return RunResult(out=run.out, summary=summary, ok=summary["ok"])

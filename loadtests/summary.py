@@ -61,6 +61,9 @@ class RunData:
     locust_exit_codes: list[int | None] = field(default_factory=list)
     server_exit_code: int | None = None
     credits_granted: int = 0
+    #: The files in the server's local output storage after the drain, as keys (paths under
+    #: it); None when the run did not look (another backend, or an older run).
+    stored_outputs: list[str] | None = None
 
 
 #: The files under ``raw/`` that hold each part of :class:`RunData`.
@@ -91,6 +94,7 @@ def save_run(out: Path, data: RunData) -> None:
         "locust_exit_codes": data.locust_exit_codes,
         "server_exit_code": data.server_exit_code,
         "credits_granted": data.credits_granted,
+        "stored_outputs": data.stored_outputs,
     }
     (raw / "run.json").write_text(json.dumps(meta, indent=1))
 
@@ -412,6 +416,36 @@ def _webhooks(data: RunData) -> dict[str, Any]:
     }
 
 
+#: Where a locally stored output's key starts in its URL.
+_MEDIA = "/v1/media/"
+
+
+def _outputs(data: RunData) -> dict[str, Any]:
+    """The output files the server kept against the images its completed jobs show: a file
+    no result points to (a job that ended without its outputs, and kept them) or an image
+    whose file is missing."""
+    if data.stored_outputs is None:
+        return {"available": False}
+    shown: set[str] = set()
+    for job in data.jobs:
+        if job.get("status") != "completed":
+            continue
+        for image in (job.get("result") or {}).get("images") or []:
+            url = image.get("url") or ""
+            if _MEDIA in url:
+                shown.add(url.split(_MEDIA, 1)[1].split("?", 1)[0])
+    stored = set(data.stored_outputs)
+    return {
+        "available": True,
+        "stored": len(stored),
+        "shown": len(shown),
+        "without_result": sorted(stored - shown)[:50],
+        "missing": sorted(shown - stored)[:50],
+        "without_result_count": len(stored - shown),
+        "missing_count": len(shown - stored),
+    }
+
+
 def _credits(data: RunData) -> dict[str, Any]:
     ledger = data.account.get("ledger", [])
     kinds: dict[str, list[dict[str, Any]]] = {}
@@ -541,6 +575,17 @@ def _checks(data: RunData, s: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{fraction if fraction is None else f'{fraction:.1%}'} of the jobs not canceled",
             )
         )
+    outputs = s["outputs"]
+    if outputs["available"]:
+        checks.append(
+            _check(
+                "stored outputs match the results",
+                outputs["without_result_count"] == 0 and outputs["missing_count"] == 0,
+                f"{outputs['stored']} files for the {outputs['shown']} images of completed jobs: "
+                f"{outputs['without_result_count']} without a result, "
+                f"{outputs['missing_count']} missing",
+            )
+        )
     hooks = s["webhooks"]
     if hooks["available"] and hooks["expected"]:
         checks.append(
@@ -595,6 +640,7 @@ def summarize(data: RunData) -> dict[str, Any]:
         "retry_after": _retry_after(data),
         "latency": _latency(data),
         "webhooks": _webhooks(data),
+        "outputs": _outputs(data),
         "credits": _credits(data),
         "farm": {
             name: {

@@ -334,3 +334,37 @@ def test_failed_jobs_not_servable_or_from_older_servers_pass_the_check() -> None
     assert "**Failed while servable** (a candidate could still have served the job): 0." in (
         render_markdown(summary)
     )
+
+
+def _with_image(job: dict[str, Any], key: str) -> dict[str, Any]:
+    url = f"http://127.0.0.1:8080/v1/media/{key}?expires=1&sig=ab"
+    job["result"] = {**(job["result"] or {}), "images": [{"url": url}]}
+    return job
+
+
+def test_stored_outputs_must_match_the_images_of_completed_jobs() -> None:
+    """A file no completed job shows (a canceled job's image left behind) and a completed
+    job's image without its file each fail the check; a run that did not look has none."""
+    jobs = [
+        _with_image(_job("job_a", "completed", attempts=[_call("fal", "ok")]), "h/job_a-0.png"),
+        _with_image(_job("job_b", "completed", attempts=[_call("fal", "ok")]), "h/job_b-0.png"),
+        _job("job_c", "canceled", refunded=26),
+    ]
+    clean = summarize(_data(jobs, stored_outputs=["h/job_a-0.png", "h/job_b-0.png"]))
+    assert _check(clean, "stored outputs match the results")
+    assert clean["outputs"]["stored"] == clean["outputs"]["shown"] == 2
+
+    left = summarize(
+        _data(jobs, stored_outputs=["h/job_a-0.png", "h/job_b-0.png", "h/job_c-0.png"])
+    )
+    assert not _check(left, "stored outputs match the results")
+    assert left["outputs"]["without_result"] == ["h/job_c-0.png"]
+    assert not left["ok"]
+
+    lost = summarize(_data(jobs, stored_outputs=["h/job_a-0.png"]))
+    assert lost["outputs"]["missing"] == ["h/job_b-0.png"]
+    assert not _check(lost, "stored outputs match the results")
+
+    unseen = summarize(_data(jobs))
+    assert unseen["outputs"] == {"available": False}
+    assert "stored outputs match the results" not in [c["name"] for c in unseen["checks"]]
