@@ -71,16 +71,25 @@ async def test_delete_removes_the_files_and_skips_keys_with_none(tmp_path: Path)
             await storage.delete(["../outside.png"])
 
 
+async def cancel_held_write_and_delete(
+    storage: LocalStorage | S3Storage, key: str
+) -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+    """Put ``key`` while the pool's thread is held, cancel the put once its write is in the
+    pool, and start deleting ``key``: the delete must wait, since the write has not ended."""
+    put = asyncio.create_task(storage.put(key, PNG, "image/png"))
+    await eventually(lambda: key in storage.writes, what=f"the write of {key} in the pool")
+    put.cancel()
+    delete = asyncio.create_task(storage.delete([key]))
+    for _ in range(20):  # the write cannot start while the thread is held
+        await asyncio.sleep(0)
+    assert not delete.done()
+    return put, delete
+
+
 async def test_a_cancelled_write_in_the_pool_ends_before_the_delete(tmp_path: Path) -> None:
     with held_pool() as (executor, release):
         storage = LocalStorage(tmp_path / "media", b"k" * 32, executor)
-        put = asyncio.create_task(storage.put("h/b-0.png", PNG, "image/png"))
-        await eventually(lambda: "h/b-0.png" in storage.writes, what="the write in the pool")
-        put.cancel()
-        delete = asyncio.create_task(storage.delete(["h/b-0.png"]))
-        for _ in range(20):  # the write cannot start while the thread is held
-            await asyncio.sleep(0)
-        assert not delete.done()
+        put, delete = await cancel_held_write_and_delete(storage, "h/b-0.png")
 
         release.set()
         await delete
@@ -225,13 +234,7 @@ async def test_s3_delete_waits_for_a_cancelled_upload_then_removes_it(seaweed: S
             release = threading.Event()
             executor.submit(release.wait, 30)
             try:
-                upload = asyncio.create_task(storage.put("h/late.png", PNG, "image/png"))
-                await eventually(lambda: "h/late.png" in storage.writes, what="the upload")
-                upload.cancel()
-                delete = asyncio.create_task(storage.delete(["h/late.png"]))
-                for _ in range(20):  # the upload cannot start while the thread is held
-                    await asyncio.sleep(0)
-                assert not delete.done()
+                _, delete = await cancel_held_write_and_delete(storage, "h/late.png")
             finally:
                 release.set()
             await delete
