@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["WritesInFlight"]
 
@@ -20,12 +21,12 @@ class WritesInFlight:
     pool, :meth:`settle` to wait until every write of some keys has ended."""
 
     def __init__(self) -> None:
-        self._by_key: dict[str, set[asyncio.Future[object]]] = {}
+        self._by_key: dict[str, set[asyncio.Future[Any]]] = {}
 
     def __contains__(self, key: object) -> bool:
         return key in self._by_key
 
-    def track(self, keys: Iterable[str], work: concurrent.futures.Future[object]) -> None:
+    def track(self, keys: Iterable[str], work: concurrent.futures.Future[Any]) -> None:
         """``work`` (a pool's future) writes ``keys``; it is forgotten once it has ended,
         however it ended (its result is its caller's business)."""
         ended = asyncio.wrap_future(work)
@@ -34,7 +35,7 @@ class WritesInFlight:
             self._by_key.setdefault(key, set()).add(ended)
         ended.add_done_callback(lambda _: self._forget(held, ended))
 
-    def _forget(self, keys: list[str], ended: asyncio.Future[object]) -> None:
+    def _forget(self, keys: list[str], ended: asyncio.Future[Any]) -> None:
         if not ended.cancelled():
             ended.exception()  # seen: the writer's own future reports it
         for key in keys:
