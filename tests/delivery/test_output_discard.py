@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from imagerouter.jobs.types import Job
-from imagerouter.server.keys import storage_key, workers_key
+from imagerouter.server.keys import storage_key, store_key, workers_key
 from imagerouter.storage import LocalStorage, S3Storage, StorageSettings
 from imagerouter.storage.base import StorageError
 from imagerouter.storage.outputs import OutputStore
@@ -241,3 +241,29 @@ async def test_s3_delete_waits_for_a_cancelled_upload_then_removes_it(seaweed: S
             assert "h/late.png" not in storage.writes
             listed = s3.list_objects_v2(Bucket=seaweed.bucket, Prefix="discard/h/late")
             assert listed.get("KeyCount", 0) == 0
+
+
+async def test_without_knowing_how_the_job_ended_the_worker_asks_the_store(
+    make_api: ApiFactory,
+) -> None:
+    """A run that lost its lease (or whose completion was refused) does not know how its
+    job ended: the worker reads the job, and removes the run's outputs only if it is failed
+    or canceled. A job still queued (handed back, to run again) keeps them, since its next
+    run writes the same keys."""
+    api = await make_api(workers=0)
+    storage, store, pool = api.app[storage_key], api.app[store_key], api.app[workers_key]
+    token = await api.key(credits=100)
+    canceled, queued = await api.submit(token), await api.submit(token)
+    keys = {job["id"]: expected_key(job, 0, "png") for job in (canceled, queued)}
+    for key in keys.values():
+        await storage.put(key, PNG, "image/png")  # as each job's run stored its image
+    status, _ = await api.call("DELETE", f"/v1/jobs/{canceled['id']}", token)
+    assert status == 200
+    account_id = (await api.call("GET", "/v1/account", token))[1]["id"]
+
+    for job_id, key in keys.items():
+        job = await store.get_job(account_id, job_id, with_attempts=False)
+        await pool._drop_outputs(job, [key])
+
+    assert not storage.path(keys[canceled["id"]]).exists()
+    assert storage.path(keys[queued["id"]]).read_bytes() == PNG

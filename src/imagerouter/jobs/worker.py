@@ -44,8 +44,6 @@ __all__ = ["OutputHook", "WorkerConfig", "WorkerPool", "WorkerStore", "error_bod
 log = logging.getLogger(__name__)
 
 CancelReason = Literal["client", "lost", "shutdown"]
-#: A job's states that no run follows and that show no outputs.
-_ENDED_WITHOUT_OUTPUTS = frozenset({"failed", "canceled"})
 
 
 class OutputHook(Protocol):
@@ -408,7 +406,7 @@ class WorkerPool(AsyncResource):
         try:
             if not ended:
                 now = await self.store.get_job(job.account_id, job.id, with_attempts=False)
-                if now is None or now.status not in _ENDED_WITHOUT_OUTPUTS:
+                if now is None or not now.final or now.status == "completed":
                     return
             await self._outputs.discard(keys)
             log.info("job %s ended without its outputs; removed %d", job.id, len(keys))
