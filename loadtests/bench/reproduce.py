@@ -27,7 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from loadtests.bench.targets import Figure, format_figure, read_document
+from loadtests.bench.targets import (
+    POSTGRES_SUBMITS,
+    SIMULATOR,
+    SQLITE_P99,
+    SQLITE_RATIO,
+    WHOLE_PATH,
+    Figure,
+    format_figure,
+    read_document,
+)
 
 __all__ = ["FIGURES", "Comparison", "compare", "report", "save"]
 
@@ -100,24 +109,10 @@ FIGURES = (
         lambda d: d["saturation_median_per_s"]["imagerouter-sqlite"],
         host=1,
     ),
-    Figure(
-        "SQLite submits / bare handler",
-        "submit",
-        lambda d: d["summary"]["ratio_to_bare"]["imagerouter-sqlite"],
-    ),
-    Figure(
-        "SQLite p99 ms at 1,000 submits/s",
-        "submit",
-        lambda d: d["summary"]["p99_ms_at_1000_per_s"]["imagerouter-sqlite"],
-        host=-1,
-    ),
-    Figure(
-        "PostgreSQL durable submits/s (wrk)",
-        "submit",
-        lambda d: d["saturation_median_per_s"]["imagerouter-postgres"],
-        host=1,
-    ),
-    Figure("end to end jobs/s done, whole path", "end_to_end", lambda d: d["done_per_s"], host=1),
+    SQLITE_RATIO,
+    SQLITE_P99,
+    POSTGRES_SUBMITS,
+    WHOLE_PATH,
     Figure(
         "end to end server CPU ms a job",
         "end_to_end",
@@ -160,12 +155,7 @@ FIGURES = (
         "memory",
         lambda d: d["configs"]["running"]["kib_per_job_in_flight"],
     ),
-    Figure(
-        "simulated jobs a wall-clock minute",
-        "simulator",
-        lambda d: d["min_jobs_per_wall_minute"],
-        host=1,
-    ),
+    SIMULATOR,
     Figure(
         "Redis shared rate-limit check p50 ms",
         "redis_state",
