@@ -591,14 +591,19 @@ class _Orchestration:
         await self.receiver.aclose()
 
 
+def _media_files(media: Path) -> list[Path]:
+    """Every file under the server's local output storage."""
+    return [path for path in media.rglob("*") if path.is_file()]
+
+
 def _stored_keys(media: Path) -> list[str]:
     """Every file under the server's local output storage, as its storage key."""
-    return sorted(path.relative_to(media).as_posix() for path in media.rglob("*") if path.is_file())
+    return sorted(path.relative_to(media).as_posix() for path in _media_files(media))
 
 
 def _discard_media(media: Path) -> str:
     """Delete the run's stored images (realistic ones take gigabytes); say what they were."""
-    files = [path for path in media.rglob("*") if path.is_file()]
+    files = _media_files(media)
     size = sum(path.stat().st_size for path in files)
     shutil.rmtree(media)
     return (

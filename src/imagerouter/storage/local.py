@@ -67,10 +67,15 @@ _UNNAMED = getattr(os, "O_TMPFILE", 0)
 _NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
+def _beside(path: str) -> str:
+    """A new temporary file's name beside ``path`` (hidden, unique), to be renamed to it."""
+    folder, name = os.path.split(path)
+    return f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
+
+
 def _write_named(path: str, data: bytes) -> None:
     """Write ``path`` through a temporary file beside it, renamed into place (replacing)."""
-    folder, name = os.path.split(path)
-    tmp = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
+    tmp = _beside(path)
     try:
         fd = create_new(tmp)
         try:
@@ -237,16 +242,16 @@ class LocalStorage:
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
         """Spool the chunks into a temporary file beside the final one (each write in the
         pool), then rename it into place: a failed or cut stream leaves nothing behind."""
-        path = self.path(key)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        path = self._file(key)
+        tmp = _beside(path)
         try:
-            size = await spool(chunks, tmp, self._executor)
+            size = await spool(chunks, Path(tmp), self._executor)
             named = self._executor.submit(os.replace, tmp, path)
             self.writes.track([key], named)
             await asyncio.wrap_future(named)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise StorageError(f"could not write {key}: {exc}") from exc
         return size
 
