@@ -203,6 +203,42 @@ async def test_a_job_canceled_while_its_image_is_being_written_keeps_no_file(
     assert (status, body["status"], body["result"]) == (200, "canceled", None)
 
 
+async def test_a_job_canceled_through_another_replica_keeps_no_file(
+    make_api: ApiFactory,
+) -> None:
+    """The whole lost-lease run: the job is canceled in the store, as another replica's API
+    would cancel it, while its image is in the held pool. This process is not told: its
+    heartbeat finds the lease gone and cancels the run, which does not know how the job
+    ended, reads it (canceled), and removes the image once its write has ended."""
+    api = await make_api(storage={"backend": "local", "threads": 1}, heartbeat_s=0.05)
+    storage, store, pool = api.app[storage_key], api.app[store_key], api.app[workers_key]
+    assert isinstance(storage, LocalStorage)
+    fifo = storage.path("held/fifo.png")
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    held = asyncio.create_task(storage.get("held/fifo.png"))
+    token = await api.key(credits=100)
+    job = await api.submit(token)
+    key = expected_key(job, 0, "png")
+    await eventually(lambda: key in storage.writes, what="the job's image in the pool")
+    account_id = (await api.call("GET", "/v1/account", token))[1]["id"]
+
+    await store.cancel_job(account_id, job["id"])  # not through this process's pool
+    await eventually(
+        lambda: pool._cancel_reasons.get(job["id"]) == "lost",
+        what="the heartbeat to find the lease lost",
+    )
+    assert key in storage.writes  # the removal waits for the write
+    await asyncio.to_thread(lambda: open(fifo, "wb").close())
+    assert await held == b""
+    await eventually(lambda: pool.running == 0, what="the worker to be done with the job")
+    await storage.flush()
+
+    assert not storage.path(key).exists()
+    status, body = await api.call("GET", f"/v1/jobs/{job['id']}", token)
+    assert (status, body["status"], body["result"]) == (200, "canceled", None)
+
+
 async def test_a_completed_jobs_image_stays(make_api: ApiFactory) -> None:
     api = await make_api(storage={"backend": "local", "threads": 1})
     storage = api.app[storage_key]
