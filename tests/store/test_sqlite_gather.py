@@ -1,5 +1,4 @@
-"""SQLite group commit gathers the loop's hand-overs for ``gather_s`` only when the store is
-busy, and no longer than a full batch takes."""
+"""SQLite group commit waits for the loop's next turn only when the store is busy."""
 
 from __future__ import annotations
 
@@ -22,41 +21,20 @@ def _insert(n: int):
     return op
 
 
-async def test_a_busy_store_commits_the_hand_overs_of_its_window_together(
-    tmp_path: Path,
-) -> None:
-    """After a transaction of two, work handed over in several turns of the loop within
-    ``gather_s`` commits in one transaction: the first is not answered before the last was
-    even handed over."""
-    thread = SQLiteThread(tmp_path / "g.db", gather_s=0.5)
+async def test_a_busy_store_commits_the_next_turn_with_this_one(tmp_path: Path) -> None:
+    """After a transaction of two, work handed over in one turn of the loop waits for the
+    next turn's: both commit together (one transaction), and the first is not answered
+    before the second was even handed over."""
+    thread = SQLiteThread(tmp_path / "g.db", gather_s=5.0)
     await thread.start(_schema)
     try:
         await asyncio.gather(thread.run(_insert(1)), thread.run(_insert(2)))  # a batch of two
         commits = thread.commits
         first = asyncio.ensure_future(thread.run(_insert(3)))
-        await asyncio.sleep(0.02)  # many turns of the loop later: the thread still gathers
-        second = asyncio.ensure_future(thread.run(_insert(4)))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # many turns of the loop later: the thread still waits
         assert not first.done()
-        third = await thread.run(_insert(5))
-        assert (await first, await second, third) == (3, 4, 5)
-        assert thread.commits == commits + 1
-    finally:
-        await thread.aclose()
-
-
-async def test_a_full_batch_does_not_wait_out_the_window(tmp_path: Path) -> None:
-    """Once ``batch_max`` functions are in, the transaction begins, however long
-    ``gather_s`` is."""
-    thread = SQLiteThread(tmp_path / "g.db", gather_s=30.0, batch_max=4)
-    await thread.start(_schema)
-    try:
-        await asyncio.gather(thread.run(_insert(1)), thread.run(_insert(2)))
-        commits = thread.commits
-        done = await asyncio.wait_for(
-            asyncio.gather(*(thread.run(_insert(n)) for n in range(3, 7))), timeout=10
-        )
-        assert done == [3, 4, 5, 6]
+        second = await thread.run(_insert(4))
+        assert (await first, second) == (3, 4)
         assert thread.commits == commits + 1
     finally:
         await thread.aclose()

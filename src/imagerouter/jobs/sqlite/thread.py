@@ -17,13 +17,10 @@ multi-row statements instead of a few statements each. A runner answers each ite
 and its items run again one at a time.
 
 Group commit waits a little when the store is busy: when the last transaction held more than
-one function, the thread gathers every hand-over of the next ``gather_s`` (2 ms) into the
-transaction before it begins (or until ``batch_max`` functions are in), so that one commit (its
-WAL pages, its thread and loop wake-ups) carries many turns of the loop rather than one or two.
-A busy store's work waits at most ``gather_s`` more; work that follows a transaction of one
-function (nearly all of it at low load) never waits. On the whole job path (``bench_end_to_end``,
-128 workers) 2 ms took the server's CPU a job from 0.68 to 0.66 ms against waiting for the
-next hand-over only (the medians of five alternating runs each).
+one function, the thread waits up to ``gather_s`` (0.2 ms) for the loop's next hand-over before
+it begins, so that one commit (its WAL pages, its thread wake-ups) carries two turns of the loop
+rather than one. Work that follows a transaction of one function (nearly all of it at low
+load) never waits.
 
 What a function writes that others listen for (job events) it hands to :meth:`SQLiteThread.emit`
 on the thread; once the transaction commits, the batch's items all go to ``on_commit`` in one
@@ -39,7 +36,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,7 +73,7 @@ class SQLiteThread:
         busy_timeout_ms: how long to wait for another process's write lock (the CLI).
         on_commit: called on the loop with what a committed batch's functions handed to
             :meth:`emit`, in order (nothing for a batch rolled back).
-        gather_s: how long a transaction gathers work before it begins, when the last one
+        gather_s: the longest wait for more work before a transaction, when the last one
             held more than one function (0: never wait).
     """
 
@@ -89,7 +85,7 @@ class SQLiteThread:
         batch_max: int = 256,
         busy_timeout_ms: int = 10_000,
         on_commit: Callable[[list[Any]], None] | None = None,
-        gather_s: float = 0.002,
+        gather_s: float = 0.0002,
     ) -> None:
         self.path = Path(path)
         self._on_commit = on_commit
@@ -226,8 +222,16 @@ class SQLiteThread:
             if first is None:
                 break
             batch = list(first)
-            if last_size > 1 and self._gather_s > 0:  # busy: one commit for many turns
-                stopping = self._gather(batch)
+            if last_size > 1 and self._gather_s > 0 and self._queue.empty():
+                # busy: the loop's next turn is likely on its way; one commit for both
+                try:
+                    more = self._queue.get(timeout=self._gather_s)
+                except queue.Empty:
+                    more = []
+                if more is None:
+                    stopping = True
+                else:
+                    batch.extend(more)
             while not stopping and len(batch) < self._batch_max:
                 try:
                     ops = self._queue.get_nowait()
@@ -240,23 +244,6 @@ class SQLiteThread:
             last_size = len(batch)
             for start in range(0, len(batch), self._batch_max):
                 self._run_batch(conn, batch[start : start + self._batch_max])
-
-    def _gather(self, batch: list[Op]) -> bool:
-        """Add to ``batch`` what the loop hands over in the next ``gather_s`` (until
-        ``batch_max``); True when the stop came meanwhile."""
-        deadline = time.monotonic() + self._gather_s
-        while len(batch) < self._batch_max:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                more = self._queue.get(timeout=left)
-            except queue.Empty:
-                return False
-            if more is None:
-                return True
-            batch.extend(more)
-        return False
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         outcomes: list[Outcome] = []
