@@ -1,7 +1,8 @@
 """Whether a ``make bench`` run reproduces the README's figures.
 
 The README quotes one ``make bench`` run; its results files are kept in
-``loadtests/bench/reference/``. Each headline figure of a new run is set against the same
+``loadtests/bench/reference/`` (a benchmark whose method changed since may have its file from
+a standalone run of it, which the README then names). Each headline figure of a new run is set against the same
 figure of that run, as a ratio, and is *within 20 %* or *off* by how much; a figure that is
 zero there (a failover that failed no servable job) must be zero again. The two runs' bare
 handler rates come first: on a shared host the absolute figures follow the host's speed,
