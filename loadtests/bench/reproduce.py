@@ -2,11 +2,11 @@
 
 The README quotes one ``make bench`` run; its results files are kept in
 ``loadtests/bench/reference/`` (a benchmark whose method changed since may have its file from
-a standalone run of it, which the README then names). Each headline figure of a new run is set against the same
-figure of that run, as a ratio, and is *within 20 %* or *off* by how much; a figure that is
-zero there (a failover that failed no servable job) must be zero again. The two runs' bare
-handler rates come first: on a shared host the absolute figures follow the host's speed,
-and that rate shows how far it moved.
+a standalone run of it, which the README then names). Each headline figure of a new run is
+set against the same figure of that run, as a ratio, and is *within 20 %* or *off* by how
+much; a figure that is zero there (a failover that failed no servable job) must be zero
+again. The two runs' bare handler rates come first: on a shared host the absolute figures
+follow the host's speed, and that rate shows how far it moved.
 
 So each figure is also set against the reference *at the host's speed*: its ratio divided by
 the ratio of the two bare handler rates, once for a rate and inversely for a cost or a time
