@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -27,7 +29,7 @@ from imagerouter.storage import LocalStorage, S3Storage, StorageSettings
 from imagerouter.storage.base import StorageError
 from imagerouter.storage.outputs import OutputStore
 from imagerouter.storage.spool import spool
-from tests.delivery.conftest import ApiFactory
+from tests.delivery.conftest import Api, ApiFactory
 from tests.delivery.seaweed import Seaweed, run_seaweed
 from tests.helpers.outputs import expected_key
 from tests.polling import eventually
@@ -169,30 +171,52 @@ async def test_one_image_failing_leaves_the_others_stored_for_the_caller_to_disc
         assert not storage.path(key).exists()
 
 
-async def test_a_job_canceled_while_its_image_is_being_written_keeps_no_file(
-    make_api: ApiFactory,
-) -> None:
-    """Through the job API: the storage pool's one thread is held (a read of a FIFO that
-    nobody writes yet), so the job's image is in the pool when its client cancels it. Once
-    the worker is done with the job, the file is not there: the worker removed it after the
-    write ended."""
-    api = await make_api(storage={"backend": "local", "threads": 1})
-    storage = api.app[storage_key]
-    assert isinstance(storage, LocalStorage)
+@dataclass
+class HeldImage:
+    """A job whose image's write is in the storage pool, whose one thread is held."""
+
+    token: str
+    job: dict[str, Any]
+    key: str
+    fifo: Path
+    reading: asyncio.Task[bytes]
+
+    async def release(self) -> None:
+        """Let the pool's thread go on (the FIFO's reader gets an empty file)."""
+        await asyncio.to_thread(lambda: open(self.fifo, "wb").close())
+        assert await self.reading == b""
+
+
+async def hold_a_jobs_image(api: Api, storage: LocalStorage) -> HeldImage:
+    """Hold the storage pool's one thread (a read of a FIFO that nobody writes yet), submit a
+    job, and wait until its image's write is in the pool, behind the read."""
     fifo = storage.path("held/fifo.png")
     fifo.parent.mkdir(parents=True)
     os.mkfifo(fifo)
-    held = asyncio.create_task(storage.get("held/fifo.png"))
+    reading = asyncio.create_task(storage.get("held/fifo.png"))
     token = await api.key(credits=100)
     job = await api.submit(token)
     key = expected_key(job, 0, "png")
     await eventually(lambda: key in storage.writes, what="the job's image in the pool")
+    return HeldImage(token, job, key, fifo, reading)
+
+
+async def test_a_job_canceled_while_its_image_is_being_written_keeps_no_file(
+    make_api: ApiFactory,
+) -> None:
+    """Through the job API: the storage pool's one thread is held, so the job's image is in
+    the pool when its client cancels it. Once the worker is done with the job, the file is
+    not there: the worker removed it after the write ended."""
+    api = await make_api(storage={"backend": "local", "threads": 1})
+    storage = api.app[storage_key]
+    assert isinstance(storage, LocalStorage)
+    held = await hold_a_jobs_image(api, storage)
+    job, key, token = held.job, held.key, held.token
 
     status, canceled = await api.call("DELETE", f"/v1/jobs/{job['id']}", token)
     assert status == 200
     assert canceled["status"] == "canceled"
-    await asyncio.to_thread(lambda: open(fifo, "wb").close())  # the pool's thread goes on
-    assert await held == b""
+    await held.release()
     pool = api.app[workers_key]
     await eventually(lambda: pool.running == 0, what="the worker to be done with the job")
     await storage.flush()  # whatever was still to be written has been
@@ -213,14 +237,8 @@ async def test_a_job_canceled_through_another_replica_keeps_no_file(
     api = await make_api(storage={"backend": "local", "threads": 1}, heartbeat_s=0.05)
     storage, store, pool = api.app[storage_key], api.app[store_key], api.app[workers_key]
     assert isinstance(storage, LocalStorage)
-    fifo = storage.path("held/fifo.png")
-    fifo.parent.mkdir(parents=True)
-    os.mkfifo(fifo)
-    held = asyncio.create_task(storage.get("held/fifo.png"))
-    token = await api.key(credits=100)
-    job = await api.submit(token)
-    key = expected_key(job, 0, "png")
-    await eventually(lambda: key in storage.writes, what="the job's image in the pool")
+    held = await hold_a_jobs_image(api, storage)
+    job, key, token = held.job, held.key, held.token
     account_id = (await api.call("GET", "/v1/account", token))[1]["id"]
 
     await store.cancel_job(account_id, job["id"])  # not through this process's pool
@@ -229,8 +247,7 @@ async def test_a_job_canceled_through_another_replica_keeps_no_file(
         what="the heartbeat to find the lease lost",
     )
     assert key in storage.writes  # the removal waits for the write
-    await asyncio.to_thread(lambda: open(fifo, "wb").close())
-    assert await held == b""
+    await held.release()
     await eventually(lambda: pool.running == 0, what="the worker to be done with the job")
     await storage.flush()
 
