@@ -28,7 +28,11 @@ class WritesInFlight:
 
     def track(self, keys: Iterable[str], work: concurrent.futures.Future[Any]) -> None:
         """``work`` (a pool's future) writes ``keys``; it is forgotten once it has ended,
-        however it ended (its result is its caller's business)."""
+        however it ended (its result is its caller's business).
+
+        The caller awaits a future of its own over ``work``, not this one: a cancelled
+        caller's future is cancelled at once, whether or not the pool is still writing, and
+        this one must stay pending until the write has really ended."""
         ended = asyncio.wrap_future(work)
         held = list(keys)
         for key in held:
