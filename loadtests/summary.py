@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagerouter.storage.local import MEDIA_PREFIX
 from loadtests.bench.common import percentile
 from loadtests.scenario import LoadScenario
 from loadtests.timeline import expand_providers
@@ -417,6 +416,12 @@ def _webhooks(data: RunData) -> dict[str, Any]:
     }
 
 
+#: Where a locally stored output's key starts in its URL: the media route of the HTTP API,
+#: spelled here as a client reads it (the load tests import only the public API, so not
+#: ``imagerouter.storage.local.MEDIA_PREFIX``; ``tests/core/test_import_rules.py``).
+_MEDIA = "/v1/media/"
+
+
 def _outputs(data: RunData) -> dict[str, Any]:
     """The output files the server kept against the images its completed jobs show: a file
     no result points to (a job that ended without its outputs, and kept them) or an image
@@ -429,8 +434,8 @@ def _outputs(data: RunData) -> dict[str, Any]:
             continue
         for image in (job.get("result") or {}).get("images") or []:
             url = image.get("url") or ""
-            if MEDIA_PREFIX in url:  # local storage's URL: the prefix, the key, the signature
-                shown.add(url.split(MEDIA_PREFIX, 1)[1].split("?", 1)[0])
+            if _MEDIA in url:
+                shown.add(url.split(_MEDIA, 1)[1].split("?", 1)[0])
     stored = set(data.stored_outputs)
     return {
         "available": True,
