@@ -13,7 +13,7 @@ Run: ``python -m loadtests.bench.bench_submit`` (about 4 minutes; prints tables 
   ``wrk -t1 -c50`` for the saturation throughput (closed loop; the ratio the issue asks for),
   and ``openloop.c`` at constant offered rates for p50/p99 with latency measured from each
   request's intended send time (no coordinated omission). The 1,000/s level, the p99
-  target's, runs three times per server, interleaved; the run with the median p99 is kept.
+  target's, runs five times per server, interleaved; the run with the median p99 is kept.
 * The saturation point is the highest offered rate served at ≥ 98 % with p99 under 100 ms.
 * The server's CPU time per request under wrk (``/proc``, every thread) is reported beside
   the requests per second: on a machine shared with other work, the CPU ratio is the figure
@@ -232,7 +232,7 @@ def measured_wrk(target: Target, pid: int, duration_s: float) -> dict[str, Any]:
 def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Of several runs of one level, the run whose p99 is the median (the lower middle of an
     even count), with every run's p99 beside it: one host hiccup of a millisecond moves a 5 s
-    level's p99 (its 50th-slowest answer), the median of three runs much less."""
+    level's p99 (its 50th-slowest answer), the median of five runs much less."""
     ranked = sorted(rows, key=lambda row: row["p99_ms"])
     chosen = dict(ranked[(len(ranked) - 1) // 2])
     if len(rows) > 1:
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--target-runs",
         type=int,
-        default=3,
+        default=5,
         help=f"Runs of the {TARGET_RATE}/s level, the p99 target's (the median run is kept).",
     )
     parser.add_argument("--wrk-duration", type=float, default=10.0)
