@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from imagerouter import eventloop
+from imagerouter.server.settings import ServerSettings
 from loadtests.bench.bench_file_create import one_round
 from loadtests.bench.common import (
     RESULTS_DIR,
@@ -509,17 +510,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=2500, help="Submits/s offered.")
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load.")
     parser.add_argument("--workers", type=int, default=128, help="The server's job workers.")
+    defaults = ServerSettings.model_fields
     parser.add_argument(
         "--webhook-concurrency",
         type=int,
         default=128,
-        help="The server's webhook attempts in flight (its default: 64).",
+        help="The server's webhook attempts in flight "
+        f"(its default: {defaults['webhook_concurrency'].default}).",
     )
     parser.add_argument(
         "--per-target",
         type=int,
         default=16,
-        help="The server's connections to one webhook receiver (its default: 4).",
+        help="The server's connections to one webhook receiver "
+        f"(its default: {defaults['webhook_per_target'].default}).",
     )
     parser.add_argument(
         "--storage",
