@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,7 +15,9 @@ __all__ = [
     "AttemptRecord",
     "Delivery",
     "DeliveryAttempt",
+    "DeliveryHandoff",
     "DeliveryReplay",
+    "HandedDelivery",
     "IdempotencyOutcome",
     "Job",
     "JobEvent",
@@ -296,3 +299,38 @@ class DeliveryReplay:
 
     state: Literal["queued", "in_flight", "disabled"]
     delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True)
+class HandedDelivery:
+    """A delivery a completion just wrote already leased to this process's delivery worker,
+    its body fixed; ``secrets`` are the account's signing secrets, read in the same
+    transaction (current first)."""
+
+    delivery: Delivery
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryHandoff:
+    """How a store hands the webhooks of the jobs it completes straight to this process's
+    delivery worker, rather than leaving them for its next claim
+    (``store.hand_deliveries(handoff)``).
+
+    While ``room()`` is above zero, a completion's delivery due now is written in the
+    completion's transaction leased to ``owner`` for ``lease_s``, its body fixed by
+    ``body(job, delivery)`` (the final job as the transaction wrote it); once committed,
+    ``take(handed, pending)`` gets them on the event loop, ``pending`` telling whether the
+    commit also queued deliveries for a claim (no room, a failure, a progress event). A
+    process that dies before sending leaves a lease that expires: delivery stays at least
+    once.
+
+    ``room`` and ``body`` run on the store's thread, inside the transaction: they must be
+    quick, must not block, and must not touch the event loop.
+    """
+
+    owner: str
+    lease_s: float
+    room: Callable[[], int]
+    body: Callable[[Job, Delivery], str]
+    take: Callable[[Sequence[HandedDelivery], bool], None]

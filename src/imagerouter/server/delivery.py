@@ -93,7 +93,21 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def _job_body(app: web.Application):
+    """The body of a job's final-event delivery, from the final job (the result's stored
+    images signed afresh); a handoff runs it on the store's thread."""
+    ttl_s = app[settings_key].storage.url_ttl_s
+
+    def build(job: Job, delivery: Delivery) -> str:
+        result = present_result(app.get(storage_key), job.result, ttl_s)
+        return dumps_body(webhook_payload(job, delivery, result))
+
+    return build
+
+
 def _body_builder(app: web.Application):
+    final_body = _job_body(app)
+
     async def build(delivery: Delivery) -> str:
         store = app[store_key]
         job = await store.get_job(delivery.account_id, delivery.job_id, with_attempts=False)
@@ -105,9 +119,7 @@ def _body_builder(app: web.Application):
             )
             data = found[0].data if found and found[0].id == delivery.event_id else {}
             return dumps_body(progress_payload(job, delivery, data))
-        ttl_s = app[settings_key].storage.url_ttl_s
-        result = present_result(app.get(storage_key), job.result, ttl_s)
-        return dumps_body(webhook_payload(job, delivery, result))
+        return final_body(job, delivery)
 
     return build
 
@@ -134,7 +146,7 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         max_connections=config.concurrency + config.slow_max,
         per_target=config.per_target,
     ) as sender:
-        worker = DeliveryWorker(store, sender, _body_builder(app), config)
+        worker = DeliveryWorker(store, sender, _body_builder(app), config, job_body=_job_body(app))
         app[deliveries_key] = worker
         async with worker:
             try:

@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -33,7 +34,15 @@ from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.errors import StoreUnavailable
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import EventLog, WebhookStore
-from imagerouter.jobs.types import AttemptRecord, Delivery, DeliveryAttempt, JobEvent
+from imagerouter.jobs.types import (
+    AttemptRecord,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryHandoff,
+    HandedDelivery,
+    Job,
+    JobEvent,
+)
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.webhooks.retry import RetrySchedule, SendResult, decide
 from imagerouter.webhooks.sender import WebhookSender
@@ -44,6 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Builds the JSON body of a delivery (on its first attempt; it is then fixed).
 BodyBuilder = Callable[[Delivery], Awaitable[str]]
+#: Builds the body of a delivery from its final job, without reading the store (for a
+#: handoff: on the store's thread, in the transaction that completes the job).
+JobBodyBuilder = Callable[[Job, Delivery], str]
 
 
 class DeliveryStore(WebhookStore, EventLog, Protocol):
@@ -91,9 +103,14 @@ class DeliveryWorker(AsyncResource):
         owner: str | None = None,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        job_body: JobBodyBuilder | None = None,
     ) -> None:
         self.store, self.sender, self.config = store, sender, config
         self._build_body = build_body
+        self._job_body = job_body
+        #: Deliveries the store handed over (leased to this worker), waiting for a slot.
+        self._handed: deque[HandedDelivery] = deque()
+        self._handing = False
         #: This worker's lease owner id, unique per process start.
         self.owner = owner or new_id("dlv", 12)
         self._rng = rng or random.Random()
@@ -122,8 +139,17 @@ class DeliveryWorker(AsyncResource):
         return len(self._slow)
 
     async def start(self) -> None:
-        """Listen for final job events and start dispatching."""
+        """Listen for final job events, take the deliveries the store hands over (when it
+        can, and a ``job_body`` was given), and start dispatching."""
         self._unsubscribe = self.store.subscribe(self._on_events)
+        hand = getattr(self.store, "hand_deliveries", None)
+        if self._job_body is not None and hand is not None:
+            hand(
+                DeliveryHandoff(
+                    self.owner, self.config.lease_s, self._room, self._job_body, self._take
+                )
+            )
+            self._handing = True
         self._dispatcher = asyncio.get_running_loop().create_task(
             self._dispatch(), name="webhook-dispatcher"
         )
@@ -136,6 +162,9 @@ class DeliveryWorker(AsyncResource):
         """Stop leasing; let attempts in flight finish within the grace, then cancel them
         (their leases expire and another start sends them again)."""
         self._stopping = True
+        if self._handing:  # those handed and not started keep their leases: resent once expired
+            self.store.hand_deliveries(None)  # type: ignore[attr-defined]
+            self._handing = False
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -153,8 +182,46 @@ class DeliveryWorker(AsyncResource):
             await asyncio.wait(set(self._writers))
 
     def _on_events(self, events: Sequence[JobEvent]) -> None:
-        if any(event.final for event in events):
+        # with a handoff, the store says when a final event's delivery was left for a claim
+        if not self._handing and any(event.final for event in events):
             self.wake()
+
+    def _room(self) -> int:
+        """How many more deliveries the store may hand over now (read on its thread)."""
+        busy = len(self._inflight) - len(self._slow) + len(self._handed)
+        return self.config.concurrency - busy
+
+    def _take(self, handed: Sequence[HandedDelivery], queued: bool) -> None:
+        """A commit's handed deliveries: start them as slots allow; wake the dispatcher when
+        the commit also left some for a claim."""
+        self._handed.extend(handed)
+        self._start_handed()
+        if queued:
+            self.wake()
+
+    def _start_handed(self) -> None:
+        while self._handed and not self._stopping and self._free() > 0:
+            item = self._handed.popleft()
+            self._launch(item.delivery, secrets=item.secrets)
+
+    def _free(self) -> int:
+        return self.config.concurrency - (len(self._inflight) - len(self._slow))
+
+    def _launch(
+        self,
+        delivery: Delivery,
+        secrets_lookup: asyncio.Future[list[str]] | None = None,
+        bodies: asyncio.Future[dict[str, str]] | None = None,
+        secrets: Sequence[str] | None = None,
+    ) -> None:
+        """Start one attempt at ``delivery`` in a slot of its own."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(
+            self._deliver(delivery, secrets_lookup, bodies, secrets), name=f"webhook-{delivery.id}"
+        )
+        self._inflight.add(task)
+        self._timers[task] = loop.call_later(self.config.slow_after_s, self._aside, task)
+        task.add_done_callback(self._done)
 
     def _note_due(self, when: float) -> None:
         heapq.heappush(self._due, when)
@@ -162,7 +229,8 @@ class DeliveryWorker(AsyncResource):
 
     async def _dispatch(self) -> None:
         while not self._stopping:
-            free = self.config.concurrency - (len(self._inflight) - len(self._slow))
+            self._start_handed()
+            free = self._free() - len(self._handed)
             claimed: list[Delivery] = []
             if free > 0:
                 now = self._clock.wall()
@@ -187,14 +255,7 @@ class DeliveryWorker(AsyncResource):
                     lookup = secrets[delivery.account_id] = asyncio.ensure_future(
                         self._secrets(delivery.account_id)
                     )
-                task = asyncio.get_running_loop().create_task(
-                    self._deliver(delivery, lookup, bodies), name=f"webhook-{delivery.id}"
-                )
-                self._inflight.add(task)
-                self._timers[task] = asyncio.get_running_loop().call_later(
-                    self.config.slow_after_s, self._aside, task
-                )
-                task.add_done_callback(self._done)
+                self._launch(delivery, lookup, bodies)
             if free > 0 and claimed and len(claimed) == free:
                 continue
             self._wakeup.clear()
@@ -222,7 +283,9 @@ class DeliveryWorker(AsyncResource):
             timer.cancel()
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery task failed: %r", task.exception())
-        self._wakeup.set()  # a slot is free
+        if self._handed:  # a slot is free: the handed deliveries go first
+            self._start_handed()
+        self._wakeup.set()
 
     def _record(self, record: AttemptRecord) -> asyncio.Future[bool]:
         """Queue ``record`` for the next batched write; the future resolves once it is
@@ -268,10 +331,12 @@ class DeliveryWorker(AsyncResource):
         delivery: Delivery,
         secrets_lookup: asyncio.Future[list[str]] | None = None,
         bodies_lookup: asyncio.Future[dict[str, str]] | None = None,
+        known_secrets: Sequence[str] | None = None,
     ) -> None:
         """Make one attempt at ``delivery`` and record what came of it; ``secrets_lookup`` is
         the account's signing secrets read once for every delivery of the same claim (read
-        here when not given), ``bodies_lookup`` the claim's first bodies, fixed together."""
+        here when not given), ``bodies_lookup`` the claim's first bodies, fixed together;
+        ``known_secrets`` the secrets a handoff read with the delivery."""
         trigger = "replay" if delivery.replay else "scheduled"
         started_at = self._clock.wall()
         try:
@@ -282,7 +347,9 @@ class DeliveryWorker(AsyncResource):
                 body = await self.store.set_delivery_body(
                     delivery.id, await self._build_body(delivery)
                 )
-            if secrets_lookup is None:
+            if known_secrets is not None:
+                secrets = list(known_secrets)
+            elif secrets_lookup is None:
                 secrets = await self._secrets(delivery.account_id)
             else:  # shared: a cancelled attempt must not cancel the others' lookup
                 secrets = await asyncio.shield(secrets_lookup)

@@ -21,13 +21,16 @@ from imagerouter.jobs.sql import Steps
 from imagerouter.jobs.sqlite.schema import create_schema
 from imagerouter.jobs.sqlite.thread import SQLiteThread
 from imagerouter.jobs.store import EventListener, RevocationListener
-from imagerouter.jobs.types import JobEvent
+from imagerouter.jobs.types import DeliveryHandoff, HandedDelivery, JobEvent
 
 __all__ = ["SQLiteBase", "execute_rows", "id_chunks", "row_counts", "run_steps"]
 
 log = logging.getLogger(__package__)  # the backend's one logger, whichever module logs
 
 T = TypeVar("T")
+
+#: Emitted by a transaction that queued a webhook delivery for a claim (while a handoff is set).
+_DELIVERY_QUEUED = object()
 
 
 #: Most ids bound in one ``IN (…)`` list (SQLite's oldest builds allow 999 parameters).
@@ -129,6 +132,7 @@ class SQLiteBase(StoreBase):
         self._revocation_watch: asyncio.Task[None] | None = None
         #: The revocation watch's read-only connection, opened by its first count.
         self._reader: sqlite3.Connection | None = None
+        self._handoff: DeliveryHandoff | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -157,9 +161,36 @@ class SQLiteBase(StoreBase):
 
     # --- after commit --------------------------------------------------------------------------
 
-    def _publish(self, events: Sequence[JobEvent]) -> None:
-        if not events:
+    def hand_deliveries(self, handoff: DeliveryHandoff | None) -> None:
+        """Hand the webhooks of the jobs this store completes to ``handoff`` (None: stop);
+        see :class:`~imagerouter.jobs.types.DeliveryHandoff`."""
+        self._handoff = handoff
+
+    def _queued_delivery(self) -> None:
+        """On the thread, in a transaction that queued a delivery for a claim: tell the
+        handoff's worker once the transaction commits (without a handoff, the final event
+        that queued it wakes the worker)."""
+        if self._handoff is not None:
+            self.thread.emit([_DELIVERY_QUEUED])
+
+    def _publish(self, items: Sequence[Any]) -> None:
+        if not items:
             return
+        events: Sequence[JobEvent] = items
+        handed = [item for item in items if type(item) is HandedDelivery]
+        queued = any(item is _DELIVERY_QUEUED for item in items)
+        if handed or queued:
+            events = [item for item in items if type(item) is JobEvent]
+        if events:
+            self._tell(events)
+        handoff = self._handoff
+        if handoff is not None and (handed or queued):
+            try:
+                handoff.take(handed, queued)
+            except Exception:
+                log.exception("the delivery handoff failed")
+
+    def _tell(self, events: Sequence[JobEvent]) -> None:
         for listener in list(self._listeners):
             try:
                 listener(events)

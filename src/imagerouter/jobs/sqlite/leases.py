@@ -50,6 +50,11 @@ _COMPLETE_TAIL = (
     f") AS v WHERE jobs.id = v.column1 AND jobs.lease_owner = v.column2 AND jobs.{ACTIVE} "
     "RETURNING id, account_id, runs, price, json_extract(request, '$.webhook_url')"
 )
+#: :data:`_COMPLETE_TAIL` with what a webhook's body needs of the job beside (while a
+#: delivery handoff is set): its request, created_at, deadline_at, started_at, idempotency key.
+_COMPLETE_TAIL_JOB = (
+    _COMPLETE_TAIL + ", request, created_at, deadline_at, started_at, idempotency_key"
+)
 _SET_RESULT = "UPDATE jobs SET result = ? WHERE id = ?"
 
 
@@ -70,6 +75,28 @@ class _Finish:
     payload_json: str
     attempts: Sequence[dict[str, Any]]
     now: float
+
+
+def _completed_job(finish: _Finish, row: Sequence[Any]) -> Job:
+    """The job as its completion wrote it, from :data:`_COMPLETE_TAIL_JOB`'s row (after the
+    id): account, runs, price, webhook URL, request, created, deadline, started, idempotency
+    key."""
+    return Job(
+        id=finish.job_id,
+        account_id=row[0],
+        status="completed",
+        request=loads(row[4]),
+        price=row[2],
+        refunded=0,
+        created_at=row[5],
+        updated_at=finish.now,
+        deadline_at=row[6],
+        runs=row[1],
+        started_at=row[7],
+        finished_at=finish.now,
+        result=finish.payload,
+        idempotency_key=row[8],
+    )
 
 
 class SQLiteLeases(SQLiteBase):
@@ -169,9 +196,11 @@ class SQLiteLeases(SQLiteBase):
         for i in indexes:
             f = finishes[i]
             params += (f.job_id, f.owner, f.now)
+        handoff = self._handoff
+        tail = _COMPLETE_TAIL if handoff is None else _COMPLETE_TAIL_JOB
         held = {
             row[0]: row[1:]
-            for row in execute_rows(conn, _COMPLETE_HEAD, _COMPLETE_ROW, params, _COMPLETE_TAIL)
+            for row in execute_rows(conn, _COMPLETE_HEAD, _COMPLETE_ROW, params, tail)
         }
         done = [(i, held[finishes[i].job_id]) for i in indexes if finishes[i].job_id in held]
         if not done:
@@ -180,8 +209,8 @@ class SQLiteLeases(SQLiteBase):
             _SET_RESULT, [(finishes[i].payload_json, finishes[i].job_id) for i, _ in done]
         )
         attempt_rows: list[Any] = []
-        for i, (_, run, _, _) in done:
-            attempt_rows += _attempt_rows(finishes[i].job_id, run, finishes[i].attempts)
+        for i, row in done:
+            attempt_rows += _attempt_rows(finishes[i].job_id, row[1], finishes[i].attempts)
         execute_rows(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, attempt_rows)
         completed = write_events(
             conn,
@@ -189,18 +218,23 @@ class SQLiteLeases(SQLiteBase):
             [
                 (
                     finishes[i].job_id,
-                    account_id,
+                    row[0],
                     final_event_data("completed", finishes[i].payload, 0),
                     finishes[i].now,
                 )
-                for i, (account_id, _, _, _) in done
+                for i, row in done
             ],
         )
         finals = []
-        for (i, (_, _, _, webhook_url)), event in zip(done, completed, strict=True):
+        for (i, row), event in zip(done, completed, strict=True):
             events[i] = event
-            finals.append((event, webhook_url))
-        enqueue_deliveries(conn, finals)
+            finals.append((event, row[3]))
+        handed, queued = enqueue_deliveries(
+            conn, finals, handoff, lambda n: _completed_job(finishes[done[n][0]], done[n][1])
+        )
+        self.thread.emit(handed)
+        if queued:
+            self._queued_delivery()
 
     def _finish_alone(self, conn: sqlite3.Connection, finish: _Finish) -> JobEvent | None:
         """Write one final state (a failure with its refund) while its owner holds the lease;
@@ -225,7 +259,8 @@ class SQLiteLeases(SQLiteBase):
         )
         data = final_event_data(f.status, f.payload, refunded)
         event = write_event(conn, f.job_id, account_id, f.status, f.now, **data)
-        enqueue_delivery(conn, event, webhook_url)
+        if enqueue_delivery(conn, event, webhook_url):
+            self._queued_delivery()
         return event
 
     async def add_progress(self, job_id: str, owner: str, data: dict[str, Any]) -> bool:
@@ -250,8 +285,8 @@ class SQLiteLeases(SQLiteBase):
             assert cursor.lastrowid is not None
             event = JobEvent(cursor.lastrowid, job_id, account_id, PROGRESS_EVENT, now, payload)
             target = run_steps(conn, progress_delivery_target(account_id, webhook_url))
-            if target is not None:
-                enqueue_delivery(conn, event, webhook_url, target)
+            if target is not None and enqueue_delivery(conn, event, webhook_url, target):
+                self._queued_delivery()
             self.thread.emit([event])
             return event
 

@@ -303,7 +303,8 @@ class SQLiteJobQueue(SQLiteBase):
             event = write_event(
                 conn, job.id, account_id, "canceled", now, reason="client", refunded=job.refunded
             )
-            enqueue_delivery(conn, event, job.request.get("webhook_url"))
+            if enqueue_delivery(conn, event, job.request.get("webhook_url")):
+                self._queued_delivery()
             self.thread.emit([event])
             return job
 

@@ -6,7 +6,7 @@ transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from imagerouter.jobs.ids import new_delivery_id
 from imagerouter.jobs.rows import (
@@ -18,12 +18,15 @@ from imagerouter.jobs.rows import (
     delivery_from_row,
 )
 from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
-from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, run_steps
+from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, log, run_steps
 from imagerouter.jobs.types import (
     AttemptRecord,
     Delivery,
     DeliveryAttempt,
+    DeliveryHandoff,
     DeliveryReplay,
+    HandedDelivery,
+    Job,
     JobEvent,
     WebhookEndpoint,
     WebhookSecret,
@@ -37,6 +40,13 @@ _INSERT_DELIVERIES = (
     "status, next_attempt_at, last_error, created_at, updated_at) VALUES "
 )
 _DELIVERY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: A delivery written leased to this process's worker, its body fixed (a handoff's).
+_INSERT_LEASED = (
+    "INSERT INTO deliveries (id, job_id, account_id, event_id, event_type, url, status, "
+    "next_attempt_at, last_error, created_at, updated_at, lease_owner, lease_expires, body) "
+    "VALUES "
+)
+_LEASED_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _delivery_params(event: JobEvent, target: DeliveryTarget) -> tuple[object, ...]:
@@ -60,31 +70,125 @@ def enqueue_delivery(
     event: JobEvent,
     webhook_url: str | None,
     target: DeliveryTarget | None = None,
-) -> None:
+) -> bool:
     """Enqueue a final event's webhook, to its :func:`~imagerouter.jobs.rules.delivery_target`
-    (or to ``target`` when the caller found it: a progress event's)."""
+    (or to ``target`` when the caller found it: a progress event's); whether it waits for a
+    claim."""
     if target is None:
         target = run_steps(conn, delivery_target(event.account_id, webhook_url))
-    if target is not None:
-        conn.execute(_INSERT_DELIVERIES + _DELIVERY_ROW, _delivery_params(event, target))
+    if target is None:
+        return False
+    conn.execute(_INSERT_DELIVERIES + _DELIVERY_ROW, _delivery_params(event, target))
+    return target.status == "pending"
 
 
 def enqueue_deliveries(
-    conn: sqlite3.Connection, finals: Sequence[tuple[JobEvent, str | None]]
-) -> None:
+    conn: sqlite3.Connection,
+    finals: Sequence[tuple[JobEvent, str | None]],
+    handoff: DeliveryHandoff | None = None,
+    final_job: Callable[[int], Job] | None = None,
+) -> tuple[list[HandedDelivery], bool]:
     """Enqueue the webhooks of final events (each with its job's ``webhook_url``), as
     :func:`enqueue_delivery` does one: one lookup of the target per account and URL, and one
-    multi-row INSERT."""
+    multi-row INSERT.
+
+    With a ``handoff`` (and ``final_job(i)``, the final job of ``finals[i]``), those due now
+    are written leased to it with their bodies fixed, while it has room and the account has
+    a signing secret: the deliveries handed, and whether any was left pending for a claim."""
     targets: dict[tuple[str, str | None], DeliveryTarget | None] = {}
     params: list[object] = []
-    for event, webhook_url in finals:
+    room = 0 if handoff is None or final_job is None else handoff.room()
+    secrets: dict[str, tuple[str, ...]] = {}
+    handed: list[HandedDelivery] = []
+    leased: list[object] = []
+    queued = False
+    for i, (event, webhook_url) in enumerate(finals):
         key = (event.account_id, webhook_url)
         if key not in targets:
             targets[key] = run_steps(conn, delivery_target(event.account_id, webhook_url))
         target = targets[key]
-        if target is not None:
-            params += _delivery_params(event, target)
+        if target is None:
+            continue
+        if room > 0 and target.status == "pending":
+            assert handoff is not None
+            assert final_job is not None
+            account = event.account_id
+            if account not in secrets:
+                secrets[account] = _signing_secrets(conn, account, event.created_at)
+            delivery = _handed_delivery(event, target.url)
+            if secrets[account] and _fix_body(handoff, final_job(i), delivery):
+                leased += _leased_params(delivery, handoff)
+                handed.append(HandedDelivery(delivery, secrets[account]))
+                room -= 1
+                continue
+        params += _delivery_params(event, target)
+        queued = queued or target.status == "pending"
     execute_rows(conn, _INSERT_DELIVERIES, _DELIVERY_ROW, params)
+    execute_rows(conn, _INSERT_LEASED, _LEASED_ROW, leased)
+    return handed, queued
+
+
+def _handed_delivery(event: JobEvent, url: str) -> Delivery:
+    """A delivery leased as it is written (``status`` delivering, body not yet built)."""
+    return Delivery(
+        id=new_delivery_id(event.created_at),
+        job_id=event.job_id,
+        account_id=event.account_id,
+        event_id=event.id,
+        event_type=event.type,
+        url=url,
+        status="delivering",
+        attempts=0,
+        step=0,
+        next_attempt_at=event.created_at,
+        created_at=event.created_at,
+        updated_at=event.created_at,
+    )
+
+
+def _fix_body(handoff: DeliveryHandoff, job: Job, delivery: Delivery) -> bool:
+    """Build the handed delivery's body; False (it is left for a claim, whose attempt builds
+    it again and says why it cannot) if that failed."""
+    try:
+        delivery.body = handoff.body(job, delivery)
+    except Exception:
+        log.exception("the body of webhook %s could not be built", delivery.id)
+        return False
+    return True
+
+
+def _leased_params(delivery: Delivery, handoff: DeliveryHandoff) -> tuple[object, ...]:
+    """:data:`_LEASED_ROW`'s parameters."""
+    d = delivery
+    return (
+        d.id,
+        d.job_id,
+        d.account_id,
+        d.event_id,
+        d.event_type,
+        d.url,
+        d.status,
+        d.next_attempt_at,
+        None,
+        d.created_at,
+        d.updated_at,
+        handoff.owner,
+        d.created_at + handoff.lease_s,
+        d.body,
+    )
+
+
+def _signing_secrets(conn: sqlite3.Connection, account_id: str, now: float) -> tuple[str, ...]:
+    """The account's signing secrets in force at ``now``: current first, then those in
+    grace (as :meth:`SQLiteWebhooks.webhook_secrets` reads them)."""
+    return tuple(
+        row[0]
+        for row in conn.execute(
+            "SELECT secret FROM webhook_secrets WHERE account_id = ? AND "
+            "(expires_at IS NULL OR expires_at > ?) ORDER BY expires_at IS NOT NULL, id DESC",
+            (account_id, now),
+        )
+    )
 
 
 class SQLiteWebhooks(SQLiteBase):
