@@ -156,9 +156,7 @@ async def test_without_room_the_webhook_waits_for_a_claim(store: SQLiteJobStore)
 
 
 @pytest.mark.parametrize("case", ["body_fails", "no_secret", "failure"])
-async def test_what_cannot_be_handed_is_left_for_a_claim(
-    store: SQLiteJobStore, case: str
-) -> None:
+async def test_what_cannot_be_handed_is_left_for_a_claim(store: SQLiteJobStore, case: str) -> None:
     """A body that cannot be built, an account without a signing secret, and a failure (with
     its refund) are not handed: the job is still finished, its webhook pending for a claim,
     and the worker told so."""
