@@ -3,9 +3,14 @@
 Deliveries are rows of the store, enqueued in the same transaction as the final job event, so
 this worker only has to find due ones:
 
+* a store that can (SQLite: ``hand_deliveries``) hands a completion's delivery straight to
+  this worker while it has a free slot: written leased to it in the completion's transaction,
+  its body fixed and the account's signing secrets read, and taken here after the commit, with
+  no claim (``job_body`` builds the body there, from the final job);
 * a dispatcher leases as many due deliveries as there are free slots, when woken by a final
-  job event or a replay, when a retry this worker scheduled falls due, and otherwise every
-  ``poll_interval_s`` (for retries scheduled by other processes, or before a restart);
+  job event (with a handoff: by a commit that left a delivery for a claim) or a replay, when a
+  retry this worker scheduled falls due, and otherwise every ``poll_interval_s`` (for retries
+  scheduled by other processes, or before a restart);
 * each leased delivery is sent once, its attempt logged and its next attempt (if any) written
   by :meth:`~imagerouter.jobs.store.WebhookStore.record_delivery_attempts`: the attempts that
   end in one turn of the event loop are written together, in one store call, and each
