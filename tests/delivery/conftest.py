@@ -143,16 +143,22 @@ class Receiver:
         return self.hits
 
 
+@contextlib.asynccontextmanager
+async def listening(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Serve ``handler`` for every path on a free 127.0.0.1 port; yields its ``/hook`` URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/hook"))
+    finally:
+        await server.close()
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     """A receiver listening on a free 127.0.0.1 port, at ``/hook``."""
     found = Receiver()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", found.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    found.url = str(server.make_url("/hook"))
-    try:
+    async with listening(found.handle) as found.url:
         yield found
-    finally:
-        await server.close()

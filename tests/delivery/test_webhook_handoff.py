@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tests.delivery.conftest import ApiFactory
+from tests.delivery.conftest import ApiFactory, listening
 from tests.polling import eventually
 
 
@@ -41,15 +40,8 @@ class SlowReceiver:
 @pytest.fixture
 async def slow_receiver() -> AsyncIterator[SlowReceiver]:
     found = SlowReceiver(0.05)
-    app = web.Application()
-    app.router.add_post("/hook", found.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    found.url = str(server.make_url("/hook"))
-    try:
+    async with listening(found.handle) as found.url:
         yield found
-    finally:
-        await server.close()
 
 
 async def test_handed_webhooks_keep_the_bound_on_attempts_in_flight(
