@@ -115,7 +115,10 @@ class DeliveryWorker(AsyncResource):
         self._job_body = job_body
         #: Deliveries the store handed over (leased to this worker), waiting for a slot.
         self._handed: deque[HandedDelivery] = deque()
-        self._handing = False
+        #: The store's ``hand_deliveries``, while this worker takes what it hands over.
+        self._hand: Callable[[DeliveryHandoff | None], None] | None = None
+        #: Slots held for the claim in progress (its deliveries start when it returns).
+        self._claiming = 0
         #: This worker's lease owner id, unique per process start.
         self.owner = owner or new_id("dlv", 12)
         self._rng = rng or random.Random()
@@ -154,7 +157,7 @@ class DeliveryWorker(AsyncResource):
                     self.owner, self.config.lease_s, self._room, self._job_body, self._take
                 )
             )
-            self._handing = True
+            self._hand = hand
         self._dispatcher = asyncio.get_running_loop().create_task(
             self._dispatch(), name="webhook-dispatcher"
         )
@@ -167,9 +170,9 @@ class DeliveryWorker(AsyncResource):
         """Stop leasing; let attempts in flight finish within the grace, then cancel them
         (their leases expire and another start sends them again)."""
         self._stopping = True
-        if self._handing:  # those handed and not started keep their leases: resent once expired
-            self.store.hand_deliveries(None)  # type: ignore[attr-defined]
-            self._handing = False
+        if self._hand is not None:  # those handed and not started keep their leases
+            self._hand(None)  # (sent again once they expire)
+            self._hand = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -188,13 +191,18 @@ class DeliveryWorker(AsyncResource):
 
     def _on_events(self, events: Sequence[JobEvent]) -> None:
         # with a handoff, the store says when a final event's delivery was left for a claim
-        if not self._handing and any(event.final for event in events):
+        if self._hand is None and any(event.final for event in events):
             self.wake()
 
+    def _free(self) -> int:
+        """Slots neither running an attempt nor held for the claim in progress."""
+        running = len(self._inflight) - len(self._slow)
+        return self.config.concurrency - running - self._claiming
+
     def _room(self) -> int:
-        """How many more deliveries the store may hand over now (read on its thread)."""
-        busy = len(self._inflight) - len(self._slow) + len(self._handed)
-        return self.config.concurrency - busy
+        """How many more deliveries this worker may take now, handed over or claimed (the
+        store reads it on its thread)."""
+        return self._free() - len(self._handed)
 
     def _take(self, handed: Sequence[HandedDelivery], queued: bool) -> None:
         """A commit's handed deliveries: start them as slots allow; wake the dispatcher when
@@ -207,22 +215,20 @@ class DeliveryWorker(AsyncResource):
     def _start_handed(self) -> None:
         while self._handed and not self._stopping and self._free() > 0:
             item = self._handed.popleft()
-            self._launch(item.delivery, secrets=item.secrets)
-
-    def _free(self) -> int:
-        return self.config.concurrency - (len(self._inflight) - len(self._slow))
+            self._launch(item.delivery, known_secrets=item.secrets)
 
     def _launch(
         self,
         delivery: Delivery,
         secrets_lookup: asyncio.Future[list[str]] | None = None,
         bodies: asyncio.Future[dict[str, str]] | None = None,
-        secrets: Sequence[str] | None = None,
+        known_secrets: Sequence[str] | None = None,
     ) -> None:
-        """Start one attempt at ``delivery`` in a slot of its own."""
+        """Start one attempt at ``delivery`` in a slot of its own (see :meth:`_deliver`)."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(
-            self._deliver(delivery, secrets_lookup, bodies, secrets), name=f"webhook-{delivery.id}"
+            self._deliver(delivery, secrets_lookup, bodies, known_secrets),
+            name=f"webhook-{delivery.id}",
         )
         self._inflight.add(task)
         self._timers[task] = loop.call_later(self.config.slow_after_s, self._aside, task)
@@ -235,12 +241,15 @@ class DeliveryWorker(AsyncResource):
     async def _dispatch(self) -> None:
         while not self._stopping:
             self._start_handed()
-            free = self._free() - len(self._handed)
+            free = self._room()
             claimed: list[Delivery] = []
             if free > 0:
                 now = self._clock.wall()
                 while self._due and self._due[0] <= now:  # being claimed now
                     heapq.heappop(self._due)
+                # the slots are held while the claim runs: what the store hands over
+                # meanwhile (room() on its thread) or took before (_take) cannot fill them
+                self._claiming = free
                 try:
                     claimed = await self.store.claim_deliveries(
                         self.owner, free, self.config.lease_s
@@ -249,6 +258,8 @@ class DeliveryWorker(AsyncResource):
                     log.warning("claiming webhook deliveries waits for the store: %s", exc)
                 except Exception:
                     log.exception("claiming webhook deliveries failed")
+                finally:
+                    self._claiming = 0
             # one read of an account's signing secrets serves all its deliveries of this claim,
             # and one write fixes the bodies of all those sent for the first time
             secrets: dict[str, asyncio.Task[list[str]]] = {}
