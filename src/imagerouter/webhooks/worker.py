@@ -95,6 +95,17 @@ class DeliveryConfig:
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A delivery leased to this worker waiting for a slot, with what its attempt is given:
+    a claim's shared lookups of the secrets and first bodies, or a handoff's secrets."""
+
+    delivery: Delivery
+    secrets_lookup: asyncio.Future[list[str]] | None = None
+    bodies: asyncio.Future[dict[str, str]] | None = None
+    known_secrets: Sequence[str] | None = None
+
+
 class DeliveryWorker(AsyncResource):
     """Sends due deliveries of ``store`` through ``sender``; see the module doc."""
 
@@ -113,12 +124,11 @@ class DeliveryWorker(AsyncResource):
         self.store, self.sender, self.config = store, sender, config
         self._build_body = build_body
         self._job_body = job_body
-        #: Deliveries the store handed over (leased to this worker), waiting for a slot.
-        self._handed: deque[HandedDelivery] = deque()
+        #: Deliveries leased to this worker (handed over or claimed) waiting for a slot, with
+        #: the arguments of their attempt: every attempt starts from here (_start_waiting).
+        self._waiting: deque[_Waiting] = deque()
         #: The store's ``hand_deliveries``, while this worker takes what it hands over.
         self._hand: Callable[[DeliveryHandoff | None], None] | None = None
-        #: Slots held for the claim in progress (its deliveries start when it returns).
-        self._claiming = 0
         #: This worker's lease owner id, unique per process start.
         self.owner = owner or new_id("dlv", 12)
         self._rng = rng or random.Random()
@@ -195,40 +205,36 @@ class DeliveryWorker(AsyncResource):
             self.wake()
 
     def _free(self) -> int:
-        """Slots neither running an attempt nor held for the claim in progress."""
-        running = len(self._inflight) - len(self._slow)
-        return self.config.concurrency - running - self._claiming
+        """Slots not running an attempt."""
+        return self.config.concurrency - (len(self._inflight) - len(self._slow))
 
     def _room(self) -> int:
         """How many more deliveries this worker may take now, handed over or claimed (the
         store reads it on its thread)."""
-        return self._free() - len(self._handed)
+        return self._free() - len(self._waiting)
 
     def _take(self, handed: Sequence[HandedDelivery], queued: bool) -> None:
         """A commit's handed deliveries: start them as slots allow; wake the dispatcher when
         the commit also left some for a claim."""
-        self._handed.extend(handed)
-        self._start_handed()
+        self._waiting.extend(_Waiting(item.delivery, known_secrets=item.secrets) for item in handed)
+        self._start_waiting()
         if queued:
             self.wake()
 
-    def _start_handed(self) -> None:
-        while self._handed and not self._stopping and self._free() > 0:
-            item = self._handed.popleft()
-            self._launch(item.delivery, known_secrets=item.secrets)
+    def _start_waiting(self) -> None:
+        """Start the waiting deliveries, oldest first, while there are free slots: the one
+        place an attempt starts, so that a delivery handed over while a claim ran and the
+        claim's own never run beyond ``concurrency`` together."""
+        while self._waiting and not self._stopping and self._free() > 0:
+            self._launch(self._waiting.popleft())
 
-    def _launch(
-        self,
-        delivery: Delivery,
-        secrets_lookup: asyncio.Future[list[str]] | None = None,
-        bodies: asyncio.Future[dict[str, str]] | None = None,
-        known_secrets: Sequence[str] | None = None,
-    ) -> None:
-        """Start one attempt at ``delivery`` in a slot of its own (see :meth:`_deliver`)."""
+    def _launch(self, waiting: _Waiting) -> None:
+        """Start one attempt in a slot of its own (see :meth:`_deliver`)."""
         loop = asyncio.get_running_loop()
+        w = waiting
         task = loop.create_task(
-            self._deliver(delivery, secrets_lookup, bodies, known_secrets),
-            name=f"webhook-{delivery.id}",
+            self._deliver(w.delivery, w.secrets_lookup, w.bodies, w.known_secrets),
+            name=f"webhook-{w.delivery.id}",
         )
         self._inflight.add(task)
         self._timers[task] = loop.call_later(self.config.slow_after_s, self._aside, task)
@@ -240,16 +246,13 @@ class DeliveryWorker(AsyncResource):
 
     async def _dispatch(self) -> None:
         while not self._stopping:
-            self._start_handed()
+            self._start_waiting()
             free = self._room()
             claimed: list[Delivery] = []
             if free > 0:
                 now = self._clock.wall()
                 while self._due and self._due[0] <= now:  # being claimed now
                     heapq.heappop(self._due)
-                # the slots are held while the claim runs: what the store hands over
-                # meanwhile (room() on its thread) or took before (_take) cannot fill them
-                self._claiming = free
                 try:
                     claimed = await self.store.claim_deliveries(
                         self.owner, free, self.config.lease_s
@@ -258,8 +261,6 @@ class DeliveryWorker(AsyncResource):
                     log.warning("claiming webhook deliveries waits for the store: %s", exc)
                 except Exception:
                     log.exception("claiming webhook deliveries failed")
-                finally:
-                    self._claiming = 0
             # one read of an account's signing secrets serves all its deliveries of this claim,
             # and one write fixes the bodies of all those sent for the first time
             secrets: dict[str, asyncio.Task[list[str]]] = {}
@@ -271,7 +272,8 @@ class DeliveryWorker(AsyncResource):
                     lookup = secrets[delivery.account_id] = asyncio.ensure_future(
                         self._secrets(delivery.account_id)
                     )
-                self._launch(delivery, lookup, bodies)
+                self._waiting.append(_Waiting(delivery, lookup, bodies))
+            self._start_waiting()  # those handed over while the claim ran may hold the slots
             if free > 0 and claimed and len(claimed) == free:
                 continue
             self._wakeup.clear()
@@ -299,8 +301,8 @@ class DeliveryWorker(AsyncResource):
             timer.cancel()
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery task failed: %r", task.exception())
-        if self._handed:  # a slot is free: the handed deliveries go first
-            self._start_handed()
+        if self._waiting:  # a slot is free: those already leased to this worker go first
+            self._start_waiting()
         self._wakeup.set()
 
     def _record(self, record: AttemptRecord) -> asyncio.Future[bool]:
