@@ -667,6 +667,39 @@ async def test_deliveries_are_leased_logged_and_replayed(make_store: StoreFactor
     assert (endpoint.url, endpoint.disabled_at) == ("https://h.example/x", None)
 
 
+async def test_released_deliveries_are_claimed_again_at_once(make_store: StoreFactory) -> None:
+    """A stopping worker gives back the deliveries it leased and has not started: another
+    worker claims them at once, well inside the lease; a delivery it no longer holds (another
+    worker's, or already attempted) is left as it is."""
+    first, second = await make_store(), await make_store()
+    account_id = await _account(first)
+    for n in range(3):
+        await first.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
+    await first.claim_jobs("w1", 3, 30)
+    for n in range(3):
+        await first.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    claimed = {d.job_id: d for d in await first.claim_deliveries("d1", 10, 60)}
+    assert sorted(claimed) == ["job_0", "job_1", "job_2"]
+    now = time.time()
+    ok = DeliveryAttempt("scheduled", now, now, "succeeded", latency_ms=2.0, status=200)
+    assert await first.record_delivery_attempt(
+        claimed["job_0"].id, "d1", ok, status="succeeded", next_attempt_at=None
+    )
+    ids = [d.id for d in claimed.values()]
+
+    assert await second.release_deliveries("intruder", ids) == 0
+    assert await second.claim_deliveries("d2", 10, 60) == []
+    assert await first.release_deliveries("d1", ids) == 2
+    assert await first.release_deliveries("d1", []) == 0
+
+    again = await second.claim_deliveries("d2", 10, 60)
+    assert sorted(d.job_id for d in again) == ["job_1", "job_2"]
+    assert {d.id for d in again} == {claimed["job_1"].id, claimed["job_2"].id}
+    assert await first.release_deliveries("d1", ids) == 0  # d2's now
+    [sent] = await first.job_deliveries(account_id, "job_0")
+    assert (sent.status, sent.attempts) == ("succeeded", 1)
+
+
 async def test_a_batch_of_delivery_attempts_is_recorded_in_one_call(store: JobStore) -> None:
     """``record_delivery_attempts`` answers each record in order as ``record_delivery_attempt``
     would: held leases move on (a success final, a retry pending at its time), a lost lease

@@ -336,6 +336,13 @@ class WebhookStore(Protocol):
         """
         ...
 
+    async def release_deliveries(self, owner: str, delivery_ids: Sequence[str]) -> int:
+        """Give back ``owner``'s leases on ``delivery_ids``, not yet attempted (its worker is
+        stopping): each is ``pending`` again, due as before, for any worker's next claim
+        rather than after its lease runs out. Deliveries ``owner`` no longer holds are left
+        as they are; how many were released."""
+        ...
+
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:
         """Fix the delivery's body if it has none yet; returns the body it now has (every
         attempt and replay sends exactly these bytes)."""

@@ -177,19 +177,22 @@ class DeliveryWorker(AsyncResource):
         self._wakeup.set()
 
     async def aclose(self) -> None:
-        """Stop leasing; let attempts in flight finish within the grace, then cancel them
-        (their leases expire and another start sends them again)."""
+        """Stop leasing; give back the deliveries leased to this worker that have not
+        started (any worker's next claim sends them); let attempts in flight finish within
+        the grace, then cancel them (their leases expire and another start sends them
+        again)."""
         self._stopping = True
-        if self._hand is not None:  # those handed and not started keep their leases
-            self._hand(None)  # (sent again once they expire)
+        if self._hand is not None:
+            self._hand(None)
             self._hand = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         self._wakeup.set()
-        if self._dispatcher is not None:
+        if self._dispatcher is not None:  # a claim in flight lands in _waiting first
             await self._dispatcher
             self._dispatcher = None
+        await self._release_waiting()
         if self._inflight:
             _, pending = await asyncio.wait(self._inflight, timeout=self.config.shutdown_grace_s)
             for task in pending:
@@ -198,6 +201,21 @@ class DeliveryWorker(AsyncResource):
                 await asyncio.wait(pending)
         if self._writers:  # a cancelled attempt's record may still be being written
             await asyncio.wait(set(self._writers))
+
+    async def _release_waiting(self) -> None:
+        """Give back the leases of the deliveries waiting for a slot at stop, so that they
+        are sent at another worker's next claim rather than after ``lease_s``. Best effort:
+        one the store does not hear of is sent once its lease runs out."""
+        ids = [waiting.delivery.id for waiting in self._waiting]
+        self._waiting.clear()
+        if not ids:
+            return
+        try:
+            released = await self.store.release_deliveries(self.owner, ids)
+        except Exception as exc:
+            log.warning("%d webhooks not started wait for their leases: %s", len(ids), exc)
+            return
+        log.info("gave back %d webhooks not started, of %d waiting", released, len(ids))
 
     def _on_events(self, events: Sequence[JobEvent]) -> None:
         # with a handoff, the store says when a final event's delivery was left for a claim

@@ -169,6 +169,20 @@ class PostgresWebhooks(PostgresBase):
 
         return await self._engine.solo(op)
 
+    async def release_deliveries(self, owner: str, delivery_ids: Sequence[str]) -> int:
+        """Make ``owner``'s leased deliveries among ``delivery_ids`` pending again."""
+        if not delivery_ids:
+            return 0
+        rows = await self._pool.fetch(
+            "UPDATE deliveries SET status = 'pending', lease_owner = NULL, "
+            "lease_expires = NULL, updated_at = $1 WHERE lease_owner = $2 AND "
+            "status = 'delivering' AND id = ANY($3::text[]) RETURNING id",
+            self._clock.wall(),
+            owner,
+            list(delivery_ids),
+        )
+        return len(rows)
+
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:
         """Fix the body once; the body the delivery now has."""
         found = await self._pool.fetchval(

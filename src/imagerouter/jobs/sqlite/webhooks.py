@@ -301,6 +301,26 @@ class SQLiteWebhooks(SQLiteBase):
 
         return await self.thread.run(op)
 
+    async def release_deliveries(self, owner: str, delivery_ids: Sequence[str]) -> int:
+        """Make ``owner``'s leased deliveries among ``delivery_ids`` pending again."""
+        ids = list(delivery_ids)
+        if not ids:
+            return 0
+
+        def op(conn: sqlite3.Connection) -> int:
+            now = self._clock.wall()
+            released = 0
+            for chunk, marks in id_chunks(ids):
+                released += conn.execute(
+                    f"UPDATE deliveries SET status = 'pending', lease_owner = NULL, "
+                    f"lease_expires = NULL, updated_at = ? WHERE lease_owner = ? AND "
+                    f"status = 'delivering' AND id IN ({marks})",
+                    (now, owner, *chunk),
+                ).rowcount
+            return released
+
+        return await self.thread.run(op)
+
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:
         """Fix the body once; the body the delivery now has."""
         row = await self.thread.run(
