@@ -175,8 +175,9 @@ class PostgresWebhooks(PostgresBase):
             return 0
         rows = await self._pool.fetch(
             "UPDATE deliveries SET status = 'pending', lease_owner = NULL, "
-            "lease_expires = NULL, updated_at = $1 WHERE lease_owner = $2 AND "
-            "status = 'delivering' AND id = ANY($3::text[]) RETURNING id",
+            "lease_expires = NULL, next_attempt_at = coalesce(next_attempt_at, $1), "
+            "updated_at = $1 WHERE lease_owner = $2 AND status = 'delivering' "
+            "AND id = ANY($3::text[]) RETURNING id",
             self._clock.wall(),
             owner,
             list(delivery_ids),

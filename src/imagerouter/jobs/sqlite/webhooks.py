@@ -313,9 +313,10 @@ class SQLiteWebhooks(SQLiteBase):
             for chunk, marks in id_chunks(ids):
                 released += conn.execute(
                     f"UPDATE deliveries SET status = 'pending', lease_owner = NULL, "
-                    f"lease_expires = NULL, updated_at = ? WHERE lease_owner = ? AND "
-                    f"status = 'delivering' AND id IN ({marks})",
-                    (now, owner, *chunk),
+                    f"lease_expires = NULL, next_attempt_at = coalesce(next_attempt_at, ?), "
+                    f"updated_at = ? WHERE lease_owner = ? AND status = 'delivering' "
+                    f"AND id IN ({marks})",
+                    (now, now, owner, *chunk),
                 ).rowcount
             return released
 
