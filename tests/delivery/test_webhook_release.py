@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.types import Delivery, NewJob
@@ -19,16 +15,6 @@ from tests.delivery.conftest import Receiver
 JOBS = 3
 #: Far longer than the test waits: a delivery still leased to the stopped worker is not sent.
 LEASE_S = 120.0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteJobStore]:
-    store = SQLiteJobStore(tmp_path / "imagerouter.db")
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.aclose()
 
 
 async def _completed_jobs(store: SQLiteJobStore, url: str) -> str:
@@ -58,12 +44,13 @@ def _worker(store: SQLiteJobStore, sender: WebhookSender) -> DeliveryWorker:
 
 
 async def test_deliveries_claimed_as_a_worker_stops_go_to_the_next_worker_at_once(
-    store: SQLiteJobStore, receiver: Receiver
+    sqlite_store: SQLiteJobStore, receiver: Receiver
 ) -> None:
     """The worker's first claim is still running when it is told to stop (the store's thread
     is busy): what it claimed is not sent by it, and is given back; a second worker then
     sends each webhook once, within seconds, although the first worker's leases would hold
     for minutes."""
+    store = sqlite_store
     account_id = await _completed_jobs(store, receiver.url)
     async with WebhookSender(UrlPolicy.from_allow(["127.0.0.1/32"]), timeout_s=2.0) as sender:
         busy = asyncio.get_running_loop().create_task(

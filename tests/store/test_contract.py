@@ -25,6 +25,7 @@ from imagerouter.jobs.types import AttemptRecord, DeliveryAttempt
 from tests.store.conftest import StoreFactory
 
 REQUEST = {"model": "gpt-image-2", "prompt": "a lighthouse"}
+HOOK = "https://h.example/x"
 
 
 async def _account(store: JobStore, name: str = "acme", credits: int = 1000) -> str:
@@ -38,6 +39,16 @@ def _job(
     account_id: str, job_id: str, price: int = 10, key: str | None = None, **request: object
 ) -> NewJob:
     return NewJob(job_id, account_id, {**REQUEST, **request}, price, time.time() + 600, key)
+
+
+async def _completed(store: JobStore, account_id: str, *urls: str) -> None:
+    """One job a webhook URL of ``urls`` (``job_0``, ``job_1``, …), each leased to ``w1`` and
+    completed: a delivery each."""
+    for n, url in enumerate(urls):
+        await store.submit_job(_job(account_id, f"job_{n}", webhook_url=url))
+    await store.claim_jobs("w1", len(urls), 30)
+    for n in range(len(urls)):
+        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
 
 
 async def _audit_balances(store: JobStore) -> None:
@@ -621,11 +632,7 @@ async def test_deliveries_are_leased_logged_and_replayed(make_store: StoreFactor
     one can be replayed with the same id; a 410 disables the URL."""
     first, second = await make_store(), await make_store()
     account_id = await _account(first)
-    for n in range(2):
-        await first.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
-    await first.claim_jobs("w1", 2, 30)
-    for n in range(2):
-        await first.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    await _completed(first, account_id, *[HOOK] * 2)
     claims = await asyncio.gather(
         first.claim_deliveries("d1", 10, 60), second.claim_deliveries("d2", 10, 60)
     )
@@ -673,11 +680,7 @@ async def test_released_deliveries_are_claimed_again_at_once(make_store: StoreFa
     worker's, or already attempted) is left as it is."""
     first, second = await make_store(), await make_store()
     account_id = await _account(first)
-    for n in range(3):
-        await first.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
-    await first.claim_jobs("w1", 3, 30)
-    for n in range(3):
-        await first.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    await _completed(first, account_id, *[HOOK] * 3)
     claimed = {d.job_id: d for d in await first.claim_deliveries("d1", 10, 60)}
     assert sorted(claimed) == ["job_0", "job_1", "job_2"]
     now = time.time()
@@ -705,12 +708,7 @@ async def test_a_batch_of_delivery_attempts_is_recorded_in_one_call(store: JobSt
     would: held leases move on (a success final, a retry pending at its time), a lost lease
     answers False with its log kept, and a 410 disables its URL."""
     account_id = await _account(store)
-    for n in range(3):
-        url = "https://h.example/gone" if n == 2 else "https://h.example/x"
-        await store.submit_job(_job(account_id, f"job_{n}", webhook_url=url))
-    await store.claim_jobs("w1", 3, 30)
-    for n in range(3):
-        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    await _completed(store, account_id, HOOK, HOOK, "https://h.example/gone")
     claimed = {d.job_id: d for d in await store.claim_deliveries("d1", 10, 60)}
     assert sorted(claimed) == ["job_0", "job_1", "job_2"]
     now = time.time()
@@ -749,11 +747,7 @@ async def test_a_batch_of_distinct_deliveries_is_recorded_as_one_by_one(store: J
     and every answer is in the records' order."""
     account_id = await _account(store)
     jobs = 70  # more than one multi-row statement holds
-    for n in range(jobs):
-        await store.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
-    await store.claim_jobs("w1", jobs, 30)
-    for n in range(jobs):
-        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    await _completed(store, account_id, *[HOOK] * jobs)
     claimed = {d.job_id: d for d in await store.claim_deliveries("d1", jobs, 60)}
     assert len(claimed) == jobs
     now = time.time()
@@ -802,11 +796,7 @@ async def test_a_batch_of_delivery_bodies_is_fixed_once(store: JobStore) -> None
     """``set_delivery_bodies`` fixes each delivery's body if it has none, and answers the body
     each now has: a second batch changes nothing."""
     account_id = await _account(store)
-    for n in range(2):
-        await store.submit_job(_job(account_id, f"job_{n}", webhook_url="https://h.example/x"))
-    await store.claim_jobs("w1", 2, 30)
-    for n in range(2):
-        await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    await _completed(store, account_id, *[HOOK] * 2)
     ids = sorted(d.id for d in await store.claim_deliveries("d1", 10, 60))
     assert await store.set_delivery_body(ids[0], '{"n":0}') == '{"n":0}'
     fixed = await store.set_delivery_bodies({ids[0]: '{"x":0}', ids[1]: '{"n":1}'})

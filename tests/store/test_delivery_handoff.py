@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -52,13 +51,8 @@ class Worker:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    store = SQLiteJobStore(tmp_path / "imagerouter.db")
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.aclose()
+def store(sqlite_store: SQLiteJobStore) -> SQLiteJobStore:
+    return sqlite_store
 
 
 async def _held_jobs(store: SQLiteJobStore, count: int, *, secret: bool = True) -> str:
