@@ -326,7 +326,10 @@ class DeliveryHandoff:
     once.
 
     ``room`` and ``body`` run on the store's thread, inside the transaction: they must be
-    quick, must not block, and must not touch the event loop.
+    quick, must not block, and must not touch the event loop. A commit that read ``room()``
+    before it turned 0 may still call ``take`` after; any store operation queued after
+    ``room()`` turned 0 answers only once those calls have been made (a stopping worker
+    gives back what they handed, then calls ``hand_deliveries(None)``).
     """
 
     owner: str

@@ -181,10 +181,7 @@ class DeliveryWorker(AsyncResource):
         started (any worker's next claim sends them); let attempts in flight finish within
         the grace, then cancel them (their leases expire and another start sends them
         again)."""
-        self._stopping = True
-        if self._hand is not None:
-            self._hand(None)
-            self._hand = None
+        self._stopping = True  # room() is 0 from now on: no later commit hands one over
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -193,6 +190,9 @@ class DeliveryWorker(AsyncResource):
             await self._dispatcher
             self._dispatcher = None
         await self._release_waiting()
+        if self._hand is not None:
+            self._hand(None)
+            self._hand = None
         if self._inflight:
             _, pending = await asyncio.wait(self._inflight, timeout=self.config.shutdown_grace_s)
             for task in pending:
@@ -204,18 +204,23 @@ class DeliveryWorker(AsyncResource):
 
     async def _release_waiting(self) -> None:
         """Give back the leases of the deliveries waiting for a slot at stop, so that they
-        are sent at another worker's next claim rather than after ``lease_s``. Best effort:
-        one the store does not hear of is sent once its lease runs out."""
-        ids = [waiting.delivery.id for waiting in self._waiting]
-        self._waiting.clear()
-        if not ids:
-            return
-        try:
-            released = await self.store.release_deliveries(self.owner, ids)
-        except Exception as exc:
-            log.warning("%d webhooks not started wait for their leases: %s", len(ids), exc)
-            return
-        log.info("gave back %d webhooks not started, of %d waiting", released, len(ids))
+        are sent at another worker's next claim rather than after ``lease_s``. With a
+        handoff the store is asked even when none waits: a commit that read ``room()``
+        before the stop hands its deliveries over before the store answers (see
+        :class:`~imagerouter.jobs.types.DeliveryHandoff`), and those are given back in turn.
+        Best effort: one the store does not hear of is sent once its lease runs out."""
+        while self._waiting or self._hand is not None:
+            ids = [waiting.delivery.id for waiting in self._waiting]
+            self._waiting.clear()
+            try:
+                released = await self.store.release_deliveries(self.owner, ids)
+            except Exception as exc:
+                log.warning("%d webhooks not started wait for their leases: %s", len(ids), exc)
+                return
+            if ids:
+                log.info("gave back %d webhooks not started, of %d waiting", released, len(ids))
+            if not self._waiting:
+                return
 
     def _on_events(self, events: Sequence[JobEvent]) -> None:
         # with a handoff, the store says when a final event's delivery was left for a claim
@@ -228,7 +233,9 @@ class DeliveryWorker(AsyncResource):
 
     def _room(self) -> int:
         """How many more deliveries this worker may take now, handed over or claimed (the
-        store reads it on its thread)."""
+        store reads it on its thread): none once it is stopping."""
+        if self._stopping:
+            return 0
         return self._free() - len(self._waiting)
 
     def _take(self, handed: Sequence[HandedDelivery], queued: bool) -> None:

@@ -302,10 +302,10 @@ class SQLiteWebhooks(SQLiteBase):
         return await self.thread.run(op)
 
     async def release_deliveries(self, owner: str, delivery_ids: Sequence[str]) -> int:
-        """Make ``owner``'s leased deliveries among ``delivery_ids`` pending again."""
+        """Make ``owner``'s leased deliveries among ``delivery_ids`` pending again. With none,
+        it still takes its turn on the store's thread: it answers after every commit queued
+        before it has handed its deliveries over (a stopping worker's last call)."""
         ids = list(delivery_ids)
-        if not ids:
-            return 0
 
         def op(conn: sqlite3.Connection) -> int:
             now = self._clock.wall()
