@@ -70,9 +70,9 @@ async def test_deliveries_claimed_as_a_worker_stops_go_to_the_next_worker_at_onc
     sqlite_store: SQLiteJobStore, receiver: Receiver
 ) -> None:
     """The worker's first claim is still running when it is told to stop (the store's thread
-    is busy): what it claimed is not sent by it, and is given back; a second worker then
-    sends each webhook once, within seconds, although the first worker's leases would hold
-    for minutes."""
+    is busy): what it claimed is not sent by it, and is given back with the bodies the claim
+    fixed; a second worker then sends each webhook once, those very bytes, within seconds,
+    although the first worker's leases would hold for minutes."""
     store = sqlite_store
     account_id = await _completed_jobs(store, receiver.url)
     async with _sender() as sender:
@@ -87,12 +87,15 @@ async def test_deliveries_claimed_as_a_worker_stops_go_to_the_next_worker_at_onc
         assert receiver.hits == []
         waiting = [(await store.job_deliveries(account_id, f"job_{n}"))[0] for n in range(JOBS)]
         assert {(d.status, d.attempts) for d in waiting} == {("pending", 0)}
+        assert all(d.body is not None for d in waiting)  # fixed by the claim, kept
 
         second = _worker(store, sender)
         async with second:
             hits = await receiver.wait_hits(JOBS, timeout_s=10.0)
     assert len({hit.headers["webhook-id"] for hit in hits}) == JOBS
     assert {hit.headers["webhook-id"] for hit in hits} == {d.id for d in waiting}
+    sent = {hit.headers["webhook-id"]: hit.body for hit in hits}
+    assert all(sent[d.id] == (d.body or "").encode() for d in waiting)
 
 
 async def test_a_delivery_handed_over_as_the_worker_stops_goes_to_the_next_worker_at_once(

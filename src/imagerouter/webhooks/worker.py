@@ -208,10 +208,20 @@ class DeliveryWorker(AsyncResource):
         handoff the store is asked even when none waits: a commit that read ``room()``
         before the stop hands its deliveries over before the store answers (see
         :class:`~imagerouter.jobs.types.DeliveryHandoff`), and those are given back in turn.
-        Best effort: one the store does not hear of is sent once its lease runs out."""
+        Best effort: one the store does not hear of is sent once its lease runs out. A
+        claim's shared lookups of those given back are awaited first, so that the bodies it
+        was fixing are fixed (sent as they are by whoever sends them) and no task of this
+        worker outlives its stop."""
         while self._waiting or self._hand is not None:
             ids = [waiting.delivery.id for waiting in self._waiting]
+            lookups = {
+                lookup
+                for waiting in self._waiting
+                for lookup in (waiting.secrets_lookup, waiting.bodies)
+                if lookup is not None
+            }
             self._waiting.clear()
+            await asyncio.gather(*lookups, return_exceptions=True)
             try:
                 released = await self.store.release_deliveries(self.owner, ids)
             except Exception as exc:
@@ -253,10 +263,9 @@ class DeliveryWorker(AsyncResource):
         while self._waiting and not self._stopping and self._free() > 0:
             self._launch(self._waiting.popleft())
 
-    def _launch(self, waiting: _Waiting) -> None:
+    def _launch(self, w: _Waiting) -> None:
         """Start one attempt in a slot of its own (see :meth:`_deliver`)."""
         loop = asyncio.get_running_loop()
-        w = waiting
         task = loop.create_task(
             self._deliver(w.delivery, w.secrets_lookup, w.bodies, w.known_secrets),
             name=f"webhook-{w.delivery.id}",
