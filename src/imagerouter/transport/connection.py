@@ -22,6 +22,9 @@ __all__ = ["BodyTooLarge", "Connection", "HttpResponse", "ProtocolError", "Serve
 
 #: The most a status line plus headers may take.
 MAX_HEAD_BYTES = 64 * 1024
+#: A timer may fire this much before its time (the loop's clock resolution): a deadline that
+#: close has passed.
+_TIMER_SLACK_S = 0.001
 #: Answers with no body of their own, whatever their headers say.
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -71,12 +74,15 @@ class Connection(asyncio.Protocol):
         "_buffer",
         "_chunk_left",
         "_cut",
+        "_deadline",
         "_expect_body",
         "_framing",
         "_head",
         "_limit",
+        "_loop",
         "_max_body",
         "_timer",
+        "_timer_at",
         "_transport",
         "_truncate",
         "_waiter",
@@ -105,8 +111,12 @@ class Connection(asyncio.Protocol):
         self._truncate = truncate
         self._cut = False
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # connected
         self._waiter: asyncio.Future[HttpResponse] | None = None
+        #: The one timer armed for this connection and when it fires (see :meth:`exchange`).
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0  # the exchange in flight's
         self._buffer = bytearray()
         self._head: tuple[int, CIMultiDictProxy[str], bool] | None = None
         self._expect_body = True
@@ -125,7 +135,7 @@ class Connection(asyncio.Protocol):
         waiting early."""
         assert self._transport is not None
         assert self._waiter is None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._waiter = waiter = loop.create_future()
         self._head = None
         self._expect_body = expect_body
@@ -134,7 +144,12 @@ class Connection(asyncio.Protocol):
         self._cut = False
         self.reusable = False
         self.exchanges += 1
-        self._timer = loop.call_at(deadline, self._time_out)
+        # One timer a connection, not one an exchange (arming and cancelling a loop timer
+        # costs more than the rest of sending a request): a timer left from an earlier
+        # exchange that fires before this deadline is kept, and moves on to it when it fires.
+        self._deadline = deadline
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(loop, deadline)
         self._transport.write(data)
         return waiter
 
@@ -154,6 +169,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # bytes nobody asked for: this connection is unusable
@@ -333,10 +349,7 @@ class Connection(asyncio.Protocol):
     # --- endings --------------------------------------------------------------------------
 
     def _settle(self, response: HttpResponse) -> None:
-        waiter, self._waiter = self._waiter, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        waiter, self._waiter = self._waiter, None  # the timer stays: see exchange()
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
 
@@ -346,8 +359,20 @@ class Connection(asyncio.Protocol):
             waiter.set_exception(exc)
         self.close()
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._time_out)
+        self._timer_at = when
+
     def _time_out(self) -> None:
         self._timer = None
+        if self._waiter is None:
+            return  # an earlier exchange's timer, and no exchange in flight
+        loop = self._loop
+        if self._deadline > loop.time() + _TIMER_SLACK_S:
+            self._arm(loop, self._deadline)  # an earlier exchange's timer: this one has longer
+            return
         self._fail(TimeoutError("no whole answer before the deadline"))
 
     def _ended(self, exc: BaseException) -> None:
