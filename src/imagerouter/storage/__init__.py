@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from imagerouter.eventloop import helper_thread
 from imagerouter.storage.base import Storage, StorageError, extension_for
 from imagerouter.storage.config import MAX_URL_TTL_S, StorageSettings
 from imagerouter.storage.local import MEDIA_PREFIX, LocalStorage, load_signing_key
@@ -52,7 +53,9 @@ async def open_storage(
     if settings.backend == "none":
         yield None
         return
-    executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="storage")
+    executor = ThreadPoolExecutor(
+        max_workers=settings.threads, thread_name_prefix="storage", initializer=helper_thread
+    )
     try:
         if settings.backend == "s3":
             async with S3Storage(settings, executor) as s3:

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from imagerouter.eventloop import helper_thread
+
 __all__ = ["BACKSTOP_PAGES", "Checkpointer"]
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Checkpointer:
             self._thread = None
 
     def _main(self) -> None:
+        helper_thread()
         try:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from imagerouter.eventloop import helper_thread
 from imagerouter.jobs.errors import StorageFull
 from imagerouter.jobs.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from imagerouter.private import FILE_MODE, private_dir, private_file, tighten
@@ -172,6 +173,7 @@ class SQLiteThread:
     def _main(self, init: Callable[[sqlite3.Connection], Any], ready: asyncio.Future[None]) -> None:
         loop = self._loop
         assert loop is not None
+        helper_thread()
         try:
             conn = self._connect()
             init(conn)
