@@ -174,3 +174,19 @@ async def test_ipv6_forms_are_refused_at_registration_and_at_submit(api: Api) ->
     _, after = await api.call("GET", "/v1/account", token)
     assert jobs["data"] == []
     assert after["balance"] == before["balance"]
+
+
+async def test_the_sender_remembers_only_urls_it_accepted(receiver: Receiver) -> None:
+    """The sender checks a URL's form once and remembers it if accepted; a refused URL is
+    checked, and refused, at every send, and its receiver never contacted."""
+    port = receiver.url.split(":")[-1].split("/")[0]
+    allowed = UrlPolicy.from_allow(["127.0.0.1/32"])
+    secret = [new_secret()]
+    async with WebhookSender(allowed) as sender:
+        for _ in range(2):
+            refused = await sender.send(f"http://169.254.169.254:{port}/x", "m", b"{}", secret)
+            assert refused.refused
+            assert "metadata" in (refused.error or "")
+            sent = await sender.send(f"http://127.0.0.1:{port}/hook", "m", b"{}", secret)
+            assert sent.status == 204
+    assert [hit.path for hit in receiver.hits] == ["/hook", "/hook"]
