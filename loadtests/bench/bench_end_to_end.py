@@ -42,7 +42,9 @@ server over the load and the drain, ``end-to-end.folded``).
   Per-job CPU is each process's ``utime + stime`` over the run divided by the jobs: the
   server's, the farm's, the receiver's and the driver's. From those, the *ceilings*: the
   jobs/s each core could carry at that cost (the server's core; the other, shared by the
-  farm, the receiver and the driver). Done/s is bounded by the lower of the two.
+  farm, the receiver and the driver). Done/s is bounded by the lower of the two. The
+  server's context switches a job (over all its threads, voluntary and involuntary) say how
+  often its threads handed the one core to each other.
 * Exactness, read from the store and the receiver after every job is final and every webhook
   delivered: each accepted job completed once, the account's debits equal the sum of the
   jobs' prices with no refund, the balance moved by exactly that, and one webhook per job,
@@ -74,6 +76,7 @@ from imagerouter.server.settings import ServerSettings
 from loadtests.bench.bench_file_create import one_round
 from loadtests.bench.common import (
     RESULTS_DIR,
+    context_switches,
     cpu_seconds,
     cpu_split,
     farm_server,
@@ -386,6 +389,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
         cpu_before = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_before = cpu_split(pid), cpu_split(pid, pid)
+        switches_before = context_switches(pid)
         wall_before = time.time()
         driver_before = _children_cpu()
         load = open_loop(target, rate=args.rate, duration_s=args.duration, drain_s=5)
@@ -395,6 +399,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         delivered = _wait(lambda: undelivered(db) == 0, deadline)
         cpu_after = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_after = cpu_split(pid), cpu_split(pid, pid)
+        switches_after = context_switches(pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
@@ -434,6 +439,13 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "user": round((split_after[0][0] - split_before[0][0]) * per_job, 3),
             "system": round((split_after[0][1] - split_before[0][1]) * per_job, 3),
             "main_thread": round((sum(split_after[1]) - sum(split_before[1])) * per_job, 3),
+        },
+        # the threads' hand-overs on the server's one core (see eventloop.helper_thread)
+        "server_context_switches_per_job": {
+            kind: round((after - before) / max(1, jobs), 2)
+            for kind, before, after in zip(
+                ("voluntary", "involuntary"), switches_before, switches_after, strict=True
+            )
         },
         **checked,
     }
@@ -476,6 +488,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"the other core (farm, receiver, driver) {ceiling['client_core']} jobs/s"
     )
     print(f"server CPU ms per job: {result['server_cpu_ms_per_job_split']}")
+    print(f"server context switches per job: {result['server_context_switches_per_job']}")
     if "file_create_cpu_us" in result:
         print(
             f"one file written beside the server's data just before: "

@@ -118,6 +118,20 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return totals
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """Voluntary and involuntary context switches so far of ``pid``, over all its threads (a
+    thread that has ended no longer counts: read it while the process runs)."""
+    voluntary = involuntary = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
+
+
 # --- py-spy profiles ----------------------------------------------------------------------------
 
 
