@@ -263,12 +263,14 @@ class DeliveryWorker(AsyncResource):
         while self._waiting and not self._stopping and self._free() > 0:
             self._launch(self._waiting.popleft())
 
-    def _launch(self, w: _Waiting) -> None:
+    def _launch(self, waiting: _Waiting) -> None:
         """Start one attempt in a slot of its own (see :meth:`_deliver`)."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(
-            self._deliver(w.delivery, w.secrets_lookup, w.bodies, w.known_secrets),
-            name=f"webhook-{w.delivery.id}",
+            self._deliver(
+                waiting.delivery, waiting.secrets_lookup, waiting.bodies, waiting.known_secrets
+            ),
+            name=f"webhook-{waiting.delivery.id}",
         )
         self._inflight.add(task)
         self._timers[task] = loop.call_later(self.config.slow_after_s, self._aside, task)
