@@ -58,6 +58,7 @@ class BlockedAddress(OSError):
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
 _NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291, deprecated
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056
 _ISATAP_IDS = (0x00005EFE, 0x02005EFE)  # RFC 5214 interface ids: [02]00:5efe:a.b.c.d
 
 
@@ -99,7 +100,15 @@ def _unwrap(ip: IPAddress) -> IPAddress:
 def _why_blocked(ip: IPAddress) -> str | None:
     """Why ``ip`` may not be contacted by default, or None if it is a public address."""
     inner = _unwrap(ip)
-    for candidate in (inner, ip) if inner != ip else (ip,):
+    if inner == ip:
+        candidates: tuple[IPAddress, ...] = (ip,)
+    elif ip in _SIX_TO_FOUR:
+        # a 6to4 address reaches the IPv4 host it names, through any relay; its /16 is
+        # "private" to some Python releases' ipaddress and not to others
+        candidates = (inner,)
+    else:
+        candidates = (inner, ip)
+    for candidate in candidates:
         if candidate in METADATA_ADDRESSES:
             return "a cloud metadata address"
         if candidate.is_loopback:
