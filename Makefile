@@ -3,7 +3,7 @@
 # The interpreter: the distribution's CPython (/usr/bin/python3) when it is 3.11 or newer and
 # can make a venv, else the first python3 on PATH. Debian builds its python3 with profile-
 # guided and link-time optimisation, linked statically; a plain source build (pyenv's default)
-# spends about an eighth more CPU on the server's job path (README, "The interpreter").
+# spends about a sixth more CPU on the server's job path (README, "The interpreter").
 # `make PYTHON=...` chooses another; `make clean` first to remake an existing .venv.
 SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys, ensurepip; print(sys.executable if sys.version_info >= (3, 11) else "")' 2>/dev/null)
 PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
