@@ -132,6 +132,13 @@ IPV6_FORMS = (
     ("2606:4700:1::200:5efe:a9fe:a9fe", "cloud metadata address"),  # ISATAP → metadata
     ("64:ff9b::808:808", None),  # NAT64 → 8.8.8.8: public
     ("2002:808:808::1", None),  # 6to4 → 8.8.8.8: public
+    # a translating prefix is judged by the host it reaches alone (Python releases disagree on
+    # whether 6to4's and NAT64 local-use's prefixes are private)
+    ("64:ff9b:1:808:8:800::", None),  # NAT64 local-use → 8.8.8.8: public
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", None),  # Teredo → client 8.8.8.8: public
+    # an ISATAP interface id is reached through its prefix's network: both are judged
+    ("fd00::5efe:808:808", "private address"),  # ULA prefix, tunnel end 8.8.8.8
+    ("fe80::5efe:808:808", "link-local address"),  # link-local prefix, tunnel end 8.8.8.8
     ("::1", "loopback address"),
     ("fd00::1", "private address"),
     ("2606:4700:4700::1111", None),  # plain public IPv6

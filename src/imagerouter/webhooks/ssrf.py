@@ -4,7 +4,8 @@ By default only public addresses are allowed: loopback, private, link-local, sha
 multicast, reserved and unspecified addresses are refused, and so are the cloud metadata
 endpoints, including IPv4 addresses wrapped in or translated from IPv6 (IPv4-mapped
 ``::ffff:127.0.0.1``, IPv4-compatible ``::127.0.0.1``, NAT64 ``64:ff9b::/96`` and
-``64:ff9b:1::/48``, 6to4, Teredo, ISATAP), judged by the IPv4 address they reach.
+``64:ff9b:1::/48``, 6to4, Teredo), judged by the IPv4 address they reach alone; an ISATAP
+address is judged by its tunnel's IPv4 end and by its own prefix, whose network carries it.
 ``allow`` lists CIDRs (``127.0.0.1/32``) or exact host names that are let through anyway.
 
 A URL is checked three times: its syntax and host when it is registered or submitted; its
@@ -58,14 +59,15 @@ class BlockedAddress(OSError):
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
 _NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291, deprecated
-_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056
 _ISATAP_IDS = (0x00005EFE, 0x02005EFE)  # RFC 5214 interface ids: [02]00:5efe:a.b.c.d
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address embeds or translates to, if it is one of the forms that
-    reach IPv4 hosts: IPv4-mapped, IPv4-compatible, NAT64 (well-known and local-use prefixes),
-    6to4, Teredo (the client) and ISATAP interface ids; else None."""
+def _translated_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host an IPv6 address of a translating prefix reaches, whatever carries it
+    there: IPv4-mapped, IPv4-compatible, NAT64 (well-known and local-use prefixes), 6to4 and
+    Teredo (the client); else None. Such a prefix says nothing of the host, only how to reach
+    it; Python releases disagree on whether some of them (6to4's, NAT64's local-use) are
+    private, so they are not asked."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     value = int(ip)
@@ -82,33 +84,41 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
+    return None
+
+
+def _isatap_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 tunnel end an ISATAP interface id names, under any prefix; else None. The
+    packet goes through the prefix's own network first, so both are judged."""
+    value = int(ip)
     if (value >> 32) & 0xFFFFFFFF in _ISATAP_IDS:
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
     return None
 
 
-def _unwrap(ip: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 address embeds or translates to (see
-    :func:`_embedded_ipv4`), else ``ip``: every check judges the host actually reached."""
+def _reached(ip: IPAddress) -> tuple[IPAddress, ...]:
+    """The addresses whose standing decides whether ``ip`` may be contacted: the IPv4 host of
+    a translating prefix alone, an ISATAP address's tunnel end and the address itself, else
+    the address."""
     if isinstance(ip, ipaddress.IPv6Address):
-        inner = _embedded_ipv4(ip)
-        if inner is not None:
-            return inner
-    return ip
+        translated = _translated_ipv4(ip)
+        if translated is not None:
+            return (translated,)
+        tunnel_end = _isatap_ipv4(ip)
+        if tunnel_end is not None:
+            return (tunnel_end, ip)
+    return (ip,)
+
+
+def _unwrap(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address embeds or translates to (see :func:`_reached`), else
+    ``ip``: an allowed network names the host actually reached."""
+    return _reached(ip)[0]
 
 
 def _why_blocked(ip: IPAddress) -> str | None:
     """Why ``ip`` may not be contacted by default, or None if it is a public address."""
-    inner = _unwrap(ip)
-    if inner == ip:
-        candidates: tuple[IPAddress, ...] = (ip,)
-    elif ip in _SIX_TO_FOUR:
-        # a 6to4 address reaches the IPv4 host it names, through any relay; its /16 is
-        # "private" to some Python releases' ipaddress and not to others
-        candidates = (inner,)
-    else:
-        candidates = (inner, ip)
-    for candidate in candidates:
+    for candidate in _reached(ip):
         if candidate in METADATA_ADDRESSES:
             return "a cloud metadata address"
         if candidate.is_loopback:
