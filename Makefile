@@ -31,9 +31,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The HTTP benchmarks drive the servers with Debian's wrk (a Python client would saturate first).
+# The HTTP benchmarks drive the servers with Debian's wrk (a Python client would saturate first);
+# the instruction benchmark counts the server's work under Debian's valgrind.
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	command -v valgrind >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind)
 	$(BIN)/python -m loadtests.bench
 
 loadtest: $(STAMP)

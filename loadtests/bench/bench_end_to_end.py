@@ -67,7 +67,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +204,14 @@ def server_process(
     workers: int,
     storage: str,
     webhooks: tuple[int, int],
+    *,
+    wrapper: Sequence[str] = (),
+    ready_s: float = 60,
 ) -> Iterator[tuple[str, str, int, Path]]:
     """``imagerouter serve`` on SQLite, pinned to core 1; yields its base URL, an API key of an
-    account holding ``GRANT`` credits, its pid and its database file."""
+    account holding ``GRANT`` credits, its pid and its database file. ``wrapper`` runs the
+    server under another program (which must keep its pid: ``valgrind`` does), and
+    ``ready_s`` is how long it may take to start."""
     home = tmp / "server"
     home.mkdir()
     config = write_config(home / "bench.toml", farm, storage, webhooks)
@@ -221,12 +226,12 @@ def server_process(
     )
     token = created.stdout.strip().splitlines()[-1]
     port = free_port()
-    command = [*cli, "serve", *where, "--port", str(port), "--workers", str(workers)]
+    command = [*wrapper, *cli, "serve", *where, "--port", str(port), "--workers", str(workers)]
     with (home / "server.log").open("wb") as err:
         proc = subprocess.Popen(pinned(command, SERVER_CPU), stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/readyz", timeout_s=60)
+        wait_for_http(f"{url}/readyz", timeout_s=ready_s)
         yield url, token, proc.pid, home / "data" / "imagerouter.db"
     finally:
         stop_process(proc, 30)

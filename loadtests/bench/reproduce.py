@@ -126,6 +126,11 @@ FIGURES = (
         lambda d: d["stages"][0]["done_per_s"],
         host=1,
     ),
+    Figure(
+        "end to end server instructions a job (M)",
+        "instructions",
+        lambda d: d["instructions_per_job"] / 1e6,
+    ),
     Figure("store µs of CPU a job's life", "store", lambda d: d["cpu_us_per_job"], host=-1),
     Figure("store µs a job read back", "store", lambda d: d["read_us"], host=-1),
     Figure(

@@ -1,0 +1,279 @@
+"""Benchmark of the server's work a job counted in instructions: the figure that does not move
+with the host.
+
+Run: ``python -m loadtests.bench.bench_instructions`` (about 2 minutes; prints the figures and
+writes ``loadtests/bench/results/instructions.json``). It needs valgrind (``make bench``
+installs Debian's).
+
+The whole path of ``bench_end_to_end`` (submit, the fal queue at the farm, the stored image,
+the signed webhook, on SQLite), with the server run under valgrind's callgrind, which counts
+the instructions each of its threads executes. On this shared two-core VM the timed figures
+of a busy machine moved by up to a third between runs minutes apart, with the code unchanged;
+the instructions a job did not move by 1 %. So this is the instrument for "did this change
+make a job cheaper for the server", and the timed benchmarks remain the figures of speed.
+
+* Method: the farm and the receiver as in ``bench_end_to_end``; the server under ``valgrind
+  --tool=callgrind --separate-threads=yes`` (some fifty times slower). A warm-up of
+  ``--warm-up`` jobs, every one final and delivered; the counters zeroed
+  (``callgrind_control -z``); ``--jobs`` jobs offered at ``--rate`` a second (10: well under
+  what the slowed server carries, so that its batching, one job a turn of the loop and a
+  transaction or two, is the same from run to run); every job final and every webhook
+  delivered; the counters dumped (``callgrind_control -d``) and divided by the jobs.
+* Per thread: the event loop's (valgrind's thread 1), the SQLite writer's (the thread whose
+  own instructions are most in ``libsqlite3``), and the rest together (the checkpointer, the
+  file writers). For each, the share of its instructions in each library: the interpreter,
+  SQLite, libc, uvloop, OpenSSL, pydantic-core.
+* What it does not count: the kernel's work (system calls, about a fifth of the server's CPU
+  in the timed runs), and time: an instruction of the interpreter's loop and one of SQLite's
+  B-tree code do not take the same time, and callgrind counts each iteration of a ``rep
+  stosb`` (SQLite zeroing a fresh 4 KiB page) as one instruction. At this rate a job shares
+  its loop turns and its transactions with fewer jobs than at saturation, so a job counts
+  more here than it costs in a saturated run: compare this figure with itself, run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from loadtests.bench import bench_end_to_end as e2e
+from loadtests.bench.common import scratch_dir, write_results
+from loadtests.bench.http_load import CLIENT_CPU, LoadToolMissing, Target, open_loop
+
+__all__ = ["libraries", "main", "self_costs", "thread_roles"]
+
+#: The server's configuration, as in ``bench_end_to_end``: workers, webhook attempts in
+#: flight, connections to one receiver.
+WORKERS, WEBHOOKS = 128, (128, 16)
+#: Libraries named in the split, by the start of their file name (the rest are "other").
+LIBRARIES = {
+    "python3": "interpreter",
+    "libpython3": "interpreter",
+    "libsqlite3": "SQLite",
+    "libc.so": "libc",
+    "loop.cpython": "uvloop",
+    "libcrypto": "OpenSSL",
+    "_pydantic_core": "pydantic-core",
+}
+
+_NAME = re.compile(r"\((\d+)\)(?:\s+(.*))?")
+
+
+def self_costs(lines: Iterable[str]) -> collections.Counter[tuple[str, str]]:
+    """Each function's own instructions in one callgrind dump, by (object file, function).
+
+    The format (valgrind's callgrind format spec): ``ob=`` and ``fn=`` name the object and the
+    function the cost lines below belong to, both possibly compressed to ``(id)`` after their
+    first mention; ``calls=`` says that the next cost line is a call's inclusive cost, which
+    is the callee's and is not counted here; a cost line is a position and then the events
+    (here one, ``Ir``)."""
+    names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
+
+    def name(kind: str, text: str) -> str:
+        match = _NAME.match(text)
+        if match is None:
+            return text
+        if match.group(2):
+            names[kind][match.group(1)] = match.group(2)
+        return names[kind].get(match.group(1), text)
+
+    costs: collections.Counter[tuple[str, str]] = collections.Counter()
+    obj = function = ""
+    call_cost_next = False
+    for line in lines:
+        if not line or line == "\n":
+            continue
+        head = line[:4]
+        if head.startswith("ob="):
+            obj = name("ob", line[3:].strip())
+        elif head.startswith("fn="):
+            function = name("fn", line[3:].strip())
+        elif head == "cob=":
+            name("ob", line[4:].strip())
+        elif head == "cfn=":
+            name("fn", line[4:].strip())
+        elif line.startswith("calls="):
+            call_cost_next = True
+        elif line[0].isdigit() or line[0] in "+-*":
+            if call_cost_next:
+                call_cost_next = False
+                continue
+            parts = line.split()
+            if len(parts) >= 2:
+                costs[(obj, function)] += int(parts[1])
+    return costs
+
+
+def libraries(costs: collections.Counter[tuple[str, str]]) -> dict[str, int]:
+    """Instructions by library (:data:`LIBRARIES`), most first."""
+    totals: collections.Counter[str] = collections.Counter()
+    for (obj, _), count in costs.items():
+        base = obj.rsplit("/", 1)[-1]
+        label = next((v for k, v in LIBRARIES.items() if base.startswith(k)), "other")
+        totals[label] += count
+    return dict(totals.most_common())
+
+
+def thread_roles(
+    dumps: dict[int, collections.Counter[tuple[str, str]]],
+) -> dict[str, collections.Counter[tuple[str, str]]]:
+    """The threads' own instructions as the event loop's (valgrind's thread 1), the SQLite
+    writer's (the thread, not the loop's, with the most of its own in SQLite) and the other
+    threads' together."""
+    sqlite = {t: libraries(costs).get("SQLite", 0) for t, costs in dumps.items() if t != 1}
+    writer = max(sqlite, key=sqlite.__getitem__, default=None)
+    if writer is not None and not sqlite[writer]:
+        writer = None
+    rest: collections.Counter[tuple[str, str]] = collections.Counter()
+    for thread, costs in dumps.items():
+        if thread not in (1, writer):
+            rest.update(costs)
+    return {
+        "event loop": dumps.get(1, collections.Counter()),
+        "SQLite writer": dumps[writer] if writer is not None else collections.Counter(),
+        "other threads": rest,
+    }
+
+
+def _valgrind() -> tuple[str, str]:
+    valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
+    if valgrind is None or control is None:
+        raise LoadToolMissing(
+            "valgrind is not installed: `apt-get install valgrind` (make bench does)"
+        )
+    return valgrind, control
+
+
+def _drained(db: Path, deadline_s: float) -> bool:
+    return e2e._wait(
+        lambda: e2e.unfinished(db) == 0 and e2e.undelivered(db) == 0,
+        time.monotonic() + deadline_s,
+    )
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """One run: the instructions a job, in all and by thread and library."""
+    valgrind, control = _valgrind()
+    out = tmp / "callgrind.out"
+    wrapper = [
+        valgrind,
+        "--tool=callgrind",
+        "--separate-threads=yes",
+        f"--callgrind-out-file={out}",
+    ]
+    scenario = tmp / "scenario.toml"
+    scenario.write_text(e2e.SCENARIO)
+    with (
+        e2e.farm_server(str(scenario), cpu=CLIENT_CPU) as (farm, _),
+        e2e.receiver_process(tmp) as (hooks_url, _),
+        e2e.server_process(tmp, farm, WORKERS, "local", WEBHOOKS, wrapper=wrapper, ready_s=600) as (
+            url,
+            token,
+            pid,
+            db,
+        ),
+    ):
+        hook = e2e._request("PUT", f"{url}/v1/webhook", token, {"url": f"{hooks_url}/hooks/bench"})
+        e2e._request("POST", f"{hooks_url}/_secret", token, {"secret": hook["secret"]})
+        target = Target(
+            f"{url}/v1/jobs",
+            body=e2e.BODY.encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        open_loop(target, rate=args.rate, duration_s=args.warm_up / args.rate, drain_s=60)
+        if not _drained(db, 600):
+            raise RuntimeError("the warm-up's jobs did not all finish")
+        subprocess.run([control, "-z", str(pid)], check=True, capture_output=True, timeout=60)
+        load = open_loop(target, rate=args.rate, duration_s=args.jobs / args.rate, drain_s=60)
+        if not _drained(db, 900):
+            raise RuntimeError("the measured jobs did not all finish")
+        subprocess.run([control, "-d", str(pid)], check=True, capture_output=True, timeout=120)
+        jobs = load["statuses"].get("202", 0)
+        statuses = load["statuses"]
+    dumps: dict[int, collections.Counter[tuple[str, str]]] = {}
+    for path in out.parent.glob(f"{out.name}.*-*"):  # callgrind.out.<dump>-<thread>
+        dump, thread = path.name.removeprefix(f"{out.name}.").split("-")
+        if dump == "1":  # the first dump: from the zeroing to callgrind_control -d
+            with path.open(errors="replace") as lines:
+                dumps[int(thread)] = self_costs(lines)
+    roles = thread_roles(dumps)
+    threads = {name: libraries(costs) for name, costs in roles.items()}
+    per_job = {name: sum(libs.values()) / max(1, jobs) for name, libs in threads.items()}
+    return {
+        "jobs": jobs,
+        "statuses": statuses,
+        "instructions_per_job": round(sum(per_job.values())),
+        "per_thread_per_job": {name: round(v) for name, v in per_job.items()},
+        "per_thread_libraries_pct": {
+            name: {lib: round(100 * n / max(1, sum(libs.values())), 1) for lib, n in libs.items()}
+            for name, libs in threads.items()
+        },
+        "top_functions_per_job": {
+            name: {
+                f"{function} ({obj.rsplit('/', 1)[-1]})": round(count / max(1, jobs))
+                for (obj, function), count in costs.most_common(args.top)
+            }
+            for name, costs in roles.items()
+        },
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    """Print one run's figures."""
+    per_thread = result["per_thread_per_job"]
+    print(
+        f"instructions a job: {result['instructions_per_job'] / 1e6:.3f} M over "
+        f"{result['jobs']} jobs at {result['rate']:g}/s ("
+        + ", ".join(f"{name} {count / 1e6:.3f} M" for name, count in per_thread.items())
+        + ")"
+    )
+    for name, libs in result["per_thread_libraries_pct"].items():
+        shares = ", ".join(f"{lib} {pct:g} %" for lib, pct in libs.items() if pct >= 0.5)
+        print(f"  {name}: {shares}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=600, help="Jobs counted.")
+    parser.add_argument("--rate", type=float, default=10.0, help="Submits/s offered.")
+    parser.add_argument("--warm-up", type=int, default=30, help="Jobs before the count.")
+    parser.add_argument("--repeat", type=int, default=1, help="Runs; each is printed.")
+    parser.add_argument("--top", type=int, default=12, help="Functions kept a thread.")
+    args = parser.parse_args(argv)
+    runs = []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-instr-", dir=scratch_dir()) as tmp:
+            result = run(args, Path(tmp))
+        result["rate"] = args.rate
+        report(result)
+        runs.append(result)
+    counts = [r["instructions_per_job"] for r in runs]
+    document = {
+        "benchmark": "instructions",
+        "machine": {"cpus": 2, "python": platform.python_version()},
+        "method": "server under callgrind (--separate-threads), counters zeroed after the "
+        "warm-up and dumped once every job is final and delivered; farm and receiver as in "
+        "bench_end_to_end",
+        "rate_per_s": args.rate,
+        "warm_up_jobs": args.warm_up,
+        **runs[-1],
+        "runs": [r["instructions_per_job"] for r in runs],
+        "spread": round(max(counts) / min(counts) - 1, 4) if len(counts) > 1 else None,
+    }
+    print(f"wrote {write_results('instructions', document)}")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main(sys.argv[1:])
