@@ -25,6 +25,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from imagerouter.clock import Clock, MonotonicClock
@@ -113,6 +114,11 @@ def error_body(exc: BaseException) -> dict[str, Any]:
                 body["servable"] = exc.servable
         return body
     return {"code": "internal_error", "message": "internal error", "error_class": "Exception"}
+
+
+def _resolve(ended: asyncio.Future[None], _task: asyncio.Task[None]) -> None:
+    if not ended.done():  # a worker cancelled meanwhile cancelled its wait
+        ended.set_result(None)
 
 
 def _attempts(exc: BaseException) -> list[dict[str, Any]]:
@@ -242,10 +248,15 @@ class WorkerPool(AsyncResource):
             job = await self._queue.get()
             self._leased.discard(job.id)
             self._idle -= 1
-            task = asyncio.get_running_loop().create_task(self._execute(job), name=job.id)
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(self._execute(job), name=job.id)
             self._running[job.id] = task
+            # waits for the job's task without being it: cancelling this worker leaves the job
+            # running, as asyncio.wait does, without its set, waiter and callbacks to remove
+            ended = loop.create_future()
+            task.add_done_callback(partial(_resolve, ended))
             try:
-                await asyncio.wait([task])
+                await ended
                 if task.cancelled():
                     if self._cancel_reasons.get(job.id) == "shutdown":
                         await self.store.release_job(job.id, self.owner, "shutdown")
