@@ -67,7 +67,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,8 @@ def write_config(path: Path, farm: dict[str, Any], storage: str, webhooks: tuple
     return farm_server_config(path, farm, server, storage)
 
 
-def _request(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> Any:
+def api_request(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> Any:
+    """One JSON request with ``token`` as its bearer key; the answer's JSON (None if empty)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Authorization", f"Bearer {token}")
@@ -345,7 +346,8 @@ def ceilings(result: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def _wait(condition, deadline: float) -> bool:
+def wait_until(condition: Callable[[], bool], deadline: float) -> bool:
+    """Poll ``condition`` every 0.1 s until it holds or ``deadline`` (monotonic) passes."""
     while time.monotonic() < deadline:
         if condition():
             return True
@@ -365,8 +367,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     ):
         if args.webhooks:
             hook = {"url": f"{hooks_url}/hooks/bench"}
-            answer = _request("PUT", f"{url}/v1/webhook", token, hook)
-            _request("POST", f"{hooks_url}/_secret", token, {"secret": answer["secret"]})
+            answer = api_request("PUT", f"{url}/v1/webhook", token, hook)
+            api_request("POST", f"{hooks_url}/_secret", token, {"secret": answer["secret"]})
         target = Target(
             f"{url}/v1/jobs",
             body=BODY.encode(),
@@ -375,7 +377,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # warm-up: imports, connections, SQLite pages; its jobs finish before the clock starts
         open_loop(target, rate=200, duration_s=1, drain_s=2)
         deadline = time.monotonic() + 30
-        _wait(lambda: unfinished(db) == 0 and undelivered(db) == 0, deadline)
+        wait_until(lambda: unfinished(db) == 0 and undelivered(db) == 0, deadline)
         warm = json.load(urllib.request.urlopen(f"{hooks_url}/_summary", timeout=10))
         with contextlib.closing(_db(db)) as conn:
             warm_jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
@@ -400,8 +402,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         load = open_loop(target, rate=args.rate, duration_s=args.duration, drain_s=5)
         driver_cpu = _children_cpu() - driver_before
         deadline = time.monotonic() + args.max_s
-        done = _wait(lambda: unfinished(db) == 0, deadline)
-        delivered = _wait(lambda: undelivered(db) == 0, deadline)
+        done = wait_until(lambda: unfinished(db) == 0, deadline)
+        delivered = wait_until(lambda: undelivered(db) == 0, deadline)
         cpu_after = cpu_seconds(pid), cpu_seconds(farm_pid), cpu_seconds(hooks_pid)
         split_after = cpu_split(pid), cpu_split(pid, pid)
         switches_after = context_switches(pid)
