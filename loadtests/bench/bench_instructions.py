@@ -3,7 +3,11 @@ with the host.
 
 Run: ``python -m loadtests.bench.bench_instructions`` (about 2 minutes; prints the figures and
 writes ``loadtests/bench/results/instructions.json``). It needs valgrind (``make bench``
-installs Debian's).
+installs Debian's). ``--against REV`` sets the working tree against a git revision: that
+revision's ``src`` and ``plugins`` are unpacked under ``loadtests/bench/.build/`` and put first
+on the ``PYTHONPATH`` of its runs (the farm, the receiver and the server), the two alternating
+``--repeat`` times; it prints each side's median and their ratio and writes
+``results/instructions-against.json``.
 
 The whole path of ``bench_end_to_end`` (submit, the fal queue at the farm, the stored image,
 the signed webhook, on SQLite), with the server run under valgrind's callgrind, which counts
@@ -45,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +57,18 @@ from loadtests.bench import bench_end_to_end as e2e
 from loadtests.bench.common import scratch_dir, write_results
 from loadtests.bench.http_load import CLIENT_CPU, LoadToolMissing, Target, open_loop
 
-__all__ = ["libraries", "main", "self_costs", "thread_roles"]
+__all__ = [
+    "compare",
+    "libraries",
+    "main",
+    "revision_env",
+    "revision_tree",
+    "self_costs",
+    "thread_roles",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(__file__).parent / ".build"
 
 #: The server's configuration, as in ``bench_end_to_end``: workers, webhook attempts in
 #: flight, connections to one receiver.
@@ -146,6 +161,55 @@ def thread_roles(
         "SQLite writer": dumps[writer] if writer is not None else collections.Counter(),
         "other threads": rest,
     }
+
+
+def revision_tree(rev: str, root: Path = ROOT, into: Path = BUILD) -> Path:
+    """The server's code (``src`` and ``plugins``) of git revision ``rev``, unpacked once under
+    ``into`` (a directory named by the commit)."""
+    commit = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = into / f"revision-{commit[:12]}"
+    if not (tree / "src").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", commit, "src", "plugins"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def revision_env(tree: Path) -> dict[str, str]:
+    """This process's environment with ``tree``'s ``src`` and ``plugins`` first on the path,
+    ahead of the editable install's entries."""
+    env = dict(os.environ)
+    paths = [str(tree / "src"), str(tree / "plugins")]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str] | None) -> Iterator[None]:
+    """``env`` as this process's environment meanwhile (the benchmark's processes inherit
+    it); None leaves it alone."""
+    if env is None:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _valgrind() -> tuple[str, str]:
@@ -256,16 +320,18 @@ def main(argv: list[str] | None = None) -> None:
         "--repeat", type=int, default=1, help="Runs; each is printed, the median one kept."
     )
     parser.add_argument("--top", type=int, default=12, help="Functions kept a thread.")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="A git revision to set the working tree against, runs alternating.",
+    )
     args = parser.parse_args(argv)
-    runs = []
-    for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory(prefix="bench-instr-", dir=scratch_dir()) as tmp:
-            result = run(args, Path(tmp))
-        result["rate"] = args.rate
-        report(result)
-        runs.append(result)
+    if args.against:
+        compare(args)
+        return
+    runs = [_one(args) for _ in range(args.repeat)]
     counts = [r["instructions_per_job"] for r in runs]
-    median = sorted(runs, key=lambda r: r["instructions_per_job"])[(len(runs) - 1) // 2]
+    median = _median(runs)
     document = {
         "benchmark": "instructions",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -279,6 +345,60 @@ def main(argv: list[str] | None = None) -> None:
         "spread": round(max(counts) / min(counts) - 1, 4) if len(counts) > 1 else None,
     }
     print(f"wrote {write_results('instructions', document)}")
+
+
+def _one(args: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, Any]:
+    with (
+        _environment(env),
+        tempfile.TemporaryDirectory(prefix="bench-instr-", dir=scratch_dir()) as tmp,
+    ):
+        result = run(args, Path(tmp))
+    result["rate"] = args.rate
+    report(result)
+    return result
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["instructions_per_job"])[(len(runs) - 1) // 2]
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """The working tree and revision ``args.against``, ``args.repeat`` runs each, alternating;
+    each side's median run and the ratio of theirs (the revision's over the working tree's)."""
+    tree = revision_tree(args.against)
+    env = revision_env(tree)
+    sides: dict[str, list[dict[str, Any]]] = {"working tree": [], args.against: []}
+    for _ in range(args.repeat):
+        for side, side_env in (("working tree", None), (args.against, env)):
+            print(f"--- {side}", flush=True)
+            sides[side].append(_one(args, side_env))
+    medians = {side: _median(runs) for side, runs in sides.items()}
+    this, other = medians["working tree"], medians[args.against]
+    ratios = {
+        name: round(other["per_thread_per_job"][name] / count, 4)
+        for name, count in this["per_thread_per_job"].items()
+        if count
+    }
+    ratios["all"] = round(other["instructions_per_job"] / this["instructions_per_job"], 4)
+    print(
+        f"instructions a job, median of {args.repeat}: working tree "
+        f"{this['instructions_per_job'] / 1e6:.3f} M, {args.against} "
+        f"{other['instructions_per_job'] / 1e6:.3f} M ({args.against} / working tree: "
+        + ", ".join(f"{name} {ratio:.3f}" for name, ratio in ratios.items())
+        + ")"
+    )
+    document = {
+        "benchmark": "instructions_against",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "against": args.against,
+        "tree": str(tree),
+        "rate_per_s": args.rate,
+        "runs": {side: [r["instructions_per_job"] for r in runs] for side, runs in sides.items()},
+        "medians": {side: r["per_thread_per_job"] for side, r in medians.items()},
+        "ratio_against_to_working_tree": ratios,
+    }
+    print(f"wrote {write_results('instructions-against', document)}")
+    return document
 
 
 if __name__ == "__main__":

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.bench.bench_instructions import libraries, self_costs, thread_roles
+from loadtests.bench.bench_instructions import (
+    libraries,
+    revision_env,
+    revision_tree,
+    self_costs,
+    thread_roles,
+)
 
 #: A program with known work in a library of its own: SQLite on its own thread.
 PROGRAM = """
@@ -122,3 +128,32 @@ def test_without_sqlite_no_thread_is_called_the_writer() -> None:
     roles = thread_roles({1: main, 2: helper})
     assert roles["SQLite writer"] == collections.Counter()
     assert roles["other threads"] == helper
+
+
+def test_a_revisions_runs_import_that_revisions_code(tmp_path: Path) -> None:
+    """``--against``: the revision's ``src`` and ``plugins`` unpacked once, by commit, and a
+    process started with its environment imports the package and the plugins from there,
+    not from the editable install."""
+    tree = revision_tree("HEAD", into=tmp_path)
+    assert tree.name.startswith("revision-")
+    assert (tree / "src" / "imagerouter" / "__init__.py").is_file()
+    marker = tree / "src" / "imagerouter" / "__init__.py"
+    before = marker.stat().st_mtime_ns
+    assert revision_tree("HEAD", into=tmp_path) == tree  # unpacked once
+    assert marker.stat().st_mtime_ns == before
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import imagerouter, imagerouter_fal; "
+            "print(imagerouter.__file__); print(imagerouter_fal.__file__)",
+        ],
+        env=revision_env(tree),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert [Path(path).is_relative_to(tree) for path in where] == [True, True]
+    with pytest.raises(subprocess.CalledProcessError):
+        revision_tree("no-such-revision", into=tmp_path)
