@@ -173,14 +173,19 @@ def revision_tree(rev: str, root: Path = ROOT, into: Path = BUILD) -> Path:
         check=True,
     ).stdout.strip()
     tree = into / f"revision-{commit[:12]}"
-    if not (tree / "src").is_dir():
-        tree.mkdir(parents=True, exist_ok=True)
+    if not tree.is_dir():  # unpacked beside it and renamed whole: never half a tree
+        into.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(
             ["git", "-C", str(root), "archive", commit, "src", "plugins"],
             capture_output=True,
             check=True,
         ).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        unpacking = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=into))
+        try:
+            subprocess.run(["tar", "-x", "-C", str(unpacking)], input=archive, check=True)
+            unpacking.rename(tree)
+        finally:
+            shutil.rmtree(unpacking, ignore_errors=True)  # gone once renamed
     return tree
 
 
