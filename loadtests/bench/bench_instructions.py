@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.bench import bench_end_to_end as e2e
-from loadtests.bench.common import scratch_dir, write_results
+from loadtests.bench.common import BUILD_DIR, PROJECT_ROOT, scratch_dir, write_results
 from loadtests.bench.http_load import CLIENT_CPU, LoadToolMissing, Target, open_loop
 
 __all__ = [
@@ -66,9 +66,6 @@ __all__ = [
     "self_costs",
     "thread_roles",
 ]
-
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(__file__).parent / ".build"
 
 #: The server's configuration, as in ``bench_end_to_end``: workers, webhook attempts in
 #: flight, connections to one receiver.
@@ -163,7 +160,7 @@ def thread_roles(
     }
 
 
-def revision_tree(rev: str, root: Path = ROOT, into: Path = BUILD) -> Path:
+def revision_tree(rev: str, root: Path = PROJECT_ROOT, into: Path = BUILD_DIR) -> Path:
     """The server's code (``src`` and ``plugins``) of git revision ``rev``, unpacked once under
     ``into`` (a directory named by the commit)."""
     commit = subprocess.run(

@@ -20,8 +20,13 @@ from typing import Any
 
 from loadtests.processes import stop_process
 
+#: The project's checkout (``make`` installs it editable).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = Path(__file__).parent / "results"
-SCRATCH_DIR = Path(__file__).parent / ".build" / "tmp"
+#: What the benchmarks build and keep between runs (ignored by git): the open-loop driver,
+#: other interpreters' venvs, other revisions' code, and the scratch directory.
+BUILD_DIR = Path(__file__).parent / ".build"
+SCRATCH_DIR = BUILD_DIR / "tmp"
 
 
 def scratch_dir() -> str:

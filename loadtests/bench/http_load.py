@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loadtests.bench.common import BUILD_DIR
+
 HERE = Path(__file__).parent
 OPENLOOP_SOURCE = HERE / "openloop.c"
-BUILD_DIR = HERE / ".build"
 
 #: The cores the benchmarks pin to on a two-core machine: the client on one, the server on
 #: the other (``taskset``); on a machine with one core both share it and the figures say so.

@@ -29,10 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench.common import RESULTS_DIR, median, write_results
+from loadtests.bench.common import BUILD_DIR, PROJECT_ROOT, RESULTS_DIR, median, write_results
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(__file__).parent / ".build"
 E2E = RESULTS_DIR / "end_to_end.json"
 #: A run's figures kept from ``end_to_end.json``.
 FIGURES = ("done_per_s", "server_cpu_ms_per_job", "farm_cpu_ms_per_job")
@@ -72,14 +70,14 @@ def other_python(candidates: Sequence[str], ours: str) -> str | None:
 def venv_for(python: str) -> Path:
     """A venv of ``python`` with the project installed (made the first time), its Python."""
     info = describe(python)
-    home = BUILD / f"venv-{info['version']}-{Path(info['real']).parent.parent.name}"
+    home = BUILD_DIR / f"venv-{info['version']}-{Path(info['real']).parent.parent.name}"
     bin_python = home / "bin" / "python"
     if not (home / ".installed").exists():
         print(f"making {home} with {info['real']} ({info['version']}) ...", flush=True)
         subprocess.run([python, "-m", "venv", "--clear", str(home)], check=True)
         pip = [str(bin_python), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[dev,all]"], check=True, cwd=ROOT)
+        subprocess.run([*pip, "-e", f"{PROJECT_ROOT}[dev,all]"], check=True, cwd=PROJECT_ROOT)
         (home / ".installed").touch()
     return bin_python
 
@@ -87,7 +85,7 @@ def venv_for(python: str) -> Path:
 def one_run(python: Path | str) -> dict[str, Any]:
     """One whole-path run under ``python``; its figures (FIGURES) and that interpreter."""
     command = [str(python), "-m", "loadtests.bench.bench_end_to_end", "--storage", "local"]
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
     result = json.loads(E2E.read_text())
     if not result.get("exact"):
         raise SystemExit(f"a run under {python} was not exact: {result.get('checks')}")
