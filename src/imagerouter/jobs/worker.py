@@ -244,11 +244,11 @@ class WorkerPool(AsyncResource):
                 await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval_s)
 
     async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()  # once: on 3.11 each call asks the kernel for the pid
         while True:
             job = await self._queue.get()
             self._leased.discard(job.id)
             self._idle -= 1
-            loop = asyncio.get_running_loop()
             task = loop.create_task(self._execute(job), name=job.id)
             self._running[job.id] = task
             # waits for the job's task without being it: cancelling this worker leaves the job
