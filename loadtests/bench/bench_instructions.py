@@ -319,7 +319,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="Submits/s offered.")
     parser.add_argument("--warm-up", type=int, default=30, help="Jobs before the count.")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="Runs; each is printed, the median one kept."
+        "--repeat",
+        type=int,
+        default=1,
+        help="Runs; each printed, the median one kept (of an even number, the lower middle one).",
     )
     parser.add_argument("--top", type=int, default=12, help="Functions kept a thread.")
     parser.add_argument(
@@ -361,6 +364,8 @@ def _one(args: argparse.Namespace, env: dict[str, str] | None = None) -> dict[st
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run by instructions a job (of an even number, the lower middle one): a
+    whole run, so that its threads' figures add up to its total."""
     return sorted(runs, key=lambda r: r["instructions_per_job"])[(len(runs) - 1) // 2]
 
 
@@ -383,7 +388,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     }
     ratios["all"] = round(other["instructions_per_job"] / this["instructions_per_job"], 4)
     print(
-        f"instructions a job, median of {args.repeat}: working tree "
+        f"instructions a job, the median run of {args.repeat} (the lower middle one of an even "
+        f"number): working tree "
         f"{this['instructions_per_job'] / 1e6:.3f} M, {args.against} "
         f"{other['instructions_per_job'] / 1e6:.3f} M ({args.against} / working tree: "
         + ", ".join(f"{name} {ratio:.3f}" for name, ratio in ratios.items())
