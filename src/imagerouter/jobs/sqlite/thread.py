@@ -36,6 +36,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +58,8 @@ Answer = tuple[Any, BaseException | None]
 Runner = Callable[[sqlite3.Connection, list[Any]], list[Answer]]
 #: Marks a queued function of the connection, run alone (not a runner's item).
 _ALONE: Any = object()
+#: The step of the busy store's wait for more work (see ``SQLiteThread._await_more``).
+_GATHER_STEP_S = 0.00005
 Op = tuple[Callable[..., Any], Any, asyncio.Future[Any]]
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
@@ -224,16 +227,9 @@ class SQLiteThread:
             if first is None:
                 break
             batch = list(first)
-            if last_size > 1 and self._gather_s > 0 and self._queue.empty():
+            if last_size > 1 and self._gather_s > 0:
                 # busy: the loop's next turn is likely on its way; one commit for both
-                try:
-                    more = self._queue.get(timeout=self._gather_s)
-                except queue.Empty:
-                    more = []
-                if more is None:
-                    stopping = True
-                else:
-                    batch.extend(more)
+                self._await_more()
             while not stopping and len(batch) < self._batch_max:
                 try:
                     ops = self._queue.get_nowait()
@@ -246,6 +242,21 @@ class SQLiteThread:
             last_size = len(batch)
             for start in range(0, len(batch), self._batch_max):
                 self._run_batch(conn, batch[start : start + self._batch_max])
+
+    def _await_more(self) -> None:
+        """Wait up to ``gather_s`` for the loop's next hand-over (``_serve`` then takes it).
+
+        Short sleeps while the queue is empty, not ``SimpleQueue.get(timeout=…)``: that call
+        waits for the next put however long it takes when its time runs out as it begins
+        (CPython 3.11 to 3.13 then compute a negative time left, which the lock reads as no
+        limit). A writer preempted there held its batch, and every caller waiting on it, until
+        other work came: ``bench_store`` hung so three times in about 210 runs."""
+        deadline = time.monotonic() + self._gather_s
+        while self._queue.empty():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _GATHER_STEP_S))
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         outcomes: list[Outcome] = []
