@@ -12,7 +12,9 @@ polling, a claim's webhook bodies). On SQLite, the same life is also run the way
 lives it now, with the delivery handoff
 (:class:`~imagerouter.jobs.types.DeliveryHandoff`): each completion writes its webhook
 leased to the sender with its body fixed, and the attempts are recorded without a claim (runs
-alternate between the two lives). The figure is this process's CPU (user and system, event loop
+alternate between the lives). And the handoff's life on an account with no webhook URL
+(no delivery enqueued, none recorded): the difference is what a job's webhook costs the store.
+The figure is this process's CPU (user and system, event loop
 and SQLite's threads together) per job, and the writer thread's own share, median of
 ``--repeats`` runs, each on a fresh database in the default temporary directory (the data
 disk, as ``bench_end_to_end``'s server has it). It prices changes to the store precisely: the
@@ -124,6 +126,8 @@ async def _life(
     else:
         deliveries = [item.delivery for item in handed]
         handed.clear()
+    if not deliveries:  # an account without a webhook URL
+        return sum(done), 0
     now = time.time()
     sent = DeliveryAttempt("scheduled", now, now, "succeeded", latency_ms=1.0, status=200)
     held = await store.record_delivery_attempts(
@@ -133,10 +137,10 @@ async def _life(
 
 
 async def one_run(
-    store_url: str | None, rounds: int, batch: int, handoff: bool = False
+    store_url: str | None, rounds: int, batch: int, handoff: bool = False, webhook: bool = True
 ) -> dict[str, Any]:
-    """A fresh store, ``rounds`` batches (with the delivery handoff when ``handoff``); CPU per
-    job and the checks."""
+    """A fresh store, ``rounds`` batches (with the delivery handoff when ``handoff``; on an
+    account with a webhook URL when ``webhook``); CPU per job and the checks."""
     handed: list[HandedDelivery] | None = [] if handoff else None
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         async with open_store(store_url or tmp) as store:
@@ -144,8 +148,9 @@ async def one_run(
                 store.hand_deliveries(_handoff(handed))  # type: ignore[attr-defined]
             account = await store.create_account(f"bench-{os.getpid()}-{time.time_ns()}")
             await store.grant_credits(account.id, 10**12)
-            await store.set_webhook_url(account.id, "http://127.0.0.1:9/hooks")
-            await store.add_webhook_secret(account.id, "whsec_" + "b" * 32, 0)
+            if webhook:
+                await store.set_webhook_url(account.id, "http://127.0.0.1:9/hooks")
+                await store.add_webhook_secret(account.id, "whsec_" + "b" * 32, 0)
             writer = getattr(getattr(store, "thread", None), "native_id", None)  # SQLite only
             await _life(store, account.id, batch, handed)  # warm-up: statements, pages
             before = resource.getrusage(resource.RUSAGE_SELF)
@@ -167,7 +172,7 @@ async def one_run(
         "wall_us": wall * per,
         "read_us": read_us,
         "exact": completed == expected
-        and delivered == expected
+        and delivered == (expected if webhook else 0)
         and read == expected + batch
         and balance == 10**12 - (expected + batch) * PRICE,
     }
@@ -216,10 +221,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     runs: list[dict[str, Any]] = []
     handed_runs: list[dict[str, Any]] = []
-    for _ in range(args.repeats):  # the two lives alternate, so that both see the same host
+    bare_runs: list[dict[str, Any]] = []
+    for _ in range(args.repeats):  # the lives alternate, so that all see the same host
         runs.append(asyncio.run(one_run(args.store, args.rounds, args.batch)))
         if args.store is None:
             handed_runs.append(asyncio.run(one_run(None, args.rounds, args.batch, handoff=True)))
+            bare_runs.append(
+                asyncio.run(one_run(None, args.rounds, args.batch, handoff=True, webhook=False))
+            )
     medians = _medians(runs)
     total = round((medians["user_us"] or 0) + (medians["system_us"] or 0), 1)
     result = {
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         "batch": args.batch,
         "cpu_us_per_job": total,
         **medians,
-        "every_run_exact": all(run["exact"] for run in runs + handed_runs),
+        "every_run_exact": all(run["exact"] for run in runs + handed_runs + bare_runs),
         "runs": runs,
     }
     writer = (
@@ -254,6 +263,16 @@ def main(argv: list[str] | None = None) -> None:
             f"({handed['user_us']} user + {handed['system_us']} system, of which the writer "
             f"thread {handed['writer_thread_us']} µs): {handed_total / total:.2f} of the "
             f"claim's"
+        )
+        bare = _medians(bare_runs)
+        bare_total = round((bare["user_us"] or 0) + (bare["system_us"] or 0), 1)
+        webhook_us = round(handed_total - bare_total, 1)
+        result["no_webhook"] = {"cpu_us_per_job": bare_total, **bare, "runs": bare_runs}
+        result["webhook_cpu_us_per_job"] = webhook_us
+        print(
+            f"store with the handoff, no webhook URL: {bare_total} µs of CPU a job's life "
+            f"(the writer thread {bare['writer_thread_us']} µs): a job's webhook costs the "
+            f"store {webhook_us} µs"
         )
     print(f"wrote {write_results('store', result)}")
 
