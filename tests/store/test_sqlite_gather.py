@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
 from pathlib import Path
 
@@ -66,3 +67,29 @@ async def test_closing_while_gathering_runs_what_was_queued(tmp_path: Path) -> N
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3
     finally:
         conn.close()
+
+
+class _TimedGetWaitsForAPut(queue.SimpleQueue):
+    """``SimpleQueue`` as CPython 3.11 to 3.13 behave when a timed ``get``'s time runs out as
+    the call begins (the thread preempted between its first try and its wait): the time left
+    is negative, which the lock reads as no limit, so the call waits for the next ``put``."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object:
+        return super().get(block)
+
+
+async def test_a_busy_store_waits_no_longer_than_gather_s_whatever_the_queue_does(
+    tmp_path: Path,
+) -> None:
+    """The busy store's wait for the loop's next turn ends after ``gather_s`` even where the
+    queue's timed ``get`` would wait for a hand-over that never comes: a lone op after a
+    batch of two commits though no other work follows it (the writer once relied on that
+    ``get``, and held such an op, and every caller waiting on it, until other work came)."""
+    thread = SQLiteThread(tmp_path / "g.db", gather_s=0.01)
+    thread._queue = _TimedGetWaitsForAPut()
+    await thread.start(_schema)
+    try:
+        await asyncio.gather(thread.run(_insert(1)), thread.run(_insert(2)))  # a batch of two
+        assert await asyncio.wait_for(thread.run(_insert(3)), timeout=10) == 3
+    finally:
+        await thread.aclose()
