@@ -145,6 +145,7 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout_s=settings.webhook_timeout_s,
         max_connections=config.concurrency + config.slow_max,
         per_target=config.per_target,
+        per_target_max=config.per_target_max,
     ) as sender:
         worker = DeliveryWorker(store, sender, _body_builder(app), config, job_body=_job_body(app))
         app[deliveries_key] = worker

@@ -199,7 +199,17 @@ class ServerSettings(BaseModel):
         "ones keep their slots.",
     )
     webhook_per_target: int = Field(
-        default=4, ge=1, description="Most connections open at once to one host and port."
+        default=4,
+        ge=1,
+        description="Webhook requests in flight at once to one host and port that are always "
+        "allowed (a receiver that hangs holds no more).",
+    )
+    webhook_per_target_max: int = Field(
+        default=64,
+        ge=1,
+        description="The most requests in flight to one host and port that keeps up: its "
+        "limit grows from webhook_per_target while it answers 2xx promptly and falls back on "
+        "a 429, 5xx, timeout or failed connection (at most webhook_per_target: a fixed limit).",
     )
     webhook_lease_s: float = Field(default=60.0, gt=0)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)
@@ -276,6 +286,7 @@ class ServerSettings(BaseModel):
             slow_after_s=self.webhook_slow_after_s,
             slow_max=self.webhook_slow_max,
             per_target=self.webhook_per_target,
+            per_target_max=self.webhook_per_target_max,
             lease_s=self.webhook_lease_s,
             poll_interval_s=self.webhook_poll_interval_s,
             shutdown_grace_s=min(self.shutdown_grace_s, self.webhook_timeout_s),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -10,9 +11,11 @@ from aiohttp.abc import AbstractResolver
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.resilience.headers import parse_retry_after
 from imagerouter.transport import HttpPool
+from imagerouter.transport.wire import Origin, OriginCache
 from imagerouter.webhooks.retry import SendResult
 from imagerouter.webhooks.signing import sign_headers
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
+from imagerouter.webhooks.targets import TargetLimits
 
 __all__ = ["WebhookSender"]
 
@@ -36,8 +39,14 @@ class WebhookSender(AsyncResource):
         policy: which URLs and addresses may be contacted.
         timeout_s: the whole request's time limit.
         max_connections: connections open at once.
-        per_target: connections open at once to one host and port (a receiver that hangs
-            holds no more than these; its other attempts wait for one, within the timeout).
+        per_target: requests in flight at once to one host and port that are always allowed
+            (a receiver that hangs holds no more than these; its other attempts wait for one,
+            within the timeout).
+        per_target_max: the most that one host and port is given while it keeps up: its limit
+            grows from ``per_target`` towards this while it answers 2xx promptly, and falls
+            back on a 429, a 5xx, a timeout or a failed connection
+            (:class:`~imagerouter.webhooks.targets.TargetLimits`; at most ``per_target``: a
+            fixed limit).
         resolver: the DNS resolver under the guard (aiohttp's threaded resolver by default).
     """
 
@@ -47,13 +56,16 @@ class WebhookSender(AsyncResource):
         *,
         timeout_s: float = 15.0,
         max_connections: int = 64,
-        per_target: int = 0,
+        per_target: int = 4,
+        per_target_max: int = 64,
         resolver: AbstractResolver | None = None,
     ) -> None:
         self.policy = policy
         self.timeout_s = timeout_s
         self._max_connections = max_connections
-        self._per_target = per_target
+        #: Requests in flight per receiver, adapting between the two bounds.
+        self.targets = TargetLimits(per_target, per_target_max)
+        self._origins = OriginCache()
         self._resolver = resolver
         self._guard: GuardedResolver | None = None
         self._pool: HttpPool | None = None
@@ -67,7 +79,7 @@ class WebhookSender(AsyncResource):
         # no cookie is kept: none goes back to a receiver, or to another account's
         self._pool = HttpPool(
             limit=self._max_connections,
-            limit_per_host=self._per_target,
+            limit_per_host=self.targets.ceiling,
             max_body_bytes=_READ_AT_MOST,
             truncate_bodies=True,
             user_agent=USER_AGENT,
@@ -109,26 +121,52 @@ class WebhookSender(AsyncResource):
             "Content-Type": "application/json",
         }
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         try:
-            answer = await self._pool.request(
-                "POST", url, headers=headers, body=body, timeout_s=self.timeout_s
-            )
-        except BlockedAddress as exc:
-            return SendResult(None, None, f"refused: {exc}", refused=True)
+            target = self._origins.split(url)[0]
+            await self.targets.acquire(target, deadline)
         except TimeoutError:
             return self._error(started, f"timed out after {self.timeout_s:g} s")
         except ValueError as exc:
             return self._error(started, f"cannot send: {exc}")
+        try:
+            answer = await self._pool.request(
+                "POST", url, headers=headers, body=body, timeout_s=deadline - loop.time()
+            )
+        except BlockedAddress as exc:
+            self.targets.give_back(target)
+            return SendResult(None, None, f"refused: {exc}", refused=True)
+        except TimeoutError:
+            return self._overloaded(target, started, f"timed out after {self.timeout_s:g} s")
+        except ValueError as exc:
+            self.targets.give_back(target)
+            return self._error(started, f"cannot send: {exc}")
         except OSError as exc:
-            return self._error(started, f"connection failed: {exc}")
+            return self._overloaded(target, started, f"connection failed: {exc}")
+        except BaseException:
+            self.targets.give_back(target)
+            raise
         status, snippet = answer.status, answer.body[:_SNIPPET]
         retry_after = parse_retry_after(answer.headers, now=time.time())
         latency_ms = (time.perf_counter() - started) * 1000
         error = None
-        if not 200 <= status < 300:
+        if 200 <= status < 300:
+            self.targets.release(target, latency_ms / 1000, overloaded=False)
+        else:
+            if status == 429 or status >= 500:
+                self.targets.release(target, latency_ms / 1000, overloaded=True)
+            else:  # the receiver refused this one: nothing said of its load
+                self.targets.give_back(target)
             text = snippet.decode("utf-8", "replace").strip()
             error = f"HTTP {status}" + (f": {text}" if text else "")
         return SendResult(status, latency_ms, error, retry_after)
+
+    def _overloaded(self, target: Origin, started: float, message: str) -> SendResult:
+        """A timeout or failed connection: the receiver's limit falls."""
+        result = self._error(started, message)
+        self.targets.release(target, (result.latency_ms or 0) / 1000, overloaded=True)
+        return result
 
     @staticmethod
     def _error(started: float, message: str) -> SendResult:

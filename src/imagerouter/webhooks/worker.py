@@ -20,7 +20,9 @@ this worker only has to find due ones:
 * no head-of-line blocking: an attempt still waiting after ``slow_after_s`` (a receiver that
   accepts and never answers) moves aside and frees its slot for the next due delivery, up to
   ``slow_max`` such attempts at once (each an open socket, ended by the sender's timeout);
-  the sender opens at most ``per_target`` connections to one host and port.
+  the sender sends at most ``per_target`` requests at once to one host and port, more (up to
+  ``per_target_max``) while that receiver keeps up
+  (:class:`~imagerouter.webhooks.targets.TargetLimits`).
 """
 
 from __future__ import annotations
@@ -77,7 +79,10 @@ class DeliveryConfig:
             ``slow_after_s``.
         slow_after_s: after this long an attempt moves aside and frees its slot.
         slow_max: most attempts aside at once (past it, slow attempts keep their slots).
-        per_target: the sender's cap on connections to one host and port.
+        per_target: requests in flight to one host and port that the sender always allows.
+        per_target_max: the most it allows one host and port that keeps up (its limit grows
+            from ``per_target`` while the receiver answers 2xx promptly, and falls on a 429,
+            5xx, timeout or failed connection).
         lease_s: how long an attempt may run before another process may retake it (longer
             than the sender's timeout).
         poll_interval_s: how often due deliveries are looked for when nothing woke the worker.
@@ -89,6 +94,7 @@ class DeliveryConfig:
     slow_after_s: float = 0.25
     slow_max: int = 1024
     per_target: int = 4
+    per_target_max: int = 64
     lease_s: float = 60.0
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 5.0
