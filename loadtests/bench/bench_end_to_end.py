@@ -173,16 +173,20 @@ def receiver_process(tmp: Path) -> Iterator[tuple[str, int]]:
 # --- the server --------------------------------------------------------------------------------
 
 
-def write_config(path: Path, farm: dict[str, Any], storage: str, webhooks: tuple[int, int]) -> Path:
+def write_config(
+    path: Path, farm: dict[str, Any], storage: str, webhooks: tuple[int, int, int]
+) -> Path:
     """The server's config: limits lifted, loopback webhooks allowed, providers at the farm,
-    ``webhooks`` the webhook attempts in flight and the connections to one receiver."""
-    concurrency, per_target = webhooks
+    ``webhooks`` the webhook attempts in flight and the requests at once to one receiver (its
+    floor and its ceiling)."""
+    concurrency, per_target, per_target_max = webhooks
     server = {
         "log_level": "WARNING",
         "auth_cache_s": 60,
         "webhook_allow": ["127.0.0.1/32"],
         "webhook_concurrency": concurrency,
         "webhook_per_target": per_target,
+        "webhook_per_target_max": per_target_max,
     }
     return farm_server_config(path, farm, server, storage)
 
@@ -204,7 +208,7 @@ def server_process(
     farm: dict[str, Any],
     workers: int,
     storage: str,
-    webhooks: tuple[int, int],
+    webhooks: tuple[int, int, int],
     *,
     wrapper: Sequence[str] = (),
     ready_s: float = 60,
@@ -359,7 +363,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """One bounded run; the figures and the checks."""
     scenario = tmp / "scenario.toml"
     scenario.write_text(SCENARIO)
-    webhooks = (args.webhook_concurrency, args.per_target)
+    webhooks = (args.webhook_concurrency, args.per_target, args.per_target_max)
     with (
         farm_server(str(scenario), cpu=CLIENT_CPU) as (farm, farm_pid),
         receiver_process(tmp) as (hooks_url, hooks_pid),
@@ -564,8 +568,15 @@ def main(argv: list[str] | None = None) -> None:
         "--per-target",
         type=int,
         default=16,
-        help="The server's connections to one webhook receiver "
+        help="The server's requests at once to one webhook receiver, always allowed "
         f"(its default: {defaults['webhook_per_target'].default}).",
+    )
+    parser.add_argument(
+        "--per-target-max",
+        type=int,
+        default=defaults["webhook_per_target_max"].default,
+        help="The most requests at once to one webhook receiver that keeps up (the default "
+        "is the server's).",
     )
     parser.add_argument(
         "--storage",
@@ -611,6 +622,7 @@ def main(argv: list[str] | None = None) -> None:
             "workers": args.workers,
             "webhook_concurrency": args.webhook_concurrency,
             "webhook_per_target": args.per_target,
+            "webhook_per_target_max": args.per_target_max,
         },
     }
     if args.storage is None and args.webhooks is None and not args.profile:

@@ -68,8 +68,8 @@ __all__ = [
 ]
 
 #: The server's configuration, as in ``bench_end_to_end``: workers, webhook attempts in
-#: flight, connections to one receiver.
-WORKERS, WEBHOOKS = 128, (128, 16)
+#: flight, requests at once to one receiver (its floor and its ceiling).
+WORKERS, WEBHOOKS = 128, (128, 16, 64)
 #: Libraries named in the split, by the start of their file name (the rest are "other").
 LIBRARIES = {
     "python3": "interpreter",

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from imagerouter.webhooks import UrlPolicy, WebhookSender
 from imagerouter.webhooks.targets import TargetLimits
-from tests.delivery.conftest import listening
+from tests.delivery.conftest import ApiFactory, listening
+from tests.polling import eventually
 
 SECRETS = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 
@@ -146,3 +147,24 @@ async def test_a_waiter_cancelled_as_its_turn_comes_passes_the_slot_on() -> None
     await asyncio.wait_for(second, timeout=10)
     assert first.cancelled()
     assert limits.snapshot()[key]["in_flight"] == 1
+
+
+async def test_the_server_sends_no_more_at_once_to_one_receiver_than_its_settings_allow(
+    make_api: ApiFactory,
+) -> None:
+    """``webhook_per_target`` and ``webhook_per_target_max`` at 2: 24 jobs' webhooks to one
+    receiver taking 50 ms, all delivered, never more than 2 at once."""
+    api = await make_api(webhook_per_target=2, webhook_per_target_max=2)
+    crowd = Crowd(delay_s=0.05)
+    async with listening(crowd.handle) as url:
+        token = await api.key(credits=10_000)
+        status, body = await api.call("PUT", "/v1/webhook", token, json={"url": url})
+        assert status == 200, body
+        for _ in range(24):
+            await api.submit(token)
+
+        async def all_delivered() -> bool:
+            return crowd.seen >= 24
+
+        await eventually(all_delivered, timeout_s=60, what="24 webhooks delivered")
+    assert crowd.most == 2
