@@ -81,72 +81,114 @@ async def test_a_receiver_answering_503_is_held_at_the_floor() -> None:
     assert list(sender.targets.snapshot().values()) == [{"limit": 3, "in_flight": 0}]
 
 
-async def test_overload_halves_the_limit_and_success_grows_it_again() -> None:
-    """Busy successes add one each up to the ceiling; a 429 or timeout halves it, not below
-    the floor; an answer that says nothing of the load (a 404, a request never sent) leaves
-    it as it was."""
-    limits = TargetLimits(2, 10)
-    key = ("http", "127.0.0.1", 9)
+async def test_a_webhook_waits_at_most_half_its_timeout_for_its_receiver() -> None:
+    """One request at a time to a receiver taking 0.8 s, a 1 s timeout: the second webhook
+    gives up after 0.5 s in line rather than go with 0.2 s left (it would time out and leave
+    the receiver working on an answer nobody reads): the receiver sees one request."""
+    crowd = Crowd(delay_s=0.8)
+    policy = UrlPolicy.from_allow(["127.0.0.1/32"])
+    async with (
+        listening(crowd.handle) as url,
+        WebhookSender(policy, timeout_s=1.0, per_target=1, per_target_max=1) as sender,
+    ):
+        first, second = await asyncio.gather(
+            sender.send(url, "msg_1", b"{}", SECRETS), sender.send(url, "msg_2", b"{}", SECRETS)
+        )
+        await asyncio.sleep(0.5)
+    assert first.status == 200
+    assert second.status is None
+    assert second.error == "timed out after 0.5 s waiting for the receiver"
+    assert crowd.seen == 1
+
+
+KEY = ("http", "127.0.0.1", 9)
+
+
+async def _round(limits: TargetLimits, *, overloaded: bool = False, latency_s: float = 0.01):
+    """As many requests as the limit allows sent at once, then all answered alike."""
     far = asyncio.get_running_loop().time() + 60
+    tickets = [await limits.acquire(KEY, far) for _ in range(limits.limit_of(KEY))]
+    for ticket in tickets:
+        limits.release(KEY, ticket, latency_s, overloaded=overloaded)
 
-    async def busy_round(overloaded: bool = False) -> None:
-        count = limits.limit_of(key)
-        for _ in range(count):
-            await limits.acquire(key, far)
-        for _ in range(count):
-            limits.release(key, 0.01, overloaded=overloaded)
 
+async def test_a_busy_receiver_doubles_its_limit_a_round_trip_up_to_the_ceiling() -> None:
+    """Until its first sign of overload, each busy 2xx adds one: 2 → 3 → 5 → 7 → 10, not past
+    the ceiling of 10."""
+    limits = TargetLimits(2, 10)
+    seen = []
+    for _ in range(5):
+        await _round(limits)
+        seen.append(limits.limit_of(KEY))
+    assert seen == [3, 5, 7, 10, 10]
+
+
+async def test_a_round_trip_of_overload_halves_the_limit_once() -> None:
+    """Ten 503s answering requests sent together halve the limit once (10 → 5), not ten
+    times; a slow 2xx is a sign of overload too; the floor holds; answers that say nothing of
+    the load (a 404, a request never sent) change nothing."""
+    limits = TargetLimits(2, 10)
     for _ in range(4):
-        await busy_round()
-    assert limits.limit_of(key) == 10  # 2 → 3 → 5 → 7 → 10: one more a busy answer, to 10
-    await limits.acquire(key, far)
-    limits.release(key, 3.0, overloaded=False)  # slower than slow_s (2 s): overload too
-    assert limits.limit_of(key) == 5
-    await limits.acquire(key, far)
-    limits.give_back(key)  # a 404, or a request never sent: says nothing
-    assert limits.limit_of(key) == 5
-    await limits.acquire(key, far)
-    limits.release(key, 0.01, overloaded=True)
-    assert limits.limit_of(key) == 2
-    await busy_round(overloaded=True)
-    assert limits.limit_of(key) == 2  # not below the floor
-    assert limits.snapshot() == {key: {"limit": 2, "in_flight": 0}}
+        await _round(limits)
+    assert limits.limit_of(KEY) == 10
+    await _round(limits, overloaded=True)
+    assert limits.limit_of(KEY) == 5
+    await _round(limits, latency_s=3.0)  # slower than slow_s (2 s)
+    assert limits.limit_of(KEY) == 2
+    await _round(limits, overloaded=True)
+    assert limits.limit_of(KEY) == 2  # not below the floor
+    await limits.acquire(KEY, asyncio.get_running_loop().time() + 60)
+    limits.give_back(KEY)
+    assert limits.snapshot() == {KEY: {"limit": 2, "in_flight": 0}}
+
+
+async def test_after_overload_the_limit_grows_by_one_a_round_trip() -> None:
+    """Once a receiver has shown where its capacity ends, growth is by one a round trip at
+    most: from 5 (halved from 10), five rounds make 7 (only the answers that come while at
+    least half the limit is in flight count), where before it, five rounds made 2 → 10."""
+    limits = TargetLimits(2, 64)
+    for _ in range(4):
+        await _round(limits)
+    assert limits.limit_of(KEY) == 10
+    await _round(limits, overloaded=True)
+    assert limits.limit_of(KEY) == 5
+    for _ in range(5):
+        await _round(limits)
+    assert limits.limit_of(KEY) == 7
 
 
 async def test_a_waiter_that_gives_up_leaves_no_slot_taken() -> None:
     """Beyond the limit a request waits in turn; one whose deadline passes raises TimeoutError
     and takes nothing, and the next waiter gets the slot freed after it."""
     limits = TargetLimits(1, 1)
-    key = ("http", "127.0.0.1", 9)
     loop = asyncio.get_running_loop()
-    await limits.acquire(key, loop.time() + 60)
+    ticket = await limits.acquire(KEY, loop.time() + 60)
     with pytest.raises(TimeoutError):
-        await limits.acquire(key, loop.time() + 0.01)
-    second = asyncio.ensure_future(limits.acquire(key, loop.time() + 60))
+        await limits.acquire(KEY, loop.time() + 0.01)
+    second = asyncio.ensure_future(limits.acquire(KEY, loop.time() + 60))
     await asyncio.sleep(0)
     assert not second.done()
-    limits.release(key, 0.01, overloaded=False)
+    limits.release(KEY, ticket, 0.01, overloaded=False)
     await asyncio.wait_for(second, timeout=10)
-    assert limits.snapshot()[key]["in_flight"] == 1
-    limits.give_back(key)
-    assert limits.snapshot()[key]["in_flight"] == 0
+    assert limits.snapshot()[KEY]["in_flight"] == 1
+    limits.give_back(KEY)
+    assert limits.snapshot()[KEY]["in_flight"] == 0
 
 
 async def test_a_waiter_cancelled_as_its_turn_comes_passes_the_slot_on() -> None:
     """A waiter handed a slot in the same turn as it is cancelled gives the slot to the next
     in line: no slot is lost."""
     limits = TargetLimits(1, 1)
-    key = ("http", "127.0.0.1", 9)
     far = asyncio.get_running_loop().time() + 60
-    await limits.acquire(key, far)
-    first = asyncio.ensure_future(limits.acquire(key, far))
-    second = asyncio.ensure_future(limits.acquire(key, far))
+    ticket = await limits.acquire(KEY, far)
+    first = asyncio.ensure_future(limits.acquire(KEY, far))
+    second = asyncio.ensure_future(limits.acquire(KEY, far))
     await asyncio.sleep(0)
-    limits.release(key, 0.01, overloaded=False)  # hands the slot to ``first``...
+    limits.release(KEY, ticket, 0.01, overloaded=False)  # hands the slot to ``first``...
     first.cancel()  # ...which is cancelled before it runs
     await asyncio.wait_for(second, timeout=10)
     assert first.cancelled()
-    assert limits.snapshot()[key]["in_flight"] == 1
+    assert limits.snapshot()[KEY]["in_flight"] == 1
 
 
 async def test_the_server_sends_no_more_at_once_to_one_receiver_than_its_settings_allow(

@@ -61,12 +61,6 @@ class _Slots:
             return True
         return False
 
-    def give_back(self) -> None:
-        """Give back a slot whose call never went (or taught nothing): the limit stays."""
-        if self._in_flight <= 0:
-            raise RuntimeError(f"{type(self).__name__}.give_back() without a try_acquire()")
-        self._in_flight -= 1
-
     def snapshot(self) -> dict[str, Any]:
         """``{"limit", "in_flight"}``."""
         return {"limit": self._limit, "in_flight": self._in_flight}

@@ -11,7 +11,7 @@ from aiohttp.abc import AbstractResolver
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.resilience.headers import parse_retry_after
 from imagerouter.transport import HttpPool
-from imagerouter.transport.wire import Origin, OriginCache
+from imagerouter.transport.wire import OriginCache
 from imagerouter.webhooks.retry import SendResult
 from imagerouter.webhooks.signing import sign_headers
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
@@ -37,7 +37,10 @@ class WebhookSender(AsyncResource):
 
     Args:
         policy: which URLs and addresses may be contacted.
-        timeout_s: the whole request's time limit.
+        timeout_s: the whole request's time limit, the wait for a slot of its receiver
+            included. A request waits at most half of it for that slot, so that one sent has
+            at least the other half to be answered in: one sent with moments left would time
+            out at once and leave its receiver working on an answer nobody reads.
         max_connections: connections open at once.
         per_target: requests in flight at once to one host and port that are always allowed
             (a receiver that hangs holds no more than these; its other attempts wait for one,
@@ -120,54 +123,49 @@ class WebhookSender(AsyncResource):
             **sign_headers(secrets, msg_id, timestamp or int(time.time()), body),
             "Content-Type": "application/json",
         }
-        started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        started = loop.time()
         try:
             target = self._origins.split(url)[0]
-            await self.targets.acquire(target, deadline)
+            ticket = await self.targets.acquire(target, started + self.timeout_s / 2)
         except TimeoutError:
-            return self._error(started, f"timed out after {self.timeout_s:g} s")
+            waited = self.timeout_s / 2
+            return SendResult(None, None, f"timed out after {waited:g} s waiting for the receiver")
         except ValueError as exc:
-            return self._error(started, f"cannot send: {exc}")
+            return SendResult(None, None, f"cannot send: {exc}")
+        sent = loop.time()
         try:
             answer = await self._pool.request(
-                "POST", url, headers=headers, body=body, timeout_s=deadline - loop.time()
+                "POST", url, headers=headers, body=body, timeout_s=started + self.timeout_s - sent
             )
         except BlockedAddress as exc:
             self.targets.give_back(target)
             return SendResult(None, None, f"refused: {exc}", refused=True)
-        except TimeoutError:
-            return self._overloaded(target, started, f"timed out after {self.timeout_s:g} s")
+        except (TimeoutError, OSError) as exc:
+            latency_s = loop.time() - sent
+            self.targets.release(target, ticket, latency_s, overloaded=True)
+            if isinstance(exc, TimeoutError):
+                message = f"timed out after {self.timeout_s:g} s"
+            else:
+                message = f"connection failed: {exc}"
+            return SendResult(None, latency_s * 1000, message)
         except ValueError as exc:
             self.targets.give_back(target)
-            return self._error(started, f"cannot send: {exc}")
-        except OSError as exc:
-            return self._overloaded(target, started, f"connection failed: {exc}")
+            return SendResult(None, (loop.time() - sent) * 1000, f"cannot send: {exc}")
         except BaseException:
             self.targets.give_back(target)
             raise
+        latency_s = loop.time() - sent
         status, snippet = answer.status, answer.body[:_SNIPPET]
         retry_after = parse_retry_after(answer.headers, now=time.time())
-        latency_ms = (time.perf_counter() - started) * 1000
         error = None
         if 200 <= status < 300:
-            self.targets.release(target, latency_ms / 1000, overloaded=False)
+            self.targets.release(target, ticket, latency_s, overloaded=False)
         else:
             if status == 429 or status >= 500:
-                self.targets.release(target, latency_ms / 1000, overloaded=True)
+                self.targets.release(target, ticket, latency_s, overloaded=True)
             else:  # the receiver refused this one: nothing said of its load
                 self.targets.give_back(target)
             text = snippet.decode("utf-8", "replace").strip()
             error = f"HTTP {status}" + (f": {text}" if text else "")
-        return SendResult(status, latency_ms, error, retry_after)
-
-    def _overloaded(self, target: Origin, started: float, message: str) -> SendResult:
-        """A timeout or failed connection: the receiver's limit falls."""
-        result = self._error(started, message)
-        self.targets.release(target, (result.latency_ms or 0) / 1000, overloaded=True)
-        return result
-
-    @staticmethod
-    def _error(started: float, message: str) -> SendResult:
-        return SendResult(None, (time.perf_counter() - started) * 1000, message)
+        return SendResult(status, latency_s * 1000, error, retry_after)

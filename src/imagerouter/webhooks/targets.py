@@ -1,13 +1,18 @@
 """How many webhook requests go to one receiver (a host and port) at once.
 
 A receiver may always take ``floor`` at once. While it answers 2xx promptly with most of its
-limit in use, the limit grows by one an answer, up to ``ceiling``; a 429, a 5xx, a timeout,
-a failed connection or an answer slower than ``slow_s`` multiplies it by ``backoff`` (never
-below the floor): additive increase, multiplicative decrease, as for providers
-(:class:`~imagerouter.resilience.concurrency.AIMDLimit`). So one customer's endpoint that keeps
-up gets the throughput its completions need, and one that struggles is not pushed harder than
-the fixed floor would. Requests beyond the limit wait for that receiver in turn, first come
-first served, within their own deadline.
+limit in use, the limit grows: by one an answer at first (doubling each round trip), and by
+one a round trip once the receiver has shown where its capacity ends. A 429, a 5xx, a
+timeout, a failed connection or an answer slower than ``slow_s`` is a sign of overload: the
+limit is multiplied by ``backoff`` (never below the floor), and that level is remembered as
+where growth slows. The signs of one round trip make one decrease: the answers to requests
+sent before the last decrease describe the old limit, not the new one (TCP's rule; a burst of
+503s would otherwise halve the limit once for each, down to the floor).
+
+So one customer's endpoint that keeps up gets the throughput its completions need (up to
+``ceiling``), and one that struggles is held near what it can take, never pushed harder than
+the floor. Requests beyond the limit wait for that receiver in turn, first come first served,
+within their own deadline.
 """
 
 from __future__ import annotations
@@ -16,8 +21,6 @@ import asyncio
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-
-from imagerouter.resilience.concurrency import AIMDLimit
 
 __all__ = ["TargetLimits"]
 
@@ -28,7 +31,13 @@ _REMEMBER_AT_MOST = 4096
 
 @dataclass(slots=True)
 class _Target:
-    limit: AIMDLimit
+    """One receiver's limit (a float: growth a round trip comes in fractions), the level where
+    its growth slows, the requests in flight, the decreases so far and the waiters."""
+
+    limit: float
+    slow_above: float
+    in_flight: int = 0
+    decreases: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
 
@@ -47,6 +56,8 @@ class TargetLimits:
     ) -> None:
         if floor < 1:
             raise ValueError(f"the floor must be at least 1, not {floor!r}")
+        if not 0.0 < backoff < 1.0:
+            raise ValueError(f"backoff must be in (0, 1), not {backoff!r}")
         self.floor = floor
         self.ceiling = max(floor, ceiling)
         self._slow_s = slow_s
@@ -56,19 +67,23 @@ class TargetLimits:
     def limit_of(self, key: Hashable) -> int:
         """The receiver's current limit (the floor for one not seen yet)."""
         target = self._targets.get(key)
-        return target.limit.limit if target is not None else self.floor
+        return int(target.limit) if target is not None else self.floor
 
     def snapshot(self) -> dict[Hashable, dict[str, int]]:
         """Every remembered receiver's ``{"limit", "in_flight"}``."""
-        return {key: target.limit.snapshot() for key, target in self._targets.items()}
+        return {
+            key: {"limit": int(target.limit), "in_flight": target.in_flight}
+            for key, target in self._targets.items()
+        }
 
-    async def acquire(self, key: Hashable, deadline: float) -> None:
+    async def acquire(self, key: Hashable, deadline: float) -> int:
         """Wait for a slot of receiver ``key`` until ``deadline`` (the loop's clock; then
-        ``TimeoutError``). Every acquire is followed by one :meth:`release` or
-        :meth:`give_back`."""
+        ``TimeoutError``). The answer is the ticket its :meth:`release` or :meth:`give_back`
+        (exactly one follows) takes."""
         target = self._target(key)
-        if not target.waiters and target.limit.try_acquire():
-            return
+        if not target.waiters and target.in_flight < int(target.limit):
+            target.in_flight += 1
+            return target.decreases
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         target.waiters.append(waiter)
         try:
@@ -79,21 +94,31 @@ class TargetLimits:
                 waiter.cancel()
                 target.waiters.remove(waiter)
             elif not waiter.cancelled():  # handed a slot as it gave up: pass the slot on
-                target.limit.give_back()
+                target.in_flight -= 1
                 self._wake(target)
             raise
+        return target.decreases
 
-    def release(self, key: Hashable, latency_s: float, overloaded: bool) -> None:
-        """The request answered (or failed) after ``latency_s``; ``overloaded``: a 429, 5xx,
-        timeout or failed connection."""
+    def release(self, key: Hashable, ticket: int, latency_s: float, overloaded: bool) -> None:
+        """The request sent with ``ticket`` answered (or failed) after ``latency_s``;
+        ``overloaded``: a 429, 5xx, timeout or failed connection."""
         target = self._targets[key]
-        target.limit.release(latency_s, overloaded)
+        busy = target.in_flight * 2 >= target.limit
+        target.in_flight -= 1
+        if overloaded or latency_s > self._slow_s:
+            if ticket == target.decreases:  # the first sign since the last decrease
+                target.limit = max(float(self.floor), target.limit * self._backoff)
+                target.slow_above = target.limit
+                target.decreases += 1
+        elif busy and target.limit < self.ceiling:
+            step = 1.0 if target.limit < target.slow_above else 1.0 / target.limit
+            target.limit = min(float(self.ceiling), target.limit + step)
         self._wake(target)
 
     def give_back(self, key: Hashable) -> None:
         """The request never went, or its answer says nothing of the receiver's load."""
         target = self._targets[key]
-        target.limit.give_back()
+        target.in_flight -= 1
         self._wake(target)
 
     def _target(self, key: Hashable) -> _Target:
@@ -101,18 +126,11 @@ class TargetLimits:
         if target is None:
             if len(self._targets) >= _REMEMBER_AT_MOST:
                 self._forget_idle()
-            limit = AIMDLimit(
-                initial=self.floor,
-                minimum=self.floor,
-                maximum=self.ceiling,
-                backoff_ratio=self._backoff,
-                timeout_s=self._slow_s,
-            )
-            target = self._targets[key] = _Target(limit)
+            target = self._targets[key] = _Target(float(self.floor), float(self.ceiling))
         return target
 
     def _forget_idle(self) -> None:
-        idle = [k for k, t in self._targets.items() if not t.limit.in_flight and not t.waiters]
+        idle = [k for k, t in self._targets.items() if not t.in_flight and not t.waiters]
         for key in idle:
             del self._targets[key]
 
@@ -120,9 +138,8 @@ class TargetLimits:
     def _wake(target: _Target) -> None:
         """Hand free slots to the first waiters (a limit that grew frees more than one)."""
         waiters = target.waiters
-        while waiters and target.limit.try_acquire():
+        while waiters and target.in_flight < int(target.limit):
             waiter = waiters.popleft()
-            if waiter.done():  # gave up already: the slot goes to the next
-                target.limit.give_back()
-            else:
+            if not waiter.done():  # one that gave up already is passed over
+                target.in_flight += 1
                 waiter.set_result(None)
