@@ -133,16 +133,20 @@ class WebhookSender(AsyncResource):
             return SendResult(None, None, f"timed out after {waited:g} s waiting for the receiver")
         except ValueError as exc:
             return SendResult(None, None, f"cannot send: {exc}")
-        sent = loop.time()
+        sent = time.perf_counter()  # the attempt's latency: the receiver's, not the line's
         try:
             answer = await self._pool.request(
-                "POST", url, headers=headers, body=body, timeout_s=started + self.timeout_s - sent
+                "POST",
+                url,
+                headers=headers,
+                body=body,
+                timeout_s=started + self.timeout_s - loop.time(),
             )
         except BlockedAddress as exc:
             self.targets.give_back(target)
             return SendResult(None, None, f"refused: {exc}", refused=True)
         except (TimeoutError, OSError) as exc:
-            latency_s = loop.time() - sent
+            latency_s = time.perf_counter() - sent
             self.targets.release(target, ticket, latency_s, overloaded=True)
             if isinstance(exc, TimeoutError):
                 message = f"timed out after {self.timeout_s:g} s"
@@ -151,11 +155,11 @@ class WebhookSender(AsyncResource):
             return SendResult(None, latency_s * 1000, message)
         except ValueError as exc:
             self.targets.give_back(target)
-            return SendResult(None, (loop.time() - sent) * 1000, f"cannot send: {exc}")
+            return SendResult(None, (time.perf_counter() - sent) * 1000, f"cannot send: {exc}")
         except BaseException:
             self.targets.give_back(target)
             raise
-        latency_s = loop.time() - sent
+        latency_s = time.perf_counter() - sent
         status, snippet = answer.status, answer.body[:_SNIPPET]
         retry_after = parse_retry_after(answer.headers, now=time.time())
         error = None
