@@ -112,6 +112,15 @@ async def _round(limits: TargetLimits, *, overloaded: bool = False, latency_s: f
         limits.release(KEY, ticket, latency_s, overloaded=overloaded)
 
 
+async def _grow_to_ten_then_overload(limits: TargetLimits) -> None:
+    """From a floor of 2, four busy rounds to 10, then a round of 503s: halved once, to 5."""
+    for _ in range(4):
+        await _round(limits)
+    assert limits.limit_of(KEY) == 10
+    await _round(limits, overloaded=True)
+    assert limits.limit_of(KEY) == 5
+
+
 async def test_a_busy_receiver_doubles_its_limit_a_round_trip_up_to_the_ceiling() -> None:
     """Until its first sign of overload, each busy 2xx adds one: 2 → 3 → 5 → 7 → 10, not past
     the ceiling of 10."""
@@ -128,11 +137,7 @@ async def test_a_round_trip_of_overload_halves_the_limit_once() -> None:
     times; a slow 2xx is a sign of overload too; the floor holds; answers that say nothing of
     the load (a 404, a request never sent) change nothing."""
     limits = TargetLimits(2, 10)
-    for _ in range(4):
-        await _round(limits)
-    assert limits.limit_of(KEY) == 10
-    await _round(limits, overloaded=True)
-    assert limits.limit_of(KEY) == 5
+    await _grow_to_ten_then_overload(limits)
     await _round(limits, latency_s=3.0)  # slower than slow_s (2 s)
     assert limits.limit_of(KEY) == 2
     await _round(limits, overloaded=True)
@@ -147,11 +152,7 @@ async def test_after_overload_the_limit_grows_by_one_a_round_trip() -> None:
     most: from 5 (halved from 10), five rounds make 7 (only the answers that come while at
     least half the limit is in flight count), where before it, five rounds made 2 → 10."""
     limits = TargetLimits(2, 64)
-    for _ in range(4):
-        await _round(limits)
-    assert limits.limit_of(KEY) == 10
-    await _round(limits, overloaded=True)
-    assert limits.limit_of(KEY) == 5
+    await _grow_to_ten_then_overload(limits)
     for _ in range(5):
         await _round(limits)
     assert limits.limit_of(KEY) == 7
