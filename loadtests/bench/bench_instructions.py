@@ -53,6 +53,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from imagerouter.server.settings import ServerSettings
 from loadtests.bench import bench_end_to_end as e2e
 from loadtests.bench.common import BUILD_DIR, PROJECT_ROOT, scratch_dir, write_results
 from loadtests.bench.http_load import CLIENT_CPU, LoadToolMissing, Target, open_loop
@@ -68,8 +69,9 @@ __all__ = [
 ]
 
 #: The server's configuration, as in ``bench_end_to_end``: workers, webhook attempts in
-#: flight, requests at once to one receiver (its floor and its ceiling).
-WORKERS, WEBHOOKS = 128, (128, 16, 64)
+#: flight, requests at once to one receiver (its floor, and the server's default ceiling).
+WORKERS = 128
+WEBHOOKS = (128, 16, ServerSettings.model_fields["webhook_per_target_max"].default)
 #: Libraries named in the split, by the start of their file name (the rest are "other").
 LIBRARIES = {
     "python3": "interpreter",

@@ -8,9 +8,9 @@ whose workers are all busy). This process (pinned to core 1) is the server's
 ``--rate`` webhooks a second for ``--duration`` s, open loop (a launch's completions do not
 wait for the receiver), each one attempt: what a retry schedule would do later is not in the
 figures. For each receiver and sender configuration it reports the webhooks delivered on
-their first attempt, those that timed out waiting (the sender's timeout counts the wait for a
-free slot of that receiver), the 503s, the delivered a second over the span from the first
-send to the last answer, and the most the receiver held at once.
+their first attempt, those that timed out in line (a webhook waits at most half the sender's
+timeout for a free slot of its receiver), the 503s, the delivered a second over the span
+from the first send to the last answer, and the most the receiver held at once.
 
     python -m loadtests.bench.bench_webhook_receivers [--rate 400] [--duration 5] [--delay-ms 100]
 """
