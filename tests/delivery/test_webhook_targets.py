@@ -78,7 +78,7 @@ async def test_a_receiver_answering_503_is_held_at_the_floor() -> None:
     crowd = Crowd(status=503)
     sender = await _send_all(crowd, 120, per_target=3, per_target_max=32)
     assert crowd.most == 3
-    assert list(sender.targets.snapshot().values()) == [{"limit": 3, "in_flight": 0}]
+    assert list(sender.targets.snapshot().values()) == [{"limit": 3, "in_flight": 0, "waiting": 0}]
 
 
 async def test_a_webhook_waits_at_most_half_its_timeout_for_its_receiver() -> None:
@@ -144,7 +144,7 @@ async def test_a_round_trip_of_overload_halves_the_limit_once() -> None:
     assert limits.limit_of(KEY) == 2  # not below the floor
     await limits.acquire(KEY, asyncio.get_running_loop().time() + 60)
     limits.give_back(KEY)
-    assert limits.snapshot() == {KEY: {"limit": 2, "in_flight": 0}}
+    assert limits.snapshot() == {KEY: {"limit": 2, "in_flight": 0, "waiting": 0}}
 
 
 async def test_after_overload_the_limit_grows_by_one_a_round_trip() -> None:

@@ -104,6 +104,12 @@ async def test_dashboard_shows_fal_breaker_open_and_traffic_moving_to_wavespeed(
                 await page.fill("#admin-key", ADMIN_KEY)
                 await page.click("#login-form button[type=submit]")
                 await page.wait_for_selector('#connection[data-state="live"]', timeout=WAIT_MS)
+                # the webhook panel: attempts and receivers (none registered here)
+                await page.wait_for_selector("#webhooks:not([hidden])", timeout=WAIT_MS)
+                totals = await page.text_content("#webhooks-totals")
+                assert totals is not None
+                assert "attempts in flight" in totals
+                assert "0 receivers" in totals
 
                 # Healthy: fal (first in flux-dev's order) serves, WaveSpeed idles.
                 await page.wait_for_selector(_card("fal", busy=True), timeout=WAIT_MS)

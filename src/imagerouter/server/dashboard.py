@@ -45,6 +45,7 @@ from imagerouter.server.errors import ApiError
 from imagerouter.server.http import read_json
 from imagerouter.server.keys import (
     FarmHandle,
+    deliveries_key,
     farm_key,
     live_key,
     router_key,
@@ -61,6 +62,8 @@ WINDOW_S = 60
 SNAPSHOT_INTERVAL_S = 0.4
 RECENT_JOBS = 40
 JOBS_SHOWN = 12
+#: Webhook receivers shown: those with the most webhooks waiting, then in flight.
+RECEIVERS_SHOWN = 8
 ATTEMPTS_KEPT = 12
 COOKIE = "imagerouter_admin"
 SESSION_S = 12 * 3600
@@ -282,7 +285,22 @@ def snapshot(app: web.Application) -> dict[str, Any]:
         },
         "totals": dict(live.totals),
         "jobs": jobs,
+        "webhooks": _webhooks_summary(app),
         "farm": _farm_summary(app),
+    }
+
+
+def _webhooks_summary(app: web.Application) -> dict[str, Any] | None:
+    """Webhook attempts running now and the busiest receivers (named by origin, never by
+    their URL's path or query), or None when the store keeps no deliveries."""
+    worker = app.get(deliveries_key)
+    if worker is None:
+        return None
+    return {
+        "in_flight": worker.inflight,
+        "slow": worker.slow,
+        "receivers": worker.sender.targets.summary(),
+        "busiest": worker.sender.busiest_receivers(RECEIVERS_SHOWN),
     }
 
 

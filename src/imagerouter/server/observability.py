@@ -17,7 +17,7 @@
 Other parts of the server count their own events through the :class:`ServerMetrics` stored
 under :data:`metrics_key`; webhook delivery calls :func:`webhook_observer`.
 
-One concept (just over 400 lines): every metric and log line of a server process.
+One concept (about 450 lines): every metric and log line of a server process.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from imagerouter.logs import configure_logging, current_job_id, log_attempt
 from imagerouter.metrics import LATENCY_BUCKETS, LabelledChildren, RouterMetrics
 from imagerouter.router import Router
 from imagerouter.server.keys import (
+    deliveries_key,
     metrics_key,
     router_key,
     settings_key,
@@ -48,6 +49,7 @@ from imagerouter.server.keys import (
     store_key,
     workers_key,
 )
+from imagerouter.webhooks import DeliveryWorker
 
 __all__ = [
     "ServerMetrics",
@@ -176,7 +178,11 @@ class ServerMetrics:
         #: The replica's shared-state link (Redis), when one is configured: its health is a
         #: gauge read at scrape time.
         self.shared_state: object | None = None
+        #: The webhook delivery worker, when the store keeps deliveries: its attempts and its
+        #: receivers' limits are gauges read at scrape time.
+        self.deliveries: DeliveryWorker | None = None
         self.registry.register(_JobsCollector(self))
+        self.registry.register(_WebhooksCollector(self))
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -376,6 +382,47 @@ class _JobsCollector(Collector):
             yield shared
 
 
+class _WebhooksCollector(Collector):
+    """Webhook gauges read at scrape time: attempts in flight, and the receivers' limits
+    summed over every receiver (a receiver is not a label: customers' hosts are unbounded)."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        worker = self._metrics.deliveries
+        if worker is None:
+            return
+        attempts = GaugeMetricFamily(
+            "imagerouter_webhook_attempts_in_flight",
+            "Webhook attempts running now; slow: those past slow_after_s, moved aside.",
+            labels=["state"],
+        )
+        attempts.add_metric(["running"], worker.inflight - worker.slow)
+        attempts.add_metric(["slow"], worker.slow)
+        yield attempts
+        totals = worker.sender.targets.summary()
+        receivers = GaugeMetricFamily(
+            "imagerouter_webhook_receivers",
+            "Webhook receivers (host and port) this process remembers, by where their limit "
+            "of requests at once stands: at_floor (webhook_per_target), above_floor, and of "
+            "those at_ceiling (webhook_per_target_max).",
+            labels=["state"],
+        )
+        for state in ("at_floor", "above_floor", "at_ceiling"):
+            receivers.add_metric([state], totals[state])
+        yield receivers
+        requests = GaugeMetricFamily(
+            "imagerouter_webhook_receiver_requests",
+            "Webhook requests to all receivers: in flight, or waiting in line for a slot of "
+            "their receiver's limit.",
+            labels=["state"],
+        )
+        requests.add_metric(["in_flight"], totals["in_flight"])
+        requests.add_metric(["waiting"], totals["waiting"])
+        yield requests
+
+
 def webhook_observer(app: web.Application) -> WebhookObserver:
     """``observe(outcome, *, status=None, duration_s=None)`` counting webhook deliveries in
     ``app``'s metrics (a no-op for an app without them); see
@@ -412,10 +459,12 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     router = app[router_key]
     router.attempts.add(log_attempt)
     app[metrics_key].shared_state = app.get(state_key)
+    app[metrics_key].deliveries = app.get(deliveries_key)
     try:
         async with app[metrics_key].bound(router, app[store_key], app.get(workers_key)):
             yield
     finally:
+        app[metrics_key].deliveries = None
         router.attempts.remove(log_attempt)
 
 

@@ -70,11 +70,39 @@ class TargetLimits:
         return int(target.limit) if target is not None else self.floor
 
     def snapshot(self) -> dict[Hashable, dict[str, int]]:
-        """Every remembered receiver's ``{"limit", "in_flight"}``."""
-        return {
-            key: {"limit": int(target.limit), "in_flight": target.in_flight}
+        """Every remembered receiver's ``{"limit", "in_flight", "waiting"}`` (``waiting``:
+        requests in line for one of its slots)."""
+        return {key: _figures(target) for key, target in self._targets.items()}
+
+    def busiest(self, count: int) -> list[tuple[Hashable, dict[str, int]]]:
+        """The ``count`` receivers with the most requests waiting, then in flight (those with
+        neither left out), as :meth:`snapshot` gives them."""
+        busy = [
+            (key, _figures(target))
             for key, target in self._targets.items()
-        }
+            if target.in_flight or target.waiters
+        ]
+        busy.sort(key=lambda item: (item[1]["waiting"], item[1]["in_flight"]), reverse=True)
+        return busy[:count]
+
+    def summary(self) -> dict[str, int]:
+        """Totals over the remembered receivers: how many there are, how many have their limit
+        at the floor, above it, and at the ceiling (one at both counts at the floor), and the
+        requests in flight and waiting to all of them."""
+        totals = dict.fromkeys(
+            ("receivers", "at_floor", "above_floor", "at_ceiling", "in_flight", "waiting"), 0
+        )
+        for target in self._targets.values():
+            figures = _figures(target)
+            totals["receivers"] += 1
+            if figures["limit"] <= self.floor:
+                totals["at_floor"] += 1
+            else:
+                totals["above_floor"] += 1
+                totals["at_ceiling"] += figures["limit"] >= self.ceiling
+            totals["in_flight"] += figures["in_flight"]
+            totals["waiting"] += figures["waiting"]
+        return totals
 
     async def acquire(self, key: Hashable, deadline: float) -> int:
         """Wait for a slot of receiver ``key`` until ``deadline`` (the loop's clock; then
@@ -143,3 +171,11 @@ class TargetLimits:
             if not waiter.done():  # one that gave up already is passed over
                 target.in_flight += 1
                 waiter.set_result(None)
+
+
+def _figures(target: _Target) -> dict[str, int]:
+    """One receiver's limit, requests in flight and requests waiting (a waiter that gave up
+    stays in the line until the next hand-over and is not counted)."""
+    waiters = target.waiters
+    waiting = sum(1 for waiter in waiters if not waiter.done()) if waiters else 0
+    return {"limit": int(target.limit), "in_flight": target.in_flight, "waiting": waiting}

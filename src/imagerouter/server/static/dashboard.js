@@ -4,6 +4,7 @@
 
 const PALETTE = ["#2563eb", "#16a34a", "#d97706", "#db2777", "#0891b2", "#7c3aed", "#4b5563"];
 const JOB_ROWS = 12;
+const RECEIVER_ROWS = 8; // the server sends at most this many (RECEIVERS_SHOWN)
 const $ = (sel, root = document) => root.querySelector(sel);
 
 const state = {
@@ -14,6 +15,7 @@ const state = {
   cards: new Map(), // provider name -> {root, fields…}
   colors: new Map(), // provider name -> colour
   jobRows: [],
+  receiverRows: [],
   farmRows: new Map(),
   farmLoaded: false,
 };
@@ -135,6 +137,7 @@ function render() {
   renderLegend(snap.providers);
   drawChart(snap);
   renderJobs(snap.jobs);
+  renderWebhooks(snap.webhooks);
   renderFarm(snap.farm);
   tick();
 }
@@ -318,6 +321,35 @@ function renderJobs(jobs) {
     setText(r.cells[3], job.provider || (job.error_code ? `– (${job.error_code})` : "–"));
     setText(r.cells[4], job.duration_ms == null ? "–" : `${job.duration_ms} ms`);
     setText(r.cells[5], job.attempts.map(describeAttempt).join("  →  ") || "–");
+  });
+}
+
+function renderWebhooks(hooks) {
+  $("#webhooks").hidden = !hooks;
+  if (!hooks) return;
+  const r = hooks.receivers;
+  setText(
+    $("#webhooks-totals"),
+    `(${hooks.in_flight} attempts in flight, ${hooks.slow} slow; ${r.receivers} receivers, ` +
+      `${r.above_floor} given more than the floor; ${r.waiting} waiting in line)`,
+  );
+  const body = $("#receivers tbody");
+  while (state.receiverRows.length < RECEIVER_ROWS) {
+    const cells = Array.from({ length: 4 }, () => el("td"));
+    const row = el("tr", { hidden: "" }, ...cells);
+    body.append(row);
+    state.receiverRows.push({ row, cells });
+  }
+  state.receiverRows.forEach((r, i) => {
+    const receiver = hooks.busiest[i];
+    r.row.hidden = !receiver;
+    if (!receiver) return;
+    setAttr(r.row, "data-receiver", receiver.receiver);
+    setAttr(r.row, "data-waiting", String(receiver.waiting));
+    setText(r.cells[0], receiver.receiver);
+    setText(r.cells[1], String(receiver.limit));
+    setText(r.cells[2], String(receiver.in_flight));
+    setText(r.cells[3], String(receiver.waiting));
   });
 }
 
