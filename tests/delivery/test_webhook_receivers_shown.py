@@ -169,3 +169,11 @@ async def test_the_dashboard_and_metrics_show_a_receiver_holding_its_webhooks(
             return snap["webhooks"]["busiest"] == [] and snap["webhooks"]["in_flight"] == 0
 
         await eventually(drained, timeout_s=30, what="no webhook in flight or waiting")
+
+
+def test_a_receiver_is_named_by_scheme_host_and_port_an_ipv6_host_in_brackets() -> None:
+    """The names the dashboard shows: ``scheme://host:port``, the port always given."""
+    from imagerouter.webhooks.sender import _origin_text
+
+    assert _origin_text(("https", "hooks.example.com", 443)) == "https://hooks.example.com:443"
+    assert _origin_text(("http", "::1", 8080)) == "http://[::1]:8080"
