@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from imagerouter.transport.wire import origin_text
 from imagerouter.webhooks import UrlPolicy, WebhookSender
 from imagerouter.webhooks.targets import TargetLimits
 from tests.delivery.conftest import ApiFactory, listening
@@ -173,7 +174,5 @@ async def test_the_dashboard_and_metrics_show_a_receiver_holding_its_webhooks(
 
 def test_a_receiver_is_named_by_scheme_host_and_port_an_ipv6_host_in_brackets() -> None:
     """The names the dashboard shows: ``scheme://host:port``, the port always given."""
-    from imagerouter.webhooks.sender import _origin_text
-
-    assert _origin_text(("https", "hooks.example.com", 443)) == "https://hooks.example.com:443"
-    assert _origin_text(("http", "::1", 8080)) == "http://[::1]:8080"
+    assert origin_text(("https", "hooks.example.com", 443)) == "https://hooks.example.com:443"
+    assert origin_text(("http", "::1", 8080)) == "http://[::1]:8080"

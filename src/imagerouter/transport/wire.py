@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
-__all__ = ["Origin", "OriginCache", "encode_request", "split_url"]
+__all__ = ["Origin", "OriginCache", "encode_request", "origin_text", "split_url"]
 
 #: ``(scheme, host, port)``: what a connection is kept for.
 Origin = tuple[str, str, int]
@@ -34,7 +34,7 @@ def split_url(url: str) -> tuple[Origin, str, str]:
     if not host.isascii():
         host = host.encode("idna").decode("ascii")
     port = parts.port or _DEFAULT_PORTS[scheme]
-    shown = f"[{host}]" if ":" in host else host
+    shown = _bracketed(host)
     host_header = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
     target = parts.path or "/"
     if parts.query:
@@ -42,6 +42,17 @@ def split_url(url: str) -> tuple[Origin, str, str]:
     if _UNSAFE_IN_TARGET(target):
         target = quote(target, safe=_SAFE_TARGET)
     return (scheme, host, port), host_header, target
+
+
+def origin_text(origin: Origin) -> str:
+    """``scheme://host:port`` of an origin, the port always given (for people to read)."""
+    scheme, host, port = origin
+    return f"{scheme}://{_bracketed(host)}:{port}"
+
+
+def _bracketed(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 class OriginCache:

@@ -12,7 +12,7 @@ from aiohttp.abc import AbstractResolver
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.resilience.headers import parse_retry_after
 from imagerouter.transport import HttpPool
-from imagerouter.transport.wire import Origin, OriginCache
+from imagerouter.transport.wire import Origin, OriginCache, origin_text
 from imagerouter.webhooks.retry import SendResult
 from imagerouter.webhooks.signing import sign_headers
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
@@ -105,7 +105,7 @@ class WebhookSender(AsyncResource):
         origin only (``https://host:port``): a webhook URL's path or query may hold the
         customer's token, and is never shown."""
         return [
-            {"receiver": _origin_text(cast(Origin, key)), **figures}  # keyed by origin in send
+            {"receiver": origin_text(cast(Origin, key)), **figures}  # keyed by origin in send
             for key, figures in self.targets.busiest(count)
         ]
 
@@ -184,10 +184,3 @@ class WebhookSender(AsyncResource):
             text = snippet.decode("utf-8", "replace").strip()
             error = f"HTTP {status}" + (f": {text}" if text else "")
         return SendResult(status, latency_s * 1000, error, retry_after)
-
-
-def _origin_text(origin: Origin) -> str:
-    """``scheme://host:port`` of an origin (an IPv6 host in brackets)."""
-    scheme, host, port = origin
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}:{port}"
