@@ -112,6 +112,12 @@ generation_ms = 5
 png_bytes = "tiny"
 """
 TERMINAL = ("completed", "failed", "canceled")
+#: The server's configuration for one receiver taking all the load (see the module doc): job
+#: workers, and webhook attempts in flight, requests at once to one receiver (its floor) and
+#: the most while it keeps up (the server's default ceiling). ``bench_instructions`` runs the
+#: same.
+WORKERS = 128
+WEBHOOKS = (128, 16, ServerSettings.model_fields["webhook_per_target_max"].default)
 
 
 # --- the webhook receiver (its own process) ----------------------------------------------------
@@ -556,26 +562,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=2500, help="Submits/s offered.")
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load.")
-    parser.add_argument("--workers", type=int, default=128, help="The server's job workers.")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="The server's job workers.")
     defaults = ServerSettings.model_fields
     parser.add_argument(
         "--webhook-concurrency",
         type=int,
-        default=128,
+        default=WEBHOOKS[0],
         help="The server's webhook attempts in flight "
         f"(its default: {defaults['webhook_concurrency'].default}).",
     )
     parser.add_argument(
         "--per-target",
         type=int,
-        default=16,
+        default=WEBHOOKS[1],
         help="The server's requests at once to one webhook receiver, always allowed "
         f"(its default: {defaults['webhook_per_target'].default}).",
     )
     parser.add_argument(
         "--per-target-max",
         type=int,
-        default=defaults["webhook_per_target_max"].default,
+        default=WEBHOOKS[2],
         help="The most requests at once to one webhook receiver that keeps up (the default "
         "is the server's).",
     )

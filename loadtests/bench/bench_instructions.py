@@ -53,7 +53,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from imagerouter.server.settings import ServerSettings
 from loadtests.bench import bench_end_to_end as e2e
 from loadtests.bench.common import BUILD_DIR, PROJECT_ROOT, scratch_dir, write_results
 from loadtests.bench.http_load import CLIENT_CPU, LoadToolMissing, Target, open_loop
@@ -68,10 +67,6 @@ __all__ = [
     "thread_roles",
 ]
 
-#: The server's configuration, as in ``bench_end_to_end``: workers, webhook attempts in
-#: flight, requests at once to one receiver (its floor, and the server's default ceiling).
-WORKERS = 128
-WEBHOOKS = (128, 16, ServerSettings.model_fields["webhook_per_target_max"].default)
 #: Libraries named in the split, by the start of their file name (the rest are "other").
 LIBRARIES = {
     "python3": "interpreter",
@@ -268,7 +263,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         e2e.farm_server(str(scenario), cpu=CLIENT_CPU) as (farm, _),
         e2e.receiver_process(tmp) as (hooks_url, _),
         e2e.server_process(
-            tmp, farm, WORKERS, "local", WEBHOOKS, wrapper=wrapper, ready_s=600
+            tmp, farm, e2e.WORKERS, "local", e2e.WEBHOOKS, wrapper=wrapper, ready_s=600
         ) as server,
     ):
         statuses = _count(args, control, server, hooks_url)
