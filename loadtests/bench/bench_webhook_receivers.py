@@ -4,7 +4,7 @@ per-receiver concurrency (``webhook_per_target`` and ``webhook_per_target_max``)
 A receiver in its own process (aiohttp, pinned to core 0) answers each webhook after
 ``--delay-ms``; one with a capacity answers a 503 at once to a request beyond it (an endpoint
 whose workers are all busy). This process (pinned to core 1) is the server's
-:class:`~imagerouter.webhooks.WebhookSender` with the server's timeout (15 s), offering
+:class:`~imagerouter.webhooks.WebhookSender` with the server's default timeout (15 s), offering
 ``--rate`` webhooks a second for ``--duration`` s, open loop (a launch's completions do not
 wait for the receiver), each one attempt: what a retry schedule would do later is not in the
 figures. For each receiver and sender configuration it reports the webhooks delivered on
@@ -26,6 +26,7 @@ import sys
 import urllib.request
 from typing import Any
 
+from imagerouter.server.settings import ServerSettings
 from imagerouter.webhooks import UrlPolicy, WebhookSender
 from loadtests.bench.common import free_port, wait_for_http, write_results
 from loadtests.bench.http_load import CLIENT_CPU, SERVER_CPU, pinned
@@ -33,7 +34,8 @@ from loadtests.processes import stop_process
 
 SECRETS = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 BODY = json.dumps({"type": "job.completed", "data": {"id": "job_0123456789"}}).encode()
-TIMEOUT_S = 15.0
+#: The sender's timeout: the server's default.
+TIMEOUT_S: float = ServerSettings.model_fields["webhook_timeout_s"].default
 #: (receiver capacity or None for none, per_target, per_target_max): the server's defaults
 #: fixed and adaptive, and against a receiver of limited capacity also a fixed 64 (the
 #: workaround before the limit adapted: raise the cap by hand).
