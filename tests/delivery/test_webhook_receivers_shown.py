@@ -62,7 +62,7 @@ async def test_the_sender_shows_in_flight_and_waiting_by_receiver_origin() -> No
         await eventually(two_held, timeout_s=10, what="the receiver holding two")
         origin = url.removesuffix("/hook")
         assert sender.busiest_receivers(5) == [
-            {"receiver": origin, "limit": 2, "in_flight": 2, "waiting": 4}
+            {"receiver": origin, "limit": 2, "in_flight": 2, "waiting": 4, "paused_s": 0}
         ]
         summary = sender.targets.summary()
         assert summary["receivers"] == 1
@@ -88,13 +88,14 @@ async def test_the_busiest_receivers_come_first_and_only_busy_ones_are_listed() 
     await asyncio.sleep(0)
     limits.release(idle, ticket, 0.01, overloaded=False)  # busy (1 of 1): grows to 2
     assert [key for key, _ in limits.busiest(5)] == [busy, quiet]
-    assert limits.busiest(1) == [(busy, {"limit": 1, "in_flight": 1, "waiting": 2})]
+    assert limits.busiest(1) == [(busy, {"limit": 1, "in_flight": 1, "waiting": 2, "paused_s": 0})]
     summary = limits.summary()
     assert summary == {
         "receivers": 3,
         "at_floor": 2,
         "above_floor": 1,
         "at_ceiling": 1,
+        "paused": 0,
         "in_flight": 2,
         "waiting": 2,
     }
@@ -138,7 +139,9 @@ async def test_the_dashboard_and_metrics_show_a_receiver_holding_its_webhooks(
             return None
 
         hooks = await eventually(held, timeout_s=30, what="two webhooks held and four waiting")
-        assert hooks["busiest"] == [{"receiver": origin, "limit": 2, "in_flight": 2, "waiting": 4}]
+        assert hooks["busiest"] == [
+            {"receiver": origin, "limit": 2, "in_flight": 2, "waiting": 4, "paused_s": 0}
+        ]
         assert hooks["in_flight"] == 6  # every attempt started: two sent, four in line
         assert hooks["receivers"]["in_flight"] == 2
         assert hooks["receivers"]["waiting"] == 4

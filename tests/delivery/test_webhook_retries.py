@@ -119,9 +119,13 @@ async def test_retry_after_is_honoured_within_the_schedule(
     make_api: ApiFactory, receiver: Receiver
 ) -> None:
     """A 429's Retry-After sets the next delay when it lies between the scheduled delay and
-    twice that, and is clamped to twice the scheduled delay when longer."""
+    twice that, and is clamped to twice the scheduled delay when longer. The receiver's pause
+    (at most ``webhook_pause_max_s``, 0.5 s here) still holds the next request back until it
+    ends, without using an attempt: three attempts in all."""
     receiver.script = [(429, {"Retry-After": "1"}), (429, {"Retry-After": "3600"})]
-    api = await make_api(webhook_retry_schedule_s=[0, 0.8, 0.05], webhook_retry_scale=1.0)
+    api = await make_api(
+        webhook_retry_schedule_s=[0, 0.8, 0.05], webhook_retry_scale=1.0, webhook_pause_max_s=0.5
+    )
     token = await api.key()
     await _hook(api, token, receiver.url)
     job = await api.submit(token)
@@ -131,6 +135,10 @@ async def test_retry_after_is_honoured_within_the_schedule(
     assert second["retry_after"] == 3600.0
     assert 2 * 0.05 * (1 - JITTER) <= second["next_delay_s"] <= 2 * 0.05 * (1 + JITTER)
     assert third["outcome"] == "succeeded"
+    assert third["attempt"] == 3
+    first_hit, second_hit, third_hit = receiver.hits
+    assert second_hit.at - first_hit.at >= 1.0 - 0.05
+    assert third_hit.at - second_hit.at >= 0.5 - 0.05  # the pause, not the 0.1 s retry
 
 
 async def test_replay_resends_the_same_webhook(api: Api, receiver: Receiver) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from imagerouter.webhooks import UrlPolicy, WebhookSender
+from imagerouter.webhooks import NotSent, UrlPolicy, WebhookSender
 from imagerouter.webhooks.targets import TargetLimits
 from tests.delivery.conftest import ApiFactory, listening
 from tests.polling import eventually
@@ -78,13 +78,16 @@ async def test_a_receiver_answering_503_is_held_at_the_floor() -> None:
     crowd = Crowd(status=503)
     sender = await _send_all(crowd, 120, per_target=3, per_target_max=32)
     assert crowd.most == 3
-    assert list(sender.targets.snapshot().values()) == [{"limit": 3, "in_flight": 0, "waiting": 0}]
+    assert list(sender.targets.snapshot().values()) == [
+        {"limit": 3, "in_flight": 0, "waiting": 0, "paused_s": 0}
+    ]
 
 
 async def test_a_webhook_waits_at_most_half_its_timeout_for_its_receiver() -> None:
     """One request at a time to a receiver taking 0.8 s, a 1 s timeout: the second webhook
     gives up after 0.5 s in line rather than go with 0.2 s left (it would time out and leave
-    the receiver working on an answer nobody reads): the receiver sees one request."""
+    the receiver working on an answer nobody reads): the receiver sees one request, and the
+    second is not sent, to be sent again after as long (not an attempt)."""
     crowd = Crowd(delay_s=0.8)
     policy = UrlPolicy.from_allow(["127.0.0.1/32"])
     async with (
@@ -97,7 +100,8 @@ async def test_a_webhook_waits_at_most_half_its_timeout_for_its_receiver() -> No
         await asyncio.sleep(0.5)
     assert first.status == 200
     assert second.status is None
-    assert second.error == "timed out after 0.5 s waiting for the receiver"
+    assert second.error == "not sent: waited 0.5 s for the receiver"
+    assert second.not_sent == NotSent("busy", 0.5)
     assert crowd.seen == 1
 
 
@@ -144,7 +148,7 @@ async def test_a_round_trip_of_overload_halves_the_limit_once() -> None:
     assert limits.limit_of(KEY) == 2  # not below the floor
     await limits.acquire(KEY, asyncio.get_running_loop().time() + 60)
     limits.give_back(KEY)
-    assert limits.snapshot() == {KEY: {"limit": 2, "in_flight": 0, "waiting": 0}}
+    assert limits.snapshot() == {KEY: {"limit": 2, "in_flight": 0, "waiting": 0, "paused_s": 0}}
 
 
 async def test_after_overload_the_limit_grows_by_one_a_round_trip() -> None:

@@ -703,6 +703,39 @@ async def test_released_deliveries_are_claimed_again_at_once(make_store: StoreFa
     assert (sent.status, sent.attempts) == ("succeeded", 1)
 
 
+async def test_a_delivery_given_back_unsent_keeps_its_place_in_the_schedule(
+    store: JobStore,
+) -> None:
+    """A delivery its worker gives back unsent (``defer_deliveries``) is pending again at the
+    time given, its attempts, schedule step and log as they were; one held by another owner
+    is left alone."""
+    account_id = await _account(store)
+    await _completed(store, account_id, HOOK, HOOK)
+    first, second = await store.claim_deliveries("d1", 10, 60)
+    now = time.time()
+    retry = DeliveryAttempt("scheduled", now, now, "retry", status=503, next_attempt_at=now)
+    assert await store.record_delivery_attempt(
+        first.id, "d1", retry, status="pending", next_attempt_at=now
+    )
+    [first] = await store.claim_deliveries("d1", 10, 60)
+    assert (first.attempts, first.step) == (1, 1)
+    due = time.time() + 0.4
+    assert await store.defer_deliveries("intruder", {first.id: due, second.id: due}) == 0
+    assert await store.defer_deliveries("d1", {first.id: due, second.id: due + 0.1}) == 2
+    assert await store.defer_deliveries("d1", {first.id: due}) == 0  # no longer held
+    assert await store.defer_deliveries("d1", {}) == 0
+    assert await store.claim_deliveries("d2", 10, 60) == []  # not due yet
+    await asyncio.sleep(max(0.0, due + 0.1 - time.time()) + 0.05)
+    again = {d.id: d for d in await store.claim_deliveries("d2", 10, 60)}
+    assert sorted(again) == sorted([first.id, second.id])
+    assert (again[first.id].attempts, again[first.id].step) == (1, 1)
+    assert (again[second.id].attempts, again[second.id].step) == (0, 0)
+    assert again[first.id].next_attempt_at == pytest.approx(due)
+    assert again[second.id].next_attempt_at == pytest.approx(due + 0.1)
+    [listed] = await store.job_deliveries(account_id, first.job_id)
+    assert [a.status for a in listed.log] == [503]
+
+
 async def test_a_batch_of_delivery_attempts_is_recorded_in_one_call(store: JobStore) -> None:
     """``record_delivery_attempts`` answers each record in order as ``record_delivery_attempt``
     would: held leases move on (a success final, a retry pending at its time), a lost lease

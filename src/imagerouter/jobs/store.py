@@ -343,6 +343,13 @@ class WebhookStore(Protocol):
         as they are; how many were released."""
         ...
 
+    async def defer_deliveries(self, owner: str, due: Mapping[str, float]) -> int:
+        """Give back ``owner``'s leases on the deliveries of ``due`` without an attempt (their
+        receiver had no room for them, or asked for a pause): each is ``pending`` again, due at
+        its time in ``due``, its attempts, schedule step and log as they were. Deliveries
+        ``owner`` no longer holds are left as they are; how many were deferred."""
+        ...
+
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:
         """Fix the delivery's body if it has none yet; returns the body it now has (every
         attempt and replay sends exactly these bytes)."""

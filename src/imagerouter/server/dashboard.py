@@ -291,14 +291,16 @@ def snapshot(app: web.Application) -> dict[str, Any]:
 
 
 def _webhooks_summary(app: web.Application) -> dict[str, Any] | None:
-    """Webhook attempts running now and the busiest receivers (named by origin, never by
-    their URL's path or query), or None when the store keeps no deliveries."""
+    """Webhook attempts running now, the deliveries given back unsent (by why), and the
+    busiest receivers (named by origin, never by their URL's path or query), or None when the
+    store keeps no deliveries."""
     worker = app.get(deliveries_key)
     if worker is None:
         return None
     return {
         "in_flight": worker.inflight,
         "slow": worker.slow,
+        "deferred": dict(worker.deferred),
         "receivers": worker.sender.targets.summary(),
         "busiest": worker.sender.busiest_receivers(RECEIVERS_SHOWN),
     }

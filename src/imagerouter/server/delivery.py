@@ -143,6 +143,7 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     async with WebhookSender(
         policy,
         timeout_s=settings.webhook_timeout_s,
+        pause_at_most_s=settings.webhook_pause_max_s,
         max_connections=config.concurrency + config.slow_max,
         per_target=config.per_target,
         per_target_max=config.per_target_max,

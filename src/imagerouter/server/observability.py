@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from imagerouter.generation import AttemptEvent
@@ -383,13 +383,14 @@ class _JobsCollector(Collector):
 
 
 class _WebhooksCollector(Collector):
-    """Webhook gauges read at scrape time: attempts in flight, and the receivers' limits
-    summed over every receiver (a receiver is not a label: customers' hosts are unbounded)."""
+    """Webhook figures read at scrape time: attempts in flight, the receivers' limits and
+    pauses summed over every receiver (a receiver is not a label: customers' hosts are
+    unbounded), and the deliveries given back unsent."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
         self._metrics = metrics
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         worker = self._metrics.deliveries
         if worker is None:
             return
@@ -421,6 +422,21 @@ class _WebhooksCollector(Collector):
         requests.add_metric(["in_flight"], totals["in_flight"])
         requests.add_metric(["waiting"], totals["waiting"])
         yield requests
+        paused = GaugeMetricFamily(
+            "imagerouter_webhook_receivers_paused",
+            "Webhook receivers whose Retry-After pauses every webhook to them now.",
+        )
+        paused.add_metric([], totals["paused"])
+        yield paused
+        deferred = CounterMetricFamily(
+            "imagerouter_webhook_deferrals",
+            "Webhook deliveries given back unsent, without using an attempt: busy (no room "
+            "at the receiver within half of webhook_timeout_s) or paused (its Retry-After).",
+            labels=["reason"],
+        )
+        for reason, count in worker.deferred.items():
+            deferred.add_metric([reason], count)
+        yield deferred
 
 
 def webhook_observer(app: web.Application) -> WebhookObserver:

@@ -211,6 +211,14 @@ class ServerSettings(BaseModel):
         "limit grows from webhook_per_target while it answers 2xx promptly and falls back on "
         "a 429, 5xx, timeout or failed connection (at most webhook_per_target: a fixed limit).",
     )
+    webhook_pause_max_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A receiver's Retry-After on a 429 or 503 pauses every webhook to its host "
+        "and port for that long, at most this; those due meanwhile wait without using an "
+        "attempt (0: no pause; each delivery's own retry honours Retry-After within the "
+        "schedule either way).",
+    )
     webhook_lease_s: float = Field(default=60.0, gt=0)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)
     sse_heartbeat_s: float = Field(

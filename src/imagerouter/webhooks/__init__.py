@@ -8,6 +8,7 @@ module                 owns
 ``ssrf``               :class:`UrlPolicy` (allow-list) and :class:`GuardedResolver`
 ``retry``              the schedule, Retry-After, what each answer means
 ``sender``             :class:`WebhookSender`: one signed POST, no redirects
+``targets``            requests at once to one receiver, and its pause
 ``payload``            the JSON body (``type``, ``timestamp``, ``data``)
 ``worker``             :class:`DeliveryWorker`: leases due deliveries, records attempts
 =====================  ==========================================================
@@ -17,6 +18,7 @@ from imagerouter.webhooks.payload import dumps_body, progress_payload, webhook_p
 from imagerouter.webhooks.retry import (
     DEFAULT_SCHEDULE_S,
     Decision,
+    NotSent,
     RetrySchedule,
     SendResult,
     clamp_retry_after,
@@ -43,6 +45,7 @@ __all__ = [
     "DeliveryConfig",
     "DeliveryWorker",
     "GuardedResolver",
+    "NotSent",
     "RetrySchedule",
     "SendResult",
     "UrlPolicy",

@@ -11,6 +11,10 @@ without a clock or a network.
   delay and twice that (as Svix does), so a receiver can slow retries down but not stretch
   them without bound.
 * A URL refused by the SSRF policy: no attempt is made, ever.
+* Not sent (:class:`NotSent`: the receiver had no room for it within half the timeout, or it
+  asked for a pause with a Retry-After): not an attempt. The delivery is due again after the
+  wait, its schedule where it was, so that a receiver's backlog or pause never uses up a
+  webhook's attempts without one request made.
 * A manual replay is one attempt: its failure does not restart the schedule.
 """
 
@@ -24,6 +28,7 @@ from typing import Literal
 __all__ = [
     "DEFAULT_SCHEDULE_S",
     "Decision",
+    "NotSent",
     "RetrySchedule",
     "SendResult",
     "clamp_retry_after",
@@ -84,14 +89,26 @@ def clamp_retry_after(retry_after: float, scheduled: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class NotSent:
+    """Nothing went to the receiver, and that is no attempt: it had no room for the request
+    within its wait (``busy``), or it asked for a pause (``paused``). Send it again after
+    ``wait_s``."""
+
+    reason: Literal["busy", "paused"]
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
-    """What one HTTP attempt came to: a status, or an error (and whether it was refused)."""
+    """What one HTTP attempt came to: a status, or an error (and whether it was refused, or
+    not sent at all)."""
 
     status: int | None
     latency_ms: float | None
     error: str | None = None
     retry_after: float | None = None
     refused: bool = False
+    not_sent: NotSent | None = None
 
 
 @dataclass(frozen=True, slots=True)

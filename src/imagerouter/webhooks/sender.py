@@ -13,10 +13,10 @@ from imagerouter.lifecycle import AsyncResource
 from imagerouter.resilience.headers import parse_retry_after
 from imagerouter.transport import HttpPool
 from imagerouter.transport.wire import Origin, OriginCache, origin_text
-from imagerouter.webhooks.retry import SendResult
+from imagerouter.webhooks.retry import NotSent, SendResult
 from imagerouter.webhooks.signing import sign_headers
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
-from imagerouter.webhooks.targets import TargetLimits
+from imagerouter.webhooks.targets import ReceiverPaused, TargetLimits
 
 __all__ = ["WebhookSender"]
 
@@ -41,7 +41,8 @@ class WebhookSender(AsyncResource):
         timeout_s: the whole request's time limit, the wait for a slot of its receiver
             included. A request waits at most half of it for that slot, so that one sent has
             at least the other half to be answered in: one sent with moments left would time
-            out at once and leave its receiver working on an answer nobody reads.
+            out at once and leave its receiver working on an answer nobody reads. One that
+            waited that long is not sent (:class:`~imagerouter.webhooks.retry.NotSent`).
         max_connections: connections open at once.
         per_target: requests in flight at once to one host and port that are always allowed
             (a receiver that hangs holds no more than these; its other attempts wait for one,
@@ -51,6 +52,10 @@ class WebhookSender(AsyncResource):
             back on a 429, a 5xx, a timeout or a failed connection
             (:class:`~imagerouter.webhooks.targets.TargetLimits`; at most ``per_target``: a
             fixed limit).
+        pause_at_most_s: a receiver's Retry-After on a 429 or 503 pauses everything to it
+            (host and port) for that long, at most this (0: no pause; each delivery's retry
+            still honours it within the schedule). What would go during the pause is not
+            sent (:class:`~imagerouter.webhooks.retry.NotSent`).
         resolver: the DNS resolver under the guard (aiohttp's threaded resolver by default).
     """
 
@@ -62,10 +67,12 @@ class WebhookSender(AsyncResource):
         max_connections: int = 64,
         per_target: int = 4,
         per_target_max: int = 64,
+        pause_at_most_s: float = 60.0,
         resolver: AbstractResolver | None = None,
     ) -> None:
         self.policy = policy
         self.timeout_s = timeout_s
+        self.pause_at_most_s = pause_at_most_s
         self._max_connections = max_connections
         #: Requests in flight per receiver, adapting between the two bounds.
         self.targets = TargetLimits(per_target, per_target_max)
@@ -119,7 +126,8 @@ class WebhookSender(AsyncResource):
         timestamp: int | None = None,
     ) -> SendResult:
         """POST ``body`` to ``url`` signed with ``secrets``; what came of it (never raises for
-        network trouble: a refused URL, a timeout or a reset is in the result)."""
+        network trouble: a refused URL, a timeout or a reset is in the result, and a request
+        its receiver had no room for, or asked to pause, is :class:`NotSent`)."""
         if self._pool is None:
             raise RuntimeError("the webhook sender is not open")
         if url not in self._accepted:
@@ -141,7 +149,12 @@ class WebhookSender(AsyncResource):
             ticket = await self.targets.acquire(target, started + self.timeout_s / 2)
         except TimeoutError:
             waited = self.timeout_s / 2
-            return SendResult(None, None, f"timed out after {waited:g} s waiting for the receiver")
+            message = f"not sent: waited {waited:g} s for the receiver"
+            return SendResult(None, None, message, not_sent=NotSent("busy", waited))
+        except ReceiverPaused as exc:
+            left = max(0.0, exc.until - loop.time())
+            message = f"not sent: the receiver asked for a pause ({left:.1f} s left)"
+            return SendResult(None, None, message, not_sent=NotSent("paused", left))
         except ValueError as exc:
             return SendResult(None, None, f"cannot send: {exc}")
         sent = time.perf_counter()  # the attempt's latency: the receiver's, not the line's
@@ -177,6 +190,10 @@ class WebhookSender(AsyncResource):
         if 200 <= status < 300:
             self.targets.release(target, ticket, latency_s, overloaded=False)
         else:
+            if retry_after and status in (429, 503) and self.pause_at_most_s > 0:
+                # before the release hands its slot on: the line is turned away instead
+                pause_s = min(retry_after, self.pause_at_most_s)
+                self.targets.pause(target, loop.time() + pause_s)
             if status == 429 or status >= 500:
                 self.targets.release(target, ticket, latency_s, overloaded=True)
             else:  # the receiver refused this one: nothing said of its load

@@ -13,32 +13,48 @@ So one customer's endpoint that keeps up gets the throughput its completions nee
 ``ceiling``), and one that struggles is held near what it can take, never pushed harder than
 the floor. Requests beyond the limit wait for that receiver in turn, first come first served,
 within their own deadline.
+
+A receiver that asks for a pause (a Retry-After on its 429 or 503) gets nothing more until
+the pause ends: :meth:`TargetLimits.pause` turns its line away at once, and every request for
+it until then, with :class:`ReceiverPaused`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-__all__ = ["TargetLimits"]
+__all__ = ["ReceiverPaused", "TargetLimits"]
 
 #: Receivers remembered at most; past it, those with nothing in flight or waiting are forgotten
 #: (a forgotten one starts again from the floor).
 _REMEMBER_AT_MOST = 4096
 
 
+class ReceiverPaused(Exception):
+    """The receiver asked for a pause that has not ended: nothing goes to it before ``until``
+    (the loop's clock)."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(f"the receiver asked for a pause until loop time {until:.3f}")
+        self.until = until
+
+
 @dataclass(slots=True)
 class _Target:
     """One receiver's limit (a float: growth a round trip comes in fractions), the level where
-    its growth slows, the requests in flight, the decreases so far and the waiters."""
+    its growth slows, the requests in flight, the decreases so far, the waiters, and the end
+    of the pause it asked for (the loop's clock; 0: none)."""
 
     limit: float
     slow_above: float
     in_flight: int = 0
     decreases: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    paused_until: float = 0.0
 
 
 class TargetLimits:
@@ -70,45 +86,58 @@ class TargetLimits:
         return int(target.limit) if target is not None else self.floor
 
     def snapshot(self) -> dict[Hashable, dict[str, int]]:
-        """Every remembered receiver's ``{"limit", "in_flight", "waiting"}`` (``waiting``:
-        requests in line for one of its slots)."""
-        return {key: _figures(target) for key, target in self._targets.items()}
+        """Every remembered receiver's ``{"limit", "in_flight", "waiting", "paused_s"}``
+        (``waiting``: requests in line for one of its slots; ``paused_s``: the whole seconds
+        left of the pause it asked for, rounded up, 0 if none)."""
+        now = _loop_time()
+        return {key: _figures(target, now) for key, target in self._targets.items()}
 
     def busiest(self, count: int) -> list[tuple[Hashable, dict[str, int]]]:
-        """The ``count`` receivers with the most requests waiting, then in flight (those with
-        neither left out), as :meth:`snapshot` gives them."""
+        """The ``count`` receivers with the most requests waiting, then in flight, then the
+        longest pause left (those with none of the three left out), as :meth:`snapshot` gives
+        them."""
+        now = _loop_time()
         busy = [
-            (key, _figures(target))
+            (key, _figures(target, now))
             for key, target in self._targets.items()
-            if target.in_flight or target.waiters
+            if target.in_flight or target.waiters or target.paused_until > now
         ]
-        busy.sort(key=lambda item: (item[1]["waiting"], item[1]["in_flight"]), reverse=True)
+        busy.sort(
+            key=lambda item: (item[1]["waiting"], item[1]["in_flight"], item[1]["paused_s"]),
+            reverse=True,
+        )
         return busy[:count]
 
     def summary(self) -> dict[str, int]:
         """Totals over the remembered receivers: how many there are, how many have their limit
-        at the floor, above it, and at the ceiling (one at both counts at the floor), and the
-        requests in flight and waiting to all of them."""
-        totals = dict.fromkeys(
-            ("receivers", "at_floor", "above_floor", "at_ceiling", "in_flight", "waiting"), 0
-        )
+        at the floor, above it, and at the ceiling (one at both counts at the floor), how many
+        are paused, and the requests in flight and waiting to all of them."""
+        counted = ("receivers", "at_floor", "above_floor", "at_ceiling", "paused")
+        totals = dict.fromkeys((*counted, "in_flight", "waiting"), 0)
+        now = _loop_time()
         for target in self._targets.values():
-            figures = _figures(target)
+            figures = _figures(target, now)
             totals["receivers"] += 1
             if figures["limit"] <= self.floor:
                 totals["at_floor"] += 1
             else:
                 totals["above_floor"] += 1
                 totals["at_ceiling"] += figures["limit"] >= self.ceiling
+            totals["paused"] += figures["paused_s"] > 0
             totals["in_flight"] += figures["in_flight"]
             totals["waiting"] += figures["waiting"]
         return totals
 
     async def acquire(self, key: Hashable, deadline: float) -> int:
         """Wait for a slot of receiver ``key`` until ``deadline`` (the loop's clock; then
-        ``TimeoutError``). The answer is the ticket its :meth:`release` or :meth:`give_back`
-        (exactly one follows) takes."""
+        ``TimeoutError``; :class:`ReceiverPaused` at once while it is paused, or when a pause
+        begins as it waits). The answer is the ticket its :meth:`release` or
+        :meth:`give_back` (exactly one follows) takes."""
         target = self._target(key)
+        if target.paused_until:
+            if asyncio.get_running_loop().time() < target.paused_until:
+                raise ReceiverPaused(target.paused_until)
+            target.paused_until = 0.0
         if not target.waiters and target.in_flight < int(target.limit):
             target.in_flight += 1
             return target.decreases
@@ -121,7 +150,8 @@ class TargetLimits:
             if not waiter.done():
                 waiter.cancel()
                 target.waiters.remove(waiter)
-            elif not waiter.cancelled():  # handed a slot as it gave up: pass the slot on
+            elif not waiter.cancelled() and waiter.exception() is None:
+                # handed a slot as it gave up: pass the slot on
                 target.in_flight -= 1
                 self._wake(target)
             raise
@@ -143,6 +173,18 @@ class TargetLimits:
             target.limit = min(float(self.ceiling), target.limit + step)
         self._wake(target)
 
+    def pause(self, key: Hashable, until: float) -> None:
+        """Receiver ``key`` asked for a pause: nothing more goes to it before ``until`` (the
+        loop's clock; a pause already longer is kept). Its waiters are turned away now with
+        :class:`ReceiverPaused`, as is every :meth:`acquire` until then; what is in flight
+        is answered as it is."""
+        target = self._target(key)
+        target.paused_until = until = max(target.paused_until, until)
+        waiters, target.waiters = target.waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(ReceiverPaused(until))
+
     def give_back(self, key: Hashable) -> None:
         """The request never went, or its answer says nothing of the receiver's load."""
         target = self._targets[key]
@@ -158,7 +200,12 @@ class TargetLimits:
         return target
 
     def _forget_idle(self) -> None:
-        idle = [k for k, t in self._targets.items() if not t.in_flight and not t.waiters]
+        now = _loop_time()
+        idle = [
+            key
+            for key, target in self._targets.items()
+            if not target.in_flight and not target.waiters and target.paused_until <= now
+        ]
         for key in idle:
             del self._targets[key]
 
@@ -173,9 +220,21 @@ class TargetLimits:
                 waiter.set_result(None)
 
 
-def _figures(target: _Target) -> dict[str, int]:
-    """One receiver's limit, requests in flight and requests waiting (a waiter that gave up
-    stays in the line until the next hand-over and is not counted)."""
+def _figures(target: _Target, now: float) -> dict[str, int]:
+    """One receiver's limit, requests in flight, requests waiting (a waiter that gave up
+    stays in the line until the next hand-over and is not counted) and whole seconds of pause
+    left at loop time ``now``."""
     waiters = target.waiters
     waiting = sum(1 for waiter in waiters if not waiter.done()) if waiters else 0
-    return {"limit": int(target.limit), "in_flight": target.in_flight, "waiting": waiting}
+    paused_s = math.ceil(target.paused_until - now) if target.paused_until > now else 0
+    return {
+        "limit": int(target.limit),
+        "in_flight": target.in_flight,
+        "waiting": waiting,
+        "paused_s": paused_s,
+    }
+
+
+def _loop_time() -> float:
+    """The running loop's clock (a pause's end is in it)."""
+    return asyncio.get_running_loop().time()

@@ -35,7 +35,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.errors import StoreUnavailable
@@ -51,12 +51,15 @@ from imagerouter.jobs.types import (
     JobEvent,
 )
 from imagerouter.lifecycle import AsyncResource
-from imagerouter.webhooks.retry import RetrySchedule, SendResult, decide
+from imagerouter.webhooks.retry import NotSent, RetrySchedule, SendResult, decide
 from imagerouter.webhooks.sender import WebhookSender
 
 __all__ = ["BodyBuilder", "DeliveryConfig", "DeliveryStore", "DeliveryWorker"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Builds the JSON body of a delivery (on its first attempt; it is then fixed).
 BodyBuilder = Callable[[Delivery], Awaitable[str]]
@@ -148,9 +151,14 @@ class DeliveryWorker(AsyncResource):
         self._timers: dict[asyncio.Task[None], asyncio.TimerHandle] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        #: Attempts waiting for the next batched write, with the futures their tasks await.
-        self._records: list[tuple[AttemptRecord, asyncio.Future[bool]]] = []
+        #: Store writes in flight; each batch is one store call for a turn of the loop.
         self._writers: set[asyncio.Task[None]] = set()
+        self._records = _Batch(
+            self.store.record_delivery_attempts, "webhook-attempts", self._writers
+        )
+        self._deferrals = _Batch(self._write_deferrals, "webhook-deferrals", self._writers)
+        #: Deliveries given back unsent since start, by why (``NotSent.reason``).
+        self.deferred: dict[str, int] = {"busy": 0, "paused": 0}
 
     @property
     def inflight(self) -> int:
@@ -347,30 +355,9 @@ class DeliveryWorker(AsyncResource):
             self._start_waiting()
         self._wakeup.set()
 
-    def _record(self, record: AttemptRecord) -> asyncio.Future[bool]:
-        """Queue ``record`` for the next batched write; the future resolves once it is
-        written (or fails with the write's error)."""
-        loop = asyncio.get_running_loop()
-        written: asyncio.Future[bool] = loop.create_future()
-        if not self._records:  # the first of this turn: one write takes all queued by then
-            writer = loop.create_task(self._write_records(), name="webhook-attempts")
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
-        self._records.append((record, written))
-        return written
-
-    async def _write_records(self) -> None:
-        batch, self._records = self._records, []
-        try:
-            held = await self.store.record_delivery_attempts([record for record, _ in batch])
-        except Exception as exc:
-            for _, written in batch:
-                if not written.done():
-                    written.set_exception(exc)
-            return
-        for (_, written), value in zip(batch, held, strict=True):
-            if not written.done():
-                written.set_result(value)
+    async def _write_deferrals(self, due: Sequence[tuple[str, float]]) -> list[None]:
+        await self.store.defer_deliveries(self.owner, dict(due))
+        return [None] * len(due)
 
     async def _secrets(self, account_id: str) -> list[str]:
         return [s.secret for s in await self.store.webhook_secrets(account_id)]
@@ -425,6 +412,9 @@ class DeliveryWorker(AsyncResource):
         except Exception as exc:
             log.exception("webhook delivery %s could not be attempted", delivery.id)
             result = SendResult(None, None, f"internal error: {type(exc).__name__}")
+        if result.not_sent is not None:
+            await self._defer(delivery, result.not_sent)
+            return
         made = delivery.step + (1 if trigger == "scheduled" else 0)
         now = self._clock.wall()
         decision = decide(
@@ -447,7 +437,7 @@ class DeliveryWorker(AsyncResource):
             next_delay_s=decision.next_delay_s,
             next_attempt_at=decision.next_attempt_at,
         )
-        await self._record(
+        await self._records.add(
             AttemptRecord(
                 delivery.id,
                 self.owner,
@@ -466,3 +456,58 @@ class DeliveryWorker(AsyncResource):
         )
         if decision.next_attempt_at is not None:
             self._note_due(decision.next_attempt_at)
+
+    async def _defer(self, delivery: Delivery, not_sent: NotSent) -> None:
+        """Give ``delivery`` back unsent, due after ``not_sent.wait_s`` and up to a fifth more
+        (so that those turned away together do not come back together); its slot is free once
+        that is written."""
+        due = self._clock.wall() + not_sent.wait_s * (1 + 0.2 * self._rng.random())
+        await self._deferrals.add((delivery.id, due))
+        self.deferred[not_sent.reason] += 1
+        log.info(
+            "webhook %s for job %s: not sent (%s), due again in %.1f s",
+            delivery.id,
+            delivery.job_id,
+            not_sent.reason,
+            due - self._clock.wall(),
+        )
+        self._note_due(due)
+
+
+class _Batch(Generic[T, R]):
+    """Items queued in one turn of the loop and written by one store call (``write``, whose
+    answer has one value an item, in order); each :meth:`add` resolves to its item's value,
+    or fails with the write's error. The write tasks live in ``tasks`` until they end."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        name: str,
+        tasks: set[asyncio.Task[None]],
+    ) -> None:
+        self._write, self._name, self._tasks = write, name, tasks
+        self._queued: list[tuple[T, asyncio.Future[R]]] = []
+
+    def add(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` for the next write; the future resolves once it is written."""
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[R] = loop.create_future()
+        if not self._queued:  # the first of this turn: one write takes all queued by then
+            task = loop.create_task(self._flush(), name=self._name)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._queued.append((item, written))
+        return written
+
+    async def _flush(self) -> None:
+        batch, self._queued = self._queued, []
+        try:
+            answers = await self._write([item for item, _ in batch])
+        except Exception as exc:
+            for _, written in batch:
+                if not written.done():
+                    written.set_exception(exc)
+            return
+        for (_, written), value in zip(batch, answers, strict=True):
+            if not written.done():
+                written.set_result(value)

@@ -184,6 +184,25 @@ class PostgresWebhooks(PostgresBase):
         )
         return len(rows)
 
+    async def defer_deliveries(self, owner: str, due: Mapping[str, float]) -> int:
+        """Make ``owner``'s leased deliveries of ``due`` pending again at their times, in one
+        statement."""
+        if not due:
+            return 0
+        ids = sorted(due)
+        rows = await self._pool.fetch(
+            "UPDATE deliveries d SET status = 'pending', lease_owner = NULL, "
+            "lease_expires = NULL, next_attempt_at = v.due, updated_at = $3 "
+            "FROM unnest($1::text[], $2::float8[]) AS v(id, due) "
+            "WHERE d.id = v.id AND d.lease_owner = $4 AND d.status = 'delivering' "
+            "RETURNING d.id",
+            ids,
+            [due[i] for i in ids],
+            self._clock.wall(),
+            owner,
+        )
+        return len(rows)
+
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:
         """Fix the body once; the body the delivery now has."""
         found = await self._pool.fetchval(

@@ -322,6 +322,23 @@ class SQLiteWebhooks(SQLiteBase):
 
         return await self.thread.run(op)
 
+    async def defer_deliveries(self, owner: str, due: Mapping[str, float]) -> int:
+        """Make ``owner``'s leased deliveries of ``due`` pending again at their times."""
+        if not due:
+            return 0
+        now = self._clock.wall()
+        rows = [(at, now, delivery_id, owner) for delivery_id, at in due.items()]
+        return await self.thread.run(
+            lambda conn: (
+                conn.executemany(
+                    "UPDATE deliveries SET status = 'pending', lease_owner = NULL, "
+                    "lease_expires = NULL, next_attempt_at = ?, updated_at = ? "
+                    "WHERE id = ? AND lease_owner = ? AND status = 'delivering'",
+                    rows,
+                ).rowcount
+            )
+        )
+
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:
         """Fix the body once; the body the delivery now has."""
         row = await self.thread.run(

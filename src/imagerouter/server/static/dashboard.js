@@ -331,11 +331,13 @@ function renderWebhooks(hooks) {
   setText(
     $("#webhooks-totals"),
     `(${hooks.in_flight} attempts in flight, ${hooks.slow} slow; ${r.receivers} receivers, ` +
-      `${r.above_floor} given more than the floor; ${r.waiting} waiting in line)`,
+      `${r.above_floor} given more than the floor, ${r.paused} paused; ` +
+      `${r.waiting} waiting in line; given back unsent: ${hooks.deferred.busy} for a full ` +
+      `line, ${hooks.deferred.paused} for a pause)`,
   );
   const body = $("#receivers tbody");
   while (state.receiverRows.length < RECEIVER_ROWS) {
-    const cells = Array.from({ length: 4 }, () => el("td"));
+    const cells = Array.from({ length: 5 }, () => el("td"));
     const row = el("tr", { hidden: "" }, ...cells);
     body.append(row);
     state.receiverRows.push({ row, cells });
@@ -346,10 +348,12 @@ function renderWebhooks(hooks) {
     if (!receiver) return;
     setAttr(r.row, "data-receiver", receiver.receiver);
     setAttr(r.row, "data-waiting", String(receiver.waiting));
+    setAttr(r.row, "data-paused", String(receiver.paused_s));
     setText(r.cells[0], receiver.receiver);
     setText(r.cells[1], String(receiver.limit));
     setText(r.cells[2], String(receiver.in_flight));
     setText(r.cells[3], String(receiver.waiting));
+    setText(r.cells[4], receiver.paused_s ? `${receiver.paused_s} s` : "–");
   });
 }
 

@@ -1,0 +1,218 @@
+"""Webhooks that are not sent use no attempt: a receiver's Retry-After pauses everything to it
+(no request goes into the window), and a webhook that found no room in its receiver's line is
+given back to be sent later. Either way the delivery is due again, its schedule where it was."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from imagerouter.webhooks import UrlPolicy, WebhookSender
+from imagerouter.webhooks.targets import ReceiverPaused, TargetLimits
+from tests.delivery.conftest import Api, ApiFactory, listening
+
+SECRETS = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+ADMIN_KEY = "adm_not_sent_test_0123456789"
+KEY = ("http", "127.0.0.1", 9)
+
+
+@dataclass
+class Pausing:
+    """A receiver that answers its first request, after ``first_delay_s``, with a 429 and
+    ``Retry-After: retry_after``; every later one with 204 after ``delay_s``. It notes when
+    each request arrived and when the 429 went out."""
+
+    retry_after: str = "1"
+    first_delay_s: float = 0.0
+    delay_s: float = 0.0
+    arrivals: list[float] = field(default_factory=list)
+    refused_at: float = 0.0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.arrivals.append(time.time())
+        if len(self.arrivals) == 1:
+            await asyncio.sleep(self.first_delay_s)
+            self.refused_at = time.time()
+            return web.Response(status=429, headers={"Retry-After": self.retry_after})
+        await asyncio.sleep(self.delay_s)
+        return web.Response(status=204)
+
+
+@dataclass
+class Slow:
+    """A receiver that answers every request with 204 after ``delay_s``, and counts them."""
+
+    delay_s: float
+    seen: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.seen += 1
+        await asyncio.sleep(self.delay_s)
+        return web.Response(status=204)
+
+
+async def test_a_pause_turns_the_line_away_and_refuses_until_it_ends() -> None:
+    """A paused receiver: its two waiters are turned away at once with the pause's end, the
+    request in flight keeps its slot, a new request is refused until the end, and the
+    snapshot and summary show it paused; after the end a request gets a slot again."""
+    limits = TargetLimits(1, 1)
+    loop = asyncio.get_running_loop()
+    far = loop.time() + 60
+    ticket = await limits.acquire(KEY, far)
+    waiters = [asyncio.ensure_future(limits.acquire(KEY, far)) for _ in range(2)]
+    await asyncio.sleep(0)
+    until = loop.time() + 0.3
+    limits.pause(KEY, until)
+    for waiter in waiters:
+        with pytest.raises(ReceiverPaused) as refused:
+            await waiter
+        assert refused.value.until == until
+    with pytest.raises(ReceiverPaused):
+        await limits.acquire(KEY, far)
+    assert limits.snapshot()[KEY] == {"limit": 1, "in_flight": 1, "waiting": 0, "paused_s": 1}
+    assert limits.summary()["paused"] == 1
+    limits.release(KEY, ticket, 0.01, overloaded=True)
+    assert limits.snapshot()[KEY]["in_flight"] == 0  # no slot went to a turned-away waiter
+    limits.pause(KEY, loop.time() + 0.05)  # a shorter pause does not cut the longer one
+    await asyncio.sleep(max(0.0, until - loop.time()) + 0.02)
+    ticket = await limits.acquire(KEY, far)
+    assert limits.summary()["paused"] == 0
+    limits.release(KEY, ticket, 0.01, overloaded=False)
+
+
+async def _sent_after_429(pause_at_most_s: float, retry_after: str) -> tuple[list, Pausing]:
+    """Three webhooks at once to a receiver allowed one at a time whose first answer, after
+    0.2 s, is a 429 with ``retry_after``; then one more right after, one more 0.4 s later."""
+    receiver = Pausing(retry_after=retry_after, first_delay_s=0.2)
+    policy = UrlPolicy.from_allow(["127.0.0.1/32"])
+    async with (
+        listening(receiver.handle) as url,
+        WebhookSender(
+            policy, timeout_s=10.0, per_target=1, per_target_max=1, pause_at_most_s=pause_at_most_s
+        ) as sender,
+    ):
+        results = list(
+            await asyncio.gather(*(sender.send(url, f"msg_{n}", b"{}", SECRETS) for n in range(3)))
+        )
+        results.append(await sender.send(url, "msg_3", b"{}", SECRETS))
+        await asyncio.sleep(0.4)
+        results.append(await sender.send(url, "msg_4", b"{}", SECRETS))
+    return results, receiver
+
+
+async def test_a_retry_after_pauses_the_receiver_and_nothing_is_sent_into_it() -> None:
+    """The 429's ``Retry-After: 0.3`` turns away the two webhooks in line and the one sent
+    right after, unsent, each told to wait out what is left of the pause; the one sent after
+    the pause goes: the receiver sees two requests, the second after the window."""
+    results, receiver = await _sent_after_429(60.0, "0.3")
+    first, in_line, also_in_line, right_after, later = results
+    assert first.status == 429
+    assert first.not_sent is None
+    for result in (in_line, also_in_line, right_after):
+        assert result.status is None
+        assert result.not_sent is not None
+        assert result.not_sent.reason == "paused"
+        assert 0 < result.not_sent.wait_s <= 0.3
+        assert re.fullmatch(
+            r"not sent: the receiver asked for a pause \(0\.\d s left\)", result.error
+        )
+    assert later.status == 204
+    assert len(receiver.arrivals) == 2
+    assert receiver.arrivals[1] - receiver.refused_at >= 0.3 - 0.02
+
+
+async def test_a_pause_lasts_at_most_the_cap_and_none_without_one() -> None:
+    """``Retry-After: 3600`` pauses the receiver for the cap of 0.25 s, not an hour: the one
+    sent 0.4 s later goes. With a cap of 0 nothing is paused: the webhooks in line go after
+    the 429, each to the receiver."""
+    results, receiver = await _sent_after_429(0.25, "3600")
+    assert all(r.not_sent is not None and r.not_sent.wait_s <= 0.25 for r in results[1:4])
+    assert results[4].status == 204
+    assert len(receiver.arrivals) == 2
+
+    results, receiver = await _sent_after_429(0.0, "3600")
+    assert [r.status for r in results] == [429, 204, 204, 204, 204]
+    assert len(receiver.arrivals) == 5
+
+
+async def _hook(api: Api, token: str, url: str) -> None:
+    status, body = await api.call("PUT", "/v1/webhook", token, json={"url": url})
+    assert status == 200, body
+
+
+async def _all_delivered(api: Api, token: str, jobs: list[dict]) -> list[dict]:
+    return [await api.wait_delivery(token, job["id"], ("succeeded",), timeout_s=30) for job in jobs]
+
+
+def _metric(metrics: str, name: str) -> float:
+    [line] = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_webhooks_due_during_a_pause_wait_for_its_end_without_using_an_attempt(
+    make_api: ApiFactory,
+) -> None:
+    """Through the job API, one attempt at a time to a receiver whose first answer, after
+    0.3 s, is a 429 with ``Retry-After: 1``. Four jobs' webhooks: no request reaches the
+    receiver in the second after the 429, every webhook is delivered, the three turned away
+    with one attempt each (none logged for the wait) and the refused one with two, though
+    its own retry fell due inside the pause. The snapshot and ``/metrics`` count them."""
+    api = await make_api(
+        admin_key=ADMIN_KEY, webhook_per_target=1, webhook_per_target_max=1, webhook_timeout_s=4
+    )
+    receiver = Pausing(retry_after="1", first_delay_s=0.3)
+    async with listening(receiver.handle) as url:
+        token = await api.key(credits=10_000)
+        await _hook(api, token, url)
+        jobs = [await api.submit(token) for _ in range(4)]
+        deliveries = await _all_delivered(api, token, jobs)
+    assert len(receiver.arrivals) == 5
+    assert all(at >= receiver.refused_at + 1.0 - 0.02 for at in receiver.arrivals[1:])
+    logs = sorted(([a["status"] for a in d["log"]] for d in deliveries), key=len)
+    assert logs == [[204], [204], [204], [429, 204]]
+    assert sorted(d["attempts"] for d in deliveries) == [1, 1, 1, 2]
+    status, snap = await api.call("GET", "/v1/admin/snapshot", ADMIN_KEY)
+    assert status == 200, snap
+    deferred = snap["webhooks"]["deferred"]
+    assert deferred["busy"] == 0
+    assert deferred["paused"] >= 4
+    metrics = await (await api.client.get("/metrics")).text()
+    paused = _metric(metrics, 'imagerouter_webhook_deferrals_total{reason="paused"}')
+    assert paused == deferred["paused"]
+    assert _metric(metrics, "imagerouter_webhook_receivers_paused") == 0
+
+
+async def test_a_full_line_gives_webhooks_back_even_with_one_attempt_in_the_schedule(
+    make_api: ApiFactory,
+) -> None:
+    """A schedule of one attempt, one request at a time to a receiver taking 0.6 s, a 1 s
+    timeout (so 0.5 s in line at most): of three jobs' webhooks two find no room in time.
+    Each is given back and sent later, and delivered on its one attempt: none fails unsent."""
+    api = await make_api(
+        admin_key=ADMIN_KEY,
+        webhook_per_target=1,
+        webhook_per_target_max=1,
+        webhook_timeout_s=1.0,
+        webhook_retry_schedule_s=[0],
+    )
+    receiver = Slow(delay_s=0.6)
+    async with listening(receiver.handle) as url:
+        token = await api.key(credits=10_000)
+        await _hook(api, token, url)
+        jobs = [await api.submit(token) for _ in range(3)]
+        deliveries = await _all_delivered(api, token, jobs)
+    assert [[a["status"] for a in d["log"]] for d in deliveries] == [[204]] * 3
+    assert receiver.seen == 3
+    status, snap = await api.call("GET", "/v1/admin/snapshot", ADMIN_KEY)
+    assert status == 200, snap
+    assert snap["webhooks"]["deferred"]["busy"] >= 1
+    metrics = await (await api.client.get("/metrics")).text()
+    busy = _metric(metrics, 'imagerouter_webhook_deferrals_total{reason="busy"}')
+    assert busy == snap["webhooks"]["deferred"]["busy"]
