@@ -15,6 +15,7 @@ from aiohttp import web
 from imagerouter.webhooks import UrlPolicy, WebhookSender
 from imagerouter.webhooks.targets import ReceiverPaused, TargetLimits
 from tests.delivery.conftest import Api, ApiFactory, listening
+from tests.polling import eventually
 
 SECRETS = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 ADMIN_KEY = "adm_not_sent_test_0123456789"
@@ -160,10 +161,11 @@ async def test_webhooks_due_during_a_pause_wait_for_its_end_without_using_an_att
     make_api: ApiFactory,
 ) -> None:
     """Through the job API, one attempt at a time to a receiver whose first answer, after
-    0.3 s, is a 429 with ``Retry-After: 1``. Four jobs' webhooks: no request reaches the
-    receiver in the second after the 429, every webhook is delivered, the three turned away
-    with one attempt each (none logged for the wait) and the refused one with two, though
-    its own retry fell due inside the pause. The snapshot and ``/metrics`` count them."""
+    0.3 s, is a 429 with ``Retry-After: 1``. Four jobs' webhooks: while the pause lasts, a
+    waiting one says why in its ``last_error``; no request reaches the receiver in the second
+    after the 429; every webhook is delivered, the three turned away with one attempt each
+    (none logged for the wait) and the refused one with two, though its own retry fell due
+    inside the pause. The snapshot and ``/metrics`` count them."""
     api = await make_api(
         admin_key=ADMIN_KEY, webhook_per_target=1, webhook_per_target_max=1, webhook_timeout_s=4
     )
@@ -172,6 +174,19 @@ async def test_webhooks_due_during_a_pause_wait_for_its_end_without_using_an_att
         token = await api.key(credits=10_000)
         await _hook(api, token, url)
         jobs = [await api.submit(token) for _ in range(4)]
+
+        async def one_waiting() -> dict | None:
+            for job in jobs:
+                for delivery in await api.deliveries(token, job["id"]):  # none until it ends
+                    unsent = delivery["attempts"] == 0  # not the refused one
+                    if delivery["status"] == "pending" and delivery["last_error"] and unsent:
+                        return delivery
+            return None
+
+        waiting = await eventually(one_waiting, timeout_s=10, what="a webhook waiting unsent")
+        assert waiting["log"] == []
+        assert waiting["last_error"].startswith("not sent: the receiver asked for a pause (")
+        assert waiting["next_attempt_at"] >= receiver.refused_at + 1.0 - 0.02
         deliveries = await _all_delivered(api, token, jobs)
     assert len(receiver.arrivals) == 5
     assert all(at >= receiver.refused_at + 1.0 - 0.02 for at in receiver.arrivals[1:])
@@ -192,9 +207,10 @@ async def test_webhooks_due_during_a_pause_wait_for_its_end_without_using_an_att
 async def test_a_full_line_gives_webhooks_back_even_with_one_attempt_in_the_schedule(
     make_api: ApiFactory,
 ) -> None:
-    """A schedule of one attempt, one request at a time to a receiver taking 0.6 s, a 1 s
-    timeout (so 0.5 s in line at most): of three jobs' webhooks two find no room in time.
-    Each is given back and sent later, and delivered on its one attempt: none fails unsent."""
+    """A schedule of one attempt, one request at a time to a receiver taking 0.4 s, a 1 s
+    timeout (so 0.5 s in line at most, and at least 0.5 s to be answered): of four jobs'
+    webhooks some find no room in time. Each is given back and sent later, and
+    delivered on its one attempt: none fails unsent."""
     api = await make_api(
         admin_key=ADMIN_KEY,
         webhook_per_target=1,
@@ -202,14 +218,14 @@ async def test_a_full_line_gives_webhooks_back_even_with_one_attempt_in_the_sche
         webhook_timeout_s=1.0,
         webhook_retry_schedule_s=[0],
     )
-    receiver = Slow(delay_s=0.6)
+    receiver = Slow(delay_s=0.4)
     async with listening(receiver.handle) as url:
         token = await api.key(credits=10_000)
         await _hook(api, token, url)
-        jobs = [await api.submit(token) for _ in range(3)]
+        jobs = [await api.submit(token) for _ in range(4)]
         deliveries = await _all_delivered(api, token, jobs)
-    assert [[a["status"] for a in d["log"]] for d in deliveries] == [[204]] * 3
-    assert receiver.seen == 3
+    assert [[a["status"] for a in d["log"]] for d in deliveries] == [[204]] * 4
+    assert receiver.seen == 4
     status, snap = await api.call("GET", "/v1/admin/snapshot", ADMIN_KEY)
     assert status == 200, snap
     assert snap["webhooks"]["deferred"]["busy"] >= 1

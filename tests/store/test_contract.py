@@ -21,7 +21,7 @@ from imagerouter.jobs import (
     StoredResponse,
 )
 from imagerouter.jobs.store import MAX_BALANCE
-from imagerouter.jobs.types import AttemptRecord, DeliveryAttempt
+from imagerouter.jobs.types import AttemptRecord, Deferral, DeliveryAttempt
 from tests.store.conftest import StoreFactory
 
 REQUEST = {"model": "gpt-image-2", "prompt": "a lighthouse"}
@@ -707,8 +707,8 @@ async def test_a_delivery_given_back_unsent_keeps_its_place_in_the_schedule(
     store: JobStore,
 ) -> None:
     """A delivery its worker gives back unsent (``defer_deliveries``) is pending again at the
-    time given, its attempts, schedule step and log as they were; one held by another owner
-    is left alone."""
+    time given with the reason as its last error, its attempts, schedule step and log as they
+    were; one held by another owner is left alone."""
     account_id = await _account(store)
     await _completed(store, account_id, HOOK, HOOK)
     first, second = await store.claim_deliveries("d1", 10, 60)
@@ -720,10 +720,12 @@ async def test_a_delivery_given_back_unsent_keeps_its_place_in_the_schedule(
     [first] = await store.claim_deliveries("d1", 10, 60)
     assert (first.attempts, first.step) == (1, 1)
     due = time.time() + 0.4
-    assert await store.defer_deliveries("intruder", {first.id: due, second.id: due}) == 0
-    assert await store.defer_deliveries("d1", {first.id: due, second.id: due + 0.1}) == 2
-    assert await store.defer_deliveries("d1", {first.id: due}) == 0  # no longer held
-    assert await store.defer_deliveries("d1", {}) == 0
+    paused = Deferral(first.id, due, "not sent: the receiver asked for a pause (0.4 s left)")
+    busy = Deferral(second.id, due + 0.1, "not sent: waited 7.5 s for the receiver")
+    assert await store.defer_deliveries("intruder", [paused, busy]) == 0
+    assert await store.defer_deliveries("d1", [paused, busy]) == 2
+    assert await store.defer_deliveries("d1", [paused]) == 0  # no longer held
+    assert await store.defer_deliveries("d1", []) == 0
     assert await store.claim_deliveries("d2", 10, 60) == []  # not due yet
     await asyncio.sleep(max(0.0, due + 0.1 - time.time()) + 0.05)
     again = {d.id: d for d in await store.claim_deliveries("d2", 10, 60)}
@@ -732,6 +734,8 @@ async def test_a_delivery_given_back_unsent_keeps_its_place_in_the_schedule(
     assert (again[second.id].attempts, again[second.id].step) == (0, 0)
     assert again[first.id].next_attempt_at == pytest.approx(due)
     assert again[second.id].next_attempt_at == pytest.approx(due + 0.1)
+    assert again[first.id].last_error == paused.reason
+    assert again[second.id].last_error == busy.reason
     [listed] = await store.job_deliveries(account_id, first.job_id)
     assert [a.status for a in listed.log] == [503]
 

@@ -37,6 +37,7 @@ from imagerouter.jobs.types import (
     Account,
     ApiKeyRecord,
     AttemptRecord,
+    Deferral,
     Delivery,
     DeliveryAttempt,
     DeliveryReplay,
@@ -343,11 +344,12 @@ class WebhookStore(Protocol):
         as they are; how many were released."""
         ...
 
-    async def defer_deliveries(self, owner: str, due: Mapping[str, float]) -> int:
-        """Give back ``owner``'s leases on the deliveries of ``due`` without an attempt (their
-        receiver had no room for them, or asked for a pause): each is ``pending`` again, due at
-        its time in ``due``, its attempts, schedule step and log as they were. Deliveries
-        ``owner`` no longer holds are left as they are; how many were deferred."""
+    async def defer_deliveries(self, owner: str, deferrals: Sequence[Deferral]) -> int:
+        """Give back ``owner``'s leases on the deliveries of ``deferrals`` without an attempt
+        (their receiver had no room for them, or asked for a pause): each is ``pending`` again,
+        due at its ``due_at``, its ``reason`` its ``last_error``, its attempts, schedule step
+        and log as they were. Deliveries ``owner`` no longer holds are left as they are; how
+        many were deferred."""
         ...
 
     async def set_delivery_body(self, delivery_id: str, body: str) -> str:

@@ -258,6 +258,16 @@ class AttemptRecord:
     disable_url: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A leased delivery given back unsent (``WebhookStore.defer_deliveries``): due again at
+    ``due_at``, with ``reason`` (why it waits) as its ``last_error``."""
+
+    delivery_id: str
+    due_at: float
+    reason: str
+
+
 @dataclass(slots=True)
 class Delivery:
     """The webhook for one final job event: one ``id`` (the ``webhook-id``) on every attempt.

@@ -530,7 +530,11 @@ class DeliveryOut(_Out):
     status: DeliveryStatusName
     attempts: int
     next_attempt_at: float | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="Why the last attempt failed, or why the webhook waits unsent: its "
+        "receiver had no room for it in time, or asked for a pause with a Retry-After (not "
+        "an attempt: it goes at next_attempt_at)."
+    )
     created_at: float
     updated_at: float
     log: list[DeliveryAttemptOut]

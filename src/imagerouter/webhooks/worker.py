@@ -43,6 +43,7 @@ from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.store import EventLog, WebhookStore
 from imagerouter.jobs.types import (
     AttemptRecord,
+    Deferral,
     Delivery,
     DeliveryAttempt,
     DeliveryHandoff,
@@ -355,9 +356,9 @@ class DeliveryWorker(AsyncResource):
             self._start_waiting()
         self._wakeup.set()
 
-    async def _write_deferrals(self, due: Sequence[tuple[str, float]]) -> list[None]:
-        await self.store.defer_deliveries(self.owner, dict(due))
-        return [None] * len(due)
+    async def _write_deferrals(self, deferrals: Sequence[Deferral]) -> list[None]:
+        await self.store.defer_deliveries(self.owner, deferrals)
+        return [None] * len(deferrals)
 
     async def _secrets(self, account_id: str) -> list[str]:
         return [s.secret for s in await self.store.webhook_secrets(account_id)]
@@ -413,7 +414,7 @@ class DeliveryWorker(AsyncResource):
             log.exception("webhook delivery %s could not be attempted", delivery.id)
             result = SendResult(None, None, f"internal error: {type(exc).__name__}")
         if result.not_sent is not None:
-            await self._defer(delivery, result.not_sent)
+            await self._defer(delivery, result.not_sent, result.error or "not sent")
             return
         made = delivery.step + (1 if trigger == "scheduled" else 0)
         now = self._clock.wall()
@@ -457,12 +458,12 @@ class DeliveryWorker(AsyncResource):
         if decision.next_attempt_at is not None:
             self._note_due(decision.next_attempt_at)
 
-    async def _defer(self, delivery: Delivery, not_sent: NotSent) -> None:
+    async def _defer(self, delivery: Delivery, not_sent: NotSent, why: str) -> None:
         """Give ``delivery`` back unsent, due after ``not_sent.wait_s`` and up to a fifth more
-        (so that those turned away together do not come back together); its slot is free once
-        that is written."""
+        (so that those turned away together do not come back together), ``why`` its last
+        error; its slot is free once that is written."""
         due = self._clock.wall() + not_sent.wait_s * (1 + 0.2 * self._rng.random())
-        await self._deferrals.add((delivery.id, due))
+        await self._deferrals.add(Deferral(delivery.id, due, why))
         self.deferred[not_sent.reason] += 1
         log.info(
             "webhook %s for job %s: not sent (%s), due again in %.1f s",

@@ -25,6 +25,7 @@ from imagerouter.jobs.rows import (
 from imagerouter.jobs.rules import gone_reason
 from imagerouter.jobs.types import (
     AttemptRecord,
+    Deferral,
     Delivery,
     DeliveryAttempt,
     DeliveryReplay,
@@ -184,20 +185,22 @@ class PostgresWebhooks(PostgresBase):
         )
         return len(rows)
 
-    async def defer_deliveries(self, owner: str, due: Mapping[str, float]) -> int:
-        """Make ``owner``'s leased deliveries of ``due`` pending again at their times, in one
-        statement."""
-        if not due:
+    async def defer_deliveries(self, owner: str, deferrals: Sequence[Deferral]) -> int:
+        """Make ``owner``'s leased deliveries of ``deferrals`` pending again at their times,
+        in one statement."""
+        if not deferrals:
             return 0
-        ids = sorted(due)
+        ordered = sorted(deferrals, key=lambda d: d.delivery_id)
         rows = await self._pool.fetch(
             "UPDATE deliveries d SET status = 'pending', lease_owner = NULL, "
-            "lease_expires = NULL, next_attempt_at = v.due, updated_at = $3 "
-            "FROM unnest($1::text[], $2::float8[]) AS v(id, due) "
-            "WHERE d.id = v.id AND d.lease_owner = $4 AND d.status = 'delivering' "
+            "lease_expires = NULL, next_attempt_at = v.due, last_error = v.reason, "
+            "updated_at = $4 "
+            "FROM unnest($1::text[], $2::float8[], $3::text[]) AS v(id, due, reason) "
+            "WHERE d.id = v.id AND d.lease_owner = $5 AND d.status = 'delivering' "
             "RETURNING d.id",
-            ids,
-            [due[i] for i in ids],
+            [d.delivery_id for d in ordered],
+            [d.due_at for d in ordered],
+            [d.reason for d in ordered],
             self._clock.wall(),
             owner,
         )

@@ -21,6 +21,7 @@ from imagerouter.jobs.rules import DeliveryTarget, delivery_target, gone_reason
 from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, log, run_steps
 from imagerouter.jobs.types import (
     AttemptRecord,
+    Deferral,
     Delivery,
     DeliveryAttempt,
     DeliveryHandoff,
@@ -322,18 +323,18 @@ class SQLiteWebhooks(SQLiteBase):
 
         return await self.thread.run(op)
 
-    async def defer_deliveries(self, owner: str, due: Mapping[str, float]) -> int:
-        """Make ``owner``'s leased deliveries of ``due`` pending again at their times."""
-        if not due:
+    async def defer_deliveries(self, owner: str, deferrals: Sequence[Deferral]) -> int:
+        """Make ``owner``'s leased deliveries of ``deferrals`` pending again at their times."""
+        if not deferrals:
             return 0
         now = self._clock.wall()
-        rows = [(at, now, delivery_id, owner) for delivery_id, at in due.items()]
+        rows = [(d.due_at, d.reason, now, d.delivery_id, owner) for d in deferrals]
         return await self.thread.run(
             lambda conn: (
                 conn.executemany(
                     "UPDATE deliveries SET status = 'pending', lease_owner = NULL, "
-                    "lease_expires = NULL, next_attempt_at = ?, updated_at = ? "
-                    "WHERE id = ? AND lease_owner = ? AND status = 'delivering'",
+                    "lease_expires = NULL, next_attempt_at = ?, last_error = ?, "
+                    "updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'delivering'",
                     rows,
                 ).rowcount
             )
