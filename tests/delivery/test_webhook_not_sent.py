@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from imagerouter.webhooks import UrlPolicy, WebhookSender
-from imagerouter.webhooks.targets import ReceiverPaused, TargetLimits
+from imagerouter.webhooks.targets import ReceiverBusy, ReceiverPaused, TargetLimits
 from tests.delivery.conftest import Api, ApiFactory, listening
 from tests.polling import eventually
 
@@ -86,6 +86,54 @@ async def test_a_pause_turns_the_line_away_and_refuses_until_it_ends() -> None:
     ticket = await limits.acquire(KEY, far)
     assert limits.summary()["paused"] == 0
     limits.release(KEY, ticket, 0.01, overloaded=False)
+
+
+async def test_one_that_gives_up_in_line_is_told_how_long_the_line_ahead_takes() -> None:
+    """Seven waiting behind a limit of 2 whose answers took 0.2 s and then 0.4 s (the mean
+    moved a fifth of the way, to 0.24 s): the sixth in line gives up with five ahead, 0.6 s
+    of line; one that gives up before any answer, nothing known, 0."""
+    limits = TargetLimits(2, 2)
+    loop = asyncio.get_running_loop()
+    far = loop.time() + 60
+    first, second = [await limits.acquire(KEY, far) for _ in range(2)]
+    waiters = [asyncio.ensure_future(limits.acquire(KEY, far)) for _ in range(5)]
+    await asyncio.sleep(0)  # in line
+    with pytest.raises(ReceiverBusy) as early:
+        await limits.acquire(KEY, loop.time() + 0.01)
+    assert early.value.line_wait_s == 0.0
+    limits.release(KEY, first, 0.2, overloaded=False)
+    limits.release(KEY, second, 0.4, overloaded=False)  # their slots to the first two in line
+    waiters += [asyncio.ensure_future(limits.acquire(KEY, far)) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(ReceiverBusy) as late:
+        await limits.acquire(KEY, loop.time() + 0.01)
+    # ahead: the three left of the first five, the two after them, and the one given up
+    # before (still in line until a slot passes it over)
+    assert late.value.line_wait_s == pytest.approx(6 / 2 * 0.24)
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def test_webhooks_that_found_no_room_come_back_after_the_line_ahead() -> None:
+    """Eight webhooks at once to a receiver allowed one at a time, answering in 0.3 s, with a
+    1 s timeout: those still in line after 0.5 s are not sent; each is told to come back after
+    0.5 s at least, and those with more of the line ahead of them later still (the line
+    ahead over the limit times 0.3 s), not all at once."""
+    crowd = Slow(delay_s=0.3)
+    policy = UrlPolicy.from_allow(["127.0.0.1/32"])
+    async with (
+        listening(crowd.handle) as url,
+        WebhookSender(policy, timeout_s=1.0, per_target=1, per_target_max=1) as sender,
+    ):
+        results = await asyncio.gather(
+            *(sender.send(url, f"msg_{n}", b"{}", SECRETS) for n in range(8))
+        )
+    waits = sorted(r.not_sent.wait_s for r in results if r.not_sent is not None)
+    assert [r.status for r in results if r.not_sent is None] == [204, 204]
+    assert len(waits) == 6
+    assert waits[0] == 0.5
+    assert waits[-1] > 1.0
 
 
 async def _sent_after_429(pause_at_most_s: float, retry_after: str) -> tuple[list, Pausing]:

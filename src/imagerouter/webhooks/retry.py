@@ -13,8 +13,9 @@ without a clock or a network.
 * A URL refused by the SSRF policy: no attempt is made, ever.
 * Not sent (:class:`NotSent`: the receiver had no room for it within half the timeout, or it
   asked for a pause with a Retry-After): not an attempt. The delivery is due again after the
-  wait, its schedule where it was, so that a receiver's backlog or pause never uses up a
-  webhook's attempts without one request made.
+  wait (the sender's estimate: the pause's end, or the line ahead at the receiver's pace),
+  its schedule where it was, so that a receiver's backlog or pause never uses up a webhook's
+  attempts without one request made.
 * A manual replay is one attempt: its failure does not restart the schedule.
 """
 

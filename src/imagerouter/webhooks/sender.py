@@ -16,7 +16,7 @@ from imagerouter.transport.wire import Origin, OriginCache, origin_text
 from imagerouter.webhooks.retry import NotSent, SendResult
 from imagerouter.webhooks.signing import sign_headers
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
-from imagerouter.webhooks.targets import ReceiverPaused, TargetLimits
+from imagerouter.webhooks.targets import ReceiverBusy, ReceiverPaused, TargetLimits
 
 __all__ = ["WebhookSender"]
 
@@ -27,6 +27,9 @@ _SNIPPET = 200
 _READ_AT_MOST = 64 * 1024
 #: Accepted URLs remembered at most (the set starts again when full).
 _ACCEPTED_AT_MOST = 4096
+#: A webhook that found no room is given back for at most this long (a line's estimate from a
+#: receiver that answers only by timing out would run to hours).
+_LINE_WAIT_AT_MOST_S = 300.0
 
 
 class WebhookSender(AsyncResource):
@@ -147,10 +150,13 @@ class WebhookSender(AsyncResource):
         try:
             target = self._origins.split(url)[0]
             ticket = await self.targets.acquire(target, started + self.timeout_s / 2)
-        except TimeoutError:
+        except ReceiverBusy as exc:
+            # back after as long again, or once the line ahead has been answered: a long
+            # line's webhooks would otherwise come back, and wait, again and again
             waited = self.timeout_s / 2
+            wait_s = max(waited, min(exc.line_wait_s, _LINE_WAIT_AT_MOST_S))
             message = f"not sent: waited {waited:g} s for the receiver"
-            return SendResult(None, None, message, not_sent=NotSent("busy", waited))
+            return SendResult(None, None, message, not_sent=NotSent("busy", wait_s))
         except ReceiverPaused as exc:
             left = max(0.0, exc.until - loop.time())
             message = f"not sent: the receiver asked for a pause ({left:.1f} s left)"

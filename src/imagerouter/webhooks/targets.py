@@ -27,11 +27,21 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-__all__ = ["ReceiverPaused", "TargetLimits"]
+__all__ = ["ReceiverBusy", "ReceiverPaused", "TargetLimits"]
 
 #: Receivers remembered at most; past it, those with nothing in flight or waiting are forgotten
 #: (a forgotten one starts again from the floor).
 _REMEMBER_AT_MOST = 4096
+
+
+class ReceiverBusy(TimeoutError):
+    """No slot of the receiver came free in time. ``line_wait_s``: how long the line ahead of
+    the request (those that gave up with it included: they come back too) takes at the
+    receiver's limit and its answers' mean time (0 before its first answer)."""
+
+    def __init__(self, line_wait_s: float) -> None:
+        super().__init__("no slot of the receiver came free in time")
+        self.line_wait_s = line_wait_s
 
 
 class ReceiverPaused(Exception):
@@ -46,8 +56,8 @@ class ReceiverPaused(Exception):
 @dataclass(slots=True)
 class _Target:
     """One receiver's limit (a float: growth a round trip comes in fractions), the level where
-    its growth slows, the requests in flight, the decreases so far, the waiters, and the end
-    of the pause it asked for (the loop's clock; 0: none)."""
+    its growth slows, the requests in flight, the decreases so far, the waiters, the end of
+    the pause it asked for (the loop's clock; 0: none) and its answers' moving mean time."""
 
     limit: float
     slow_above: float
@@ -55,6 +65,7 @@ class _Target:
     decreases: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     paused_until: float = 0.0
+    latency_s: float = 0.0
 
 
 class TargetLimits:
@@ -130,9 +141,9 @@ class TargetLimits:
 
     async def acquire(self, key: Hashable, deadline: float) -> int:
         """Wait for a slot of receiver ``key`` until ``deadline`` (the loop's clock; then
-        ``TimeoutError``; :class:`ReceiverPaused` at once while it is paused, or when a pause
-        begins as it waits). The answer is the ticket its :meth:`release` or
-        :meth:`give_back` (exactly one follows) takes."""
+        :class:`ReceiverBusy`, a ``TimeoutError``; :class:`ReceiverPaused` at once while it is
+        paused, or when a pause begins as it waits). The answer is the ticket its
+        :meth:`release` or :meth:`give_back` (exactly one follows) takes."""
         target = self._target(key)
         if target.paused_until:
             if asyncio.get_running_loop().time() < target.paused_until:
@@ -146,21 +157,31 @@ class TargetLimits:
         try:
             async with asyncio.timeout_at(deadline):
                 await waiter
+        except TimeoutError:
+            ahead = _ahead(target.waiters, waiter)
+            self._give_up(target, waiter)
+            raise ReceiverBusy(ahead / int(target.limit) * target.latency_s) from None
         except BaseException:
-            if not waiter.done():
-                waiter.cancel()
-                target.waiters.remove(waiter)
-            elif not waiter.cancelled() and waiter.exception() is None:
-                # handed a slot as it gave up: pass the slot on
-                target.in_flight -= 1
-                self._wake(target)
+            self._give_up(target, waiter)
             raise
         return target.decreases
+
+    def _give_up(self, target: _Target, waiter: asyncio.Future[None]) -> None:
+        """A waiter stops waiting: out of the line, or its slot passed on if it had one."""
+        if not waiter.done():
+            waiter.cancel()
+            target.waiters.remove(waiter)
+        elif not waiter.cancelled() and waiter.exception() is None:
+            # handed a slot as it gave up: pass the slot on
+            target.in_flight -= 1
+            self._wake(target)
 
     def release(self, key: Hashable, ticket: int, latency_s: float, overloaded: bool) -> None:
         """The request sent with ``ticket`` answered (or failed) after ``latency_s``;
         ``overloaded``: a 429, 5xx, timeout or failed connection."""
         target = self._targets[key]
+        mean = target.latency_s
+        target.latency_s = latency_s if mean == 0.0 else mean + 0.2 * (latency_s - mean)
         busy = target.in_flight * 2 >= target.limit
         target.in_flight -= 1
         if overloaded or latency_s > self._slow_s:
@@ -233,6 +254,14 @@ def _figures(target: _Target, now: float) -> dict[str, int]:
         "waiting": waiting,
         "paused_s": paused_s,
     }
+
+
+def _ahead(line: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> int:
+    """How many are in ``line`` before ``waiter``."""
+    for position, queued in enumerate(line):
+        if queued is waiter:
+            return position
+    return 0
 
 
 def _loop_time() -> float:
