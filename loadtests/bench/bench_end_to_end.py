@@ -181,11 +181,15 @@ def receiver_process(tmp: Path) -> Iterator[tuple[str, int]]:
 
 
 def write_config(
-    path: Path, farm: dict[str, Any], storage: str, webhooks: tuple[int, int, int]
+    path: Path,
+    farm: dict[str, Any],
+    storage: str,
+    webhooks: tuple[int, int, int],
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     """The server's config: limits lifted, loopback webhooks allowed, providers at the farm,
     ``webhooks`` the webhook attempts in flight and the requests at once to one receiver (its
-    floor and its ceiling)."""
+    floor and its ceiling), and any other ``[server]`` ``settings``."""
     concurrency, per_target, per_target_max = webhooks
     server = {
         "log_level": "WARNING",
@@ -194,6 +198,7 @@ def write_config(
         "webhook_concurrency": concurrency,
         "webhook_per_target": per_target,
         "webhook_per_target_max": per_target_max,
+        **(settings or {}),
     }
     return farm_server_config(path, farm, server, storage)
 
@@ -219,14 +224,15 @@ def server_process(
     *,
     wrapper: Sequence[str] = (),
     ready_s: float = 60,
+    settings: dict[str, Any] | None = None,
 ) -> Iterator[tuple[str, str, int, Path]]:
     """``imagerouter serve`` on SQLite, pinned to core 1; yields its base URL, an API key of an
     account holding ``GRANT`` credits, its pid and its database file. ``wrapper`` runs the
-    server under another program (which must keep its pid: ``valgrind`` does), and
-    ``ready_s`` is how long it may take to start."""
+    server under another program (which must keep its pid: ``valgrind`` does), ``ready_s`` is
+    how long it may take to start, and ``settings`` are more ``[server]`` settings."""
     home = tmp / "server"
     home.mkdir()
-    config = write_config(home / "bench.toml", farm, storage, webhooks)
+    config = write_config(home / "bench.toml", farm, storage, webhooks, settings)
     cli = [sys.executable, "-m", "imagerouter"]
     where = ["--config", str(config), "--data-dir", str(home / "data")]
     created = subprocess.run(

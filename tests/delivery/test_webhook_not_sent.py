@@ -24,24 +24,23 @@ KEY = ("http", "127.0.0.1", 9)
 
 @dataclass
 class Pausing:
-    """A receiver that answers its first request, after ``first_delay_s``, with a 429 and
-    ``Retry-After: retry_after``; every later one with 204 after ``delay_s``. It notes when
-    each request arrived and when the 429 went out."""
+    """A receiver that answers its first ``refusals`` requests, each after ``refuse_after_s``,
+    with a 429 and ``Retry-After: retry_after`` (down for a while); every later one with 204.
+    It notes when each request arrived and when its last 429 went out."""
 
     retry_after: str = "1"
-    first_delay_s: float = 0.0
-    delay_s: float = 0.0
+    refuse_after_s: float = 0.0
+    refusals: int = 2
     arrivals: list[float] = field(default_factory=list)
     refused_at: float = 0.0
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.arrivals.append(time.time())
-        if len(self.arrivals) == 1:
-            await asyncio.sleep(self.first_delay_s)
+        if len(self.arrivals) <= self.refusals:
+            await asyncio.sleep(self.refuse_after_s)
             self.refused_at = time.time()
             return web.Response(status=429, headers={"Retry-After": self.retry_after})
-        await asyncio.sleep(self.delay_s)
         return web.Response(status=204)
 
 
@@ -86,6 +85,27 @@ async def test_a_pause_turns_the_line_away_and_refuses_until_it_ends() -> None:
     ticket = await limits.acquire(KEY, far)
     assert limits.summary()["paused"] == 0
     limits.release(KEY, ticket, 0.01, overloaded=False)
+
+
+async def test_a_receiver_is_paused_by_a_second_round_trip_refused_and_no_sooner() -> None:
+    """Refusals with a Retry-After of requests sent at the same limit are one round trip: no
+    pause. A 2xx between two refusals: no pause. A refusal of a request sent after the limit
+    came down for the one before, with no 2xx since: paused for the Retry-After."""
+    limits = TargetLimits(4, 4)
+    far = asyncio.get_running_loop().time() + 60
+    round_one = [await limits.acquire(KEY, far) for _ in range(4)]
+    for ticket in round_one[:3]:
+        limits.release(KEY, ticket, 0.01, True, retry_after_s=1.0)
+    assert limits.snapshot()[KEY]["paused_s"] == 0
+    limits.release(KEY, round_one[3], 0.01, overloaded=False)  # a 2xx after them
+    ticket = await limits.acquire(KEY, far)
+    limits.release(KEY, ticket, 0.01, True, retry_after_s=1.0)
+    assert limits.snapshot()[KEY]["paused_s"] == 0
+    ticket = await limits.acquire(KEY, far)
+    limits.release(KEY, ticket, 0.01, True, retry_after_s=1.0)
+    assert limits.snapshot()[KEY]["paused_s"] == 1
+    with pytest.raises(ReceiverPaused):
+        await limits.acquire(KEY, far)
 
 
 async def test_one_that_gives_up_in_line_is_told_how_long_the_line_ahead_takes() -> None:
@@ -136,10 +156,13 @@ async def test_webhooks_that_found_no_room_come_back_after_the_line_ahead() -> N
     assert waits[-1] > 1.0
 
 
-async def _sent_after_429(pause_at_most_s: float, retry_after: str) -> tuple[list, Pausing]:
-    """Three webhooks at once to a receiver allowed one at a time whose first answer, after
-    0.2 s, is a 429 with ``retry_after``; then one more right after, one more 0.4 s later."""
-    receiver = Pausing(retry_after=retry_after, first_delay_s=0.2)
+async def _sent_after_429(
+    pause_at_most_s: float, retry_after: str, refusals: int = 2
+) -> tuple[list, Pausing]:
+    """Four webhooks at once to a receiver allowed one at a time whose first ``refusals``
+    answers, each after 0.2 s, are 429s with ``retry_after``; then one more right after, one
+    more 0.4 s later."""
+    receiver = Pausing(retry_after=retry_after, refuse_after_s=0.2, refusals=refusals)
     policy = UrlPolicy.from_allow(["127.0.0.1/32"])
     async with (
         listening(receiver.handle) as url,
@@ -148,47 +171,60 @@ async def _sent_after_429(pause_at_most_s: float, retry_after: str) -> tuple[lis
         ) as sender,
     ):
         results = list(
-            await asyncio.gather(*(sender.send(url, f"msg_{n}", b"{}", SECRETS) for n in range(3)))
+            await asyncio.gather(*(sender.send(url, f"msg_{n}", b"{}", SECRETS) for n in range(4)))
         )
-        results.append(await sender.send(url, "msg_3", b"{}", SECRETS))
-        await asyncio.sleep(0.4)
         results.append(await sender.send(url, "msg_4", b"{}", SECRETS))
+        await asyncio.sleep(0.4)
+        results.append(await sender.send(url, "msg_5", b"{}", SECRETS))
     return results, receiver
 
 
-async def test_a_retry_after_pauses_the_receiver_and_nothing_is_sent_into_it() -> None:
-    """The 429's ``Retry-After: 0.3`` turns away the two webhooks in line and the one sent
-    right after, unsent, each told to wait out what is left of the pause; the one sent after
-    the pause goes: the receiver sees two requests, the second after the window."""
+async def test_a_second_round_trip_refused_pauses_the_receiver_and_nothing_goes_into_it() -> None:
+    """Two 429s running with ``Retry-After: 0.3`` (the second for a request sent after the
+    first): the receiver is paused. The two webhooks in line and the one sent right after are
+    not sent, each told to wait out the pause and its place in the line turned away (0.2 s a
+    place, the receiver's pace); the one sent after the pause goes: the receiver sees three
+    requests, the third after the window."""
     results, receiver = await _sent_after_429(60.0, "0.3")
-    first, in_line, also_in_line, right_after, later = results
-    assert first.status == 429
-    assert first.not_sent is None
-    for result in (in_line, also_in_line, right_after):
+    first, second, in_line, also_in_line, right_after, later = results
+    assert [first.status, second.status] == [429, 429]
+    turned_away = [in_line, also_in_line, right_after]
+    for result in turned_away:
         assert result.status is None
         assert result.not_sent is not None
         assert result.not_sent.reason == "paused"
-        assert 0 < result.not_sent.wait_s <= 0.3
         assert re.fullmatch(
             r"not sent: the receiver asked for a pause \(0\.\d s left\)", result.error
         )
+    waits = [result.not_sent.wait_s for result in turned_away]  # type: ignore[union-attr]
+    assert 0 < waits[0] <= 0.3
+    assert waits[1] - waits[0] == pytest.approx(0.2, abs=0.05)
+    assert waits[2] - waits[1] == pytest.approx(0.2, abs=0.05)
     assert later.status == 204
-    assert len(receiver.arrivals) == 2
-    assert receiver.arrivals[1] - receiver.refused_at >= 0.3 - 0.02
+    assert len(receiver.arrivals) == 3
+    assert receiver.arrivals[2] - receiver.refused_at >= 0.3 - 0.02
+
+
+async def test_one_refusal_alone_does_not_pause_the_receiver() -> None:
+    """A 429 with a Retry-After between answers that go on (an endpoint saying "fewer at
+    once"): nothing is turned away, every webhook in line goes."""
+    results, receiver = await _sent_after_429(60.0, "0.3", refusals=1)
+    assert [r.status for r in results] == [429, 204, 204, 204, 204, 204]
+    assert len(receiver.arrivals) == 6
 
 
 async def test_a_pause_lasts_at_most_the_cap_and_none_without_one() -> None:
-    """``Retry-After: 3600`` pauses the receiver for the cap of 0.25 s, not an hour: the one
-    sent 0.4 s later goes. With a cap of 0 nothing is paused: the webhooks in line go after
-    the 429, each to the receiver."""
+    """``Retry-After: 3600`` twice running pauses the receiver for the cap of 0.25 s, not an
+    hour: the one sent 0.4 s later goes. With a cap of 0 nothing is paused: the webhooks in
+    line go after the 429s, each to the receiver."""
     results, receiver = await _sent_after_429(0.25, "3600")
-    assert all(r.not_sent is not None and r.not_sent.wait_s <= 0.25 for r in results[1:4])
-    assert results[4].status == 204
-    assert len(receiver.arrivals) == 2
+    assert all(r.not_sent is not None for r in results[2:5])
+    assert results[5].status == 204
+    assert len(receiver.arrivals) == 3
 
     results, receiver = await _sent_after_429(0.0, "3600")
-    assert [r.status for r in results] == [429, 204, 204, 204, 204]
-    assert len(receiver.arrivals) == 5
+    assert [r.status for r in results] == [429, 429, 204, 204, 204, 204]
+    assert len(receiver.arrivals) == 6
 
 
 async def _hook(api: Api, token: str, url: str) -> None:
@@ -208,16 +244,16 @@ def _metric(metrics: str, name: str) -> float:
 async def test_webhooks_due_during_a_pause_wait_for_its_end_without_using_an_attempt(
     make_api: ApiFactory,
 ) -> None:
-    """Through the job API, one attempt at a time to a receiver whose first answer, after
-    0.3 s, is a 429 with ``Retry-After: 1``. Four jobs' webhooks: while the pause lasts, a
-    waiting one says why in its ``last_error``; no request reaches the receiver in the second
-    after the 429; every webhook is delivered, the three turned away with one attempt each
-    (none logged for the wait) and the refused one with two, though its own retry fell due
-    inside the pause. The snapshot and ``/metrics`` count them."""
+    """Through the job API, one attempt at a time to a receiver whose first two answers, each
+    after 0.3 s, are 429s with ``Retry-After: 1``. Four jobs' webhooks: while the pause lasts,
+    a waiting one says why in its ``last_error``; no request reaches the receiver in the
+    second after the second 429; every webhook is delivered, the two turned away with one
+    attempt each (none logged for the wait) and the refused ones with two, though their own
+    retries fell due inside the pause. The snapshot and ``/metrics`` count them."""
     api = await make_api(
         admin_key=ADMIN_KEY, webhook_per_target=1, webhook_per_target_max=1, webhook_timeout_s=4
     )
-    receiver = Pausing(retry_after="1", first_delay_s=0.3)
+    receiver = Pausing(retry_after="1", refuse_after_s=0.3)
     async with listening(receiver.handle) as url:
         token = await api.key(credits=10_000)
         await _hook(api, token, url)
@@ -236,16 +272,16 @@ async def test_webhooks_due_during_a_pause_wait_for_its_end_without_using_an_att
         assert waiting["last_error"].startswith("not sent: the receiver asked for a pause (")
         assert waiting["next_attempt_at"] >= receiver.refused_at + 1.0 - 0.02
         deliveries = await _all_delivered(api, token, jobs)
-    assert len(receiver.arrivals) == 5
-    assert all(at >= receiver.refused_at + 1.0 - 0.02 for at in receiver.arrivals[1:])
+    assert len(receiver.arrivals) == 6
+    assert all(at >= receiver.refused_at + 1.0 - 0.02 for at in receiver.arrivals[2:])
     logs = sorted(([a["status"] for a in d["log"]] for d in deliveries), key=len)
-    assert logs == [[204], [204], [204], [429, 204]]
-    assert sorted(d["attempts"] for d in deliveries) == [1, 1, 1, 2]
+    assert logs == [[204], [204], [429, 204], [429, 204]]
+    assert sorted(d["attempts"] for d in deliveries) == [1, 1, 2, 2]
     status, snap = await api.call("GET", "/v1/admin/snapshot", ADMIN_KEY)
     assert status == 200, snap
     deferred = snap["webhooks"]["deferred"]
     assert deferred["busy"] == 0
-    assert deferred["paused"] >= 4
+    assert deferred["paused"] >= 3
     metrics = await (await api.client.get("/metrics")).text()
     paused = _metric(metrics, 'imagerouter_webhook_deferrals_total{reason="paused"}')
     assert paused == deferred["paused"]

@@ -214,10 +214,10 @@ class ServerSettings(BaseModel):
     webhook_pause_max_s: float = Field(
         default=60.0,
         ge=0,
-        description="A receiver's Retry-After on a 429 or 503 pauses every webhook to its host "
-        "and port for that long, at most this; those due meanwhile wait without using an "
-        "attempt (0: no pause; each delivery's own retry honours Retry-After within the "
-        "schedule either way).",
+        description="A receiver that refuses two round trips running with a Retry-After (a "
+        "429 or 503, no 2xx between) is paused, every webhook to its host and port, for that "
+        "long, at most this; those due meanwhile wait without using an attempt (0: never; each "
+        "delivery's own retry honours Retry-After within the schedule either way).",
     )
     webhook_lease_s: float = Field(default=60.0, gt=0)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)

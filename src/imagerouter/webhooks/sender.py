@@ -55,10 +55,11 @@ class WebhookSender(AsyncResource):
             back on a 429, a 5xx, a timeout or a failed connection
             (:class:`~imagerouter.webhooks.targets.TargetLimits`; at most ``per_target``: a
             fixed limit).
-        pause_at_most_s: a receiver's Retry-After on a 429 or 503 pauses everything to it
-            (host and port) for that long, at most this (0: no pause; each delivery's retry
-            still honours it within the schedule). What would go during the pause is not
-            sent (:class:`~imagerouter.webhooks.retry.NotSent`).
+        pause_at_most_s: a receiver that refuses two round trips running with a Retry-After
+            (a 429 or 503) is paused (host and port) for that long, at most this (0: never;
+            each delivery's retry still honours it within the schedule; see
+            :class:`~imagerouter.webhooks.targets.TargetLimits`). What would go during the
+            pause is not sent (:class:`~imagerouter.webhooks.retry.NotSent`).
         resolver: the DNS resolver under the guard (aiohttp's threaded resolver by default).
     """
 
@@ -75,10 +76,9 @@ class WebhookSender(AsyncResource):
     ) -> None:
         self.policy = policy
         self.timeout_s = timeout_s
-        self.pause_at_most_s = pause_at_most_s
         self._max_connections = max_connections
         #: Requests in flight per receiver, adapting between the two bounds.
-        self.targets = TargetLimits(per_target, per_target_max)
+        self.targets = TargetLimits(per_target, per_target_max, pause_at_most_s=pause_at_most_s)
         self._origins = OriginCache()
         self._resolver = resolver
         self._guard: GuardedResolver | None = None
@@ -160,7 +160,8 @@ class WebhookSender(AsyncResource):
         except ReceiverPaused as exc:
             left = max(0.0, exc.until - loop.time())
             message = f"not sent: the receiver asked for a pause ({left:.1f} s left)"
-            return SendResult(None, None, message, not_sent=NotSent("paused", left))
+            wait_s = left + min(exc.line_wait_s, _LINE_WAIT_AT_MOST_S)
+            return SendResult(None, None, message, not_sent=NotSent("paused", wait_s))
         except ValueError as exc:
             return SendResult(None, None, f"cannot send: {exc}")
         sent = time.perf_counter()  # the attempt's latency: the receiver's, not the line's
@@ -196,12 +197,9 @@ class WebhookSender(AsyncResource):
         if 200 <= status < 300:
             self.targets.release(target, ticket, latency_s, overloaded=False)
         else:
-            if retry_after and status in (429, 503) and self.pause_at_most_s > 0:
-                # before the release hands its slot on: the line is turned away instead
-                pause_s = min(retry_after, self.pause_at_most_s)
-                self.targets.pause(target, loop.time() + pause_s)
             if status == 429 or status >= 500:
-                self.targets.release(target, ticket, latency_s, overloaded=True)
+                asked = retry_after if status in (429, 503) else None  # pauses: see targets
+                self.targets.release(target, ticket, latency_s, True, retry_after_s=asked)
             else:  # the receiver refused this one: nothing said of its load
                 self.targets.give_back(target)
             text = snippet.decode("utf-8", "replace").strip()

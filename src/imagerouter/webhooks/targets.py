@@ -14,9 +14,14 @@ So one customer's endpoint that keeps up gets the throughput its completions nee
 the floor. Requests beyond the limit wait for that receiver in turn, first come first served,
 within their own deadline.
 
-A receiver that asks for a pause (a Retry-After on its 429 or 503) gets nothing more until
-the pause ends: :meth:`TargetLimits.pause` turns its line away at once, and every request for
-it until then, with :class:`ReceiverPaused`.
+A receiver that refuses two round trips running with a Retry-After (a 429 or 503 for a request
+sent after its limit came down for the one before, and no 2xx answer between) is paused for
+that Retry-After, at most ``pause_at_most_s``: its line is turned away at once, and every
+request for it until the pause ends, with :class:`ReceiverPaused`. One refusal alone does not
+pause it: an endpoint that answers 429 to what is beyond its capacity (while serving the rest)
+says "fewer at once", which the limit's decrease already does; pausing it would cost what it
+can serve. One that refuses everything (down for maintenance, its rate spent) is left alone
+until it said to come back.
 """
 
 from __future__ import annotations
@@ -46,11 +51,14 @@ class ReceiverBusy(TimeoutError):
 
 class ReceiverPaused(Exception):
     """The receiver asked for a pause that has not ended: nothing goes to it before ``until``
-    (the loop's clock)."""
+    (the loop's clock). ``line_wait_s``: how long, after the pause, the requests turned away
+    before this one take at the receiver's limit and its answers' mean time (so that they do
+    not all come back at its end)."""
 
-    def __init__(self, until: float) -> None:
+    def __init__(self, until: float, line_wait_s: float) -> None:
         super().__init__(f"the receiver asked for a pause until loop time {until:.3f}")
         self.until = until
+        self.line_wait_s = line_wait_s
 
 
 @dataclass(slots=True)
@@ -66,6 +74,10 @@ class _Target:
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     paused_until: float = 0.0
     latency_s: float = 0.0
+    #: A refusal with a Retry-After came in since its last 2xx answer.
+    refused: bool = False
+    #: Requests turned away since its pause began.
+    turned_away: int = 0
 
 
 class TargetLimits:
@@ -76,10 +88,17 @@ class TargetLimits:
         ceiling: the most ever allowed (at most ``floor``: a fixed limit of ``floor``).
         slow_s: a 2xx slower than this counts as a sign of overload.
         backoff: what a sign of overload multiplies the limit by.
+        pause_at_most_s: the longest pause a receiver's Retry-After earns (0: none).
     """
 
     def __init__(
-        self, floor: int, ceiling: int, *, slow_s: float = 2.0, backoff: float = 0.5
+        self,
+        floor: int,
+        ceiling: int,
+        *,
+        slow_s: float = 2.0,
+        backoff: float = 0.5,
+        pause_at_most_s: float = 60.0,
     ) -> None:
         if floor < 1:
             raise ValueError(f"the floor must be at least 1, not {floor!r}")
@@ -89,6 +108,7 @@ class TargetLimits:
         self.ceiling = max(floor, ceiling)
         self._slow_s = slow_s
         self._backoff = backoff
+        self._pause_at_most_s = pause_at_most_s
         self._targets: dict[Hashable, _Target] = {}
 
     def limit_of(self, key: Hashable) -> int:
@@ -147,7 +167,7 @@ class TargetLimits:
         target = self._target(key)
         if target.paused_until:
             if asyncio.get_running_loop().time() < target.paused_until:
-                raise ReceiverPaused(target.paused_until)
+                raise self._turned_away(target)
             target.paused_until = 0.0
         if not target.waiters and target.in_flight < int(target.limit):
             target.in_flight += 1
@@ -176,12 +196,29 @@ class TargetLimits:
             target.in_flight -= 1
             self._wake(target)
 
-    def release(self, key: Hashable, ticket: int, latency_s: float, overloaded: bool) -> None:
+    def release(
+        self,
+        key: Hashable,
+        ticket: int,
+        latency_s: float,
+        overloaded: bool,
+        retry_after_s: float | None = None,
+    ) -> None:
         """The request sent with ``ticket`` answered (or failed) after ``latency_s``;
-        ``overloaded``: a 429, 5xx, timeout or failed connection."""
+        ``overloaded``: a 429, 5xx, timeout or failed connection; ``retry_after_s``: a 429 or
+        503's Retry-After (the second round trip refused so pauses the receiver)."""
         target = self._targets[key]
         mean = target.latency_s
         target.latency_s = latency_s if mean == 0.0 else mean + 0.2 * (latency_s - mean)
+        if retry_after_s is not None:
+            # sent at the limit the last refusal left (its ticket is current), and nothing
+            # answered 2xx since that refusal: a second round trip refused
+            pause_s = min(retry_after_s, self._pause_at_most_s)
+            if target.refused and ticket == target.decreases and pause_s > 0:
+                self.pause(key, asyncio.get_running_loop().time() + pause_s)
+            target.refused = True
+        elif not overloaded:
+            target.refused = False
         busy = target.in_flight * 2 >= target.limit
         target.in_flight -= 1
         if overloaded or latency_s > self._slow_s:
@@ -200,11 +237,21 @@ class TargetLimits:
         :class:`ReceiverPaused`, as is every :meth:`acquire` until then; what is in flight
         is answered as it is."""
         target = self._target(key)
-        target.paused_until = until = max(target.paused_until, until)
+        if until > target.paused_until:
+            if target.paused_until <= asyncio.get_running_loop().time():
+                target.turned_away = 0  # a new pause: its line starts again
+            target.paused_until = until
         waiters, target.waiters = target.waiters, deque()
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_exception(ReceiverPaused(until))
+                waiter.set_exception(self._turned_away(target))
+
+    @staticmethod
+    def _turned_away(target: _Target) -> ReceiverPaused:
+        """The next request turned away by ``target``'s pause, with its place after it."""
+        line_wait_s = target.turned_away / int(target.limit) * target.latency_s
+        target.turned_away += 1
+        return ReceiverPaused(target.paused_until, line_wait_s)
 
     def give_back(self, key: Hashable) -> None:
         """The request never went, or its answer says nothing of the receiver's load."""
