@@ -137,9 +137,10 @@ async def test_one_that_gives_up_in_line_is_told_how_long_the_line_ahead_takes()
 
 async def test_webhooks_that_found_no_room_come_back_after_the_line_ahead() -> None:
     """Eight webhooks at once to a receiver allowed one at a time, answering in 0.3 s, with a
-    1 s timeout: those still in line after 0.5 s are not sent; each is told to come back after
-    0.5 s at least, and those with more of the line ahead of them later still (the line
-    ahead over the limit times 0.3 s), not all at once."""
+    1 s timeout: those still in line after 0.5 s (all but the one or two it answered by then)
+    are not sent; each is told to come back after 0.5 s at least, and those with more of the
+    line ahead of them later still (the line ahead over the limit times 0.3 s), not all at
+    once."""
     crowd = Slow(delay_s=0.3)
     policy = UrlPolicy.from_allow(["127.0.0.1/32"])
     async with (
@@ -150,10 +151,11 @@ async def test_webhooks_that_found_no_room_come_back_after_the_line_ahead() -> N
             *(sender.send(url, f"msg_{n}", b"{}", SECRETS) for n in range(8))
         )
     waits = sorted(r.not_sent.wait_s for r in results if r.not_sent is not None)
-    assert [r.status for r in results if r.not_sent is None] == [204, 204]
-    assert len(waits) == 6
-    assert waits[0] == 0.5
-    assert waits[-1] > 1.0
+    sent = [r.status for r in results if r.not_sent is None]
+    assert sent in ([204], [204, 204])
+    assert len(waits) == 8 - len(sent)
+    assert waits[0] == 0.5  # the first in line: nothing ahead, as long as it waited
+    assert waits[-1] >= 5 * 0.3  # five or more ahead of the last, 0.3 s each
 
 
 async def _sent_after_429(
@@ -198,8 +200,8 @@ async def test_a_second_round_trip_refused_pauses_the_receiver_and_nothing_goes_
         )
     waits = [result.not_sent.wait_s for result in turned_away]  # type: ignore[union-attr]
     assert 0 < waits[0] <= 0.3
-    assert waits[1] - waits[0] == pytest.approx(0.2, abs=0.05)
-    assert waits[2] - waits[1] == pytest.approx(0.2, abs=0.05)
+    assert waits[1] - waits[0] >= 0.2 - 0.01  # a place in line: an answer's time, >= 0.2 s
+    assert waits[2] > waits[1]
     assert later.status == 204
     assert len(receiver.arrivals) == 3
     assert receiver.arrivals[2] - receiver.refused_at >= 0.3 - 0.02
