@@ -8,7 +8,7 @@ and writes ``loadtests/bench/results/webhook_backlog.json``).
 * Processes on loopback: the mock farm (every provider healthy, a few milliseconds an image),
   ``imagerouter serve`` on SQLite (its defaults for webhooks: 64 attempts in flight, 4 requests
   at once to one receiver growing to 64 while it keeps up), and the customer's endpoint (this
-  module with ``--receiver``). The endpoint answers each webhook 204 after ``--delay-ms``,
+  :mod:`loadtests.bench.endpoint`). The endpoint answers each webhook 204 after ``--delay-ms``,
   holding at most ``--capacity`` at once, and one beyond that at once with ``429`` and
   ``Retry-After: --retry-after`` (a rate-limited endpoint: "fewer at once"). As the second
   endpoint, it first answers everything with ``503`` and the same Retry-After for
@@ -29,7 +29,6 @@ and writes ``loadtests/bench/results/webhook_backlog.json``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import re
@@ -44,7 +43,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from imagerouter import eventloop
 from loadtests.bench.bench_end_to_end import (
     BODY,
     SCENARIO,
@@ -53,6 +51,7 @@ from loadtests.bench.bench_end_to_end import (
     wait_until,
 )
 from loadtests.bench.common import farm_server, free_port, scratch_dir, wait_for_http, write_results
+from loadtests.bench.endpoint import endpoint_command
 from loadtests.bench.http_load import CLIENT_CPU, Target, open_loop, pinned
 from loadtests.processes import stop_process
 
@@ -62,78 +61,27 @@ WEBHOOKS = (64, 4, 64)
 CONFIGURATIONS = {"paused (default)": 60.0, "no pause": 0.0}
 
 
-# --- the endpoint (its own process) ------------------------------------------------------------
-
-
-def serve_receiver(
-    port: int, capacity: int, delay_s: float, retry_after: str, down_s: float
-) -> None:
-    """The endpoint: 503 with ``Retry-After: retry_after`` to everything for ``down_s`` from
-    its first webhook, then 204 after ``delay_s`` for up to ``capacity`` at once and 429 with
-    the Retry-After at once beyond; ``GET /_log`` lists what it saw."""
-    from aiohttp import web
-
-    held = 0
-    log: list[tuple[float, int, str]] = []  # (arrived, status answered, webhook-id)
-    refused_at: list[float] = []  # when each refusal was answered
-
-    async def hook(request: web.Request) -> web.Response:
-        nonlocal held
-        await request.read()
-        arrived = time.time()
-        webhook_id = request.headers.get("webhook-id", "")
-        up = not log or arrived >= log[0][0] + down_s
-        if not up or held >= capacity:
-            status = 429 if up else 503
-            log.append((arrived, status, webhook_id))
-            refused_at.append(time.time())
-            return web.Response(status=status, headers={"Retry-After": retry_after})
-        held += 1
-        try:
-            await asyncio.sleep(delay_s)
-        finally:
-            held -= 1
-        log.append((arrived, 204, webhook_id))
-        return web.Response(status=204)
-
-    async def show(request: web.Request) -> web.Response:
-        return web.json_response({"log": log, "refused_at": refused_at})
-
-    async def ready(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ready"})
-
-    app = web.Application()
-    app.router.add_post("/hooks/{tail:.*}", hook)
-    app.router.add_get("/_log", show)
-    app.router.add_get("/readyz", ready)
-    loop = eventloop.new_event_loop()
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=loop)
-
-
 @contextlib.contextmanager
 def receiver_process(tmp: Path, args: argparse.Namespace, down_s: float) -> Iterator[str]:
-    """The endpoint on core 0, down for ``down_s`` at first; yields its base URL."""
+    """The endpoint (:mod:`loadtests.bench.endpoint`) on core 0, refusing with 429 and the
+    Retry-After beyond its capacity, down for ``down_s`` at first; yields its base URL."""
     port = free_port()
     command = [
         sys.executable,
-        "-m",
-        "loadtests.bench.bench_webhook_backlog",
-        "--receiver",
-        str(port),
-        "--capacity",
-        str(args.capacity),
-        "--delay-ms",
-        f"{args.delay_ms:g}",
-        "--retry-after",
-        args.retry_after,
-        "--down-s",
-        f"{down_s:g}",
+        *endpoint_command(
+            port,
+            delay_ms=args.delay_ms,
+            capacity=args.capacity,
+            refusal=429,
+            retry_after=args.retry_after,
+            down_s=down_s,
+        ),
     ]
     with (tmp / "receiver.log").open("wb") as err:
         proc = subprocess.Popen(pinned(command, CLIENT_CPU), stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/readyz", timeout_s=60)
+        wait_for_http(f"{url}/_summary", timeout_s=60)
         yield url
     finally:
         stop_process(proc, 10)
@@ -182,7 +130,7 @@ def run(args: argparse.Namespace, tmp: Path, down_s: float, pause_max_s: float) 
             return delivered >= jobs or (delivered > 0 and soon == 0)
 
         wait_until(settled, time.monotonic() + args.max_s)
-        with urllib.request.urlopen(f"{hooks_url}/_log", timeout=30) as answer:
+        with urllib.request.urlopen(f"{hooks_url}/_summary", timeout=30) as answer:
             seen = json.load(answer)
         with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
             deferrals = _deferrals(answer.read().decode())
@@ -230,7 +178,6 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--capacity", type=int, default=8)
@@ -240,10 +187,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-s", type=float, default=60.0)
     parser.add_argument("--later-s", type=float, default=30.0)
     args = parser.parse_args(argv)
-    if args.receiver:
-        delay_s = args.delay_ms / 1000
-        serve_receiver(args.receiver, args.capacity, delay_s, args.retry_after, args.down_s)
-        return
     results = {}
     endpoints = {"429 beyond capacity": 0.0, f"down {args.down_s:g} s (503)": args.down_s}
     for endpoint, down_s in endpoints.items():

@@ -1,9 +1,9 @@
 """What one customer's webhook endpoint receives from the sender, fixed against adaptive
 per-receiver concurrency (``webhook_per_target`` and ``webhook_per_target_max``).
 
-A receiver in its own process (aiohttp, pinned to core 0) answers each webhook after
-``--delay-ms``; one with a capacity answers a 503 at once to a request beyond it (an endpoint
-whose workers are all busy). This process (pinned to core 1) is the server's
+A receiver in its own process (:mod:`loadtests.bench.endpoint`, pinned to core 0) answers each
+webhook after ``--delay-ms``; one with a capacity answers a 503 at once to a request beyond it
+(an endpoint whose workers are all busy). This process (pinned to core 1) is the server's
 :class:`~imagerouter.webhooks.WebhookSender` with the server's default timeout (15 s), offering
 ``--rate`` webhooks a second for ``--duration`` s, open loop (a launch's completions do not
 wait for the receiver), each one attempt: what a retry schedule would do later is not in the
@@ -30,6 +30,7 @@ from typing import Any
 from imagerouter.server.settings import ServerSettings
 from imagerouter.webhooks import UrlPolicy, WebhookSender
 from loadtests.bench.common import free_port, wait_for_http, write_results
+from loadtests.bench.endpoint import endpoint_command
 from loadtests.bench.http_load import CLIENT_CPU, SERVER_CPU, pinned
 from loadtests.processes import stop_process
 
@@ -47,37 +48,6 @@ CASES = (
     (16, 64, 64),
     (16, 4, 64),
 )
-
-
-def serve(port: int, delay_s: float, capacity: int | None) -> None:
-    """The receiver (``--serve PORT``): 204 after ``delay_s``, 503 at once beyond
-    ``capacity``; ``GET /_summary`` counts them."""
-    from aiohttp import web
-
-    counts = {"seen": 0, "ok": 0, "rejected": 0, "now": 0, "most": 0}
-
-    async def hook(request: web.Request) -> web.Response:
-        await request.read()
-        counts["seen"] += 1
-        if capacity is not None and counts["now"] >= capacity:
-            counts["rejected"] += 1
-            return web.Response(status=503, text="busy")
-        counts["now"] += 1
-        counts["most"] = max(counts["most"], counts["now"])
-        try:
-            await asyncio.sleep(delay_s)
-        finally:
-            counts["now"] -= 1
-        counts["ok"] += 1
-        return web.Response(status=204)
-
-    async def summary(_: web.Request) -> web.Response:
-        return web.json_response(counts)
-
-    app = web.Application()
-    app.router.add_get("/_summary", summary)
-    app.router.add_post("/hook", hook)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 async def offer(url: str, rate: float, duration_s: float, per_target: int, ceiling: int) -> dict:
@@ -120,16 +90,7 @@ def _get(url: str) -> dict[str, Any]:
 def run_case(args: argparse.Namespace, capacity: int | None, floor: int, ceiling: int) -> dict:
     """One receiver process and one sender configuration."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "loadtests.bench.bench_webhook_receivers",
-        "--serve",
-        str(port),
-        "--delay-ms",
-        str(args.delay_ms),
-        *(["--capacity", str(capacity)] if capacity is not None else []),
-    ]
+    command = [sys.executable, *endpoint_command(port, delay_ms=args.delay_ms, capacity=capacity)]
     receiver = subprocess.Popen(pinned(command, CLIENT_CPU), stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -148,17 +109,12 @@ def run_case(args: argparse.Namespace, capacity: int | None, floor: int, ceiling
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run every case (or, with ``--serve``, be the receiver)."""
+    """Run every case."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=400.0, help="Webhooks offered a second.")
     parser.add_argument("--duration", type=float, default=5.0, help="Seconds of offer.")
     parser.add_argument("--delay-ms", type=float, default=100.0, help="The receiver's answer time.")
-    parser.add_argument("--capacity", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve is not None:
-        serve(args.serve, args.delay_ms / 1000, args.capacity)
-        return
     if (os.cpu_count() or 1) > SERVER_CPU:
         os.sched_setaffinity(0, {SERVER_CPU})
     print(
