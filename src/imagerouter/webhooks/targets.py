@@ -178,7 +178,10 @@ class TargetLimits:
             async with asyncio.timeout_at(deadline):
                 await waiter
         except TimeoutError:
-            ahead = _ahead(target.waiters, waiter)
+            try:
+                ahead = target.waiters.index(waiter)
+            except ValueError:  # handed a slot as it gave up: out of the line already
+                ahead = 0
             self._give_up(target, waiter)
             raise ReceiverBusy(ahead / int(target.limit) * target.latency_s) from None
         except BaseException:
@@ -301,14 +304,6 @@ def _figures(target: _Target, now: float) -> dict[str, int]:
         "waiting": waiting,
         "paused_s": paused_s,
     }
-
-
-def _ahead(line: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> int:
-    """How many are in ``line`` before ``waiter``."""
-    for position, queued in enumerate(line):
-        if queued is waiter:
-            return position
-    return 0
 
 
 def _loop_time() -> float:
