@@ -465,7 +465,9 @@ class DeliveryWorker(AsyncResource):
         due = self._clock.wall() + not_sent.wait_s * (1 + 0.2 * self._rng.random())
         await self._deferrals.add(Deferral(delivery.id, due, why))
         self.deferred[not_sent.reason] += 1
-        log.info(
+        # DEBUG: a receiver's outage gives its whole backlog back, once a pause; the counts
+        # are in /metrics and each delivery's last_error says why it waits
+        log.debug(
             "webhook %s for job %s: not sent (%s), due again in %.1f s",
             delivery.id,
             delivery.job_id,
