@@ -183,7 +183,7 @@ class TargetLimits:
             except ValueError:  # handed a slot as it gave up: out of the line already
                 ahead = 0
             self._give_up(target, waiter)
-            raise ReceiverBusy(ahead / int(target.limit) * target.latency_s) from None
+            raise ReceiverBusy(_line_wait_s(target, ahead)) from None
         except BaseException:
             self._give_up(target, waiter)
             raise
@@ -252,7 +252,7 @@ class TargetLimits:
     @staticmethod
     def _turned_away(target: _Target) -> ReceiverPaused:
         """The next request turned away by ``target``'s pause, with its place after it."""
-        line_wait_s = target.turned_away / int(target.limit) * target.latency_s
+        line_wait_s = _line_wait_s(target, target.turned_away)
         target.turned_away += 1
         return ReceiverPaused(target.paused_until, line_wait_s)
 
@@ -304,6 +304,12 @@ def _figures(target: _Target, now: float) -> dict[str, int]:
         "waiting": waiting,
         "paused_s": paused_s,
     }
+
+
+def _line_wait_s(target: _Target, ahead: int) -> float:
+    """How long ``ahead`` requests take at ``target``'s limit and its answers' mean time (0
+    before its first answer)."""
+    return ahead / int(target.limit) * target.latency_s
 
 
 def _loop_time() -> float:
