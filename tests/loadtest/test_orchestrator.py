@@ -105,7 +105,13 @@ def test_steady_run_matches_the_server_and_the_farm(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     summary, statuses = _check_against_the_system(out)
     assert summary["ok"]
-    assert statuses.get("completed", 0) >= 0.9 * sum(statuses.values())
+    # Clients cancel 2 % of their jobs; on ten-odd jobs that is sometimes two of them, so the
+    # healthy farm's promise is read on the jobs no client canceled.
+    records = load_records(out / "raw")
+    asked = {r["id"] for r in records if r.get("e") == "submit" and r.get("cancel")}
+    canceled = statuses.get("canceled", 0)
+    assert canceled <= len(asked)
+    assert statuses.get("completed", 0) >= 0.9 * (sum(statuses.values()) - canceled)
     assert "all checks passed" in (out / "summary.md").read_text()
     # The realistic images were stored while the run lasted, then deleted (they take gigabytes).
     assert not (out / "data" / "media").exists()
