@@ -22,6 +22,11 @@ pause it: an endpoint that answers 429 to what is beyond its capacity (while ser
 says "fewer at once", which the limit's decrease already does; pausing it would cost what it
 can serve. One that refuses everything (down for maintenance, its rate spent) is left alone
 until it said to come back.
+
+A pause this process's requests earned is told to :attr:`TargetLimits.on_pause` (with Redis
+shared state, every replica then pauses that receiver too: a receiver's Retry-After holds for
+the fleet, not only for the replica it refused); :meth:`TargetLimits.pause` applies one learned
+elsewhere and tells no listener.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-__all__ = ["ReceiverBusy", "ReceiverPaused", "TargetLimits"]
+from imagerouter.listeners import Listeners
+
+__all__ = ["PauseEarned", "ReceiverBusy", "ReceiverPaused", "TargetLimits"]
 
 #: Receivers remembered at most; past it, those with nothing in flight or waiting are forgotten
 #: (a forgotten one starts again from the floor).
@@ -59,6 +66,15 @@ class ReceiverPaused(Exception):
         super().__init__(f"the receiver asked for a pause until loop time {until:.3f}")
         self.until = until
         self.line_wait_s = line_wait_s
+
+
+@dataclass(frozen=True, slots=True)
+class PauseEarned:
+    """Receiver ``key`` refused this process's requests two round trips running: nothing goes
+    to it before ``until`` (the loop's clock)."""
+
+    key: Hashable
+    until: float
 
 
 @dataclass(slots=True)
@@ -110,6 +126,9 @@ class TargetLimits:
         self._backoff = backoff
         self._pause_at_most_s = pause_at_most_s
         self._targets: dict[Hashable, _Target] = {}
+        #: Every pause a receiver's answers to this process earned (not those :meth:`pause`
+        #: applies from elsewhere), e.g. to share it with the other replicas.
+        self.on_pause: Listeners[PauseEarned] = Listeners()
 
     def limit_of(self, key: Hashable) -> int:
         """The receiver's current limit (the floor for one not seen yet)."""
@@ -218,7 +237,9 @@ class TargetLimits:
             # answered 2xx since that refusal: a second round trip refused
             pause_s = min(retry_after_s, self._pause_at_most_s)
             if target.refused and ticket == target.decreases and pause_s > 0:
-                self.pause(key, asyncio.get_running_loop().time() + pause_s)
+                until = asyncio.get_running_loop().time() + pause_s
+                if self.pause(key, until) and self.on_pause:
+                    self.on_pause(PauseEarned(key, until))
             target.refused = True
         elif not overloaded:
             target.refused = False
@@ -234,13 +255,15 @@ class TargetLimits:
             target.limit = min(float(self.ceiling), target.limit + step)
         self._wake(target)
 
-    def pause(self, key: Hashable, until: float) -> None:
+    def pause(self, key: Hashable, until: float) -> bool:
         """Receiver ``key`` asked for a pause: nothing more goes to it before ``until`` (the
         loop's clock; a pause already longer is kept). Its waiters are turned away now with
         :class:`ReceiverPaused`, as is every :meth:`acquire` until then; what is in flight
-        is answered as it is."""
+        is answered as it is. Returns whether the pause began or grew longer; tells no
+        :attr:`on_pause` listener."""
         target = self._target(key)
-        if until > target.paused_until:
+        lengthened = until > target.paused_until
+        if lengthened:
             if target.paused_until <= asyncio.get_running_loop().time():
                 target.turned_away = 0  # a new pause: its line starts again
             target.paused_until = until
@@ -248,6 +271,16 @@ class TargetLimits:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(self._turned_away(target))
+        return lengthened
+
+    def pauses(self) -> dict[Hashable, float]:
+        """Every receiver paused now, and the loop time its pause ends."""
+        now = _loop_time()
+        return {
+            key: target.paused_until
+            for key, target in self._targets.items()
+            if target.paused_until > now
+        }
 
     @staticmethod
     def _turned_away(target: _Target) -> ReceiverPaused:
