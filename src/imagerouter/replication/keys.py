@@ -5,6 +5,8 @@
     {prefix}:cooldowns             hash  instance → CooldownRecord JSON   TTL: last end + 60 s
     {prefix}:budgets               hash  instance → BudgetRecord JSON     TTL: last end + 60 s
     {prefix}:breakers              hash  instance → BreakerRecord JSON    TTL: ``breaker_ttl_s``
+    {prefix}:receiver_pauses       hash  webhook receiver origin → ReceiverPauseRecord JSON
+                                                                          TTL: last end + 60 s
     {prefix}:health:{replica}      hash  instance → health inputs JSON    TTL: 3 heartbeats
     {prefix}:replicas              zset  replica id, scored by its last heartbeat (unix s)
     {prefix}:rl:{policy}:{api key} hash  tokens, ts (the API's per-key token bucket)
@@ -42,6 +44,11 @@ class Keys:
     def breakers(self) -> str:
         """Hash of the last breaker transition, by provider instance."""
         return f"{self.prefix}:breakers"
+
+    @property
+    def receiver_pauses(self) -> str:
+        """Hash of live webhook receiver pauses, by the receiver's origin."""
+        return f"{self.prefix}:receiver_pauses"
 
     @property
     def replicas(self) -> str:

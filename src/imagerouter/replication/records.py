@@ -13,7 +13,15 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["BreakerRecord", "BudgetRecord", "CooldownRecord", "Record", "decode", "encode"]
+__all__ = [
+    "BreakerRecord",
+    "BudgetRecord",
+    "CooldownRecord",
+    "ReceiverPauseRecord",
+    "Record",
+    "decode",
+    "encode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +85,27 @@ class BreakerRecord:
         return (self.at, self.origin)
 
 
-Record = CooldownRecord | BudgetRecord | BreakerRecord
+@dataclass(frozen=True, slots=True)
+class ReceiverPauseRecord:
+    """A webhook receiver (``name``: its origin, ``scheme://host:port``, never a path) refused
+    two round trips running with a Retry-After: no webhook goes to it before ``until``."""
+
+    kind: ClassVar[str] = "receiver_pause"
+    order_field: ClassVar[str] = "until"
+
+    name: str
+    until: float
+    origin: str
+
+    @property
+    def order(self) -> float:
+        """What "later" means for this record: its end."""
+        return self.until
+
+
+Record = CooldownRecord | BudgetRecord | BreakerRecord | ReceiverPauseRecord
 _KINDS: dict[str, type[Record]] = {
-    cls.kind: cls for cls in (CooldownRecord, BudgetRecord, BreakerRecord)
+    cls.kind: cls for cls in (CooldownRecord, BudgetRecord, BreakerRecord, ReceiverPauseRecord)
 }
 
 

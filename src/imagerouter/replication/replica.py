@@ -23,6 +23,10 @@ network). :class:`RedisState` replicates the changes that matter, in the backgro
   before T" and the others pause that provider until T too (``TokenBucket.set_from_headers``).
 * **Spend caps.** Shared, not replicated: :class:`~imagerouter.replication.spend.SpendShare`
   adds each replica's spend to one Redis total per (instance, window) and publishes it.
+* **Webhook receivers' pauses** (with ``receivers``, the webhook sender's
+  :class:`~imagerouter.webhooks.targets.TargetLimits`): a receiver that refused this replica
+  two round trips running with a Retry-After is paused on every replica until its end, the same
+  way as a cooldown (:class:`~imagerouter.replication.receivers.ReceiverPauses`).
 * **Health.** Every ``health_interval_s`` each replica writes its health inputs (and breaker
   states) to its own hash and reads its peers'; :meth:`RedisState.fleet_health` blends them
   (weighted by each replica's recent sample weight). Routing keeps using local scores.
@@ -64,8 +68,10 @@ from imagerouter.replication.connection import (
 from imagerouter.replication.keys import Keys
 from imagerouter.replication.link import ChannelLink
 from imagerouter.replication.mirror import Mirror
+from imagerouter.replication.receivers import ReceiverPauses
 from imagerouter.replication.records import (
     BreakerRecord,
+    ReceiverPauseRecord,
     Record,
     decode,
     encode,
@@ -77,6 +83,7 @@ from imagerouter.resilience.cooldowns import CooldownStarted
 
 if TYPE_CHECKING:
     from imagerouter.router import Router
+    from imagerouter.webhooks.targets import PauseEarned, TargetLimits
 
 __all__ = ["RedisState"]
 
@@ -102,6 +109,8 @@ class RedisState(ChannelLink):
         reconnect_initial_s, reconnect_max_s: the reconnect backoff.
         breaker_ttl_s: how long breaker records outlive their last change.
         start_timeout_s: how long :meth:`start` waits for the first sync before carrying on.
+        receivers: the webhook sender's per-receiver limits, whose pauses are shared too
+            (None: no webhook sender in this process).
     """
 
     def __init__(
@@ -119,6 +128,7 @@ class RedisState(ChannelLink):
         reconnect_max_s: float = 2.0,
         breaker_ttl_s: float = 3600.0,
         start_timeout_s: float = 1.0,
+        receivers: TargetLimits | None = None,
     ) -> None:
         self.url = url
         self.router = router
@@ -139,6 +149,10 @@ class RedisState(ChannelLink):
         self.remote_transitions = self.mirror.remote_transitions
         #: Every record that changed this replica's state when applied (``.add(fn)``).
         self.applied = self.mirror.applied
+        #: Webhook receivers' pauses (None: not shared).
+        self.receivers = (
+            None if receivers is None else ReceiverPauses(receivers, self.replica_id, router.clock)
+        )
         #: The spend caps' shared totals (idle when no instance has a cap).
         self.spend = SpendShare(
             url,
@@ -209,6 +223,8 @@ class RedisState(ChannelLink):
         self.router.attempts.add(self._on_attempt)
         for cooldowns in self.mirror.cooldown_tables():
             cooldowns.on_start.add(self._on_cooldown)
+        if self.receivers is not None:
+            self.receivers.limits.on_pause.add(self._on_receiver_pause)
         self._attached = True
 
     def _detach(self) -> None:
@@ -218,6 +234,8 @@ class RedisState(ChannelLink):
         self.router.attempts.remove(self._on_attempt)
         for cooldowns in self.mirror.cooldown_tables():
             cooldowns.on_start.remove(self._on_cooldown)
+        if self.receivers is not None:
+            self.receivers.limits.on_pause.remove(self._on_receiver_pause)
         self._attached = False
 
     # --- reporting ------------------------------------------------------------------------------
@@ -246,6 +264,8 @@ class RedisState(ChannelLink):
             "last_error": self.last_error,
             "peers": sorted(self.peers),
         }
+        if self.receivers is not None:
+            status["receiver_pauses_applied"] = self.receivers.applied
         if self.spend.active:
             status["spend"] = self.spend.status()
         return status
@@ -262,6 +282,10 @@ class RedisState(ChannelLink):
 
     def _on_transition(self, transition: BreakerTransition) -> None:
         self._enqueue(self.mirror.transitioned(transition))
+
+    def _on_receiver_pause(self, event: PauseEarned) -> None:
+        assert self.receivers is not None
+        self._enqueue(self.receivers.earned(event))
 
     def _on_attempt(self, event: AttemptEvent) -> None:
         # The attempt is announced before the plan learns the call's x-ratelimit headers:
@@ -288,8 +312,19 @@ class RedisState(ChannelLink):
 
     def _on_message(self, data: str) -> None:
         record = decode(data)
-        if record is not None:
+        if isinstance(record, ReceiverPauseRecord):
+            if self.receivers is not None:
+                self.receivers.receive(record)
+        elif record is not None:
             self.mirror.receive(record)
+
+    def _adopt(self, record: Record) -> None:
+        """Apply a record Redis holds (a later one than we tried to publish)."""
+        if isinstance(record, ReceiverPauseRecord):
+            if self.receivers is not None:
+                self.receivers.apply(record)
+        else:
+            self.mirror.apply(record)
 
     # --- background tasks ---------------------------------------------------------------------
 
@@ -305,11 +340,19 @@ class RedisState(ChannelLink):
         pipe.hgetall(self.keys.cooldowns)
         pipe.hgetall(self.keys.budgets)
         pipe.hgetall(self.keys.breakers)
-        cooldowns, budgets, breakers = await guarded(pipe.execute(), self.op_timeout_s)
+        pipe.hgetall(self.keys.receiver_pauses)
+        cooldowns, budgets, breakers, pauses = await guarded(pipe.execute(), self.op_timeout_s)
         stored = [
             decode(raw) for raw in (*cooldowns.values(), *budgets.values(), *breakers.values())
         ]
-        republish = self.mirror.reconcile(record for record in stored if record is not None)
+        republish: list[Record] = [
+            *self.mirror.reconcile(record for record in stored if record is not None)
+        ]
+        if self.receivers is not None:
+            paused = [decode(raw) for raw in pauses.values()]
+            republish += self.receivers.reconcile(
+                record for record in paused if isinstance(record, ReceiverPauseRecord)
+            )
         if self._synced_once:
             self.resyncs += 1
         self._synced_once = True
@@ -337,7 +380,11 @@ class RedisState(ChannelLink):
             remaining = (record.open_until or 0.0) - self._clock.wall()
             ttl_s = max(self.breaker_ttl_s, remaining + _END_MARGIN_S)
         else:
-            hash_key = self.keys.cooldowns if record.kind == "cooldown" else self.keys.budgets
+            hash_key = {
+                "cooldown": self.keys.cooldowns,
+                "budget": self.keys.budgets,
+                "receiver_pause": self.keys.receiver_pauses,
+            }[record.kind]
             ttl_s = record.until - self._clock.wall() + _END_MARGIN_S
         payload = encode(record)
         order = record.at if isinstance(record, BreakerRecord) else record.until
@@ -366,7 +413,7 @@ class RedisState(ChannelLink):
         self.rejected += 1  # Redis holds a later record: adopt it
         later = decode(stored)
         if later is not None:
-            self.mirror.apply(later)
+            self._adopt(later)
 
     async def _heartbeat(self) -> None:
         """Share this replica's health inputs and read its peers'; a failure breaks the link."""

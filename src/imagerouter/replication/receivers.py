@@ -1,0 +1,92 @@
+"""The pure half of sharing webhook receivers' pauses: a pause earned here → a record, a record
+→ a pause here.
+
+A receiver that refuses two round trips running with a Retry-After is paused by the replica it
+refused (:class:`~imagerouter.webhooks.targets.TargetLimits`). Without sharing, every other
+replica goes on sending to it until it is refused twice too, so a fleet of N sends about N
+times what one replica would into the receiver's window. With it, the pause's end goes through
+Redis like a provider's Retry-After cooldown: kept as the latest end (``max``), applied by every
+other replica as it arrives, read back by one that (re)connects.
+
+A record names the receiver by its origin (``scheme://host:port``) only: a webhook URL's path
+or query may hold the customer's token and never leaves the process. Ends are wall-clock
+seconds, converted to and from each replica's loop clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import cast
+
+from imagerouter.clock import Clock
+from imagerouter.replication.records import ReceiverPauseRecord
+from imagerouter.transport.wire import Origin, origin_text, split_url
+from imagerouter.webhooks.targets import PauseEarned, TargetLimits
+
+__all__ = ["ReceiverPauses"]
+
+#: A re-published pause must beat the stored end by this much (float round trips).
+_EPSILON_S = 1e-3
+
+
+class ReceiverPauses:
+    """One webhook sender's receiver pauses, as records other replicas can apply (and back)."""
+
+    def __init__(self, limits: TargetLimits, replica_id: str, clock: Clock) -> None:
+        self.limits = limits
+        self.replica_id = replica_id
+        self._clock = clock
+        #: Pauses adopted from other replicas that began or lengthened one here.
+        self.applied = 0
+
+    def earned(self, event: PauseEarned) -> ReceiverPauseRecord:
+        """The record of a pause this replica's requests earned."""
+        until = event.until - _loop_time() + self._clock.wall()
+        return ReceiverPauseRecord(origin_text(cast(Origin, event.key)), until, self.replica_id)
+
+    def receive(self, record: ReceiverPauseRecord) -> bool:
+        """Apply a record from the channel, unless it is this replica's own."""
+        if record.origin == self.replica_id:
+            return False  # paused here when it happened
+        return self.apply(record)
+
+    def apply(self, record: ReceiverPauseRecord) -> bool:
+        """Pause the record's receiver until its end (a longer pause here is kept); whether
+        that began or lengthened a pause. Tells no ``on_pause`` listener: no echo."""
+        left_s = record.until - self._clock.wall()
+        if left_s <= 0:
+            return False
+        try:
+            origin = split_url(record.name)[0]
+        except ValueError:
+            return False  # not an origin this version can read
+        if not self.limits.pause(origin, _loop_time() + left_s):
+            return False
+        self.applied += 1
+        return True
+
+    def reconcile(self, stored: Iterable[ReceiverPauseRecord]) -> list[ReceiverPauseRecord]:
+        """Adopt what Redis holds; return what of ours ends later than what it holds."""
+        held: dict[str, ReceiverPauseRecord] = {}
+        for record in stored:
+            held[record.name] = record
+            self.apply(record)
+        return [
+            record
+            for record in self.live_records()
+            if record.name not in held or record.until > held[record.name].until + _EPSILON_S
+        ]
+
+    def live_records(self) -> list[ReceiverPauseRecord]:
+        """Every pause running here (earned here or adopted), as this replica's records."""
+        offset = self._clock.wall() - _loop_time()
+        return [
+            ReceiverPauseRecord(origin_text(cast(Origin, key)), until + offset, self.replica_id)
+            for key, until in self.limits.pauses().items()
+        ]
+
+
+def _loop_time() -> float:
+    """The running loop's clock (a pause's end is in it)."""
+    return asyncio.get_running_loop().time()
