@@ -174,10 +174,13 @@ class Hit:
 
 @dataclass
 class Receiver(AsyncResource):
-    """A webhook endpoint on loopback that answers 200 and keeps every request."""
+    """A webhook endpoint on loopback that answers ``status`` (200; with ``retry_after``, a
+    ``Retry-After`` header too) and keeps every request."""
 
     hits: list[Hit] = field(default_factory=list)
     port: int = 0
+    status: int = 200
+    retry_after: str | None = None
     _runner: web.AppRunner | None = None
 
     @property
@@ -187,7 +190,8 @@ class Receiver(AsyncResource):
     async def start(self) -> None:
         async def hook(request: web.Request) -> web.Response:
             self.hits.append(Hit(dict(request.headers), await request.read()))
-            return web.Response(text="ok")
+            headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+            return web.Response(text="ok", status=self.status, headers=headers)
 
         app = web.Application()
         app.router.add_post("/hook", hook)

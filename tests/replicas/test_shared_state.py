@@ -1,15 +1,27 @@
 """Three replicas act as one router: a Retry-After or an open breaker seen by one replica holds
-on all of them (PostgreSQL store, Redis state, one farm process)."""
+on all of them, and so does a webhook receiver's pause (PostgreSQL store, Redis state, one farm
+process)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.replicas.fleet import Fleet, submit, until
+from tests.replicas.fleet import (
+    Fleet,
+    Proc,
+    Receiver,
+    replica_proc,
+    start_processes,
+    submit,
+    until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +115,64 @@ async def test_a_breaker_opened_on_one_replica_is_open_on_all(make_fleet) -> Non
     assert {body["status"] for body in done} == {"completed"}
     assert {body["result"]["provider"] for body in done} == {"wavespeed"}
     assert fleet.stats("fal")["requests"] == calls
+
+
+def _metric(replica: Proc, name: str) -> float:
+    """One sample of a replica's ``/metrics`` (0 when it has none yet)."""
+    with urllib.request.urlopen(f"{replica.url}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+    return float(values[0]) if values else 0.0
+
+
+async def test_a_webhook_receiver_paused_by_one_replica_gets_nothing_from_the_others(
+    make_fleet, tmp_path: Path
+) -> None:
+    """A receiver that is down (503, ``Retry-After: 8``) refuses replica A's webhook two round
+    trips running: A pauses it. Replica B, started after that, reads the pause from Redis before
+    it serves, and its jobs' webhooks go into the window not at all (given back unsent, as A's
+    are). Once the receiver is up and the window over, every webhook is delivered."""
+    async with Receiver(status=503, retry_after="8") as receiver:
+        fleet = await make_fleet({}, replicas=1)
+        token, _, _ = await fleet.key("acme", webhook=receiver.url)
+        paused = "imagerouter_webhook_receivers_paused"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            jobs = [await submit(session, fleet.replicas, 0, token, "a-0")]
+            await until(lambda: _metric(fleet.replicas[0], paused) == 1, 20, "A to pause it")
+            window_ends = receiver.hits[-1].at + 8
+            refused = len(receiver.hits)
+            assert refused >= 2
+            late = replica_proc(tmp_path, fleet.config, 1)
+            try:
+                start_processes([late])
+                assert _metric(late, paused) == 1  # from Redis, before its first webhook
+                more = await asyncio.gather(
+                    *(submit(session, [late], 0, token, f"b-{n}") for n in range(6))
+                )
+                fleet.replicas.append(late)  # for _final: it asks the replica at its index
+                finals = await asyncio.gather(
+                    *(_final(session, fleet, 1, token, j) for j, _ in more)
+                )
+                assert {body["status"] for body in finals} == {"completed"}
+                jobs += more
+                await until(
+                    lambda: (
+                        sum(
+                            _metric(r, 'imagerouter_webhook_deferrals_total{reason="paused"}')
+                            for r in (fleet.replicas[0], late)
+                        )
+                        >= 6
+                    ),
+                    10,
+                    "the new jobs' webhooks to be given back",
+                )
+                assert time.time() < window_ends - 1  # all of it inside the window
+                assert len(receiver.hits) == refused
+                receiver.status, receiver.retry_after = 200, None
+                ids = {job for job, _ in jobs}
+                await until(
+                    lambda: ids <= {hit.job_id for hit in receiver.hits}, 40, "every webhook"
+                )
+            finally:
+                late.stop()
+    assert all(hit.at >= window_ends - 0.05 for hit in receiver.hits[refused:])

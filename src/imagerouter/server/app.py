@@ -2,7 +2,8 @@
 
 Start order (cleanup runs in reverse): the mock farm (with ``farm``), the router and its HTTP
 session, the job store and its connection thread, the event hub, authentication and rate
-limits, output storage, the webhook delivery worker (:mod:`imagerouter.server.delivery`), and
+limits, output storage, the webhook delivery worker (:mod:`imagerouter.server.delivery`), the
+Redis shared state (with ``state``: it shares the webhook sender's receiver pauses too), and
 last the worker pool, so that on shutdown the pool stops (finishing or handing
 back its jobs) while the store is still open.
 """
@@ -26,6 +27,7 @@ from imagerouter.server import delivery
 from imagerouter.server.dashboard import setup_dashboard
 from imagerouter.server.keys import (
     authenticator_key,
+    deliveries_key,
     events_key,
     limiter_key,
     outputs_key,
@@ -78,12 +80,12 @@ def create_app(
         _mount_farm()(app, settings.farm, router_overrides or {})
     else:
         app.cleanup_ctx.append(_router_ctx(router, router_settings))
-    app.cleanup_ctx.append(_state_ctx)
     app.cleanup_ctx.append(_store_ctx(store))
     app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(delivery.storage_ctx)
     app.cleanup_ctx.append(delivery.webhooks_ctx)
     app.on_shutdown.append(delivery.close_streams)
+    app.cleanup_ctx.append(_state_ctx)  # after the webhook sender: it shares receivers' pauses
     app.cleanup_ctx.append(_workers_ctx)
     setup_routes(app)
     setup_observability(app)
@@ -112,7 +114,7 @@ def _router_ctx(router: Router | None, router_settings: Settings | None):
 
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``settings.state`` (``redis://…``): share the router's breakers, cooldowns and
-    budgets with every replica on the same Redis prefix
+    budgets, and the webhook receivers' pauses, with every replica on the same Redis prefix
     (:class:`~imagerouter.replication.RedisState`)."""
     settings = app[settings_key]
     if settings.state is None:
@@ -120,7 +122,13 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     from imagerouter.replication import RedisState
 
-    async with RedisState(settings.state, app[router_key], prefix=settings.state_prefix) as state:
+    deliveries = app.get(deliveries_key)
+    async with RedisState(
+        settings.state,
+        app[router_key],
+        prefix=settings.state_prefix,
+        receivers=None if deliveries is None else deliveries.sender.targets,
+    ) as state:
         app[state_key] = state
         yield
 
