@@ -128,24 +128,25 @@ def _metric(replica: Proc, name: str) -> float:
 async def test_a_webhook_receiver_paused_by_one_replica_gets_nothing_from_the_others(
     make_fleet, tmp_path: Path
 ) -> None:
-    """A receiver that is down (503, ``Retry-After: 8``) refuses replica A's webhook two round
-    trips running: A pauses it. Replica B, started after that, reads the pause from Redis before
-    it serves, and its jobs' webhooks go into the window not at all (given back unsent, as A's
-    are). Once the receiver is up and the window over, every webhook is delivered."""
-    async with Receiver(status=503, retry_after="8") as receiver:
+    """A receiver that is down (503, ``Retry-After: 12``) refuses replica A's webhook two round
+    trips running: A pauses it. Replica B, started after that, reads the pause from Redis, and
+    its jobs' webhooks go into the window not at all (given back unsent, as A's are). Once the
+    receiver is up and the window over, every webhook is delivered."""
+    async with Receiver(status=503, retry_after="12") as receiver:
         fleet = await make_fleet({}, replicas=1)
         token, _, _ = await fleet.key("acme", webhook=receiver.url)
         paused = "imagerouter_webhook_receivers_paused"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             jobs = [await submit(session, fleet.replicas, 0, token, "a-0")]
             await until(lambda: _metric(fleet.replicas[0], paused) == 1, 20, "A to pause it")
-            window_ends = receiver.hits[-1].at + 8
+            window_ends = receiver.hits[-1].at + 12
             refused = len(receiver.hits)
             assert refused >= 2
             late = replica_proc(tmp_path, fleet.config, 1)
             try:
                 start_processes([late])
-                assert _metric(late, paused) == 1  # from Redis, before its first webhook
+                # from Redis (its start waits a second at most for the first sync)
+                await until(lambda: _metric(late, paused) == 1, 10, "B to read the pause")
                 more = await asyncio.gather(
                     *(submit(session, [late], 0, token, f"b-{n}") for n in range(6))
                 )
