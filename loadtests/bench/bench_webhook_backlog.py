@@ -90,7 +90,8 @@ def receiver_process(tmp: Path, args: argparse.Namespace, down_s: float) -> Iter
 # --- one configuration -------------------------------------------------------------------------
 
 
-def _deferrals(metrics: str) -> dict[str, int]:
+def deferrals_in(metrics: str) -> dict[str, int]:
+    """The webhooks given back unsent, by why, in a server's `/metrics` text."""
     found = re.findall(
         r'imagerouter_webhook_deferrals_total\{reason="(\w+)"\} ([0-9.e+]+)', metrics
     )
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace, tmp: Path, down_s: float, pause_max_s: float) 
         with urllib.request.urlopen(f"{hooks_url}/_summary", timeout=30) as answer:
             seen = json.load(answer)
         with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
-            deferrals = _deferrals(answer.read().decode())
+            deferrals = deferrals_in(answer.read().decode())
         with contextlib.closing(sqlite3.connect(connect, uri=True, timeout=10)) as conn:
             statuses = dict(conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status"))
             attempts = conn.execute(

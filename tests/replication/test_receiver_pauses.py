@@ -27,7 +27,11 @@ async def _refused_twice(limits: TargetLimits, retry_after_s: float) -> float:
     for _ in range(2):
         ticket = await limits.acquire(RECEIVER, far)
         limits.release(RECEIVER, ticket, 0.01, True, retry_after_s=retry_after_s)
-    return limits.pauses()[RECEIVER]
+    return limits.pauses()[RECEIVER][0]
+
+
+def _until(limits: TargetLimits) -> float:
+    return limits.pauses()[RECEIVER][0]
 
 
 def _paused(limits: TargetLimits) -> bool:
@@ -49,7 +53,7 @@ async def test_a_pause_earned_on_one_replica_holds_on_all_with_the_same_end(
         await eventually_fine(lambda: _paused(limits[1]) and _paused(limits[2]), what="B, C")
         far = asyncio.get_running_loop().time() + 60
         for other in limits[1:]:
-            assert other.pauses()[RECEIVER] == pytest.approx(until, abs=0.05)
+            assert _until(other) == pytest.approx(until, abs=0.05)
             with pytest.raises(ReceiverPaused):
                 await other.acquire(RECEIVER, far)
         await asyncio.sleep(0.2)  # room for an echo, were there one
@@ -71,7 +75,7 @@ async def test_a_replica_that_starts_later_is_paused_before_it_serves(
         await eventually_fine(lambda: a.state.published == 1, what="the pause published")
         async with replica(farm, redis_url, prefix, "late", receivers=late_limits) as late:
             assert late.state.healthy
-            assert late_limits.pauses()[RECEIVER] == pytest.approx(until, abs=0.05)
+            assert _until(late_limits) == pytest.approx(until, abs=0.05)
 
 
 async def test_a_pause_earned_while_redis_is_cut_reaches_the_others_on_reconnect(
@@ -91,7 +95,7 @@ async def test_a_pause_earned_while_redis_is_cut_reaches_the_others_on_reconnect
         assert not _paused(limits_b)
         proxy.restore()
         await eventually_fine(lambda: _paused(limits_b), what="B gets A's pause")
-        assert limits_b.pauses()[RECEIVER] == pytest.approx(until, abs=0.05)
+        assert _until(limits_b) == pytest.approx(until, abs=0.05)
 
 
 async def test_records_name_the_origin_only_and_never_shorten_a_pause() -> None:
@@ -103,14 +107,69 @@ async def test_records_name_the_origin_only_and_never_shorten_a_pause() -> None:
     theirs = ReceiverPauses(there, "r1", MonotonicClock())
     origin = ("https", "::1", 8443)
     now = asyncio.get_running_loop().time()
-    record = mine.earned(PauseEarned(origin, now + 3.0))
+    record = mine.earned(PauseEarned(origin, now + 3.0, now - 0.5))
     assert record.name == "https://[::1]:8443"
+    assert record.until - record.since == pytest.approx(3.5)
     assert decode(encode(record)) == record
     assert theirs.receive(record)
-    assert there.pauses()[origin] == pytest.approx(now + 3.0, abs=0.05)
-    shorter = ReceiverPauseRecord(record.name, record.until - 2.0, "r0")
+    assert there.pauses()[origin] == pytest.approx((now + 3.0, now - 0.5), abs=0.05)
+    shorter = ReceiverPauseRecord(record.name, record.until - 2.0, "r0", record.since)
     assert not theirs.receive(shorter)
-    assert there.pauses()[origin] == pytest.approx(now + 3.0, abs=0.05)
-    assert not theirs.receive(ReceiverPauseRecord("https://a.example:443", 1.0, "r0"))
+    assert there.pauses()[origin][0] == pytest.approx(now + 3.0, abs=0.05)
+    ended = ReceiverPauseRecord("https://a.example:443", record.since, "r0", record.since - 1)
+    assert not theirs.receive(ended)
     assert not mine.receive(record)  # its own: paused when it happened
     assert theirs.applied == 1
+
+
+async def test_a_replica_served_2xx_since_the_refusals_began_is_not_paused() -> None:
+    """B's request, sent after A's refusals began, was answered 2xx: the receiver refuses only
+    what is beyond its capacity, so A's pause is not applied on B. A replica with no such
+    answer (only older ones) applies it."""
+    served, idle = TargetLimits(2, 8), TargetLimits(2, 8)
+    theirs = ReceiverPauses(served, "b", MonotonicClock())
+    quiet = ReceiverPauses(idle, "c", MonotonicClock())
+    loop = asyncio.get_running_loop()
+    far = loop.time() + 60
+    ticket = await idle.acquire(RECEIVER, far)
+    idle.release(RECEIVER, ticket, 0.01, overloaded=False)  # a 2xx before the refusals
+    await asyncio.sleep(0.05)
+    since = loop.time()
+    ticket = await served.acquire(RECEIVER, far)
+    await asyncio.sleep(0.02)
+    served.release(RECEIVER, ticket, 0.01, overloaded=False)  # sent after since: served
+    record = ReceiverPauses(TargetLimits(2, 8), "a", MonotonicClock()).earned(
+        PauseEarned(RECEIVER, loop.time() + 5.0, since)
+    )
+    assert not theirs.receive(record)
+    assert not _paused(served)
+    assert await served.acquire(RECEIVER, far) >= 0  # B goes on sending
+    assert quiet.receive(record)
+    assert _paused(idle)
+
+
+async def test_a_replica_with_requests_out_holds_the_pause_until_an_answer() -> None:
+    """B has a request in flight when A's pause arrives: B keeps sending until an answer
+    tells. Its first refusal with a Retry-After applies A's pause (A's two round trips and
+    B's refusal are the fleet's second); a 2xx instead drops it."""
+    for answer in ("refused", "served"):
+        limits = TargetLimits(2, 8)
+        b = ReceiverPauses(limits, "b", MonotonicClock())
+        loop = asyncio.get_running_loop()
+        far = loop.time() + 60
+        out = await limits.acquire(RECEIVER, far)
+        record = ReceiverPauses(TargetLimits(2, 8), "a", MonotonicClock()).earned(
+            PauseEarned(RECEIVER, loop.time() + 5.0, loop.time() - 1.0)
+        )
+        assert not b.receive(record)
+        assert not _paused(limits)
+        also = await limits.acquire(RECEIVER, far)  # held: B goes on sending
+        if answer == "refused":
+            limits.release(RECEIVER, out, 0.01, True, retry_after_s=1.0)
+            assert _until(limits) == pytest.approx(loop.time() + 5.0, abs=0.05)
+            with pytest.raises(ReceiverPaused):
+                await limits.acquire(RECEIVER, far)
+        else:
+            limits.release(RECEIVER, out, 0.01, overloaded=False)
+            limits.release(RECEIVER, also, 0.01, True, retry_after_s=1.0)
+            assert not _paused(limits)  # one refusal of its own, after a 2xx: no pause

@@ -6,7 +6,10 @@ refused (:class:`~imagerouter.webhooks.targets.TargetLimits`). Without sharing, 
 replica goes on sending to it until it is refused twice too, so a fleet of N sends about N
 times what one replica would into the receiver's window. With it, the pause's end goes through
 Redis like a provider's Retry-After cooldown: kept as the latest end (``max``), applied by every
-other replica as it arrives, read back by one that (re)connects.
+other replica as it arrives, read back by one that (re)connects. A replica whose own request,
+sent after the refusals began, was answered 2xx does not apply it: such a receiver refuses only
+what is beyond its capacity (two replicas sharing it see more refusals each than one would), and
+pausing the replica it serves would cost what it can take.
 
 A record names the receiver by its origin (``scheme://host:port``) only: a webhook URL's path
 or query may hold the customer's token and never leaves the process. Ends are wall-clock
@@ -42,8 +45,11 @@ class ReceiverPauses:
 
     def earned(self, event: PauseEarned) -> ReceiverPauseRecord:
         """The record of a pause this replica's requests earned."""
-        until = event.until - _loop_time() + self._clock.wall()
-        return ReceiverPauseRecord(origin_text(cast(Origin, event.key)), until, self.replica_id)
+        offset = self._clock.wall() - _loop_time()
+        name = origin_text(cast(Origin, event.key))
+        return ReceiverPauseRecord(
+            name, event.until + offset, self.replica_id, event.since + offset
+        )
 
     def receive(self, record: ReceiverPauseRecord) -> bool:
         """Apply a record from the channel, unless it is this replica's own."""
@@ -52,16 +58,17 @@ class ReceiverPauses:
         return self.apply(record)
 
     def apply(self, record: ReceiverPauseRecord) -> bool:
-        """Pause the record's receiver until its end (a longer pause here is kept); whether
+        """Pause the record's receiver until its end (a longer pause here is kept, and none is
+        applied if it answered 2xx a request of ours sent since its refusals began); whether
         that began or lengthened a pause. Tells no ``on_pause`` listener: no echo."""
-        left_s = record.until - self._clock.wall()
-        if left_s <= 0:
+        offset = _loop_time() - self._clock.wall()
+        if record.until + offset <= _loop_time():
             return False
         try:
             origin = split_url(record.name)[0]
         except ValueError:
             return False  # not an origin this version can read
-        if not self.limits.pause(origin, _loop_time() + left_s):
+        if not self.limits.pause(origin, record.until + offset, since=record.since + offset):
             return False
         self.applied += 1
         return True
@@ -82,8 +89,10 @@ class ReceiverPauses:
         """Every pause running here (earned here or adopted), as this replica's records."""
         offset = self._clock.wall() - _loop_time()
         return [
-            ReceiverPauseRecord(origin_text(cast(Origin, key)), until + offset, self.replica_id)
-            for key, until in self.limits.pauses().items()
+            ReceiverPauseRecord(
+                origin_text(cast(Origin, key)), until + offset, self.replica_id, since + offset
+            )
+            for key, (until, since) in self.limits.pauses().items()
         ]
 
 

@@ -88,7 +88,9 @@ class BreakerRecord:
 @dataclass(frozen=True, slots=True)
 class ReceiverPauseRecord:
     """A webhook receiver (``name``: its origin, ``scheme://host:port``, never a path) refused
-    two round trips running with a Retry-After: no webhook goes to it before ``until``."""
+    ``origin``'s requests two round trips running with a Retry-After, from the one sent at
+    ``since`` on: no webhook goes to it before ``until`` (unless it answered another replica's
+    request sent since then with a 2xx)."""
 
     kind: ClassVar[str] = "receiver_pause"
     order_field: ClassVar[str] = "until"
@@ -96,6 +98,7 @@ class ReceiverPauseRecord:
     name: str
     until: float
     origin: str
+    since: float
 
     @property
     def order(self) -> float:

@@ -23,10 +23,16 @@ says "fewer at once", which the limit's decrease already does; pausing it would 
 can serve. One that refuses everything (down for maintenance, its rate spent) is left alone
 until it said to come back.
 
-A pause this process's requests earned is told to :attr:`TargetLimits.on_pause` (with Redis
-shared state, every replica then pauses that receiver too: a receiver's Retry-After holds for
-the fleet, not only for the replica it refused); :meth:`TargetLimits.pause` applies one learned
-elsewhere and tells no listener.
+A pause this process's requests earned is told to :attr:`TargetLimits.on_pause` with the time
+its refusals began (with Redis shared state, the other replicas then pause that receiver too:
+a receiver's Retry-After holds for the fleet, not only for the replica it refused).
+:meth:`TargetLimits.pause` applies one learned elsewhere and tells no listener. Given when
+those refusals began, it is applied at once here only while this process has nothing in flight
+to the receiver or its last answer was a refusal; it is dropped if a request of this process's
+sent since then was answered 2xx (the receiver refuses only more than the fleet sends it: the
+same reading as one refusal alone, above), and otherwise held until the answers in flight say
+which (the first refusal applies it: another replica's two round trips and this one's refusal
+are the fleet's second round trip).
 """
 
 from __future__ import annotations
@@ -70,11 +76,12 @@ class ReceiverPaused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PauseEarned:
-    """Receiver ``key`` refused this process's requests two round trips running: nothing goes
-    to it before ``until`` (the loop's clock)."""
+    """Receiver ``key`` refused this process's requests two round trips running, from the one
+    sent at ``since`` on: nothing goes to it before ``until`` (both the loop's clock)."""
 
     key: Hashable
     until: float
+    since: float
 
 
 @dataclass(slots=True)
@@ -92,6 +99,16 @@ class _Target:
     latency_s: float = 0.0
     #: A refusal with a Retry-After came in since its last 2xx answer.
     refused: bool = False
+    #: When the first request of that run of refusals was sent (the loop's clock).
+    refused_since: float = 0.0
+    #: When the last request it answered 2xx was sent (the loop's clock).
+    ok_sent_at: float = 0.0
+    #: When the refusals that earned its pause began (the loop's clock).
+    paused_since: float = 0.0
+    #: A pause learned elsewhere, held until an answer here bears it out: its end and when
+    #: its refusals began (the loop's clock; 0: none).
+    heard_until: float = 0.0
+    heard_since: float = 0.0
     #: Requests turned away since its pause began.
     turned_away: int = 0
 
@@ -233,16 +250,23 @@ class TargetLimits:
         mean = target.latency_s
         target.latency_s = latency_s if mean == 0.0 else mean + 0.2 * (latency_s - mean)
         if retry_after_s is not None:
+            now = asyncio.get_running_loop().time()
             # sent at the limit the last refusal left (its ticket is current), and nothing
             # answered 2xx since that refusal: a second round trip refused
             pause_s = min(retry_after_s, self._pause_at_most_s)
             if target.refused and ticket == target.decreases and pause_s > 0:
-                until = asyncio.get_running_loop().time() + pause_s
-                if self.pause(key, until) and self.on_pause:
-                    self.on_pause(PauseEarned(key, until))
+                if self.pause(key, now + pause_s) and self.on_pause:
+                    self.on_pause(PauseEarned(key, now + pause_s, target.refused_since))
+            else:
+                if not target.refused:
+                    target.refused_since = now - latency_s
+                if target.heard_until > now and target.ok_sent_at < target.heard_since:
+                    self.pause(key, target.heard_until)  # one heard of, borne out here
             target.refused = True
         elif not overloaded:
             target.refused = False
+            target.ok_sent_at = _loop_time() - latency_s
+            target.heard_until = 0.0
         busy = target.in_flight * 2 >= target.limit
         target.in_flight -= 1
         if overloaded or latency_s > self._slow_s:
@@ -255,29 +279,42 @@ class TargetLimits:
             target.limit = min(float(self.ceiling), target.limit + step)
         self._wake(target)
 
-    def pause(self, key: Hashable, until: float) -> bool:
+    def pause(self, key: Hashable, until: float, *, since: float | None = None) -> bool:
         """Receiver ``key`` asked for a pause: nothing more goes to it before ``until`` (the
         loop's clock; a pause already longer is kept). Its waiters are turned away now with
         :class:`ReceiverPaused`, as is every :meth:`acquire` until then; what is in flight
-        is answered as it is. Returns whether the pause began or grew longer; tells no
+        is answered as it is. ``since``: when the refusals that earned it elsewhere began (the
+        loop's clock). A request sent here since then and answered 2xx says the receiver
+        serves: the pause is not applied. With requests here in flight and none refused yet,
+        it is held until their answers say which: the first refusal with a Retry-After applies
+        it, a 2xx drops it. Returns whether the pause began or grew longer; tells no
         :attr:`on_pause` listener."""
         target = self._target(key)
+        if since is not None:
+            if target.ok_sent_at >= since:
+                return False
+            if target.in_flight and not target.refused:
+                if until > target.heard_until:
+                    target.heard_until, target.heard_since = until, since
+                return False
         lengthened = until > target.paused_until
         if lengthened:
             if target.paused_until <= asyncio.get_running_loop().time():
                 target.turned_away = 0  # a new pause: its line starts again
             target.paused_until = until
+            target.paused_since = target.refused_since if since is None else since
         waiters, target.waiters = target.waiters, deque()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(self._turned_away(target))
         return lengthened
 
-    def pauses(self) -> dict[Hashable, float]:
-        """Every receiver paused now, and the loop time its pause ends."""
+    def pauses(self) -> dict[Hashable, tuple[float, float]]:
+        """Every receiver paused now: when its pause ends, and when the refusals that earned
+        it began (the loop's clock)."""
         now = _loop_time()
         return {
-            key: target.paused_until
+            key: (target.paused_until, target.paused_since)
             for key, target in self._targets.items()
             if target.paused_until > now
         }

@@ -1,0 +1,245 @@
+"""Two replicas' webhooks to one customer endpoint that is down for a while: what reaches it
+while it is down when the replicas share its pause through Redis, and when each learns it alone.
+
+Run: ``python -m loadtests.bench.bench_webhook_fleet`` (about 2 minutes; needs PostgreSQL and
+Redis on loopback: ``--pg`` and ``--redis`` to point elsewhere). Prints the figures and writes
+``loadtests/bench/results/webhook_fleet.json``.
+
+* Processes on loopback: the mock farm (every provider healthy, ~20 ms an image), the customer's
+  endpoint (:mod:`loadtests.bench.endpoint`: down for ``--down-s`` from its first webhook,
+  answering everything ``503`` with ``Retry-After: --retry-after``; then serving ``--capacity``
+  at once for ``--delay-ms`` each, 429 with the same Retry-After beyond), and for each
+  configuration ``--replicas`` ``imagerouter serve`` processes on one fresh PostgreSQL schema,
+  with their webhook defaults (a receiver paused at most 60 s).
+* Configurations: **shared**, the replicas on one Redis prefix (``state``: the receiver's pause
+  reaches every replica), and **alone**, no Redis (each replica pauses the receiver only once
+  it refused that replica two round trips running). One replica on Redis is the baseline.
+* This process submits ``--rate`` jobs a second for ``--duration`` s, round-robin over the
+  replicas, all on one account whose webhook URL is the endpoint, then waits (at most
+  ``--max-s``) until every webhook is delivered or the rest are due more than ``--later-s``
+  from now.
+* Figures: **the requests that reached the endpoint while it was down**, the webhooks
+  delivered, the attempts a delivered webhook took (the store's attempt log), the webhooks
+  given back unsent (the replicas' ``/metrics``, summed), and the time from the first submit to
+  the last delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from loadtests.bench.bench_end_to_end import api_request
+from loadtests.bench.bench_replicas import SCENARIO, Backend, servers
+from loadtests.bench.bench_webhook_backlog import deferrals_in
+from loadtests.bench.common import (
+    farm_process,
+    farm_server_config,
+    free_port,
+    scratch_dir,
+    wait_for_http,
+    write_results,
+)
+from loadtests.bench.endpoint import endpoint_command
+from loadtests.processes import stop_process
+
+BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"}
+
+
+@contextlib.contextmanager
+def endpoint(tmp: Path, args: argparse.Namespace) -> Iterator[str]:
+    """The customer's endpoint, down for ``--down-s`` from its first webhook; its base URL."""
+    port = free_port()
+    command = endpoint_command(
+        port,
+        delay_ms=args.delay_ms,
+        capacity=args.capacity,
+        refusal=429,
+        retry_after=args.retry_after,
+        down_s=args.down_s,
+    )
+    with (tmp / "endpoint.log").open("wb") as err:
+        proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/_summary", timeout_s=60)
+        yield url
+    finally:
+        stop_process(proc, 10)
+
+
+async def submit_paced(urls: list[str], token: str, rate: float, duration_s: float) -> int:
+    """``rate`` submits a second for ``duration_s``, round-robin over ``urls``; those accepted."""
+    headers = {"Authorization": f"Bearer {token}"}
+    count = int(rate * duration_s)
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def one(n: int) -> bool:
+            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+            async with session.post(
+                f"{urls[n % len(urls)]}/v1/jobs", json=BODY, headers=headers
+            ) as r:
+                return r.status == 202
+
+        return sum(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def _settled(pg: str, schema: str, jobs: int, later_s: float) -> bool:
+    """Every webhook delivered, or the rest due later than ``later_s`` from now."""
+    conn = await asyncpg.connect(pg, server_settings={"search_path": schema})
+    try:
+        delivered, soon = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER "
+            "(WHERE status = 'delivering' OR (status = 'pending' AND next_attempt_at < $1)) "
+            "FROM deliveries",
+            time.time() + later_s,
+        )
+    finally:
+        await conn.close()
+    return delivered >= jobs or (delivered > 0 and soon == 0)
+
+
+async def _store_figures(pg: str, schema: str) -> tuple[dict[str, int], int]:
+    """Deliveries by status, and the attempts of the delivered ones."""
+    conn = await asyncpg.connect(pg, server_settings={"search_path": schema})
+    try:
+        rows = await conn.fetch("SELECT status, count(*) FROM deliveries GROUP BY status")
+        attempts = await conn.fetchval(
+            "SELECT count(*) FROM delivery_attempts a JOIN deliveries d "
+            "ON d.id = a.delivery_id WHERE d.status = 'succeeded'"
+        )
+    finally:
+        await conn.close()
+    return {row[0]: row[1] for row in rows}, int(attempts)
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return answer.read()
+
+
+async def run(
+    args: argparse.Namespace, farm: dict[str, Any], tmp: Path, replicas: int, shared: bool
+) -> dict[str, Any]:
+    """One configuration's run; its figures."""
+    backend = Backend("postgres", args.pg, tmp)
+    server: dict[str, Any] = {
+        "store": backend.url,
+        "webhook_allow": ["127.0.0.1/32"],
+        "poll_interval_s": 0.5,
+    }
+    if shared:
+        server |= {"state": args.redis, "state_prefix": f"bench:{uuid.uuid4().hex[:8]}"}
+    config = farm_server_config(tmp / "imagerouter.toml", farm, server)
+    try:
+        with endpoint(tmp, args) as hooks, servers(config, replicas, 32, tmp) as (urls, _):
+            [token] = await backend.keys(1, 10**9)
+            await asyncio.to_thread(
+                api_request, "PUT", f"{urls[0]}/v1/webhook", token, {"url": f"{hooks}/hooks/launch"}
+            )
+            started = time.time()
+            jobs = await submit_paced(urls, token, args.rate, args.duration)
+            deadline = time.monotonic() + args.max_s
+            while not await _settled(args.pg, backend.schema, jobs, args.later_s):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            seen = json.loads(await asyncio.to_thread(_get, f"{hooks}/_summary"))
+            given_back: Counter[str] = Counter()
+            for url in urls:
+                metrics = await asyncio.to_thread(_get, f"{url}/metrics")
+                given_back.update(deferrals_in(metrics.decode()))
+            statuses, attempts = await _store_figures(args.pg, backend.schema)
+    finally:
+        await backend.drop()
+    log = seen["log"]
+    ok = Counter(webhook_id for _, status, webhook_id in log if status == 204)
+    succeeded = statuses.get("succeeded", 0)
+    last = max((arrived for arrived, status, _ in log if status == 204), default=started)
+    return {
+        "replicas": replicas,
+        "pause_shared": shared,
+        "jobs": jobs,
+        "delivered": len(ok),
+        "delivered_more_than_once": sum(1 for n in ok.values() if n > 1),
+        "deliveries_by_status": statuses,
+        "requests": len(log),
+        "arrived_while_down": sum(1 for _, status, _ in log if status == 503),
+        "attempts_per_delivered": round(attempts / succeeded, 3) if succeeded else None,
+        "given_back_unsent": dict(given_back),
+        "first_submit_to_last_delivery_s": round(last - started, 1),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    configurations = {
+        "1 replica (Redis)": (1, True),
+        f"{args.replicas} replicas, pause shared (Redis)": (args.replicas, True),
+        f"{args.replicas} replicas, each alone (no Redis)": (args.replicas, False),
+    }
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as root:
+        scenario = Path(root) / "scenario.toml"
+        scenario.write_text(SCENARIO)
+        with farm_process(str(scenario)) as farm:
+            for name, (replicas, shared) in configurations.items():
+                work = Path(root) / f"run{len(results)}"
+                work.mkdir()
+                results[name] = await run(args, farm, work, replicas, shared)
+                print(f"{name}: {_line(results[name])}", flush=True)
+    return results
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['arrived_while_down']} requests while down; {r['delivered']} of {r['jobs']} "
+        f"delivered ({r['delivered_more_than_once']} more than once) in "
+        f"{r['first_submit_to_last_delivery_s']} s; {r['attempts_per_delivered']} attempts a "
+        f"delivered webhook; given back unsent: {r['given_back_unsent']}; deliveries "
+        f"{r['deliveries_by_status']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=250.0)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--capacity", type=int, default=8)
+    parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--retry-after", default="1")
+    parser.add_argument("--down-s", type=float, default=3.0)
+    parser.add_argument("--max-s", type=float, default=60.0)
+    parser.add_argument("--later-s", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    print(
+        f"{args.rate:g} jobs/s for {args.duration:g} s over the replicas, their webhooks to one "
+        f"endpoint down (503, Retry-After: {args.retry_after}) for {args.down_s:g} s from its "
+        f"first webhook, then holding {args.capacity} at once for {args.delay_ms:g} ms each "
+        f"(429 beyond)",
+        flush=True,
+    )
+    results = asyncio.run(main_async(args))
+    print(f"wrote {write_results('webhook_fleet', {'args': vars(args), 'runs': results})}")
+
+
+if __name__ == "__main__":
+    main()
