@@ -5,11 +5,15 @@ A receiver that refuses two round trips running with a Retry-After is paused by 
 refused (:class:`~imagerouter.webhooks.targets.TargetLimits`). Without sharing, every other
 replica goes on sending to it until it is refused twice too, so a fleet of N sends about N
 times what one replica would into the receiver's window. With it, the pause's end goes through
-Redis like a provider's Retry-After cooldown: kept as the latest end (``max``), applied by every
-other replica as it arrives, read back by one that (re)connects. A replica whose own request,
-sent after the refusals began, was answered 2xx does not apply it: such a receiver refuses only
-what is beyond its capacity (two replicas sharing it see more refusals each than one would), and
-pausing the replica it serves would cost what it can take.
+Redis like a provider's Retry-After cooldown: kept as the latest end (``max``), read back by a
+replica that (re)connects, and applied as it arrives by every other replica with nothing in
+flight to the receiver; one with requests out applies it at their first refusal
+(:meth:`TargetLimits.pause <imagerouter.webhooks.targets.TargetLimits.pause>`). A replica whose
+own request, sent after the refusals began, was answered 2xx does not apply it: such a receiver
+refuses only what is beyond its capacity (two replicas sharing it see more refusals each than
+one would), and pausing the replica it serves would cost what it can take
+(``bench_webhook_fleet`` measured the version that paused everyone at once: the backlog after
+an outage drained in up to twice the time).
 
 A record names the receiver by its origin (``scheme://host:port``) only: a webhook URL's path
 or query may hold the customer's token and never leaves the process. Ends are wall-clock
@@ -40,7 +44,8 @@ class ReceiverPauses:
         self.limits = limits
         self.replica_id = replica_id
         self._clock = clock
-        #: Pauses adopted from other replicas that began or lengthened one here.
+        #: Pauses adopted from other replicas as they arrived (not those held until a refusal
+        #: here bore them out) that began or lengthened one here.
         self.applied = 0
 
     def earned(self, event: PauseEarned) -> ReceiverPauseRecord:
