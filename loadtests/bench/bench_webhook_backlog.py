@@ -141,6 +141,20 @@ def run(args: argparse.Namespace, tmp: Path, down_s: float, pause_max_s: float) 
                 "SELECT count(*) FROM delivery_attempts a JOIN deliveries d "
                 "ON d.id = a.delivery_id WHERE d.status = 'succeeded'"
             ).fetchone()[0]
+    return backlog_figures(seen, jobs, started, statuses, attempts, deferrals)
+
+
+def backlog_figures(
+    seen: dict[str, Any],
+    jobs: int,
+    started: float,
+    statuses: dict[str, int],
+    attempts: int,
+    given_back: dict[str, int],
+) -> dict[str, Any]:
+    """A run's figures: from what the endpoint saw (its ``/_summary``), the jobs submitted
+    from ``started`` (wall clock), the store's deliveries by status and the attempts of the
+    delivered ones, and the webhooks given back unsent by why."""
     log = seen["log"]
     ok = Counter(webhook_id for _, status, webhook_id in log if status == 204)
     succeeded = statuses.get("succeeded", 0)
@@ -154,9 +168,30 @@ def run(args: argparse.Namespace, tmp: Path, down_s: float, pause_max_s: float) 
         "refused": len(seen["refused_at"]),
         "arrived_while_down": sum(1 for arrived, status, _ in log if status == 503),
         "attempts_per_delivered": round(attempts / succeeded, 3) if succeeded else None,
-        "given_back_unsent": deferrals,
+        "given_back_unsent": given_back,
         "first_submit_to_last_delivery_s": round(last - started, 1),
     }
+
+
+def figures_line(r: dict[str, Any]) -> str:
+    """One run's figures as a line."""
+    return (
+        f"{r['delivered']} of {r['jobs']} delivered ({r['delivered_more_than_once']} more than "
+        f"once) in {r['first_submit_to_last_delivery_s']} s; {r['refused']} refusals; "
+        f"{r['arrived_while_down']} while down; {r['attempts_per_delivered']} attempts a "
+        f"delivered webhook; given back unsent: {r['given_back_unsent']}; deliveries "
+        f"{r['deliveries_by_status']}"
+    )
+
+
+def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The endpoint's and the wait's options (both webhook backlog benchmarks take them)."""
+    parser.add_argument("--capacity", type=int, default=8)
+    parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--retry-after", default="1")
+    parser.add_argument("--down-s", type=float, default=3.0)
+    parser.add_argument("--max-s", type=float, default=60.0)
+    parser.add_argument("--later-s", type=float, default=30.0)
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
@@ -167,26 +202,14 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"{args.retry_after} beyond; the second endpoint first down (503) for {args.down_s:g} s"
     )
     for name, r in results.items():
-        print(
-            f"{name}: {r['delivered']} of {r['jobs']} delivered "
-            f"({r['delivered_more_than_once']} more than once) in "
-            f"{r['first_submit_to_last_delivery_s']} s; {r['refused']} refusals; "
-            f"{r['arrived_while_down']} while down; "
-            f"{r['attempts_per_delivered']} attempts a delivered webhook; given back unsent: "
-            f"{r['given_back_unsent']}; deliveries {r['deliveries_by_status']}"
-        )
+        print(f"{name}: {figures_line(r)}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--duration", type=float, default=4.0)
-    parser.add_argument("--capacity", type=int, default=8)
-    parser.add_argument("--delay-ms", type=float, default=50.0)
-    parser.add_argument("--retry-after", default="1")
-    parser.add_argument("--down-s", type=float, default=3.0)
-    parser.add_argument("--max-s", type=float, default=60.0)
-    parser.add_argument("--later-s", type=float, default=30.0)
+    add_endpoint_arguments(parser)
     args = parser.parse_args(argv)
     results = {}
     endpoints = {"429 beyond capacity": 0.0, f"down {args.down_s:g} s (503)": args.down_s}

@@ -28,16 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,41 +42,21 @@ import asyncpg
 
 from loadtests.bench.bench_end_to_end import api_request
 from loadtests.bench.bench_replicas import SCENARIO, Backend, servers
-from loadtests.bench.bench_webhook_backlog import deferrals_in
+from loadtests.bench.bench_webhook_backlog import (
+    add_endpoint_arguments,
+    backlog_figures,
+    deferrals_in,
+    figures_line,
+    receiver_process,
+)
 from loadtests.bench.common import (
     farm_process,
     farm_server_config,
-    free_port,
     scratch_dir,
-    wait_for_http,
     write_results,
 )
-from loadtests.bench.endpoint import endpoint_command
-from loadtests.processes import stop_process
 
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"}
-
-
-@contextlib.contextmanager
-def endpoint(tmp: Path, args: argparse.Namespace) -> Iterator[str]:
-    """The customer's endpoint, down for ``--down-s`` from its first webhook; its base URL."""
-    port = free_port()
-    command = endpoint_command(
-        port,
-        delay_ms=args.delay_ms,
-        capacity=args.capacity,
-        refusal=429,
-        retry_after=args.retry_after,
-        down_s=args.down_s,
-    )
-    with (tmp / "endpoint.log").open("wb") as err:
-        proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=err)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/_summary", timeout_s=60)
-        yield url
-    finally:
-        stop_process(proc, 10)
 
 
 async def submit_paced(urls: list[str], token: str, rate: float, duration_s: float) -> int:
@@ -148,7 +124,10 @@ async def run(
         server |= {"state": args.redis, "state_prefix": f"bench:{uuid.uuid4().hex[:8]}"}
     config = farm_server_config(tmp / "imagerouter.toml", farm, server)
     try:
-        with endpoint(tmp, args) as hooks, servers(config, replicas, 32, tmp) as (urls, _):
+        with (
+            receiver_process(tmp, args, args.down_s) as hooks,
+            servers(config, replicas, 32, tmp) as (urls, _),
+        ):
             [token] = await backend.keys(1, 10**9)
             await asyncio.to_thread(
                 api_request, "PUT", f"{urls[0]}/v1/webhook", token, {"url": f"{hooks}/hooks/launch"}
@@ -168,23 +147,8 @@ async def run(
             statuses, attempts = await _store_figures(args.pg, backend.schema)
     finally:
         await backend.drop()
-    log = seen["log"]
-    ok = Counter(webhook_id for _, status, webhook_id in log if status == 204)
-    succeeded = statuses.get("succeeded", 0)
-    last = max((arrived for arrived, status, _ in log if status == 204), default=started)
-    return {
-        "replicas": replicas,
-        "pause_shared": shared,
-        "jobs": jobs,
-        "delivered": len(ok),
-        "delivered_more_than_once": sum(1 for n in ok.values() if n > 1),
-        "deliveries_by_status": statuses,
-        "requests": len(log),
-        "arrived_while_down": sum(1 for _, status, _ in log if status == 503),
-        "attempts_per_delivered": round(attempts / succeeded, 3) if succeeded else None,
-        "given_back_unsent": dict(given_back),
-        "first_submit_to_last_delivery_s": round(last - started, 1),
-    }
+    figures = backlog_figures(seen, jobs, started, statuses, attempts, dict(given_back))
+    return {"replicas": replicas, "pause_shared": shared, **figures}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,18 +166,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 work = Path(root) / f"run{len(results)}"
                 work.mkdir()
                 results[name] = await run(args, farm, work, replicas, shared)
-                print(f"{name}: {_line(results[name])}", flush=True)
+                print(f"{name}: {figures_line(results[name])}", flush=True)
     return results
-
-
-def _line(r: dict[str, Any]) -> str:
-    return (
-        f"{r['arrived_while_down']} requests while down; {r['delivered']} of {r['jobs']} "
-        f"delivered ({r['delivered_more_than_once']} more than once) in "
-        f"{r['first_submit_to_last_delivery_s']} s; {r['attempts_per_delivered']} attempts a "
-        f"delivered webhook; given back unsent: {r['given_back_unsent']}; deliveries "
-        f"{r['deliveries_by_status']}"
-    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -223,12 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--duration", type=float, default=4.0)
-    parser.add_argument("--capacity", type=int, default=8)
-    parser.add_argument("--delay-ms", type=float, default=50.0)
-    parser.add_argument("--retry-after", default="1")
-    parser.add_argument("--down-s", type=float, default=3.0)
-    parser.add_argument("--max-s", type=float, default=60.0)
-    parser.add_argument("--later-s", type=float, default=30.0)
+    add_endpoint_arguments(parser)
     args = parser.parse_args(argv)
     print(
         f"{args.rate:g} jobs/s for {args.duration:g} s over the replicas, their webhooks to one "
