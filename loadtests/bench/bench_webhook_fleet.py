@@ -1,23 +1,26 @@
-"""Two replicas' webhooks to one customer endpoint that is down for a while: what reaches it
-while it is down when the replicas share its pause through Redis, and when each learns it alone.
+"""Replicas' webhooks to one customer endpoint that is down for a while: what reaches it while it
+is down when the replicas share its pause through Redis, and when each learns it alone.
 
-Run: ``python -m loadtests.bench.bench_webhook_fleet`` (about 2 minutes; needs PostgreSQL and
-Redis on loopback: ``--pg`` and ``--redis`` to point elsewhere). Prints the figures and writes
-``loadtests/bench/results/webhook_fleet.json``.
+Run: ``python -m loadtests.bench.bench_webhook_fleet`` (about 4 minutes; ``--customer busy`` or
+``quiet`` for one; needs PostgreSQL and Redis on loopback: ``--pg`` and ``--redis`` to point
+elsewhere). Prints the figures and writes ``loadtests/bench/results/webhook_fleet.json``.
 
 * Processes on loopback: the mock farm (every provider healthy, ~20 ms an image), the customer's
-  endpoint (:mod:`loadtests.bench.endpoint`: down for ``--down-s`` from its first webhook,
-  answering everything ``503`` with ``Retry-After: --retry-after``; then serving ``--capacity``
-  at once for ``--delay-ms`` each, 429 with the same Retry-After beyond), and for each
-  configuration ``--replicas`` ``imagerouter serve`` processes on one fresh PostgreSQL schema,
-  with their webhook defaults (a receiver paused at most 60 s).
-* Configurations: **shared**, the replicas on one Redis prefix (``state``: the receiver's pause
+  endpoint (:mod:`loadtests.bench.endpoint`: down for a while from its first webhook, answering
+  everything ``503`` with a ``Retry-After``; then serving ``--capacity`` at once for
+  ``--delay-ms`` each, 429 with the same Retry-After beyond), and for each configuration the
+  ``imagerouter serve`` processes on one fresh PostgreSQL schema, with their webhook defaults
+  (a receiver paused at most 60 s).
+* Two customers (:data:`CUSTOMERS`): a **busy** one, 250 jobs a second for 4 s over two
+  replicas, its endpoint down 3 s with ``Retry-After: 1`` (every replica has webhooks in flight
+  to it all the time); and a **quiet** one, 12 jobs a second for 20 s over three replicas, its
+  endpoint down 15 s with ``Retry-After: 5`` (at most moments a replica has none in flight).
+* Configurations: **shared**, the replicas on one Redis prefix (``state``: a pause a 503 earned
   reaches every replica), and **alone**, no Redis (each replica pauses the receiver only once
   it refused that replica two round trips running). One replica on Redis is the baseline.
-* This process submits ``--rate`` jobs a second for ``--duration`` s, round-robin over the
-  replicas, all on one account whose webhook URL is the endpoint, then waits (at most
-  ``--max-s``) until every webhook is delivered or the rest are due more than ``--later-s``
-  from now.
+* This process submits the jobs round-robin over the replicas, all on one account whose
+  webhook URL is the endpoint, then waits (at most ``--max-s``) until every webhook is
+  delivered or the rest are due more than ``--later-s`` from now.
 * Figures: **the requests that reached the endpoint while it was down**, the webhooks
   delivered, the attempts a delivered webhook took (the store's attempt log), the webhooks
   given back unsent (the replicas' ``/metrics``, summed), and the time from the first submit to
@@ -43,7 +46,6 @@ import asyncpg
 from loadtests.bench.bench_end_to_end import api_request
 from loadtests.bench.bench_replicas import SCENARIO, Backend, servers
 from loadtests.bench.bench_webhook_backlog import (
-    add_endpoint_arguments,
     backlog_figures,
     deferrals_in,
     figures_line,
@@ -57,6 +59,12 @@ from loadtests.bench.common import (
 )
 
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk, oil on canvas"}
+
+#: Each customer's replicas, jobs a second and for how long, and its endpoint's outage.
+CUSTOMERS: dict[str, dict[str, Any]] = {
+    "busy": {"replicas": 2, "rate": 250.0, "duration": 4.0, "down_s": 3.0, "retry_after": "1"},
+    "quiet": {"replicas": 3, "rate": 12.0, "duration": 20.0, "down_s": 15.0, "retry_after": "5"},
+}
 
 
 async def submit_paced(urls: list[str], token: str, rate: float, duration_s: float) -> int:
@@ -151,7 +159,8 @@ async def run(
     return {"replicas": replicas, "pause_shared": shared, **figures}
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+async def customer_runs(args: argparse.Namespace) -> dict[str, Any]:
+    """One customer's three configurations; their figures."""
     configurations = {
         "1 replica (Redis)": (1, True),
         f"{args.replicas} replicas, pause shared (Redis)": (args.replicas, True),
@@ -166,7 +175,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 work = Path(root) / f"run{len(results)}"
                 work.mkdir()
                 results[name] = await run(args, farm, work, replicas, shared)
-                print(f"{name}: {figures_line(results[name])}", flush=True)
+                print(f"  {name}: {figures_line(results[name])}", flush=True)
     return results
 
 
@@ -174,20 +183,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=250.0)
-    parser.add_argument("--duration", type=float, default=4.0)
-    add_endpoint_arguments(parser)
+    parser.add_argument("--customer", choices=sorted(CUSTOMERS), action="append")
+    parser.add_argument("--capacity", type=int, default=8)
+    parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--max-s", type=float, default=60.0)
+    parser.add_argument("--later-s", type=float, default=30.0)
     args = parser.parse_args(argv)
-    print(
-        f"{args.rate:g} jobs/s for {args.duration:g} s over the replicas, their webhooks to one "
-        f"endpoint down (503, Retry-After: {args.retry_after}) for {args.down_s:g} s from its "
-        f"first webhook, then holding {args.capacity} at once for {args.delay_ms:g} ms each "
-        f"(429 beyond)",
-        flush=True,
-    )
-    results = asyncio.run(main_async(args))
-    print(f"wrote {write_results('webhook_fleet', {'args': vars(args), 'runs': results})}")
+    results = {}
+    for customer in args.customer or list(CUSTOMERS):
+        run_args = argparse.Namespace(**{**vars(args), **CUSTOMERS[customer]})
+        print(
+            f"{customer}: {run_args.rate:g} jobs/s for {run_args.duration:g} s over the "
+            f"replicas, their webhooks to one endpoint down (503, Retry-After: "
+            f"{run_args.retry_after}) for {run_args.down_s:g} s from its first webhook, then "
+            f"holding {args.capacity} at once for {args.delay_ms:g} ms each (429 beyond)",
+            flush=True,
+        )
+        results[customer] = asyncio.run(customer_runs(run_args))
+    document = {"args": vars(args), "customers": CUSTOMERS, "runs": results}
+    print(f"wrote {write_results('webhook_fleet', document)}")
 
 
 if __name__ == "__main__":

@@ -20,18 +20,18 @@ from tests.replication.proxy import TcpProxy
 RECEIVER = ("https", "hooks.example.com", 8443)
 
 
-async def _refused_twice(limits: TargetLimits, retry_after_s: float) -> float:
-    """Two round trips to RECEIVER refused with ``retry_after_s``, as the sender releases
-    them: the pause this earns, and its end (loop time)."""
+async def _refused_twice(limits: TargetLimits, retry_after_s: float, status: int = 503) -> float:
+    """Two round trips to RECEIVER refused with ``status`` and ``retry_after_s``, as the
+    sender releases them: the pause this earns, and its end (loop time)."""
     far = asyncio.get_running_loop().time() + 60
     for _ in range(2):
         ticket = await limits.acquire(RECEIVER, far)
-        limits.release(RECEIVER, ticket, 0.01, True, retry_after_s=retry_after_s)
-    return limits.pauses()[RECEIVER][0]
+        limits.release(RECEIVER, ticket, 0.01, True, retry_after_s=retry_after_s, status=status)
+    return limits.pauses()[RECEIVER].until
 
 
 def _until(limits: TargetLimits) -> float:
-    return limits.pauses()[RECEIVER][0]
+    return limits.pauses()[RECEIVER].until
 
 
 def _paused(limits: TargetLimits) -> bool:
@@ -107,15 +107,16 @@ async def test_records_name_the_origin_only_and_never_shorten_a_pause() -> None:
     theirs = ReceiverPauses(there, "r1", MonotonicClock())
     origin = ("https", "::1", 8443)
     now = asyncio.get_running_loop().time()
-    record = mine.earned(PauseEarned(origin, now + 3.0, now - 0.5))
+    record = mine.earned(PauseEarned(origin, now + 3.0, now - 0.5, 503))
+    assert record is not None
     assert record.name == "https://[::1]:8443"
     assert record.until - record.since == pytest.approx(3.5)
     assert decode(encode(record)) == record
     assert theirs.receive(record)
-    assert there.pauses()[origin] == pytest.approx((now + 3.0, now - 0.5), abs=0.05)
+    assert there.pauses()[origin][:2] == pytest.approx((now + 3.0, now - 0.5), abs=0.05)
     shorter = ReceiverPauseRecord(record.name, record.until - 2.0, "r0", record.since)
     assert not theirs.receive(shorter)
-    assert there.pauses()[origin][0] == pytest.approx(now + 3.0, abs=0.05)
+    assert there.pauses()[origin].until == pytest.approx(now + 3.0, abs=0.05)
     ended = ReceiverPauseRecord("https://a.example:443", record.since, "r0", record.since - 1)
     assert not theirs.receive(ended)
     assert not mine.receive(record)  # its own: paused when it happened
@@ -139,7 +140,7 @@ async def test_a_replica_served_2xx_since_the_refusals_began_is_not_paused() -> 
     await asyncio.sleep(0.02)
     served.release(RECEIVER, ticket, 0.01, overloaded=False)  # sent after since: served
     record = ReceiverPauses(TargetLimits(2, 8), "a", MonotonicClock()).earned(
-        PauseEarned(RECEIVER, loop.time() + 5.0, since)
+        PauseEarned(RECEIVER, loop.time() + 5.0, since, 503)
     )
     assert not theirs.receive(record)
     assert not _paused(served)
@@ -159,7 +160,7 @@ async def test_a_replica_with_requests_out_holds_the_pause_until_an_answer() -> 
         far = loop.time() + 60
         out = await limits.acquire(RECEIVER, far)
         record = ReceiverPauses(TargetLimits(2, 8), "a", MonotonicClock()).earned(
-            PauseEarned(RECEIVER, loop.time() + 5.0, loop.time() - 1.0)
+            PauseEarned(RECEIVER, loop.time() + 5.0, loop.time() - 1.0, 503)
         )
         assert not b.receive(record)
         assert not _paused(limits)
@@ -173,3 +174,21 @@ async def test_a_replica_with_requests_out_holds_the_pause_until_an_answer() -> 
             limits.release(RECEIVER, out, 0.01, overloaded=False)
             limits.release(RECEIVER, also, 0.01, True, retry_after_s=1.0)
             assert not _paused(limits)  # one refusal of its own, after a 2xx: no pause
+
+
+async def test_a_pause_a_429_earned_stays_with_the_replica_it_refused(
+    farm: Farm, redis_url: str, prefix: str
+) -> None:
+    """Two round trips refused with 429 pause A alone: a 429 says this client sends too many,
+    and another replica's requests may be what the receiver serves. A 503's pause (the
+    receiver is unavailable) is the fleet's."""
+    limits_a, limits_b = TargetLimits(2, 8), TargetLimits(2, 8)
+    async with (
+        replica(farm, redis_url, prefix, "a", receivers=limits_a) as a,
+        replica(farm, redis_url, prefix, "b", receivers=limits_b),
+    ):
+        await _refused_twice(limits_a, 5.0, status=429)
+        assert limits_a.pauses()[RECEIVER].status == 429
+        await asyncio.sleep(0.3)  # room for it to travel, were it published
+        assert a.state.published == 0
+        assert not _paused(limits_b)

@@ -4,7 +4,10 @@
 A receiver that refuses two round trips running with a Retry-After is paused by the replica it
 refused (:class:`~imagerouter.webhooks.targets.TargetLimits`). Without sharing, every other
 replica goes on sending to it until it is refused twice too, so a fleet of N sends about N
-times what one replica would into the receiver's window. With it, the pause's end goes through
+times what one replica would into the receiver's window. A pause a 503 earned (the receiver is
+unavailable) is the fleet's; one a 429 earned stays with the replica it refused (this client
+sends too many; another's requests may be what the receiver serves). The fleet's pause's end
+goes through
 Redis like a provider's Retry-After cooldown: kept as the latest end (``max``), read back by a
 replica that (re)connects, and applied as it arrives by every other replica with nothing in
 flight to the receiver; one with requests out applies it at their first refusal
@@ -48,8 +51,13 @@ class ReceiverPauses:
         #: here bore them out) that began or lengthened one here.
         self.applied = 0
 
-    def earned(self, event: PauseEarned) -> ReceiverPauseRecord:
-        """The record of a pause this replica's requests earned."""
+    def earned(self, event: PauseEarned) -> ReceiverPauseRecord | None:
+        """The record of a pause this replica's requests earned, if it is the fleet's: one a
+        503 earned (the receiver is unavailable). A 429's is this replica's own: it says this
+        client sends too many, and another replica's requests may be what the receiver serves
+        (``bench_webhook_fleet``: sharing those slowed the backlog after an outage)."""
+        if event.status != 503:
+            return None
         offset = self._clock.wall() - _loop_time()
         name = origin_text(cast(Origin, event.key))
         return ReceiverPauseRecord(
@@ -91,13 +99,18 @@ class ReceiverPauses:
         ]
 
     def live_records(self) -> list[ReceiverPauseRecord]:
-        """Every pause running here (earned here or adopted), as this replica's records."""
+        """Every pause a 503 started running here (earned here or adopted), as this
+        replica's records."""
         offset = self._clock.wall() - _loop_time()
         return [
             ReceiverPauseRecord(
-                origin_text(cast(Origin, key)), until + offset, self.replica_id, since + offset
+                origin_text(cast(Origin, key)),
+                pause.until + offset,
+                self.replica_id,
+                pause.since + offset,
             )
-            for key, (until, since) in self.limits.pauses().items()
+            for key, pause in self.limits.pauses().items()
+            if pause.status == 503
         ]
 
 

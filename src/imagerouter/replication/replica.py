@@ -25,8 +25,8 @@ network). :class:`RedisState` replicates the changes that matter, in the backgro
   adds each replica's spend to one Redis total per (instance, window) and publishes it.
 * **Webhook receivers' pauses** (with ``receivers``, the webhook sender's
   :class:`~imagerouter.webhooks.targets.TargetLimits`): a receiver that refused this replica
-  two round trips running with a Retry-After is paused on the others until its end, kept and
-  published as a cooldown is; a replica it answered 2xx since does not apply it
+  two round trips running with a 503 and a Retry-After is paused on the others until its end,
+  kept and published as a cooldown is; a replica it answered 2xx since does not apply it
   (:class:`~imagerouter.replication.receivers.ReceiverPauses`).
 * **Health.** Every ``health_interval_s`` each replica writes its health inputs (and breaker
   states) to its own hash and reads its peers'; :meth:`RedisState.fleet_health` blends them

@@ -199,7 +199,9 @@ class WebhookSender(AsyncResource):
         else:
             if status == 429 or status >= 500:
                 asked = retry_after if status in (429, 503) else None  # pauses: see targets
-                self.targets.release(target, ticket, latency_s, True, retry_after_s=asked)
+                self.targets.release(
+                    target, ticket, latency_s, True, retry_after_s=asked, status=status
+                )
             else:  # the receiver refused this one: nothing said of its load
                 self.targets.give_back(target)
             text = snippet.decode("utf-8", "replace").strip()

@@ -42,10 +42,11 @@ import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from imagerouter.listeners import Listeners
 
-__all__ = ["PauseEarned", "ReceiverBusy", "ReceiverPaused", "TargetLimits"]
+__all__ = ["LivePause", "PauseEarned", "ReceiverBusy", "ReceiverPaused", "TargetLimits"]
 
 #: Receivers remembered at most; past it, those with nothing in flight or waiting are forgotten
 #: (a forgotten one starts again from the floor).
@@ -77,11 +78,22 @@ class ReceiverPaused(Exception):
 @dataclass(frozen=True, slots=True)
 class PauseEarned:
     """Receiver ``key`` refused this process's requests two round trips running, from the one
-    sent at ``since`` on: nothing goes to it before ``until`` (both the loop's clock)."""
+    sent at ``since`` on, the second with ``status`` (429 or 503): nothing goes to it before
+    ``until`` (both the loop's clock)."""
 
     key: Hashable
     until: float
     since: float
+    status: int
+
+
+class LivePause(NamedTuple):
+    """A receiver's pause running now: its end, when the refusals that earned it began (both
+    the loop's clock), and the status of the refusal that started it (429 or 503)."""
+
+    until: float
+    since: float
+    status: int
 
 
 @dataclass(slots=True)
@@ -103,8 +115,10 @@ class _Target:
     refused_since: float = 0.0
     #: When the last request it answered 2xx was sent (the loop's clock).
     ok_sent_at: float = 0.0
-    #: When the refusals that earned its pause began (the loop's clock).
+    #: When the refusals that earned its pause began (the loop's clock), and the status of
+    #: the refusal that started it.
     paused_since: float = 0.0
+    paused_status: int = 0
     #: A pause learned elsewhere, held until an answer here bears it out: its end and when
     #: its refusals began (the loop's clock; 0: none).
     heard_until: float = 0.0
@@ -242,10 +256,12 @@ class TargetLimits:
         latency_s: float,
         overloaded: bool,
         retry_after_s: float | None = None,
+        status: int = 0,
     ) -> None:
         """The request sent with ``ticket`` answered (or failed) after ``latency_s``;
         ``overloaded``: a 429, 5xx, timeout or failed connection; ``retry_after_s``: a 429 or
-        503's Retry-After (the second round trip refused so pauses the receiver)."""
+        503's Retry-After (the second round trip refused so pauses the receiver), ``status``
+        that answer's status."""
         target = self._targets[key]
         mean = target.latency_s
         target.latency_s = latency_s if mean == 0.0 else mean + 0.2 * (latency_s - mean)
@@ -255,8 +271,8 @@ class TargetLimits:
             # answered 2xx since that refusal: a second round trip refused
             pause_s = min(retry_after_s, self._pause_at_most_s)
             if target.refused and ticket == target.decreases and pause_s > 0:
-                if self.pause(key, now + pause_s) and self.on_pause:
-                    self.on_pause(PauseEarned(key, now + pause_s, target.refused_since))
+                if self.pause(key, now + pause_s, status=status) and self.on_pause:
+                    self.on_pause(PauseEarned(key, now + pause_s, target.refused_since, status))
             else:
                 if not target.refused:
                     target.refused_since = now - latency_s
@@ -279,7 +295,9 @@ class TargetLimits:
             target.limit = min(float(self.ceiling), target.limit + step)
         self._wake(target)
 
-    def pause(self, key: Hashable, until: float, *, since: float | None = None) -> bool:
+    def pause(
+        self, key: Hashable, until: float, *, since: float | None = None, status: int = 503
+    ) -> bool:
         """Receiver ``key`` asked for a pause: nothing more goes to it before ``until`` (the
         loop's clock; a pause already longer is kept). Its waiters are turned away now with
         :class:`ReceiverPaused`, as is every :meth:`acquire` until then; what is in flight
@@ -287,8 +305,8 @@ class TargetLimits:
         loop's clock). A request sent here since then and answered 2xx says the receiver
         serves: the pause is not applied. With requests here in flight and none refused yet,
         it is held until their answers say which: the first refusal with a Retry-After applies
-        it, a 2xx drops it. Returns whether the pause began or grew longer; tells no
-        :attr:`on_pause` listener."""
+        it, a 2xx drops it. ``status``: the refusal's that asked for it. Returns whether the
+        pause began or grew longer; tells no :attr:`on_pause` listener."""
         target = self._target(key)
         if since is not None:
             if target.ok_sent_at >= since:
@@ -303,18 +321,18 @@ class TargetLimits:
                 target.turned_away = 0  # a new pause: its line starts again
             target.paused_until = until
             target.paused_since = target.refused_since if since is None else since
+            target.paused_status = status
         waiters, target.waiters = target.waiters, deque()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(self._turned_away(target))
         return lengthened
 
-    def pauses(self) -> dict[Hashable, tuple[float, float]]:
-        """Every receiver paused now: when its pause ends, and when the refusals that earned
-        it began (the loop's clock)."""
+    def pauses(self) -> dict[Hashable, LivePause]:
+        """Every receiver paused now, and its pause."""
         now = _loop_time()
         return {
-            key: (target.paused_until, target.paused_since)
+            key: LivePause(target.paused_until, target.paused_since, target.paused_status)
             for key, target in self._targets.items()
             if target.paused_until > now
         }
