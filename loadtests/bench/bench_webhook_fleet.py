@@ -1,7 +1,7 @@
 """Replicas' webhooks to one customer endpoint that is down for a while: what reaches it while it
 is down when the replicas share its pause through Redis, and when each learns it alone.
 
-Run: ``python -m loadtests.bench.bench_webhook_fleet`` (about 4 minutes; ``--customer busy`` or
+Run: ``python -m loadtests.bench.bench_webhook_fleet`` (about 2 minutes; ``--customer busy`` or
 ``quiet`` for one; needs PostgreSQL and Redis on loopback: ``--pg`` and ``--redis`` to point
 elsewhere). Prints the figures and writes ``loadtests/bench/results/webhook_fleet.json``.
 

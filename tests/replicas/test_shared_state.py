@@ -5,7 +5,6 @@ process)."""
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -167,8 +166,8 @@ async def test_a_webhook_receiver_paused_by_one_replica_gets_nothing_from_the_ot
                     10,
                     "the new jobs' webhooks to be given back",
                 )
-                assert time.time() < window_ends - 1  # all of it inside the window
-                assert len(receiver.hits) == refused
+                # nothing went into the window (a slow host's later hits come after its end)
+                assert all(hit.at >= window_ends - 0.05 for hit in receiver.hits[refused:])
                 receiver.status, receiver.retry_after = 200, None
                 ids = {job for job, _ in jobs}
                 await until(
