@@ -18,8 +18,9 @@ elsewhere). Prints the figures and writes ``loadtests/bench/results/webhook_flee
 * Configurations: **shared**, the replicas on one Redis prefix (``state``: a pause a 503 earned
   reaches every replica), and **alone**, no Redis (each replica pauses the receiver only once
   it refused that replica two round trips running). One replica on Redis is the baseline.
-* This process submits the jobs round-robin over the replicas, all on one account whose
-  webhook URL is the endpoint, then waits (at most ``--max-s``) until every webhook is
+* This process submits the jobs round-robin over the replicas (paced, a Python client: at most
+  250 a second, far below what it or the replicas carry; the figures are what the endpoint saw,
+  not the servers' speed), all on one account whose webhook URL is the endpoint, then waits (at most ``--max-s``) until every webhook is
   delivered or the rest are due more than ``--later-s`` from now.
 * Figures: **the requests that reached the endpoint while it was down**, the webhooks
   delivered, the attempts a delivered webhook took (the store's attempt log), the webhooks
