@@ -20,8 +20,9 @@ elsewhere). Prints the figures and writes ``loadtests/bench/results/webhook_flee
   it refused that replica two round trips running). One replica on Redis is the baseline.
 * This process submits the jobs round-robin over the replicas (paced, a Python client: at most
   250 a second, far below what it or the replicas carry; the figures are what the endpoint saw,
-  not the servers' speed), all on one account whose webhook URL is the endpoint, then waits (at most ``--max-s``) until every webhook is
-  delivered or the rest are due more than ``--later-s`` from now.
+  not the servers' speed), all on one account whose webhook URL is the endpoint, then waits
+  (at most ``--max-s``) until every webhook is delivered or the rest are due more than
+  ``--later-s`` from now.
 * Figures: **the requests that reached the endpoint while it was down**, the webhooks
   delivered, the attempts a delivered webhook took (the store's attempt log), the webhooks
   given back unsent (the replicas' ``/metrics``, summed), and the time from the first submit to
