@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import cast
 
 from imagerouter.clock import Clock
@@ -50,6 +51,8 @@ class ReceiverPauses:
         #: Pauses adopted from other replicas as they arrived (not those held until a refusal
         #: here bore them out) that began or lengthened one here.
         self.applied = 0
+        #: The fleet's pauses this replica knows, by origin: earned here or adopted.
+        self._known: dict[str, ReceiverPauseRecord] = {}
 
     def earned(self, event: PauseEarned) -> ReceiverPauseRecord | None:
         """The record of a pause this replica's requests earned, if it is the fleet's: one a
@@ -60,9 +63,11 @@ class ReceiverPauses:
             return None
         offset = self._clock.wall() - _loop_time()
         name = origin_text(cast(Origin, event.key))
-        return ReceiverPauseRecord(
+        record = ReceiverPauseRecord(
             name, event.until + offset, self.replica_id, event.since + offset
         )
+        self._remember(record)
+        return record
 
     def receive(self, record: ReceiverPauseRecord) -> bool:
         """Apply a record from the channel, unless it is this replica's own."""
@@ -83,6 +88,7 @@ class ReceiverPauses:
             return False  # not an origin this version can read
         if not self.limits.pause(origin, record.until + offset, since=record.since + offset):
             return False
+        self._remember(record)
         self.applied += 1
         return True
 
@@ -99,19 +105,19 @@ class ReceiverPauses:
         ]
 
     def live_records(self) -> list[ReceiverPauseRecord]:
-        """Every pause a 503 started running here (earned here or adopted), as this
-        replica's records."""
-        offset = self._clock.wall() - _loop_time()
-        return [
-            ReceiverPauseRecord(
-                origin_text(cast(Origin, key)),
-                pause.until + offset,
-                self.replica_id,
-                pause.since + offset,
-            )
-            for key, pause in self.limits.pauses().items()
-            if pause.status == 503
-        ]
+        """The fleet's pauses running here (earned here or adopted), as this replica's
+        records."""
+        self._forget_ended()
+        return [replace(record, origin=self.replica_id) for record in self._known.values()]
+
+    def _remember(self, record: ReceiverPauseRecord) -> None:
+        self._forget_ended()  # pauses are rare: the ended ones go as new ones come
+        self._known[record.name] = record
+
+    def _forget_ended(self) -> None:
+        wall = self._clock.wall()
+        for name in [name for name, record in self._known.items() if record.until <= wall]:
+            del self._known[name]
 
 
 def _loop_time() -> float:

@@ -42,11 +42,10 @@ import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from imagerouter.listeners import Listeners
 
-__all__ = ["LivePause", "PauseEarned", "ReceiverBusy", "ReceiverPaused", "TargetLimits"]
+__all__ = ["PauseEarned", "ReceiverBusy", "ReceiverPaused", "TargetLimits"]
 
 #: Receivers remembered at most; past it, those with nothing in flight or waiting are forgotten
 #: (a forgotten one starts again from the floor).
@@ -87,15 +86,6 @@ class PauseEarned:
     status: int
 
 
-class LivePause(NamedTuple):
-    """A receiver's pause running now: its end, when the refusals that earned it began (both
-    the loop's clock), and the status of the refusal that started it (429 or 503)."""
-
-    until: float
-    since: float
-    status: int
-
-
 @dataclass(slots=True)
 class _Target:
     """One receiver's limit (a float: growth a round trip comes in fractions), the level where
@@ -115,10 +105,6 @@ class _Target:
     refused_since: float = 0.0
     #: When the last request it answered 2xx was sent (the loop's clock).
     ok_sent_at: float = 0.0
-    #: When the refusals that earned its pause began (the loop's clock), and the status of
-    #: the refusal that started it.
-    paused_since: float = 0.0
-    paused_status: int = 0
     #: A pause learned elsewhere, held until an answer here bears it out: its end and when
     #: its refusals began (the loop's clock; 0: none).
     heard_until: float = 0.0
@@ -271,7 +257,7 @@ class TargetLimits:
             # answered 2xx since that refusal: a second round trip refused
             pause_s = min(retry_after_s, self._pause_at_most_s)
             if target.refused and ticket == target.decreases and pause_s > 0:
-                if self.pause(key, now + pause_s, status=status) and self.on_pause:
+                if self.pause(key, now + pause_s) and self.on_pause:
                     self.on_pause(PauseEarned(key, now + pause_s, target.refused_since, status))
             else:
                 if not target.refused:
@@ -295,9 +281,7 @@ class TargetLimits:
             target.limit = min(float(self.ceiling), target.limit + step)
         self._wake(target)
 
-    def pause(
-        self, key: Hashable, until: float, *, since: float | None = None, status: int = 503
-    ) -> bool:
+    def pause(self, key: Hashable, until: float, *, since: float | None = None) -> bool:
         """Receiver ``key`` asked for a pause: nothing more goes to it before ``until`` (the
         loop's clock; a pause already longer is kept). Its waiters are turned away now with
         :class:`ReceiverPaused`, as is every :meth:`acquire` until then; what is in flight
@@ -305,8 +289,8 @@ class TargetLimits:
         loop's clock). A request sent here since then and answered 2xx says the receiver
         serves: the pause is not applied. With requests here in flight and none refused yet,
         it is held until their answers say which: the first refusal with a Retry-After applies
-        it, a 2xx drops it. ``status``: the refusal's that asked for it. Returns whether the
-        pause began or grew longer; tells no :attr:`on_pause` listener."""
+        it, a 2xx drops it. Returns whether the pause began or grew longer; tells no
+        :attr:`on_pause` listener."""
         target = self._target(key)
         if since is not None:
             if target.ok_sent_at >= since:
@@ -320,22 +304,18 @@ class TargetLimits:
             if target.paused_until <= asyncio.get_running_loop().time():
                 target.turned_away = 0  # a new pause: its line starts again
             target.paused_until = until
-            target.paused_since = target.refused_since if since is None else since
-            target.paused_status = status
         waiters, target.waiters = target.waiters, deque()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(self._turned_away(target))
         return lengthened
 
-    def pauses(self) -> dict[Hashable, LivePause]:
-        """Every receiver paused now, and its pause."""
-        now = _loop_time()
-        return {
-            key: LivePause(target.paused_until, target.paused_since, target.paused_status)
-            for key, target in self._targets.items()
-            if target.paused_until > now
-        }
+    def paused_until(self, key: Hashable) -> float:
+        """The loop time receiver ``key``'s pause ends; 0 when it is not paused."""
+        target = self._targets.get(key)
+        if target is None or target.paused_until <= _loop_time():
+            return 0.0
+        return target.paused_until
 
     @staticmethod
     def _turned_away(target: _Target) -> ReceiverPaused:
