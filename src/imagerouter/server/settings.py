@@ -217,7 +217,8 @@ class ServerSettings(BaseModel):
         description="A receiver that refuses two round trips running with a Retry-After (a "
         "429 or 503, no 2xx between) is paused, every webhook to its host and port, for that "
         "long, at most this; those due meanwhile wait without using an attempt (0: never; each "
-        "delivery's own retry honours Retry-After within the schedule either way).",
+        "delivery's own retry honours Retry-After within the schedule either way). With "
+        "`state` (Redis), a pause that 503s earned holds on the other replicas too.",
     )
     webhook_lease_s: float = Field(default=60.0, gt=0)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)
