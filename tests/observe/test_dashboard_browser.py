@@ -120,6 +120,11 @@ async def test_dashboard_shows_fal_breaker_open_and_traffic_moving_to_wavespeed(
 
                 # The farm panel takes fal down through the admin proxy.
                 await page.click('[data-farm-provider="fal"][data-preset="down"]', timeout=WAIT_MS)
+                # the proxy's answer first: a lost click and a refused PUT fail here, apart
+                await page.wait_for_selector('#farm-message:text-matches("^fal:")', timeout=WAIT_MS)
+                message = await page.text_content("#farm-message")
+                assert message is not None
+                assert "fault profile set" in message, message
                 await page.wait_for_selector(
                     'tr[data-farm="fal"][data-down="true"]', timeout=WAIT_MS
                 )
