@@ -3,6 +3,8 @@ cooldowns only lengthen, breakers are last-writer-wins, and the prober goes firs
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from imagerouter.clock import FakeClock
@@ -112,6 +114,23 @@ def test_records_round_trip_through_json() -> None:
         assert decode(encode(record)) == record
     assert decode('{"kind": "weather", "name": "x"}') is None
     assert decode("not json") is None
+
+
+def test_a_newer_kind_is_ignored_quietly_and_a_broken_record_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """During a rolling upgrade a newer replica's records of a kind this version lacks come
+    for every change: each is ignored at debug level, while one that does not parse (any JSON
+    that is not a record object) is ignored with a warning, and nothing raises."""
+    with caplog.at_level(logging.DEBUG, logger="imagerouter.replication.records"):
+        assert decode('{"kind": "weather", "name": "x"}') is None
+        assert decode('{"kind": ["odd"], "name": "x"}') is None
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.DEBUG]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="imagerouter.replication.records"):
+        for broken in ("not json", "5", "[1, 2]", '{"name": "x"}', '{"kind": "cooldown"}'):
+            assert decode(broken) is None
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 5
 
 
 def test_a_remote_open_gives_the_tripping_replica_a_head_start(

@@ -121,13 +121,19 @@ def decode(text: str | bytes) -> Record | None:
     """The record in ``text``, or None (logged) if it is not one this version understands.
 
     Fields this version does not know are ignored, so a newer replica can add some during a
-    rolling upgrade.
+    rolling upgrade; so is a record of a kind this version does not know, at debug level: a
+    newer replica sends it for every pause or change, and each is expected until this one is
+    upgraded. A record that does not parse at all is a warning.
     """
     try:
         data: dict[str, Any] = json.loads(text)
-        cls = _KINDS[data.pop("kind")]
+        kind = data.pop("kind")
+        cls = _KINDS.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            log.debug("ignoring a shared-state record of a kind this version lacks: %.80r", kind)
+            return None
         known = {field.name for field in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("ignoring a shared-state record that does not parse (%s): %.200r", exc, text)
         return None
