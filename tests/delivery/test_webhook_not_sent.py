@@ -108,6 +108,47 @@ async def test_a_receiver_is_paused_by_a_second_round_trip_refused_and_no_sooner
         await limits.acquire(KEY, far)
 
 
+async def test_a_second_refusal_waits_for_the_requests_sent_before_it() -> None:
+    """After a round trip refused, three requests go out together and one is refused at once
+    (an endpoint refusing what is beyond its capacity, as replicas back from one pause meet
+    it): no pause yet, and nothing more is sent while the other two are out. A 2xx among
+    them drops the pause and the waiting request goes; all of them refused pause the
+    receiver for the longest Retry-After, turn the waiting request away and tell
+    ``on_pause`` once."""
+    loop = asyncio.get_running_loop()
+    for last in ("served", "refused"):
+        limits = TargetLimits(6, 6)
+        earned: list[float] = []
+        limits.on_pause.add(lambda pause, heard=earned: heard.append(pause.until))
+        far = loop.time() + 60
+        ticket = await limits.acquire(KEY, far)
+        limits.release(KEY, ticket, 0.01, True, retry_after_s=5.0, status=503)  # round one
+        assert limits.limit_of(KEY) == 3  # halved: a Retry-After may take it below the floor
+        out = [await limits.acquire(KEY, far) for _ in range(3)]
+        limits.release(KEY, out[0], 0.001, True, retry_after_s=5.0, status=429)
+        waiting = asyncio.ensure_future(limits.acquire(KEY, far))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # held: nothing more goes out
+        assert limits.paused_until(KEY) == 0.0
+        limits.release(KEY, out[1], 0.05, True, retry_after_s=8.0, status=429)
+        assert limits.paused_until(KEY) == 0.0
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        if last == "served":
+            limits.release(KEY, out[2], 0.05, overloaded=False)
+            ticket = await asyncio.wait_for(waiting, 1.0)  # the receiver serves: it goes
+            assert limits.paused_until(KEY) == 0.0
+            assert earned == []
+            limits.release(KEY, ticket, 0.01, overloaded=False)
+        else:
+            limits.release(KEY, out[2], 0.05, True, retry_after_s=5.0, status=503)
+            assert limits.paused_until(KEY) == pytest.approx(loop.time() + 8.0, abs=0.05)
+            with pytest.raises(ReceiverPaused):
+                await waiting
+            assert earned == [limits.paused_until(KEY)]
+        assert limits.snapshot()[KEY]["in_flight"] == 0
+
+
 async def test_one_that_gives_up_in_line_is_told_how_long_the_line_ahead_takes() -> None:
     """Seven waiting behind a limit of 2 whose answers took 0.2 s and then 0.4 s (the mean
     moved a fifth of the way, to 0.24 s): the sixth in line gives up with five ahead, 0.6 s

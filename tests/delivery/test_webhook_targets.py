@@ -151,6 +151,21 @@ async def test_a_round_trip_of_overload_halves_the_limit_once() -> None:
     assert limits.snapshot() == {KEY: {"limit": 2, "in_flight": 0, "waiting": 0, "paused_s": 0}}
 
 
+async def test_a_receiver_that_refuses_with_a_retry_after_can_be_held_below_the_floor() -> None:
+    """A refusal with a Retry-After (a receiver telling this client it sends too many: with
+    several replicas, their floors together can be more than it takes) halves the limit
+    below the floor of 4, to 2; the same refusal without one leaves it at the floor."""
+    for retry_after_s, after in ((1.0, 2), (None, 4)):
+        limits = TargetLimits(4, 8)
+        far = asyncio.get_running_loop().time() + 60
+        tickets = [await limits.acquire(KEY, far) for _ in range(4)]
+        limits.release(KEY, tickets[0], 0.001, True, retry_after_s=retry_after_s, status=429)
+        for _ in tickets[1:]:
+            limits.give_back(KEY)  # answers that say nothing of the load
+        assert limits.limit_of(KEY) == after
+        assert limits.paused_until(KEY) == 0.0
+
+
 async def test_after_overload_the_limit_grows_by_one_a_round_trip() -> None:
     """Once a receiver has shown where its capacity ends, growth is by one a round trip at
     most: from 5 (halved from 10), five rounds make 7 (only the answers that come while at

@@ -49,7 +49,7 @@ class WebhookSender(AsyncResource):
         max_connections: connections open at once.
         per_target: requests in flight at once to one host and port that are always allowed
             (a receiver that hangs holds no more than these; its other attempts wait for one,
-            within the timeout).
+            within the timeout), unless it refuses with a Retry-After.
         per_target_max: the most that one host and port is given while it keeps up: its limit
             grows from ``per_target`` towards this while it answers 2xx promptly, and falls
             back on a 429, a 5xx, a timeout or a failed connection

@@ -1,18 +1,20 @@
 """How many webhook requests go to one receiver (a host and port) at once.
 
-A receiver may always take ``floor`` at once. While it answers 2xx promptly with most of its
-limit in use, the limit grows: by one an answer at first (doubling each round trip), and by
-one a round trip once the receiver has shown where its capacity ends. A 429, a 5xx, a
-timeout, a failed connection or an answer slower than ``slow_s`` is a sign of overload: the
-limit is multiplied by ``backoff`` (never below the floor), and that level is remembered as
-where growth slows. The signs of one round trip make one decrease: the answers to requests
-sent before the last decrease describe the old limit, not the new one (TCP's rule; a burst of
-503s would otherwise halve the limit once for each, down to the floor).
+A receiver may always take ``floor`` at once, unless it said otherwise. While it answers 2xx
+promptly with most of its limit in use, the limit grows: by one an answer at first (doubling
+each round trip), and by one a round trip once the receiver has shown where its capacity ends.
+A 429, a 5xx, a timeout, a failed connection or an answer slower than ``slow_s`` is a sign of
+overload: the limit is multiplied by ``backoff`` (never below the floor, but for a refusal
+with a Retry-After: that receiver said this client sends too many, and with several replicas
+their floors together can be more than it takes; it may go down to one), and that level is
+remembered as where growth slows. The signs of one round trip make one decrease: the answers
+to requests sent before the last decrease describe the old limit, not the new one (TCP's rule;
+a burst of 503s would otherwise halve the limit once for each, down to the floor).
 
 So one customer's endpoint that keeps up gets the throughput its completions need (up to
 ``ceiling``), and one that struggles is held near what it can take, never pushed harder than
-the floor. Requests beyond the limit wait for that receiver in turn, first come first served,
-within their own deadline.
+the floor (or what its Retry-After refusals left). Requests beyond the limit wait for that
+receiver in turn, first come first served, within their own deadline.
 
 A receiver that refuses two round trips running with a Retry-After (a 429 or 503 for a request
 sent after its limit came down for the one before, and no 2xx answer between) is paused for
@@ -21,7 +23,11 @@ request for it until the pause ends, with :class:`ReceiverPaused`. One refusal a
 pause it: an endpoint that answers 429 to what is beyond its capacity (while serving the rest)
 says "fewer at once", which the limit's decrease already does; pausing it would cost what it
 can serve. One that refuses everything (down for maintenance, its rate spent) is left alone
-until it said to come back.
+until it said to come back. A second round trip's refusal that comes while requests sent
+before it are still out waits for their answers before it pauses the receiver, and nothing
+more is sent to it meanwhile: an endpoint that refuses only what is beyond its capacity
+answers those refusals at once and serves the rest a little later, and a 2xx among them
+says it serves (after an outage, several replicas coming back together see exactly that).
 
 A pause this process's requests earned is told to :attr:`TargetLimits.on_pause` with the time
 its refusals began (with Redis shared state, the other replicas then pause that receiver too:
@@ -111,13 +117,20 @@ class _Target:
     heard_since: float = 0.0
     #: Requests turned away since its pause began.
     turned_away: int = 0
+    #: A pause this process's answers earned, held while requests sent before its refusal
+    #: are still out (see :meth:`TargetLimits.release`): how many of them, its end and the
+    #: status that earned it (0 left: none held).
+    hold_left: int = 0
+    hold_until: float = 0.0
+    hold_status: int = 0
 
 
 class TargetLimits:
     """Adaptive concurrency per receiver; see the module doc.
 
     Args:
-        floor: requests in flight to one receiver that are always allowed (and the start).
+        floor: requests in flight to one receiver that are always allowed (and the start),
+            unless it refuses with a Retry-After.
         ceiling: the most ever allowed (at most ``floor``: a fixed limit of ``floor``).
         slow_s: a 2xx slower than this counts as a sign of overload.
         backoff: what a sign of overload multiplies the limit by.
@@ -205,7 +218,7 @@ class TargetLimits:
             if asyncio.get_running_loop().time() < target.paused_until:
                 raise self._turned_away(target)
             target.paused_until = 0.0
-        if not target.waiters and target.in_flight < int(target.limit):
+        if not target.waiters and not target.hold_left and target.in_flight < int(target.limit):
             target.in_flight += 1
             return target.decreases
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -253,12 +266,17 @@ class TargetLimits:
         target.latency_s = latency_s if mean == 0.0 else mean + 0.2 * (latency_s - mean)
         if retry_after_s is not None:
             now = asyncio.get_running_loop().time()
-            # sent at the limit the last refusal left (its ticket is current), and nothing
-            # answered 2xx since that refusal: a second round trip refused
             pause_s = min(retry_after_s, self._pause_at_most_s)
-            if target.refused and ticket == target.decreases and pause_s > 0:
-                if self.pause(key, now + pause_s) and self.on_pause:
-                    self.on_pause(PauseEarned(key, now + pause_s, target.refused_since, status))
+            if target.hold_left:  # one of the answers a held pause waits for
+                target.hold_until = max(target.hold_until, now + pause_s)
+            elif target.refused and ticket == target.decreases and pause_s > 0:
+                # sent at the limit the last refusal left (its ticket is current), and nothing
+                # answered 2xx since that refusal: a second round trip refused. Requests sent
+                # with it may still be answered 2xx (an endpoint that refuses only what is
+                # beyond its capacity answers its refusals first, at once): with any out, the
+                # pause waits for their answers, and nothing more is sent meanwhile.
+                target.hold_until, target.hold_status = now + pause_s, status
+                target.hold_left = target.in_flight  # this one too: it is counted off below
             else:
                 if not target.refused:
                     target.refused_since = now - latency_s
@@ -269,11 +287,16 @@ class TargetLimits:
             target.refused = False
             target.ok_sent_at = _loop_time() - latency_s
             target.heard_until = 0.0
+            target.hold_left = 0  # the receiver serves: a held pause is dropped
         busy = target.in_flight * 2 >= target.limit
         target.in_flight -= 1
+        self._count_off(key, target)
         if overloaded or latency_s > self._slow_s:
             if ticket == target.decreases:  # the first sign since the last decrease
-                target.limit = max(float(self.floor), target.limit * self._backoff)
+                # below the floor only for a receiver that said so (a Retry-After): with
+                # several replicas, their floors together can be more than it takes
+                low = 1.0 if retry_after_s is not None else float(self.floor)
+                target.limit = max(low, target.limit * self._backoff)
                 target.slow_above = target.limit
                 target.decreases += 1
         elif busy and target.limit < self.ceiling:
@@ -328,7 +351,20 @@ class TargetLimits:
         """The request never went, or its answer says nothing of the receiver's load."""
         target = self._targets[key]
         target.in_flight -= 1
+        self._count_off(key, target)
         self._wake(target)
+
+    def _count_off(self, key: Hashable, target: _Target) -> None:
+        """One request out when a pause was held is over; after the last, with no 2xx among
+        them, the pause begins (if its end has not passed meanwhile)."""
+        if not target.hold_left:
+            return
+        target.hold_left -= 1
+        if target.hold_left:
+            return
+        until = target.hold_until
+        if until > _loop_time() and self.pause(key, until) and self.on_pause:
+            self.on_pause(PauseEarned(key, until, target.refused_since, target.hold_status))
 
     def _target(self, key: Hashable) -> _Target:
         target = self._targets.get(key)
@@ -352,7 +388,7 @@ class TargetLimits:
     def _wake(target: _Target) -> None:
         """Hand free slots to the first waiters (a limit that grew frees more than one)."""
         waiters = target.waiters
-        while waiters and target.in_flight < int(target.limit):
+        while waiters and not target.hold_left and target.in_flight < int(target.limit):
             waiter = waiters.popleft()
             if not waiter.done():  # one that gave up already is passed over
                 target.in_flight += 1

@@ -83,7 +83,8 @@ class DeliveryConfig:
             ``slow_after_s``.
         slow_after_s: after this long an attempt moves aside and frees its slot.
         slow_max: most attempts aside at once (past it, slow attempts keep their slots).
-        per_target: requests in flight to one host and port that the sender always allows.
+        per_target: requests in flight to one host and port that the sender always allows
+            (unless it refuses with a Retry-After).
         per_target_max: the most it allows one host and port that keeps up (its limit grows
             from ``per_target`` while the receiver answers 2xx promptly, and falls on a 429,
             5xx, timeout or failed connection).
