@@ -117,7 +117,7 @@ async def test_a_second_refusal_waits_for_the_requests_sent_before_it() -> None:
     ``on_pause`` once."""
     loop = asyncio.get_running_loop()
     for last in ("served", "refused"):
-        limits = TargetLimits(6, 6)
+        limits = TargetLimits(6, 12)
         earned: list[float] = []
         limits.on_pause.add(lambda pause, heard=earned: heard.append(pause.until))
         far = loop.time() + 60

@@ -154,9 +154,10 @@ async def test_a_round_trip_of_overload_halves_the_limit_once() -> None:
 async def test_a_receiver_that_refuses_with_a_retry_after_can_be_held_below_the_floor() -> None:
     """A refusal with a Retry-After (a receiver telling this client it sends too many: with
     several replicas, their floors together can be more than it takes) halves the limit
-    below the floor of 4, to 2; the same refusal without one leaves it at the floor."""
-    for retry_after_s, after in ((1.0, 2), (None, 4)):
-        limits = TargetLimits(4, 8)
+    below the floor of 4, to 2; the same refusal without one leaves it at the floor, and so
+    does one with a Retry-After to a fixed limit (the operator's: no answer moves it)."""
+    for retry_after_s, ceiling, after in ((1.0, 8, 2), (None, 8, 4), (1.0, 4, 4)):
+        limits = TargetLimits(4, ceiling)
         far = asyncio.get_running_loop().time() + 60
         tickets = [await limits.acquire(KEY, far) for _ in range(4)]
         limits.release(KEY, tickets[0], 0.001, True, retry_after_s=retry_after_s, status=429)

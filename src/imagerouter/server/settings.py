@@ -202,8 +202,8 @@ class ServerSettings(BaseModel):
         default=4,
         ge=1,
         description="Webhook requests in flight at once to one host and port that are always "
-        "allowed (a receiver that hangs holds no more), unless it refuses with a Retry-After: "
-        "then its limit may fall to 1.",
+        "allowed (a receiver that hangs holds no more), unless it refuses with a Retry-After "
+        "and the limit adapts (webhook_per_target_max above it): then it may fall to 1.",
     )
     webhook_per_target_max: int = Field(
         default=64,

@@ -5,11 +5,12 @@ promptly with most of its limit in use, the limit grows: by one an answer at fir
 each round trip), and by one a round trip once the receiver has shown where its capacity ends.
 A 429, a 5xx, a timeout, a failed connection or an answer slower than ``slow_s`` is a sign of
 overload: the limit is multiplied by ``backoff`` (never below the floor, but for a refusal
-with a Retry-After: that receiver said this client sends too many, and with several replicas
-their floors together can be more than it takes; it may go down to one), and that level is
-remembered as where growth slows. The signs of one round trip make one decrease: the answers
-to requests sent before the last decrease describe the old limit, not the new one (TCP's rule;
-a burst of 503s would otherwise halve the limit once for each, down to the floor).
+with a Retry-After when the limit adapts: that receiver said this client sends too many, and
+with several replicas their floors together can be more than it takes; it may go down to one),
+and that level is remembered as where growth slows. The signs of one round trip make one
+decrease: the answers to requests sent before the last decrease describe the old limit, not the
+new one (TCP's rule; a burst of 503s would otherwise halve the limit once for each, down to the
+floor).
 
 So one customer's endpoint that keeps up gets the throughput its completions need (up to
 ``ceiling``), and one that struggles is held near what it can take, never pushed harder than
@@ -130,7 +131,7 @@ class TargetLimits:
 
     Args:
         floor: requests in flight to one receiver that are always allowed (and the start),
-            unless it refuses with a Retry-After.
+            unless it refuses with a Retry-After and the limit adapts.
         ceiling: the most ever allowed (at most ``floor``: a fixed limit of ``floor``).
         slow_s: a 2xx slower than this counts as a sign of overload.
         backoff: what a sign of overload multiplies the limit by.
@@ -152,6 +153,7 @@ class TargetLimits:
             raise ValueError(f"backoff must be in (0, 1), not {backoff!r}")
         self.floor = floor
         self.ceiling = max(floor, ceiling)
+        self._adapts = self.ceiling > floor
         self._slow_s = slow_s
         self._backoff = backoff
         self._pause_at_most_s = pause_at_most_s
@@ -293,9 +295,10 @@ class TargetLimits:
         self._count_off(key, target)
         if overloaded or latency_s > self._slow_s:
             if ticket == target.decreases:  # the first sign since the last decrease
-                # below the floor only for a receiver that said so (a Retry-After): with
-                # several replicas, their floors together can be more than it takes
-                low = 1.0 if retry_after_s is not None else float(self.floor)
+                # below the floor only for a receiver that said so (a Retry-After), and a
+                # limit that adapts: with several replicas, their floors together can be
+                # more than it takes (a fixed limit is the operator's, and stays)
+                low = 1.0 if retry_after_s is not None and self._adapts else float(self.floor)
                 target.limit = max(low, target.limit * self._backoff)
                 target.slow_above = target.limit
                 target.decreases += 1
