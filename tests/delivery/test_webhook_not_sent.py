@@ -149,6 +149,27 @@ async def test_a_second_refusal_waits_for_the_requests_sent_before_it() -> None:
         assert limits.snapshot()[KEY]["in_flight"] == 0
 
 
+async def test_a_held_pause_lasts_no_longer_than_its_window() -> None:
+    """A second refusal holds the pause while a request sent before it hangs: the request in
+    line waits, but only until the Retry-After's window is over (as long as the pause would
+    have lasted), and then goes; the hanging one's late refusal pauses nothing."""
+    loop = asyncio.get_running_loop()
+    limits = TargetLimits(8, 16)
+    far = loop.time() + 60
+    ticket = await limits.acquire(KEY, far)
+    limits.release(KEY, ticket, 0.01, True, retry_after_s=0.1, status=503)  # round one: 8 → 4
+    hanging, refused = [await limits.acquire(KEY, far) for _ in range(2)]
+    limits.release(KEY, refused, 0.001, True, retry_after_s=0.1, status=503)  # 4 → 2, held
+    waiting = asyncio.ensure_future(limits.acquire(KEY, far))
+    await asyncio.sleep(0.03)
+    assert not waiting.done()  # held
+    ticket = await asyncio.wait_for(waiting, 1.0)  # the window is over: it goes
+    assert limits.paused_until(KEY) == 0.0
+    limits.release(KEY, hanging, 0.5, True, retry_after_s=0.1, status=503)
+    assert limits.snapshot()[KEY]["in_flight"] == 1
+    limits.release(KEY, ticket, 0.01, overloaded=False)
+
+
 async def test_one_that_gives_up_in_line_is_told_how_long_the_line_ahead_takes() -> None:
     """Seven waiting behind a limit of 2 whose answers took 0.2 s and then 0.4 s (the mean
     moved a fifth of the way, to 0.24 s): the sixth in line gives up with five ahead, 0.6 s

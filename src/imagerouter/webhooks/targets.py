@@ -25,10 +25,11 @@ pause it: an endpoint that answers 429 to what is beyond its capacity (while ser
 says "fewer at once", which the limit's decrease already does; pausing it would cost what it
 can serve. One that refuses everything (down for maintenance, its rate spent) is left alone
 until it said to come back. A second round trip's refusal that comes while requests sent
-before it are still out waits for their answers before it pauses the receiver, and nothing
-more is sent to it meanwhile: an endpoint that refuses only what is beyond its capacity
-answers those refusals at once and serves the rest a little later, and a 2xx among them
-says it serves (after an outage, several replicas coming back together see exactly that).
+before it are still out waits for their answers before it pauses the receiver (for at most
+the pause's own length), and nothing more is sent to it meanwhile: an endpoint that refuses
+only what is beyond its capacity answers those refusals at once and serves the rest a little
+later, and a 2xx among them says it serves (after an outage, several replicas coming back
+together see exactly that).
 
 A pause this process's requests earned is told to :attr:`TargetLimits.on_pause` with the time
 its refusals began (with Redis shared state, the other replicas then pause that receiver too:
@@ -124,6 +125,8 @@ class _Target:
     hold_left: int = 0
     hold_until: float = 0.0
     hold_status: int = 0
+    #: Ends a held pause whose window passes with answers still out.
+    hold_timer: asyncio.TimerHandle | None = None
 
 
 class TargetLimits:
@@ -279,6 +282,7 @@ class TargetLimits:
                 # pause waits for their answers, and nothing more is sent meanwhile.
                 target.hold_until, target.hold_status = now + pause_s, status
                 target.hold_left = target.in_flight  # this one too: it is counted off below
+                self._hold_timer(key, target)
             else:
                 if not target.refused:
                     target.refused_since = now - latency_s
@@ -289,7 +293,7 @@ class TargetLimits:
             target.refused = False
             target.ok_sent_at = _loop_time() - latency_s
             target.heard_until = 0.0
-            target.hold_left = 0  # the receiver serves: a held pause is dropped
+            self._end_hold(target)  # the receiver serves: a held pause is dropped
         busy = target.in_flight * 2 >= target.limit
         target.in_flight -= 1
         self._count_off(key, target)
@@ -365,9 +369,36 @@ class TargetLimits:
         target.hold_left -= 1
         if target.hold_left:
             return
+        self._end_hold(target)
         until = target.hold_until
         if until > _loop_time() and self.pause(key, until) and self.on_pause:
             self.on_pause(PauseEarned(key, until, target.refused_since, target.hold_status))
+
+    def _hold_timer(self, key: Hashable, target: _Target) -> None:
+        """Arm the end of ``target``'s held pause at its window's end: a hold lasts no longer
+        than the pause would have (answers that hang do not keep the receiver waiting)."""
+        if target.hold_timer is not None:
+            target.hold_timer.cancel()
+        loop = asyncio.get_running_loop()
+        target.hold_timer = loop.call_at(target.hold_until, self._hold_over, key, target)
+
+    def _hold_over(self, key: Hashable, target: _Target) -> None:
+        target.hold_timer = None
+        if not target.hold_left:
+            return
+        if _loop_time() < target.hold_until:  # a later refusal made the window longer
+            self._hold_timer(key, target)
+            return
+        target.hold_left = 0  # its window is over: sending resumes, as after the pause
+        self._wake(target)
+
+    @staticmethod
+    def _end_hold(target: _Target) -> None:
+        """No pause is held any more (its timer is dropped)."""
+        target.hold_left = 0
+        if target.hold_timer is not None:
+            target.hold_timer.cancel()
+            target.hold_timer = None
 
     def _target(self, key: Hashable) -> _Target:
         target = self._targets.get(key)
