@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from imagerouter.server.app import create_app
 from imagerouter.server.settings import ServerSettings
@@ -17,6 +16,7 @@ from mockproviders import Farm
 from mockproviders.bridge import farm_router
 from tests.helpers.api import FAST_ROUTER, api_settings
 from tests.helpers.api import Api as ServerApi
+from tests.helpers.metrics import Samples, parse_metrics
 
 ADMIN_KEY = "adm_observe_test_0123456789"
 
@@ -65,25 +65,11 @@ class Api(ServerApi):
         assert answer.status == 202, await answer.text()
         return await answer.json()
 
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async def metrics(self) -> Samples:
         """``GET /metrics`` as ``{(sample name, sorted labels): value}``."""
         answer = await self.client.get("/metrics")
         assert answer.status == 200
         return parse_metrics(await answer.text())
-
-
-def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """A Prometheus exposition as ``{(sample name, sorted labels): value}``."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def sample(values: dict, name: str, **labels: str) -> float:
-    """One sample's value (0 when it is absent)."""
-    return values.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 ApiFactory = Callable[..., Awaitable[Api]]

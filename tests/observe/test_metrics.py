@@ -9,7 +9,8 @@ import aiohttp
 from imagerouter.server.keys import metrics_key
 from imagerouter.server.observability import ServerMetrics, webhook_observer
 from mockproviders import Farm
-from tests.observe.conftest import ApiFactory, parse_metrics, sample
+from tests.helpers.metrics import parse_metrics, sample
+from tests.observe.conftest import ApiFactory
 from tests.polling import eventually
 
 BREAKER_AFTER_3 = {

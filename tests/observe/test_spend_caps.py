@@ -8,8 +8,9 @@ import pytest
 
 from mockproviders import Farm
 from tests.helpers.api import FAST_ROUTER
+from tests.helpers.metrics import sample
 from tests.helpers.windows import clear_of_the_hour_end
-from tests.observe.conftest import ADMIN_KEY, ApiFactory, sample
+from tests.observe.conftest import ADMIN_KEY, ApiFactory
 from tests.polling import eventually
 
 #: flux-dev costs $0.025 per image on fal (catalog): the second job reaches a $0.05 cap.

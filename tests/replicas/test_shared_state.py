@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.helpers.metrics import parse_metrics, sample
 from tests.replicas.fleet import (
     Fleet,
     Proc,
@@ -116,12 +117,10 @@ async def test_a_breaker_opened_on_one_replica_is_open_on_all(make_fleet) -> Non
     assert fleet.stats("fal")["requests"] == calls
 
 
-def _metric(replica: Proc, name: str) -> float:
+def _metric(replica: Proc, name: str, **labels: str) -> float:
     """One sample of a replica's ``/metrics`` (0 when it has none yet)."""
     with urllib.request.urlopen(f"{replica.url}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
-    return float(values[0]) if values else 0.0
+        return sample(parse_metrics(answer.read().decode()), name, **labels)
 
 
 async def test_a_webhook_receiver_paused_by_one_replica_gets_nothing_from_the_others(
@@ -158,7 +157,7 @@ async def test_a_webhook_receiver_paused_by_one_replica_gets_nothing_from_the_ot
                 await until(
                     lambda: (
                         sum(
-                            _metric(r, 'imagerouter_webhook_deferrals_total{reason="paused"}')
+                            _metric(r, "imagerouter_webhook_deferrals_total", reason="paused")
                             for r in (fleet.replicas[0], late)
                         )
                         >= 6

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from imagerouter import ImageRequest
 from imagerouter.metrics import RouterMetrics
 from mockproviders import Farm
 from mockproviders.bridge import farm_router
-
-
-def samples(metrics: RouterMetrics) -> dict[tuple[str, tuple], float]:
-    out = {}
-    for family in text_string_to_metric_families(metrics.render().decode()):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
+from tests.helpers.metrics import parse_metrics
 
 
 async def test_attempt_and_breaker_counters_match_the_farm(farm: Farm) -> None:
@@ -31,7 +22,7 @@ async def test_attempt_and_breaker_counters_match_the_farm(farm: Farm) -> None:
         for number in range(10):
             await router.generate(ImageRequest(model="flux-dev", prompt=str(number)))
         await asyncio.sleep(0)
-    values = samples(metrics)
+    values = parse_metrics(metrics.render().decode())
     fal, wavespeed = (farm.stats()["providers"][p] for p in ("fal", "wavespeed"))
     fal_errors = values[
         (
