@@ -50,6 +50,15 @@ class Keys:
         """Hash of live webhook receiver pauses, by the receiver's origin."""
         return f"{self.prefix}:receiver_pauses"
 
+    def records(self, kind: str) -> str:
+        """The hash that holds the records of ``kind`` (a record class's ``kind``)."""
+        return {
+            "cooldown": self.cooldowns,
+            "budget": self.budgets,
+            "breaker": self.breakers,
+            "receiver_pause": self.receiver_pauses,
+        }[kind]
+
     @property
     def replicas(self) -> str:
         """Sorted set of live replicas, scored by their last heartbeat."""

@@ -7,10 +7,9 @@ replica goes on sending to it until it is refused twice too, so a fleet of N sen
 times what one replica would into the receiver's window. A pause a 503 earned (the receiver is
 unavailable) is the fleet's; one a 429 earned stays with the replica it refused (this client
 sends too many; another's requests may be what the receiver serves). The fleet's pause's end
-goes through
-Redis like a provider's Retry-After cooldown: kept as the latest end (``max``), read back by a
-replica that (re)connects, and applied as it arrives by every other replica with nothing in
-flight to the receiver; one with requests out applies it at their first refusal
+goes through Redis like a provider's Retry-After cooldown: kept as the latest end (``max``),
+read back by a replica that (re)connects, and applied as it arrives by every other replica with
+nothing in flight to the receiver; one with requests out applies it at their first refusal
 (:meth:`TargetLimits.pause <imagerouter.webhooks.targets.TargetLimits.pause>`). A replica whose
 own request, sent after the refusals began, was answered 2xx does not apply it: such a receiver
 refuses only what is beyond its capacity (two replicas sharing it see more refusals each than

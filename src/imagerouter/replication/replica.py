@@ -377,22 +377,16 @@ class RedisState(ChannelLink):
 
     async def _publish(self, record: Record) -> None:
         if isinstance(record, BreakerRecord):
-            hash_key = self.keys.breakers
             remaining = (record.open_until or 0.0) - self._clock.wall()
             ttl_s = max(self.breaker_ttl_s, remaining + _END_MARGIN_S)
         else:
-            hash_key = {
-                "cooldown": self.keys.cooldowns,
-                "budget": self.keys.budgets,
-                "receiver_pause": self.keys.receiver_pauses,
-            }[record.kind]
             ttl_s = record.until - self._clock.wall() + _END_MARGIN_S
         payload = encode(record)
-        order = record.at if isinstance(record, BreakerRecord) else record.until
+        order = getattr(record, record.order_field)  # what the script compares
         try:
             stored = await guarded(
                 self._script(
-                    keys=[hash_key],
+                    keys=[self.keys.records(record.kind)],
                     args=[
                         record.name,
                         payload,
