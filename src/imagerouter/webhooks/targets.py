@@ -220,7 +220,7 @@ class TargetLimits:
         :meth:`release` or :meth:`give_back` (exactly one follows) takes."""
         target = self._target(key)
         if target.paused_until:
-            if asyncio.get_running_loop().time() < target.paused_until:
+            if _loop_time() < target.paused_until:
                 raise self._turned_away(target)
             target.paused_until = 0.0
         if not target.waiters and not target.hold_left and target.in_flight < int(target.limit):
@@ -270,7 +270,7 @@ class TargetLimits:
         mean = target.latency_s
         target.latency_s = latency_s if mean == 0.0 else mean + 0.2 * (latency_s - mean)
         if retry_after_s is not None:
-            now = asyncio.get_running_loop().time()
+            now = _loop_time()
             pause_s = min(retry_after_s, self._pause_at_most_s)
             if target.hold_left:  # one of the answers a held pause waits for
                 target.hold_until = max(target.hold_until, now + pause_s)
@@ -293,7 +293,8 @@ class TargetLimits:
             target.refused = False
             target.ok_sent_at = _loop_time() - latency_s
             target.heard_until = 0.0
-            self._end_hold(target)  # the receiver serves: a held pause is dropped
+            if target.hold_left:  # the receiver serves: a held pause is dropped
+                self._end_hold(target)
         busy = target.in_flight * 2 >= target.limit
         target.in_flight -= 1
         self._count_off(key, target)
@@ -331,7 +332,7 @@ class TargetLimits:
                 return False
         lengthened = until > target.paused_until
         if lengthened:
-            if target.paused_until <= asyncio.get_running_loop().time():
+            if target.paused_until <= _loop_time():
                 target.turned_away = 0  # a new pause: its line starts again
             target.paused_until = until
         waiters, target.waiters = target.waiters, deque()
