@@ -184,16 +184,6 @@ def figures_line(r: dict[str, Any]) -> str:
     )
 
 
-def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """The endpoint's and the wait's options (both webhook backlog benchmarks take them)."""
-    parser.add_argument("--capacity", type=int, default=8)
-    parser.add_argument("--delay-ms", type=float, default=50.0)
-    parser.add_argument("--retry-after", default="1")
-    parser.add_argument("--down-s", type=float, default=3.0)
-    parser.add_argument("--max-s", type=float, default=60.0)
-    parser.add_argument("--later-s", type=float, default=30.0)
-
-
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"{args.rate:g} jobs/s for {args.duration:g} s, their webhooks to one endpoint holding "
@@ -209,7 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--duration", type=float, default=4.0)
-    add_endpoint_arguments(parser)
+    parser.add_argument("--capacity", type=int, default=8)
+    parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--retry-after", default="1")
+    parser.add_argument("--down-s", type=float, default=3.0)
+    parser.add_argument("--max-s", type=float, default=60.0)
+    parser.add_argument("--later-s", type=float, default=30.0)
     args = parser.parse_args(argv)
     results = {}
     endpoints = {"429 beyond capacity": 0.0, f"down {args.down_s:g} s (503)": args.down_s}
