@@ -347,6 +347,7 @@ async def test_webhooks_due_during_a_pause_wait_for_its_end_without_using_an_att
     assert paused == deferred["paused"]
     assert ("imagerouter_webhook_receivers_paused", ()) in metrics  # exposed, and at 0
     assert sample(metrics, "imagerouter_webhook_receivers_paused") == 0
+    assert sample(metrics, "imagerouter_webhook_senders") == 1  # alone: no shared state
 
 
 async def test_a_full_line_gives_webhooks_back_even_with_one_attempt_in_the_schedule(

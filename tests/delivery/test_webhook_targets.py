@@ -167,6 +167,50 @@ async def test_a_receiver_that_refuses_with_a_retry_after_can_be_held_below_the_
         assert limits.paused_until(KEY) == 0.0
 
 
+async def test_senders_sharing_a_receiver_each_take_their_share_of_its_limits() -> None:
+    """With three senders a floor of 4 and a ceiling of 64 are 1 and 21 each (rounded down, at
+    least 1): a receiver's limit of 13 here is scaled to 4 (4.33), so the fleet's total stays
+    where it was, and back to 13 when this sender is alone again. A limit a Retry-After took
+    below the floor is scaled too, not lifted to the new floor; a fixed limit is shared as
+    well."""
+    limits = TargetLimits(4, 64)
+    far = asyncio.get_running_loop().time() + 60
+    limits.share(3)
+    assert (limits.floor, limits.ceiling, limits.senders) == (1, 21, 3)
+    assert limits.limit_of(KEY) == 1  # a receiver not seen yet starts at the share's floor
+    limits.share(1)
+    for _ in range(3):
+        await _round(limits)  # 4 → 6 → 9 → 13 (busy answers at first, not past 64)
+    assert limits.limit_of(KEY) == 13
+    limits.share(3)
+    assert limits.limit_of(KEY) == 4
+    tickets = [await limits.acquire(KEY, far) for _ in range(4)]
+    with pytest.raises(TimeoutError):  # its share is all in flight
+        await limits.acquire(KEY, asyncio.get_running_loop().time() + 0.01)
+    waiting = asyncio.ensure_future(limits.acquire(KEY, far))
+    await asyncio.sleep(0)
+    limits.share(1)  # the limit grows back to 13: the waiter gets a freed slot at once
+    assert limits.limit_of(KEY) == 13
+    tickets.append(await asyncio.wait_for(waiting, timeout=10))
+    for _ in tickets:
+        limits.give_back(KEY)
+
+    refused = TargetLimits(4, 64)
+    ticket = await refused.acquire(KEY, far)
+    refused.release(KEY, ticket, 0.001, True, retry_after_s=1.0, status=429)
+    assert refused.limit_of(KEY) == 2  # below the floor of 4
+    refused.share(2)
+    assert refused.limit_of(KEY) == 1
+    refused.share(1)
+    assert refused.limit_of(KEY) == 2  # scaled back, not lifted to the floor
+
+    fixed = TargetLimits(4, 4)
+    fixed.share(2)
+    assert (fixed.floor, fixed.ceiling, fixed.limit_of(KEY)) == (2, 2, 2)
+    fixed.share(8)
+    assert (fixed.floor, fixed.ceiling) == (1, 1)
+
+
 async def test_after_overload_the_limit_grows_by_one_a_round_trip() -> None:
     """Once a receiver has shown where its capacity ends, growth is by one a round trip at
     most: from 5 (halved from 10), five rounds make 7 (only the answers that come while at

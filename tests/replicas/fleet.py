@@ -175,12 +175,17 @@ class Hit:
 @dataclass
 class Receiver(AsyncResource):
     """A webhook endpoint on loopback that answers ``status`` (200; with ``retry_after``, a
-    ``Retry-After`` header too) and keeps every request."""
+    ``Retry-After`` header too) after ``delay_s``, keeps every request, and counts the most
+    it held at once."""
 
     hits: list[Hit] = field(default_factory=list)
     port: int = 0
     status: int = 200
     retry_after: str | None = None
+    delay_s: float = 0.0
+    #: Requests it holds now, and the most it held at once.
+    holding: int = 0
+    most: int = 0
     _runner: web.AppRunner | None = None
 
     @property
@@ -190,6 +195,12 @@ class Receiver(AsyncResource):
     async def start(self) -> None:
         async def hook(request: web.Request) -> web.Response:
             self.hits.append(Hit(dict(request.headers), await request.read()))
+            self.holding += 1
+            self.most = max(self.most, self.holding)
+            try:
+                await asyncio.sleep(self.delay_s)
+            finally:
+                self.holding -= 1
             headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
             return web.Response(text="ok", status=self.status, headers=headers)
 

@@ -3,8 +3,9 @@ each replica keeps its own state in process, the default).
 
 * :class:`RedisState`: breakers, Retry-After cooldowns, x-ratelimit budgets and health inputs
   replicated through Redis (:mod:`imagerouter.replication.replica`), with the pure apply/reconcile
-  rules in :class:`Mirror` (:mod:`imagerouter.replication.mirror`); and the webhook receivers'
-  pauses, whose rules are :class:`~imagerouter.replication.receivers.ReceiverPauses`.
+  rules in :class:`Mirror` (:mod:`imagerouter.replication.mirror`); the webhook receivers'
+  pauses, whose rules are :class:`~imagerouter.replication.receivers.ReceiverPauses`; and the
+  count of replicas sending webhooks, among which each receiver's limits are shared.
 * :class:`RedisRateLimiter`: the API's per-key rate limits as one atomic Redis token bucket per
   key for the whole fleet (:mod:`imagerouter.replication.ratelimit`).
 * :class:`SpendShare`: spend-cap totals per provider instance and window, added to atomically

@@ -9,6 +9,7 @@
                                                                           TTL: last end + 60 s
     {prefix}:health:{replica}      hash  instance → health inputs JSON    TTL: 3 heartbeats
     {prefix}:replicas              zset  replica id, scored by its last heartbeat (unix s)
+    {prefix}:webhook_senders       zset  the same, of the replicas that send webhooks
     {prefix}:rl:{policy}:{api key} hash  tokens, ts (the API's per-key token bucket)
     {prefix}:events                channel: every accepted record, as the JSON stored
     {prefix}:spend:{instance}:{window}:{index}
@@ -49,6 +50,12 @@ class Keys:
     def receiver_pauses(self) -> str:
         """Hash of live webhook receiver pauses, by the receiver's origin."""
         return f"{self.prefix}:receiver_pauses"
+
+    @property
+    def webhook_senders(self) -> str:
+        """Sorted set of live replicas that send webhooks, scored by their last heartbeat
+        (they share each receiver's limits)."""
+        return f"{self.prefix}:webhook_senders"
 
     def records(self, kind: str) -> str:
         """The hash that holds the records of ``kind`` (a record class's ``kind``)."""

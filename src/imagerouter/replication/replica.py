@@ -28,6 +28,11 @@ network). :class:`RedisState` replicates the changes that matter, in the backgro
   two round trips running with a 503 and a Retry-After is paused on the others until its end,
   kept and published as a cooldown is; a replica it answered 2xx since does not apply it
   (:class:`~imagerouter.replication.receivers.ReceiverPauses`).
+* **Webhook receivers' limits.** Every heartbeat counts the live replicas that send webhooks,
+  and each takes its share of a receiver's floor and ceiling
+  (:meth:`TargetLimits.share <imagerouter.webhooks.targets.TargetLimits.share>`). A replica
+  that has not counted them for three heartbeats (its link down) takes the whole, as a replica
+  alone does.
 * **Health.** Every ``health_interval_s`` each replica writes its health inputs (and breaker
   states) to its own hash and reads its peers'; :meth:`RedisState.fleet_health` blends them
   (weighted by each replica's recent sample weight). Routing keeps using local scores.
@@ -167,6 +172,10 @@ class RedisState(ChannelLink):
         )
         #: Peer replica id → instance → its last published health inputs.
         self.peers: dict[str, dict[str, dict[str, Any]]] = {}
+        #: Live replicas sending webhooks at the last heartbeat, this one included (0: not
+        #: counted lately), and when they were counted (wall clock).
+        self.webhook_senders = 0
+        self._senders_counted_at = 0.0
         # Counters for status() and metrics.
         self.disconnects = 0
         self.resyncs = 0
@@ -267,6 +276,7 @@ class RedisState(ChannelLink):
         }
         if self.receivers is not None:
             status["receiver_pauses_applied"] = self.receivers.applied
+            status["webhook_senders"] = self.webhook_senders
         if self.spend.active:
             status["spend"] = self.spend.status()
         return status
@@ -354,6 +364,9 @@ class RedisState(ChannelLink):
             republish += self.receivers.reconcile(
                 record for record in paused if isinstance(record, ReceiverPauseRecord)
             )
+        # a heartbeat now: the peers (and the webhook senders to share receivers' limits
+        # with) are known from the start, not a heartbeat later
+        await guarded(self._beat(client), self.op_timeout_s)
         if self._synced_once:
             self.resyncs += 1
         self._synced_once = True
@@ -416,6 +429,7 @@ class RedisState(ChannelLink):
             await asyncio.sleep(self.health_interval_s)
             self.mirror.sync_clock()
             if not self._healthy or self._client is None:
+                self._forget_senders()
                 continue
             try:
                 await guarded(self._beat(self._client), self.op_timeout_s)
@@ -435,7 +449,15 @@ class RedisState(ChannelLink):
         pipe.zremrangebyscore(self.keys.replicas, "-inf", wall - ttl_ms / 1000)
         pipe.pexpire(self.keys.replicas, ttl_ms)
         pipe.zrange(self.keys.replicas, 0, -1)
-        *_, members = await pipe.execute()
+        if self.receivers is not None:
+            pipe.zadd(self.keys.webhook_senders, {self.replica_id: wall})
+            pipe.zremrangebyscore(self.keys.webhook_senders, "-inf", wall - ttl_ms / 1000)
+            pipe.pexpire(self.keys.webhook_senders, ttl_ms)
+            pipe.zcard(self.keys.webhook_senders)
+            *_, members, _, _, _, senders = await pipe.execute()
+            self._count_senders(senders, wall)
+        else:
+            *_, members = await pipe.execute()
         others = [m for m in members if m != self.replica_id]
         peers: dict[str, dict[str, dict[str, Any]]] = {}
         if others:
@@ -446,6 +468,21 @@ class RedisState(ChannelLink):
                 if health:
                     peers[peer] = {name: json.loads(raw) for name, raw in health.items()}
         self.peers = peers
+
+    def _count_senders(self, senders: int, wall: float) -> None:
+        """Share each webhook receiver's limits among the ``senders`` counted now."""
+        assert self.receivers is not None
+        self.webhook_senders, self._senders_counted_at = senders, wall
+        self.receivers.limits.share(senders)
+
+    def _forget_senders(self) -> None:
+        """Without a count for three heartbeats (a heartbeat's life in Redis), act alone: the
+        peers may be gone, and this replica cannot tell."""
+        if self.receivers is None or not self.webhook_senders:
+            return
+        if self._clock.wall() - self._senders_counted_at > 3 * self.health_interval_s:
+            self.webhook_senders = 0
+            self.receivers.limits.share(1)
 
     # --- link state -----------------------------------------------------------------------------
 

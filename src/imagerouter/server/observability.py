@@ -407,12 +407,20 @@ class _WebhooksCollector(Collector):
             "imagerouter_webhook_receivers",
             "Webhook receivers (host and port) this process remembers, by where their limit "
             "of requests at once stands: at_floor (webhook_per_target), above_floor, and of "
-            "those at_ceiling (webhook_per_target_max).",
+            "those at_ceiling (webhook_per_target_max), each this process's share of it.",
             labels=["state"],
         )
         for state in ("at_floor", "above_floor", "at_ceiling"):
             receivers.add_metric([state], totals[state])
         yield receivers
+        senders = GaugeMetricFamily(
+            "imagerouter_webhook_senders",
+            "Processes sharing each webhook receiver's limits (webhook_per_target and "
+            "webhook_per_target_max), this one included: the replicas sending webhooks, "
+            "counted through the shared state (1 without it).",
+        )
+        senders.add_metric([], worker.sender.targets.senders)
+        yield senders
         requests = GaugeMetricFamily(
             "imagerouter_webhook_receiver_requests",
             "Webhook requests to all receivers: in flight, or waiting in line for a slot of "

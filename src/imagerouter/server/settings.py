@@ -203,14 +203,17 @@ class ServerSettings(BaseModel):
         ge=1,
         description="Webhook requests in flight at once to one host and port that are always "
         "allowed (a receiver that hangs holds no more), unless it refuses with a Retry-After "
-        "and the limit adapts (webhook_per_target_max above it): then it may fall to 1.",
+        "and the limit adapts (webhook_per_target_max above it): then it may fall to 1. "
+        "For the whole fleet: with shared state, each replica sending webhooks takes its "
+        "share (divided among them, at least 1).",
     )
     webhook_per_target_max: int = Field(
         default=64,
         ge=1,
         description="The most requests in flight to one host and port that keeps up: its "
         "limit grows from webhook_per_target while it answers 2xx promptly and falls back on "
-        "a 429, 5xx, timeout or failed connection (at most webhook_per_target: a fixed limit).",
+        "a 429, 5xx, timeout or failed connection (at most webhook_per_target: a fixed limit). "
+        "For the whole fleet, shared as webhook_per_target is.",
     )
     webhook_pause_max_s: float = Field(
         default=60.0,

@@ -41,6 +41,11 @@ sent since then was answered 2xx (the receiver refuses only more than the fleet 
 same reading as one refusal alone, above), and otherwise held until the answers in flight say
 which (the first refusal applies it: another replica's two round trips and this one's refusal
 are the fleet's second round trip).
+
+The floor and the ceiling are what a receiver is to get from the whole fleet. With replicas
+sharing state, :meth:`TargetLimits.share` tells how many send webhooks, and each takes its share
+of both (divided among them, at least one request at once): a customer's endpoint sees about
+what one sender would send it, however many replicas there are, not that many times over.
 """
 
 from __future__ import annotations
@@ -134,8 +139,10 @@ class TargetLimits:
 
     Args:
         floor: requests in flight to one receiver that are always allowed (and the start),
-            unless it refuses with a Retry-After and the limit adapts.
-        ceiling: the most ever allowed (at most ``floor``: a fixed limit of ``floor``).
+            unless it refuses with a Retry-After and the limit adapts; for the whole fleet,
+            each sender taking its share (:meth:`share`).
+        ceiling: the most ever allowed (at most ``floor``: a fixed limit of ``floor``), for
+            the whole fleet too.
         slow_s: a 2xx slower than this counts as a sign of overload.
         backoff: what a sign of overload multiplies the limit by.
         pause_at_most_s: the longest pause a receiver's Retry-After earns (0: none).
@@ -154,9 +161,14 @@ class TargetLimits:
             raise ValueError(f"the floor must be at least 1, not {floor!r}")
         if not 0.0 < backoff < 1.0:
             raise ValueError(f"backoff must be in (0, 1), not {backoff!r}")
-        self.floor = floor
-        self.ceiling = max(floor, ceiling)
-        self._adapts = self.ceiling > floor
+        #: The floor and ceiling for the whole fleet, as configured.
+        self.fleet_floor = floor
+        self.fleet_ceiling = max(floor, ceiling)
+        #: How many processes send webhooks (this one included; see :meth:`share`).
+        self.senders = 1
+        #: This process's share of them (the whole of them alone).
+        self.floor, self.ceiling = self.fleet_floor, self.fleet_ceiling
+        self._adapts = self.fleet_ceiling > floor
         self._slow_s = slow_s
         self._backoff = backoff
         self._pause_at_most_s = pause_at_most_s
@@ -164,6 +176,32 @@ class TargetLimits:
         #: Every pause a receiver's answers to this process earned (not those :meth:`pause`
         #: applies from elsewhere), e.g. to share it with the other replicas.
         self.on_pause: Listeners[PauseEarned] = Listeners()
+
+    def share(self, senders: int) -> None:
+        """``senders`` processes (this one included) send webhooks to the same receivers: this
+        one takes its share of the floor and the ceiling, each divided among them (rounded
+        down, at least 1). Every receiver's limit here is scaled by the change, so that the
+        fleet's total for it stays about where it was: kept within the new ceiling, and at
+        least the new floor unless a Retry-After had taken it below the old one."""
+        senders = max(1, senders)
+        if senders == self.senders:
+            return
+        old_floor, old_senders = self.floor, self.senders
+        self.senders = senders
+        self.floor = max(1, self.fleet_floor // senders)
+        self.ceiling = max(self.floor, self.fleet_ceiling // senders)
+        ceiling = float(self.ceiling)
+
+        def scaled(value: float) -> float:
+            # a hair up, so that a share and its reverse give a whole limit back (13, not
+            # 12.999…: the limit in use is its whole part)
+            return value * old_senders / senders + 1e-9
+
+        for target in self._targets.values():
+            low = float(self.floor) if target.limit >= old_floor else 1.0
+            target.limit = min(ceiling, max(low, scaled(target.limit)))
+            target.slow_above = min(ceiling, max(1.0, scaled(target.slow_above)))
+            self._wake(target)  # a limit that grew frees slots
 
     def limit_of(self, key: Hashable) -> int:
         """The receiver's current limit (the floor for one not seen yet)."""
