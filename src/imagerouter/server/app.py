@@ -114,8 +114,8 @@ def _router_ctx(router: Router | None, router_settings: Settings | None):
 
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``settings.state`` (``redis://…``): share the router's breakers, cooldowns and
-    budgets, and the webhook receivers' pauses, with every replica on the same Redis prefix
-    (:class:`~imagerouter.replication.RedisState`)."""
+    budgets, and the webhook receivers' pauses and limits, with every replica on the same
+    Redis prefix (:class:`~imagerouter.replication.RedisState`)."""
     settings = app[settings_key]
     if settings.state is None:
         yield
