@@ -143,6 +143,7 @@ async def test_the_dashboard_and_metrics_show_a_receiver_holding_its_webhooks(
             {"receiver": origin, "limit": 2, "in_flight": 2, "waiting": 4, "paused_s": 0}
         ]
         assert hooks["in_flight"] == 6  # every attempt started: two sent, four in line
+        assert hooks["senders"] == 1  # one server, no shared state: its limits its own
         assert hooks["receivers"]["in_flight"] == 2
         assert hooks["receivers"]["waiting"] == 4
         metrics = await (await api.client.get("/metrics")).text()

@@ -110,6 +110,7 @@ async def test_dashboard_shows_fal_breaker_open_and_traffic_moving_to_wavespeed(
                 assert totals is not None
                 assert "attempts in flight" in totals
                 assert "0 receivers" in totals
+                assert "their limits shared by 1 replica;" in totals
 
                 # Healthy: fal (first in flux-dev's order) serves, WaveSpeed idles.
                 await page.wait_for_selector(_card("fal", busy=True), timeout=WAIT_MS)

@@ -291,9 +291,9 @@ def snapshot(app: web.Application) -> dict[str, Any]:
 
 
 def _webhooks_summary(app: web.Application) -> dict[str, Any] | None:
-    """Webhook attempts running now, the deliveries given back unsent (by why), and the
-    busiest receivers (named by origin, never by their URL's path or query), or None when the
-    store keeps no deliveries."""
+    """Webhook attempts running now, the deliveries given back unsent (by why), the
+    busiest receivers (named by origin, never by their URL's path or query) and how many
+    replicas share each one's limits, or None when the store keeps no deliveries."""
     worker = app.get(deliveries_key)
     if worker is None:
         return None
@@ -303,6 +303,7 @@ def _webhooks_summary(app: web.Application) -> dict[str, Any] | None:
         "deferred": dict(worker.deferred),
         "receivers": worker.sender.targets.summary(),
         "busiest": worker.sender.busiest_receivers(RECEIVERS_SHOWN),
+        "senders": worker.sender.targets.senders,
     }
 
 

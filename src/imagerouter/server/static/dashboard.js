@@ -332,6 +332,7 @@ function renderWebhooks(hooks) {
     $("#webhooks-totals"),
     `(${hooks.in_flight} attempts in flight, ${hooks.slow} slow; ${r.receivers} receivers, ` +
       `${r.above_floor} given more than the floor, ${r.paused} paused; ` +
+      `their limits shared by ${hooks.senders} ${hooks.senders === 1 ? "replica" : "replicas"}; ` +
       `${r.waiting} waiting in line; given back unsent: ${hooks.deferred.busy} for a full ` +
       `line, ${hooks.deferred.paused} for a pause)`,
   );
