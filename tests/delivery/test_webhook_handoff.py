@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.delivery.conftest import ApiFactory, listening
+from tests.helpers.at_once import AtOnce
 from tests.polling import eventually
 
 
@@ -21,20 +22,15 @@ class SlowReceiver:
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
         self.url = ""
-        self.now = 0
-        self.most = 0
+        self.at_once = AtOnce()
         self.ids: Counter[str] = Counter()
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.now += 1
-        self.most = max(self.most, self.now)
-        try:
+        with self.at_once.held():
             await request.read()
             await asyncio.sleep(self.delay_s)
             self.ids[request.headers["webhook-id"]] += 1
             return web.Response(status=204)
-        finally:
-            self.now -= 1
 
 
 @pytest.fixture
@@ -60,7 +56,7 @@ async def test_handed_webhooks_keep_the_bound_on_attempts_in_flight(
         return sum(slow_receiver.ids.values()) >= len(jobs) or None
 
     await eventually(all_sent, timeout_s=20.0, what="twelve webhooks")
-    assert slow_receiver.most == 1
+    assert slow_receiver.at_once.most == 1
     deliveries = [await api.wait_delivery(token, job["id"], ("succeeded",)) for job in jobs]
     assert sorted(slow_receiver.ids) == sorted(d["id"] for d in deliveries)
     assert set(slow_receiver.ids.values()) == {1}

@@ -4,7 +4,7 @@ receiver keeps up, back to the floor when it shows overload; never past the ceil
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
@@ -12,6 +12,7 @@ from aiohttp import web
 from imagerouter.webhooks import NotSent, UrlPolicy, WebhookSender
 from imagerouter.webhooks.targets import TargetLimits
 from tests.delivery.conftest import ApiFactory, listening
+from tests.helpers.at_once import AtOnce
 from tests.polling import eventually
 
 SECRETS = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
@@ -24,19 +25,14 @@ class Crowd:
 
     delay_s: float = 0.02
     status: int = 200
-    now: int = 0
-    most: int = 0
     seen: int = 0
+    at_once: AtOnce = field(default_factory=AtOnce)
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
-        self.now += 1
         self.seen += 1
-        self.most = max(self.most, self.now)
-        try:
+        with self.at_once.held():
             await asyncio.sleep(self.delay_s)
-        finally:
-            self.now -= 1
         return web.Response(status=self.status)
 
 
@@ -62,7 +58,7 @@ async def test_a_receiver_that_keeps_up_is_given_more_than_the_floor_never_past_
     it holds more than 4 at once, and never more than the ceiling of 24."""
     crowd = Crowd()
     sender = await _send_all(crowd, 300, per_target=4, per_target_max=24)
-    assert 4 < crowd.most <= 24
+    assert 4 < crowd.at_once.most <= 24
     assert sender.targets.ceiling == 24
 
 
@@ -70,14 +66,14 @@ async def test_a_fixed_limit_holds_at_its_floor() -> None:
     """With ``per_target_max`` at ``per_target`` the receiver never holds more than 4."""
     crowd = Crowd()
     await _send_all(crowd, 120, per_target=4, per_target_max=4)
-    assert crowd.most == 4
+    assert crowd.at_once.most == 4
 
 
 async def test_a_receiver_answering_503_is_held_at_the_floor() -> None:
     """Every answer a 503 (overload): the limit never grows past the floor of 3."""
     crowd = Crowd(status=503)
     sender = await _send_all(crowd, 120, per_target=3, per_target_max=32)
-    assert crowd.most == 3
+    assert crowd.at_once.most == 3
     assert list(sender.targets.snapshot().values()) == [
         {"limit": 3, "in_flight": 0, "waiting": 0, "paused_s": 0}
     ]
@@ -274,4 +270,4 @@ async def test_the_server_sends_no_more_at_once_to_one_receiver_than_its_setting
             return crowd.seen >= 24
 
         await eventually(all_delivered, timeout_s=60, what="24 webhooks delivered")
-    assert crowd.most == 2
+    assert crowd.at_once.most == 2

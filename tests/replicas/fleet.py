@@ -33,6 +33,7 @@ from imagerouter.jobs.postgres import PostgresJobStore
 from imagerouter.plugins import load_plugins
 from imagerouter.webhooks import new_secret
 from mockproviders.bridge import FARM_OPTIONS
+from tests.helpers.at_once import AtOnce
 from tests.helpers.net import free_port
 from tests.helpers.redis_service import delete_prefix
 from tests.polling import eventually
@@ -184,8 +185,7 @@ class Receiver(AsyncResource):
     retry_after: str | None = None
     delay_s: float = 0.0
     #: Requests it holds now, and the most it held at once.
-    holding: int = 0
-    most: int = 0
+    at_once: AtOnce = field(default_factory=AtOnce)
     _runner: web.AppRunner | None = None
 
     @property
@@ -195,12 +195,8 @@ class Receiver(AsyncResource):
     async def start(self) -> None:
         async def hook(request: web.Request) -> web.Response:
             self.hits.append(Hit(dict(request.headers), await request.read()))
-            self.holding += 1
-            self.most = max(self.most, self.holding)
-            try:
+            with self.at_once.held():
                 await asyncio.sleep(self.delay_s)
-            finally:
-                self.holding -= 1
             headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
             return web.Response(text="ok", status=self.status, headers=headers)
 
