@@ -62,6 +62,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from imagerouter.generation import AttemptEvent
 from imagerouter.replication.connection import (
@@ -172,9 +173,8 @@ class RedisState(ChannelLink):
         )
         #: Peer replica id → instance → its last published health inputs.
         self.peers: dict[str, dict[str, dict[str, Any]]] = {}
-        #: Live replicas sending webhooks at the last heartbeat, this one included (0: not
-        #: counted lately), and when they were counted (wall clock).
-        self.webhook_senders = 0
+        #: When the live replicas sending webhooks were last counted (wall clock; 0: not
+        #: lately), their share of each receiver's limits taken then.
         self._senders_counted_at = 0.0
         # Counters for status() and metrics.
         self.disconnects = 0
@@ -276,7 +276,7 @@ class RedisState(ChannelLink):
         }
         if self.receivers is not None:
             status["receiver_pauses_applied"] = self.receivers.applied
-            status["webhook_senders"] = self.webhook_senders
+            status["webhook_senders"] = self.receivers.limits.senders
         if self.spend.active:
             status["spend"] = self.spend.status()
         return status
@@ -445,14 +445,10 @@ class RedisState(ChannelLink):
         if fields:
             pipe.hset(mine, mapping=fields)
             pipe.pexpire(mine, ttl_ms)
-        pipe.zadd(self.keys.replicas, {self.replica_id: wall})
-        pipe.zremrangebyscore(self.keys.replicas, "-inf", wall - ttl_ms / 1000)
-        pipe.pexpire(self.keys.replicas, ttl_ms)
+        self._mark_live(pipe, self.keys.replicas, wall, ttl_ms)
         pipe.zrange(self.keys.replicas, 0, -1)
         if self.receivers is not None:
-            pipe.zadd(self.keys.webhook_senders, {self.replica_id: wall})
-            pipe.zremrangebyscore(self.keys.webhook_senders, "-inf", wall - ttl_ms / 1000)
-            pipe.pexpire(self.keys.webhook_senders, ttl_ms)
+            self._mark_live(pipe, self.keys.webhook_senders, wall, ttl_ms)
             pipe.zcard(self.keys.webhook_senders)
             *_, members, _, _, _, senders = await pipe.execute()
             self._count_senders(senders, wall)
@@ -469,19 +465,26 @@ class RedisState(ChannelLink):
                     peers[peer] = {name: json.loads(raw) for name, raw in health.items()}
         self.peers = peers
 
+    def _mark_live(self, pipe: Pipeline, key: str, wall: float, ttl_ms: int) -> None:
+        """Queue on ``pipe``: this replica live in the sorted set ``key`` now, those not heard
+        from for ``ttl_ms`` out of it, and the set itself gone that long after the last."""
+        pipe.zadd(key, {self.replica_id: wall})
+        pipe.zremrangebyscore(key, "-inf", wall - ttl_ms / 1000)
+        pipe.pexpire(key, ttl_ms)
+
     def _count_senders(self, senders: int, wall: float) -> None:
         """Share each webhook receiver's limits among the ``senders`` counted now."""
         assert self.receivers is not None
-        self.webhook_senders, self._senders_counted_at = senders, wall
+        self._senders_counted_at = wall
         self.receivers.limits.share(senders)
 
     def _forget_senders(self) -> None:
         """Without a count for three heartbeats (a heartbeat's life in Redis), act alone: the
         peers may be gone, and this replica cannot tell."""
-        if self.receivers is None or not self.webhook_senders:
+        if self.receivers is None or not self._senders_counted_at:
             return
         if self._clock.wall() - self._senders_counted_at > 3 * self.health_interval_s:
-            self.webhook_senders = 0
+            self._senders_counted_at = 0.0
             self.receivers.limits.share(1)
 
     # --- link state -----------------------------------------------------------------------------
