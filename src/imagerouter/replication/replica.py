@@ -436,9 +436,14 @@ class RedisState(ChannelLink):
             except Exception as exc:
                 self._fail(exc, "heartbeat")
 
+    @property
+    def _heartbeat_life_s(self) -> float:
+        """How long a heartbeat counts: three periods (a missed one or two is no death)."""
+        return 3 * self.health_interval_s
+
     async def _beat(self, client: Redis) -> None:
         wall = self._clock.wall()
-        ttl_ms = max(1, int(self.health_interval_s * 3000))
+        ttl_ms = max(1, int(self._heartbeat_life_s * 1000))
         fields = {name: json.dumps(inputs) for name, inputs in self.mirror.health_inputs().items()}
         mine = self.keys.health(self.replica_id)
         pipe = client.pipeline(transaction=False)
@@ -479,11 +484,11 @@ class RedisState(ChannelLink):
         self.receivers.limits.share(senders)
 
     def _forget_senders(self) -> None:
-        """Without a count for three heartbeats (a heartbeat's life in Redis), act alone: the
-        peers may be gone, and this replica cannot tell."""
+        """Without a count for a heartbeat's life (as long as its own would last in Redis),
+        act alone: the peers may be gone, and this replica cannot tell."""
         if self.receivers is None or not self._senders_counted_at:
             return
-        if self._clock.wall() - self._senders_counted_at > 3 * self.health_interval_s:
+        if self._clock.wall() - self._senders_counted_at > self._heartbeat_life_s:
             self._senders_counted_at = 0.0
             self.receivers.limits.share(1)
 

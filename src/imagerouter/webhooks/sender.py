@@ -49,12 +49,13 @@ class WebhookSender(AsyncResource):
         max_connections: connections open at once.
         per_target: requests in flight at once to one host and port that are always allowed
             (a receiver that hangs holds no more than these; its other attempts wait for one,
-            within the timeout), unless it refuses with a Retry-After.
+            within the timeout), unless it refuses with a Retry-After; with replicas sharing
+            state, the fleet's, each taking its share (``TargetLimits.share``).
         per_target_max: the most that one host and port is given while it keeps up: its limit
             grows from ``per_target`` towards this while it answers 2xx promptly, and falls
             back on a 429, a 5xx, a timeout or a failed connection
             (:class:`~imagerouter.webhooks.targets.TargetLimits`; at most ``per_target``: a
-            fixed limit).
+            fixed limit); the fleet's too.
         pause_at_most_s: a receiver that refuses two round trips running with a Retry-After
             (a 429 or 503) is paused (host and port) for that long, at most this (0: never;
             each delivery's retry still honours it within the schedule; see

@@ -84,10 +84,11 @@ class DeliveryConfig:
         slow_after_s: after this long an attempt moves aside and frees its slot.
         slow_max: most attempts aside at once (past it, slow attempts keep their slots).
         per_target: requests in flight to one host and port that the sender always allows
-            (unless it refuses with a Retry-After).
+            (unless it refuses with a Retry-After); with replicas sharing state, the fleet's,
+            each taking its share.
         per_target_max: the most it allows one host and port that keeps up (its limit grows
             from ``per_target`` while the receiver answers 2xx promptly, and falls on a 429,
-            5xx, timeout or failed connection).
+            5xx, timeout or failed connection); the fleet's too.
         lease_s: how long an attempt may run before another process may retake it (longer
             than the sender's timeout).
         poll_interval_s: how often due deliveries are looked for when nothing woke the worker.
