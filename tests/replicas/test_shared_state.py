@@ -180,10 +180,12 @@ async def test_a_webhook_receiver_paused_by_one_replica_gets_nothing_from_the_ot
 async def test_replicas_send_a_receiver_no_more_at_once_than_the_fleets_limit(make_fleet) -> None:
     """A fixed limit of 2 requests at once to one receiver (``webhook_per_target`` and
     ``webhook_per_target_max``), two replicas: each takes its share, 1, so the receiver,
-    holding every webhook 0.2 s, never holds more than 2 at once (each replica on its own
-    would send it 2: 4 at once). Every webhook is delivered."""
+    holding every webhook 0.3 s, never holds more than 2 at once (each replica on its own
+    would send it 2: up to 4 at once). Every webhook is delivered. Which replica runs a job
+    and sends its webhook is the shared queue's choice, so the two may not overlap: the
+    bound is asserted, not that it is reached."""
     server = {"webhook_per_target": 2, "webhook_per_target_max": 2}
-    async with Receiver(delay_s=0.2) as receiver:
+    async with Receiver(delay_s=0.3) as receiver:
         fleet = await make_fleet({}, replicas=2, server=server)
         token, _, _ = await fleet.key("acme", webhook=receiver.url)
         senders = "imagerouter_webhook_senders"
@@ -191,8 +193,8 @@ async def test_replicas_send_a_receiver_no_more_at_once_than_the_fleets_limit(ma
             lambda: all(_metric(r, senders) == 2 for r in fleet.replicas), 10, "two senders"
         )
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            finals = await _run_jobs(session, fleet, token, [0, 1], 5, "share")
+            finals = await _run_jobs(session, fleet, token, [0, 1], 8, "share")
         assert {body["status"] for body in finals} == {"completed"}
         ids = {body["id"] for body in finals}
         await until(lambda: ids <= {hit.job_id for hit in receiver.hits}, 40, "every webhook")
-    assert receiver.at_once.most == 2
+    assert 1 <= receiver.at_once.most <= 2
