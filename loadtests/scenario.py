@@ -182,6 +182,9 @@ class Expect(_Strict):
 
     min_completed_fraction: float | None = Field(default=None, ge=0, le=1)
     max_completed_fraction: float | None = Field(default=None, ge=0, le=1)
+    #: The farm must have issued at least this many Retry-Afters: a scenario about the
+    #: windows proves nothing when its load stayed under every limit (fewer ``--users``).
+    min_retry_after_issued: int | None = Field(default=None, ge=1)
 
 
 class LoadScenario(_Strict):

@@ -577,6 +577,22 @@ def _checks(data: RunData, s: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{fraction if fraction is None else f'{fraction:.1%}'} of the jobs not canceled",
             )
         )
+    least = expect.min_retry_after_issued
+    if least is not None:
+        issued = ra["retry_after_issued"]
+        checks.append(
+            _check(
+                f"Retry-After windows exercised (≥ {least})",
+                issued >= least,
+                f"{issued} Retry-Afters issued by the farm"
+                + (
+                    ""
+                    if issued >= least
+                    else f": the load stayed under the limits ({data.users} users; the "
+                    f"scenario's default is {data.scenario.users})"
+                ),
+            )
+        )
     outputs = s["outputs"]
     if outputs["available"]:
         checks.append(

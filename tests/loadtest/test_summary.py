@@ -368,3 +368,19 @@ def test_stored_outputs_must_match_the_images_of_completed_jobs() -> None:
     unseen = summarize(_data(jobs))
     assert unseen["outputs"] == {"available": False}
     assert "stored outputs match the results" not in [c["name"] for c in unseen["checks"]]
+
+
+def test_a_scenario_about_retry_after_fails_when_the_farm_issued_too_few() -> None:
+    """``min_retry_after_issued``: a run that never reached a limit tested no window, so its
+    clean compliance check is not enough; the check says how many users ran."""
+    data = _data([_job("job_a", "completed", attempts=[_call("fal", "ok")])])
+    data.scenario = data.scenario.model_copy(update={"expect": Expect(min_retry_after_issued=3)})
+    name = "Retry-After windows exercised (≥ 3)"
+    summary = summarize(data)  # the farm issued 2
+    assert _check(summary, "no request inside a Retry-After window")
+    assert not _check(summary, name)
+    detail = next(c["detail"] for c in summary["checks"] if c["name"] == name)
+    assert detail.startswith("2 Retry-Afters issued")
+    assert "10 users" in detail
+    data.farm_stats["providers"]["wavespeed"]["retry_after_issued"] = 1
+    assert _check(summarize(data), name)
