@@ -21,6 +21,7 @@ __all__ = [
     "ProviderOutput",
     "Quality",
     "check_size",
+    "output_problem",
     "parse_size",
 ]
 
@@ -166,6 +167,22 @@ class ProviderOutput:
     provider_request_id: str | None = None
     #: Anything provider-specific worth keeping (timings, revised prompt, usage).
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def output_problem(output: object) -> str | None:
+    """What is wrong with what a plugin's ``generate`` returned, or None: a
+    :class:`ProviderOutput` of at least one :class:`GeneratedImage`, each with a URL or its
+    bytes. The router treats a wrong answer as it treats an unclassified exception."""
+    if not isinstance(output, ProviderOutput):
+        return f"returned {type(output).__name__}, not a ProviderOutput"
+    if not output.images:
+        return "returned no images"
+    for image in output.images:
+        if not isinstance(image, GeneratedImage):
+            return f"returned an image of type {type(image).__name__}, not a GeneratedImage"
+        if not (image.url or image.b64_json):
+            return "returned an image with neither a url nor b64_json"
+    return None
 
 
 @dataclass(slots=True)

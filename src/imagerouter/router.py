@@ -33,7 +33,13 @@ from imagerouter.config import (
     validate,
 )
 from imagerouter.errors import ConfigError, NoProviderAvailable, ProviderError, ProviderUnavailable
-from imagerouter.generation import AttemptEvent, ImageRequest, ImageResult, ProviderOutput
+from imagerouter.generation import (
+    AttemptEvent,
+    ImageRequest,
+    ImageResult,
+    ProviderOutput,
+    output_problem,
+)
 from imagerouter.instances import ProviderInstance, retry_budget_of
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.listeners import Listeners
@@ -307,6 +313,11 @@ class Router(AsyncResource):
             log.exception("provider %s raised an unclassified error", provider.name)
             message = f"plugin raised {type(exc).__name__}: {exc}"
             error = ProviderUnavailable(message, provider=provider.name)
+        else:
+            if (problem := output_problem(output)) is not None:
+                log.error("provider %s %s", provider.name, problem)
+                error = ProviderUnavailable(f"plugin {problem}", provider=provider.name)
+                output = None
         return _Outcome(step, ctx, output, error, self.clock.now() - started, started_at)
 
     async def _hedged(
