@@ -86,6 +86,29 @@ async def test_gpt_image_refuses_response_format_as_openai_does(api: Api) -> Non
     assert listing["data"] == []
 
 
+async def test_a_parameter_openai_does_not_know_is_refused_and_nothing_charged(
+    api: Api,
+) -> None:
+    """A typo (``qualty``) is refused as OpenAI refuses it, naming the parameter: ignored, it
+    would have priced the job at the default quality. Parameters OpenAI knows and imagerouter
+    does not use are still taken (through the SDK, which sends them as given)."""
+    token = await api.key(credits=200)
+    before = await balance(api, token)
+    body = {"model": "gpt-image-1", "prompt": "x", "qualty": "low"}
+    status, headers, answer = await generate(api, token, body)
+    assert status == 400
+    assert answer["error"]["code"] == "unknown_parameter"
+    assert answer["error"]["param"] == "qualty"
+    assert answer["error"]["message"] == "Unknown parameter: 'qualty'."
+    assert JOB_ID_HEADER not in headers
+    assert await balance(api, token) == before
+    async with sdk(api, token) as client:
+        await client.images.generate(
+            model="gpt-image-1", prompt="x", quality="low", moderation="low", user="u-1"
+        )
+    assert await balance(api, token) < before
+
+
 async def test_dall_e_3_answers_an_absolute_url_and_revised_prompt(api: Api) -> None:
     """dall-e-3 answers an absolute url by default (fetchable as a PNG), b64_json when asked,
     revised_prompt always, no usage; n above 1 is refused as OpenAI refuses it."""

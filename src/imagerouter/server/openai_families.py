@@ -8,6 +8,10 @@ that code written for ``dall-e-3`` or ``gpt-image-1`` gets the answer it was wri
 - ``dall-e-3``: ``url`` unless ``response_format`` is ``b64_json``, with ``revised_prompt``
   (the prompt as sent: imagerouter rewrites no prompt); ``n`` must be 1.
 - ``dall-e-2``: ``url`` unless ``response_format`` is ``b64_json``.
+- A parameter OpenAI's ``images.generate`` does not know (a typo such as ``qualty``) is
+  refused as OpenAI refuses it (400 ``unknown_parameter``) before anything is charged: ignored,
+  it would have priced the job at the defaults. Those OpenAI knows and imagerouter does not
+  use (``moderation``, ``output_compression``, ``user``, …) are accepted and ignored.
 - ``quality`` (and, for DALL·E, ``size``) outside what OpenAI takes for the family is refused
   with OpenAI's ``invalid_value`` message.
 - Every other model (FLUX, Nano Banana, …): not OpenAI's, so OpenAI has no rule; imagerouter
@@ -30,7 +34,29 @@ from typing import Any, Literal
 from imagerouter.server.errors import ApiError
 from imagerouter.server.schemas import OpenAIImageRequest
 
-__all__ = ["Family", "check_request", "estimate_usage", "family_of", "shown_quality"]
+__all__ = [
+    "Family",
+    "check_request",
+    "estimate_usage",
+    "family_of",
+    "refuse_unknown_parameters",
+    "shown_quality",
+]
+
+#: Every parameter of OpenAI's ``images.generate`` (openai 3.57's SDK) and imagerouter's own
+#: extension (``routing``): anything else in a body is a client's mistake.
+KNOWN_PARAMETERS = frozenset(OpenAIImageRequest.model_fields) | {
+    "output_compression",
+    "moderation",
+    "style",
+    "stream",
+    "partial_images",
+    "safety_identifier",
+    "complexity",
+    "frame_count",
+    "frame_duration_ms",
+    "svg",
+}
 
 ResponseFormat = Literal["url", "b64_json"]
 
@@ -130,6 +156,15 @@ def estimate_usage(prompt: str, quality: str, width: int, height: int, n: int) -
         "output_tokens_details": {"image_tokens": output, "text_tokens": 0},
         "total_tokens": text_tokens + output,
     }
+
+
+def refuse_unknown_parameters(raw: object) -> None:
+    """Refuse a body naming a parameter OpenAI does not know, in OpenAI's words."""
+    if isinstance(raw, dict):
+        for name in raw:
+            if name not in KNOWN_PARAMETERS:
+                message = f"Unknown parameter: '{name}'."
+                raise ApiError(400, "unknown_parameter", message, field=name)
 
 
 def check_request(body: OpenAIImageRequest, family: Family) -> None:

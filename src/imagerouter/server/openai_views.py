@@ -38,6 +38,7 @@ from imagerouter.server.openai_families import (
     check_request,
     estimate_usage,
     family_of,
+    refuse_unknown_parameters,
     shown_quality,
 )
 from imagerouter.server.openai_videos import refuse_video_model
@@ -197,6 +198,7 @@ async def images_generations(request: web.Request) -> web.Response:
     """``POST /v1/images/generations``: generate, wait, answer like OpenAI."""
     principal = request[principal_key]
     raw = await read_json(request)
+    refuse_unknown_parameters(raw)
     body = validate(OpenAIImageRequest, raw)
     refuse_video_model(request, body.model)
     family = family_of(body.model)

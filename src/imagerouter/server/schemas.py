@@ -360,7 +360,8 @@ class ReadyOut(_Out):
 
 
 class OpenAIImageRequest(BaseModel):
-    """OpenAI's ``images.generate`` body; fields imagerouter has no use for are ignored."""
+    """OpenAI's ``images.generate`` body; parameters OpenAI knows and imagerouter has no use
+    for are ignored (the route refuses those OpenAI does not know)."""
 
     model_config = ConfigDict(extra="ignore")
 
