@@ -20,6 +20,7 @@ __all__ = [
     "MediaKind",
     "ProviderOutput",
     "Quality",
+    "check_prompt",
     "check_size",
     "output_problem",
     "parse_size",
@@ -74,6 +75,14 @@ def check_size(size: str) -> str:
     return f"{width}x{height}"
 
 
+def check_prompt(prompt: str) -> str:
+    """``prompt`` unchanged, unless it is only whitespace: as empty as ``""``, which no
+    provider would take, and which would be charged before it failed."""
+    if prompt.isspace():
+        raise PydanticCustomError("prompt", "must contain more than whitespace")
+    return prompt
+
+
 class ImageRequest(BaseModel):
     """What a client asks for, whatever provider ends up serving it.
 
@@ -120,6 +129,11 @@ class ImageRequest(BaseModel):
         pattern=r"^(https?://|data:image/)",
         description="Video: the first frame (image to video), an http(s) or data: URL.",
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, prompt: str) -> str:
+        return check_prompt(prompt)
 
     @field_validator("size")
     @classmethod

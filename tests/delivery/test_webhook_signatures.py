@@ -186,10 +186,15 @@ async def test_rotation_signs_with_both_secrets_during_grace(api: Api, receiver:
         assert verify_webhook(secret, hit.headers, hit.body)["data"]["id"] == job["id"]
         header = hit.headers["x-imagerouter-signature"]
         assert _plain_python_verifies(secret, hit.body, header)
+    # No body at all is a rotation with the default grace, as README writes the route.
+    status, bare = await api.call("POST", "/v1/webhook/secret/rotate", token)
+    assert status == 200, bare
+    assert bare["secret"] not in (old, new)
+    assert [s["current"] for s in bare["secrets"]] == [True, False, False]
     # A rotation with no grace retires the previous secret at once.
     status, again = await api.call("POST", "/v1/webhook/secret/rotate", token, json={"grace_s": 0})
     assert status == 200
-    assert [s["current"] for s in again["secrets"]] == [True, False]  # `old` is still in grace
+    assert [s["current"] for s in again["secrets"]] == [True, False, False]  # both in grace
     # A plain Node receiver holding either secret verifies the delivery made during the grace.
     _need_node()
     for secret in (old, new):

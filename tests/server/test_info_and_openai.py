@@ -52,6 +52,14 @@ async def test_account_shows_balance_and_ledger(api: Api) -> None:
     ).json()
     assert [(e["kind"], e["amount"]) for e in older["ledger"]] == [("grant", 50)]
     assert older["next_cursor"] is None
+    # a cursor past SQLite's integers is the client's mistake, named, not a 500
+    for huge in ("9223372036854775808", "99999999999999999999999"):
+        answer = await api.client.get(
+            "/v1/account", params={"before": huge}, headers=api.auth(token)
+        )
+        assert answer.status == 422
+        error = (await answer.json())["error"]
+        assert (error["code"], error["field"]) == ("validation_error", "before")
 
 
 async def test_health_and_readiness(make_api: ApiFactory) -> None:

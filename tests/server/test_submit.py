@@ -70,6 +70,14 @@ async def test_bad_field_is_422_with_its_path(api: Api) -> None:
     assert answer.status == 422
     assert body["error"]["field"] == "colour"
     assert "unknown field" in body["error"]["message"]
+    for route in ("/v1/jobs", "/v1/images/generations"):  # a blank prompt is an empty one
+        answer = await api.client.post(
+            route, json={**GOOD, "prompt": " \n\t "}, headers=api.auth(token)
+        )
+        body = await answer.json()
+        assert answer.status in (400, 422), body
+        assert body["error"].get("field", body["error"].get("param")) == "prompt"
+        assert "more than whitespace" in body["error"]["message"]
     await _nothing_stored(api, token, 100)
 
 

@@ -435,7 +435,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         errors=(401, 422, 429),
         params=(
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
-            Param("before", "query", {"type": "integer", "minimum": 1}),
+            Param("before", "query", {"type": "integer", "minimum": 1, "maximum": 2**62}),
         ),
     ),
     RouteSpec(

@@ -8,11 +8,11 @@ One table (over 400 lines): every body the API speaks, in one place for the Open
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from imagerouter.generation import GeneratedImage, OutputFormat
+from imagerouter.generation import GeneratedImage, OutputFormat, check_prompt
 from imagerouter.preferences import RoutingPreferences
 
 __all__ = [
@@ -340,7 +340,7 @@ class LedgerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=500)
-    before: int | None = Field(default=None, ge=1)
+    before: int | None = Field(default=None, ge=1, le=2**62)  # a ledger id: SQLite's range
 
 
 class HealthOut(_Out):
@@ -365,7 +365,7 @@ class OpenAIImageRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    prompt: str = Field(min_length=1, max_length=32_000)
+    prompt: Annotated[str, AfterValidator(check_prompt)] = Field(min_length=1, max_length=32_000)
     model: str = Field(default="gpt-image-2", min_length=1, max_length=200)
     n: int | None = Field(default=None, ge=1, le=10, strict=True)
     size: str | None = None

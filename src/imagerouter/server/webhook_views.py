@@ -91,8 +91,8 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 async def rotate_secret(request: web.Request) -> web.Response:
     """``POST /v1/webhook/secret/rotate``: a new current secret, shown once; the old one signs
-    too until the grace period ends."""
-    body = validate(RotateSecretIn, await read_json(request))
+    too until the grace period ends. Its one field is optional, so no body at all is ``{}``."""
+    body = validate(RotateSecretIn, await read_json(request) if request.body_exists else {})
     grace_s = body.grace_s
     if grace_s is None:
         grace_s = request.app[settings_key].webhook_secret_grace_s
