@@ -50,8 +50,21 @@ class Plugins:
     manager: pluggy.PluginManager
     providers: dict[str, type[Provider]] = field(default_factory=dict)
     provider_origin: dict[str, str] = field(default_factory=dict)
-    farm_adapters: list[Any] = field(default_factory=list)
     problems: list[PluginProblem] = field(default_factory=list)
+    _farm_adapters: list[Any] | None = field(default=None, repr=False)
+
+    @property
+    def farm_adapters(self) -> list[Any]:
+        """The farm adapters the plugins register, asked for the first time a farm (or the
+        simulator, or the kit) needs them: the hooks import the mock's code, which a production
+        router never loads. A hook that fails then joins :attr:`problems`."""
+        if self._farm_adapters is None:
+            self._farm_adapters, known = [], len(self.problems)
+            for impl in self.manager.hook.register_farm_adapters.get_hookimpls():
+                _call_hook(self, impl, self._farm_adapters.append)
+            for problem in self.problems[known:]:
+                log.warning("skipped %s", problem)
+        return self._farm_adapters
 
     def provider_class(self, provider_id: str) -> type[Provider]:
         """The class registered as ``provider_id``; PluginError naming the known ones if none."""
@@ -139,8 +152,6 @@ def _collect(plugins: Plugins) -> None:
             plugins.provider_origin[cls.provider_id] = _origin
 
         _call_hook(plugins, impl, register)
-    for impl in manager.hook.register_farm_adapters.get_hookimpls():
-        _call_hook(plugins, impl, plugins.farm_adapters.append)
 
 
 def _call_hook(plugins: Plugins, impl: Any, register: Callable[[Any], None]) -> None:
@@ -168,7 +179,11 @@ def load_plugins(
     if entry_points:
         allow = os.environ.get(LOAD_PLUGINS_ENV)
         allowed = {name.strip() for name in allow.split(",")} if allow is not None else None
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for name in sorted((allowed or set()) - set(found.names) - {""}):
+            problem = f"named by {LOAD_PLUGINS_ENV}, but no installed plugin has that name"
+            plugins.problems.append(PluginProblem(name, problem))
+        for entry_point in found:
             if allowed is not None and entry_point.name not in allowed:
                 continue
             try:

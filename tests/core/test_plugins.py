@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -216,3 +218,49 @@ async def test_farm_adapter_hook_adds_a_wire_format_to_the_farm() -> None:
         async with client.post(url, json={}, headers=headers) as response:
             assert response.status == 503
     assert farm.stats()["providers"]["echo"]["by_status"] == {"200": 1, "503": 1}
+
+
+def test_a_production_router_never_imports_the_mock() -> None:
+    """The farm-adapter hooks run when a farm asks for them, not at load: a router built from
+    every plugin leaves the mock farm's code unimported (a fresh interpreter, as a server)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from imagerouter import Router, load_plugins
+        plugins = load_plugins()
+        keys = {n: {"api_key": "k"} for n in ("openai", "fal", "wavespeed", "replicate")}
+        Router.from_config({"providers": keys}, plugins=plugins, environ={})
+        mock = lambda: sorted(m for m in sys.modules if m.startswith("mockproviders"))
+        print(mock() == [], len(plugins.farm_adapters), mock() != [])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["True", "4", "True"]
+
+
+def test_check_config_fails_while_a_plugin_does_not_load(tmp_path: Path) -> None:
+    """``imagerouter check-config`` is a CI gate: a plugin that does not load (here a drop-in
+    that fails to import, and an allow-list naming no installed plugin) names itself and the
+    command exits non-zero; without them it says config OK."""
+    from click.testing import CliRunner
+
+    from imagerouter.cli import main
+
+    keys = "".join(f"[providers.{n}]\napi_key = 'k'\n" for n in ("openai", "fal", "wavespeed"))
+    config = tmp_path / "router.toml"
+    config.write_text(f"plugins_dir = '{tmp_path / 'plugins'}'\n{keys}")
+    (tmp_path / "plugins").mkdir()
+    env = {"IMAGEROUTER_LOAD_PLUGINS": "fal,openai,wavespeed,replicate"}
+    ok = CliRunner().invoke(main, ["check-config", "--config", str(config)], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert "config OK" in ok.output
+    write(tmp_path / "plugins", "broken.py", "import no_such_module_here\n")
+    env["IMAGEROUTER_LOAD_PLUGINS"] += ",replicat"
+    bad = CliRunner().invoke(main, ["check-config", "--config", str(config)], env=env)
+    assert bad.exit_code == 2
+    assert "config OK" not in bad.output
+    assert "broken.py" in bad.output
+    assert "ModuleNotFoundError" in bad.output
+    assert "'replicat': named by IMAGEROUTER_LOAD_PLUGINS" in bad.output

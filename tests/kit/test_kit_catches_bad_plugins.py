@@ -89,7 +89,7 @@ def test_429_as_permanent_error_fails_with_what_it_returned() -> None:
     assert [result.check for result in report.failures] == ["fault:429", "fault:rate-limit"]
     assert failure(report, "fault:429") == (
         "fault 429 with Retry-After: 2 → expected RateLimited(retry_after=2.0), "
-        "got InvalidRequest(retry_after=None)"
+        "got InvalidRequest(retry_after=None) saying 'fal: too many requests'"
     )
 
 
@@ -99,7 +99,8 @@ def test_ignoring_retry_after_fails_each_retry_after_form() -> None:
     assert [r.check for r in report.failures] == ["fault:429", "fault:429-ms", "fault:429-date"]
     assert failure(report, "fault:429-ms") == (
         "fault 429 with retry-after-ms: 250 → expected RateLimited(retry_after=0.25), "
-        "got RateLimited(retry_after=None)"
+        "got RateLimited(retry_after=None) saying "
+        "'fal: HTTP 429: Rate limit exceeded: too many requests for this key.'"
     )
     assert "got RateLimited(retry_after=None)" in failure(report, "fault:429-date")
 
@@ -130,7 +131,7 @@ def test_swallowed_cancellation_and_a_job_left_running_are_caught() -> None:
     swallowed = failure(kit(SwallowsCancellation, "cancellation"), "cancellation")
     assert swallowed == (
         "task.cancel() while the image is generating → expected asyncio.CancelledError to "
-        "propagate, got InvalidRequest(retry_after=None)"
+        "propagate, got InvalidRequest(retry_after=None) saying 'fal: cancelled'"
     )
     report = kit(NeverCancels, "deadline", "cancellation")
     assert [r.check for r in report.failures] == ["deadline", "cancellation"]
@@ -170,5 +171,5 @@ def test_pytest_shows_the_failure_for_a_subclass_of_the_base_class(tmp_path: Pat
     assert "TestWrong::test_fault_is_classified[429]" in run.stdout
     assert (
         "fault 429 with Retry-After: 2 → expected RateLimited(retry_after=2.0), "
-        "got InvalidRequest(retry_after=None)"
+        "got InvalidRequest(retry_after=None) saying 'fal: slow down'"
     ) in run.stdout

@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from imagerouter.catalog import load_catalog
 from imagerouter.cli.catalog_table import COLUMNS, markdown_table, rows
 from imagerouter.cli.options import config_option
-from imagerouter.cli.output import console, fail
+from imagerouter.cli.output import console, err_console, fail
 from imagerouter.config import load_settings
 from imagerouter.errors import ConfigError, ImageRouterError
 
@@ -51,11 +52,21 @@ def models(config_path: str | None, as_json: bool, as_markdown: bool) -> None:
 @config_option
 def check_config(config_path: str | None) -> None:
     """Build the router from the config (as 'serve' would) and report any problem."""
+    from imagerouter.plugins import load_plugins
     from imagerouter.router import Router
 
     try:
-        router = Router.from_config(config_path)
+        settings = load_settings(config_path)
+        plugins = load_plugins(plugins_dir=settings.plugins_dir)
+        router = Router.from_config(settings, plugins=plugins)
     except ImageRouterError as exc:
         fail(exc)
     summary: dict[str, Any] = {name: i.provider.base_url for name, i in router.instances.items()}
+    if plugins.problems:
+        # the router built without them, but a plugin meant to serve is not serving: a CI
+        # check of the config must not pass
+        for problem in plugins.problems:
+            err_console.print(f"[red]not loaded:[/red] {escape(str(problem))}", soft_wrap=True)
+        console.print(f"provider instances: {summary}")
+        fail(f"{len(plugins.problems)} plugin(s) could not be loaded (above)")
     console.print(f"config OK; provider instances: {summary}")

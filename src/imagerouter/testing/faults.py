@@ -93,7 +93,8 @@ def describe_outcome(outcome: BaseException | ProviderOutput | None) -> str:
         return "nothing (generate returned None)"
     if isinstance(outcome, ProviderError):
         retry_after = None if outcome.retry_after is None else float(outcome.retry_after)
-        return f"{type(outcome).__name__}(retry_after={retry_after})"
+        shown = f"{type(outcome).__name__}(retry_after={retry_after})"
+        return f"{shown} saying {str(outcome)!r}" if str(outcome) else shown
     if isinstance(outcome, TimeoutError):
         return "no answer: generate was still running well past its deadline"
     return (
