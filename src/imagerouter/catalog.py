@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -208,13 +208,72 @@ def _read(path: Path | str, text_name: str) -> Catalog:
     return validate(Catalog, data, file=text_name)
 
 
+def _take_additions(data: dict[str, Any], file: str) -> dict[str, list[ModelProvider]]:
+    """Take out of a catalog file's ``models`` the entries that only add providers to a model
+    below it (``[[models."flux-dev".add_providers]]``), each provider checked."""
+    additions: dict[str, list[ModelProvider]] = {}
+    models = data.get("models")
+    if not isinstance(models, dict):
+        return additions
+    for name in [n for n, entry in models.items() if isinstance(entry, dict)]:
+        if "add_providers" not in models[name]:
+            continue
+        entry = models.pop(name)
+        field = f"models.{name}"
+        if set(entry) != {"add_providers"} or not isinstance(entry["add_providers"], list):
+            raise ConfigError(
+                "add_providers extends a model defined below this file, and stands alone: "
+                "give either a list of add_providers only, or the whole model without it",
+                file=file,
+                field=field,
+            )
+        additions[name] = [
+            validate(ModelProvider, item, file=file, prefix=f"{field}.add_providers[{index}]")
+            for index, item in enumerate(entry["add_providers"])
+        ]
+    return additions
+
+
+def _add_providers(
+    catalog: Catalog, additions: dict[str, list[ModelProvider]], file: str
+) -> Catalog:
+    """``catalog`` with each model's added providers after its own (its failover order)."""
+    models = dict(catalog.models)
+    for name, added in additions.items():
+        field = f"models.{name}.add_providers"
+        model = models.get(name)
+        if model is None:
+            raise ConfigError(
+                f"no model {name!r} to add providers to; define it whole (with its credits)",
+                file=file,
+                field=field,
+            )
+        serving = {entry.provider for entry in model.providers}
+        for entry in added:
+            if entry.provider in serving:
+                raise ConfigError(
+                    f"{entry.provider!r} already serves {name}", file=file, field=field
+                )
+            serving.add(entry.provider)
+        data = model.model_dump()
+        data["providers"] = [*data["providers"], *(entry.model_dump() for entry in added)]
+        models[name] = validate(CatalogModel, data, file=file, prefix=f"models.{name}")
+    return Catalog(aliases=catalog.aliases, models=models, sources=catalog.sources)
+
+
 def load_catalog(override: str | Path | None = None) -> Catalog:
-    """The shipped catalog, with ``override`` (a TOML file) merged on top when given."""
+    """The shipped catalog, with ``override`` (a TOML file) merged on top when given: its
+    models replace the shipped ones by name, its ``add_providers`` entries extend them."""
     shipped = resources.files("imagerouter").joinpath("catalog.toml")
     with resources.as_file(shipped) as path:
         catalog = _read(path, "imagerouter/catalog.toml")
     if override is not None:
-        catalog = catalog.merged(_read(override, str(override)))
+        file = str(override)
+        data = load_toml(override)
+        additions = _take_additions(data, file)
+        data["sources"] = (file,)
+        catalog = catalog.merged(validate(Catalog, data, file=file))
+        catalog = _add_providers(catalog, additions, file)
     for alias, target in catalog.aliases.items():
         if target not in catalog.models:
             raise ConfigError(
