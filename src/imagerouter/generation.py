@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -83,6 +84,26 @@ def check_prompt(prompt: str) -> str:
     return prompt
 
 
+def check_finite(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` unchanged, unless it holds a NaN or an infinity at any depth (Python's JSON
+    reader takes ``NaN`` and ``1e400``): JSON has no such number, so it would be echoed back as
+    ``null``, changed."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                where = f" at {path.lstrip('.')}" if path else ""
+                raise PydanticCustomError(
+                    "finite_number", f"{item} is not a number JSON can hold{where}"
+                )
+        elif isinstance(item, dict):
+            stack.extend((child, f"{path}.{key}") for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+    return value
+
+
 class ImageRequest(BaseModel):
     """What a client asks for, whatever provider ends up serving it.
 
@@ -134,6 +155,11 @@ class ImageRequest(BaseModel):
     @classmethod
     def _check_prompt(cls, prompt: str) -> str:
         return check_prompt(prompt)
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        return check_finite(metadata) if metadata else metadata
 
     @field_validator("size")
     @classmethod

@@ -78,6 +78,17 @@ async def test_bad_field_is_422_with_its_path(api: Api) -> None:
         assert answer.status in (400, 422), body
         assert body["error"].get("field", body["error"].get("param")) == "prompt"
         assert "more than whitespace" in body["error"]["message"]
+    # JSON has no NaN or infinity: echoed back they would read null, so they are refused
+    for number in ("NaN", "1e400", "-Infinity"):
+        raw = '{"model": "flux-schnell", "prompt": "x", "metadata": {"a": [1, NUMBER]}}'
+        raw = raw.replace("NUMBER", number)
+        answer = await api.client.post(
+            "/v1/jobs", data=raw, headers=api.auth(token, **{"Content-Type": "application/json"})
+        )
+        body = await answer.json()
+        assert answer.status == 422, body
+        assert body["error"]["field"] == "metadata"
+        assert "not a number JSON can hold at a[1]" in body["error"]["message"]
     await _nothing_stored(api, token, 100)
 
 
