@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -80,12 +81,22 @@ PROBES = {
 
 
 @pytest.mark.parametrize("probe", list(PROBES))
-async def test_a_request_the_parser_refuses_is_answered_in_json(any_api: Api, probe: str) -> None:
+async def test_a_request_the_parser_refuses_is_answered_in_json(
+    any_api: Api, probe: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """...and logged as what it is, the client's mistake: one INFO line, no traceback, none
+    of the request's bytes (the first probe's are an Authorization header)."""
     raw, status, code = PROBES[probe]
-    got, headers, body, closed = await _exchange(any_api, raw)
+    with caplog.at_level(logging.DEBUG, logger="aiohttp"):
+        got, headers, body, closed = await _exchange(any_api, raw)
     error = _error(headers, body)
     assert (got, error["code"]) == (status, code), error
     assert closed, "the connection stays open after a parser error"
+    records = [r for r in caplog.records if r.name.startswith("aiohttp")]
+    assert [r.levelno for r in records] == [logging.INFO], [r.getMessage() for r in records]
+    assert records[0].exc_info is None
+    assert f"{status} " in records[0].getMessage()
+    assert "aaaa" not in records[0].getMessage()
 
 
 async def test_the_parser_limits_leave_a_header_at_the_limit_alone(any_api: Api) -> None:

@@ -84,9 +84,21 @@ class JsonErrorRequestHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         """aiohttp's answer (it logs, and refuses once a response has begun), made JSON; the
-        connection is closed after it, as aiohttp does."""
-        super().handle_error(request, status, exc, message)
+        connection is closed after it, as aiohttp does. A request the parser refused is the
+        client's mistake: logged in one line at INFO, without its bytes (a header may hold a
+        key), where aiohttp logs an error with a traceback that would page someone."""
         error = protocol_error(status, exc)
+        if status < 500 and isinstance(exc, hx.HttpProcessingError):
+            self.logger.info(
+                "refused a malformed request from %s: %d %s",
+                request.remote,
+                error.status,
+                error.code,
+            )
+            if request.writer.output_size > 0:  # as aiohttp: the answer has begun
+                raise ConnectionError("a response was already sent; the connection is broken")
+        else:
+            super().handle_error(request, status, exc, message)
         response = json_response(error.body(), error.status, error.headers)
         response.force_close()
         return response
