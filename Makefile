@@ -13,9 +13,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench loadtest farm clean
 
+# `imagerouter` is the distribution's name before it became imagerouter-framework: left
+# installed in an old .venv, its entry points would register every plugin twice.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip uninstall --quiet -y imagerouter 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e '.[dev,all]'
 	touch $(STAMP)
 

@@ -85,7 +85,7 @@ class MissingExtra(ImageRouterError):
     def __init__(self, extra: str, what: str, missing: Sequence[str]) -> None:
         self.extra, self.what, self.missing = extra, what, list(missing)
         super().__init__(
-            f"{what} needs {', '.join(self.missing)}: pip install 'imagerouter[{extra}]'"
+            f"{what} needs {', '.join(self.missing)}: pip install 'imagerouter-framework[{extra}]'"
         )
 
 

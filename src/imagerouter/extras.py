@@ -1,12 +1,13 @@
 """The optional parts of imagerouter and what each needs installed: ``require`` at their doors.
 
-``pip install imagerouter`` brings the routing library, its provider plugins and the small CLI
-(``models``, ``check-config``, ``plugins``, ``new-provider``). Everything heavier is an extra of
-``pyproject.toml``, named for what it enables; the command or backend that needs one calls
-:func:`require` before importing it, so that a missing extra fails with the one line that
-fixes it instead of an ``ImportError`` from deep inside::
+``pip install imagerouter-framework`` brings the routing library, its provider plugins and the
+small CLI (``models``, ``check-config``, ``plugins``, ``new-provider``). Everything heavier is an
+extra of ``pyproject.toml``, named for what it enables; the command or backend that needs one
+calls :func:`require` before importing it, so that a missing extra fails with the one line that
+fixes it instead of an ``ImportError`` from deep inside (one line; wrapped here)::
 
-    imagerouter serve needs aiohttp-sse, prometheus-client: pip install 'imagerouter[server]'
+    imagerouter serve needs aiohttp-sse, prometheus-client:
+    pip install 'imagerouter-framework[server]'
 
 :data:`EXTRAS` lists, per extra, the modules checked (each with the distribution that provides
 it) and the extras it includes; a test keeps it in step with ``pyproject.toml``.

@@ -27,7 +27,10 @@ def test_a_missing_module_fails_naming_the_pip_install(monkeypatch: pytest.Monke
     )
     with pytest.raises(MissingExtra) as raised:
         require("fake", "the fake thing")
-    assert str(raised.value) == "the fake thing needs no-such-dist: pip install 'imagerouter[fake]'"
+    assert (
+        str(raised.value)
+        == "the fake thing needs no-such-dist: pip install 'imagerouter-framework[fake]'"
+    )
     assert isinstance(raised.value, ImageRouterError)
     assert (raised.value.extra, raised.value.what, raised.value.missing) == (
         "fake",
@@ -49,7 +52,9 @@ def test_included_and_combined_extras_are_checked_too(monkeypatch: pytest.Monkey
     monkeypatch.setitem(EXTRAS, "outer", Extra({"json": "json"}, includes=("inner",)))
     monkeypatch.setitem(EXTRAS, "other", Extra({"imagerouter_absent_b": "absent-b"}))
     assert missing("outer") == ["absent-a"]
-    with pytest.raises(MissingExtra, match=re.escape("pip install 'imagerouter[outer,other]'")):
+    with pytest.raises(
+        MissingExtra, match=re.escape("pip install 'imagerouter-framework[outer,other]'")
+    ):
         require("outer,other", "both")
     assert missing("outer,other") == ["absent-a", "absent-b"]
 
@@ -64,7 +69,7 @@ def _requirements(extra: str) -> tuple[set[str], set[str]]:
     dists, selves = set(), set()
     for requirement in PYPROJECT["optional-dependencies"][extra]:
         name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower()
-        if name == "imagerouter":
+        if name == PYPROJECT["name"]:
             selves |= set(re.search(r"\[(.*)\]", requirement).group(1).split(","))
         else:
             dists.add(name)
@@ -93,7 +98,7 @@ def test_the_table_matches_pyproject() -> None:
 def test_the_readme_tells_how_to_install_each_extra() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in [*EXTRAS, "all"]:
-        assert f"`pip install 'imagerouter[{name}]'`" in readme, name
+        assert f"`pip install 'imagerouter-framework[{name}]'`" in readme, name
 
 
 @pytest.fixture
@@ -114,42 +119,45 @@ def absent(monkeypatch: pytest.MonkeyPatch):
             ["serve", "--port", "0"],
             ("aiohttp_sse", "prometheus_client"),
             "imagerouter serve needs aiohttp-sse, prometheus-client: "
-            "pip install 'imagerouter[server]'",
+            "pip install 'imagerouter-framework[server]'",
         ),
         (
             ["keys", "list"],
             ("aiohttp_sse",),
-            "imagerouter keys list needs aiohttp-sse: pip install 'imagerouter[server]'",
+            "imagerouter keys list needs aiohttp-sse: pip install 'imagerouter-framework[server]'",
         ),
         (
             ["status"],
             ("httpx", "httpx_sse"),
-            "imagerouter status needs httpx, httpx-sse: pip install 'imagerouter[client]'",
+            "imagerouter status needs httpx, httpx-sse: "
+            "pip install 'imagerouter-framework[client]'",
         ),
         (
             ["farm"],
             ("trustme",),
-            "imagerouter farm needs trustme: pip install 'imagerouter[farm]'",
+            "imagerouter farm needs trustme: pip install 'imagerouter-framework[farm]'",
         ),
         (
             ["demo"],
             ("trustme",),
-            "imagerouter demo needs trustme: pip install 'imagerouter[server,farm]'",
+            "imagerouter demo needs trustme: pip install 'imagerouter-framework[server,farm]'",
         ),
         (
             ["simulate", "launch-week"],
             ("matplotlib",),
-            "imagerouter simulate needs matplotlib: pip install 'imagerouter[simulate,charts]'",
+            "imagerouter simulate needs matplotlib: "
+            "pip install 'imagerouter-framework[simulate,charts]'",
         ),
         (
             ["loadtest", "steady"],
             ("locust",),
-            "imagerouter loadtest needs locust: pip install 'imagerouter[loadtest]'",
+            "imagerouter loadtest needs locust: pip install 'imagerouter-framework[loadtest]'",
         ),
         (
             ["serve", "--farm", "--port", "0"],
             ("trustme",),
-            "the in-process farm (serve --farm) needs trustme: pip install 'imagerouter[farm]'",
+            "the in-process farm (serve --farm) needs trustme: "
+            "pip install 'imagerouter-framework[farm]'",
         ),
     ],
 )
@@ -173,17 +181,19 @@ def test_a_command_without_its_extra_says_so_in_one_line(
         (
             'store = "postgresql://u@127.0.0.1:5432/test"',
             "asyncpg",
-            "store = \"postgresql://…\" needs asyncpg: pip install 'imagerouter[postgres]'",
+            'store = "postgresql://…" needs asyncpg: '
+            "pip install 'imagerouter-framework[postgres]'",
         ),
         (
             'state = "redis://127.0.0.1:6379/0"',
             "redis",
-            "state = \"redis://…\" needs redis: pip install 'imagerouter[redis]'",
+            "state = \"redis://…\" needs redis: pip install 'imagerouter-framework[redis]'",
         ),
         (
             'storage = { backend = "s3", bucket = "b" }',
             "boto3",
-            "[server.storage] backend = \"s3\" needs boto3: pip install 'imagerouter[s3]'",
+            '[server.storage] backend = "s3" needs boto3: '
+            "pip install 'imagerouter-framework[s3]'",
         ),
     ],
 )
@@ -209,10 +219,11 @@ def test_a_postgres_store_needs_its_extra_where_it_is_opened(absent, tmp_path: P
     keys = runner.invoke(main, ["keys", "list", "--config", str(config)])
     assert keys.exit_code == 2
     assert keys.stderr == (
-        "error: a postgresql:// job store needs asyncpg: pip install 'imagerouter[postgres]'\n"
+        "error: a postgresql:// job store needs asyncpg: "
+        "pip install 'imagerouter-framework[postgres]'\n"
     )
     db = runner.invoke(main, ["db", "status", "--config", str(config)])
     assert db.exit_code == 2
-    assert "pip install 'imagerouter[postgres]'" in db.stderr
+    assert "pip install 'imagerouter-framework[postgres]'" in db.stderr
     sqlite = runner.invoke(main, ["db", "status", "--store", f"sqlite://{tmp_path}/ir.db"])
     assert sqlite.exit_code == 0, sqlite.output

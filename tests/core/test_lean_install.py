@@ -1,5 +1,6 @@
-"""``pip install imagerouter`` without extras: none of the heavy dependencies come along, the
-library and the core commands work, and a command that needs an extra names the one to install.
+"""``pip install imagerouter-framework`` without extras: none of the heavy dependencies come
+along, the library and the core commands work, and a command that needs an extra names the one
+to install.
 
 Two ways: in this environment with every extra's modules made unimportable (quick, and it
 catches a module-level import of one on the way to a door), and for real, in a fresh virtualenv
@@ -32,7 +33,7 @@ HEAVY = {
 }
 SERVE_LINE = (
     "error: imagerouter serve needs aiohttp-sse, prometheus-client: "
-    "pip install 'imagerouter[server]'"
+    "pip install 'imagerouter-framework[server]'"
 )
 
 #: Runs ``python -c PROBE args…`` with the extras' modules absent (None in sys.modules makes an
@@ -114,7 +115,7 @@ def test_a_plain_pip_install_is_lean(tmp_path: Path) -> None:
         "-w", str(tmp_path / "dist"), str(ROOT),
     )  # fmt: skip
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (tmp_path / "dist").glob("imagerouter-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("imagerouter_framework-*.whl")
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = str(env_dir / "bin" / "python")
@@ -131,7 +132,7 @@ def test_a_plain_pip_install_is_lean(tmp_path: Path) -> None:
         "for d in m.distributions())))",
     )
     installed = set(json.loads(listed.stdout))
-    assert "imagerouter" in installed
+    assert "imagerouter-framework" in installed
     assert {"aiohttp", "pluggy", "pydantic", "click", "rich"} <= installed
     assert installed.isdisjoint(HEAVY), sorted(installed & HEAVY)
 

@@ -35,7 +35,7 @@ __all__ = ["main"]
 
 class _Commands(click.Group):
     """The ``imagerouter`` group: a command that needs a missing extra fails with the
-    ``pip install 'imagerouter[…]'`` that fixes it, status 2, no traceback."""
+    ``pip install 'imagerouter-framework[…]'`` that fixes it, status 2, no traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -45,7 +45,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands)
-@click.version_option(package_name="imagerouter")
+@click.version_option(package_name="imagerouter-framework")
 def main() -> None:
     """Route image-generation requests across providers, with failover and a mock farm."""
 

@@ -21,8 +21,8 @@ def fail(problem: object) -> NoReturn:
     """Print ``error: problem`` on stderr and exit with status 2.
 
     The problem is printed as text, never read as rich markup, so that a hint such as
-    ``pip install 'imagerouter[loadtest]'`` keeps its brackets, and on one line (the terminal
-    wraps it, rich does not cut it at 80 columns), so that it can be copied whole.
+    ``pip install 'imagerouter-framework[loadtest]'`` keeps its brackets, and on one line (the
+    terminal wraps it, rich does not cut it at 80 columns), so that it can be copied whole.
     """
     err_console.print(f"[red]error:[/red] {escape(str(problem))}", soft_wrap=True)
     sys.exit(2)

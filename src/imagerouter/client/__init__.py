@@ -14,7 +14,8 @@ Errors are typed after the API's ``{"error": {"code", "message", "field"}}`` ans
 side.
 
 The client needs the ``client`` extra (httpx, httpx-sse): importing this package without it
-raises :class:`~imagerouter.errors.MissingExtra` naming ``pip install 'imagerouter[client]'``.
+raises :class:`~imagerouter.errors.MissingExtra` naming
+``pip install 'imagerouter-framework[client]'``.
 """
 
 from imagerouter.extras import require

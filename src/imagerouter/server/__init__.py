@@ -2,7 +2,7 @@
 
 The settings import without the ``server`` extra (``imagerouter keys``, the load tests and
 ``serve``'s own door read them); the app, its OpenAPI document and ``run_server`` are imported
-when first asked for, after checking that ``imagerouter[server]`` is installed.
+when first asked for, after checking that ``imagerouter-framework[server]`` is installed.
 """
 
 from __future__ import annotations

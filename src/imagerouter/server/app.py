@@ -98,7 +98,8 @@ def _mount_farm() -> Callable[[web.Application, str, dict[str, Any]], None]:
     for entry_point in entry_points(group=FARM_ENTRY_POINTS, name="mount"):
         return entry_point.load()
     raise ConfigError(
-        "the mock farm is not installed: pip install 'imagerouter[farm]'", field="server.farm"
+        "the mock farm is not installed: pip install 'imagerouter-framework[farm]'",
+        field="server.farm",
     )
 
 
