@@ -167,7 +167,10 @@ async def test_cli_generate_shows_a_progress_line_while_it_waits(api: Api, farm:
     assert positions == sorted(positions, reverse=True), positions
     assert any(line.startswith("fal: running") for line in lines), lines
     assert "completed by fal" in result.output
-    assert any("/v1/media/" in line or line.startswith("http") for line in lines), lines
+    (image,) = [line for line in lines if "/v1/media/" in line]
+    assert image.startswith(f"{_base(api)}/v1/media/"), image  # whole, to fetch as it is
+    fetched = await api.client.get(image.removeprefix(_base(api)))
+    assert fetched.status == 200
 
 
 async def test_progress_events_can_be_turned_off(make_api: ApiFactory, farm: Farm) -> None:

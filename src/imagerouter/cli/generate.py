@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 import click
 from rich.markup import escape
@@ -39,14 +40,16 @@ def progress_line(update: ProgressUpdate) -> str:
     return text
 
 
-def _outcome(job: Job, as_json: bool) -> None:
+def _outcome(job: Job, as_json: bool, server_url: str) -> None:
     if as_json:
         console.print_json(json.dumps(job.raw))
     elif job.status == "completed":
         provider = (job.result or {}).get("provider", "?")
         console.print(f"[green]completed[/green] by {escape(str(provider))}")
         for url in job.image_urls:
-            console.print(url, soft_wrap=True, highlight=False)
+            # a server without a public_url links its own media by path: printed whole, so
+            # that the line can be fetched as it is
+            console.print(urljoin(f"{server_url}/", url), soft_wrap=True, highlight=False)
     if job.status != "completed":
         error: dict[str, Any] = job.error or {}
         fail(f"job {job.id} {job.status}: {error.get('code', '')} {error.get('message', '')}")
@@ -112,4 +115,4 @@ def generate(
                 done = client.wait(job.id, timeout_s=timeout, on_progress=show)
     except ClientError as exc:
         fail(exc)
-    _outcome(done, as_json)
+    _outcome(done, as_json, url.rstrip("/"))
