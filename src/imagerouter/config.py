@@ -220,7 +220,8 @@ def load_settings(
     environ = os.environ if environ is None else environ
     path = path or environ.get(CONFIG_ENV) or None
     raw: dict[str, Any] = dict(data or {})
-    source = "<code>"
+    # what an error names as the settings' file when there is none
+    source = "<code>" if data is not None else "<no config file: the environment>"
     if path is not None:
         path = Path(path)
         raw = {**load_toml(path), **raw}

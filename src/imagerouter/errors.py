@@ -37,6 +37,7 @@ __all__ = [
     "ImageRouterError",
     "InvalidRequest",
     "MissingExtra",
+    "ModelUnavailable",
     "NoProviderAvailable",
     "PluginError",
     "ProviderError",
@@ -108,6 +109,21 @@ class UnsupportedRequest(ImageRouterError):
     def __init__(self, field: str, reason: str) -> None:
         self.field, self.reason = field, reason
         super().__init__(f"{field}: {reason}")
+
+
+class ModelUnavailable(UnsupportedRequest):
+    """The catalog has the model, but no provider instance of this router serves it (every
+    one disabled, or an optional one whose plugin or key is missing): a job for it could only
+    fail, so it is refused before it is charged."""
+
+    code = "model_unavailable"
+
+    def __init__(self, model: str, providers: Sequence[str]) -> None:
+        self.model = model
+        named = ", ".join(providers)
+        super().__init__(
+            "model", f"no provider configured here serves {model} (its providers: {named})"
+        )
 
 
 class ProviderError(ImageRouterError):

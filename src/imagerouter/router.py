@@ -32,7 +32,13 @@ from imagerouter.config import (
     load_settings,
     validate,
 )
-from imagerouter.errors import ConfigError, NoProviderAvailable, ProviderError, ProviderUnavailable
+from imagerouter.errors import (
+    ConfigError,
+    ModelUnavailable,
+    NoProviderAvailable,
+    ProviderError,
+    ProviderUnavailable,
+)
 from imagerouter.generation import (
     AttemptEvent,
     ImageRequest,
@@ -384,11 +390,11 @@ class Router(AsyncResource):
         return self.catalog.resolve(model)
 
     def price(self, request: ImageRequest) -> int:
-        """Credits ``request`` costs (UnknownModel, or UnsupportedRequest naming the field the
-        model cannot serve). An image model's price is remembered per model, size, quality, n
-        and output format, the only fields the price and its check read; refusals, requests
-        with a video field and video models' prices (which read a size only when it is given)
-        are not."""
+        """Credits ``request`` costs (UnknownModel; ModelUnavailable when no provider here
+        serves the model; or UnsupportedRequest naming the field the model cannot serve). An
+        image model's price is remembered per model, size, quality, n and output format, the
+        only fields the price and its check read; refusals, requests with a video field and
+        video models' prices (which read a size only when it is given) are not."""
         if (
             request.duration is None
             and request.resolution is None
@@ -399,14 +405,22 @@ class Router(AsyncResource):
             key = (request.model, request.size, request.quality, request.n, request.output_format)
             price = self._prices.get(key)
             if price is None:
-                model = self.catalog.resolve(request.model)
+                model = self._servable(request.model)
                 price = model.price(request)
                 if model.kind == "image":
                     if len(self._prices) >= _PRICES_KEPT:
                         self._prices.clear()
                     self._prices[key] = price
             return price
-        return self.catalog.resolve(request.model).price(request)
+        return self._servable(request.model).price(request)
+
+    def _servable(self, name: str) -> CatalogModel:
+        """The catalog model ``name`` resolves to, if some provider instance here serves it
+        (UnknownModel, or ModelUnavailable when none does)."""
+        model = self.catalog.resolve(name)
+        if not self.candidates_for(model):
+            raise ModelUnavailable(model.name, [entry.provider for entry in model.providers])
+        return model
 
     def candidates_for(self, model: CatalogModel) -> list[Candidate]:
         """The enabled provider instances serving ``model``, in catalog order."""
@@ -501,6 +515,7 @@ def _build_instances(
     shared_cooldowns = Cooldowns(clock)
     instances: dict[str, ProviderInstance] = {}
     skippable = optional - required - set(settings.providers)
+    problems: list[ConfigError] = []
     for name, provider_settings in configured.items():
         if not provider_settings.enabled:
             continue
@@ -515,10 +530,16 @@ def _build_instances(
                 environ,
                 on_transition,
             )
-        except ConfigError:
+        except ConfigError as exc:
             if name not in skippable:
-                raise
-            log.info("optional provider %s left out: it has no key", name)
+                problems.append(exc)
+            else:
+                log.info("optional provider %s left out: it has no key", name)
+    if len(problems) > 1:  # every provider that cannot start, not one a run
+        listed = "; ".join(f"{p.field}: {p.reason}" if p.field else p.reason for p in problems)
+        raise ConfigError(f"{len(problems)} providers cannot start: {listed}", file=settings.source)
+    if problems:
+        raise problems[0]
     return instances
 
 

@@ -38,6 +38,22 @@ def test_missing_key_for_a_real_provider_says_how_to_fix(tmp_path: Path) -> None
     assert "FAL_KEY" in str(error)
 
 
+def test_every_provider_that_cannot_start_is_named_at_once(tmp_path: Path) -> None:
+    """Three keys missing are one error naming the three, not three runs of check-config."""
+    config = tmp_path / "imagerouter.toml"
+    config.write_text("[router]\ndeadline_s = 30\n")
+    with pytest.raises(ConfigError) as caught:
+        Router.from_config(config, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{config}: 3 providers cannot start: ")
+    for field, variable in (
+        ("fal", "FAL_KEY"),
+        ("wavespeed", "WAVESPEED_API_KEY"),
+        ("openai", "OPENAI_API_KEY"),
+    ):
+        assert f"providers.{field}.api_key: missing API key: set ${variable}" in message
+
+
 def test_key_from_environment_or_config_builds_every_instance() -> None:
     """With keys present the router builds one instance per provider the catalog names."""
     router = Router.from_config({"providers": {"openai": {"api_key": "sk-x"}}}, environ=KEYS)

@@ -264,3 +264,22 @@ def test_check_config_fails_while_a_plugin_does_not_load(tmp_path: Path) -> None
     assert "broken.py" in bad.output
     assert "ModuleNotFoundError" in bad.output
     assert "'replicat': named by IMAGEROUTER_LOAD_PLUGINS" in bad.output
+
+
+def test_check_config_names_the_models_no_provider_serves(tmp_path: Path) -> None:
+    """With fal, WaveSpeed and Replicate off the config is fine, and check-config says which
+    models a submit will now be refused for (flux-dev's providers are those three)."""
+    from click.testing import CliRunner
+
+    from imagerouter.cli import main
+
+    config = tmp_path / "router.toml"
+    off = "".join(f"[providers.{n}]\nenabled = false\n" for n in ("fal", "wavespeed", "replicate"))
+    config.write_text(f"[providers.openai]\napi_key = 'k'\n{off}")
+    result = CliRunner().invoke(main, ["check-config", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "config OK" in result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("models no provider"))
+    unserved = line.split(": ", 1)[1].split(", ")
+    assert "flux-dev" in unserved
+    assert "gpt-image-2" not in unserved

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from imagerouter.server.keys import store_key
-from tests.helpers.api import Api, ApiFactory
+from tests.helpers.api import FAST_ROUTER, Api, ApiFactory
 
 GOOD = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk"}
 
@@ -90,6 +90,29 @@ async def test_bad_field_is_422_with_its_path(api: Api) -> None:
         assert body["error"]["field"] == "metadata"
         assert "not a number JSON can hold at a[1]" in body["error"]["message"]
     await _nothing_stored(api, token, 100)
+
+
+async def test_a_model_no_provider_here_serves_is_refused_before_any_charge(
+    make_api: ApiFactory,
+) -> None:
+    """flux-dev's providers are fal, WaveSpeed and Replicate: with the three off, a job for
+    it could only fail, so both routes refuse it naming the model, and nothing is charged;
+    gpt-image-2 (also OpenAI's) is still served."""
+    off = {name: {"enabled": False} for name in ("fal", "wavespeed", "replicate")}
+    api = await make_api({**FAST_ROUTER, "providers": off})
+    token = await api.key(credits=100)
+    for route in ("/v1/jobs", "/v1/images/generations"):
+        body = {**GOOD, "model": "flux-dev"}
+        answer = await api.client.post(route, json=body, headers=api.auth(token))
+        error = (await answer.json())["error"]
+        assert answer.status in (400, 422), error
+        assert error["code"] == "model_unavailable"
+        assert error.get("field", error.get("param")) == "model"
+        assert "no provider configured here serves flux-dev" in error["message"]
+    await _nothing_stored(api, token, 100)
+    status, job = await api.post(token, "/v1/jobs", GOOD)
+    assert status == 202, job
+    assert (await api.wait_final(token, job["id"]))["status"] == "completed"
 
 
 async def test_unknown_model_is_400_listing_known_models(api: Api) -> None:

@@ -70,3 +70,9 @@ def check_config(config_path: str | None) -> None:
         console.print(f"provider instances: {summary}")
         fail(f"{len(plugins.problems)} plugin(s) could not be loaded (above)")
     console.print(f"config OK; provider instances: {summary}")
+    unserved = [name for name, m in router.catalog.models.items() if not router.candidates_for(m)]
+    if unserved:
+        # legitimate (providers turned off on purpose), but a submit for these is refused
+        listed = ", ".join(unserved)
+        refused = f"models no provider here serves (refused at submit): {listed}"
+        console.print(refused, soft_wrap=True)

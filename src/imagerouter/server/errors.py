@@ -23,6 +23,7 @@ from imagerouter.errors import (
     InvalidRequest,
     MissingExtra,
     ModelNotServed,
+    ModelUnavailable,
     NoProviderAvailable,
     PluginError,
     ProviderError,
@@ -57,6 +58,7 @@ ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
     PluginError: 500,
     UnknownModel: 400,  # names the model and lists the known ones
     UnsupportedRequest: 422,  # names the field the model cannot serve
+    ModelUnavailable: 422,  # the model is known, but no provider here serves it (field: model)
     # A provider's answer ends a job (its error says which), never a request of the API.
     ProviderError: 502,
     RateLimited: 502,
