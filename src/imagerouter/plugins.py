@@ -84,9 +84,16 @@ def _new_manager() -> pluggy.PluginManager:
     return manager
 
 
-def _register(plugins: Plugins, plugin: object, name: str) -> None:
+#: The hooks a plugin may implement, by name (hookspecs' functions).
+HOOKS = tuple(
+    name for name, spec in vars(hookspecs).items() if hasattr(spec, f"{hookspecs.PROJECT}_spec")
+)
+
+
+def _register(plugins: Plugins, plugin: object, name: str, *, found: bool = True) -> None:
     """Register one plugin object; on a bad hook signature or an unknown hook, record a problem
-    and leave the plugin unregistered."""
+    and leave the plugin unregistered. A plugin ``found`` (an entry point, a drop-in file) that
+    implements no hook is a problem too: it was meant to, and would do nothing silently."""
     manager = plugins.manager
     if manager.is_registered(plugin) or manager.has_plugin(name):
         plugins.problems.append(PluginProblem(name, "registered twice; second copy skipped"))
@@ -96,12 +103,23 @@ def _register(plugins: Plugins, plugin: object, name: str) -> None:
     except pluggy.PluginValidationError as exc:
         plugins.problems.append(PluginProblem(name, f"invalid hook implementation: {exc}"))
         return
-    unknown = [caller.name for caller in manager.get_hookcallers(plugin) or [] if not caller.spec]
+    callers = manager.get_hookcallers(plugin) or []
+    unknown = [caller.name for caller in callers if not caller.spec]
     if unknown:
         manager.unregister(plugin)
         plugins.problems.append(
             PluginProblem(name, f"implements unknown hook(s) {', '.join(unknown)} (typo?)")
         )
+    elif not callers and found:
+        manager.unregister(plugin)
+        unmarked = [h for h in HOOKS if callable(getattr(plugin, h, None))]
+        hint = (
+            f"{', '.join(unmarked)} lacks @hookimpl"
+            if unmarked
+            else "a plugin is a module (or object) with @hookimpl functions such as "
+            "register_providers"
+        )
+        plugins.problems.append(PluginProblem(name, f"implements no imagerouter hook: {hint}"))
 
 
 def _load_module_from_path(path: Path) -> ModuleType:
@@ -156,9 +174,15 @@ def _collect(plugins: Plugins) -> None:
 
 def _call_hook(plugins: Plugins, impl: Any, register: Callable[[Any], None]) -> None:
     try:
-        impl.function(**{name: register for name in impl.argnames})
+        returned = impl.function(**{name: register for name in impl.argnames})
     except Exception as exc:
         plugins.problems.append(PluginProblem(impl.plugin_name, f"hook failed: {_reason(exc)}"))
+        return
+    if inspect.iscoroutine(returned):  # never run: nothing it would register is registered
+        returned.close()
+        hook = impl.function.__name__
+        problem = f"{hook} is 'async def'; a registration hook is a plain 'def'"
+        plugins.problems.append(PluginProblem(impl.plugin_name, problem))
 
 
 def load_plugins(
@@ -206,7 +230,7 @@ def load_plugins(
                 _register(plugins, module, str(path))
     for index, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}#{index}"
-        _register(plugins, plugin, name)
+        _register(plugins, plugin, name, found=False)
     _collect(plugins)
     for problem in plugins.problems:
         log.warning("skipped %s", problem)

@@ -283,3 +283,32 @@ def test_check_config_names_the_models_no_provider_serves(tmp_path: Path) -> Non
     unserved = line.split(": ", 1)[1].split(", ")
     assert "flux-dev" in unserved
     assert "gpt-image-2" not in unserved
+
+
+def test_plugins_that_would_do_nothing_silently_are_reported(tmp_path: Path) -> None:
+    """A hook without @hookimpl, a file with no hook at all and an 'async def' hook each
+    register nothing: each is a reported problem naming what to fix, not a silent no-op."""
+    write(
+        tmp_path,
+        "a_unmarked.py",
+        """
+        def register_providers(register):
+            pass
+    """,
+    )
+    write(tmp_path, "b_nothing.py", "X = 1\n")
+    write(
+        tmp_path,
+        "c_async.py",
+        SOLID_PLUGIN.format(provider_id="asyncy").replace(
+            "def register_providers", "async def register_providers"
+        ),
+    )
+    plugins = load_plugins(entry_points=False, plugins_dir=tmp_path)
+    reasons = {Path(p.plugin).name: p.reason for p in plugins.problems}
+    assert reasons["a_unmarked.py"] == (
+        "implements no imagerouter hook: register_providers lacks @hookimpl"
+    )
+    assert reasons["b_nothing.py"].startswith("implements no imagerouter hook: a plugin is")
+    assert "'async def'" in reasons["c_async.py"]
+    assert plugins.providers == {}
