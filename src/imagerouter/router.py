@@ -225,28 +225,34 @@ class Router(AsyncResource):
 
         Raises UnknownModel, the ProviderError that ended the job when it may not fail over
         (ContentRejected, InvalidRequest), or NoProviderAvailable when every candidate is
-        exhausted or the deadline passed. Every attempt is on the result or the error.
+        exhausted or the deadline passed. Every attempt is on the result or the error; a
+        cancelled generate's CancelledError carries them as ``attempts`` too (the call it
+        abandoned last, ``canceled``).
         """
         model = self.catalog.resolve(request.model)
         if model.video is not None:  # the video fields the client left out, filled in
             request = model.video.resolve(model.name, request)
         plan = self.plan(model, deadline_s, request.routing)
-        while True:
-            step = plan.next_step()
-            if isinstance(step, Wait):
-                await asyncio.sleep(max(0.0, step.until - self.clock.now()))
-                continue
-            if isinstance(step, GiveUp):
-                if isinstance(step.error, NoProviderAvailable):
-                    self.give_ups(step.error)
-                raise step.error
-            if model.hedge:
-                outcome = await self._hedged(plan, step, request, on_progress)
-            else:
-                outcome = await self._call(plan, step, request, on_progress)
-            result = self._settle(plan, model, request, outcome)
-            if result is not None:
-                return result
+        try:
+            while True:
+                step = plan.next_step()
+                if isinstance(step, Wait):
+                    await asyncio.sleep(max(0.0, step.until - self.clock.now()))
+                    continue
+                if isinstance(step, GiveUp):
+                    if isinstance(step.error, NoProviderAvailable):
+                        self.give_ups(step.error)
+                    raise step.error
+                if model.hedge:
+                    outcome = await self._hedged(plan, step, request, on_progress)
+                else:
+                    outcome = await self._call(plan, step, request, on_progress)
+                result = self._settle(plan, model, request, outcome)
+                if result is not None:
+                    return result
+        except asyncio.CancelledError as cancelled:
+            cancelled.attempts = plan.attempts  # type: ignore[attr-defined]
+            raise
 
     def plan(
         self,

@@ -93,6 +93,9 @@ async def test_cancel_running_job_cancels_its_task_and_refunds(api: Api, farm: F
     assert job["status"] == "canceled"
     assert job["credits"]["refunded"] == 26
     assert (await _account(api, token))["balance"] == 100
+    # the call it abandoned is on the job, as every call is
+    assert [(a["provider"], a["outcome"]) for a in job["attempts"]] == [("fal", "canceled")]
+    assert job["attempts"][0]["latency_ms"] > 0
 
 
 async def test_unknown_job_is_404(api: Api) -> None:

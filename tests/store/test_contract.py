@@ -340,6 +340,32 @@ async def test_cancel_refunds_once_and_the_holder_cannot_finish(store: JobStore)
     assert (await store.get_account(account_id)).balance == 100
 
 
+async def test_a_canceled_runs_attempts_are_kept_once_and_only_for_that_run(
+    store: JobStore,
+) -> None:
+    """The attempts a run made before its job was canceled are written once; not for a job
+    still running (its finish writes them), nor for another run, nor twice."""
+    account_id = await _account(store, credits=100)
+    await store.submit_job(_job(account_id, "job_a"))
+    (claimed,) = await store.claim_jobs("w1", 1, 30)
+    calls = [
+        {"provider": "fal", "outcome": "error", "error_class": "RateLimited", "retry_after": 2.0},
+        {"provider": "wavespeed", "outcome": "canceled", "reason": "abandoned in flight"},
+    ]
+    assert not await store.record_canceled_attempts("job_a", claimed.runs, calls)  # running
+    await store.cancel_job(account_id, "job_a")
+    assert not await store.record_canceled_attempts("job_a", claimed.runs + 1, calls)
+    assert await store.record_canceled_attempts("job_a", claimed.runs, calls)
+    assert not await store.record_canceled_attempts("job_a", claimed.runs, calls)
+    job = await store.get_job(account_id, "job_a")
+    assert job is not None
+    assert [(a["provider"], a["outcome"]) for a in job.attempts] == [
+        ("fal", "error"),
+        ("wavespeed", "canceled"),
+    ]
+    assert job.attempts[0]["retry_after"] == 2.0
+
+
 # --- idempotency -------------------------------------------------------------------------------
 
 

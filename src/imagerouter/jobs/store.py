@@ -230,6 +230,14 @@ class JobQueue(Protocol):
         """Hand a processing job back to the queue (shutdown); False if no longer held."""
         ...
 
+    async def record_canceled_attempts(
+        self, job_id: str, run: int, attempts: Sequence[dict[str, Any]]
+    ) -> bool:
+        """Write the attempts run ``run`` made before the job was canceled (its client's
+        cancel stopped the run): once, and only while the job is canceled at that run. The
+        job then shows every provider call, the one abandoned in flight too."""
+        ...
+
     async def add_progress(self, job_id: str, owner: str, data: dict[str, Any]) -> bool:
         """Write a ``job.progress`` event (``data``: provider, provider_status,
         queue_position, log) while ``owner`` holds the job's lease, so that none follows the

@@ -369,7 +369,8 @@ class WorkerPool(AsyncResource):
             )
             log.info("job %s failed (%s); written=%s", job.id, exc.code, written)
             return
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
+            await self._record_canceled(job, cancelled)
             raise
         except Exception as exc:
             log.exception("job %s crashed", job.id)
@@ -406,6 +407,22 @@ class WorkerPool(AsyncResource):
             if started and reason != "shutdown":  # a shutdown hands the job back: kept
                 await asyncio.shield(self._drop_outputs(job, started, ended=reason == "client"))
             raise
+
+    async def _record_canceled(self, job: Job, cancelled: asyncio.CancelledError) -> None:
+        """A cancel stopped the job's provider calls: keep the attempts they made (the one
+        abandoned in flight among them), so that the canceled job shows every call. The store
+        writes them only if the job was canceled at this run; a shutdown hands the job back,
+        and its next run records its own. Best effort: a failure is logged."""
+        attempts = getattr(cancelled, "attempts", None)
+        if not attempts or self._cancel_reasons.get(job.id) == "shutdown":
+            return
+        rows = [attempt.as_dict() for attempt in attempts]
+        try:
+            await asyncio.shield(self.store.record_canceled_attempts(job.id, job.runs, rows))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("job %s: the attempts of its canceled run were not kept: %s", job.id, exc)
 
     async def _drop_outputs(self, job: Job, keys: list[str], *, ended: bool = False) -> None:
         """Remove the outputs this run stored (``keys``) when the job has ended without them:

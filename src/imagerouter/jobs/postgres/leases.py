@@ -193,6 +193,33 @@ class PostgresLeases(PostgresBase):
 
         return await self._engine.batched(account_id, op, locks_account=False)
 
+    async def record_canceled_attempts(
+        self, job_id: str, run: int, attempts: Sequence[dict[str, Any]]
+    ) -> bool:
+        """Write the attempts of run ``run`` of a job canceled while it ran, once: only while
+        the job is canceled, still at that run, and holds none of that run's attempts (the
+        job's row locked, so two writers cannot both find none)."""
+        if not attempts:
+            return False
+        account_id = await self._pool.fetchval("SELECT account_id FROM jobs WHERE id = $1", job_id)
+        if account_id is None:
+            return False
+
+        async def op(conn: asyncpg.Connection, tx: Tx) -> bool:
+            found = await conn.fetchval(
+                "SELECT 1 FROM jobs WHERE id = $1 AND status = 'canceled' AND runs = $2 "
+                "AND NOT EXISTS (SELECT 1 FROM attempts WHERE job_id = $1 AND run = $2) "
+                "FOR UPDATE",
+                job_id,
+                run,
+            )
+            if found is None:
+                return False
+            await insert_attempts(conn, job_id, run, attempts)
+            return True
+
+        return await self._engine.batched(account_id, op, locks_account=False)
+
     async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
         """Put a held processing job back in the queue."""
         now = self._clock.wall()

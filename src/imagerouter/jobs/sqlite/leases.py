@@ -292,6 +292,27 @@ class SQLiteLeases(SQLiteBase):
 
         return await self.thread.run(op) is not None
 
+    async def record_canceled_attempts(
+        self, job_id: str, run: int, attempts: Sequence[dict[str, Any]]
+    ) -> bool:
+        """Write the attempts of run ``run`` of a job canceled while it ran, once: only while
+        the job is canceled, still at that run, and holds none of that run's attempts."""
+        if not attempts:
+            return False
+
+        def op(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND status = 'canceled' AND runs = ? "
+                "AND NOT EXISTS (SELECT 1 FROM attempts WHERE job_id = ? AND run = ?)",
+                (job_id, run, job_id, run),
+            ).fetchone()
+            if found is None:
+                return False
+            execute_rows(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, _attempt_rows(job_id, run, attempts))
+            return True
+
+        return await self.thread.run(op)
+
     async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
         """Put a held processing job back in the queue."""
         now = self._clock.wall()
