@@ -157,7 +157,10 @@ async def replay_delivery(request: web.Request) -> web.Response:
     worker = request.app.get(deliveries_key)
     if worker is not None:
         worker.wake()
-    return json_response(delivery_out(replay.delivery), 202)
+    # the replay answers the delivery's row; its log is read as GET …/deliveries shows it
+    logged = await request.app[store_key].job_deliveries(job.account_id, job.id)
+    delivery = next((d for d in logged if d.id == replay.delivery.id), replay.delivery)
+    return json_response(delivery_out(delivery), 202)
 
 
 async def check_submitted_webhook(request: web.Request, body: Any) -> None:
