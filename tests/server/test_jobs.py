@@ -172,3 +172,10 @@ async def test_list_rejects_bad_query(api: Api) -> None:
     body = await answer.json()
     assert answer.status == 400
     assert body["error"]["code"] == "invalid_cursor"
+    # a parameter given twice is refused, not read as its first value (nor as a set)
+    for path in ("/v1/jobs?status=canceled&status=completed", "/v1/account?limit=1&limit=50"):
+        answer = await api.client.get(path, headers=api.auth(token))
+        error = (await answer.json())["error"]
+        assert answer.status == 422
+        assert error["field"] == path.split("?")[1].split("=")[0]
+        assert "given more than once" in error["message"]

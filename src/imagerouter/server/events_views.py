@@ -27,7 +27,7 @@ from aiohttp_sse import sse_response
 
 from imagerouter.jobs.types import JobEvent
 from imagerouter.server.errors import ApiError
-from imagerouter.server.http import dumps, job_id_param, json_response, validate
+from imagerouter.server.http import dumps, job_id_param, json_response, query_params, validate
 from imagerouter.server.keys import principal_key, settings_key, store_key, streams_key
 from imagerouter.server.present import event_out
 from imagerouter.server.schemas import EventQuery
@@ -121,7 +121,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     """``GET /v1/jobs/{id}/events``: the job's events, as SSE (ending after the final event)
     or as a JSON page."""
     job_id = job_id_param(request)
-    query = validate(EventQuery, dict(request.query))
+    query = validate(EventQuery, query_params(request))
     after = _resume_from(request, query)
     account_id = request[principal_key].account_id
     job = await request.app[store_key].get_job(account_id, job_id)
@@ -135,7 +135,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 async def account_events(request: web.Request) -> web.StreamResponse:
     """``GET /v1/events``: every event of the caller's jobs, as SSE (from now, or resuming
     after ``Last-Event-ID``) or as a JSON page (from ``?after=``, default the beginning)."""
-    query = validate(EventQuery, dict(request.query))
+    query = validate(EventQuery, query_params(request))
     after = _resume_from(request, query)
     if not _wants_stream(request):
         return await _page(request, None, after or 0, query.limit)

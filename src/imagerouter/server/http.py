@@ -176,6 +176,19 @@ def job_id_param(request: web.Request) -> str:
     raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="id")
 
 
+def query_params(request: web.Request) -> dict[str, str]:
+    """The query string, one value a name: a name given twice is a 422 naming it, where the
+    first value alone would have been taken without a word."""
+    query = request.query
+    params = dict(query)
+    if len(params) != len(query):
+        name = next(name for name in params if len(query.getall(name)) > 1)
+        raise ApiError(
+            422, "validation_error", f"{name}: given more than once; give it once", field=name
+        )
+    return params
+
+
 def validate(model: type[ModelT], data: Any, prefix: str = "") -> ModelT:
     """``data`` validated as ``model``; a 422 naming the first bad field otherwise."""
     try:

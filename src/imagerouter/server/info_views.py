@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from imagerouter.metrics import CONTENT_TYPE
-from imagerouter.server.http import json_response, validate
+from imagerouter.server.http import json_response, query_params, validate
 from imagerouter.server.keys import (
     metrics_key,
     principal_key,
@@ -95,7 +95,7 @@ async def list_providers(request: web.Request) -> web.Response:
 
 async def account(request: web.Request) -> web.Response:
     """``GET /v1/account``: the caller's balance and ledger, newest first."""
-    query = validate(LedgerQuery, dict(request.query))
+    query = validate(LedgerQuery, query_params(request))
     store = request.app[store_key]
     principal = request[principal_key]
     found = await store.get_account(principal.account_id)

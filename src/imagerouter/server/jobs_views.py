@@ -8,7 +8,14 @@ from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import InvalidCursor, JobFinished, JobNotFound
 from imagerouter.jobs.types import StoredResponse
 from imagerouter.server.errors import ApiError, api_error
-from imagerouter.server.http import job_id_param, json_response, link, read_json, validate
+from imagerouter.server.http import (
+    job_id_param,
+    json_response,
+    link,
+    query_params,
+    read_json,
+    validate,
+)
 from imagerouter.server.keys import principal_key, store_key, workers_key
 from imagerouter.server.present import job_accepted, job_accepted_json, job_out
 from imagerouter.server.routing_prefs import with_key_defaults
@@ -66,7 +73,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     """``GET /v1/jobs``: the caller's jobs, newest first, by status, a page at a time."""
-    query = validate(JobListQuery, dict(request.query))
+    query = validate(JobListQuery, query_params(request))
     try:
         page = await request.app[store_key].list_jobs(
             request[principal_key].account_id,
