@@ -109,12 +109,14 @@ async def test_delete_cancels_a_queued_video_and_refunds_it(api: Api, farm: Farm
 
 
 async def test_a_duration_the_model_lacks_is_an_openai_error_naming_seconds(api: Api) -> None:
-    """seconds=4 on Veo 3 Fast (8 s only): the SDK raises with param 'duration'; no charge."""
+    """seconds=4 on Veo 3 Fast (8 s only): the SDK raises naming 'seconds', the field it
+    sent (the job's own name for it is duration); no charge."""
     token = await api.key(credits=1000)
     client = _client(api, token)
     with pytest.raises(openai.UnprocessableEntityError) as caught:
         await client.videos.create(model="veo3-fast", prompt="a heron", seconds="4")
-    assert caught.value.body["param"] == "duration"
+    assert caught.value.body["param"] == "seconds"
+    assert caught.value.body["message"].startswith("seconds: ")
     await api.assert_nothing_stored(token, 1000)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
-from imagerouter.errors import UnknownModel
+from imagerouter.errors import UnknownModel, UnsupportedRequest
 from imagerouter.generation import ImageRequest
 from imagerouter.jobs.errors import JobFinished, JobNotFound
 from imagerouter.jobs.types import Job, StoredResponse
@@ -105,6 +105,22 @@ class OpenAIVideoRequest(BaseModel):
     metadata: dict[str, Any] | None = None
     input_reference: str | None = Field(
         default=None, description="The first frame: an image upload, or an image URL."
+    )
+
+
+#: The unified request's names of the create's fields, by the name the client sent them as.
+_SENT_AS = {"duration": "seconds", "image_url": "input_reference"}
+
+
+def _as_sent(error: ApiError) -> ApiError:
+    """``error`` naming the field as the client sent it (``seconds``, not ``duration``)."""
+    sent = _SENT_AS.get(error.field or "")
+    if sent is None:
+        return error
+    assert error.field is not None
+    message = error.message.replace(f"{error.field}:", f"{sent}:", 1)
+    return ApiError(
+        error.status, error.code, message, field=sent, extra=error.extra, headers=error.headers
     )
 
 
@@ -279,8 +295,13 @@ async def create_video(request: web.Request) -> web.Response:
     fields = _job_request(body)
     if fields.get("webhook_url"):
         await check_submitted_webhook(request, fields)
-    image_request = with_key_defaults(principal, validate(ImageRequest, fields))
-    price = price_of(request, image_request)
+    try:
+        image_request = with_key_defaults(principal, validate(ImageRequest, fields))
+        price = price_of(request, image_request)
+    except UnsupportedRequest as exc:
+        raise _as_sent(api_error(exc)) from None
+    except ApiError as exc:
+        raise _as_sent(exc) from None
     model = request.app[router_key].resolve(image_request.model)
     assert model.video is not None
     resolved = model.video.resolve(model.name, image_request)
