@@ -190,6 +190,7 @@ def load_plugins(
     entry_points: bool = True,
     plugins_dir: str | os.PathLike[str] | None = None,
     extra: Iterable[object] = (),
+    log_problems: bool = True,
 ) -> Plugins:
     """Load every plugin and collect what they register.
 
@@ -198,6 +199,7 @@ def load_plugins(
             ``IMAGEROUTER_LOAD_PLUGINS`` allow-list when set).
         plugins_dir: a directory of drop-in ``*.py`` plugin files, loaded in name order.
         extra: plugin objects (modules, classes or instances with hookimpls) passed in code.
+        log_problems: log each problem as a warning (a command that prints them says no).
     """
     plugins = Plugins(manager=_new_manager())
     if entry_points:
@@ -232,6 +234,7 @@ def load_plugins(
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}#{index}"
         _register(plugins, plugin, name, found=False)
     _collect(plugins)
-    for problem in plugins.problems:
-        log.warning("skipped %s", problem)
+    if log_problems:
+        for problem in plugins.problems:
+            log.warning("skipped %s", problem)
     return plugins

@@ -264,6 +264,12 @@ def test_check_config_fails_while_a_plugin_does_not_load(tmp_path: Path) -> None
     assert "broken.py" in bad.output
     assert "ModuleNotFoundError" in bad.output
     assert "'replicat': named by IMAGEROUTER_LOAD_PLUGINS" in bad.output
+    assert bad.output.count("broken.py") == 1  # printed once, not logged besides
+    listed = CliRunner().invoke(
+        main, ["plugins", "--plugins-dir", str(tmp_path / "plugins")], env=env
+    )
+    assert listed.exit_code == 1
+    assert listed.output.count("broken.py") == 1
 
 
 def test_check_config_names_the_models_no_provider_serves(tmp_path: Path) -> None:

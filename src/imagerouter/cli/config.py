@@ -57,7 +57,7 @@ def check_config(config_path: str | None) -> None:
 
     try:
         settings = load_settings(config_path)
-        plugins = load_plugins(plugins_dir=settings.plugins_dir)
+        plugins = load_plugins(plugins_dir=settings.plugins_dir, log_problems=False)
         router = Router.from_config(settings, plugins=plugins)
     except ImageRouterError as exc:
         fail(exc)

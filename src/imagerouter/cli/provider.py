@@ -3,7 +3,10 @@ and a new provider package scaffolded to pass the kit."""
 
 from __future__ import annotations
 
+import sys
+
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from imagerouter.cli.options import config_option
@@ -24,12 +27,13 @@ plugins_dir_option = click.option(
 @config_option
 @plugins_dir_option
 def plugins(config_path: str | None, plugins_dir: str | None) -> None:
-    """List loaded plugins, the providers they register, and any that failed to load."""
+    """List loaded plugins, the providers they register, and any that failed to load (then
+    exit 1)."""
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
         fail(exc)
-    loaded = load_plugins(plugins_dir=plugins_dir or settings.plugins_dir)
+    loaded = load_plugins(plugins_dir=plugins_dir or settings.plugins_dir, log_problems=False)
     table = Table(title="Provider plugins")
     for column in ("provider", "plugin", "class", "key env var", "default base URL"):
         table.add_column(column)
@@ -43,7 +47,9 @@ def plugins(config_path: str | None, plugins_dir: str | None) -> None:
         )
     console.print(table)
     for problem in loaded.problems:
-        err_console.print(f"[yellow]skipped[/yellow] {problem}")
+        err_console.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", soft_wrap=True)
+    if loaded.problems:
+        sys.exit(1)
 
 
 @click.command("new-provider")
