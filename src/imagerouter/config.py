@@ -86,6 +86,8 @@ def validate(
         reason = error["msg"]
         if error["type"] == "extra_forbidden":
             reason = "unknown field"
+        elif error["type"] == "value_error":  # a validator's own words, without pydantic's
+            reason = reason.removeprefix("Value error, ")
         raise ConfigError(reason, file=file, field=field_path(loc, prefix) or None) from None
 
 

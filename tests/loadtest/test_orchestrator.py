@@ -151,3 +151,38 @@ def test_an_outage_mid_run_fails_jobs_cleanly(tmp_path: Path) -> None:
     assert set(late) == {"failed"}
     assert summary["latency"]["end_to_end_s"]["failed"]["max"] <= 4 + 5  # by the deadline
     _stopped(out)
+
+
+def test_ctrl_c_stops_every_process_and_exits_130_not_as_a_failed_check(tmp_path: Path) -> None:
+    """SIGINT mid-run: the server, the farm and Locust are stopped, no report is written, and
+    the exit status is 130, not 1 (a failed check), so that a CI job can tell the two apart."""
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    args = ["steady", "--users", "2", "--duration", "60s", "--out", str(out)]
+    run = subprocess.Popen(
+        [*LOADTEST, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "plan.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        host = json.loads((out / "plan.json").read_text())["host"]
+        while time.monotonic() < deadline:  # traffic has begun once the server answers
+            try:
+                urllib.request.urlopen(f"{host}/healthz", timeout=2)
+                break
+            except urllib.error.URLError:
+                time.sleep(0.2)
+        time.sleep(2)
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert f"interrupted: no report; what the run wrote is in {out}" in err
+    assert not (out / "summary.json").exists()
+    _stopped(out)

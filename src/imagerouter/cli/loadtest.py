@@ -128,9 +128,10 @@ def loadtest(
 ) -> None:
     """Run a load-test SCENARIO: the farm, the router and Locust, then a report.
 
-    SCENARIO is a bundled name (steady, launch-week, retry-after-compliance, total-outage) or a
-    TOML file; without one, list the bundled scenarios. Exits 0 when every check passed, 1 when
-    one failed (the report says which), 2 when the run could not be made.
+    SCENARIO is a bundled name (steady, launch-week, retry-after-compliance, total-outage,
+    video-mix) or a TOML file; without one, list the bundled scenarios. Exits 0 when every
+    check passed, 1 when one failed (the report says which), 2 when the run could not be made,
+    130 when interrupted (Ctrl-C: every process stopped, no report).
     """
     from loadtests.scenario import load_load_scenario
 
@@ -163,5 +164,10 @@ def loadtest(
         result = asyncio.run(run_loadtest(options))
     except (RuntimeError, OSError, ValueError, ConfigError) as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        # not 1, which says a check failed: a CI job must tell the two apart
+        message = f"interrupted: no report; what the run wrote is in {out}"
+        err_console.print(message, soft_wrap=True, markup=False, highlight=False)
+        sys.exit(130)
     _print_outcome(result.summary, result.out)
     sys.exit(0 if result.ok else 1)
