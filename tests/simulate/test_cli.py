@@ -57,3 +57,24 @@ def test_simulate_errors_are_clear_and_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(main, ["simulate", "default", str(policy)])
     assert result.exit_code == 2
     assert "--compare" in result.output
+
+
+def test_a_run_shorter_than_its_faults_says_which_it_did_not_reach(
+    small_scenario: Any, tmp_path: Path
+) -> None:
+    """A fal outage at 30 s of the scenario's clock and another at 1 h: a 36 s run reaches the
+    first only. The command warns, and the report says so in JSON and in its summary.md, so
+    that a clean run is not read as the faults having been met."""
+    phases = (
+        "\n[[providers.fal.phases]]\nat_s = 30\nuntil_s = 33\nfaults = { down = true }\n"
+        "\n[[providers.fal.phases]]\nat_s = 3600\nfaults = { down = true }\n"
+    )
+    out = tmp_path / "out"
+    args = ["simulate", str(small_scenario(fal=phases)), "--hours", "0.01", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--no-charts"])
+    assert result.exit_code == 0, result.output
+    assert "Fault phases: 1 of 2 reached. Not reached in these 0.01 h" in result.output
+    assert "fal at 1 h" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(p["at_s"], p["reached"]) for p in summary["phases"]] == [(30.0, True), (3600.0, False)]
+    assert "**Not reached**" in (out / "summary.md").read_text()

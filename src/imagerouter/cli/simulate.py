@@ -13,7 +13,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from imagerouter.cli.output import console, fail
+from imagerouter.cli.output import console, err_console, fail
 from imagerouter.cli.params import SEED, FiniteFloat
 from imagerouter.errors import ImageRouterError
 from imagerouter.extras import require
@@ -90,8 +90,9 @@ def simulate(
     one such report per policy plus compare.json and compare.md.
     """
     require("simulate" if no_charts else "simulate,charts", "imagerouter simulate")
+    from imagerouter.simulate.report import phases_line
     from imagerouter.simulate.run import run_compare, run_one
-    from imagerouter.simulate.spec import apply_policy, load_spec
+    from imagerouter.simulate.spec import apply_policy, fault_phases, load_spec
 
     if policies and not compare:
         fail("policy files as arguments need --compare (or use --config for one policy)")
@@ -108,6 +109,12 @@ def simulate(
         fail(exc)
     target = Path(out) if out else Path("simulate-out") / spec.name
     settings = spec.settings
+    phases = fault_phases(spec)
+    if not all(phase["reached"] for phase in phases):
+        # a short --hours ends before faults that come later on the scenario's clock: the
+        # run would read as an all-clear for faults it never met
+        said = phases_line(phases, settings.hours).replace("**", "")
+        err_console.print(f"[yellow]warning:[/yellow] {said}", soft_wrap=True)
     console.print(
         f"simulating [bold]{spec.name}[/bold]: {settings.hours:g} h of {settings.shape} "
         f"traffic at up to {settings.peak_per_min:,.0f} jobs/min"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imagerouter.simulate.simulator import Simulation
+from imagerouter.simulate.spec import fault_phases
 
 __all__ = ["COMPARE_ROWS", "compare_rows", "summarize", "write_compare", "write_report"]
 
@@ -46,6 +47,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "farm_scenario": spec.farm.source,
         "seed": settings.seed,
         "hours": settings.hours,
+        "phases": fault_phases(spec),
         "traffic": {
             "shape": settings.shape,
             "peak_per_min": settings.peak_per_min,
@@ -113,6 +115,21 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     }
 
 
+def phases_line(phases: Sequence[dict[str, Any]], hours: float) -> str:
+    """How many of the scenario's fault phases the run reached, naming those it did not."""
+    if not phases:
+        return "No fault phases: every provider as its profile says throughout."
+    late = [p for p in phases if not p["reached"]]
+    line = f"Fault phases: {len(phases) - len(late)} of {len(phases)} reached"
+    if not late:
+        return line + "."
+    starts = ", ".join(f"{p['provider']} at {p['at_s'] / 3600:g} h" for p in late)
+    return (
+        f"{line}. **Not reached** in these {hours:g} h (phases keep the scenario's clock): "
+        f"{starts}."
+    )
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -134,6 +151,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"{summary['traffic']['peak_per_min']:,.0f} jobs/min, seed {summary['seed']}; "
         f"simulated in {summary['speed']['wall_s']:.1f} s "
         f"({_fmt(summary['speed']['jobs_per_wall_minute'])} jobs per wall-clock minute).",
+        "",
+        phases_line(summary["phases"], summary["hours"]),
         "",
         "## Jobs",
         "",

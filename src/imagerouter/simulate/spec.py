@@ -188,6 +188,32 @@ class SimulationSpec:
         return replace(self, settings=self.settings.model_copy(update=update))
 
 
+def fault_phases(spec: SimulationSpec) -> list[dict[str, Any]]:
+    """Every fault phase of the run, by provider (or account), start and end on the scenario
+    clock, and whether the run reaches it: the phases keep their clock when ``--hours``
+    shortens the run, so a short run can end before the faults it was meant to show."""
+    end_s = spec.settings.hours * 3600
+    profiles = [(name, profile) for name, profile in spec.farm.providers.items()]
+    profiles += [
+        (name, account.faults)
+        for name, account in spec.settings.accounts.items()
+        if account.faults is not None
+    ]
+    return sorted(
+        (
+            {
+                "provider": name,
+                "at_s": phase.at_s,
+                "until_s": phase.until_s,
+                "reached": phase.at_s < end_s,
+            }
+            for name, profile in profiles
+            for phase in profile.phases
+        ),
+        key=lambda phase: (phase["at_s"], phase["provider"]),
+    )
+
+
 def bundled_simulations() -> list[str]:
     """The names of the simulation scenarios that ship with imagerouter."""
     return SIMULATIONS.names()
