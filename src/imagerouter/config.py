@@ -84,7 +84,7 @@ def validate(
         error = exc.errors()[0]
         loc = [part for part in error["loc"] if not str(part).startswith("function-")]
         reason = error["msg"]
-        if error["type"] == "extra_forbidden":
+        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             reason = "unknown field"
         elif error["type"] == "value_error":  # a validator's own words, without pydantic's
             reason = reason.removeprefix("Value error, ")

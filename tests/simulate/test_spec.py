@@ -155,3 +155,12 @@ def test_policy_catalog_file_resolves_next_to_the_policy(
     spec = apply_policy(load_spec("default"), policy)
     assert spec.catalog is not None
     assert spec.catalog.resolve("flux-dev").policy == "cost"
+
+
+def test_a_policys_mistake_names_the_policy_file(write_toml: WriteFile) -> None:
+    """A typo in a policy is found when the policy is read, and named in its file, not in
+    the router built from the merged config later (where no file is known)."""
+    policy = write_toml("bad-policy.toml", "[router.breaker]\nwindow_secs = 30\n")
+    with pytest.raises(ConfigError) as caught:
+        apply_policy(load_spec("brownout"), policy)
+    assert str(caught.value) == f"{policy}: router.breaker.window_secs: unknown field"

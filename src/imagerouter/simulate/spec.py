@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.catalog import Catalog, load_catalog
-from imagerouter.config import deep_merge, load_toml, validate
+from imagerouter.config import Settings, deep_merge, load_toml, validate
 from imagerouter.errors import ConfigError
 from imagerouter.preferences import RoutingPreferences
 from mockproviders.profile import FaultProfile, validation_problems
@@ -289,6 +289,9 @@ def apply_policy(spec: SimulationSpec, policy: str | Path) -> SimulationSpec:
         catalog = (catalog or load_catalog()).merged(override)
     elif inline is not None:
         raise ConfigError("must be a file name or a table", file=str(path), field="catalog")
+    # the policy's own mistakes, named in its file (the merged config is checked only when the
+    # router is built, where no file is known)
+    validate(Settings, data, file=str(path))
     return replace(
         spec,
         config=deep_merge(spec.config, data),
