@@ -52,10 +52,12 @@ from pydantic import (
 
 from imagerouter import RoutingPreferences
 from imagerouter.bundled import Bundled, resolve_bundled
-from imagerouter.config import load_toml, validate
+from imagerouter.config import Settings, load_toml, validate
 from imagerouter.errors import ConfigError
+from imagerouter.plugins import load_plugins
 from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
+from mockproviders.scenario import load_scenario
 
 __all__ = [
     "LOAD_SCENARIOS",
@@ -152,6 +154,10 @@ class Traffic(_Strict):
     def _known_shape(cls, name: str) -> str:
         make_shape(name, peak_per_s=1.0, duration_s=1.0)  # raises ValueError for unknown names
         return name
+
+
+#: ``providers = ["*"]`` in a phase means every provider the farm serves.
+EVERY_PROVIDER = "*"
 
 
 class Phase(_Strict):
@@ -269,4 +275,28 @@ def load_load_scenario(path_or_name: str | os.PathLike[str]) -> LoadScenario:
         if reserved in data:
             raise ConfigError("set by the loader, not the file", file=str(path), field=reserved)
     data = {**data, "source": str(path), "name": found.name}
-    return validate(LoadScenario, data, file=str(path))
+    scenario = validate(LoadScenario, data, file=str(path))
+    _check_references(scenario, str(path))
+    return scenario
+
+
+def _check_references(scenario: LoadScenario, file: str) -> None:
+    """What the file names that only the rest of the system knows, checked as the file is
+    read rather than after the server has started: the ``[router]`` table, the farm scenario,
+    and the providers the phases name (the farm serves the plugins' adapters)."""
+    validate(Settings, {"router": scenario.router}, file=file)
+    try:
+        load_scenario(scenario.farm_scenario, relative_to=Path(file).parent)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), file=file, field="farm_scenario") from None
+    if not any(name != EVERY_PROVIDER for phase in scenario.phases for name in phase.providers):
+        return
+    known = sorted(adapter.name for adapter in load_plugins(log_problems=False).farm_adapters)
+    for index, phase in enumerate(scenario.phases):
+        for name in phase.providers:
+            if name != EVERY_PROVIDER and name not in known:
+                raise ConfigError(
+                    f"the farm serves no provider {name!r} (it serves {', '.join(known)})",
+                    file=file,
+                    field=f"phases[{index}].providers",
+                )

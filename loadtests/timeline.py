@@ -14,12 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loadtests.scenario import Phase
+from loadtests.scenario import EVERY_PROVIDER, Phase
 
 __all__ = ["Switch", "expand_providers", "plan_switches", "profile_at"]
-
-#: ``providers = ["*"]`` in a phase means every provider the farm serves.
-EVERY_PROVIDER = "*"
 
 
 @dataclass(frozen=True, slots=True)

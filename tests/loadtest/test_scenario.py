@@ -80,6 +80,15 @@ def test_open_phase_spans_to_the_end() -> None:
             "starts at 90 s",
         ),
         ("userz = 3", "userz", "unknown field"),
+        # names only the rest of the system knows: checked as the file is read, not after the
+        # server has started (where the error named the run's generated config)
+        ("[router]\ndeadlin_s = 5", "router.deadlin_s", "unknown field"),
+        ('farm_scenario = "loadtst"', "farm_scenario", "no bundled scenario of that name"),
+        (
+            '[[phases]]\nname = "x"\nproviders = ["wavespped"]\nfaults = { down = true }',
+            "phases[0].providers",
+            "the farm serves no provider 'wavespped'",
+        ),
         (
             '[[traffic.routing]]\nshare = 0.5\npreferences = { sort = "fastest" }',
             "traffic.routing[0].preferences.sort",
