@@ -103,6 +103,10 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
 
 @events.quitting.add_listener
 def _on_quitting(environment: Any, **_: Any) -> None:
+    # The traffic has stopped, not the jobs: each follower ends by itself once its job is
+    # final or at its own deadline, so let them finish (bounded by that deadline) before this
+    # process quits; killed at once, the jobs still running had no client outcome at all.
+    FOLLOWERS.join(timeout=PLAN.follow_timeout_s)
     FOLLOWERS.kill(block=True, timeout=2)
     RECORDS.close()
 

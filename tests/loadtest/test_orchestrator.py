@@ -150,6 +150,15 @@ def test_an_outage_mid_run_fails_jobs_cleanly(tmp_path: Path) -> None:
         )
     assert set(late) == {"failed"}
     assert summary["latency"]["end_to_end_s"]["failed"]["max"] <= 4 + 5  # by the deadline
+    # The jobs still running when the traffic stopped were followed to their end: every job a
+    # client polled or streamed has its client outcome (Locust waits for its followers).
+    records = load_records(out / "raw")
+    followed = {
+        r["id"] for r in records if r.get("e") == "submit" and r.get("follow") in ("poll", "sse")
+    }
+    finals = {r["id"] for r in records if r.get("e") == "final"}
+    assert followed
+    assert followed <= finals, f"{len(followed - finals)} followed jobs have no client outcome"
     _stopped(out)
 
 
