@@ -137,14 +137,19 @@ def _phases_section(s: dict[str, Any]) -> list[str]:
             ", ".join(p["providers"]),
             p["start_s"],
             f"{p['end_s']:g}" + (" (+ drain)" if p["holds_through_drain"] else ""),
+            _phase_calls(p.get("calls")),
         ]
         for p in s["scenario"]["phases"]
     ]
-    return [
-        "## Farm phases",
-        "",
-        *_table(["phase", "providers", "from s", "to s"], rows or [["none", "", "", ""]]),
-    ]
+    headers = ["phase", "providers", "from s", "to s", "calls to them meanwhile"]
+    return ["## Farm phases", "", *_table(headers, rows or [["none", "", "", "", ""]])]
+
+
+def _phase_calls(calls: int | None) -> str:
+    """A phase's calls, and what none of them means."""
+    if calls is None:  # a summary written before phases counted their calls
+        return "-"
+    return f"{calls:,}" if calls else "0: no traffic reached it, so it tested nothing"
 
 
 def _providers_section(s: dict[str, Any]) -> list[str]:

@@ -498,6 +498,20 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
+def _calls_within(data: RunData, providers: Sequence[str], start: float, end: float) -> int:
+    """Calls the jobs made to ``providers`` from ``start`` to ``end`` s after the run began:
+    what a phase of theirs had to act on (none, and the phase tested nothing)."""
+    wanted = set(providers)
+    return sum(
+        1
+        for job in data.jobs
+        for a in job.get("attempts") or []
+        if a["provider"] in wanted
+        and a["outcome"] in ("ok", "error", "canceled")
+        and start <= a["started_at"] - data.t0 < end
+    )
+
+
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "ok": bool(ok), "detail": detail}
 
@@ -633,14 +647,21 @@ def summarize(data: RunData) -> dict[str, Any]:
             "phases": [
                 {
                     "name": name,
-                    "providers": expand_providers(p, known) if known else p.providers,
+                    "providers": providers,
                     "start_s": round(start, 3),
                     "end_s": round(end, 3),
-                    "holds_through_drain": p.until_s is None or p.until_s >= scenario.duration_s,
+                    "holds_through_drain": through,
+                    "calls": _calls_within(data, providers, start, math.inf if through else end),
                 }
                 for p, (name, start, end) in zip(
                     scenario.phases, scenario.phase_spans(), strict=True
                 )
+                for providers, through in [
+                    (
+                        expand_providers(p, known) if known else p.providers,
+                        p.until_s is None or p.until_s >= scenario.duration_s,
+                    )
+                ]
             ],
         },
         "run": {

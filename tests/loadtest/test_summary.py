@@ -384,3 +384,20 @@ def test_a_scenario_about_retry_after_fails_when_the_farm_issued_too_few() -> No
     assert "10 users" in detail
     data.farm_stats["providers"]["wavespeed"]["retry_after_issued"] = 1
     assert _check(summarize(data), name)
+
+
+def test_each_phase_counts_the_calls_its_providers_got_while_it_held() -> None:
+    """A phase acts only on calls made while it holds: fal's storm (42–54 s) saw the two fal
+    calls made in it; WaveSpeed's brownout (66–78 s) saw none, and the report says that such
+    a phase tested nothing."""
+    jobs = [
+        _job("job_a", "completed", attempts=[_call("fal", "ok", at=45.0)]),
+        _job("job_b", "completed", attempts=[_call("fal", "error", at=50.0), _call("fal", "ok")]),
+        _job("job_c", "completed", attempts=[_call("wavespeed", "ok", at=90.0)]),
+        _job("job_d", "completed", attempts=[_call("wavespeed", "skipped", at=70.0)]),
+    ]
+    summary = summarize(_data(jobs))
+    calls = {p["name"]: p["calls"] for p in summary["scenario"]["phases"]}
+    assert calls == {"fal 429 storm": 2, "fal down": 0, "WaveSpeed brownout": 0}
+    report = render_markdown(summary)
+    assert "| WaveSpeed brownout | wavespeed | 66 | 78 | 0: no traffic reached it" in report
