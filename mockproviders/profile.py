@@ -173,7 +173,7 @@ class RateLimit(_Strict):
 class FaultProfile(_Strict):
     """Everything that can go wrong with one provider; every field is optional."""
 
-    down: bool = False
+    down: bool = Field(default=False, strict=True)  # "yes" or 1 is a mistake, not true
     error_rates: dict[FaultKind, Probability] = Field(default_factory=dict)
     retry_after_s: float = Field(default=1.0, ge=0)
     retry_after_format: RetryAfterFormat = "seconds"

@@ -176,6 +176,10 @@ async def test_put_rejects_bad_profiles_and_unknown_providers(
     assert "1" in body["reason"]
     unknown_field = await (await session.put(url, json={"dwon": True})).json()
     assert unknown_field["field"] == "dwon"
+    for loose in ("yes", 1):  # a boolean is true or false, not a word or a number
+        not_a_bool = await session.put(url, json={"down": loose})
+        assert not_a_bool.status == 422
+        assert (await not_a_bool.json())["field"] == "down"
     not_json = await session.put(url, data=b"{", headers={"Content-Type": "application/json"})
     assert not_json.status == 422
     missing = await session.put(f"{farm.url}/_farm/providers/acme/faults", json={})
