@@ -64,6 +64,30 @@ def test_bad_simulation_field_names_the_file_and_field(write_toml: WriteFile) ->
     assert info.value.file == str(path)
 
 
+@pytest.mark.parametrize(
+    ("table", "field", "reason"),
+    [
+        ('shape = "sawtooth"', "simulation.shape", "unknown traffic shape 'sawtooth'"),
+        ('models = { "flux-deev" = 1 }', "simulation.models.flux-deev", "unknown model"),
+        (
+            '[simulation.accounts.ws]\nplugin = "wavespped"',
+            "simulation.accounts.ws.plugin",
+            "no provider plugin 'wavespped' is installed",
+        ),
+    ],
+)
+def test_names_the_rest_of_the_system_knows_are_checked_in_the_file(
+    write_toml: WriteFile, table: str, field: str, reason: str
+) -> None:
+    """A shape, a model or an account's plugin that does not exist is named in the file as
+    it is read (the router found the plugin later, as '<code>: providers.ws.plugin')."""
+    path = write_toml("bad.toml", f"[simulation]\n{table}\n")
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert (info.value.file, info.value.field) == (str(path), field)
+    assert reason in str(info.value)
+
+
 def test_farm_scenario_reference_excludes_inline_farm_tables(write_toml: WriteFile) -> None:
     """A file that names its farm scenario may not also carry farm tables."""
     path = write_toml(

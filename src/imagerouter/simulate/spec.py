@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.config import Settings, deep_merge, load_toml, validate
-from imagerouter.errors import ConfigError
+from imagerouter.errors import ConfigError, UnknownModel
 from imagerouter.preferences import RoutingPreferences
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import FARM_SCENARIOS, Scenario, load_scenario
@@ -252,6 +252,7 @@ def load_spec(name_or_path: str | Path) -> SimulationSpec:
             source=file,
         )
     settings = _validate_settings(simulation, file)
+    _check_references(settings, file)
     if settings.farm_scenario is not None:
         if data:
             raise ConfigError(
@@ -269,6 +270,37 @@ def load_spec(name_or_path: str | Path) -> SimulationSpec:
         config=copy.deepcopy(settings.config),
         source=file,
     )
+
+
+def _check_references(settings: SimulationSettings, file: str) -> None:
+    """What the ``[simulation]`` table names that only the rest of the system knows, named in
+    its file as it is read: the traffic shape, the models of the mix, the accounts' plugins
+    (found later, the router named neither the file nor the table's field)."""
+    from imagerouter.plugins import load_plugins
+    from imagerouter.shapes import make_shape
+
+    try:
+        make_shape(settings.shape, peak_per_s=1.0, duration_s=60.0, **settings.shape_params)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=file, field="simulation.shape") from None
+    catalog = load_catalog(settings.config.get("catalog"))
+    for model in settings.models:
+        try:
+            catalog.resolve(model)
+        except UnknownModel as exc:
+            raise ConfigError(str(exc), file=file, field=f"simulation.models.{model}") from None
+    plugins = [a.plugin for a in settings.accounts.values() if a.plugin is not None]
+    if not plugins:
+        return
+    known = load_plugins(plugins_dir=settings.config.get("plugins_dir"), log_problems=False)
+    for name, account in settings.accounts.items():
+        if account.plugin is not None and account.plugin not in known.providers:
+            raise ConfigError(
+                f"no provider plugin {account.plugin!r} is installed "
+                f"(loaded: {', '.join(sorted(known.providers))})",
+                file=file,
+                field=f"simulation.accounts.{name}.plugin",
+            )
 
 
 def apply_policy(spec: SimulationSpec, policy: str | Path) -> SimulationSpec:
