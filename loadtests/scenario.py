@@ -50,11 +50,10 @@ from pydantic import (
     model_validator,
 )
 
-from imagerouter import RoutingPreferences
+from imagerouter import RoutingPreferences, load_plugins
 from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.config import Settings, load_toml, validate
 from imagerouter.errors import ConfigError
-from imagerouter.plugins import load_plugins
 from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import load_scenario
