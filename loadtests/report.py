@@ -543,9 +543,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     from loadtests.summary import load_run, summarize
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        raise SystemExit("usage: python -m loadtests.report REPORT_FOLDER")
+    usage = "usage: python -m loadtests.report REPORT_FOLDER (a loadtest --out folder)"
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        raise SystemExit(usage)
     out = Path(args[0])
+    if not (out / "raw" / "run.json").is_file():
+        raise SystemExit(f"{out}: not a load test's report folder (no raw/run.json)\n{usage}")
     data = load_run(out)
     summary = summarize(data)
     write_report(out, data, summary)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from loadtests.report import render_markdown
 from loadtests.scenario import Expect, load_load_scenario
@@ -401,3 +404,14 @@ def test_each_phase_counts_the_calls_its_providers_got_while_it_held() -> None:
     assert calls == {"fal 429 storm": 2, "fal down": 0, "WaveSpeed brownout": 0}
     report = render_markdown(summary)
     assert "| WaveSpeed brownout | wavespeed | 66 | 78 | 0: no traffic reached it" in report
+
+
+def test_redrawing_a_report_names_a_folder_that_is_not_one(tmp_path: Path) -> None:
+    """``python -m loadtests.report``: --help gives the usage, a folder without a run's raw
+    records says so (it was a FileNotFoundError traceback)."""
+    from loadtests.report import main
+
+    with pytest.raises(SystemExit, match=r"usage: python -m loadtests\.report REPORT_FOLDER"):
+        main(["--help"])
+    with pytest.raises(SystemExit, match="not a load test's report folder"):
+        main([str(tmp_path)])
