@@ -198,3 +198,22 @@ async def test_replicas_send_a_receiver_no_more_at_once_than_the_fleets_limit(ma
         ids = {body["id"] for body in finals}
         await until(lambda: ids <= {hit.job_id for hit in receiver.hits}, 40, "every webhook")
     assert 1 <= receiver.at_once.most <= 2
+
+
+async def test_a_job_another_replica_ends_leaves_the_submitters_active_jobs(make_fleet) -> None:
+    """Replica 0 runs no workers, so replica 1 runs and ends every job replica 0 accepted.
+    Replica 0 then counts none of them active: it kept each queued for ever, its gauge and
+    the memory behind it growing all week."""
+    fleet = await make_fleet({}, replicas=2, args={0: ["--workers", "0"]})
+    token, _, _ = await fleet.key("acme")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        done = await _run_jobs(session, fleet, token, [0], 6, "elsewhere")
+    assert {body["status"] for body in done} == {"completed"}
+    submitter = fleet.replicas[0]
+    assert _metric(submitter, "imagerouter_job_transitions_total", status="queued") == 6
+    await until(
+        lambda: _metric(submitter, "imagerouter_jobs_active", status="queued") == 0,
+        10,
+        "replica 0 to see its jobs end on replica 1",
+    )
+    assert _metric(submitter, "imagerouter_job_transitions_total", status="completed") == 0

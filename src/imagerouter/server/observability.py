@@ -230,6 +230,16 @@ class ServerMetrics:
         if debited:
             self.credits_debited.inc(debited)
 
+    def forget_ended(self, events: Sequence[JobEvent]) -> None:
+        """Store listener for every replica's events: a job that ended anywhere is no longer
+        active here. A job submitted on this replica is often run and finished by another, whose
+        final event is not this one's to count; without this, it stayed queued here for ever."""
+        active = self._active
+        if active:
+            for event in events:
+                if event.job_id in active and event.data.get("status") in _FINAL:
+                    del active[event.job_id]
+
     def observe_call(self, event: AttemptEvent) -> None:
         """Router listener: count each call made by why it was made."""
         attempt = event.attempt
@@ -289,9 +299,11 @@ class ServerMetrics:
         self._prices = asyncio.Queue(_PRICE_LOOKUPS_MAX)
         lookups = asyncio.get_running_loop().create_task(self._look_up_prices(store))
         unsubscribe = store.subscribe_local(self.observe_job_events)  # count each job once
+        unsubscribe_ended = store.subscribe(self.forget_ended)
         try:
             yield
         finally:
+            unsubscribe_ended()
             unsubscribe()
             router.attempts.remove(self.router.observe_attempt)
             router.attempts.remove(self.observe_call)
@@ -350,7 +362,8 @@ class _JobsCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         active = GaugeMetricFamily(
             "imagerouter_jobs_active",
-            "Jobs not yet final, by state, as seen by this process since it started.",
+            "Jobs not yet final that this process submitted or claimed since it started, by the "
+            "state it last gave them (one another replica runs stays queued here until it ends).",
             labels=["status"],
         )
         counts = dict.fromkeys(_JOB_STATES, 0)
