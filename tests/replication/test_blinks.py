@@ -3,6 +3,10 @@ so, and the fleet's state comes back together when Redis does."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from imagerouter import ImageResult
 from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.resilience.breaker import BreakerState
@@ -115,3 +119,20 @@ async def test_a_replica_starts_and_serves_while_redis_is_unreachable(
     assert status["fallbacks"] >= 1
     assert status["last_error"].startswith("connect: ")
     assert status["resyncs"] == 0
+
+
+async def test_a_replica_that_never_reaches_redis_says_so_once(
+    farm: Farm, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``state`` URL on which no Redis answers (a typo'd port): the replica runs on local
+    state, as when a live link breaks, and logs the one warning that says so and why (it
+    logged nothing: a fleet could run unshared unseen), not one a reconnect."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with caplog.at_level(logging.WARNING, logger="imagerouter.replication"):
+        async with replica(farm, dead, prefix, "lonely") as lonely:
+            await eventually_fine(lambda: lonely.state.fallbacks >= 3, what="three connect tries")
+            assert not lonely.state.healthy
+    told = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(told) == 1, told
+    assert told[0].startswith("shared state unavailable (connect: ")
+    assert told[0].endswith("; running on local state")

@@ -46,6 +46,9 @@ class ChannelLink(AsyncResource):
         self.last_error: str | None = None
         self._backoff = Backoff(reconnect_initial_s, reconnect_max_s)
         self._healthy = False
+        #: The warning of the link being down was logged, and the link has not worked since:
+        #: one warning an outage, the first one too (a replica that never reached Redis).
+        self._down_told = False
         self._closing = False
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
@@ -75,6 +78,7 @@ class ChannelLink(AsyncResource):
                 continue
             self._first_sync.set()
             self._backoff.reset()
+            self._down_told = False
             try:
                 await self._follow()
             except Exception as exc:
@@ -106,8 +110,9 @@ class ChannelLink(AsyncResource):
         self.last_error = f"{where}: {type(exc).__name__}: {exc}"[:300]
         if not isinstance(exc, REDIS_ERRORS):
             log.error("unexpected error in the %s (%s)", self.shares, where, exc_info=exc)
-        if self._healthy:
+        if self._healthy or not self._down_told:
             log.warning("%s unavailable (%s); %s", self.shares, self.last_error, self.meanwhile)
+            self._down_told = True
         self._set_healthy(False)
         self._broken.set()
 
