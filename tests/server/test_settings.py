@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,23 @@ def test_readme_states_the_default_rate_limits() -> None:
         f"**`read`** (every other route that takes an API key) **{read.rate_per_s:g} "
         f"requests/s, bursts of {read.burst}**"
     ) in section
+
+
+def test_local_storage_under_a_shared_store_is_warned_of_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outputs on local disk with jobs in PostgreSQL: right for one replica, broken links for a
+    fleet (a URL works only on the replica that stored the file), so the app says so as it is
+    built; on SQLite, one process's store, it does not."""
+    from imagerouter.server.app import create_app
+    from tests.helpers.api import api_settings
+
+    shared = api_settings(tmp_path / "data", store="postgresql://u@127.0.0.1:5432/test")
+    alone = api_settings(tmp_path / "data")
+    assert shared.storage.backend == alone.storage.backend == "local"
+    with caplog.at_level(logging.WARNING, logger="imagerouter.server.app"):
+        create_app(alone, router=object())  # type: ignore[arg-type]
+        assert not caplog.records
+        create_app(shared, router=object())  # type: ignore[arg-type]
+    (warning,) = caplog.records
+    assert "works only on the replica that stored it" in warning.getMessage()
