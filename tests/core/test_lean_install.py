@@ -79,10 +79,15 @@ def test_without_the_extras_the_core_loads_and_serve_names_its_extra(tmp_path: P
         "farm_adapters": 4,  # every built-in provider's wire format comes from its plugin
         "problems": [],
     }
-    for command in (["models"], ["plugins"], ["--help"]):
+    config = tmp_path / "router.toml"  # check-config reads [server] too, without the extra
+    keys = "".join(f"[providers.{n}]\napi_key = 'k'\n" for n in ("fal", "wavespeed", "openai"))
+    config.write_text(keys)
+    checked = ["check-config", "--config", str(config)]
+    for command in (["models"], ["plugins"], ["--help"], checked):
         run = _without_extras(*command, cwd=tmp_path)
         assert run.returncode == 0, run.stderr
         assert "skipped" not in run.stderr
+    assert "config OK" in _without_extras(*checked, cwd=tmp_path).stdout
     serve = _without_extras("serve", "--port", "0", cwd=tmp_path)
     assert (serve.returncode, serve.stderr, serve.stdout) == (2, SERVE_LINE + "\n", "")
 

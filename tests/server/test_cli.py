@@ -141,3 +141,21 @@ def test_keys_create_stores_checked_routing_defaults(tmp_path: Path) -> None:
         assert words in result.output
     with sqlite3.connect(tmp_path / "data" / "imagerouter.db") as conn:
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (1,)
+
+
+def test_check_config_reads_the_server_table_as_serve_does(tmp_path: Path) -> None:
+    """check-config checks ``[server]`` too (a bad store was 'config OK' for it and an error
+    for serve), and with ``server.farm`` set it needs no provider keys, as serve does not."""
+    keys = {"FAL_KEY": "k", "WAVESPEED_API_KEY": "k", "OPENAI_API_KEY": "k"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nstore = "mysql://x"\n')
+    refused = CliRunner().invoke(main, ["check-config", "--config", str(bad)], env=keys)
+    assert refused.exit_code == 2
+    assert f"{bad}: server.store:" in refused.output
+    farm = tmp_path / "farm.toml"
+    farm.write_text('[server]\nfarm = "default"\n')
+    unset = dict.fromkeys(keys)  # None: taken out of the environment
+    served = CliRunner().invoke(main, ["check-config", "--config", str(farm)], env=unset)
+    assert served.exit_code == 0, served.output
+    assert "server.farm = 'default': serve answers from the mock farm" in served.output
+    assert "config OK" in served.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import click
@@ -48,17 +49,31 @@ def models(config_path: str | None, as_json: bool, as_markdown: bool) -> None:
         console.print(f"alias {alias} → {target}")
 
 
+def _farm_keys(plugins: Any) -> dict[str, str]:
+    """A stand-in key for every provider's key variable: the farm takes any."""
+    return {cls.key_env_var: "farm-key" for cls in plugins.providers.values() if cls.key_env_var}
+
+
 @click.command("check-config")
 @config_option
 def check_config(config_path: str | None) -> None:
-    """Build the router from the config (as 'serve' would) and report any problem."""
+    """Build the router from the config (as 'serve' would), check its [server] table, and
+    report any problem."""
     from imagerouter.plugins import load_plugins
     from imagerouter.router import Router
+    from imagerouter.server.settings import load_server_settings
 
     try:
         settings = load_settings(config_path)
+        server = load_server_settings(config_path)  # what serve reads, env variables too
         plugins = load_plugins(plugins_dir=settings.plugins_dir, log_problems=False)
-        router = Router.from_config(settings, plugins=plugins)
+        if server.farm is not None:
+            # serve then points every provider at its in-process farm, with the farm's keys
+            console.print(f"server.farm = {server.farm!r}: serve answers from the mock farm")
+            environ = {**os.environ, **_farm_keys(plugins)}
+        else:
+            environ = dict(os.environ)
+        router = Router.from_config(settings, plugins=plugins, environ=environ)
     except ImageRouterError as exc:
         fail(exc)
     summary: dict[str, Any] = {name: i.provider.base_url for name, i in router.instances.items()}
