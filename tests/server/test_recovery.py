@@ -167,6 +167,8 @@ async def test_sigterm_hands_back_running_jobs_and_exits_cleanly(tmp_path: Path)
             audit = _audit(server.data_dir / "imagerouter.db")
             assert audit["by_status"] == {"queued": 4}
             assert audit["requeued"].count("shutdown") == 4
+            # and it says so: an operator sees a replica hand its jobs back
+            assert "stopped: 4 jobs handed back to the queue" in server.log.read_text()
             server.start()  # long leases: only a clean hand-back lets these run at once
             await _wait_all_final(session, server.url, token)
         assert server.terminate() == 0

@@ -199,18 +199,28 @@ class WorkerPool(AsyncResource):
         if self._dispatcher is not None:  # let an in-flight claim land before draining
             await self._dispatcher
             self._dispatcher = None
+        handed_back = 0
         while not self._queue.empty():  # leased, not started: straight back to the queue
             job = self._queue.get_nowait()
             self._leased.discard(job.id)
             await self.store.release_job(job.id, self.owner, "shutdown")
+            handed_back += 1
         running = list(self._running.values())
         if running:
+            log.info(
+                "stopping: %d jobs running, %.3g s to finish before they are handed back",
+                len(running),
+                self.config.shutdown_grace_s,
+            )
             _, pending = await asyncio.wait(running, timeout=self.config.shutdown_grace_s)
             for job_id, task in list(self._running.items()):
                 if task in pending:
                     self.cancel_local(job_id, "shutdown")
             if pending:
                 await asyncio.wait(pending)
+            handed_back += len(pending)
+        if handed_back:  # another replica (or this one restarted) runs them again
+            log.warning("stopped: %d jobs handed back to the queue", handed_back)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
