@@ -27,10 +27,10 @@ def _example() -> str:
 async def test_the_readme_video_example_runs(
     api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Executed with IMAGEROUTER_URL and IMAGEROUTER_KEY set: heron.mp4 is an 8 s MP4."""
+    """Executed with IMAGEROUTER_URL and IMAGEROUTER_API_KEY set: heron.mp4 is an 8 s MP4."""
     token = await api.key(credits=1000)
     monkeypatch.setenv("IMAGEROUTER_URL", str(api.client.make_url("")).rstrip("/"))
-    monkeypatch.setenv("IMAGEROUTER_KEY", token)
+    monkeypatch.setenv("IMAGEROUTER_API_KEY", token)
     monkeypatch.chdir(tmp_path)
     code = compile(_example(), "README.md#video", "exec")
 
