@@ -88,6 +88,20 @@ async def test_session_cookie_opens_the_stream(make_api: ApiFactory, farm: Farm)
     assert (await api.client.get("/v1/admin/snapshot")).status == 401
 
 
+async def test_the_session_cookie_is_secure_where_the_browser_uses_https(
+    make_api: ApiFactory, farm: Farm
+) -> None:
+    """Over plain HTTP the cookie cannot be Secure (the browser would never send it back);
+    behind an https public_url (a TLS-terminating proxy) it is, so it never rides plain HTTP."""
+    plain = await make_api(farm)
+    answer = await plain.client.post("/v1/admin/session", headers=ADMIN)
+    assert "Secure" not in answer.headers["Set-Cookie"]
+    proxied = await make_api(farm, public_url="https://images.example.com")
+    answer = await proxied.client.post("/v1/admin/session", headers=ADMIN)
+    assert answer.status == 200
+    assert "Secure" in answer.headers["Set-Cookie"]
+
+
 async def test_dashboard_page_and_assets_are_served(make_api: ApiFactory, farm: Farm) -> None:
     """/dashboard needs no key (it asks for one), forbids inline and foreign scripts, and its
     JS and CSS are served beside it."""

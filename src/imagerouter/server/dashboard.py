@@ -54,6 +54,7 @@ from imagerouter.server.keys import (
     store_key,
     workers_key,
 )
+from imagerouter.server.urls import base_url
 
 __all__ = ["LiveStats", "setup_dashboard", "snapshot"]
 
@@ -406,7 +407,9 @@ async def create_session(request: web.Request) -> web.Response:
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # HTTPS as the browser sees it: a TLS-terminating trusted proxy or an https public_url
+        # counts, where request.secure sees only this server's own socket
+        secure=request.secure or base_url(request).startswith("https://"),
     )
     return response
 
