@@ -91,6 +91,33 @@ def test_env_list_or_table_that_does_not_parse_names_the_variable(
     assert error.value.field == name
 
 
+@pytest.mark.parametrize(
+    ("environ", "field"),
+    [
+        ({"IMAGEROUTER_SERVER_WORKERS": "abc"}, "IMAGEROUTER_SERVER_WORKERS"),
+        (
+            {"IMAGEROUTER_SERVER_STORAGE__URL_TTL_S": "abc"},
+            "IMAGEROUTER_SERVER_STORAGE__URL_TTL_S",
+        ),
+        ({"IMAGEROUTER_SERVER_STORAGE": '{"url_ttl_s": "abc"}'}, "IMAGEROUTER_SERVER_STORAGE"),
+    ],
+)
+def test_an_env_value_that_does_not_validate_names_the_variable_not_the_file(
+    tmp_path: Path, environ: dict[str, str], field: str
+) -> None:
+    """A scalar that parses but does not validate is the variable's mistake: the error names
+    it, not the config file beside it; the file's own mistake still names the file."""
+    config = tmp_path / "imagerouter.toml"
+    config.write_text("[server]\nworkers = 4\n")
+    with pytest.raises(ConfigError) as error:
+        load_server_settings(config, environ=environ, data_dir=tmp_path)
+    assert (error.value.file, error.value.field) == (None, field)
+    config.write_text('[server]\nworkers = "x"\n')
+    with pytest.raises(ConfigError) as error:
+        load_server_settings(config, environ={}, data_dir=tmp_path)
+    assert (error.value.file, error.value.field) == (str(config), "server.workers")
+
+
 def test_readme_states_the_default_rate_limits() -> None:
     """The README's "The job API" gives each default policy's rate and burst, and the routes
     that spend the ``generate`` policy, as the settings and the route table have them."""

@@ -446,8 +446,29 @@ def load_server_settings(
         if isinstance(data_dir, str) and not Path(data_dir).is_absolute():
             raw["data_dir"] = str(Path(config_path).parent / data_dir)
     raw = deep_merge(raw, _env_values(environ))
-    raw = deep_merge(raw, {k: v for k, v in overrides.items() if v is not None})
-    return validate(ServerSettings, raw, file=source, prefix="server")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    raw = deep_merge(raw, given)
+    try:
+        return validate(ServerSettings, raw, file=source, prefix="server")
+    except ConfigError as exc:
+        variable = None if exc.field is None else _env_variable(exc.field, environ, given)
+        if variable is None:
+            raise
+        raise ConfigError(exc.reason, field=variable) from None
+
+
+def _env_variable(field: str, environ: Mapping[str, str], given: Mapping[str, Any]) -> str | None:
+    """The ``IMAGEROUTER_SERVER_*`` variable that set ``field`` (``server.storage.url_ttl_s``:
+    ``…_STORAGE__URL_TTL_S``, or the ``…_STORAGE`` table holding it), so that an error names
+    the variable rather than the file; None when the file (or an override) set it."""
+    parts = field.removeprefix("server.").split(".")
+    if parts[0] in given:
+        return None
+    for end in range(len(parts), 0, -1):
+        name = ENV_PREFIX + "__".join(parts[:end]).upper()
+        if environ.get(name):
+            return name
+    return None
 
 
 def load_router_settings(
