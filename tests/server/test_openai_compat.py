@@ -234,7 +234,7 @@ def test_trusted_proxies_come_from_the_environment_and_are_checked() -> None:
     for value in ('["127.0.0.1/32", "::1"]', "127.0.0.1/32,::1"):
         settings = load_server_settings(environ={"IMAGEROUTER_SERVER_TRUSTED_PROXIES": value})
         assert settings.trusted_proxies == ["127.0.0.1/32", "::1"]
-    with pytest.raises(ConfigError, match="trusted_proxies"):
+    with pytest.raises(ConfigError, match=r"^IMAGEROUTER_SERVER_TRUSTED_PROXIES: 'proxy\.example'"):
         load_server_settings(environ={"IMAGEROUTER_SERVER_TRUSTED_PROXIES": "proxy.example"})
 
 

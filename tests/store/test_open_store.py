@@ -30,10 +30,11 @@ def test_store_and_state_come_from_the_file_or_the_environment(tmp_path: Path) -
 
 
 def test_a_store_url_of_another_kind_is_refused() -> None:
-    """A store that is not postgresql:// or sqlite:// is a config error naming the field."""
-    with pytest.raises(ConfigError, match="store"):
+    """A store that is not postgresql:// or sqlite:// is a config error naming where it was
+    set (here the variable)."""
+    with pytest.raises(ConfigError, match=r"^IMAGEROUTER_SERVER_STORE: "):
         load_server_settings(None, environ={"IMAGEROUTER_SERVER_STORE": "mysql://db/ir"})
-    with pytest.raises(ConfigError, match="state"):
+    with pytest.raises(ConfigError, match=r"^IMAGEROUTER_SERVER_STATE: "):
         load_server_settings(None, environ={"IMAGEROUTER_SERVER_STATE": "http://cache"})
 
 
