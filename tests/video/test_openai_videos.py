@@ -89,6 +89,11 @@ async def test_the_sdk_lists_and_pages_videos_and_skips_image_jobs(api: Api) -> 
     assert status == 202
     seen = [video.id async for video in client.videos.list(limit=2)]
     assert seen == list(reversed(ids))
+    # one reader of query strings for every list route: a parameter given twice is refused
+    # (a 400 in OpenAI's shape, as this route answers every bad value)
+    answer = await api.client.get("/v1/videos?limit=1&limit=50", headers=api.auth(token))
+    assert answer.status == 400
+    assert (await answer.json())["error"]["param"] == "limit"
 
 
 async def test_delete_cancels_a_queued_video_and_refunds_it(api: Api, farm: Farm) -> None:

@@ -32,7 +32,7 @@ from imagerouter.jobs.errors import JobFinished, JobNotFound
 from imagerouter.jobs.types import Job, StoredResponse
 from imagerouter.server.delivery import stored_keys
 from imagerouter.server.errors import ApiError, api_error
-from imagerouter.server.http import job_id_param, read_json, validate
+from imagerouter.server.http import job_id_param, query_params, read_json, validate
 from imagerouter.server.keys import (
     principal_key,
     router_key,
@@ -344,7 +344,7 @@ async def retrieve_video(request: web.Request) -> web.Response:
 
 async def list_videos(request: web.Request) -> web.Response:
     """``GET /v1/videos``: the caller's videos, newest first, ``after`` a video id."""
-    query = request.query
+    query = query_params(request)
     limit = query.get("limit", "20")
     if not limit.isdigit() or not 1 <= int(limit) <= 100:
         raise ApiError(400, "invalid_value", "limit: must be 1 to 100", field="limit")
