@@ -51,6 +51,8 @@ class Plugins:
     providers: dict[str, type[Provider]] = field(default_factory=dict)
     provider_origin: dict[str, str] = field(default_factory=dict)
     problems: list[PluginProblem] = field(default_factory=list)
+    #: Log each problem as a warning when it is met (a command that prints them says no).
+    log_problems: bool = True
     _farm_adapters: list[Any] | None = field(default=None, repr=False)
 
     @property
@@ -62,9 +64,13 @@ class Plugins:
             self._farm_adapters, known = [], len(self.problems)
             for impl in self.manager.hook.register_farm_adapters.get_hookimpls():
                 _call_hook(self, impl, self._farm_adapters.append)
-            for problem in self.problems[known:]:
-                log.warning("skipped %s", problem)
+            self._log(self.problems[known:])
         return self._farm_adapters
+
+    def _log(self, problems: list[PluginProblem]) -> None:
+        if self.log_problems:
+            for problem in problems:
+                log.warning("skipped %s", problem)
 
     def provider_class(self, provider_id: str) -> type[Provider]:
         """The class registered as ``provider_id``; PluginError naming the known ones if none."""
@@ -201,7 +207,7 @@ def load_plugins(
         extra: plugin objects (modules, classes or instances with hookimpls) passed in code.
         log_problems: log each problem as a warning (a command that prints them says no).
     """
-    plugins = Plugins(manager=_new_manager())
+    plugins = Plugins(manager=_new_manager(), log_problems=log_problems)
     if entry_points:
         allow = os.environ.get(LOAD_PLUGINS_ENV)
         allowed = {name.strip() for name in allow.split(",")} if allow is not None else None
@@ -234,7 +240,5 @@ def load_plugins(
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}#{index}"
         _register(plugins, plugin, name, found=False)
     _collect(plugins)
-    if log_problems:
-        for problem in plugins.problems:
-            log.warning("skipped %s", problem)
+    plugins._log(plugins.problems)
     return plugins

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -318,3 +319,25 @@ def test_plugins_that_would_do_nothing_silently_are_reported(tmp_path: Path) -> 
     assert reasons["b_nothing.py"].startswith("implements no imagerouter hook: a plugin is")
     assert "'async def'" in reasons["c_async.py"]
     assert plugins.providers == {}
+
+
+def test_a_farm_hook_that_fails_is_logged_only_where_problems_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The farm-adapter hooks run when a farm asks; a failing one joins the problems, and is
+    logged as load_plugins' own problems are: not when the caller prints them itself."""
+
+    class BrokenFarmPlugin:
+        @hookimpl
+        def register_farm_adapters(self, register):
+            raise RuntimeError("no farm here")
+
+    for logged in (True, False):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="imagerouter.plugins"):
+            plugins = load_plugins(
+                entry_points=False, extra=[BrokenFarmPlugin()], log_problems=logged
+            )
+            assert plugins.farm_adapters == []
+        assert [p.reason for p in plugins.problems] == ["hook failed: RuntimeError: no farm here"]
+        assert len(caplog.records) == int(logged)
