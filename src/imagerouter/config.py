@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from imagerouter.errors import ConfigError
 from imagerouter.resilience.breaker import BreakerConfig
 from imagerouter.resilience.health import HealthConfig
+from imagerouter.resilience.pace import PaceConfig
 
 __all__ = [
     "CONFIG_ENV",
@@ -190,6 +191,7 @@ class RouterSettings(BaseModel):
     retry_budget: RetryBudgetSettings = Field(default_factory=RetryBudgetSettings)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    pace: PaceConfig = Field(default_factory=PaceConfig)
 
 
 class Settings(BaseModel):

@@ -14,6 +14,7 @@ from imagerouter.resilience.breaker import BreakerState, CircuitBreaker
 from imagerouter.resilience.concurrency import AIMDLimit, FixedLimit
 from imagerouter.resilience.cooldowns import Cooldowns
 from imagerouter.resilience.health import HealthScore
+from imagerouter.resilience.pace import RatePace
 from imagerouter.resilience.retry_budget import RetryBudget
 from imagerouter.resilience.spend import SpendMeter
 from imagerouter.resilience.token_bucket import TokenBucket
@@ -45,6 +46,8 @@ class ProviderInstance:
     limit: FixedLimit | AIMDLimit | None = None
     #: Learned from x-ratelimit-* headers; None until the provider sent them.
     budget: TokenBucket | None = None
+    #: Learned from 429s when the provider sends no such headers; None while it sends none.
+    pace: RatePace | None = None
     weight: float = 1.0
     #: Caps retries into this instance (calls of jobs that already failed on it); built from
     #: the default settings when not given.
@@ -68,6 +71,8 @@ class ProviderInstance:
         if self.budget is not None and self.budget.time_until() > 0:
             ready = now + self.budget.time_until()
             return Unavailable("paced", "x-ratelimit budget spent", ready)
+        if self.pace is not None and (wait := self.pace.time_until(now)) > 0.0:
+            return Unavailable("paced", "paced by its 429s", now + wait)
         state = self.breaker.state
         if state is _OPEN:
             probe_at = self.breaker.next_probe_at
@@ -88,18 +93,26 @@ class ProviderInstance:
         return self.unavailable(now) is None and self.breaker.would_allow()
 
     def acquire(self) -> Unavailable | None:
-        """Reserve a breaker permit, a concurrency slot and a budget token, or say why not."""
+        """Reserve a breaker permit, a concurrency slot and a budget token or a paced start, or
+        say why not."""
         if not self.breaker.allow():
             return Unavailable("breaker_open", "breaker half-open: no probe permit left")
         if self.limit is not None and not self.limit.try_acquire():
             self.breaker.record_ignored()
             return Unavailable("concurrency", f"concurrency full ({self.limit.limit})")
         if self.budget is not None and not self.budget.try_take():
-            self.breaker.record_ignored()
-            if self.limit is not None:
-                self.limit.release(0.0, dropped=False)
+            self._give_back()
             return Unavailable("paced", "x-ratelimit budget spent")
+        if self.pace is not None and not self.pace.try_take(now := self.clock.now()):
+            self._give_back()
+            return Unavailable("paced", "paced by its 429s", now + self.pace.time_until(now))
         return None
+
+    def _give_back(self) -> None:
+        """Return the breaker permit and concurrency slot :meth:`acquire` took."""
+        self.breaker.record_ignored()
+        if self.limit is not None:
+            self.limit.release(0.0, dropped=False)
 
 
 def retry_budget_of(settings: RetryBudgetSettings, clock: Clock) -> RetryBudget:

@@ -465,6 +465,7 @@ class Router(AsyncResource):
                     if instance.limit is None
                     else {"limit": instance.limit.limit, "in_flight": instance.limit.in_flight},
                     "retry_budget": instance.retry_budget.snapshot(),
+                    "pace": None if instance.pace is None else instance.pace.snapshot(),
                     "spend": None if instance.spend is None else instance.spend.snapshot(),
                 }
             )

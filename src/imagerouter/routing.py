@@ -53,6 +53,7 @@ from imagerouter.generation import Attempt, AttemptEvent
 from imagerouter.instances import ProviderInstance, Unavailable
 from imagerouter.resilience.backoff import full_jitter
 from imagerouter.resilience.headers import RateLimitBudget
+from imagerouter.resilience.pace import RatePace
 from imagerouter.resilience.token_bucket import TokenBucket
 
 __all__ = ["Call", "Candidate", "GiveUp", "JobPlan", "Wait", "order_candidates"]
@@ -412,6 +413,8 @@ class JobPlan:
             instance.health.record(True, latency)
             if instance.limit is not None:
                 instance.limit.release(latency, dropped=False)
+            if instance.pace is not None:
+                _paced_success(instance)
             return attempt
         if error.counts_as_failure:
             instance.breaker.record_failure(latency)
@@ -429,6 +432,8 @@ class JobPlan:
                     self._excluded.add(name)  # it will not be back in time for this job
             else:
                 instance.cooldowns.start_learned(name)
+            if instance.budget is None and self.settings.pace.enabled:
+                self._learn_pace(instance, error.retry_after, latency)
             self._backed_off = True  # the cooldown is the backoff: the provider said when
         if isinstance(error, RateLimited):
             self._paced.add(name)
@@ -439,6 +444,16 @@ class JobPlan:
         if not error.retryable:
             self._excluded.add(name)
         return attempt
+
+    def _learn_pace(
+        self, instance: ProviderInstance, retry_after: float | None, latency: float
+    ) -> None:
+        """A 429 from a key that sends no budget headers: pace it, or slow its pace."""
+        if instance.pace is None:
+            first_wait = retry_after if retry_after else instance.cooldowns.remaining(instance.name)
+            instance.pace = RatePace(self.clock, self.settings.pace, first_wait or None)
+        else:
+            instance.pace.rate_limited(self.clock.now() - latency)
 
     def cancelled(self, call: Call, latency: float, started_at: float) -> Attempt:
         """A call abandoned in flight (it lost a hedge, or the job was cancelled)."""
@@ -454,9 +469,20 @@ class JobPlan:
         return attempt
 
 
+def _paced_success(instance: ProviderInstance) -> None:
+    """A paced key took a call: pace it faster, or stop pacing it after a quiet spell."""
+    pace = instance.pace
+    assert pace is not None
+    if pace.expired(instance.clock.now()):
+        instance.pace = None
+    else:
+        pace.succeeded()
+
+
 def _learn_budget(instance: ProviderInstance, budget: RateLimitBudget) -> None:
     """Pace by the provider's announced request budget (OpenAI's x-ratelimit-* headers)."""
     if instance.budget is None:
+        instance.pace = None  # the provider says its budget: no need to guess it from 429s
         limit = max(budget.limit, 1)
         instance.budget = TokenBucket(limit / 60.0, limit, instance.clock)
     instance.budget.set_from_headers(budget.limit, budget.remaining, budget.reset_s)

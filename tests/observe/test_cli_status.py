@@ -12,6 +12,8 @@ from imagerouter.cli import main
 from mockproviders import Farm
 from tests.observe.conftest import ADMIN_KEY, ApiFactory
 
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
 
 async def _status(*args: str) -> Result:
     """Run the command in a thread: it blocks on HTTP to the server on this loop."""
@@ -77,3 +79,31 @@ async def test_status_explains_refusals_and_absent_servers(
     away = await _status("--url", "http://127.0.0.1:9", "--key", "x")
     assert away.exit_code == 2
     assert "cannot reach" in away.output
+
+
+async def test_status_shows_the_pace_a_key_learned_from_its_429s(
+    make_api: ApiFactory, farm: Farm
+) -> None:
+    """fal's key limited to 2 submits a second with one token saved: a burst of 6 jobs gets
+    429s, and fal is paced from then on; `status` (both sources) and the dashboard's snapshot
+    show the rate, the others say it is not paced."""
+    api = await make_api(farm)
+    token = await api.key()
+    farm.set_faults("fal", {"rate_limit": {"rpm": 120, "burst": 1}})
+    accepted = [await api.submit(token, f"p{number}") for number in range(6)]
+    for job in accepted:
+        await api.wait_final(token, job["id"])
+    assert farm.stats()["providers"]["fal"]["by_status"]["429"] >= 1
+    for key in (token, ADMIN_KEY):
+        result = await _status("--url", _url(api), "--key", key, "--json")
+        assert result.exit_code == 0, result.output
+        rows = {row["name"]: row for row in json.loads(result.output)}
+        assert rows["fal"]["pace_per_s"] > 0, key
+        assert rows["openai"]["pace_per_s"] is None
+    table = await _status("--url", _url(api), "--key", token)
+    assert "paced" in table.output
+    assert "/s" in table.output
+    snapshot = await (await api.client.get("/v1/admin/snapshot", headers=ADMIN)).json()
+    by_name = {p["name"]: p for p in snapshot["providers"]}
+    assert by_name["fal"]["pace_per_s"] > 0
+    assert by_name["wavespeed"]["pace_per_s"] is None

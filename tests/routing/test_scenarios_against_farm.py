@@ -7,6 +7,8 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from imagerouter import ImageRequest, ImageResult, NoProviderAvailable, Router
 from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.resilience.breaker import BreakerState, BreakerTransition
@@ -113,6 +115,52 @@ async def test_total_outage_fails_cleanly_within_retry_budget(farm: Farm) -> Non
     # most (its first choice or a failover), plus budgeted retries.
     for name in ("fal", "wavespeed", "replicate"):
         assert stats[name]["requests"] <= (1 + 0.2) * jobs + 5, name
+
+
+@pytest.mark.parametrize("retry_after_format", ["seconds", "ms"])
+async def test_a_key_without_budget_headers_is_paced_by_its_429s(
+    farm: Farm, retry_after_format: str
+) -> None:
+    """(e) fal limited to 10 submits a second per key (a burst of 2), sending only Retry-After,
+    24 jobs at once: after the first burst's 429s the router paces the key at a rate it learns
+    from them, so the jobs waiting on a window do not all call at its end. Every job succeeds
+    and none calls inside a window. Without the pace, those jobs spend their 8 attempts on
+    429s and fail."""
+    farm.set_faults(
+        "fal",
+        {"rate_limit": {"rpm": 600, "burst": 2}, "retry_after_format": retry_after_format},
+    )
+    config = {"router": {**FAST["router"], "deadline_s": 30, "max_total_wait_s": 30}}
+    async with farm_router(farm, config, catalog=single_provider_catalog("fal")) as router:
+        results = await run_jobs(router, 60, concurrency=24, model="direct")
+        pace = next(p["pace"] for p in router.provider_status() if p["name"] == "fal")
+    assert all(isinstance(r, ImageResult) for r in results), [
+        r for r in results if not isinstance(r, ImageResult)
+    ]
+    fal = farm.stats()["providers"]["fal"]
+    assert fal["inside_retry_after"] == 0
+    # The first burst: 24 calls, 2 tokens. After it, at most one 429 in four successes.
+    assert fal["by_status"]["429"] - 22 <= 60 / 4
+    assert pace is not None
+    assert pace["rate_per_s"] > 0
+
+
+def single_provider_catalog(provider: str) -> Catalog:
+    """The catalog with a model ``direct`` that only ``provider`` serves (no failover)."""
+    model = {"openai": "gpt-image-2", "fal": "fal-ai/flux/dev"}[provider]
+    return load_catalog().merged(
+        Catalog.model_validate(
+            {
+                "models": {
+                    "direct": {
+                        "credits": {"low": 1, "standard": 1, "high": 1},
+                        "providers": [{"provider": provider, "model": model}],
+                    }
+                },
+                "sources": ["<test>"],
+            }
+        )
+    )
 
 
 def openai_only_catalog() -> Catalog:

@@ -1,10 +1,13 @@
 """Fidelity: the same scenario through the real router against the real farm, and in the
 simulator, gives the same provider shares, failovers and breaker trips (within tolerances).
 
-The scenario: 40 jobs/s for 6 s of gpt-image-2 and flux-dev; fal rate-limited (1500 rpm,
+The scenario: 40 jobs/s for 12 s of gpt-image-2 and flux-dev; fal rate-limited (1500 rpm,
 bursts of 20), with 8% injected 503s and down from 2 s to 3.5 s; WaveSpeed rate-limited
 (1200 rpm, bursts of 10), so gpt-image-2 spills to OpenAI. Across seeds 1-6 the two sides
-differed by at most 0.07 in any share, 22% in failovers and 2 in breaker trips.
+differed by at most 0.07 in any share, 22% in failovers and 2 in breaker trips (6 s of
+traffic then). Since the router paces a key by its 429s, they no longer move a job elsewhere
+by the dozen: 6 s gave about 18 jobs that failed over, too few to compare, so the traffic
+runs 12 s (26 simulated, 27 and 31 real at 06:2x UTC on 2026-12-07; shares within 0.015).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ SCENARIO = """
 
     [simulation]
     description = "Fidelity: fal rate-limited, with 503s, and down for 1.5 s."
-    hours = 0.0016667
+    hours = 0.0033333
     seed = 4
     shape = "steady"
     peak_per_min = 2400

@@ -59,6 +59,7 @@ def _from_providers(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "next_probe_in_s": entry.get("next_probe_in_s", breaker.get("next_probe_in_s")),
                 "health": health["score"],
                 "cooldown_s": max(0.0, entry.get("cooldown_remaining_s") or 0.0),
+                "pace_per_s": (entry.get("pace") or {}).get("rate_per_s"),
                 "in_flight": concurrency.get("in_flight"),
                 "limit": concurrency.get("limit"),
                 "failure_rate": breaker.get("failure_rate"),
@@ -82,6 +83,7 @@ def _from_snapshot(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "next_probe_in_s": entry["next_probe_in_s"],
                 "health": entry["health"],
                 "cooldown_s": entry["cooldown_s"],
+                "pace_per_s": entry.get("pace_per_s"),
                 "in_flight": entry["in_flight"],
                 "limit": entry["limit"],
                 "failure_rate": entry["failure_rate"],
@@ -128,6 +130,7 @@ def provider_table(rows: list[dict[str, Any]], source: str) -> Table:
     table.add_column("next probe", justify="right")
     table.add_column("health", justify="right")
     table.add_column("Retry-After", justify="right")
+    table.add_column("paced", justify="right")
     table.add_column("in flight", justify="right")
     table.add_column("success (1 min)" if admin else "failure rate", justify="right")
     table.add_column("p95 (1 min)" if admin else "p95", justify="right")
@@ -154,6 +157,7 @@ def provider_table(rows: list[dict[str, Any]], source: str) -> Table:
             probe_text,
             Text(f"{health:.2f}", style=health_style),
             Text(f"{row['cooldown_s']:.1f} s", style="yellow") if row["cooldown_s"] > 0 else "–",
+            "–" if row["pace_per_s"] is None else f"{row['pace_per_s']:.1f}/s",
             "–" if row["in_flight"] is None else f"{row['in_flight']} / {row['limit']}",
             rate_text,
             "–" if row["p95_ms"] is None else f"{row['p95_ms']:.0f} ms",

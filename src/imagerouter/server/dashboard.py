@@ -239,6 +239,12 @@ class LiveStats:
 # --------------------------------------------------------------------------- snapshots
 
 
+def _pace_per_s(entry: dict[str, Any]) -> float | None:
+    """The calls a second a key is paced at by its 429s (None: not paced)."""
+    pace = entry.get("pace")
+    return None if pace is None else round(pace["rate_per_s"], 2)
+
+
 def snapshot(app: web.Application) -> dict[str, Any]:
     """Everything the dashboard shows, as one JSON-ready dict (no prompts, no keys)."""
     live = app[live_key]
@@ -263,6 +269,7 @@ def snapshot(app: web.Application) -> dict[str, Any]:
                 "failure_rate": breaker["failure_rate"],
                 "health": round(entry["health"]["score"], 4),
                 "cooldown_s": max(0.0, entry["cooldown_remaining_s"] or 0.0),
+                "pace_per_s": _pace_per_s(entry),
                 "in_flight": concurrency.get("in_flight"),
                 "limit": concurrency.get("limit"),
                 "spend": entry.get("spend"),

@@ -154,6 +154,7 @@ function card(name) {
   health[1].append(el("span", { class: "value" }), bar);
   const probe = field("next probe");
   const cooldown = field("Retry-After", "cooldown");
+  const pace = field("paced by 429s", "pace");
   const inflight = field("in flight");
   const spend = field("spend", "spend");
   const success = field("success (1 min)");
@@ -168,7 +169,7 @@ function card(name) {
       el("div", {}, el("h3", { text: name }), el("span", { class: "plugin" })),
       el("span", { class: "breaker" }),
     ),
-    el("dl", {}, ...health, ...probe, ...cooldown, ...inflight, ...spend, ...success, ...p95, ...rate),
+    el("dl", {}, ...health, ...probe, ...cooldown, ...pace, ...inflight, ...spend, ...success, ...p95, ...rate),
   );
   $("#providers").append(root);
   c = {
@@ -179,6 +180,7 @@ function card(name) {
     bar: $(".bar span", health[1]),
     probe: probe[1],
     cooldown: cooldown[1],
+    pace: pace[1],
     inflight: inflight[1],
     spend: spend[1],
     success: success[1],
@@ -203,6 +205,7 @@ function renderCard(p) {
   c.bar.style.background = p.health > 0.8 ? "var(--ok)" : p.health > 0.4 ? "var(--warn)" : "var(--bad)";
   c.probeAt = p.next_probe_in_s == null ? null : state.receivedAt + p.next_probe_in_s * 1000;
   c.coolAt = p.cooldown_s > 0 ? state.receivedAt + p.cooldown_s * 1000 : null;
+  setText(c.pace, p.pace_per_s == null ? "–" : `${p.pace_per_s.toFixed(1)} calls/s`);
   setText(c.inflight, p.in_flight == null ? "– (no limit)" : `${p.in_flight} / ${p.limit}`);
   // Spend against each cap ("$0.42 / $5.00 h"); capped windows are flagged on the card.
   const windows = Object.entries(p.spend || {});

@@ -1,0 +1,141 @@
+"""Pacing toward a key that answers 429 without telling its budget: a call rate learned from the
+429s themselves (additive increase, multiplicative decrease). Pure and O(1); time comes only
+from the injected clock.
+
+Why: a Retry-After window says when the key takes *one* call again, not how many. Every job
+waiting on the key wakes at the window's end and calls; the key takes the few its limit allows
+and answers the rest with a 429 and a new window. No request lands inside a window, but most
+of the calls are wasted, and a provider may count them against the key. Providers that send
+their budget (OpenAI's ``x-ratelimit-*``) are paced by it instead (``TokenBucket``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from imagerouter.clock import Clock
+
+__all__ = ["PaceConfig", "RatePace"]
+
+
+@dataclass(frozen=True, slots=True)
+class PaceConfig:
+    """How a key's pace is learned from its 429s.
+
+    Attributes:
+        enabled: learn a pace at all (off: every job waiting on a key calls at its window's end).
+        initial_per_s: the first pace when a 429 says nothing to start from (no Retry-After).
+        min_per_s: the pace never goes below this.
+        max_per_s: nor above this (a pace grown past every real limit is as good as none).
+        slow_start: factor a success multiplies the pace by until the pace's first decrease:
+            the first pace is a guess, so it grows fast to the key's real limit.
+        increase: factor a success multiplies the pace by after that (the probe for headroom).
+        decrease: factor a 429 multiplies the pace by (once an episode: 429s answering calls
+            sent before the last decrease were already counted).
+        forget_s: a key without a 429 for this long is no longer paced.
+    """
+
+    enabled: bool = True
+    initial_per_s: float = 1.0
+    min_per_s: float = 0.2
+    max_per_s: float = 10_000.0
+    slow_start: float = 1.25
+    increase: float = 1.01
+    decrease: float = 0.75
+    forget_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        """Reject values that would make the pace meaningless, naming the field."""
+        checks: tuple[tuple[str, bool], ...] = (
+            ("min_per_s", self.min_per_s > 0.0),
+            ("initial_per_s", self.initial_per_s >= self.min_per_s),
+            ("max_per_s", self.max_per_s >= self.initial_per_s),
+            ("slow_start", self.slow_start >= 1.0),
+            ("increase", self.increase >= 1.0),
+            ("decrease", 0.0 < self.decrease < 1.0),
+            ("forget_s", self.forget_s > 0.0),
+        )
+        for field, ok in checks:
+            if not ok:
+                raise ValueError(f"PaceConfig.{field} is out of range: {getattr(self, field)!r}")
+
+
+class RatePace:
+    """At most ``rate_per_s`` call starts a second toward one key, spaced evenly, the rate learned
+    from the key's 429s.
+
+    :meth:`rate_limited` starts it (from the 429's Retry-After: a key that needs ``w`` seconds
+    for its next call is paced at ``1 / w`` first) and lowers it; :meth:`succeeded` raises it.
+    Calls are spaced by ``1 / rate_per_s`` with no burst, so the jobs a window held back reach
+    the key one by one at its end instead of all at once.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_config",
+        "_decreased_at",
+        "_limited_at",
+        "_next_at",
+        "_rate",
+        "_slow_start",
+    )
+
+    def __init__(self, clock: Clock, config: PaceConfig, first_wait_s: float | None) -> None:
+        self._clock = clock
+        self._config = config
+        rate = 1.0 / first_wait_s if first_wait_s else config.initial_per_s
+        self._rate = min(config.max_per_s, max(config.min_per_s, rate))
+        now = clock.now()
+        self._decreased_at = now
+        self._limited_at = now
+        self._next_at = now
+        self._slow_start = True
+
+    @property
+    def rate_per_s(self) -> float:
+        """Call starts a second the key is paced at now."""
+        return self._rate
+
+    def expired(self, now: float) -> bool:
+        """Has the key gone ``forget_s`` without a 429 (so it need not be paced any more)?"""
+        return now - self._limited_at >= self._config.forget_s
+
+    def time_until(self, now: float) -> float:
+        """Seconds until the next call may start (0.0 if now)."""
+        wait = self._next_at - now
+        return wait if wait > 0.0 else 0.0
+
+    def try_take(self, now: float) -> bool:
+        """Start a call now if the pace allows it (and book the next start one interval on)."""
+        next_at = self._next_at
+        if next_at > now:
+            return False
+        self._next_at = (next_at if next_at > now - 1.0 / self._rate else now) + 1.0 / self._rate
+        return True
+
+    def succeeded(self) -> None:
+        """A call the key took: there may be headroom."""
+        factor = self._config.slow_start if self._slow_start else self._config.increase
+        rate = self._rate * factor
+        self._rate = rate if rate < self._config.max_per_s else self._config.max_per_s
+
+    def rate_limited(self, sent_at: float) -> None:
+        """A 429 answering a call started at monotonic ``sent_at``: slow down, once an episode."""
+        now = self._clock.now()
+        self._limited_at = now
+        if sent_at < self._decreased_at:
+            return  # sent at the old pace; this episode already slowed it
+        cfg = self._config
+        rate = self._rate * cfg.decrease
+        self._rate = rate if rate > cfg.min_per_s else cfg.min_per_s
+        self._decreased_at = now
+        self._slow_start = False
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"rate_per_s", "next_in_s", "slow_start"}``."""
+        return {
+            "rate_per_s": self._rate,
+            "next_in_s": self.time_until(self._clock.now()),
+            "slow_start": self._slow_start,
+        }
