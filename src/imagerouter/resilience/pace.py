@@ -43,7 +43,7 @@ class PaceConfig:
     slow_start: float = 1.25
     increase: float = 1.01
     decrease: float = 0.75
-    forget_s: float = 60.0
+    forget_s: float = 30.0
 
     def __post_init__(self) -> None:
         """Reject values that would make the pace meaningless, naming the field."""
