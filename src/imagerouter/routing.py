@@ -451,7 +451,9 @@ class JobPlan:
         """A 429 from a key that sends no budget headers: pace it, or slow its pace."""
         if instance.pace is None:
             first_wait = retry_after if retry_after else instance.cooldowns.remaining(instance.name)
-            instance.pace = RatePace(self.clock, self.settings.pace, first_wait or None)
+            instance.pace = RatePace(
+                self.clock, self.settings.pace, first_wait or None, instance.health.success_rate()
+            )
         else:
             instance.pace.rate_limited(self.clock.now() - latency)
 

@@ -297,3 +297,17 @@ def test_score_matches_its_inputs(seed: int) -> None:
         if rng.random() < 0.1:
             inputs = h.inputs()
             assert h.score == pytest.approx(inputs["success_ewma"] * inputs["latency_factor"])
+
+
+def test_success_rate_is_the_calls_a_second_the_provider_took_lately(clock: FakeClock) -> None:
+    """Twenty successes a second for five minutes read about 20/s; failures do not count; a
+    minute of quiet (two half-lives) leaves a quarter of it."""
+    health = HealthScore(HealthConfig(half_life_s=30.0), clock)
+    assert health.success_rate() == 0.0
+    for _ in range(300 * 20):
+        clock.advance(0.05)
+        health.record(True, 1.0)
+        health.record(False)
+    assert health.success_rate() == pytest.approx(20.0, rel=0.02)
+    clock.advance(60.0)
+    assert health.success_rate() == pytest.approx(5.0, rel=0.02)

@@ -129,3 +129,11 @@ def test_config_out_of_range_names_the_field(field: str, value: float) -> None:
     """A meaningless pace setting is refused, naming the field."""
     with pytest.raises(ValueError, match=f"PaceConfig.{field} "):
         PaceConfig(**{field: value})
+
+
+def test_a_busy_key_starts_at_the_rate_it_took_calls_at(clock: FakeClock) -> None:
+    """A key that took 180 calls a second before its first 429 (Retry-After: 1) is paced at
+    180/s, not at one call a second: pacing it at one per Retry-After would send its traffic
+    elsewhere until slow start caught up."""
+    assert RatePace(clock, PaceConfig(), first_wait_s=1.0, recent_per_s=180.0).rate_per_s == 180.0
+    assert RatePace(clock, PaceConfig(), first_wait_s=0.1, recent_per_s=3.0).rate_per_s == 10.0

@@ -165,6 +165,12 @@ class HealthScore:
                     self._lat_n += 1
                 self._pending += 1
 
+    def success_rate(self) -> float:
+        """Successful calls a second, time-decayed as the success average is (a call ``a``
+        seconds old weighs ``2^(-a / half_life)``): the rate the provider took calls at lately."""
+        k = self._k_success
+        return self._s_sum * math.exp((self._t - self._clock.now()) * k) * k
+
     @property
     def score(self) -> float:
         """Health in [0, 1]: the success average times the latency factor."""

@@ -25,7 +25,8 @@ class PaceConfig:
 
     Attributes:
         enabled: learn a pace at all (off: every job waiting on a key calls at its window's end).
-        initial_per_s: the first pace when a 429 says nothing to start from (no Retry-After).
+        initial_per_s: the first pace when a 429 says nothing to start from (no Retry-After)
+            and the key took fewer calls than that lately.
         min_per_s: the pace never goes below this.
         max_per_s: nor above this (a pace grown past every real limit is as good as none).
         slow_start: factor a success multiplies the pace by until the pace's first decrease:
@@ -65,8 +66,9 @@ class RatePace:
     """At most ``rate_per_s`` call starts a second toward one key, spaced evenly, the rate learned
     from the key's 429s.
 
-    :meth:`rate_limited` starts it (from the 429's Retry-After: a key that needs ``w`` seconds
-    for its next call is paced at ``1 / w`` first) and lowers it; :meth:`succeeded` raises it.
+    It starts at the rate the key took calls at lately (``recent_per_s``), or, when that is
+    lower, at one call per Retry-After (a key that needs ``w`` seconds for its next call is
+    paced at ``1 / w``); :meth:`rate_limited` lowers it and :meth:`succeeded` raises it.
     Calls are spaced by ``1 / rate_per_s`` with no burst, so the jobs a window held back reach
     the key one by one at its end instead of all at once.
     """
@@ -81,10 +83,17 @@ class RatePace:
         "_slow_start",
     )
 
-    def __init__(self, clock: Clock, config: PaceConfig, first_wait_s: float | None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        config: PaceConfig,
+        first_wait_s: float | None,
+        recent_per_s: float = 0.0,
+    ) -> None:
         self._clock = clock
         self._config = config
         rate = 1.0 / first_wait_s if first_wait_s else config.initial_per_s
+        rate = max(rate, recent_per_s)
         self._rate = min(config.max_per_s, max(config.min_per_s, rate))
         now = clock.now()
         self._decreased_at = now
