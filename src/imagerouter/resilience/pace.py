@@ -1,6 +1,6 @@
 """Pacing toward a key that answers 429 without telling its budget: a call rate learned from the
-429s themselves (additive increase, multiplicative decrease). Pure and O(1); time comes only
-from the injected clock.
+429s themselves (grown a little by each success, cut by each episode of 429s, as TCP learns a
+window from its losses). Pure and O(1); time comes only from the injected clock.
 
 Why: a Retry-After window says when the key takes *one* call again, not how many. Every job
 waiting on the key wakes at the window's end and calls; the key takes the few its limit allows
