@@ -153,6 +153,11 @@ class _RouterStateCollector(Collector):
             "Seconds left in the provider's Retry-After cooldown (0 when none).",
             labels=["provider"],
         )
+        pace = GaugeMetricFamily(
+            "imagerouter_provider_pace_per_second",
+            "Call starts a second the provider key is paced at by its 429s (only paced keys).",
+            labels=["provider"],
+        )
         in_flight = GaugeMetricFamily(
             "imagerouter_provider_in_flight", "Calls in flight (when limited).", labels=["provider"]
         )
@@ -183,6 +188,8 @@ class _RouterStateCollector(Collector):
             for option in _BREAKER_STATES:
                 state.add_metric([name, option], float(entry["breaker"]["state"] == option))
             cooldown.add_metric([name], max(0.0, entry["cooldown_remaining_s"] or 0.0))
+            if entry["pace"] is not None:
+                pace.add_metric([name], entry["pace"]["rate_per_s"])
             if entry["concurrency"] is not None:
                 in_flight.add_metric([name], entry["concurrency"]["in_flight"])
             budget.add_metric([name], entry["retry_budget"]["available"])
@@ -190,4 +197,4 @@ class _RouterStateCollector(Collector):
                 spend.add_metric([name, window], meter["spent_usd"])
                 spend_cap.add_metric([name, window], meter["cap_usd"])
                 capped.add_metric([name, window], float(meter["capped"]))
-        yield from (health, state, cooldown, in_flight, budget, spend, spend_cap, capped)
+        yield from (health, state, cooldown, pace, in_flight, budget, spend, spend_cap, capped)

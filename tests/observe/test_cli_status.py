@@ -86,7 +86,7 @@ async def test_status_shows_the_pace_a_key_learned_from_its_429s(
 ) -> None:
     """fal's key limited to 2 submits a second with one token saved: a burst of 6 jobs gets
     429s, and fal is paced from then on; `status` (both sources) and the dashboard's snapshot
-    show the rate, the others say it is not paced."""
+    show the rate, the others say it is not paced; /metrics has a gauge for fal alone."""
     api = await make_api(farm)
     token = await api.key()
     farm.set_faults("fal", {"rate_limit": {"rpm": 120, "burst": 1}})
@@ -107,3 +107,7 @@ async def test_status_shows_the_pace_a_key_learned_from_its_429s(
     by_name = {p["name"]: p for p in snapshot["providers"]}
     assert by_name["fal"]["pace_per_s"] > 0
     assert by_name["wavespeed"]["pace_per_s"] is None
+    scraped = await (await api.client.get("/metrics", headers=ADMIN)).text()
+    paced = [line for line in scraped.splitlines() if line.startswith("imagerouter_provider_pace")]
+    assert len(paced) == 1
+    assert paced[0].startswith('imagerouter_provider_pace_per_second{provider="fal"}')
