@@ -10,6 +10,8 @@
 ``spend``          spend caps: US dollars per fixed UTC hour and day against the caps
 ``backoff``        full-jitter exponential backoff
 ``headers``        reading ``Retry-After``, ``retry-after-ms`` and ``x-ratelimit-*`` headers
+``pace``           pacing toward a key that answers 429 without such headers, learned from its 429s
+``ranges``         the configs' one check: a value out of its range is refused, naming it
 =================  ==========================================================================
 
 None of them sleeps, does I/O or reads the time except through the

@@ -44,6 +44,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from imagerouter.clock import Clock
+from imagerouter.resilience.ranges import refuse_out_of_range
 
 __all__ = ["BreakerConfig", "BreakerState", "BreakerTransition", "CircuitBreaker"]
 
@@ -126,9 +127,7 @@ class BreakerConfig:
             ("half_open_probes", self.half_open_probes >= 1),
             ("half_open_max_s", self.half_open_max_s is None or self.half_open_max_s > 0.0),
         )
-        for field, ok in checks:
-            if not ok:
-                raise ValueError(f"BreakerConfig.{field} is out of range: {getattr(self, field)!r}")
+        refuse_out_of_range(self, checks)
 
     def open_duration(self, trips: int) -> float:
         """Seconds the breaker stays open after the ``trips``-th trip in a row (1-based)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from imagerouter.clock import Clock
 from imagerouter.listeners import Listeners
+from imagerouter.resilience.ranges import refuse_out_of_range
 
 __all__ = ["CooldownConfig", "CooldownStarted", "Cooldowns"]
 
@@ -39,11 +40,7 @@ class CooldownConfig:
             ("learned_max_s", self.learned_max_s >= self.learned_initial_s),
             ("learned_reset_s", self.learned_reset_s >= 0.0),
         )
-        for field, ok in checks:
-            if not ok:
-                raise ValueError(
-                    f"CooldownConfig.{field} is out of range: {getattr(self, field)!r}"
-                )
+        refuse_out_of_range(self, checks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagerouter.clock import Clock
+from imagerouter.resilience.ranges import refuse_out_of_range
 
 __all__ = ["HealthConfig", "HealthScore"]
 
@@ -76,9 +77,7 @@ class HealthConfig:
             ("window", self.window >= 1),
             ("quantile_refresh", self.quantile_refresh >= 1),
         )
-        for field, ok in checks:
-            if not ok:
-                raise ValueError(f"HealthConfig.{field} is out of range: {getattr(self, field)!r}")
+        refuse_out_of_range(self, checks)
 
 
 class HealthScore:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagerouter.clock import Clock
+from imagerouter.resilience.ranges import refuse_out_of_range
 
 __all__ = ["PaceConfig", "RatePace"]
 
@@ -57,9 +58,7 @@ class PaceConfig:
             ("decrease", 0.0 < self.decrease < 1.0),
             ("forget_s", self.forget_s > 0.0),
         )
-        for field, ok in checks:
-            if not ok:
-                raise ValueError(f"PaceConfig.{field} is out of range: {getattr(self, field)!r}")
+        refuse_out_of_range(self, checks)
 
 
 class RatePace:
