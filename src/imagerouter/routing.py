@@ -12,7 +12,8 @@ The rules:
   seen fail moved to the back: a retryable failure *fails over* while another provider is
   available and *retries* (after a full-jitter backoff) only when none is.
 - A candidate is skipped while its breaker is open, its Retry-After cooldown runs, its
-  x-ratelimit budget is spent or its concurrency is full; each skip is recorded with its reason.
+  x-ratelimit budget is spent, the pace its 429s taught it has no start free, or its
+  concurrency is full; each skip is recorded with its reason.
 - When nothing is callable the job waits for the earliest candidate to be back (never earlier
   than a Retry-After, never past the deadline, within the single and total wait caps); when every
   breaker is open it sends one probe to the provider that failed least recently (panic mode).
