@@ -26,8 +26,9 @@ class PaceConfig:
 
     Attributes:
         enabled: learn a pace at all (off: every job waiting on a key calls at its window's end).
-        initial_per_s: the first pace when a 429 says nothing to start from (no Retry-After)
-            and the key took fewer calls than that lately.
+        initial_per_s: the first pace when the 429 gives no wait to start from (a Retry-After
+            of 0; a 429 without one is given a learned cooldown, whose length is used) and the
+            key took fewer calls than that lately.
         min_per_s: the pace never goes below this.
         max_per_s: nor above this (a pace grown past every real limit is as good as none).
         slow_start: factor a success multiplies the pace by until the pace's first decrease:
