@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from imagerouter.server.keys import store_key
@@ -134,12 +135,49 @@ async def test_unknown_model_is_400_listing_known_models(api: Api) -> None:
 async def test_non_json_is_400(api: Api) -> None:
     """A body that is not JSON is a 400 invalid_json; nothing is stored."""
     token = await api.key(credits=100)
-    answer = await api.client.post("/v1/jobs", data=b"model=gpt-image-2", headers=api.auth(token))
+    headers = {**api.auth(token), "Content-Type": "application/json"}
+    answer = await api.client.post("/v1/jobs", data=b"model=gpt-image-2", headers=headers)
     body = await answer.json()
     assert answer.status == 400
     assert body["error"]["code"] == "invalid_json"
     assert body["error"]["field"] is None
     await _nothing_stored(api, token, 100)
+
+
+async def test_a_body_sent_as_another_media_type_is_415(api: Api) -> None:
+    """A form or text body (curl's ``-d`` sends a form) is a 415 naming the header, even when
+    its text is JSON, and nothing is stored; JSON's own types, with a charset or none said, are
+    read."""
+    token = await api.key(credits=1000)
+    body = json.dumps(GOOD).encode()
+    for media_type in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data"):
+        headers = {**api.auth(token), "Content-Type": media_type}
+        for path in ("/v1/jobs", "/v1/images/generations"):
+            answer = await api.client.post(path, data=body, headers=headers)
+            assert answer.status == 415, (path, media_type)
+            error = (await answer.json())["error"]
+            assert error["code"] == "unsupported_media_type"
+            assert media_type in error["message"]
+            assert "application/json" in error["message"]
+    routed = await api.client.post(
+        "/v1/jobs?x=1", data=body, headers={**api.auth(token), "Content-Type": "text/plain"}
+    )
+    assert routed.status == 415
+    assert (await routed.json())["error"]["field"] == "Content-Type"
+    await _nothing_stored(api, token, 1000)
+    for headers in (
+        {"Content-Type": "application/json; charset=utf-8"},
+        {"Content-Type": "Application/JSON"},
+        {"Content-Type": "application/vnd.api+json"},
+    ):
+        answer = await api.client.post(
+            "/v1/jobs", data=body, headers={**api.auth(token), **headers}
+        )
+        assert answer.status == 202, headers
+    unsaid = await api.client.post(
+        "/v1/jobs", data=body, headers=api.auth(token), skip_auto_headers=["Content-Type"]
+    )
+    assert unsaid.status == 202
 
 
 async def test_body_over_limit_is_413(make_api: ApiFactory) -> None:

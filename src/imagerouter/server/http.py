@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from imagerouter.config import field_path
@@ -58,10 +58,16 @@ def json_text_response(
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON, the one reader of every route that takes a JSON body: 413
     past the size limit, 400 if it is not JSON or nests deeper than :data:`MAX_JSON_DEPTH`,
-    422 naming the field of a string with a NUL character or a lone surrogate. Read once per
-    request: a second call returns the same checked value."""
+    422 naming the field of a string with a NUL character or a lone surrogate, 415
+    ``unsupported_media_type`` naming ``Content-Type`` for a body sent as another media type
+    than JSON (``application/json`` or any ``application/…+json``; a body whose type is not
+    said is read as JSON): a form or a text is the client's mistake, not a body to parse by
+    guess. Read once per request: a second call returns the same checked value."""
     if json_body_key in request:
         return request[json_body_key]
+    content_type = request.headers.get(hdrs.CONTENT_TYPE)
+    if content_type is not None and content_type != "application/json":
+        _check_media_type(request.content_type)
     limit = request.app[settings_key].max_body_bytes
     length = request.content_length
     if length is not None and length > limit:
@@ -90,6 +96,22 @@ async def read_json(request: web.Request) -> Any:
         _check_json(value)
     request[json_body_key] = value
     return value
+
+
+def _check_media_type(media_type: str) -> None:
+    """Refuse a body whose ``Content-Type`` (its media type, parameters stripped and lowered by
+    aiohttp) is not JSON's."""
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"the request body is sent as Content-Type {media_type}; send JSON, "
+        "with Content-Type: application/json",
+        field="Content-Type",
+    )
 
 
 def _check_json(value: Any) -> None:

@@ -27,6 +27,7 @@ _STATUS_TEXT = {
     404: "No such job for this account",
     409: "Conflict: the job is already final, or the Idempotency-Key is in flight",
     413: "The request body is over the size limit",
+    415: "The request body is not sent as JSON (Content-Type: application/json)",
     422: "A field is invalid (the body names it), or the Idempotency-Key was reused",
     429: "Rate limited (Retry-After says when to retry) or, on /v1/images, out of credits",
     503: "Not ready, or no provider could serve the job",
@@ -89,6 +90,8 @@ def _operation(
         ok["headers"] = {"Location": {"schema": {"type": "string"}}}
     error_ref = refs[(OpenAIErrorBody if spec.openai else ErrorBody, "serialization")]
     statuses = set(spec.errors)
+    if spec.body is not None:
+        statuses.add(415)
     if spec.auth:
         statuses.add(401)
     if spec.limit is not None:
