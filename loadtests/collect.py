@@ -68,7 +68,7 @@ class ApiReader:
         ledger = list(first["ledger"])
         cursor = first.get("next_cursor")
         while cursor:
-            page = await self.get("/v1/account", limit=500, before=cursor)
+            page = await self.get("/v1/account", limit=500, cursor=cursor)
             ledger.extend(page["ledger"])
             cursor = page.get("next_cursor")
         return {**first, "ledger": ledger, "next_cursor": None}

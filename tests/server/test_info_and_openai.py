@@ -36,7 +36,8 @@ async def test_providers_shows_breaker_and_health(api: Api) -> None:
 
 
 async def test_account_shows_balance_and_ledger(api: Api) -> None:
-    """GET /v1/account shows the balance and the ledger, newest first, paged by ?before=."""
+    """GET /v1/account shows the balance and the ledger, newest first, paged by ?cursor= as
+    /v1/jobs is (?before=, its older name, still read; not both)."""
     token = await api.key("acme", credits=50)
     await api.key("acme", credits=25)
     body = await (
@@ -45,21 +46,32 @@ async def test_account_shows_balance_and_ledger(api: Api) -> None:
     assert body["name"] == "acme"
     assert body["balance"] == 75
     assert [(e["kind"], e["amount"]) for e in body["ledger"]] == [("grant", 25)]
-    older = await (
-        await api.client.get(
-            "/v1/account", params={"before": body["next_cursor"]}, headers=api.auth(token)
-        )
-    ).json()
-    assert [(e["kind"], e["amount"]) for e in older["ledger"]] == [("grant", 50)]
-    assert older["next_cursor"] is None
+    for name in ("cursor", "before"):
+        older = await (
+            await api.client.get(
+                "/v1/account", params={name: body["next_cursor"]}, headers=api.auth(token)
+            )
+        ).json()
+        assert [(e["kind"], e["amount"]) for e in older["ledger"]] == [("grant", 50)]
+        assert older["next_cursor"] is None
+    both = await api.client.get(
+        "/v1/account",
+        params={"cursor": body["next_cursor"], "before": body["next_cursor"]},
+        headers=api.auth(token),
+    )
+    assert both.status == 422
+    error = (await both.json())["error"]
+    assert (error["code"], error["field"]) == ("validation_error", "before")
+    assert "cursor" in error["message"]
     # a cursor past SQLite's integers is the client's mistake, named, not a 500
-    for huge in ("9223372036854775808", "99999999999999999999999"):
-        answer = await api.client.get(
-            "/v1/account", params={"before": huge}, headers=api.auth(token)
-        )
-        assert answer.status == 422
-        error = (await answer.json())["error"]
-        assert (error["code"], error["field"]) == ("validation_error", "before")
+    for name in ("cursor", "before"):
+        for huge in ("9223372036854775808", "99999999999999999999999"):
+            answer = await api.client.get(
+                "/v1/account", params={name: huge}, headers=api.auth(token)
+            )
+            assert answer.status == 422
+            error = (await answer.json())["error"]
+            assert (error["code"], error["field"]) == ("validation_error", name)
 
 
 async def test_health_and_readiness(make_api: ApiFactory) -> None:

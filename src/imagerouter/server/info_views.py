@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from imagerouter.metrics import CONTENT_TYPE
+from imagerouter.server.errors import ApiError
 from imagerouter.server.http import json_response, query_params, validate
 from imagerouter.server.keys import (
     metrics_key,
@@ -96,10 +97,19 @@ async def list_providers(request: web.Request) -> web.Response:
 async def account(request: web.Request) -> web.Response:
     """``GET /v1/account``: the caller's balance and ledger, newest first."""
     query = validate(LedgerQuery, query_params(request))
+    if query.cursor is not None and query.before is not None:
+        reason = "give ?cursor= (or its older name ?before=), not both"
+        raise ApiError(
+            422,
+            "validation_error",
+            f"before: {reason}",
+            field="before",
+            extra={"errors": [{"field": "before", "reason": reason}]},
+        )
     store = request.app[store_key]
     principal = request[principal_key]
     found = await store.get_account(principal.account_id)
-    entries = await store.ledger(found.id, limit=query.limit + 1, before_id=query.before)
+    entries = await store.ledger(found.id, limit=query.limit + 1, before_id=query.older_than)
     more = len(entries) > query.limit
     entries = entries[: query.limit]
     return json_response(

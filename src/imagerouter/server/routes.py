@@ -435,7 +435,18 @@ ROUTES: tuple[RouteSpec, ...] = (
         errors=(401, 422, 429),
         params=(
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
-            Param("before", "query", {"type": "integer", "minimum": 1, "maximum": 2**62}),
+            Param(
+                "cursor",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 2**62},
+                description="The last page's next_cursor: the entries older than it.",
+            ),
+            Param(
+                "before",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 2**62},
+                description="cursor's older name, still read (not with cursor).",
+            ),
         ),
     ),
     RouteSpec(

@@ -331,16 +331,23 @@ class AccountOut(_Out):
     name: str
     balance: int
     ledger: list[LedgerEntryOut]
-    next_cursor: str | None = Field(description="Pass as ?before= for older entries.")
+    next_cursor: str | None = Field(description="Pass as ?cursor= for older entries.")
 
 
 class LedgerQuery(BaseModel):
-    """Query parameters of ``GET /v1/account``."""
+    """Query parameters of ``GET /v1/account``: ``cursor``, the page's ``next_cursor``, as
+    ``GET /v1/jobs`` takes its own; ``before``, its older name, is still read."""
 
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=500)
-    before: int | None = Field(default=None, ge=1, le=2**62)  # a ledger id: SQLite's range
+    cursor: int | None = Field(default=None, ge=1, le=2**62)  # a ledger id: SQLite's range
+    before: int | None = Field(default=None, ge=1, le=2**62)
+
+    @property
+    def older_than(self) -> int | None:
+        """The ledger id the page starts below, whichever name carried it."""
+        return self.cursor if self.cursor is not None else self.before
 
 
 class HealthOut(_Out):
