@@ -52,8 +52,10 @@ from pydantic import (
 
 from imagerouter import RoutingPreferences, load_plugins
 from imagerouter.bundled import Bundled, resolve_bundled
+from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.config import Settings, load_toml, validate
-from imagerouter.errors import ConfigError
+from imagerouter.errors import ConfigError, UnknownModel, UnsupportedRequest
+from imagerouter.generation import ImageRequest
 from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import load_scenario
@@ -288,6 +290,7 @@ def _check_references(scenario: LoadScenario, file: str) -> None:
         load_scenario(scenario.farm_scenario, relative_to=Path(file).parent)
     except ConfigError as exc:
         raise ConfigError(str(exc), file=file, field="farm_scenario") from None
+    _check_traffic(scenario.traffic, load_catalog(scenario.router.get("catalog")), file)
     if not any(name != EVERY_PROVIDER for phase in scenario.phases for name in phase.providers):
         return
     known = sorted(adapter.name for adapter in load_plugins(log_problems=False).farm_adapters)
@@ -299,3 +302,38 @@ def _check_references(scenario: LoadScenario, file: str) -> None:
                     file=file,
                     field=f"phases[{index}].providers",
                 )
+
+
+def _check_traffic(traffic: Traffic, catalog: Catalog, file: str) -> None:
+    """Every submit the traffic can send is one the server takes: its models in the catalog,
+    and each image model with each size and quality of the mix (a load test whose submits are
+    all refused would measure nothing), named by the field that makes the refusal."""
+    videos = traffic.video_models if traffic.video_fraction else {}
+    for field, models in (("traffic.models", traffic.models), ("traffic.video_models", videos)):
+        for name in models:
+            try:
+                model = catalog.resolve(name)
+            except UnknownModel as exc:
+                raise ConfigError(str(exc), file=file, field=f"{field}.{name}") from None
+            wanted = "video" if field == "traffic.video_models" else "image"
+            if model.kind != wanted:
+                raise ConfigError(
+                    f"{name} makes {model.kind}s, not {wanted}s", file=file, field=f"{field}.{name}"
+                )
+    for name in traffic.models:
+        model = catalog.resolve(name)
+        for size in traffic.sizes:
+            for quality in traffic.qualities:
+                try:
+                    model.check(ImageRequest(model=name, prompt="x", size=size, quality=quality))
+                except ValidationError as exc:
+                    problem = validation_problems(exc)[0]
+                    where = "sizes" if problem["field"] == "size" else "qualities"
+                    value = size if where == "sizes" else quality
+                    raise ConfigError(
+                        problem["reason"], file=file, field=f"traffic.{where}.{value}"
+                    ) from None
+                except UnsupportedRequest as exc:
+                    raise ConfigError(
+                        f"{name}: {exc}", file=file, field=f"traffic.models.{name}"
+                    ) from None

@@ -520,7 +520,14 @@ def _checks(data: RunData, s: dict[str, Any]) -> list[dict[str, Any]]:
     jobs, credits, ra = s["jobs"], s["credits"], s["retry_after"]
     servable = jobs["failed_while_servable"]
     unrefunded = [p for p in credits["problems"] if "refunded" in p and "but" in p]
+    mistaken = {code: n for code, n in jobs["client_refused"].items() if code != "429"}
     checks = [
+        _check(
+            "the server took the submits",
+            jobs["client_accepted"] > 0 and not mistaken,
+            f"{jobs['client_accepted']} accepted; refused other than by the rate limit: "
+            + (", ".join(f"{n} × {code}" for code, n in sorted(mistaken.items())) or "none"),
+        ),
         _check(
             "no job lost",
             not jobs["lost"],

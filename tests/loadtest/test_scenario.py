@@ -89,6 +89,21 @@ def test_open_phase_spans_to_the_end() -> None:
             "phases[0].providers",
             "the farm serves no provider 'wavespped'",
         ),
+        # every submit the mix can send is one the server takes (else the run measures nothing)
+        (
+            '[traffic]\nmodels = { "gpt-image-9" = 1 }',
+            "traffic.models.gpt-image-9",
+            "unknown model 'gpt-image-9'",
+        ),
+        ('[traffic]\nmodels = { "veo3-fast" = 1 }', "traffic.models.veo3-fast", "makes videos"),
+        ('[traffic]\nsizes = { "big" = 1 }', "traffic.sizes.big", "WIDTHxHEIGHT"),
+        ('[traffic]\nsizes = { "8000x8000" = 1 }', "traffic.sizes.8000x8000", "maximum 3840"),
+        ('[traffic]\nqualities = { "ultra" = 1 }', "traffic.qualities.ultra", "'hd'"),
+        (
+            '[traffic]\nvideo_fraction = 0.5\nvideo_models = { "flux-dev" = 1 }',
+            "traffic.video_models.flux-dev",
+            "makes images",
+        ),
         (
             '[[traffic.routing]]\nshare = 0.5\npreferences = { sort = "fastest" }',
             "traffic.routing[0].preferences.sort",

@@ -189,6 +189,24 @@ def test_lost_stuck_and_unrefunded_jobs_fail_their_checks() -> None:
     assert any("balance" in p for p in summary["credits"]["problems"])
 
 
+def test_submits_the_server_refused_fail_their_check() -> None:
+    """Submits refused for the client's mistake (a 400, a 422) fail the run, as does a run
+    with none accepted; refusals by the rate limit (429) are load, not a mistake."""
+    jobs = [_job("job_a", "completed", attempts=[_call("fal", "ok")])]
+    limited = {"e": "submit", "id": None, "status": 429, "t": T0, "ms": 1.0}
+    summary = summarize(_data(jobs, records=[*_data(jobs).records, limited]))
+    assert _check(summary, "the server took the submits")
+    for refused in (400, 422):
+        record = {**limited, "status": refused}
+        summary = summarize(_data(jobs, records=[*_data(jobs).records, record, record]))
+        assert not _check(summary, "the server took the submits")
+        assert not summary["ok"]
+        detail = next(c["detail"] for c in summary["checks"] if c["name"].startswith("the server"))
+        assert f"2 × {refused}" in detail
+    nothing = summarize(_data([], records=[limited]))
+    assert not _check(nothing, "the server took the submits")
+
+
 def test_inside_retry_after_fails_its_check() -> None:
     """One request inside a Retry-After window on the farm fails the compliance check."""
     data = _data([_job("job_a", "completed", attempts=[_call("fal", "ok")])])
