@@ -6,7 +6,9 @@ result, its webhook. Reading falls back to :func:`json.loads` for the one input 
 refuses and the standard library takes (a lone surrogate escape such as ``"\\ud800"``), so what
 parses is the same either way; writing is compact (``separators=(",", ":")``) and UTF-8
 (``ensure_ascii=False``); a float may be spelled differently (``1e-7`` for ``1e-07``) but
-reads back the same, and NaN or infinity is written as ``null``.
+reads back the same, and NaN or infinity is written as ``null`` (pydantic-core's default is
+``Infinity``, which is not JSON: a job row holding it could not be read by the store's own JSON
+functions, and its completion could never be written).
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ def loads(text: str | bytes | bytearray) -> Any:
 
 def dumps(value: Any) -> str:
     """Compact JSON text of ``value``."""
-    return to_json(value).decode()
+    return to_json(value, inf_nan_mode="null").decode()
 
 
 def dump_bytes(value: Any) -> bytes:
     """:func:`dumps` as UTF-8 bytes, for a request body."""
-    return to_json(value)
+    return to_json(value, inf_nan_mode="null")

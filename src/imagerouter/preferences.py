@@ -76,6 +76,8 @@ class RoutingPreferences(BaseModel):
     max_cost_usd: float | None = Field(
         default=None,
         ge=0,
+        strict=True,
+        allow_inf_nan=False,
         description="Leave out providers whose cost_usd per image is above this (or unknown).",
     )
 

@@ -47,3 +47,11 @@ def test_writes_compact_utf8_that_reads_back() -> None:
     assert dump_bytes(value) == text.encode()
     floats = [1e-07, 0.1, 2.5e300, -0.0]  # spelled its own way (1e-7), read back the same
     assert loads(dumps(floats)) == floats
+
+
+def test_writes_nan_and_infinity_as_null() -> None:
+    """What JSON cannot hold is written as ``null``, never as ``NaN``/``Infinity`` (text no
+    strict reader, nor SQLite's JSON functions, takes)."""
+    value = {"a": float("inf"), "b": [float("-inf"), float("nan")], "c": 1.5}
+    for text in (dumps(value), dump_bytes(value).decode()):
+        assert text == '{"a":null,"b":[null,null],"c":1.5}'

@@ -180,6 +180,23 @@ async def test_malformed_preferences_are_422(api: Api, route: str) -> None:
         assert field.startswith("routing."), error
 
 
+@pytest.mark.parametrize("route", ROUTES)
+async def test_max_cost_is_a_finite_number_never_coerced(any_api: Api, route: str) -> None:
+    """``max_cost_usd`` true, "0.1", Infinity or NaN is a 422 naming it, nothing charged (an
+    infinity was once taken, stored as ``Infinity``, and its job could never be written
+    final: re-leased and re-called, never refunded)."""
+    for value in (True, "0.1", float("inf"), float("nan")):
+        body = {**FLUX, "routing": {"max_cost_usd": value}}
+        status, error = await _refused(any_api, route, body)
+        assert status in (400, 422), (value, error)
+        field = error["param"] if route == "/v1/images/generations" else error["field"]
+        assert field == "routing.max_cost_usd", (value, error)
+    job = await run(
+        any_api, await any_api.key(credits=1000), route, {**FLUX, "routing": {"max_cost_usd": 1}}
+    )
+    assert job["status"] == "completed"
+
+
 async def test_openai_sdk_passes_routing_in_extra_body(api: Api) -> None:
     """The official SDK sends ``routing`` through ``extra_body``; it steers the job."""
     token = await api.key(credits=1000)
