@@ -115,3 +115,44 @@ async def test_an_unknown_method_on_a_known_route_is_405_json(any_api: Api, meth
     error = _error(headers, body)
     assert (got, error["code"]) == (405, "method_not_allowed")
     assert "POST" in headers["allow"]
+
+
+BAD_BODY_ENCODINGS = {
+    "gzip that is not gzip": (b"gzip", b"not gzip at all"),
+    "deflate over plain JSON": (b"deflate", b'{"model": "gpt-image-2", "prompt": "x"}'),
+    "br over plain JSON": (b"br", b'{"model": "gpt-image-2", "prompt": "x"}'),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODY_ENCODINGS))
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/images/generations"])
+async def test_a_body_that_does_not_match_its_content_encoding_is_400(
+    api: Api, case: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body its ``Content-Encoding`` cannot decode is the client's mistake, found while the
+    handler reads it: a 400 ``bad_body_encoding`` naming the body (OpenAI's shape on its
+    route), logged in one INFO line, the connection closed, nothing charged; not a 500 with
+    a traceback."""
+    token = await api.key(account="encoding", credits=100)
+    encoding, body = BAD_BODY_ENCODINGS[case]
+    raw = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Encoding: "
+        + encoding
+        + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    with caplog.at_level(logging.INFO):
+        got, headers, answer, closed = await _exchange(api, raw)
+    assert got == 400, answer
+    assert headers["content-type"].startswith("application/json")
+    assert closed, "the connection stays open after a body the parser could not read"
+    error = json.loads(answer)["error"]
+    if path == "/v1/jobs":
+        assert (error["code"], error["field"]) == ("bad_body_encoding", "body")
+    else:
+        assert (error["code"], error["param"]) == ("bad_body_encoding", "body")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+    ]
+    await api.assert_nothing_stored(token, 100)

@@ -188,3 +188,24 @@ async def test_a_first_frame_upload_above_2_mib_is_413_naming_it(api: Api) -> No
     assert caught.value.status_code == 413
     assert caught.value.body["param"] == "input_reference"
     await api.assert_nothing_stored(token, 1000)
+
+
+async def test_a_malformed_form_is_a_400_in_openais_shape(api: Api) -> None:
+    """A multipart body without its boundary, or whose boundary never comes, is the client's
+    mistake: a 400 in OpenAI's shape naming the body, nothing charged; not a 500."""
+    token = await api.key(credits=10_000)
+    for content_type, body in (
+        ("multipart/form-data; boundary=zz", b"garbage"),
+        ("multipart/form-data", b"--zz\r\n\r\n"),
+        ("multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data\r\n"),
+    ):
+        answer = await api.client.post(
+            "/v1/videos",
+            data=body,
+            headers={**api.auth(token), "Content-Type": content_type},
+        )
+        assert answer.status == 400, (content_type, body, await answer.text())
+        error = (await answer.json())["error"]
+        assert (error["type"], error["param"]) == ("invalid_request_error", "body")
+        assert "multipart" in error["message"]
+    await api.assert_nothing_stored(token, 10_000)

@@ -98,8 +98,11 @@ class ApiError(Exception):
     """An HTTP error answer: status, machine code, human message, the field at fault.
 
     ``extra`` is merged into the error object (e.g. ``balance`` and ``price`` on a 402);
-    ``headers`` go on the response (e.g. ``Retry-After``).
+    ``headers`` go on the response (e.g. ``Retry-After``); ``close`` closes the connection
+    after the answer (a request whose body the parser could not read to its end).
     """
+
+    close = False
 
     def __init__(
         self,

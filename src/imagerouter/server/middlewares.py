@@ -6,6 +6,7 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from imagerouter.auth import AuthError
 from imagerouter.errors import ImageRouterError
@@ -13,6 +14,7 @@ from imagerouter.server.errors import ApiError, api_error
 from imagerouter.server.http import json_response
 from imagerouter.server.keys import authenticator_key, limiter_key, metrics_key, principal_key
 from imagerouter.server.openai_views import openai_error
+from imagerouter.server.protocol import refused_body
 from imagerouter.server.routes import INTERNAL_TAGS, route_spec
 
 __all__ = ["api_middleware"]
@@ -84,6 +86,11 @@ async def api_middleware(request: web.Request, handler: web.Handler) -> web.Stre
                 status = exc.status
                 raise
             error = _from_http_exception(exc)
+        except RequestPayloadError as exc:
+            error = refused_body(request, exc)
+            log.info(
+                "refused a malformed body on %s %s: %s", request.method, request.path, error.code
+            )
         except ImageRouterError as exc:
             error = api_error(exc)
             if error.status == 503:  # a store or disk briefly away: expected, and said once
@@ -96,8 +103,12 @@ async def api_middleware(request: web.Request, handler: web.Handler) -> web.Stre
         status = error.status
         if spec is not None and spec.openai:
             status, body, headers = openai_error(error)
-            return json_response(body, status, headers)
-        return json_response(error.body(), error.status, error.headers)
+            response = json_response(body, status, headers)
+        else:
+            response = json_response(error.body(), error.status, error.headers)
+        if error.close:
+            response.force_close()
+        return response
     finally:
         if spec is not None and spec.tag not in INTERNAL_TAGS:
             request.app[metrics_key].observe_request(

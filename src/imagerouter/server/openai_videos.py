@@ -201,7 +201,7 @@ def _typed(fields: dict[str, Any]) -> dict[str, Any]:
             )
         fields["generate_audio"] = text == "true"
     if "seed" in fields:
-        if not str(fields["seed"]).isdigit():
+        if not (str(fields["seed"]).isascii() and str(fields["seed"]).isdigit()):
             raise ApiError(400, "invalid_value", "seed: must be an integer", field="seed")
         fields["seed"] = int(fields["seed"])
     if "metadata" in fields:
@@ -287,7 +287,14 @@ async def create_video(request: web.Request) -> web.Response:
     """``POST /v1/videos``: charge and queue a video job; the ``Video`` object, queued."""
     principal = request[principal_key]
     if request.content_type.startswith("multipart/"):
-        raw: Any = await _read_form(request)
+        try:
+            raw: Any = await _read_form(request)
+        except (ValueError, AssertionError, LookupError) as exc:
+            # aiohttp's multipart reader refuses a body without its boundary, or whose parts
+            # are malformed, with these (ApiError, the form's own refusals, is none of them)
+            raise ApiError(
+                400, "invalid_multipart", f"the multipart body cannot be read: {exc}", field="body"
+            ) from None
     else:
         raw = await read_json(request)
     body = validate(OpenAIVideoRequest, raw)

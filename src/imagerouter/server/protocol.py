@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import http_exceptions as hx
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from imagerouter.server.errors import ApiError
 from imagerouter.server.http import json_response
@@ -26,6 +26,7 @@ __all__ = [
     "ApiRunner",
     "JsonErrorRequestHandler",
     "protocol_error",
+    "refused_body",
 ]
 
 #: The longest header (name and value) the parser reads: aiohttp's default.
@@ -71,6 +72,22 @@ def protocol_error(status: int, exc: BaseException | None) -> ApiError:
     if status == 504:
         return ApiError(504, "timeout", "the request took too long")
     return ApiError(500, "internal_error", "internal server error")
+
+
+def refused_body(request: web.BaseRequest, exc: RequestPayloadError) -> ApiError:
+    """The answer to a body the parser refused while a handler read it (a ``Content-Encoding``
+    it cannot decode, a broken chunk): the client's mistake, as a refusal before the handler
+    is. The connection is closed after the answer (the parser cannot find the next request),
+    and the body is marked read, so that aiohttp does not read the rest of it only to fail
+    again and log that as an unhandled error."""
+    request.content.feed_eof()
+    cause = exc.__cause__
+    if isinstance(cause, hx.HttpProcessingError):
+        error = protocol_error(cause.code if 400 <= cause.code < 500 else 400, cause)
+    else:
+        error = ApiError(400, "bad_http_message", _short(str(exc) or "malformed request body"))
+    error.close = True
+    return error
 
 
 class JsonErrorRequestHandler(RequestHandler):
