@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from imagerouter.server.keys import store_key, workers_key
 from mockproviders import Farm
@@ -168,10 +169,23 @@ async def test_list_rejects_bad_query(api: Api) -> None:
     answer = await api.client.get("/v1/jobs", params={"limit": "0"}, headers=api.auth(token))
     assert answer.status == 422
     assert (await answer.json())["error"]["field"] == "limit"
-    answer = await api.client.get("/v1/jobs", params={"cursor": "zzz"}, headers=api.auth(token))
-    body = await answer.json()
-    assert answer.status == 400
-    assert body["error"]["code"] == "invalid_cursor"
+    # forged: not ours, past the stores' 64 bits (once a 500), negative, full-width digits
+    forged = [
+        b"zzz",
+        b"j99999999999999999999999999",
+        b"j9223372036854775808",
+        b"j-1",
+        "j９".encode(),
+    ]
+    for cursor in forged:
+        text = base64.urlsafe_b64encode(cursor).decode().rstrip("=") if cursor != b"zzz" else "zzz"
+        answer = await api.client.get("/v1/jobs", params={"cursor": text}, headers=api.auth(token))
+        body = await answer.json()
+        assert answer.status == 400, (cursor, body)
+        assert (body["error"]["code"], body["error"]["field"]) == ("invalid_cursor", "cursor")
+    largest = base64.urlsafe_b64encode(b"j9223372036854775807").decode().rstrip("=")
+    answer = await api.client.get("/v1/jobs", params={"cursor": largest}, headers=api.auth(token))
+    assert answer.status == 200
     # a parameter given twice is refused, not read as its first value (nor as a set)
     for path in ("/v1/jobs?status=canceled&status=completed", "/v1/account?limit=1&limit=50"):
         answer = await api.client.get(path, headers=api.auth(token))

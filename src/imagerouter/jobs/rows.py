@@ -239,12 +239,19 @@ def encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"j{seq}".encode()).decode().rstrip("=")
 
 
+#: The largest sequence number a cursor may carry: a 64-bit signed integer, both stores' range.
+MAX_CURSOR_SEQ = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> int:
-    """The sequence number in a cursor; InvalidCursor if it is not one of ours."""
+    """The sequence number in a cursor; InvalidCursor if it is not one of ours: exactly what
+    :func:`encode_cursor` writes for a sequence number in the stores' range (so ``j-1``,
+    full-width digits or a number past 64 bits are refused here, not by the store)."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("j"):
-            raise ValueError(cursor)
-        return int(text[1:])
+        seq = int(text[1:]) if text[:1] == "j" and text[1:].isascii() else -1
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
+        seq = -1
+    if not 0 <= seq <= MAX_CURSOR_SEQ or encode_cursor(seq) != cursor:
+        raise InvalidCursor(cursor)
+    return seq
