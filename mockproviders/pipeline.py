@@ -122,7 +122,6 @@ class _Pipeline:
             delay,
             profile.retry_after_format,
             wall_now=self.state.clock.wall(),
-            round_up=decision.fault == RATE_LIMIT,
             with_ms=self.adapter.retry_after_ms,
         )
         message = (

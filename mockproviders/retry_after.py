@@ -3,10 +3,11 @@
 The window is exactly what the client was told, because the ``inside_retry_after`` counter
 measures whether the client kept its side of that promise:
 
-- ``seconds``: ``retry-after: N``. For the token bucket N is the time until the next token,
-  rounded *up* to whole seconds; for random 429s it is ``retry_after_s`` as configured.
-  Adapters that set ``retry_after_ms`` also send ``retry-after-ms`` with the exact
-  milliseconds; clients read that header first, so it is the window.
+- ``seconds``: ``retry-after: N``, N whole seconds as HTTP's ``delay-seconds`` must be (a
+  client such as urllib3 refuses ``0.3``): the time until the bucket's next token, or a random
+  429's ``retry_after_s``, rounded *up*. Adapters that set ``retry_after_ms`` also send
+  ``retry-after-ms`` with the exact milliseconds; clients read that header first, so it is the
+  window (a ``retry_after_s`` of 0.3 is ``retry-after: 1`` and ``retry-after-ms: 300``).
 - ``ms``: only ``retry-after-ms``.
 - ``http-date``: ``retry-after: <IMF-fixdate>``, rounded up to the next whole second (the
   resolution of an HTTP date); the window ends at that date.
@@ -43,7 +44,6 @@ def make_retry_after(
     fmt: RetryAfterFormat,
     *,
     wall_now: float,
-    round_up: bool,
     with_ms: bool,
 ) -> RetryAfter | None:
     """The Retry-After for a 429 asking the client to wait ``delay_s`` seconds.
@@ -52,7 +52,6 @@ def make_retry_after(
         delay_s: how long the client should wait.
         fmt: the profile's ``retry_after_format``.
         wall_now: Unix time now, to write an HTTP date.
-        round_up: round the ``retry-after`` seconds up to a whole number (token bucket).
         with_ms: also send the exact ``retry-after-ms`` (the adapter's ``retry_after_ms``).
     """
     if fmt == "none":
@@ -63,7 +62,7 @@ def make_retry_after(
     if fmt == "http-date":
         target = math.ceil(wall_now + delay_s)
         return RetryAfter({"retry-after": formatdate(target, usegmt=True)}, target - wall_now)
-    seconds = float(math.ceil(delay_s - 1e-9)) if round_up else delay_s
+    seconds = float(math.ceil(delay_s - 1e-9))
     if with_ms:
         headers = {"retry-after": format_number(seconds), "retry-after-ms": str(exact_ms)}
         return RetryAfter(headers, exact_ms / 1000)

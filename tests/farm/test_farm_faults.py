@@ -71,12 +71,22 @@ async def test_retry_after_formats(fake_farm: Farm, fake_wire: Wire, clock: Fake
     assert millis.headers["retry-after-ms"] == "300"
     assert "retry-after" not in millis.headers
 
+    # HTTP's delay-seconds is whole seconds: a configured 0.3 is sent rounded up, the exact
+    # wait only in retry-after-ms where the provider sends that header (OpenAI)
+    fake_farm.set_faults("wavespeed", {"error_rates": {"429": 1.0}, "retry_after_s": 0.3})
+    whole = await fake_wire.wavespeed_submit()
+    assert whole.headers["retry-after"] == "1"
+    assert "retry-after-ms" not in whole.headers
+    fake_farm.set_faults("openai", {"error_rates": {"429": 1.0}, "retry_after_s": 0.3})
+    exact = await fake_wire.openai()
+    assert (exact.headers["retry-after"], exact.headers["retry-after-ms"]) == ("1", "300")
+
     fake_farm.set_faults("wavespeed", {"error_rates": {"429": 1.0}, "retry_after_format": "none"})
     bare = await fake_wire.wavespeed_submit()
     assert bare.status == 429
     assert "retry-after" not in bare.headers
     stats = fake_farm.stats()["providers"]["wavespeed"]
-    assert stats["retry_after_issued"] == 2
+    assert stats["retry_after_issued"] == 3
 
 
 async def test_inside_retry_after_counts_with_and_without_grace(farm: Farm, wire: Wire) -> None:

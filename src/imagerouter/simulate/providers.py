@@ -357,7 +357,7 @@ class ProviderAccount:
         gen = _Generation(ticket, answered, generation_s, gen_deadline, fault, budget)
         if self._busy >= self._cap:
             if self._reject:
-                return self._rate_limited(now, profile.retry_after_s, False, profile, budget)
+                return self._rate_limited(now, profile.retry_after_s, profile, budget)
             self._ok += 1
             return self._enqueue(gen)
         self._ok += 1
@@ -424,7 +424,7 @@ class ProviderAccount:
         tier, key, name = self._tier, self._key, self.name
         if fault == RATE_LIMIT or fault == "429":
             delay = retry_delay_s or 0.0
-            return self._rate_limited(now, delay, fault == RATE_LIMIT, profile, budget)
+            return self._rate_limited(now, delay, profile, budget)
         if fault in _SERVER_ERRORS:
             status = _SERVER_ERRORS[fault]
             self._stats.answered(tier, key, status)
@@ -445,7 +445,6 @@ class ProviderAccount:
         self,
         now: float,
         delay: float,
-        bucket: bool,
         profile: FaultProfile,
         budget: RateLimitBudget | None,
     ) -> Answer:
@@ -454,7 +453,6 @@ class ProviderAccount:
             delay,
             profile.retry_after_format,
             wall_now=self._clock.wall(),
-            round_up=bucket,
             with_ms=self._retry_after_ms,
         )
         self._stats.answered(self._tier, self._key, 429)
