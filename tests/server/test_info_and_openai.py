@@ -110,6 +110,14 @@ async def test_openapi_document_covers_every_route(api: Api) -> None:
         "gpt-image-2"
         in document["components"]["schemas"]["ImageRequest"]["properties"]["model"]["examples"]
     )
+    # the videos routes as they answer: an empty wallet is OpenAI's 429 insufficient_quota,
+    # not a 402; the list's and the content's query parameters are declared
+    videos = document["paths"]["/v1/videos"]
+    assert "402" not in videos["post"]["responses"]
+    assert "out of credits" in videos["post"]["responses"]["429"]["description"]
+    assert {p["name"] for p in videos["get"]["parameters"]} >= {"after", "limit", "order"}
+    content = document["paths"]["/v1/videos/{id}/content"]["get"]
+    assert "variant" in {p["name"] for p in content["parameters"]}
 
 
 async def test_openai_sdk_generates_through_our_endpoint(api: Api) -> None:

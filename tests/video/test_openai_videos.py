@@ -94,6 +94,15 @@ async def test_the_sdk_lists_and_pages_videos_and_skips_image_jobs(api: Api) -> 
     answer = await api.client.get("/v1/videos?limit=1&limit=50", headers=api.auth(token))
     assert answer.status == 400
     assert (await answer.json())["error"]["param"] == "limit"
+    # a cursor that is none of the caller's videos (unknown, or an image job) is named, not
+    # an empty page; so is a limit in other digits than ASCII's (once a 500)
+    jobs = await (await api.client.get("/v1/jobs", headers=api.auth(token))).json()
+    image_job = next(job["id"] for job in jobs["data"] if job["request"]["model"] == "flux-dev")
+    for query in ("after=zzz", f"after={image_job}", "limit=²"):
+        answer = await api.client.get(f"/v1/videos?{query}", headers=api.auth(token))
+        assert answer.status == 400, query
+        assert (await answer.json())["error"]["param"] == query.split("=")[0]
+    assert [v.id async for v in client.videos.list(after=ids[2], limit=5)] == ids[1::-1]
 
 
 async def test_delete_cancels_a_queued_video_and_refunds_it(api: Api, farm: Farm) -> None:

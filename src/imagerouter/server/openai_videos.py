@@ -353,12 +353,16 @@ async def list_videos(request: web.Request) -> web.Response:
     """``GET /v1/videos``: the caller's videos, newest first, ``after`` a video id."""
     query = query_params(request)
     limit = query.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 100:
         raise ApiError(400, "invalid_value", "limit: must be 1 to 100", field="limit")
     if query.get("order", "desc") != "desc":
         raise ApiError(400, "invalid_value", "order: only 'desc' is served", field="order")
     after, wanted = query.get("after"), int(limit)
     store, account = request.app[store_key], request[principal_key].account_id
+    if after is not None:  # an id that is none of the caller's videos: said, not an empty page
+        found = await store.get_job(account, after, with_attempts=False)
+        if found is None or found.request.get("duration") is None:
+            raise ApiError(400, "invalid_value", f"after: no video {after!r}", field="after")
     videos: list[dict[str, Any]] = []
     passed, cursor, more = after is None, None, False
     for _ in range(MAX_PAGES):

@@ -29,7 +29,8 @@ _STATUS_TEXT = {
     413: "The request body is over the size limit",
     415: "The request body is not sent as JSON (Content-Type: application/json)",
     422: "A field is invalid (the body names it), or the Idempotency-Key was reused",
-    429: "Rate limited (Retry-After says when to retry) or, on /v1/images, out of credits",
+    429: "Rate limited (Retry-After says when to retry) or, on the OpenAI-compatible routes, "
+    "out of credits (insufficient_quota, as OpenAI answers it)",
     503: "Not ready, or no provider could serve the job",
     504: "The job did not finish before its deadline",
 }

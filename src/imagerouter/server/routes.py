@@ -352,7 +352,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         ok=(200, None),
         limit="generate",
         body=openai_videos.OpenAIVideoRequest,
-        errors=(400, 401, 402, 409, 413, 422, 429),
+        errors=(400, 401, 409, 413, 422, 429),
         params=(_IDEMPOTENCY,),
         openai=True,
     ),
@@ -365,6 +365,16 @@ ROUTES: tuple[RouteSpec, ...] = (
         "openai",
         ok=(200, None),
         errors=(400, 401, 429),
+        params=(
+            Param(
+                "after",
+                "query",
+                {"type": "string", "minLength": 1},
+                description="A video id of the caller's: the videos older than it.",
+            ),
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
+            Param("order", "query", {"type": "string", "enum": ["desc"]}),
+        ),
         openai=True,
     ),
     RouteSpec(
@@ -400,7 +410,10 @@ ROUTES: tuple[RouteSpec, ...] = (
         "openai",
         ok=(200, None),
         errors=(400, 401, 404, 409, 429),
-        params=(_JOB_ID,),
+        params=(
+            _JOB_ID,
+            Param("variant", "query", {"type": "string", "enum": ["video"]}),
+        ),
         openai=True,
         media_type="video/mp4",
     ),
