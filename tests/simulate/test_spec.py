@@ -35,6 +35,11 @@ def test_a_plain_farm_scenario_runs_with_default_traffic_and_accounts() -> None:
     providers = router_config(spec)["providers"]
     assert set(providers) == {"fal", "wavespeed", "openai"}
     assert providers["fal"]["api_key"] == "sim-fal"
+    # a provider the catalog lists as optional (Replicate) gets its account when the farm
+    # scenario models it: left out, its share of the mix failed on other providers' waits
+    modeled = load_spec("loadtest")
+    assert "replicate" in modeled.farm.providers
+    assert set(router_config(modeled)["providers"]) == {"fal", "wavespeed", "openai", "replicate"}
 
 
 def test_inline_farm_tables_make_one_self_contained_file(write_toml: WriteFile) -> None:

@@ -23,8 +23,10 @@ __all__ = ["World", "build_router", "router_config"]
 
 def accounts_of(spec: SimulationSpec) -> dict[str, Account]:
     """The scenario's accounts, plus a default account for every provider the catalog names
-    (optional entries aside) that no account serves: the router makes an instance for each,
-    as it would with no configuration."""
+    that no account serves: the router makes an instance for each, as it would with no
+    configuration. An optional catalog entry (Replicate's: used where its plugin has a key)
+    counts when the farm scenario models its provider: the scenario's author put it there to
+    be called."""
     from imagerouter.catalog import load_catalog
 
     accounts = dict(spec.settings.accounts)
@@ -34,7 +36,8 @@ def accounts_of(spec: SimulationSpec) -> dict[str, Account]:
     catalog = spec.catalog or load_catalog(spec.config.get("catalog"))
     for model in catalog.models.values():
         for entry in model.providers:
-            if not entry.optional and entry.provider not in covered:
+            modeled = entry.provider in spec.farm.providers
+            if (modeled or not entry.optional) and entry.provider not in covered:
                 accounts[entry.provider] = Account()
                 covered.add(entry.provider)
     return accounts
