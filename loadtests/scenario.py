@@ -58,7 +58,7 @@ from imagerouter.errors import ConfigError, UnknownModel, UnsupportedRequest
 from imagerouter.generation import ImageRequest
 from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
-from mockproviders.scenario import load_scenario
+from mockproviders.scenario import Scenario, load_scenario
 
 __all__ = [
     "LOAD_SCENARIOS",
@@ -213,6 +213,9 @@ class LoadScenario(_Strict):
     #: The file it came from, and its name (the file name without ``.loadtest.toml``).
     source: str | None = None
     name: str = "scenario"
+    #: The farm scenario's own phases, set by the loader: the farm runs them on its clock (which
+    #: the run restarts as Locust starts), not the run's timeline; reported beside ``phases``.
+    farm_phases: list[Phase] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _phases_inside(self) -> LoadScenario:
@@ -250,11 +253,17 @@ class LoadScenario(_Strict):
             **self.traffic.shape_params,
         )
 
+    def reported_phases(self) -> list[Phase]:
+        """The phases a run's report shows: the scenario's, then the farm scenario's own that
+        start within the run (``scaled`` leaves those alone: they keep the farm's clock)."""
+        return [*self.phases, *(p for p in self.farm_phases if p.at_s < self.duration_s)]
+
     def phase_spans(self) -> list[tuple[str, float, float]]:
-        """``(name, start, end)`` of every phase on the run clock (open ends at the run's end)."""
+        """``(name, start, end)`` of every reported phase on the run clock (open ends at the
+        run's end)."""
         return [
             (p.name, p.at_s, min(p.until_s or self.duration_s, self.duration_s))
-            for p in self.phases
+            for p in self.reported_phases()
         ]
 
 
@@ -272,27 +281,44 @@ def load_load_scenario(path_or_name: str | os.PathLike[str]) -> LoadScenario:
     found = resolve_bundled(path_or_name, LOAD_SCENARIOS)
     path = found.path
     data = load_toml(path)
-    for reserved in ("source", "name"):
+    for reserved in ("source", "name", "farm_phases"):
         if reserved in data:
             raise ConfigError("set by the loader, not the file", file=str(path), field=reserved)
     data = {**data, "source": str(path), "name": found.name}
     scenario = validate(LoadScenario, data, file=str(path))
-    _check_references(scenario, str(path))
-    return scenario
+    farm = _check_references(scenario, str(path))
+    return scenario.model_copy(update={"farm_phases": farm_phases(farm)})
 
 
-def _check_references(scenario: LoadScenario, file: str) -> None:
+def farm_phases(farm: Scenario) -> list[Phase]:
+    """A farm scenario's own phases as a load test's, each named for its provider and what it
+    sets (``openai: down (farm scenario)``)."""
+    return [
+        Phase(
+            name=f"{provider}: {', '.join(sorted(phase.faults.model_fields_set))} (farm scenario)",
+            providers=[provider],
+            at_s=phase.at_s,
+            until_s=phase.until_s,
+            faults=phase.faults.model_dump(mode="json", exclude_unset=True),
+        )
+        for provider, profile in sorted(farm.providers.items())
+        for phase in profile.phases
+    ]
+
+
+def _check_references(scenario: LoadScenario, file: str) -> Scenario:
     """What the file names that only the rest of the system knows, checked as the file is
     read rather than after the server has started: the ``[router]`` table, the farm scenario,
-    and the providers the phases name (the farm serves the plugins' adapters)."""
+    and the providers the phases name (the farm serves the plugins' adapters); the farm
+    scenario read."""
     validate(Settings, {"router": scenario.router}, file=file)
     try:
-        load_scenario(scenario.farm_scenario, relative_to=Path(file).parent)
+        farm = load_scenario(scenario.farm_scenario, relative_to=Path(file).parent)
     except ConfigError as exc:
         raise ConfigError(str(exc), file=file, field="farm_scenario") from None
     _check_traffic(scenario.traffic, load_catalog(scenario.router.get("catalog")), file)
     if not any(name != EVERY_PROVIDER for phase in scenario.phases for name in phase.providers):
-        return
+        return farm
     known = sorted(adapter.name for adapter in load_plugins(log_problems=False).farm_adapters)
     for index, phase in enumerate(scenario.phases):
         for name in phase.providers:
@@ -302,6 +328,7 @@ def _check_references(scenario: LoadScenario, file: str) -> None:
                     file=file,
                     field=f"phases[{index}].providers",
                 )
+    return farm
 
 
 def _check_traffic(traffic: Traffic, catalog: Catalog, file: str) -> None:

@@ -320,7 +320,7 @@ def _breakers(data: RunData, known: list[str]) -> dict[str, Any]:
         out[name] = {"trips": trips, "open_spans": spans}
     # After each phase that ends inside the run: how long until the provider served again.
     recovery = []
-    for phase in data.scenario.phases:
+    for phase in data.scenario.reported_phases():
         end = phase.until_s
         if end is None or end >= data.scenario.duration_s:
             continue
@@ -661,7 +661,7 @@ def summarize(data: RunData) -> dict[str, Any]:
                     "calls": _calls_within(data, providers, start, math.inf if through else end),
                 }
                 for p, (name, start, end) in zip(
-                    scenario.phases, scenario.phase_spans(), strict=True
+                    scenario.reported_phases(), scenario.phase_spans(), strict=True
                 )
                 for providers, through in [
                     (

@@ -50,6 +50,31 @@ def test_shape_peaks_at_the_users() -> None:
     assert 0 < expected_jobs(shape) < 200 * 0.2 * 120
 
 
+def test_the_farm_scenarios_own_phases_are_reported_on_its_clock(tmp_path: Path) -> None:
+    """A farm scenario with a phase of its own (openai down from 5 to 15 s): the report's
+    phases show it beside the scenario's, unscaled (the farm runs it on its own clock) and
+    only when it starts within the run; the run's timeline does not apply it again."""
+    (tmp_path / "farm.toml").write_text(
+        'description = "x"\n[providers.openai]\nlatency_ms = 1\n'
+        "[[providers.openai.phases]]\nat_s = 5\nuntil_s = 15\nfaults = { down = true }\n"
+        "[[providers.openai.phases]]\nat_s = 500\nfaults = { latency_ms = 9 }\n"
+    )
+    path = _write(
+        tmp_path,
+        'farm_scenario = "farm.toml"\nduration_s = 60\n[[phases]]\nname = "fal slow"\n'
+        'providers = ["fal"]\nat_s = 20\nuntil_s = 30\nfaults = { latency_ms = 500 }\n',
+    )
+    scenario = load_load_scenario(path)
+    assert [p.name for p in scenario.phases] == ["fal slow"]
+    assert scenario.phase_spans() == [
+        ("fal slow", 20.0, 30.0),
+        ("openai: down (farm scenario)", 5.0, 15.0),
+    ]
+    assert scenario.scaled(120).phase_spans()[1] == ("openai: down (farm scenario)", 5.0, 15.0)
+    with pytest.raises(ConfigError, match="farm_phases"):
+        load_load_scenario(_write(tmp_path, "farm_phases = []"))
+
+
 def test_open_phase_spans_to_the_end() -> None:
     """A phase without until_s spans to the end of the run (and holds through the drain)."""
     scenario = load_load_scenario("total-outage").scaled(30)
