@@ -10,7 +10,11 @@ Point the SDK at ``base_url = farm.base_url("openai")`` (``http://127.0.0.1:PORT
 - Errors are ``{"error": {"message", "type", "param", "code"}}``: 429 ``rate_limit_exceeded``
   (type ``requests``), 400 ``moderation_blocked`` (GPT image) or ``content_policy_violation``
   (DALL·E), 401 ``invalid_api_key``, 5xx ``server_error``, 400 ``missing_required_parameter``
-  when ``prompt`` is missing.
+  when ``prompt`` is missing, 400 ``invalid_value`` naming ``model``, ``size``, ``quality`` or
+  ``output_format`` for one the model does not take (gpt-image-2: any WxH of sides multiple of
+  16, at most 3:1 and 3840x2160; the other GPT image models ``auto``, 1024x1024, 1536x1024,
+  1024x1536; DALL·E its own sizes and ``standard``/``hd``), and 400 ``unknown_parameter`` for
+  ``response_format`` on a GPT image model (which always answers base64).
 - Every answer carries ``x-request-id`` and ``openai-processing-ms``; with a rate limit, also
   ``x-ratelimit-{limit,remaining,reset}-requests`` (the reset as a Go duration, ``6m0s``).
   429s carry ``retry-after`` and ``retry-after-ms``.
@@ -35,6 +39,80 @@ __all__ = ["OpenAIImagesAPI"]
 
 #: Output tokens of one 1024x1024 image by quality (gpt-image-1's published table).
 _TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
+
+
+#: The models the Images API serves (the SDK still takes the retired ones' names).
+_MODELS = {
+    "gpt-image-2",
+    "gpt-image-1.5",
+    "gpt-image-1",
+    "gpt-image-1-mini",
+    "dall-e-2",
+    "dall-e-3",
+}
+_FIXED_SIZES = {
+    "gpt": {"auto", "1024x1024", "1536x1024", "1024x1536"},
+    "dall-e-2": {"256x256", "512x512", "1024x1024"},
+    "dall-e-3": {"1024x1024", "1792x1024", "1024x1792"},
+}
+_SIZE_RULES = {
+    "gpt": "Supported values are: 'auto', '1024x1024', '1536x1024' and '1024x1536'.",
+    "gpt-image-2": "Supported values are 'auto' or WIDTHxHEIGHT with both sides multiples of "
+    "16, an aspect ratio of at most 3:1 and at most 3840x2160.",
+    "dall-e-2": "Supported values are: '256x256', '512x512' and '1024x1024'.",
+    "dall-e-3": "Supported values are: '1024x1024', '1792x1024' and '1024x1792'.",
+}
+_QUALITIES = {
+    "gpt": {"auto", "low", "medium", "high"},
+    "gpt-image-2": {"auto", "low", "medium", "high"},
+    "dall-e-2": {"standard"},
+    "dall-e-3": {"standard", "hd"},
+}
+_OUTPUT_FORMATS = {"png", "jpeg", "webp"}
+
+
+def _family(model: str) -> str:
+    """Which rules a model's options follow: its own (DALL·E, gpt-image-2) or the GPT image
+    models' fixed sizes."""
+    return model if model in ("dall-e-2", "dall-e-3", "gpt-image-2") else "gpt"
+
+
+def _size_served(model: str, text: str, size: tuple[int, int]) -> bool:
+    """Is ``text`` a size ``model`` makes? gpt-image-2 takes any WxH of sides multiple of 16,
+    at most 3:1 and 3840x2160 (the SDK's docstring); the others a fixed list."""
+    family = _family(model)
+    if family != "gpt-image-2":
+        return text in _FIXED_SIZES[family]
+    width, height = size
+    return (
+        width % 16 == 0
+        and height % 16 == 0
+        and max(width, height) <= 3 * min(width, height)
+        and max(width, height) <= 3840
+        and width * height <= 3840 * 2160
+    )
+
+
+def _refused_option(model: str, body: dict[str, Any]) -> web.Response | None:
+    """OpenAI's 400 for a quality, output format or response format ``model`` does not take."""
+    family = _family(model)
+    quality = body.get("quality")
+    if quality is not None and quality not in _QUALITIES[family]:
+        served = ", ".join(f"'{q}'" for q in sorted(_QUALITIES[family]))
+        return _invalid(f"Invalid value: '{quality}'. Supported values are: {served}.", "quality")
+    if family == "dall-e-2" or family == "dall-e-3":
+        return None
+    output_format = body.get("output_format")
+    if output_format is not None and output_format not in _OUTPUT_FORMATS:
+        return _invalid(
+            f"Invalid value: '{output_format}'. Supported values are: 'png', 'jpeg' and 'webp'.",
+            "output_format",
+        )
+    if "response_format" in body:  # GPT image models always answer base64
+        return _invalid(
+            "Unknown parameter: 'response_format'.", "response_format", "unknown_parameter"
+        )
+    return None
 
 
 def _error_body(message: str, kind: str, code: str | None, param: str | None = None) -> Any:
@@ -69,16 +147,24 @@ class OpenAIImagesAPI(FarmAdapter):
                 "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter"
             )
         model = str(body.get("model") or "gpt-image-1")
+        if model not in _MODELS:
+            supported = ", ".join(f"'{name}'" for name in sorted(_MODELS))
+            return _invalid(
+                f"Invalid value: '{model}'. Supported values are: {supported}.", "model"
+            )
         dalle = model.startswith("dall-e")
         count = body.get("n", 1)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10:
             return _invalid(f"Invalid 'n': {count!r}; expected an integer from 1 to 10.", "n")
         if model == "dall-e-3" and count != 1:
             return _invalid("dall-e-3 only supports n=1.", "n")
-        size_text = str(body.get("size") or "auto")
+        size_text = str(body.get("size") or ("1024x1024" if dalle else "auto"))
         size = (1024, 1024) if size_text == "auto" else parse_wxh(size_text)
-        if size is None:
-            return _invalid(f"Invalid 'size': {size_text!r}.", "size")
+        if size is None or not _size_served(model, size_text, size):
+            return _invalid(f"Invalid value: '{size_text}'. {_SIZE_RULES[_family(model)]}", "size")
+        refused = _refused_option(model, body)
+        if refused is not None:
+            return refused
         if call.content_policy:
             return self._rejected(dalle)
         await call.generate()
@@ -94,7 +180,7 @@ class OpenAIImagesAPI(FarmAdapter):
                 item["revised_prompt"] = f"{prompt} (as imagined by the mock provider farm)"
             return web.json_response({"created": int(time.time()), "data": data})
         quality = str(body.get("quality") or "auto")
-        if quality not in _TOKENS_1024:
+        if quality not in _TOKENS_1024:  # auto
             quality = "medium"
         data = [{"b64_json": base64.b64encode(image.png()).decode()} for image in images]
         return web.json_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from typing import Any
 
 import aiohttp
 import openai
@@ -188,3 +189,42 @@ async def test_official_sdk_sees_rate_limit_and_moderation(farm: Farm) -> None:
         with pytest.raises(openai.BadRequestError) as rejected:
             await client.images.generate(model="gpt-image-1", prompt="x")
         assert rejected.value.code == "moderation_blocked"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"model": "no-such-model"}, "model", "invalid_value"),
+        ({"model": "gpt-image-2", "size": "1000x1000"}, "size", "invalid_value"),  # not ×16
+        ({"model": "gpt-image-2", "size": "3840x1024"}, "size", "invalid_value"),  # past 3:1
+        ({"model": "gpt-image-2", "size": "3840x3840"}, "size", "invalid_value"),  # past 4K
+        ({"model": "gpt-image-1", "size": "512x512"}, "size", "invalid_value"),
+        ({"model": "dall-e-3", "size": "1536x1024"}, "size", "invalid_value"),
+        ({"model": "gpt-image-2", "quality": "hd"}, "quality", "invalid_value"),
+        ({"model": "dall-e-3", "quality": "high"}, "quality", "invalid_value"),
+        ({"model": "gpt-image-2", "output_format": "bmp"}, "output_format", "invalid_value"),
+        (
+            {"model": "gpt-image-2", "response_format": "url"},
+            "response_format",
+            "unknown_parameter",
+        ),
+    ],
+)
+async def test_options_the_model_does_not_take_are_400_naming_them(
+    wire: Wire, body: dict[str, Any], param: str, code: str
+) -> None:
+    """As OpenAI refuses them (the research notes' rules), so that a plugin's handling of an
+    invalid request can be tried against the farm; nothing is generated."""
+    answer = await wire.openai({**body, "prompt": "a fox"})
+    assert answer.status == 400
+    error = (await answer.json())["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+    assert (str(body[param]) if code == "invalid_value" else param) in error["message"]
+
+
+async def test_gpt_image_2_takes_any_size_within_its_rules(wire: Wire) -> None:
+    """Sides multiples of 16, at most 3:1, at most 3840x2160: served, at that size."""
+    for size in ("1040x1040", "3840x1280", "3840x2160", "2160x3840"):
+        answer = await wire.openai({"model": "gpt-image-2", "prompt": "a fox", "size": size})
+        assert answer.status == 200, size
+        assert (await answer.json())["size"] == size
