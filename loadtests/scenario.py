@@ -50,12 +50,18 @@ from pydantic import (
     model_validator,
 )
 
-from imagerouter import RoutingPreferences, load_plugins
+from imagerouter import (
+    Catalog,
+    ImageRequest,
+    RoutingPreferences,
+    UnknownModel,
+    UnsupportedRequest,
+    load_catalog,
+    load_plugins,
+)
 from imagerouter.bundled import Bundled, resolve_bundled
-from imagerouter.catalog import Catalog, load_catalog
 from imagerouter.config import Settings, load_toml, validate
-from imagerouter.errors import ConfigError, UnknownModel, UnsupportedRequest
-from imagerouter.generation import ImageRequest
+from imagerouter.errors import ConfigError
 from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import Scenario, load_scenario
