@@ -36,6 +36,7 @@ from imagerouter.errors import ConfigError
 from imagerouter.resilience.breaker import BreakerConfig
 from imagerouter.resilience.health import HealthConfig
 from imagerouter.resilience.pace import PaceConfig
+from imagerouter.transport.wire import split_url
 
 __all__ = [
     "CONFIG_ENV",
@@ -44,6 +45,7 @@ __all__ = [
     "Settings",
     "deep_merge",
     "field_path",
+    "http_url_problem",
     "load_settings",
     "load_toml",
     "validate",
@@ -105,6 +107,8 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 
 
 CONFIG_ENV = "IMAGEROUTER_CONFIG"
+#: What ``max_concurrency`` takes, as an error about it says.
+MAX_CONCURRENCY_TAKES = 'an integer ≥ 1 or "adaptive"'
 _PATH_ENV = (("catalog", "IMAGEROUTER_CATALOG"), ("plugins_dir", "IMAGEROUTER_PLUGINS_DIR"))
 
 
@@ -136,12 +140,34 @@ class ProviderSettings(BaseModel):
         caps = {"hour": self.max_usd_per_hour, "day": self.max_usd_per_day}
         return {window: cap for window, cap in caps.items() if cap is not None}
 
-    @field_validator("max_concurrency")
+    @field_validator("max_concurrency", mode="before")
     @classmethod
-    def _positive(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be at least 1")
+    def _concurrency(cls, value: object) -> object:
+        """A count of at least 1 or ``"adaptive"``, said as such (not as a union's parts)."""
+        if value is None or value == "adaptive":
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        raise ValueError(MAX_CONCURRENCY_TAKES)
+
+    @field_validator("base_url")
+    @classmethod
+    def _callable_url(cls, value: str | None) -> str | None:
+        """The URL every call of the instance goes to: refused here, not at each call."""
+        problem = None if value is None else http_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why a provider cannot be called at ``url`` (not an absolute http(s) URL, credentials in
+    it), in the words the HTTP pool would use at each call; None when it can."""
+    try:
+        split_url(url)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 class RetryBudgetSettings(BaseModel):

@@ -17,10 +17,12 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+from pydantic import ValidationError
 
 from imagerouter import hookspecs
+from imagerouter.config import http_url_problem
 from imagerouter.errors import PluginError
-from imagerouter.provider import Provider
+from imagerouter.provider import Provider, ProviderOptions
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginProblem", "Plugins", "load_plugins"]
 
@@ -51,6 +53,14 @@ class Plugins:
     providers: dict[str, type[Provider]] = field(default_factory=dict)
     provider_origin: dict[str, str] = field(default_factory=dict)
     problems: list[PluginProblem] = field(default_factory=list)
+    #: Provider ids whose class was registered but refused, with the problem saying why.
+    refused: dict[str, PluginProblem] = field(default_factory=dict)
+    #: ``IMAGEROUTER_LOAD_PLUGINS`` as it was set (None: unset, every entry point loads).
+    allow_list: str | None = None
+    #: Installed entry points the allow-list left out, by name.
+    left_out: list[str] = field(default_factory=list)
+    #: Names in the allow-list that no installed entry point has (a typo, say).
+    unknown_allowed: list[str] = field(default_factory=list)
     #: Log each problem as a warning when it is met (a command that prints them says no).
     log_problems: bool = True
     _farm_adapters: list[Any] | None = field(default=None, repr=False)
@@ -73,12 +83,38 @@ class Plugins:
                 log.warning("skipped %s", problem)
 
     def provider_class(self, provider_id: str) -> type[Provider]:
-        """The class registered as ``provider_id``; PluginError naming the known ones if none."""
+        """The class registered as ``provider_id``; PluginError saying why if none (see
+        :meth:`why_missing`)."""
         try:
             return self.providers[provider_id]
         except KeyError:
-            known = ", ".join(sorted(self.providers)) or "none"
-            raise PluginError(provider_id, f"no such provider plugin (loaded: {known})") from None
+            raise PluginError(provider_id, self.why_missing(provider_id)) from None
+
+    def why_missing(self, provider_id: str) -> str:
+        """Why no class is registered as ``provider_id``: its class was refused (the problem
+        says why), ``IMAGEROUTER_LOAD_PLUGINS`` left its plugin out (with any name there that
+        no plugin has), or no loaded plugin registers it (naming those that are loaded)."""
+        if provider_id in self.refused:
+            return f"provider {provider_id!r} did not load: {self.refused[provider_id]}"
+        if provider_id in self.left_out:
+            return (
+                f"provider {provider_id!r} did not load: the installed plugin {provider_id!r} "
+                f"is left out by {LOAD_PLUGINS_ENV}={self.allow_list}{self._unknown_note()}"
+            )
+        known = ", ".join(sorted(self.providers)) or "none"
+        missing = f"no provider plugin {provider_id!r} is installed (loaded: {known})"
+        if self.left_out:
+            left_out = ", ".join(repr(name) for name in self.left_out)
+            missing += f"; {LOAD_PLUGINS_ENV}={self.allow_list} leaves out {left_out}"
+            missing += self._unknown_note()
+        return missing
+
+    def _unknown_note(self) -> str:
+        """`` (it names 'x', which no installed plugin has)`` when the allow-list has typos."""
+        if not self.unknown_allowed:
+            return ""
+        names = ", ".join(repr(name) for name in self.unknown_allowed)
+        return f" (it names {names}, which no installed plugin has)"
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -148,13 +184,49 @@ def _reason(exc: BaseException) -> str:
 
 
 def _check_provider_class(cls: object) -> str | None:
-    """Why ``cls`` is not a usable provider class, or None if it is."""
+    """Why ``cls`` is not a usable provider class, or None if it is: what the router needs
+    of it to build an instance is checked here, so a bad class is a reported problem rather
+    than a crash of the router that configures it."""
     if not (inspect.isclass(cls) and issubclass(cls, Provider)):
         return f"register() takes a Provider subclass, got {cls!r}"
     if not cls.provider_id:
         return f"{cls.__name__} has no provider_id"
     if not inspect.iscoroutinefunction(cls.generate) or cls.generate is Provider.generate:
         return f"{cls.__name__}.generate must be an 'async def' override"
+    return _check_base_url(cls) or _check_options(cls) or _check_instance(cls)
+
+
+def _check_base_url(cls: type[Provider]) -> str | None:
+    """A default base URL is a string: empty (the config must give one) or callable."""
+    url = cls.default_base_url
+    if not isinstance(url, str):
+        return f"{cls.__name__}.default_base_url must be a string (the API's URL), got {url!r}"
+    problem = http_url_problem(url) if url else None
+    return f"{cls.__name__}.default_base_url is unusable: {problem}" if problem else None
+
+
+def _check_options(cls: type[Provider]) -> str | None:
+    """The options model is a ProviderOptions subclass (the router validates the config's
+    ``options`` table with it, and the base class reads its timeouts)."""
+    options = cls.Options
+    if inspect.isclass(options) and issubclass(options, ProviderOptions):
+        return None
+    return f"{cls.__name__}.Options must be a ProviderOptions subclass, got {options!r}"
+
+
+def _check_instance(cls: type[Provider]) -> str | None:
+    """Build an instance as the router does for a ``[providers.<id>]`` with no settings (a
+    stand-in key when it needs one); what that raises is the problem. Options with required
+    fields are left to the config, which must give them (the router names the missing one)."""
+    try:
+        options = cls.Options()
+    except ValidationError:
+        return None
+    api_key = "plugin-check-key" if cls.key_env_var else None
+    try:
+        cls(name=cls.provider_id, api_key=api_key, base_url=None, options=options)
+    except Exception as exc:
+        return f"{cls.__name__}() raised {_reason(exc)}"
     return None
 
 
@@ -171,6 +243,9 @@ def _collect(plugins: Plugins) -> None:
                 problem = f"provider id {cls.provider_id!r} is already registered by {first!r}"
             if problem:
                 plugins.problems.append(PluginProblem(_origin, problem))
+                provider_id = getattr(cls, "provider_id", None)
+                if isinstance(provider_id, str) and provider_id not in plugins.providers:
+                    plugins.refused.setdefault(provider_id, plugins.problems[-1])
                 return
             plugins.providers[cls.provider_id] = cls
             plugins.provider_origin[cls.provider_id] = _origin
@@ -212,11 +287,14 @@ def load_plugins(
         allow = os.environ.get(LOAD_PLUGINS_ENV)
         allowed = {name.strip() for name in allow.split(",")} if allow is not None else None
         found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-        for name in sorted((allowed or set()) - set(found.names) - {""}):
+        plugins.allow_list = allow
+        plugins.unknown_allowed = sorted((allowed or set()) - set(found.names) - {""})
+        for name in plugins.unknown_allowed:
             problem = f"named by {LOAD_PLUGINS_ENV}, but no installed plugin has that name"
             plugins.problems.append(PluginProblem(name, problem))
         for entry_point in found:
             if allowed is not None and entry_point.name not in allowed:
+                plugins.left_out.append(entry_point.name)
                 continue
             try:
                 module = entry_point.load()

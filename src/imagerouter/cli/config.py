@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -14,8 +14,11 @@ from imagerouter.catalog import load_catalog
 from imagerouter.cli.catalog_table import COLUMNS, markdown_table, rows
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import console, err_console, fail
-from imagerouter.config import load_settings
+from imagerouter.config import Settings, load_settings
 from imagerouter.errors import ConfigError, ImageRouterError
+
+if TYPE_CHECKING:
+    from imagerouter.plugins import Plugins
 
 __all__ = ["check_config", "models"]
 
@@ -54,6 +57,30 @@ def _farm_keys(plugins: Any) -> dict[str, str]:
     return {cls.key_env_var: "farm-key" for cls in plugins.providers.values() if cls.key_env_var}
 
 
+def _print_problems(plugins: Plugins) -> None:
+    """One ``not loaded:`` line on stderr per plugin problem."""
+    for problem in plugins.problems:
+        err_console.print(f"[red]not loaded:[/red] {escape(str(problem))}", soft_wrap=True)
+
+
+def _require_configured_plugins(settings: Settings, plugins: Plugins) -> None:
+    """Every enabled ``[providers.X]`` has its plugin's class loaded; else a ConfigError on
+    ``providers.X.plugin`` saying why it is missing (a refused class, a plugin left out by
+    ``IMAGEROUTER_LOAD_PLUGINS``, or none installed), every such provider in one error."""
+    problems = [
+        ConfigError(
+            plugins.why_missing(plugin_id), file=settings.source, field=f"providers.{name}.plugin"
+        )
+        for name, provider in settings.providers.items()
+        if provider.enabled and (plugin_id := provider.plugin or name) not in plugins.providers
+    ]
+    if len(problems) > 1:
+        listed = "; ".join(f"{problem.field}: {problem.reason}" for problem in problems)
+        raise ConfigError(f"{len(problems)} providers cannot start: {listed}", file=settings.source)
+    if problems:
+        raise problems[0]
+
+
 @click.command("check-config")
 @config_option
 def check_config(config_path: str | None) -> None:
@@ -67,6 +94,10 @@ def check_config(config_path: str | None) -> None:
         settings = load_settings(config_path)
         server = load_server_settings(config_path)  # what serve reads, env variables too
         plugins = load_plugins(plugins_dir=settings.plugins_dir, log_problems=False)
+    except ImageRouterError as exc:
+        fail(exc)
+    try:
+        _require_configured_plugins(settings, plugins)
         if server.farm is not None:
             # serve then points every provider at its in-process farm, with the farm's keys
             console.print(f"server.farm = {server.farm!r}: serve answers from the mock farm")
@@ -75,13 +106,13 @@ def check_config(config_path: str | None) -> None:
             environ = dict(os.environ)
         router = Router.from_config(settings, plugins=plugins, environ=environ)
     except ImageRouterError as exc:
+        _print_problems(plugins)  # often the cause: a plugin that did not load
         fail(exc)
     summary: dict[str, Any] = {name: i.provider.base_url for name, i in router.instances.items()}
     if plugins.problems:
         # the router built without them, but a plugin meant to serve is not serving: a CI
         # check of the config must not pass
-        for problem in plugins.problems:
-            err_console.print(f"[red]not loaded:[/red] {escape(str(problem))}", soft_wrap=True)
+        _print_problems(plugins)
         console.print(f"provider instances: {summary}")
         fail(f"{len(plugins.problems)} plugin(s) could not be loaded (above)")
     console.print(f"config OK; provider instances: {summary}")

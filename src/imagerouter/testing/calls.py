@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from imagerouter.clock import MonotonicClock
-from imagerouter.generation import ImageRequest, ProviderOutput
+from imagerouter.generation import ImageRequest, ProviderOutput, output_problem
 from imagerouter.provider import CallContext, Provider
 from imagerouter.testing.farm_thread import KitFarm
 from imagerouter.testing.guards import Watch
@@ -26,6 +26,8 @@ __all__ = ["REQUEST", "CallResult", "exception_texts", "run_call", "until_genera
 REQUEST = ImageRequest(model="conformance", prompt="a red bicycle", size="1024x1024")
 #: Seconds a call may run past its deadline before the kit calls it hung.
 HANG_GRACE_S = 5.0
+#: Seconds an image URL has to answer, whole, before the round trip calls it unanswered.
+IMAGE_FETCH_TIMEOUT_S = 10.0
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")
 
 #: Waits, given the call's task, until the moment to cancel it.
@@ -88,7 +90,8 @@ async def _generate(
             output = task.result()
         except BaseException as exc:  # CancelledError too: it is an outcome here
             return exc, []
-        problems = await _image_problems(session, output) if fetch else []
+        # anything but a ProviderOutput is judged by the check itself, never fetched here
+        problems = await _image_problems(session, output) if fetch and _fetchable(output) else []
         return output, problems
 
 
@@ -122,6 +125,12 @@ def exception_texts(error: BaseException) -> Iterator[str]:
     yield "".join(traceback.format_exception(error))
 
 
+def _fetchable(output: object) -> bool:
+    """Whether ``output`` is a ProviderOutput of images the router would take (each a
+    GeneratedImage with a URL or bytes): only those are fetched and sniffed."""
+    return output_problem(output) is None
+
+
 async def _image_problems(session: aiohttp.ClientSession, output: ProviderOutput) -> list[str]:
     """Why the output's images are not real images (an empty list when they all are)."""
     problems = []
@@ -133,11 +142,10 @@ async def _image_problems(session: aiohttp.ClientSession, output: ProviderOutput
                 problems.append(f"image {index}: b64_json is not base64")
                 continue
         elif image.url:
-            async with session.get(image.url) as response:
-                if response.status != 200:
-                    problems.append(f"image {index}: GET {image.url} answered {response.status}")
-                    continue
-                data = await response.read()
+            data, problem = await _fetch(session, image.url)
+            if problem is not None:
+                problems.append(f"image {index}: {problem}")
+                continue
         else:
             problems.append(f"image {index} has neither url nor b64_json")
             continue
@@ -147,3 +155,18 @@ async def _image_problems(session: aiohttp.ClientSession, output: ProviderOutput
         elif not data.startswith(_IMAGE_MAGIC):
             problems.append(f"image {index} is not a PNG, JPEG, GIF or WebP")
     return problems
+
+
+async def _fetch(session: aiohttp.ClientSession, url: str) -> tuple[bytes, str | None]:
+    """``(body, None)`` for a URL answering 200 within :data:`IMAGE_FETCH_TIMEOUT_S`, else
+    ``(b"", why not)``: its status, or the error that stopped the answer coming."""
+    timeout = aiohttp.ClientTimeout(total=IMAGE_FETCH_TIMEOUT_S)
+    try:
+        async with session.get(url, timeout=timeout) as response:
+            if response.status != 200:
+                return b"", f"GET {url} answered {response.status}"
+            return await response.read(), None
+    except TimeoutError:
+        return b"", f"GET {url} got no answer within {IMAGE_FETCH_TIMEOUT_S:g} s"
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        return b"", f"GET {url} got no answer: {type(exc).__name__}: {exc}"

@@ -85,7 +85,7 @@ def _retry_after_matches(actual: float | None, expected: RetryAfterExpectation) 
     return math.isclose(actual, expected, rel_tol=1e-6, abs_tol=1e-6)
 
 
-def describe_outcome(outcome: BaseException | ProviderOutput | None) -> str:
+def describe_outcome(outcome: object) -> str:
     """What a plugin did, in the words of a failure message."""
     if isinstance(outcome, ProviderOutput):
         return f"a successful result with {len(outcome.images)} image(s)"
@@ -97,6 +97,10 @@ def describe_outcome(outcome: BaseException | ProviderOutput | None) -> str:
         return f"{shown} saying {str(outcome)!r}" if str(outcome) else shown
     if isinstance(outcome, TimeoutError):
         return "no answer: generate was still running well past its deadline"
+    if not isinstance(outcome, BaseException):  # a plugin's answer of the wrong type
+        shown = repr(outcome)
+        shown = shown if len(shown) <= 120 else shown[:119] + "…"
+        return f"a {type(outcome).__name__}, not a ProviderOutput: {shown}"
     return (
         f"{type(outcome).__name__}: {outcome} (not a ProviderError: classify it in the plugin; "
         "the router can only guess at unclassified errors)"

@@ -27,7 +27,7 @@ from typing import Any
 
 from imagerouter.catalog import load_catalog
 from imagerouter.errors import ProviderTimeout
-from imagerouter.generation import ImageRequest, ProviderOutput
+from imagerouter.generation import ImageRequest, ProviderOutput, output_problem
 from imagerouter.plugins import ENTRY_POINT_GROUP, load_plugins
 from imagerouter.provider import Provider
 from imagerouter.testing.calls import (
@@ -367,6 +367,11 @@ class Conformance:
         if not isinstance(output, ProviderOutput):
             raise ConformanceFailure(
                 f"{label} → expected a ProviderOutput, got {describe_outcome(output)}"
+            )
+        problem = output_problem(output)
+        if problem is not None:  # the router would count it as the provider failing
+            raise ConformanceFailure(
+                f"{label} → expected images the router takes, generate {problem}"
             )
         if len(output.images) != REQUEST.n:
             raise ConformanceFailure(
