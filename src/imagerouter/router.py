@@ -564,11 +564,8 @@ def _build_instance(
     cls = plugins.providers.get(plugin_id)
     field = f"providers.{name}"
     if cls is None:
-        known = ", ".join(sorted(plugins.providers)) or "none"
         raise ConfigError(
-            f"no provider plugin {plugin_id!r} is installed (loaded: {known})",
-            file=settings.source,
-            field=f"{field}.plugin",
+            plugins.why_missing(plugin_id), file=settings.source, field=f"{field}.plugin"
         )
     api_key = provider_settings.api_key.get_secret_value() if provider_settings.api_key else None
     key_env = provider_settings.api_key_env or cls.key_env_var
@@ -587,7 +584,14 @@ def _build_instance(
     options = validate(
         cls.Options, provider_settings.options, file=settings.source, prefix=f"{field}.options"
     )
-    provider = cls(name=name, api_key=api_key, base_url=base_url, options=options)
+    try:
+        provider = cls(name=name, api_key=api_key, base_url=base_url, options=options)
+    except Exception as exc:  # a plugin's own fault, named where the config makes it
+        raise ConfigError(
+            f"plugin {plugin_id!r} could not be built: {type(exc).__name__}: {exc}",
+            file=settings.source,
+            field=field,
+        ) from exc
     resilience = settings.router
     limit: FixedLimit | AIMDLimit | None = None
     if provider_settings.max_concurrency == "adaptive":

@@ -197,3 +197,40 @@ def test_max_concurrency_takes_a_count_or_adaptive(value: object) -> None:
     """The values the docs name still load as they are."""
     settings = load_settings(data={"providers": {"acme": {"max_concurrency": value}}})
     assert settings.providers["acme"].max_concurrency == value
+
+
+def test_a_class_that_raises_only_with_its_settings_is_a_config_error_on_them(
+    tmp_path: Path,
+) -> None:
+    """A class that builds bare but raises with what the config gives it (here a base URL it
+    refuses): the router's own build is a ConfigError naming the provider's table, and the
+    library's user (``Router.from_config``, serve) reads why a refused class is missing."""
+    from imagerouter import Router
+
+    (tmp_path / "plugins").mkdir()
+    body = (
+        "    def __init__(self, *args, **kwargs):\n"
+        "        super().__init__(*args, **kwargs)\n"
+        "        if 'picky' in self.base_url:\n"
+        "            raise ValueError('no picky hosts')\n"
+    )
+    source = BROKEN_PLUGIN.format(cls="Picky", provider_id="picky", body=body)
+    (tmp_path / "plugins" / "picky.py").write_text(textwrap.dedent(source))
+    config = {
+        "plugins_dir": str(tmp_path / "plugins"),
+        "providers": {
+            "openai": {"enabled": False},
+            **{name: {"enabled": False} for name in ("fal", "wavespeed", "replicate")},
+            "picky": {"base_url": "http://picky.example"},
+        },
+    }
+    with pytest.raises(ConfigError) as built:
+        Router.from_config(config, environ={})
+    assert built.value.field == "providers.picky"
+    assert "ValueError: no picky hosts" in str(built.value)
+    refused = write_broken(tmp_path / "refused", "no_base_url.py")
+    config = {"plugins_dir": str(refused), "providers": {"nobaseurl": {}}}
+    with pytest.raises(ConfigError) as missing:
+        Router.from_config(config, environ={})
+    assert "did not load" in str(missing.value)
+    assert "default_base_url must be a string" in str(missing.value)
