@@ -351,3 +351,39 @@ async def test_nul_in_a_job_id_is_404_on_every_job_route(any_api: Api) -> None:
         assert body["error"]["code"] == "job_not_found"
         assert body["error"]["field"] == "id"
     await api.assert_nothing_stored(token, 100)
+
+
+# --- query strings -----------------------------------------------------------------------------
+
+
+async def test_a_query_parameter_the_route_does_not_read_is_named(api: Api) -> None:
+    """Every keyed route reads only the query parameters it declares (the OpenAPI document's):
+    any other is a 422 naming it and what the route reads (a 400 in OpenAI's shape on its
+    routes), where it was silently ignored on most; a submit with one stores nothing."""
+    token = await api.key(credits=100)
+    status, job = await api.post(token, "/v1/jobs", GOOD)
+    assert status == 202
+    for path in (
+        f"/v1/jobs/{job['id']}?foo=1",
+        f"/v1/jobs/{job['id']}/deliveries?limit=0",
+        "/v1/providers?foo=1",
+        "/v1/models?verbose=1",
+        "/v1/webhook?foo=1",
+        "/v1/jobs?limt=5",
+        "/v1/account?cursr=5",
+    ):
+        answer = await api.client.get(path, headers=api.auth(token))
+        error = (await answer.json())["error"]
+        name = path.split("?")[1].split("=")[0]
+        assert (answer.status, error["code"], error["field"]) == (422, "validation_error", name)
+        assert "unknown query parameter" in error["message"]
+    videos = await api.client.get("/v1/videos?foo=1", headers=api.auth(token))
+    assert videos.status == 400
+    assert (await videos.json())["error"]["param"] == "foo"
+    submit = await api.client.post("/v1/jobs?dry_run=1", json=GOOD, headers=api.auth(token))
+    assert submit.status == 422
+    assert (await submit.json())["error"]["field"] == "dry_run"
+    listing = await (await api.client.get("/v1/jobs", headers=api.auth(token))).json()
+    assert [j["id"] for j in listing["data"]] == [job["id"]]
+    for path in ("/v1/jobs?limit=5", f"/v1/jobs/{job['id']}/events?after=0", "/healthz?x=1"):
+        assert (await api.client.get(path, headers=api.auth(token))).status == 200, path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
@@ -22,6 +22,7 @@ __all__ = [
     "json_text_response",
     "link",
     "read_json",
+    "refuse_unknown_query",
     "validate",
 ]
 
@@ -209,6 +210,21 @@ def query_params(request: web.Request) -> dict[str, str]:
             422, "validation_error", f"{name}: given more than once; give it once", field=name
         )
     return params
+
+
+def refuse_unknown_query(request: web.Request, known: Collection[str]) -> None:
+    """A 422 naming the first query parameter the route does not read: ignored, a typo
+    (``?limt=5``) would change nothing without a word."""
+    for name in request.query:
+        if name not in known:
+            reads = ", ".join(sorted(known)) or "none"
+            raise ApiError(
+                422,
+                "validation_error",
+                f"{name}: unknown query parameter (this route reads: {reads})",
+                field=name,
+                extra={"errors": [{"field": name, "reason": "unknown query parameter"}]},
+            )
 
 
 def validate(model: type[ModelT], data: Any, prefix: str = "") -> ModelT:

@@ -11,7 +11,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from imagerouter.auth import AuthError
 from imagerouter.errors import ImageRouterError
 from imagerouter.server.errors import ApiError, api_error
-from imagerouter.server.http import json_response
+from imagerouter.server.http import json_response, refuse_unknown_query
 from imagerouter.server.keys import authenticator_key, limiter_key, metrics_key, principal_key
 from imagerouter.server.openai_views import openai_error
 from imagerouter.server.protocol import refused_body
@@ -70,6 +70,8 @@ async def api_middleware(request: web.Request, handler: web.Handler) -> web.Stre
                             extra={"policy": spec.limit, "retry_after_s": decision.retry_after_s},
                             headers=limit_headers,
                         )
+                if request.query_string:  # every keyed route names what it reads
+                    refuse_unknown_query(request, spec.query_names)
             response = await handler(request)
             if limit_headers is not None:
                 response.headers.update(limit_headers)

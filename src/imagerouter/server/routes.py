@@ -95,6 +95,11 @@ class RouteSpec:
     headers: tuple[tuple[str, str], ...] = ()
 
     @property
+    def query_names(self) -> frozenset[str]:
+        """The query parameters the route reads (any other is refused)."""
+        return frozenset(p.name for p in self.params if p.location == "query")
+
+    @property
     def doc_path(self) -> str:
         """The path as OpenAPI writes it: aiohttp's ``{name:regex}`` as ``{name}``."""
         return _PATTERN.sub(r"{\1}", self.path)
