@@ -48,6 +48,12 @@ async def test_same_key_with_different_body_is_422(make_api: ApiFactory) -> None
     assert body["error"]["code"] == "idempotency_key_reused"
     assert body["error"]["field"] == "Idempotency-Key"
     assert await _balance(api, token) == 74
+    # the same body on another route is another request: the message says so, not "body"
+    elsewhere = await api.client.post("/api/generate/image", json=GOOD, headers=headers)
+    error = (await elsewhere.json())["error"]
+    assert (elsewhere.status, error["code"]) == (422, "idempotency_key_reused")
+    assert "another route" in error["message"]
+    assert await _balance(api, token) == 74
 
 
 async def test_keys_are_scoped_to_the_account(make_api: ApiFactory) -> None:

@@ -104,7 +104,8 @@ def _answer_known_key(outcome: IdempotencyOutcome) -> web.Response:
         raise ApiError(
             422,
             "idempotency_key_reused",
-            "this Idempotency-Key was already used with a different request body",
+            "this Idempotency-Key was already used with a different request (another body, "
+            "or the same body on another route)",
             field=IDEMPOTENCY_HEADER,
         )
     raise ApiError(
