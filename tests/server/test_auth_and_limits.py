@@ -77,7 +77,8 @@ async def test_revoking_through_the_admin_api_takes_effect_at_once(make_api: Api
     assert (await api.client.delete(path, headers=admin)).status == 404
     unknown = await api.client.delete("/v1/admin/keys/key_aaaaaaaaaaaa", headers=admin)
     assert unknown.status == 404
-    assert (await unknown.json())["error"]["code"] == "key_not_found"
+    error = (await unknown.json())["error"]
+    assert (error["code"], error["field"]) == ("key_not_found", "key_id")  # as job_not_found: id
 
 
 async def test_a_revocation_elsewhere_is_bounded_by_the_cache(make_api: ApiFactory) -> None:

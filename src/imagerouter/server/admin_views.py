@@ -23,5 +23,5 @@ async def revoke_key_view(request: web.Request) -> web.Response:
     require_admin(request)
     key_id = request.match_info["key_id"]
     if not await request.app[authenticator_key].revoke(key_id):
-        raise ApiError(404, "key_not_found", f"no active key {key_id!r}")
+        raise ApiError(404, "key_not_found", f"no active key {key_id!r}", field="key_id")
     return web.json_response({"id": key_id, "revoked": True})
