@@ -62,6 +62,7 @@ from imagerouter import (
 from imagerouter.bundled import Bundled, resolve_bundled
 from imagerouter.config import Settings, load_toml, validate
 from imagerouter.errors import ConfigError
+from imagerouter.server.settings import ServerSettings
 from imagerouter.shapes import Shape, make_shape
 from mockproviders.profile import FaultProfile, validation_problems
 from mockproviders.scenario import Scenario, load_scenario
@@ -314,10 +315,12 @@ def farm_phases(farm: Scenario) -> list[Phase]:
 
 def _check_references(scenario: LoadScenario, file: str) -> Scenario:
     """What the file names that only the rest of the system knows, checked as the file is
-    read rather than after the server has started: the ``[router]`` table, the farm scenario,
+    read rather than after the server has started: the ``[router]`` and ``[server]`` tables,
+    the farm scenario,
     and the providers the phases name (the farm serves the plugins' adapters); the farm
     scenario read."""
     validate(Settings, {"router": scenario.router}, file=file)
+    validate(ServerSettings, scenario.server, file=file, prefix="server")
     try:
         farm = load_scenario(scenario.farm_scenario, relative_to=Path(file).parent)
     except ConfigError as exc:

@@ -108,6 +108,7 @@ def test_open_phase_spans_to_the_end() -> None:
         # names only the rest of the system knows: checked as the file is read, not after the
         # server has started (where the error named the run's generated config)
         ("[router]\ndeadlin_s = 5", "router.deadlin_s", "unknown field"),
+        ("[server]\nworkrs = 5", "server.workrs", "unknown field"),
         ('farm_scenario = "loadtst"', "farm_scenario", "no bundled scenario of that name"),
         (
             '[[phases]]\nname = "x"\nproviders = ["wavespped"]\nfaults = { down = true }',
