@@ -87,20 +87,22 @@ def check_prompt(prompt: str) -> str:
 def check_finite(value: dict[str, Any]) -> dict[str, Any]:
     """``value`` unchanged, unless it holds a NaN or an infinity at any depth (Python's JSON
     reader takes ``NaN`` and ``1e400``): JSON has no such number, so it would be echoed back as
-    ``null``, changed."""
-    stack: list[tuple[Any, str]] = [(value, "")]
+    ``null``, changed. The error's context carries where (``loc``, below the field)."""
+    stack: list[tuple[Any, str, tuple[str | int, ...]]] = [(value, "", ())]
     while stack:
-        item, path = stack.pop()
+        item, path, loc = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
                 where = f" at {path.lstrip('.')}" if path else ""
                 raise PydanticCustomError(
-                    "finite_number", f"{item} is not a number JSON can hold{where}"
+                    "finite_number", f"{item} is not a number JSON can hold{where}", {"loc": loc}
                 )
         elif isinstance(item, dict):
-            stack.extend((child, f"{path}.{key}") for key, child in item.items())
+            stack.extend((child, f"{path}.{key}", (*loc, key)) for key, child in item.items())
         elif isinstance(item, list):
-            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+            stack.extend(
+                (child, f"{path}[{index}]", (*loc, index)) for index, child in enumerate(item)
+            )
     return value
 
 

@@ -88,7 +88,7 @@ async def test_bad_field_is_422_with_its_path(api: Api) -> None:
         )
         body = await answer.json()
         assert answer.status == 422, body
-        assert body["error"]["field"] == "metadata"
+        assert body["error"]["field"] == "metadata.a[1]"  # the path, as a NUL's error names it
         assert "not a number JSON can hold at a[1]" in body["error"]["message"]
     await _nothing_stored(api, token, 100)
 

@@ -129,8 +129,10 @@ class ApiError(Exception):
 def from_validation_error(exc: ValidationError, prefix: str = "") -> ApiError:
     """A 422 naming the first bad field (dotted path) and why; all problems in ``errors``."""
     problems = []
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+    for error in exc.errors(include_url=False, include_input=False):
         loc = [part for part in error["loc"] if not str(part).startswith("function-")]
+        if error["type"] == "finite_number":  # where inside the field (metadata.a.b), as a
+            loc += error.get("ctx", {}).get("loc", ())  # NUL character's error says
         reason = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         problems.append({"field": field_path(loc, prefix) or None, "reason": reason})
     first = problems[0]
