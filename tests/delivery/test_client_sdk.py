@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -118,3 +119,34 @@ async def test_sync_client_waits_and_polls(api: Api) -> None:
     png, first, polled = await asyncio.to_thread(work)
     assert (first, polled) == ("completed", "completed")
     assert png == farm_png(0)
+
+
+async def test_sync_wait_gives_up_at_its_timeout_while_the_stream_keeps_talking(
+    api: Api, farm: Farm
+) -> None:
+    """The stream sends a heartbeat every 0.1 s (and fal's queue its progress): the sync
+    client's wait still gives up at ``timeout_s`` with WaitTimeout and the job as last seen,
+    as the async client's does, not when the 4 s job ends; ``events(deadline=…)`` ends there
+    too. (Each heartbeat used to restart the read timeout that stood for the deadline.)"""
+    token = await api.key()
+    base = _base(api)
+    _slow(farm, 4000)
+
+    def work() -> tuple[WaitTimeout | None, list[str]]:
+        with Client(base, token) as client:
+            job = client.submit("slow")
+            try:
+                client.wait(job.id, timeout_s=1.0)
+            except WaitTimeout as exc:
+                caught: WaitTimeout | None = exc
+            else:
+                caught = None
+            other = client.submit("slow too")
+            seen = [e.type for e in client.events(other.id, deadline=time.monotonic() + 1.0)]
+            return caught, seen
+
+    caught, seen = await asyncio.to_thread(work)
+    assert caught is not None, "wait returned the finished job, past its timeout"
+    assert caught.job is not None
+    assert not caught.job.final
+    assert "job.completed" not in seen

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, connect_sse
+from httpx_sse import EventSource, ServerSentEvent, SSEError, connect_sse
 
 from imagerouter.client._base import Base
 from imagerouter.client.errors import APIConnectionError, WaitTimeout, error_from_response
@@ -188,7 +190,7 @@ class Client(Base):
                     if source.response.is_error:
                         source.response.read()
                         raise error_from_response(source.response)
-                    for sse in source.iter_sse():
+                    for sse in _until(source, deadline):
                         if not sse.data:
                             continue
                         event = Event.from_json(json.loads(sse.data))
@@ -261,3 +263,40 @@ class Client(Base):
         if response.is_error:
             raise error_from_response(response)
         return response.content
+
+
+_EVENT, _END, _FAILED = "event", "end", "failed"
+
+
+def _until(source: EventSource, deadline: float | None) -> Iterator[ServerSentEvent]:
+    """``source``'s events until ``deadline`` (``time.monotonic()``; None: to the stream's end).
+
+    A read timeout cannot stand for the deadline: every heartbeat or progress event restarts
+    it. With a deadline the stream is read by a helper thread, and the caller waits for each
+    event no later than the deadline; leaving closes the response (the helper ends with it).
+    """
+    if deadline is None:
+        yield from source.iter_sse()
+        return
+    arrived: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            for sse in source.iter_sse():
+                arrived.put((_EVENT, sse))
+        except BaseException as exc:  # handed to the caller, who may have left already
+            arrived.put((_FAILED, exc))
+        else:
+            arrived.put((_END, None))
+
+    threading.Thread(target=read, name="imagerouter-sse", daemon=True).start()
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            kind, item = arrived.get(timeout=remaining)
+        except queue.Empty:
+            return
+        if kind == _END:
+            return
+        if kind == _FAILED:
+            raise item
+        yield item
