@@ -185,3 +185,40 @@ async def test_progress_events_can_be_turned_off(make_api: ApiFactory, farm: Far
     status, page = await api.call("GET", f"/v1/jobs/{job['id']}/events", token)
     assert status == 200
     assert [e["type"] for e in page["data"]] == ["job.queued", "job.processing", "job.completed"]
+
+
+async def test_no_progress_webhook_follows_the_final_one(
+    make_api: ApiFactory, farm: Farm, receiver: Receiver
+) -> None:
+    """fal's last poll (COMPLETED) writes a progress event just before the job completes: its
+    webhook, queued for a claim, once reached the receiver after the final one, handed over
+    and sent at once (3 jobs of 3), its body saying "processing" about a finished job. A
+    progress webhook whose job is final is not sent (its delivery says why), and the final
+    one waits for any of its job's progress webhooks on their way."""
+    api = await make_api()
+    farm.set_faults("fal", {"generation_ms": {"dist": "fixed", "p50": 2500}})
+    token = await api.key()
+    status, _ = await api.call(
+        "PUT", "/v1/webhook", token, json={"url": receiver.url, "progress": True}
+    )
+    assert status == 200
+    jobs = [(await api.submit(token))["id"] for _ in range(3)]
+
+    def finals() -> int:
+        return sum(json.loads(h.body)["type"] == "job.completed" for h in receiver.hits)
+
+    for _ in range(300):  # bounded: ~30 s
+        if finals() == len(jobs):
+            break
+        await asyncio.sleep(0.1)
+    assert finals() == len(jobs)
+    await asyncio.sleep(1.0)  # bounded: room for a straggler to arrive
+    for job_id in jobs:
+        bodies = [json.loads(h.body) for h in receiver.hits]
+        arrived = [b["type"] for b in bodies if b["data"]["id"] == job_id]
+        assert "job.progress" in arrived, arrived
+        assert arrived[-1] == "job.completed", arrived
+        assert arrived.count("job.completed") == 1
+        for delivery in await api.deliveries(token, job_id):
+            if delivery["event_type"] == "job.progress" and delivery["status"] != "succeeded":
+                assert "not sent" in (delivery["last_error"] or ""), delivery

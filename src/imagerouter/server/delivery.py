@@ -32,6 +32,7 @@ from imagerouter.server.keys import (
 from imagerouter.storage import OutputStore, open_storage, present_result
 from imagerouter.webhooks import (
     DeliveryWorker,
+    Superseded,
     WebhookSender,
     dumps_body,
     progress_payload,
@@ -114,6 +115,8 @@ def _body_builder(app: web.Application):
         if job is None:
             raise LookupError(f"job {delivery.job_id} is gone")
         if delivery.event_type == PROGRESS_EVENT:
+            if job.final:
+                raise Superseded(f"job {job.id} is {job.status}; its final webhook says so")
             found = await store.events_since(
                 delivery.account_id, delivery.job_id, delivery.event_id - 1, 1
             )

@@ -34,7 +34,7 @@ from imagerouter.webhooks.signing import (
     signature_v1,
 )
 from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
-from imagerouter.webhooks.worker import BodyBuilder, DeliveryConfig, DeliveryWorker
+from imagerouter.webhooks.worker import BodyBuilder, DeliveryConfig, DeliveryWorker, Superseded
 
 __all__ = [
     "DEFAULT_SCHEDULE_S",
@@ -48,6 +48,7 @@ __all__ = [
     "NotSent",
     "RetrySchedule",
     "SendResult",
+    "Superseded",
     "UrlPolicy",
     "UrlRefused",
     "WebhookSender",

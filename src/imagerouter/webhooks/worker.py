@@ -40,6 +40,7 @@ from typing import Generic, Protocol, TypeVar
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.jobs.errors import StoreUnavailable
 from imagerouter.jobs.ids import new_id
+from imagerouter.jobs.rules import PROGRESS_EVENT
 from imagerouter.jobs.store import EventLog, WebhookStore
 from imagerouter.jobs.types import (
     AttemptRecord,
@@ -67,6 +68,12 @@ BodyBuilder = Callable[[Delivery], Awaitable[str]]
 #: Builds the body of a delivery from its final job, without reading the store (for a
 #: handoff: on the store's thread, in the transaction that completes the job).
 JobBodyBuilder = Callable[[Job, Delivery], str]
+
+
+class Superseded(Exception):
+    """What a body builder raises for a ``job.progress`` delivery whose job is already final:
+    the final webhook says all there is, and no progress may follow it (README: progress
+    webhooks go out before the final one). The attempt is recorded as refused, nothing sent."""
 
 
 class DeliveryStore(WebhookStore, EventLog, Protocol):
@@ -152,6 +159,8 @@ class DeliveryWorker(AsyncResource):
         #: Attempts in flight past ``slow_after_s``: they hold no slot.
         self._slow: set[asyncio.Task[None]] = set()
         self._timers: dict[asyncio.Task[None], asyncio.TimerHandle] = {}
+        #: ``job.progress`` attempts in flight, by job: its final webhook waits for them.
+        self._progress: dict[str, set[asyncio.Task[None]]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         #: Store writes in flight; each batch is one store call for a turn of the loop.
@@ -292,6 +301,17 @@ class DeliveryWorker(AsyncResource):
         self._inflight.add(task)
         self._timers[task] = loop.call_later(self.config.slow_after_s, self._aside, task)
         task.add_done_callback(self._done)
+        if waiting.delivery.event_type == PROGRESS_EVENT:
+            job_id = waiting.delivery.job_id
+            self._progress.setdefault(job_id, set()).add(task)
+            task.add_done_callback(lambda done: self._progress_done(job_id, done))
+
+    def _progress_done(self, job_id: str, task: asyncio.Task[None]) -> None:
+        tasks = self._progress.get(job_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._progress[job_id]
 
     def _note_due(self, when: float) -> None:
         heapq.heappush(self._due, when)
@@ -388,6 +408,10 @@ class DeliveryWorker(AsyncResource):
         here when not given), ``bodies_lookup`` the claim's first bodies, fixed together;
         ``known_secrets`` the secrets a handoff read with the delivery."""
         trigger = "replay" if delivery.replay else "scheduled"
+        progress = self._progress.get(delivery.job_id)
+        if progress and delivery.event_type != PROGRESS_EVENT:
+            # a progress webhook of this job on its way: the final one goes after it
+            await asyncio.wait(set(progress))
         started_at = self._clock.wall()
         try:
             body = delivery.body
@@ -412,6 +436,8 @@ class DeliveryWorker(AsyncResource):
                 result = SendResult(None, None, message, refused=True)
         except asyncio.CancelledError:
             raise
+        except Superseded as exc:
+            result = SendResult(None, None, f"not sent: {exc}", refused=True)
         except Exception as exc:
             log.exception("webhook delivery %s could not be attempted", delivery.id)
             result = SendResult(None, None, f"internal error: {type(exc).__name__}")
