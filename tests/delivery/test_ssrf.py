@@ -47,6 +47,10 @@ async def test_metadata_and_private_addresses_are_refused(api: Api) -> None:
         ("http://[::ffff:10.0.0.1]/hook", "private address"),
         ("http://metadata.google.internal/", "cloud metadata endpoint"),
         ("ftp://example.com/", "http:// or https://"),
+        # a CR/LF or a space was dropped or quoted by the parser: another path than given
+        ("http://example.com/ok\r\nX-Evil: 1", "whitespace or control characters"),
+        ("http://example.com/a b", "whitespace or control characters"),
+        ("http://example.com/\x7f", "whitespace or control characters"),
     ):
         status, body = await api.call("PUT", "/v1/webhook", token, json={"url": url})
         assert status == 422, body

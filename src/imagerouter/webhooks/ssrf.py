@@ -173,7 +173,11 @@ class UrlPolicy:
 
     def check_syntax(self, url: str) -> URL:
         """The parsed URL if its form is acceptable (UrlRefused otherwise): http or https, a
-        host, no credentials; an address literal must itself be allowed."""
+        host, no credentials, no whitespace or control character (a parser would drop or
+        quote them, and the request would reach another path than the one given); an
+        address literal must itself be allowed."""
+        if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+            raise UrlRefused("must not contain whitespace or control characters")
         try:
             parsed = URL(url)
         except (ValueError, TypeError):
