@@ -48,6 +48,12 @@ async def test_local_urls_download_the_image_and_refuse_tampering(api: Api) -> N
         assert answer.status == 200
         assert answer.headers["Content-Type"] == "image/png"
         assert await answer.read() == farm_png(index)
+        # HEAD, as CDNs and link checkers send it first: the same answer without the body
+        head = await api.client.head(url)
+        assert head.status == 200
+        assert head.headers["Content-Type"] == "image/png"
+        assert int(head.headers["Content-Length"]) == len(farm_png(index))
+        assert await head.read() == b""
     query = parse_qs(urlsplit(urls[0]).query)
     expires, sig = query["expires"][0], query["sig"][0]
     flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
@@ -62,6 +68,7 @@ async def test_local_urls_download_the_image_and_refuse_tampering(api: Api) -> N
         body = await answer.json()
         assert answer.status == 403, what
         assert body["error"]["code"] == "invalid_signature", what
+        assert (await api.client.head(url)).status == 403, what
     storage = api.app[storage_key]
     assert isinstance(storage, LocalStorage)
     assert storage.path(keys[1]).read_bytes() == farm_png(1)  # one file per image, by hour

@@ -75,7 +75,8 @@ class RouteSpec:
     ``limit`` names the rate-limit policy (None: not limited); ``errors`` lists the error
     statuses the route can answer; ``openai`` marks routes that answer errors in OpenAI's shape;
     ``media_type`` is the success answer's content type (text, when not JSON);
-    ``headers`` names response headers (name → description) its answers may carry.
+    ``headers`` names response headers (name → description) its answers may carry; ``head``
+    also answers ``HEAD`` (a GET whose body is left out: what CDNs and link checkers send).
     """
 
     method: str
@@ -93,6 +94,7 @@ class RouteSpec:
     openai: bool = False
     media_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    head: bool = False
 
     @property
     def query_names(self) -> frozenset[str]:
@@ -307,6 +309,7 @@ ROUTES: tuple[RouteSpec, ...] = (
             Param("expires", "query", {"type": "string"}, required=True),
             Param("sig", "query", {"type": "string"}, required=True),
         ),
+        head=True,
     ),
     RouteSpec(
         "POST",
@@ -628,3 +631,5 @@ def setup_routes(app: web.Application) -> None:
     app[routes_key] = ROUTES
     for spec in ROUTES:
         app.router.add_route(spec.method, spec.path, spec.handler, name=spec.name)
+        if spec.head:  # the same resource: HEAD finds the GET route's spec by its name
+            app.router.add_route("HEAD", spec.path, spec.handler, name=spec.name)
