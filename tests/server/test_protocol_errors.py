@@ -156,3 +156,38 @@ async def test_a_body_that_does_not_match_its_content_encoding_is_400(
         r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
     ]
     await api.assert_nothing_stored(token, 100)
+
+
+async def test_a_client_gone_mid_submit_is_no_server_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that sends part of a submit's body (or headers only) and closes: nothing is
+    stored, one INFO line, and /metrics counts it as 499 (client closed), not as a 500 with an
+    ERROR traceback that would page someone."""
+    token = await api.key(account="gone", credits=100)
+    body = json.dumps({"model": "gpt-image-2", "prompt": "x"}).encode()
+    head = (
+        f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    server = api.client.server
+    with caplog.at_level(logging.INFO):
+        for sent in (head + body[:-5], head):
+            _, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(sent)
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        for _ in range(50):  # bounded: the server notices the closed connections
+            if sum("client closed" in r.getMessage() for r in caplog.records) == 2:
+                break
+            await asyncio.sleep(0.05)
+    assert sum("client closed" in r.getMessage() for r in caplog.records) == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+    ]
+    metrics = await (await api.client.get("/metrics")).text()
+    submits = [line for line in metrics.splitlines() if "jobs.submit" in line and "_count" in line]
+    assert any('code="499"' in line and line.endswith(" 2.0") for line in submits), submits
+    assert not any('code="500"' in line for line in submits), submits
+    await api.assert_nothing_stored(token, 100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -21,12 +22,22 @@ __all__ = ["api_middleware"]
 
 log = logging.getLogger(__name__)
 
+#: The status counted for a request whose client closed the connection before its answer
+#: (nginx's 499): no answer is sent.
+CLIENT_CLOSED = 499
+
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
     415: "unsupported_media_type",
 }
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Has the client closed the request's connection?"""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _from_http_exception(exc: web.HTTPException) -> ApiError:
@@ -88,6 +99,18 @@ async def api_middleware(request: web.Request, handler: web.Handler) -> web.Stre
                 status = exc.status
                 raise
             error = _from_http_exception(exc)
+        except (ConnectionResetError, asyncio.CancelledError) as exc:
+            # the client went away mid-request (aiohttp cancels the handler, or its read of
+            # the body fails): nobody to answer, and no fault of ours
+            if not _client_gone(request):
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                log.exception("internal error on %s %s", request.method, request.path)
+                error = ApiError(500, "internal_error", "internal server error")
+            else:
+                status = CLIENT_CLOSED
+                log.info("client closed the connection on %s %s", request.method, request.path)
+                raise
         except RequestPayloadError as exc:
             error = refused_body(request, exc)
             log.info(
