@@ -20,6 +20,7 @@ from imagerouter.jobs import (
     NewJob,
     StoredResponse,
 )
+from imagerouter.jobs.rules import WAITER_LOCK_S
 from imagerouter.jobs.store import MAX_BALANCE
 from imagerouter.jobs.types import AttemptRecord, Deferral, DeliveryAttempt
 from tests.store.conftest import StoreFactory
@@ -384,6 +385,31 @@ async def test_idempotency_key_lifecycle(store: JobStore) -> None:
     assert (await begin(account_id, "k2", "fp", 30, 3600)).state == "new"
     await store.idempotency_release(account_id, "k2")
     assert (await begin(account_id, "k2", "fp", 30, 3600)).state == "new"
+
+
+async def test_a_key_waiting_for_its_job_is_locked_briefly(make_store: StoreFactory) -> None:
+    """A request that holds a key for its whole wait (the OpenAI route) takes it with a long
+    lock, and its job's creation shortens that to WAITER_LOCK_S: a retry within it is in
+    flight, after it takes the key over with the job to wait on (one job, one charge), and
+    holds it as briefly. (The long lock for the whole wait gave a crashed holder's retries
+    409s for the deadline and 30 s more.)"""
+    clock = FakeClock()
+    store = await make_store(clock=clock)
+    account_id = await _account(store)
+    begin = store.idempotency_begin
+    assert (await begin(account_id, "k", "fp", 330, 3600)).state == "new"
+    clock.advance(WAITER_LOCK_S + 1)
+    assert (await begin(account_id, "k", "fp", 330, 3600)).state == "in_flight"  # no job yet
+    await store.submit_job(_job(account_id, "job_k", key="k"))
+    assert (await begin(account_id, "k", "fp", 330, 3600)).state == "in_flight"
+    clock.advance(WAITER_LOCK_S + 1)
+    taken = await begin(account_id, "k", "fp", 330, 3600)
+    assert (taken.state, taken.job_id) == ("new", "job_k")
+    assert (await begin(account_id, "k", "fp", 330, 3600)).state == "in_flight"
+    clock.advance(WAITER_LOCK_S + 1)
+    again = await begin(account_id, "k", "fp", 330, 3600)
+    assert (again.state, again.job_id) == ("new", "job_k")
+    assert (await store.get_account(account_id)).balance == 1000 - 10
 
 
 async def test_submit_once_creates_one_job_per_key(make_store: StoreFactory) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "AUDIT_TOTALS",
     "CANCELED_BY_CLIENT",
     "PROGRESS_EVENT",
+    "WAITER_LOCK_S",
     "DeliveryTarget",
     "delivery_target",
     "final_event_data",
@@ -176,6 +177,12 @@ def gone_reason(url: str) -> str:
 
 
 # --- idempotency keys --------------------------------------------------------------------------
+
+#: How long a key stays locked once its job exists while its request waits for the job (the
+#: OpenAI route): a retry within it is a 409, after it the retry takes the key over and waits
+#: on the same job (one job, one charge). The long lock before that guards the job's creation;
+#: kept for the whole wait, a crashed holder's retries got 409s for the deadline and 30 s more.
+WAITER_LOCK_S = 10.0
 
 
 def known_key_outcome(

@@ -8,7 +8,7 @@ import asyncpg
 from imagerouter.jobs.postgres.base import PostgresBase
 from imagerouter.jobs.postgres.engine import Tx
 from imagerouter.jobs.rows import IDEMPOTENCY_COLUMNS, response_doc
-from imagerouter.jobs.rules import known_key_outcome
+from imagerouter.jobs.rules import WAITER_LOCK_S, known_key_outcome
 from imagerouter.jobs.types import IdempotencyOutcome, StoredResponse
 
 __all__ = ["PostgresIdempotency", "begin"]
@@ -51,10 +51,12 @@ async def begin(
                 return IdempotencyOutcome("new")
             continue  # another request took it meanwhile: look again
         outcome = known_key_outcome(row, fingerprint, now)
-        if outcome.state == "new":  # its holder vanished: take it over
+        if outcome.state == "new":  # its holder vanished: take it over (only to wait, if its
+            # job exists: a short lock, as the job's creation left it)
+            held_s = lock_s if outcome.job_id is None else min(lock_s, WAITER_LOCK_S)
             await conn.execute(
                 "UPDATE idempotency SET locked_until = $1 WHERE account_id = $2 AND key = $3",
-                now + lock_s,
+                now + held_s,
                 account_id,
                 key,
             )

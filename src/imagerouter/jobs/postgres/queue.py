@@ -28,7 +28,7 @@ from imagerouter.jobs.rows import (
     queued_job,
     response_doc,
 )
-from imagerouter.jobs.rules import CANCELED_BY_CLIENT, delivery_target, refund_once
+from imagerouter.jobs.rules import CANCELED_BY_CLIENT, WAITER_LOCK_S, delivery_target, refund_once
 from imagerouter.jobs.types import (
     IdempotencyOutcome,
     Job,
@@ -227,15 +227,18 @@ class PostgresJobQueue(PostgresBase):
         tx.event(job.id, job.account_id, "queued", float(now), price=job.price)
         if job.idempotency_key is not None:
             doc = None if response is None else response_doc(response)
-            await conn.execute(
+            await conn.execute(  # still processing (a request waiting for its job): short lock
                 "UPDATE idempotency SET job_id = $1, "
                 "state = CASE WHEN $2::jsonb IS NULL THEN state ELSE 'done' END, "
-                "status_code = $3, response = $2 WHERE account_id = $4 AND key = $5",
+                "status_code = $3, response = $2, locked_until = CASE WHEN $2::jsonb IS NULL "
+                "THEN LEAST(locked_until, $6) ELSE locked_until END "
+                "WHERE account_id = $4 AND key = $5",
                 job.id,
                 doc,
                 None if response is None else response.status,
                 job.account_id,
                 job.idempotency_key,
+                float(now) + WAITER_LOCK_S,
             )
         return queued_job(job, float(now))
 

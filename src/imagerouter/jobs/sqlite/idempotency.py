@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from imagerouter.jobs.rows import IDEMPOTENCY_COLUMNS, dumps, loads, response_doc
-from imagerouter.jobs.rules import known_key_outcome
+from imagerouter.jobs.rules import WAITER_LOCK_S, known_key_outcome
 from imagerouter.jobs.sqlite.base import SQLiteBase
 from imagerouter.jobs.types import IdempotencyOutcome, StoredResponse
 
@@ -38,10 +38,12 @@ def begin(
         )
         return IdempotencyOutcome("new")
     outcome = known_key_outcome(row, fingerprint, now, loads)
-    if outcome.state == "new":  # its holder vanished: take it over
+    if outcome.state == "new":  # its holder vanished: take it over (only to wait, if its job
+        # exists: a short lock, as the job's creation left it)
+        held_s = lock_s if outcome.job_id is None else min(lock_s, WAITER_LOCK_S)
         conn.execute(
             "UPDATE idempotency SET locked_until = ? WHERE account_id = ? AND key = ?",
-            (now + lock_s, account_id, key),
+            (now + held_s, account_id, key),
         )
     return outcome
 

@@ -27,7 +27,7 @@ from imagerouter.jobs.rows import (
     queued_job,
     response_doc,
 )
-from imagerouter.jobs.rules import CANCELED_BY_CLIENT, refund_once
+from imagerouter.jobs.rules import CANCELED_BY_CLIENT, WAITER_LOCK_S, refund_once
 from imagerouter.jobs.sqlite.base import SQLiteBase, execute_rows, id_chunks, run_steps
 from imagerouter.jobs.sqlite.events import write_event, write_events
 from imagerouter.jobs.sqlite.idempotency import begin
@@ -193,15 +193,18 @@ class SQLiteJobQueue(SQLiteBase):
         )
         event = write_event(conn, job.id, job.account_id, "queued", now, price=job.price)
         if job.idempotency_key is not None:
-            conn.execute(
+            conn.execute(  # still processing (a request waiting for its job): a short lock
                 "UPDATE idempotency SET job_id = ?, state = CASE WHEN ? IS NULL THEN state "
-                "ELSE 'done' END, status_code = ?, response = ? "
+                "ELSE 'done' END, status_code = ?, response = ?, locked_until = CASE WHEN ? "
+                "IS NULL THEN MIN(locked_until, ?) ELSE locked_until END "
                 "WHERE account_id = ? AND key = ?",
                 (
                     job.id,
                     response_json,
                     None if response is None else response.status,
                     response_json,
+                    response_json,
+                    now + WAITER_LOCK_S,
                     job.account_id,
                     job.idempotency_key,
                 ),
