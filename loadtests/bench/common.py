@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -47,11 +48,31 @@ def scratch_dir() -> str:
     return str(SCRATCH_DIR)
 
 
+#: Linux's range of ephemeral ports (outgoing connections, binds to port 0).
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
-    """A free TCP port on loopback."""
+    """A loopback TCP port nothing listens on, outside the kernel's ephemeral range: a port
+    taken from that range (a bind to port 0) could be handed out again, to an outgoing
+    connection or to another bind to port 0 (a server's in-process farm), before the process
+    meant to listen on it binds it ("address already in use", seen in CI)."""
+    try:
+        low = int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    rng = random.SystemRandom()
+    for _ in range(50 if low > 20_000 else 0):
+        port = rng.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_for_http(url: str, timeout_s: float = 20.0) -> None:

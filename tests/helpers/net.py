@@ -1,12 +1,7 @@
-"""Loopback networking for tests."""
+"""Loopback networking for tests: the load tests' own free port (outside the ephemeral range)."""
 
 from __future__ import annotations
 
-import socket
+from loadtests.bench.common import free_port
 
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on (bound, read, released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port"]
