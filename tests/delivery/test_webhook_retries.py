@@ -75,6 +75,24 @@ async def test_a_restart_mid_schedule_still_delivers(
     assert len(receiver.hits) == 2
 
 
+async def test_a_jobs_own_url_that_answered_gone_is_registered_again_by_a_new_job(
+    api: Api, receiver: Receiver
+) -> None:
+    """A job's own ``webhook_url`` answering 410 is disabled for the account, as the account's
+    URL is; a later job naming that URL asks for it anew and gets its webhook (where it was
+    accepted, then never sent, with no way back but swapping the account's URL)."""
+    receiver.script = [(410, {})]
+    token = await api.key()
+    await api.call("POST", "/v1/webhook/secret/rotate", token, json={})
+    own = f"{receiver.url}?job=own"
+    first = await api.submit(token, webhook_url=own)
+    await api.wait_delivery(token, first["id"], ("disabled",))
+    second = await api.submit(token, webhook_url=own)
+    sent = await api.wait_delivery(token, second["id"], ("succeeded",))
+    assert sent["url"] == own
+    assert len(receiver.hits) == 2
+
+
 async def test_gone_disables_the_url_until_registered_again(api: Api, receiver: Receiver) -> None:
     """410 Gone stops retries and disables the URL for the account: the next job's webhook
     is not sent, until PUT /v1/webhook registers the URL again."""

@@ -679,6 +679,32 @@ async def test_a_final_event_to_a_disabled_url_enqueues_it_disabled(store: JobSt
     assert (c.url, c.status, c.last_error) == ("https://h.example/live", "pending", None)
 
 
+async def test_a_disabled_url_is_enabled_again_by_name(store: JobStore) -> None:
+    """``enable_webhook_url`` clears a URL's 410 disablement for its account only (True once),
+    and a job ending with it afterwards gets a pending delivery; the one disabled stays so."""
+    account_id = await _account(store)
+    other = await store.create_account("other")
+    url = "https://h.example/gone"
+    for job_id in ("job_a", "job_b"):
+        await store.submit_job(_job(account_id, job_id, webhook_url=url))
+    await store.claim_jobs("w1", 2, 30)
+    await store.complete_job("job_a", "w1", {"provider": "fal"}, [])
+    [first] = await store.claim_deliveries("d1", 10, 60)
+    now = time.time()
+    gone = DeliveryAttempt("scheduled", now, now, "disabled", status=410)
+    await store.record_delivery_attempt(
+        first.id, "d1", gone, status="disabled", next_attempt_at=None, disable_url=True
+    )
+    assert await store.enable_webhook_url(other.id, url) is False  # another account's: none
+    assert await store.enable_webhook_url(account_id, url) is True
+    assert await store.enable_webhook_url(account_id, url) is False
+    await store.complete_job("job_b", "w1", {"provider": "fal"}, [])
+    [b] = await store.job_deliveries(account_id, "job_b")
+    assert (b.status, b.last_error) == ("pending", None)
+    [a] = await store.job_deliveries(account_id, "job_a")
+    assert a.status == "disabled"
+
+
 async def test_deliveries_are_leased_logged_and_replayed(make_store: StoreFactory) -> None:
     """A due delivery is leased to one worker; its attempt is logged under its lease; a final
     one can be replayed with the same id; a 410 disables the URL."""

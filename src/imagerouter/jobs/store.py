@@ -323,6 +323,12 @@ class WebhookStore(Protocol):
         """The account's registration (with the URL's disablement, if any), or None."""
         ...
 
+    async def enable_webhook_url(self, account_id: str, url: str) -> bool:
+        """Clear a ``410 Gone`` disablement of ``url`` for the account (a job's own
+        ``webhook_url``, named again by a new job, is registered again so); True if there was
+        one. Deliveries already disabled stay so (a replay sends one again)."""
+        ...
+
     async def add_webhook_secret(
         self, account_id: str, secret: str, grace_s: float
     ) -> WebhookSecret:

@@ -167,7 +167,9 @@ async def check_submitted_webhook(request: web.Request, body: Any) -> None:
     """The check of a submit body's ``webhook_url``, before anything else in it: a URL the
     SSRF policy refuses, or one the account has no secret to sign for, is a 422 naming
     ``webhook_url``, and nothing is created or charged. Other problems with the body are left
-    to the submit handler that calls this."""
+    to the submit handler that calls this. A URL that answered ``410 Gone`` is registered
+    again by naming it (as ``PUT /v1/webhook`` registers the account's): the client asks for
+    it anew."""
     url = body.get("webhook_url") if isinstance(body, dict) else None
     if not isinstance(url, str) or not url:
         return
@@ -181,3 +183,4 @@ async def check_submitted_webhook(request: web.Request, body: Any) -> None:
             "with POST /v1/webhook/secret/rotate or PUT /v1/webhook (it is shown once)",
             field="webhook_url",
         )
+    await request.app[store_key].enable_webhook_url(account_id, url)

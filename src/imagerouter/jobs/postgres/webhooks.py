@@ -41,6 +41,16 @@ class PostgresWebhooks(PostgresBase):
 
     # --- endpoints and secrets -----------------------------------------------------------------
 
+    async def enable_webhook_url(self, account_id: str, url: str) -> bool:
+        """Clear a ``410 Gone`` disablement of ``url`` for the account; True if there was one."""
+        deleted = await self._pool.fetchval(
+            "WITH gone AS (DELETE FROM webhook_disabled WHERE account_id = $1 AND url = $2 "
+            "RETURNING 1) SELECT count(*) FROM gone",
+            account_id,
+            url,
+        )
+        return bool(deleted)
+
     async def set_webhook_url(
         self, account_id: str, url: str | None, *, progress: bool | None = None
     ) -> WebhookEndpoint:

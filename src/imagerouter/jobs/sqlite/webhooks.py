@@ -197,6 +197,18 @@ class SQLiteWebhooks(SQLiteBase):
 
     # --- endpoints and secrets -----------------------------------------------------------------
 
+    async def enable_webhook_url(self, account_id: str, url: str) -> bool:
+        """Clear a ``410 Gone`` disablement of ``url`` for the account; True if there was one."""
+        return await self.thread.run(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM webhook_disabled WHERE account_id = ? AND url = ?",
+                    (account_id, url),
+                ).rowcount
+                > 0
+            )
+        )
+
     async def set_webhook_url(
         self, account_id: str, url: str | None, *, progress: bool | None = None
     ) -> WebhookEndpoint:
