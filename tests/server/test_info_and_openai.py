@@ -81,6 +81,9 @@ async def test_health_and_readiness(make_api: ApiFactory) -> None:
     ready = await api.client.get("/readyz")
     assert ready.status == 200
     assert (await ready.json())["checks"] == {"store": "ok", "workers": "ok"}
+    for path in ("/healthz", "/readyz"):  # as a load balancer's health check may send it
+        head = await api.client.head(path)
+        assert (head.status, await head.read()) == (200, b"")
 
 
 async def test_unknown_route_and_method_use_the_error_body(api: Api) -> None:

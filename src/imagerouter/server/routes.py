@@ -480,6 +480,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         ok=(200, HealthOut),
         auth=False,
         limit=None,
+        head=True,  # load balancers' health checks may send HEAD
     ),
     RouteSpec(
         "GET",
@@ -492,6 +493,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         auth=False,
         limit=None,
         errors=(503,),
+        head=True,
     ),
     RouteSpec(
         "GET",
