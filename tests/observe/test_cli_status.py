@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
 from imagerouter.cli import main
+from imagerouter.cli.status import shared_state_caption
 from mockproviders import Farm
 from tests.observe.conftest import ADMIN_KEY, ApiFactory
 
@@ -47,6 +48,7 @@ async def test_status_shows_providers_from_the_api(make_api: ApiFactory, farm: F
     assert table.exit_code == 0, table.output
     for text in ("fal", "wavespeed", "open", "closed", "health"):
         assert text in table.output
+    assert "shared state: local" in table.output  # no Redis here: the replica's own state
 
 
 async def test_status_with_the_admin_key_adds_the_last_minute(
@@ -67,6 +69,7 @@ async def test_status_with_the_admin_key_adds_the_last_minute(
     )
     assert watched.exit_code == 0, watched.output
     assert "jobs/s" in watched.output
+    assert "shared state: local" in watched.output  # the admin snapshot carries it too
 
 
 async def test_status_explains_refusals_and_absent_servers(
@@ -113,3 +116,18 @@ async def test_status_shows_the_pace_a_key_learned_from_its_429s(
     paced = [line for line in scraped.splitlines() if line.startswith("imagerouter_provider_pace")]
     assert len(paced) == 1
     assert paced[0].startswith('imagerouter_provider_pace_per_second{provider="fal"}')
+
+
+def test_the_caption_says_when_the_shared_state_is_degraded() -> None:
+    """While Redis is away the caption says the replica runs on its own state, since when, and
+    what that costs (the other replicas' Retry-Afters and limits unseen); healthy, it says so."""
+    degraded = shared_state_caption(
+        {"backend": "redis", "healthy": False, "degraded_since": 1_800_000_000.0}
+    )
+    assert degraded is not None
+    assert "DEGRADED since" in degraded.plain
+    assert "Retry-Afters" in degraded.plain
+    healthy = shared_state_caption({"backend": "redis", "healthy": True})
+    assert healthy is not None
+    assert healthy.plain == "shared state: redis, healthy"
+    assert shared_state_caption(None) is None  # an older server says nothing

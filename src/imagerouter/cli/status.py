@@ -25,7 +25,7 @@ from imagerouter.extras import require
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["fetch_rows", "provider_table", "status"]
+__all__ = ["fetch_rows", "provider_table", "shared_state_caption", "status"]
 
 _BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 
@@ -96,12 +96,16 @@ def _from_snapshot(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def fetch_rows(client: httpx.Client, key: str | None, admin: bool) -> list[dict[str, Any]]:
-    """One row per provider, from the admin snapshot (``admin``) or ``/v1/providers``."""
+def fetch_rows(
+    client: httpx.Client, key: str | None, admin: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One row per provider, from the admin snapshot (``admin``) or ``/v1/providers``, and
+    where the replica's resilience state lives (``shared_state``; None from an older server)."""
     if admin:
         answer = _get(client, "/v1/admin/snapshot", key)
         if answer.status_code == 200:
-            return _from_snapshot(answer.json())
+            doc = answer.json()
+            return _from_snapshot(doc), doc.get("shared_state")
     answer = _get(client, "/v1/providers", key)
     if answer.status_code == 401:
         raise StatusError(
@@ -110,7 +114,26 @@ def fetch_rows(client: httpx.Client, key: str | None, admin: bool) -> list[dict[
         )
     if answer.status_code != 200:
         raise StatusError(f"GET /v1/providers answered {answer.status_code}: {answer.text[:200]}")
-    return _from_providers(answer.json()["data"])
+    doc = answer.json()
+    return _from_providers(doc["data"]), doc.get("shared_state")
+
+
+def shared_state_caption(shared: dict[str, Any] | None) -> Text | None:
+    """The table's caption: where breakers, cooldowns and limits live, and, while Redis is
+    away, that each replica runs on its own (and honours only the Retry-Afters it was given)."""
+    if shared is None:
+        return None
+    if shared.get("backend") != "redis":
+        return Text("shared state: local (this replica's own)")
+    if shared.get("healthy"):
+        return Text("shared state: redis, healthy", style="green")
+    since = shared.get("degraded_since")
+    when = "" if since is None else f" since {time.strftime('%H:%M:%S', time.localtime(since))}"
+    return Text(
+        f"shared state: redis DEGRADED{when}: running on local state (other replicas' "
+        "Retry-Afters and limits are not seen)",
+        style="bold red",
+    )
 
 
 def _is_admin(client: httpx.Client, key: str | None) -> bool:
@@ -121,10 +144,18 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f} %"
 
 
-def provider_table(rows: list[dict[str, Any]], source: str) -> Table:
-    """The rows as a rich table: the dashboard's provider cards, one line each."""
+def provider_table(
+    rows: list[dict[str, Any]], source: str, shared: dict[str, Any] | None = None
+) -> Table:
+    """The rows as a rich table: the dashboard's provider cards, one line each, captioned
+    with where the state lives (``shared``)."""
     admin = source == "admin"
-    table = Table(title=f"providers · {time.strftime('%H:%M:%S')}", title_justify="left")
+    table = Table(
+        title=f"providers · {time.strftime('%H:%M:%S')}",
+        title_justify="left",
+        caption=shared_state_caption(shared),
+        caption_justify="left",
+    )
     table.add_column("provider", style="bold")
     table.add_column("breaker")
     table.add_column("next probe", justify="right")
@@ -192,7 +223,7 @@ def status(
     with httpx.Client(base_url=url.rstrip("/"), timeout=5.0) as client:
         try:
             admin = _is_admin(client, key)
-            rows = fetch_rows(client, key, admin)
+            rows, shared = fetch_rows(client, key, admin)
         except StatusError as exc:
             fail(exc)
         source = "admin" if admin else "providers"
@@ -200,17 +231,21 @@ def status(
             click.echo(json.dumps(rows, indent=2))
             return
         if not watch:
-            console.print(provider_table(rows, source))
+            console.print(provider_table(rows, source, shared))
             return
         shown = 1
-        with Live(provider_table(rows, source), console=console, auto_refresh=False) as live:
+        first = provider_table(rows, source, shared)
+        with Live(first, console=console, auto_refresh=False) as live:
             try:
                 while count is None or shown < count:
                     time.sleep(interval)
                     try:
-                        view: Table | Group = provider_table(fetch_rows(client, key, admin), source)
+                        rows, shared = fetch_rows(client, key, admin)
+                        view: Table | Group = provider_table(rows, source, shared)
                     except StatusError as exc:
-                        view = Group(provider_table(rows, source), Text(str(exc), style="red"))
+                        view = Group(
+                            provider_table(rows, source, shared), Text(str(exc), style="red")
+                        )
                     live.update(view, refresh=True)
                     shown += 1
             except KeyboardInterrupt:

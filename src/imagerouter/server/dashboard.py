@@ -43,6 +43,7 @@ from imagerouter.jobs.types import JobEvent
 from imagerouter.logs import current_job_id
 from imagerouter.server.errors import ApiError
 from imagerouter.server.http import read_json
+from imagerouter.server.info_views import shared_state
 from imagerouter.server.keys import (
     FarmHandle,
     deliveries_key,
@@ -295,6 +296,7 @@ def snapshot(app: web.Application) -> dict[str, Any]:
         "jobs": jobs,
         "webhooks": _webhooks_summary(app),
         "farm": _farm_summary(app),
+        "shared_state": shared_state(app),
     }
 
 
