@@ -47,7 +47,10 @@ class LocustPlan(BaseModel):
     seed: int = 1
 
     def dump(self, path: Path) -> Path:
-        """Write the plan as JSON to ``path``."""
+        """Write the plan as JSON to ``path``, readable by its owner only: it holds the run's
+        API key, valid on the run's database beside it."""
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
         path.write_text(self.model_dump_json(indent=2))
         return path
 

@@ -185,3 +185,28 @@ def test_video_mix_sends_catalog_video_models_beside_images() -> None:
     catalog = load_catalog()
     assert {catalog.resolve(name).kind for name in traffic.video_models} == {"video"}
     assert {catalog.resolve(name).kind for name in traffic.models} == {"image"}
+
+
+def test_the_plan_holding_the_runs_api_key_is_its_owners_alone(tmp_path: Path) -> None:
+    """plan.json holds the run's API key, valid on the run's database beside it: written
+    0600 (it was 0644), also over an existing file."""
+    from loadtests.plan import LocustPlan
+
+    plan = LocustPlan(
+        scenario="steady",
+        host="http://127.0.0.1:1",
+        api_key="ir_secret",
+        users=1,
+        duration_s=1,
+        traffic=load_load_scenario("steady").traffic,
+        follow={"poll": 1.0},
+        follow_timeout_s=5,
+        records_dir=str(tmp_path),
+        receiver_url="http://127.0.0.1:2",
+    )
+    path = tmp_path / "plan.json"
+    path.write_text("{}")
+    path.chmod(0o644)
+    plan.dump(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "ir_secret" in path.read_text()

@@ -159,3 +159,52 @@ def test_check_config_reads_the_server_table_as_serve_does(tmp_path: Path) -> No
     assert served.exit_code == 0, served.output
     assert "server.farm = 'default': serve answers from the mock farm" in served.output
     assert "config OK" in served.output
+
+
+def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path) -> None:
+    """keys, credits and serve name a PostgreSQL store they cannot reach, its password shown
+    as *** (it was printed whole), and serve says which it could not reach (it said only
+    'Connection refused')."""
+    from tests.helpers.net import free_port
+
+    url = f"postgresql://postgres:hunter2secret@127.0.0.1:{free_port()}/x"
+    config = tmp_path / "pg.toml"
+    config.write_text(f'[server]\nstore = "{url}"\nfarm = "demo"\nport = {free_port()}\n')
+    for args in (
+        ["keys", "list"],
+        ["credits", "grant", "acme", "5"],
+        ["serve"],
+    ):
+        result = CliRunner().invoke(main, [*args, "--config", str(config)])
+        assert result.exit_code == 2, (args, result.output)
+        assert "hunter2secret" not in result.output, args
+        assert "postgres:***@127.0.0.1" in result.output, (args, result.output)
+    assert "could not reach the store" in result.output
+
+
+def test_serve_announces_the_port_it_listens_on_once_it_listens(tmp_path: Path) -> None:
+    """``serve --port 0`` says the port the system gave it (it said 0); a port already taken
+    gets the bind error alone, with no 'serving on' line before it."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "imagerouter", "serve", "--farm", "demo"]
+    command += ["--data-dir", str(tmp_path / "data")]
+    server = subprocess.Popen(
+        [*command, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()  # bounded: the server prints it within seconds, or exits
+        assert line.startswith("imagerouter serving on http://127.0.0.1:"), line
+        port = int(line.split(":")[2].split()[0])
+        assert port > 0
+        taken = subprocess.run(
+            [*command, "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
+        assert taken.returncode == 2
+        assert "serving on" not in taken.stdout
+        assert "address already in use" in taken.stdout + taken.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

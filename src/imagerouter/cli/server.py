@@ -74,7 +74,16 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
     except ValueError as exc:  # a store's refusal of a value (a grant past the limit)
         fail(exc)
     except (OSError, sqlite3.Error) as exc:  # a data directory that cannot hold the database
-        fail(f"{settings.store or settings.data_dir}: {exc}")
+        fail(f"{_shown_store(settings)}: {exc}")
+
+
+def _shown_store(settings: ServerSettings) -> str:
+    """The store as an error names it: its URL without the password, or the data directory."""
+    if not settings.store:
+        return str(settings.data_dir)
+    from imagerouter.jobs.postgres import redact_url  # a store URL: the postgres extra is there
+
+    return redact_url(settings.store)
 
 
 @click.command()
@@ -116,6 +125,13 @@ def serve(
             run_server(settings, load_router_settings(config_path), announce=console.print)
     except ImageRouterError as exc:
         fail(exc)
+    except ConnectionError as exc:  # at start-up only the store and the shared state are asked
+        reached = [f"the store {_shown_store(settings)}"]
+        if settings.state is not None:
+            from imagerouter.replication.connection import redact  # the redis extra is there
+
+            reached.append(f"the shared state {redact(settings.state)}")
+        fail(f"{exc}: could not reach {' or '.join(reached)}")
     except OSError as exc:  # the port is taken, the data directory cannot be written, …
         fail(exc)
 

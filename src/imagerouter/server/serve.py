@@ -41,18 +41,14 @@ def run_server(
     over the farm's provider settings.
     """
     app = create_app(settings, router_settings, router_overrides=router_overrides)
-
-    async def say_ready(app: web.Application) -> None:
-        farm = " (mock farm in-process)" if settings.farm is not None else ""
-        announce(f"imagerouter serving on http://{settings.host}:{settings.port}{farm}")
-
-    app.on_startup.append(say_ready)
     # uvloop when installed: it cuts the loop's and the sockets' share of every request by
     # about a fifth
-    eventloop.run(_serve(app, settings))
+    eventloop.run(_serve(app, settings, announce))
 
 
-async def _serve(app: web.Application, settings: ServerSettings) -> None:
+async def _serve(
+    app: web.Application, settings: ServerSettings, announce: Callable[[str], None]
+) -> None:
     """Serve until SIGTERM or SIGINT, then clean up while the workers still run (so they
     finish or hand back their jobs), as ``web.run_app`` does."""
     stop = asyncio.Event()
@@ -71,6 +67,10 @@ async def _serve(app: web.Application, settings: ServerSettings) -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
+        # said once listening, with the port it got (--port 0 asks the system for one)
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        farm = " (mock farm in-process)" if settings.farm is not None else ""
+        announce(f"imagerouter serving on http://{settings.host}:{port}{farm}")
         await stop.wait()
     finally:
         await runner.cleanup()
