@@ -208,3 +208,18 @@ def test_serve_announces_the_port_it_listens_on_once_it_listens(tmp_path: Path) 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_farm_on_a_taken_port_is_one_line_not_a_traceback() -> None:
+    """``imagerouter farm`` on a port something listens on: exit 2 and the bind error in one
+    line, as serve says it (it was an OSError traceback, exit 1)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["farm", "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert "address already in use" in result.output
+    assert "Traceback" not in result.output

@@ -28,3 +28,5 @@ def farm(scenario: str | None, host: str, port: int, tls: bool) -> None:
         run_farm(scenario, host=host, port=port, tls=tls)
     except ImageRouterError as exc:
         fail(exc)
+    except OSError as exc:  # the port is taken, the host cannot be resolved: as serve says it
+        fail(exc)
