@@ -173,6 +173,19 @@ async def test_cli_generate_shows_a_progress_line_while_it_waits(api: Api, farm:
     assert fetched.status == 200
 
 
+async def test_cli_generate_exits_1_for_a_job_that_failed(api: Api, farm: Farm) -> None:
+    """A job that ran and failed (every provider down) is the command's bad outcome: exit 1
+    with the job's error on one line, as the CLI's other commands tell a bad outcome (1) from
+    a command that could not run (2)."""
+    for name in ("openai", "fal", "wavespeed"):
+        farm.set_faults(name, {"down": True})
+    token = await api.key()
+    args = ["generate", "a lighthouse", "--url", _base(api), "--key", token, "--timeout", "30"]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert result.exit_code == 1, result.output
+    assert "failed: no_provider_available" in result.output
+
+
 async def test_progress_events_can_be_turned_off(make_api: ApiFactory, farm: Farm) -> None:
     """``progress_events = false``: the same queued job shows only its lifecycle events."""
     api = await make_api(progress_events=False)

@@ -7,6 +7,7 @@ client SDK: the ``client`` extra.
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
@@ -50,9 +51,12 @@ def _outcome(job: Job, as_json: bool, server_url: str) -> None:
             # a server without a public_url links its own media by path: printed whole, so
             # that the line can be fetched as it is
             console.print(urljoin(f"{server_url}/", url), soft_wrap=True, highlight=False)
-    if job.status != "completed":
+    if job.status != "completed":  # it ran and did not complete: 1, as the CLI's other
+        # "ran, bad outcome" (2 is for a command that could not run)
         error: dict[str, Any] = job.error or {}
-        fail(f"job {job.id} {job.status}: {error.get('code', '')} {error.get('message', '')}")
+        what = f"job {job.id} {job.status}: {error.get('code', '')} {error.get('message', '')}"
+        err_console.print(f"[red]error:[/red] {escape(what)}", soft_wrap=True)
+        sys.exit(1)
 
 
 @click.command()
