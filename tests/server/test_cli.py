@@ -223,3 +223,23 @@ def test_farm_on_a_taken_port_is_one_line_not_a_traceback() -> None:
     assert result.exit_code == 2, result.output
     assert "address already in use" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_output_place_that_cannot_be_written_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """``simulate --out`` and ``new-provider --dir`` under a file (no directory can be made
+    there, even as root): exit 2, one line naming the option (were tracebacks); simulate says
+    so before the run, not after it; ``demo`` refuses a negative job count (it ran 0 of 0)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args in (
+        ["simulate", "launch-week", "--hours", "0.001", "--no-charts", "--out", f"{blocker}/x"],
+        ["new-provider", "acme", "--dir", f"{blocker}/x"],
+        ["demo", "--jobs", "-3"],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+        assert isinstance(result.exception, SystemExit), (args, result.exception)
+        assert args[-2] in result.output, (args, result.output)  # the option it names

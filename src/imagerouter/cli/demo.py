@@ -198,8 +198,16 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
 
 @click.command()
 @click.option("--scenario", default="demo", show_default=True, help="Farm scenario name or file.")
-@click.option("--jobs", default=40, show_default=True, help="How many jobs to run.")
-@click.option("--interval", default=0.25, show_default=True, help="Seconds between job starts.")
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=40, show_default=True, help="How many jobs."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=0.25,
+    show_default=True,
+    help="Seconds between job starts.",
+)
 def demo(scenario: str, jobs: int, interval: float) -> None:
     """Serve the API over the in-process farm, submit jobs as a client would, show the outcome."""
     try:

@@ -68,6 +68,8 @@ def new_provider(name: str, parent: str) -> None:
         target = create_provider_package(name, parent)
     except ScaffoldError as exc:
         raise click.UsageError(str(exc)) from None
+    except OSError as exc:  # a directory it may not write in: one line, not a traceback
+        fail(f"--dir {parent}: {exc.strerror or exc}")
     click.echo(f"created {target}:")
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         click.echo(f"  {path.relative_to(target)}")

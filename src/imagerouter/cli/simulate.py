@@ -108,6 +108,13 @@ def simulate(
     except (ImageRouterError, ValueError) as exc:
         fail(exc)
     target = Path(out) if out else Path("simulate-out") / spec.name
+    try:  # before the run, which may take minutes: a report it could not write is a lost run
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / ".write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        fail(f"--out {target}: {exc.strerror or exc}")
     settings = spec.settings
     phases = fault_phases(spec)
     if not all(phase["reached"] for phase in phases):
