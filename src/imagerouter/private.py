@@ -1,4 +1,5 @@
-"""Files that hold secrets are the server user's alone: directories 0700, files 0600.
+"""Files that hold secrets are the server user's alone: directories 0700, files 0600; URLs
+that hold a password show it as ``***`` (:func:`redact_url`).
 
 The data directory holds the SQLite database (API key hashes, webhook signing secrets, the
 ledger) and the media signing key. Each is created private, and one found looser (made by an
@@ -12,8 +13,9 @@ import logging
 import os
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["DIR_MODE", "FILE_MODE", "private_dir", "private_file", "tighten"]
+__all__ = ["DIR_MODE", "FILE_MODE", "private_dir", "private_file", "redact_url", "tighten"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +67,15 @@ def private_file(path: Path) -> Path:
     else:
         os.close(fd)
     return path
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: a store's or Redis's URL as errors,
+    logs and status pages show it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))

@@ -28,6 +28,7 @@ from imagerouter.extras import require
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
 from imagerouter.preferences import parse_key_defaults, provider_names
+from imagerouter.private import redact_url
 from imagerouter.server.settings import (
     ServerSettings,
     load_router_settings,
@@ -79,11 +80,7 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
 
 def _shown_store(settings: ServerSettings) -> str:
     """The store as an error names it: its URL without the password, or the data directory."""
-    if not settings.store:
-        return str(settings.data_dir)
-    from imagerouter.jobs.postgres import redact_url  # a store URL: the postgres extra is there
-
-    return redact_url(settings.store)
+    return redact_url(settings.store) if settings.store else str(settings.data_dir)
 
 
 @click.command()
@@ -128,9 +125,7 @@ def serve(
     except ConnectionError as exc:  # at start-up only the store and the shared state are asked
         reached = [f"the store {_shown_store(settings)}"]
         if settings.state is not None:
-            from imagerouter.replication.connection import redact  # the redis extra is there
-
-            reached.append(f"the shared state {redact(settings.state)}")
+            reached.append(f"the shared state {redact_url(settings.state)}")
         fail(f"{exc}: could not reach {' or '.join(reached)}")
     except OSError as exc:  # the port is taken, the data directory cannot be written, …
         fail(exc)

@@ -11,7 +11,6 @@ import socket
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -24,7 +23,6 @@ __all__ = [
     "aclose_quietly",
     "guarded",
     "make_client",
-    "redact",
     "replica_name",
 ]
 
@@ -75,18 +73,6 @@ async def aclose_quietly(thing: Any, timeout_s: float = 1.0) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(timeout_s):
             await close()
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for status pages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def replica_name() -> str:

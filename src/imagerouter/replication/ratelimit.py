@@ -20,13 +20,13 @@ from redis.asyncio import Redis
 
 from imagerouter.clock import Clock, MonotonicClock
 from imagerouter.lifecycle import AsyncResource
+from imagerouter.private import redact_url
 from imagerouter.replication.connection import (
     REDIS_ERRORS,
     Backoff,
     aclose_quietly,
     guarded,
     make_client,
-    redact,
 )
 from imagerouter.replication.keys import Keys
 from imagerouter.replication.scripts import TOKEN_BUCKET
@@ -113,7 +113,7 @@ class RedisRateLimiter(AsyncResource):
         return {
             "backend": "redis",
             "healthy": self._healthy,
-            "url": redact(self.url),
+            "url": redact_url(self.url),
             "prefix": self.keys.prefix,
             "fallbacks": self.fallbacks,
             "last_error": self.last_error,

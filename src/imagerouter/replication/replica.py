@@ -65,11 +65,11 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from imagerouter.generation import AttemptEvent
+from imagerouter.private import redact_url
 from imagerouter.replication.connection import (
     REDIS_ERRORS,
     guarded,
     make_client,
-    redact,
     replica_name,
 )
 from imagerouter.replication.keys import Keys
@@ -262,7 +262,7 @@ class RedisState(ChannelLink):
             "healthy": self._healthy,
             "since": self._since,
             "replica_id": self.replica_id,
-            "url": redact(self.url),
+            "url": redact_url(self.url),
             "prefix": self.keys.prefix,
             "fallbacks": self.fallbacks,
             "disconnects": self.disconnects,
@@ -500,7 +500,7 @@ class RedisState(ChannelLink):
         if not healthy:
             self.disconnects += 1
         else:
-            log.info("shared state in sync (%s, prefix %s)", redact(self.url), self.keys.prefix)
+            log.info("shared state in sync (%s, prefix %s)", redact_url(self.url), self.keys.prefix)
         self._healthy = healthy
         self._since = self._clock.wall()
         if healthy:

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from imagerouter.jobs.errors import StorageFull, StoreUnavailable
 from imagerouter.jobs.sql import Steps, numbered
 from imagerouter.jsontext import dumps, loads
+from imagerouter.private import redact_url
 
 if TYPE_CHECKING:  # the URL helpers work without the postgres extra (imagerouter db reads them)
     import asyncpg
@@ -47,17 +48,6 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     own = {k: v for k, v in query if k in OWN_PARAMS}
     rest = [(k, v) for k, v in query if k not in OWN_PARAMS]
     return urlunsplit(parts._replace(query=urlencode(rest))), own
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def connect_kwargs(schema: str) -> dict[str, Any]:
