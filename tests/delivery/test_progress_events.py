@@ -235,3 +235,36 @@ async def test_no_progress_webhook_follows_the_final_one(
         for delivery in await api.deliveries(token, job_id):
             if delivery["event_type"] == "job.progress" and delivery["status"] != "succeeded":
                 assert "not sent" in (delivery["last_error"] or ""), delivery
+
+
+async def test_a_progress_webhook_retried_after_its_job_ended_is_not_sent(
+    make_api: ApiFactory, farm: Farm, receiver: Receiver
+) -> None:
+    """The first progress webhook answered 500: its retry (the schedule's 5 s, ×0.6 here) is
+    due after the job completed and its final webhook went out. The retry sends its body fixed
+    at the first attempt, so the check at body time never ran again: it must run at every
+    attempt, and the retry is not sent."""
+    api = await make_api(webhook_retry_scale=0.6)
+    farm.set_faults("fal", {"generation_ms": {"dist": "fixed", "p50": 2500}})
+    receiver.script = [(500, {})]
+    token = await api.key()
+    status, _ = await api.call(
+        "PUT", "/v1/webhook", token, json={"url": receiver.url, "progress": True}
+    )
+    assert status == 200
+    job_id = (await api.submit(token))["id"]
+    retried: dict[str, Any] | None = None
+    for _ in range(150):  # bounded: ~15 s, the retry due about 3 s after the first attempt
+        deliveries = await api.deliveries(token, job_id)
+        retried = next(
+            (d for d in deliveries if len(d["log"]) >= 2 and d["event_type"] == "job.progress"),
+            None,
+        )
+        if retried is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert retried is not None, await api.deliveries(token, job_id)
+    assert retried["log"][0]["status"] == 500
+    assert "not sent" in (retried["last_error"] or ""), retried
+    arrived = [json.loads(h.body)["type"] for h in receiver.hits]
+    assert arrived[-1] == "job.completed", arrived

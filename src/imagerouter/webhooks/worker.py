@@ -421,6 +421,10 @@ class DeliveryWorker(AsyncResource):
                 body = await self.store.set_delivery_body(
                     delivery.id, await self._build_body(delivery)
                 )
+            elif delivery.event_type == PROGRESS_EVENT:
+                # a retry sends the body fixed at the first attempt; whether its job has ended
+                # since is asked again (the builder raises Superseded), the body built unused
+                await self._build_body(delivery)
             if known_secrets is not None:
                 secrets = list(known_secrets)
             elif secrets_lookup is None:
