@@ -185,6 +185,7 @@ def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path) -> N
 def test_serve_announces_the_port_it_listens_on_once_it_listens(tmp_path: Path) -> None:
     """``serve --port 0`` says the port the system gave it (it said 0); a port already taken
     gets the bind error alone, with no 'serving on' line before it."""
+    import select
     import subprocess
     import sys
 
@@ -195,7 +196,9 @@ def test_serve_announces_the_port_it_listens_on_once_it_listens(tmp_path: Path) 
     )
     try:
         assert server.stdout is not None
-        line = server.stdout.readline()  # bounded: the server prints it within seconds, or exits
+        ready, _, _ = select.select([server.stdout], [], [], 60)  # bounded: a hang fails here
+        assert ready, "serve said nothing within 60 s"
+        line = server.stdout.readline()
         assert line.startswith("imagerouter serving on http://127.0.0.1:"), line
         port = int(line.split(":")[2].split()[0])
         assert port > 0
