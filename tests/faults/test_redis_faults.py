@@ -94,3 +94,47 @@ async def test_redis_restarting_and_hanging_fails_no_request(
         15,
         "replica 1 to learn fal's cooldown after Redis came back",
     )
+
+
+async def _hang(own_redis: OwnRedis, seconds: float) -> None:
+    own_redis.pause()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        own_redis.resume()
+
+
+@pytest.mark.parametrize("fault", ["restart", "hang"])
+async def test_no_request_goes_into_a_retry_after_window_while_redis_is_away(
+    fault_counts, make_fleet, own_redis: OwnRedis, fault: str
+) -> None:
+    """Two replicas under steady load, fal answering half its calls 429 with a 1 s
+    Retry-After, and Redis away for 3 s in the middle (stopped, or hung by SIGSTOP): the farm
+    counts no request to fal inside a window it gave either replica (the windows go through
+    PostgreSQL too)."""
+    fleet = await make_fleet(
+        {name: {"generation_ms": 100} for name in ("fal", "wavespeed", "openai")},
+        replicas=2,
+        server={"workers": 6},
+    )
+    token, _, _ = await fleet.key("load", 1_000_000)
+    fleet.set_faults("fal", {"error_rates": {"429": 0.5}, "retry_after_s": 1})
+    load = Load([r.url for r in fleet.replicas], token, 150, interval_s=0.03, timeout_s=3)
+    running = asyncio.ensure_future(load.run())
+    await asyncio.sleep(0.8)
+    if fault == "restart":
+        await asyncio.to_thread(own_redis.restart, 3.0)
+    else:
+        await _hang(own_redis, 3.0)
+    await running
+    found = await settled_books(fleet.fetch)
+    fal = fleet.stats("fal")
+    line = load.report(f"redis-{fault}-retry-after", found)
+    fault_counts(
+        f"{line} fal_retry_after_issued={fal['retry_after_issued']} "
+        f"fal_inside_retry_after={fal['inside_retry_after']}"
+    )
+    load.assert_clean(found)
+    assert found.by_status == {"completed": 150}
+    assert fal["retry_after_issued"] >= 3, fal
+    assert fal["inside_retry_after"] == 0, fal

@@ -6,6 +6,8 @@
 * :class:`EventLog`: every job transition, persisted, read back and pushed to subscribers;
 * :class:`IdempotencyStore`: ``Idempotency-Key`` holds and their stored responses;
 * :class:`WebhookStore`: webhook endpoints, signing secrets and deliveries;
+* :class:`PeerMessages`: small best-effort messages to the other processes on the store (the
+  second channel of the replicas' Retry-After windows, beside Redis);
 * :class:`JobStore`: all of them plus the lifecycle, what a backend implements and the server
   is wired with. Code that needs one aggregate takes the narrow protocol.
 
@@ -13,8 +15,8 @@ Backends: :mod:`imagerouter.jobs.sqlite` and :mod:`imagerouter.jobs.postgres`, e
 with a module per aggregate; :func:`imagerouter.jobs.backends.open_store` picks one from a URL.
 This module imports no backend.
 
-Every method is a coroutine except ``subscribe``, ``subscribe_local`` and
-``subscribe_revocations``. Times are unix
+Every method is a coroutine except ``subscribe``, ``subscribe_local``,
+``subscribe_revocations`` and ``subscribe_peers``. Times are unix
 seconds (leases are shared across processes, so they cannot be monotonic). Whatever changes a
 job's status writes the matching event in the same transaction, and a refund is written in the
 same transaction as the failure or cancellation it pays back, so no observer can see one
@@ -54,12 +56,15 @@ from imagerouter.jobs.types import (
 
 __all__ = [
     "MAX_BALANCE",
+    "PEER_MESSAGE_MAX",
     "AccountStore",
     "EventListener",
     "EventLog",
     "IdempotencyStore",
     "JobQueue",
     "JobStore",
+    "PeerListener",
+    "PeerMessages",
     "RevocationListener",
     "WebhookStore",
 ]
@@ -73,6 +78,13 @@ def check_grant(amount: int) -> None:
     """Raise ValueError unless ``amount`` is a grant both backends take: 1..MAX_BALANCE."""
     if not 0 < amount <= MAX_BALANCE:
         raise ValueError(f"a grant must be between 1 and {MAX_BALANCE} credits, not {amount}")
+
+
+def check_peer_message(message: str) -> None:
+    """Raise ValueError if ``message`` is longer than :data:`PEER_MESSAGE_MAX` bytes."""
+    size = len(message.encode())
+    if size > PEER_MESSAGE_MAX:
+        raise ValueError(f"a peer message holds at most {PEER_MESSAGE_MAX} bytes, not {size}")
 
 
 def too_much(balance: int, amount: int) -> str:
@@ -89,6 +101,13 @@ EventListener = Callable[[Sequence[JobEvent]], None]
 #: Called on the event loop with the id of a key just revoked (by any process), or with None
 #: when revocations may have been missed: then every key cached from the store is suspect.
 RevocationListener = Callable[[str | None], None]
+
+#: Called on the event loop with each peer message (:meth:`PeerMessages.tell_peers`), the
+#: sender's own included.
+PeerListener = Callable[[str], None]
+
+#: The longest peer message, in UTF-8 bytes (PostgreSQL's ``NOTIFY`` payload is under 8000).
+PEER_MESSAGE_MAX = 7900
 
 
 class AccountStore(Protocol):
@@ -414,7 +433,33 @@ class WebhookStore(Protocol):
         ...
 
 
-class JobStore(AccountStore, JobQueue, EventLog, IdempotencyStore, WebhookStore, Protocol):
+class PeerMessages(Protocol):
+    """Small best-effort messages between the processes sharing a store, at most once each,
+    none kept: the windows one replica starts (its Retry-After cooldowns, spent budgets, paused
+    webhook receivers), so that the others hold off even while Redis is away
+    (:class:`~imagerouter.replication.RedisState`'s second channel).
+
+    PostgreSQL sends them with ``NOTIFY`` on the schema's peers channel, to every process
+    listening then (the sender too); those sent while a listener is reconnecting are lost.
+    SQLite has no channel between processes: nothing is sent (one process per file is its
+    deployment; several replicas share PostgreSQL).
+    """
+
+    async def tell_peers(self, message: str) -> bool:
+        """Send ``message`` (at most :data:`PEER_MESSAGE_MAX` bytes, else ValueError) to every
+        :meth:`subscribe_peers` listener of the processes on this store; False if this backend
+        has no peers to tell. Raises the store's errors if it cannot reach the store."""
+        ...
+
+    def subscribe_peers(self, listener: PeerListener) -> Callable[[], None]:
+        """Call ``listener`` with every peer message from now on; returns the unsubscribe
+        function. Call it on the event loop."""
+        ...
+
+
+class JobStore(
+    AccountStore, JobQueue, EventLog, IdempotencyStore, WebhookStore, PeerMessages, Protocol
+):
     """The whole store: every aggregate, and its lifecycle. What a backend implements and the
     server is wired with."""
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 __all__ = [
+    "PEER_KINDS",
     "BreakerRecord",
     "BudgetRecord",
     "CooldownRecord",
@@ -107,6 +108,11 @@ class ReceiverPauseRecord:
 
 
 Record = CooldownRecord | BudgetRecord | BreakerRecord | ReceiverPauseRecord
+
+#: The kinds that are windows (nothing may be sent before their end): what goes to the peers
+#: through the job store while Redis is away. Each only ever lengthens, so a copy that arrives
+#: twice, or by both ways, changes nothing.
+PEER_KINDS = frozenset(cls.kind for cls in (CooldownRecord, BudgetRecord, ReceiverPauseRecord))
 _KINDS: dict[str, type[Record]] = {
     cls.kind: cls for cls in (CooldownRecord, BudgetRecord, BreakerRecord, ReceiverPauseRecord)
 }

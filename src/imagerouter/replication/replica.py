@@ -45,6 +45,17 @@ Redis blinks: every Redis call runs under ``op_timeout_s``. A failure marks the 
 unhealthy (``healthy``, ``status()``, ``fallbacks``), and it carries on from its in-process
 state while a supervisor reconnects with backoff and resyncs.
 
+**Windows go through the job store too** (with ``store``, the job store the replicas share): a
+Retry-After cooldown, a spent budget or a paused receiver is a window no replica may send into,
+so each one this replica starts is also told to its peers through the store's
+:class:`~imagerouter.jobs.store.PeerMessages` (PostgreSQL ``NOTIFY``, about a millisecond),
+whatever its link's state: Redis may be away for this replica, for a peer or for all of them
+(restarted, hung, cut off), and a hang is noticed only after ``op_timeout_s``, longer than a
+provider's grace. Every replica applies what arrives there as it applies the channel's records;
+each only ever lengthens, so a window that arrives both ways changes nothing. Breaker changes
+do not go that way: while Redis is away a breaker is each replica's own (its probes are
+coordinated through Redis).
+
 Use::
 
     async with Router.from_config(cfg) as router, RedisState(url, router) as state:
@@ -59,6 +70,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -77,6 +89,7 @@ from imagerouter.replication.link import ChannelLink
 from imagerouter.replication.mirror import Mirror
 from imagerouter.replication.receivers import ReceiverPauses
 from imagerouter.replication.records import (
+    PEER_KINDS,
     BreakerRecord,
     ReceiverPauseRecord,
     Record,
@@ -89,6 +102,7 @@ from imagerouter.resilience.breaker import BreakerTransition
 from imagerouter.resilience.cooldowns import CooldownStarted
 
 if TYPE_CHECKING:
+    from imagerouter.jobs.store import PeerMessages
     from imagerouter.router import Router
     from imagerouter.webhooks.targets import PauseEarned, TargetLimits
 
@@ -98,6 +112,9 @@ log = logging.getLogger(__name__)
 
 #: Cooldown and budget hashes outlive their last end by this much.
 _END_MARGIN_S = 60.0
+
+#: Cap on telling the peers of one window through the job store.
+_RELAY_TIMEOUT_S = 2.0
 
 
 class RedisState(ChannelLink):
@@ -118,6 +135,8 @@ class RedisState(ChannelLink):
         start_timeout_s: how long :meth:`start` waits for the first sync before carrying on.
         receivers: the webhook sender's per-receiver limits, whose pauses are shared too
             (None: no webhook sender in this process).
+        store: the job store the replicas share, the second channel of the windows while
+            Redis is away (None: none; see the module doc).
     """
 
     def __init__(
@@ -136,8 +155,10 @@ class RedisState(ChannelLink):
         breaker_ttl_s: float = 3600.0,
         start_timeout_s: float = 1.0,
         receivers: TargetLimits | None = None,
+        store: PeerMessages | None = None,
     ) -> None:
         self.url = url
+        self.store = store
         self.router = router
         self.keys = Keys(prefix)
         self.replica_id = replica_id or replica_name()
@@ -181,6 +202,9 @@ class RedisState(ChannelLink):
         self.resyncs = 0
         self.published = 0
         self.rejected = 0
+        #: Windows told to the peers through the job store, and those the store did not take.
+        self.relayed = 0
+        self.relay_failures = 0
 
         self._clock = router.clock
         self._since = self._clock.wall()
@@ -190,6 +214,9 @@ class RedisState(ChannelLink):
         self._attached = False
         self._synced_once = False
         self._budget_due: set[str] = set()
+        self._relay_box: dict[tuple[str, str], Record] = {}
+        self._relay_wake = asyncio.Event()
+        self._unsubscribe_peers: Callable[[], None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -207,6 +234,9 @@ class RedisState(ChannelLink):
             asyncio.create_task(self._publisher(), name="redis-state-publisher"),
             asyncio.create_task(self._heartbeat(), name="redis-state-heartbeat"),
         ]
+        if self.store is not None:
+            self._unsubscribe_peers = self.store.subscribe_peers(self._on_peer_message)
+            self._tasks.append(asyncio.create_task(self._relayer(), name="redis-state-relay"))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.start_timeout_s):
                 await self._first_sync.wait()
@@ -217,7 +247,11 @@ class RedisState(ChannelLink):
         await self.spend.aclose()
         self._closing = True
         self._detach()
+        if self._unsubscribe_peers is not None:
+            self._unsubscribe_peers()
+            self._unsubscribe_peers = None
         self._wake.set()
+        self._relay_wake.set()
         self._broken.set()
         for task in self._tasks:
             task.cancel()
@@ -271,6 +305,8 @@ class RedisState(ChannelLink):
             "rejected": self.rejected,
             "applied": self.mirror.applied_count,
             "pending": len(self._outbox),
+            "relayed": self.relayed,
+            "relay_failures": self.relay_failures,
             "last_error": self.last_error,
             "peers": sorted(self.peers),
         }
@@ -320,13 +356,30 @@ class RedisState(ChannelLink):
             return
         self._outbox[(record.kind, record.name)] = record
         self._wake.set()
+        self._relay(record)
+
+    def _relay(self, record: Record) -> None:
+        """Queue a window for the peers through the job store too."""
+        if self.store is None or record.kind not in PEER_KINDS or self._closing:
+            return
+        self._relay_box[(record.kind, record.name)] = record
+        self._relay_wake.set()
+
+    def _on_peer_message(self, data: str) -> None:
+        record = decode(data)
+        if record is not None and record.kind in PEER_KINDS:
+            self._on_message_record(record)
 
     def _on_message(self, data: str) -> None:
         record = decode(data)
+        if record is not None:
+            self._on_message_record(record)
+
+    def _on_message_record(self, record: Record) -> None:
         if isinstance(record, ReceiverPauseRecord):
             if self.receivers is not None:
                 self.receivers.receive(record)
-        elif record is not None:
+        else:
             self.mirror.receive(record)
 
     def _adopt(self, record: Record) -> None:
@@ -422,6 +475,35 @@ class RedisState(ChannelLink):
         later = decode(stored)
         if later is not None:
             self._adopt(later)
+
+    async def _relayer(self) -> None:
+        """Tell the peers, through the job store, each window queued (the latest of each
+        thing); one warning for a run of failures (the store is away too)."""
+        assert self.store is not None
+        failing = False
+        while not self._closing:
+            await self._relay_wake.wait()
+            self._relay_wake.clear()
+            while self._relay_box and not self._closing:
+                key = next(iter(self._relay_box))
+                record = self._relay_box.pop(key)
+                try:
+                    async with asyncio.timeout(_RELAY_TIMEOUT_S):
+                        sent = await self.store.tell_peers(encode(record))
+                except Exception as exc:  # the store is away too: Redis is the one way left
+                    self.relay_failures += 1
+                    if not failing:
+                        log.warning(
+                            "telling the peers of %s %s through the job store failed: %s",
+                            record.kind,
+                            record.name,
+                            exc,
+                        )
+                    failing = True
+                    continue
+                failing = False
+                if sent:
+                    self.relayed += 1
 
     async def _heartbeat(self) -> None:
         """Share this replica's health inputs and read its peers'; a failure breaks the link."""

@@ -127,7 +127,8 @@ def _router_ctx(router: Router | None, router_settings: Settings | None):
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``settings.state`` (``redis://…``): share the router's breakers, cooldowns and
     budgets, and the webhook receivers' pauses and limits, with every replica on the same
-    Redis prefix (:class:`~imagerouter.replication.RedisState`)."""
+    Redis prefix (:class:`~imagerouter.replication.RedisState`); while Redis is away, the
+    windows go to the replicas through the job store they share."""
     settings = app[settings_key]
     if settings.state is None:
         yield
@@ -140,6 +141,7 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
         app[router_key],
         prefix=settings.state_prefix,
         receivers=None if deliveries is None else deliveries.sender.targets,
+        store=app[store_key],
     ) as state:
         app[state_key] = state
         yield

@@ -393,6 +393,16 @@ class _JobsCollector(Collector):
             )
             shared.add_metric([], 1 if getattr(state, "healthy", False) else 0)
             yield shared
+            relayed = CounterMetricFamily(
+                "imagerouter_shared_state_relayed",
+                "Windows (Retry-After cooldowns, spent budgets, paused webhook receivers) this "
+                "replica told the others through the job store as well as Redis; "
+                "outcome=failed: the store did not take them.",
+                labels=["outcome"],
+            )
+            relayed.add_metric(["sent"], getattr(state, "relayed", 0))
+            relayed.add_metric(["failed"], getattr(state, "relay_failures", 0))
+            yield relayed
 
 
 class _WebhooksCollector(Collector):

@@ -56,10 +56,17 @@ class PostgresBase(StoreBase):
         self.channel = f"imagerouter_events.{self.schema}"
         #: The NOTIFY channel of this schema's key revocations.
         self.keys_channel = f"imagerouter_keys.{self.schema}"
+        #: The NOTIFY channel of this schema's peer messages.
+        self.peers_channel = f"imagerouter_peers.{self.schema}"
         self._clock = clock or MonotonicClock()
         self._pool: GuardedPool = None  # type: ignore[assignment]
         self._feed = EventFeed(
-            self.dsn, connect_kwargs(self.schema), self.channel, poll_interval_s, self.keys_channel
+            self.dsn,
+            connect_kwargs(self.schema),
+            self.channel,
+            poll_interval_s,
+            self.keys_channel,
+            self.peers_channel,
         )
         self._engine = GroupCommit(
             self._feed, self.channel, batch_max=batch_max, parallel=self.parallel

@@ -27,7 +27,7 @@ import asyncpg
 
 from imagerouter.jobs.postgres.connection import GuardedPool
 from imagerouter.jobs.rows import EVENT_COLUMNS, event_from_row
-from imagerouter.jobs.store import EventListener, RevocationListener
+from imagerouter.jobs.store import EventListener, PeerListener, RevocationListener
 from imagerouter.jobs.types import JobEvent
 
 __all__ = ["EventFeed"]
@@ -47,6 +47,7 @@ class EventFeed:
         channel: the NOTIFY channel of the store's schema.
         poll_interval_s: how often new events are looked for without a notification.
         keys_channel: the NOTIFY channel of key revocations (payload: the key's id).
+        peers_channel: the NOTIFY channel of peer messages (payload: the message).
     """
 
     def __init__(
@@ -56,13 +57,15 @@ class EventFeed:
         channel: str,
         poll_interval_s: float,
         keys_channel: str,
+        peers_channel: str,
     ) -> None:
         self.dsn, self.connect_kwargs, self.channel = dsn, connect_kwargs, channel
-        self.keys_channel = keys_channel
+        self.keys_channel, self.peers_channel = keys_channel, peers_channel
         self.poll_interval_s = poll_interval_s
         self.listeners: list[EventListener] = []
         self.local_listeners: list[EventListener] = []
         self.revocation_listeners: list[RevocationListener] = []
+        self.peer_listeners: list[PeerListener] = []
         #: The id of the last event handed to the listeners.
         self.published = 0
         #: Notifications received and those whose events they carried, catch-up reads done,
@@ -107,6 +110,7 @@ class EventFeed:
         try:
             await conn.add_listener(self.channel, self._notified)
             await conn.add_listener(self.keys_channel, self._key_revoked)
+            await conn.add_listener(self.peers_channel, self._peer_message)
             conn.add_termination_listener(lambda _conn: self._wake.set())
         except BaseException:
             await conn.close()
@@ -146,6 +150,13 @@ class EventFeed:
 
     def _key_revoked(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self.revoked(payload or None)
+
+    def _peer_message(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        for listener in list(self.peer_listeners):
+            try:
+                listener(payload)
+            except Exception:
+                log.exception("peer message listener %r failed", listener)
 
     def revoked(self, key_id: str | None) -> None:
         """Tell the revocation listeners that ``key_id`` was revoked (None: maybe some were

@@ -6,6 +6,7 @@ from imagerouter.jobs.postgres.accounts import PostgresAccounts
 from imagerouter.jobs.postgres.events import PostgresEventLog
 from imagerouter.jobs.postgres.idempotency import PostgresIdempotency
 from imagerouter.jobs.postgres.leases import PostgresLeases
+from imagerouter.jobs.postgres.peers import PostgresPeers
 from imagerouter.jobs.postgres.queue import PostgresJobQueue
 from imagerouter.jobs.postgres.webhooks import PostgresWebhooks
 
@@ -19,6 +20,7 @@ class PostgresJobStore(
     PostgresEventLog,
     PostgresIdempotency,
     PostgresWebhooks,
+    PostgresPeers,
 ):
     """:class:`~imagerouter.jobs.store.JobStore` on PostgreSQL (see the package doc).
 

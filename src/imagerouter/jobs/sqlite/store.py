@@ -6,6 +6,7 @@ from imagerouter.jobs.sqlite.accounts import SQLiteAccounts
 from imagerouter.jobs.sqlite.events import SQLiteEventLog
 from imagerouter.jobs.sqlite.idempotency import SQLiteIdempotency
 from imagerouter.jobs.sqlite.leases import SQLiteLeases
+from imagerouter.jobs.sqlite.peers import SQLitePeers
 from imagerouter.jobs.sqlite.queue import SQLiteJobQueue
 from imagerouter.jobs.sqlite.webhooks import SQLiteWebhooks
 
@@ -19,6 +20,7 @@ class SQLiteJobStore(
     SQLiteEventLog,
     SQLiteIdempotency,
     SQLiteWebhooks,
+    SQLitePeers,
 ):
     """:class:`~imagerouter.jobs.store.JobStore` on one SQLite file (WAL).
 
