@@ -10,7 +10,6 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from imagerouter.catalog import load_catalog
 from imagerouter.cli.catalog_table import COLUMNS, markdown_table, rows
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import console, err_console, fail
@@ -19,6 +18,7 @@ from imagerouter.errors import ConfigError, ImageRouterError
 
 if TYPE_CHECKING:
     from imagerouter.plugins import Plugins
+    from imagerouter.router import Router
 
 __all__ = ["check_config", "models"]
 
@@ -32,10 +32,13 @@ __all__ = ["check_config", "models"]
 def models(config_path: str | None, as_json: bool, as_markdown: bool) -> None:
     """List the catalog's models: credits per tier, providers in order with their model ids
     and prices, and what each model can make (sizes, most images, formats)."""
-    try:
-        catalog = load_catalog(load_settings(config_path).catalog)
-    except ConfigError as exc:
-        fail(exc)
+    if as_json and as_markdown:
+        fail("--json and --markdown are two formats of the same list: give one of them")
+    settings, plugins = _load(config_path)
+    # The catalog as serve would route it, so a catalog serve refuses is refused here with
+    # check-config's words; the keys are the providers' business, not the catalog's
+    environ = {**os.environ, **_stand_in_keys(settings, plugins)}
+    catalog = _router_or_fail(settings, plugins, environ).catalog
     if as_json:
         click.echo(json.dumps(catalog.model_dump(mode="json"), indent=2))
         return
@@ -55,6 +58,13 @@ def models(config_path: str | None, as_json: bool, as_markdown: bool) -> None:
 def _farm_keys(plugins: Any) -> dict[str, str]:
     """A stand-in key for every provider's key variable: the farm takes any."""
     return {cls.key_env_var: "farm-key" for cls in plugins.providers.values() if cls.key_env_var}
+
+
+def _stand_in_keys(settings: Settings, plugins: Plugins) -> dict[str, str]:
+    """A stand-in for every key variable a provider reads (its plugin's, and any the config
+    names in ``api_key_env``): building the router to list its catalog needs no real key."""
+    named = {p.api_key_env for p in settings.providers.values() if p.api_key_env}
+    return _farm_keys(plugins) | dict.fromkeys(named, "farm-key")
 
 
 def _print_problems(plugins: Plugins) -> None:
@@ -81,33 +91,49 @@ def _require_configured_plugins(settings: Settings, plugins: Plugins) -> None:
         raise problems[0]
 
 
+def _load(config_path: str | None) -> tuple[Settings, Plugins]:
+    """The config's router settings and the plugins it loads; a bad config is one line, exit 2."""
+    from imagerouter.plugins import load_plugins
+
+    try:
+        settings = load_settings(config_path)
+        return settings, load_plugins(plugins_dir=settings.plugins_dir, log_problems=False)
+    except ImageRouterError as exc:
+        fail(exc)
+
+
+def _router_or_fail(settings: Settings, plugins: Plugins, environ: dict[str, str]) -> Router:
+    """The router serve would build from ``settings``: every configured provider's plugin
+    loaded, every catalog entry naming a known provider, keys (from ``environ``) and options
+    given. Else the plugins that did not load (often the cause), the ConfigError, exit 2."""
+    from imagerouter.router import Router
+
+    try:
+        _require_configured_plugins(settings, plugins)
+        return Router.from_config(settings, plugins=plugins, environ=environ)
+    except ImageRouterError as exc:
+        _print_problems(plugins)
+        fail(exc)
+
+
 @click.command("check-config")
 @config_option
 def check_config(config_path: str | None) -> None:
     """Build the router from the config (as 'serve' would), check its [server] table, and
     report any problem."""
-    from imagerouter.plugins import load_plugins
-    from imagerouter.router import Router
     from imagerouter.server.settings import load_server_settings
 
+    settings, plugins = _load(config_path)
     try:
-        settings = load_settings(config_path)
         server = load_server_settings(config_path)  # what serve reads, env variables too
-        plugins = load_plugins(plugins_dir=settings.plugins_dir, log_problems=False)
     except ImageRouterError as exc:
         fail(exc)
-    try:
-        _require_configured_plugins(settings, plugins)
-        if server.farm is not None:
-            # serve then points every provider at its in-process farm, with the farm's keys
-            console.print(f"server.farm = {server.farm!r}: serve answers from the mock farm")
-            environ = {**os.environ, **_farm_keys(plugins)}
-        else:
-            environ = dict(os.environ)
-        router = Router.from_config(settings, plugins=plugins, environ=environ)
-    except ImageRouterError as exc:
-        _print_problems(plugins)  # often the cause: a plugin that did not load
-        fail(exc)
+    environ = dict(os.environ)
+    if server.farm is not None:
+        # serve then points every provider at its in-process farm, with the farm's keys
+        console.print(f"server.farm = {server.farm!r}: serve answers from the mock farm")
+        environ |= _farm_keys(plugins)
+    router = _router_or_fail(settings, plugins, environ)
     summary: dict[str, Any] = {name: i.provider.base_url for name, i in router.instances.items()}
     if plugins.problems:
         # the router built without them, but a plugin meant to serve is not serving: a CI

@@ -17,7 +17,7 @@ import click
 
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import fail
-from imagerouter.errors import ImageRouterError
+from imagerouter.errors import ConfigError, ImageRouterError
 from imagerouter.extras import require
 from imagerouter.jobs import migrations
 from imagerouter.jobs.postgres import is_postgres_url, parse_url, redact_url
@@ -34,11 +34,25 @@ store_option = click.option(
 
 
 def _store_url(config_path: str | None, store: str | None) -> str:
+    """The store's URL: ``--store``, else the settings' store, else SQLite under data_dir."""
     try:
         settings = load_server_settings(config_path, store=store)
+    except ConfigError as exc:
+        if store is not None and exc.field == "server.store":  # the flag's, which wins
+            fail(_not_a_store(store))
+        fail(exc)
     except ImageRouterError as exc:
         fail(exc)
     return settings.store or f"sqlite://{settings.data_dir / 'imagerouter.db'}"
+
+
+def _not_a_store(store: str) -> str:
+    """Why ``--store`` is refused, naming it without its password, and what it takes."""
+    return (
+        f"--store {redact_url(store)} is not a job store URL: give postgresql://user@host/db"
+        "[?schema=NAME], or sqlite:///path/to/imagerouter.db (without --store: SQLite in the "
+        "data directory, [server] data_dir)"
+    )
 
 
 async def _connect(url: str):

@@ -93,7 +93,7 @@ def generate(
     """Generate an image (or, with a video model such as veo3-fast, a video) on a running
     server, showing queue progress while it waits."""
     require("client", "imagerouter generate")
-    from imagerouter.client import Client, ClientError
+    from imagerouter.client import APIConnectionError, Client, ClientError
 
     try:
         with Client(url, key) as client:
@@ -117,6 +117,8 @@ def generate(
                         err_console.print(progress_line(update), highlight=False)
 
                 done = client.wait(job.id, timeout_s=timeout, on_progress=show)
+    except APIConnectionError as exc:  # it says why, not where: the URL is the user's to check
+        fail(f"cannot reach {url}: {exc} (is `imagerouter serve` running there?)")
     except ClientError as exc:
         fail(exc)
     _outcome(done, as_json, url.rstrip("/"))

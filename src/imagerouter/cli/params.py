@@ -18,6 +18,7 @@ __all__ = [
     "CreditAmount",
     "Duration",
     "FiniteFloat",
+    "parse_credits",
     "parse_duration",
     "server_url_option",
 ]
@@ -83,6 +84,17 @@ class FiniteFloat(click.ParamType):
         return number
 
 
+def parse_credits(value: object) -> int:
+    """A whole number of credits as typed (``1000``, ``1_000``); ValueError otherwise. The
+    range is the caller's: a grant's is the store's :func:`~imagerouter.jobs.store.check_grant`."""
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number of credits") from None
+
+
 class CreditAmount(click.ParamType):
     """A whole number of credits the ledger takes: 1..MAX_BALANCE (0 too, with ``zero``).
     Credits are only granted from the command line, never taken."""
@@ -93,13 +105,10 @@ class CreditAmount(click.ParamType):
         self.zero = zero
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            amount = value
-        else:
-            try:
-                amount = int(str(value).strip().replace("_", ""))
-            except ValueError:
-                self.fail(f"{value!r} is not a whole number of credits", param, ctx)
+        try:
+            amount = parse_credits(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
         if amount < 0:
             self.fail(
                 f"{amount} is negative: credits are only granted here, never taken", param, ctx

@@ -21,12 +21,13 @@ from imagerouter.auth import mint_key
 from imagerouter.catalog import load_catalog
 from imagerouter.cli.options import config_option
 from imagerouter.cli.output import console, err_console, fail
-from imagerouter.cli.params import PORT, AccountName, CreditAmount
+from imagerouter.cli.params import PORT, AccountName, CreditAmount, parse_credits
+from imagerouter.cli.stores import require_existing_store, shown_store, store_problem
 from imagerouter.config import CONFIG_ENV
 from imagerouter.errors import ImageRouterError
 from imagerouter.extras import require
 from imagerouter.jobs.sqlite import SQLiteJobStore
-from imagerouter.jobs.store import JobStore
+from imagerouter.jobs.store import JobStore, check_grant
 from imagerouter.preferences import parse_key_defaults, provider_names
 from imagerouter.private import redact_url
 from imagerouter.server.settings import (
@@ -62,7 +63,14 @@ def _settings(command: str, config_path: str | None, **overrides: Any) -> Server
     return settings
 
 
-def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]]) -> T:
+def _with_store(
+    settings: ServerSettings, work: Callable[[JobStore], Awaitable[T]], *, create: bool = False
+) -> T:
+    """``work`` done with the store open; a problem is one line and exit status 2. Only a
+    command that sets a store up (``create``) may open a SQLite database that is not there."""
+    if not create:
+        require_existing_store(settings)
+
     async def run() -> T:
         # PostgreSQL when the config names one, as serve does
         async with settings.job_store() as store:
@@ -75,12 +83,7 @@ def _with_store(settings: ServerSettings, work: Callable[[JobStore], Awaitable[T
     except ValueError as exc:  # a store's refusal of a value (a grant past the limit)
         fail(exc)
     except (OSError, sqlite3.Error) as exc:  # a data directory that cannot hold the database
-        fail(f"{_shown_store(settings)}: {exc}")
-
-
-def _shown_store(settings: ServerSettings) -> str:
-    """The store as an error names it: its URL without the password, or the data directory."""
-    return redact_url(settings.store) if settings.store else str(settings.data_dir)
+        fail(store_problem(settings, exc))
 
 
 @click.command()
@@ -123,12 +126,14 @@ def serve(
     except ImageRouterError as exc:
         fail(exc)
     except ConnectionError as exc:  # at start-up only the store and the shared state are asked
-        reached = [f"the store {_shown_store(settings)}"]
+        reached = [f"the store {shown_store(settings)}"]
         if settings.state is not None:
             reached.append(f"the shared state {redact_url(settings.state)}")
         fail(f"{exc}: could not reach {' or '.join(reached)}")
-    except OSError as exc:  # the port is taken, the data directory cannot be written, …
+    except OSError as exc:  # the port is taken, the data directory cannot be made, …
         fail(exc)
+    except sqlite3.Error as exc:  # a database that cannot be written, or is not one
+        fail(store_problem(settings, exc))
 
 
 @click.group()
@@ -177,7 +182,7 @@ def keys_create(
         await store.create_api_key(minted.record)
         return minted.token, minted.record.id, account.id, balance
 
-    token, key_id, account_id, balance = _with_store(settings, work)
+    token, key_id, account_id, balance = _with_store(settings, work, create=True)
     err_console.print(
         f"created key {key_id} for account {account_name} ({account_id}), balance {balance}. "
         "Store it now: it is not shown again."
@@ -250,19 +255,31 @@ def credits() -> None:
 @config_option
 @data_dir_option
 @click.argument("account_name", type=AccountName())
-@click.argument("amount", type=CreditAmount())
+@click.argument("amount", metavar="AMOUNT")
 def credits_grant(
-    config_path: str | None, data_dir: str | None, account_name: str, amount: int
+    config_path: str | None, data_dir: str | None, account_name: str, amount: str
 ) -> None:
     """Add AMOUNT credits to ACCOUNT (a ``grant`` ledger entry): a positive whole number, at
     most 2**62. Credits are never taken from the command line."""
+    granted = _grant_amount(amount)
     settings = _settings("credits grant", config_path, data_dir=data_dir)
 
     async def work(store: SQLiteJobStore) -> int:
         account = await store.find_account(account_name)
         if account is None:
             raise ImageRouterError(f"no account {account_name!r}")
-        return await store.grant_credits(account.id, amount, "granted from the CLI")
+        return await store.grant_credits(account.id, granted, "granted from the CLI")
 
     balance = _with_store(settings, work)
-    console.print(f"{account_name}: +{amount} credits, balance {balance}")
+    console.print(f"{account_name}: +{granted} credits, balance {balance}")
+
+
+def _grant_amount(text: str) -> int:
+    """AMOUNT as a grant the store takes, checked before anything is opened; else the store's
+    own reason (``a grant must be between 1 and … credits``) as one line, exit status 2."""
+    try:
+        amount = parse_credits(text)
+        check_grant(amount)
+    except ValueError as exc:
+        fail(exc)
+    return amount

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -96,6 +97,38 @@ def _from_snapshot(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _content_type(answer: httpx.Response) -> str:
+    return answer.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(answer: httpx.Response) -> bool:
+    kind = _content_type(answer)
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _not_imagerouter(client: httpx.Client, answer: httpx.Response) -> StatusError:
+    """The error for an answer no imagerouter server gives (an HTML page, say): one line
+    naming the URL, the status and the content type, never the body."""
+    kind = _content_type(answer) or "no content type"
+    return StatusError(
+        f"{client.base_url} did not answer as an imagerouter server: GET {answer.request.url.path} "
+        f"gave {answer.status_code} ({kind}); is --url right?"
+    )
+
+
+def _document(client: httpx.Client, answer: httpx.Response, rows_key: str) -> dict[str, Any]:
+    """The answer's JSON object, holding a list at ``rows_key``; else StatusError saying the
+    server is not an imagerouter server."""
+    if _is_json(answer):
+        try:
+            doc = answer.json()
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get(rows_key), list):
+            return doc
+    raise _not_imagerouter(client, answer)
+
+
 def fetch_rows(
     client: httpx.Client, key: str | None, admin: bool
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -104,7 +137,7 @@ def fetch_rows(
     if admin:
         answer = _get(client, "/v1/admin/snapshot", key)
         if answer.status_code == 200:
-            doc = answer.json()
+            doc = _document(client, answer, "providers")
             return _from_snapshot(doc), doc.get("shared_state")
     answer = _get(client, "/v1/providers", key)
     if answer.status_code == 401:
@@ -113,8 +146,10 @@ def fetch_rows(
             "(an API key from `imagerouter keys create`, or the admin key)"
         )
     if answer.status_code != 200:
+        if not _is_json(answer):
+            raise _not_imagerouter(client, answer)
         raise StatusError(f"GET /v1/providers answered {answer.status_code}: {answer.text[:200]}")
-    doc = answer.json()
+    doc = _document(client, answer, "data")
     return _from_providers(doc["data"]), doc.get("shared_state")
 
 
@@ -199,6 +234,20 @@ def provider_table(
     return table
 
 
+def _check_watch_options(watch: bool, count: int | None, as_json: bool) -> None:
+    """Refuse options that would be ignored, naming them: ``--count`` and ``--interval``
+    only act with ``--watch``, which ``--json`` (one snapshot) cannot go with."""
+    if watch and as_json:
+        fail("--json prints one snapshot and exits: it cannot go with --watch")
+    if watch:
+        return
+    if count is not None:
+        fail("--count stops --watch after N refreshes: give --watch too, or leave --count out")
+    interval = click.get_current_context().get_parameter_source("interval")
+    if interval is ParameterSource.COMMANDLINE:
+        fail("--interval is the time between --watch refreshes: give --watch too")
+
+
 @click.command()
 @server_url_option
 @click.option(
@@ -217,6 +266,7 @@ def status(
     url: str, key: str | None, watch: bool, interval: float, count: int | None, as_json: bool
 ) -> None:
     """Show each provider's breaker, health, cooldown and load on a running server."""
+    _check_watch_options(watch, count, as_json)
     require("client", "imagerouter status")
     import httpx
 
