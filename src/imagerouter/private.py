@@ -1,5 +1,6 @@
 """Files that hold secrets are the server user's alone: directories 0700, files 0600; URLs
-that hold a password show it as ``***`` (:func:`redact_url`).
+that hold a password (in their user info or a query parameter) show it as ``***``
+(:func:`redact_url`).
 
 The data directory holds the SQLite database (API key hashes, webhook signing secrets, the
 ledger) and the media signing key. Each is created private, and one found looser (made by an
@@ -13,9 +14,17 @@ import logging
 import os
 import stat
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["DIR_MODE", "FILE_MODE", "private_dir", "private_file", "redact_url", "tighten"]
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "SECRET_PARAMS",
+    "private_dir",
+    "private_file",
+    "redact_url",
+    "tighten",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +78,58 @@ def private_file(path: Path) -> Path:
     return path
 
 
+#: Query parameters whose value is a credential (names compared case-insensitively), as
+#: libpq (``password``, ``sslpassword``), redis-py and many services name them.
+SECRET_PARAMS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "sslpassword",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "auth",
+        "auth_token",
+        "api_key",
+        "apikey",
+        "key",
+    }
+)
+REDACTED = "***"
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: a store's or Redis's URL as errors,
-    logs and status pages show it."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with any password replaced by ``***``: the user info's, and the value of every
+    query parameter that names a credential (:data:`SECRET_PARAMS`; the others, such as
+    ``schema``, stay as they were). A store's or Redis's URL as errors, logs and status pages
+    show it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[": where a password ends cannot be told
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://…" if sep else "…"
+    netloc = parts.netloc
+    if parts.password is not None:
+        # the host as written (an IPv6 literal keeps its brackets), after the last "@"
+        netloc = f"{parts.username or ''}:{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = _redact_query(parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _redact_query(query: str) -> str:
+    """``query`` with the value of each credential parameter replaced, the rest untouched
+    (not decoded and encoded again)."""
+    if not query:
+        return query
+    pairs = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and value and unquote_plus(name).strip().lower() in SECRET_PARAMS:
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return "&".join(pairs)

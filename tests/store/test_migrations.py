@@ -98,6 +98,30 @@ def test_db_migrate_command(pg_url: str, schema: str) -> None:
     ]
 
 
+def test_db_migrate_names_the_store_without_a_password_given_as_a_parameter(
+    pg_url: str, schema: str
+) -> None:
+    """A password in the store URL's query (``?password=``, as libpq takes it) is hidden in
+    what ``db migrate`` prints; the other parameters (``schema``) are shown."""
+    password = "hunter2-in-the-query"
+    url = f"{with_schema(pg_url, schema)}&password={password}"
+
+    def migrate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imagerouter", "db", "migrate", "--store", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    for run in (migrate(), migrate()):  # applied, then up to date
+        assert run.returncode == 0, run.stderr
+        assert password not in run.stdout + run.stderr
+        assert f"?schema={schema}&password=***" in run.stdout
+    assert "is up to date" in run.stdout
+
+
 async def test_keys_and_credits_commands_use_the_configured_store(
     pg_url: str, schema: str, tmp_path
 ) -> None:

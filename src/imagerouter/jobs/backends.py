@@ -11,6 +11,7 @@ from typing import Any
 
 from imagerouter.jobs.sqlite import SQLiteJobStore
 from imagerouter.jobs.store import JobStore
+from imagerouter.private import redact_url
 
 __all__ = ["open_sqlite_store", "open_store"]
 
@@ -33,5 +34,7 @@ def open_store(url_or_dir: str | Path, **options: Any) -> JobStore:
     if text.startswith("sqlite://"):
         return SQLiteJobStore(text.removeprefix("sqlite://"), **options)
     if "://" in text:
-        raise ValueError(f"unknown job store {text!r}: use postgresql://… or a data directory")
+        raise ValueError(
+            f"unknown job store {redact_url(text)!r}: use postgresql://… or a data directory"
+        )
     return open_sqlite_store(text, **options)
