@@ -69,6 +69,41 @@ async def test_metadata_and_private_addresses_are_refused(api: Api) -> None:
     assert account["balance"] == 100
 
 
+#: Refused URLs carrying a secret (user info, a query value), the URL the refusal shows, and
+#: why it is refused.
+SECRET_BEARING = (
+    ("http://u:pw-31500@127.0.0.1:31500/h", "http://127.0.0.1:31500/h", "credentials"),
+    ("https://:pw-31500@hooks.example/h?x=1", "https://hooks.example/h?x=***", "credentials"),
+    ("http://10.0.0.1/h?token=tk-abc", "http://10.0.0.1/h?token=***", "private address"),
+    (
+        "http://169.254.169.254/latest/?token=tk-abc&a",
+        "http://169.254.169.254/latest/?token=***&a",
+        "cloud metadata address",
+    ),
+)
+
+
+async def test_a_refusal_names_the_url_without_the_secrets_it_carries(api: Api) -> None:
+    """The 422 for a refused URL names the field and the URL, without its user info and
+    without its query's values, at registration and at submit."""
+    token = await api.key(credits=100)
+    await api.call("POST", "/v1/webhook/secret/rotate", token, json={})
+    for url, shown, reason in SECRET_BEARING:
+        job = {"model": "gpt-image-2", "prompt": "x", "webhook_url": url}
+        for (status, body), field in (
+            (await api.call("PUT", "/v1/webhook", token, json={"url": url}), "url"),
+            (await api.call("POST", "/v1/jobs", token, json=job), "webhook_url"),
+        ):
+            error = body["error"]
+            assert (status, error["code"], error["field"]) == (422, "webhook_url_refused", field)
+            assert error["message"].startswith(f"{field}: {shown!r} "), error
+            assert reason in error["message"], error
+            assert "pw-31500" not in str(body), body
+            assert "tk-abc" not in str(body), body
+    _, jobs = await api.call("GET", "/v1/jobs", token)
+    assert jobs["data"] == []
+
+
 async def test_a_name_resolving_to_loopback_is_refused_and_never_contacted(
     make_api: ApiFactory, receiver: Receiver
 ) -> None:

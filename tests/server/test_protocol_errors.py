@@ -99,6 +99,29 @@ async def test_a_request_the_parser_refuses_is_answered_in_json(
     assert "aaaa" not in records[0].getMessage()
 
 
+#: Request lines the parser refuses whose query carries a token.
+LINES_WITH_A_QUERY = {
+    "bad http version": b"GET /v1/jobs?token=tk-secret-1 HTTP/9.9x",
+    "bad minor version": b"GET /v1/jobs?token=tk-secret-1&a=b HTTP/1.x",
+    "invalid method": b"G(T /v1/jobs?token=tk-secret-1 HTTP/1.1",
+    "a space in the target": b"GET /v1/a b?token=tk-secret-1 HTTP/1.1",
+    "a control character in the query": b"GET /v1/jobs?x=\x01&token=tk-secret-1 HTTP/1.1",
+}
+
+
+@pytest.mark.parametrize("case", list(LINES_WITH_A_QUERY))
+async def test_a_refused_request_line_is_not_echoed_with_its_query(api: Api, case: str) -> None:
+    """The 400 ``bad_request_line`` still quotes the line, without its query string: a token
+    given there is not repeated in the error body."""
+    raw = LINES_WITH_A_QUERY[case] + b"\r\nHost: x\r\n\r\n"
+    got, headers, body, _ = await _exchange(api, raw)
+    error = _error(headers, body)
+    assert (got, error["code"]) == (400, "bad_request_line"), error
+    assert "tk-secret-1" not in body.decode("latin-1"), error
+    assert "token" not in error["message"], error
+    assert "/v1/" in error["message"], error  # the path is still shown
+
+
 async def test_the_parser_limits_leave_a_header_at_the_limit_alone(any_api: Api) -> None:
     """A long but permitted Authorization header reaches the API: 401 for a bad key, JSON."""
     value = "Bearer " + "a" * (MAX_FIELD_BYTES - len("Authorization") - 20)

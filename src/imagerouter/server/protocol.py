@@ -10,6 +10,7 @@ status and, as aiohttp does, closes the connection.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import http_exceptions as hx
@@ -38,8 +39,24 @@ MAX_LINE_BYTES = 8192
 _MESSAGE_CHARS = 300  # aiohttp's messages quote the offending bytes: keep the answer short
 
 
+#: A query string in aiohttp's quote of a request line: up to the next space or quote.
+_QUERY = re.compile(r"\?[^\s'\"]*")
+#: The pointer aiohttp's C parser draws under the quoted bytes: a line of spaces and ``^``.
+_POINTER = re.compile(r"\n[ \t]*\^[ \t]*(?=\n|$)")
+
+
 def _short(text: str) -> str:
     return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS] + "…"
+
+
+def _line_message(text: str) -> str:
+    """aiohttp's message about a request line it refused, which quotes the line, with the
+    query string left out (it may carry a token: an error body must not repeat it) and, when
+    one was, without the pointer under the line, which would then point elsewhere."""
+    without = _QUERY.sub("", text)
+    if without != text:
+        without = _POINTER.sub("", without)
+    return _short(without)
 
 
 def protocol_error(status: int, exc: BaseException | None) -> ApiError:
@@ -60,9 +77,9 @@ def protocol_error(status: int, exc: BaseException | None) -> ApiError:
     if isinstance(exc, hx.BadHttpMessage) and "Too many headers" in exc.message:
         return ApiError(431, "header_too_large", "too many request headers", field="headers")
     if isinstance(exc, hx.BadHttpMethod):
-        return ApiError(400, "bad_request_line", _short(f"bad method: {exc.message}"))
+        return ApiError(400, "bad_request_line", _line_message(f"bad method: {exc.message}"))
     if isinstance(exc, hx.BadStatusLine | hx.InvalidURLError):
-        return ApiError(400, "bad_request_line", _short(exc.message))
+        return ApiError(400, "bad_request_line", _line_message(exc.message))
     if isinstance(exc, hx.InvalidHeader):
         return ApiError(400, "bad_header", _short(exc.message), field="headers")
     if isinstance(exc, hx.PayloadEncodingError):

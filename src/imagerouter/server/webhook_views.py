@@ -26,7 +26,7 @@ from imagerouter.server.keys import (
 )
 from imagerouter.server.present import delivery_out, webhook_out
 from imagerouter.server.schemas import RotateSecretIn, WebhookIn
-from imagerouter.webhooks import UrlRefused, new_secret
+from imagerouter.webhooks import UrlRefused, new_secret, shown_url
 
 __all__ = [
     "check_submitted_webhook",
@@ -48,7 +48,7 @@ async def check_webhook_url(request: web.Request, url: str, field: str) -> None:
         raise ApiError(
             422,
             "webhook_url_refused",
-            f"{field}: {url[:200]!r} {exc}",
+            f"{field}: {shown_url(url)[:200]!r} {exc}",
             field=field,
             extra={"reason": str(exc)},
         ) from None

@@ -33,8 +33,19 @@ from imagerouter.webhooks.signing import (
     sign_headers,
     signature_v1,
 )
-from imagerouter.webhooks.ssrf import BlockedAddress, GuardedResolver, UrlPolicy, UrlRefused
-from imagerouter.webhooks.worker import BodyBuilder, DeliveryConfig, DeliveryWorker, Superseded
+from imagerouter.webhooks.ssrf import (
+    BlockedAddress,
+    GuardedResolver,
+    UrlPolicy,
+    UrlRefused,
+    shown_url,
+)
+from imagerouter.webhooks.worker import (
+    BodyBuilder,
+    DeliveryConfig,
+    DeliveryWorker,
+    Superseded,
+)
 
 __all__ = [
     "DEFAULT_SCHEDULE_S",
@@ -59,6 +70,7 @@ __all__ = [
     "new_secret",
     "progress_payload",
     "secret_key",
+    "shown_url",
     "sign_headers",
     "signature_v1",
     "webhook_payload",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-__all__ = ["BlockedAddress", "GuardedResolver", "UrlPolicy", "UrlRefused"]
+__all__ = ["BlockedAddress", "GuardedResolver", "UrlPolicy", "UrlRefused", "shown_url"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,10 +47,36 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 )
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
 RESOLVE_TIMEOUT_S = 5.0
+_URL_PARTS = re.compile(
+    r"^(?:(?P<scheme>[^:/?#]+):)?(?://(?P<authority>[^/?#]*))?(?P<path>[^?#]*)"
+    r"(?:\?(?P<query>[^#]*))?(?:#.*)?$",
+    re.DOTALL,
+)
 
 
 class UrlRefused(ValueError):
-    """The URL may not be contacted; the message says why."""
+    """The URL may not be contacted; the message says why (never the URL itself: see
+    :func:`shown_url`)."""
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an answer refusing it may repeat it: scheme, host, port and path, without
+    its user info, with each query parameter's value hidden (a token often rides there) and
+    no fragment. Split as RFC 3986 (appendix B) does, which takes any text and, unlike
+    ``urlsplit``, drops no character: a refused control character is still shown."""
+    found = _URL_PARTS.match(url)
+    assert found is not None  # every group is optional
+    scheme, authority, path, query = found.group("scheme", "authority", "path", "query")
+    shown = f"{scheme}:" if scheme is not None else ""
+    if authority is not None:
+        shown += "//" + authority.rpartition("@")[2]
+    shown += path
+    if query is not None:
+        shown += "?" + "&".join(
+            f"{name}=***" if sep else name
+            for name, sep, _ in (pair.partition("=") for pair in query.split("&"))
+        )
+    return shown
 
 
 class BlockedAddress(OSError):
