@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from imagerouter.auth import KEY_PREFIX
 from tests.helpers.net import free_port
 from tests.observe.conftest import write_scenario
 from tests.polling import eventually_sync
+from tests.store.pg import drop_schema, new_schema, require_postgres, with_schema
 
 CLI = [sys.executable, "-m", "imagerouter"]
 PROMPT = "a-very-private-prompt-4242 of a red fox"
@@ -113,3 +115,60 @@ def test_serve_logs_json_lines_without_keys_or_prompts(tmp_path: Path) -> None:
         ("job completed", "completed", "wavespeed")
     ]
     assert all({"ts", "level", "logger", "event"} <= set(line) for line in lines)
+
+
+@pytest.mark.slow
+def test_serve_on_postgres_with_local_outputs_logs_only_json_lines(tmp_path: Path) -> None:
+    """With log_format=json, a PostgreSQL store and outputs on the local disk, ``serve``
+    warns that outputs are not shared as a JSON line, like every other line on stderr,
+    from the start to the end."""
+    base = require_postgres()
+    schema = new_schema("irlogs")
+    port = free_port()
+    env = {
+        **os.environ,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "IMAGEROUTER_SERVER_LOG_FORMAT": "json",
+        "IMAGEROUTER_SERVER_LOG_LEVEL": "INFO",
+        "IMAGEROUTER_SERVER_STORE": with_schema(base, schema),
+    }
+    scenario = write_scenario(tmp_path / "scenario.toml")
+    command = [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)]
+    stderr_path = tmp_path / "stderr.log"
+    try:
+        with stderr_path.open("wb") as stderr:
+            proc = subprocess.Popen(
+                [*command, "--farm", str(scenario)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+            )
+        try:
+
+            def ready() -> bool:
+                assert proc.poll() is None, stderr_path.read_text()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                        return True
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    return False
+
+            eventually_sync(ready, timeout_s=30, what="the server to be ready")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    finally:
+        asyncio.run(drop_schema(base, schema))
+    text = stderr_path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            pytest.fail(f"not a JSON line on stderr: {line!r}")
+    warnings = [
+        entry
+        for entry in map(json.loads, lines)
+        if "storage backend local" in entry["event"] and entry["level"] == "warning"
+    ]
+    assert len(warnings) == 1, text

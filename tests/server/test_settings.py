@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from imagerouter.errors import ConfigError
+from imagerouter.server.keys import settings_key
 from imagerouter.server.routes import ROUTES
 from imagerouter.server.settings import (
     ServerSettings,
     load_router_settings,
     load_server_settings,
 )
+from tests.helpers.api import ApiFactory
 
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
@@ -136,21 +138,15 @@ def test_readme_states_the_default_rate_limits() -> None:
     ) in section
 
 
-def test_local_storage_under_a_shared_store_is_warned_of_at_start(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_local_storage_under_a_shared_store_is_warned_of_at_start(
+    store_url: str | None, make_api: ApiFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Outputs on local disk with jobs in PostgreSQL: right for one replica, broken links for a
-    fleet (a URL works only on the replica that stored the file), so the app says so as it is
-    built; on SQLite, one process's store, it does not."""
-    from imagerouter.server.app import create_app
-    from tests.helpers.api import api_settings
-
-    shared = api_settings(tmp_path / "data", store="postgresql://u@127.0.0.1:5432/test")
-    alone = api_settings(tmp_path / "data")
-    assert shared.storage.backend == alone.storage.backend == "local"
-    with caplog.at_level(logging.WARNING, logger="imagerouter.server.app"):
-        create_app(alone, router=object())  # type: ignore[arg-type]
-        assert not caplog.records
-        create_app(shared, router=object())  # type: ignore[arg-type]
-    (warning,) = caplog.records
-    assert "works only on the replica that stored it" in warning.getMessage()
+    fleet (a URL works only on the replica that stored the file), so the app says so as it
+    starts, through the logging it configured (not while it is built, before any logging
+    is); on SQLite, one process's store, it does not."""
+    with caplog.at_level(logging.WARNING, logger="imagerouter.server.delivery"):
+        api = await (make_api(store=store_url) if store_url else make_api())
+    assert api.app[settings_key].storage.backend == "local"
+    warned = [r for r in caplog.records if "works only on the replica" in r.getMessage()]
+    assert len(warned) == (1 if store_url else 0), [r.getMessage() for r in caplog.records]

@@ -10,7 +10,6 @@ back its jobs) while the store is still open.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -21,7 +20,6 @@ from imagerouter.auth import Authenticator
 from imagerouter.config import Settings
 from imagerouter.errors import ConfigError
 from imagerouter.jobs.events import EventHub
-from imagerouter.jobs.postgres import is_postgres_url
 from imagerouter.jobs.store import JobStore
 from imagerouter.jobs.worker import WorkerPool
 from imagerouter.router import Router
@@ -46,8 +44,6 @@ from imagerouter.server.routes import setup_routes
 from imagerouter.server.settings import ServerSettings
 
 __all__ = ["create_app"]
-
-log = logging.getLogger(__name__)
 
 #: The entry point group through which the farm's side mounts the farm (``serve --farm``).
 FARM_ENTRY_POINTS = "imagerouter.farm"
@@ -75,13 +71,6 @@ def create_app(
     storage or farm whose extra is not installed.
     """
     settings.require_extras(farm=router is None)
-    if is_postgres_url(settings.store) and settings.storage.backend == "local":
-        # legitimate for one replica; with several, a link works on one replica alone
-        log.warning(
-            "outputs are stored on this machine's disk (storage backend local) while jobs are "
-            "in a shared PostgreSQL store: with more than one replica, an image's URL works only "
-            "on the replica that stored it; use backend s3 (or none) for a fleet"
-        )
     app = web.Application(
         middlewares=[api_middleware],
         client_max_size=settings.max_body_bytes,

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from imagerouter.jobs.postgres import is_postgres_url
 from imagerouter.jobs.rules import PROGRESS_EVENT
 from imagerouter.jobs.types import Delivery, Job
 from imagerouter.server.errors import ApiError
@@ -29,6 +30,8 @@ from imagerouter.server.keys import (
     streams_key,
     url_policy_key,
 )
+from imagerouter.server.observability import webhook_observer
+from imagerouter.server.settings import ServerSettings
 from imagerouter.storage import OutputStore, open_storage, present_result
 from imagerouter.webhooks import (
     DeliveryWorker,
@@ -77,9 +80,23 @@ class StreamRegistry:
         return len(self._wakers)
 
 
+def _warn_if_outputs_unshared(settings: ServerSettings) -> None:
+    """Warn when outputs go to this machine's disk while jobs are in a shared store: right
+    for one replica; with several, an image's link works on one replica alone. Said once
+    the app starts, through the logs it configured (a JSON line with ``log_format =
+    "json"``), not while it is being built."""
+    if is_postgres_url(settings.store) and settings.storage.backend == "local":
+        log.warning(
+            "outputs are stored on this machine's disk (storage backend local) while jobs are "
+            "in a shared PostgreSQL store: with more than one replica, an image's URL works only "
+            "on the replica that stored it; use backend s3 (or none) for a fleet"
+        )
+
+
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     """The storage backend and its bounded thread pool; the output re-hoster."""
     settings = app[settings_key]
+    _warn_if_outputs_unshared(settings)
     async with open_storage(
         settings.storage, settings.data_dir, base_url=settings.public_url
     ) as storage:
@@ -151,7 +168,14 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         per_target=config.per_target,
         per_target_max=config.per_target_max,
     ) as sender:
-        worker = DeliveryWorker(store, sender, _body_builder(app), config, job_body=_job_body(app))
+        worker = DeliveryWorker(
+            store,
+            sender,
+            _body_builder(app),
+            config,
+            job_body=_job_body(app),
+            observe=webhook_observer(app),
+        )
         app[deliveries_key] = worker
         async with worker:
             try:

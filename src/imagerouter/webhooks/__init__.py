@@ -41,6 +41,7 @@ from imagerouter.webhooks.ssrf import (
     shown_url,
 )
 from imagerouter.webhooks.worker import (
+    AttemptObserver,
     BodyBuilder,
     DeliveryConfig,
     DeliveryWorker,
@@ -50,6 +51,7 @@ from imagerouter.webhooks.worker import (
 __all__ = [
     "DEFAULT_SCHEDULE_S",
     "SECRET_PREFIX",
+    "AttemptObserver",
     "BlockedAddress",
     "BodyBuilder",
     "Decision",

@@ -56,7 +56,7 @@ from imagerouter.lifecycle import AsyncResource
 from imagerouter.webhooks.retry import NotSent, RetrySchedule, SendResult, decide
 from imagerouter.webhooks.sender import WebhookSender
 
-__all__ = ["BodyBuilder", "DeliveryConfig", "DeliveryStore", "DeliveryWorker"]
+__all__ = ["AttemptObserver", "BodyBuilder", "DeliveryConfig", "DeliveryStore", "DeliveryWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,17 @@ BodyBuilder = Callable[[Delivery], Awaitable[str]]
 #: Builds the body of a delivery from its final job, without reading the store (for a
 #: handoff: on the store's thread, in the transaction that completes the job).
 JobBodyBuilder = Callable[[Job, Delivery], str]
+
+
+class AttemptObserver(Protocol):
+    """Told of every attempt the worker makes (not of deliveries given back unsent): its
+    outcome (``succeeded``, ``retry``, ``failed``, ``disabled``, ``refused``), the receiver's
+    status (None without an answer) and how long it took; e.g. the server's metrics
+    (:func:`imagerouter.server.observability.webhook_observer`)."""
+
+    def __call__(
+        self, outcome: str, *, status: int | None = None, duration_s: float | None = None
+    ) -> None: ...
 
 
 class Superseded(Exception):
@@ -126,7 +137,8 @@ class _Waiting:
 
 
 class DeliveryWorker(AsyncResource):
-    """Sends due deliveries of ``store`` through ``sender``; see the module doc."""
+    """Sends due deliveries of ``store`` through ``sender``; see the module doc. ``observe``
+    is told of each attempt made (see :class:`AttemptObserver`)."""
 
     def __init__(
         self,
@@ -139,8 +151,10 @@ class DeliveryWorker(AsyncResource):
         rng: random.Random | None = None,
         clock: Clock | None = None,
         job_body: JobBodyBuilder | None = None,
+        observe: AttemptObserver | None = None,
     ) -> None:
         self.store, self.sender, self.config = store, sender, config
+        self._observe = observe
         self._build_body = build_body
         self._job_body = job_body
         #: Deliveries leased to this worker (handed over or claimed) waiting for a slot, with
@@ -470,6 +484,7 @@ class DeliveryWorker(AsyncResource):
             next_delay_s=decision.next_delay_s,
             next_attempt_at=decision.next_attempt_at,
         )
+        self._observed(decision.outcome, result, now - started_at)  # made, written or not
         await self._records.add(
             AttemptRecord(
                 delivery.id,
@@ -489,6 +504,19 @@ class DeliveryWorker(AsyncResource):
         )
         if decision.next_attempt_at is not None:
             self._note_due(decision.next_attempt_at)
+
+    def _observed(self, outcome: str, result: SendResult, elapsed_s: float) -> None:
+        """Tell ``observe`` of an attempt: timed by the sender's request when one went out,
+        else by the attempt itself (a refusal before sending); an observer's fault is logged,
+        never the attempt's."""
+        if self._observe is None:
+            return
+        if result.latency_ms is not None:
+            elapsed_s = result.latency_ms / 1000
+        try:
+            self._observe(outcome, status=result.status, duration_s=max(0.0, elapsed_s))
+        except Exception:
+            log.exception("webhook attempt observer failed")
 
     async def _defer(self, delivery: Delivery, not_sent: NotSent, why: str) -> None:
         """Give ``delivery`` back unsent, due after ``not_sent.wait_s`` and up to a fifth more
