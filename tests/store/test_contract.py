@@ -612,6 +612,35 @@ async def test_local_subscribers_see_only_their_instance(make_store: StoreFactor
     assert sorted(e.job_id for e in every) == ["job_a", "job_b"]
 
 
+async def test_local_subscribers_hear_of_an_event_before_every_subscriber(
+    store: JobStore,
+) -> None:
+    """An instance's own events reach its ``subscribe_local`` listeners before (or, on
+    SQLite, with) its ``subscribe`` listeners: the metrics count a job's end locally and
+    forget, through ``subscribe``, jobs that ended on another replica; heard the other way
+    round, a job ended here was forgotten before its end was counted (no duration). On
+    PostgreSQL the commit's own NOTIFY often arrives before the committing task resumes."""
+    heard: list[tuple[str, int]] = []
+    store.subscribe_local(lambda events: heard.extend(("local", e.id) for e in events))
+    store.subscribe(lambda events: heard.extend(("every", e.id) for e in events))
+    account_id = await _account(store)
+    for n in range(5):
+        # keyed: a transaction of its own, as every write but a batch of plain submits (one
+        # statement, whose ids are known only once committed: their job.queued events may
+        # reach ``subscribe`` first, which no listener minds)
+        await store.submit_job(_job(account_id, f"job_{n}", key=f"k{n}"))
+    assert len(await store.claim_jobs("w1", 5, 30)) == 5
+    for n in range(4):
+        assert await store.complete_job(f"job_{n}", "w1", {"provider": "fal"}, [])
+    await store.cancel_job(account_id, "job_4")
+    await _until(lambda: sum(who == "every" for who, _ in heard) >= 15)
+    ids = sorted({event_id for _, event_id in heard})
+    assert len(ids) == 15
+    for event_id in ids:
+        local, every = heard.index(("local", event_id)), heard.index(("every", event_id))
+        assert local < every, (event_id, heard)
+
+
 # --- webhooks ----------------------------------------------------------------------------------
 
 

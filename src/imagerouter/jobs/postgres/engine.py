@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,21 +263,23 @@ class GroupCommit:
         outcomes: list[tuple[_Queued, BaseException | None, Any]] = []
         pending: list[PendingEvent] = []
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                for op in ops:
-                    tx = Tx()
-                    try:
-                        if op.savepoint:
-                            async with conn.transaction():
+            with self._abandoned_on_error() as events:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    for op in ops:
+                        tx = Tx()
+                        try:
+                            if op.savepoint:
+                                async with conn.transaction():
+                                    value = await op.fn(conn, tx)
+                            else:
                                 value = await op.fn(conn, tx)
-                        else:
-                            value = await op.fn(conn, tx)
-                    except StoreError as exc:
-                        outcomes.append((op, exc, None))
-                        continue
-                    outcomes.append((op, None, value))
-                    pending.extend(tx.events)
-                events = await self.write_events(conn, pending) if pending else []
+                        except StoreError as exc:
+                            outcomes.append((op, exc, None))
+                            continue
+                        outcomes.append((op, None, value))
+                        pending.extend(tx.events)
+                    if pending:
+                        events.extend(await self.write_events(conn, pending))
         except Exception as exc:
             log.info("a batch of %d writes is retried one by one: %r", len(ops), exc)
             return False
@@ -290,10 +293,12 @@ class GroupCommit:
         failure); resolve it."""
         for attempt in range(1, _MAX_TRIES + 1):
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    tx = Tx()
-                    value = await op.fn(conn, tx)
-                    events = await self.write_events(conn, tx.events) if tx.events else []
+                with self._abandoned_on_error() as events:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        tx = Tx()
+                        value = await op.fn(conn, tx)
+                        if tx.events:
+                            events.extend(await self.write_events(conn, tx.events))
             except _RETRYABLE as exc:
                 if attempt < _MAX_TRIES:
                     log.info("transaction retried (%d): %s", attempt, exc)
@@ -312,7 +317,8 @@ class GroupCommit:
     ) -> list[JobEvent]:
         """Take ids for ``pending`` under the counter's lock, insert them and their webhook
         deliveries, and notify the other replicas (delivered at commit). The last statement
-        of a transaction."""
+        of a transaction; the feed is told of the events at once (:meth:`EventFeed.writing`),
+        and then of the commit (:meth:`committed`) or its failure (``EventFeed.abandoned``)."""
         n = len(pending)
         deliveries = [
             (i + 1, p.delivery, p) for i, p in enumerate(pending) if p.delivery is not None
@@ -335,10 +341,23 @@ class GroupCommit:
             notify_body(pending),
         )
         first = last - n + 1
-        return [
+        events = [
             JobEvent(first + i, p.job_id, p.account_id, p.type, p.created_at, p.data)
             for i, p in enumerate(pending)
         ]
+        self.feed.writing(events)
+        return events
+
+    @contextlib.contextmanager
+    def _abandoned_on_error(self) -> Iterator[list[JobEvent]]:
+        """A list for the events a transaction writes; if the transaction fails (or its
+        commit is in doubt), the feed is told they may never come (:meth:`EventFeed.abandoned`)."""
+        events: list[JobEvent] = []
+        try:
+            yield events
+        except BaseException:
+            self.feed.abandoned(events)
+            raise
 
     def committed(self, events: list[JobEvent], ops: int) -> None:
         """Count a committed transaction of ``ops`` operations and publish its events."""

@@ -8,6 +8,15 @@ published; otherwise (a gap, a long batch, a reconnect, or every ``poll_interval
 backstop) it reads the events table after the last one published. Ids commit in order, so
 reading "after the last one" misses nothing.
 
+This store's own events reach its ``subscribe_local`` listeners no later than its
+``subscribe`` listeners, as on SQLite (the metrics rely on it: they count a job's end locally,
+and forget through ``subscribe`` the jobs another replica ended). A commit's own NOTIFY (or a
+read of the table) often arrives before the committing task is told of its commit, so the
+events a transaction wrote are announced (:meth:`EventFeed.writing`) before it commits, and
+whichever comes first, their publication or :meth:`EventFeed.committed`, tells the local
+listeners. The one exception is a batch of plain submits (one statement, whose ids are known
+only once it committed): their ``job.queued`` events may reach ``subscribe`` first.
+
 The same connection listens on the keys channel: each revoking transaction sends
 ``NOTIFY`` with the key's id (:meth:`~imagerouter.jobs.postgres.accounts.PostgresAccounts.
 revoke_api_key`), handed to the revocation listeners at once. Notifications sent while the
@@ -21,6 +30,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,6 +43,21 @@ from imagerouter.jobs.types import JobEvent
 __all__ = ["EventFeed"]
 
 log = logging.getLogger(__package__)
+
+
+@dataclass(slots=True)
+class _Writing:
+    """The events of one of this store's transactions whose commit it has not yet been told
+    of, and the last of them already told to the local listeners."""
+
+    events: Sequence[JobEvent]
+    told: int
+
+
+def _same(found: JobEvent | None, mine: JobEvent) -> bool:
+    """``found`` (published) is ``mine`` (written): an id alone is not enough, since ids a
+    rolled-back transaction took are taken again by the next one."""
+    return found is not None and (found.job_id, found.type) == (mine.job_id, mine.type)
 
 
 class EventFeed:
@@ -68,6 +93,9 @@ class EventFeed:
         self.peer_listeners: list[PeerListener] = []
         #: The id of the last event handed to the listeners.
         self.published = 0
+        #: This store's transactions that wrote events, by their first event's id, until
+        #: they are told committed or abandoned.
+        self._writing: dict[int, _Writing] = {}
         #: Notifications received and those whose events they carried, catch-up reads done,
         #: listener reconnects (for tests and metrics).
         self.notified = 0
@@ -167,8 +195,32 @@ class EventFeed:
             except Exception:
                 log.exception("key revocation listener %r failed", listener)
 
+    def writing(self, events: Sequence[JobEvent]) -> None:
+        """Events (ids ascending) a transaction of this store wrote, before it commits: if
+        they are published before :meth:`committed` is called, the local listeners hear of
+        them first. Each is followed by :meth:`committed` or :meth:`abandoned`."""
+        if events:
+            self._writing[events[0].id] = _Writing(events, events[0].id - 1)
+
+    def abandoned(self, events: Sequence[JobEvent]) -> None:
+        """The transaction that wrote ``events`` failed, or its commit is in doubt: whatever
+        it committed is read from the table (the local listeners may not hear of it)."""
+        if events and self._writing.pop(events[0].id, None) is not None:
+            self._wake.set()
+
     def committed(self, events: Sequence[JobEvent]) -> None:
         """Events this store just committed (ids ascending)."""
+        if not events:
+            return
+        writing = self._writing.pop(events[0].id, None)
+        told = writing.told if writing is not None else events[0].id - 1
+        self._tell_local([event for event in events if event.id > told])
+        if events[0].id == self.published + 1:
+            self._publish(events)
+        elif events[-1].id > self.published:
+            self._wake.set()  # another replica's events came in between: read them all
+
+    def _tell_local(self, events: Sequence[JobEvent]) -> None:
         if not events:
             return
         for listener in list(self.local_listeners):
@@ -176,15 +228,30 @@ class EventFeed:
                 listener(events)
             except Exception:
                 log.exception("job event listener %r failed", listener)
-        if events[0].id == self.published + 1:
-            self._publish(events)
-        elif events[-1].id > self.published:
-            self._wake.set()  # another replica's events came in between: read them all
+
+    def _tell_own_first(self, fresh: Sequence[JobEvent]) -> None:
+        """The local listeners hear of this store's events among ``fresh`` (about to be
+        published) whose commit it has not yet been told of."""
+        by_id = {event.id: event for event in fresh}
+        for first in sorted(self._writing):
+            writing = self._writing[first]
+            early: list[JobEvent] = []
+            for mine in writing.events:
+                if mine.id <= writing.told:
+                    continue
+                if not _same(by_id.get(mine.id), mine):
+                    break
+                early.append(mine)
+            if early:
+                writing.told = early[-1].id
+                self._tell_local(early)
 
     def _publish(self, events: Sequence[JobEvent]) -> None:
         fresh = [e for e in events if e.id > self.published]
         if not fresh:
             return
+        if self._writing:
+            self._tell_own_first(fresh)
         self.published = fresh[-1].id
         for listener in list(self.listeners):
             try:
