@@ -39,6 +39,7 @@ __all__ = [
     "MissingExtra",
     "ModelUnavailable",
     "NoProviderAvailable",
+    "OutputUnusable",
     "PluginError",
     "ProviderError",
     "ProviderTimeout",
@@ -124,6 +125,15 @@ class ModelUnavailable(UnsupportedRequest):
         super().__init__(
             "model", f"no provider configured here serves {model} (its providers: {named})"
         )
+
+
+class OutputUnusable(ImageRouterError):
+    """A provider's output could not be taken: its URL failed or timed out, its base64 is
+    invalid, or its bytes are not the image or video it says. What an ``accept`` hook of
+    :meth:`Router.generate <imagerouter.Router.generate>` raises (the server's output
+    storage); the router counts that call as the provider being unavailable and goes on."""
+
+    code = "output_unusable"
 
 
 class ProviderError(ImageRouterError):

@@ -16,7 +16,7 @@ import logging
 import os
 import random
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from imagerouter.errors import (
     ConfigError,
     ModelUnavailable,
     NoProviderAvailable,
+    OutputUnusable,
     ProviderError,
     ProviderUnavailable,
 )
@@ -60,10 +61,14 @@ from imagerouter.resilience.spend import SpendMeter
 from imagerouter.routing import Call, Candidate, GiveUp, JobPlan, Wait
 from imagerouter.transport import HttpPool
 
-__all__ = ["ProgressCallback", "Router"]
+__all__ = ["AcceptOutput", "ProgressCallback", "Router"]
 
 #: Told of each progress report of a job's provider calls: the instance's name and the report.
 ProgressCallback = Callable[[str, Progress], None]
+
+#: Takes a provider's output before it counts as a success (the server stores its images);
+#: raises OutputUnusable when the output is the provider's failure (see Router.generate).
+AcceptOutput = Callable[[ProviderOutput], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 #: Prices remembered per (model, size, quality, n, format) before the memo starts over.
@@ -219,15 +224,24 @@ class Router(AsyncResource):
         *,
         deadline_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        accept: AcceptOutput | None = None,
     ) -> ImageResult:
         """Generate ``request`` on the best available provider, failing over as needed;
         ``on_progress`` hears what the providers' queues report meanwhile.
 
+        ``accept``, when given, is awaited with each provider's output before that call
+        counts as a success, within the job's deadline: the server downloads and stores the
+        images there. An output it finds unusable (it raises OutputUnusable: the provider's
+        URL failed, its bytes are no image), or one not taken by the deadline, makes the call
+        the provider's failure (``ProviderUnavailable``), and the job goes on to the next
+        candidate as after any other. Whatever else it raises (the storage cannot write) ends
+        the job, the call recorded as the success it was.
+
         Raises UnknownModel, the ProviderError that ended the job when it may not fail over
-        (ContentRejected, InvalidRequest), or NoProviderAvailable when every candidate is
-        exhausted or the deadline passed. Every attempt is on the result or the error; a
-        cancelled generate's CancelledError carries them as ``attempts`` too (the call it
-        abandoned last, ``canceled``).
+        (ContentRejected, InvalidRequest), NoProviderAvailable when every candidate is
+        exhausted or the deadline passed, or what ``accept`` raised. Every attempt is on the
+        result or the error; a cancelled generate's CancelledError carries them as
+        ``attempts`` too (the call it abandoned last, ``canceled``).
         """
         model = self.catalog.resolve(request.model)
         if model.video is not None:  # the video fields the client left out, filled in
@@ -247,6 +261,8 @@ class Router(AsyncResource):
                     outcome = await self._hedged(plan, step, request, on_progress)
                 else:
                     outcome = await self._call(plan, step, request, on_progress)
+                if accept is not None and outcome.error is None:
+                    await self._accept(plan, model, request, outcome, accept)
                 result = self._settle(plan, model, request, outcome)
                 if result is not None:
                     return result
@@ -363,6 +379,50 @@ class Router(AsyncResource):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _accept(
+        self,
+        plan: JobPlan,
+        model: CatalogModel,
+        request: ImageRequest,
+        outcome: _Outcome,
+        accept: AcceptOutput,
+    ) -> None:
+        """Hand a call's output to ``accept`` (see :meth:`generate`), by the job's deadline;
+        an unusable output turns the call into the provider's failure."""
+        output, candidate = outcome.output, outcome.step.candidate
+        assert output is not None
+        try:
+            async with asyncio.timeout(max(0.0, plan.deadline - self.clock.now())):
+                await accept(output)
+        except OutputUnusable as exc:
+            problem = str(exc)
+        except TimeoutError:
+            problem = "its output was not taken before the job's deadline"
+        except BaseException as exc:  # the taker's failure, not the provider's: it ends the job
+            self._settle(plan, model, request, outcome)
+            exc.attempts = plan.attempts  # type: ignore[attr-defined]
+            raise
+        else:
+            return
+        self._charge(model, candidate, request, output)  # it was made, and paid for
+        name = candidate.instance.name
+        log.warning("provider %s gave an output that could not be used: %s", name, problem)
+        outcome.output = None
+        outcome.error = ProviderUnavailable(f"output unusable: {problem}", provider=name)
+
+    def _charge(
+        self,
+        model: CatalogModel,
+        candidate: Candidate,
+        request: ImageRequest,
+        output: ProviderOutput,
+    ) -> None:
+        """Count a call's output in its instance's spend."""
+        if model.kind == "image":
+            candidate.instance.charge(candidate.entry.cost_usd, len(output.images))
+        else:
+            candidate.instance.charge(model.cost_usd(candidate.entry, request, 1), 1)
+
     def _settle(
         self, plan: JobPlan, model: CatalogModel, request: ImageRequest, outcome: _Outcome
     ) -> ImageResult | None:
@@ -373,10 +433,7 @@ class Router(AsyncResource):
         error, candidate = outcome.error, outcome.step.candidate
         if error is None:
             assert outcome.output is not None
-            if model.kind == "image":
-                candidate.instance.charge(candidate.entry.cost_usd, len(outcome.output.images))
-            else:
-                candidate.instance.charge(model.cost_usd(candidate.entry, request, 1), 1)
+            self._charge(model, candidate, request, outcome.output)
             return ImageResult(
                 model=model.name,
                 provider=candidate.instance.name,

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from imagerouter.jobs.types import Job
 from imagerouter.storage import LocalStorage
-from imagerouter.storage.base import StorageError
+from imagerouter.storage.base import ProviderOutputError, StorageError
 from imagerouter.storage.config import StorageSettings
 from imagerouter.storage.outputs import STREAM_ABOVE_BYTES, OutputStore
 from imagerouter.transport import HttpPool
@@ -52,6 +52,12 @@ def origin_app(hits: dict[str, int]) -> web.Application:
             return web.Response(body=LARGE, content_type="image/png")
         if name == "jpeg":
             return web.Response(body=b"\xff\xd8\xff jpeg", content_type="image/jpeg")
+        if name == "page.png":  # an error page served as an image
+            return web.Response(body=b"<html>" + b"x" * 100 + b"</html>", content_type="image/png")
+        if name == "large-page.png":  # the same, too large to read whole: streamed
+            return web.Response(
+                body=b"<html>" + b"x" * STREAM_ABOVE_BYTES, content_type="image/png"
+            )
         if name == "moved":
             raise web.HTTPFound("/small.png")
         if name == "loop":
@@ -126,13 +132,27 @@ async def test_a_url_the_lean_client_will_not_send_goes_through_the_session(rig:
 
 @pytest.mark.parametrize(
     ("path", "message"),
-    [("loop", "more than 5 redirects"), ("gone", "answered 404")],
+    [
+        ("loop", "more than 5 redirects"),
+        ("gone", "answered 404"),
+        ("page.png", "is not an image or a video: 113 bytes served as image/png"),
+        ("large-page.png", "is not an image or a video"),
+    ],
 )
 async def test_a_bad_url_fails_the_store_and_writes_nothing(
     rig: Rig, path: str, message: str
 ) -> None:
-    with pytest.raises(StorageError, match=message):
+    """Each is the provider's fault (ProviderOutputError: the router fails over)."""
+    with pytest.raises(ProviderOutputError, match=message):
         await stored(rig, f"{rig.base}/{path}")
+    assert not [p for p in rig.storage.root.rglob("*") if p.is_file()]
+
+
+async def test_inline_base64_that_is_no_image_is_the_providers_fault(rig: Rig) -> None:
+    """Valid base64 of an HTML page: refused as the provider's output, nothing written."""
+    page = base64.b64encode(b"<html>nope</html>").decode()
+    with pytest.raises(ProviderOutputError, match="is not an image or a video"):
+        await rig.outputs(a_job(), {"images": [{"b64_json": page}]})
     assert not [p for p in rig.storage.root.rglob("*") if p.is_file()]
 
 

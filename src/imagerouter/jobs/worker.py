@@ -11,7 +11,9 @@
 
 A job's final state is written by the store only while this pool still holds its lease, so a
 job never completes twice and a failed job is refunded once. With an ``outputs`` hook (output
-storage), a result's images are re-hosted before the job is marked completed; if that fails,
+storage), a provider's images are re-hosted as the router's ``accept`` step, before the call
+counts as a success: an output the provider got wrong (its URL fails, its bytes are no image)
+is that provider's failure and the job goes on to another; if the storage itself cannot write,
 the job fails (and is refunded) with code ``output_storage_failed``. Outputs stored for a run
 that does not complete the job are removed once the job is known to have ended otherwise
 (failed or canceled, so that no later run writes the same keys): none is left behind that no
@@ -29,8 +31,13 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from imagerouter.clock import Clock, MonotonicClock
-from imagerouter.errors import ImageRouterError, NoProviderAvailable, ProviderError
-from imagerouter.generation import ImageRequest
+from imagerouter.errors import (
+    ImageRouterError,
+    NoProviderAvailable,
+    OutputUnusable,
+    ProviderError,
+)
+from imagerouter.generation import ImageRequest, ProviderOutput
 from imagerouter.jobs.errors import StoreUnavailable
 from imagerouter.jobs.ids import new_id
 from imagerouter.jobs.progress import ProgressRecorder
@@ -364,11 +371,16 @@ class WorkerPool(AsyncResource):
                 first_delay_s=self.config.progress_delay_s,
                 clock=self._clock,
             )
+        started: list[str] = []  # the keys of outputs this run stored, kept or not
+        stored: dict[str, Any] = {}  # the accepted output's images and storage record
+        accept = None
+        if self._outputs is not None:
+            accept = partial(self._store_outputs, job, started, stored)
         try:
             request = ImageRequest.model_validate(job.request)
             try:
                 result = await self.router.generate(
-                    request, deadline_s=remaining, on_progress=progress
+                    request, deadline_s=remaining, on_progress=progress, accept=accept
                 )
             finally:
                 if progress is not None:
@@ -378,45 +390,60 @@ class WorkerPool(AsyncResource):
                 self.store.fail_job, job.id, self.owner, error_body(exc), _attempts(exc)
             )
             log.info("job %s failed (%s); written=%s", job.id, exc.code, written)
+            await self._drop_outputs(job, started, ended=written)
             return
         except asyncio.CancelledError as cancelled:
             await self._record_canceled(job, cancelled)
-            raise
-        except Exception as exc:
-            log.exception("job %s crashed", job.id)
-            await self._write_end(self.store.fail_job, job.id, self.owner, error_body(exc), [])
-            return
-        body = result.model_dump(mode="json", exclude={"attempts"})
-        if self._outputs is None:
-            await self._write_end(
-                self.store.complete_job, job.id, self.owner, body, result.attempts
-            )
-            return
-        started: list[str] = []
-        try:
-            try:
-                body = await self._outputs(job, body, started)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job %s: storing its outputs failed: %s", job.id, exc)
-                message = f"the images were generated but could not be stored: {exc}"
-                error = {"code": "output_storage_failed", "message": message}
-                failed = await self._write_end(
-                    self.store.fail_job, job.id, self.owner, error, result.attempts
-                )
-                await self._drop_outputs(job, started, ended=failed)
-                return
-            completed = await self._write_end(
-                self.store.complete_job, job.id, self.owner, body, result.attempts
-            )
-            if not completed:
-                await self._drop_outputs(job, started)
-        except asyncio.CancelledError:
             reason = self._cancel_reasons.get(job.id)
             if started and reason != "shutdown":  # a shutdown hands the job back: kept
                 await asyncio.shield(self._drop_outputs(job, started, ended=reason == "client"))
             raise
+        except Exception as exc:
+            log.exception("job %s crashed", job.id)
+            written = await self._write_end(
+                self.store.fail_job, job.id, self.owner, error_body(exc), []
+            )
+            await self._drop_outputs(job, started, ended=written)
+            return
+        if stored:
+            body = result.model_dump(mode="json", exclude={"attempts", "images"}) | stored
+        else:
+            body = result.model_dump(mode="json", exclude={"attempts"})
+        try:
+            completed = await self._write_end(
+                self.store.complete_job, job.id, self.owner, body, result.attempts
+            )
+        except asyncio.CancelledError:
+            reason = self._cancel_reasons.get(job.id)
+            if started and reason != "shutdown":
+                await asyncio.shield(self._drop_outputs(job, started, ended=reason == "client"))
+            raise
+        if not completed:
+            await self._drop_outputs(job, started)
+
+    async def _store_outputs(
+        self, job: Job, started: list[str], stored: dict[str, Any], output: ProviderOutput
+    ) -> None:
+        """The router's ``accept``: re-host ``output``'s images, their URLs and storage record
+        into ``stored``. An output the provider got wrong (OutputUnusable: the job goes on to
+        another provider) has what of it was stored removed at once; on any other end the
+        keys stay in ``started`` for the job's own clean-up."""
+        assert self._outputs is not None
+        images = [image.model_dump(mode="json") for image in output.images]
+        keys: list[str] = []
+        try:
+            hosted = await self._outputs(job, {"images": images}, keys)
+        except OutputUnusable as exc:
+            log.warning("job %s: its provider's output could not be used: %s", job.id, exc)
+            if keys:
+                await self._discard(job, keys)
+            raise
+        except BaseException:
+            started.extend(keys)
+            raise
+        started.extend(keys)
+        stored.clear()
+        stored.update(hosted)
 
     async def _record_canceled(self, job: Job, cancelled: asyncio.CancelledError) -> None:
         """A cancel stopped the job's provider calls: keep the attempts they made (the one
@@ -434,6 +461,18 @@ class WorkerPool(AsyncResource):
         except Exception as exc:
             log.warning("job %s: the attempts of its canceled run were not kept: %s", job.id, exc)
 
+    async def _discard(self, job: Job, keys: list[str]) -> bool:
+        """Remove outputs stored under ``keys``; best effort: a failure is logged (False)."""
+        assert self._outputs is not None
+        try:
+            await self._outputs.discard(keys)
+        except Exception as exc:
+            log.warning(
+                "job %s: its %d stored outputs could not be removed: %s", job.id, len(keys), exc
+            )
+            return False
+        return True
+
     async def _drop_outputs(self, job: Job, keys: list[str], *, ended: bool = False) -> None:
         """Remove the outputs this run stored (``keys``) when the job has ended without them:
         ``ended`` when this process knows it did (it failed the job, or its client canceled
@@ -441,14 +480,13 @@ class WorkerPool(AsyncResource):
         its next run writes the same keys. Best effort: a failure is logged."""
         if not keys or self._outputs is None:
             return
-        try:
-            if not ended:
+        if not ended:
+            try:
                 now = await self.store.get_job(job.account_id, job.id, with_attempts=False)
-                if now is None or not now.final or now.status == "completed":
-                    return
-            await self._outputs.discard(keys)
+            except Exception as exc:
+                log.warning("job %s: its stored outputs were kept: %s", job.id, exc)
+                return
+            if now is None or not now.final or now.status == "completed":
+                return
+        if await self._discard(job, keys):
             log.info("job %s ended without its outputs; removed %d", job.id, len(keys))
-        except Exception as exc:
-            log.warning(
-                "job %s: its %d stored outputs could not be removed: %s", job.id, len(keys), exc
-            )

@@ -25,6 +25,7 @@ from imagerouter.errors import (
     ModelNotServed,
     ModelUnavailable,
     NoProviderAvailable,
+    OutputUnusable,
     PluginError,
     ProviderError,
     ProviderTimeout,
@@ -44,7 +45,7 @@ from imagerouter.jobs.errors import (
     StoreUnavailable,
 )
 from imagerouter.preferences import PriceAboveMax, RoutingRejected
-from imagerouter.storage.base import StorageError
+from imagerouter.storage.base import ProviderOutputError, StorageError
 
 __all__ = ["ERROR_STATUS", "ApiError", "api_error", "from_validation_error", "status_for"]
 
@@ -82,6 +83,8 @@ ERROR_STATUS: Mapping[type[ImageRouterError], int] = {
     PriceAboveMax: 422,  # routing.max_price_credits below the price: refused, nothing charged
     AuthError: 401,
     StorageError: 502,
+    OutputUnusable: 502,  # a provider's output the storage could not take
+    ProviderOutputError: 502,
 }
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Sequence
 from typing import Protocol
 
-from imagerouter.errors import ImageRouterError
+from imagerouter.errors import ImageRouterError, OutputUnusable
 
-__all__ = ["Storage", "StorageError", "extension_for"]
+__all__ = ["ProviderOutputError", "Storage", "StorageError", "extension_for", "media_type_of"]
 
 _EXTENSIONS = {
     "image/png": "png",
@@ -24,6 +24,42 @@ class StorageError(ImageRouterError):
     """An output could not be fetched from its provider or stored."""
 
     code = "output_storage_failed"
+
+
+class ProviderOutputError(StorageError, OutputUnusable):
+    """The provider's side of it: its URL answered an error, timed out or sent too much, its
+    base64 is invalid, or its bytes are no image or video. The router, told by an ``accept``
+    hook, fails over to another provider; the storage being unable to write is a plain
+    :class:`StorageError`, which ends the job."""
+
+    code = "output_storage_failed"
+
+
+#: The first bytes of each media type an output may be, and the type they mean.
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"WEBP", 8, "image/webp"),  # after "RIFF" and the length
+    (b"ftyp", 4, "video/mp4"),  # ISO media: MP4, QuickTime, AVIF, HEIC
+    (b"\x1a\x45\xdf\xa3", 0, "video/webm"),  # Matroska / WebM
+    (b"BM", 0, "image/bmp"),
+    (b"II*\x00", 0, "image/tiff"),
+    (b"MM\x00*", 0, "image/tiff"),
+)
+
+#: Bytes :func:`media_type_of` needs to see.
+SIGNATURE_BYTES = 12
+
+
+def media_type_of(head: bytes) -> str | None:
+    """The media family ``head`` (an output's first bytes) begins like, or None when it is
+    no image or video we know (an HTML error page served as ``image/png``, say)."""
+    for signature, offset, kind in _SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            return kind
+    return None
 
 
 class Storage(Protocol):

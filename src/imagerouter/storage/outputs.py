@@ -21,7 +21,14 @@ from urllib.parse import urljoin
 import aiohttp
 
 from imagerouter.jobs.types import Job
-from imagerouter.storage.base import Storage, StorageError, extension_for
+from imagerouter.storage.base import (
+    SIGNATURE_BYTES,
+    ProviderOutputError,
+    Storage,
+    StorageError,
+    extension_for,
+    media_type_of,
+)
 from imagerouter.storage.config import StorageSettings
 from imagerouter.transport import BodyTooLarge, HttpPool, ProtocolError
 
@@ -120,13 +127,16 @@ class OutputStore:
             try:
                 data = base64.b64decode(image["b64_json"], validate=True)
             except (binascii.Error, ValueError):
-                raise StorageError(f"image {index}: the provider's base64 is invalid") from None
+                raise ProviderOutputError(
+                    f"image {index}: the provider's base64 is invalid"
+                ) from None
             if len(data) > self._settings.max_download_bytes:
                 raise StorageError(f"image {index} is larger than max_download_bytes")
+            _check_media(index, data, content_type)
         elif image.get("url"):
             return await self._fetch(job, index, image["url"], content_type, started)
         else:
-            raise StorageError(f"image {index} has neither a URL nor base64 data")
+            raise ProviderOutputError(f"image {index} has neither a URL nor base64 data")
         key = output_key(job, index, content_type)
         started.append(key)
         await self.storage.put(key, data, content_type)
@@ -146,6 +156,7 @@ class OutputStore:
             small = await self._read_small(pool, index, url, deadline)
             if small is not None:
                 kind, data = small
+                _check_media(index, data, kind or content_type)
                 content_type = kind or content_type
                 key = output_key(job, index, content_type)
                 started.append(key)
@@ -153,7 +164,7 @@ class OutputStore:
                 return key, content_type
             timeout_s = deadline - time.monotonic()
             if timeout_s <= 0:
-                raise StorageError(f"output {index}: download failed: timed out")
+                raise ProviderOutputError(f"output {index}: download failed: timed out")
         return await self._stream(job, index, url, content_type, started, timeout_s)
 
     async def _read_small(
@@ -178,7 +189,7 @@ class OutputStore:
                     break
                 url = urljoin(url, location)
             else:
-                raise StorageError(f"output {index}: more than {MAX_REDIRECTS} redirects")
+                raise ProviderOutputError(f"output {index}: more than {MAX_REDIRECTS} redirects")
         except BodyTooLarge:
             if limit <= STREAM_ABOVE_BYTES:
                 raise StorageError(f"output {index} is larger than {limit} bytes") from None
@@ -186,9 +197,11 @@ class OutputStore:
         except (ProtocolError, ValueError):
             return None
         except (OSError, TimeoutError) as exc:
-            raise StorageError(f"output {index}: download failed: {exc!r}") from exc
+            raise ProviderOutputError(f"output {index}: download failed: {exc!r}") from exc
         if answer.status != 200:
-            raise StorageError(f"output {index}: the provider's URL answered {answer.status}")
+            raise ProviderOutputError(
+                f"output {index}: the provider's URL answered {answer.status}"
+            )
         return _media_type(answer.headers), answer.body
 
     async def _stream(
@@ -215,7 +228,9 @@ class OutputStore:
             ) as answer:
                 if answer.status != 200:
                     status = answer.status
-                    raise StorageError(f"output {index}: the provider's URL answered {status}")
+                    raise ProviderOutputError(
+                        f"output {index}: the provider's URL answered {status}"
+                    )
                 kind = _media_type(answer.headers)
                 content_type = kind or content_type
                 if kind is not None and kind.startswith("video/") and not video:
@@ -224,14 +239,14 @@ class OutputStore:
                 if length is not None and length > limit:
                     raise StorageError(f"output {index} is larger than {limit} bytes")
                 key = output_key(job, index, content_type)
-                chunks = _capped(answer, index, limit)
+                chunks = _checked(_capped(answer, index, limit), index, content_type)
                 if video or length is None or length > STREAM_ABOVE_BYTES:
                     started.append(key)
                     await self.storage.put_stream(key, chunks, content_type)
                 else:
                     data = b"".join([chunk async for chunk in chunks])
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise StorageError(f"output {index}: download failed: {exc!r}") from exc
+            raise ProviderOutputError(f"output {index}: download failed: {exc!r}") from exc
         if data is not None:
             started.append(key)
             await self.storage.put(key, data, content_type)
@@ -245,13 +260,43 @@ def _media_type(headers: Mapping[str, str]) -> str | None:
 
 
 async def _capped(answer: aiohttp.ClientResponse, index: int, limit: int) -> AsyncIterator[bytes]:
-    """The answer's body in chunks; StorageError once it passes ``limit`` bytes."""
+    """The answer's body in chunks; StorageError once it passes ``limit`` bytes (our limit,
+    which another provider's output would pass as well: no reason to fail over)."""
     size = 0
     async for chunk in answer.content.iter_chunked(_CHUNK):
         size += len(chunk)
         if size > limit:
             raise StorageError(f"output {index} is larger than {limit} bytes")
         yield chunk
+
+
+async def _checked(
+    chunks: AsyncIterator[bytes], index: int, content_type: str
+) -> AsyncIterator[bytes]:
+    """``chunks``, once their first bytes are seen to be an image or a video
+    (:func:`_check_media`); nothing is passed on before."""
+    head: bytes | None = b""
+    async for chunk in chunks:
+        if head is not None:
+            head += chunk
+            if len(head) < SIGNATURE_BYTES:
+                continue
+            _check_media(index, head, content_type)
+            chunk, head = head, None
+        yield chunk
+    if head is not None:  # the whole answer shorter than a signature
+        _check_media(index, head, content_type)
+        yield head
+
+
+def _check_media(index: int, data: bytes, content_type: str) -> None:
+    """Raise ProviderOutputError unless ``data`` begins as an image or a video does: a
+    provider's error page or empty body served as ``image/png`` is no output to keep."""
+    if media_type_of(data[:SIGNATURE_BYTES]) is None:
+        raise ProviderOutputError(
+            f"output {index} is not an image or a video: {len(data)} bytes served as "
+            f"{content_type}, beginning {data[:16]!r}"
+        )
 
 
 def present_result(
