@@ -66,9 +66,10 @@ __all__ = ["AcceptOutput", "ProgressCallback", "Router"]
 #: Told of each progress report of a job's provider calls: the instance's name and the report.
 ProgressCallback = Callable[[str, Progress], None]
 
-#: Takes a provider's output before it counts as a success (the server stores its images);
-#: raises OutputUnusable when the output is the provider's failure (see Router.generate).
-AcceptOutput = Callable[[ProviderOutput], Awaitable[None]]
+#: Takes a provider's output before it counts as a success (the server stores its images),
+#: given the seconds left before the job's deadline, which it keeps to; raises OutputUnusable
+#: when the output is the provider's failure (see Router.generate).
+AcceptOutput = Callable[[ProviderOutput, float], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 #: Prices remembered per (model, size, quality, n, format) before the memo starts over.
@@ -229,13 +230,13 @@ class Router(AsyncResource):
         """Generate ``request`` on the best available provider, failing over as needed;
         ``on_progress`` hears what the providers' queues report meanwhile.
 
-        ``accept``, when given, is awaited with each provider's output before that call
-        counts as a success, within the job's deadline: the server downloads and stores the
-        images there. An output it finds unusable (it raises OutputUnusable: the provider's
-        URL failed, its bytes are no image), or one not taken by the deadline, makes the call
-        the provider's failure (``ProviderUnavailable``), and the job goes on to the next
-        candidate as after any other. Whatever else it raises (the storage cannot write) ends
-        the job, the call recorded as the success it was.
+        ``accept``, when given, is awaited with each provider's output and the seconds left
+        before the job's deadline, which it keeps to, before that call counts as a success:
+        the server downloads and stores the images there. An output it finds unusable (it
+        raises OutputUnusable: the provider's URL failed or did not answer in time, its bytes
+        are no image) makes the call the provider's failure (``ProviderUnavailable``), and the
+        job goes on to the next candidate as after any other. Whatever else it raises (the
+        storage cannot write) ends the job, the call recorded as the success it was.
 
         Raises UnknownModel, the ProviderError that ended the job when it may not fail over
         (ContentRejected, InvalidRequest), NoProviderAvailable when every candidate is
@@ -387,17 +388,14 @@ class Router(AsyncResource):
         outcome: _Outcome,
         accept: AcceptOutput,
     ) -> None:
-        """Hand a call's output to ``accept`` (see :meth:`generate`), by the job's deadline;
-        an unusable output turns the call into the provider's failure."""
+        """Hand a call's output to ``accept`` (see :meth:`generate`) with the time left before
+        the job's deadline; an unusable output turns the call into the provider's failure."""
         output, candidate = outcome.output, outcome.step.candidate
         assert output is not None
         try:
-            async with asyncio.timeout(max(0.0, plan.deadline - self.clock.now())):
-                await accept(output)
+            await accept(output, max(0.0, plan.deadline - self.clock.now()))
         except OutputUnusable as exc:
             problem = str(exc)
-        except TimeoutError:
-            problem = "its output was not taken before the job's deadline"
         except BaseException as exc:  # the taker's failure, not the provider's: it ends the job
             self._settle(plan, model, request, outcome)
             exc.attempts = plan.attempts  # type: ignore[attr-defined]

@@ -59,10 +59,14 @@ class OutputHook(Protocol):
     :class:`~imagerouter.storage.OutputStore`)."""
 
     async def __call__(
-        self, job: Job, result: dict[str, Any], started: list[str]
+        self,
+        job: Job,
+        result: dict[str, Any],
+        started: list[str],
+        time_left_s: float | None = None,
     ) -> dict[str, Any]:
         """The result to store, its outputs re-hosted; each output's key goes to ``started``
-        as its write begins."""
+        as its write begins. Downloads end within ``time_left_s`` (the job's deadline)."""
         ...
 
     async def discard(self, keys: list[str]) -> None:
@@ -422,17 +426,23 @@ class WorkerPool(AsyncResource):
             await self._drop_outputs(job, started)
 
     async def _store_outputs(
-        self, job: Job, started: list[str], stored: dict[str, Any], output: ProviderOutput
+        self,
+        job: Job,
+        started: list[str],
+        stored: dict[str, Any],
+        output: ProviderOutput,
+        time_left_s: float,
     ) -> None:
-        """The router's ``accept``: re-host ``output``'s images, their URLs and storage record
-        into ``stored``. An output the provider got wrong (OutputUnusable: the job goes on to
+        """The router's ``accept``: re-host ``output``'s images (downloads within the
+        ``time_left_s`` of the job's deadline), their URLs and storage record into
+        ``stored``. An output the provider got wrong (OutputUnusable: the job goes on to
         another provider) has what of it was stored removed at once; on any other end the
         keys stay in ``started`` for the job's own clean-up."""
         assert self._outputs is not None
         images = [image.model_dump(mode="json") for image in output.images]
         keys: list[str] = []
         try:
-            hosted = await self._outputs(job, {"images": images}, keys)
+            hosted = await self._outputs(job, {"images": images}, keys, time_left_s)
         except OutputUnusable as exc:
             log.warning("job %s: its provider's output could not be used: %s", job.id, exc)
             if keys:

@@ -171,6 +171,8 @@ class ServerMetrics:
         # (route, method, status) -> the labelled histograms a request's timing goes to
         self._request_children: dict[tuple[str, str, int], tuple[Histogram, Histogram | None]] = {}
         self._calls = LabelledChildren(self.calls)
+        self._webhook_deliveries = LabelledChildren(self.webhook_deliveries)
+        self._webhook_latency = LabelledChildren(self.webhook_latency)
         # job id -> (status, created_at) for jobs not yet final, as seen in this process
         self._active: dict[str, tuple[str, float | None]] = {}
         self._prices: asyncio.Queue[tuple[str, str]] | None = None
@@ -282,9 +284,9 @@ class ServerMetrics:
         """
         outcome = outcome if _OUTCOME.match(outcome) else "other"
         code_class = "none" if status is None else f"{status // 100}xx"
-        self.webhook_deliveries.labels(outcome, code_class).inc()
+        self._webhook_deliveries(outcome, code_class).inc()
         if duration_s is not None:
-            self.webhook_latency.labels(outcome).observe(duration_s)
+            self._webhook_latency(outcome).observe(duration_s)
 
     # --- binding ---------------------------------------------------------------------------
 

@@ -84,19 +84,29 @@ class OutputStore:
         self._http = http
 
     async def __call__(
-        self, job: Job, result: dict[str, Any], started: list[str] | None = None
+        self,
+        job: Job,
+        result: dict[str, Any],
+        started: list[str] | None = None,
+        time_left_s: float | None = None,
     ) -> dict[str, Any]:
         """``result`` with every image stored and its URL replaced (StorageError on failure,
-        raised once no image of the result is still being stored). ``started`` gets each key
-        as its write begins, so that a caller whose job ends otherwise (failed, or canceled
-        meanwhile) can :meth:`discard` what was stored."""
+        raised once no image of the result is still being stored; ProviderOutputError when
+        the provider's side of it failed). ``started`` gets each key as its write begins, so
+        that a caller whose job ends otherwise (failed, or canceled meanwhile) can
+        :meth:`discard` what was stored. Every download ends within ``time_left_s`` (the
+        job's deadline) as well as within its own timeout."""
         images = list(result.get("images") or [])
         started = [] if started is None else started
+        by = None if time_left_s is None else time.monotonic() + time_left_s
         if len(images) == 1:  # the usual case: no task to gather one download
-            stored = [await self._store(job, 0, images[0], started)]
+            stored = [await self._store(job, 0, images[0], started, by)]
         else:
             outcomes = await asyncio.gather(
-                *(self._store(job, index, image, started) for index, image in enumerate(images)),
+                *(
+                    self._store(job, index, image, started, by)
+                    for index, image in enumerate(images)
+                ),
                 return_exceptions=True,
             )
             stored = []
@@ -120,7 +130,7 @@ class OutputStore:
             await self.storage.delete(keys)
 
     async def _store(
-        self, job: Job, index: int, image: dict[str, Any], started: list[str]
+        self, job: Job, index: int, image: dict[str, Any], started: list[str], by: float | None
     ) -> tuple[str, str]:
         content_type = image.get("content_type") or "image/png"
         if image.get("b64_json"):
@@ -134,7 +144,7 @@ class OutputStore:
                 raise StorageError(f"image {index} is larger than max_download_bytes")
             _check_media(index, data, content_type)
         elif image.get("url"):
-            return await self._fetch(job, index, image["url"], content_type, started)
+            return await self._fetch(job, index, image["url"], content_type, started, by)
         else:
             raise ProviderOutputError(f"image {index} has neither a URL nor base64 data")
         key = output_key(job, index, content_type)
@@ -143,16 +153,29 @@ class OutputStore:
         return key, content_type
 
     async def _fetch(
-        self, job: Job, index: int, url: str, content_type: str, started: list[str]
+        self,
+        job: Job,
+        index: int,
+        url: str,
+        content_type: str,
+        started: list[str],
+        by: float | None,
     ) -> tuple[str, str]:
         """Download ``url`` into the storage: an image into memory and then ``put`` (small,
         batched writes), a video (or anything large or of unknown length) streamed chunk by
         chunk through ``put_stream``, so memory per job stays at a few chunks. One download
-        timeout covers both ways, when an image goes the second."""
+        timeout covers both ways, when an image goes the second, and none lasts past ``by``
+        (monotonic; the job's deadline)."""
         pool = self._http() if self._http is not None else None
-        timeout_s: float | None = None
-        if pool is not None and not content_type.startswith("video/"):
-            deadline = time.monotonic() + self._settings.download_timeout_s
+        video = content_type.startswith("video/")
+        settings = self._settings
+        own_s = settings.video_download_timeout_s if video else settings.download_timeout_s
+        now = time.monotonic()
+        deadline = now + own_s if by is None else min(now + own_s, by)
+        if deadline <= now:
+            raise ProviderOutputError(f"output {index}: no time left to download it")
+        timeout_s: float | None = None if by is None else deadline - now
+        if pool is not None and not video:
             small = await self._read_small(pool, index, url, deadline)
             if small is not None:
                 kind, data = small
