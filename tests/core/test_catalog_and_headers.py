@@ -57,6 +57,32 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after({}) is None
 
 
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        # an invalid retry-after-ms does not hide a valid Retry-After (it read as 0 before)
+        ({"retry-after-ms": "-100", "retry-after": "2"}, 2.0),
+        ({"retry-after-ms": "soon", "retry-after": "2"}, 2.0),
+        ({"retry-after-ms": "1e999", "retry-after": "2"}, 2.0),
+        # no delay-seconds: ignored (a learned cooldown follows), not 0 and not 1,000 s
+        ({"retry-after": "-5"}, None),
+        ({"retry-after": "1e3"}, None),
+        ({"retry-after": "+3"}, None),
+        ({"retry-after": "9" * 400}, None),
+        # what is: digits, with a fraction as some providers send it
+        ({"retry-after": " 3 "}, 3.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"retry-after-ms": "0"}, 0.0),
+    ],
+)
+def test_a_retry_after_that_is_no_delay_is_ignored(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    """From a black-box pass: ``retry-after-ms: -100`` beside ``Retry-After: 2`` was read as 0
+    (the next call could go into the 2 s window), ``-5`` as 0 and ``1e3`` as 1,000 s."""
+    assert parse_retry_after(headers) == seconds
+
+
 def test_openai_budget_headers() -> None:
     """x-ratelimit-* request headers and Go durations parse into a budget."""
     assert parse_duration("6m0s") == 360.0

@@ -18,6 +18,9 @@ __all__ = [
     "retry_after_seconds",
 ]
 
+#: A delay as RFC 9110 writes it (digits), or with a fraction as some providers send it; a
+#: sign or an exponent makes it no delay at all.
+_DELAY = re.compile(r"\d+(?:\.\d+)?")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
@@ -32,32 +35,31 @@ def _get(headers: Mapping[str, str], name: str) -> str | None:
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait, from ``retry-after-ms``, else ``retry-after`` as seconds or HTTP-date.
 
-    Returns ``None`` when no header is present or none parses; never a negative number.
-    ``now`` is the wall clock (unix seconds) used for the HTTP-date form.
+    Returns ``None`` when no header is present or none parses; never a negative number. A
+    value that is no delay (``-100``, ``1e3``, ``soon``) is ignored, so that a valid
+    ``retry-after`` beside an invalid ``retry-after-ms`` still counts, and a 429 with neither
+    gets the learned cooldown rather than none. ``now`` is the wall clock (unix seconds) used
+    for the HTTP-date form.
     """
     millis = _get(headers, "retry-after-ms")
-    if millis:
-        try:
-            seconds = float(millis) / 1000.0
-        except ValueError:
-            seconds = math.nan
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
+    if millis and _DELAY.fullmatch(millis) and math.isfinite(seconds := float(millis) / 1000.0):
+        return seconds
     return retry_after_seconds(_get(headers, "retry-after"), now)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from one ``Retry-After`` value: delta seconds or an HTTP-date.
 
-    ``None`` for a missing, unreadable, NaN or infinite value; never a negative number. ``now``
+    ``None`` for a missing or unreadable value (a sign or an exponent included: ``-5`` and
+    ``1e3`` are no delay-seconds); never a negative number (a date in the past is 0). ``now``
     is the wall clock (unix seconds) for the HTTP-date form.
     """
     if not value:
         return None
     value = value.strip()
-    try:
+    if _DELAY.fullmatch(value):
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
