@@ -10,6 +10,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,32 @@ from tests.store.pg import drop_schema, new_schema, require_postgres, with_schem
 CLI = [sys.executable, "-m", "imagerouter"]
 PROMPT = "a-very-private-prompt-4242 of a red fox"
 ADMIN = "adm_logs_test_key_123456"
+
+
+@contextmanager
+def _serving(
+    command: list[str], env: dict[str, str], port: int, stderr_path: Path
+) -> Iterator[str]:
+    """``command`` (a ``serve`` on ``port``) running with its stderr in ``stderr_path``, once
+    it answers ``/readyz``; its URL. Stopped by SIGTERM afterwards."""
+    url = f"http://127.0.0.1:{port}"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, stderr_path.read_text()
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=1):
+                    return True
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return False
+
+        eventually_sync(ready, timeout_s=30, what="the server to be ready")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def _call(url: str, token: str, body: dict | None = None) -> dict:
@@ -58,27 +86,9 @@ def test_serve_logs_json_lines_without_keys_or_prompts(tmp_path: Path) -> None:
         env={**env, "IMAGEROUTER_SERVER_DATA_DIR": str(data_dir)},
     )
     token = minted.stdout.strip()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     stderr_path = tmp_path / "stderr.log"
-    with stderr_path.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [*CLI, "serve", "--data-dir", str(data_dir), "--port", str(port), "--farm", scenario],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=env,
-        )
-    try:
-
-        def ready() -> bool:
-            assert proc.poll() is None, stderr_path.read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=1):
-                    return True
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                return False
-
-        eventually_sync(ready, timeout_s=30, what="the server to be ready")
+    command = [*CLI, "serve", "--data-dir", str(data_dir), "--port", str(free_port())]
+    with _serving([*command, "--farm", scenario], env, int(command[-1]), stderr_path) as url:
         job = _call(f"{url}/v1/jobs", token, {"model": "flux-dev", "prompt": PROMPT})
         eventually_sync(
             lambda: _call(f"{url}/v1/jobs/{job['id']}", token)["status"] == "completed",
@@ -88,9 +98,6 @@ def test_serve_logs_json_lines_without_keys_or_prompts(tmp_path: Path) -> None:
         assert _call(f"{url}/v1/admin/snapshot", ADMIN)["providers"]
         with pytest.raises(urllib.error.HTTPError):  # a rejected key must not be logged either
             _call(f"{url}/v1/jobs", f"{token[:-4]}zzzz", {"model": "flux-dev", "prompt": PROMPT})
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
     text = stderr_path.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # all JSON
     assert PROMPT not in text
@@ -136,27 +143,8 @@ def test_serve_on_postgres_with_local_outputs_logs_only_json_lines(tmp_path: Pat
     command = [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)]
     stderr_path = tmp_path / "stderr.log"
     try:
-        with stderr_path.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [*command, "--farm", str(scenario)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-            )
-        try:
-
-            def ready() -> bool:
-                assert proc.poll() is None, stderr_path.read_text()
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                        return True
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    return False
-
-            eventually_sync(ready, timeout_s=30, what="the server to be ready")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+        with _serving([*command, "--farm", str(scenario)], env, port, stderr_path):
+            pass
     finally:
         asyncio.run(drop_schema(base, schema))
     text = stderr_path.read_text()
