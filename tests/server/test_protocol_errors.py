@@ -214,3 +214,23 @@ async def test_a_client_gone_mid_submit_is_no_server_error(
     assert any('code="499"' in line and line.endswith(" 2.0") for line in submits), submits
     assert not any('code="500"' in line for line in submits), submits
     await api.assert_nothing_stored(token, 100)
+
+
+#: Headers the parser refuses that carry a credential.
+HEADERS_WITH_A_SECRET = {
+    "a control character in the value": b"Authorization: Bearer tk-secret-2\x01x",
+    "a space before the colon": b"Authorization : Bearer tk-secret-2",
+    "no colon": b"Authorization Bearer tk-secret-2",
+}
+
+
+@pytest.mark.parametrize("case", list(HEADERS_WITH_A_SECRET))
+async def test_a_refused_header_is_not_echoed_with_its_value(api: Api, case: str) -> None:
+    """A 400 for a header the parser refuses does not repeat the header's bytes: they may be
+    the client's key."""
+    raw = b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n" + HEADERS_WITH_A_SECRET[case] + b"\r\n\r\n"
+    got, headers, body, _ = await _exchange(api, raw)
+    error = _error(headers, body)
+    assert got == 400, error
+    assert error["code"] in ("bad_header", "bad_http_message"), error
+    assert "tk-secret-2" not in body.decode("latin-1"), error

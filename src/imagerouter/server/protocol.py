@@ -59,6 +59,18 @@ def _line_message(text: str) -> str:
     return _short(without)
 
 
+#: A quoted literal in aiohttp's messages (``b'…'``, ``'…'``, ``"…"``), escapes included.
+_QUOTED = re.compile(r"b?'(?:[^'\\]|\\.)*'|b?\"(?:[^\"\\]|\\.)*\"")
+
+
+def _reason(text: str) -> str:
+    """aiohttp's message about a header or a message it refused, without the bytes it
+    quotes (a header's value may be the client's key): the C parser quotes them on the lines
+    after its reason, the Python one after a colon."""
+    reason = _QUOTED.sub("", text.split("\n", 1)[0]).rstrip(" :")
+    return _short(reason or "malformed request")
+
+
 def protocol_error(status: int, exc: BaseException | None) -> ApiError:
     """The answer to a request aiohttp's protocol layer refused (or a fault outside the app)."""
     if isinstance(exc, hx.LineTooLong):
@@ -81,11 +93,11 @@ def protocol_error(status: int, exc: BaseException | None) -> ApiError:
     if isinstance(exc, hx.BadStatusLine | hx.InvalidURLError):
         return ApiError(400, "bad_request_line", _line_message(exc.message))
     if isinstance(exc, hx.InvalidHeader):
-        return ApiError(400, "bad_header", _short(exc.message), field="headers")
+        return ApiError(400, "bad_header", _reason(exc.message), field="headers")
     if isinstance(exc, hx.PayloadEncodingError):
         return ApiError(400, "bad_body_encoding", _short(exc.message), field="body")
     if isinstance(exc, hx.HttpProcessingError) and 400 <= status < 500:
-        return ApiError(status, "bad_http_message", _short(exc.message or "malformed request"))
+        return ApiError(status, "bad_http_message", _reason(exc.message or ""))
     if status == 504:
         return ApiError(504, "timeout", "the request took too long")
     return ApiError(500, "internal_error", "internal server error")
