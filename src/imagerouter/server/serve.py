@@ -56,7 +56,13 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runner = ApiRunner(app, shutdown_timeout=settings.shutdown_grace_s, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        # a context that failed to start (the store, the shared state): close those that
+        # did, as web.run_app does, rather than leave them to the interpreter's exit
+        await runner.cleanup()
+        raise
     # Everything built so far (modules, models, schemas, the app) lives as long as the process:
     # set it apart from the cyclic collector, which otherwise walks it again in every full
     # collection that the requests' short-lived objects keep triggering.
