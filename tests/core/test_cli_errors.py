@@ -299,3 +299,33 @@ def test_an_option_that_would_be_ignored_is_refused_naming_it(
     dead = "http://127.0.0.1:9"  # never asked: refused before any request
     extra = ["--url", dead] if args[0] == "status" else []
     _assert_one_error_line(_invoke(*args, *extra), *names)
+
+
+# --- serve with a shared state whose credentials Redis refuses ---------------------------------
+
+
+@pytest.mark.slow
+def test_serve_with_credentials_redis_refuses_is_one_line_and_closes_what_it_opened(
+    tmp_path: Path,
+) -> None:
+    """Was a replica that started, ready and degraded for good; and a context that failed to
+    start left the ones before it unclosed (an asyncgen traceback at exit)."""
+    from tests.helpers.redis_service import REDIS_URL, require_redis
+
+    host_port = require_redis(REDIS_URL).split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    env = {**os.environ, "IMAGEROUTER_SERVER_STATE": f"redis://nobody:pw-4711@{host_port}/0"}
+    command = [sys.executable, "-m", "imagerouter", "serve", "--farm", "demo", "--port", "0"]
+    done = subprocess.run(
+        [*command, "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "serving on" not in done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: server.state: Redis at redis://nobody:***@"), errors[0]
+    assert "pw-4711" not in done.stderr

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
 __all__ = [
     "REDIS_ERRORS",
+    "REFUSED_CREDENTIALS",
     "Backoff",
     "aclose_quietly",
     "guarded",
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 #: What a Redis call raises when Redis is down, slow, or went away mid-call.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+#: Redis answered, and refused who we said we are (or what that user may do).
+REFUSED_CREDENTIALS: tuple[type[BaseException], ...] = (AuthenticationError, NoPermissionError)
 
 
 def make_client(url: str, *, timeout_s: float, name: str | None = None) -> Redis:

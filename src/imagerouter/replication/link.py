@@ -17,7 +17,13 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from imagerouter.lifecycle import AsyncResource
-from imagerouter.replication.connection import REDIS_ERRORS, Backoff, aclose_quietly, guarded
+from imagerouter.replication.connection import (
+    REDIS_ERRORS,
+    REFUSED_CREDENTIALS,
+    Backoff,
+    aclose_quietly,
+    guarded,
+)
 
 __all__ = ["ChannelLink"]
 
@@ -55,6 +61,9 @@ class ChannelLink(AsyncResource):
         self._script: Any = None
         self._broken = asyncio.Event()
         self._first_sync = asyncio.Event()
+        #: Redis refused this replica's credentials (a wrong password or user): a mistake in
+        #: the config, not an outage, when it happens before the link ever worked.
+        self._refused: BaseException | None = None
 
     async def _connect(self) -> None:
         raise NotImplementedError
@@ -108,6 +117,8 @@ class ChannelLink(AsyncResource):
         """A Redis call failed: go on locally, count it, and have the supervisor reconnect."""
         self.fallbacks += 1
         self.last_error = f"{where}: {type(exc).__name__}: {exc}"[:300]
+        if isinstance(exc, REFUSED_CREDENTIALS):
+            self._refused = exc
         if not isinstance(exc, REDIS_ERRORS):
             log.error("unexpected error in the %s (%s)", self.shares, where, exc_info=exc)
         if self._healthy or not self._down_told:

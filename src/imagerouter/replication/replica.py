@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from imagerouter.errors import ConfigError
 from imagerouter.generation import AttemptEvent
 from imagerouter.private import redact_url
 from imagerouter.replication.connection import (
@@ -224,7 +225,9 @@ class RedisState(ChannelLink):
         """Attach to the router and start following Redis.
 
         Waits up to ``start_timeout_s`` for the first snapshot (so a replica that starts while
-        Redis is up serves with the fleet's state), and never fails because Redis is down.
+        Redis is up serves with the fleet's state), and never fails because Redis is down; a
+        Redis that answers and refuses the URL's credentials is a ConfigError naming
+        ``server.state`` (it would not mend by itself).
         """
         if self._tasks:
             return
@@ -240,6 +243,16 @@ class RedisState(ChannelLink):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.start_timeout_s):
                 await self._first_sync.wait()
+        if self._refused is not None and not self._synced_once:
+            refused = self._refused
+            await self.aclose()
+            raise ConfigError(
+                f"Redis at {redact_url(self.url)} refused this replica's credentials "
+                f"({type(refused).__name__}: {refused}): check the user and password in the "
+                "URL (a Redis that is down or slow only degrades a replica; this would not "
+                "mend by itself)",
+                field="server.state",
+            )
         await self.spend.start()
 
     async def aclose(self) -> None:
