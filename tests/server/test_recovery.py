@@ -171,6 +171,14 @@ async def test_sigterm_hands_back_running_jobs_and_exits_cleanly(tmp_path: Path)
             assert "stopped: 4 jobs handed back to the queue" in server.log.read_text()
             server.start()  # long leases: only a clean hand-back lets these run at once
             await _wait_all_final(session, server.url, token)
+            # the calls the shutdown stopped are on the jobs, beside the next run's
+            headers = {"Authorization": f"Bearer {token}"}
+            for job_id in ids:
+                async with session.get(f"{server.url}/v1/jobs/{job_id}", headers=headers) as got:
+                    attempts = (await got.json())["attempts"]
+                stopped = [a for a in attempts if a["outcome"] == "canceled"]
+                assert [a["run"] for a in stopped] == [1], attempts
+                assert attempts[-1]["outcome"] == "ok", attempts
         assert server.terminate() == 0
         audit = _audit(server.data_dir / "imagerouter.db")
         assert audit["by_status"] == {"completed": 4}

@@ -252,6 +252,27 @@ async def test_release_hands_a_job_back_to_the_queue(store: JobStore) -> None:
     assert last.data == {"status": "queued", "reason": "shutdown"}
 
 
+async def test_a_release_keeps_the_attempts_of_the_run_it_stopped(store: JobStore) -> None:
+    """The calls a shutdown stopped go back with the job, under its run, once: the job then
+    shows them beside the next run's. A release by a non-holder writes none."""
+    account_id = await _account(store)
+    await store.submit_job(_job(account_id, "job_a"))
+    [claimed] = await store.claim_jobs("w1", 1, 30)
+    stopped = [
+        {"provider": "fal", "outcome": "canceled", "started_at": time.time(), "latency_ms": 9.0}
+    ]
+    assert not await store.release_job("job_a", "w2", "shutdown", stopped)
+    assert await store.release_job("job_a", "w1", "shutdown", stopped)
+    assert not await store.release_job("job_a", "w1", "shutdown", stopped)  # not held now
+    [again] = await store.claim_jobs("w2", 1, 30)
+    done = {"provider": "wavespeed", "outcome": "ok", "started_at": time.time(), "latency_ms": 5.0}
+    assert await store.complete_job("job_a", "w2", {"images": []}, [done])
+    job = await store.get_job(account_id, "job_a", with_attempts=True)
+    assert job is not None
+    runs = [(a["run"], a["provider"], a["outcome"]) for a in job.attempts]
+    assert runs == [(claimed.runs, "fal", "canceled"), (again.runs, "wavespeed", "ok")], runs
+
+
 # --- final writes and refunds ------------------------------------------------------------------
 
 

@@ -245,8 +245,17 @@ class JobQueue(Protocol):
         """Write ``failed`` and its refund once, while ``owner`` holds the lease."""
         ...
 
-    async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
-        """Hand a processing job back to the queue (shutdown); False if no longer held."""
+    async def release_job(
+        self,
+        job_id: str,
+        owner: str,
+        reason: str,
+        attempts: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """Hand a processing job back to the queue (shutdown); False if no longer held.
+        ``attempts``, the calls the run made before it was stopped (the one abandoned in
+        flight among them), are written with the run in the same transaction: the job shows
+        every provider call, this run's too, once."""
         ...
 
     async def record_canceled_attempts(

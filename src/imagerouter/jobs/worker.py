@@ -162,6 +162,8 @@ class WorkerPool(AsyncResource):
         self._running: dict[str, asyncio.Task[None]] = {}
         self._leased: set[str] = set()  # leased, waiting for a free worker
         self._cancel_reasons: dict[str, CancelReason] = {}
+        #: The attempts of runs a shutdown stopped, until their jobs are handed back.
+        self._stopped_attempts: dict[str, list[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: asyncio.Task[None] | None = None
 
@@ -280,12 +282,14 @@ class WorkerPool(AsyncResource):
                 await ended
                 if task.cancelled():
                     if self._cancel_reasons.get(job.id) == "shutdown":
-                        await self.store.release_job(job.id, self.owner, "shutdown")
+                        attempts = self._stopped_attempts.pop(job.id, ())
+                        await self.store.release_job(job.id, self.owner, "shutdown", attempts)
                 elif task.exception() is not None:  # its lease expires; the sweeper re-queues it
                     log.error("job %s: %r", job.id, task.exception())
             finally:
                 self._running.pop(job.id, None)
                 self._cancel_reasons.pop(job.id, None)
+                self._stopped_attempts.pop(job.id, None)
                 self._idle += 1
                 self._wakeup.set()
 
@@ -457,13 +461,17 @@ class WorkerPool(AsyncResource):
 
     async def _record_canceled(self, job: Job, cancelled: asyncio.CancelledError) -> None:
         """A cancel stopped the job's provider calls: keep the attempts they made (the one
-        abandoned in flight among them), so that the canceled job shows every call. The store
-        writes them only if the job was canceled at this run; a shutdown hands the job back,
-        and its next run records its own. Best effort: a failure is logged."""
+        abandoned in flight among them), so that the job shows every call. A shutdown's go
+        back with the job, in the transaction that hands it back (kept here until then); a
+        client's cancel's are written if the job was canceled at this run. Best effort: a
+        failure is logged."""
         attempts = getattr(cancelled, "attempts", None)
-        if not attempts or self._cancel_reasons.get(job.id) == "shutdown":
+        if not attempts:
             return
         rows = [attempt.as_dict() for attempt in attempts]
+        if self._cancel_reasons.get(job.id) == "shutdown":
+            self._stopped_attempts[job.id] = rows
+            return
         try:
             await asyncio.shield(self.store.record_canceled_attempts(job.id, job.runs, rows))
         except asyncio.CancelledError:

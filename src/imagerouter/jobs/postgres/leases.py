@@ -220,8 +220,14 @@ class PostgresLeases(PostgresBase):
 
         return await self._engine.batched(account_id, op, locks_account=False)
 
-    async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
-        """Put a held processing job back in the queue."""
+    async def release_job(
+        self,
+        job_id: str,
+        owner: str,
+        reason: str,
+        attempts: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """Put a held processing job back in the queue, with the attempts its run made."""
         now = self._clock.wall()
         account_id = self._job_accounts.pop(job_id, None) or await self._pool.fetchval(
             "SELECT account_id FROM jobs WHERE id = $1", job_id
@@ -231,16 +237,18 @@ class PostgresLeases(PostgresBase):
 
         async def op(conn: asyncpg.Connection, tx: Tx) -> bool:
             await lock_account(conn, account_id)
-            found = await conn.fetchval(
+            run = await conn.fetchval(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires = NULL, "
                 "updated_at = $1 WHERE id = $2 AND status = 'processing' AND lease_owner = $3 "
-                "RETURNING 1",
+                "RETURNING runs",
                 now,
                 job_id,
                 owner,
             )
-            if found is None:
+            if run is None:
                 return False
+            if attempts:
+                await insert_attempts(conn, job_id, run, attempts)
             tx.event(job_id, account_id, "queued", now, reason=reason)
             return True
 

@@ -313,19 +313,28 @@ class SQLiteLeases(SQLiteBase):
 
         return await self.thread.run(op)
 
-    async def release_job(self, job_id: str, owner: str, reason: str) -> bool:
-        """Put a held processing job back in the queue."""
+    async def release_job(
+        self,
+        job_id: str,
+        owner: str,
+        reason: str,
+        attempts: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """Put a held processing job back in the queue, with the attempts its run made."""
         now = self._clock.wall()
 
         def op(conn: sqlite3.Connection) -> JobEvent | None:
             row = conn.execute(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires = NULL, "
                 "updated_at = ? WHERE id = ? AND status = 'processing' AND lease_owner = ? "
-                "RETURNING account_id",
+                "RETURNING account_id, runs",
                 (now, job_id, owner),
             ).fetchone()
             if row is None:
                 return None
+            if attempts:
+                rows = _attempt_rows(job_id, row[1], attempts)
+                execute_rows(conn, _INSERT_ATTEMPTS, _ATTEMPT_ROW, rows)
             event = write_event(conn, job_id, row[0], "queued", now, reason=reason)
             self.thread.emit([event])
             return event
