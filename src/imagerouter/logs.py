@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from imagerouter.generation import AttemptEvent
 
-__all__ = ["SecretScrubber", "configure_logging", "current_job_id", "job_context", "log_attempt"]
+__all__ = ["JobIdFilter", "configure_logging", "current_job_id", "job_context", "log_attempt"]
 
 log = logging.getLogger("imagerouter.attempts")
 
@@ -64,14 +64,12 @@ def scrub(text: str) -> str:
     return _SECRETS.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
-class SecretScrubber(logging.Filter):
-    """Redacts key-like strings from messages and string arguments; adds the job id."""
+class JobIdFilter(logging.Filter):
+    """Gives each record the job id of the task that logged it (``job_id``), unless it has
+    one. It changes nothing else of the record: the handlers share it (a test's capture, the
+    conformance kit's watch), so redaction is the formatters' (:func:`scrub` on their text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = scrub(str(record.msg))
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in args)
         if getattr(record, "job_id", None) is None:
             record.job_id = _job_id.get()
         return True
@@ -85,7 +83,7 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": scrub(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and value is not None:
@@ -103,7 +101,7 @@ class TextFormatter(logging.Formatter):
         extra = " ".join(
             f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and v is not None
         )
-        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = f"{stamp} {record.levelname:<7} {record.name}: {scrub(record.getMessage())}"
         if extra:
             line += f"  {extra}"
         if record.exc_info:
@@ -120,7 +118,7 @@ def configure_logging(
     as_text = fmt == "text" or (fmt == "auto" and getattr(stream, "isatty", lambda: False)())
     handler = logging.StreamHandler(stream)
     handler.setFormatter(TextFormatter() if as_text else JsonFormatter())
-    handler.addFilter(SecretScrubber())
+    handler.addFilter(JobIdFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_imagerouter", False)]:
         root.removeHandler(old)

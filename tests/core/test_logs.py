@@ -61,3 +61,32 @@ def test_skipped_attempts_stay_below_info() -> None:
     finally:
         logging.getLogger().removeHandler(handler)
     assert stream.getvalue() == ""
+
+
+def test_the_log_handler_leaves_records_as_other_handlers_get_them() -> None:
+    """Redaction is in the formatter's text, not in the shared record: a handler after ours
+    (pytest's capture, the conformance kit's watch of asyncio's slow-callback message) still
+    sees the format string and its arguments. The record was rewritten in place before, and
+    the kit's blocking check failed after any test that left our handler installed."""
+    stream = io.StringIO()
+    seen: list[tuple[object, object]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.msg, record.args))
+
+    ours = configure_logging("DEBUG", "json", stream)
+    theirs = Keep()
+    logging.getLogger().addHandler(theirs)
+    try:
+        logging.getLogger("asyncio").warning("Executing %s took %.3f seconds", "<Handle x>", 0.15)
+        logging.getLogger("imagerouter.test").info("token %s", "Bearer sk-live-1234567890")
+    finally:
+        logging.getLogger().removeHandler(ours)
+        logging.getLogger().removeHandler(theirs)
+    assert seen == [
+        ("Executing %s took %.3f seconds", ("<Handle x>", 0.15)),
+        ("token %s", ("Bearer sk-live-1234567890",)),
+    ]
+    assert "1234567890" not in stream.getvalue()
+    assert "[redacted]" in stream.getvalue()
