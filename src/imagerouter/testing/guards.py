@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import socket
 import threading
 import time
@@ -27,7 +28,8 @@ from typing import Any
 __all__ = ["Watch"]
 
 _SOCKET_METHODS = ("connect", "connect_ex", "recv", "recv_into", "send", "sendall", "accept")
-_SLOW_CALLBACK = "Executing %s took %.3f seconds"
+#: asyncio's debug-mode report of a callback slower than ``slow_callback_duration``.
+_SLOW_CALLBACK = re.compile(r"Executing (.+) took (\d+(?:\.\d+)?) seconds", re.DOTALL)
 
 
 class _Recorder(logging.Handler):
@@ -50,8 +52,10 @@ class _Recorder(logging.Handler):
         if record.stack_info:
             text += "\n" + record.stack_info
         self.watch.log_texts.append(f"{record.name} {record.levelname}: {text}")
-        if record.name == "asyncio" and record.msg == _SLOW_CALLBACK and record.args:
-            handle, seconds = record.args[0], record.args[1]
+        # by its text, not its format string: a filter of another library may have rewritten
+        # the record (litellm, once imported, redacts the asyncio logger's records in place)
+        if record.name == "asyncio" and (slow := _SLOW_CALLBACK.match(text)) is not None:
+            handle, seconds = slow.group(1), float(slow.group(2))
             self.watch.blocking.append(
                 f"a callback held the event loop for {seconds:.3f} s: {handle}"
             )
