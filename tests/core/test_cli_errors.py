@@ -329,3 +329,16 @@ def test_serve_with_credentials_redis_refuses_is_one_line_and_closes_what_it_ope
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith("error: server.state: Redis at redis://nobody:***@"), errors[0]
     assert "pw-4711" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "migrate"])
+def test_db_names_the_store_it_cannot_reach(command: str) -> None:
+    """It said ``[Errno 111] Connect call failed ('127.0.0.1', P)``, not which store."""
+    pytest.importorskip("asyncpg")
+    from tests.helpers.net import free_port
+
+    store = f"postgresql://admin:pw-0815@127.0.0.1:{free_port()}/test"
+    result = _invoke("db", command, "--store", store)
+    shown = store.replace("pw-0815", "***")
+    _assert_one_error_line(result, f"error: {shown}: ")
+    assert "pw-0815" not in result.output

@@ -86,13 +86,16 @@ async def _open_sqlite(url: str) -> None:
         pass
 
 
-def _run(work):
+def _run(work, url: str):
+    """``work``'s result; a failure is one line naming the store (without its password)."""
     try:
         return asyncio.run(work)
-    except (ImageRouterError, OSError) as exc:
+    except ImageRouterError as exc:
         fail(exc)
+    except OSError as exc:  # refused, unreachable, a file that cannot be written
+        fail(f"{redact_url(url)}: {exc}")
     except Exception as exc:  # asyncpg's errors: a refused login, a missing database…
-        fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{redact_url(url)}: {type(exc).__name__}: {exc}")
 
 
 @click.group()
@@ -107,10 +110,10 @@ def db_migrate(config_path: str | None, store: str | None) -> None:
     """Apply every pending migration to the job store (safe beside running replicas)."""
     url = _store_url(config_path, store)
     if not is_postgres_url(url):
-        _run(_open_sqlite(url))
+        _run(_open_sqlite(url), url)
         click.echo(f"SQLite store {url.removeprefix('sqlite://')} is up to date")
         return
-    applied = _run(_migrate(url))
+    applied = _run(_migrate(url), url)
     latest = migrations.MIGRATIONS[-1].version
     if applied:
         click.echo(
@@ -130,7 +133,7 @@ def db_status(config_path: str | None, store: str | None) -> None:
     if not is_postgres_url(url):
         click.echo("SQLite store: its schema is created and upgraded whenever it is opened")
         return
-    found = _run(_status(url))
+    found = _run(_status(url), url)
     names = {m.version: m.name for m in migrations.MIGRATIONS}
     for version in sorted({*found.applied, *found.pending}):
         state = "applied" if version in found.applied else "pending"
