@@ -342,3 +342,12 @@ def test_db_names_the_store_it_cannot_reach(command: str) -> None:
     shown = store.replace("pw-0815", "***")
     _assert_one_error_line(result, f"error: {shown}: ")
     assert "pw-0815" not in result.output
+
+
+def test_generate_says_a_url_that_is_no_imagerouter_server_is_not_one() -> None:
+    """A server that is not imagerouter (http.server answers POST with a 501 HTML page): one
+    line saying so, not that server's error as if it were the API's."""
+    pytest.importorskip("httpx")
+    with _web_server(_WebPage) as url:
+        result = _invoke("generate", "a cat", "--url", url, "--key", "ir_x_y")
+    _assert_one_error_line(result, url, "did not answer as an imagerouter server", "501")

@@ -93,7 +93,7 @@ def generate(
     """Generate an image (or, with a video model such as veo3-fast, a video) on a running
     server, showing queue progress while it waits."""
     require("client", "imagerouter generate")
-    from imagerouter.client import APIConnectionError, Client, ClientError
+    from imagerouter.client import APIConnectionError, APIStatusError, Client, ClientError
 
     try:
         with Client(url, key) as client:
@@ -119,6 +119,14 @@ def generate(
                 done = client.wait(job.id, timeout_s=timeout, on_progress=show)
     except APIConnectionError as exc:  # it says why, not where: the URL is the user's to check
         fail(f"cannot reach {url}: {exc} (is `imagerouter serve` running there?)")
+    except APIStatusError as exc:
+        if not exc.error:  # no error object of ours: some other server answered
+            kind = exc.headers.get("content-type", "no content type").split(";")[0]
+            fail(
+                f"{url} did not answer as an imagerouter server: {exc.status} ({kind}); "
+                "is --url right?"
+            )
+        fail(exc)
     except ClientError as exc:
         fail(exc)
     _outcome(done, as_json, url.rstrip("/"))
