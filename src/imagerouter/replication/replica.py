@@ -136,8 +136,8 @@ class RedisState(ChannelLink):
         start_timeout_s: how long :meth:`start` waits for the first sync before carrying on.
         receivers: the webhook sender's per-receiver limits, whose pauses are shared too
             (None: no webhook sender in this process).
-        store: the job store the replicas share, the second channel of the windows while
-            Redis is away (None: none; see the module doc).
+        store: the job store the replicas share, the windows' second channel beside Redis, so
+            that they hold while Redis is away (None: none; see the module doc).
     """
 
     def __init__(
