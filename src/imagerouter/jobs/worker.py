@@ -402,9 +402,7 @@ class WorkerPool(AsyncResource):
             return
         except asyncio.CancelledError as cancelled:
             await self._record_canceled(job, cancelled)
-            reason = self._cancel_reasons.get(job.id)
-            if started and reason != "shutdown":  # a shutdown hands the job back: kept
-                await asyncio.shield(self._drop_outputs(job, started, ended=reason == "client"))
+            await self._drop_on_cancel(job, started)
             raise
         except Exception as exc:
             log.exception("job %s crashed", job.id)
@@ -422,12 +420,18 @@ class WorkerPool(AsyncResource):
                 self.store.complete_job, job.id, self.owner, body, result.attempts
             )
         except asyncio.CancelledError:
-            reason = self._cancel_reasons.get(job.id)
-            if started and reason != "shutdown":
-                await asyncio.shield(self._drop_outputs(job, started, ended=reason == "client"))
+            await self._drop_on_cancel(job, started)
             raise
         if not completed:
             await self._drop_outputs(job, started)
+
+    async def _drop_on_cancel(self, job: Job, started: list[str]) -> None:
+        """A cancelled run's stored outputs: removed when its client canceled the job (or as
+        the store shows it ended), kept when a shutdown hands the job back (its next run
+        writes the same keys). Shielded: the cancellation must not stop the removal."""
+        reason = self._cancel_reasons.get(job.id)
+        if started and reason != "shutdown":
+            await asyncio.shield(self._drop_outputs(job, started, ended=reason == "client"))
 
     async def _store_outputs(
         self,
