@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import click
 from rich.markup import escape
 
-from imagerouter.cli.output import console, err_console, fail
+from imagerouter.cli.output import console, err_console, fail, not_imagerouter
 from imagerouter.cli.params import server_url_option
 from imagerouter.extras import require
 
@@ -121,11 +121,7 @@ def generate(
         fail(f"cannot reach {url}: {exc} (is `imagerouter serve` running there?)")
     except APIStatusError as exc:
         if not exc.error:  # no error object of ours: some other server answered
-            kind = exc.headers.get("content-type", "no content type").split(";")[0]
-            fail(
-                f"{url} did not answer as an imagerouter server: {exc.status} ({kind}); "
-                "is --url right?"
-            )
+            fail(not_imagerouter(url, "POST /v1/jobs", exc.status, exc.headers))
         fail(exc)
     except ClientError as exc:
         fail(exc)

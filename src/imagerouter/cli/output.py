@@ -6,12 +6,13 @@ The commands report a problem the same way: ``error: …`` on stderr, then exit 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["console", "err_console", "fail"]
+__all__ = ["console", "content_type", "err_console", "fail", "not_imagerouter"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,3 +27,18 @@ def fail(problem: object) -> NoReturn:
     """
     err_console.print(f"[red]error:[/red] {escape(str(problem))}", soft_wrap=True)
     sys.exit(2)
+
+
+def content_type(headers: Mapping[str, str]) -> str:
+    """An answer's media type, lower case, without its parameters ("" when it names none)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def not_imagerouter(url: object, request: str, status: int, headers: Mapping[str, str]) -> str:
+    """Why an answer is none an imagerouter server gives (an HTML page, another API's error):
+    the URL, the request, its status and content type, never the body."""
+    kind = content_type(headers) or "no content type"
+    return (
+        f"{url} did not answer as an imagerouter server: {request} gave {status} ({kind}); "
+        "is --url right?"
+    )

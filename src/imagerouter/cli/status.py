@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from imagerouter.cli.output import console, fail
+from imagerouter.cli.output import console, content_type, fail, not_imagerouter
 from imagerouter.cli.params import server_url_option
 from imagerouter.extras import require
 
@@ -97,22 +97,17 @@ def _from_snapshot(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _content_type(answer: httpx.Response) -> str:
-    return answer.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
 def _is_json(answer: httpx.Response) -> bool:
-    kind = _content_type(answer)
+    kind = content_type(answer.headers)
     return kind == "application/json" or kind.endswith("+json")
 
 
 def _not_imagerouter(client: httpx.Client, answer: httpx.Response) -> StatusError:
     """The error for an answer no imagerouter server gives (an HTML page, say): one line
     naming the URL, the status and the content type, never the body."""
-    kind = _content_type(answer) or "no content type"
+    request = f"GET {answer.request.url.path}"
     return StatusError(
-        f"{client.base_url} did not answer as an imagerouter server: GET {answer.request.url.path} "
-        f"gave {answer.status_code} ({kind}); is --url right?"
+        not_imagerouter(client.base_url, request, answer.status_code, answer.headers)
     )
 
 
