@@ -71,8 +71,11 @@ class ProviderInstance:
         if self.budget is not None and self.budget.time_until() > 0:
             ready = now + self.budget.time_until()
             return Unavailable("paced", "x-ratelimit budget spent", ready)
-        if self.pace is not None and (wait := self.pace.time_until(now)) > 0.0:
-            return Unavailable("paced", "paced by its 429s", now + wait)
+        if self.pace is not None:
+            if self.pace.expired(now):
+                self.pace = None  # forget_s without a 429, whether or not a call succeeded
+            elif (wait := self.pace.time_until(now)) > 0.0:
+                return Unavailable("paced", "paced by its 429s", now + wait)
         state = self.breaker.state
         if state is _OPEN:
             probe_at = self.breaker.next_probe_at

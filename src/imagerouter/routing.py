@@ -23,6 +23,8 @@ The rules:
   A retry (a call into an instance this job already failed on) spends that instance's retry
   budget, so an outage never multiplies traffic on the provider that is down; a retry after a
   429 is paced by the Retry-After cooldown instead, which no job can jump.
+- A timeout of a call the job's own deadline cut shorter than the provider's recent calls
+  took is not the provider's failure (its breaker and health do not count it).
 - Content rejections and invalid requests end the job at once; auth failures exclude the
   provider for the job; everything ends at the deadline, and retries stop once the job has
   made ``max_attempts`` calls (a provider it has not tried may still take it).
@@ -47,6 +49,7 @@ from imagerouter.errors import (
     ImageRouterError,
     NoProviderAvailable,
     ProviderError,
+    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
@@ -415,16 +418,19 @@ class JobPlan:
             if instance.limit is not None:
                 instance.limit.release(latency, dropped=False)
             if instance.pace is not None:
-                _paced_success(instance)
+                _paced_taken(instance)
             return attempt
-        if error.counts_as_failure:
+        cut_short = isinstance(error, ProviderTimeout) and self._cut_short(call, latency)
+        if error.counts_as_failure and not cut_short:
             instance.breaker.record_failure(latency)
             instance.health.record(False, latency)
         else:
             instance.breaker.record_ignored()
         if instance.limit is not None:
-            dropped = isinstance(error, RateLimited | ProviderUnavailable)
+            dropped = not cut_short and isinstance(error, RateLimited | ProviderUnavailable)
             instance.limit.release(latency, dropped=dropped)
+        if instance.pace is not None and not isinstance(error, RateLimited):
+            _paced_taken(instance)  # the key's limit let it through: only a 429 says otherwise
         if isinstance(error, RateLimited):
             if error.retry_after is not None:
                 wait = min(error.retry_after, self.settings.max_cooldown_s)
@@ -446,6 +452,18 @@ class JobPlan:
             self._excluded.add(name)
         return attempt
 
+    def _cut_short(self, call: Call, latency: float) -> bool:
+        """Did this job's own deadline end the call before the provider could be expected to
+        answer? Its time left, not the attempt timeout, bounded the call, and that was less
+        than the provider's recent successful calls took (their p95). Such a timeout says
+        nothing of the provider: counted as a failure, jobs near their deadlines (those that
+        waited longest behind a cooldown or a pace) would trip the breaker of a provider that
+        answers every call it is given time for."""
+        if call.deadline < self.deadline:
+            return False  # the attempt timeout bounded it: the provider had its full time
+        needed = call.candidate.instance.health.p95()
+        return needed is not None and latency < needed
+
     def _learn_pace(
         self, instance: ProviderInstance, retry_after: float | None, latency: float
     ) -> None:
@@ -456,7 +474,7 @@ class JobPlan:
                 self.clock, self.settings.pace, first_wait or None, instance.health.success_rate()
             )
         else:
-            instance.pace.rate_limited(self.clock.now() - latency)
+            instance.pace.rate_limited(self.clock.now() - latency, retry_after)
 
     def cancelled(self, call: Call, latency: float, started_at: float) -> Attempt:
         """A call abandoned in flight (it lost a hedge, or the job was cancelled)."""
@@ -472,12 +490,15 @@ class JobPlan:
         return attempt
 
 
-def _paced_success(instance: ProviderInstance) -> None:
-    """A paced key took a call: pace it faster, or stop pacing it after a quiet spell."""
+def _paced_taken(instance: ProviderInstance) -> None:
+    """A paced key took a call (anything but a 429: a 503 or a timeout is another matter, its
+    breaker's): pace it faster, or stop pacing it after a quiet spell."""
     pace = instance.pace
     assert pace is not None
     if pace.expired(instance.clock.now()):
         instance.pace = None
+    elif pace.after_refusals:
+        pace.recovered(instance.health.success_rate())
     else:
         pace.succeeded()
 

@@ -137,3 +137,62 @@ def test_a_busy_key_starts_at_the_rate_it_took_calls_at(clock: FakeClock) -> Non
     elsewhere until slow start caught up."""
     assert RatePace(clock, PaceConfig(), first_wait_s=1.0, recent_per_s=180.0).rate_per_s == 180.0
     assert RatePace(clock, PaceConfig(), first_wait_s=0.1, recent_per_s=3.0).rate_per_s == 10.0
+
+
+def test_in_a_storm_cuts_stop_at_one_call_per_retry_after(clock: FakeClock) -> None:
+    """The first cut of an episode is the usual quarter whatever the window; once the key
+    took no call since the last cut (a storm), the pace stops at one call per the key's own
+    Retry-After instead of falling to ``min_per_s``, so it still probes once a window."""
+    pace = RatePace(clock, PaceConfig(), first_wait_s=0.5)
+    assert pace.rate_per_s == 2.0
+    pace.rate_limited(sent_at=clock.now(), retry_after_s=1.0)
+    assert pace.rate_per_s == pytest.approx(1.5)
+    for _ in range(30):
+        clock.advance(1.0)
+        pace.rate_limited(sent_at=clock.now(), retry_after_s=1.0)
+    assert pace.rate_per_s == pytest.approx(1.0)
+    clock.advance(1.0)
+    pace.rate_limited(sent_at=clock.now(), retry_after_s=0.01)
+    assert pace.rate_per_s == pytest.approx(1.0), "a short window never speeds the pace up"
+    clock.advance(1.0)
+    pace.rate_limited(sent_at=clock.now())
+    assert pace.rate_per_s == pytest.approx(0.75), "without a window a storm cuts as usual"
+
+
+def test_a_pace_a_little_too_fast_is_cut_below_its_window(clock: FakeClock) -> None:
+    """Cuts with calls taken between them are the usual quarter even below one call per
+    Retry-After: the floor is a storm's, not a limit's."""
+    pace = RatePace(clock, PaceConfig(), first_wait_s=0.5)
+    for _ in range(3):
+        clock.advance(1.0)
+        pace.rate_limited(sent_at=clock.now(), retry_after_s=1.0)
+        pace.succeeded()
+    assert pace.rate_per_s == pytest.approx(2.0 * (0.75 * 1.01) ** 3)
+    assert pace.rate_per_s < 1.0
+
+
+def test_the_first_call_taken_after_a_storm_starts_the_pace_again(clock: FakeClock) -> None:
+    """The 429 that made the pace and a cut with no call taken between them (a storm), then a
+    call taken: slow start again, from the rate the key took calls at lately if that is
+    faster. A call taken, one cut, then a call taken is the usual 1 % growth."""
+    pace = RatePace(clock, PaceConfig(), first_wait_s=1.0)
+    pace.succeeded()
+    clock.advance(1.0)
+    pace.rate_limited(sent_at=clock.now())
+    assert not pace.after_refusals
+    pace.succeeded()
+    assert pace.rate_per_s == pytest.approx(1.25 * 0.75 * 1.01)
+    assert pace.snapshot()["slow_start"] is False
+    storm = RatePace(clock, PaceConfig(), first_wait_s=1.0)
+    clock.advance(1.0)
+    storm.rate_limited(sent_at=clock.now())
+    assert storm.after_refusals
+    storm.recovered(recent_per_s=3.0)
+    assert storm.rate_per_s == pytest.approx(3.0 * 1.25)
+    assert storm.snapshot()["slow_start"] is True
+    assert not storm.after_refusals
+    slow = RatePace(clock, PaceConfig(), first_wait_s=1.0)
+    clock.advance(1.0)
+    slow.rate_limited(sent_at=clock.now())
+    slow.recovered(recent_per_s=0.1)
+    assert slow.rate_per_s == pytest.approx(0.75 * 1.25), "never slower than it was"

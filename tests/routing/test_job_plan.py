@@ -13,6 +13,7 @@ from imagerouter import (
     FakeClock,
     NoProviderAvailable,
     Provider,
+    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
@@ -366,3 +367,78 @@ def test_with_every_breaker_open_a_job_waits_for_the_next_panic_probe() -> None:
     assert step.until - plans.clock.now() <= 5.0 + plans.settings.wake_margin_s
     plans.clock.advance(step.until - plans.clock.now())
     assert call_of(plans.plan().next_step()).reason.startswith("panic probe")
+
+
+def test_a_pace_is_forgotten_after_forget_s_even_if_no_call_succeeded() -> None:
+    """A key paced by its 429s and quiet for ``forget_s`` is called again without waiting for
+    its pace, though no call has succeeded since (before, only a success could forget a pace:
+    the jobs that its slow pace timed out kept it forever)."""
+    plans = Plans(["openai"], pace={"forget_s": 30.0})
+    plan = plans.plan()
+    plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=5.0), 0.05, 0.0)
+    instance = plans.instances["openai"]
+    assert instance.pace is not None
+    assert instance.pace.rate_per_s == pytest.approx(0.2)
+    plans.clock.advance(5.01)
+    call_of(plans.plan().next_step())  # the paced start after the window, then nothing
+    step = plans.plan().next_step()
+    assert isinstance(step, Wait), step
+    plans.clock.advance(30.0)
+    assert instance.pace is not None
+    call_of(plans.plan().next_step())
+    call_of(plans.plan().next_step())  # unpaced: no spacing between the two
+    assert instance.pace is None
+
+
+@pytest.mark.parametrize(
+    ("deadline_s", "attempt_timeout_s", "counted"),
+    [
+        (1.0, 120.0, False),  # the job's time left ended it, shorter than the provider's p95
+        (10.0, 120.0, True),  # the job's time left ended it, but it was longer than the p95
+        (300.0, 1.0, True),  # the attempt timeout ended it: the provider had its full time
+    ],
+)
+def test_a_timeout_the_jobs_own_deadline_caused_is_not_the_providers_failure(
+    deadline_s: float, attempt_timeout_s: float, counted: bool
+) -> None:
+    """A job near its deadline (the one that waited longest behind a window or a pace) calls
+    with less time than the provider's calls take and times out: that says nothing of the
+    provider, so its breaker and health do not count it. Given the p95 or more, or its full
+    attempt timeout, a timeout counts as before."""
+    plans = Plans(
+        ["openai"], attempt_timeout_s=attempt_timeout_s, breaker={"consecutive_failures": 1}
+    )
+    instance = plans.instances["openai"]
+    for _ in range(20):
+        instance.health.record(True, 2.0)  # the provider's calls take 2 s
+    plan = plans.plan(deadline_s=deadline_s)
+    call = call_of(plan.next_step())
+    given = call.deadline - plans.clock.now()
+    assert given == min(deadline_s, attempt_timeout_s)
+    plans.clock.advance(given)
+    score = instance.health.score
+    plan.record(call, ProviderTimeout("no answer"), given, 0.0)
+    assert (instance.breaker.state is BreakerState.OPEN) is counted
+    assert (instance.health.score < score) is counted
+
+
+def test_any_answer_but_a_429_is_a_call_a_paced_key_took() -> None:
+    """After a storm of 429s, the first call the key answers otherwise (here a timeout of a
+    job out of time) starts its pace again: only a 429 says the key's limit refused a call.
+    Before, only a success did, and the pace's slots went to the jobs that had waited
+    longest, which timed out, so the pace never grew again."""
+    plans = Plans(["openai"])
+    instance = plans.instances["openai"]
+    for _ in range(2):
+        plan = plans.plan()
+        plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=1.0), 0.05, 0.0)
+        plans.clock.advance(1.01)
+    assert instance.pace is not None
+    assert instance.pace.after_refusals
+    rate = instance.pace.rate_per_s
+    plan = plans.plan(deadline_s=0.5)
+    call = call_of(plan.next_step())
+    plans.clock.advance(0.5)
+    plan.record(call, ProviderTimeout("no answer"), 0.5, 0.0)
+    assert not instance.pace.after_refusals
+    assert instance.pace.rate_per_s == pytest.approx(rate * 1.25)

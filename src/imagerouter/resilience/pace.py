@@ -31,11 +31,16 @@ class PaceConfig:
             key took fewer calls than that lately.
         min_per_s: the pace never goes below this.
         max_per_s: nor above this (a pace grown past every real limit is as good as none).
-        slow_start: factor a success multiplies the pace by until the pace's first decrease:
-            the first pace is a guess, so it grows fast to the key's real limit.
-        increase: factor a success multiplies the pace by after that (the probe for headroom).
+        slow_start: factor a call the key takes multiplies the pace by until the pace's first
+            decrease, and again after a storm (two 429s cut it with no call taken between
+            them, the one that made the pace included: such cuts say nothing of what the key
+            takes once the storm ends): the pace is a guess then, so it grows fast to the
+            key's real limit.
+        increase: factor a call the key takes (any answer but a 429) multiplies the pace by
+            after that (the probe for headroom).
         decrease: factor a 429 multiplies the pace by (once an episode: 429s answering calls
-            sent before the last decrease were already counted).
+            sent before the last decrease were already counted); in a storm never below one
+            call per the key's own Retry-After.
         forget_s: a key without a 429 for this long is no longer paced.
     """
 
@@ -71,6 +76,13 @@ class RatePace:
     paced at ``1 / w``); :meth:`rate_limited` lowers it and :meth:`succeeded` raises it.
     Calls are spaced by ``1 / rate_per_s`` with no burst, so the jobs a window held back reach
     the key one by one at its end instead of all at once.
+
+    In a storm (a key answering 429 to every call) the pace holds the key back no longer than
+    the key itself asks: a cut stops at one call per the Retry-After that caused it, and the
+    first call the key takes afterwards starts the pace again (:meth:`recovered`). Without
+    that, a key answering 429 to everything for half a minute (one call a window, one cut a
+    window) was paced at ``min_per_s`` when it recovered, and the jobs waiting on it ran out
+    of time behind a pace it no longer needed.
     """
 
     __slots__ = (
@@ -80,6 +92,7 @@ class RatePace:
         "_limited_at",
         "_next_at",
         "_rate",
+        "_refused_in_row",
         "_slow_start",
     )
 
@@ -100,6 +113,7 @@ class RatePace:
         self._limited_at = now
         self._next_at = now
         self._slow_start = True
+        self._refused_in_row = 1  # the 429 that made this pace
 
     @property
     def rate_per_s(self) -> float:
@@ -123,23 +137,49 @@ class RatePace:
         self._next_at = (next_at if next_at > now - 1.0 / self._rate else now) + 1.0 / self._rate
         return True
 
+    @property
+    def after_refusals(self) -> bool:
+        """Did two 429s in a row, the one that made the pace included, meet no call taken
+        between them (a storm, not a pace a little too fast)? The next call taken is then
+        :meth:`recovered`, not :meth:`succeeded`."""
+        return self._refused_in_row > 1
+
+    def recovered(self, recent_per_s: float) -> None:
+        """The first call the key took after :attr:`after_refusals`: the cuts of the storm said
+        nothing of what it takes now, so start again as a new pace does, at the rate it took
+        calls at lately if that is faster, in slow start."""
+        if recent_per_s > self._rate:
+            self._rate = (
+                recent_per_s if recent_per_s < self._config.max_per_s else self._config.max_per_s
+            )
+        self._slow_start = True
+        self.succeeded()
+
     def succeeded(self) -> None:
-        """A call the key took: there may be headroom."""
+        """A call the key took (any answer but a 429): there may be headroom."""
+        self._refused_in_row = 0
         factor = self._config.slow_start if self._slow_start else self._config.increase
         rate = self._rate * factor
         self._rate = rate if rate < self._config.max_per_s else self._config.max_per_s
 
-    def rate_limited(self, sent_at: float) -> None:
-        """A 429 answering a call started at monotonic ``sent_at``: slow down, once an episode."""
+    def rate_limited(self, sent_at: float, retry_after_s: float | None = None) -> None:
+        """A 429 answering a call started at monotonic ``sent_at``: slow down, once an episode.
+        In a storm (the key took no call since the last cut) not below one call per its
+        ``retry_after_s``: it refuses whatever the pace, and a slower one only notices later
+        that the storm is over."""
         now = self._clock.now()
         self._limited_at = now
         if sent_at < self._decreased_at:
             return  # sent at the old pace; this episode already slowed it
         cfg = self._config
+        floor = cfg.min_per_s
+        if self._refused_in_row and retry_after_s and 1.0 / retry_after_s > floor:
+            floor = min(1.0 / retry_after_s, self._rate)  # a cut never speeds the pace up
         rate = self._rate * cfg.decrease
-        self._rate = rate if rate > cfg.min_per_s else cfg.min_per_s
+        self._rate = rate if rate > floor else floor
         self._decreased_at = now
         self._slow_start = False
+        self._refused_in_row += 1
 
     def snapshot(self) -> dict[str, Any]:
         """``{"rate_per_s", "next_in_s", "slow_start"}``."""
