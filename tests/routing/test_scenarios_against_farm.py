@@ -145,6 +145,46 @@ async def test_a_key_without_budget_headers_is_paced_by_its_429s(
     assert pace["rate_per_s"] > 0
 
 
+async def test_a_key_that_answered_429_to_everything_serves_again_when_the_storm_ends(
+    farm: Farm,
+) -> None:
+    """(f) fal, the only provider of the model, answers 429 (Retry-After: 1) to every call for
+    8 s, then takes every call; 5 jobs a second for 12 s, each with 6 s to live. Every job
+    submitted after the storm ended completes, and none calls inside a window.
+
+    Before, the storm's windows cut the pace once each down to 0.2 calls a second, and the
+    jobs after it waited one start every 5 s, until they ran out of time."""
+    farm.set_faults("fal", {"error_rates": {"429": 1.0}, "retry_after_s": 1})
+    config = {"router": {**FAST["router"], "deadline_s": 6, "max_total_wait_s": 6}}
+    async with farm_router(farm, config, catalog=single_provider_catalog("fal")) as router:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def job(number: int) -> tuple[float, ImageResult | Exception]:
+            await asyncio.sleep(number / 5)
+            submitted = loop.time() - start
+            try:
+                return submitted, await router.generate(
+                    ImageRequest(model="direct", prompt=f"job {number}")
+                )
+            except Exception as exc:
+                return submitted, exc
+
+        async def storm_ends() -> None:
+            await asyncio.sleep(8.0)
+            farm.set_faults("fal", {})
+
+        _, *outcomes = await asyncio.gather(storm_ends(), *(job(n) for n in range(60)))
+    after = [result for submitted, result in outcomes if submitted >= 8.2]
+    assert len(after) >= 15
+    assert all(isinstance(r, ImageResult) for r in after), [
+        r for r in after if not isinstance(r, ImageResult)
+    ]
+    fal = farm.stats()["providers"]["fal"]
+    assert fal["by_status"]["429"] >= 6, "the storm ran"
+    assert fal["inside_retry_after"] == 0
+
+
 def single_provider_catalog(provider: str) -> Catalog:
     """The catalog with a model ``direct`` that only ``provider`` serves (no failover)."""
     model = {"openai": "gpt-image-2", "fal": "fal-ai/flux/dev"}[provider]
