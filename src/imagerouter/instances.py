@@ -19,9 +19,11 @@ from imagerouter.resilience.retry_budget import RetryBudget
 from imagerouter.resilience.spend import SpendMeter
 from imagerouter.resilience.token_bucket import TokenBucket
 
-__all__ = ["ProviderInstance", "Unavailable", "retry_budget_of"]
+__all__ = ["PACED_BY_429S", "ProviderInstance", "Unavailable", "retry_budget_of"]
 
 _OPEN = BreakerState.OPEN
+#: The reason of a skip for the pace learned from 429s (not a window, not a budget).
+PACED_BY_429S = "paced by its 429s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +61,12 @@ class ProviderInstance:
         if self.retry_budget is None:
             self.retry_budget = retry_budget_of(RetryBudgetSettings(), self.clock)
 
-    def unavailable(self, now: float) -> Unavailable | None:
+    def unavailable(self, now: float, paced: bool = True) -> Unavailable | None:
         """Why this instance must be skipped now, or None if it may be called.
 
         Checks cheap state only; the breaker's half-open permit and the concurrency slot are
-        reserved by :meth:`acquire` once the instance is chosen.
+        reserved by :meth:`acquire` once the instance is chosen. ``paced=False`` leaves out
+        the pace learned from 429s (never a Retry-After window or an announced budget).
         """
         until = self.cooldowns.until(self.name)
         if until is not None:
@@ -74,8 +77,8 @@ class ProviderInstance:
         if self.pace is not None:
             if self.pace.expired(now):
                 self.pace = None  # forget_s without a 429, whether or not a call succeeded
-            elif (wait := self.pace.time_until(now)) > 0.0:
-                return Unavailable("paced", "paced by its 429s", now + wait)
+            elif paced and (wait := self.pace.time_until(now)) > 0.0:
+                return Unavailable("paced", PACED_BY_429S, self._paced_ready(now + wait, now))
         state = self.breaker.state
         if state is _OPEN:
             probe_at = self.breaker.next_probe_at
@@ -95,9 +98,9 @@ class ProviderInstance:
         """Would a call be let through now (breaker permit included)? Reserves nothing."""
         return self.unavailable(now) is None and self.breaker.would_allow()
 
-    def acquire(self) -> Unavailable | None:
-        """Reserve a breaker permit, a concurrency slot and a budget token or a paced start, or
-        say why not."""
+    def acquire(self, paced: bool = True) -> Unavailable | None:
+        """Reserve a breaker permit, a concurrency slot and a budget token or a paced start
+        (none with ``paced=False``), or say why not."""
         if not self.breaker.allow():
             return Unavailable("breaker_open", "breaker half-open: no probe permit left")
         if self.limit is not None and not self.limit.try_acquire():
@@ -106,10 +109,22 @@ class ProviderInstance:
         if self.budget is not None and not self.budget.try_take():
             self._give_back()
             return Unavailable("paced", "x-ratelimit budget spent")
-        if self.pace is not None and not self.pace.try_take(now := self.clock.now()):
+        if paced and self.pace is not None and not self.pace.try_take(now := self.clock.now()):
             self._give_back()
-            return Unavailable("paced", "paced by its 429s", now + self.pace.time_until(now))
+            ready = self._paced_ready(now + self.pace.time_until(now), now)
+            return Unavailable("paced", PACED_BY_429S, ready)
         return None
+
+    def _paced_ready(self, next_start: float, now: float) -> float:
+        """When a job held by the pace should look again. In a storm one call a window probes
+        the key, and its answer may end the pace (:attr:`RatePace.after_refusals`): look again
+        when that answer is due (the key's calls' p95 after the probe started), not a whole
+        window later at the next start."""
+        pace = self.pace
+        if pace is None or not pace.after_refusals:
+            return next_start
+        answer = pace.last_start + (self.health.p95() or 0.0)
+        return answer if now < answer < next_start else next_start
 
     def _give_back(self) -> None:
         """Return the breaker permit and concurrency slot :meth:`acquire` took."""

@@ -54,7 +54,7 @@ from imagerouter.errors import (
     RateLimited,
 )
 from imagerouter.generation import Attempt, AttemptEvent
-from imagerouter.instances import ProviderInstance, Unavailable
+from imagerouter.instances import PACED_BY_429S, ProviderInstance, Unavailable
 from imagerouter.resilience.backoff import full_jitter
 from imagerouter.resilience.headers import RateLimitBudget
 from imagerouter.resilience.pace import RatePace
@@ -100,6 +100,7 @@ Step = Call | Wait | GiveUp
 
 _BUDGET_SPENT = Unavailable("retry_budget", "retry budget spent: no more retries into it now")
 _SERVABLE_REASON = "servable: callable when the job gave up"
+_JUMP_REASON = "past its pace: waiting for the next paced start would end the job"
 #: The reason of a job's first call, per routing policy (made once, not per job).
 _FIRST_CHOICE: Mapping[str, str] = MappingProxyType(
     {p: f"first available in {p} order" for p in ("priority", "weighted", "latency", "cost")}
@@ -155,6 +156,8 @@ class JobPlan:
     #: cooldown instead of spending the retry budget.
     _paced: set[str] = field(default_factory=set)
     _noted: set[tuple[str, str]] = field(default_factory=set)
+    #: Instances this job called past a storm's pace (once each: :meth:`_jump_pace`).
+    _jumped: set[str] = field(default_factory=set)
     _backed_off: bool = False
     #: Told of every attempt as it is added (metrics, logs); None when nobody listens.
     on_attempt: Callable[[AttemptEvent], None] | None = None
@@ -205,6 +208,7 @@ class JobPlan:
         # max_attempts caps retries only: a provider this job has not tried may always take it.
         may_retry = not hedge and self.calls < settings.max_attempts
         chosen, ready_at, all_open, spent = None, None, True, False
+        pace_held: Candidate | None = None
         for candidate in ordered:
             instance = candidate.instance
             name = instance.name
@@ -219,6 +223,14 @@ class JobPlan:
                 chosen = candidate
                 break
             self._skip(instance, why)
+            if (
+                pace_held is None
+                and why.reason is PACED_BY_429S
+                and name not in self._jumped
+                and instance.pace is not None
+                and instance.pace.after_refusals
+            ):
+                pace_held = candidate  # held by a storm's pace, which knows no rate
             all_open = all_open and why.kind == "breaker_open"
             # Half-open without a free permit, or concurrency full: look again shortly.
             back = why.ready_at if why.ready_at is not None else now + settings.recheck_s
@@ -232,6 +244,12 @@ class JobPlan:
                 # The next panic probe may come before any breaker's own cooldown ends: wait
                 # for it rather than give up while a provider could still be found healthy.
                 ready_at = forced_at if ready_at is None else min(ready_at, forced_at)
+        if (
+            chosen is None
+            and pace_held is not None
+            and not self._pace_wait_fits(pace_held, ready_at, now)
+        ):
+            chosen = self._jump_pace(pace_held, now)
         if chosen is None:
             if ready_at is None and spent and not may_retry:
                 return self._give_up("max_attempts", f"{settings.max_attempts} attempts made")
@@ -249,6 +267,8 @@ class JobPlan:
         self._backed_off = False
         if hedge:
             reason = "hedge: the call in flight is slower than its provider's p95"
+        elif name in self._jumped and chosen is pace_held:
+            reason = _JUMP_REASON
         elif panic:
             reason = "panic probe: every breaker open"
         elif failures:
@@ -317,21 +337,51 @@ class JobPlan:
             and c.instance.admits(now)
         ]
 
+    def _wait_fits(self, until: float | None, now: float) -> bool:
+        """May this job wait until ``until`` (within its deadline and its wait caps)?"""
+        if until is None:
+            return False
+        settings = self.settings
+        delay = max(0.0, until - now) + settings.wake_margin_s
+        return (
+            now + delay < self.deadline
+            and delay <= settings.max_wait_s
+            and self.waited + delay <= settings.max_total_wait_s
+        )
+
+    def _pace_wait_fits(self, candidate: Candidate, until: float | None, now: float) -> bool:
+        """May this job wait until ``until`` and still leave the paced key the time its calls
+        usually take (their p50)? Waking with less, its call would be cut short."""
+        if until is None:
+            return False
+        return self._wait_fits(until + (candidate.instance.health.p50() or 0.0), now)
+
+    def _jump_pace(self, candidate: Candidate, now: float) -> Candidate | None:
+        """Waiting for the next start of a storm's pace (:attr:`RatePace.after_refusals`)
+        would end this job, or leave it less time than the key's calls take: call the key once
+        past its pace, if nothing else holds it (a window, a budget, its breaker, its
+        concurrency). A storm's pace is one probe a window, not a rate the key was seen to
+        take: a job never fails on it without trying the key once. A 429 then gives the key a
+        window like any other, and the job's next give-up is final. A pace learned from 429s
+        among calls taken (a key at its limit) is never jumped: there the jumps would be the
+        stampede the pace exists to prevent."""
+        instance = candidate.instance
+        if instance.unavailable(now, paced=False) or instance.acquire(paced=False):
+            return None
+        self._jumped.add(instance.name)
+        return candidate
+
     def _wait_until(self, until: float | None, reason: str = "waiting for a provider") -> Step:
         settings, now = self.settings, self.clock.now()
         if until is None:
             if self.last_error is not None:
                 return self._give_up("every_candidate_failed", "every candidate failed")
             return self._give_up("every_candidate_unavailable", "every candidate is unavailable")
-        delay = max(0.0, until - now) + settings.wake_margin_s
-        if (
-            now + delay >= self.deadline
-            or delay > settings.max_wait_s
-            or self.waited + delay > settings.max_total_wait_s
-        ):
+        if not self._wait_fits(until, now):
             return self._give_up(
                 "wait_cap", "no candidate is back before the deadline or the wait cap"
             )
+        delay = max(0.0, until - now) + settings.wake_margin_s
         self.waited += delay
         return Wait(now + delay, reason)
 
@@ -492,13 +542,11 @@ class JobPlan:
 
 def _paced_taken(instance: ProviderInstance) -> None:
     """A paced key took a call (anything but a 429: a 503 or a timeout is another matter, its
-    breaker's): pace it faster, or stop pacing it after a quiet spell."""
+    breaker's): pace it faster, or stop pacing it after a quiet spell or a storm."""
     pace = instance.pace
     assert pace is not None
-    if pace.expired(instance.clock.now()):
+    if pace.after_refusals or pace.expired(instance.clock.now()):
         instance.pace = None
-    elif pace.after_refusals:
-        pace.recovered(instance.health.success_rate())
     else:
         pace.succeeded()
 

@@ -422,11 +422,11 @@ def test_a_timeout_the_jobs_own_deadline_caused_is_not_the_providers_failure(
     assert (instance.health.score < score) is counted
 
 
-def test_any_answer_but_a_429_is_a_call_a_paced_key_took() -> None:
+def test_any_answer_but_a_429_after_a_storm_ends_the_pace() -> None:
     """After a storm of 429s, the first call the key answers otherwise (here a timeout of a
-    job out of time) starts its pace again: only a 429 says the key's limit refused a call.
-    Before, only a success did, and the pace's slots went to the jobs that had waited
-    longest, which timed out, so the pace never grew again."""
+    job out of time) ends its pace: only a 429 says the key's limit refused a call, and the
+    storm's cuts said nothing of a rate. Before, only a success counted, the pace's starts
+    went to the jobs that had waited longest, which timed out, and the pace never grew."""
     plans = Plans(["openai"])
     instance = plans.instances["openai"]
     for _ in range(2):
@@ -435,10 +435,76 @@ def test_any_answer_but_a_429_is_a_call_a_paced_key_took() -> None:
         plans.clock.advance(1.01)
     assert instance.pace is not None
     assert instance.pace.after_refusals
-    rate = instance.pace.rate_per_s
     plan = plans.plan(deadline_s=0.5)
     call = call_of(plan.next_step())
     plans.clock.advance(0.5)
     plan.record(call, ProviderTimeout("no answer"), 0.5, 0.0)
+    assert instance.pace is None
+
+
+def test_in_a_storm_a_paced_job_looks_again_when_the_probe_is_answered() -> None:
+    """In a storm one call a window probes the key; the jobs the pace holds look again when
+    the probe's answer is due (the key's p95 after it started), not at the next start a
+    window later: a success ends the pace and they call then."""
+    plans = Plans(["openai"])
+    instance = plans.instances["openai"]
+    for _ in range(20):
+        instance.health.record(True, 0.3)
+    for _ in range(2):
+        plan = plans.plan()
+        plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=2.0), 0.05, 0.0)
+        plans.clock.advance(2.01)
+    probe_job = plans.plan()
+    probe = call_of(probe_job.next_step())
+    waiting = plans.plan()
+    step = waiting.next_step()
+    assert isinstance(step, Wait), step
+    assert step.until - plans.clock.now() == pytest.approx(0.3 + plans.settings.wake_margin_s)
+    plans.clock.advance(0.3)
+    probe_job.record(probe, None, 0.3, 0.0)
+    plans.clock.advance(step.until - plans.clock.now())
+    assert call_of(waiting.next_step()).reason == "first available in priority order"
+
+
+def test_a_job_a_storms_pace_alone_would_fail_calls_the_key_once_past_it() -> None:
+    """In a storm (two 429s, no call taken), the next paced start of a key is past this
+    job's deadline and nothing else holds the key: the job calls it once anyway (a storm's
+    pace is one probe a window, not a rate the key was seen to take). Its 429 starts a
+    window no job jumps, and its next give-up is final. Out of a storm it would give up."""
+    plans = Plans(["openai"])
+    instance = plans.instances["openai"]
+    for _ in range(2):
+        plan = plans.plan()
+        plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=5.0), 0.05, 0.0)
+        plans.clock.advance(5.01)
+    assert instance.pace is not None
+    assert instance.pace.after_refusals
+    call_of(plans.plan().next_step())  # the probe of this window; the next start is 5 s away
+    job = plans.plan(deadline_s=3.0)
+    jumped = call_of(job.next_step())
+    assert jumped.reason.startswith("past its pace")
+    assert job.attempts[-1].reason == "paced by its 429s"
+    job.record(jumped, RateLimited("429", retry_after=1.0), 0.05, 0.0)
+    step = job.next_step()
+    assert isinstance(step, Wait), "the window holds it: no job calls inside it"
+    plans.clock.advance(step.until - plans.clock.now())
+    end = job.next_step()
+    assert isinstance(end, GiveUp), end
+    assert end.error.reason == "wait_cap"
+
+
+def test_a_pace_learned_among_calls_taken_is_not_jumped() -> None:
+    """A key paced at its limit (a 429, then calls taken): a job whose next paced start is
+    past its deadline gives up without calling, as the pace exists to prevent that
+    stampede of calls the key would refuse."""
+    plans = Plans(["openai"])
+    instance = plans.instances["openai"]
+    first = plans.plan()
+    first.record(call_of(first.next_step()), RateLimited("429", retry_after=5.0), 0.05, 0.0)
+    plans.clock.advance(5.01)
+    taken = plans.plan()
+    taken.record(call_of(taken.next_step()), None, 0.05, 0.0)
+    assert instance.pace is not None
     assert not instance.pace.after_refusals
-    assert instance.pace.rate_per_s == pytest.approx(rate * 1.25)
+    step = plans.plan(deadline_s=1.0).next_step()
+    assert isinstance(step, GiveUp), step

@@ -185,6 +185,35 @@ async def test_a_key_that_answered_429_to_everything_serves_again_when_the_storm
     assert fal["inside_retry_after"] == 0
 
 
+async def test_jobs_a_storms_pace_would_fail_call_the_key_once_it_ends(farm: Farm) -> None:
+    """(g) A black-box pass's case: fal, the only provider of the model, answers 429 with a
+    3 s Retry-After (an HTTP date) to every call for 4 s; 20 jobs 0.1 s apart, 10 s each.
+    Most complete once the storm ends (each unpaced run completed 20), none calls inside a
+    window. Before, one job a 3 s pace start got through and 19 failed 'paced by its 429s'
+    while fal took every call."""
+    farm.set_faults(
+        "fal", {"error_rates": {"429": 1.0}, "retry_after_s": 3, "retry_after_format": "http-date"}
+    )
+    config = {"router": {"deadline_s": 10}}
+    async with farm_router(farm, config, catalog=single_provider_catalog("fal")) as router:
+
+        async def job(number: int) -> ImageResult | Exception:
+            await asyncio.sleep(number / 10)
+            try:
+                return await router.generate(ImageRequest(model="direct", prompt=f"job {number}"))
+            except Exception as exc:
+                return exc
+
+        async def storm_ends() -> None:
+            await asyncio.sleep(4.0)
+            farm.set_faults("fal", {})
+
+        _, *results = await asyncio.gather(storm_ends(), *(job(n) for n in range(20)))
+    completed = sum(isinstance(r, ImageResult) for r in results)
+    assert completed >= 14, [r for r in results if not isinstance(r, ImageResult)]
+    assert farm.stats()["providers"]["fal"]["inside_retry_after"] == 0
+
+
 def single_provider_catalog(provider: str) -> Catalog:
     """The catalog with a model ``direct`` that only ``provider`` serves (no failover)."""
     model = {"openai": "gpt-image-2", "fal": "fal-ai/flux/dev"}[provider]

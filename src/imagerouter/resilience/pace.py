@@ -32,10 +32,7 @@ class PaceConfig:
         min_per_s: the pace never goes below this.
         max_per_s: nor above this (a pace grown past every real limit is as good as none).
         slow_start: factor a call the key takes multiplies the pace by until the pace's first
-            decrease, and again after a storm (two 429s cut it with no call taken between
-            them, the one that made the pace included: such cuts say nothing of what the key
-            takes once the storm ends): the pace is a guess then, so it grows fast to the
-            key's real limit.
+            decrease: the first pace is a guess, so it grows fast to the key's real limit.
         increase: factor a call the key takes (any answer but a 429) multiplies the pace by
             after that (the probe for headroom).
         decrease: factor a 429 multiplies the pace by (once an episode: 429s answering calls
@@ -78,11 +75,13 @@ class RatePace:
     the key one by one at its end instead of all at once.
 
     In a storm (a key answering 429 to every call) the pace holds the key back no longer than
-    the key itself asks: a cut stops at one call per the Retry-After that caused it, and the
-    first call the key takes afterwards starts the pace again (:meth:`recovered`). Without
-    that, a key answering 429 to everything for half a minute (one call a window, one cut a
-    window) was paced at ``min_per_s`` when it recovered, and the jobs waiting on it ran out
-    of time behind a pace it no longer needed.
+    the key itself asks: a cut stops at one call per the Retry-After that caused it, so one
+    call a window probes the key, and the first call it takes ends the pace
+    (:attr:`after_refusals`). Without that, a key answering 429 to everything for half a
+    minute (one call a window, one cut a window) was paced at ``min_per_s`` when it
+    recovered, and the jobs waiting on it ran out of time behind a pace it no longer needed;
+    restarting slow start from one call per window was still too slow for jobs with seconds
+    to live.
     """
 
     __slots__ = (
@@ -94,6 +93,7 @@ class RatePace:
         "_rate",
         "_refused_in_row",
         "_slow_start",
+        "_started_at",
     )
 
     def __init__(
@@ -112,6 +112,7 @@ class RatePace:
         self._decreased_at = now
         self._limited_at = now
         self._next_at = now
+        self._started_at = now
         self._slow_start = True
         self._refused_in_row = 1  # the 429 that made this pace
 
@@ -135,25 +136,20 @@ class RatePace:
         if next_at > now:
             return False
         self._next_at = (next_at if next_at > now - 1.0 / self._rate else now) + 1.0 / self._rate
+        self._started_at = now
         return True
+
+    @property
+    def last_start(self) -> float:
+        """When the last call the pace let through started (monotonic)."""
+        return self._started_at
 
     @property
     def after_refusals(self) -> bool:
         """Did two 429s in a row, the one that made the pace included, meet no call taken
-        between them (a storm, not a pace a little too fast)? The next call taken is then
-        :meth:`recovered`, not :meth:`succeeded`."""
+        between them (a storm, not a pace a little too fast)? Then a call taken says the storm
+        is over, and nothing learned during it holds: the router forgets the pace."""
         return self._refused_in_row > 1
-
-    def recovered(self, recent_per_s: float) -> None:
-        """The first call the key took after :attr:`after_refusals`: the cuts of the storm said
-        nothing of what it takes now, so start again as a new pace does, at the rate it took
-        calls at lately if that is faster, in slow start."""
-        if recent_per_s > self._rate:
-            self._rate = (
-                recent_per_s if recent_per_s < self._config.max_per_s else self._config.max_per_s
-            )
-        self._slow_start = True
-        self.succeeded()
 
     def succeeded(self) -> None:
         """A call the key took (any answer but a 429): there may be headroom."""
