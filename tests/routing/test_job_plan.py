@@ -422,19 +422,28 @@ def test_a_timeout_the_jobs_own_deadline_caused_is_not_the_providers_failure(
     assert (instance.health.score < score) is counted
 
 
+def storm(plans: Plans, name: str, retry_after: float) -> ProviderInstance:
+    """Two jobs' calls into ``name`` answered 429 in a row, each window waited out: a storm
+    (the key took no call between), so its pace is a storm's."""
+    for _ in range(2):
+        plan = plans.plan()
+        plan.record(
+            call_of(plan.next_step()), RateLimited("429", retry_after=retry_after), 0.05, 0.0
+        )
+        plans.clock.advance(retry_after + 0.01)
+    instance = plans.instances[name]
+    assert instance.pace is not None
+    assert instance.pace.after_refusals
+    return instance
+
+
 def test_any_answer_but_a_429_after_a_storm_ends_the_pace() -> None:
     """After a storm of 429s, the first call the key answers otherwise (here a timeout of a
     job out of time) ends its pace: only a 429 says the key's limit refused a call, and the
     storm's cuts said nothing of a rate. Before, only a success counted, the pace's starts
     went to the jobs that had waited longest, which timed out, and the pace never grew."""
     plans = Plans(["openai"])
-    instance = plans.instances["openai"]
-    for _ in range(2):
-        plan = plans.plan()
-        plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=1.0), 0.05, 0.0)
-        plans.clock.advance(1.01)
-    assert instance.pace is not None
-    assert instance.pace.after_refusals
+    instance = storm(plans, "openai", 1.0)
     plan = plans.plan(deadline_s=0.5)
     call = call_of(plan.next_step())
     plans.clock.advance(0.5)
@@ -450,10 +459,7 @@ def test_in_a_storm_a_paced_job_looks_again_when_the_probe_is_answered() -> None
     instance = plans.instances["openai"]
     for _ in range(20):
         instance.health.record(True, 0.3)
-    for _ in range(2):
-        plan = plans.plan()
-        plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=2.0), 0.05, 0.0)
-        plans.clock.advance(2.01)
+    storm(plans, "openai", 2.0)
     probe_job = plans.plan()
     probe = call_of(probe_job.next_step())
     waiting = plans.plan()
@@ -472,13 +478,7 @@ def test_a_job_a_storms_pace_alone_would_fail_calls_the_key_once_past_it() -> No
     pace is one probe a window, not a rate the key was seen to take). Its 429 starts a
     window no job jumps, and its next give-up is final. Out of a storm it would give up."""
     plans = Plans(["openai"])
-    instance = plans.instances["openai"]
-    for _ in range(2):
-        plan = plans.plan()
-        plan.record(call_of(plan.next_step()), RateLimited("429", retry_after=5.0), 0.05, 0.0)
-        plans.clock.advance(5.01)
-    assert instance.pace is not None
-    assert instance.pace.after_refusals
+    storm(plans, "openai", 5.0)
     call_of(plans.plan().next_step())  # the probe of this window; the next start is 5 s away
     job = plans.plan(deadline_s=3.0)
     jumped = call_of(job.next_step())
