@@ -31,7 +31,7 @@ async def test_racing_migrations_apply_each_version_once(pg_url: str, schema: st
     conns = [await asyncpg.connect(pg_url) for _ in range(4)]
     try:
         applied = await asyncio.gather(*(migrations.migrate(c, schema) for c in conns))
-        versions = [1, 2, 3, 4]
+        versions = [1, 2, 3, 4, 5]
         assert [m.version for m in migrations.MIGRATIONS] == versions
         assert sorted(map(tuple, applied)) == [(), (), (), tuple(versions)]
         found = await migrations.status(conns[0], schema)
@@ -81,7 +81,7 @@ def test_db_migrate_command(pg_url: str, schema: str) -> None:
 
     first = run("migrate")
     assert first.returncode == 0, first.stderr
-    assert "applied migrations 0001, 0002, 0003, 0004" in first.stdout
+    assert "applied migrations 0001, 0002, 0003, 0004, 0005" in first.stdout
     again = run("migrate")
     assert (again.returncode, "up to date" in again.stdout) == (0, True)
     status = run("status")
@@ -94,6 +94,8 @@ def test_db_migrate_command(pg_url: str, schema: str) -> None:
         "0003_key_routing:",
         "applied",
         "0004_progress_webhooks:",
+        "applied",
+        "0005_windows:",
         "applied",
     ]
 

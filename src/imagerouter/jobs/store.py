@@ -67,6 +67,7 @@ __all__ = [
     "PeerMessages",
     "RevocationListener",
     "WebhookStore",
+    "WindowStore",
 ]
 
 #: The most credits one account holds, and so the largest grant: well inside both backends'
@@ -466,8 +467,32 @@ class PeerMessages(Protocol):
         ...
 
 
+class WindowStore(Protocol):
+    """The windows a process was given (its providers' Retry-After cooldowns, its webhook
+    receivers' pauses), kept so that a process starting on this store, a restart or another
+    replica, holds off until they end: the product never sends a request into a Retry-After
+    window, and a window outlives the process that learned it. Records are opaque text (the
+    replication's records); ends are unix seconds."""
+
+    async def keep_window(self, kind: str, name: str, until: float, record: str) -> None:
+        """Keep ``record``, the window of ``kind`` on ``name`` that ends at ``until``, unless
+        a later end of the same window is kept already; windows that ended are dropped."""
+        ...
+
+    async def live_windows(self) -> list[str]:
+        """The records of the windows kept that have not ended."""
+        ...
+
+
 class JobStore(
-    AccountStore, JobQueue, EventLog, IdempotencyStore, WebhookStore, PeerMessages, Protocol
+    AccountStore,
+    JobQueue,
+    EventLog,
+    IdempotencyStore,
+    WebhookStore,
+    PeerMessages,
+    WindowStore,
+    Protocol,
 ):
     """The whole store: every aggregate, and its lifecycle. What a backend implements and the
     server is wired with."""

@@ -86,6 +86,7 @@ def create_app(
     app.cleanup_ctx.append(delivery.webhooks_ctx)
     app.on_shutdown.append(delivery.close_streams)
     app.cleanup_ctx.append(_state_ctx)  # after the webhook sender: it shares receivers' pauses
+    app.cleanup_ctx.append(_journal_ctx)  # before the workers: no job runs into a kept window
     app.cleanup_ctx.append(_workers_ctx)
     setup_routes(app)
     setup_observability(app)
@@ -133,6 +134,21 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
         store=app[store_key],
     ) as state:
         app[state_key] = state
+        yield
+
+
+async def _journal_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keep the windows this server is given (Retry-After cooldowns, receivers' pauses) in the
+    job store, and apply those an earlier process kept that still run
+    (:class:`~imagerouter.replication.journal.WindowJournal`)."""
+    from imagerouter.replication.journal import WindowJournal
+
+    deliveries = app.get(deliveries_key)
+    async with WindowJournal(
+        app[router_key],
+        app[store_key],
+        receivers=None if deliveries is None else deliveries.sender.targets,
+    ):
         yield
 
 

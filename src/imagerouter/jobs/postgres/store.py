@@ -9,6 +9,7 @@ from imagerouter.jobs.postgres.leases import PostgresLeases
 from imagerouter.jobs.postgres.peers import PostgresPeers
 from imagerouter.jobs.postgres.queue import PostgresJobQueue
 from imagerouter.jobs.postgres.webhooks import PostgresWebhooks
+from imagerouter.jobs.postgres.windows import PostgresWindows
 
 __all__ = ["PostgresJobStore"]
 
@@ -21,6 +22,7 @@ class PostgresJobStore(
     PostgresIdempotency,
     PostgresWebhooks,
     PostgresPeers,
+    PostgresWindows,
 ):
     """:class:`~imagerouter.jobs.store.JobStore` on PostgreSQL (see the package doc).
 

@@ -6,9 +6,19 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "create_schema"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
+-- Version 5: the windows this process was given (Retry-After cooldowns, receivers' pauses),
+-- kept so that a restart holds off until they end.
+CREATE TABLE IF NOT EXISTS windows (
+    kind    TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    until   REAL NOT NULL,
+    record  TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+
 CREATE TABLE IF NOT EXISTS accounts (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,

@@ -9,6 +9,7 @@ from imagerouter.jobs.sqlite.leases import SQLiteLeases
 from imagerouter.jobs.sqlite.peers import SQLitePeers
 from imagerouter.jobs.sqlite.queue import SQLiteJobQueue
 from imagerouter.jobs.sqlite.webhooks import SQLiteWebhooks
+from imagerouter.jobs.sqlite.windows import SQLiteWindows
 
 __all__ = ["SQLiteJobStore"]
 
@@ -21,6 +22,7 @@ class SQLiteJobStore(
     SQLiteIdempotency,
     SQLiteWebhooks,
     SQLitePeers,
+    SQLiteWindows,
 ):
     """:class:`~imagerouter.jobs.store.JobStore` on one SQLite file (WAL).
 
