@@ -23,6 +23,9 @@ The rules:
   A retry (a call into an instance this job already failed on) spends that instance's retry
   budget, so an outage never multiplies traffic on the provider that is down; a retry after a
   429 is paced by the Retry-After cooldown instead, which no job can jump.
+- A job that a storm's pace alone would fail (a key answering 429 to everything: the pace is
+  one probe a window, no rate it was seen to take) calls the key once past it; a pace learned
+  among calls taken is never jumped.
 - A timeout of a call the job's own deadline cut shorter than the provider's recent calls
   took is not the provider's failure (its breaker and health do not count it).
 - Content rejections and invalid requests end the job at once; auth failures exclude the
