@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
+from imagerouter.lifecycle import AsyncResource
 from imagerouter.replication.connection import replica_name
 from imagerouter.replication.mirror import Mirror
 from imagerouter.replication.receivers import ReceiverPauses
@@ -50,9 +50,9 @@ log = logging.getLogger(__name__)
 _FLUSH_TIMEOUT_S = 2.0
 
 
-class WindowJournal:
+class WindowJournal(AsyncResource):
     """Keeps this process's Retry-After cooldowns and receiver pauses in the job store, and
-    applies the running ones kept there when it starts. An async context manager."""
+    applies the running ones kept there when it starts (``async with``, or start/aclose)."""
 
     def __init__(
         self, router: Router, store: WindowStore, receivers: TargetLimits | None = None
@@ -72,18 +72,6 @@ class WindowJournal:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-
-    async def __aenter__(self) -> WindowJournal:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         """Apply the running windows the store keeps, then keep every window started here."""
