@@ -44,3 +44,31 @@ async def test_a_restarted_server_does_not_call_into_a_window_it_was_given(
     assert fal["inside_retry_after"] == 0
     windows = await second.app[store_key].live_windows()
     assert any('"cooldown"' in w and '"fal"' in w for w in windows), windows
+
+
+async def test_a_restarted_server_waits_for_a_budget_its_predecessor_spent(
+    farm: Farm, make_api: ApiFactory
+) -> None:
+    """OpenAI announces a budget of one request a minute (``x-ratelimit-*``); the first
+    server's job spends it. The next server on the store does not call OpenAI before the
+    reset (its job fails at once: the reset is past its deadline), where it would have drawn
+    a 429."""
+    farm.set_faults("openai", {"rate_limit": {"rpm": 1, "burst": 1}})
+    body = {"model": "gpt-image-2", "prompt": "a lighthouse", "routing": {"only": ["openai"]}}
+    first = await make_api()
+    token = await first.key(credits=1000)
+    status, job = await first.post(token, "/v1/jobs", body)
+    assert status == 202, job
+    assert (await first.wait_final(token, job["id"]))["status"] == "completed"
+    await first.client.close()
+
+    calls = farm.stats()["providers"]["openai"]["requests"]
+    second = await make_api()
+    token = await second.key(account="other", credits=1000)
+    status, job = await second.post(token, "/v1/jobs", body)
+    assert status == 202, job
+    final = await second.wait_final(token, job["id"])
+    assert final["status"] == "failed", final
+    openai = farm.stats()["providers"]["openai"]
+    assert openai["requests"] == calls, "the new server called OpenAI with its budget spent"
+    assert openai["by_status"].get("429", 0) == 0

@@ -1,7 +1,8 @@
 """The windows a process was given, kept in the job store so that they outlive it.
 
-A provider's Retry-After puts its key in a cooldown; a webhook receiver's refusals pause it.
-Both lived only in the process's memory: a server restarted within a window (a deploy, a
+A provider's Retry-After puts its key in a cooldown, its spent x-ratelimit budget holds it
+off until the reset, a webhook receiver's refusals pause it. All lived only in the process's
+memory: a server restarted within a window (a deploy, a
 crash, ``kill``) forgot it and called the provider at once (a black-box pass: 11 calls into a
 30 s window, the job handed back at shutdown and ten new ones). :class:`WindowJournal` writes
 each window this process starts to the store (:class:`~imagerouter.jobs.store.WindowStore`),
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, cast
 
 from imagerouter.lifecycle import AsyncResource
 from imagerouter.replication.connection import replica_name
-from imagerouter.replication.mirror import Mirror
+from imagerouter.replication.mirror import BudgetWatch, Mirror
 from imagerouter.replication.receivers import ReceiverPauses
 from imagerouter.replication.records import (
+    BudgetRecord,
     CooldownRecord,
     ReceiverPauseRecord,
     Record,
@@ -51,7 +53,8 @@ _FLUSH_TIMEOUT_S = 2.0
 
 
 class WindowJournal(AsyncResource):
-    """Keeps this process's Retry-After cooldowns and receiver pauses in the job store, and
+    """Keeps this process's Retry-After cooldowns, spent budgets and receiver pauses in the
+    job store, and
     applies the running ones kept there when it starts (``async with``, or start/aclose)."""
 
     def __init__(
@@ -64,6 +67,7 @@ class WindowJournal(AsyncResource):
         self.pauses = (
             None if receivers is None else ReceiverPauses(receivers, self.replica_id, router.clock)
         )
+        self.budgets = BudgetWatch(self.mirror, self._queue)
         #: Windows applied at start (kept by an earlier process), written, and failed writes.
         self.restored = 0
         self.written = 0
@@ -86,6 +90,7 @@ class WindowJournal(AsyncResource):
             log.info("windows restored from the job store: %d", self.restored)
         for cooldowns in self.mirror.cooldown_tables():
             cooldowns.on_start.add(self._on_cooldown)
+        self.router.attempts.add(self.budgets.on_attempt)
         if self.pauses is not None:
             self.pauses.limits.on_pause.add(self._on_pause)
         self._task = asyncio.create_task(self._writer(), name="window-journal")
@@ -96,6 +101,7 @@ class WindowJournal(AsyncResource):
             return
         for cooldowns in self.mirror.cooldown_tables():
             cooldowns.on_start.remove(self._on_cooldown)
+        self.router.attempts.remove(self.budgets.on_attempt)
         if self.pauses is not None:
             self.pauses.limits.on_pause.remove(self._on_pause)
         self._closing = True
@@ -118,7 +124,7 @@ class WindowJournal(AsyncResource):
             ReceiverPauseRecord(name, event.until + offset, self.replica_id, event.since + offset)
         )
 
-    def _queue(self, record: CooldownRecord | ReceiverPauseRecord | None) -> None:
+    def _queue(self, record: CooldownRecord | BudgetRecord | ReceiverPauseRecord | None) -> None:
         if record is None or self._closing:
             return
         self._box[(record.kind, record.name)] = record
@@ -135,7 +141,7 @@ class WindowJournal(AsyncResource):
                 continue
             key = next(iter(self._box))
             record = self._box.pop(key)
-            until = cast(CooldownRecord | ReceiverPauseRecord, record).until
+            until = cast(CooldownRecord | BudgetRecord | ReceiverPauseRecord, record).until
             try:
                 await self.store.keep_window(record.kind, record.name, until, encode(record))
             except Exception as exc:  # the store is away: the next 429 teaches it again

@@ -16,9 +16,10 @@ what Redis says and sends what it returns. The rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from imagerouter.listeners import Listeners
@@ -28,9 +29,10 @@ from imagerouter.resilience.cooldowns import Cooldowns, CooldownStarted
 from imagerouter.resilience.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
+    from imagerouter.generation import AttemptEvent
     from imagerouter.router import Router
 
-__all__ = ["Mirror"]
+__all__ = ["BudgetWatch", "Mirror"]
 
 log = logging.getLogger(__name__)
 
@@ -295,3 +297,33 @@ def _newer(ours: Record, theirs: Record) -> bool:
     if isinstance(ours, BreakerRecord) or isinstance(theirs, BreakerRecord):
         return ours.order > theirs.order  # type: ignore[operator]
     return ours.until > theirs.until + _EPSILON_S
+
+
+class BudgetWatch:
+    """Looks at a provider's learned x-ratelimit budget after each call it answered, and hands
+    ``spent`` the record of a budget dry for longer than last said (:meth:`Mirror.budget_spent`).
+    Add :meth:`on_attempt` to the router's attempt listeners."""
+
+    def __init__(self, mirror: Mirror, spent: Callable[[BudgetRecord], None]) -> None:
+        self.mirror = mirror
+        self.spent = spent
+        self._due: set[str] = set()
+
+    def on_attempt(self, event: AttemptEvent) -> None:
+        """A call ended: look at its provider's budget once this loop turn is over."""
+        # The attempt is announced before the plan learns the call's x-ratelimit headers:
+        # look at the budget once the plan's synchronous bookkeeping is over.
+        name = event.attempt.provider
+        if event.attempt.outcome in ("ok", "error") and name not in self._due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # driven without a loop (a simulator): nothing to tell
+                return
+            self._due.add(name)
+            loop.call_soon(self._check, name)
+
+    def _check(self, name: str) -> None:
+        self._due.discard(name)
+        record = self.mirror.budget_spent(name)
+        if record is not None:
+            self.spent(record)

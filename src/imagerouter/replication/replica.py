@@ -77,7 +77,6 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from imagerouter.errors import ConfigError
-from imagerouter.generation import AttemptEvent
 from imagerouter.private import redact_url
 from imagerouter.replication.connection import (
     REDIS_ERRORS,
@@ -87,7 +86,7 @@ from imagerouter.replication.connection import (
 )
 from imagerouter.replication.keys import Keys
 from imagerouter.replication.link import ChannelLink
-from imagerouter.replication.mirror import Mirror
+from imagerouter.replication.mirror import BudgetWatch, Mirror
 from imagerouter.replication.receivers import ReceiverPauses
 from imagerouter.replication.records import (
     PEER_KINDS,
@@ -214,7 +213,7 @@ class RedisState(ChannelLink):
         self._tasks: list[asyncio.Task[None]] = []
         self._attached = False
         self._synced_once = False
-        self._budget_due: set[str] = set()
+        self._budgets = BudgetWatch(self.mirror, self._enqueue)
         self._relay_box: dict[tuple[str, str], Record] = {}
         self._relay_wake = asyncio.Event()
         self._unsubscribe_peers: Callable[[], None] | None = None
@@ -277,7 +276,7 @@ class RedisState(ChannelLink):
         if self._attached:
             return
         self.router.transitions.add(self._on_transition)
-        self.router.attempts.add(self._on_attempt)
+        self.router.attempts.add(self._budgets.on_attempt)
         for cooldowns in self.mirror.cooldown_tables():
             cooldowns.on_start.add(self._on_cooldown)
         if self.receivers is not None:
@@ -288,7 +287,7 @@ class RedisState(ChannelLink):
         if not self._attached:
             return
         self.router.transitions.remove(self._on_transition)
-        self.router.attempts.remove(self._on_attempt)
+        self.router.attempts.remove(self._budgets.on_attempt)
         for cooldowns in self.mirror.cooldown_tables():
             cooldowns.on_start.remove(self._on_cooldown)
         if self.receivers is not None:
@@ -346,22 +345,6 @@ class RedisState(ChannelLink):
     def _on_receiver_pause(self, event: PauseEarned) -> None:
         assert self.receivers is not None
         self._enqueue(self.receivers.earned(event))
-
-    def _on_attempt(self, event: AttemptEvent) -> None:
-        # The attempt is announced before the plan learns the call's x-ratelimit headers:
-        # look at the budget once the plan's synchronous bookkeeping is over.
-        name = event.attempt.provider
-        if event.attempt.outcome in ("ok", "error") and name not in self._budget_due:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # driven without a loop (a simulator): nothing to publish to
-                return
-            self._budget_due.add(name)
-            loop.call_soon(self._check_budget, name)
-
-    def _check_budget(self, name: str) -> None:
-        self._budget_due.discard(name)
-        self._enqueue(self.mirror.budget_spent(name))
 
     def _enqueue(self, record: Record | None) -> None:
         """Queue ``record`` for the publisher; a newer record of the same thing replaces it."""
