@@ -228,7 +228,7 @@ class JobPlan:
             self._skip(instance, why)
             if (
                 pace_held is None
-                and why.reason is PACED_BY_429S
+                and why.reason == PACED_BY_429S
                 and name not in self._jumped
                 and instance.pace is not None
                 and instance.pace.after_refusals
